@@ -1,5 +1,12 @@
 //! Pilotfish: an AI sidecar language server. See ARCHITECTURE.md for the codemap.
 
+pub mod cache;
+pub mod completion;
+pub mod config;
+pub mod documents;
+pub mod lsp;
+pub mod position;
 pub mod postprocess;
 pub mod prompt;
+pub mod providers;
 pub mod syntax;

@@ -1,1 +1,218 @@
-fn main() {}
+//! The `pilotfish` binary: the command line (clap), logging to stderr or a file (stdout
+//! carries LSP only), the runtime, and the one-shot commands.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use pilotfish::completion::{CompletionEngine, NoSuggestion};
+use pilotfish::config::{Config, LoadedConfig};
+use pilotfish::documents::Documents;
+use pilotfish::lsp::{ServeOptions, serve_stdio};
+use pilotfish::position::{self, LineCol, PositionEncoding};
+use pilotfish::providers::Providers;
+use pilotfish::syntax::Language;
+
+#[derive(Parser)]
+#[command(
+    name = "pilotfish",
+    version,
+    about = "AI sidecar language server: inline completion and routed code actions"
+)]
+struct Cli {
+    /// Configuration file (default: $PILOTFISH_CONFIG, ./.pilotfish.toml,
+    /// $XDG_CONFIG_HOME/pilotfish/config.toml, then the built-in default).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Write logs to this file instead of stderr.
+    #[arg(long, global = true, value_name = "FILE")]
+    log_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// One inline completion at FILE:LINE:COL (1-based line and column), printed to stdout.
+    Complete {
+        /// FILE:LINE:COL
+        spot: String,
+        /// How long to wait for the model (default: the model's timeout).
+        #[arg(long, value_name = "MS")]
+        budget_ms: Option<u64>,
+    },
+    /// Print the effective configuration (defaults merged with the file).
+    Config,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = init_logging(cli.log_file.as_deref()) {
+        eprintln!("pilotfish: cannot open the log file: {e}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("pilotfish: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = match cli.command {
+        None => {
+            let code = runtime.block_on(serve_stdio(ServeOptions {
+                config_path: cli.config,
+            }));
+            let _ = std::io::stdout().flush();
+            // Do not wait for stdin's blocking reader or in-flight model calls.
+            runtime.shutdown_timeout(Duration::from_millis(50));
+            code as u8
+        }
+        Some(Command::Config) => match load_config(cli.config.as_deref()) {
+            Ok(loaded) => {
+                println!("# from: {}", loaded.origin);
+                print!("{}", loaded.config.to_display_toml());
+                0
+            }
+            Err(code) => code,
+        },
+        Some(Command::Complete { spot, budget_ms }) => match load_config(cli.config.as_deref()) {
+            Ok(loaded) => runtime.block_on(complete_once(loaded.config, &spot, budget_ms)),
+            Err(code) => code,
+        },
+    };
+    ExitCode::from(code)
+}
+
+fn init_logging(file: Option<&Path>) -> std::io::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PILOTFISH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match file {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?;
+            builder.with_ansi(false).with_writer(Arc::new(file)).init();
+        }
+        None => builder.with_ansi(false).with_writer(std::io::stderr).init(),
+    }
+    Ok(())
+}
+
+fn load_config(explicit: Option<&Path>) -> Result<LoadedConfig, u8> {
+    let cwd = std::env::current_dir().ok();
+    LoadedConfig::load(explicit, cwd.as_deref()).map_err(|e| {
+        eprintln!("pilotfish: {e}");
+        2
+    })
+}
+
+/// `FILE:LINE:COL` → (file, 0-based line, 0-based column in characters).
+fn parse_spot(spot: &str) -> Result<(PathBuf, u32, u32), String> {
+    let mut parts = spot.rsplitn(3, ':');
+    let (col, line, file) = (parts.next(), parts.next(), parts.next());
+    let (Some(col), Some(line), Some(file)) = (col, line, file) else {
+        return Err(format!("expected FILE:LINE:COL, got {spot:?}"));
+    };
+    let number = |s: &str, what: &str| -> Result<u32, String> {
+        match s.parse::<u32>() {
+            Ok(n) if n >= 1 => Ok(n - 1),
+            _ => Err(format!("{what} must be a number from 1, got {s:?}")),
+        }
+    };
+    Ok((
+        PathBuf::from(file),
+        number(line, "LINE")?,
+        number(col, "COL")?,
+    ))
+}
+
+async fn complete_once(mut config: Config, spot: &str, budget_ms: Option<u64>) -> u8 {
+    let (file, line, col) = match parse_spot(spot) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("pilotfish: {e}");
+            return 2;
+        }
+    };
+    let text = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("pilotfish: cannot read {}: {e}", file.display());
+            return 2;
+        }
+    };
+    // A one-shot command waits for the model: the interactive budget does not apply.
+    let slowest = config
+        .models
+        .values()
+        .map(|m| m.timeout_ms)
+        .max()
+        .unwrap_or(30_000);
+    config.completion.budget_ms = budget_ms.unwrap_or(slowest);
+    let uri = format!(
+        "file://{}",
+        std::path::absolute(&file).unwrap_or(file.clone()).display()
+    );
+    let mut docs = Documents::default();
+    docs.open(&uri, Language::from_path(&file.to_string_lossy()), 0, &text);
+    let Ok(snapshot) = docs.snapshot(&uri) else {
+        return 2;
+    };
+    let cursor = match position::to_byte(
+        &snapshot.rope,
+        LineCol { line, col },
+        PositionEncoding::Utf32,
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("pilotfish: {spot}: {e}");
+            return 2;
+        }
+    };
+    let engine = CompletionEngine::new(Arc::new(config), Providers::new());
+    match engine.complete(&snapshot, cursor).await {
+        Ok(s) => {
+            println!("{}", s.text);
+            eprintln!("pilotfish: answered by {} ({})", s.model, s.source.name());
+            0
+        }
+        Err(NoSuggestion::Failed(why)) => {
+            eprintln!("pilotfish: no model answered: {why}");
+            1
+        }
+        Err(why) => {
+            eprintln!("pilotfish: no suggestion here ({why:?})");
+            0
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spots() {
+        assert_eq!(
+            parse_spot("src/a.rs:3:7"),
+            Ok((PathBuf::from("src/a.rs"), 2, 6))
+        );
+        assert_eq!(
+            parse_spot("C:/x/a.rs:1:1"),
+            Ok((PathBuf::from("C:/x/a.rs"), 0, 0))
+        );
+        assert!(parse_spot("a.rs:0:1").is_err());
+        assert!(parse_spot("a.rs:3").is_err());
+        assert!(parse_spot("a.rs:x:1").is_err());
+    }
+}

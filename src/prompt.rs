@@ -59,9 +59,16 @@ pub fn build_fim(fim: Fim, ctx: &CompletionContext) -> FimPrompt {
         stop.push("\n".to_string());
     }
     match fim {
-        Fim::Native => FimPrompt { prompt: prefix, suffix: Some(ctx.suffix.clone()), stop },
+        Fim::Native => FimPrompt {
+            prompt: prefix,
+            suffix: Some(ctx.suffix.clone()),
+            stop,
+        },
         Fim::Template(_) => FimPrompt {
-            prompt: format!("<|fim_prefix|>{prefix}<|fim_suffix|>{}<|fim_middle|>", ctx.suffix),
+            prompt: format!(
+                "<|fim_prefix|>{prefix}<|fim_suffix|>{}<|fim_middle|>",
+                ctx.suffix
+            ),
             suffix: None,
             stop,
         },

@@ -22,7 +22,10 @@ pub struct ContextBudget {
 impl Default for ContextBudget {
     fn default() -> Self {
         // A ~300-character suffix keeps what llama.cpp must re-read per keystroke small.
-        ContextBudget { prefix_tokens: 1536, suffix_tokens: 75 }
+        ContextBudget {
+            prefix_tokens: 1536,
+            suffix_tokens: 75,
+        }
     }
 }
 
@@ -87,7 +90,12 @@ pub fn extract(
     let end_char = (cursor_char + budget.suffix_tokens * CHARS_PER_TOKEN).min(rope.len_chars());
     let line = rope.char_to_line(cursor_char);
     let line_start = rope.line_to_char(line);
-    let line_after: String = rope.line(line).chars().skip(cursor_char - line_start).filter(|c| *c != '\n' && *c != '\r').collect();
+    let line_after: String = rope
+        .line(line)
+        .chars()
+        .skip(cursor_char - line_start)
+        .filter(|c| *c != '\n' && *c != '\r')
+        .collect();
     let line_before = rope.slice(line_start..cursor_char).to_string();
     let multiline = match policy {
         MultilinePolicy::Always => true,
@@ -101,6 +109,11 @@ pub fn extract(
         prefix: rope.slice(start_char..cursor_char).to_string(),
         suffix: rope.slice(cursor_char..end_char).to_string(),
         scope_chain: Vec::new(),
-        shape: SuggestionShape { multiline, line_before, line_after, block_indent: None },
+        shape: SuggestionShape {
+            multiline,
+            line_before,
+            line_after,
+            block_indent: None,
+        },
     }
 }

@@ -120,7 +120,11 @@ mod tests {
         ];
         for (lang, src) in cases {
             let tree = parse(lang, src).unwrap_or_else(|| panic!("{lang:?} did not parse"));
-            assert!(!tree.root_node().has_error(), "{lang:?}: {}", tree.root_node().to_sexp());
+            assert!(
+                !tree.root_node().has_error(),
+                "{lang:?}: {}",
+                tree.root_node().to_sexp()
+            );
         }
         assert!(parse(Language::PlainText, "hello").is_none());
     }
@@ -130,6 +134,9 @@ mod tests {
         assert_eq!(Language::detect("rust", "x.txt"), Language::Rust);
         assert_eq!(Language::detect("", "/a/b.tsx"), Language::Tsx);
         assert_eq!(Language::detect("plaintext", "/a/b.PY"), Language::Python);
-        assert_eq!(Language::detect("markdown", "/a/README.md"), Language::PlainText);
+        assert_eq!(
+            Language::detect("markdown", "/a/README.md"),
+            Language::PlainText
+        );
     }
 }

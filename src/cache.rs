@@ -1,0 +1,187 @@
+//! The completion cache: an LRU of post-processed suggestions keyed on the model and the
+//! prompt's windows, and typed-ahead reuse — when the user types the first characters of a
+//! suggestion, the rest of it is answered from here without a model call. Pure; no I/O.
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use lru::LruCache;
+
+/// How many of the most recently used entries a typed-ahead lookup scans. The suggestion
+/// being typed into is one the user has just seen, so it is always among the newest.
+const TYPED_AHEAD_SCAN: usize = 16;
+
+/// What a suggestion was computed from. Equal keys mean an equal prompt.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    pub model: Arc<str>,
+    /// Everything before the cursor that the prompt carries (header + prefix window).
+    pub prefix: String,
+    pub suffix: String,
+    pub multiline: bool,
+}
+
+/// A cached answer: the suggestion (None: the model had nothing useful to say here, which is
+/// worth remembering too) and the model that gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedSuggestion {
+    pub text: Option<Arc<str>>,
+    pub answered_by: Arc<str>,
+}
+
+pub struct CompletionCache {
+    entries: LruCache<CacheKey, CachedSuggestion>,
+}
+
+impl CompletionCache {
+    pub fn new(capacity: usize) -> CompletionCache {
+        let capacity = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
+        CompletionCache {
+            entries: LruCache::new(capacity),
+        }
+    }
+
+    /// Changes the capacity, evicting the least recently used entries if it shrinks.
+    pub fn resize(&mut self, capacity: usize) {
+        self.entries
+            .resize(NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN));
+    }
+
+    pub fn insert(&mut self, key: CacheKey, value: CachedSuggestion) {
+        self.entries.put(key, value);
+    }
+
+    /// The entry for exactly this prompt.
+    pub fn lookup(&mut self, key: &CacheKey) -> Option<CachedSuggestion> {
+        self.entries.get(key).cloned()
+    }
+
+    /// Typed-ahead reuse: an entry for the same model and suffix whose prefix, followed by
+    /// the characters typed since, is `key.prefix`, and whose suggestion starts with those
+    /// characters. Returns what is left of that suggestion; None if nothing is left.
+    pub fn lookup_typed_ahead(&mut self, key: &CacheKey) -> Option<CachedSuggestion> {
+        let hit = self
+            .entries
+            .iter()
+            .take(TYPED_AHEAD_SCAN)
+            .find_map(|(k, v)| {
+                if k.model != key.model
+                    || k.suffix != key.suffix
+                    || k.prefix.len() >= key.prefix.len()
+                {
+                    return None;
+                }
+                let typed = key.prefix.strip_prefix(k.prefix.as_str())?;
+                let rest = v.text.as_deref()?.strip_prefix(typed)?;
+                (!rest.trim().is_empty()).then(|| {
+                    (
+                        k.clone(),
+                        CachedSuggestion {
+                            text: Some(rest.into()),
+                            answered_by: v.answered_by.clone(),
+                        },
+                    )
+                })
+            });
+        let (source_key, rest) = hit?;
+        // Keep the source fresh (the user is still typing into it) and remember the rest
+        // under the new key, so that an identical request is an exact hit.
+        self.entries.promote(&source_key);
+        self.entries.put(key.clone(), rest.clone());
+        Some(rest)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(prefix: &str, suffix: &str) -> CacheKey {
+        CacheKey {
+            model: "m".into(),
+            prefix: prefix.into(),
+            suffix: suffix.into(),
+            multiline: false,
+        }
+    }
+
+    fn answer(text: &str) -> CachedSuggestion {
+        CachedSuggestion {
+            text: Some(text.into()),
+            answered_by: "m".into(),
+        }
+    }
+
+    #[test]
+    fn exact_hits_and_lru_eviction() {
+        let mut c = CompletionCache::new(2);
+        c.insert(key("a", ""), answer("1"));
+        c.insert(key("b", ""), answer("2"));
+        assert_eq!(c.lookup(&key("a", "")), Some(answer("1")));
+        c.insert(key("c", ""), answer("3")); // evicts b, the least recently used
+        assert_eq!(c.lookup(&key("b", "")), None);
+        assert_eq!(c.lookup(&key("a", "")), Some(answer("1")));
+        let mut other_model = key("a", "");
+        other_model.model = "other".into();
+        assert_eq!(c.lookup(&other_model), None);
+    }
+
+    #[test]
+    fn typed_ahead_table() {
+        // (cached prefix, cached suggestion, new prefix, new suffix, expected rest)
+        let cases: &[(&str, &str, &str, &str, Option<&str>)] = &[
+            ("let x = ", "foo(bar);", "let x = f", ")", None), // suffix differs
+            ("let x = ", "foo(bar);", "let x = f", "", Some("oo(bar);")),
+            ("let x = ", "foo(bar);", "let x = foo(", "", Some("bar);")),
+            ("let x = ", "foo(bar);", "let x = fob", "", None), // typed something else
+            ("let x = ", "foo(bar);", "let x = foo(bar);", "", None), // nothing left
+            ("let x = ", "foo(bar);", "let x = ", "", None),    // same prefix is not typed-ahead
+            ("let 😀 = ", "日本(x)", "let 😀 = 日", "", Some("本(x)")),
+            (
+                "def f():\n",
+                "    return 1\n    pass",
+                "def f():\n    ret",
+                "",
+                Some("urn 1\n    pass"),
+            ),
+        ];
+        for (old_prefix, suggestion, new_prefix, new_suffix, want) in cases {
+            let mut c = CompletionCache::new(8);
+            c.insert(key(old_prefix, ""), answer(suggestion));
+            let got = c.lookup_typed_ahead(&key(new_prefix, new_suffix));
+            assert_eq!(
+                got.as_ref().and_then(|g| g.text.as_deref()),
+                *want,
+                "{new_prefix:?}"
+            );
+            if want.is_some() {
+                assert!(
+                    c.lookup(&key(new_prefix, new_suffix)).is_some(),
+                    "rest is cached under the new key"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn empty_answers_are_cached_but_never_typed_into() {
+        let mut c = CompletionCache::new(4);
+        c.insert(
+            key("x", ""),
+            CachedSuggestion {
+                text: None,
+                answered_by: "m".into(),
+            },
+        );
+        assert_eq!(c.lookup(&key("x", "")).map(|v| v.text), Some(None));
+        assert_eq!(c.lookup_typed_ahead(&key("xy", "")), None);
+    }
+}

@@ -1,0 +1,561 @@
+//! The completion path, from a snapshot and a cursor to a suggestion, within a deadline:
+//! context → cache (exact, then typed-ahead) → adaptive debounce → one model call in flight
+//! per document (joined by identical requests, aborted when no request wants it any more)
+//! → post-processing → cache. A newer request for the same document supersedes the older
+//! ones, which are answered empty at once. Past the budget the answer is empty, and the
+//! model call goes on to fill the cache. Knows nothing of LSP.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::cache::{CacheKey, CachedSuggestion, CompletionCache};
+use crate::config::{Config, ModelConfig};
+use crate::documents::Snapshot;
+use crate::postprocess::postprocess;
+use crate::prompt::{Fim, build_fim};
+use crate::providers::{FimCall, Providers};
+use crate::syntax::context::{CompletionContext, ContextBudget, extract};
+
+/// A gap between two requests longer than this ends a typing burst: the next request goes
+/// to the model at once.
+const PAUSE: Duration = Duration::from_millis(400);
+/// The debounce never waits longer than this, however slow the rhythm.
+const MAX_DEBOUNCE: Duration = Duration::from_millis(150);
+/// Single-line suggestions need few tokens; asking for fewer bounds the worst case.
+const SINGLE_LINE_MAX_TOKENS: u32 = 64;
+
+/// Where a suggestion came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Model,
+    Cache,
+    TypedAhead,
+}
+
+impl Source {
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Model => "model",
+            Source::Cache => "cache",
+            Source::TypedAhead => "typed-ahead",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suggestion {
+    pub text: Arc<str>,
+    /// The configured name of the model that produced it.
+    pub model: Arc<str>,
+    pub source: Source,
+}
+
+/// Why a request is answered with nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoSuggestion {
+    /// A newer request for the same document arrived.
+    Superseded,
+    /// The budget ran out before the model answered (its answer will still be cached).
+    Deadline,
+    /// The model answered, but nothing worth showing.
+    Nothing,
+    /// Every model in the chain failed; one clear line saying why.
+    Failed(String),
+}
+
+pub type Outcome = Result<Suggestion, NoSuggestion>;
+
+/// Counters of what the path did, for logs and benchmarks.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub requests: AtomicU64,
+    pub model_calls: AtomicU64,
+    pub aborted_calls: AtomicU64,
+    pub cache_hits: AtomicU64,
+    pub typed_ahead_hits: AtomicU64,
+    pub superseded: AtomicU64,
+    pub deadline_exceeded: AtomicU64,
+}
+
+/// A model that can serve completion, with its FIM mode resolved.
+#[derive(Clone)]
+struct Candidate {
+    name: Arc<str>,
+    model: Arc<ModelConfig>,
+    fim: Fim,
+}
+
+/// The settings the path reads on every request; replaced whole on reconfiguration.
+struct Settings {
+    chain: Vec<Candidate>,
+    budget: Duration,
+    debounce_floor: Duration,
+    config: Arc<Config>,
+}
+
+impl Settings {
+    fn from_config(config: Arc<Config>) -> Settings {
+        let chain = config
+            .routes
+            .get("complete")
+            .into_iter()
+            .flatten()
+            .filter_map(|name| {
+                let model = config.models.get(name)?;
+                let fim = model.fim()?;
+                Some(Candidate {
+                    name: name.as_str().into(),
+                    model: Arc::new(model.clone()),
+                    fim,
+                })
+            })
+            .collect();
+        Settings {
+            chain,
+            budget: Duration::from_millis(config.completion.budget_ms),
+            debounce_floor: Duration::from_millis(config.completion.debounce_ms),
+            config,
+        }
+    }
+}
+
+/// Per-document request state.
+struct DocState {
+    /// The sequence number of the newest request; older ones watch it to learn they are
+    /// superseded.
+    latest: watch::Sender<u64>,
+    last_request: Option<Instant>,
+    /// Smoothed gap between requests during the current burst.
+    rhythm: Option<Duration>,
+    inflight: Option<Arc<Flight>>,
+}
+
+/// One model call in flight, shared by every request with the same key.
+struct Flight {
+    key: CacheKey,
+    result: watch::Receiver<Option<Result<CachedSuggestion, String>>>,
+    abort: tokio::task::AbortHandle,
+    /// Requests waiting on it; guarded by the `docs` lock.
+    waiters: std::sync::atomic::AtomicUsize,
+    /// Set when a request gave up at its deadline: the call then runs on to fill the cache.
+    detached: std::sync::atomic::AtomicBool,
+}
+
+struct Shared {
+    providers: Providers,
+    settings: RwLock<Arc<Settings>>,
+    cache: Mutex<CompletionCache>,
+    docs: Mutex<HashMap<Arc<str>, DocState>>,
+    counters: Counters,
+}
+
+/// The completion engine. Cheap to clone; all clones share state.
+#[derive(Clone)]
+pub struct CompletionEngine {
+    shared: Arc<Shared>,
+}
+
+/// Locks a mutex, recovering the data if a panicking request poisoned it: every critical
+/// section here leaves the data consistent before anything can panic.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl CompletionEngine {
+    pub fn new(config: Arc<Config>, providers: Providers) -> CompletionEngine {
+        let cache = CompletionCache::new(config.completion.cache_entries);
+        CompletionEngine {
+            shared: Arc::new(Shared {
+                providers,
+                settings: RwLock::new(Arc::new(Settings::from_config(config))),
+                cache: Mutex::new(cache),
+                docs: Mutex::new(HashMap::new()),
+                counters: Counters::default(),
+            }),
+        }
+    }
+
+    /// Takes a new configuration; the cache is kept (its keys name the model).
+    pub fn reconfigure(&self, config: Arc<Config>) {
+        lock(&self.shared.cache).resize(config.completion.cache_entries);
+        *self
+            .shared
+            .settings
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Arc::new(Settings::from_config(config));
+    }
+
+    fn settings(&self) -> Arc<Settings> {
+        self.shared
+            .settings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.shared.counters
+    }
+
+    /// The models completion will try, in order.
+    pub fn chain(&self) -> Vec<(Arc<str>, Arc<ModelConfig>)> {
+        self.settings()
+            .chain
+            .iter()
+            .map(|c| (c.name.clone(), c.model.clone()))
+            .collect()
+    }
+
+    /// Opens pooled connections to the completion models; returns the ones that failed.
+    pub async fn warm(&self) -> Vec<(Arc<str>, String)> {
+        let mut failed = Vec::new();
+        for c in self.settings().chain.iter() {
+            if let Err(e) = self.shared.providers.warm(&c.model).await {
+                failed.push((c.name.clone(), e.to_string()));
+            }
+        }
+        failed
+    }
+
+    /// Forgets a closed document: its waiting requests end, its model call is aborted.
+    pub fn close(&self, uri: &str) {
+        if let Some(state) = lock(&self.shared.docs).remove(uri) {
+            if let Some(flight) = state.inflight {
+                flight.abort.abort();
+            }
+        }
+    }
+
+    /// Answers one completion request at `cursor` (a byte offset into the snapshot).
+    pub async fn complete(&self, snapshot: &Snapshot, cursor: usize) -> Outcome {
+        let started = Instant::now();
+        let counters = &self.shared.counters;
+        counters.requests.fetch_add(1, Ordering::Relaxed);
+        let settings = self.settings();
+        let Some(primary) = settings.chain.first() else {
+            return Err(NoSuggestion::Failed(
+                "no model can serve completion: list one with a `fim` mode in [routes] complete"
+                    .into(),
+            ));
+        };
+        let (seq, mut latest, debounce) =
+            self.begin(&snapshot.uri, started, settings.debounce_floor);
+
+        let config = &settings.config;
+        let ctx = extract(
+            &snapshot.rope,
+            snapshot.tree.as_ref(),
+            snapshot.language,
+            cursor,
+            ContextBudget::default(),
+            config.completion.multiline.into(),
+        );
+        let key = cache_key(&primary.name, &ctx);
+
+        let cached = {
+            let mut cache = lock(&self.shared.cache);
+            match cache.lookup(&key) {
+                Some(hit) => Some((hit, Source::Cache)),
+                None => cache
+                    .lookup_typed_ahead(&key)
+                    .map(|hit| (hit, Source::TypedAhead)),
+            }
+        };
+        if let Some((hit, source)) = cached {
+            let counter = if source == Source::Cache {
+                &counters.cache_hits
+            } else {
+                &counters.typed_ahead_hits
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            return into_outcome(hit, source);
+        }
+
+        if !debounce.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep(debounce) => {}
+                _ = superseded(&mut latest, seq) => {
+                    counters.superseded.fetch_add(1, Ordering::Relaxed);
+                    return Err(NoSuggestion::Superseded);
+                }
+            }
+        }
+
+        let waiter = self.join_or_start(&snapshot.uri, key, ctx, &settings);
+        let deadline = tokio::time::Instant::from_std(started + settings.budget);
+        tokio::select! {
+            result = waiter.result() => match result {
+                Some(Ok(hit)) => into_outcome(hit, Source::Model),
+                Some(Err(message)) => Err(NoSuggestion::Failed(message)),
+                None => {
+                    counters.superseded.fetch_add(1, Ordering::Relaxed);
+                    Err(NoSuggestion::Superseded)
+                }
+            },
+            _ = superseded(&mut latest, seq) => {
+                counters.superseded.fetch_add(1, Ordering::Relaxed);
+                Err(NoSuggestion::Superseded)
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                waiter.detach();
+                counters.deadline_exceeded.fetch_add(1, Ordering::Relaxed);
+                Err(NoSuggestion::Deadline)
+            }
+        }
+    }
+
+    /// Registers a request: supersedes the older ones for the document and decides how long
+    /// to debounce (nothing after a pause; during a burst, a bit more than the rhythm).
+    fn begin(
+        &self,
+        uri: &Arc<str>,
+        now: Instant,
+        floor: Duration,
+    ) -> (u64, watch::Receiver<u64>, Duration) {
+        let mut docs = lock(&self.shared.docs);
+        let state = docs.entry(uri.clone()).or_insert_with(|| DocState {
+            latest: watch::channel(0).0,
+            last_request: None,
+            rhythm: None,
+            inflight: None,
+        });
+        let seq = *state.latest.borrow() + 1;
+        state.latest.send_replace(seq);
+        let gap = state.last_request.map(|t| now.saturating_duration_since(t));
+        state.last_request = Some(now);
+        let debounce = match gap {
+            Some(gap) if gap < PAUSE => {
+                let rhythm = state.rhythm.map_or(gap, |r| (r + gap) / 2);
+                state.rhythm = Some(rhythm);
+                (rhythm * 3 / 2).clamp(floor, MAX_DEBOUNCE.max(floor))
+            }
+            _ => {
+                state.rhythm = None;
+                Duration::ZERO
+            }
+        };
+        (seq, state.latest.subscribe(), debounce)
+    }
+
+    /// Waits on the document's model call for `key`, starting one (and aborting any other
+    /// call for the document) if none is in flight.
+    fn join_or_start(
+        &self,
+        uri: &Arc<str>,
+        key: CacheKey,
+        ctx: CompletionContext,
+        settings: &Arc<Settings>,
+    ) -> Waiter {
+        let mut docs = lock(&self.shared.docs);
+        let Some(state) = docs.get_mut(uri) else {
+            // The document was closed meanwhile: a flight nobody can join.
+            return Waiter {
+                flight: None,
+                engine: self.clone(),
+                uri: uri.clone(),
+            };
+        };
+        if let Some(flight) = state.inflight.as_ref().filter(|f| f.key == key) {
+            flight.waiters.fetch_add(1, Ordering::Relaxed);
+            return Waiter {
+                flight: Some(flight.clone()),
+                engine: self.clone(),
+                uri: uri.clone(),
+            };
+        }
+        if let Some(old) = state.inflight.take() {
+            if !old.abort.is_finished() {
+                old.abort.abort();
+                self.shared
+                    .counters
+                    .aborted_calls
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let (tx, rx) = watch::channel(None);
+        self.shared
+            .counters
+            .model_calls
+            .fetch_add(1, Ordering::Relaxed);
+        let task = tokio::spawn(run_flight(
+            self.clone(),
+            uri.clone(),
+            key.clone(),
+            ctx,
+            settings.clone(),
+            tx,
+        ));
+        let flight = Arc::new(Flight {
+            key,
+            result: rx,
+            abort: task.abort_handle(),
+            waiters: 1.into(),
+            detached: false.into(),
+        });
+        state.inflight = Some(flight.clone());
+        Waiter {
+            flight: Some(flight),
+            engine: self.clone(),
+            uri: uri.clone(),
+        }
+    }
+}
+
+/// Resolves once a request newer than `seq` exists (or the document is gone).
+async fn superseded(latest: &mut watch::Receiver<u64>, seq: u64) {
+    while *latest.borrow_and_update() == seq {
+        if latest.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+fn cache_key(model: &Arc<str>, ctx: &CompletionContext) -> CacheKey {
+    let mut prefix = String::with_capacity(ctx.prefix.len() + 256);
+    for line in &ctx.imports {
+        prefix.push_str(line);
+        prefix.push('\n');
+    }
+    prefix.push_str(&ctx.prefix);
+    CacheKey {
+        model: model.clone(),
+        prefix,
+        suffix: ctx.suffix.clone(),
+        multiline: ctx.shape.multiline,
+    }
+}
+
+fn into_outcome(hit: CachedSuggestion, source: Source) -> Outcome {
+    match hit.text {
+        Some(text) => Ok(Suggestion {
+            text,
+            model: hit.answered_by,
+            source,
+        }),
+        None => Err(NoSuggestion::Nothing),
+    }
+}
+
+/// The model call: tries each candidate in turn, post-processes the first answer, caches
+/// it and publishes it to the waiters.
+async fn run_flight(
+    engine: CompletionEngine,
+    uri: Arc<str>,
+    key: CacheKey,
+    ctx: CompletionContext,
+    settings: Arc<Settings>,
+    tx: watch::Sender<Option<Result<CachedSuggestion, String>>>,
+) {
+    let mut errors = Vec::new();
+    let mut result = None;
+    for candidate in &settings.chain {
+        let prompt = build_fim(candidate.fim, &ctx);
+        let max_tokens = if ctx.shape.multiline {
+            candidate.model.max_output_tokens
+        } else {
+            candidate
+                .model
+                .max_output_tokens
+                .min(SINGLE_LINE_MAX_TOKENS)
+        };
+        let call = FimCall {
+            prompt: &prompt,
+            max_tokens,
+            time_budget: Some(settings.budget),
+        };
+        let t0 = Instant::now();
+        match engine.shared.providers.fim(&candidate.model, call).await {
+            Ok(answer) => {
+                let text = postprocess(&answer.text, &ctx, &prompt.stop);
+                tracing::debug!(
+                    model = %candidate.name,
+                    ms = t0.elapsed().as_millis() as u64,
+                    raw = answer.text.len(),
+                    kept = text.as_ref().map_or(0, String::len),
+                    "completion answered"
+                );
+                result = Some(CachedSuggestion {
+                    text: text.map(Into::into),
+                    answered_by: candidate.name.clone(),
+                });
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(model = %candidate.name, "completion failed: {e}");
+                errors.push(format!("{}: {e}", candidate.name));
+            }
+        }
+    }
+    let outcome = match result {
+        Some(hit) => {
+            lock(&engine.shared.cache).insert(key.clone(), hit.clone());
+            Ok(hit)
+        }
+        None => Err(errors.join("; ")),
+    };
+    tx.send_replace(Some(outcome));
+    let mut docs = lock(&engine.shared.docs);
+    if let Some(state) = docs.get_mut(&uri) {
+        if state.inflight.as_ref().is_some_and(|f| f.key == key) {
+            state.inflight = None;
+        }
+    }
+}
+
+/// A request's hold on a flight. Dropping the last hold on a flight that is not detached
+/// aborts the model call: nobody wants its answer (superseded, or `$/cancelRequest`).
+struct Waiter {
+    flight: Option<Arc<Flight>>,
+    engine: CompletionEngine,
+    uri: Arc<str>,
+}
+
+impl Waiter {
+    /// The flight's outcome; None if it was aborted.
+    async fn result(&self) -> Option<Result<CachedSuggestion, String>> {
+        let mut rx = self.flight.as_ref()?.result.clone();
+        loop {
+            if let Some(r) = rx.borrow_and_update().clone() {
+                return Some(r);
+            }
+            rx.changed().await.ok()?;
+        }
+    }
+
+    fn detach(&self) {
+        if let Some(f) = &self.flight {
+            f.detached.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        let Some(flight) = self.flight.take() else {
+            return;
+        };
+        let mut docs = lock(&self.engine.shared.docs);
+        let last = flight.waiters.fetch_sub(1, Ordering::Relaxed) == 1;
+        if last && !flight.detached.load(Ordering::Relaxed) && !flight.abort.is_finished() {
+            flight.abort.abort();
+            self.engine
+                .shared
+                .counters
+                .aborted_calls
+                .fetch_add(1, Ordering::Relaxed);
+            if let Some(state) = docs.get_mut(&self.uri) {
+                if state
+                    .inflight
+                    .as_ref()
+                    .is_some_and(|f| Arc::ptr_eq(f, &flight))
+                {
+                    state.inflight = None;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,503 @@
+//! The protocol layer — the only module that names LSP types. It negotiates capabilities
+//! and the position encoding, keeps documents in step (each `didChange` applied before any
+//! `.await`), turns requests into calls on the completion engine and answers back. Every
+//! request handler runs behind a panic guard: a bug in one request becomes an error
+//! response, never a dead server.
+
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Instant;
+
+use futures_util::FutureExt;
+use serde_json::{Value, json};
+use tower_lsp_server::jsonrpc::{Error, Result};
+use tower_lsp_server::ls_types::*;
+use tower_lsp_server::{Client, LanguageServer, LspService, Server};
+
+use crate::completion::{CompletionEngine, NoSuggestion, Suggestion};
+use crate::config::LoadedConfig;
+use crate::documents::{Documents, TextChange};
+use crate::position::{self, LineCol, PositionEncoding};
+use crate::providers::Providers;
+use crate::syntax::Language;
+
+/// The command attached to every suggestion, so the editor reports acceptance.
+pub const ACCEPT_COMMAND: &str = "pilotfish.accept";
+/// How many requests the server works on at once. Completion handlers wait on models;
+/// a generous limit keeps `didChange` and `$/cancelRequest` flowing behind them.
+const MAX_CONCURRENT_REQUESTS: usize = 32;
+
+/// How the server was started: what it needs before `initialize` arrives.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// `--config FILE`: overrides every other config location.
+    pub config_path: Option<PathBuf>,
+}
+
+/// Serves LSP on stdin/stdout until `exit` (or the editor closes stdin). Returns the exit
+/// code LSP asks for: 0 after `shutdown`, 1 otherwise.
+pub async fn serve_stdio(options: ServeOptions) -> i32 {
+    let shutdown_seen = Arc::new(AtomicBool::new(false));
+    let flag = shutdown_seen.clone();
+    let (service, socket) = LspService::build(move |client| Backend::new(client, options, flag))
+        .custom_method("textDocument/inlineCompletion", Backend::inline_completion)
+        .finish();
+    Server::new(tokio::io::stdin(), tokio::io::stdout(), socket)
+        .concurrency_level(MAX_CONCURRENT_REQUESTS)
+        .serve(service)
+        .await;
+    if shutdown_seen.load(Ordering::SeqCst) {
+        0
+    } else {
+        1
+    }
+}
+
+pub struct Backend {
+    client: Client,
+    options: ServeOptions,
+    documents: Mutex<Documents>,
+    encoding: RwLock<PositionEncoding>,
+    config: RwLock<LoadedConfig>,
+    engine: CompletionEngine,
+    /// Whether the user has been told that no completion model answers; reset on success.
+    told_unreachable: AtomicBool,
+    shutdown_seen: Arc<AtomicBool>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Runs a request handler, turning a panic into an internal-error response.
+async fn guarded<T>(what: &str, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    match AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            tracing::error!("{what} panicked: {msg}");
+            Err(Error {
+                code: tower_lsp_server::jsonrpc::ErrorCode::InternalError,
+                message: format!("pilotfish: {what} failed: {msg}").into(),
+                data: None,
+            })
+        }
+    }
+}
+
+fn invalid_params(e: impl std::fmt::Display) -> Error {
+    Error::invalid_params(e.to_string())
+}
+
+fn to_line_col(p: Position) -> LineCol {
+    LineCol {
+        line: p.line,
+        col: p.character,
+    }
+}
+
+fn to_position(p: LineCol) -> Position {
+    Position {
+        line: p.line,
+        character: p.col,
+    }
+}
+
+impl Backend {
+    fn new(client: Client, options: ServeOptions, shutdown_seen: Arc<AtomicBool>) -> Backend {
+        // The real configuration is loaded at `initialize`, when the workspace is known.
+        let config = LoadedConfig::built_in();
+        let engine = CompletionEngine::new(Arc::new(config.config.clone()), Providers::new());
+        Backend {
+            client,
+            options,
+            documents: Mutex::new(Documents::default()),
+            encoding: RwLock::new(PositionEncoding::default()),
+            config: RwLock::new(config),
+            engine,
+            told_unreachable: AtomicBool::new(false),
+            shutdown_seen,
+        }
+    }
+
+    fn encoding(&self) -> PositionEncoding {
+        *self.encoding.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_config(&self, loaded: LoadedConfig) {
+        self.engine.reconfigure(Arc::new(loaded.config.clone()));
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = loaded;
+    }
+
+    /// Loads the configuration for `workspace`, then applies the editor's overrides. A bad
+    /// file or bad overrides are reported and leave the previous (or built-in) config.
+    async fn load_config(&self, workspace: Option<PathBuf>, overrides: Option<Value>) {
+        let mut loaded =
+            match LoadedConfig::load(self.options.config_path.as_deref(), workspace.as_deref()) {
+                Ok(loaded) => loaded,
+                Err(e) => {
+                    self.show(
+                        MessageType::ERROR,
+                        format!("Pilotfish: bad configuration, using the built-in default. {e}"),
+                    )
+                    .await;
+                    LoadedConfig::built_in()
+                }
+            };
+        if let Some(overrides) = overrides {
+            match loaded.with_overrides(&overrides) {
+                Ok(with) => loaded = with,
+                Err(e) => {
+                    self.show(
+                        MessageType::ERROR,
+                        format!("Pilotfish: ignoring editor settings. {e}"),
+                    )
+                    .await
+                }
+            }
+        }
+        tracing::info!(origin = %loaded.origin, "configuration loaded");
+        self.set_config(loaded);
+    }
+
+    async fn show(&self, kind: MessageType, message: String) {
+        tracing::warn!("{message}");
+        self.client.show_message(kind, message).await;
+    }
+
+    /// Tells the user, once until a model answers again, that completion has no model.
+    async fn tell_unreachable(&self, why: &str) {
+        if !self.told_unreachable.swap(true, Ordering::SeqCst) {
+            let message = format!(
+                "Pilotfish: no completion model answers ({why}). Start your model server (e.g. `ollama serve`) or point [models] in .pilotfish.toml at one; `pilotfish config` shows what is configured."
+            );
+            self.show(MessageType::WARNING, message).await;
+        }
+    }
+
+    /// The shared core of both completion methods: the suggestion at `pos` and the
+    /// position of the cursor, or None.
+    async fn suggest(&self, uri: &Uri, pos: Position) -> Result<Option<(Suggestion, Position)>> {
+        let started = Instant::now();
+        let snapshot = lock(&self.documents)
+            .snapshot(uri.as_str())
+            .map_err(invalid_params)?;
+        let cursor = position::to_byte(&snapshot.rope, to_line_col(pos), self.encoding())
+            .map_err(invalid_params)?;
+        let outcome = self.engine.complete(&snapshot, cursor).await;
+        let current = lock(&self.documents).version(uri.as_str());
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        match outcome {
+            Ok(s) if current == Some(snapshot.version) => {
+                tracing::info!(uri = uri.as_str(), line = pos.line, model = %s.model, source = s.source.name(), ms, "suggestion");
+                if s.source == crate::completion::Source::Model {
+                    self.told_unreachable.store(false, Ordering::SeqCst);
+                }
+                Ok(Some((s, pos)))
+            }
+            Ok(_) => {
+                tracing::debug!(
+                    uri = uri.as_str(),
+                    "document changed while completing: answering empty"
+                );
+                Ok(None)
+            }
+            Err(NoSuggestion::Failed(why)) => {
+                self.tell_unreachable(&why).await;
+                Ok(None)
+            }
+            Err(why) => {
+                tracing::debug!(
+                    uri = uri.as_str(),
+                    line = pos.line,
+                    ?why,
+                    ms,
+                    "no suggestion"
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    /// `textDocument/inlineCompletion` (LSP 3.18).
+    pub async fn inline_completion(
+        &self,
+        params: InlineCompletionParams,
+    ) -> Result<Option<InlineCompletionResponse>> {
+        guarded("inlineCompletion", async {
+            let tdp = params.text_document_position;
+            let Some((s, pos)) = self.suggest(&tdp.text_document.uri, tdp.position).await? else {
+                return Ok(Some(InlineCompletionResponse::List(InlineCompletionList {
+                    items: vec![],
+                })));
+            };
+            let item = InlineCompletionItem {
+                insert_text: s.text.to_string(),
+                filter_text: None,
+                range: Some(Range {
+                    start: pos,
+                    end: pos,
+                }),
+                command: Some(accept_command(&s)),
+                insert_text_format: Some(InsertTextFormat::PLAIN_TEXT),
+            };
+            Ok(Some(InlineCompletionResponse::List(InlineCompletionList {
+                items: vec![item],
+            })))
+        })
+        .await
+    }
+}
+
+fn accept_command(s: &Suggestion) -> Command {
+    Command {
+        title: "Pilotfish: accept suggestion".into(),
+        command: ACCEPT_COMMAND.into(),
+        arguments: Some(vec![
+            json!({ "model": &*s.model, "source": s.source.name(), "chars": s.text.chars().count() }),
+        ]),
+    }
+}
+
+/// The identifier characters just before `cursor` on its line: completion menus filter
+/// items by this word, so the item must start with it.
+fn word_before(rope: &ropey::Rope, cursor: usize) -> usize {
+    let cursor_char = rope.byte_to_char(cursor);
+    let line_start = rope.line_to_char(rope.char_to_line(cursor_char));
+    let mut start = cursor_char;
+    while start > line_start {
+        let c = rope.char(start - 1);
+        if c.is_alphanumeric() || c == '_' {
+            start -= 1;
+        } else {
+            break;
+        }
+    }
+    rope.char_to_byte(start)
+}
+
+impl LanguageServer for Backend {
+    async fn initialize(&self, params: InitializeParams) -> Result<InitializeResult> {
+        let offered = params
+            .capabilities
+            .general
+            .as_ref()
+            .and_then(|g| g.position_encodings.as_ref())
+            .map(|list| {
+                list.iter()
+                    .map(|k| k.as_str().to_string())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        let encoding = PositionEncoding::negotiate(offered.iter().map(String::as_str));
+        *self.encoding.write().unwrap_or_else(|p| p.into_inner()) = encoding;
+
+        #[allow(deprecated)]
+        let root = params
+            .workspace_folders
+            .as_ref()
+            .and_then(|f| f.first())
+            .map(|f| f.uri.clone())
+            .or(params.root_uri.clone())
+            .and_then(|uri| uri.to_file_path().map(|p| p.into_owned()));
+        self.load_config(root, params.initialization_options).await;
+        let client = params
+            .client_info
+            .as_ref()
+            .map(|c| format!("{} {}", c.name, c.version.as_deref().unwrap_or("")))
+            .unwrap_or_default();
+        tracing::info!(client, encoding = encoding.name(), "initialize");
+
+        Ok(InitializeResult {
+            capabilities: ServerCapabilities {
+                position_encoding: Some(PositionEncodingKind::from(encoding.name())),
+                text_document_sync: Some(TextDocumentSyncCapability::Options(
+                    TextDocumentSyncOptions {
+                        open_close: Some(true),
+                        change: Some(TextDocumentSyncKind::INCREMENTAL),
+                        ..Default::default()
+                    },
+                )),
+                inline_completion_provider: Some(OneOf::Left(true)),
+                completion_provider: Some(CompletionOptions {
+                    resolve_provider: Some(false),
+                    ..Default::default()
+                }),
+                execute_command_provider: Some(ExecuteCommandOptions {
+                    commands: vec![ACCEPT_COMMAND.into()],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            server_info: Some(ServerInfo {
+                name: "pilotfish".into(),
+                version: Some(env!("CARGO_PKG_VERSION").into()),
+            }),
+            ..Default::default()
+        })
+    }
+
+    async fn initialized(&self, _: InitializedParams) {
+        // Open pooled connections now, so the first suggestion does not pay for them.
+        let failed = self.engine.warm().await;
+        if let Some((name, why)) = failed.first() {
+            if failed.len() == self.engine.chain().len() {
+                self.tell_unreachable(&format!("{name}: {why}")).await;
+            }
+        }
+    }
+
+    async fn shutdown(&self) -> Result<()> {
+        self.shutdown_seen.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn did_open(&self, params: DidOpenTextDocumentParams) {
+        let doc = params.text_document;
+        let language = Language::detect(&doc.language_id, doc.uri.path().as_str());
+        lock(&self.documents).open(doc.uri.as_str(), language, doc.version, &doc.text);
+        tracing::debug!(uri = doc.uri.as_str(), language = language.name(), "opened");
+    }
+
+    async fn did_change(&self, params: DidChangeTextDocumentParams) {
+        let uri = params.text_document.uri;
+        let changes: Vec<TextChange> = params
+            .content_changes
+            .into_iter()
+            .map(|c| TextChange {
+                range: c.range.map(|r| (to_line_col(r.start), to_line_col(r.end))),
+                text: c.text,
+            })
+            .collect();
+        // Applied before any await: later requests must see this edit.
+        let applied = lock(&self.documents).change(
+            uri.as_str(),
+            params.text_document.version,
+            &changes,
+            self.encoding(),
+        );
+        if let Err(e) = applied {
+            let message = format!(
+                "Pilotfish ignored an edit it cannot apply; the document is unchanged: {e}"
+            );
+            tracing::error!("{message}");
+            self.client.log_message(MessageType::ERROR, message).await;
+        }
+    }
+
+    async fn did_close(&self, params: DidCloseTextDocumentParams) {
+        let uri = params.text_document.uri;
+        lock(&self.documents).close(uri.as_str());
+        self.engine.close(uri.as_str());
+    }
+
+    async fn did_change_configuration(&self, params: DidChangeConfigurationParams) {
+        let overrides = match params.settings {
+            // Editors often nest the settings under the server's name.
+            Value::Object(mut map) if map.contains_key("pilotfish") => {
+                map.remove("pilotfish").unwrap_or(Value::Null)
+            }
+            other => other,
+        };
+        let base = self
+            .config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match base.with_overrides(&overrides) {
+            Ok(loaded) => self.set_config(loaded),
+            Err(e) => {
+                self.show(
+                    MessageType::ERROR,
+                    format!("Pilotfish: ignoring new settings. {e}"),
+                )
+                .await
+            }
+        }
+    }
+
+    async fn completion(&self, params: CompletionParams) -> Result<Option<CompletionResponse>> {
+        guarded("completion", async {
+            let tdp = params.text_document_position;
+            let uri = tdp.text_document.uri;
+            let Some((s, pos)) = self.suggest(&uri, tdp.position).await? else {
+                return Ok(Some(CompletionResponse::List(CompletionList {
+                    is_incomplete: true,
+                    items: vec![],
+                })));
+            };
+            // The item replaces the word before the cursor with word + suggestion, so that
+            // the menu's filtering (by that word) keeps it.
+            let (word, start) = {
+                let docs = lock(&self.documents);
+                let snap = docs.snapshot(uri.as_str()).map_err(invalid_params)?;
+                let enc = self.encoding();
+                let cursor =
+                    position::to_byte(&snap.rope, to_line_col(pos), enc).map_err(invalid_params)?;
+                let start = word_before(&snap.rope, cursor);
+                (
+                    snap.rope.byte_slice(start..cursor).to_string(),
+                    position::from_byte(&snap.rope, start, enc),
+                )
+            };
+            let full = format!("{word}{}", s.text);
+            let first_line = full.lines().next().unwrap_or("").trim_end();
+            let label: String = if first_line.chars().count() > 60 {
+                first_line
+                    .chars()
+                    .take(59)
+                    .chain(std::iter::once('…'))
+                    .collect()
+            } else {
+                first_line.to_string()
+            };
+            let item = CompletionItem {
+                label,
+                kind: Some(CompletionItemKind::TEXT),
+                detail: Some(format!("pilotfish · {}", s.model)),
+                documentation: Some(Documentation::MarkupContent(MarkupContent {
+                    kind: MarkupKind::Markdown,
+                    value: format!("```\n{full}\n```"),
+                })),
+                filter_text: Some(full.clone()),
+                sort_text: Some("0".into()),
+                preselect: Some(true),
+                insert_text_format: Some(InsertTextFormat::PLAIN_TEXT),
+                text_edit: Some(CompletionTextEdit::Edit(TextEdit {
+                    range: Range {
+                        start: to_position(start),
+                        end: pos,
+                    },
+                    new_text: full,
+                })),
+                command: Some(accept_command(&s)),
+                ..Default::default()
+            };
+            Ok(Some(CompletionResponse::List(CompletionList {
+                is_incomplete: true,
+                items: vec![item],
+            })))
+        })
+        .await
+    }
+
+    async fn execute_command(&self, params: ExecuteCommandParams) -> Result<Option<LSPAny>> {
+        guarded("executeCommand", async {
+            match params.command.as_str() {
+                ACCEPT_COMMAND => {
+                    let args = Value::Array(params.arguments);
+                    tracing::info!(%args, "suggestion accepted");
+                    Ok(None)
+                }
+                other => Err(Error::invalid_params(format!("unknown command {other:?}"))),
+            }
+        })
+        .await
+    }
+}

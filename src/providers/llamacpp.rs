@@ -1,0 +1,62 @@
+//! llama.cpp's server: `POST {url}/infill` with `input_prefix`/`input_suffix`, the server
+//! applying the model's own FIM tokens; `t_max_predict_ms` bounds generation time.
+
+use serde_json::{Value, json};
+
+use super::{
+    FimCall, ModelAnswer, ProviderError, check_status, join, read_body, transport_error, with_key,
+};
+use crate::config::ModelConfig;
+
+pub(super) async fn fim(
+    http: &reqwest::Client,
+    model: &ModelConfig,
+    call: FimCall<'_>,
+) -> Result<ModelAnswer, ProviderError> {
+    let url = join(&model.url, "infill");
+    let Some(suffix) = &call.prompt.suffix else {
+        return Err(ProviderError::Unsupported(format!(
+            "model {:?}: llama.cpp's /infill applies the model's own FIM template; set fim = \"native\"",
+            model.model
+        )));
+    };
+    let mut body = json!({
+        "input_prefix": call.prompt.prompt,
+        "input_suffix": suffix,
+        "input_extra": [],
+        "n_predict": call.max_tokens,
+        "temperature": 0.0,
+        "stop": call.prompt.stop,
+        "cache_prompt": true,
+        "stream": false,
+    });
+    if let Some(budget) = call.time_budget {
+        body["t_max_predict_ms"] = json!(budget.as_millis() as u64);
+    }
+    let request = http
+        .post(&url)
+        .timeout(std::time::Duration::from_millis(model.timeout_ms))
+        .json(&body);
+    let response = with_key(request, model)
+        .send()
+        .await
+        .map_err(|e| transport_error(&url, model, e))?;
+    let response = check_status(&url, response).await?;
+    let text = read_body(&url, model, response).await?;
+    let obj: Value = serde_json::from_str(&text).map_err(|e| ProviderError::Malformed {
+        url: url.clone(),
+        detail: format!("not JSON: {e}"),
+    })?;
+    let content =
+        obj.get("content")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ProviderError::Malformed {
+                url: url.clone(),
+                detail: "no `content` in the answer".into(),
+            })?;
+    Ok(ModelAnswer {
+        text: content.to_string(),
+        tokens_in: obj.get("tokens_evaluated").and_then(Value::as_u64),
+        tokens_out: obj.get("tokens_predicted").and_then(Value::as_u64),
+    })
+}
