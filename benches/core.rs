@@ -1,0 +1,98 @@
+//! Criterion benchmarks of the pure steps of the completion path: an edit with incremental
+//! reparse on a 20,000-line file, context extraction, prompt building and cache lookups.
+//! Run: `cargo bench --bench core`.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use pilotfish::cache::{CacheKey, CachedSuggestion, CompletionCache};
+use pilotfish::documents::{Documents, TextChange};
+use pilotfish::position::{LineCol, PositionEncoding};
+use pilotfish::prompt::{Fim, FimTemplate, build_fim};
+use pilotfish::syntax::Language;
+use pilotfish::syntax::context::{ContextBudget, MultilinePolicy, extract};
+
+/// A Rust file of about `lines` lines: structs, impls and functions with bodies.
+pub fn rust_source(lines: usize) -> String {
+    let mut out = String::from("use std::collections::HashMap;\nuse std::fmt;\n\n");
+    let mut i = 0;
+    while out.lines().count() < lines {
+        out.push_str(&format!(
+            "pub struct Item{i} {{\n    id: u64,\n    name: String,\n}}\n\n\
+             impl Item{i} {{\n    pub fn score(&self, weights: &HashMap<String, f64>) -> f64 {{\n        \
+             let mut total = 0.0;\n        for (key, w) in weights {{\n            if self.name.contains(key.as_str()) {{\n                \
+             total += w * (self.id as f64);\n            }}\n        }}\n        total\n    }}\n}}\n\n"
+        ));
+        i += 1;
+    }
+    out
+}
+
+fn edit_and_reparse(c: &mut Criterion) {
+    let text = rust_source(20_000);
+    let mut docs = Documents::default();
+    docs.open("file:///big.rs", Language::Rust, 0, &text);
+    let line = 10_000u32;
+    let mut version = 0;
+    c.bench_function("didChange 1 char + incremental reparse, 20k-line Rust", |b| {
+        b.iter(|| {
+            version += 1;
+            // Type a character, then delete it, so the document does not grow.
+            let at = LineCol { line, col: 8 };
+            let end = LineCol { line, col: 9 };
+            let (range, text) = if version % 2 == 1 { ((at, at), "x") } else { ((at, end), "") };
+            let change = TextChange { range: Some(range), text: text.into() };
+            docs.change("file:///big.rs", version, &[change], PositionEncoding::Utf16).unwrap();
+        })
+    });
+}
+
+fn context_and_prompt(c: &mut Criterion) {
+    let text = rust_source(3_000);
+    let mut docs = Documents::default();
+    docs.open("file:///mid.rs", Language::Rust, 0, &text);
+    let snap = docs.snapshot("file:///mid.rs").unwrap();
+    let cursor = snap.rope.line_to_byte(1_500) + 8;
+    c.bench_function("context extraction, 3k-line Rust", |b| {
+        b.iter(|| {
+            black_box(extract(
+                &snap.rope,
+                snap.tree.as_ref(),
+                Language::Rust,
+                black_box(cursor),
+                ContextBudget::default(),
+                MultilinePolicy::Auto,
+            ))
+        })
+    });
+    let ctx = extract(&snap.rope, snap.tree.as_ref(), Language::Rust, cursor, ContextBudget::default(), MultilinePolicy::Auto);
+    c.bench_function("prompt build (qwen template)", |b| {
+        b.iter(|| black_box(build_fim(Fim::Template(FimTemplate::Qwen), black_box(&ctx))))
+    });
+}
+
+fn cache(c: &mut Criterion) {
+    let text = rust_source(200);
+    let model: Arc<str> = "fast".into();
+    let mut cache = CompletionCache::new(512);
+    // Fill the cache with 512 entries sharing a long prefix, as typing in one file does.
+    for i in 0..512 {
+        let key = CacheKey { model: model.clone(), prefix: format!("{text}{i}"), suffix: "\n}\n".into(), multiline: false };
+        cache.insert(key, CachedSuggestion { text: Some(format!("value_{i}();").into()), answered_by: model.clone() });
+    }
+    let hit = CacheKey { model: model.clone(), prefix: format!("{text}42"), suffix: "\n}\n".into(), multiline: false };
+    c.bench_function("cache exact hit (512 entries, 6 KB prefix)", |b| b.iter(|| black_box(cache.lookup(black_box(&hit)))));
+    let typed = CacheKey { model: model.clone(), prefix: format!("{text}511val"), suffix: "\n}\n".into(), multiline: false };
+    c.bench_function("cache typed-ahead hit", |b| b.iter(|| black_box(cache.lookup_typed_ahead(black_box(&typed)))));
+    let miss = CacheKey { model, prefix: format!("{text}none"), suffix: "\n}\n".into(), multiline: false };
+    c.bench_function("cache miss (exact + typed-ahead)", |b| {
+        b.iter(|| {
+            black_box(cache.lookup(black_box(&miss)));
+            black_box(cache.lookup_typed_ahead(black_box(&miss)))
+        })
+    });
+}
+
+criterion_group!(benches, edit_and_reparse, context_and_prompt, cache);
+criterion_main!(benches);
