@@ -1664,6 +1664,75 @@ mod tests {
     }
 
     #[test]
+    fn windows_on_crlf_and_multibyte_text() {
+        let budget = ContextBudget {
+            prefix_tokens: 25,
+            suffix_tokens: 10,
+        }; // 100 / 40 chars
+        let body: String = (0..40)
+            .map(|i| format!("    let s{i} = \"🦀 世界 {i}\";\r\n"))
+            .collect();
+        let src = format!("fn f() {{\r\n{body}    $0\r\n{body}}}\r\n");
+        for lang in [Language::Rust, Language::PlainText] {
+            let ctx = run(lang.name(), &src, budget, MultilinePolicy::Auto);
+            let (text, cursor) = fixture(&src);
+            assert!(
+                text[..ctx.prefix_start].ends_with("\r\n"),
+                "{lang:?}: not a line start"
+            );
+            assert_eq!(text[ctx.prefix_start..cursor], ctx.prefix);
+            let first_line = ctx.prefix.lines().next().unwrap_or("").chars().count() + 2;
+            assert!(
+                ctx.prefix.chars().count() <= 100 + first_line,
+                "{lang:?}: {:?}",
+                ctx.prefix
+            );
+            assert!(ctx.suffix.ends_with("\r\n"), "{lang:?}: {:?}", ctx.suffix);
+            assert!(
+                ctx.suffix.chars().count() <= 40,
+                "{lang:?}: {:?}",
+                ctx.suffix
+            );
+            assert_eq!(
+                (ctx.shape.multiline, ctx.shape.block_indent),
+                (true, Some(4))
+            );
+        }
+    }
+
+    #[test]
+    fn long_single_line_is_cut_on_a_char_boundary() {
+        // Minified code: one line far longer than the budget. The window starts mid-line (at
+        // a node start, or a char boundary without a tree) and the suffix is capped.
+        let line = "a(\"é🦀\");".repeat(3000);
+        let src = format!("{line}$0{line}");
+        let budget = ContextBudget {
+            prefix_tokens: 250,
+            suffix_tokens: 75,
+        };
+        for lang in [Language::JavaScript, Language::PlainText] {
+            let ctx = run(lang.name(), &src, budget, MultilinePolicy::Auto);
+            let (text, _) = fixture(&src);
+            assert!(text.is_char_boundary(ctx.prefix_start));
+            assert!(ctx.prefix_start > 0);
+            assert!(
+                ctx.prefix.chars().count() <= 1000,
+                "{lang:?}: {}",
+                ctx.prefix.len()
+            );
+            assert!(
+                ctx.prefix.chars().count() >= 500,
+                "{lang:?}: {}",
+                ctx.prefix.len()
+            );
+            assert!(ctx.suffix.chars().count() <= MAX_LINE_CHARS);
+            assert!(ctx.shape.line_before.chars().count() <= MAX_LINE_CHARS);
+            assert!(ctx.shape.line_after.chars().count() <= MAX_LINE_CHARS);
+            assert!(!ctx.shape.multiline);
+        }
+    }
+
+    #[test]
     fn edge_cursors() {
         for &lang in ALL {
             for src in [
