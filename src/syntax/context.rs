@@ -2,10 +2,18 @@
 //! enclosing scopes, and the shape of the wanted suggestion (single- or multi-line, where it
 //! must stop). Pure and synchronous; reads a rope and an optional tree-sitter tree.
 //!
-//! STUB — to be replaced by the syntax-aware implementation (see `extract`).
+//! Invariants:
+//! - Cost does not grow with the document: everything is read near the cursor through
+//!   O(log n) rope lookups, one walk from the root of the tree down to the cursor, and scans
+//!   bounded by constants (a few dozen lines, a few hundred top-level nodes). The document is
+//!   never copied or scanned as a whole.
+//! - The prefix window starts on a syntax boundary that does not move while the user types at
+//!   the cursor, so that the model server can reuse its prompt cache between keystrokes.
+//! - Never panics: the cursor, and the node ranges of a tree that may be stale, are clamped
+//!   to the rope and to char boundaries.
 
 use ropey::Rope;
-use tree_sitter::Tree;
+use tree_sitter::{Node, Tree};
 
 use super::Language;
 
@@ -43,9 +51,11 @@ pub enum MultilinePolicy {
 pub struct SuggestionShape {
     /// True when the suggestion may span several lines.
     pub multiline: bool,
-    /// Text on the cursor's line before the cursor.
+    /// Text on the cursor's line before the cursor (at most `MAX_LINE_CHARS` characters,
+    /// the ones nearest the cursor).
     pub line_before: String,
-    /// Text on the cursor's line after the cursor (without the line break).
+    /// Text on the cursor's line after the cursor (without the line break; at most
+    /// `MAX_LINE_CHARS` characters).
     pub line_after: String,
     /// For a multi-line suggestion: the indentation width (in columns, a tab counting as 4)
     /// of the enclosing block's body. A suggested line indented less than this leaves the
@@ -74,8 +84,46 @@ pub struct CompletionContext {
     pub shape: SuggestionShape,
 }
 
+/// The window's lower bound is rounded up to a multiple of this many bytes (at most a quarter
+/// of the budget), so that the start moves once per ~1 KB typed rather than at every
+/// keystroke or every statement.
+const QUANTUM_BYTES: usize = 1024;
+/// A boundary whose line starts further than this before it (minified code) is used as is,
+/// mid-line, instead of at its line start.
+const LONG_LINE_BYTES: usize = 1024;
+/// Cap on `line_before`/`line_after` and on the part of the cursor's own line kept in the
+/// suffix, so that a single 50 MB line cannot blow the prompt.
+pub const MAX_LINE_CHARS: usize = 4096;
+/// Caps on the imports put before the window.
+pub const MAX_IMPORT_LINES: usize = 40;
+pub const MAX_IMPORT_CHARS: usize = 1500;
+/// How many top-level nodes are looked at when collecting imports, in all and after the
+/// last import found (imports sit at the top; a long file is not walked to its end).
+const MAX_TOPLEVEL_SCAN: usize = 256;
+const MAX_SCAN_AFTER_IMPORT: usize = 64;
+/// Bound on tree walks (nesting depth).
+const MAX_DEPTH: usize = 256;
+/// How many lines above/below the cursor are looked at for openers and indentation.
+const NEARBY_LINES: usize = 50;
+/// How many characters at a line's end are looked at for an opener.
+const LINE_TAIL_CHARS: usize = 256;
+/// One indentation level, and the width of a tab, in columns.
+const INDENT_UNIT: usize = 4;
+const TAB_WIDTH: usize = 4;
+/// Caps on the scope chain.
+const MAX_SCOPES: usize = 16;
+const MAX_HEADER_CHARS: usize = 200;
+
+/// What may follow the cursor on its line while a multi-line suggestion still makes sense.
+const CLOSERS: &[char] = &[')', ']', '}', '"', '\'', '`', ';', ','];
+
+const PYTHON_BLOCK_KEYWORDS: &[&str] = &[
+    "def", "class", "if", "elif", "else", "for", "while", "try", "except", "finally", "with",
+    "async", "match", "case",
+];
+
 /// Cuts the completion context around `cursor` (a byte offset into `rope`, already clamped
-/// to a char boundary by the caller).
+/// to a char boundary by the caller; clamped again here).
 pub fn extract(
     rope: &Rope,
     tree: Option<&Tree>,
@@ -84,36 +132,1688 @@ pub fn extract(
     budget: ContextBudget,
     policy: MultilinePolicy,
 ) -> CompletionContext {
-    let _ = tree;
-    let cursor_char = rope.byte_to_char(cursor);
-    let start_char = cursor_char.saturating_sub(budget.prefix_tokens * CHARS_PER_TOKEN);
-    let end_char = (cursor_char + budget.suffix_tokens * CHARS_PER_TOKEN).min(rope.len_chars());
-    let line = rope.char_to_line(cursor_char);
-    let line_start = rope.line_to_char(line);
-    let line_after: String = rope
-        .line(line)
-        .chars()
-        .skip(cursor_char - line_start)
-        .filter(|c| *c != '\n' && *c != '\r')
-        .collect();
-    let line_before = rope.slice(line_start..cursor_char).to_string();
+    let doc = Doc {
+        rope,
+        len: rope.len_bytes(),
+    };
+    let cursor = doc.clamp_cursor(cursor);
+    let root = tree.map(|t| t.root_node());
+    let syntax = root.map(|root| Syntax {
+        doc,
+        root,
+        language,
+    });
+
+    let prefix_start = prefix_start(doc, syntax, cursor, budget.prefix_tokens * CHARS_PER_TOKEN);
+    let suffix_end = suffix_end(doc, cursor, budget.suffix_tokens * CHARS_PER_TOKEN);
+    let line = CursorLine::new(doc, cursor);
+    let imports = syntax
+        .map(|s| s.imports_before(prefix_start))
+        .unwrap_or_default();
+    let scope_chain = syntax.map(|s| s.scope_chain(&line)).unwrap_or_default();
+
     let multiline = match policy {
         MultilinePolicy::Always => true,
         MultilinePolicy::Never => false,
-        MultilinePolicy::Auto => line_before.trim().is_empty() && line_after.trim().is_empty(),
+        MultilinePolicy::Auto => auto_multiline(doc, syntax, language, &line),
     };
+    let block_indent = multiline.then(|| block_indent(doc, syntax, language, &line));
+
     CompletionContext {
         language,
-        imports: Vec::new(),
-        prefix_start: rope.char_to_byte(start_char),
-        prefix: rope.slice(start_char..cursor_char).to_string(),
-        suffix: rope.slice(cursor_char..end_char).to_string(),
-        scope_chain: Vec::new(),
+        imports,
+        prefix_start,
+        prefix: doc.text(prefix_start, cursor),
+        suffix: doc.text(cursor, suffix_end),
+        scope_chain,
         shape: SuggestionShape {
             multiline,
-            line_before,
-            line_after,
-            block_indent: None,
+            line_before: line.before,
+            line_after: line.after,
+            block_indent,
         },
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Windows
+
+/// Where the prefix window starts: on the first syntax boundary at or after the window's
+/// lower bound `cursor - budget_chars` rounded up to a multiple of the quantum (or on a
+/// line start after it without a tree); never after the cursor.
+///
+/// Rounding first means the start moves once per quantum (~1 KB) typed, not at every item
+/// or statement the lower bound crosses: with short statements that would re-send the whole
+/// prompt every few keystrokes. The window is at most one quantum (plus one skipped node)
+/// smaller than the budget.
+fn prefix_start(doc: Doc, syntax: Option<Syntax>, cursor: usize, budget_chars: usize) -> usize {
+    let cursor_char = doc.rope.byte_to_char(cursor);
+    if cursor_char <= budget_chars {
+        return 0;
+    }
+    let lower = doc.rope.char_to_byte(cursor_char - budget_chars);
+    let quantum = (budget_chars / 4).clamp(1, QUANTUM_BYTES);
+    let lower_q = lower.div_ceil(quantum).saturating_mul(quantum).min(cursor);
+    let boundary = syntax.and_then(|s| s.boundary_after(lower_q, cursor, cursor - lower));
+    match boundary {
+        Some(b) => {
+            let line_start = doc.line_start_of(b);
+            if b - line_start > LONG_LINE_BYTES {
+                b
+            } else {
+                line_start
+            }
+        }
+        None => quantized_line_start(doc, lower, lower_q, cursor),
+    }
+}
+
+/// The line-based window start: the quantized lower bound `q` moved to the next line start,
+/// else the cursor's line start, else `q` itself (inside a line longer than the budget).
+fn quantized_line_start(doc: Doc, lower: usize, q: usize, cursor: usize) -> usize {
+    let line = doc.line_of(q);
+    let next = if doc.line_start(line) == q {
+        q
+    } else {
+        doc.line_start(line + 1)
+    };
+    if next <= cursor {
+        return next;
+    }
+    let cursor_line_start = doc.line_start_of(cursor);
+    if cursor_line_start >= lower {
+        return cursor_line_start;
+    }
+    doc.ceil(q).min(cursor)
+}
+
+/// Where the suffix window ends: at a line end (line break included) within the budget, but
+/// never before the end of the cursor's own line (unless that line is absurdly long).
+fn suffix_end(doc: Doc, cursor: usize, budget_chars: usize) -> usize {
+    let cursor_char = doc.rope.byte_to_char(cursor);
+    let line = doc.line_of(cursor);
+    let own_line_end = doc.line_start(line + 1);
+    let own_line_chars = doc.rope.byte_to_char(own_line_end) - cursor_char;
+    let line_cap = budget_chars.max(MAX_LINE_CHARS);
+    if own_line_chars > line_cap {
+        return doc.rope.char_to_byte(cursor_char + line_cap);
+    }
+    let limit_char = cursor_char.saturating_add(budget_chars);
+    if limit_char >= doc.rope.len_chars() {
+        return doc.len;
+    }
+    let limit_line = doc.rope.char_to_line(limit_char);
+    doc.line_start(limit_line).max(own_line_end)
+}
+
+// ---------------------------------------------------------------------------------------
+// The cursor's line
+
+/// The cursor and the text of its line around it.
+struct CursorLine {
+    cursor: usize,
+    line: usize,
+    before: String,
+    after: String,
+    /// Nothing but whitespace before the cursor on its line.
+    blank_before: bool,
+    /// Nothing but whitespace on the whole line.
+    blank: bool,
+    /// The column of the cursor when `blank_before`, else the indentation of the line.
+    indent: usize,
+}
+
+impl CursorLine {
+    fn new(doc: Doc, cursor: usize) -> CursorLine {
+        let line = doc.line_of(cursor);
+        let start = doc.line_start(line);
+        let end = doc.line_content_end(line).max(cursor);
+        let cursor_char = doc.rope.byte_to_char(cursor);
+        let start_char = doc
+            .rope
+            .byte_to_char(start)
+            .max(cursor_char.saturating_sub(MAX_LINE_CHARS));
+        let end_char = doc.rope.byte_to_char(end).min(cursor_char + MAX_LINE_CHARS);
+        let before = doc.rope.slice(start_char..cursor_char).to_string();
+        let after = doc.rope.slice(cursor_char..end_char).to_string();
+        let blank_before = before.trim().is_empty();
+        let blank = blank_before && after.trim().is_empty();
+        let indent = if blank_before {
+            indent_width(&before)
+        } else {
+            doc.leading_indent(line)
+        };
+        CursorLine {
+            cursor,
+            line,
+            before,
+            after,
+            blank_before,
+            blank,
+            indent,
+        }
+    }
+}
+
+/// The width in columns of a run of indentation (tab = 4 columns).
+fn indent_width(s: &str) -> usize {
+    s.chars()
+        .take_while(|c| *c == ' ' || *c == '\t')
+        .map(|c| if c == '\t' { TAB_WIDTH } else { 1 })
+        .sum()
+}
+
+// ---------------------------------------------------------------------------------------
+// Shape
+
+/// `MultilinePolicy::Auto`: multi-line only where a block body is being written.
+fn auto_multiline(doc: Doc, syntax: Option<Syntax>, language: Language, line: &CursorLine) -> bool {
+    if syntax.is_some_and(|s| s.in_comment_or_string(line.cursor)) {
+        return false;
+    }
+    if !line
+        .after
+        .chars()
+        .all(|c| c.is_whitespace() || CLOSERS.contains(&c))
+    {
+        return false;
+    }
+    if line.blank_before {
+        return true;
+    }
+    let start = doc.line_start(line.line);
+    ends_with_opener(doc, syntax, language, start, line.cursor)
+}
+
+/// The indentation of the body of the block that encloses the cursor (see `SuggestionShape`).
+fn block_indent(doc: Doc, syntax: Option<Syntax>, language: Language, line: &CursorLine) -> usize {
+    let line_start = doc.line_start(line.line);
+    if !line.blank_before {
+        if ends_with_opener(doc, syntax, language, line_start, line.cursor) {
+            return opener_body_indent(doc, line.line, doc.leading_indent(line.line), None);
+        }
+        return line.indent;
+    }
+    if let Some(prev) = doc.prev_non_blank_line(line.line) {
+        let (start, end) = (doc.line_start(prev), doc.line_content_end(prev));
+        if ends_with_opener(doc, syntax, language, start, end) {
+            return opener_body_indent(doc, line.line, doc.leading_indent(prev), Some(line.indent));
+        }
+    }
+    syntax
+        .and_then(|s| s.enclosing_block_indent(line))
+        .unwrap_or(line.indent)
+}
+
+/// The body indentation of a block whose opener line has `opener_indent`: the cursor's
+/// column if the user indented, else the next non-blank line's indentation if it is inside,
+/// else one level more than the opener.
+fn opener_body_indent(doc: Doc, line: usize, opener_indent: usize, cursor: Option<usize>) -> usize {
+    if let Some(c) = cursor.filter(|c| *c > opener_indent) {
+        return c;
+    }
+    doc.next_non_blank_line(line)
+        .map(|next| doc.leading_indent(next))
+        .filter(|i| *i > opener_indent)
+        .unwrap_or(opener_indent + INDENT_UNIT)
+}
+
+/// True when the text in `start..end` ends (ignoring whitespace) with a block opener: `{`,
+/// or for Python a `:` that ends a compound statement header.
+fn ends_with_opener(
+    doc: Doc,
+    syntax: Option<Syntax>,
+    language: Language,
+    start: usize,
+    end: usize,
+) -> bool {
+    let Some((at, ch)) = doc.last_non_ws(start, end) else {
+        return false;
+    };
+    let node = syntax.and_then(|s| s.root.descendant_for_byte_range(at, at + ch.len_utf8()));
+    match ch {
+        '{' => node.is_none_or(|n| n.kind() == "{"),
+        ':' if language == Language::Python => {
+            let by_tree = node.is_some_and(|n| {
+                n.kind() == ":"
+                    && n.parent().is_some_and(|p| {
+                        let k = p.kind();
+                        k.ends_with("_definition")
+                            || k.ends_with("_statement")
+                            || k.ends_with("_clause")
+                    })
+            });
+            by_tree || python_header_line(&doc.text(start, at))
+        }
+        _ => false,
+    }
+}
+
+/// Text heuristic for a Python compound statement header (used when the tree is broken):
+/// starts with a block keyword and leaves no bracket open.
+fn python_header_line(text: &str) -> bool {
+    let head = text.trim_start();
+    let word: String = head
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect();
+    if !PYTHON_BLOCK_KEYWORDS.contains(&word.as_str()) {
+        return false;
+    }
+    let depth: i64 = head
+        .chars()
+        .map(|c| match c {
+            '(' | '[' | '{' => 1,
+            ')' | ']' | '}' => -1,
+            _ => 0,
+        })
+        .sum();
+    depth <= 0
+}
+
+// ---------------------------------------------------------------------------------------
+// Tree queries
+
+/// A tree with the rope it was (hopefully) parsed from.
+#[derive(Clone, Copy)]
+struct Syntax<'a> {
+    doc: Doc<'a>,
+    root: Node<'a>,
+    language: Language,
+}
+
+impl<'a> Syntax<'a> {
+    /// The first syntax boundary at or after `lower` and not after `cursor`: walking down
+    /// from the root, the start of the sibling that follows the node spanning `lower`. The
+    /// outermost such sibling is taken unless it would waste more than half of `budget`
+    /// (bytes); then the walk descends for a finer one. Depends only on `lower` and the text
+    /// before the cursor, so it does not move while the user types at the cursor.
+    fn boundary_after(self, lower: usize, cursor: usize, budget: usize) -> Option<usize> {
+        let mut node = self.root;
+        let mut wasteful = None;
+        for _ in 0..MAX_DEPTH {
+            let Some(child) = node.first_child_for_byte(lower) else {
+                break;
+            };
+            let start = child.start_byte();
+            if start >= lower {
+                return if start <= cursor {
+                    Some(start)
+                } else {
+                    wasteful
+                };
+            }
+            let next = node
+                .first_child_for_byte(child.end_byte())
+                .map(|n| n.start_byte())
+                .filter(|s| *s >= child.end_byte() && *s <= cursor);
+            if let Some(s) = next {
+                if s - lower <= budget / 2 {
+                    return Some(s);
+                }
+                wasteful = Some(s);
+            }
+            node = child;
+        }
+        wasteful
+    }
+
+    /// The import lines among the top-level nodes that end before `before`, in file order.
+    fn imports_before(self, before: usize) -> Vec<String> {
+        let kinds = import_kinds(self.language);
+        if kinds.is_empty() {
+            return Vec::new();
+        }
+        let mut scan = ImportScan {
+            syntax: self,
+            kinds,
+            before,
+            out: Vec::new(),
+            lines: 0,
+            chars: 0,
+            scanned: 0,
+            since_import: 0,
+            done: false,
+        };
+        scan.children(self.root, 0);
+        scan.out
+    }
+
+    /// True when the cursor is inside a comment or a string literal (a line comment counts
+    /// up to its end; a closed string or block comment does not at its end).
+    fn in_comment_or_string(self, cursor: usize) -> bool {
+        if cursor == 0 {
+            return false;
+        }
+        let before = self.doc.floor(cursor - 1);
+        let Some(node) = self.root.descendant_for_byte_range(before, cursor) else {
+            return false;
+        };
+        for n in ancestors(node) {
+            let kind = n.kind();
+            if kind.contains("interpolation") || kind.contains("substitution") {
+                return false;
+            }
+            let (start, end) = (n.start_byte(), n.end_byte().min(self.doc.len));
+            if kind.contains("comment") {
+                if start >= cursor {
+                    return false;
+                }
+                if cursor < end {
+                    return true;
+                }
+                // At the end: inside a line comment, outside a closed block comment.
+                let text = self.doc.text(start, (start + 2).min(end));
+                let closed = end >= 2 && self.doc.text(end - 2, end) == "*/";
+                let line_comment = text.starts_with("//") || text.starts_with('#');
+                return cursor == end
+                    && line_comment
+                    && !closed
+                    && self.doc.byte(end - 1) != Some(b'\n');
+            }
+            if is_string_kind(kind) {
+                return start < cursor && cursor < end;
+            }
+        }
+        false
+    }
+
+    /// Header lines of the scopes enclosing the cursor, outermost first.
+    fn scope_chain(self, line: &CursorLine) -> Vec<String> {
+        let kinds = scope_kinds(self.language);
+        let cursor = line.cursor;
+        // On a blank Python line, the cursor belongs to the blocks that the indentation says,
+        // even past the end of their last statement: probe from the last code above.
+        let python_blank = self.language == Language::Python && line.blank;
+        let probe = if python_blank {
+            self.doc.last_code_before(line.line)
+        } else {
+            None
+        };
+        let Some(node) = self.node_before(probe.unwrap_or(cursor)) else {
+            return Vec::new();
+        };
+        let mut chain: Vec<String> = ancestors(node)
+            .filter(|n| kinds.contains(&n.kind()))
+            .filter(|n| {
+                self.encloses(*n, cursor)
+                    || (probe.is_some()
+                        && n.start_byte() < cursor
+                        && n.end_byte() <= cursor
+                        && self.doc.leading_indent(self.doc.line_of(n.start_byte())) < line.indent)
+            })
+            .map(|n| self.header(n))
+            .collect();
+        chain.truncate(MAX_SCOPES);
+        chain.reverse();
+        chain
+    }
+
+    /// For a cursor on a blank line strictly inside a block: the block's body indentation.
+    fn enclosing_block_indent(self, line: &CursorLine) -> Option<usize> {
+        let cursor = line.cursor;
+        let probe = if self.language == Language::Python {
+            self.doc.last_code_before(line.line).unwrap_or(cursor)
+        } else {
+            cursor
+        };
+        let node = self.node_before(probe)?;
+        let block = ancestors(node).find(|n| is_block(*n) && self.encloses(*n, cursor))?;
+        let braced = block.child(0).is_some_and(|c| c.kind() == "{");
+        let opener_at = if braced {
+            block.start_byte()
+        } else {
+            block.parent().unwrap_or(block).start_byte()
+        };
+        let opener_line = self.doc.line_of(opener_at);
+        let opener_indent = self.doc.leading_indent(opener_line);
+        if line.indent > opener_indent {
+            return Some(line.indent);
+        }
+        let mut walk = block.walk();
+        let mut statement_indent = None;
+        if walk.goto_first_child() {
+            for _ in 0..16 {
+                let child = walk.node();
+                let child_line = self.doc.line_of(child.start_byte());
+                if child.is_named() && child_line > opener_line {
+                    statement_indent = Some(self.doc.leading_indent(child_line));
+                    break;
+                }
+                if !walk.goto_next_sibling() {
+                    break;
+                }
+            }
+        }
+        Some(
+            statement_indent
+                .filter(|i| *i > opener_indent)
+                .unwrap_or(opener_indent + INDENT_UNIT),
+        )
+    }
+
+    /// The smallest node spanning the character just before `at` (the root at 0).
+    fn node_before(self, at: usize) -> Option<Node<'a>> {
+        let at = self.doc.floor(at);
+        let from = if at == 0 { 0 } else { self.doc.floor(at - 1) };
+        self.root.descendant_for_byte_range(from, at)
+    }
+
+    /// True when `node` contains the cursor: strictly inside, or at its very end when the
+    /// node is not closed by a bracket or `;` (an unfinished block, a Python body).
+    fn encloses(self, node: Node, cursor: usize) -> bool {
+        let (start, end) = (node.start_byte(), node.end_byte());
+        start < cursor && (cursor < end || (cursor == end && !self.is_closed(node)))
+    }
+
+    fn is_closed(self, node: Node) -> bool {
+        if self.language == Language::Python {
+            return false;
+        }
+        let mut last = node;
+        for _ in 0..MAX_DEPTH {
+            match last
+                .child_count()
+                .checked_sub(1)
+                .and_then(|i| last.child(i))
+            {
+                Some(child) => last = child,
+                None => break,
+            }
+        }
+        !last.is_missing() && matches!(last.kind(), "}" | ")" | "]" | ";")
+    }
+
+    /// The header line of a scope: the first line of the node that is not an attribute or
+    /// decorator, trimmed and capped.
+    fn header(self, node: Node) -> String {
+        let first = self.doc.line_of(node.start_byte());
+        let last = self.doc.line_of(node.end_byte()).min(first + 4);
+        let mut chosen = None;
+        for line in first..=last {
+            let text = self.doc.line_head(line, MAX_HEADER_CHARS);
+            let text = text.trim();
+            if text.is_empty() || text.starts_with('@') || text.starts_with("#[") {
+                continue;
+            }
+            chosen = Some(text.to_string());
+            break;
+        }
+        chosen.unwrap_or_else(|| {
+            self.doc
+                .line_head(first, MAX_HEADER_CHARS)
+                .trim()
+                .to_string()
+        })
+    }
+}
+
+/// A node and its ancestors, innermost first (bounded).
+fn ancestors(node: Node) -> impl Iterator<Item = Node> {
+    std::iter::successors(Some(node), |n| n.parent()).take(MAX_DEPTH)
+}
+
+/// A block whose body is indented: braces, or a Python `block`.
+fn is_block(node: Node) -> bool {
+    node.kind() == "block" || node.child(0).is_some_and(|c| c.kind() == "{")
+}
+
+fn is_string_kind(kind: &str) -> bool {
+    kind.contains("string")
+        || matches!(
+            kind,
+            "char_literal" | "character_literal" | "rune_literal" | "text_block"
+        )
+}
+
+/// Collects import nodes in file order, with the caps.
+struct ImportScan<'a> {
+    syntax: Syntax<'a>,
+    kinds: &'static [&'static str],
+    before: usize,
+    out: Vec<String>,
+    lines: usize,
+    chars: usize,
+    scanned: usize,
+    since_import: usize,
+    done: bool,
+}
+
+impl ImportScan<'_> {
+    /// Visits the children of `parent`; at depth 0 enters conditional preprocessor blocks
+    /// (C header guards wrap the includes).
+    fn children(&mut self, parent: Node, depth: usize) {
+        let mut walk = parent.walk();
+        if !walk.goto_first_child() {
+            return;
+        }
+        while !self.done {
+            let node = walk.node();
+            self.scanned += 1;
+            self.since_import += 1;
+            if self.scanned > MAX_TOPLEVEL_SCAN
+                || self.since_import > MAX_SCAN_AFTER_IMPORT
+                || node.start_byte() >= self.before
+            {
+                self.done = true;
+                return;
+            }
+            if self.kinds.contains(&node.kind()) {
+                if node.end_byte() <= self.before {
+                    self.push(node);
+                }
+            } else if depth == 0 && matches!(node.kind(), "preproc_ifdef" | "preproc_if") {
+                self.children(node, depth + 1);
+            }
+            if !walk.goto_next_sibling() {
+                return;
+            }
+        }
+    }
+
+    fn push(&mut self, node: Node) {
+        let text = self.syntax.doc.text(node.start_byte(), node.end_byte());
+        let text = text.trim_end_matches(['\n', '\r']);
+        let lines = text.lines().count().max(1);
+        let chars = text.chars().count();
+        if self.lines + lines > MAX_IMPORT_LINES || self.chars + chars > MAX_IMPORT_CHARS {
+            self.done = true;
+            return;
+        }
+        self.lines += lines;
+        self.chars += chars;
+        self.since_import = 0;
+        self.out.push(text.to_string());
+    }
+}
+
+fn import_kinds(language: Language) -> &'static [&'static str] {
+    match language {
+        Language::Rust => &["use_declaration", "extern_crate_declaration"],
+        Language::Python => &[
+            "import_statement",
+            "import_from_statement",
+            "future_import_statement",
+        ],
+        Language::JavaScript | Language::TypeScript | Language::Tsx => &["import_statement"],
+        Language::Go => &["package_clause", "import_declaration"],
+        Language::C => &["preproc_include"],
+        Language::Cpp => &["preproc_include", "using_declaration"],
+        Language::Java => &["package_declaration", "import_declaration"],
+        Language::PlainText => &[],
+    }
+}
+
+fn scope_kinds(language: Language) -> &'static [&'static str] {
+    match language {
+        Language::Rust => &[
+            "function_item",
+            "impl_item",
+            "trait_item",
+            "mod_item",
+            "struct_item",
+            "enum_item",
+        ],
+        Language::Python => &["function_definition", "class_definition"],
+        Language::JavaScript | Language::TypeScript | Language::Tsx => &[
+            "function_declaration",
+            "generator_function_declaration",
+            "function_expression",
+            "generator_function",
+            "method_definition",
+            "class_declaration",
+            "abstract_class_declaration",
+            "class",
+            "arrow_function",
+            "interface_declaration",
+            "internal_module",
+            "enum_declaration",
+        ],
+        Language::Go => &[
+            "function_declaration",
+            "method_declaration",
+            "type_declaration",
+        ],
+        Language::C => &["function_definition", "struct_specifier"],
+        Language::Cpp => &[
+            "function_definition",
+            "class_specifier",
+            "struct_specifier",
+            "namespace_definition",
+        ],
+        Language::Java => &[
+            "class_declaration",
+            "interface_declaration",
+            "enum_declaration",
+            "record_declaration",
+            "method_declaration",
+            "constructor_declaration",
+        ],
+        Language::PlainText => &[],
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Rope access, clamped
+
+/// The rope with clamping accessors: every byte offset that comes in (the cursor, a node
+/// range from a possibly stale tree) is clamped to the text and to a char boundary.
+#[derive(Clone, Copy)]
+struct Doc<'a> {
+    rope: &'a Rope,
+    len: usize,
+}
+
+impl Doc<'_> {
+    /// Clamps the cursor to the text and a char boundary, and out of the middle of a `\r\n`.
+    fn clamp_cursor(self, cursor: usize) -> usize {
+        let cursor = self.floor(cursor);
+        if cursor > 0 && self.byte(cursor - 1) == Some(b'\r') && self.byte(cursor) == Some(b'\n') {
+            cursor - 1
+        } else {
+            cursor
+        }
+    }
+
+    /// The start of the char containing `byte` (clamped to the text).
+    fn floor(self, byte: usize) -> usize {
+        let byte = byte.min(self.len);
+        self.rope.char_to_byte(self.rope.byte_to_char(byte))
+    }
+
+    /// The first char boundary at or after `byte` (clamped to the text).
+    fn ceil(self, byte: usize) -> usize {
+        let byte = byte.min(self.len);
+        let c = self.rope.byte_to_char(byte);
+        let f = self.rope.char_to_byte(c);
+        if f < byte {
+            self.rope.char_to_byte(c + 1)
+        } else {
+            f
+        }
+    }
+
+    fn byte(self, at: usize) -> Option<u8> {
+        (at < self.len).then(|| self.rope.byte(at))
+    }
+
+    /// The text between two byte offsets (clamped, ordered).
+    fn text(self, start: usize, end: usize) -> String {
+        let (start, end) = (self.floor(start), self.floor(end));
+        if start >= end {
+            String::new()
+        } else {
+            self.rope.byte_slice(start..end).to_string()
+        }
+    }
+
+    fn line_of(self, byte: usize) -> usize {
+        self.rope.byte_to_line(byte.min(self.len))
+    }
+
+    /// The byte where `line` starts (the end of the text past the last line).
+    fn line_start(self, line: usize) -> usize {
+        if line >= self.rope.len_lines() {
+            self.len
+        } else {
+            self.rope.line_to_byte(line)
+        }
+    }
+
+    fn line_start_of(self, byte: usize) -> usize {
+        self.line_start(self.line_of(byte))
+    }
+
+    /// The byte where `line`'s content ends (before its line break).
+    fn line_content_end(self, line: usize) -> usize {
+        let start = self.line_start(line);
+        let mut end = self.line_start(line + 1);
+        if end > start && self.byte(end - 1) == Some(b'\n') {
+            end -= 1;
+        }
+        if end > start && self.byte(end - 1) == Some(b'\r') {
+            end -= 1;
+        }
+        end
+    }
+
+    /// Up to `max_chars` characters from the start of `line`, without the line break.
+    fn line_head(self, line: usize, max_chars: usize) -> String {
+        let start = self.line_start(line);
+        let end = self.line_content_end(line);
+        let start_char = self.rope.byte_to_char(start);
+        let end_char = self.rope.byte_to_char(end).min(start_char + max_chars);
+        self.rope.slice(start_char..end_char).to_string()
+    }
+
+    /// The indentation width of `line`'s leading whitespace (blank lines count it too).
+    fn leading_indent(self, line: usize) -> usize {
+        if line >= self.rope.len_lines() {
+            return 0;
+        }
+        self.rope
+            .line(line)
+            .chars()
+            .take(LINE_TAIL_CHARS)
+            .take_while(|c| *c == ' ' || *c == '\t')
+            .map(|c| if c == '\t' { TAB_WIDTH } else { 1 })
+            .sum()
+    }
+
+    /// True when `line` holds only whitespace (looks at a bounded head of it).
+    fn is_blank_line(self, line: usize) -> bool {
+        line < self.rope.len_lines()
+            && self
+                .rope
+                .line(line)
+                .chars()
+                .take(LINE_TAIL_CHARS)
+                .all(char::is_whitespace)
+    }
+
+    fn prev_non_blank_line(self, line: usize) -> Option<usize> {
+        (line.saturating_sub(NEARBY_LINES)..line)
+            .rev()
+            .find(|l| !self.is_blank_line(*l))
+    }
+
+    fn next_non_blank_line(self, line: usize) -> Option<usize> {
+        let last = self.rope.len_lines().min(line + 1 + NEARBY_LINES);
+        (line + 1..last).find(|l| !self.is_blank_line(*l))
+    }
+
+    /// The last non-whitespace char in `start..end` (looking at most `LINE_TAIL_CHARS`
+    /// chars back), with its byte offset.
+    fn last_non_ws(self, start: usize, end: usize) -> Option<(usize, char)> {
+        let (start, end) = (self.floor(start), self.floor(end));
+        if start >= end {
+            return None;
+        }
+        let end_char = self.rope.byte_to_char(end);
+        let start_char = self
+            .rope
+            .byte_to_char(start)
+            .max(end_char.saturating_sub(LINE_TAIL_CHARS));
+        let mut at = end_char;
+        for ch in self.rope.chars_at(end_char).reversed() {
+            if at <= start_char {
+                break;
+            }
+            at -= 1;
+            if !ch.is_whitespace() {
+                return Some((self.rope.char_to_byte(at), ch));
+            }
+        }
+        None
+    }
+
+    /// The end of the last code (non-whitespace) on the non-blank line above `line`.
+    fn last_code_before(self, line: usize) -> Option<usize> {
+        let prev = self.prev_non_blank_line(line)?;
+        let (at, ch) = self.last_non_ws(self.line_start(prev), self.line_content_end(prev))?;
+        Some(at + ch.len_utf8())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::syntax::parse;
+
+    const ALL: &[Language] = &[
+        Language::Rust,
+        Language::Python,
+        Language::JavaScript,
+        Language::TypeScript,
+        Language::Tsx,
+        Language::Go,
+        Language::C,
+        Language::Cpp,
+        Language::Java,
+        Language::PlainText,
+    ];
+
+    fn language(name: &str) -> Language {
+        *ALL.iter()
+            .find(|l| l.name() == name)
+            .unwrap_or_else(|| panic!("no language {name}"))
+    }
+
+    /// Splits a fixture at its `$0` marker: (text, cursor byte).
+    fn fixture(src: &str) -> (String, usize) {
+        let cursor = src.find("$0").unwrap_or_else(|| panic!("no $0 in {src:?}"));
+        (src.replacen("$0", "", 1), cursor)
+    }
+
+    fn run(
+        lang: &str,
+        src: &str,
+        budget: ContextBudget,
+        policy: MultilinePolicy,
+    ) -> CompletionContext {
+        let lang = language(lang);
+        let (text, cursor) = fixture(src);
+        let tree = parse(lang, &text);
+        extract(
+            &Rope::from_str(&text),
+            tree.as_ref(),
+            lang,
+            cursor,
+            budget,
+            policy,
+        )
+    }
+
+    fn check_shape(lang: &str, src: &str, multiline: bool, block_indent: Option<usize>) {
+        let ctx = run(lang, src, ContextBudget::default(), MultilinePolicy::Auto);
+        let got = (ctx.shape.multiline, ctx.shape.block_indent);
+        assert_eq!(
+            got,
+            (multiline, block_indent),
+            "{lang}: {src:?}\n{:#?}",
+            ctx.shape
+        );
+    }
+
+    #[test]
+    fn multiline_decision_and_block_indent() {
+        let cases: &[(&str, &str, bool, Option<usize>)] = &[
+            // Empty block right after an opener: multi-line, body one level in.
+            ("rust", "fn f() {\n    $0\n}", true, Some(4)),
+            ("rust", "fn f() {$0}", true, Some(4)),
+            ("rust", "fn f() {\n    if x {$0\n}", true, Some(8)),
+            ("rust", "fn f() {\n$0\n}", true, Some(4)),
+            (
+                "rust",
+                "impl A {\n    fn f(&self) {\n        $0\n    }\n}",
+                true,
+                Some(8),
+            ),
+            // Blank line inside a non-empty block: multi-line, the statements' indentation.
+            (
+                "rust",
+                "fn f() {\n    a();\n    $0\n    b();\n}",
+                true,
+                Some(4),
+            ),
+            ("rust", "fn f() {\n    a();\n$0\n    b();\n}", true, Some(4)),
+            ("rust", "fn f() {$0\n        a();\n}", true, Some(8)),
+            // Top level, blank line: multi-line, nothing bounds it but column 0.
+            ("rust", "use std::io;\n\n$0", true, Some(0)),
+            // Comments and strings: single-line.
+            ("rust", "fn f() {\n    // todo {$0\n}", false, None),
+            ("rust", "fn f() {\n    /* a\n    $0\n    */\n}", false, None),
+            ("rust", "fn f() {\n    let s = \"{$0\";\n}", false, None),
+            ("rust", "fn f() {\n    let s = \"a\"$0;\n}", false, None),
+            // Mid-expression / mid-statement: single-line.
+            ("rust", "fn f() {\n    let x = $0\n}", false, None),
+            ("rust", "fn f() {\n    foo($0)\n}", false, None),
+            ("rust", "fn f() {\n    let v = vec![$0];\n}", false, None),
+            // Code after the cursor: single-line; closers only: still multi-line.
+            ("rust", "fn f() {\n    $0a();\n}", false, None),
+            ("rust", "fn f() {\n    if x {$0 }\n}", true, Some(8)),
+            ("rust", "fn f() {\n    if x {$0});\n}", true, Some(8)),
+            ("rust", "fn f() {\n    if x {$0 y }\n}", false, None),
+            // Python: `:` openers, dedent ends the block.
+            ("python", "def f():\n    $0", true, Some(4)),
+            ("python", "def f():$0", true, Some(4)),
+            ("python", "def f():\n$0", true, Some(4)),
+            (
+                "python",
+                "class A:\n    def f(self):\n        $0",
+                true,
+                Some(8),
+            ),
+            ("python", "def f():\n    x = 1\n    $0", true, Some(4)),
+            ("python", "def f():\n    x = 1\n$0", true, Some(0)),
+            (
+                "python",
+                "def f():\n    x = 1\n$0\n    y = 2\n",
+                true,
+                Some(4),
+            ),
+            ("python", "if x:$0\n        y()\n", true, Some(8)),
+            ("python", "def f(\n    a,\n):$0", true, Some(4)),
+            ("python", "x = d[1:$0]", false, None),
+            ("python", "def f(a:$0", false, None),
+            ("python", "def f():\n    # note:$0\n", false, None),
+            (
+                "python",
+                "def f():\n    s = \"\"\"\n    $0\n    \"\"\"\n",
+                false,
+                None,
+            ),
+            ("python", "def f():\n    return g($0)\n", false, None),
+            // JavaScript / TypeScript / TSX.
+            ("javascript", "function f() {\n  $0\n}", true, Some(2)),
+            ("javascript", "it(\"works\", () => {$0});", true, Some(4)),
+            ("javascript", "const s = `a ${$0}`;", false, None),
+            ("javascript", "const s = `{$0`;", false, None),
+            ("javascript", "const x = foo($0);", false, None),
+            (
+                "typescript",
+                "class A {\n  m(): void {\n    $0\n  }\n}",
+                true,
+                Some(4),
+            ),
+            (
+                "typescript",
+                "function f(x: number) {\n  return x + $0\n}",
+                false,
+                None,
+            ),
+            ("typescript", "// {$0", false, None),
+            (
+                "tsx",
+                "function C() {\n  const a = 1;\n  $0\n  return <div />;\n}",
+                true,
+                Some(2),
+            ),
+            (
+                "tsx",
+                "function C() {\n  return <div>{$0}</div>;\n}",
+                false,
+                None,
+            ),
+            ("tsx", "const a = <div className=\"x$0\" />;", false, None),
+            // Go.
+            ("go", "package main\n\nfunc f() {\n\t$0\n}\n", true, Some(4)),
+            ("go", "package main\n\nfunc f() {$0\n}\n", true, Some(4)),
+            (
+                "go",
+                "package main\n\nfunc f() {\n\ts := `{$0`\n}\n",
+                false,
+                None,
+            ),
+            (
+                "go",
+                "package main\n\nfunc f() {\n\tx := g($0)\n}\n",
+                false,
+                None,
+            ),
+            // C / C++.
+            ("c", "int main(void) {\n    $0\n}", true, Some(4)),
+            ("c", "#include <std$0>\n", false, None),
+            ("c", "int main(void) {\n    return $0;\n}", false, None),
+            (
+                "cpp",
+                "namespace n {\nclass A {\n  void f() {$0}\n};\n}",
+                true,
+                Some(6),
+            ),
+            ("cpp", "int f() {\n  // {$0\n}", false, None),
+            // Java.
+            (
+                "java",
+                "class A {\n    void f() {\n        $0\n    }\n}",
+                true,
+                Some(8),
+            ),
+            (
+                "java",
+                "class A {\n    void f() {\n        String s = \"{$0\";\n    }\n}",
+                false,
+                None,
+            ),
+            (
+                "java",
+                "class A {\n    void f() {\n        g($0);\n    }\n}",
+                false,
+                None,
+            ),
+            // Plain text: line-based (blank line or `{` at end: multi-line).
+            ("plaintext", "hello\n$0", true, Some(0)),
+            ("plaintext", "hello $0", false, None),
+            ("plaintext", "  section {$0", true, Some(6)),
+            // Tabs count 4 columns.
+            (
+                "go",
+                "package main\n\nfunc f() {\n\tif x {\n\t\t$0\n\t}\n}\n",
+                true,
+                Some(8),
+            ),
+        ];
+        for (lang, src, multiline, indent) in cases {
+            check_shape(lang, src, *multiline, *indent);
+        }
+    }
+
+    #[test]
+    fn policy_forces_multiline() {
+        let src = "fn f() {\n    let x = $0\n}";
+        let always = run(
+            "rust",
+            src,
+            ContextBudget::default(),
+            MultilinePolicy::Always,
+        );
+        assert_eq!(
+            (always.shape.multiline, always.shape.block_indent),
+            (true, Some(4))
+        );
+        let never = run(
+            "rust",
+            "fn f() {\n    $0\n}",
+            ContextBudget::default(),
+            MultilinePolicy::Never,
+        );
+        assert_eq!(
+            (never.shape.multiline, never.shape.block_indent),
+            (false, None)
+        );
+    }
+
+    #[test]
+    fn line_before_and_after() {
+        let cases: &[(&str, &str, &str, &str)] = &[
+            (
+                "rust",
+                "fn f() {\r\n    let x$0 = 1;\r\n}\r\n",
+                "    let x",
+                " = 1;",
+            ),
+            (
+                "rust",
+                "fn f() {\r\n    let x = 1;$0\r\n}\r\n",
+                "    let x = 1;",
+                "",
+            ),
+            (
+                "rust",
+                "let a = \"héllo 🦀$0 世界\";\n",
+                "let a = \"héllo 🦀",
+                " 世界\";",
+            ),
+            ("python", "x = '日本語$0'\r\ny = 2", "x = '日本語", "'"),
+            ("plaintext", "one\rtwo$0\rthree", "two", ""),
+            ("plaintext", "$0", "", ""),
+            ("plaintext", "abc\n$0", "", ""),
+        ];
+        for (lang, src, before, after) in cases {
+            let ctx = run(lang, src, ContextBudget::default(), MultilinePolicy::Auto);
+            assert_eq!(
+                (
+                    ctx.shape.line_before.as_str(),
+                    ctx.shape.line_after.as_str()
+                ),
+                (*before, *after),
+                "{src:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn scope_chain_outermost_first() {
+        let cases: &[(&str, &str, &[&str])] = &[
+            (
+                "rust",
+                "mod m {\n    impl A {\n        #[inline]\n        pub fn f(&self) -> u8 {\n            $0\n        }\n    }\n}",
+                &["mod m {", "impl A {", "pub fn f(&self) -> u8 {"],
+            ),
+            (
+                "rust",
+                "trait T {\n    fn f() {\n        let x = 1;$0\n    }\n}",
+                &["trait T {", "fn f() {"],
+            ),
+            ("rust", "fn f() {}\n$0", &[]),
+            ("rust", "fn f() {}$0", &[]),
+            ("rust", "fn f() {\n    let x = ;\n    $0\n}", &["fn f() {"]),
+            (
+                "python",
+                "class A:\n    @staticmethod\n    def f():\n        x = 1\n        $0",
+                &["class A:", "def f():"],
+            ),
+            (
+                "python",
+                "class A:\n    def f(self):\n        x = 1\n    $0",
+                &["class A:"],
+            ),
+            (
+                "python",
+                "class A:\n    def f(self):\n        x = 1\n$0",
+                &[],
+            ),
+            ("python", "def f():\n    return x$0", &["def f():"]),
+            (
+                "javascript",
+                "class A {\n  m() {\n    it('x', () => {\n      $0\n    });\n  }\n}",
+                &["class A {", "m() {", "it('x', () => {"],
+            ),
+            (
+                "typescript",
+                "interface I {\n  a: number;$0\n}",
+                &["interface I {"],
+            ),
+            (
+                "typescript",
+                "namespace N {\n  function f(): void {\n    $0\n  }\n}",
+                &["namespace N {", "function f(): void {"],
+            ),
+            (
+                "tsx",
+                "export function App() {\n  return <div>$0</div>;\n}",
+                &["export function App() {"],
+            ),
+            (
+                "go",
+                "package main\n\nfunc (s *S) Run() error {\n\t$0\n}\n",
+                &["func (s *S) Run() error {"],
+            ),
+            ("c", "int main(void) {\n    $0\n}", &["int main(void) {"]),
+            (
+                "cpp",
+                "namespace n {\nclass A {\n  void f() {\n    $0\n  }\n};\n}",
+                &["namespace n {", "class A {", "void f() {"],
+            ),
+            (
+                "java",
+                "class A {\n    @Override\n    public void f() {\n        $0\n    }\n}",
+                &["class A {", "public void f() {"],
+            ),
+            ("plaintext", "fn f() {\n    $0\n}", &[]),
+        ];
+        for (lang, src, chain) in cases {
+            let ctx = run(lang, src, ContextBudget::default(), MultilinePolicy::Auto);
+            assert_eq!(ctx.scope_chain, *chain, "{lang}: {src:?}");
+        }
+    }
+
+    /// A body of `n` filler lines, to push the cursor past a small window.
+    fn filler(line: &str, n: usize) -> String {
+        line.repeat(n)
+    }
+
+    #[test]
+    fn imports_outside_the_window_only() {
+        let small = ContextBudget {
+            prefix_tokens: 25,
+            suffix_tokens: 10,
+        }; // 100 chars
+        let rust_body = filler("fn g() {}\n", 20);
+        let py_body = filler("x = 1\n", 30);
+        let js_body = filler("let a = 1;\n", 20);
+        let go_body = filler("var a = 1\n", 20);
+        let c_body = filler("int a;\n", 30);
+        let java_body = filler("  int a;\n", 20);
+        let cases: Vec<(&str, String, ContextBudget, Vec<&str>)> = vec![
+            (
+                "rust",
+                format!(
+                    "use std::io;\nextern crate foo;\nuse a::{{\n    b,\n    c,\n}};\n{rust_body}fn f() {{\n    $0\n}}\n"
+                ),
+                small,
+                vec![
+                    "use std::io;",
+                    "extern crate foo;",
+                    "use a::{\n    b,\n    c,\n};",
+                ],
+            ),
+            // Everything inside the window: nothing repeated.
+            (
+                "rust",
+                "use std::io;\nfn f() {\n    $0\n}\n".to_string(),
+                ContextBudget::default(),
+                vec![],
+            ),
+            (
+                "python",
+                format!(
+                    "from __future__ import annotations\nimport os\nfrom a import (b,\n    c)\n{py_body}def f():\n    $0\n"
+                ),
+                small,
+                vec![
+                    "from __future__ import annotations",
+                    "import os",
+                    "from a import (b,\n    c)",
+                ],
+            ),
+            (
+                "javascript",
+                format!(
+                    "import fs from 'fs';\nimport {{ a }} from './a.js';\n{js_body}function f() {{\n  $0\n}}\n"
+                ),
+                small,
+                vec!["import fs from 'fs';", "import { a } from './a.js';"],
+            ),
+            (
+                "typescript",
+                format!("import type {{ T }} from './t';\n{js_body}$0"),
+                small,
+                vec!["import type { T } from './t';"],
+            ),
+            (
+                "tsx",
+                format!("import React from 'react';\n{js_body}$0"),
+                small,
+                vec!["import React from 'react';"],
+            ),
+            (
+                "go",
+                format!(
+                    "package main\n\nimport (\n\t\"fmt\"\n\t\"os\"\n)\n\n{go_body}func f() {{\n\t$0\n}}\n"
+                ),
+                small,
+                vec!["package main", "import (\n\t\"fmt\"\n\t\"os\"\n)"],
+            ),
+            (
+                "c",
+                format!(
+                    "#ifndef A_H\n#define A_H\n#include <stdio.h>\n#include \"a.h\"\n{c_body}$0\n#endif\n"
+                ),
+                small,
+                vec!["#include <stdio.h>", "#include \"a.h\""],
+            ),
+            (
+                "cpp",
+                format!("#include <vector>\nusing namespace std;\n{c_body}$0"),
+                small,
+                vec!["#include <vector>", "using namespace std;"],
+            ),
+            (
+                "java",
+                format!("package a.b;\nimport java.util.List;\nclass A {{\n{java_body}  $0\n}}\n"),
+                small,
+                vec!["package a.b;", "import java.util.List;"],
+            ),
+            (
+                "plaintext",
+                format!("import os\n{py_body}$0"),
+                small,
+                vec![],
+            ),
+        ];
+        for (lang, src, budget, imports) in cases {
+            let ctx = run(lang, &src, budget, MultilinePolicy::Auto);
+            assert_eq!(
+                ctx.imports, imports,
+                "{lang}: {src:?}\nprefix_start={}",
+                ctx.prefix_start
+            );
+            for import in &ctx.imports {
+                assert!(
+                    !ctx.prefix.contains(import.as_str()),
+                    "{lang}: {import:?} is also in the window"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn imports_are_capped() {
+        let mut src: String = (0..200)
+            .map(|i| format!("use crate::m{i}::Thing{i};\n"))
+            .collect();
+        src.push_str(&filler("fn g() {}\n", 50));
+        src.push_str("fn f() {\n    $0\n}\n");
+        let ctx = run(
+            "rust",
+            &src,
+            ContextBudget {
+                prefix_tokens: 50,
+                suffix_tokens: 10,
+            },
+            MultilinePolicy::Auto,
+        );
+        assert!(!ctx.imports.is_empty());
+        assert!(ctx.imports.len() <= MAX_IMPORT_LINES);
+        assert!(ctx.imports.iter().map(|i| i.len()).sum::<usize>() <= MAX_IMPORT_CHARS);
+        assert_eq!(ctx.imports[0], "use crate::m0::Thing0;");
+    }
+
+    /// True when `at` is a line start where an item or statement (a named child of the root
+    /// or of a block) begins, after the line's indentation.
+    fn is_syntax_boundary(text: &str, tree: &Tree, at: usize) -> bool {
+        if at != 0 && text.as_bytes()[at - 1] != b'\n' {
+            return false;
+        }
+        let code = at + text[at..].len() - text[at..].trim_start().len();
+        let Some(leaf) = tree.root_node().descendant_for_byte_range(code, code) else {
+            return false;
+        };
+        ancestors(leaf).any(|n| {
+            n.start_byte() == code
+                && n.is_named()
+                && n.parent()
+                    .is_some_and(|p| p.parent().is_none() || is_block(p))
+        })
+    }
+
+    /// Types `typed` one char at a time at the `$0` of `src`, re-parsing each time; returns
+    /// every context.
+    fn type_at(
+        lang: Language,
+        src: &str,
+        typed: &str,
+        budget: ContextBudget,
+    ) -> Vec<(String, Option<Tree>, CompletionContext)> {
+        let (text, cursor) = fixture(src);
+        let mut out = Vec::new();
+        for n in 0..=typed.chars().count() {
+            let piece: String = typed.chars().take(n).collect();
+            let now = format!("{}{}{}", &text[..cursor], piece, &text[cursor..]);
+            let tree = parse(lang, &now);
+            let ctx = extract(
+                &Rope::from_str(&now),
+                tree.as_ref(),
+                lang,
+                cursor + piece.len(),
+                budget,
+                MultilinePolicy::Auto,
+            );
+            out.push((now, tree, ctx));
+        }
+        out
+    }
+
+    fn changes(runs: &[(String, Option<Tree>, CompletionContext)]) -> usize {
+        runs.windows(2)
+            .filter(|w| w[0].2.prefix_start != w[1].2.prefix_start)
+            .count()
+    }
+
+    fn assert_within_budget(
+        runs: &[(String, Option<Tree>, CompletionContext)],
+        budget_chars: usize,
+    ) {
+        for (text, _, ctx) in runs {
+            let first_line = text[ctx.prefix_start..]
+                .lines()
+                .next()
+                .unwrap_or("")
+                .chars()
+                .count()
+                + 1;
+            let prefix_chars = ctx.prefix.chars().count();
+            assert!(
+                prefix_chars <= budget_chars + first_line,
+                "prefix {prefix_chars} > {budget_chars} + {first_line}"
+            );
+            assert_eq!(
+                &text[ctx.prefix_start..ctx.prefix_start + ctx.prefix.len()],
+                ctx.prefix
+            );
+        }
+    }
+
+    #[test]
+    fn prefix_start_is_stable_while_typing() {
+        // Debug-built tree-sitter parses slowly: a small budget keeps the file (and the test)
+        // small while the cursor still lies far past the budget.
+        let mut src: String = (0..100)
+            .map(|i| format!("fn f{i}(x: i32) -> i32 {{\n    let y = x + {i};\n    y * 2\n}}\n\n"))
+            .collect();
+        let at = src.find("fn f80(").unwrap_or(0);
+        let at = at + src[at..].find("    y * 2").unwrap_or(0);
+        src.insert_str(at, "    $0\n");
+        let budget = ContextBudget {
+            prefix_tokens: 512,
+            suffix_tokens: 75,
+        };
+        let runs = type_at(
+            Language::Rust,
+            &src,
+            "let total = helper(x, y) + 1;",
+            budget,
+        );
+        assert!(
+            changes(&runs) <= 1,
+            "prefix_start moved {} times",
+            changes(&runs)
+        );
+        for (text, tree, ctx) in &runs {
+            let tree = tree.as_ref().expect("rust parses");
+            assert!(
+                is_syntax_boundary(text, tree, ctx.prefix_start),
+                "not a boundary: {:?}",
+                &text[ctx.prefix_start..][..40]
+            );
+            assert!(
+                ctx.prefix.len() > budget.prefix_tokens * CHARS_PER_TOKEN / 2,
+                "window wasted"
+            );
+        }
+        assert_within_budget(&runs, budget.prefix_tokens * CHARS_PER_TOKEN);
+    }
+
+    #[test]
+    fn prefix_start_is_stable_inside_one_long_function() {
+        // One item larger than the budget: the window starts at a statement inside it. The
+        // statements are short: a start that followed each one would move every few keys.
+        let body: String = (0..250).map(|i| format!("    v{i} += 1;\n")).collect();
+        let src = format!("use std::io;\n\nfn big() {{\n{body}    $0\n}}\n");
+        let budget = ContextBudget {
+            prefix_tokens: 512,
+            suffix_tokens: 75,
+        };
+        for (lang, src) in [(Language::Rust, src.clone()), (Language::PlainText, src)] {
+            let runs = type_at(lang, &src, "let answer = v1 + v2 + v3 + v4;", budget);
+            assert!(
+                changes(&runs) <= 1,
+                "{lang:?}: prefix_start moved {} times",
+                changes(&runs)
+            );
+            for (text, tree, ctx) in &runs {
+                if let Some(tree) = tree {
+                    assert!(is_syntax_boundary(text, tree, ctx.prefix_start));
+                    assert_eq!(ctx.imports, ["use std::io;"]);
+                    assert_eq!(ctx.scope_chain, ["fn big() {"]);
+                } else {
+                    assert!(
+                        ctx.prefix_start == 0 || text.as_bytes()[ctx.prefix_start - 1] == b'\n'
+                    );
+                }
+            }
+            assert_within_budget(&runs, budget.prefix_tokens * CHARS_PER_TOKEN);
+        }
+    }
+
+    #[test]
+    fn python_window_starts_at_a_definition() {
+        let src: String = (0..80)
+            .map(|i| format!("def f{i}(x):\n    y = x + {i}\n    return y\n\n\n"))
+            .collect();
+        let src = format!("{src}def g():\n    $0\n");
+        let budget = ContextBudget {
+            prefix_tokens: 512,
+            suffix_tokens: 75,
+        };
+        let runs = type_at(Language::Python, &src, "return compute(1, 2)", budget);
+        assert!(changes(&runs) <= 1);
+        for (text, tree, ctx) in &runs {
+            assert!(
+                text[ctx.prefix_start..].starts_with("def f"),
+                "{:?}",
+                &text[ctx.prefix_start..][..20]
+            );
+            assert!(is_syntax_boundary(
+                text,
+                tree.as_ref().expect("parses"),
+                ctx.prefix_start
+            ));
+        }
+    }
+
+    #[test]
+    fn suffix_ends_at_a_line_end() {
+        let rest = filler("    let a = 1;\n", 100);
+        let src = format!("fn f() {{\n    let x$0 = 2;\n{rest}}}\n");
+        let ctx = run(
+            "rust",
+            &src,
+            ContextBudget::default(),
+            MultilinePolicy::Auto,
+        );
+        assert!(ctx.suffix.starts_with(" = 2;\n"));
+        assert!(ctx.suffix.ends_with('\n'));
+        assert!(ctx.suffix.chars().count() <= 75 * CHARS_PER_TOKEN);
+        // A tiny budget still keeps the rest of the cursor's line.
+        let tiny = ContextBudget {
+            prefix_tokens: 1,
+            suffix_tokens: 1,
+        };
+        let ctx = run(
+            "rust",
+            "let s = \"a long line after the cursor\"$0; // and more\nnext();\n",
+            tiny,
+            MultilinePolicy::Auto,
+        );
+        assert_eq!(ctx.suffix, "; // and more\n");
+        // CRLF: the line break travels whole.
+        let ctx = run("rust", "a$0b\r\nc\r\n", tiny, MultilinePolicy::Auto);
+        assert_eq!(ctx.suffix, "b\r\n");
+    }
+
+    #[test]
+    fn windows_on_crlf_and_multibyte_text() {
+        let budget = ContextBudget {
+            prefix_tokens: 25,
+            suffix_tokens: 10,
+        }; // 100 / 40 chars
+        let body: String = (0..40)
+            .map(|i| format!("    let s{i} = \"🦀 世界 {i}\";\r\n"))
+            .collect();
+        let src = format!("fn f() {{\r\n{body}    $0\r\n{body}}}\r\n");
+        for lang in [Language::Rust, Language::PlainText] {
+            let ctx = run(lang.name(), &src, budget, MultilinePolicy::Auto);
+            let (text, cursor) = fixture(&src);
+            assert!(
+                text[..ctx.prefix_start].ends_with("\r\n"),
+                "{lang:?}: not a line start"
+            );
+            assert_eq!(text[ctx.prefix_start..cursor], ctx.prefix);
+            let first_line = ctx.prefix.lines().next().unwrap_or("").chars().count() + 2;
+            assert!(
+                ctx.prefix.chars().count() <= 100 + first_line,
+                "{lang:?}: {:?}",
+                ctx.prefix
+            );
+            assert!(ctx.suffix.ends_with("\r\n"), "{lang:?}: {:?}", ctx.suffix);
+            assert!(
+                ctx.suffix.chars().count() <= 40,
+                "{lang:?}: {:?}",
+                ctx.suffix
+            );
+            assert_eq!(
+                (ctx.shape.multiline, ctx.shape.block_indent),
+                (true, Some(4))
+            );
+        }
+    }
+
+    #[test]
+    fn long_single_line_is_cut_on_a_char_boundary() {
+        // Minified code: one line far longer than the budget. The window starts mid-line (at
+        // a node start, or a char boundary without a tree) and the suffix is capped.
+        let line = "a(\"é🦀\");".repeat(3000);
+        let src = format!("{line}$0{line}");
+        let budget = ContextBudget {
+            prefix_tokens: 250,
+            suffix_tokens: 75,
+        };
+        for lang in [Language::JavaScript, Language::PlainText] {
+            let ctx = run(lang.name(), &src, budget, MultilinePolicy::Auto);
+            let (text, _) = fixture(&src);
+            assert!(text.is_char_boundary(ctx.prefix_start));
+            assert!(ctx.prefix_start > 0);
+            assert!(
+                ctx.prefix.chars().count() <= 1000,
+                "{lang:?}: {}",
+                ctx.prefix.len()
+            );
+            assert!(
+                ctx.prefix.chars().count() >= 500,
+                "{lang:?}: {}",
+                ctx.prefix.len()
+            );
+            assert!(ctx.suffix.chars().count() <= MAX_LINE_CHARS);
+            assert!(ctx.shape.line_before.chars().count() <= MAX_LINE_CHARS);
+            assert!(ctx.shape.line_after.chars().count() <= MAX_LINE_CHARS);
+            assert!(!ctx.shape.multiline);
+        }
+    }
+
+    #[test]
+    fn edge_cursors() {
+        for &lang in ALL {
+            for src in [
+                "$0",
+                "$0fn f() {}",
+                "fn f() {}\n$0",
+                "x$0",
+                "\r\n$0\r\n",
+                "🦀$0世界",
+            ] {
+                let ctx = run(
+                    lang.name(),
+                    src,
+                    ContextBudget::default(),
+                    MultilinePolicy::Auto,
+                );
+                let (text, cursor) = fixture(src);
+                assert_eq!(ctx.prefix, &text[..cursor]);
+                assert_eq!(ctx.prefix_start, 0);
+                assert_eq!(ctx.suffix, &text[cursor..]);
+            }
+        }
+    }
+
+    #[test]
+    fn never_panics() {
+        let texts = [
+            "",
+            "\n",
+            "\r\n\r\n",
+            "\r\r\r",
+            "fn f() {\r\n    let s = \"🦀 世界\";\r\n    // コメント\r\n}\r\n",
+            "def f(:\n\t\"\"\"unterminated\n    )))}}}\n",
+            "}}}{{{ ((( \"' ` /* ",
+            "function (((( { { { => => class",
+            "#include <\n#if\nint main( {",
+            "package\nimport (\nfunc {",
+            "class { void f( { \"\\",
+            "emoji 👩‍👩‍👧‍👦 and CJK 漢字 and \u{feff}bom",
+        ];
+        let budgets = [
+            ContextBudget::default(),
+            ContextBudget {
+                prefix_tokens: 0,
+                suffix_tokens: 0,
+            },
+            ContextBudget {
+                prefix_tokens: 1,
+                suffix_tokens: 1,
+            },
+            ContextBudget {
+                prefix_tokens: usize::MAX / 64,
+                suffix_tokens: usize::MAX / 64,
+            },
+        ];
+        let policies = [
+            MultilinePolicy::Auto,
+            MultilinePolicy::Always,
+            MultilinePolicy::Never,
+        ];
+        for (l, &lang) in ALL.iter().enumerate() {
+            for text in texts {
+                let rope = Rope::from_str(text);
+                let tree = parse(lang, text);
+                // A stale tree: parsed from another text.
+                let stale = parse(lang, texts[4]);
+                // Every third cursor per language (all of them across languages), also past
+                // the end and inside UTF-8 chars, rotating through the budgets, policies and
+                // trees (current, stale, none) to stay fast.
+                let cursors = (0..=text.len() + 2)
+                    .skip(l % 3)
+                    .step_by(3)
+                    .chain([usize::MAX]);
+                for (i, cursor) in cursors.enumerate() {
+                    let t = [tree.as_ref(), stale.as_ref(), None][i % 3];
+                    let ctx = extract(&rope, t, lang, cursor, budgets[i % 4], policies[i % 3]);
+                    assert!(ctx.prefix_start <= text.len());
+                    assert!(text[ctx.prefix_start..].starts_with(&ctx.prefix));
+                    assert!(text.contains(&ctx.suffix));
+                }
+            }
+        }
     }
 }
