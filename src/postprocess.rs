@@ -843,6 +843,10 @@ mod tests {
         ("bracket in the prefix's string ignored", "x)", "s = \"(\"\nf($0)", Python, false, None, NONE, Some("x")),
         ("rust lifetime does not open a string", "x)", "fn f<'a>(s: &'a str) { g($0) }", Rust, false, None, NONE, Some("x")),
         ("go raw string", "x)", "s := `(`\nf($0)", Go, false, None, NONE, Some("x")),
+        ("lost track in the prefix: closers kept", "x)", "v = f(a]\ng($0)", Python, false, None, NONE, Some("x)")),
+        ("template string brackets ignored", "`${a})`)", "log($0)", JavaScript, false, None, NONE, Some("`${a})`")),
+        ("else past the suffix's brace", "a();\n} else {\n    b();", "if (x) {\n    $0\n}", C, true, None, NONE, Some("a();")),
+        ("crlf fence", "```py\r\nreturn 1\r\n```", "def f():\n    $0\n", Python, true, Some(4), NONE, Some("return 1")),
         ("square and curly", "1, 2]}", "let v = {a: [$0]};", JavaScript, false, None, NONE, Some("1, 2")),
         // 7. repeats and whitespace
         ("repeats the line above", "let total = a + b;", "fn f() {\n    let total = a + b;\n    $0\n}", Rust, false, None, NONE, None),
