@@ -1,7 +1,15 @@
-//! Prompt building: fill-in-the-middle prompts for each supported template and for APIs with
-//! a native `suffix` field. Pure: text in, text out.
+//! Prompt building: fill-in-the-middle prompts for each supported template, for APIs with a
+//! native `suffix` field, and a chat prompt for models without FIM. Pure: text in, text out —
+//! no I/O, no tokenizer, no knowledge of which provider sends the prompt.
 //!
-//! STUB — to be completed.
+//! Each template renders the layout its model family was trained on, checked against the
+//! family's own reference code (see the comment on each arm of [`render_template`]). The
+//! order of the parts matters more than anything else here: a model given a suffix-first
+//! layout it was not trained on produces nothing useful.
+//!
+//! Invariant: the rendered prompt starts with the same bytes for successive requests in the
+//! same region (imports, then the window from its stable `prefix_start`), so the model
+//! server's prompt cache is reused. Nothing variable (time, paths of other files) goes first.
 
 use crate::syntax::context::CompletionContext;
 
@@ -51,10 +59,88 @@ pub struct FimPrompt {
     pub stop: Vec<String>,
 }
 
+impl FimTemplate {
+    /// The special tokens that end the middle or start another section: generation stops at
+    /// any of them. Includes the end-of-text token of the family.
+    pub fn stop_tokens(self) -> &'static [&'static str] {
+        match self {
+            // Qwen2.5-Coder README: generation ends at any of these ids (151643..151664).
+            FimTemplate::Qwen => &[
+                "<|endoftext|>",
+                "<|fim_prefix|>",
+                "<|fim_suffix|>",
+                "<|fim_middle|>",
+                "<|fim_pad|>",
+                "<|file_sep|>",
+                "<|repo_name|>",
+                "<|im_end|>",
+            ],
+            // StarCoder: `<|endoftext|>`; StarCoder2 adds `<file_sep>` between files.
+            FimTemplate::StarCoder => &[
+                "<|endoftext|>",
+                "<fim_prefix>",
+                "<fim_suffix>",
+                "<fim_middle>",
+                "<fim_pad>",
+                "<file_sep>",
+            ],
+            FimTemplate::CodeLlama => &["<EOT>", "<PRE>", "<SUF>", "<MID>"],
+            // `<｜end▁of▁sentence｜>` is the base model's EOS; `<|EOT|>` the instruct model's.
+            FimTemplate::DeepSeek => &[
+                "<｜end▁of▁sentence｜>",
+                "<|EOT|>",
+                "<｜fim▁begin｜>",
+                "<｜fim▁hole｜>",
+                "<｜fim▁end｜>",
+            ],
+            FimTemplate::Codestral => &["</s>", "[PREFIX]", "[SUFFIX]", "[MIDDLE]"],
+        }
+    }
+}
+
+/// The text that precedes the cursor in the prompt: the imports that lie outside the window
+/// (in file order), a blank line, then the window. Deterministic, so that successive prompts
+/// share their start.
+pub fn prompt_prefix(ctx: &CompletionContext) -> String {
+    if ctx.imports.is_empty() {
+        return ctx.prefix.clone();
+    }
+    let mut out = ctx.imports.join("\n");
+    out.push_str("\n\n");
+    out.push_str(&ctx.prefix);
+    out
+}
+
+/// Renders `template` around `prefix` and `suffix`.
+pub fn render_template(template: FimTemplate, prefix: &str, suffix: &str) -> String {
+    match template {
+        // Qwen2.5-Coder README ("prefix_code + suffix_code" example): prefix-suffix-middle.
+        FimTemplate::Qwen => format!("<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>"),
+        // bigcode/starcoder model card: `<fim_prefix>…<fim_suffix>…<fim_middle>`.
+        FimTemplate::StarCoder => format!("<fim_prefix>{prefix}<fim_suffix>{suffix}<fim_middle>"),
+        // Meta's codellama generation.py: `"<PRE> {pre} <SUF>{suf} <MID>"`. The spaces are
+        // part of the trained layout: the special tokens are `▁<SUF>`/`▁<MID>` and the prefix
+        // is encoded with SentencePiece's leading space, the suffix without.
+        FimTemplate::CodeLlama => format!("<PRE> {prefix} <SUF>{suffix} <MID>"),
+        // DeepSeek-Coder README ("Code Insertion"): fullwidth bars `｜` and `▁`, not ASCII.
+        FimTemplate::DeepSeek => {
+            format!("<｜fim▁begin｜>{prefix}<｜fim▁hole｜>{suffix}<｜fim▁end｜>")
+        }
+        // Suffix first. mistral-common's encode_fim test renders
+        // `<s>[SUFFIX]return▁a▁+▁b[PREFIX]▁def▁f(`: the prefix carries SentencePiece's
+        // leading space, the suffix does not; Ollama's codestral template writes the same
+        // layout as `[SUFFIX]{{ .Suffix }}[PREFIX] {{ .Prompt }}`. The server adds `<s>`.
+        FimTemplate::Codestral => format!("[SUFFIX]{suffix}[PREFIX] {prefix}"),
+    }
+}
+
 /// Builds the FIM prompt for `ctx`.
 pub fn build_fim(fim: Fim, ctx: &CompletionContext) -> FimPrompt {
-    let prefix = ctx.prefix.clone();
-    let mut stop = Vec::new();
+    let prefix = prompt_prefix(ctx);
+    let mut stop: Vec<String> = match fim {
+        Fim::Native => Vec::new(),
+        Fim::Template(t) => t.stop_tokens().iter().map(|s| s.to_string()).collect(),
+    };
     if !ctx.shape.multiline {
         stop.push("\n".to_string());
     }
@@ -64,13 +150,258 @@ pub fn build_fim(fim: Fim, ctx: &CompletionContext) -> FimPrompt {
             suffix: Some(ctx.suffix.clone()),
             stop,
         },
-        Fim::Template(_) => FimPrompt {
-            prompt: format!(
-                "<|fim_prefix|>{prefix}<|fim_suffix|>{}<|fim_middle|>",
-                ctx.suffix
-            ),
+        Fim::Template(t) => FimPrompt {
+            prompt: render_template(t, &prefix, &ctx.suffix),
             suffix: None,
             stop,
         },
+    }
+}
+
+/// The marker that stands for the cursor in a chat prompt.
+pub const CURSOR_MARKER: &str = "<CURSOR>";
+
+/// A `(system, user)` message pair for a chat-only model. The answer is expected to be the
+/// bare code for the cursor; post-processing still copes with fences and prose around it.
+pub fn chat_completion_messages(ctx: &CompletionContext) -> (String, String) {
+    let scope = if ctx.shape.multiline {
+        "Complete the code at the cursor; you may write several lines, but stop at the end of \
+         the enclosing block."
+    } else {
+        "Complete only the rest of the line at the cursor."
+    };
+    let system = format!(
+        "You are a code completion engine. The user shows a {} file with {CURSOR_MARKER} \
+         marking the cursor. Reply with only the code to insert at {CURSOR_MARKER}: no \
+         explanation, no markdown fences, and do not repeat the code before or after the \
+         cursor. {scope} If nothing should be inserted, reply with nothing.",
+        ctx.language.name()
+    );
+    let user = format!("{}{CURSOR_MARKER}{}", prompt_prefix(ctx), ctx.suffix);
+    (system, user)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::syntax::Language;
+    use crate::syntax::context::SuggestionShape;
+
+    /// Builds a context from a fixture with a `$0` cursor; the window is the whole fixture.
+    fn ctx(fixture: &str, multiline: bool, imports: &[&str]) -> CompletionContext {
+        let (prefix, suffix) = fixture.split_once("$0").expect("fixture needs a $0 cursor");
+        let line_before = prefix.rsplit('\n').next().unwrap_or("").to_string();
+        let line_after = suffix
+            .split('\n')
+            .next()
+            .unwrap_or("")
+            .trim_end_matches('\r')
+            .to_string();
+        CompletionContext {
+            language: Language::Python,
+            imports: imports.iter().map(|s| s.to_string()).collect(),
+            prefix_start: 0,
+            prefix: prefix.to_string(),
+            suffix: suffix.to_string(),
+            scope_chain: Vec::new(),
+            shape: SuggestionShape {
+                multiline,
+                line_before,
+                line_after,
+                block_indent: None,
+            },
+        }
+    }
+
+    const FIXTURE: &str = "def add(a, b):\n    return $0\n\nprint(add(1, 2))\n";
+
+    #[test]
+    fn parses_every_config_name() {
+        let cases = [
+            ("native", Some(Fim::Native)),
+            ("qwen", Some(Fim::Template(FimTemplate::Qwen))),
+            ("starcoder", Some(Fim::Template(FimTemplate::StarCoder))),
+            ("codellama", Some(Fim::Template(FimTemplate::CodeLlama))),
+            ("deepseek", Some(Fim::Template(FimTemplate::DeepSeek))),
+            ("codestral", Some(Fim::Template(FimTemplate::Codestral))),
+            ("Qwen", None),
+            ("", None),
+        ];
+        for (name, want) in cases {
+            assert_eq!(Fim::parse(name), want, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn every_template_renders_its_trained_layout() {
+        let p = "def add(a, b):\n    return ";
+        let s = "\n\nprint(add(1, 2))\n";
+        let cases: [(FimTemplate, String, &[&str]); 5] = [
+            (
+                FimTemplate::Qwen,
+                format!("<|fim_prefix|>{p}<|fim_suffix|>{s}<|fim_middle|>"),
+                &[
+                    "<|endoftext|>",
+                    "<|fim_prefix|>",
+                    "<|fim_suffix|>",
+                    "<|fim_middle|>",
+                    "<|fim_pad|>",
+                    "<|file_sep|>",
+                    "<|repo_name|>",
+                    "<|im_end|>",
+                ],
+            ),
+            (
+                FimTemplate::StarCoder,
+                format!("<fim_prefix>{p}<fim_suffix>{s}<fim_middle>"),
+                &[
+                    "<|endoftext|>",
+                    "<fim_prefix>",
+                    "<fim_suffix>",
+                    "<fim_middle>",
+                    "<fim_pad>",
+                    "<file_sep>",
+                ],
+            ),
+            (
+                FimTemplate::CodeLlama,
+                format!("<PRE> {p} <SUF>{s} <MID>"),
+                &["<EOT>", "<PRE>", "<SUF>", "<MID>"],
+            ),
+            (
+                FimTemplate::DeepSeek,
+                format!("<｜fim▁begin｜>{p}<｜fim▁hole｜>{s}<｜fim▁end｜>"),
+                &[
+                    "<｜end▁of▁sentence｜>",
+                    "<|EOT|>",
+                    "<｜fim▁begin｜>",
+                    "<｜fim▁hole｜>",
+                    "<｜fim▁end｜>",
+                ],
+            ),
+            (
+                FimTemplate::Codestral,
+                format!("[SUFFIX]{s}[PREFIX] {p}"),
+                &["</s>", "[PREFIX]", "[SUFFIX]", "[MIDDLE]"],
+            ),
+        ];
+        for (template, want_prompt, want_stop) in cases {
+            let got = build_fim(Fim::Template(template), &ctx(FIXTURE, true, &[]));
+            assert_eq!(got.prompt, want_prompt, "{template:?}");
+            assert_eq!(got.suffix, None, "{template:?}");
+            assert_eq!(got.stop, want_stop, "{template:?}");
+        }
+    }
+
+    #[test]
+    fn literal_expected_prompts() {
+        // The same data as above written out by hand, so a change to a template cannot be
+        // mirrored by a change to the test's own format strings.
+        let c = ctx("fn f() {\n    $0\n}", true, &[]);
+        let cases = [
+            (
+                FimTemplate::Qwen,
+                "<|fim_prefix|>fn f() {\n    <|fim_suffix|>\n}<|fim_middle|>",
+            ),
+            (
+                FimTemplate::StarCoder,
+                "<fim_prefix>fn f() {\n    <fim_suffix>\n}<fim_middle>",
+            ),
+            (
+                FimTemplate::CodeLlama,
+                "<PRE> fn f() {\n     <SUF>\n} <MID>",
+            ),
+            (
+                FimTemplate::DeepSeek,
+                "<｜fim▁begin｜>fn f() {\n    <｜fim▁hole｜>\n}<｜fim▁end｜>",
+            ),
+            (FimTemplate::Codestral, "[SUFFIX]\n}[PREFIX] fn f() {\n    "),
+        ];
+        for (template, want) in cases {
+            assert_eq!(
+                build_fim(Fim::Template(template), &c).prompt,
+                want,
+                "{template:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn native_sends_prefix_and_suffix_separately() {
+        let got = build_fim(Fim::Native, &ctx(FIXTURE, true, &[]));
+        assert_eq!(
+            got,
+            FimPrompt {
+                prompt: "def add(a, b):\n    return ".to_string(),
+                suffix: Some("\n\nprint(add(1, 2))\n".to_string()),
+                stop: vec![],
+            }
+        );
+    }
+
+    #[test]
+    fn imports_come_first_then_a_blank_line() {
+        let c = ctx(
+            "    return $0\n",
+            true,
+            &["import os", "from sys import argv"],
+        );
+        let native = build_fim(Fim::Native, &c);
+        assert_eq!(
+            native.prompt,
+            "import os\nfrom sys import argv\n\n    return "
+        );
+        let qwen = build_fim(Fim::Template(FimTemplate::Qwen), &c);
+        assert_eq!(
+            qwen.prompt,
+            "<|fim_prefix|>import os\nfrom sys import argv\n\n    return <|fim_suffix|>\n<|fim_middle|>"
+        );
+        let codestral = build_fim(Fim::Template(FimTemplate::Codestral), &c);
+        assert_eq!(
+            codestral.prompt,
+            "[SUFFIX]\n[PREFIX] import os\nfrom sys import argv\n\n    return "
+        );
+    }
+
+    #[test]
+    fn single_line_adds_a_line_break_stop() {
+        let single = ctx(FIXTURE, false, &[]);
+        let multi = ctx(FIXTURE, true, &[]);
+        assert_eq!(build_fim(Fim::Native, &single).stop, vec!["\n".to_string()]);
+        assert!(build_fim(Fim::Native, &multi).stop.is_empty());
+        let stop = build_fim(Fim::Template(FimTemplate::CodeLlama), &single).stop;
+        assert_eq!(stop, ["<EOT>", "<PRE>", "<SUF>", "<MID>", "\n"]);
+        let stop = build_fim(Fim::Template(FimTemplate::CodeLlama), &multi).stop;
+        assert_eq!(stop, ["<EOT>", "<PRE>", "<SUF>", "<MID>"]);
+    }
+
+    #[test]
+    fn successive_prompts_in_a_region_share_their_start() {
+        let a = build_fim(
+            Fim::Template(FimTemplate::Qwen),
+            &ctx("x = 1\ny = $0\n", false, &["import os"]),
+        );
+        let b = build_fim(
+            Fim::Template(FimTemplate::Qwen),
+            &ctx("x = 1\ny = 2$0\n", false, &["import os"]),
+        );
+        assert!(
+            b.prompt
+                .starts_with(&a.prompt[..a.prompt.find("<|fim_suffix|>").unwrap()])
+        );
+    }
+
+    #[test]
+    fn chat_messages_mark_the_cursor() {
+        let (system, user) = chat_completion_messages(&ctx(FIXTURE, false, &["import math"]));
+        assert!(system.contains("<CURSOR>"), "{system}");
+        assert!(system.contains("python"), "{system}");
+        assert!(system.contains("rest of the line"), "{system}");
+        assert_eq!(
+            user,
+            "import math\n\ndef add(a, b):\n    return <CURSOR>\n\nprint(add(1, 2))\n"
+        );
+        let (system, _) = chat_completion_messages(&ctx(FIXTURE, true, &[]));
+        assert!(system.contains("several lines"), "{system}");
     }
 }
