@@ -542,6 +542,41 @@ async fn dropping_a_request_during_the_delay_counts_as_aborted() {
     assert_eq!((double.completed(), double.in_flight()), (0, 0));
 }
 
+/// Pilotfish keeps warm pooled connections: giving up on a request sent over one must still
+/// close it. Also shows the blocking `wait_for` is fine on a multi-thread runtime.
+#[tokio::test(flavor = "multi_thread")]
+async fn dropping_a_request_on_a_warm_pooled_connection_counts_as_aborted() {
+    let double = ModelDouble::start(Behaviour::answer("warm"));
+    let client = client();
+    let warm = client
+        .post(double.url("/api/generate"))
+        .json(&json!({ "model": "m", "prompt": "p", "stream": false }))
+        .send()
+        .await
+        .unwrap();
+    assert!(warm.text().await.unwrap().contains("warm"));
+
+    double.set_behaviour(Behaviour::answer("late").delay(Duration::from_secs(30)));
+    let request = tokio::spawn({
+        let (client, url) = (client.clone(), double.url("/api/generate"));
+        async move {
+            client
+                .post(url)
+                .json(&json!({ "model": "m", "prompt": "p" }))
+                .send()
+                .await
+        }
+    });
+    assert!(double.wait_for(|d| d.requests() == 2, WAIT));
+    request.abort();
+    assert!(
+        double.wait_for(|d| d.aborted() == 1, WAIT),
+        "{}",
+        double.summary()
+    );
+    assert_eq!(double.completed(), 1, "only the warm-up completed");
+}
+
 #[tokio::test]
 async fn dropping_a_stream_midway_counts_as_aborted() {
     let double = ModelDouble::start(

@@ -10,6 +10,7 @@
 //! temp file. This module must not know what Pilotfish answers; it only carries messages.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
@@ -761,12 +762,14 @@ fn dispatch(message: Value, inbox: &Inbox, stdin: &SharedStdin) {
         (Some(_), None) => inbox.update(|state| state.notifications.push(message)),
         (None, Some(id)) => inbox.update(|state| {
             let key = id.to_string();
-            if state.responses.contains_key(&key) {
-                state
-                    .protocol_errors
-                    .push(format!("second response for id {key}: {message}"));
-            } else {
-                state.responses.insert(key, message);
+            match state.responses.entry(key) {
+                Entry::Occupied(first) => {
+                    let error = format!("second response for id {}: {message}", first.key());
+                    state.protocol_errors.push(error);
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(message);
+                }
             }
         }),
         (None, None) => inbox.update(|state| {
