@@ -218,9 +218,11 @@ async fn probes_list_models_and_are_not_model_calls() {
         .await
         .unwrap();
     assert_eq!(health, json!({ "status": "ok" }));
-    assert_eq!(double.probes(), 3);
+    let head = client().head(double.base_url()).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(double.probes(), 4);
     assert_eq!(double.requests(), 0, "probes are not model calls");
-    assert_eq!(double.recorded().len(), 3, "but they are recorded");
+    assert_eq!(double.recorded().len(), 4, "but they are recorded");
 }
 
 #[tokio::test]

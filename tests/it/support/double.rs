@@ -636,7 +636,9 @@ impl ModelDouble {
     }
 
     /// Polls `condition` until it holds (true) or `timeout` passes (false). Blocks the thread;
-    /// the double keeps serving because it runs on its own thread.
+    /// the double keeps serving because it runs on its own thread. Do not call it from a
+    /// current-thread tokio runtime that also drives the HTTP client being observed (it would
+    /// stop that client from closing its connection); use [`ModelDouble::wait_for_async`].
     pub fn wait_for(&self, condition: impl Fn(&Self) -> bool, timeout: Duration) -> bool {
         super::wait_until(timeout, || condition(self))
     }
@@ -1013,6 +1015,17 @@ async fn respond(conn: &mut Conn, shared: &Shared, parsed: Parsed) -> Outcome {
             &format!("no route for {}", request.path),
         );
         return send_json(conn, 404, &body, None).await;
+    }
+    if request.method == "HEAD" && endpoint.is_probe() {
+        // Ollama's own client checks `HEAD /`; answer like GET, without a body.
+        counters.probes.fetch_add(1, Ordering::SeqCst);
+        let status = if health == Health::Up { 200 } else { 503 };
+        let head = response_head(status, "text/plain; charset=utf-8", Some(0), None);
+        return if conn.send(head.as_bytes()).await {
+            Outcome::Completed
+        } else {
+            Outcome::Aborted
+        };
     }
     if request.method != endpoint.method() {
         let body = error_body(endpoint.dialect(), 405, "method not allowed");
