@@ -1,1 +1,6 @@
+//! The one integration-test binary: tests run the real `pilotfish` executable over stdio against
+//! model-server doubles on 127.0.0.1 (see `support`).
 
+mod support;
+
+mod double;
