@@ -35,17 +35,33 @@ fn edit_and_reparse(c: &mut Criterion) {
     docs.open("file:///big.rs", Language::Rust, 0, &text);
     let line = 10_000u32;
     let mut version = 0;
-    c.bench_function("didChange 1 char + incremental reparse, 20k-line Rust", |b| {
-        b.iter(|| {
-            version += 1;
-            // Type a character, then delete it, so the document does not grow.
-            let at = LineCol { line, col: 8 };
-            let end = LineCol { line, col: 9 };
-            let (range, text) = if version % 2 == 1 { ((at, at), "x") } else { ((at, end), "") };
-            let change = TextChange { range: Some(range), text: text.into() };
-            docs.change("file:///big.rs", version, &[change], PositionEncoding::Utf16).unwrap();
-        })
-    });
+    c.bench_function(
+        "didChange 1 char + incremental reparse, 20k-line Rust",
+        |b| {
+            b.iter(|| {
+                version += 1;
+                // Type a character, then delete it, so the document does not grow.
+                let at = LineCol { line, col: 8 };
+                let end = LineCol { line, col: 9 };
+                let (range, text) = if version % 2 == 1 {
+                    ((at, at), "x")
+                } else {
+                    ((at, end), "")
+                };
+                let change = TextChange {
+                    range: Some(range),
+                    text: text.into(),
+                };
+                docs.change(
+                    "file:///big.rs",
+                    version,
+                    &[change],
+                    PositionEncoding::Utf16,
+                )
+                .unwrap();
+            })
+        },
+    );
 }
 
 fn context_and_prompt(c: &mut Criterion) {
@@ -66,7 +82,14 @@ fn context_and_prompt(c: &mut Criterion) {
             ))
         })
     });
-    let ctx = extract(&snap.rope, snap.tree.as_ref(), Language::Rust, cursor, ContextBudget::default(), MultilinePolicy::Auto);
+    let ctx = extract(
+        &snap.rope,
+        snap.tree.as_ref(),
+        Language::Rust,
+        cursor,
+        ContextBudget::default(),
+        MultilinePolicy::Auto,
+    );
     c.bench_function("prompt build (qwen template)", |b| {
         b.iter(|| black_box(build_fim(Fim::Template(FimTemplate::Qwen), black_box(&ctx))))
     });
@@ -78,14 +101,44 @@ fn cache(c: &mut Criterion) {
     let mut cache = CompletionCache::new(512);
     // Fill the cache with 512 entries sharing a long prefix, as typing in one file does.
     for i in 0..512 {
-        let key = CacheKey { model: model.clone(), prefix: format!("{text}{i}"), suffix: "\n}\n".into(), multiline: false };
-        cache.insert(key, CachedSuggestion { text: Some(format!("value_{i}();").into()), answered_by: model.clone() });
+        let key = CacheKey {
+            model: model.clone(),
+            prefix: format!("{text}{i}"),
+            suffix: "\n}\n".into(),
+            multiline: false,
+        };
+        cache.insert(
+            key,
+            CachedSuggestion {
+                text: Some(format!("value_{i}();").into()),
+                answered_by: model.clone(),
+            },
+        );
     }
-    let hit = CacheKey { model: model.clone(), prefix: format!("{text}42"), suffix: "\n}\n".into(), multiline: false };
-    c.bench_function("cache exact hit (512 entries, 6 KB prefix)", |b| b.iter(|| black_box(cache.lookup(black_box(&hit)))));
-    let typed = CacheKey { model: model.clone(), prefix: format!("{text}511val"), suffix: "\n}\n".into(), multiline: false };
-    c.bench_function("cache typed-ahead hit", |b| b.iter(|| black_box(cache.lookup_typed_ahead(black_box(&typed)))));
-    let miss = CacheKey { model, prefix: format!("{text}none"), suffix: "\n}\n".into(), multiline: false };
+    let hit = CacheKey {
+        model: model.clone(),
+        prefix: format!("{text}42"),
+        suffix: "\n}\n".into(),
+        multiline: false,
+    };
+    c.bench_function("cache exact hit (512 entries, 6 KB prefix)", |b| {
+        b.iter(|| black_box(cache.lookup(black_box(&hit))))
+    });
+    let typed = CacheKey {
+        model: model.clone(),
+        prefix: format!("{text}511val"),
+        suffix: "\n}\n".into(),
+        multiline: false,
+    };
+    c.bench_function("cache typed-ahead hit", |b| {
+        b.iter(|| black_box(cache.lookup_typed_ahead(black_box(&typed))))
+    });
+    let miss = CacheKey {
+        model,
+        prefix: format!("{text}none"),
+        suffix: "\n}\n".into(),
+        multiline: false,
+    };
     c.bench_function("cache miss (exact + typed-ahead)", |b| {
         b.iter(|| {
             black_box(cache.lookup(black_box(&miss)));
