@@ -9,4 +9,6 @@ pub mod position;
 pub mod postprocess;
 pub mod prompt;
 pub mod providers;
+pub mod redact;
+pub mod router;
 pub mod syntax;

@@ -2,6 +2,7 @@
 //! uses, and the completion context cut around a cursor. Pure: no I/O, no LSP types, no async.
 
 pub mod context;
+pub mod features;
 
 use std::path::Path;
 
