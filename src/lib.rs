@@ -10,5 +10,6 @@ pub mod postprocess;
 pub mod prompt;
 pub mod providers;
 pub mod redact;
+pub mod resilience;
 pub mod router;
 pub mod syntax;
