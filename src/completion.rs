@@ -17,7 +17,8 @@ use crate::config::{Config, ModelConfig};
 use crate::documents::Snapshot;
 use crate::postprocess::postprocess;
 use crate::prompt::{Fim, build_fim};
-use crate::providers::{FimCall, Providers};
+use crate::providers::{FimCall, ProviderError, Providers};
+use crate::resilience::{Health, run_chain};
 use crate::syntax::context::{CompletionContext, ContextBudget, extract};
 
 /// A gap between two requests longer than this ends a typing burst: the next request goes
@@ -147,6 +148,7 @@ struct Flight {
 
 struct Shared {
     providers: Providers,
+    health: Arc<Health>,
     settings: RwLock<Arc<Settings>>,
     cache: Mutex<CompletionCache>,
     docs: Mutex<HashMap<Arc<str>, DocState>>,
@@ -166,11 +168,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl CompletionEngine {
-    pub fn new(config: Arc<Config>, providers: Providers) -> CompletionEngine {
+    pub fn new(config: Arc<Config>, providers: Providers, health: Arc<Health>) -> CompletionEngine {
         let cache = CompletionCache::new(config.completion.cache_entries);
         CompletionEngine {
             shared: Arc::new(Shared {
                 providers,
+                health,
                 settings: RwLock::new(Arc::new(Settings::from_config(config))),
                 cache: Mutex::new(cache),
                 docs: Mutex::new(HashMap::new()),
@@ -450,52 +453,80 @@ async fn run_flight(
     settings: Arc<Settings>,
     tx: watch::Sender<Option<Result<CachedSuggestion, String>>>,
 ) {
-    let mut errors = Vec::new();
-    let mut result = None;
-    for candidate in &settings.chain {
-        let prompt = build_fim(candidate.fim, &ctx);
-        let max_tokens = if ctx.shape.multiline {
-            candidate.model.max_output_tokens
-        } else {
-            candidate
-                .model
-                .max_output_tokens
-                .min(SINGLE_LINE_MAX_TOKENS)
-        };
-        let call = FimCall {
-            prompt: &prompt,
-            max_tokens,
-            time_budget: Some(settings.budget),
-        };
-        let t0 = Instant::now();
-        match engine.shared.providers.fim(&candidate.model, call).await {
-            Ok(answer) => {
-                let text = postprocess(&answer.text, &ctx, &prompt.stop);
-                tracing::debug!(
-                    model = %candidate.name,
-                    ms = t0.elapsed().as_millis() as u64,
-                    raw = answer.text.len(),
-                    kept = text.as_ref().map_or(0, String::len),
-                    "completion answered"
-                );
-                result = Some(CachedSuggestion {
-                    text: text.map(Into::into),
-                    answered_by: candidate.name.clone(),
-                });
-                break;
+    let chain: Vec<_> = settings
+        .chain
+        .iter()
+        .map(|c| (c.name.clone(), c.model.clone()))
+        .collect();
+    let fim_of = |name: &str| {
+        settings
+            .chain
+            .iter()
+            .find(|c| &*c.name == name)
+            .map(|c| c.fim)
+    };
+    let budget = settings.budget;
+    let started = Instant::now();
+    // Retries only while they can still make the budget; the call itself may run on past
+    // it (up to the model's timeout) to fill the cache.
+    let retry_until = started + settings.budget;
+    let hard_deadline = started
+        + settings
+            .chain
+            .iter()
+            .map(|c| Duration::from_millis(c.model.timeout_ms))
+            .max()
+            .unwrap_or(settings.budget);
+    let providers = &engine.shared.providers;
+    let run = run_chain(
+        &engine.shared.health,
+        &chain,
+        retry_until,
+        hard_deadline,
+        |name, model| {
+            let ctx = &ctx;
+            let fim = fim_of(&name);
+            async move {
+                let fim = fim.ok_or_else(|| {
+                    ProviderError::Unsupported(format!("model {:?} has no FIM mode", model.model))
+                })?;
+                let prompt = build_fim(fim, ctx);
+                let max_tokens = if ctx.shape.multiline {
+                    model.max_output_tokens
+                } else {
+                    model.max_output_tokens.min(SINGLE_LINE_MAX_TOKENS)
+                };
+                let call = FimCall {
+                    prompt: &prompt,
+                    max_tokens,
+                    time_budget: Some(budget),
+                };
+                let answer = providers.fim(&model, call).await?;
+                Ok(postprocess(&answer.text, ctx, &prompt.stop).map(|kept| (kept, answer)))
             }
-            Err(e) => {
-                tracing::warn!(model = %candidate.name, "completion failed: {e}");
-                errors.push(format!("{}: {e}", candidate.name));
-            }
-        }
-    }
-    let outcome = match result {
-        Some(hit) => {
+        },
+    )
+    .await;
+    let outcome = match run.answer {
+        Ok((name, kept)) => {
+            tracing::debug!(
+                model = %name,
+                ms = started.elapsed().as_millis() as u64,
+                raw = kept.as_ref().map_or(0, |(_, a)| a.text.len()),
+                kept = kept.as_ref().map_or(0, |(k, _)| k.len()),
+                "completion answered"
+            );
+            let hit = CachedSuggestion {
+                text: kept.map(|(k, _)| k.into()),
+                answered_by: name,
+            };
             lock(&engine.shared.cache).insert(key.clone(), hit.clone());
             Ok(hit)
         }
-        None => Err(errors.join("; ")),
+        Err(why) => {
+            tracing::warn!("completion failed: {why}");
+            Err(why)
+        }
     };
     tx.send_replace(Some(outcome));
     let mut docs = lock(&engine.shared.docs);

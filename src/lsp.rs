@@ -21,6 +21,7 @@ use crate::config::LoadedConfig;
 use crate::documents::{Documents, TextChange};
 use crate::position::{self, LineCol, PositionEncoding};
 use crate::providers::Providers;
+use crate::resilience::Health;
 use crate::syntax::Language;
 
 /// The command attached to every suggestion, so the editor reports acceptance.
@@ -113,7 +114,11 @@ impl Backend {
     fn new(client: Client, options: ServeOptions, shutdown_seen: Arc<AtomicBool>) -> Backend {
         // The real configuration is loaded at `initialize`, when the workspace is known.
         let config = LoadedConfig::built_in();
-        let engine = CompletionEngine::new(Arc::new(config.config.clone()), Providers::new());
+        let engine = CompletionEngine::new(
+            Arc::new(config.config.clone()),
+            Providers::new(),
+            Arc::new(Health::new()),
+        );
         Backend {
             client,
             options,

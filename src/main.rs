@@ -15,6 +15,7 @@ use pilotfish::documents::Documents;
 use pilotfish::lsp::{ServeOptions, serve_stdio};
 use pilotfish::position::{self, LineCol, PositionEncoding};
 use pilotfish::providers::Providers;
+use pilotfish::resilience::Health;
 use pilotfish::syntax::Language;
 
 #[derive(Parser)]
@@ -179,7 +180,7 @@ async fn complete_once(mut config: Config, spot: &str, budget_ms: Option<u64>) -
             return 2;
         }
     };
-    let engine = CompletionEngine::new(Arc::new(config), Providers::new());
+    let engine = CompletionEngine::new(Arc::new(config), Providers::new(), Arc::new(Health::new()));
     match engine.complete(&snapshot, cursor).await {
         Ok(s) => {
             println!("{}", s.text);
