@@ -19,7 +19,12 @@ use crate::postprocess::postprocess;
 use crate::prompt::{Fim, build_fim};
 use crate::providers::{FimCall, ProviderError, Providers};
 use crate::resilience::{Health, run_chain};
-use crate::syntax::context::{CompletionContext, ContextBudget, extract};
+use crate::router::{Decision, RouteRequest, RouteState, decide};
+use crate::syntax::context::{CHARS_PER_TOKEN, CompletionContext, ContextBudget, extract};
+use crate::syntax::features::{Features, enclosing_target, features};
+
+/// The routing task name of completion.
+const TASK: &str = "complete";
 
 /// A gap between two requests longer than this ends a typing burst: the next request goes
 /// to the model at once.
@@ -92,7 +97,11 @@ struct Candidate {
 
 /// The settings the path reads on every request; replaced whole on reconfiguration.
 struct Settings {
-    chain: Vec<Candidate>,
+    /// Every configured model that can fill in the middle, by name.
+    candidates: HashMap<String, Candidate>,
+    /// Whether some `[[rules]]` entry may apply to completion (then the target's features
+    /// are computed for each request; otherwise they are not needed).
+    rules_apply: bool,
     budget: Duration,
     debounce_floor: Duration,
     config: Arc<Config>,
@@ -100,23 +109,25 @@ struct Settings {
 
 impl Settings {
     fn from_config(config: Arc<Config>) -> Settings {
-        let chain = config
-            .routes
-            .get("complete")
-            .into_iter()
-            .flatten()
-            .filter_map(|name| {
-                let model = config.models.get(name)?;
-                let fim = model.fim()?;
-                Some(Candidate {
+        let candidates = config
+            .models
+            .iter()
+            .filter_map(|(name, model)| {
+                let candidate = Candidate {
                     name: name.as_str().into(),
                     model: Arc::new(model.clone()),
-                    fim,
-                })
+                    fim: model.fim()?,
+                };
+                Some((name.clone(), candidate))
             })
             .collect();
+        let rules_apply = config
+            .rules
+            .iter()
+            .any(|r| r.task.as_deref().is_none_or(|t| t == TASK));
         Settings {
-            chain,
+            candidates,
+            rules_apply,
             budget: Duration::from_millis(config.completion.budget_ms),
             debounce_floor: Duration::from_millis(config.completion.debounce_ms),
             config,
@@ -204,11 +215,18 @@ impl CompletionEngine {
         &self.shared.counters
     }
 
-    /// The models completion will try, in order.
-    pub fn chain(&self) -> Vec<(Arc<str>, Arc<ModelConfig>)> {
-        self.settings()
-            .chain
+    /// The models of the default completion route, in order.
+    pub fn default_chain(&self) -> Vec<(Arc<str>, Arc<ModelConfig>)> {
+        let settings = self.settings();
+        let route = settings
+            .config
+            .routes
+            .get(TASK)
+            .cloned()
+            .unwrap_or_default();
+        route
             .iter()
+            .filter_map(|name| settings.candidates.get(name))
             .map(|c| (c.name.clone(), c.model.clone()))
             .collect()
     }
@@ -216,9 +234,9 @@ impl CompletionEngine {
     /// Opens pooled connections to the completion models; returns the ones that failed.
     pub async fn warm(&self) -> Vec<(Arc<str>, String)> {
         let mut failed = Vec::new();
-        for c in self.settings().chain.iter() {
-            if let Err(e) = self.shared.providers.warm(&c.model).await {
-                failed.push((c.name.clone(), e.to_string()));
+        for (name, model) in self.default_chain() {
+            if let Err(e) = self.shared.providers.warm(&model).await {
+                failed.push((name, e.to_string()));
             }
         }
         failed
@@ -239,12 +257,6 @@ impl CompletionEngine {
         let counters = &self.shared.counters;
         counters.requests.fetch_add(1, Ordering::Relaxed);
         let settings = self.settings();
-        let Some(primary) = settings.chain.first() else {
-            return Err(NoSuggestion::Failed(
-                "no model can serve completion: list one with a `fim` mode in [routes] complete"
-                    .into(),
-            ));
-        };
         let (seq, mut latest, debounce) =
             self.begin(&snapshot.uri, started, settings.debounce_floor);
 
@@ -257,6 +269,10 @@ impl CompletionEngine {
             ContextBudget::default(),
             config.completion.multiline.into(),
         );
+        let route = self.route(&settings, snapshot, cursor, &ctx);
+        let Some(primary) = route.chain.first() else {
+            return Err(NoSuggestion::Failed(route.why_empty()));
+        };
         let key = cache_key(&primary.name, &ctx);
 
         let cached = {
@@ -288,7 +304,7 @@ impl CompletionEngine {
             }
         }
 
-        let waiter = self.join_or_start(&snapshot.uri, key, ctx, &settings);
+        let waiter = self.join_or_start(&snapshot.uri, key, ctx, route, &settings);
         let deadline = tokio::time::Instant::from_std(started + settings.budget);
         tokio::select! {
             result = waiter.result() => match result {
@@ -351,6 +367,7 @@ impl CompletionEngine {
         uri: &Arc<str>,
         key: CacheKey,
         ctx: CompletionContext,
+        route: Route,
         settings: &Arc<Settings>,
     ) -> Waiter {
         let mut docs = lock(&self.shared.docs);
@@ -389,6 +406,7 @@ impl CompletionEngine {
             uri.clone(),
             key.clone(),
             ctx,
+            route,
             settings.clone(),
             tx,
         ));
@@ -406,6 +424,114 @@ impl CompletionEngine {
             uri: uri.clone(),
         }
     }
+}
+
+/// The models one request will try, and why.
+struct Route {
+    chain: Vec<Candidate>,
+    decision: Decision,
+}
+
+impl Route {
+    /// One line saying why no model can serve this request.
+    fn why_empty(&self) -> String {
+        let dropped: Vec<String> = self
+            .decision
+            .candidates
+            .iter()
+            .map(|v| format!("{}: {}", v.model, v.reason))
+            .collect();
+        if dropped.is_empty() {
+            format!(
+                "no model routed for completion ({})",
+                self.decision.chain_source
+            )
+        } else {
+            format!(
+                "no model can serve completion here ({})",
+                dropped.join("; ")
+            )
+        }
+    }
+}
+
+impl CompletionEngine {
+    /// Routes one completion request: rules (when some apply to completion, on the
+    /// features of the enclosing target), privacy, health, context-window fit.
+    fn route(
+        &self,
+        settings: &Settings,
+        snapshot: &Snapshot,
+        cursor: usize,
+        ctx: &CompletionContext,
+    ) -> Route {
+        let features = if settings.rules_apply {
+            let target = enclosing_target(
+                &snapshot.rope,
+                snapshot.tree.as_ref(),
+                snapshot.language,
+                cursor,
+            );
+            features(
+                &snapshot.rope,
+                snapshot.tree.as_ref(),
+                snapshot.language,
+                &target,
+            )
+        } else {
+            Features::at_cursor(snapshot.language)
+        };
+        let path = path_of_uri(&snapshot.uri);
+        let prompt_chars = ctx.prefix.len()
+            + ctx.suffix.len()
+            + ctx.imports.iter().map(|l| l.len() + 1).sum::<usize>();
+        let request = RouteRequest {
+            task: TASK,
+            features: &features,
+            path: &path,
+            secrets_found: 0,
+            prompt_tokens: (prompt_chars / CHARS_PER_TOKEN) as u32,
+        };
+        let state = RouteState {
+            models: self.shared.health.snapshot(Instant::now()),
+            spent_today_usd: 0.0,
+        };
+        let mut decision = decide(&settings.config, &request, &state);
+        let mut chain = Vec::new();
+        for verdict in decision.candidates.iter_mut().filter(|v| v.kept) {
+            match settings.candidates.get(&verdict.model) {
+                Some(c) => chain.push(c.clone()),
+                None => {
+                    verdict.kept = false;
+                    verdict.reason = "chat-only model (no `fim` mode)".into();
+                }
+            }
+        }
+        Route { chain, decision }
+    }
+}
+
+/// The file path inside a `file://` URI (percent-decoded); other URIs are returned as is.
+pub fn path_of_uri(uri: &str) -> String {
+    let Some(rest) = uri.strip_prefix("file://") else {
+        return uri.to_string();
+    };
+    let bytes = rest.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Resolves once a request newer than `seq` exists (or the document is gone).
@@ -450,28 +576,23 @@ async fn run_flight(
     uri: Arc<str>,
     key: CacheKey,
     ctx: CompletionContext,
+    route: Route,
     settings: Arc<Settings>,
     tx: watch::Sender<Option<Result<CachedSuggestion, String>>>,
 ) {
-    let chain: Vec<_> = settings
+    let chain: Vec<_> = route
         .chain
         .iter()
         .map(|c| (c.name.clone(), c.model.clone()))
         .collect();
-    let fim_of = |name: &str| {
-        settings
-            .chain
-            .iter()
-            .find(|c| &*c.name == name)
-            .map(|c| c.fim)
-    };
+    let fim_of = |name: &str| route.chain.iter().find(|c| &*c.name == name).map(|c| c.fim);
     let budget = settings.budget;
     let started = Instant::now();
     // Retries only while they can still make the budget; the call itself may run on past
     // it (up to the model's timeout) to fill the cache.
     let retry_until = started + settings.budget;
     let hard_deadline = started
-        + settings
+        + route
             .chain
             .iter()
             .map(|c| Duration::from_millis(c.model.timeout_ms))
@@ -588,5 +709,19 @@ impl Drop for Waiter {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_of_uris() {
+        assert_eq!(path_of_uri("file:///home/a%20b/x.rs"), "/home/a b/x.rs");
+        assert_eq!(path_of_uri("file:///t/%E6%97%A5.py"), "/t/日.py");
+        assert_eq!(path_of_uri("file:///t/100%"), "/t/100%");
+        assert_eq!(path_of_uri("file:///t/%zz"), "/t/%zz");
+        assert_eq!(path_of_uri("untitled:1"), "untitled:1");
     }
 }

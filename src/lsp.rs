@@ -352,7 +352,7 @@ impl LanguageServer for Backend {
         // Open pooled connections now, so the first suggestion does not pay for them.
         let failed = self.engine.warm().await;
         if let Some((name, why)) = failed.first() {
-            if failed.len() == self.engine.chain().len() {
+            if failed.len() == self.engine.default_chain().len() {
                 self.tell_unreachable(&format!("{name}: {why}")).await;
             }
         }

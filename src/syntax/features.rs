@@ -69,6 +69,20 @@ pub struct Features {
 }
 
 impl Features {
+    /// The features of a completion spot when no rule needs the target's: just the language.
+    pub fn at_cursor(language: Language) -> Features {
+        Features {
+            language,
+            node_kind: "cursor".into(),
+            lines: 0,
+            tokens: 0,
+            branches: 0,
+            max_nesting: 0,
+            sensitive_calls: Vec::new(),
+            syntax_errors: 0,
+        }
+    }
+
     /// Cyclomatic-style complexity: branch points + 1.
     pub fn complexity(&self) -> u32 {
         self.branches + 1
