@@ -61,8 +61,10 @@ pub struct Backend {
     options: ServeOptions,
     documents: Mutex<Documents>,
     encoding: RwLock<PositionEncoding>,
-    config: RwLock<LoadedConfig>,
+    config: Arc<RwLock<LoadedConfig>>,
     engine: CompletionEngine,
+    providers: Providers,
+    health: Arc<Health>,
     /// Whether the user has been told that no completion model answers; reset on success.
     told_unreachable: AtomicBool,
     shutdown_seen: Arc<AtomicBool>,
@@ -114,18 +116,22 @@ impl Backend {
     fn new(client: Client, options: ServeOptions, shutdown_seen: Arc<AtomicBool>) -> Backend {
         // The real configuration is loaded at `initialize`, when the workspace is known.
         let config = LoadedConfig::built_in();
+        let providers = Providers::new();
+        let health = Arc::new(Health::new());
         let engine = CompletionEngine::new(
             Arc::new(config.config.clone()),
-            Providers::new(),
-            Arc::new(Health::new()),
+            providers.clone(),
+            health.clone(),
         );
         Backend {
             client,
             options,
             documents: Mutex::new(Documents::default()),
             encoding: RwLock::new(PositionEncoding::default()),
-            config: RwLock::new(config),
+            config: Arc::new(RwLock::new(config)),
             engine,
+            providers,
+            health,
             told_unreachable: AtomicBool::new(false),
             shutdown_seen,
         }
@@ -260,6 +266,46 @@ impl Backend {
     }
 }
 
+/// How often local model servers are probed in the background.
+const PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Background health probes of the local models that some route uses: a model server that
+/// went down is skipped by the router before a request waits on it, and one that came back
+/// is used again. Cloud endpoints are not probed (it would cost the user).
+async fn probe_local_models(
+    config: Arc<RwLock<LoadedConfig>>,
+    providers: Providers,
+    health: Arc<Health>,
+) {
+    let mut tick = tokio::time::interval(PROBE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let models: Vec<(String, crate::config::ModelConfig)> = {
+            let loaded = config.read().unwrap_or_else(|p| p.into_inner());
+            let c = &loaded.config;
+            let routed: std::collections::BTreeSet<&String> = c
+                .routes
+                .values()
+                .flatten()
+                .chain(c.rules.iter().flat_map(|r| r.use_models.iter()))
+                .collect();
+            routed
+                .into_iter()
+                .filter_map(|name| c.models.get(name).map(|m| (name.clone(), m.clone())))
+                .filter(|(_, m)| m.is_local())
+                .collect()
+        };
+        for (name, model) in models {
+            let ok = providers.warm(&model).await;
+            if let Err(e) = &ok {
+                tracing::debug!(model = %name, "health probe failed: {e}");
+            }
+            health.record_probe(&name, ok.is_ok());
+        }
+    }
+}
+
 fn accept_command(s: &Suggestion) -> Command {
     Command {
         title: "Pilotfish: accept suggestion".into(),
@@ -349,6 +395,11 @@ impl LanguageServer for Backend {
     }
 
     async fn initialized(&self, _: InitializedParams) {
+        tokio::spawn(probe_local_models(
+            self.config.clone(),
+            self.providers.clone(),
+            self.health.clone(),
+        ));
         // Open pooled connections now, so the first suggestion does not pay for them.
         let failed = self.engine.warm().await;
         if let Some((name, why)) = failed.first() {
