@@ -1,6 +1,7 @@
 //! Pilotfish: an AI sidecar language server. See ARCHITECTURE.md for the codemap.
 
 pub mod cache;
+pub mod check;
 pub mod completion;
 pub mod config;
 pub mod documents;

@@ -48,6 +48,8 @@ enum Command {
     },
     /// Print the effective configuration (defaults merged with the file).
     Config,
+    /// Probe every configured model; exit 1 if a route has no live model.
+    Check,
 }
 
 fn main() -> ExitCode {
@@ -81,6 +83,16 @@ fn main() -> ExitCode {
                 println!("# from: {}", loaded.origin);
                 print!("{}", loaded.config.to_display_toml());
                 0
+            }
+            Err(code) => code,
+        },
+        Some(Command::Check) => match load_config(cli.config.as_deref()) {
+            Ok(loaded) => {
+                let report =
+                    runtime.block_on(pilotfish::check::check(&loaded.config, &Providers::new()));
+                println!("# config: {}", loaded.origin);
+                print!("{}", report.render());
+                if report.all_routes_live() { 0 } else { 1 }
             }
             Err(code) => code,
         },

@@ -6,6 +6,9 @@
 mod llamacpp;
 mod ollama;
 mod openai;
+mod probe;
+
+pub use probe::model_listed;
 
 use std::time::Duration;
 
