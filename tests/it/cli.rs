@@ -70,10 +70,19 @@ fn config_prints_the_effective_configuration_with_secrets_masked() {
     assert!(out.contains("mine.toml"), "names where it came from: {out}");
     assert!(out.contains("[models.fast]"), "{out}");
     assert!(out.contains("budget_ms = 250"), "the file's value: {out}");
-    assert!(out.contains("debounce_ms = 25"), "defaults merged in: {out}");
-    assert!(out.contains("cache_entries = 512"), "defaults merged in: {out}");
+    assert!(
+        out.contains("debounce_ms = 25"),
+        "defaults merged in: {out}"
+    );
+    assert!(
+        out.contains("cache_entries = 512"),
+        "defaults merged in: {out}"
+    );
     assert!(out.contains("MY_API_KEY"), "names the key variable: {out}");
-    assert!(!out.contains("sk-very-secret-value"), "never the key: {out}");
+    assert!(
+        !out.contains("sk-very-secret-value"),
+        "never the key: {out}"
+    );
     // The printed configuration is itself a valid config file.
     let printed: Result<toml::Table, _> = out.parse();
     assert!(printed.is_ok(), "{printed:?}");
@@ -122,7 +131,11 @@ fn a_missing_explicit_config_names_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let output = run(&["--config", "absent.toml", "config"], &[], dir.path());
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("absent.toml"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("absent.toml"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -160,11 +173,7 @@ fn complete_rejects_a_bad_spot() {
 /// Which file `pilotfish config` says it read.
 fn origin_of(output: &Output) -> String {
     assert!(output.status.success(), "{}", stderr(output));
-    stdout(output)
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_owned()
+    stdout(output).lines().next().unwrap_or_default().to_owned()
 }
 
 #[test]
@@ -182,7 +191,11 @@ fn config_lookup_order_flag_then_env_then_workspace() {
     assert!(stdout(&both).contains("budget_ms = 111"));
 
     let from_env = run(&["config"], &env, root);
-    assert!(origin_of(&from_env).contains("env.toml"), "{}", stdout(&from_env));
+    assert!(
+        origin_of(&from_env).contains("env.toml"),
+        "{}",
+        stdout(&from_env)
+    );
     assert!(stdout(&from_env).contains("budget_ms = 222"));
 
     let from_workspace = run(&["config"], &[], root);
@@ -195,7 +208,11 @@ fn config_lookup_order_flag_then_env_then_workspace() {
 
     std::fs::remove_file(root.join(".pilotfish.toml")).unwrap();
     let built_in = run(&["config"], &[], root);
-    assert!(origin_of(&built_in).contains("built-in"), "{}", stdout(&built_in));
+    assert!(
+        origin_of(&built_in).contains("built-in"),
+        "{}",
+        stdout(&built_in)
+    );
 }
 
 /// The server reads the same lookup order, with the workspace root from `initialize`.

@@ -104,8 +104,15 @@ fn typing_the_start_of_a_suggestion_is_answered_without_a_model_call() {
     server.lsp.type_text(&uri, 2, (line, col), "fo");
     let rest = server.inline(&uri, line, col + 2);
     assert_eq!(suggestion(&rest).as_deref(), Some("o(bar)"), "{rest}");
-    assert_eq!(rest["items"][0]["range"]["start"]["character"], json!(col + 2));
-    assert_eq!(server.double.requests(), 1, "typed-ahead: no new model call");
+    assert_eq!(
+        rest["items"][0]["range"]["start"]["character"],
+        json!(col + 2)
+    );
+    assert_eq!(
+        server.double.requests(),
+        1,
+        "typed-ahead: no new model call"
+    );
     server.lsp.shutdown_and_exit();
 }
 
@@ -162,7 +169,11 @@ fn completion_menu_item_carries_the_same_suggestion() {
         })
     );
     assert_eq!(item["command"]["command"], json!("pilotfish.accept"));
-    assert_eq!(server.double.requests(), 1, "the same suggestion, from the cache");
+    assert_eq!(
+        server.double.requests(),
+        1,
+        "the same suggestion, from the cache"
+    );
 
     let accepted = server.lsp.request_and_wait(
         "workspace/executeCommand",
@@ -176,6 +187,9 @@ fn completion_menu_item_carries_the_same_suggestion() {
         "workspace/executeCommand",
         json!({ "command": "pilotfish.nope", "arguments": [] }),
     );
-    assert!(unknown.is_err(), "an unknown command is an error: {unknown:?}");
+    assert!(
+        unknown.is_err(),
+        "an unknown command is an error: {unknown:?}"
+    );
     server.lsp.shutdown_and_exit();
 }

@@ -110,7 +110,11 @@ fn the_suggestion_range_is_at_the_cursor_after_emoji() {
         let uri = server.lsp.uri("label.py");
         server.lsp.open(&uri, "python", &text);
         let result = server.inline(&uri, line, col);
-        assert_eq!(suggestion(&result).as_deref(), Some("str(n)"), "{encoding:?}");
+        assert_eq!(
+            suggestion(&result).as_deref(),
+            Some("str(n)"),
+            "{encoding:?}"
+        );
         // "label = \"😀世\" + " is 16 UTF-16 units and 20 UTF-8 bytes.
         let expected = if encoding == Encoding::Utf8 { 20 } else { 16 };
         assert_eq!(col, expected);

@@ -26,7 +26,12 @@ fn complete_once(
     let (uri, line, col) = server.open("add.rs", "rust", FIXTURE);
     let result = server.inline(&uri, line, col);
     let calls = server.double.model_calls();
-    assert_eq!(calls.len(), 1, "one model call: {}", server.double.summary());
+    assert_eq!(
+        calls.len(),
+        1,
+        "one model call: {}",
+        server.double.summary()
+    );
     server.lsp.shutdown_and_exit();
     (suggestion(&result), calls[0].clone())
 }
@@ -114,9 +119,18 @@ fn check_openai_template(template: &'static str) {
     assert_eq!(body["prompt"], json!(rendered(template)), "{template}");
     assert!(body.get("suffix").is_none(), "{template}: {body}");
     let stop = strings(&body["stop"]);
-    assert_eq!(stop[0], "\n", "{template}: single line stops at the line break");
-    assert!(stop.len() <= 4, "{template}: OpenAI takes at most 4 stops: {stop:?}");
-    assert!(stop.len() > 1, "{template}: the template's tokens: {stop:?}");
+    assert_eq!(
+        stop[0], "\n",
+        "{template}: single line stops at the line break"
+    );
+    assert!(
+        stop.len() <= 4,
+        "{template}: OpenAI takes at most 4 stops: {stop:?}"
+    );
+    assert!(
+        stop.len() > 1,
+        "{template}: the template's tokens: {stop:?}"
+    );
     for token in &stop[1..] {
         assert!(tokens.contains(&token.as_str()), "{template}: {token:?}");
     }
