@@ -193,3 +193,48 @@ fn completion_menu_item_carries_the_same_suggestion() {
     );
     server.lsp.shutdown_and_exit();
 }
+
+#[test]
+fn requests_for_two_documents_do_not_supersede_each_other() {
+    let server = Server::start(
+        Behaviour::answer_with(|request| {
+            if request.prompt_text().contains("fn one") {
+                "1".to_owned()
+            } else {
+                "2".to_owned()
+            }
+        })
+        .delay(Duration::from_millis(300)),
+    );
+    let (one, line, col) = server.open("one.rs", "rust", "fn one() -> u32 {\n    $0\n}\n");
+    let (two, _, _) = server.open("two.rs", "rust", "fn two() -> u32 {\n    $0\n}\n");
+    let first = server.inline_request(&one, line, col);
+    let second = server.inline_request(&two, line, col);
+    assert_eq!(
+        suggestion(&server.inline_result(first)).as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        suggestion(&server.inline_result(second)).as_deref(),
+        Some("2")
+    );
+    assert_eq!(server.double.requests(), 2, "one model call per document");
+    assert_eq!(server.double.aborted(), 0);
+    server.lsp.shutdown_and_exit();
+}
+
+#[test]
+fn closing_a_document_aborts_its_model_call() {
+    let server = Server::start(Behaviour::answer("a + b").delay(SLOW));
+    let (uri, line, col) = server.open("add.rs", "rust", FIXTURE);
+    let id = server.inline_request(&uri, line, col);
+    assert!(server.double.wait_for(|d| d.requests() == 1, WAIT));
+    server.lsp.close(&uri);
+    assert!(
+        server.double.wait_for(|d| d.aborted() == 1, WAIT),
+        "the HTTP connection is closed: {}",
+        server.double.summary()
+    );
+    assert_empty(&server.inline_result(id));
+    server.lsp.shutdown_and_exit();
+}

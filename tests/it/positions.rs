@@ -203,3 +203,76 @@ fn utf16_incremental_edits_around_emoji() {
 fn utf8_incremental_edits_around_emoji() {
     check_incremental_edits(Encoding::Utf8);
 }
+
+#[test]
+fn utf32_is_negotiated_in_the_clients_order_of_preference() {
+    let server = Server::start_with(
+        Behaviour::answer("str(n)"),
+        Options::default()
+            .capabilities(json!({ "general": { "positionEncodings": ["utf-32", "utf-16"] } })),
+    );
+    assert_eq!(negotiated(&server), json!("utf-32"));
+    let (text, line, col) = mark_in(EMOJI_CJK_MIDDLE, Encoding::Utf32);
+    let uri = server.lsp.uri("label.py");
+    server.lsp.open(&uri, "python", &text);
+    server.inline(&uri, line, col);
+    let cut = EMOJI_CJK_MIDDLE.find("$0").unwrap();
+    let call = server.double.last_model_call().expect("a model call");
+    assert_eq!(call.prompt_text(), text[..cut]);
+    server.lsp.shutdown_and_exit();
+}
+
+#[test]
+fn a_column_inside_a_surrogate_pair_clamps_to_the_start_of_the_emoji() {
+    let server = start(Encoding::Utf16);
+    let (text, line, col) = mark_in("n = 1\nlabel = \"$0😀世\"\n", Encoding::Utf16);
+    let uri = server.lsp.uri("label.py");
+    server.lsp.open(&uri, "python", &text);
+    // One UTF-16 unit into the emoji: half a surrogate pair.
+    server.inline(&uri, line, col + 1);
+    let call = server.double.last_model_call().expect("a model call");
+    assert_eq!(call.prompt_text(), "n = 1\nlabel = \"");
+    assert_eq!(call.suffix_text().as_deref(), Some("😀世\"\n"));
+    server.lsp.shutdown_and_exit();
+}
+
+#[test]
+fn the_completion_item_edit_starts_at_the_word_after_emoji_and_cjk() {
+    for encoding in [Encoding::Utf16, Encoding::Utf8] {
+        let server = Server::start_with(
+            Behaviour::answer("o(bar)"),
+            Options::default().capabilities(match encoding {
+                Encoding::Utf8 => utf8_client(),
+                _ => json!({}),
+            }),
+        );
+        let fixture = "def f(bar):\n    s = \"😀世\"; 世界fo$0\n";
+        let (text, line, col) = mark_in(fixture, encoding);
+        let uri = server.lsp.uri("f.py");
+        server.lsp.open(&uri, "python", &text);
+        let menu = server
+            .lsp
+            .request_and_wait(
+                "textDocument/completion",
+                json!({
+                    "textDocument": { "uri": uri },
+                    "position": { "line": line, "character": col }
+                }),
+            )
+            .expect("completion answers");
+        let item = &menu["items"][0];
+        // The word before the cursor is "世界fo" (CJK letters are word characters).
+        let word_start = text.find("世界fo").unwrap();
+        assert_eq!(
+            item["textEdit"]["range"],
+            range(position_at(&text, word_start, encoding), (line, col)),
+            "{encoding:?}: {menu}"
+        );
+        assert_eq!(
+            item["textEdit"]["newText"],
+            json!("世界foo(bar)"),
+            "{encoding:?}"
+        );
+        server.lsp.shutdown_and_exit();
+    }
+}

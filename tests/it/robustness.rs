@@ -149,6 +149,12 @@ fn a_column_past_the_end_of_the_line_clamps_to_the_line_end() {
     assert_eq!(suggestion(&result).as_deref(), Some("a + b"), "{result}");
     let call = server.double.last_model_call().expect("a model call");
     assert_eq!(call.prompt_text(), "def add(a, b):\n    return ");
+    // In a CRLF file the line ends before the `\r`.
+    let (crlf, line, _) = server.open("crlf.py", "python", "def add(a, b):\r\n    return $0\r\n");
+    server.inline(&crlf, line, 500);
+    let call = server.double.last_model_call().expect("a model call");
+    assert_eq!(call.prompt_text(), "def add(a, b):\r\n    return ");
+    assert_eq!(call.suffix_text().as_deref(), Some("\r\n"));
     server.lsp.shutdown_and_exit();
 }
 
@@ -269,15 +275,15 @@ fn a_nine_megabyte_file_opens_and_completes() {
 
 #[test]
 fn a_model_server_that_is_down_gives_empty_answers_and_one_message() {
+    let url = dead_url();
     let server = Server::start_with(
         Behaviour::answer("unused"),
-        Options::default().url(dead_url()),
+        Options::default().url(url.clone()),
     );
     let (uri, line, col) = server.open("add.py", "python", "def add(a, b):\n    return $0\n");
     for n in 0..3 {
         let result = server.inline(&uri, line, col);
         assert_empty(&result);
-        // Past a pause, so none of them is debounced or superseded.
         if n == 0 {
             server
                 .lsp
@@ -294,6 +300,11 @@ fn a_model_server_that_is_down_gives_empty_answers_and_one_message() {
     assert!(
         text.contains("ollama serve") || text.to_lowercase().contains("start"),
         "says what to start: {text}"
+    );
+    let host_port = url.trim_start_matches("http://");
+    assert!(
+        text.contains(host_port),
+        "names the server it tried: {text}"
     );
     server.assert_alive();
     server.lsp.shutdown_and_exit();
