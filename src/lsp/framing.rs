@@ -7,6 +7,10 @@
 //! one is replaced by a request for [`UNREADABLE_METHOD`] with a null id, which the server
 //! answers with a JSON-RPC error (`-32700` or `-32600`, id null, as JSON-RPC prescribes for
 //! a message whose id cannot be known); the session goes on. No other logic lives here.
+//!
+//! Known limit: tower-lsp keys requests in flight by id, so an unreadable message that
+//! arrives while the previous one is still being answered shares its null id and gets
+//! tower-lsp's bare `-32600 Invalid request` instead. Still one error response each.
 
 use std::borrow::Cow;
 
