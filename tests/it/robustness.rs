@@ -221,6 +221,25 @@ fn a_body_that_is_not_utf8_is_a_parse_error_and_the_server_stays_up() {
     server.lsp.shutdown_and_exit();
 }
 
+/// Several unreadable messages back to back: each gets an error response (tower-lsp keys
+/// requests in flight by id, and they all have the null id, so one that arrives while the
+/// previous is being answered gets a bare -32600), and the server stays up.
+#[test]
+fn unreadable_messages_back_to_back_each_get_an_error() {
+    let server = Server::start(Behaviour::answer("a + b"));
+    for _ in 0..5 {
+        server.lsp.send_raw_frame(b"{oops");
+    }
+    let responses = server.lsp.wait_for_null_id_responses(5);
+    for response in &responses {
+        let code = response["error"]["code"].as_i64();
+        assert!(matches!(code, Some(-32700 | -32600)), "{responses:?}");
+    }
+    assert_still_completes(&server);
+    server.lsp.shutdown_and_exit();
+    assert_eq!(server.lsp.null_id_responses().len(), 5);
+}
+
 #[test]
 fn json_that_is_not_a_message_is_an_error_and_the_server_stays_up() {
     let server = Server::start(Behaviour::answer("a + b"));
@@ -349,4 +368,48 @@ fn exit_without_shutdown_exits_one() {
         .wait_exit(EXIT_TIMEOUT)
         .expect("the server exits");
     assert_eq!(status.code(), Some(1));
+}
+
+#[test]
+fn broken_headers_are_a_parse_error_and_the_server_stays_up() {
+    let server = Server::start(Behaviour::answer("a + b"));
+    server.lsp.send_raw(b"Content-Type: text/plain\r\n\r\n");
+    server.lsp.wait_for_null_id_responses(1);
+    server.lsp.send_raw(b"Content-Length: many\r\n\r\n");
+    let responses = server.lsp.wait_for_null_id_responses(2);
+    for response in &responses {
+        assert_eq!(response["error"]["code"], json!(-32700), "{responses:?}");
+    }
+    assert!(
+        responses[1]["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Content-Length")),
+        "says what was wrong: {responses:?}"
+    );
+    assert_still_completes(&server);
+    server.lsp.shutdown_and_exit();
+}
+
+#[test]
+fn a_bad_config_file_is_reported_and_the_server_still_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(".pilotfish.toml"),
+        "[completion]\nbudget_ms = \"soon\"\n",
+    )
+    .unwrap();
+    let lsp = crate::support::lsp::LspClient::spawn(&[], &[], dir.path());
+    let init = lsp.initialize(json!({}), Value::Null);
+    assert_eq!(
+        init["capabilities"]["inlineCompletionProvider"],
+        json!(true)
+    );
+    let shown = lsp.wait_for_notification("window/showMessage", |params| {
+        params["type"] == json!(ERROR)
+    });
+    let text = shown["message"].as_str().unwrap_or_default();
+    for part in [".pilotfish.toml", "completion.budget_ms", "invalid type"] {
+        assert!(text.contains(part), "names {part:?}: {text}");
+    }
+    lsp.shutdown_and_exit();
 }
