@@ -24,6 +24,8 @@ use crate::providers::Providers;
 use crate::resilience::Health;
 use crate::syntax::Language;
 
+mod framing;
+
 /// The command attached to every suggestion, so the editor reports acceptance.
 pub const ACCEPT_COMMAND: &str = "pilotfish.accept";
 /// How many requests the server works on at once. Completion handlers wait on models;
@@ -44,8 +46,11 @@ pub async fn serve_stdio(options: ServeOptions) -> i32 {
     let flag = shutdown_seen.clone();
     let (service, socket) = LspService::build(move |client| Backend::new(client, options, flag))
         .custom_method("textDocument/inlineCompletion", Backend::inline_completion)
+        .custom_method(framing::UNREADABLE_METHOD, Backend::unreadable_message)
         .finish();
-    Server::new(tokio::io::stdin(), tokio::io::stdout(), socket)
+    // tower-lsp stops reading at the first frame it cannot decode; the guard keeps it going.
+    let stdin = framing::guard(tokio::io::stdin());
+    Server::new(stdin, tokio::io::stdout(), socket)
         .concurrency_level(MAX_CONCURRENT_REQUESTS)
         .serve(service)
         .await;

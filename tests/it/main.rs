@@ -1,7 +1,13 @@
 //! The one integration-test binary: tests run the real `pilotfish` executable over stdio against
 //! model-server doubles on 127.0.0.1 (see `support`).
 
+mod harness;
 mod support;
 
+mod cli;
+mod completion;
 mod double;
+mod positions;
+mod providers;
+mod robustness;
 mod smoke;

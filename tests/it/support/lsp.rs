@@ -210,6 +210,9 @@ pub fn file_uri(path: &Path) -> String {
 struct InboxState {
     /// Responses keyed by their id as JSON text (`1`, `"a"`).
     responses: HashMap<String, Value>,
+    /// Responses with `"id": null`: the answers to messages the server could not read (a
+    /// parse error has no id to answer). There may be many, so they are not keyed.
+    null_id_responses: Vec<Value>,
     notifications: Vec<Value>,
     server_requests: Vec<Value>,
     protocol_errors: Vec<String>,
@@ -461,6 +464,26 @@ impl LspClient {
             Some(error) => Err(ErrorObject::from_json(error)),
             None => Ok(message.get("result").cloned().unwrap_or(Value::Null)),
         })
+    }
+
+    /// Every response with `"id": null` so far (whole messages), in arrival order: the
+    /// error responses to messages the server could not parse.
+    pub fn null_id_responses(&self) -> Vec<Value> {
+        self.inbox.lock().null_id_responses.clone()
+    }
+
+    /// Waits until at least `count` responses with `"id": null` have arrived; returns them.
+    pub fn wait_for_null_id_responses(&self, count: usize) -> Vec<Value> {
+        let found = self.inbox.wait(self.timeout, |state| {
+            (state.null_id_responses.len() >= count).then(|| state.null_id_responses.clone())
+        });
+        match found {
+            Ok(responses) => responses,
+            Err(_) => self.fail(&format!(
+                "expected {count} responses with a null id, got {:?}",
+                self.null_id_responses()
+            )),
+        }
     }
 
     /// `request` then `response`.
@@ -760,6 +783,9 @@ fn dispatch(message: Value, inbox: &Inbox, stdin: &SharedStdin) {
             }
         }
         (Some(_), None) => inbox.update(|state| state.notifications.push(message)),
+        (None, Some(Value::Null)) => {
+            inbox.update(|state| state.null_id_responses.push(message));
+        }
         (None, Some(id)) => inbox.update(|state| {
             let key = id.to_string();
             match state.responses.entry(key) {

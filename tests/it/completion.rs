@@ -1,0 +1,240 @@
+//! The completion path seen from the editor: cancellation drops the model's connection,
+//! superseded requests cost no model call, the cache and typed-ahead answer without one,
+//! a late answer past the deadline still fills the cache, and `textDocument/completion`
+//! offers the same suggestion as a menu item.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::harness::{Options, Server, assert_empty, suggestion};
+use crate::support::double::Behaviour;
+
+/// Upper bound for asynchronous effects; tests wait on conditions, not on this time.
+const WAIT: Duration = Duration::from_secs(10);
+/// A model slow enough that a test can act while its call is in flight.
+const SLOW: Duration = Duration::from_secs(10);
+
+const FIXTURE: &str = "fn add(a: i32, b: i32) -> i32 {\n    return $0\n}\n";
+
+#[test]
+fn cancel_request_drops_the_model_connection_and_answers_once() {
+    let server = Server::start(Behaviour::answer("a + b").delay(SLOW));
+    let (uri, line, col) = server.open("add.rs", "rust", FIXTURE);
+    let id = server.inline_request(&uri, line, col);
+    assert!(
+        server.double.wait_for(|d| d.requests() == 1, WAIT),
+        "the model call starts: {}",
+        server.double.summary()
+    );
+    server.lsp.cancel(id);
+    assert!(
+        server.double.wait_for(|d| d.aborted() == 1, WAIT),
+        "the HTTP connection is closed: {}",
+        server.double.summary()
+    );
+    match server.lsp.response(id) {
+        Err(error) => assert_eq!(error.code, -32800, "RequestCancelled: {error:?}"),
+        Ok(result) => assert_empty(&result),
+    }
+    assert_eq!(server.double.completed(), 0);
+    assert_eq!(server.double.requests(), 1);
+    server.lsp.shutdown_and_exit();
+    // A second response to the cancelled request would be recorded here.
+    assert_eq!(server.lsp.protocol_errors(), Vec::<String>::new());
+}
+
+#[test]
+fn superseded_requests_are_answered_empty_without_a_model_call() {
+    let delay = Duration::from_millis(1500);
+    let server = Server::start(Behaviour::answer("c + 1;").delay(delay));
+    let (uri, line, col) = server.open("main.rs", "rust", "fn main() {\n    let total = $0\n}\n");
+    // Typing "ab" with a request after each keystroke, none waiting for its answer.
+    let first = server.inline_request(&uri, line, col);
+    server.lsp.type_text(&uri, 2, (line, col), "a");
+    let second = server.inline_request(&uri, line, col + 1);
+    server.lsp.type_text(&uri, 3, (line, col + 1), "b");
+    let last = server.inline_request(&uri, line, col + 2);
+
+    // The older requests are answered empty while the model is still working.
+    assert_empty(&server.inline_result(first));
+    assert_empty(&server.inline_result(second));
+    assert_eq!(
+        server.double.completed(),
+        0,
+        "superseded requests do not wait for the model: {}",
+        server.double.summary()
+    );
+    let result = server.inline_result(last);
+    assert_eq!(suggestion(&result).as_deref(), Some("c + 1;"), "{result}");
+    let calls = server.double.model_calls();
+    assert!(
+        calls.len() <= 2,
+        "at most the first and the last request reach the model: {}",
+        server.double.summary()
+    );
+    let newest = calls.last().expect("a model call");
+    assert!(
+        newest.prompt_text().ends_with("let total = ab"),
+        "the last call carries the newest text: {:?}",
+        newest.prompt_text()
+    );
+    server.lsp.shutdown_and_exit();
+}
+
+#[test]
+fn the_same_request_twice_is_answered_from_the_cache() {
+    let server = Server::start(Behaviour::answer("a + b"));
+    let (uri, line, col) = server.open("add.rs", "rust", FIXTURE);
+    let first = server.inline(&uri, line, col);
+    assert_eq!(suggestion(&first).as_deref(), Some("a + b"));
+    assert_eq!(server.double.requests(), 1);
+    let second = server.inline(&uri, line, col);
+    assert_eq!(suggestion(&second).as_deref(), Some("a + b"));
+    assert_eq!(server.double.requests(), 1, "no new model call");
+    server.lsp.shutdown_and_exit();
+}
+
+#[test]
+fn typing_the_start_of_a_suggestion_is_answered_without_a_model_call() {
+    let server = Server::start(Behaviour::answer("foo(bar)"));
+    let (uri, line, col) = server.open("f.py", "python", "def f(bar):\n    return $0\n");
+    let shown = server.inline(&uri, line, col);
+    assert_eq!(suggestion(&shown).as_deref(), Some("foo(bar)"));
+    server.lsp.type_text(&uri, 2, (line, col), "fo");
+    let rest = server.inline(&uri, line, col + 2);
+    assert_eq!(suggestion(&rest).as_deref(), Some("o(bar)"), "{rest}");
+    assert_eq!(
+        rest["items"][0]["range"]["start"]["character"],
+        json!(col + 2)
+    );
+    assert_eq!(
+        server.double.requests(),
+        1,
+        "typed-ahead: no new model call"
+    );
+    server.lsp.shutdown_and_exit();
+}
+
+#[test]
+fn a_late_answer_past_the_deadline_fills_the_cache() {
+    let server = Server::start_with(
+        Behaviour::answer("a + b").delay(Duration::from_millis(1200)),
+        Options::default().completion("budget_ms = 300\n"),
+    );
+    let (uri, line, col) = server.open("add.rs", "rust", FIXTURE);
+    let late = server.inline(&uri, line, col);
+    assert_empty(&late);
+    assert!(
+        server.double.wait_for(|d| d.completed() == 1, WAIT),
+        "the model call goes on past the deadline: {}",
+        server.double.summary()
+    );
+    assert_eq!(server.double.aborted(), 0);
+    let cached = server.inline(&uri, line, col);
+    assert_eq!(suggestion(&cached).as_deref(), Some("a + b"), "{cached}");
+    assert_eq!(server.double.requests(), 1, "answered from the cache");
+    server.lsp.shutdown_and_exit();
+}
+
+#[test]
+fn completion_menu_item_carries_the_same_suggestion() {
+    let server = Server::start(Behaviour::answer("o(bar)"));
+    let (uri, line, col) = server.open("f.py", "python", "def f(bar):\n    return fo$0\n");
+    let inline = server.inline(&uri, line, col);
+    assert_eq!(suggestion(&inline).as_deref(), Some("o(bar)"));
+
+    let menu = server
+        .lsp
+        .request_and_wait(
+            "textDocument/completion",
+            json!({
+                "textDocument": { "uri": uri },
+                "position": { "line": line, "character": col }
+            }),
+        )
+        .expect("completion answers");
+    let items = menu["items"].as_array().expect("a completion list");
+    assert_eq!(items.len(), 1, "{menu}");
+    let item = &items[0];
+    // The edit replaces the word before the cursor ("fo") with word + suggestion, so that
+    // the menu's filter keeps it.
+    assert_eq!(item["label"], json!("foo(bar)"));
+    assert_eq!(item["textEdit"]["newText"], json!("foo(bar)"));
+    assert_eq!(
+        item["textEdit"]["range"],
+        json!({
+            "start": { "line": line, "character": col - 2 },
+            "end": { "line": line, "character": col }
+        })
+    );
+    assert_eq!(item["command"]["command"], json!("pilotfish.accept"));
+    assert_eq!(
+        server.double.requests(),
+        1,
+        "the same suggestion, from the cache"
+    );
+
+    let accepted = server.lsp.request_and_wait(
+        "workspace/executeCommand",
+        json!({
+            "command": "pilotfish.accept",
+            "arguments": item["command"]["arguments"].clone()
+        }),
+    );
+    assert!(accepted.is_ok(), "{accepted:?}");
+    let unknown = server.lsp.request_and_wait(
+        "workspace/executeCommand",
+        json!({ "command": "pilotfish.nope", "arguments": [] }),
+    );
+    assert!(
+        unknown.is_err(),
+        "an unknown command is an error: {unknown:?}"
+    );
+    server.lsp.shutdown_and_exit();
+}
+
+#[test]
+fn requests_for_two_documents_do_not_supersede_each_other() {
+    let server = Server::start(
+        Behaviour::answer_with(|request| {
+            if request.prompt_text().contains("fn one") {
+                "1".to_owned()
+            } else {
+                "2".to_owned()
+            }
+        })
+        .delay(Duration::from_millis(300)),
+    );
+    let (one, line, col) = server.open("one.rs", "rust", "fn one() -> u32 {\n    $0\n}\n");
+    let (two, _, _) = server.open("two.rs", "rust", "fn two() -> u32 {\n    $0\n}\n");
+    let first = server.inline_request(&one, line, col);
+    let second = server.inline_request(&two, line, col);
+    assert_eq!(
+        suggestion(&server.inline_result(first)).as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        suggestion(&server.inline_result(second)).as_deref(),
+        Some("2")
+    );
+    assert_eq!(server.double.requests(), 2, "one model call per document");
+    assert_eq!(server.double.aborted(), 0);
+    server.lsp.shutdown_and_exit();
+}
+
+#[test]
+fn closing_a_document_aborts_its_model_call() {
+    let server = Server::start(Behaviour::answer("a + b").delay(SLOW));
+    let (uri, line, col) = server.open("add.rs", "rust", FIXTURE);
+    let id = server.inline_request(&uri, line, col);
+    assert!(server.double.wait_for(|d| d.requests() == 1, WAIT));
+    server.lsp.close(&uri);
+    assert!(
+        server.double.wait_for(|d| d.aborted() == 1, WAIT),
+        "the HTTP connection is closed: {}",
+        server.double.summary()
+    );
+    assert_empty(&server.inline_result(id));
+    server.lsp.shutdown_and_exit();
+}
