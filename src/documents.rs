@@ -48,7 +48,9 @@ pub struct Snapshot {
     pub tree: Option<Tree>,
 }
 
-struct Document {
+/// A document parsed and ready to be added to [`Documents`]. Built outside any lock: the
+/// first parse of a big file takes a while, and nobody else should wait for it.
+pub struct Document {
     uri: Arc<str>,
     language: Language,
     version: i32,
@@ -58,7 +60,7 @@ struct Document {
 }
 
 impl Document {
-    fn open(uri: &str, language: Language, version: i32, text: &str) -> Document {
+    pub fn new(uri: &str, language: Language, version: i32, text: &str) -> Document {
         let rope = Rope::from_str(text);
         let mut parser = parser_for(language);
         let tree = parser.as_mut().and_then(|p| reparse(p, &rope, None));
@@ -185,10 +187,12 @@ pub struct Documents {
 impl Documents {
     /// Opens (or re-opens, replacing) a document.
     pub fn open(&mut self, uri: &str, language: Language, version: i32, text: &str) {
-        self.open.insert(
-            uri.to_string(),
-            Document::open(uri, language, version, text),
-        );
+        self.insert(Document::new(uri, language, version, text));
+    }
+
+    /// Adds a document built with [`Document::new`] (or replaces one with the same URI).
+    pub fn insert(&mut self, doc: Document) {
+        self.open.insert(doc.uri.to_string(), doc);
     }
 
     /// Applies one `didChange`: all of `changes` in order, or none of them.

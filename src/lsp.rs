@@ -18,7 +18,7 @@ use tower_lsp_server::{Client, LanguageServer, LspService, Server};
 
 use crate::completion::{CompletionEngine, NoSuggestion, Suggestion};
 use crate::config::LoadedConfig;
-use crate::documents::{Documents, TextChange};
+use crate::documents::{Document, Documents, TextChange};
 use crate::position::{self, LineCol, PositionEncoding};
 use crate::providers::Providers;
 use crate::resilience::Health;
@@ -422,7 +422,9 @@ impl LanguageServer for Backend {
     async fn did_open(&self, params: DidOpenTextDocumentParams) {
         let doc = params.text_document;
         let language = Language::detect(&doc.language_id, doc.uri.path().as_str());
-        lock(&self.documents).open(doc.uri.as_str(), language, doc.version, &doc.text);
+        // Parse before taking the lock: a big file must not stall other documents.
+        let parsed = Document::new(doc.uri.as_str(), language, doc.version, &doc.text);
+        lock(&self.documents).insert(parsed);
         tracing::debug!(uri = doc.uri.as_str(), language = language.name(), "opened");
     }
 

@@ -7,7 +7,7 @@ mod support;
 mod cli;
 mod completion;
 mod double;
+mod fim_wire;
 mod positions;
-mod providers;
 mod robustness;
 mod smoke;
