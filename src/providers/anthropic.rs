@@ -219,36 +219,10 @@ impl ChatWire for ChatStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::stream::tests::{WireRun, run_wire};
 
-    fn chat_stream(
-        body: &str,
-    ) -> (
-        Vec<String>,
-        Result<(), WireError>,
-        (Option<u64>, Option<u64>),
-    ) {
-        let pieces = crate::providers::stream::tests::every_split(
-            body.as_bytes(),
-            |w: &mut ChatStream, b| {
-                let mut out = Vec::new();
-                let _ = w.feed(b, &mut |p| out.push(p.to_string()));
-                out
-            },
-            |w| {
-                let mut out = Vec::new();
-                if !w.is_done() {
-                    let _ = w.finish(&mut |p| out.push(p.to_string()));
-                }
-                out
-            },
-        );
-        let mut w = ChatStream::default();
-        let mut ignore = |_: &str| {};
-        let mut result = w.feed(body.as_bytes(), &mut ignore);
-        if result.is_ok() && !w.is_done() {
-            result = w.finish(&mut ignore);
-        }
-        (pieces, result, w.usage())
+    fn chat_stream(body: &str) -> WireRun {
+        run_wire::<ChatStream>(body)
     }
 
     const START: &str = "event: message_start\r\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":25,\"output_tokens\":1}}}\r\n\r\n\
@@ -272,7 +246,11 @@ mod tests {
             delta("Hello"),
             delta(", wörld 😀"),
         );
-        let (pieces, result, usage) = chat_stream(&body);
+        let WireRun {
+            pieces,
+            result,
+            usage,
+        } = chat_stream(&body);
         assert_eq!(pieces, vec!["Hello", ", wörld 😀"]);
         assert_eq!(result, Ok(()));
         assert_eq!(usage, (Some(25), Some(15)));
@@ -284,7 +262,7 @@ mod tests {
             "{START}{}event: error\ndata: {{\"type\":\"error\",\"error\":{{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}}}\n\n",
             delta("par")
         );
-        let (pieces, result, _) = chat_stream(&body);
+        let WireRun { pieces, result, .. } = chat_stream(&body);
         assert_eq!(pieces, vec!["par"]);
         assert_eq!(
             result,
@@ -299,9 +277,9 @@ mod tests {
 
     #[test]
     fn truncated_and_garbage_streams() {
-        let (_, result, _) = chat_stream(&format!("{START}{}", delta("a")));
+        let WireRun { result, .. } = chat_stream(&format!("{START}{}", delta("a")));
         assert_eq!(result, Err(WireError::Truncated));
-        let (_, result, _) = chat_stream("<html>oops</html>");
+        let WireRun { result, .. } = chat_stream("<html>oops</html>");
         assert!(
             matches!(result, Err(WireError::Malformed(d)) if d.contains("not an event stream"))
         );

@@ -201,6 +201,7 @@ fn parse_generate(body: &str) -> Result<ModelAnswer, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::stream::tests::{WireRun, run_wire};
 
     #[test]
     fn parses_single_object_ndjson_and_errors() {
@@ -227,35 +228,8 @@ mod tests {
         assert!(parse_generate("").is_err());
     }
 
-    fn chat_stream(
-        body: &str,
-    ) -> (
-        Vec<String>,
-        Result<(), WireError>,
-        (Option<u64>, Option<u64>),
-    ) {
-        let pieces = crate::providers::stream::tests::every_split(
-            body.as_bytes(),
-            |w: &mut ChatStream, b| {
-                let mut out = Vec::new();
-                let _ = w.feed(b, &mut |p| out.push(p.to_string()));
-                out
-            },
-            |w| {
-                let mut out = Vec::new();
-                if !w.is_done() {
-                    let _ = w.finish(&mut |p| out.push(p.to_string()));
-                }
-                out
-            },
-        );
-        let mut w = ChatStream::default();
-        let mut ignore = |_: &str| {};
-        let mut result = w.feed(body.as_bytes(), &mut ignore);
-        if result.is_ok() && !w.is_done() {
-            result = w.finish(&mut ignore);
-        }
-        (pieces, result, w.usage())
+    fn chat_stream(body: &str) -> WireRun {
+        run_wire::<ChatStream>(body)
     }
 
     #[test]
@@ -263,7 +237,11 @@ mod tests {
         let body = "{\"message\":{\"role\":\"assistant\",\"content\":\"fn \"},\"done\":false}\r\n\
                     {\"message\":{\"role\":\"assistant\",\"content\":\"main() 😀\"},\"done\":false}\n\
                     {\"message\":{\"role\":\"assistant\",\"content\":\"\"},\"done\":true,\"prompt_eval_count\":11,\"eval_count\":3}\n";
-        let (pieces, result, usage) = chat_stream(body);
+        let WireRun {
+            pieces,
+            result,
+            usage,
+        } = chat_stream(body);
         assert_eq!(pieces, vec!["fn ", "main() 😀", ""]);
         assert_eq!(result, Ok(()));
         assert_eq!(usage, (Some(11), Some(3)));
@@ -271,7 +249,7 @@ mod tests {
 
     #[test]
     fn chat_stream_errors() {
-        let (pieces, result, _) = chat_stream(
+        let WireRun { pieces, result, .. } = chat_stream(
             "{\"message\":{\"content\":\"a\"},\"done\":false}\n{\"error\":\"model crashed\"}\n",
         );
         assert_eq!(pieces, vec!["a"]);
@@ -282,10 +260,14 @@ mod tests {
                 message: "model crashed".into()
             })
         );
-        let (_, result, _) = chat_stream("{\"message\":{\"content\":\"a\"},\"done\":false}\n");
+        let WireRun { result, .. } =
+            chat_stream("{\"message\":{\"content\":\"a\"},\"done\":false}\n");
         assert_eq!(result, Err(WireError::Truncated));
-        let (_, result, _) = chat_stream("<html>oops</html>\n");
+        let WireRun { result, .. } = chat_stream("<html>oops</html>\n");
         assert!(matches!(result, Err(WireError::Malformed(d)) if d.contains("<html>oops")));
-        assert!(matches!(chat_stream("").1, Err(WireError::Malformed(_))));
+        assert!(matches!(
+            chat_stream("").result,
+            Err(WireError::Malformed(_))
+        ));
     }
 }

@@ -213,6 +213,7 @@ fn parse_completion(body: &str) -> Result<ModelAnswer, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::stream::tests::{WireRun, run_wire};
 
     #[test]
     fn parses_json_sse_and_rejects_garbage() {
@@ -235,35 +236,8 @@ mod tests {
 
     /// Runs a whole body through a fresh `ChatStream` in every chunking; the pieces and
     /// the final state must not depend on it.
-    fn chat_stream(
-        body: &str,
-    ) -> (
-        Vec<String>,
-        Result<(), WireError>,
-        (Option<u64>, Option<u64>),
-    ) {
-        let pieces = crate::providers::stream::tests::every_split(
-            body.as_bytes(),
-            |w: &mut ChatStream, b| {
-                let mut out = Vec::new();
-                let _ = w.feed(b, &mut |p| out.push(p.to_string()));
-                out
-            },
-            |w| {
-                let mut out = Vec::new();
-                if !w.is_done() {
-                    let _ = w.finish(&mut |p| out.push(p.to_string()));
-                }
-                out
-            },
-        );
-        let mut w = ChatStream::default();
-        let mut ignore = |_: &str| {};
-        let mut result = w.feed(body.as_bytes(), &mut ignore);
-        if result.is_ok() && !w.is_done() {
-            result = w.finish(&mut ignore);
-        }
-        (pieces, result, w.usage())
+    fn chat_stream(body: &str) -> WireRun {
+        run_wire::<ChatStream>(body)
     }
 
     #[test]
@@ -275,7 +249,11 @@ mod tests {
                     data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n\
                     data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2}}\n\n\
                     data: [DONE]\n\n";
-        let (pieces, result, usage) = chat_stream(body);
+        let WireRun {
+            pieces,
+            result,
+            usage,
+        } = chat_stream(body);
         assert_eq!(pieces, vec!["", "Hel", "lo ✓"]);
         assert_eq!(result, Ok(()));
         assert_eq!(usage, (Some(9), Some(2)));
@@ -284,14 +262,14 @@ mod tests {
     #[test]
     fn chat_stream_without_done_is_complete_after_a_finish_reason() {
         let body = "data: {\"choices\":[{\"delta\":{\"content\":\"a\"},\"finish_reason\":\"length\"}]}\n\n";
-        assert_eq!(chat_stream(body).1, Ok(()));
+        assert_eq!(chat_stream(body).result, Ok(()));
         let cut = "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n";
-        assert_eq!(chat_stream(cut).1, Err(WireError::Truncated));
+        assert_eq!(chat_stream(cut).result, Err(WireError::Truncated));
     }
 
     #[test]
     fn chat_stream_errors() {
-        let (_, result, _) = chat_stream(
+        let WireRun { result, .. } = chat_stream(
             "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: {\"error\":{\"message\":\"boom\\nagain\",\"type\":\"server_error\"}}\n\n",
         );
         assert_eq!(
@@ -301,7 +279,7 @@ mod tests {
                 message: "boom again".into()
             })
         );
-        let (_, result, _) =
+        let WireRun { result, .. } =
             chat_stream("data: {\"error\":{\"message\":\"slow down\",\"code\":429}}\n\n");
         assert!(matches!(
             result,
@@ -310,14 +288,14 @@ mod tests {
                 ..
             })
         ));
-        let (_, result, _) = chat_stream("<html>502 Bad Gateway</html>\n");
+        let WireRun { result, .. } = chat_stream("<html>502 Bad Gateway</html>\n");
         assert_eq!(
             result,
             Err(WireError::Malformed(
                 "not an event stream: <html>502 Bad Gateway</html>".into()
             ))
         );
-        let (_, result, _) =
+        let WireRun { result, .. } =
             chat_stream("data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: {oops\n\n");
         assert!(matches!(result, Err(WireError::Malformed(d)) if d.starts_with("bad event")));
     }

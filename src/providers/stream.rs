@@ -420,6 +420,44 @@ pub(super) mod tests {
         expected
     }
 
+    /// What a whole body yields through a fresh wire: its pieces (checked to be the same in
+    /// every chunking), how it ended, and the usage it reported.
+    #[derive(Debug)]
+    pub(crate) struct WireRun {
+        pub pieces: Vec<String>,
+        pub result: Result<(), WireError>,
+        pub usage: (Option<u64>, Option<u64>),
+    }
+
+    pub(crate) fn run_wire<W: ChatWire + Default>(body: &str) -> WireRun {
+        let pieces = every_split(
+            body.as_bytes(),
+            |w: &mut W, b| {
+                let mut out = Vec::new();
+                let _ = w.feed(b, &mut |p| out.push(p.to_string()));
+                out
+            },
+            |w| {
+                let mut out = Vec::new();
+                if !w.is_done() {
+                    let _ = w.finish(&mut |p| out.push(p.to_string()));
+                }
+                out
+            },
+        );
+        let mut w = W::default();
+        let mut ignore = |_: &str| {};
+        let mut result = w.feed(body.as_bytes(), &mut ignore);
+        if result.is_ok() && !w.is_done() {
+            result = w.finish(&mut ignore);
+        }
+        WireRun {
+            pieces,
+            result,
+            usage: w.usage(),
+        }
+    }
+
     fn sse(body: &str) -> Vec<SseEvent> {
         every_split(
             body.as_bytes(),
