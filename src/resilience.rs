@@ -143,20 +143,16 @@ impl Health {
                     AfterFailure::NextModel
                 };
             }
+            let delay = backoff(attempt, jitter);
+            if is_transient(error) && attempt < MAX_ATTEMPTS && now + delay < deadline {
+                // Retried failures do not count: only giving up on the model does.
+                return AfterFailure::Retry(delay);
+            }
             h.consecutive_failures += 1;
             if h.consecutive_failures >= FAILURES_TO_OPEN || h.open_until.is_some() {
                 h.open_until = Some(now + OPEN_COOLDOWN);
-                return AfterFailure::NextModel;
             }
-            if !is_transient(error) || attempt >= MAX_ATTEMPTS {
-                return AfterFailure::NextModel;
-            }
-            let delay = backoff(attempt, jitter);
-            if now + delay < deadline {
-                AfterFailure::Retry(delay)
-            } else {
-                AfterFailure::NextModel
-            }
+            AfterFailure::NextModel
         })
     }
 
@@ -211,14 +207,17 @@ fn rate_limit(error: &ProviderError) -> Option<Option<Duration>> {
     }
 }
 
-/// Worth retrying on the same model: server errors and dropped connections. Not: a
-/// refused connection (nothing listens), a timeout (the time is gone), bad requests.
+/// Worth retrying on the same model: server errors (5xx). Not: a refused connection
+/// (nothing listens), a timeout (the time is gone), garbage or a stream that broke midway
+/// (the next model is the better bet), bad requests, a missing key.
 fn is_transient(error: &ProviderError) -> bool {
     match error {
         ProviderError::Status { status, .. } => matches!(status, 500 | 502 | 503 | 504),
-        ProviderError::Malformed { .. } => true,
-        ProviderError::Unreachable { .. }
+        ProviderError::Malformed { .. }
+        | ProviderError::Unreachable { .. }
         | ProviderError::Timeout { .. }
+        | ProviderError::Stream { .. }
+        | ProviderError::MissingKey { .. }
         | ProviderError::Unsupported(_) => false,
     }
 }

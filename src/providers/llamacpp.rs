@@ -58,5 +58,6 @@ pub(super) async fn fim(
         text: content.to_string(),
         tokens_in: obj.get("tokens_evaluated").and_then(Value::as_u64),
         tokens_out: obj.get("tokens_predicted").and_then(Value::as_u64),
+        first_token: None,
     })
 }

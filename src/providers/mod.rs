@@ -2,15 +2,22 @@
 //! (keep-alive, rustls, a timeout on every call); one module per wire format. A provider
 //! turns a request into an answer or a [`ProviderError`] whose text is one clear line fit to
 //! show the user. Dropping a call's future drops its connection, which stops the model.
+//!
+//! Two kinds of call: fill-in-the-middle ([`Providers::fim`], one JSON answer) and chat
+//! ([`Providers::chat`], streamed: SSE or NDJSON decoded incrementally in [`stream`], each
+//! text piece handed to the caller as it arrives). API keys come from the environment at call
+//! time and go only into request headers: never into a log line or an error message.
 
+mod anthropic;
 mod llamacpp;
 mod ollama;
 mod openai;
 mod probe;
 
 pub use probe::model_listed;
+mod stream;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::config::{ModelConfig, Provider};
 use crate::prompt::FimPrompt;
@@ -21,6 +28,8 @@ pub struct ModelAnswer {
     pub text: String,
     pub tokens_in: Option<u64>,
     pub tokens_out: Option<u64>,
+    /// Time from the start of the call to the first piece of text (streamed calls).
+    pub first_token: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,8 +47,80 @@ pub enum ProviderError {
     },
     #[error("unreadable answer from {url}: {detail}")]
     Malformed { url: String, detail: String },
+    /// The stream broke off (reset, stall, garbage or an error event) after the response
+    /// began; `partial_chars` characters of text had already been passed on.
+    #[error("the answer from {url} broke off after {partial_chars} characters: {detail}")]
+    Stream {
+        url: String,
+        detail: String,
+        partial_chars: usize,
+    },
+    /// The model needs an API key and its environment variable is unset or empty. No request
+    /// was sent.
+    #[error("{}", missing_key_message(model, env.as_deref()))]
+    MissingKey { model: String, env: Option<String> },
     #[error("{0}")]
     Unsupported(String),
+}
+
+fn missing_key_message(model: &str, env: Option<&str>) -> String {
+    match env {
+        Some(var) => {
+            format!("model {model:?} needs an API key: set the environment variable {var}")
+        }
+        None => format!(
+            "model {model:?} needs an API key: name its environment variable with api_key_env"
+        ),
+    }
+}
+
+/// Who wrote a chat message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    User,
+    Assistant,
+}
+
+impl Role {
+    /// The role's name in every supported API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+}
+
+/// One turn of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatMessage {
+    pub role: Role,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn user(content: impl Into<String>) -> ChatMessage {
+        ChatMessage {
+            role: Role::User,
+            content: content.into(),
+        }
+    }
+
+    pub fn assistant(content: impl Into<String>) -> ChatMessage {
+        ChatMessage {
+            role: Role::Assistant,
+            content: content.into(),
+        }
+    }
+}
+
+/// Parameters of one chat call. An empty `system` sends no system prompt.
+#[derive(Debug, Clone, Copy)]
+pub struct ChatCall<'a> {
+    pub system: &'a str,
+    pub messages: &'a [ChatMessage],
+    pub max_tokens: u32,
+    pub temperature: f32,
 }
 
 /// Parameters of one fill-in-the-middle call.
@@ -94,20 +175,83 @@ impl Providers {
         }
     }
 
+    /// Streams a chat answer from `model`, calling `on_text` with each piece of text as it
+    /// arrives; the returned answer holds the whole text. The model's `timeout_ms` bounds the
+    /// whole call, and a stream that sends no byte for [`stream::idle_limit`] fails early.
+    /// Dropping the future drops the connection, which stops the model.
+    ///
+    /// After some text has been passed on, a failure is a [`ProviderError::Stream`] (or a
+    /// `Status` for an in-band error that names one, like Anthropic's `overloaded_error` as
+    /// 529): the caller discards the partial text and may try the next model.
+    pub async fn chat(
+        &self,
+        model: &ModelConfig,
+        call: ChatCall<'_>,
+        on_text: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<ModelAnswer, ProviderError> {
+        let started = Instant::now();
+        let url = match model.provider {
+            Provider::Openai => join(&model.url, "chat/completions"),
+            // llama-server serves the OpenAI chat API beside its own /infill.
+            Provider::Llamacpp => join(&model.url, "v1/chat/completions"),
+            Provider::Ollama => join(&model.url, "api/chat"),
+            Provider::Anthropic => join(&model.url, "v1/messages"),
+        };
+        let work = async {
+            match model.provider {
+                Provider::Openai | Provider::Llamacpp => {
+                    openai::chat(&self.http, model, &url, call, started, on_text).await
+                }
+                Provider::Ollama => {
+                    ollama::chat(&self.http, model, &url, call, started, on_text).await
+                }
+                Provider::Anthropic => {
+                    anthropic::chat(&self.http, model, &url, call, started, on_text).await
+                }
+            }
+        };
+        let limit = Duration::from_millis(model.timeout_ms);
+        match tokio::time::timeout(limit, work).await {
+            Ok(result) => result,
+            Err(_) => Err(ProviderError::Timeout {
+                url,
+                ms: model.timeout_ms,
+            }),
+        }
+    }
+
     /// A cheap request that opens a pooled connection to the model server (and tells
     /// whether it is up), so the first completion does not pay for the TCP handshake.
+    /// Anthropic has no unauthenticated probe: its free, authenticated `GET /v1/models`
+    /// opens the TLS connection and also proves the key works; without a key it fails at
+    /// once with [`ProviderError::MissingKey`], sending nothing.
     pub async fn warm(&self, model: &ModelConfig) -> Result<(), ProviderError> {
-        let url = match model.provider {
-            Provider::Openai => join(&model.url, "models"),
-            Provider::Ollama => join(&model.url, "api/tags"),
-            Provider::Llamacpp => join(&model.url, "health"),
-            Provider::Anthropic => return Ok(()),
+        let timeout = Duration::from_millis(model.timeout_ms.min(5_000));
+        let (url, request) = match model.provider {
+            Provider::Openai => {
+                let url = join(&model.url, "models");
+                let request = with_key(self.http.get(&url), model);
+                (url, request)
+            }
+            Provider::Ollama => {
+                let url = join(&model.url, "api/tags");
+                let request = with_key(self.http.get(&url), model);
+                (url, request)
+            }
+            Provider::Llamacpp => {
+                let url = join(&model.url, "health");
+                let request = with_key(self.http.get(&url), model);
+                (url, request)
+            }
+            Provider::Anthropic => {
+                let url = join(&model.url, "v1/models");
+                let request =
+                    anthropic::with_headers(self.http.get(&url), model)?.query(&[("limit", "1")]);
+                (url, request)
+            }
         };
-        let request = self
-            .http
-            .get(&url)
-            .timeout(Duration::from_millis(model.timeout_ms.min(5_000)));
-        let response = with_key(request, model)
+        let response = request
+            .timeout(timeout)
             .send()
             .await
             .map_err(|e| transport_error(&url, model, e))?;
@@ -185,15 +329,11 @@ async fn check_status(
     })
 }
 
-/// The error text inside a provider's error body, on one line.
+/// The error text inside a provider's error body (OpenAI and Anthropic
+/// `{"error":{"message"}}`, Ollama `{"error"}`), or the body itself, on one line.
 fn error_message(body: &str) -> String {
     let parsed: Option<serde_json::Value> = serde_json::from_str(body).ok();
-    let message = parsed.as_ref().and_then(|v| {
-        let e = v.get("error")?;
-        e.as_str()
-            .map(String::from)
-            .or_else(|| e.get("message").and_then(|m| m.as_str()).map(String::from))
-    });
+    let message = parsed.as_ref().and_then(|v| v.get("error")).map(error_text);
     let text = message.unwrap_or_else(|| body.to_string());
     let text = one_line(&text);
     if text.is_empty() {
@@ -201,6 +341,15 @@ fn error_message(body: &str) -> String {
     } else {
         text
     }
+}
+
+/// The text of a JSON `error` value: a string, or an object's `message`, else its JSON.
+fn error_text(error: &serde_json::Value) -> String {
+    error
+        .as_str()
+        .or_else(|| error.get("message").and_then(serde_json::Value::as_str))
+        .map(String::from)
+        .unwrap_or_else(|| error.to_string())
 }
 
 /// Collapses whitespace to single spaces and caps the length, for messages to the user.

@@ -1,13 +1,135 @@
 //! Ollama: `POST {url}/api/generate` with `suffix` (native FIM) or `raw` (a rendered
 //! template). Asks for one JSON object, and reads NDJSON too (a stream of partial answers).
+//! Chat: `POST {url}/api/chat` streamed as NDJSON, one `message.content` piece a line, the
+//! last line `done: true` with `prompt_eval_count`/`eval_count`.
+
+use std::time::Instant;
 
 use serde_json::{Value, json};
 
+use super::stream::{ChatWire, NdjsonDecoder, WireError, read_chat};
 use super::{
-    FimCall, ModelAnswer, ProviderError, check_status, join, one_line, read_body, transport_error,
-    with_key,
+    ChatCall, FimCall, ModelAnswer, ProviderError, check_status, error_text, join, one_line,
+    read_body, transport_error, with_key,
 };
 use crate::config::ModelConfig;
+
+pub(super) async fn chat(
+    http: &reqwest::Client,
+    model: &ModelConfig,
+    url: &str,
+    call: ChatCall<'_>,
+    started: Instant,
+    on_text: &mut (dyn FnMut(&str) + Send),
+) -> Result<ModelAnswer, ProviderError> {
+    let body = chat_body(model, &call);
+    let request = with_key(http.post(url), model).json(&body);
+    let response = request
+        .send()
+        .await
+        .map_err(|e| transport_error(url, model, e))?;
+    let response = check_status(url, response).await?;
+    read_chat(
+        url,
+        model,
+        response,
+        &mut ChatStream::default(),
+        started,
+        on_text,
+    )
+    .await
+}
+
+fn chat_body(model: &ModelConfig, call: &ChatCall<'_>) -> Value {
+    let mut messages = Vec::with_capacity(call.messages.len() + 1);
+    if !call.system.is_empty() {
+        messages.push(json!({ "role": "system", "content": call.system }));
+    }
+    messages.extend(
+        call.messages
+            .iter()
+            .map(|m| json!({ "role": m.role.as_str(), "content": m.content })),
+    );
+    json!({
+        "model": model.model,
+        "messages": messages,
+        "stream": true,
+        "keep_alive": "30m",
+        "options": {
+            "num_predict": call.max_tokens,
+            "temperature": call.temperature,
+        },
+    })
+}
+
+/// The NDJSON stream of `/api/chat` (a single JSON object, when not streamed, reads the same).
+#[derive(Debug, Default)]
+struct ChatStream {
+    lines: NdjsonDecoder,
+    seen: usize,
+    done: bool,
+    tokens_in: Option<u64>,
+    tokens_out: Option<u64>,
+}
+
+impl ChatStream {
+    fn line(&mut self, line: &str, text: &mut dyn FnMut(&str)) -> Result<(), WireError> {
+        self.seen += 1;
+        let obj: Value = serde_json::from_str(line)
+            .map_err(|e| WireError::Malformed(format!("bad line ({e}): {}", one_line(line))))?;
+        if let Some(error) = obj.get("error").filter(|e| !e.is_null()) {
+            return Err(WireError::Model {
+                status: None,
+                message: one_line(&error_text(error)),
+            });
+        }
+        if let Some(piece) = obj.pointer("/message/content").and_then(Value::as_str) {
+            text(piece);
+        }
+        if obj.get("done").and_then(Value::as_bool) == Some(true) {
+            self.done = true;
+            self.tokens_in = obj.get("prompt_eval_count").and_then(Value::as_u64);
+            self.tokens_out = obj.get("eval_count").and_then(Value::as_u64);
+        }
+        Ok(())
+    }
+}
+
+impl ChatWire for ChatStream {
+    fn feed(&mut self, bytes: &[u8], text: &mut dyn FnMut(&str)) -> Result<(), WireError> {
+        for line in self.lines.push(bytes).map_err(WireError::Malformed)? {
+            if self.done {
+                break;
+            }
+            self.line(&line, text)?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, text: &mut dyn FnMut(&str)) -> Result<(), WireError> {
+        for line in self.lines.finish().map_err(WireError::Malformed)? {
+            if self.done {
+                break;
+            }
+            self.line(&line, text)?;
+        }
+        if self.done {
+            Ok(())
+        } else if self.seen == 0 {
+            Err(WireError::Malformed("an empty answer".into()))
+        } else {
+            Err(WireError::Truncated)
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        self.done
+    }
+
+    fn usage(&self) -> (Option<u64>, Option<u64>) {
+        (self.tokens_in, self.tokens_out)
+    }
+}
 
 pub(super) async fn fim(
     http: &reqwest::Client,
@@ -79,6 +201,7 @@ fn parse_generate(body: &str) -> Result<ModelAnswer, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::stream::tests::{WireRun, run_wire};
 
     #[test]
     fn parses_single_object_ndjson_and_errors() {
@@ -89,7 +212,8 @@ mod tests {
             Ok(ModelAnswer {
                 text: "foo()".into(),
                 tokens_in: Some(30),
-                tokens_out: Some(4)
+                tokens_out: Some(4),
+                first_token: None,
             })
         );
         let ndjson = "{\"response\":\"fo\",\"done\":false}\n{\"response\":\"o\",\"done\":false}\n{\"response\":\"\",\"done\":true,\"eval_count\":2}\n";
@@ -102,5 +226,48 @@ mod tests {
         );
         assert!(parse_generate("garbage").is_err());
         assert!(parse_generate("").is_err());
+    }
+
+    fn chat_stream(body: &str) -> WireRun {
+        run_wire::<ChatStream>(body)
+    }
+
+    #[test]
+    fn chat_stream_pieces_and_counts() {
+        let body = "{\"message\":{\"role\":\"assistant\",\"content\":\"fn \"},\"done\":false}\r\n\
+                    {\"message\":{\"role\":\"assistant\",\"content\":\"main() 😀\"},\"done\":false}\n\
+                    {\"message\":{\"role\":\"assistant\",\"content\":\"\"},\"done\":true,\"prompt_eval_count\":11,\"eval_count\":3}\n";
+        let WireRun {
+            pieces,
+            result,
+            usage,
+        } = chat_stream(body);
+        assert_eq!(pieces, vec!["fn ", "main() 😀", ""]);
+        assert_eq!(result, Ok(()));
+        assert_eq!(usage, (Some(11), Some(3)));
+    }
+
+    #[test]
+    fn chat_stream_errors() {
+        let WireRun { pieces, result, .. } = chat_stream(
+            "{\"message\":{\"content\":\"a\"},\"done\":false}\n{\"error\":\"model crashed\"}\n",
+        );
+        assert_eq!(pieces, vec!["a"]);
+        assert_eq!(
+            result,
+            Err(WireError::Model {
+                status: None,
+                message: "model crashed".into()
+            })
+        );
+        let WireRun { result, .. } =
+            chat_stream("{\"message\":{\"content\":\"a\"},\"done\":false}\n");
+        assert_eq!(result, Err(WireError::Truncated));
+        let WireRun { result, .. } = chat_stream("<html>oops</html>\n");
+        assert!(matches!(result, Err(WireError::Malformed(d)) if d.contains("<html>oops")));
+        assert!(matches!(
+            chat_stream("").result,
+            Err(WireError::Malformed(_))
+        ));
     }
 }

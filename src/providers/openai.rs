@@ -1,13 +1,151 @@
 //! OpenAI-compatible servers (llama.cpp, vLLM, LM Studio, OpenRouter, …): `POST
-//! {url}/completions` with `prompt` (+ `suffix` for native FIM).
+//! {url}/completions` with `prompt` (+ `suffix` for native FIM), and `POST
+//! {url}/chat/completions` streamed as SSE (`choices[0].delta.content` pieces, usage in the
+//! last chunk, `data: [DONE]`).
+
+use std::time::Instant;
 
 use serde_json::{Value, json};
 
+use super::stream::{ChatWire, SseDecoder, WireError, read_chat};
 use super::{
-    FimCall, ModelAnswer, ProviderError, check_status, join, read_body, sse_data, stops_for_api,
-    transport_error, with_key,
+    ChatCall, FimCall, ModelAnswer, ProviderError, check_status, error_text, join, one_line,
+    read_body, sse_data, stops_for_api, transport_error, with_key,
 };
 use crate::config::ModelConfig;
+
+pub(super) async fn chat(
+    http: &reqwest::Client,
+    model: &ModelConfig,
+    url: &str,
+    call: ChatCall<'_>,
+    started: Instant,
+    on_text: &mut (dyn FnMut(&str) + Send),
+) -> Result<ModelAnswer, ProviderError> {
+    let body = chat_body(model, &call);
+    let request = with_key(http.post(url), model).json(&body);
+    let response = request
+        .send()
+        .await
+        .map_err(|e| transport_error(url, model, e))?;
+    let response = check_status(url, response).await?;
+    read_chat(
+        url,
+        model,
+        response,
+        &mut ChatStream::default(),
+        started,
+        on_text,
+    )
+    .await
+}
+
+/// The `/chat/completions` request: the system prompt as the first message.
+fn chat_body(model: &ModelConfig, call: &ChatCall<'_>) -> Value {
+    let mut messages = Vec::with_capacity(call.messages.len() + 1);
+    if !call.system.is_empty() {
+        messages.push(json!({ "role": "system", "content": call.system }));
+    }
+    messages.extend(
+        call.messages
+            .iter()
+            .map(|m| json!({ "role": m.role.as_str(), "content": m.content })),
+    );
+    json!({
+        "model": model.model,
+        "messages": messages,
+        "max_tokens": call.max_tokens,
+        "temperature": call.temperature,
+        "stream": true,
+        "stream_options": { "include_usage": true },
+    })
+}
+
+/// The SSE stream of `/chat/completions`. Complete at `data: [DONE]`, or at the end of the
+/// body once a `finish_reason` was seen (servers that omit `[DONE]`).
+#[derive(Debug, Default)]
+struct ChatStream {
+    sse: SseDecoder,
+    events: usize,
+    finished: bool,
+    done: bool,
+    tokens_in: Option<u64>,
+    tokens_out: Option<u64>,
+}
+
+impl ChatStream {
+    fn event(&mut self, data: &str, text: &mut dyn FnMut(&str)) -> Result<(), WireError> {
+        self.events += 1;
+        let data = data.trim();
+        if data == "[DONE]" {
+            self.done = true;
+            return Ok(());
+        }
+        let obj: Value = serde_json::from_str(data)
+            .map_err(|e| WireError::Malformed(format!("bad event ({e}): {}", one_line(data))))?;
+        if let Some(error) = obj.get("error").filter(|e| !e.is_null()) {
+            // OpenRouter and some proxies put the HTTP status in `code`.
+            let status = error
+                .get("code")
+                .and_then(Value::as_u64)
+                .filter(|c| (400..=599).contains(c))
+                .map(|c| c as u16);
+            return Err(WireError::Model {
+                status,
+                message: one_line(&error_text(error)),
+            });
+        }
+        if let Some(choice) = obj.pointer("/choices/0") {
+            if let Some(piece) = choice.pointer("/delta/content").and_then(Value::as_str) {
+                text(piece);
+            }
+            if choice.get("finish_reason").is_some_and(|f| !f.is_null()) {
+                self.finished = true;
+            }
+        }
+        if let Some(usage) = obj.get("usage").filter(|u| u.is_object()) {
+            self.tokens_in = usage.get("prompt_tokens").and_then(Value::as_u64);
+            self.tokens_out = usage.get("completion_tokens").and_then(Value::as_u64);
+        }
+        Ok(())
+    }
+}
+
+impl ChatWire for ChatStream {
+    fn feed(&mut self, bytes: &[u8], text: &mut dyn FnMut(&str)) -> Result<(), WireError> {
+        for event in self.sse.push(bytes).map_err(WireError::Malformed)? {
+            if self.done {
+                break;
+            }
+            self.event(&event.data, text)?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, text: &mut dyn FnMut(&str)) -> Result<(), WireError> {
+        for event in self.sse.finish().map_err(WireError::Malformed)? {
+            if self.done {
+                break;
+            }
+            self.event(&event.data, text)?;
+        }
+        if self.done || self.finished {
+            Ok(())
+        } else if self.events == 0 {
+            Err(WireError::Malformed(self.sse.not_a_stream()))
+        } else {
+            Err(WireError::Truncated)
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        self.done
+    }
+
+    fn usage(&self) -> (Option<u64>, Option<u64>) {
+        (self.tokens_in, self.tokens_out)
+    }
+}
 
 pub(super) async fn fim(
     http: &reqwest::Client,
@@ -75,6 +213,7 @@ fn parse_completion(body: &str) -> Result<ModelAnswer, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::stream::tests::{WireRun, run_wire};
 
     #[test]
     fn parses_json_sse_and_rejects_garbage() {
@@ -84,7 +223,8 @@ mod tests {
             Ok(ModelAnswer {
                 text: "x + 1".into(),
                 tokens_in: Some(12),
-                tokens_out: Some(3)
+                tokens_out: Some(3),
+                first_token: None,
             })
         );
         let sse = "data: {\"choices\":[{\"text\":\"a\"}]}\n\ndata: {\"choices\":[{\"text\":\"b\"}]}\n\ndata: [DONE]\n\n";
@@ -92,5 +232,104 @@ mod tests {
         assert!(parse_completion("<html>oops</html>").is_err());
         assert!(parse_completion(r#"{"object":"error"}"#).is_err());
         assert!(parse_completion(r#"{"choices":[{"index":0}]}"#).is_err());
+    }
+
+    /// Runs a whole body through a fresh `ChatStream` in every chunking; the pieces and
+    /// the final state must not depend on it.
+    fn chat_stream(body: &str) -> WireRun {
+        run_wire::<ChatStream>(body)
+    }
+
+    #[test]
+    fn chat_stream_pieces_usage_and_done() {
+        let body = "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\r\n\r\n\
+                    : keep-alive\r\n\r\n\
+                    data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}\n\n\
+                    data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo ✓\"}}]}\n\n\
+                    data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n\
+                    data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2}}\n\n\
+                    data: [DONE]\n\n";
+        let WireRun {
+            pieces,
+            result,
+            usage,
+        } = chat_stream(body);
+        assert_eq!(pieces, vec!["", "Hel", "lo ✓"]);
+        assert_eq!(result, Ok(()));
+        assert_eq!(usage, (Some(9), Some(2)));
+    }
+
+    #[test]
+    fn chat_stream_without_done_is_complete_after_a_finish_reason() {
+        let body = "data: {\"choices\":[{\"delta\":{\"content\":\"a\"},\"finish_reason\":\"length\"}]}\n\n";
+        assert_eq!(chat_stream(body).result, Ok(()));
+        let cut = "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n";
+        assert_eq!(chat_stream(cut).result, Err(WireError::Truncated));
+    }
+
+    #[test]
+    fn chat_stream_errors() {
+        let WireRun { result, .. } = chat_stream(
+            "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: {\"error\":{\"message\":\"boom\\nagain\",\"type\":\"server_error\"}}\n\n",
+        );
+        assert_eq!(
+            result,
+            Err(WireError::Model {
+                status: None,
+                message: "boom again".into()
+            })
+        );
+        let WireRun { result, .. } =
+            chat_stream("data: {\"error\":{\"message\":\"slow down\",\"code\":429}}\n\n");
+        assert!(matches!(
+            result,
+            Err(WireError::Model {
+                status: Some(429),
+                ..
+            })
+        ));
+        let WireRun { result, .. } = chat_stream("<html>502 Bad Gateway</html>\n");
+        assert_eq!(
+            result,
+            Err(WireError::Malformed(
+                "not an event stream: <html>502 Bad Gateway</html>".into()
+            ))
+        );
+        let WireRun { result, .. } =
+            chat_stream("data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: {oops\n\n");
+        assert!(matches!(result, Err(WireError::Malformed(d)) if d.starts_with("bad event")));
+    }
+
+    #[test]
+    fn chat_body_has_the_system_prompt_first_and_asks_for_usage() {
+        let model: ModelConfig =
+            toml::from_str("provider = \"openai\"\nurl = \"http://h/v1\"\nmodel = \"m\"").unwrap();
+        let messages = [crate::providers::ChatMessage::user("hi")];
+        let call = ChatCall {
+            system: "be brief",
+            messages: &messages,
+            max_tokens: 64,
+            temperature: 0.25,
+        };
+        let body = chat_body(&model, &call);
+        assert_eq!(
+            body["messages"][0],
+            json!({"role": "system", "content": "be brief"})
+        );
+        assert_eq!(
+            body["messages"][1],
+            json!({"role": "user", "content": "hi"})
+        );
+        assert_eq!(body["stream"], json!(true));
+        assert_eq!(body["stream_options"]["include_usage"], json!(true));
+        assert_eq!(body["temperature"], json!(0.25));
+        let call = ChatCall { system: "", ..call };
+        assert_eq!(
+            chat_body(&model, &call)["messages"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
     }
 }

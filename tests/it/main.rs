@@ -1,5 +1,6 @@
 //! The one integration-test binary: tests run the real `pilotfish` executable over stdio against
-//! model-server doubles on 127.0.0.1 (see `support`).
+//! model-server doubles on 127.0.0.1 (see `support`); `providers` calls the library's network
+//! layer directly against the same doubles.
 
 mod harness;
 mod support;
@@ -9,5 +10,6 @@ mod completion;
 mod double;
 mod fim_wire;
 mod positions;
+mod providers;
 mod robustness;
 mod smoke;

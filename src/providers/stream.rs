@@ -1,0 +1,586 @@
+//! Streamed chat answers: incremental decoders for server-sent events (OpenAI-compatible,
+//! Anthropic) and newline-delimited JSON (Ollama), and [`read_chat`], the one loop that pulls
+//! a response body through a provider's [`ChatWire`].
+//!
+//! The decoders are sans-I/O: bytes in, whole events out, for any chunking of the body (an
+//! event, a line, a CRLF pair or a UTF-8 sequence may be split across network reads). They
+//! never see an API key. [`read_chat`] owns the stream's failure modes: a body that stops
+//! arriving (idle limit), breaks off (reset), or carries an error or garbage part-way.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+
+use super::{ModelAnswer, ProviderError, one_line, root_cause};
+use crate::config::ModelConfig;
+
+/// A longer line than this is not a stream we understand (it guards memory, not correctness).
+const MAX_LINE_BYTES: usize = 8 * 1024 * 1024;
+/// The longest a stream may go without a single byte, whatever the model's `timeout_ms`.
+const MAX_IDLE: Duration = Duration::from_secs(30);
+/// How long to wait for the end of a body after its last event, so that the connection
+/// returns to the pool instead of being dropped.
+const DRAIN_LIMIT: Duration = Duration::from_secs(1);
+
+/// Splits bytes into lines ended by LF, CRLF or a lone CR (as SSE allows), across chunks.
+#[derive(Debug, Default)]
+struct LineSplitter {
+    partial: Vec<u8>,
+    /// The last chunk ended with CR: a LF opening the next chunk belongs to it.
+    after_cr: bool,
+}
+
+impl LineSplitter {
+    fn push(
+        &mut self,
+        bytes: &[u8],
+        mut line: impl FnMut(&[u8]) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let mut rest = bytes;
+        if self.after_cr && !rest.is_empty() {
+            if rest[0] == b'\n' {
+                rest = &rest[1..];
+            }
+            self.after_cr = false;
+        }
+        while let Some(end) = rest.iter().position(|&b| b == b'\n' || b == b'\r') {
+            if self.partial.is_empty() {
+                line(&rest[..end])?;
+            } else {
+                self.partial.extend_from_slice(&rest[..end]);
+                line(&self.partial)?;
+                self.partial.clear();
+            }
+            let cr = rest[end] == b'\r';
+            rest = &rest[end + 1..];
+            if cr {
+                match rest.first() {
+                    Some(b'\n') => rest = &rest[1..],
+                    Some(_) => {}
+                    None => self.after_cr = true,
+                }
+            }
+        }
+        if self.partial.len() + rest.len() > MAX_LINE_BYTES {
+            return Err(format!("a line longer than {MAX_LINE_BYTES} bytes"));
+        }
+        self.partial.extend_from_slice(rest);
+        Ok(())
+    }
+
+    /// The end of the body: a last line without its line break still counts.
+    fn finish(&mut self, mut line: impl FnMut(&[u8]) -> Result<(), String>) -> Result<(), String> {
+        self.after_cr = false;
+        if self.partial.is_empty() {
+            return Ok(());
+        }
+        let last = std::mem::take(&mut self.partial);
+        line(&last)
+    }
+}
+
+/// One server-sent event: its `event:` name (empty when absent) and its `data:` lines joined
+/// with `\n`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct SseEvent {
+    pub event: String,
+    pub data: String,
+}
+
+/// An incremental SSE decoder (the WHATWG event-stream rules): comments (`:` lines) and
+/// keep-alives are skipped, multi-line `data:` is joined, `id`/`retry` are ignored, and an
+/// event without data is not dispatched. At the end of the body an event that lacks its
+/// closing blank line is still delivered (some servers omit it).
+#[derive(Debug, Default)]
+pub(super) struct SseDecoder {
+    lines: LineSplitter,
+    fields: SseFields,
+}
+
+#[derive(Debug, Default)]
+struct SseFields {
+    event: String,
+    data: String,
+    has_data: bool,
+    started: bool,
+    /// The first line that is no SSE field at all, to say what a garbage body looked like.
+    stray: Option<String>,
+    ready: Vec<SseEvent>,
+}
+
+impl SseFields {
+    fn line(&mut self, raw: &[u8]) -> Result<(), String> {
+        let text = String::from_utf8_lossy(raw);
+        let mut text: &str = &text;
+        if !self.started {
+            self.started = true;
+            text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        }
+        if text.is_empty() {
+            self.dispatch();
+            return Ok(());
+        }
+        if text.starts_with(':') {
+            return Ok(());
+        }
+        let (name, value) = match text.split_once(':') {
+            Some((name, value)) => (name, value.strip_prefix(' ').unwrap_or(value)),
+            None => (text, ""),
+        };
+        match name {
+            "data" => {
+                if self.data.len() + value.len() > MAX_LINE_BYTES {
+                    return Err(format!("an event longer than {MAX_LINE_BYTES} bytes"));
+                }
+                if self.has_data {
+                    self.data.push('\n');
+                }
+                self.data.push_str(value);
+                self.has_data = true;
+            }
+            "event" => self.event = value.to_string(),
+            "id" | "retry" => {}
+            _ => {
+                if self.stray.is_none() {
+                    self.stray = Some(one_line(text));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn dispatch(&mut self) {
+        let event = std::mem::take(&mut self.event);
+        if self.has_data {
+            self.has_data = false;
+            self.ready.push(SseEvent {
+                event,
+                data: std::mem::take(&mut self.data),
+            });
+        }
+    }
+}
+
+impl SseDecoder {
+    /// The events completed by `bytes`.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<SseEvent>, String> {
+        let SseDecoder { lines, fields } = self;
+        lines.push(bytes, |line| fields.line(line))?;
+        Ok(std::mem::take(&mut fields.ready))
+    }
+
+    /// The end of the body: whatever event was still open.
+    pub fn finish(&mut self) -> Result<Vec<SseEvent>, String> {
+        let SseDecoder { lines, fields } = self;
+        lines.finish(|line| fields.line(line))?;
+        fields.dispatch();
+        Ok(std::mem::take(&mut fields.ready))
+    }
+
+    /// Why a body with no events is not an event stream, for the error message.
+    pub fn not_a_stream(&self) -> String {
+        match &self.fields.stray {
+            Some(line) => format!("not an event stream: {line}"),
+            None => "an empty event stream".into(),
+        }
+    }
+}
+
+/// An incremental NDJSON decoder: one JSON text per line; blank lines are skipped.
+#[derive(Debug, Default)]
+pub(super) struct NdjsonDecoder {
+    lines: LineSplitter,
+    ready: Vec<String>,
+}
+
+impl NdjsonDecoder {
+    /// The lines completed by `bytes`.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<String>, String> {
+        let NdjsonDecoder { lines, ready } = self;
+        lines.push(bytes, |line| {
+            keep_line(ready, line);
+            Ok(())
+        })?;
+        Ok(std::mem::take(ready))
+    }
+
+    /// The end of the body: a last line without its line break.
+    pub fn finish(&mut self) -> Result<Vec<String>, String> {
+        let NdjsonDecoder { lines, ready } = self;
+        lines.finish(|line| {
+            keep_line(ready, line);
+            Ok(())
+        })?;
+        Ok(std::mem::take(ready))
+    }
+}
+
+fn keep_line(ready: &mut Vec<String>, line: &[u8]) {
+    let text = String::from_utf8_lossy(line);
+    let text = text.trim();
+    if !text.is_empty() {
+        ready.push(text.to_string());
+    }
+}
+
+/// Why a stream could not be read to a complete answer, before it is tied to a URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum WireError {
+    /// The bytes are not the provider's format.
+    Malformed(String),
+    /// The model reported an error inside the stream; `status` when it names an HTTP status
+    /// (Anthropic's `overloaded_error` is 529).
+    Model {
+        status: Option<u16>,
+        message: String,
+    },
+    /// The body ended before the answer's last event.
+    Truncated,
+}
+
+/// One provider's streamed chat format: bytes in, text pieces out through `text`.
+pub(super) trait ChatWire: Send {
+    /// Decodes the next bytes of the body, passing each text piece to `text` in order.
+    fn feed(&mut self, bytes: &[u8], text: &mut dyn FnMut(&str)) -> Result<(), WireError>;
+    /// The body ended: decodes what was left, and says whether the answer was complete.
+    fn finish(&mut self, text: &mut dyn FnMut(&str)) -> Result<(), WireError>;
+    /// The answer's last event has arrived (nothing after it matters).
+    fn is_done(&self) -> bool;
+    /// Tokens in and out, when the provider reported them.
+    fn usage(&self) -> (Option<u64>, Option<u64>);
+}
+
+/// The text received so far, and when its first piece came.
+struct Received<'a> {
+    text: String,
+    chars: usize,
+    first_token: Option<Duration>,
+    started: Instant,
+    on_text: &'a mut (dyn FnMut(&str) + Send),
+}
+
+impl Received<'_> {
+    fn piece(&mut self, piece: &str) {
+        if piece.is_empty() {
+            return;
+        }
+        if self.first_token.is_none() {
+            self.first_token = Some(self.started.elapsed());
+        }
+        self.text.push_str(piece);
+        self.chars += piece.chars().count();
+        (self.on_text)(piece);
+    }
+}
+
+/// How long a stream may go without a byte: the model's whole timeout, at most [`MAX_IDLE`].
+pub(super) fn idle_limit(timeout_ms: u64) -> Duration {
+    Duration::from_millis(timeout_ms).min(MAX_IDLE)
+}
+
+/// Reads a streamed chat body through `wire`, passing text pieces to `on_text` as they
+/// arrive. `started` is when the call began (for the time to first token). The caller bounds
+/// the whole call; this bounds each wait for bytes by [`idle_limit`].
+pub(super) async fn read_chat(
+    url: &str,
+    model: &ModelConfig,
+    response: reqwest::Response,
+    wire: &mut dyn ChatWire,
+    started: Instant,
+    on_text: &mut (dyn FnMut(&str) + Send),
+) -> Result<ModelAnswer, ProviderError> {
+    let idle = idle_limit(model.timeout_ms);
+    let mut body = response.bytes_stream();
+    let mut got = Received {
+        text: String::new(),
+        chars: 0,
+        first_token: None,
+        started,
+        on_text,
+    };
+    loop {
+        let bytes = match tokio::time::timeout(idle, body.next()).await {
+            Err(_) if got.chars == 0 => {
+                return Err(ProviderError::Timeout {
+                    url: url.to_string(),
+                    ms: idle.as_millis() as u64,
+                });
+            }
+            Err(_) => {
+                return Err(stream_error(
+                    url,
+                    format!("stalled: no data for {} ms", idle.as_millis()),
+                    got.chars,
+                ));
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) if e.is_timeout() => {
+                return Err(ProviderError::Timeout {
+                    url: url.to_string(),
+                    ms: model.timeout_ms,
+                });
+            }
+            Ok(Some(Err(e))) => {
+                return Err(stream_error(url, one_line(&root_cause(&e)), got.chars));
+            }
+            Ok(Some(Ok(bytes))) => bytes,
+        };
+        wire.feed(&bytes, &mut |piece| got.piece(piece))
+            .map_err(|e| wire_error(url, e, got.chars))?;
+        if wire.is_done() {
+            // Read the body's end so the connection goes back to the pool; a server that
+            // keeps it open past its last event only loses that connection.
+            let _ = tokio::time::timeout(DRAIN_LIMIT, async {
+                while let Some(Ok(_)) = body.next().await {}
+            })
+            .await;
+            break;
+        }
+    }
+    if !wire.is_done() {
+        wire.finish(&mut |piece| got.piece(piece))
+            .map_err(|e| wire_error(url, e, got.chars))?;
+    }
+    let (tokens_in, tokens_out) = wire.usage();
+    Ok(ModelAnswer {
+        text: got.text,
+        tokens_in,
+        tokens_out,
+        first_token: got.first_token,
+    })
+}
+
+fn stream_error(url: &str, detail: String, partial_chars: usize) -> ProviderError {
+    ProviderError::Stream {
+        url: url.to_string(),
+        detail,
+        partial_chars,
+    }
+}
+
+/// A decoding failure as the caller sees it: garbage before any text is `Malformed`, after
+/// some text a broken `Stream`; an in-band error naming a status is `Status`.
+fn wire_error(url: &str, error: WireError, partial_chars: usize) -> ProviderError {
+    match error {
+        WireError::Malformed(detail) if partial_chars == 0 => ProviderError::Malformed {
+            url: url.to_string(),
+            detail,
+        },
+        WireError::Malformed(detail) => stream_error(url, detail, partial_chars),
+        WireError::Model {
+            status: Some(status),
+            message,
+        } => ProviderError::Status {
+            url: url.to_string(),
+            status,
+            retry_after: None,
+            message: if partial_chars == 0 {
+                format!("{message} (in the stream)")
+            } else {
+                format!("{message} (in the stream, after {partial_chars} characters)")
+            },
+        },
+        WireError::Model {
+            status: None,
+            message,
+        } => stream_error(url, format!("model error: {message}"), partial_chars),
+        WireError::Truncated => stream_error(
+            url,
+            "the stream ended before the answer was complete".into(),
+            partial_chars,
+        ),
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+
+    /// Feeds `body` to `push` in every two-piece split, and byte by byte, and checks each
+    /// gives the same result as feeding it whole.
+    pub(crate) fn every_split<T: PartialEq + std::fmt::Debug, D: Default>(
+        body: &[u8],
+        mut push: impl FnMut(&mut D, &[u8]) -> Vec<T>,
+        mut finish: impl FnMut(&mut D) -> Vec<T>,
+    ) -> Vec<T> {
+        let mut whole = D::default();
+        let mut expected = push(&mut whole, body);
+        expected.extend(finish(&mut whole));
+        for cut in 0..=body.len() {
+            let mut d = D::default();
+            let mut got = push(&mut d, &body[..cut]);
+            got.extend(push(&mut d, &body[cut..]));
+            got.extend(finish(&mut d));
+            assert_eq!(got, expected, "split at byte {cut}");
+        }
+        let mut d = D::default();
+        let mut got: Vec<T> = body.iter().flat_map(|b| push(&mut d, &[*b])).collect();
+        got.extend(finish(&mut d));
+        assert_eq!(got, expected, "byte by byte");
+        expected
+    }
+
+    /// What a whole body yields through a fresh wire: its pieces (checked to be the same in
+    /// every chunking), how it ended, and the usage it reported.
+    #[derive(Debug)]
+    pub(crate) struct WireRun {
+        pub pieces: Vec<String>,
+        pub result: Result<(), WireError>,
+        pub usage: (Option<u64>, Option<u64>),
+    }
+
+    pub(crate) fn run_wire<W: ChatWire + Default>(body: &str) -> WireRun {
+        let pieces = every_split(
+            body.as_bytes(),
+            |w: &mut W, b| {
+                let mut out = Vec::new();
+                let _ = w.feed(b, &mut |p| out.push(p.to_string()));
+                out
+            },
+            |w| {
+                let mut out = Vec::new();
+                if !w.is_done() {
+                    let _ = w.finish(&mut |p| out.push(p.to_string()));
+                }
+                out
+            },
+        );
+        let mut w = W::default();
+        let mut ignore = |_: &str| {};
+        let mut result = w.feed(body.as_bytes(), &mut ignore);
+        if result.is_ok() && !w.is_done() {
+            result = w.finish(&mut ignore);
+        }
+        WireRun {
+            pieces,
+            result,
+            usage: w.usage(),
+        }
+    }
+
+    fn sse(body: &str) -> Vec<SseEvent> {
+        every_split(
+            body.as_bytes(),
+            |d: &mut SseDecoder, b| d.push(b).unwrap(),
+            |d| d.finish().unwrap(),
+        )
+    }
+
+    fn ev(event: &str, data: &str) -> SseEvent {
+        SseEvent {
+            event: event.into(),
+            data: data.into(),
+        }
+    }
+
+    #[test]
+    fn sse_events_survive_any_chunking() {
+        let body = "\u{feff}: keep-alive\n\nevent: message_start\ndata: {\"a\":1}\n\n\
+                    data: first\ndata:second\nid: 7\nretry: 10\n\n\
+                    : comment\n\ndata: é€😀\n\n";
+        assert_eq!(
+            sse(body),
+            vec![
+                ev("message_start", "{\"a\":1}"),
+                ev("", "first\nsecond"),
+                ev("", "é€😀")
+            ]
+        );
+    }
+
+    #[test]
+    fn sse_line_endings_crlf_cr_and_lf() {
+        let want = vec![ev("ping", "x"), ev("", "y\nz")];
+        assert_eq!(
+            sse("event: ping\r\ndata: x\r\n\r\ndata: y\r\ndata: z\r\n\r\n"),
+            want
+        );
+        assert_eq!(sse("event: ping\rdata: x\r\rdata: y\rdata: z\r\r"), want);
+        assert_eq!(
+            sse("event: ping\ndata: x\n\ndata: y\r\ndata: z\r\r\n"),
+            want
+        );
+    }
+
+    #[test]
+    fn sse_edge_cases() {
+        // An event name without data is not dispatched, and does not leak into the next.
+        assert_eq!(sse("event: a\n\ndata: b\n\n"), vec![ev("", "b")]);
+        // The last event may lack its blank line; only one leading space is stripped.
+        assert_eq!(sse("data:  two spaces"), vec![ev("", " two spaces")]);
+        // Empty data lines count.
+        assert_eq!(sse("data\ndata:\n\n"), vec![ev("", "\n")]);
+        assert_eq!(sse(""), vec![]);
+        let mut d = SseDecoder::default();
+        assert!(
+            d.push(b"<html>502 Bad Gateway\xff</html>\n")
+                .unwrap()
+                .is_empty()
+        );
+        assert!(d.finish().unwrap().is_empty());
+        assert!(
+            d.not_a_stream()
+                .starts_with("not an event stream: <html>502")
+        );
+        assert_eq!(
+            SseDecoder::default().not_a_stream(),
+            "an empty event stream"
+        );
+    }
+
+    #[test]
+    fn sse_refuses_endless_lines() {
+        let mut d = SseDecoder::default();
+        let chunk = vec![b'x'; 1024 * 1024];
+        let result = (0..9).try_for_each(|_| d.push(&chunk).map(drop));
+        assert!(result.unwrap_err().contains("longer than"));
+    }
+
+    #[test]
+    fn ndjson_lines_survive_any_chunking() {
+        let body = "{\"a\":\"é\"}\r\n\n  \n{\"b\":2}\n{\"c\":3}";
+        let lines = every_split(
+            body.as_bytes(),
+            |d: &mut NdjsonDecoder, b| d.push(b).unwrap(),
+            |d| d.finish().unwrap(),
+        );
+        assert_eq!(lines, vec!["{\"a\":\"é\"}", "{\"b\":2}", "{\"c\":3}"]);
+    }
+
+    #[test]
+    fn idle_limit_is_the_timeout_capped_at_thirty_seconds() {
+        assert_eq!(idle_limit(500), Duration::from_millis(500));
+        assert_eq!(idle_limit(120_000), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn wire_errors_map_to_what_the_caller_needs() {
+        let url = "http://h/v1/messages";
+        assert!(matches!(
+            wire_error(url, WireError::Malformed("x".into()), 0),
+            ProviderError::Malformed { .. }
+        ));
+        assert!(matches!(
+            wire_error(url, WireError::Malformed("x".into()), 3),
+            ProviderError::Stream {
+                partial_chars: 3,
+                ..
+            }
+        ));
+        let overloaded = WireError::Model {
+            status: Some(529),
+            message: "Overloaded".into(),
+        };
+        match wire_error(url, overloaded, 5) {
+            ProviderError::Status {
+                status, message, ..
+            } => {
+                assert_eq!(status, 529);
+                assert_eq!(message, "Overloaded (in the stream, after 5 characters)");
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = wire_error(url, WireError::Truncated, 2);
+        assert!(e.to_string().contains("after 2 characters"), "{e}");
+    }
+}

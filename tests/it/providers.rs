@@ -1,0 +1,494 @@
+//! Chat providers against the model double: `Providers::chat` is called directly (no binary),
+//! once per wire format, and each test checks what went over the wire (body, headers), what
+//! came back (pieces in order, usage) and how every fault the double can play surfaces as a
+//! `ProviderError` — and that a dropped call really drops its connection.
+//!
+//! Keys come from environment variables with a name unique to each test, so tests running in
+//! parallel never race on one variable.
+
+use std::time::{Duration, Instant};
+
+use pilotfish::config::{ModelConfig, Provider};
+use pilotfish::providers::{ChatCall, ChatMessage, ModelAnswer, ProviderError, Providers};
+use serde_json::json;
+
+use crate::support::double::{Behaviour, Fault, ModelDouble};
+
+/// Upper bound for asynchronous effects; tests wait on conditions, not on this time.
+const WAIT: Duration = Duration::from_secs(5);
+
+/// Sets `name` (unique to the calling test) to `value` in this process.
+fn set_key(name: &str, value: &str) {
+    // SAFETY: each test uses its own variable name and no test removes or rewrites another's,
+    // so no thread reads this variable while it is being written except the test itself.
+    unsafe { std::env::set_var(name, value) };
+}
+
+fn model(double: &ModelDouble, provider: Provider, key_env: Option<&str>) -> ModelConfig {
+    let url = match provider {
+        Provider::Openai => double.url("/v1"),
+        _ => double.base_url(),
+    };
+    ModelConfig {
+        provider,
+        url,
+        model: "test-model".into(),
+        fim: None,
+        local: Some(true),
+        context_window: 8192,
+        max_output_tokens: 256,
+        api_key_env: key_env.map(String::from),
+        cost_input_per_mtok: 0.0,
+        cost_output_per_mtok: 0.0,
+        timeout_ms: 5_000,
+    }
+}
+
+/// One chat call; returns the pieces `on_text` saw, in order, and the result.
+async fn chat(model: &ModelConfig) -> (Vec<String>, Result<ModelAnswer, ProviderError>) {
+    let messages = [
+        ChatMessage::user("Explain this code."),
+        ChatMessage::assistant("Which part?"),
+        ChatMessage::user("fn main() {}"),
+    ];
+    let call = ChatCall {
+        system: "You are a careful reviewer.",
+        messages: &messages,
+        max_tokens: 300,
+        temperature: 0.2,
+    };
+    let mut pieces = Vec::new();
+    let result = Providers::new()
+        .chat(model, call, &mut |piece| pieces.push(piece.to_string()))
+        .await;
+    (pieces, result)
+}
+
+/// The three wire formats, with the key variable each needs (Anthropic always needs one).
+fn each_provider(key_env: &str) -> [(Provider, Option<&str>); 3] {
+    [
+        (Provider::Openai, None),
+        (Provider::Ollama, None),
+        (Provider::Anthropic, Some(key_env)),
+    ]
+}
+
+const ANSWER: &str = "Prints nothing: main is empty. 😀 ✓";
+
+#[tokio::test]
+async fn openai_streams_pieces_in_order_with_usage_and_the_bearer_key() {
+    set_key("PILOTFISH_IT_OPENAI_STREAM_KEY", "sk-openai-stream-secret");
+    let double = ModelDouble::start(Behaviour::answer(ANSWER).chunks(5));
+    let model = model(
+        &double,
+        Provider::Openai,
+        Some("PILOTFISH_IT_OPENAI_STREAM_KEY"),
+    );
+    let (pieces, result) = chat(&model).await;
+    let answer = result.expect("a streamed answer");
+    assert_eq!(pieces.len(), 5, "{pieces:?}");
+    assert_eq!(pieces.concat(), ANSWER);
+    assert_eq!(answer.text, ANSWER);
+    assert!(answer.tokens_in.is_some_and(|n| n > 0), "{answer:?}");
+    assert!(answer.tokens_out.is_some_and(|n| n > 0), "{answer:?}");
+    assert!(answer.first_token.is_some());
+
+    let request = double.last_model_call().expect("one model call");
+    assert_eq!(request.path, "/v1/chat/completions");
+    assert_eq!(
+        request.header("authorization"),
+        Some("Bearer sk-openai-stream-secret")
+    );
+    let body = &request.body;
+    assert_eq!(body["model"], "test-model");
+    assert_eq!(body["stream"], true);
+    assert_eq!(body["stream_options"], json!({ "include_usage": true }));
+    assert_eq!(body["max_tokens"], 300);
+    assert_eq!(
+        body["messages"],
+        json!([
+            { "role": "system", "content": "You are a careful reviewer." },
+            { "role": "user", "content": "Explain this code." },
+            { "role": "assistant", "content": "Which part?" },
+            { "role": "user", "content": "fn main() {}" },
+        ])
+    );
+    assert!((body["temperature"].as_f64().unwrap() - 0.2).abs() < 1e-6);
+    assert_eq!((double.requests(), double.completed()), (1, 1));
+}
+
+#[tokio::test]
+async fn openai_without_a_key_sends_no_authorization() {
+    let double = ModelDouble::start(Behaviour::answer("ok"));
+    let (_, result) = chat(&model(&double, Provider::Openai, None)).await;
+    assert_eq!(result.expect("an answer").text, "ok");
+    let request = double.last_model_call().expect("one model call");
+    assert_eq!(request.header("authorization"), None);
+}
+
+#[tokio::test]
+async fn llamacpp_chat_goes_to_its_openai_endpoint() {
+    let double = ModelDouble::start(Behaviour::answer("from llama-server").chunks(2));
+    let (pieces, result) = chat(&model(&double, Provider::Llamacpp, None)).await;
+    assert_eq!(result.expect("an answer").text, "from llama-server");
+    assert_eq!(pieces.len(), 2);
+    assert_eq!(double.requests_to("/v1/chat/completions"), 1);
+}
+
+#[tokio::test]
+async fn ollama_streams_ndjson_pieces_and_counts() {
+    let double = ModelDouble::start(Behaviour::answer(ANSWER).chunks(4));
+    let (pieces, result) = chat(&model(&double, Provider::Ollama, None)).await;
+    let answer = result.expect("a streamed answer");
+    assert_eq!(pieces.len(), 4, "{pieces:?}");
+    assert_eq!(pieces.concat(), ANSWER);
+    assert_eq!(answer.text, ANSWER);
+    assert!(answer.tokens_in.is_some_and(|n| n > 0), "{answer:?}");
+    assert!(answer.tokens_out.is_some_and(|n| n > 0), "{answer:?}");
+
+    let request = double.last_model_call().expect("one model call");
+    assert_eq!(request.path, "/api/chat");
+    let body = &request.body;
+    assert_eq!(body["stream"], true);
+    assert_eq!(body["options"]["num_predict"], 300);
+    assert_eq!(body["messages"][0]["role"], "system");
+    assert_eq!(
+        body["messages"][3],
+        json!({ "role": "user", "content": "fn main() {}" })
+    );
+    assert_eq!((double.requests(), double.completed()), (1, 1));
+}
+
+#[tokio::test]
+async fn anthropic_streams_with_its_headers_and_usage() {
+    set_key("PILOTFISH_IT_ANTHROPIC_STREAM_KEY", "sk-ant-stream-secret");
+    let double = ModelDouble::start(Behaviour::answer(ANSWER).chunks(3));
+    let model = model(
+        &double,
+        Provider::Anthropic,
+        Some("PILOTFISH_IT_ANTHROPIC_STREAM_KEY"),
+    );
+    let (pieces, result) = chat(&model).await;
+    let answer = result.expect("a streamed answer");
+    assert_eq!(pieces.len(), 3, "{pieces:?}");
+    assert_eq!(pieces.concat(), ANSWER);
+    assert_eq!(answer.text, ANSWER);
+    // From `message_start` and `message_delta`.
+    assert!(answer.tokens_in.is_some_and(|n| n > 1), "{answer:?}");
+    assert!(answer.tokens_out.is_some_and(|n| n > 1), "{answer:?}");
+    assert!(answer.first_token.is_some());
+
+    let request = double.last_model_call().expect("one model call");
+    assert_eq!(request.path, "/v1/messages");
+    assert_eq!(request.header("x-api-key"), Some("sk-ant-stream-secret"));
+    assert_eq!(request.header("anthropic-version"), Some("2023-06-01"));
+    assert_eq!(request.header("content-type"), Some("application/json"));
+    assert_eq!(request.header("authorization"), None);
+    let body = &request.body;
+    assert_eq!(body["model"], "test-model");
+    assert_eq!(body["max_tokens"], 300);
+    assert_eq!(body["system"], "You are a careful reviewer.");
+    assert_eq!(body["stream"], true);
+    assert_eq!(
+        body["messages"],
+        json!([
+            { "role": "user", "content": "Explain this code." },
+            { "role": "assistant", "content": "Which part?" },
+            { "role": "user", "content": "fn main() {}" },
+        ])
+    );
+    assert_eq!((double.requests(), double.completed()), (1, 1));
+}
+
+#[tokio::test]
+async fn anthropic_without_its_key_sends_nothing_and_names_the_variable() {
+    let double = ModelDouble::start(Behaviour::answer("unused"));
+    let model = model(
+        &double,
+        Provider::Anthropic,
+        Some("PILOTFISH_IT_ANTHROPIC_NEVER_SET_KEY"),
+    );
+    let (pieces, result) = chat(&model).await;
+    let error = result.expect_err("no key, no call");
+    assert!(
+        matches!(error, ProviderError::MissingKey { .. }),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("PILOTFISH_IT_ANTHROPIC_NEVER_SET_KEY"),
+        "{error}"
+    );
+    assert!(pieces.is_empty());
+    assert!(double.recorded().is_empty(), "{}", double.summary());
+    let warm = Providers::new().warm(&model).await;
+    assert!(
+        matches!(warm, Err(ProviderError::MissingKey { .. })),
+        "{warm:?}"
+    );
+    assert!(double.recorded().is_empty(), "{}", double.summary());
+}
+
+#[tokio::test]
+async fn anthropic_warm_proves_the_key_without_a_model_call() {
+    set_key("PILOTFISH_IT_ANTHROPIC_WARM_KEY", "sk-ant-warm-secret");
+    let double = ModelDouble::start(Behaviour::answer("unused"));
+    let model = model(
+        &double,
+        Provider::Anthropic,
+        Some("PILOTFISH_IT_ANTHROPIC_WARM_KEY"),
+    );
+    Providers::new().warm(&model).await.expect("warm");
+    let probe = double.recorded().pop().expect("one probe");
+    assert_eq!(probe.path, "/v1/models");
+    assert_eq!(probe.header("x-api-key"), Some("sk-ant-warm-secret"));
+    assert_eq!(probe.header("anthropic-version"), Some("2023-06-01"));
+    assert_eq!(double.requests(), 0);
+}
+
+#[tokio::test]
+async fn http_500_is_a_status_error_with_the_providers_message() {
+    set_key("PILOTFISH_IT_500_KEY", "k");
+    for (provider, key) in each_provider("PILOTFISH_IT_500_KEY") {
+        let double = ModelDouble::start(Behaviour::failing(Fault::status(500)));
+        let (pieces, result) = chat(&model(&double, provider, key)).await;
+        match result {
+            Err(ProviderError::Status {
+                status: 500,
+                message,
+                ..
+            }) => assert_eq!(message, "internal server error", "{provider:?}"),
+            other => panic!("{provider:?}: {other:?}"),
+        }
+        assert!(pieces.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn rate_limits_surface_retry_after() {
+    set_key("PILOTFISH_IT_429_KEY", "k");
+    for (provider, key) in each_provider("PILOTFISH_IT_429_KEY") {
+        let double = ModelDouble::start(Behaviour::failing(Fault::rate_limited(7)));
+        let (_, result) = chat(&model(&double, provider, key)).await;
+        match result {
+            Err(ProviderError::Status {
+                status: 429,
+                retry_after,
+                message,
+                ..
+            }) => {
+                assert_eq!(retry_after, Some(Duration::from_secs(7)), "{provider:?}");
+                assert_eq!(message, "rate limit exceeded", "{provider:?}");
+            }
+            other => panic!("{provider:?}: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn anthropic_overloaded_is_529_over_http_and_in_the_stream() {
+    set_key("PILOTFISH_IT_529_KEY", "k");
+    let double = ModelDouble::start(Behaviour::failing(Fault::overloaded()));
+    let model = model(&double, Provider::Anthropic, Some("PILOTFISH_IT_529_KEY"));
+    let (_, result) = chat(&model).await;
+    match result {
+        Err(ProviderError::Status {
+            status: 529,
+            message,
+            ..
+        }) => assert_eq!(message, "Overloaded"),
+        other => panic!("{other:?}"),
+    }
+
+    double.set_behaviour(
+        Behaviour::answer("abcdefghij")
+            .chunks(5)
+            .fault(Fault::StreamError { after_chunks: 2 }),
+    );
+    let (pieces, result) = chat(&model).await;
+    assert_eq!(pieces, ["ab", "cd"]);
+    match result {
+        Err(ProviderError::Status {
+            status: 529,
+            message,
+            ..
+        }) => assert!(message.starts_with("Overloaded"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn in_stream_errors_from_openai_and_ollama_are_stream_errors() {
+    for provider in [Provider::Openai, Provider::Ollama] {
+        let double = ModelDouble::start(
+            Behaviour::answer("abcdefghij")
+                .chunks(5)
+                .fault(Fault::StreamError { after_chunks: 3 }),
+        );
+        let (pieces, result) = chat(&model(&double, provider, None)).await;
+        assert_eq!(pieces, ["ab", "cd", "ef"], "{provider:?}");
+        match result {
+            Err(ProviderError::Stream {
+                partial_chars,
+                detail,
+                ..
+            }) => {
+                assert_eq!(partial_chars, 6, "{provider:?}");
+                assert!(detail.starts_with("model error: "), "{detail}");
+            }
+            other => panic!("{provider:?}: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn garbage_is_malformed() {
+    set_key("PILOTFISH_IT_GARBAGE_KEY", "k");
+    for (provider, key) in each_provider("PILOTFISH_IT_GARBAGE_KEY") {
+        let double = ModelDouble::start(Behaviour::failing(Fault::Garbage));
+        let (pieces, result) = chat(&model(&double, provider, key)).await;
+        match result {
+            Err(ProviderError::Malformed { detail, .. }) => {
+                assert!(detail.contains("502 Bad Gateway"), "{provider:?}: {detail}")
+            }
+            other => panic!("{provider:?}: {other:?}"),
+        }
+        assert!(pieces.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn reset_mid_stream_is_a_stream_error_with_the_partial_length() {
+    set_key("PILOTFISH_IT_RESET_KEY", "k");
+    for (provider, key) in each_provider("PILOTFISH_IT_RESET_KEY") {
+        let double = ModelDouble::start(
+            Behaviour::answer("abcdefghij")
+                .chunks(5)
+                .fault(Fault::ResetMidStream { after_chunks: 2 }),
+        );
+        let (pieces, result) = chat(&model(&double, provider, key)).await;
+        assert_eq!(pieces, ["ab", "cd"], "{provider:?}");
+        match result {
+            Err(ProviderError::Stream { partial_chars, .. }) => {
+                assert_eq!(partial_chars, 4, "{provider:?}")
+            }
+            other => panic!("{provider:?}: {other:?}"),
+        }
+        assert_eq!(double.resets(), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_hanging_server_times_out_and_loses_the_connection() {
+    set_key("PILOTFISH_IT_HANG_KEY", "k");
+    for (provider, key) in each_provider("PILOTFISH_IT_HANG_KEY") {
+        let double = ModelDouble::start(Behaviour::failing(Fault::Hang));
+        let mut model = model(&double, provider, key);
+        model.timeout_ms = 300;
+        let started = Instant::now();
+        let (_, result) = chat(&model).await;
+        assert!(
+            matches!(result, Err(ProviderError::Timeout { ms: 300, .. })),
+            "{provider:?}: {result:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(3));
+        assert!(
+            double.wait_for_async(|d| d.aborted() == 1, WAIT).await,
+            "{provider:?}: {}",
+            double.summary()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_stream_that_stalls_times_out_after_the_first_pieces() {
+    let double = ModelDouble::start(
+        Behaviour::answer("abcdef")
+            .chunks(3)
+            .chunk_delay(Duration::from_secs(10)),
+    );
+    let mut model = model(&double, Provider::Openai, None);
+    model.timeout_ms = 400;
+    let (pieces, result) = chat(&model).await;
+    assert_eq!(pieces, ["ab"]);
+    assert!(
+        matches!(result, Err(ProviderError::Timeout { .. })),
+        "{result:?}"
+    );
+    assert!(
+        double.wait_for_async(|d| d.aborted() == 1, WAIT).await,
+        "{}",
+        double.summary()
+    );
+}
+
+#[tokio::test]
+async fn dropping_the_call_mid_stream_drops_the_connection() {
+    set_key("PILOTFISH_IT_DROP_KEY", "k");
+    for (provider, key) in each_provider("PILOTFISH_IT_DROP_KEY") {
+        let double = ModelDouble::start(
+            Behaviour::answer("0123456789")
+                .chunks(10)
+                .chunk_delay(Duration::from_millis(100)),
+        );
+        let model = model(&double, provider, key);
+        let mut pieces = Vec::new();
+        let messages = [ChatMessage::user("q")];
+        let call = ChatCall {
+            system: "",
+            messages: &messages,
+            max_tokens: 10,
+            temperature: 0.0,
+        };
+        let providers = Providers::new();
+        let cut = tokio::time::timeout(
+            Duration::from_millis(250),
+            providers.chat(&model, call, &mut |p| pieces.push(p.to_string())),
+        )
+        .await;
+        assert!(cut.is_err(), "{provider:?}: finished early: {cut:?}");
+        assert!(
+            !pieces.is_empty() && pieces.len() < 10,
+            "{provider:?}: {pieces:?}"
+        );
+        assert!(
+            double.wait_for_async(|d| d.aborted() == 1, WAIT).await,
+            "{provider:?}: {}",
+            double.summary()
+        );
+        assert_eq!(double.completed(), 0);
+    }
+}
+
+#[tokio::test]
+async fn keys_never_appear_in_errors() {
+    set_key("PILOTFISH_IT_SECRET_OPENAI_KEY", "sk-never-shown-1");
+    set_key("PILOTFISH_IT_SECRET_ANTHROPIC_KEY", "sk-never-shown-2");
+    for (provider, key_env, key) in [
+        (
+            Provider::Openai,
+            "PILOTFISH_IT_SECRET_OPENAI_KEY",
+            "sk-never-shown-1",
+        ),
+        (
+            Provider::Anthropic,
+            "PILOTFISH_IT_SECRET_ANTHROPIC_KEY",
+            "sk-never-shown-2",
+        ),
+    ] {
+        for fault in [
+            Fault::status(401),
+            Fault::Garbage,
+            Fault::ResetMidStream { after_chunks: 1 },
+        ] {
+            let double = ModelDouble::start(Behaviour::answer("abc").fault(fault.clone()));
+            let (_, result) = chat(&model(&double, provider, Some(key_env))).await;
+            let error = result.expect_err("a fault");
+            assert!(
+                !error.to_string().contains(key) && !format!("{error:?}").contains(key),
+                "{provider:?} {fault:?}: {error}"
+            );
+        }
+    }
+}
