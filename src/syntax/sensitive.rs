@@ -431,7 +431,10 @@ impl<'r> Matcher<'r> {
             CallShape::Macro => (node.child_by_field_name("macro")?.byte_range(), None),
             CallShape::JavaInvocation => {
                 let name = node.child_by_field_name("name")?;
-                (node.start_byte()..name.end_byte(), node.child_by_field_name("arguments"))
+                (
+                    node.start_byte()..name.end_byte(),
+                    node.child_by_field_name("arguments"),
+                )
             }
             CallShape::JavaNew => (
                 node.child_by_field_name("type")?.byte_range(),
@@ -443,12 +446,12 @@ impl<'r> Matcher<'r> {
             self.callee.push('!');
         }
         let is_new = matches!(shape, CallShape::New | CallShape::JavaNew);
-        let callee = self.callee.as_str();
+        let callee = CalleeText::new(&self.callee, truncated, is_new);
         let tables = self.tables;
         let hit = tables
             .iter()
             .flat_map(|table| table.iter())
-            .filter(|rule| callee_matches(rule.callee, callee, truncated, is_new))
+            .filter(|rule| callee.matches(rule.callee))
             .find(|rule| self.args_match(rule.args, args))?;
         Some(hit.kind)
     }
@@ -457,16 +460,16 @@ impl<'r> Matcher<'r> {
     /// the buffer; true when it was cut.
     fn load_callee(&mut self, range: std::ops::Range<usize>) -> bool {
         self.callee.clear();
-        let end = floor(self.rope, range.end);
-        let mut start = floor(self.rope, range.start).min(end);
-        let truncated = end - start > MAX_CALLEE_BYTES;
-        if truncated {
-            start = floor(self.rope, end - MAX_CALLEE_BYTES);
-        }
-        for chunk in self.rope.byte_slice(start..end).chunks() {
+        let truncated = range.end.saturating_sub(range.start) > MAX_CALLEE_BYTES;
+        let start = if truncated {
+            range.end - MAX_CALLEE_BYTES
+        } else {
+            range.start
+        };
+        for_each_chunk(self.rope, start..range.end, |piece| {
             self.callee
-                .extend(chunk.chars().filter(|c| !c.is_whitespace()));
-        }
+                .extend(piece.chars().filter(|c| !c.is_whitespace()));
+        });
         truncated
     }
 
@@ -501,11 +504,15 @@ impl<'r> Matcher<'r> {
         let inner = |n: Option<Node>| n.is_some_and(|n| self.is_built_string(n, depth + 1));
         match node.kind() {
             // Python f-strings; JS template literals with substitutions.
-            "string" | "template_string" => has_child_kind(node, &["interpolation", "template_substitution"]),
+            "string" | "template_string" => {
+                has_child_kind(node, &["interpolation", "template_substitution"])
+            }
             "concatenated_string" => {
                 let mut cursor = node.walk();
                 let parts: Vec<Node> = node.named_children(&mut cursor).collect();
-                parts.into_iter().any(|p| self.is_built_string(p, depth + 1))
+                parts
+                    .into_iter()
+                    .any(|p| self.is_built_string(p, depth + 1))
             }
             "binary_expression" | "binary_operator" => {
                 let op = node
@@ -516,13 +523,14 @@ impl<'r> Matcher<'r> {
                     node.child_by_field_name("left"),
                     node.child_by_field_name("right"),
                 );
-                let stringy = |n: Option<Node>| {
-                    n.is_some_and(|n| self.is_string_like(n, depth + 1))
-                };
+                let stringy =
+                    |n: Option<Node>| n.is_some_and(|n| self.is_string_like(n, depth + 1));
                 let constant = |n: Option<Node>| n.is_some_and(|n| self.is_constant(n, depth + 1));
                 match op {
                     // `"SELECT " + "1"` is still a constant.
-                    "+" => (stringy(left) || stringy(right)) && !(constant(left) && constant(right)),
+                    "+" => {
+                        (stringy(left) || stringy(right)) && !(constant(left) && constant(right))
+                    }
                     // Python `"… %s" % x`.
                     "%" => node.kind() == "binary_operator" && stringy(left),
                     _ => false,
@@ -536,7 +544,9 @@ impl<'r> Matcher<'r> {
             "macro_invocation" => node
                 .child_by_field_name("macro")
                 .is_some_and(|m| matches!(last_segment(&self.text(m)), "format" | "format_args")),
-            "call_expression" | "call" | "method_invocation" => self.is_formatting_call(node, depth),
+            "call_expression" | "call" | "method_invocation" => {
+                self.is_formatting_call(node, depth)
+            }
             _ => false,
         }
     }
@@ -626,55 +636,85 @@ impl<'r> Matcher<'r> {
     /// A node's text, clamped, at most `MAX_CALLEE_BYTES` bytes (a short excerpt is all the
     /// checks need).
     fn text(&self, node: Node) -> String {
-        let end = floor(self.rope, node.end_byte());
-        let start = floor(self.rope, node.start_byte()).min(end);
-        let end = floor(self.rope, end.min(start + MAX_CALLEE_BYTES));
-        self.rope.byte_slice(start..end).to_string()
+        let start = node.start_byte();
+        let end = node.end_byte().min(start.saturating_add(MAX_CALLEE_BYTES));
+        let mut out = String::new();
+        for_each_chunk(self.rope, start..end, |piece| out.push_str(piece));
+        out
     }
 }
 
-/// Whether `callee` (whitespace removed; `truncated` when only its tail was kept) matches.
-pub fn callee_matches(pattern: Callee, callee: &str, truncated: bool, is_new: bool) -> bool {
-    match pattern {
-        Exact(p) => !is_new && !truncated && callee == p,
-        Path(p) => !is_new && ends_at_boundary(callee, p, truncated),
-        Method(m) => {
-            !is_new
-                && callee.len() > m.len()
-                && callee.ends_with(m)
-                && is_boundary(callee.as_bytes()[callee.len() - m.len() - 1])
+/// A callee as written (whitespace removed), with where its segments start, computed once
+/// per call and shared by all rules.
+pub struct CalleeText<'a> {
+    text: &'a str,
+    /// Only the tail of a longer callee was kept.
+    truncated: bool,
+    /// A constructor call.
+    is_new: bool,
+    /// Byte offsets right after each boundary (`.`, `:`, `>`), at most `MAX_SEGMENTS`.
+    segment_starts: [usize; MAX_SEGMENTS],
+    segments: usize,
+}
+
+const MAX_SEGMENTS: usize = 12;
+
+impl<'a> CalleeText<'a> {
+    pub fn new(text: &'a str, truncated: bool, is_new: bool) -> CalleeText<'a> {
+        let mut segment_starts = [0; MAX_SEGMENTS];
+        let mut segments = 0;
+        for (i, b) in text.bytes().enumerate() {
+            if is_boundary(b) && segments < MAX_SEGMENTS {
+                segment_starts[segments] = i + 1;
+                segments += 1;
+            }
         }
-        Prefix(p) => !is_new && starts_at_boundary(callee, p, truncated),
-        New(t) => is_new && ends_at_boundary(callee, t, truncated),
+        CalleeText {
+            text,
+            truncated,
+            is_new,
+            segment_starts,
+            segments,
+        }
+    }
+
+    pub fn matches(&self, pattern: Callee) -> bool {
+        let text = self.text;
+        match pattern {
+            Exact(p) => !self.is_new && !self.truncated && text == p,
+            Path(p) => !self.is_new && self.ends_at_boundary(p),
+            Method(m) => {
+                !self.is_new
+                    && text.len() > m.len()
+                    && text.ends_with(m)
+                    && is_boundary(text.as_bytes()[text.len() - m.len() - 1])
+            }
+            Prefix(p) => {
+                !self.is_new
+                    && ((!self.truncated && text.starts_with(p))
+                        || self.segment_starts[..self.segments]
+                            .iter()
+                            .any(|&i| text[i..].starts_with(p)))
+            }
+            New(t) => self.is_new && self.ends_at_boundary(t),
+        }
+    }
+
+    /// The text is `p`, or ends with `p` right after a boundary.
+    fn ends_at_boundary(&self, p: &str) -> bool {
+        let text = self.text;
+        if !text.ends_with(p) {
+            return false;
+        }
+        if text.len() == p.len() {
+            return !self.truncated;
+        }
+        is_boundary(text.as_bytes()[text.len() - p.len() - 1])
     }
 }
 
 fn is_boundary(b: u8) -> bool {
     matches!(b, b'.' | b':' | b'>')
-}
-
-/// `callee` is `p`, or ends with `p` right after a boundary.
-fn ends_at_boundary(callee: &str, p: &str, truncated: bool) -> bool {
-    if !callee.ends_with(p) {
-        return false;
-    }
-    if callee.len() == p.len() {
-        return !truncated;
-    }
-    is_boundary(callee.as_bytes()[callee.len() - p.len() - 1])
-}
-
-/// `callee` has `p` at its start or right after a boundary.
-fn starts_at_boundary(callee: &str, p: &str, truncated: bool) -> bool {
-    if !truncated && callee.starts_with(p) {
-        return true;
-    }
-    let bytes = callee.as_bytes();
-    bytes
-        .iter()
-        .enumerate()
-        .filter(|(_, b)| is_boundary(**b))
-        .any(|(i, _)| callee[i + 1..].starts_with(p))
 }
 
 /// The argument at `index` of an argument list, comments skipped.
@@ -716,10 +756,39 @@ fn last_segment(path: &str) -> &str {
     path.rsplit(['.', ':', '>']).next().unwrap_or(path).trim()
 }
 
-/// The start of the char containing `byte`, clamped to the rope.
+/// The start of the char containing `byte`, clamped to the rope. Works inside one chunk:
+/// no char counting, unlike `byte_to_char`.
 pub fn floor(rope: &Rope, byte: usize) -> usize {
     let byte = byte.min(rope.len_bytes());
-    rope.char_to_byte(rope.byte_to_char(byte))
+    let (chunk, chunk_start, _, _) = rope.chunk_at_byte(byte);
+    let mut i = byte - chunk_start;
+    while i > 0 && !chunk.is_char_boundary(i) {
+        i -= 1;
+    }
+    chunk_start + i
+}
+
+/// Calls `f` with the pieces of text of `range` (clamped to the rope and to char
+/// boundaries), in order, straight from the rope's chunks: no `RopeSlice`, no copy.
+pub fn for_each_chunk(rope: &Rope, range: std::ops::Range<usize>, mut f: impl FnMut(&str)) {
+    let end = floor(rope, range.end);
+    let start = floor(rope, range.start).min(end);
+    if start == end {
+        return;
+    }
+    let (chunks, mut chunk_start, _, _) = rope.chunks_at_byte(start);
+    for chunk in chunks {
+        if chunk_start >= end {
+            break;
+        }
+        // Chunks are split on char boundaries, so both cuts are char boundaries.
+        let a = start.saturating_sub(chunk_start).min(chunk.len());
+        let b = (end - chunk_start).min(chunk.len());
+        if a < b {
+            f(&chunk[a..b]);
+        }
+        chunk_start += chunk.len();
+    }
 }
 
 #[cfg(test)]
@@ -732,15 +801,33 @@ mod tests {
             (Exact("eval"), "eval", false, false, true),
             (Exact("eval"), "x.eval", false, false, false),
             (Exact("eval"), "eval", true, false, false),
-            (Path("Command::new"), "std::process::Command::new", false, false, true),
+            (
+                Path("Command::new"),
+                "std::process::Command::new",
+                false,
+                false,
+                true,
+            ),
             (Path("Command::new"), "MyCommand::new", false, false, false),
             (Path("yaml.load"), "yaml.safe_load", false, false, false),
             (Path("os.system"), "os.system", false, false, true),
             (Prefix("subprocess."), "subprocess.run", false, false, true),
             (Prefix("fs::"), "std::fs::read", false, false, true),
             (Prefix("fs::"), "xfs::read", false, false, false),
-            (Prefix("crypto."), "window.crypto.getRandomValues", false, false, true),
-            (Method("exec"), "Runtime.getRuntime().exec", false, false, true),
+            (
+                Prefix("crypto."),
+                "window.crypto.getRandomValues",
+                false,
+                false,
+                true,
+            ),
+            (
+                Method("exec"),
+                "Runtime.getRuntime().exec",
+                false,
+                false,
+                true,
+            ),
             (Method("exec"), "exec", false, false, false),
             (Method("execute"), "cur->execute", false, false, true),
             (New("File"), "java.io.File", false, true, true),
@@ -749,7 +836,7 @@ mod tests {
         ];
         for (pattern, callee, truncated, is_new, want) in cases {
             assert_eq!(
-                callee_matches(pattern, callee, truncated, is_new),
+                CalleeText::new(callee, truncated, is_new).matches(pattern),
                 want,
                 "{pattern:?} on {callee:?}"
             );
