@@ -135,7 +135,7 @@ pub fn enclosing_target(
 ) -> Target {
     let cursor = floor(rope, cursor);
     let root = match tree {
-        Some(tree) if language.grammar().is_some() => tree.root_node(),
+        Some(tree) if language != Language::PlainText => tree.root_node(),
         _ => return file_or_region(rope, cursor),
     };
     let path = path_to(root, cursor);
@@ -185,7 +185,7 @@ pub fn features(rope: &Rope, tree: Option<&Tree>, language: Language, target: &T
         syntax_errors: 0,
         sensitive_calls: Vec::new(),
     };
-    if let Some(tree) = tree.filter(|_| language.grammar().is_some()) {
+    if let Some(tree) = tree.filter(|_| language != Language::PlainText) {
         let root = tree.root_node();
         let start = root
             .descendant_for_byte_range(range.start, range.end)
@@ -1061,6 +1061,13 @@ mod tests {
         }
     }
 
+    static LONG_CHAIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "fn f(x: &str) {{$0\n    Command::new(\"sh\").arg(\"{}\").arg(x).output();\n}}",
+            "a".repeat(300)
+        )
+    });
+
     #[test]
     fn sensitive_calls() {
         // (language, fixture, the kinds found, sorted and deduplicated)
@@ -1072,6 +1079,8 @@ mod tests {
             ("rust", "fn f(p: &str) {$0\n    let _ = std::fs::read_to_string(p);\n    let _ = File::open(\"/etc/hosts\");\n    let _ = File::open(CONFIG);\n}", &[PathFromInput]),
             ("rust", "fn f(b: &[u8]) {$0\n    let h = Sha256::digest(b);\n    let v: T = bincode::deserialize(b).unwrap();\n    let j: T = serde_json::from_slice(b).unwrap();\n}", &[Crypto, Deserialize]),
             ("rust", "fn f() {$0\n    cmd!(sh, \"ls\").run();\n    println!(\"{}\", 1);\n}", &[Exec]),
+            // A callee longer than MAX_CALLEE_BYTES keeps its tail.
+            ("rust", &*LONG_CHAIN, &[Exec]),
             ("python", "def f(cmd):$0\n    os.system(cmd)\n    subprocess.run([\"ls\"])\n", &[Exec]),
             ("python", "def f(cur, x):$0\n    cur.execute(f\"SELECT * FROM t WHERE a = {x}\")\n", &[Sql]),
             ("python", "def f(cur, x):$0\n    cur.execute(\"SELECT * FROM t WHERE a = %s\" % x)\n", &[Sql]),

@@ -9,7 +9,13 @@
 //!   routes a request to a bigger model; it is not a vulnerability report.
 //! - Cheap: the callee is copied (at most `MAX_CALLEE_BYTES`, whitespace dropped) into a
 //!   buffer the caller reuses; argument checks run only for calls whose callee matched.
+//! - No data flow: `q = f"… {x}"; cur.execute(q)` is not flagged as SQL (only an argument
+//!   built in place is), and imports under another name (`import subprocess as sp`) are
+//!   not followed.
 //! - Never panics on stale trees: node ranges are clamped to the rope and char boundaries.
+//!
+//! To recognise another API, add one line to its language's table; `Callee` says how the
+//! callee is matched and `Args` what the arguments must look like.
 
 use ropey::Rope;
 use tree_sitter::Node;
