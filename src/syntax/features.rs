@@ -1,17 +1,31 @@
 //! What tree-sitter tells about the target of a request — the code a code action works on,
 //! or the spot of a completion: the target itself (enclosing function/method/class, else
 //! the file), its size, branchiness, nesting, calls to security-sensitive APIs and syntax
-//! errors. These features drive routing. Pure and synchronous.
+//! errors. These features drive routing. Pure and synchronous; which calls are sensitive is
+//! decided by the rule tables in `sensitive.rs`.
 //!
-//! STUB — to be completed.
+//! Invariants:
+//! - One walk: the features of a target come from a single pass over the nodes that
+//!   intersect it, with one reused stack and one reused callee buffer; per node it reads
+//!   the kind id and looks it up in a per-language table (built once, immutable), so no
+//!   strings are compared per node. Allocations happen only for the sensitive calls found.
+//! - Finding the target descends once from the root to the cursor; it never scans the
+//!   document's text.
+//! - Never panics: cursors, selections and the node ranges of a possibly stale tree are
+//!   clamped to the rope and to char boundaries.
+//! - A target is a named unit a person would ask about — a function, method, or (outside
+//!   any function) a class/struct/impl/trait/interface/enum. Closures and lambdas are not
+//!   targets: the function around them is. Namespaces and modules are not targets.
 
 use std::ops::Range;
+use std::sync::OnceLock;
 
 use ropey::Rope;
-use tree_sitter::Tree;
+use tree_sitter::{Node, Tree, TreeCursor};
 
 use super::Language;
 use super::context::CHARS_PER_TOKEN;
+use super::sensitive::{self, CallShape, Matcher, floor, for_each_chunk};
 
 /// The code a request is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,10 +33,23 @@ pub struct Target {
     /// Byte range in the document.
     pub range: Range<usize>,
     /// The tree-sitter node kind (`function_item`, `class_definition`, …), `"selection"` for
-    /// a user selection, or `"file"`.
+    /// a user selection, `"file"` for a whole small file, or `"region"` for lines around the
+    /// cursor in a large one. A Python definition with decorators keeps its own kind
+    /// (`function_definition`) with the range of the `decorated_definition`; a JS/TS
+    /// function assigned to a variable has the kind of the function (`arrow_function`,
+    /// `function_expression`) and the range of the whole declaration.
     pub kind: String,
-    /// The function/class name, when it has one.
+    /// The function/class name, when it has one (`impl` blocks: `Type` or `Trait for Type`;
+    /// C++ out-of-class methods: `Class::method`).
     pub name: Option<String>,
+}
+
+impl Target {
+    /// The zero-based first and last lines of the target (a range that ends right after a
+    /// line break ends on the line of that break).
+    pub fn line_span(&self, rope: &Rope) -> (usize, usize) {
+        line_span(rope, &self.range)
+    }
 }
 
 /// A call to an API whose misuse is a classic vulnerability.
@@ -59,9 +86,12 @@ pub struct Features {
     pub lines: u32,
     /// Estimated tokens of the target's text.
     pub tokens: u32,
-    /// Branch points: if/else-if, loops, match/switch arms, catch, ternaries, `&&`/`||`.
+    /// Branch points: if/else-if, loops, match/switch arms and cases (not the wildcard or
+    /// `default`), catch/except, ternaries, `&&`/`||` (and `??`).
     pub branches: u32,
-    /// Deepest nesting of blocks/branches inside the target.
+    /// Deepest nesting of control constructs (if, loops, match/switch, try, with), closures
+    /// and bare blocks inside the target; the target itself is depth 0, so a flat function
+    /// is 0 and an `if` inside a loop is 2. An `else if` stays at the depth of its `if`.
     pub max_nesting: u32,
     pub sensitive_calls: Vec<SensitiveCall>,
     /// ERROR or MISSING nodes inside the target.
@@ -93,15 +123,339 @@ impl Features {
     }
 }
 
-/// The target at `cursor`: the innermost enclosing function/method/class (for a small file
-/// with none, the whole file).
+/// A file with at most this many lines is a target as a whole when the cursor is outside
+/// any definition; so is a top-level node of at most this many lines in a larger file.
+pub const SMALL_FILE_LINES: usize = 200;
+/// The size of a `"region"` target, in lines (about half above the cursor, half below).
+pub const REGION_LINES: usize = 60;
+/// Caps on what one target reports.
+const MAX_SENSITIVE_CALLS: usize = 64;
+const MAX_CALL_TEXT_CHARS: usize = 160;
+const MAX_NAME_CHARS: usize = 120;
+
+/// The target at `cursor` (a byte offset, clamped): the innermost enclosing function,
+/// method or constructor; else, outside any function, the innermost class/struct/impl/
+/// trait/interface/enum; else the whole file when it is small (`"file"`); else the
+/// top-level node at the cursor when it is small and not a namespace/module; else the
+/// `REGION_LINES` lines around the cursor (`"region"`). Plain text: the file or the region.
+///
+/// Preceding doc comments and Rust attributes are not included (they are siblings in the
+/// tree); Python decorators and C++ `template <…>` headers are (they wrap the definition).
 pub fn enclosing_target(
     rope: &Rope,
     tree: Option<&Tree>,
     language: Language,
     cursor: usize,
 ) -> Target {
-    let _ = (tree, language, cursor);
+    let cursor = floor(rope, cursor);
+    let root = match tree {
+        Some(tree) if language != Language::PlainText => tree.root_node(),
+        _ => return file_or_region(rope, cursor),
+    };
+    let path = path_to(root, cursor);
+    if let Some(target) = definition_on_path(rope, language, &path) {
+        return target;
+    }
+    if line_count(rope) <= SMALL_FILE_LINES {
+        return file_target(rope);
+    }
+    path.get(1)
+        .filter(|top| is_region_candidate(rope, top))
+        .map(|top| Target {
+            range: clamp_range(rope, top.byte_range()),
+            kind: top.kind().to_string(),
+            name: top
+                .child_by_field_name("name")
+                .map(|n| one_line_text(rope, n.byte_range(), MAX_NAME_CHARS)),
+        })
+        .unwrap_or_else(|| region(rope, cursor))
+}
+
+/// The user's selection as a target (`"selection"`), clamped to the text and to char
+/// boundaries; a reversed range is put in order.
+pub fn selection_target(rope: &Rope, range: Range<usize>) -> Target {
+    let (a, b) = (floor(rope, range.start), floor(rope, range.end));
+    Target {
+        range: a.min(b)..a.max(b),
+        kind: "selection".into(),
+        name: None,
+    }
+}
+
+/// Computes the features of the target in the document: one walk over the nodes that
+/// intersect its range. A node is counted when it starts inside the range (or is empty at
+/// its end); nodes that only enclose the range are walked through, not counted.
+pub fn features(rope: &Rope, tree: Option<&Tree>, language: Language, target: &Target) -> Features {
+    let range = clamp_range(rope, target.range.clone());
+    let (first, last) = line_span(rope, &range);
+    let chars = rope.byte_to_char(range.end) - rope.byte_to_char(range.start);
+    let mut walk = Walk {
+        range: range.clone(),
+        rope,
+        classes: node_classes(language),
+        matcher: Matcher::new(rope, language),
+        branches: 0,
+        max_nesting: 0,
+        syntax_errors: 0,
+        sensitive_calls: Vec::new(),
+    };
+    if let Some(tree) = tree.filter(|_| language != Language::PlainText) {
+        let root = tree.root_node();
+        let start = root
+            .descendant_for_byte_range(range.start, range.end)
+            .unwrap_or(root);
+        walk.run(start);
+    }
+    Features {
+        language,
+        node_kind: target.kind.clone(),
+        lines: to_u32(last - first + 1),
+        tokens: to_u32(chars.div_ceil(CHARS_PER_TOKEN)),
+        branches: walk.branches,
+        max_nesting: walk.max_nesting,
+        sensitive_calls: walk.sensitive_calls,
+        syntax_errors: walk.syntax_errors,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Targets
+
+/// What a node is, as a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Definition {
+    /// Function, method, constructor: always a target.
+    Function,
+    /// Class, struct, impl, trait, interface, enum: a target when not inside a function.
+    Container,
+    /// Arrow function or function expression: a target when assigned to a variable or a
+    /// class field (the target is the declaration), otherwise a closure inside its function.
+    Anonymous,
+}
+
+fn definition(language: Language, kind: &str) -> Option<Definition> {
+    use Definition::*;
+    use Language as L;
+    match (language, kind) {
+        (L::Rust, "function_item") => Some(Function),
+        (L::Rust, "impl_item" | "trait_item" | "struct_item" | "enum_item" | "union_item") => {
+            Some(Container)
+        }
+        (L::Python, "function_definition") => Some(Function),
+        (L::Python, "class_definition") => Some(Container),
+        (
+            L::JavaScript | L::TypeScript | L::Tsx,
+            "function_declaration" | "generator_function_declaration" | "method_definition",
+        ) => Some(Function),
+        (
+            L::JavaScript | L::TypeScript | L::Tsx,
+            "class_declaration"
+            | "abstract_class_declaration"
+            | "interface_declaration"
+            | "enum_declaration",
+        ) => Some(Container),
+        (
+            L::JavaScript | L::TypeScript | L::Tsx,
+            "arrow_function" | "function_expression" | "function" | "generator_function",
+        ) => Some(Anonymous),
+        (L::Go, "function_declaration" | "method_declaration") => Some(Function),
+        (L::Go, "type_declaration") => Some(Container),
+        (L::C | L::Cpp, "function_definition") => Some(Function),
+        (L::C | L::Cpp, "struct_specifier" | "union_specifier" | "enum_specifier") => {
+            Some(Container)
+        }
+        (L::Cpp, "class_specifier") => Some(Container),
+        (
+            L::Java,
+            "method_declaration" | "constructor_declaration" | "compact_constructor_declaration",
+        ) => Some(Function),
+        (
+            L::Java,
+            "class_declaration"
+            | "interface_declaration"
+            | "enum_declaration"
+            | "record_declaration"
+            | "annotation_type_declaration",
+        ) => Some(Container),
+        _ => None,
+    }
+}
+
+/// Nodes that wrap a definition and belong to it.
+fn is_wrapper(language: Language, kind: &str) -> bool {
+    matches!(
+        (language, kind),
+        (Language::Python, "decorated_definition") | (Language::Cpp, "template_declaration")
+    )
+}
+
+/// The nodes from the root down to the deepest one containing `cursor`. A node that ends
+/// exactly at the cursor (`fn f() {}|`) contains it when no node starts there.
+fn path_to(root: Node<'_>, cursor: usize) -> Vec<Node<'_>> {
+    let mut path = vec![root];
+    let mut node = root;
+    while let Some(child) = child_at(node, cursor) {
+        path.push(child);
+        node = child;
+    }
+    path
+}
+
+fn child_at(node: Node<'_>, cursor: usize) -> Option<Node<'_>> {
+    let mut walk = node.walk();
+    let mut touching = None;
+    for child in node.children(&mut walk) {
+        let (start, end) = (child.start_byte(), child.end_byte());
+        if start > cursor {
+            break;
+        }
+        if cursor < end {
+            return Some(child);
+        }
+        if end == cursor && start < cursor {
+            touching = Some(child);
+        }
+    }
+    touching
+}
+
+/// The innermost function on `path`, else the innermost container (outside any function).
+fn definition_on_path(rope: &Rope, language: Language, path: &[Node]) -> Option<Target> {
+    let mut container = None;
+    for i in (1..path.len()).rev() {
+        let node = path[i];
+        match definition(language, node.kind()) {
+            // A Java interface/abstract method without a body is part of its type.
+            Some(Definition::Function)
+                if !(language == Language::Java && node.child_by_field_name("body").is_none()) =>
+            {
+                return Some(named_target(rope, language, path, i));
+            }
+            // A C struct/enum mentioned in a declaration (`struct s x;`) has no body.
+            Some(Definition::Container)
+                if container.is_none()
+                    && (node.child_by_field_name("body").is_some() || language == Language::Go) =>
+            {
+                container = Some(i);
+            }
+            Some(Definition::Anonymous) => {
+                if let Some(target) = assigned_function(rope, path, i) {
+                    return Some(target);
+                }
+            }
+            _ => {}
+        }
+    }
+    container.map(|i| named_target(rope, language, path, i))
+}
+
+/// The target for the definition at `path[i]`, widened to its wrapper.
+fn named_target(rope: &Rope, language: Language, path: &[Node], i: usize) -> Target {
+    let node = path[i];
+    let outer = match i.checked_sub(1).map(|p| path[p]) {
+        Some(parent) if is_wrapper(language, parent.kind()) => parent,
+        _ => node,
+    };
+    Target {
+        range: clamp_range(rope, outer.byte_range()),
+        kind: node.kind().to_string(),
+        name: definition_name(rope, language, node),
+    }
+}
+
+/// `const f = () => {…}` / `let g = function () {…}` / a class field `h = () => {…}`:
+/// the declaration (or field) is the target, named after the variable (or field).
+fn assigned_function(rope: &Rope, path: &[Node], i: usize) -> Option<Target> {
+    let function = path[i];
+    let parent = path.get(i.checked_sub(1)?)?;
+    let (outer, name) = match parent.kind() {
+        "variable_declarator" => {
+            let declaration = path.get(i.checked_sub(2)?)?;
+            if !matches!(
+                declaration.kind(),
+                "lexical_declaration" | "variable_declaration"
+            ) {
+                return None;
+            }
+            (*declaration, parent.child_by_field_name("name"))
+        }
+        "field_definition" | "public_field_definition" => (
+            *parent,
+            parent
+                .child_by_field_name("property")
+                .or_else(|| parent.child_by_field_name("name")),
+        ),
+        _ => return None,
+    };
+    Some(Target {
+        range: clamp_range(rope, outer.byte_range()),
+        kind: function.kind().to_string(),
+        name: name.map(|n| one_line_text(rope, n.byte_range(), MAX_NAME_CHARS)),
+    })
+}
+
+fn definition_name(rope: &Rope, language: Language, node: Node) -> Option<String> {
+    let text = |n: Node| one_line_text(rope, n.byte_range(), MAX_NAME_CHARS);
+    match (language, node.kind()) {
+        (Language::Rust, "impl_item") => {
+            let ty = text(node.child_by_field_name("type")?);
+            Some(match node.child_by_field_name("trait") {
+                Some(tr) => format!("{} for {ty}", text(tr)),
+                None => ty,
+            })
+        }
+        (Language::Go, "type_declaration") => {
+            let mut walk = node.walk();
+            let spec = node
+                .named_children(&mut walk)
+                .find(|c| matches!(c.kind(), "type_spec" | "type_alias"))?;
+            spec.child_by_field_name("name").map(text)
+        }
+        (Language::C | Language::Cpp, "function_definition") => {
+            // Through pointer/reference/function declarators to the declared name.
+            let mut declarator = node.child_by_field_name("declarator")?;
+            for _ in 0..16 {
+                match declarator.child_by_field_name("declarator") {
+                    Some(inner) => declarator = inner,
+                    None => break,
+                }
+            }
+            Some(text(declarator))
+        }
+        _ => node.child_by_field_name("name").map(text),
+    }
+}
+
+/// A top-level node worth being the target in a large file: not a namespace or module
+/// (those hold whole files), not a syntax error, not larger than a small file.
+fn is_region_candidate(rope: &Rope, node: &Node) -> bool {
+    let kind = node.kind();
+    if node.is_error()
+        || !node.is_named()
+        || matches!(
+            kind,
+            "namespace_definition"
+                | "mod_item"
+                | "internal_module"
+                | "module"
+                | "linkage_specification"
+        )
+    {
+        return false;
+    }
+    let (first, last) = line_span(rope, &clamp_range(rope, node.byte_range()));
+    last - first < SMALL_FILE_LINES
+}
+
+fn file_or_region(rope: &Rope, cursor: usize) -> Target {
+    if line_count(rope) <= SMALL_FILE_LINES {
+        file_target(rope)
+    } else {
+        region(rope, cursor)
+    }
+}
+
+fn file_target(rope: &Rope) -> Target {
     Target {
         range: 0..rope.len_bytes(),
         kind: "file".into(),
@@ -109,19 +463,767 @@ pub fn enclosing_target(
     }
 }
 
-/// Computes the features of `range` in the document.
-pub fn features(rope: &Rope, tree: Option<&Tree>, language: Language, target: &Target) -> Features {
-    let _ = tree;
-    let range = target.range.start.min(rope.len_bytes())..target.range.end.min(rope.len_bytes());
-    let lines = (rope.byte_to_line(range.end) - rope.byte_to_line(range.start) + 1) as u32;
-    Features {
-        language,
-        node_kind: target.kind.clone(),
-        lines,
-        tokens: ((range.end - range.start) / CHARS_PER_TOKEN) as u32,
-        branches: 0,
-        max_nesting: 0,
-        sensitive_calls: Vec::new(),
-        syntax_errors: 0,
+/// `REGION_LINES` whole lines around the cursor's line, shifted to stay inside the text.
+fn region(rope: &Rope, cursor: usize) -> Target {
+    let total = line_count(rope);
+    let line = rope.byte_to_line(cursor.min(rope.len_bytes()));
+    let end_line = (line.saturating_sub(REGION_LINES / 2) + REGION_LINES).min(total);
+    let first_line = end_line.saturating_sub(REGION_LINES);
+    Target {
+        range: line_start(rope, first_line)..line_start(rope, end_line),
+        kind: "region".into(),
+        name: None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The features walk
+
+/// What a node kind contributes to the features.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Other,
+    /// A branch point that does not nest (`elif`, `catch`, `?:`, `case`).
+    Branch,
+    /// A branch point that nests (loops).
+    BranchNest,
+    /// `if`: a branch point that nests, except as the `else if` of another `if`.
+    If,
+    /// Nests without being a branch point itself (match/switch, try, with).
+    Nest,
+    /// A match arm or switch label: a branch point unless it is the wildcard/`default`.
+    Arm,
+    /// A binary expression: a branch point when its operator is `&&`, `||` or `??`.
+    Logical,
+    /// A closure/lambda/function expression: nests, unless it is a definition assigned to a
+    /// variable or field (then it is a named function, like a nested `def`).
+    Closure,
+    /// A block: nests when it stands bare inside another block.
+    Block,
+}
+
+fn role(language: Language, kind: &str) -> Role {
+    use Language as L;
+    use Role::*;
+    match language {
+        L::Rust => match kind {
+            "if_expression" => If,
+            "while_expression" | "loop_expression" | "for_expression" => BranchNest,
+            "match_expression" | "unsafe_block" | "async_block" | "const_block" => Nest,
+            "match_arm" => Arm,
+            "binary_expression" => Logical,
+            "closure_expression" => Closure,
+            "block" => Block,
+            _ => Other,
+        },
+        L::Python => match kind {
+            "if_statement" => If,
+            "for_statement" | "while_statement" => BranchNest,
+            "try_statement" | "with_statement" | "match_statement" => Nest,
+            "elif_clause"
+            | "except_clause"
+            | "except_group_clause"
+            | "conditional_expression"
+            | "boolean_operator"
+            | "for_in_clause"
+            | "if_clause" => Branch,
+            "case_clause" => Arm,
+            "lambda" => Closure,
+            _ => Other,
+        },
+        L::JavaScript | L::TypeScript | L::Tsx => match kind {
+            "if_statement" => If,
+            "for_statement" | "for_in_statement" | "while_statement" | "do_statement" => BranchNest,
+            "switch_statement" | "try_statement" => Nest,
+            "switch_case" | "catch_clause" | "ternary_expression" => Branch,
+            "binary_expression" => Logical,
+            "arrow_function" | "function_expression" | "function" | "generator_function" => Closure,
+            "statement_block" => Block,
+            _ => Other,
+        },
+        L::Go => match kind {
+            "if_statement" => If,
+            "for_statement" => BranchNest,
+            "expression_switch_statement" | "type_switch_statement" | "select_statement" => Nest,
+            "expression_case" | "type_case" | "communication_case" => Branch,
+            "binary_expression" => Logical,
+            "func_literal" => Closure,
+            "block" => Block,
+            _ => Other,
+        },
+        L::C | L::Cpp => match kind {
+            "if_statement" => If,
+            "for_statement" | "for_range_loop" | "while_statement" | "do_statement" => BranchNest,
+            "switch_statement" | "try_statement" => Nest,
+            "case_statement" => Arm,
+            "catch_clause" | "conditional_expression" => Branch,
+            "binary_expression" => Logical,
+            "lambda_expression" => Closure,
+            "compound_statement" => Block,
+            _ => Other,
+        },
+        L::Java => match kind {
+            "if_statement" => If,
+            "for_statement" | "enhanced_for_statement" | "while_statement" | "do_statement" => {
+                BranchNest
+            }
+            "switch_expression"
+            | "try_statement"
+            | "try_with_resources_statement"
+            | "synchronized_statement" => Nest,
+            "switch_label" => Arm,
+            "catch_clause" | "ternary_expression" => Branch,
+            "binary_expression" => Logical,
+            "lambda_expression" => Closure,
+            "block" => Block,
+            _ => Other,
+        },
+        L::PlainText => Other,
+    }
+}
+
+/// What a node kind means to the walk: its role, whether it is a call, and what it makes
+/// of its children. Looked up by kind id, so the walk compares no strings per node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct NodeClass {
+    role: Role,
+    call: Option<CallShape>,
+    /// Under an `else` clause, an `if` is an `else if`.
+    is_else: bool,
+    /// A function expression under it is a named definition rather than a closure
+    /// (`const f = () => …`, a class field).
+    is_definition: bool,
+    /// A block directly under it stands bare (`{ … }` as a statement).
+    is_block_holder: bool,
+}
+
+const PLAIN: NodeClass = NodeClass {
+    role: Role::Other,
+    call: None,
+    is_else: false,
+    is_definition: false,
+    is_block_holder: false,
+};
+
+fn node_class(language: Language, kind: &str) -> NodeClass {
+    NodeClass {
+        role: role(language, kind),
+        call: sensitive::call_shape(language, kind),
+        is_else: kind == "else_clause",
+        is_definition: matches!(
+            kind,
+            "variable_declarator" | "field_definition" | "public_field_definition"
+        ),
+        is_block_holder: matches!(
+            kind,
+            "block"
+                | "compound_statement"
+                | "statement_block"
+                | "statement_list"
+                | "expression_statement"
+        ),
+    }
+}
+
+/// The classes of all node kinds of `language`, indexed by kind id; built once per
+/// language (a few hundred string matches) and immutable afterwards.
+fn node_classes(language: Language) -> &'static [NodeClass] {
+    const LANGUAGES: usize = 10;
+    static TABLES: [OnceLock<Vec<NodeClass>>; LANGUAGES] = [const { OnceLock::new() }; LANGUAGES];
+    let index = match language {
+        Language::Rust => 0,
+        Language::Python => 1,
+        Language::JavaScript => 2,
+        Language::TypeScript => 3,
+        Language::Tsx => 4,
+        Language::Go => 5,
+        Language::C => 6,
+        Language::Cpp => 7,
+        Language::Java => 8,
+        Language::PlainText => 9,
+    };
+    TABLES[index].get_or_init(|| {
+        let Some(grammar) = language.grammar() else {
+            return Vec::new();
+        };
+        (0..grammar.node_kind_count())
+            .map(|id| {
+                let id = u16::try_from(id).unwrap_or(u16::MAX);
+                match grammar.node_kind_for_id(id) {
+                    Some(kind) if grammar.node_kind_is_named(id) => node_class(language, kind),
+                    _ => PLAIN,
+                }
+            })
+            .collect()
+    })
+}
+
+/// `default:` labels and `_` patterns.
+fn is_default_arm(node: Node) -> bool {
+    if node.child(0).is_some_and(|c| c.kind() == "default") {
+        return true;
+    }
+    node.named_child(0).is_some_and(|pattern| {
+        matches!(pattern.kind(), "match_pattern" | "case_pattern")
+            && pattern.child_count() == 1
+            && pattern.child(0).is_some_and(|c| c.kind() == "_")
+    })
+}
+
+fn is_logical(node: Node) -> bool {
+    node.child_by_field_name("operator")
+        .is_some_and(|op| matches!(op.kind(), "&&" | "||" | "??" | "and" | "or"))
+}
+
+struct Walk<'r> {
+    range: Range<usize>,
+    rope: &'r Rope,
+    classes: &'static [NodeClass],
+    matcher: Matcher<'r>,
+    branches: u32,
+    max_nesting: u32,
+    syntax_errors: u32,
+    sensitive_calls: Vec<SensitiveCall>,
+}
+
+/// An ancestor during the walk: its nesting depth (counting itself) and its class.
+#[derive(Clone, Copy)]
+struct Frame {
+    depth: u32,
+    class: NodeClass,
+}
+
+impl Walk<'_> {
+    /// Pre-order walk of `start`'s subtree, skipping subtrees outside the range. `start`
+    /// itself is depth 0 even when it is a nesting construct.
+    fn run(&mut self, start: Node) {
+        let mut cursor = start.walk();
+        let mut ancestors: Vec<Frame> = Vec::with_capacity(32);
+        let range = self.range.clone();
+        // Usually the target is a node: then every node under it is inside the range and
+        // the per-node range checks are skipped; a subtree without errors skips the error
+        // checks.
+        let whole = start.byte_range() == range;
+        let has_errors = start.has_error();
+        loop {
+            let node = cursor.node();
+            let (s, e) = if whole {
+                (range.start, range.start)
+            } else {
+                (node.start_byte(), node.end_byte())
+            };
+            let class = self
+                .classes
+                .get(usize::from(node.kind_id()))
+                .copied()
+                .unwrap_or(PLAIN);
+            let parent = ancestors.last().copied().unwrap_or(Frame {
+                depth: 0,
+                class: PLAIN,
+            });
+            let mut depth = parent.depth;
+            let counted = whole || (s >= range.start && (s < range.end || e <= range.end));
+            if counted {
+                if has_errors && (node.is_error() || node.is_missing()) {
+                    self.syntax_errors += 1;
+                }
+                let is_start = ancestors.is_empty();
+                if self.visit(node, class, parent.class, &cursor) && !is_start {
+                    depth += 1;
+                    self.max_nesting = self.max_nesting.max(depth);
+                }
+            }
+            let intersects = whole || (s <= range.end && e >= range.start);
+            if intersects && cursor.goto_first_child() {
+                ancestors.push(Frame { depth, class });
+                continue;
+            }
+            loop {
+                if cursor.goto_next_sibling() {
+                    break;
+                }
+                if !cursor.goto_parent() {
+                    return;
+                }
+                ancestors.pop();
+            }
+        }
+    }
+
+    /// Counts what `node` contributes; true when it nests.
+    fn visit(
+        &mut self,
+        node: Node,
+        class: NodeClass,
+        parent: NodeClass,
+        cursor: &TreeCursor,
+    ) -> bool {
+        if let Some(shape) = class.call {
+            self.call(node, shape);
+        }
+        match class.role {
+            Role::Other => false,
+            Role::Branch => {
+                self.branches += 1;
+                false
+            }
+            Role::BranchNest => {
+                self.branches += 1;
+                true
+            }
+            Role::If => {
+                self.branches += 1;
+                // Go and Java put the `else if` straight into the `alternative` field.
+                let else_if = parent.is_else || cursor.field_name() == Some("alternative");
+                !else_if
+            }
+            Role::Nest => true,
+            Role::Arm => {
+                if !is_default_arm(node) {
+                    self.branches += 1;
+                }
+                false
+            }
+            Role::Logical => {
+                if is_logical(node) {
+                    self.branches += 1;
+                }
+                false
+            }
+            Role::Closure => !parent.is_definition,
+            Role::Block => parent.is_block_holder,
+        }
+    }
+
+    fn call(&mut self, node: Node, shape: CallShape) {
+        if self.sensitive_calls.len() >= MAX_SENSITIVE_CALLS {
+            return;
+        }
+        if let Some(kind) = self.matcher.classify(node, shape) {
+            let start = floor(self.rope, node.start_byte());
+            self.sensitive_calls.push(SensitiveCall {
+                kind,
+                line: to_u32(self.rope.byte_to_line(start)),
+                text: one_line_text(self.rope, node.byte_range(), MAX_CALL_TEXT_CHARS),
+            });
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Rope helpers, clamped
+
+/// `range` clamped to the text and to char boundaries, in order.
+fn clamp_range(rope: &Rope, range: Range<usize>) -> Range<usize> {
+    let (a, b) = (floor(rope, range.start), floor(rope, range.end));
+    a.min(b)..a.max(b)
+}
+
+/// The number of lines with content (a final line break does not start another line).
+fn line_count(rope: &Rope) -> usize {
+    match rope.len_bytes() {
+        0 => 1,
+        len => rope.byte_to_line(len - 1) + 1,
+    }
+}
+
+fn line_start(rope: &Rope, line: usize) -> usize {
+    if line >= rope.len_lines() {
+        rope.len_bytes()
+    } else {
+        rope.line_to_byte(line)
+    }
+}
+
+/// First and last line of a clamped range; a non-empty range's last line is the line of
+/// its last byte.
+fn line_span(rope: &Rope, range: &Range<usize>) -> (usize, usize) {
+    let len = rope.len_bytes();
+    let (start, end) = (range.start.min(len), range.end.min(len));
+    let first = rope.byte_to_line(start);
+    let last = if end > start {
+        rope.byte_to_line(end - 1)
+    } else {
+        first
+    };
+    (first, last.max(first))
+}
+
+/// The text of `range` up to the end of its first line, trimmed, at most `max_chars`.
+fn one_line_text(rope: &Rope, range: Range<usize>, max_chars: usize) -> String {
+    let end = range.end.min(range.start.saturating_add(max_chars * 4));
+    let mut text = String::new();
+    for_each_chunk(rope, range.start..end, |piece| text.push_str(piece));
+    let first_line = text.lines().next().unwrap_or("");
+    first_line.trim().chars().take(max_chars).collect()
+}
+
+fn to_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SensitiveKind::*;
+    use super::*;
+    use crate::syntax::parse;
+
+    const ALL: [Language; 10] = [
+        Language::Rust,
+        Language::Python,
+        Language::JavaScript,
+        Language::TypeScript,
+        Language::Tsx,
+        Language::Go,
+        Language::C,
+        Language::Cpp,
+        Language::Java,
+        Language::PlainText,
+    ];
+
+    fn language(name: &str) -> Language {
+        *ALL.iter()
+            .find(|l| l.name() == name)
+            .unwrap_or_else(|| panic!("no language {name}"))
+    }
+
+    /// Splits a fixture at its `$0` marker: (text, cursor byte).
+    fn fixture(src: &str) -> (String, usize) {
+        let cursor = src.find("$0").unwrap_or_else(|| panic!("no $0 in {src:?}"));
+        (src.replacen("$0", "", 1), cursor)
+    }
+
+    /// The target at the fixture's cursor, and its features.
+    fn run(lang: &str, src: &str) -> (Rope, Target, Features) {
+        let lang = language(lang);
+        let (text, cursor) = fixture(src);
+        let rope = Rope::from_str(&text);
+        let tree = parse(lang, &text);
+        let target = enclosing_target(&rope, tree.as_ref(), lang, cursor);
+        let features = features(&rope, tree.as_ref(), lang, &target);
+        (rope, target, features)
+    }
+
+    /// (language, fixture, kind, name, (first line, last line))
+    type TargetCase<'a> = (&'a str, &'a str, &'a str, Option<&'a str>, (usize, usize));
+
+    fn check_target(lang: &str, src: &str, kind: &str, name: Option<&str>, lines: (usize, usize)) {
+        let (rope, target, _) = run(lang, src);
+        assert_eq!(
+            (
+                target.kind.as_str(),
+                target.name.as_deref(),
+                target.line_span(&rope)
+            ),
+            (kind, name, lines),
+            "{lang}: {src:?}"
+        );
+    }
+
+    #[test]
+    fn targets() {
+        // (language, fixture, kind, name, (first line, last line))
+        #[rustfmt::skip]
+        let cases: &[TargetCase] = &[
+            ("rust", "fn outer() {\n    fn inner() {\n        $0\n    }\n}", "function_item", Some("inner"), (1, 3)),
+            ("rust", "struct S;\nimpl S {\n    fn m(&self) {\n        let x = 1;$0\n    }\n}", "function_item", Some("m"), (2, 4)),
+            ("rust", "impl Display for S {\n    $0\n    fn fmt() {}\n}", "impl_item", Some("Display for S"), (0, 3)),
+            ("rust", "fn f() {\n    let c = |x| {\n        x$0\n    };\n}", "function_item", Some("f"), (0, 4)),
+            ("rust", "fn f() {\n    struct Inner {\n        a: u8,$0\n    }\n}", "function_item", Some("f"), (0, 4)),
+            ("rust", "trait T {\n    fn a();$0\n}", "trait_item", Some("T"), (0, 2)),
+            ("rust", "#[test]\nfn f() {}$0\n", "function_item", Some("f"), (1, 1)),
+            ("rust", "use std::io;\n$0\nfn f() {}\n", "file", None, (0, 2)),
+            ("python", "@app.route(\"/\")\n@login\ndef view():\n    return 1$0\n", "function_definition", Some("view"), (0, 3)),
+            ("python", "def outer():\n    def inner():\n        pass$0\n    return inner\n", "function_definition", Some("inner"), (1, 2)),
+            ("python", "class A:\n    x = 1\n    def m(self):\n        $0return 1\n", "function_definition", Some("m"), (2, 3)),
+            ("python", "class A:\n    x = 1$0\n    def m(self):\n        pass\n", "class_definition", Some("A"), (0, 3)),
+            ("python", "def f():\n    g = lambda x: x$0\n", "function_definition", Some("f"), (0, 1)),
+            ("python", "@dataclass\nclass P:\n    x: int$0\n", "class_definition", Some("P"), (0, 2)),
+            ("python", "import os\n$0print(os.name)\n", "file", None, (0, 1)),
+            ("javascript", "const add = (a, b) => {\n  return a + b;$0\n};\n", "arrow_function", Some("add"), (0, 2)),
+            ("javascript", "class A {\n  m() {\n    $0\n  }\n}", "method_definition", Some("m"), (1, 3)),
+            ("javascript", "function f(xs) {\n  xs.map((x) => {\n    return x;$0\n  });\n}", "function_declaration", Some("f"), (0, 4)),
+            ("javascript", "class A {\n  x = 1;$0\n  m() {}\n}", "class_declaration", Some("A"), (0, 3)),
+            ("javascript", "var g = function () {\n  $0\n};", "function_expression", Some("g"), (0, 2)),
+            ("javascript", "describe(\"a\", () => {\n  it(\"b\", () => {$0});\n});\n", "file", None, (0, 2)),
+            ("typescript", "export const f = (x: number): number => {\n  return x;$0\n};", "arrow_function", Some("f"), (0, 2)),
+            ("typescript", "abstract class B {\n  h = () => {\n    $0\n  };\n}", "arrow_function", Some("h"), (1, 3)),
+            ("typescript", "interface I {\n  m(): void;$0\n}", "interface_declaration", Some("I"), (0, 2)),
+            ("typescript", "class C {\n  private m(x: string): void {\n    $0\n  }\n}", "method_definition", Some("m"), (1, 3)),
+            ("tsx", "const App = () => {\n  return <div>{x}$0</div>;\n};", "arrow_function", Some("App"), (0, 2)),
+            ("tsx", "function Hello(props: P) {\n  return <p>$0hi</p>;\n}", "function_declaration", Some("Hello"), (0, 2)),
+            ("go", "package main\n\nfunc (s *S) Run() error {\n\treturn nil$0\n}\n", "method_declaration", Some("Run"), (2, 4)),
+            ("go", "package main\n\nfunc main() {\n\tgo func() {\n\t\t$0\n\t}()\n}\n", "function_declaration", Some("main"), (2, 6)),
+            ("go", "package main\n\ntype S struct {\n\tA int$0\n}\n", "type_declaration", Some("S"), (2, 4)),
+            ("go", "package main\n\nimport \"fmt\"$0\n", "file", None, (0, 2)),
+            ("c", "static int *find(int x) {\n    return 0;$0\n}", "function_definition", Some("find"), (0, 2)),
+            ("c", "struct point {\n    int x;$0\n};", "struct_specifier", Some("point"), (0, 2)),
+            ("c", "#include <stdio.h>\nint g = 1;$0\n", "file", None, (0, 1)),
+            ("cpp", "template <typename T>\nclass Box {\n  T get() {\n    return v;$0\n  }\n};", "function_definition", Some("get"), (2, 4)),
+            ("cpp", "template <typename T>\nclass Box {\n  T v;$0\n};", "class_specifier", Some("Box"), (0, 3)),
+            ("cpp", "void Box::set(int x) {\n  v = x;$0\n}", "function_definition", Some("Box::set"), (0, 2)),
+            ("cpp", "namespace n {\nint a = 1;$0\n}", "file", None, (0, 2)),
+            ("cpp", "int main() {\n  auto f = [](int x) {\n    return x;$0\n  };\n}", "function_definition", Some("main"), (0, 4)),
+            ("java", "class A {\n  void m() {\n    int x = 1;$0\n  }\n}", "method_declaration", Some("m"), (1, 3)),
+            ("java", "class A {\n  A(int x) {\n    $0\n  }\n}", "constructor_declaration", Some("A"), (1, 3)),
+            ("java", "class A {\n  int x;$0\n  void m() {}\n}", "class_declaration", Some("A"), (0, 3)),
+            ("java", "interface I {\n  void m();$0\n}", "interface_declaration", Some("I"), (0, 2)),
+            ("java", "class A {\n  void m() {\n    r(() -> {\n      $0\n    });\n  }\n}", "method_declaration", Some("m"), (1, 5)),
+            ("plaintext", "hello\nworld$0\n", "file", None, (0, 1)),
+        ];
+        for &(lang, src, kind, name, lines) in cases {
+            check_target(lang, src, kind, name, lines);
+        }
+    }
+
+    /// `n` numbered lines of `line` (with `{i}` replaced), and the cursor on line `at`.
+    fn big(head: &str, line: &str, n: usize, tail: &str, at: usize) -> String {
+        let mut out = head.to_string();
+        for i in 0..n {
+            if i == at {
+                out.push_str("$0");
+            }
+            out.push_str(&line.replace("{i}", &i.to_string()));
+            out.push('\n');
+        }
+        out.push_str(tail);
+        out
+    }
+
+    type Lines = (usize, usize);
+
+    #[test]
+    fn targets_in_large_files() {
+        // (language, fixture, kind, name, (first line, last line))
+        #[rustfmt::skip]
+        let cases: Vec<(&str, String, &str, Option<&str>, Lines)> = vec![
+            // A top-level node at the cursor.
+            ("rust", big("", "const A{i}: u8 = 1;", 300, "", 150), "const_item", Some("A150"), (150, 150)),
+            ("python", big("", "x{i} = {i}", 300, "", 10), "expression_statement", None, (10, 10)),
+            // Still the enclosing function.
+            ("rust", big("fn f() {\n", "    let a{i} = 1;", 300, "}\n", 200), "function_item", Some("f"), (0, 301)),
+            // Between top-level nodes, or inside a namespace: the lines around the cursor.
+            ("rust", big("", "", 300, "", 150), "region", None, (120, 179)),
+            ("cpp", big("namespace n {\n", "int a{i} = 1;", 300, "}\n", 100), "region", None, (71, 130)),
+            ("go", big("package main\nvar (\n", "\ta{i} = 1", 300, ")\n", 3), "region", None, (0, 59)),
+            ("plaintext", big("", "words {i}", 300, "", 150), "region", None, (120, 179)),
+            ("plaintext", big("", "words {i}", 300, "", 299), "region", None, (240, 299)),
+        ];
+        for (lang, src, kind, name, lines) in cases {
+            check_target(lang, &src, kind, name, lines);
+        }
+    }
+
+    #[test]
+    fn selection_is_clamped_and_ordered() {
+        let rope = Rope::from_str("héllo\nworld\n");
+        let cases = [
+            (0..5, 0..5),
+            (Range { start: 5, end: 3 }, 3..5),
+            (2..3, 1..3), // inside the two-byte `é`: floored
+            (3..usize::MAX, 3..13),
+            (usize::MAX..usize::MAX, 13..13),
+        ];
+        for (input, want) in cases {
+            let t = selection_target(&rope, input.clone());
+            assert_eq!((t.range, t.kind.as_str()), (want, "selection"), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn cursor_out_of_range_is_clamped() {
+        let rope = Rope::from_str("fn f() {\n    é\n}\n");
+        let tree = parse(Language::Rust, &rope.to_string());
+        for cursor in [14, usize::MAX] {
+            let t = enclosing_target(&rope, tree.as_ref(), Language::Rust, cursor);
+            assert!(t.range.end <= rope.len_bytes(), "{cursor}: {t:?}");
+        }
+    }
+
+    #[test]
+    fn branches_nesting_and_errors() {
+        // (language, fixture, branches, max_nesting, syntax_errors)
+        #[rustfmt::skip]
+        let cases: &[(&str, &str, u32, u32, u32)] = &[
+            ("rust", "fn f(x: u8) -> u8 {$0\n    if x > 1 && x < 5 {\n        for i in 0..x {\n            if i == 2 { return i; }\n        }\n    } else if x == 0 {\n        return 1;\n    }\n    match x { 1 => 2, 3 => 4, _ => 0 }\n}", 7, 3, 0),
+            ("rust", "fn f(v: &[i32]) {$0\n    v.iter().for_each(|x| {\n        if *x > 0 {}\n    });\n}", 1, 2, 0),
+            ("rust", "fn f() {$0\n    let a = 1;\n    { let b = 2; }\n}", 0, 1, 0),
+            ("rust", "fn f() {$0\n    let x = ;\n}", 0, 0, 1),
+            ("python", "def f(x):$0\n    if x and y:\n        pass\n    elif x:\n        for i in x:\n            pass\n    else:\n        pass\n    try:\n        pass\n    except ValueError:\n        pass\n    return [i for i in x if i] if x else None\n", 8, 2, 0),
+            ("python", "def f(x):$0\n    match x:\n        case 1:\n            pass\n        case _:\n            pass\n", 1, 1, 0),
+            ("python", "def f(x):$0\n    with open(x) as h:\n        while h:\n            g = lambda: 1 if h else 2\n", 2, 3, 0),
+            ("javascript", "function f(a) {$0\n  switch (a) {\n    case 1: return a ? 1 : 2;\n    default: break;\n  }\n  try { g(); } catch (e) { if (a ?? b) {} }\n}", 5, 2, 0),
+            ("javascript", "function f(a) {$0\n  if (a {\n  }\n}", 1, 1, 1),
+            ("typescript", "const f = (xs: number[]) => {$0\n  for (const x of xs) {\n    if (x) { }\n  }\n};", 2, 2, 0),
+            ("tsx", "function A() {$0\n  return <ul>{xs.map((x) => x ? <li /> : null)}</ul>;\n}", 1, 1, 0),
+            ("go", "package main\nfunc f(x int) int {$0\n\tif x > 0 || x < -5 {\n\t\treturn 1\n\t} else if x == 0 {\n\t\treturn 0\n\t}\n\tswitch x {\n\tcase 1:\n\tcase 2:\n\tdefault:\n\t}\n\treturn 2\n}\n", 5, 1, 0),
+            ("go", "package main\nfunc f(xs []int) {$0\n\tfor _, x := range xs {\n\t\tgo func() {\n\t\t\tif x > 0 {\n\t\t\t}\n\t\t}()\n\t}\n}\n", 2, 3, 0),
+            ("c", "int f(int x) {$0\n    while (x) { if (x > 2) { x--; } }\n    switch (x) { case 1: break; default: break; }\n    return x ? 1 : 0;\n}", 4, 2, 0),
+            ("c", "int f(int x) {$0\n    return x +;\n}", 0, 0, 1),
+            ("cpp", "int f(int x) {$0\n  for (auto y : v) {\n    try { g(); } catch (...) { }\n  }\n  auto l = [&]() { return x && y; };\n  return 0;\n}", 3, 2, 0),
+            ("java", "class A {\n  int m(int x) {$0\n    switch (x) { case 1 -> a(); default -> b(); }\n    for (int i : xs) { if (i > 0 && i < 9) { } }\n    return x > 0 ? 1 : 0;\n  }\n}", 5, 2, 0),
+            ("java", "class A {\n  void m() {$0\n    try { a(); } catch (IOException e) { } catch (Exception e) { }\n    do { x--; } while (x > 0);\n  }\n}", 3, 1, 0),
+            ("plaintext", "if a then b$0\n", 0, 0, 0),
+        ];
+        for &(lang, src, branches, max_nesting, syntax_errors) in cases {
+            let (_, _, f) = run(lang, src);
+            assert_eq!(
+                (f.branches, f.max_nesting, f.syntax_errors),
+                (branches, max_nesting, syntax_errors),
+                "{lang}: {src:?}"
+            );
+        }
+    }
+
+    static LONG_CHAIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "fn f(x: &str) {{$0\n    Command::new(\"sh\").arg(\"{}\").arg(x).output();\n}}",
+            "a".repeat(300)
+        )
+    });
+
+    #[test]
+    fn sensitive_calls() {
+        // (language, fixture, the kinds found, sorted and deduplicated)
+        #[rustfmt::skip]
+        let cases: &[(&str, &str, &[SensitiveKind])] = &[
+            ("rust", "fn f(cmd: &str) {$0\n    std::process::Command::new(\"sh\").arg(cmd).status();\n}", &[Exec]),
+            ("rust", "fn f(c: &Conn, id: &str) {$0\n    c.execute(&format!(\"DELETE FROM t WHERE id = {id}\"), []);\n}", &[Sql]),
+            ("rust", "fn f(c: &Conn) {$0\n    c.execute(\"DELETE FROM t WHERE id = ?1\", [id]);\n    sqlx::query(\"SELECT 1\");\n}", &[]),
+            ("rust", "fn f(p: &str) {$0\n    let _ = std::fs::read_to_string(p);\n    let _ = File::open(\"/etc/hosts\");\n    let _ = File::open(CONFIG);\n}", &[PathFromInput]),
+            ("rust", "fn f(b: &[u8]) {$0\n    let h = Sha256::digest(b);\n    let v: T = bincode::deserialize(b).unwrap();\n    let j: T = serde_json::from_slice(b).unwrap();\n}", &[Crypto, Deserialize]),
+            ("rust", "fn f() {$0\n    cmd!(sh, \"ls\").run();\n    println!(\"{}\", 1);\n}", &[Exec]),
+            // A callee longer than MAX_CALLEE_BYTES keeps its tail.
+            ("rust", &*LONG_CHAIN, &[Exec]),
+            ("python", "def f(cmd):$0\n    os.system(cmd)\n    subprocess.run([\"ls\"])\n", &[Exec]),
+            ("python", "def f(cur, x):$0\n    cur.execute(f\"SELECT * FROM t WHERE a = {x}\")\n", &[Sql]),
+            ("python", "def f(cur, x):$0\n    cur.execute(\"SELECT * FROM t WHERE a = %s\" % x)\n", &[Sql]),
+            ("python", "def f(cur, x):$0\n    cur.execute(\"SELECT * FROM t WHERE a = {}\".format(x))\n", &[Sql]),
+            ("python", "def f(cur, x):$0\n    cur.execute(\"SELECT * FROM t WHERE a = %s\", (x,))\n    cur.execute(\"SELECT \" + \"1\")\n", &[]),
+            ("python", "def f(s):$0\n    yaml.safe_load(s)\n    yaml.load(s, Loader=yaml.SafeLoader)\n    json.loads(s)\n", &[]),
+            ("python", "def f(s):$0\n    yaml.load(s)\n    pickle.loads(s)\n", &[Deserialize]),
+            ("python", "def f(s, name):$0\n    eval(s)\n    re.compile(s)\n    hashlib.md5(s)\n    open(name)\n    open(\"/etc/passwd\")\n", &[Eval, Crypto, PathFromInput]),
+            ("javascript", "function f(x) {$0\n  child_process.exec(\"ls \" + x);\n  eval(x);\n}", &[Exec, Eval]),
+            ("javascript", "function f(db, id) {$0\n  db.query(`SELECT * FROM t WHERE id = ${id}`);\n}", &[Sql]),
+            ("javascript", "function f(db, s) {$0\n  db.query(`SELECT 1`);\n  db.query(\"SELECT * FROM t WHERE id = ?\", [id]);\n  /abc/.exec(s);\n}", &[]),
+            ("javascript", "function f(p) {$0\n  fs.readFileSync(p);\n  fs.readFileSync(\"./config.json\");\n  setTimeout(() => go(), 10);\n  setTimeout(\"go()\", 10);\n  new Function(\"return 1\");\n  crypto.createHash(\"md5\");\n}", &[Eval, Crypto, PathFromInput]),
+            ("typescript", "async function f(id: string) {$0\n  await prisma.$queryRawUnsafe(`SELECT ${id}`);\n  const h = crypto.createHash(\"sha1\");\n}", &[Sql, Crypto]),
+            ("typescript", "function f(s: string) {$0\n  return unserialize(s);\n}", &[Deserialize]),
+            ("typescript", "function f(s: string) {$0\n  setTimeout(run, 5);\n  return JSON.parse(s);\n}", &[]),
+            ("tsx", "const A = (p: P) => {$0\n  eval(p.code);\n  return <div />;\n};", &[Eval]),
+            ("go", "package main\nfunc f(db *sql.DB, id string) {$0\n\tdb.Query(fmt.Sprintf(\"SELECT * FROM t WHERE id = %s\", id))\n\tdb.Query(\"SELECT * FROM t WHERE id = ?\", id)\n}\n", &[Sql]),
+            ("go", "package main\nfunc f(name string) {$0\n\texec.Command(\"sh\", \"-c\", name).Run()\n\tos.Open(name)\n\tos.Open(\"/etc/hosts\")\n}\n", &[Exec, PathFromInput]),
+            ("go", "package main\nfunc f(b []byte) {$0\n\t_ = md5.Sum(b)\n\tdb.ExecContext(ctx, \"DELETE FROM t WHERE id = \" + id)\n}\n", &[Sql, Crypto]),
+            ("go", "package main\nfunc f(b []byte) {$0\n\tjson.Unmarshal(b, &v)\n\tdb.Exec(\"DELETE FROM t\")\n}\n", &[]),
+            ("c", "void f(const char *c) {$0\n    system(c);\n    FILE *f = fopen(c, \"r\");\n    FILE *g = fopen(\"/etc/hosts\", \"r\");\n}", &[Exec, PathFromInput]),
+            ("c", "void f(unsigned char *d) {$0\n    MD5(d, 3, out);\n    execvp(argv[0], argv);\n}", &[Exec, Crypto]),
+            ("c", "void f(void) {$0\n    printf(\"%d\", 1);\n    sqlite3_exec(db, \"SELECT 1\", 0, 0, 0);\n    execute_plan(p);\n}", &[]),
+            ("cpp", "void f(std::string id) {$0\n  sqlite3_exec(db, (\"SELECT * FROM t WHERE id = \" + id).c_str(), 0, 0, 0);\n}", &[Sql]),
+            ("cpp", "void f(std::string p) {$0\n  std::ifstream in;\n  in.open(p);\n  std::system(p.c_str());\n}", &[Exec, PathFromInput]),
+            ("cpp", "void f() {$0\n  in.open(\"/etc/hosts\");\n  v.push_back(1);\n}", &[]),
+            ("java", "class A {\n  void f(String c) throws Exception {$0\n    Runtime.getRuntime().exec(c);\n    new ProcessBuilder(c).start();\n  }\n}", &[Exec]),
+            ("java", "class A {\n  void f(Statement s, String id) throws Exception {$0\n    s.executeQuery(\"SELECT * FROM t WHERE id = \" + id);\n    s.executeQuery(String.format(\"SELECT %s\", id));\n    engine.eval(script);\n  }\n}", &[Eval, Sql]),
+            ("java", "class A {\n  void f(Connection c) throws Exception {$0\n    c.prepareStatement(\"SELECT * FROM t WHERE id = ?\");\n    new File(\"/etc/hosts\");\n  }\n}", &[]),
+            ("java", "class A {\n  Object f(InputStream in, String p) throws Exception {$0\n    MessageDigest.getInstance(\"MD5\");\n    new File(p);\n    return new ObjectInputStream(in).readObject();\n  }\n}", &[Crypto, Deserialize, PathFromInput]),
+            ("plaintext", "os.system(cmd)$0\n", &[]),
+        ];
+        for &(lang, src, want) in cases {
+            let (_, _, f) = run(lang, src);
+            let mut kinds: Vec<SensitiveKind> = f.sensitive_calls.iter().map(|c| c.kind).collect();
+            kinds.sort();
+            kinds.dedup();
+            assert_eq!(kinds, want, "{lang}: {src:?}\n{:#?}", f.sensitive_calls);
+            assert_eq!(f.is_sensitive(), !want.is_empty());
+        }
+    }
+
+    #[test]
+    fn sensitive_call_reports_line_and_first_line_of_text() {
+        let (_, _, f) = run(
+            "python",
+            "def f(cmd):$0\n    x = 1\n    subprocess.run(\n        cmd, shell=True)\n",
+        );
+        assert_eq!(
+            f.sensitive_calls,
+            vec![SensitiveCall {
+                kind: Exec,
+                line: 2,
+                text: "subprocess.run(".into(),
+            }]
+        );
+    }
+
+    #[test]
+    fn size_features() {
+        let (_, target, f) = run("rust", "fn f() {$0\n    é();\n}\n");
+        assert_eq!(target.range, 0..20);
+        assert_eq!(
+            (f.node_kind.as_str(), f.lines, f.tokens),
+            ("function_item", 3, 5)
+        );
+        assert_eq!(f.complexity(), 1);
+        // A whole file's final line break does not count as a line.
+        let (_, target, f) = run("plaintext", "a\nb$0\n");
+        assert_eq!((target.kind.as_str(), f.lines), ("file", 2));
+    }
+
+    #[test]
+    fn selection_counts_only_what_starts_inside() {
+        let text = "fn f(x: u8) {\n    if x > 0 {\n        while x > 1 {\n            if x == 2 {}\n        }\n    }\n}\n";
+        let rope = Rope::from_str(text);
+        let tree = parse(Language::Rust, text);
+        let start = text.find("while").unwrap_or(0);
+        let end = text.find("\n    }\n}").unwrap_or(0);
+        let target = selection_target(&rope, start..end);
+        let f = features(&rope, tree.as_ref(), Language::Rust, &target);
+        // The enclosing `if` is outside the selection; the `while` is the selection itself.
+        assert_eq!((f.branches, f.max_nesting, f.lines), (2, 1, 3));
+    }
+
+    #[test]
+    fn stale_tree_does_not_panic() {
+        let old = "fn f() {\n    if a { b(\"é\"); }\n}\n";
+        let tree = parse(Language::Rust, old);
+        let rope = Rope::from_str("fn");
+        for cursor in [0, 1, 2, 30, usize::MAX] {
+            let t = enclosing_target(&rope, tree.as_ref(), Language::Rust, cursor);
+            let _ = features(&rope, tree.as_ref(), Language::Rust, &t);
+        }
+        let t = Target {
+            range: 0..usize::MAX,
+            kind: "file".into(),
+            name: None,
+        };
+        let f = features(&rope, tree.as_ref(), Language::Rust, &t);
+        assert_eq!(f.lines, 1);
+    }
+
+    /// Run by hand: `cargo test --lib -- --ignored features_cost --nocapture` (debug builds
+    /// are ~10-30x slower than release).
+    #[test]
+    #[ignore]
+    fn features_cost_of_a_300_line_function() {
+        let mut src = String::from("fn f(db: &Db, x: u32) {\n");
+        for i in 0..100 {
+            src.push_str(&format!(
+                "    if x > {i} && x < 1000 {{ for j in 0..x {{ g(j); }} }}\n"
+            ));
+            src.push_str("    db.execute(&format!(\"SELECT {}\", x), []);\n");
+            src.push_str("    let y = match x { 1 => 2, _ => 3 };\n");
+        }
+        src.push_str("}\n");
+        let rope = Rope::from_str(&src);
+        let tree = parse(Language::Rust, &src);
+        let target = enclosing_target(&rope, tree.as_ref(), Language::Rust, 30);
+        let start = std::time::Instant::now();
+        let n = 100;
+        for _ in 0..n {
+            let _ = features(&rope, tree.as_ref(), Language::Rust, &target);
+        }
+        println!(
+            "features of {} lines: {:?} each",
+            target.line_span(&rope).1 + 1,
+            start.elapsed() / n
+        );
     }
 }

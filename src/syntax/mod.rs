@@ -3,6 +3,7 @@
 
 pub mod context;
 pub mod features;
+pub mod sensitive;
 
 use std::path::Path;
 
