@@ -74,12 +74,14 @@ pub fn gather(
     }
 }
 
-struct Definition {
+/// A definition seen on the walk; its header is read only if the target names it.
+struct Definition<'t> {
     name: String,
-    header: String,
+    node: Node<'t>,
+    body: Option<Node<'t>>,
 }
 
-struct Walk<'a> {
+struct Walk<'a, 't> {
     rope: &'a Rope,
     language: Language,
     target: Range<usize>,
@@ -88,14 +90,14 @@ struct Walk<'a> {
     import_lines: usize,
     import_chars: usize,
     imports_full: bool,
-    definitions: Vec<Definition>,
+    definitions: Vec<Definition<'t>>,
     identifiers: HashSet<String>,
     cut_lines: BTreeSet<u32>,
 }
 
-impl Walk<'_> {
+impl<'t> Walk<'_, 't> {
     /// Depth-first over the tree with a cursor; `visit` says whether to enter a node.
-    fn run(&mut self, root: Node) {
+    fn run(&mut self, root: Node<'t>) {
         let mut cursor = root.walk();
         loop {
             let enter = self.visit(cursor.node());
@@ -113,7 +115,7 @@ impl Walk<'_> {
         }
     }
 
-    fn visit(&mut self, node: Node) -> bool {
+    fn visit(&mut self, node: Node<'t>) -> bool {
         let (start, end) = self.clamped(node);
         let t = &self.target;
         if start >= t.start && end <= t.end && node.parent().is_some() {
@@ -178,8 +180,8 @@ impl Walk<'_> {
         self.imports.push(text.to_string());
     }
 
-    /// The name and header of a function or type definition.
-    fn definition(&self, node: Node) -> Option<Definition> {
+    /// The name and body of a function or type definition.
+    fn definition(&self, node: Node<'t>) -> Option<Definition<'t>> {
         let kind = node.kind();
         let (name_node, body) = match kind {
             "lexical_declaration" | "variable_declaration" => {
@@ -237,8 +239,7 @@ impl Walk<'_> {
         };
         let (ns, ne) = self.clamped(name_node);
         let name = self.text(ns, ne);
-        let header = self.header(node, body, &name);
-        (!name.is_empty() && !header.is_empty()).then_some(Definition { name, header })
+        (!name.is_empty()).then_some(Definition { name, node, body })
     }
 
     /// The definition's header on one line: its text up to the body (or its first line when
@@ -296,14 +297,18 @@ impl Walk<'_> {
         let mut out: Vec<String> = Vec::new();
         let mut chars = 0;
         for d in &self.definitions {
-            if !self.identifiers.contains(&d.name) || out.contains(&d.header) {
+            if !self.identifiers.contains(&d.name) {
                 continue;
             }
-            chars += d.header.chars().count();
+            let header = self.header(d.node, d.body, &d.name);
+            if header.is_empty() || out.contains(&header) {
+                continue;
+            }
+            chars += header.chars().count();
             if out.len() == MAX_SIGNATURES || chars > MAX_SIGNATURE_CHARS {
                 break;
             }
-            out.push(d.header.clone());
+            out.push(header);
         }
         out
     }

@@ -295,11 +295,11 @@ impl Renderer<'_> {
         let code = self.code(shown);
         let system = match self.mode {
             Mode::Explain => explain_system(lang),
-            Mode::Refactor => rewrite_system(lang, tag, &req.target_kind),
+            Mode::Refactor => rewrite_system(lang, tag, describe_kind(&req.target_kind)),
             Mode::Review => review_system(lang, shown),
             Mode::Custom { output, .. } => match output {
                 ActionOutput::Document => document_system(lang),
-                ActionOutput::Edit => rewrite_system(lang, tag, &req.target_kind),
+                ActionOutput::Edit => rewrite_system(lang, tag, describe_kind(&req.target_kind)),
                 ActionOutput::Diagnostics => diagnostics_system(lang, shown),
             },
         };
@@ -382,7 +382,7 @@ impl Renderer<'_> {
             req.path,
             display_name(req.language)
         );
-        out.push_str(&format!("\nTarget: {}", req.target_kind));
+        out.push_str(&format!("\nTarget: {}", describe_kind(&req.target_kind)));
         if let Some(name) = &req.target_name {
             out.push_str(&format!(" `{name}`"));
         }
@@ -426,6 +426,33 @@ fn fenced(tag: &str, content: &str) -> String {
     }
     let fence = "`".repeat(longest.max(2) + 1);
     format!("{fence}{tag}\n{content}\n{fence}")
+}
+
+/// A target kind in words: `function_item` → `function`, `class_declaration` → `class`.
+fn describe_kind(kind: &str) -> &str {
+    match kind {
+        "function_item"
+        | "function_definition"
+        | "function_declaration"
+        | "generator_function_declaration"
+        | "arrow_function"
+        | "function_expression" => "function",
+        "method_definition" | "method_declaration" => "method",
+        "constructor_declaration" => "constructor",
+        "class_definition"
+        | "class_declaration"
+        | "abstract_class_declaration"
+        | "class_specifier"
+        | "class" => "class",
+        "struct_item" | "struct_specifier" => "struct",
+        "enum_item" | "enum_declaration" | "enum_specifier" => "enum",
+        "trait_item" => "trait",
+        "impl_item" => "impl block",
+        "interface_declaration" => "interface",
+        "selection" => "selected code",
+        "" => "code",
+        other => other,
+    }
 }
 
 fn fence_tag(language: Language) -> &'static str {
@@ -561,7 +588,7 @@ mod tests {
         let m = build_messages(&request(Language::Rust, CODE), &ActionKind::Explain, None).unwrap();
         assert_eq!(
             m.user,
-            "File: src/db.rs (Rust), lines 10-12\nTarget: function_item `find_user`\n\n\
+            "File: src/db.rs (Rust), lines 10-12\nTarget: function `find_user`\n\n\
              Imports of the file, for context:\n```rust\nuse std::fmt;\n```\n\n\
              Signatures of items in the same file that the code uses, for context:\n\
              ```rust\nfn helper(x: u32) -> u32\n```\n\n\
@@ -601,7 +628,7 @@ mod tests {
                     "ONLY the complete rewritten code in one fenced code block tagged `python`",
                     "same public signature",
                     "No other code block",
-                    "whole function_item",
+                    "the whole function, from its first line",
                 ],
                 &["The code to refactor:\n```python\ndef f(x):"],
             ),
@@ -964,6 +991,22 @@ mod tests {
         );
         assert!(!m.user.contains('\r'));
         assert_eq!(m.total_lines, 3);
+    }
+
+    #[test]
+    fn target_kinds_in_words() {
+        let cases = [
+            ("function_item", "function"),
+            ("method_declaration", "method"),
+            ("class_specifier", "class"),
+            ("selection", "selected code"),
+            ("file", "file"),
+            ("", "code"),
+            ("lambda", "lambda"),
+        ];
+        for (kind, want) in cases {
+            assert_eq!(describe_kind(kind), want, "{kind:?}");
+        }
     }
 
     #[test]

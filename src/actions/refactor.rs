@@ -5,8 +5,10 @@
 //! new code is a well-formed stand-in for the target: when the target was one item (a
 //! function, a class…), the new code must be exactly one item of a comparable kind, with no
 //! syntax error inside, that ends where it should (not merged into the code around it).
-//! Comments and attributes around the item are allowed. Plain text has no grammar to check
-//! against: the rewrite is accepted with a note.
+//! Comments and attributes around the item are allowed. A comment that stands for code left
+//! out (`// ... rest unchanged`), which the target did not have, is rejected in every
+//! language: it parses, and applying it would delete code. Plain text has no grammar to
+//! check against: the rewrite is accepted with a note.
 
 use std::ops::Range;
 
@@ -57,6 +59,11 @@ pub enum RefactorError {
     ErrorInReplacement { kind: String, line: usize },
     #[error("the rewrite turned the {from} into a {to}")]
     KindChanged { from: String, to: String },
+    #[error(
+        "the rewrite leaves code out (line {line}: {text:?}); applying it would delete that \
+         code"
+    )]
+    ElidedCode { line: usize, text: String },
 }
 
 /// Splices `new_code` into `original_document` in place of `target_range` and checks the
@@ -77,6 +84,10 @@ pub fn validate_refactor(
         replacement,
         &doc[range.end..]
     );
+    if let Some((n, text)) = elision(&replacement, &doc[range.clone()]) {
+        let line = doc[..range.start].matches('\n').count() + 1 + n;
+        return Err(RefactorError::ElidedCode { line, text });
+    }
     let unchanged = replacement == doc[range.clone()];
     let mut refactored = Refactored {
         document,
@@ -229,6 +240,34 @@ fn reindent(doc: &str, range: Range<usize>, new_code: &str) -> Result<String, Re
         out = out.replace('\n', "\r\n");
     }
     Ok(out)
+}
+
+/// The first comment line of `replacement` that stands for code left out — dots and words
+/// like "unchanged", "existing", "rest of" — and that `original` does not have, with its
+/// 0-based line.
+fn elision(replacement: &str, original: &str) -> Option<(usize, String)> {
+    const MARKERS: &[&str] = &["//", "#", "/*", "*", "--", "<!--"];
+    const WORDS: &[&str] = &[
+        "unchanged",
+        "existing",
+        "rest of",
+        "remaining",
+        "omitted",
+        "same as",
+        "as before",
+        "previous",
+        "other ",
+    ];
+    replacement.lines().enumerate().find_map(|(i, line)| {
+        let t = line.trim();
+        let body = MARKERS
+            .iter()
+            .find_map(|m| t.strip_prefix(m))?
+            .to_lowercase();
+        let dots = body.contains("...") || body.contains('…');
+        let elides = dots && WORDS.iter().any(|w| body.contains(w));
+        (elides && !original.lines().any(|l| l.trim() == t)).then(|| (i, t.to_string()))
+    })
 }
 
 /// `range` without the whitespace at its ends.
@@ -596,6 +635,44 @@ mod tests {
                 "class A {\n    $0int f() {\n        return 1;\n    }$0\n}\n",
                 "int f() {\n    return g();\n}\n\nint g() {\n    return 1;\n}",
                 Err("should be one method_declaration, but it is 2 items"),
+            ),
+            // Code left out
+            (
+                "rust: elided code",
+                Rust,
+                "impl A {\n    fn g() {}\n\n    $0fn f() {\n        a();\n        b();\n    }$0\n}\n",
+                "fn f() {\n    // ... rest of the code unchanged ...\n    b();\n}",
+                Err("leaves code out (line 5: \"// ... rest of the code unchanged ...\")"),
+            ),
+            (
+                "python: elided code",
+                Python,
+                "$0def f():\n    a()\n    b()$0\n",
+                "def f():\n    # … existing code …\n    c()",
+                Err("leaves code out (line 2"),
+            ),
+            (
+                "java: elided methods",
+                Java,
+                "$0class A {\n    void f() {}\n    void g() {}\n}$0\n",
+                "class A {\n    /* ... other methods ... */\n    void h() {}\n}",
+                Err("leaves code out"),
+            ),
+            (
+                "an elision comment the target already had is kept",
+                Go,
+                "package p\n\n$0func f() {\n\t// ... existing behaviour kept for callers ...\n\tg()\n}$0\n",
+                "func f() {\n\t// ... existing behaviour kept for callers ...\n\th()\n}",
+                Ok(
+                    "package p\n\nfunc f() {\n\t// ... existing behaviour kept for callers ...\n\th()\n}\n",
+                ),
+            ),
+            (
+                "dots without an elision word are code comments",
+                C,
+                "$0int f(void) {\n  return 0;\n}$0\n",
+                "int f(void) {\n  /* wait... really */\n  return 1;\n}",
+                Ok("int f(void) {\n  /* wait... really */\n  return 1;\n}\n"),
             ),
             // Selections and odd cases
             (
