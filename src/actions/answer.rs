@@ -317,7 +317,8 @@ fn fenced_blocks(text: &str) -> Result<Vec<Block>, ParseError> {
 }
 
 fn fence_open(line: &str) -> Option<Fence> {
-    let trimmed = line.trim_start();
+    // Indentation is spaces and tabs only, so that it is stripped on byte boundaries.
+    let trimmed = line.trim_start_matches([' ', '\t']);
     let ch = trimmed.chars().next().filter(|c| matches!(c, '`' | '~'))?;
     let len = trimmed.chars().take_while(|c| *c == ch).count();
     if len < 3 {
@@ -348,7 +349,7 @@ fn fence_closes(line: &str, open: &Fence) -> bool {
 
 /// Removes up to `indent` bytes of leading whitespace.
 fn strip_indent(line: &str, indent: usize) -> &str {
-    let ws = line.len() - line.trim_start().len();
+    let ws = line.len() - line.trim_start_matches([' ', '\t']).len();
     &line[ws.min(indent)..]
 }
 
@@ -427,10 +428,22 @@ fn bare_code(text: &str, language: Language) -> Result<String, ParseError> {
     let first = lines.iter().position(|l| !l.is_empty()).unwrap_or(0);
     let last = lines.iter().rposition(|l| !l.is_empty()).unwrap_or(0);
     let code = lines[first..=last].join("\n");
-    if language.grammar().is_none() {
+    let Some(tree) = parse(language, &code) else {
         return Err(no_code("plain text needs a fenced block".into()));
+    };
+    let root = tree.root_node();
+    // Sentences in comments and strings (a docstring) are code; elsewhere they are prose.
+    let mut offset = 0;
+    let mut prose = None;
+    for (n, line) in code.split('\n').enumerate() {
+        let at = offset + (line.len() - line.trim_start().len());
+        offset += line.len() + 1;
+        if is_prose(line) && !in_comment_or_string(root, at) {
+            prose = Some((n, line));
+            break;
+        }
     }
-    if let Some((n, line)) = code.lines().enumerate().find(|(_, l)| is_prose(l)) {
+    if let Some((n, line)) = prose {
         return Err(no_code(format!(
             "line {} reads as prose: {:?}",
             first + n + 1,
@@ -446,11 +459,18 @@ fn bare_code(text: &str, language: Language) -> Result<String, ParseError> {
             code.trim()
         )));
     }
-    let errors = parse(language, &code).is_none_or(|t| t.root_node().has_error());
-    if errors {
+    if root.has_error() {
         return Err(no_code(format!("it does not parse as {}", language.name())));
     }
     Ok(code)
+}
+
+fn in_comment_or_string(root: tree_sitter::Node, at: usize) -> bool {
+    let node = root.descendant_for_byte_range(at, at + 1);
+    std::iter::successors(node, |n| n.parent()).any(|n| {
+        let kind = n.kind();
+        kind.contains("comment") || kind.contains("string") || kind == "text_block"
+    })
 }
 
 /// A line that reads as a sentence: it starts with a capital letter, is not a comment, and
@@ -625,6 +645,28 @@ mod tests {
                 JavaScript,
                 "function f() {}\n\nThis version is shorter and clearer",
                 Err("line 3 reads as prose"),
+            ),
+            (
+                "no fence, a docstring is not prose",
+                Python,
+                "def f():\n    \"\"\"\n    Returns the answer to everything.\n    \"\"\"\n    return 42",
+                Ok(
+                    "def f():\n    \"\"\"\n    Returns the answer to everything.\n    \"\"\"\n    return 42",
+                ),
+            ),
+            (
+                "no fence, a block comment is not prose",
+                C,
+                "/*\n Adds the two numbers together.\n */\nint add(int a, int b) { return a + b; }",
+                Ok(
+                    "/*\n Adds the two numbers together.\n */\nint add(int a, int b) { return a + b; }",
+                ),
+            ),
+            (
+                "unicode whitespace inside an indented fence",
+                Python,
+                "  ```python\n  \u{3000}x = 1\n  ```",
+                Ok("\u{3000}x = 1"),
             ),
             (
                 "no fence, a lone word",
