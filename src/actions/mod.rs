@@ -334,6 +334,121 @@ mod tests {
         assert_eq!(limits.prompt_budget(), 7680);
     }
 
+    /// The refactor path end to end, as the LSP layer runs it: request, messages, answer,
+    /// code, checked document, diff; and the review path down to document lines.
+    #[test]
+    fn refactor_and_review_paths_end_to_end() {
+        let doc = "class Repo:\n    def find(self, name):\n        q = \"SELECT * FROM t WHERE n = '%s'\" % name\n        return self.db.execute(q)\n";
+        let rope = Rope::from_str(doc);
+        let tree = crate::syntax::parse(Language::Python, doc);
+        let start = doc.find("def find").unwrap();
+        let target = Target {
+            range: start..doc.len() - 1,
+            kind: "function_definition".into(),
+            name: Some("find".into()),
+        };
+        let limits = ModelLimits {
+            context_window: 4096,
+            max_output_tokens: 512,
+        };
+        let req = ActionRequest::from_document(
+            &rope,
+            tree.as_ref(),
+            Language::Python,
+            "repo.py",
+            &target,
+            None,
+            limits,
+        );
+        let messages = build_messages(&req, &ActionKind::Refactor, None).unwrap();
+        assert!(messages.user.contains("def find(self, name):\n    q = "));
+
+        let answer = "Use a parameterised query:\r\n\r\n```python\r\ndef find(self, name):\r\n    return self.db.execute(\"SELECT * FROM t WHERE n = ?\", (name,))\r\n```\r\n";
+        let code = extract_code(answer, req.language).unwrap();
+        let done = validate_refactor(req.language, doc, target.range.clone(), &code).unwrap();
+        assert_eq!(
+            unified_diff(&req.path, doc, &done.document),
+            "--- a/repo.py\n+++ b/repo.py\n@@ -1,4 +1,3 @@\n class Repo:\n     def find(self, name):\n-        q = \"SELECT * FROM t WHERE n = '%s'\" % name\n-        return self.db.execute(q)\n+        return self.db.execute(\"SELECT * FROM t WHERE n = ?\", (name,))\n"
+        );
+
+        let review = build_messages(&req, &ActionKind::Review, None).unwrap();
+        let answer = r#"{"findings":[{"severity":"error","cwe":"CWE-89","line_start":2,"line_end":3,"message":"SQL built with %."}]}"#;
+        let findings = parse_findings(answer, review.shown_lines).unwrap();
+        assert_eq!(findings[0].document_lines(req.first_line), 2..=3);
+    }
+
+    /// Whatever a model answers and whatever range a stale target has, nothing panics.
+    #[test]
+    fn hostile_inputs_never_panic() {
+        let answers = [
+            "",
+            "`",
+            "```",
+            "````\n```",
+            "~~~\n",
+            "```rust\n```\n```",
+            "{",
+            "{{{{{{{{",
+            "{\"findings\":",
+            "{\"findings\":[{\"severity\":\"error\",\"line_start\":18446744073709551615}]}",
+            "\u{3000}```\n\u{3000}\u{3000}x\n\u{3000}```",
+            "é```é\n```",
+            "\r\r\n\n\r",
+            "\u{feff}fn f() {}",
+            "```\u{0}\n\u{0}\n```",
+        ];
+        let languages = [
+            Language::Rust,
+            Language::Python,
+            Language::Tsx,
+            Language::Cpp,
+            Language::PlainText,
+        ];
+        let doc = "fn é() {\r\n    \u{3000}x();\n}\n😀";
+        for answer in answers {
+            for language in languages {
+                let _ = extract_code(answer, language);
+                for (start, end) in [(0, usize::MAX), (4, 5), (usize::MAX, 0), (7, 7), (3, 30)] {
+                    let _ = validate_refactor(language, doc, start..end, answer);
+                }
+            }
+            for lines in [0, 1, u32::MAX] {
+                let _ = parse_findings(answer, lines);
+            }
+            let _ = fill_template(answer, &[("code", answer)]);
+            let _ = unified_diff(answer, answer, doc);
+        }
+        let rope = Rope::from_str(doc);
+        let tree = crate::syntax::parse(Language::Rust, doc);
+        for (start, end) in [(0, usize::MAX), (4, 5), (usize::MAX, 0), (7, 7), (3, 30)] {
+            let target = Target {
+                range: start..end,
+                kind: "selection".into(),
+                name: None,
+            };
+            let limits = ModelLimits {
+                context_window: u32::MAX,
+                max_output_tokens: u32::MAX,
+            };
+            let req = ActionRequest::from_document(
+                &rope,
+                tree.as_ref(),
+                Language::Rust,
+                "",
+                &target,
+                Some(""),
+                limits,
+            );
+            for kind in [
+                ActionKind::Explain,
+                ActionKind::Refactor,
+                ActionKind::Review,
+            ] {
+                let _ = build_messages(&req, &kind, None);
+            }
+        }
+    }
+
     #[test]
     fn clamp_range_table() {
         let rope = Rope::from_str("aé\nb");
