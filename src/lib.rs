@@ -1,5 +1,6 @@
 //! Pilotfish: an AI sidecar language server. See ARCHITECTURE.md for the codemap.
 
+pub mod actions;
 pub mod cache;
 pub mod check;
 pub mod completion;
