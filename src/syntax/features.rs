@@ -1200,30 +1200,5 @@ mod tests {
 
     /// Run by hand: `cargo test --lib -- --ignored features_cost --nocapture` (debug builds
     /// are ~10-30x slower than release).
-    #[test]
-    #[ignore]
-    fn features_cost_of_a_300_line_function() {
-        let mut src = String::from("fn f(db: &Db, x: u32) {\n");
-        for i in 0..100 {
-            src.push_str(&format!(
-                "    if x > {i} && x < 1000 {{ for j in 0..x {{ g(j); }} }}\n"
-            ));
-            src.push_str("    db.execute(&format!(\"SELECT {}\", x), []);\n");
-            src.push_str("    let y = match x { 1 => 2, _ => 3 };\n");
-        }
-        src.push_str("}\n");
-        let rope = Rope::from_str(&src);
-        let tree = parse(Language::Rust, &src);
-        let target = enclosing_target(&rope, tree.as_ref(), Language::Rust, 30);
-        let start = std::time::Instant::now();
-        let n = 100;
-        for _ in 0..n {
-            let _ = features(&rope, tree.as_ref(), Language::Rust, &target);
-        }
-        println!(
-            "features of {} lines: {:?} each",
-            target.line_span(&rope).1 + 1,
-            start.elapsed() / n
-        );
-    }
+
 }
