@@ -1197,8 +1197,4 @@ mod tests {
         let f = features(&rope, tree.as_ref(), Language::Rust, &t);
         assert_eq!(f.lines, 1);
     }
-
-    /// Run by hand: `cargo test --lib -- --ignored features_cost --nocapture` (debug builds
-    /// are ~10-30x slower than release).
-
 }
