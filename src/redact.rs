@@ -599,6 +599,23 @@ mod tests {
         );
     }
 
+    /// Printed, not asserted: redaction runs once per cloud call, on the prompt.
+    #[test]
+    fn redact_timing_for_a_300_line_file() {
+        let mut source = String::new();
+        for i in 0..300 {
+            source.push_str(&format!(
+                "    let value_{i} = compute(\"arg{i}\", token_count + {i});\n"
+            ));
+        }
+        source.push_str(&format!("    let api_key = \"{OPENAI}\";\n"));
+        let start = std::time::Instant::now();
+        for _ in 0..20 {
+            assert_eq!(std::hint::black_box(redact(&source)).1, 1);
+        }
+        eprintln!("redact: {:?} for 300 lines", start.elapsed() / 20);
+    }
+
     #[test]
     fn redact_handles_odd_text() {
         assert_eq!(redact(""), (String::new(), 0));

@@ -1319,5 +1319,33 @@ use = ["mid"]
             per_call < std::time::Duration::from_micros(200),
             "{per_call:?}"
         );
+
+        // The whole decision as the server makes it for a 300-line function: target and
+        // features from the document's existing tree, then the decision. Printed, not
+        // asserted: the features code belongs to the syntax module.
+        let mut source = String::from("fn big(x: u32) -> u32 {\n    let mut total = 0;\n");
+        for i in 0..296 {
+            source.push_str(&format!("    if x > {i} {{ total += x * {i}; }}\n"));
+        }
+        source.push_str("    total\n}\n");
+        let rope = ropey::Rope::from_str(&source);
+        let tree = crate::syntax::parse(Language::Rust, &source);
+        let start = std::time::Instant::now();
+        for _ in 0..200 {
+            let target = crate::syntax::features::enclosing_target(
+                &rope,
+                tree.as_ref(),
+                Language::Rust,
+                source.len() / 2,
+            );
+            let features =
+                crate::syntax::features::features(&rope, tree.as_ref(), Language::Rust, &target);
+            let request = RouteRequest::new("refactor", &features, "/ws/src/lib.rs");
+            std::hint::black_box(router.decide(&request, &state));
+        }
+        eprintln!(
+            "router: features + decide for a 300-line function take {:?}",
+            start.elapsed() / 200
+        );
     }
 }
