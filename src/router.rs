@@ -2,12 +2,32 @@
 //! → a decision: the candidate chain in order, each candidate kept or dropped with the
 //! reason. Pure: no I/O, no clock, no async; everything it needs comes in as data.
 //!
-//! STUB — to be completed.
+//! The algorithm, in two steps:
+//! 1. **Pick a chain.** `[[rules]]` in order, first match wins: a rule matches when its
+//!    `task` (if any) is the request's task and every `when` key holds. Otherwise
+//!    `routes.TASK`; otherwise (a user action with no route of its own) `routes.explain`.
+//! 2. **Filter it**, candidate by candidate, keeping the order. A candidate is dropped for
+//!    the first of these that applies: listed earlier in the chain (duplicate), not defined,
+//!    privacy (a cloud model while the path matches `privacy.local_only` or secrets were
+//!    found), budget (a cloud model once `budget.daily_usd` is spent), health (circuit open,
+//!    cooling after 429/529, probe failing), context-window fit. Policy comes before live
+//!    state because it holds for the rest of the day, so it is the more useful reason.
+//!
+//! Globs are compiled once, in [`Router::new`]; a decision allocates little beyond its
+//! verdict strings. This module knows nothing of LSP, HTTP or the clock: the resilience
+//! layer turns its view of each model into [`ModelState`], the telemetry layer supplies the
+//! day's spend.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
+use std::path::Path;
+
+use globset::{Candidate, GlobBuilder, GlobSet, GlobSetBuilder};
+use serde::Serialize;
 
 use crate::config::Config;
-use crate::syntax::features::Features;
+use crate::syntax::Language;
+use crate::syntax::features::{Features, SensitiveKind};
 
 /// The live state of a model, as the resilience layer sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -28,27 +48,68 @@ pub struct RouteRequest<'a> {
     /// `complete`, `explain`, `refactor`, `review`, or an `[actions.*]` name.
     pub task: &'a str,
     pub features: &'a Features,
-    /// The document's path (for `privacy.local_only` and rules' `paths`).
+    /// The document's file-system path (for `privacy.local_only` and rules' `paths`); the
+    /// caller turns `file://` URIs into paths.
     pub path: &'a str,
+    /// The workspace root, when known: globs are matched against the path relative to it
+    /// as well as against `path` itself, so that `src/legacy/**` works.
+    pub workspace_root: Option<&'a str>,
     /// Secrets found in what would be sent.
     pub secrets_found: usize,
     /// Estimated prompt tokens (for context-window fit).
     pub prompt_tokens: u32,
 }
 
+impl<'a> RouteRequest<'a> {
+    /// A request with no workspace root, no secrets and an empty prompt; set the rest with
+    /// the public fields.
+    pub fn new(task: &'a str, features: &'a Features, path: &'a str) -> RouteRequest<'a> {
+        RouteRequest {
+            task,
+            features,
+            path,
+            workspace_root: None,
+            secrets_found: 0,
+            prompt_tokens: 0,
+        }
+    }
+}
+
 /// The world the decision is made in.
 #[derive(Debug, Clone, Default)]
 pub struct RouteState {
+    /// Models absent from the map are taken as healthy.
     pub models: HashMap<String, ModelState>,
     pub spent_today_usd: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Which filter dropped a candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Filter {
+    /// Listed earlier in the same chain.
+    Duplicate,
+    /// Not defined under `[models]` (only possible with a hand-built config).
+    Unknown,
+    /// A cloud model for a `local_only` path or code with secrets.
+    Privacy,
+    /// A cloud model once the day's budget is spent.
+    Budget,
+    /// Circuit open, cooling after 429/529, or health probe failing.
+    Health,
+    /// The prompt plus the answer do not fit the context window.
+    Fit,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Verdict {
     pub model: String,
     pub kept: bool,
-    /// Why it was kept or dropped, in a few words (`"circuit open for 20 s"`).
+    /// Why it was kept or dropped, in a few words (`"circuit open for another 20 s"`).
     pub reason: String,
+    /// The filter that dropped it; `None` when kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dropped_by: Option<Filter>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,7 +117,7 @@ pub struct Decision {
     pub task: String,
     /// Where the chain came from: `"rules[2]"` or `"routes.explain"`.
     pub chain_source: String,
-    /// Why that source (`"rule 2: language rust, 120 lines >= 80"`).
+    /// Why that source, in plain words (`"task refactor, language rust, 120 lines ≥ 80"`).
     pub why: String,
     pub candidates: Vec<Verdict>,
     /// True when the budget dropped a cloud model (the caller tells the user once).
@@ -71,24 +132,1220 @@ impl Decision {
             .filter(|v| v.kept)
             .map(|v| v.model.as_str())
     }
+
+    /// When no model is left: one line for the user saying why. `None` when the chain has
+    /// a model to try.
+    pub fn unavailable(&self) -> Option<String> {
+        if self.candidates.iter().any(|v| v.kept) {
+            return None;
+        }
+        if self.candidates.is_empty() {
+            return Some(format!(
+                "no model for {}: {} lists no models ({})",
+                self.task, self.chain_source, self.why
+            ));
+        }
+        let mut line = format!("no model for {}: ", self.task);
+        for (i, v) in self.candidates.iter().enumerate() {
+            if i > 0 {
+                line.push_str("; ");
+            }
+            let _ = write!(line, "{}: {}", v.model, v.reason);
+        }
+        Some(line)
+    }
+
+    /// A multi-line summary for people (`pilotfish route`): where the chain came from, each
+    /// candidate with its verdict, and what will be tried.
+    pub fn explain(&self) -> String {
+        let mut out = format!(
+            "task {}: chain from {} ({})\n",
+            self.task, self.chain_source, self.why
+        );
+        let width = self
+            .candidates
+            .iter()
+            .map(|v| v.model.chars().count())
+            .max()
+            .unwrap_or(0);
+        for (i, v) in self.candidates.iter().enumerate() {
+            let verdict = if v.kept { "kept   " } else { "dropped" };
+            let _ = writeln!(
+                out,
+                "  {}. {:width$}  {verdict}  {}",
+                i + 1,
+                v.model,
+                v.reason
+            );
+        }
+        match self.unavailable() {
+            Some(line) => out.push_str(&line),
+            None => {
+                out.push_str("try: ");
+                out.push_str(&self.chain().collect::<Vec<_>>().join(" → "));
+            }
+        }
+        if self.budget_exhausted {
+            out.push_str("\nthe daily budget is spent: cloud models are skipped until tomorrow");
+        }
+        out.push('\n');
+        out
+    }
 }
 
-/// Decides the chain for `request`.
-pub fn decide(config: &Config, request: &RouteRequest<'_>, state: &RouteState) -> Decision {
-    let _ = state;
-    let chain = config.routes.get(request.task).cloned().unwrap_or_default();
-    Decision {
-        task: request.task.to_string(),
-        chain_source: format!("routes.{}", request.task),
-        why: "default chain for the task".into(),
-        candidates: chain
-            .into_iter()
-            .map(|model| Verdict {
-                model,
-                kept: true,
-                reason: "configured".into(),
+impl Serialize for Decision {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct DecisionJson<'a> {
+            task: &'a str,
+            chain_source: &'a str,
+            why: &'a str,
+            /// The kept models, in order: what the caller will try.
+            chain: Vec<&'a str>,
+            candidates: &'a [Verdict],
+            budget_exhausted: bool,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            unavailable: Option<String>,
+        }
+        DecisionJson {
+            task: &self.task,
+            chain_source: &self.chain_source,
+            why: &self.why,
+            chain: self.chain().collect(),
+            candidates: &self.candidates,
+            budget_exhausted: self.budget_exhausted,
+            unavailable: self.unavailable(),
+        }
+        .serialize(serializer)
+    }
+}
+
+/// A routing setting that cannot be compiled, named by its config key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{key}`: {reason}")]
+pub struct RouterError {
+    /// `privacy.local_only[2]`, `rules[0].when.paths[1]`, `rules[1].when.languages[0]`.
+    pub key: String,
+    pub reason: String,
+}
+
+/// The routing part of a configuration, compiled once (globs, language names, which models
+/// are local) and then asked for any number of decisions.
+#[derive(Debug, Clone)]
+pub struct Router {
+    models: BTreeMap<String, ModelFacts>,
+    routes: BTreeMap<String, Vec<String>>,
+    actions: BTreeSet<String>,
+    rules: Vec<Rule>,
+    local_only: PathGlobs,
+    daily_usd: Option<f64>,
+}
+
+/// What routing needs to know of a model; `local` is worked out once (it may parse a URL).
+#[derive(Debug, Clone, Copy)]
+struct ModelFacts {
+    local: bool,
+    context_window: u32,
+    max_output_tokens: u32,
+}
+
+#[derive(Debug, Clone)]
+struct Rule {
+    task: Option<String>,
+    languages: Option<Vec<Language>>,
+    min_lines: Option<u32>,
+    max_lines: Option<u32>,
+    min_tokens: Option<u32>,
+    max_tokens: Option<u32>,
+    min_complexity: Option<u32>,
+    sensitive: Option<bool>,
+    paths: Option<PathGlobs>,
+    use_models: Vec<String>,
+}
+
+/// Globs with the patterns as the user wrote them (for reasons). A pattern with no `/`
+/// matches the file name anywhere (as in `.gitignore`); `*` never crosses a `/`, `**` does.
+#[derive(Debug, Clone)]
+struct PathGlobs {
+    set: GlobSet,
+    patterns: Vec<String>,
+}
+
+impl PathGlobs {
+    fn compile(key: &str, patterns: &[String]) -> Result<PathGlobs, RouterError> {
+        let mut builder = GlobSetBuilder::new();
+        for (i, pattern) in patterns.iter().enumerate() {
+            let error = |reason: String| RouterError {
+                key: format!("{key}[{i}]"),
+                reason,
+            };
+            if pattern.is_empty() {
+                return Err(error("empty glob".into()));
+            }
+            let anchored = if pattern.contains('/') {
+                pattern.clone()
+            } else {
+                format!("**/{pattern}")
+            };
+            let glob = GlobBuilder::new(&anchored)
+                .literal_separator(true)
+                .build()
+                .map_err(|e| error(format!("invalid glob {pattern:?}: {}", e.kind())))?;
+            builder.add(glob);
+        }
+        let set = builder.build().map_err(|e| RouterError {
+            key: key.to_string(),
+            reason: format!("cannot compile globs: {e}"),
+        })?;
+        Ok(PathGlobs {
+            set,
+            patterns: patterns.to_vec(),
+        })
+    }
+
+    fn is_match(&self, path: &DocPath<'_>) -> bool {
+        !self.set.is_empty()
+            && (self.set.is_match_candidate(&path.absolute)
+                || path
+                    .relative
+                    .as_ref()
+                    .is_some_and(|r| self.set.is_match_candidate(r)))
+    }
+
+    /// The first pattern (as written) that matches, for reasons.
+    fn first_match(&self, path: &DocPath<'_>) -> Option<&str> {
+        if !self.is_match(path) {
+            return None;
+        }
+        let mut hits = self.set.matches_candidate(&path.absolute);
+        if let Some(relative) = &path.relative {
+            hits.extend(self.set.matches_candidate(relative));
+        }
+        hits.into_iter().min().map(|i| self.patterns[i].as_str())
+    }
+}
+
+/// The document path in the two forms globs are matched against.
+struct DocPath<'a> {
+    absolute: Candidate<'a>,
+    relative: Option<Candidate<'a>>,
+}
+
+impl<'a> DocPath<'a> {
+    fn new(path: &'a str, root: Option<&'a str>) -> DocPath<'a> {
+        let relative = root
+            .filter(|r| !r.is_empty())
+            .and_then(|r| Path::new(path).strip_prefix(r).ok())
+            .filter(|r| !r.as_os_str().is_empty())
+            .map(Candidate::new);
+        DocPath {
+            absolute: Candidate::new(path),
+            relative,
+        }
+    }
+}
+
+impl Router {
+    /// Compiles the routing settings of `config`: `privacy.local_only` and every rule's
+    /// `paths` globs, every rule's `languages`. The error names the key.
+    pub fn new(config: &Config) -> Result<Router, RouterError> {
+        let local_only = PathGlobs::compile("privacy.local_only", &config.privacy.local_only)?;
+        let mut rules = Vec::with_capacity(config.rules.len());
+        for (i, rule) in config.rules.iter().enumerate() {
+            let when = &rule.when;
+            let languages = match &when.languages {
+                None => None,
+                Some(names) => Some(
+                    names
+                        .iter()
+                        .enumerate()
+                        .map(|(j, name)| {
+                            language_named(name).ok_or_else(|| RouterError {
+                                key: format!("rules[{i}].when.languages[{j}]"),
+                                reason: format!(
+                                    "unknown language {name:?} (expected rust, python, javascript, typescript, tsx, go, c, cpp, java or plaintext)"
+                                ),
+                            })
+                        })
+                        .collect::<Result<Vec<_>, _>>()?,
+                ),
+            };
+            let paths = match &when.paths {
+                None => None,
+                Some(p) => Some(PathGlobs::compile(&format!("rules[{i}].when.paths"), p)?),
+            };
+            rules.push(Rule {
+                task: rule.task.clone(),
+                languages,
+                min_lines: when.min_lines,
+                max_lines: when.max_lines,
+                min_tokens: when.min_tokens,
+                max_tokens: when.max_tokens,
+                min_complexity: when.min_complexity,
+                sensitive: when.sensitive,
+                paths,
+                use_models: rule.use_models.clone(),
+            });
+        }
+        let models = config
+            .models
+            .iter()
+            .map(|(name, m)| {
+                let facts = ModelFacts {
+                    local: m.is_local(),
+                    context_window: m.context_window,
+                    max_output_tokens: m.max_output_tokens,
+                };
+                (name.clone(), facts)
             })
-            .collect(),
-        budget_exhausted: false,
+            .collect();
+        Ok(Router {
+            models,
+            routes: config.routes.clone(),
+            actions: config.actions.keys().cloned().collect(),
+            rules,
+            local_only,
+            daily_usd: config.budget.daily_usd,
+        })
+    }
+
+    /// Decides the chain for `request` in `state`.
+    pub fn decide(&self, request: &RouteRequest<'_>, state: &RouteState) -> Decision {
+        let path = DocPath::new(request.path, request.workspace_root);
+        let (chain_source, why, chain) = self.select_chain(request, &path);
+
+        // Computed once, used for every cloud candidate.
+        let private_pattern = self.local_only.first_match(&path);
+        let secrets = request.secrets_found;
+        let budget_spent = self
+            .daily_usd
+            .filter(|daily| state.spent_today_usd >= *daily);
+        let needs = u64::from(request.prompt_tokens);
+
+        let mut budget_exhausted = false;
+        let mut candidates: Vec<Verdict> = Vec::with_capacity(chain.len());
+        for (position, model) in chain.iter().enumerate() {
+            let drop = |filter: Filter, reason: String| (false, reason, Some(filter));
+            let (kept, reason, dropped_by) =
+                if let Some(first) = chain[..position].iter().position(|m| m == model) {
+                    drop(
+                        Filter::Duplicate,
+                        format!("listed twice; kept at position {}", first + 1),
+                    )
+                } else if let Some(facts) = self.models.get(model) {
+                    let total = needs + u64::from(facts.max_output_tokens);
+                    let health = state.models.get(model).copied().unwrap_or_default();
+                    if !facts.local && (private_pattern.is_some() || secrets > 0) {
+                        let reason = match private_pattern {
+                            Some(pattern) => {
+                                format!("cloud model skipped: path matches {pattern}")
+                            }
+                            None => format!(
+                                "cloud model skipped: {secrets} secret{} found in the code",
+                                plural(secrets)
+                            ),
+                        };
+                        drop(Filter::Privacy, reason)
+                    } else if let (false, Some(daily)) = (facts.local, budget_spent) {
+                        budget_exhausted = true;
+                        drop(
+                            Filter::Budget,
+                            format!(
+                                "daily budget reached: ${:.2} of ${daily:.2} spent",
+                                state.spent_today_usd
+                            ),
+                        )
+                    } else if let Some(reason) = health_problem(health) {
+                        drop(Filter::Health, reason)
+                    } else if total > u64::from(facts.context_window) {
+                        drop(
+                            Filter::Fit,
+                            format!(
+                                "needs ~{} tokens, window is {}",
+                                thousands(total),
+                                thousands(u64::from(facts.context_window))
+                            ),
+                        )
+                    } else {
+                        let kind = if facts.local { "local" } else { "cloud" };
+                        (
+                            true,
+                            format!(
+                                "{kind}, healthy, ~{} of {} tokens",
+                                thousands(total),
+                                thousands(u64::from(facts.context_window))
+                            ),
+                            None,
+                        )
+                    }
+                } else {
+                    drop(Filter::Unknown, "not defined under [models]".into())
+                };
+            candidates.push(Verdict {
+                model: model.clone(),
+                kept,
+                reason,
+                dropped_by,
+            });
+        }
+        Decision {
+            task: request.task.to_string(),
+            chain_source,
+            why,
+            candidates,
+            budget_exhausted,
+        }
+    }
+
+    /// Step 1: the first matching rule, else the task's route, else the explain route.
+    fn select_chain(
+        &self,
+        request: &RouteRequest<'_>,
+        path: &DocPath<'_>,
+    ) -> (String, String, &[String]) {
+        for (i, rule) in self.rules.iter().enumerate() {
+            if rule.holds(request, path) {
+                return (
+                    format!("rules[{i}]"),
+                    rule.describe(request, path),
+                    &rule.use_models,
+                );
+            }
+        }
+        if let Some(chain) = self.routes.get(request.task) {
+            return (
+                format!("routes.{}", request.task),
+                format!("default chain for {}; no rule matched", request.task),
+                chain,
+            );
+        }
+        let what = if self.actions.contains(request.task) {
+            "action"
+        } else {
+            "unknown task"
+        };
+        let why = format!(
+            "{what} {} has no route of its own; using the explain chain",
+            request.task
+        );
+        let chain = self.routes.get("explain").map_or(&[][..], Vec::as_slice);
+        ("routes.explain".into(), why, chain)
+    }
+}
+
+impl Rule {
+    /// Whether every condition holds. Allocation-free: runs for every rule on every request.
+    fn holds(&self, request: &RouteRequest<'_>, path: &DocPath<'_>) -> bool {
+        let f = request.features;
+        self.task.as_deref().is_none_or(|t| t == request.task)
+            && self
+                .languages
+                .as_ref()
+                .is_none_or(|l| l.contains(&f.language))
+            && self.min_lines.is_none_or(|n| f.lines >= n)
+            && self.max_lines.is_none_or(|n| f.lines <= n)
+            && self.min_tokens.is_none_or(|n| f.tokens >= n)
+            && self.max_tokens.is_none_or(|n| f.tokens <= n)
+            && self.min_complexity.is_none_or(|n| f.complexity() >= n)
+            && self.sensitive.is_none_or(|s| f.is_sensitive() == s)
+            && self.paths.as_ref().is_none_or(|p| p.is_match(path))
+    }
+
+    /// The conditions that held, in words: `"task refactor, language rust, 120 lines ≥ 80"`.
+    fn describe(&self, request: &RouteRequest<'_>, path: &DocPath<'_>) -> String {
+        let f = request.features;
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(task) = &self.task {
+            parts.push(format!("task {task}"));
+        }
+        if self.languages.is_some() {
+            parts.push(format!("language {}", f.language.name()));
+        }
+        if let Some(n) = self.min_lines {
+            parts.push(format!("{} lines ≥ {}", thousands(f.lines), thousands(n)));
+        }
+        if let Some(n) = self.max_lines {
+            parts.push(format!("{} lines ≤ {}", thousands(f.lines), thousands(n)));
+        }
+        if let Some(n) = self.min_tokens {
+            parts.push(format!("{} tokens ≥ {}", thousands(f.tokens), thousands(n)));
+        }
+        if let Some(n) = self.max_tokens {
+            parts.push(format!("{} tokens ≤ {}", thousands(f.tokens), thousands(n)));
+        }
+        if let Some(n) = self.min_complexity {
+            parts.push(format!("complexity {} ≥ {n}", f.complexity()));
+        }
+        match self.sensitive {
+            Some(true) => {
+                let mut kinds: Vec<&str> = f
+                    .sensitive_calls
+                    .iter()
+                    .map(|c| sensitive_kind_name(c.kind))
+                    .collect();
+                kinds.sort_unstable();
+                kinds.dedup();
+                parts.push(format!("sensitive calls: {}", kinds.join(", ")));
+            }
+            Some(false) => parts.push("no sensitive calls".into()),
+            None => {}
+        }
+        if let Some(pattern) = self.paths.as_ref().and_then(|p| p.first_match(path)) {
+            parts.push(format!("path matches {pattern}"));
+        }
+        if parts.is_empty() {
+            "rule without conditions".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+/// Decides with `config` compiled for this one call. Servers hold a [`Router`] instead;
+/// a config whose globs do not compile yields an empty chain whose reason names the key.
+pub fn decide(config: &Config, request: &RouteRequest<'_>, state: &RouteState) -> Decision {
+    match Router::new(config) {
+        Ok(router) => router.decide(request, state),
+        Err(e) => Decision {
+            task: request.task.to_string(),
+            chain_source: "config".into(),
+            why: format!("routing settings do not compile: {e}"),
+            candidates: Vec::new(),
+            budget_exhausted: false,
+        },
+    }
+}
+
+/// A rule's language name (as `Language::name()` spells it, or an LSP language id such as
+/// `c++` or `typescriptreact`), case-insensitive.
+fn language_named(name: &str) -> Option<Language> {
+    let lower = name.to_ascii_lowercase();
+    let language = Language::detect(&lower, "");
+    (language != Language::PlainText || lower == "plaintext").then_some(language)
+}
+
+/// Why a model in `state` cannot be tried now; `None` when it is healthy.
+fn health_problem(state: ModelState) -> Option<String> {
+    match state {
+        ModelState::Healthy => None,
+        ModelState::CircuitOpen { for_ms } => Some(format!(
+            "circuit open for another {}",
+            duration_words(for_ms)
+        )),
+        ModelState::Cooling { for_ms } => {
+            Some(format!("rate-limited, retry in {}", duration_words(for_ms)))
+        }
+        ModelState::Down => Some("health probe failing".into()),
+    }
+}
+
+fn sensitive_kind_name(kind: SensitiveKind) -> &'static str {
+    match kind {
+        SensitiveKind::Exec => "exec",
+        SensitiveKind::Eval => "eval",
+        SensitiveKind::Sql => "sql",
+        SensitiveKind::Crypto => "crypto",
+        SensitiveKind::Deserialize => "deserialize",
+        SensitiveKind::PathFromInput => "path from input",
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// `40000` → `"40,000"`.
+fn thousands(n: impl Into<u64>) -> String {
+    let digits = n.into().to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `450` → `"450 ms"`, `12_000` → `"12 s"`, `300_000` → `"5 min"` (rounded up).
+fn duration_words(ms: u64) -> String {
+    if ms < 1_000 {
+        format!("{ms} ms")
+    } else if ms < 120_000 {
+        format!("{} s", ms.div_ceil(1_000))
+    } else {
+        format!("{} min", ms.div_ceil(60_000))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{LoadedConfig, Origin};
+    use crate::syntax::features::SensitiveCall;
+
+    /// Models shared by every case: two local, two cloud (`cheap` is cloud by its URL).
+    const MODELS: &str = r#"
+[models.fast]
+provider = "ollama"
+url = "http://127.0.0.1:11434"
+model = "qwen2.5-coder:1.5b"
+fim = "native"
+local = true
+context_window = 8192
+max_output_tokens = 256
+
+[models.mid]
+provider = "ollama"
+url = "http://127.0.0.1:11434"
+model = "qwen2.5-coder:14b"
+local = true
+context_window = 32768
+max_output_tokens = 1024
+
+[models.cloud]
+provider = "anthropic"
+url = "https://api.anthropic.com"
+model = "claude"
+local = false
+context_window = 200000
+max_output_tokens = 4096
+
+[models.cheap]
+provider = "openai"
+url = "https://api.example.com/v1"
+model = "mini"
+context_window = 128000
+max_output_tokens = 4096
+"#;
+
+    const ROUTES: &str = r#"
+[routes]
+complete = ["fast"]
+explain = ["mid", "cloud"]
+refactor = ["cloud", "mid"]
+review = ["cloud", "cheap", "mid"]
+"#;
+
+    fn config(routes_extra: &str, rest: &str) -> Config {
+        let text = format!("{MODELS}{ROUTES}{routes_extra}\n{rest}");
+        LoadedConfig::from_toml_str(&text, Origin::BuiltIn)
+            .unwrap_or_else(|e| panic!("test config: {e}\n{text}"))
+            .config
+    }
+
+    fn sensitive(kind: SensitiveKind) -> SensitiveCall {
+        SensitiveCall {
+            kind,
+            line: 3,
+            text: "call()".into(),
+        }
+    }
+
+    /// One table row: the inputs with defaults, then what is expected.
+    struct Case {
+        name: &'static str,
+        routes_extra: &'static str,
+        rest: &'static str,
+        task: &'static str,
+        features: Features,
+        path: &'static str,
+        root: Option<&'static str>,
+        secrets: usize,
+        prompt_tokens: u32,
+        states: Vec<(&'static str, ModelState)>,
+        spent: f64,
+        // expected
+        chain: &'static [&'static str],
+        source: &'static str,
+        why: &'static str,
+        dropped: Vec<(&'static str, &'static str)>,
+        budget_exhausted: bool,
+    }
+
+    fn case(name: &'static str) -> Case {
+        Case {
+            name,
+            routes_extra: "",
+            rest: "",
+            task: "explain",
+            features: Features {
+                language: Language::Rust,
+                node_kind: "function_item".into(),
+                lines: 20,
+                tokens: 200,
+                branches: 2,
+                max_nesting: 1,
+                sensitive_calls: Vec::new(),
+                syntax_errors: 0,
+            },
+            path: "/ws/src/lib.rs",
+            root: Some("/ws"),
+            secrets: 0,
+            prompt_tokens: 1_000,
+            states: Vec::new(),
+            spent: 0.0,
+            chain: &[],
+            source: "",
+            why: "",
+            dropped: Vec::new(),
+            budget_exhausted: false,
+        }
+    }
+
+    impl Case {
+        fn rules(mut self, rest: &'static str) -> Self {
+            self.rest = rest;
+            self
+        }
+        fn routes(mut self, extra: &'static str) -> Self {
+            self.routes_extra = extra;
+            self
+        }
+        fn task(mut self, task: &'static str) -> Self {
+            self.task = task;
+            self
+        }
+        fn lang(mut self, language: Language) -> Self {
+            self.features.language = language;
+            self
+        }
+        fn lines(mut self, lines: u32) -> Self {
+            self.features.lines = lines;
+            self
+        }
+        fn tokens(mut self, tokens: u32) -> Self {
+            self.features.tokens = tokens;
+            self
+        }
+        fn branches(mut self, branches: u32) -> Self {
+            self.features.branches = branches;
+            self
+        }
+        fn calls(mut self, kinds: &[SensitiveKind]) -> Self {
+            self.features.sensitive_calls = kinds.iter().map(|k| sensitive(*k)).collect();
+            self
+        }
+        fn path(mut self, path: &'static str, root: Option<&'static str>) -> Self {
+            self.path = path;
+            self.root = root;
+            self
+        }
+        fn secrets(mut self, n: usize) -> Self {
+            self.secrets = n;
+            self
+        }
+        fn prompt(mut self, tokens: u32) -> Self {
+            self.prompt_tokens = tokens;
+            self
+        }
+        fn state(mut self, model: &'static str, state: ModelState) -> Self {
+            self.states.push((model, state));
+            self
+        }
+        fn spent(mut self, usd: f64) -> Self {
+            self.spent = usd;
+            self
+        }
+        fn expect(
+            mut self,
+            chain: &'static [&'static str],
+            source: &'static str,
+            why: &'static str,
+        ) -> Self {
+            self.chain = chain;
+            self.source = source;
+            self.why = why;
+            self
+        }
+        fn dropped(mut self, model: &'static str, reason: &'static str) -> Self {
+            self.dropped.push((model, reason));
+            self
+        }
+        fn budget_exhausted(mut self) -> Self {
+            self.budget_exhausted = true;
+            self
+        }
+
+        fn run(&self) {
+            let config = config(self.routes_extra, self.rest);
+            let router = Router::new(&config).unwrap_or_else(|e| panic!("{}: {e}", self.name));
+            let request = RouteRequest {
+                task: self.task,
+                features: &self.features,
+                path: self.path,
+                workspace_root: self.root,
+                secrets_found: self.secrets,
+                prompt_tokens: self.prompt_tokens,
+            };
+            let state = RouteState {
+                models: self
+                    .states
+                    .iter()
+                    .map(|(m, s)| (m.to_string(), *s))
+                    .collect(),
+                spent_today_usd: self.spent,
+            };
+            let d = router.decide(&request, &state);
+            let ctx = format!("case {:?}:\n{}", self.name, d.explain());
+            assert_eq!(d.chain().collect::<Vec<_>>(), self.chain, "{ctx}");
+            assert_eq!(d.chain_source, self.source, "{ctx}");
+            assert!(d.why.contains(self.why), "want why {:?}; {ctx}", self.why);
+            let dropped: Vec<&Verdict> = d.candidates.iter().filter(|v| !v.kept).collect();
+            assert_eq!(dropped.len(), self.dropped.len(), "dropped count; {ctx}");
+            for (v, (model, reason)) in dropped.iter().zip(&self.dropped) {
+                assert_eq!(v.model, *model, "{ctx}");
+                assert!(v.reason.contains(reason), "want {reason:?}; {ctx}");
+                assert!(v.dropped_by.is_some(), "{ctx}");
+            }
+            assert_eq!(d.budget_exhausted, self.budget_exhausted, "{ctx}");
+            assert_eq!(d.unavailable().is_some(), self.chain.is_empty(), "{ctx}");
+            // The convenience function agrees with the compiled router.
+            assert_eq!(decide(&config, &request, &state), d, "{ctx}");
+        }
+    }
+
+    const RUST_BIG_REFACTOR: &str = r#"
+[[rules]]
+task = "refactor"
+when = { min_lines = 80, languages = ["rust", "cpp"] }
+use = ["mid"]
+"#;
+
+    fn cases() -> Vec<Case> {
+        use ModelState::*;
+        use SensitiveKind::*;
+        vec![
+            // --- chain selection: defaults ---
+            case("default route for explain")
+                .expect(&["mid", "cloud"], "routes.explain", "default chain for explain"),
+            case("default route for completion")
+                .task("complete")
+                .expect(&["fast"], "routes.complete", "no rule matched"),
+            case("action without a route uses the explain chain")
+                .rules("[actions.tests]\ntitle = \"Tests\"\nprompt = \"{code}\"\n")
+                .task("tests")
+                .expect(&["mid", "cloud"], "routes.explain", "action tests has no route"),
+            case("action with its own route")
+                .routes("tests = [\"cheap\"]")
+                .rules("[actions.tests]\ntitle = \"Tests\"\nprompt = \"{code}\"\n")
+                .task("tests")
+                .expect(&["cheap"], "routes.tests", "default chain for tests"),
+            case("unknown task falls back to explain")
+                .task("frobnicate")
+                .expect(&["mid", "cloud"], "routes.explain", "unknown task frobnicate"),
+            // --- rule keys ---
+            case("languages + min_lines match")
+                .rules(RUST_BIG_REFACTOR)
+                .task("refactor")
+                .lines(120)
+                .expect(&["mid"], "rules[0]", "task refactor, language rust, 120 lines ≥ 80"),
+            case("languages: other language does not match")
+                .rules(RUST_BIG_REFACTOR)
+                .task("refactor")
+                .lines(120)
+                .lang(Language::Python)
+                .expect(&["cloud", "mid"], "routes.refactor", "no rule matched"),
+            case("languages: LSP id alias c++ matches cpp")
+                .rules("[[rules]]\nwhen = { languages = [\"C++\"] }\nuse = [\"cheap\"]\n")
+                .lang(Language::Cpp)
+                .expect(&["cheap"], "rules[0]", "language cpp"),
+            case("min_lines: below the bound does not match")
+                .rules(RUST_BIG_REFACTOR)
+                .task("refactor")
+                .lines(79)
+                .expect(&["cloud", "mid"], "routes.refactor", ""),
+            case("min_lines: the bound itself matches")
+                .rules(RUST_BIG_REFACTOR)
+                .task("refactor")
+                .lines(80)
+                .expect(&["mid"], "rules[0]", "80 lines ≥ 80"),
+            case("max_lines matches small targets")
+                .rules("[[rules]]\nwhen = { max_lines = 10 }\nuse = [\"fast\"]\n")
+                .lines(10)
+                .expect(&["fast"], "rules[0]", "10 lines ≤ 10"),
+            case("max_lines: larger target does not match")
+                .rules("[[rules]]\nwhen = { max_lines = 10 }\nuse = [\"fast\"]\n")
+                .lines(11)
+                .expect(&["mid", "cloud"], "routes.explain", ""),
+            case("min_tokens")
+                .rules("[[rules]]\nwhen = { min_tokens = 1000 }\nuse = [\"cloud\"]\n")
+                .tokens(1500)
+                .expect(&["cloud"], "rules[0]", "1,500 tokens ≥ 1,000"),
+            case("min_tokens: below does not match")
+                .rules("[[rules]]\nwhen = { min_tokens = 1000 }\nuse = [\"cloud\"]\n")
+                .tokens(999)
+                .expect(&["mid", "cloud"], "routes.explain", ""),
+            case("max_tokens")
+                .rules("[[rules]]\nwhen = { max_tokens = 500 }\nuse = [\"mid\"]\n")
+                .tokens(200)
+                .expect(&["mid"], "rules[0]", "200 tokens ≤ 500"),
+            case("max_tokens: above does not match")
+                .rules("[[rules]]\nwhen = { max_tokens = 500 }\nuse = [\"mid\"]\n")
+                .tokens(501)
+                .expect(&["mid", "cloud"], "routes.explain", ""),
+            case("min_complexity is branches + 1")
+                .rules("[[rules]]\nwhen = { min_complexity = 10 }\nuse = [\"cloud\"]\n")
+                .branches(9)
+                .expect(&["cloud"], "rules[0]", "complexity 10 ≥ 10"),
+            case("min_complexity: simpler code does not match")
+                .rules("[[rules]]\nwhen = { min_complexity = 10 }\nuse = [\"cloud\"]\n")
+                .branches(8)
+                .expect(&["mid", "cloud"], "routes.explain", ""),
+            case("sensitive = true matches code with sensitive calls")
+                .rules("[[rules]]\ntask = \"review\"\nwhen = { sensitive = true }\nuse = [\"cloud\"]\n")
+                .task("review")
+                .calls(&[Sql, Exec, Sql])
+                .expect(&["cloud"], "rules[0]", "sensitive calls: exec, sql"),
+            case("sensitive = true: no sensitive calls, no match")
+                .rules("[[rules]]\ntask = \"review\"\nwhen = { sensitive = true }\nuse = [\"cloud\"]\n")
+                .task("review")
+                .expect(&["cloud", "cheap", "mid"], "routes.review", ""),
+            case("sensitive = false matches code without sensitive calls")
+                .rules("[[rules]]\nwhen = { sensitive = false }\nuse = [\"fast\"]\n")
+                .expect(&["fast"], "rules[0]", "no sensitive calls"),
+            case("sensitive = false: code with sensitive calls does not match")
+                .rules("[[rules]]\nwhen = { sensitive = false }\nuse = [\"fast\"]\n")
+                .calls(&[Crypto])
+                .expect(&["mid", "cloud"], "routes.explain", ""),
+            case("paths: relative to the workspace root")
+                .rules("[[rules]]\nwhen = { paths = [\"src/legacy/**\"] }\nuse = [\"cloud\"]\n")
+                .path("/ws/src/legacy/old.rs", Some("/ws"))
+                .expect(&["cloud"], "rules[0]", "path matches src/legacy/**"),
+            case("paths: absolute glob, no root")
+                .rules("[[rules]]\nwhen = { paths = [\"/ws/gen/**\"] }\nuse = [\"fast\"]\n")
+                .path("/ws/gen/a/b.rs", None)
+                .expect(&["fast"], "rules[0]", "path matches /ws/gen/**"),
+            case("paths: a glob without / matches the file name anywhere")
+                .rules("[[rules]]\nwhen = { paths = [\"*_test.go\"] }\nuse = [\"fast\"]\n")
+                .path("/ws/pkg/a/b_test.go", Some("/ws"))
+                .lang(Language::Go)
+                .expect(&["fast"], "rules[0]", "path matches *_test.go"),
+            case("paths: * does not cross directories")
+                .rules("[[rules]]\nwhen = { paths = [\"src/*.rs\"] }\nuse = [\"fast\"]\n")
+                .path("/ws/src/deep/x.rs", Some("/ws"))
+                .expect(&["mid", "cloud"], "routes.explain", ""),
+            case("all when keys must hold")
+                .rules("[[rules]]\nwhen = { languages = [\"rust\"], min_lines = 50, sensitive = true }\nuse = [\"cloud\"]\n")
+                .lines(60)
+                .expect(&["mid", "cloud"], "routes.explain", ""),
+            // --- rule order and task-less rules ---
+            case("first matching rule wins")
+                .rules("[[rules]]\nwhen = { min_lines = 500 }\nuse = [\"cheap\"]\n[[rules]]\nwhen = { min_lines = 100 }\nuse = [\"cloud\"]\n[[rules]]\nwhen = { min_lines = 10 }\nuse = [\"mid\"]\n")
+                .lines(150)
+                .expect(&["cloud"], "rules[1]", "150 lines ≥ 100"),
+            case("a rule for another task is skipped")
+                .rules("[[rules]]\ntask = \"review\"\nuse = [\"cheap\"]\n[[rules]]\nuse = [\"mid\"]\n")
+                .expect(&["mid"], "rules[1]", "rule without conditions"),
+            case("a task-less rule applies to completion too")
+                .rules("[[rules]]\nwhen = { languages = [\"python\"] }\nuse = [\"mid\"]\n")
+                .task("complete")
+                .lang(Language::Python)
+                .expect(&["mid"], "rules[0]", "language python"),
+            // --- privacy ---
+            case("privacy: local_only path keeps only local models")
+                .task("review")
+                .path("/ws/.env.production", Some("/ws"))
+                .expect(&["mid"], "routes.review", "")
+                .dropped("cloud", "cloud model skipped: path matches **/.env*")
+                .dropped("cheap", "path matches **/.env*"),
+            case("privacy: user glob with no / (file name)")
+                .rules("[privacy]\nlocal_only = [\"*.key\", \"internal/**\"]\n")
+                .path("/ws/src/internal/a.rs", Some("/ws/src"))
+                .expect(&["mid"], "routes.explain", "")
+                .dropped("cloud", "path matches internal/**"),
+            case("privacy: secrets found")
+                .task("refactor")
+                .secrets(2)
+                .expect(&["mid"], "routes.refactor", "")
+                .dropped("cloud", "cloud model skipped: 2 secrets found in the code"),
+            case("privacy: one secret, singular")
+                .secrets(1)
+                .expect(&["mid"], "routes.explain", "")
+                .dropped("cloud", "1 secret found"),
+            case("privacy: no cloud model in the chain, nothing dropped")
+                .task("complete")
+                .secrets(3)
+                .path("/ws/secrets/x.rs", Some("/ws"))
+                .expect(&["fast"], "routes.complete", ""),
+            // --- health ---
+            case("health: circuit open")
+                .state("mid", CircuitOpen { for_ms: 11_200 })
+                .expect(&["cloud"], "routes.explain", "")
+                .dropped("mid", "circuit open for another 12 s"),
+            case("health: cooling after 429")
+                .task("refactor")
+                .state("cloud", Cooling { for_ms: 30_000 })
+                .expect(&["mid"], "routes.refactor", "")
+                .dropped("cloud", "rate-limited, retry in 30 s"),
+            case("health: cooling, sub-second and minutes")
+                .task("review")
+                .state("cloud", Cooling { for_ms: 400 })
+                .state("cheap", CircuitOpen { for_ms: 300_000 })
+                .expect(&["mid"], "routes.review", "")
+                .dropped("cloud", "retry in 400 ms")
+                .dropped("cheap", "for another 5 min"),
+            case("health: probe failing")
+                .task("complete")
+                .state("fast", Down)
+                .expect(&[], "routes.complete", "")
+                .dropped("fast", "health probe failing"),
+            case("health: explicit Healthy is kept")
+                .state("mid", Healthy)
+                .expect(&["mid", "cloud"], "routes.explain", ""),
+            // --- context-window fit ---
+            case("fit: prompt plus answer over the window")
+                .prompt(39_000)
+                .expect(&["cloud"], "routes.explain", "")
+                .dropped("mid", "needs ~40,024 tokens, window is 32,768"),
+            case("fit: exactly the window fits")
+                .prompt(32_768 - 1_024)
+                .expect(&["mid", "cloud"], "routes.explain", ""),
+            // --- budget ---
+            case("budget reached: cloud skipped, local stays")
+                .task("review")
+                .rules("[budget]\ndaily_usd = 2.0\n")
+                .spent(2.0)
+                .expect(&["mid"], "routes.review", "")
+                .dropped("cloud", "daily budget reached: $2.00 of $2.00 spent")
+                .dropped("cheap", "daily budget reached")
+                .budget_exhausted(),
+            case("budget not reached")
+                .task("review")
+                .rules("[budget]\ndaily_usd = 2.0\n")
+                .spent(1.99)
+                .expect(&["cloud", "cheap", "mid"], "routes.review", ""),
+            case("budget unset: any spend is fine")
+                .task("review")
+                .spent(1_000.0)
+                .expect(&["cloud", "cheap", "mid"], "routes.review", ""),
+            case("budget: privacy is the reason when both apply")
+                .rules("[budget]\ndaily_usd = 1.0\n")
+                .spent(5.0)
+                .secrets(1)
+                .expect(&["mid"], "routes.explain", "")
+                .dropped("cloud", "secret found"),
+            // --- duplicates ---
+            case("duplicate keeps its first place")
+                .rules("[[rules]]\nuse = [\"cloud\", \"mid\", \"cloud\", \"mid\"]\n")
+                .expect(&["cloud", "mid"], "rules[0]", "")
+                .dropped("cloud", "listed twice; kept at position 1")
+                .dropped("mid", "kept at position 2"),
+            case("a dropped first copy does not resurrect the duplicate")
+                .rules("[[rules]]\nuse = [\"cloud\", \"mid\", \"cloud\"]\n")
+                .state("cloud", Down)
+                .expect(&["mid"], "rules[0]", "")
+                .dropped("cloud", "health probe failing")
+                .dropped("cloud", "listed twice"),
+            // --- all dropped ---
+            case("every candidate dropped, each for its own reason")
+                .task("review")
+                .rules("[budget]\ndaily_usd = 0.5\n")
+                .spent(0.75)
+                .state("mid", Down)
+                .expect(&[], "routes.review", "")
+                .dropped("cloud", "$0.75 of $0.50")
+                .dropped("cheap", "daily budget reached")
+                .dropped("mid", "health probe failing")
+                .budget_exhausted(),
+            case("private file, local model too small")
+                .path("/ws/certs/server.pem", Some("/ws"))
+                .prompt(40_000)
+                .expect(&[], "routes.explain", "")
+                .dropped("mid", "window is 32,768")
+                .dropped("cloud", "path matches **/*.pem"),
+        ]
+    }
+
+    #[test]
+    fn router_table() {
+        let cases = cases();
+        assert!(cases.len() >= 30);
+        for c in &cases {
+            c.run();
+        }
+    }
+
+    #[test]
+    fn router_invalid_globs_and_languages_name_the_key() {
+        let bad = [
+            (
+                "[privacy]\nlocal_only = [\"**/.env*\", \"a/[b\"]\n",
+                "`privacy.local_only[1]`: invalid glob \"a/[b\"",
+            ),
+            (
+                "[[rules]]\nwhen = { paths = [\"{a,b\"] }\nuse = [\"mid\"]\n",
+                "`rules[0].when.paths[0]`: invalid glob",
+            ),
+            (
+                "[[rules]]\nuse = [\"mid\"]\n[[rules]]\nwhen = { languages = [\"rust\", \"rsut\"] }\nuse = [\"mid\"]\n",
+                "`rules[1].when.languages[1]`: unknown language \"rsut\"",
+            ),
+            (
+                "[privacy]\nlocal_only = [\"\"]\n",
+                "`privacy.local_only[0]`: empty glob",
+            ),
+        ];
+        for (rest, want) in bad {
+            let err = Router::new(&config("", rest)).unwrap_err().to_string();
+            assert!(err.contains(want), "want {want:?} in {err:?}");
+        }
+        // The convenience function turns the error into an empty chain that says why.
+        let features = case("").features;
+        let config = config("", bad[0].0);
+        let d = decide(
+            &config,
+            &RouteRequest::new("explain", &features, "/x.rs"),
+            &RouteState::default(),
+        );
+        assert_eq!(d.chain().count(), 0);
+        assert!(d.unavailable().unwrap().contains("privacy.local_only[1]"));
+    }
+
+    #[test]
+    fn router_explain_and_json() {
+        let c = config("", "[budget]\ndaily_usd = 1.0\n");
+        let router = Router::new(&c).unwrap();
+        let features = case("").features;
+        let mut request = RouteRequest::new("review", &features, "/ws/src/lib.rs");
+        request.prompt_tokens = 2_000;
+        let mut state = RouteState {
+            spent_today_usd: 0.25,
+            ..RouteState::default()
+        };
+        state
+            .models
+            .insert("cheap".into(), ModelState::Cooling { for_ms: 9_000 });
+        let d = router.decide(&request, &state);
+        let text = d.explain();
+        assert!(
+            text.starts_with("task review: chain from routes.review (default chain for review"),
+            "{text}"
+        );
+        assert!(
+            text.contains("1. cloud  kept     cloud, healthy, ~6,096 of 200,000 tokens"),
+            "{text}"
+        );
+        assert!(
+            text.contains("2. cheap  dropped  rate-limited, retry in 9 s"),
+            "{text}"
+        );
+        assert!(text.contains("try: cloud → mid"), "{text}");
+
+        let json = serde_json::to_value(&d).unwrap();
+        assert_eq!(json["chain"], serde_json::json!(["cloud", "mid"]));
+        assert_eq!(json["chain_source"], "routes.review");
+        assert_eq!(json["candidates"][1]["dropped_by"], "health");
+        assert_eq!(json["candidates"][1]["kept"], false);
+        assert!(json["candidates"][0].get("dropped_by").is_none());
+        assert!(json.get("unavailable").is_none());
+
+        state.spent_today_usd = 1.0;
+        state.models.insert("mid".into(), ModelState::Down);
+        let d = router.decide(&request, &state);
+        let line = d.unavailable().unwrap();
+        assert_eq!(
+            line,
+            "no model for review: cloud: daily budget reached: $1.00 of $1.00 spent; \
+             cheap: daily budget reached: $1.00 of $1.00 spent; mid: health probe failing"
+        );
+        assert!(d.explain().contains("the daily budget is spent"));
+        let json = serde_json::to_value(&d).unwrap();
+        assert_eq!(json["budget_exhausted"], true);
+        assert_eq!(json["unavailable"], line);
+    }
+
+    #[test]
+    fn router_empty_route_says_so() {
+        let c = config(
+            "tests = []",
+            "[actions.tests]\ntitle = \"T\"\nprompt = \"{code}\"\n",
+        );
+        let features = case("").features;
+        let d = Router::new(&c).unwrap().decide(
+            &RouteRequest::new("tests", &features, "/a.rs"),
+            &RouteState::default(),
+        );
+        assert!(d.candidates.is_empty());
+        assert_eq!(
+            d.unavailable().unwrap(),
+            "no model for tests: routes.tests lists no models (default chain for tests; no rule matched)"
+        );
+    }
+
+    #[test]
+    fn router_number_and_duration_words() {
+        assert_eq!(thousands(0u32), "0");
+        assert_eq!(thousands(999u32), "999");
+        assert_eq!(thousands(1_000u32), "1,000");
+        assert_eq!(thousands(32_768u32), "32,768");
+        assert_eq!(thousands(1_234_567u64), "1,234,567");
+        assert_eq!(duration_words(0), "0 ms");
+        assert_eq!(duration_words(1_000), "1 s");
+        assert_eq!(duration_words(1_001), "2 s");
+        assert_eq!(duration_words(119_000), "119 s");
+        assert_eq!(duration_words(120_000), "2 min");
+    }
+
+    /// Deciding is cheap: well under the 100 µs a whole routing decision may take. Debug
+    /// builds are slower, so the bound here is loose; `cargo test --release` prints the
+    /// real figure.
+    #[test]
+    fn router_decide_is_cheap() {
+        let c = config(
+            "",
+            "[[rules]]\ntask = \"review\"\nwhen = { sensitive = true, paths = [\"src/**\"] }\nuse = [\"cloud\"]\n\
+             [[rules]]\nwhen = { languages = [\"python\", \"go\"], min_lines = 80 }\nuse = [\"cloud\", \"mid\"]\n\
+             [[rules]]\ntask = \"refactor\"\nwhen = { min_complexity = 12, paths = [\"lib/**\", \"*.gen.rs\"] }\nuse = [\"cheap\"]\n\
+             [budget]\ndaily_usd = 2.0\n",
+        );
+        let router = Router::new(&c).unwrap();
+        let features = case("").lines(300).tokens(3_000).features;
+        let mut request = RouteRequest::new("explain", &features, "/ws/src/lib.rs");
+        request.workspace_root = Some("/ws");
+        request.prompt_tokens = 3_500;
+        let mut state = RouteState::default();
+        state
+            .models
+            .insert("cloud".into(), ModelState::Cooling { for_ms: 1_000 });
+        let runs = 2_000;
+        let start = std::time::Instant::now();
+        for _ in 0..runs {
+            std::hint::black_box(router.decide(std::hint::black_box(&request), &state));
+        }
+        let per_call = start.elapsed() / runs;
+        eprintln!("router: decide takes {per_call:?} per call");
+        assert!(
+            per_call < std::time::Duration::from_micros(200),
+            "{per_call:?}"
+        );
+
+        // The whole decision as the server makes it for a 300-line function: target and
+        // features from the document's existing tree, then the decision. Printed, not
+        // asserted: the features code belongs to the syntax module.
+        let mut source = String::from("fn big(x: u32) -> u32 {\n    let mut total = 0;\n");
+        for i in 0..296 {
+            source.push_str(&format!("    if x > {i} {{ total += x * {i}; }}\n"));
+        }
+        source.push_str("    total\n}\n");
+        let rope = ropey::Rope::from_str(&source);
+        let tree = crate::syntax::parse(Language::Rust, &source);
+        let start = std::time::Instant::now();
+        for _ in 0..200 {
+            let target = crate::syntax::features::enclosing_target(
+                &rope,
+                tree.as_ref(),
+                Language::Rust,
+                source.len() / 2,
+            );
+            let features =
+                crate::syntax::features::features(&rope, tree.as_ref(), Language::Rust, &target);
+            let request = RouteRequest::new("refactor", &features, "/ws/src/lib.rs");
+            std::hint::black_box(router.decide(&request, &state));
+        }
+        eprintln!(
+            "router: features + decide for a 300-line function take {:?}",
+            start.elapsed() / 200
+        );
     }
 }
