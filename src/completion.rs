@@ -18,8 +18,9 @@ use crate::documents::Snapshot;
 use crate::postprocess::postprocess;
 use crate::prompt::{Fim, build_fim};
 use crate::providers::{FimCall, ProviderError, Providers};
+use crate::redact::{contains_secrets, redact};
 use crate::resilience::{Health, run_chain};
-use crate::router::{Decision, RouteRequest, RouteState, decide};
+use crate::router::{Decision, RouteRequest, RouteState, Router};
 use crate::syntax::context::{CHARS_PER_TOKEN, CompletionContext, ContextBudget, extract};
 use crate::syntax::features::{Features, enclosing_target, features};
 
@@ -102,14 +103,20 @@ struct Settings {
     /// Whether some `[[rules]]` entry may apply to completion (then the target's features
     /// are computed for each request; otherwise they are not needed).
     rules_apply: bool,
+    /// The rules and privacy globs, compiled once per configuration.
+    router: Router,
+    /// Whether some model that completion may use is a cloud model (then the prompt is
+    /// checked for secrets).
+    any_cloud: bool,
+    workspace_root: Option<String>,
     budget: Duration,
     debounce_floor: Duration,
     config: Arc<Config>,
 }
 
 impl Settings {
-    fn from_config(config: Arc<Config>) -> Settings {
-        let candidates = config
+    fn from_config(config: Arc<Config>, workspace_root: Option<String>) -> Settings {
+        let candidates: HashMap<String, Candidate> = config
             .models
             .iter()
             .filter_map(|(name, model)| {
@@ -125,9 +132,22 @@ impl Settings {
             .rules
             .iter()
             .any(|r| r.task.as_deref().is_none_or(|t| t == TASK));
+        let any_cloud = candidates.values().any(|c: &Candidate| !c.model.is_local());
+        let router = Router::new(&config).unwrap_or_else(|e| {
+            // Config loading compiles the router too, so this is unreachable for a loaded
+            // config; fall back to a router without rules rather than panic.
+            tracing::error!("routing rules unusable: `{}`: {}", e.key, e.reason);
+            let mut bare = (*config).clone();
+            bare.rules.clear();
+            bare.privacy.local_only.clear();
+            Router::new(&bare).expect("a config without rules or globs compiles")
+        });
         Settings {
             candidates,
             rules_apply,
+            router,
+            any_cloud,
+            workspace_root,
             budget: Duration::from_millis(config.completion.budget_ms),
             debounce_floor: Duration::from_millis(config.completion.debounce_ms),
             config,
@@ -185,7 +205,7 @@ impl CompletionEngine {
             shared: Arc::new(Shared {
                 providers,
                 health,
-                settings: RwLock::new(Arc::new(Settings::from_config(config))),
+                settings: RwLock::new(Arc::new(Settings::from_config(config, None))),
                 cache: Mutex::new(cache),
                 docs: Mutex::new(HashMap::new()),
                 counters: Counters::default(),
@@ -193,14 +213,16 @@ impl CompletionEngine {
         }
     }
 
-    /// Takes a new configuration; the cache is kept (its keys name the model).
-    pub fn reconfigure(&self, config: Arc<Config>) {
+    /// Takes a new configuration and workspace root; the cache is kept (its keys name the
+    /// model).
+    pub fn reconfigure(&self, config: Arc<Config>, workspace_root: Option<String>) {
         lock(&self.shared.cache).resize(config.completion.cache_entries);
         *self
             .shared
             .settings
             .write()
-            .unwrap_or_else(|p| p.into_inner()) = Arc::new(Settings::from_config(config));
+            .unwrap_or_else(|p| p.into_inner()) =
+            Arc::new(Settings::from_config(config, workspace_root));
     }
 
     fn settings(&self) -> Arc<Settings> {
@@ -485,18 +507,32 @@ impl CompletionEngine {
         let prompt_chars = ctx.prefix.len()
             + ctx.suffix.len()
             + ctx.imports.iter().map(|l| l.len() + 1).sum::<usize>();
+        let prompt_tokens = (prompt_chars / CHARS_PER_TOKEN) as u32;
+        // With redaction on, secrets are masked before a cloud call; with it off, finding
+        // any keeps the request on local models.
+        let secrets_found = if settings.any_cloud && !settings.config.privacy.redact_secrets {
+            ctx.imports
+                .iter()
+                .map(|l| contains_secrets(l))
+                .sum::<usize>()
+                + contains_secrets(&ctx.prefix)
+                + contains_secrets(&ctx.suffix)
+        } else {
+            0
+        };
         let request = RouteRequest {
             task: TASK,
             features: &features,
             path: &path,
-            secrets_found: 0,
-            prompt_tokens: (prompt_chars / CHARS_PER_TOKEN) as u32,
+            workspace_root: settings.workspace_root.as_deref(),
+            secrets_found,
+            prompt_tokens,
         };
         let state = RouteState {
             models: self.shared.health.snapshot(Instant::now()),
             spent_today_usd: 0.0,
         };
-        let mut decision = decide(&settings.config, &request, &state);
+        let mut decision = settings.router.decide(&request, &state);
         let mut chain = Vec::new();
         for verdict in decision.candidates.iter_mut().filter(|v| v.kept) {
             match settings.candidates.get(&verdict.model) {
@@ -587,6 +623,7 @@ async fn run_flight(
         .collect();
     let fim_of = |name: &str| route.chain.iter().find(|c| &*c.name == name).map(|c| c.fim);
     let budget = settings.budget;
+    let redact_before_cloud = settings.config.privacy.redact_secrets;
     let started = Instant::now();
     // Retries only while they can still make the budget; the call itself may run on past
     // it (up to the model's timeout) to fill the cache.
@@ -611,7 +648,11 @@ async fn run_flight(
                 let fim = fim.ok_or_else(|| {
                     ProviderError::Unsupported(format!("model {:?} has no FIM mode", model.model))
                 })?;
-                let prompt = build_fim(fim, ctx);
+                let mut prompt = build_fim(fim, ctx);
+                if redact_before_cloud && !model.is_local() {
+                    prompt.prompt = redact(&prompt.prompt).0;
+                    prompt.suffix = prompt.suffix.map(|s| redact(&s).0);
+                }
                 let max_tokens = if ctx.shape.multiline {
                     model.max_output_tokens
                 } else {

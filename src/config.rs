@@ -530,6 +530,12 @@ fn from_table(table: toml::Table, origin: &Origin) -> Result<Config, ConfigError
             key,
             reason,
         })?;
+    // Globs and language names are checked by compiling them, once, here.
+    crate::router::Router::new(&config).map_err(|e| ConfigError::Invalid {
+        origin: origin.clone(),
+        key: e.key,
+        reason: e.reason,
+    })?;
     Ok(config)
 }
 

@@ -67,6 +67,8 @@ pub struct Backend {
     documents: Mutex<Documents>,
     encoding: RwLock<PositionEncoding>,
     config: Arc<RwLock<LoadedConfig>>,
+    /// The first workspace folder, for `.pilotfish.toml` and relative rule paths.
+    workspace_root: RwLock<Option<String>>,
     engine: CompletionEngine,
     providers: Providers,
     health: Arc<Health>,
@@ -134,6 +136,7 @@ impl Backend {
             documents: Mutex::new(Documents::default()),
             encoding: RwLock::new(PositionEncoding::default()),
             config: Arc::new(RwLock::new(config)),
+            workspace_root: RwLock::new(None),
             engine,
             providers,
             health,
@@ -147,7 +150,13 @@ impl Backend {
     }
 
     fn set_config(&self, loaded: LoadedConfig) {
-        self.engine.reconfigure(Arc::new(loaded.config.clone()));
+        let root = self
+            .workspace_root
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        self.engine
+            .reconfigure(Arc::new(loaded.config.clone()), root);
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = loaded;
     }
 
@@ -362,6 +371,11 @@ impl LanguageServer for Backend {
             .map(|f| f.uri.clone())
             .or(params.root_uri.clone())
             .and_then(|uri| uri.to_file_path().map(|p| p.into_owned()));
+        *self
+            .workspace_root
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) =
+            root.as_ref().map(|r| r.to_string_lossy().into_owned());
         self.load_config(root, params.initialization_options).await;
         let client = params
             .client_info

@@ -601,21 +601,6 @@ impl Rule {
     }
 }
 
-/// Decides with `config` compiled for this one call. Servers hold a [`Router`] instead;
-/// a config whose globs do not compile yields an empty chain whose reason names the key.
-pub fn decide(config: &Config, request: &RouteRequest<'_>, state: &RouteState) -> Decision {
-    match Router::new(config) {
-        Ok(router) => router.decide(request, state),
-        Err(e) => Decision {
-            task: request.task.to_string(),
-            chain_source: "config".into(),
-            why: format!("routing settings do not compile: {e}"),
-            candidates: Vec::new(),
-            budget_exhausted: false,
-        },
-    }
-}
-
 /// A rule's language name (as `Language::name()` spells it, or an LSP language id such as
 /// `c++` or `typescriptreact`), case-insensitive.
 fn language_named(name: &str) -> Option<Language> {
@@ -901,7 +886,6 @@ review = ["cloud", "cheap", "mid"]
             assert_eq!(d.budget_exhausted, self.budget_exhausted, "{ctx}");
             assert_eq!(d.unavailable().is_some(), self.chain.is_empty(), "{ctx}");
             // The convenience function agrees with the compiled router.
-            assert_eq!(decide(&config, &request, &state), d, "{ctx}");
         }
     }
 
@@ -1187,19 +1171,14 @@ use = ["mid"]
             ),
         ];
         for (rest, want) in bad {
-            let err = Router::new(&config("", rest)).unwrap_err().to_string();
+            // Loading the config compiles the router, so the error names the file too.
+            let text = format!("{MODELS}{ROUTES}\n{rest}");
+            let err = LoadedConfig::from_toml_str(&text, Origin::File("p.toml".into()))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("p.toml: "), "{err}");
             assert!(err.contains(want), "want {want:?} in {err:?}");
         }
-        // The convenience function turns the error into an empty chain that says why.
-        let features = case("").features;
-        let config = config("", bad[0].0);
-        let d = decide(
-            &config,
-            &RouteRequest::new("explain", &features, "/x.rs"),
-            &RouteState::default(),
-        );
-        assert_eq!(d.chain().count(), 0);
-        assert!(d.unavailable().unwrap().contains("privacy.local_only[1]"));
     }
 
     #[test]
