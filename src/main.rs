@@ -15,8 +15,11 @@ use pilotfish::documents::Documents;
 use pilotfish::lsp::{ServeOptions, serve_stdio};
 use pilotfish::position::{self, LineCol, PositionEncoding};
 use pilotfish::providers::Providers;
+use pilotfish::redact::contains_secrets;
 use pilotfish::resilience::Health;
+use pilotfish::router::{RouteRequest, RouteState, Router};
 use pilotfish::syntax::Language;
+use pilotfish::syntax::features::{enclosing_target, features};
 
 #[derive(Parser)]
 #[command(
@@ -50,6 +53,18 @@ enum Command {
     Config,
     /// Probe every configured model; exit 1 if a route has no live model.
     Check,
+    /// Dry run: the routing decision at FILE:LINE:COL, the candidate chain and the reason
+    /// for each step, without calling a model.
+    Route {
+        /// FILE:LINE:COL (1-based)
+        spot: String,
+        /// complete, explain, refactor, review or an [actions.*] name.
+        #[arg(long, default_value = "complete")]
+        task: String,
+        /// Print the decision as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -96,6 +111,10 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Some(Command::Route { spot, task, json }) => match load_config(cli.config.as_deref()) {
+            Ok(loaded) => route_once(&loaded.config, &spot, &task, json),
+            Err(code) => code,
+        },
         Some(Command::Complete { spot, budget_ms }) => match load_config(cli.config.as_deref()) {
             Ok(loaded) => runtime.block_on(complete_once(loaded.config, &spot, budget_ms)),
             Err(code) => code,
@@ -129,6 +148,123 @@ fn load_config(explicit: Option<&Path>) -> Result<LoadedConfig, u8> {
     })
 }
 
+/// A file opened for a one-shot command, and the cursor in it.
+struct Spot {
+    path: PathBuf,
+    snapshot: pilotfish::documents::Snapshot,
+    cursor: usize,
+}
+
+/// Reads FILE of `FILE:LINE:COL`, parses it, and finds the cursor; errors are printed.
+fn open_spot(spot: &str) -> Result<Spot, u8> {
+    let fail = |e: String| {
+        eprintln!("pilotfish: {e}");
+        2
+    };
+    let (file, line, col) = parse_spot(spot).map_err(fail)?;
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| fail(format!("cannot read {}: {e}", file.display())))?;
+    let path = std::path::absolute(&file).unwrap_or(file.clone());
+    let uri = format!("file://{}", path.display());
+    let mut docs = Documents::default();
+    docs.open(&uri, Language::from_path(&file.to_string_lossy()), 0, &text);
+    let snapshot = docs.snapshot(&uri).map_err(|e| fail(e.to_string()))?;
+    let cursor = position::to_byte(
+        &snapshot.rope,
+        LineCol { line, col },
+        PositionEncoding::Utf32,
+    )
+    .map_err(|e| fail(format!("{spot}: {e}")))?;
+    Ok(Spot {
+        path,
+        snapshot,
+        cursor,
+    })
+}
+
+fn route_once(config: &Config, spot: &str, task: &str, json: bool) -> u8 {
+    let Ok(Spot {
+        path,
+        snapshot,
+        cursor,
+    }) = open_spot(spot)
+    else {
+        return 2;
+    };
+    let router = match Router::new(config) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("pilotfish: `{}`: {}", e.key, e.reason);
+            return 2;
+        }
+    };
+    let (rope, tree, language) = (&snapshot.rope, snapshot.tree.as_ref(), snapshot.language);
+    let target = enclosing_target(rope, tree, language, cursor);
+    let feats = features(rope, tree, language, &target);
+    let code = rope.byte_slice(target.range.clone()).to_string();
+    let secrets = contains_secrets(&code);
+    let path_text = path.to_string_lossy().into_owned();
+    let root = std::env::current_dir()
+        .ok()
+        .map(|d| d.to_string_lossy().into_owned());
+    let request = RouteRequest {
+        task,
+        features: &feats,
+        path: &path_text,
+        workspace_root: root.as_deref(),
+        // With redaction on, secrets are masked and cloud models stay eligible.
+        secrets_found: if config.privacy.redact_secrets {
+            0
+        } else {
+            secrets
+        },
+        prompt_tokens: feats.tokens + PROMPT_OVERHEAD_TOKENS,
+    };
+    let decision = router.decide(&request, &RouteState::default());
+    if json {
+        let out = serde_json::json!({
+            "target": { "kind": target.kind, "name": target.name, "lines": feats.lines },
+            "features": {
+                "language": language.name(),
+                "node_kind": feats.node_kind,
+                "lines": feats.lines,
+                "tokens": feats.tokens,
+                "branches": feats.branches,
+                "complexity": feats.complexity(),
+                "max_nesting": feats.max_nesting,
+                "sensitive": feats.sensitive_calls.iter().map(|c| format!("{:?}", c.kind).to_lowercase()).collect::<Vec<_>>(),
+                "syntax_errors": feats.syntax_errors,
+                "secrets": secrets,
+            },
+            "decision": decision,
+        });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    } else {
+        let name = target.name.as_deref().unwrap_or("-");
+        println!(
+            "target: {} {name} ({} lines, ~{} tokens, complexity {}, nesting {}, {} sensitive calls, {} syntax errors, {} secrets)",
+            target.kind,
+            feats.lines,
+            feats.tokens,
+            feats.complexity(),
+            feats.max_nesting,
+            feats.sensitive_calls.len(),
+            feats.syntax_errors,
+            secrets
+        );
+        print!("{}", decision.explain());
+        println!("(model health is not probed here: `pilotfish check` does that)");
+    }
+    if decision.chain().next().is_some() {
+        0
+    } else {
+        1
+    }
+}
+
+/// Tokens a prompt spends on instructions around the code, for the context-window check.
+const PROMPT_OVERHEAD_TOKENS: u32 = 400;
+
 /// `FILE:LINE:COL` → (file, 0-based line, 0-based column in characters).
 fn parse_spot(spot: &str) -> Result<(PathBuf, u32, u32), String> {
     let mut parts = spot.rsplitn(3, ':');
@@ -150,19 +286,11 @@ fn parse_spot(spot: &str) -> Result<(PathBuf, u32, u32), String> {
 }
 
 async fn complete_once(mut config: Config, spot: &str, budget_ms: Option<u64>) -> u8 {
-    let (file, line, col) = match parse_spot(spot) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("pilotfish: {e}");
-            return 2;
-        }
-    };
-    let text = match std::fs::read_to_string(&file) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("pilotfish: cannot read {}: {e}", file.display());
-            return 2;
-        }
+    let Ok(Spot {
+        snapshot, cursor, ..
+    }) = open_spot(spot)
+    else {
+        return 2;
     };
     // A one-shot command waits for the model: the interactive budget does not apply.
     let slowest = config
@@ -172,26 +300,6 @@ async fn complete_once(mut config: Config, spot: &str, budget_ms: Option<u64>) -
         .max()
         .unwrap_or(30_000);
     config.completion.budget_ms = budget_ms.unwrap_or(slowest);
-    let uri = format!(
-        "file://{}",
-        std::path::absolute(&file).unwrap_or(file.clone()).display()
-    );
-    let mut docs = Documents::default();
-    docs.open(&uri, Language::from_path(&file.to_string_lossy()), 0, &text);
-    let Ok(snapshot) = docs.snapshot(&uri) else {
-        return 2;
-    };
-    let cursor = match position::to_byte(
-        &snapshot.rope,
-        LineCol { line, col },
-        PositionEncoding::Utf32,
-    ) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("pilotfish: {spot}: {e}");
-            return 2;
-        }
-    };
     let engine = CompletionEngine::new(Arc::new(config), Providers::new(), Arc::new(Health::new()));
     match engine.complete(&snapshot, cursor).await {
         Ok(s) => {
