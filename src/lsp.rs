@@ -18,7 +18,7 @@ use tower_lsp_server::{Client, LanguageServer, LspService, Server};
 
 use crate::completion::{CompletionEngine, NoSuggestion, Suggestion};
 use crate::config::LoadedConfig;
-use crate::documents::{Document, Documents, TextChange};
+use crate::documents::{Documents, Reparse, TextChange};
 use crate::position::{self, LineCol, PositionEncoding};
 use crate::providers::Providers;
 use crate::resilience::Health;
@@ -64,7 +64,7 @@ pub async fn serve_stdio(options: ServeOptions) -> i32 {
 pub struct Backend {
     client: Client,
     options: ServeOptions,
-    documents: Mutex<Documents>,
+    documents: Arc<Mutex<Documents>>,
     encoding: RwLock<PositionEncoding>,
     config: Arc<RwLock<LoadedConfig>>,
     /// The first workspace folder, for `.pilotfish.toml` and relative rule paths.
@@ -133,7 +133,7 @@ impl Backend {
         Backend {
             client,
             options,
-            documents: Mutex::new(Documents::default()),
+            documents: Arc::new(Mutex::new(Documents::default())),
             encoding: RwLock::new(PositionEncoding::default()),
             config: Arc::new(RwLock::new(config)),
             workspace_root: RwLock::new(None),
@@ -142,6 +142,14 @@ impl Backend {
             health,
             told_unreachable: AtomicBool::new(false),
             shutdown_seen,
+        }
+    }
+
+    /// Runs a deferred reparse of a big document on a blocking thread.
+    fn schedule(&self, reparse: Reparse, uri: &str) {
+        if reparse == Reparse::Deferred {
+            let (store, uri) = (self.documents.clone(), uri.to_string());
+            tokio::task::spawn_blocking(move || Documents::reparse_deferred(&store, &uri));
         }
     }
 
@@ -436,9 +444,9 @@ impl LanguageServer for Backend {
     async fn did_open(&self, params: DidOpenTextDocumentParams) {
         let doc = params.text_document;
         let language = Language::detect(&doc.language_id, doc.uri.path().as_str());
-        // Parse before taking the lock: a big file must not stall other documents.
-        let parsed = Document::new(doc.uri.as_str(), language, doc.version, &doc.text);
-        lock(&self.documents).insert(parsed);
+        let reparse =
+            lock(&self.documents).open(doc.uri.as_str(), language, doc.version, &doc.text);
+        self.schedule(reparse, doc.uri.as_str());
         tracing::debug!(uri = doc.uri.as_str(), language = language.name(), "opened");
     }
 
@@ -459,12 +467,15 @@ impl LanguageServer for Backend {
             &changes,
             self.encoding(),
         );
-        if let Err(e) = applied {
-            let message = format!(
-                "Pilotfish ignored an edit it cannot apply; the document is unchanged: {e}"
-            );
-            tracing::error!("{message}");
-            self.client.log_message(MessageType::ERROR, message).await;
+        match applied {
+            Ok(reparse) => self.schedule(reparse, uri.as_str()),
+            Err(e) => {
+                let message = format!(
+                    "Pilotfish ignored an edit it cannot apply; the document is unchanged: {e}"
+                );
+                tracing::error!("{message}");
+                self.client.log_message(MessageType::ERROR, message).await;
+            }
         }
     }
 

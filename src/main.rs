@@ -167,7 +167,7 @@ fn open_spot(spot: &str) -> Result<Spot, u8> {
     let path = std::path::absolute(&file).unwrap_or(file.clone());
     let uri = format!("file://{}", path.display());
     let mut docs = Documents::default();
-    docs.open(&uri, Language::from_path(&file.to_string_lossy()), 0, &text);
+    docs.open_parsed(&uri, Language::from_path(&file.to_string_lossy()), 0, &text);
     let snapshot = docs.snapshot(&uri).map_err(|e| fail(e.to_string()))?;
     let cursor = position::to_byte(
         &snapshot.rope,
