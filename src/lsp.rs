@@ -49,8 +49,9 @@ pub async fn serve_stdio(options: ServeOptions) -> i32 {
         .custom_method(framing::UNREADABLE_METHOD, Backend::unreadable_message)
         .finish();
     // tower-lsp stops reading at the first frame it cannot decode; the guard keeps it going.
-    let stdin = framing::guard(tokio::io::stdin());
-    Server::new(stdin, tokio::io::stdout(), socket)
+    let (input, output) = stdio();
+    let stdin = framing::guard(input);
+    Server::new(stdin, output, socket)
         .concurrency_level(MAX_CONCURRENT_REQUESTS)
         .serve(service)
         .await;
@@ -58,6 +59,74 @@ pub async fn serve_stdio(options: ServeOptions) -> i32 {
         0
     } else {
         1
+    }
+}
+
+type Input = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
+type Output = Box<dyn tokio::io::AsyncWrite + Unpin + Send>;
+
+/// stdin and stdout for the server. When they are pipes or sockets (as when an editor
+/// starts us: VS Code uses pipes, libuv-based editors like Neovim socket pairs) they are
+/// read and written through the event loop; tokio's `Stdin`/`Stdout` hand every read and
+/// write to a blocking thread, which costs a thread wake-up per message.
+fn stdio() -> (Input, Output) {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd;
+        let input = event_loop_fd(std::io::stdin().as_fd())
+            .map(|fd| -> Input {
+                match fd {
+                    EventLoopFd::Pipe(file) => {
+                        match tokio::net::unix::pipe::Receiver::from_file(file) {
+                            Ok(pipe) => Box::new(pipe),
+                            Err(_) => Box::new(tokio::io::stdin()),
+                        }
+                    }
+                    EventLoopFd::Socket(stream) => Box::new(stream),
+                }
+            })
+            .unwrap_or_else(|| Box::new(tokio::io::stdin()));
+        let output = event_loop_fd(std::io::stdout().as_fd())
+            .map(|fd| -> Output {
+                match fd {
+                    EventLoopFd::Pipe(file) => {
+                        match tokio::net::unix::pipe::Sender::from_file(file) {
+                            Ok(pipe) => Box::new(pipe),
+                            Err(_) => Box::new(tokio::io::stdout()),
+                        }
+                    }
+                    EventLoopFd::Socket(stream) => Box::new(stream),
+                }
+            })
+            .unwrap_or_else(|| Box::new(tokio::io::stdout()));
+        (input, output)
+    }
+    #[cfg(not(unix))]
+    (Box::new(tokio::io::stdin()), Box::new(tokio::io::stdout()))
+}
+
+#[cfg(unix)]
+enum EventLoopFd {
+    Pipe(std::fs::File),
+    Socket(tokio::net::UnixStream),
+}
+
+/// A duplicate of `fd`, if it is a pipe or a Unix socket (else None: a terminal or a file).
+#[cfg(unix)]
+fn event_loop_fd(fd: std::os::fd::BorrowedFd<'_>) -> Option<EventLoopFd> {
+    use std::os::unix::fs::FileTypeExt;
+    let file = std::fs::File::from(fd.try_clone_to_owned().ok()?);
+    let kind = file.metadata().ok()?.file_type();
+    if kind.is_fifo() {
+        Some(EventLoopFd::Pipe(file))
+    } else if kind.is_socket() {
+        let stream = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(file));
+        stream.set_nonblocking(true).ok()?;
+        tokio::net::UnixStream::from_std(stream)
+            .ok()
+            .map(EventLoopFd::Socket)
+    } else {
+        None
     }
 }
 
