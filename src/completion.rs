@@ -16,8 +16,8 @@ use crate::cache::{CacheKey, CachedSuggestion, CompletionCache};
 use crate::config::{Config, ModelConfig};
 use crate::documents::Snapshot;
 use crate::postprocess::postprocess;
-use crate::prompt::{Fim, build_fim};
-use crate::providers::{FimCall, ProviderError, Providers};
+use crate::prompt::{Fim, build_fim, chat_completion_messages};
+use crate::providers::{ChatCall, ChatMessage, FimCall, Providers};
 use crate::redact::{contains_secrets, redact};
 use crate::resilience::{Health, run_chain};
 use crate::router::{Decision, RouteRequest, RouteState, Router};
@@ -93,12 +93,13 @@ pub struct Counters {
 struct Candidate {
     name: Arc<str>,
     model: Arc<ModelConfig>,
-    fim: Fim,
+    /// None: a chat-only model, asked through a chat prompt.
+    fim: Option<Fim>,
 }
 
 /// The settings the path reads on every request; replaced whole on reconfiguration.
 struct Settings {
-    /// Every configured model that can fill in the middle, by name.
+    /// Every configured model, by name.
     candidates: HashMap<String, Candidate>,
     /// Whether some `[[rules]]` entry may apply to completion (then the target's features
     /// are computed for each request; otherwise they are not needed).
@@ -119,13 +120,13 @@ impl Settings {
         let candidates: HashMap<String, Candidate> = config
             .models
             .iter()
-            .filter_map(|(name, model)| {
+            .map(|(name, model)| {
                 let candidate = Candidate {
                     name: name.as_str().into(),
                     model: Arc::new(model.clone()),
-                    fim: model.fim()?,
+                    fim: model.fim(),
                 };
-                Some((name.clone(), candidate))
+                (name.clone(), candidate)
             })
             .collect();
         let rules_apply = config
@@ -184,6 +185,10 @@ struct Shared {
     cache: Mutex<CompletionCache>,
     docs: Mutex<HashMap<Arc<str>, DocState>>,
     counters: Counters,
+    /// Set once when the daily budget first keeps a cloud model out; taken by the caller,
+    /// who tells the user once.
+    budget_notice: Mutex<Option<String>>,
+    budget_noticed: std::sync::atomic::AtomicBool,
 }
 
 /// The completion engine. Cheap to clone; all clones share state.
@@ -209,6 +214,8 @@ impl CompletionEngine {
                 cache: Mutex::new(cache),
                 docs: Mutex::new(HashMap::new()),
                 counters: Counters::default(),
+                budget_notice: Mutex::new(None),
+                budget_noticed: false.into(),
             }),
         }
     }
@@ -249,6 +256,7 @@ impl CompletionEngine {
         route
             .iter()
             .filter_map(|name| settings.candidates.get(name))
+            .filter(|c| c.fim.is_some())
             .map(|c| (c.name.clone(), c.model.clone()))
             .collect()
     }
@@ -262,6 +270,11 @@ impl CompletionEngine {
             }
         }
         failed
+    }
+
+    /// The one-time notice that the daily budget keeps cloud models out, if it is due.
+    pub fn take_budget_notice(&self) -> Option<String> {
+        lock(&self.shared.budget_notice).take()
     }
 
     /// Forgets a closed document: its waiting requests end, its model call is aborted.
@@ -530,19 +543,19 @@ impl CompletionEngine {
         };
         let state = RouteState {
             models: self.shared.health.snapshot(Instant::now()),
-            spent_today_usd: 0.0,
+            spent_today_usd: self.shared.providers.spent_today_usd(),
         };
-        let mut decision = settings.router.decide(&request, &state);
-        let mut chain = Vec::new();
-        for verdict in decision.candidates.iter_mut().filter(|v| v.kept) {
-            match settings.candidates.get(&verdict.model) {
-                Some(c) => chain.push(c.clone()),
-                None => {
-                    verdict.kept = false;
-                    verdict.reason = "chat-only model (no `fim` mode)".into();
-                }
-            }
+        let decision = settings.router.decide(&request, &state);
+        if decision.budget_exhausted && !self.shared.budget_noticed.swap(true, Ordering::Relaxed) {
+            let limit = settings.config.budget.daily_usd.unwrap_or_default();
+            *lock(&self.shared.budget_notice) = Some(format!(
+                "Pilotfish: today's budget of ${limit:.2} is spent; cloud models are skipped until tomorrow (UTC)."
+            ));
         }
+        let chain = decision
+            .chain()
+            .filter_map(|name| settings.candidates.get(name).cloned())
+            .collect();
         Route { chain, decision }
     }
 }
@@ -621,7 +634,13 @@ async fn run_flight(
         .iter()
         .map(|c| (c.name.clone(), c.model.clone()))
         .collect();
-    let fim_of = |name: &str| route.chain.iter().find(|c| &*c.name == name).map(|c| c.fim);
+    let fim_of = |name: &str| {
+        route
+            .chain
+            .iter()
+            .find(|c| &*c.name == name)
+            .and_then(|c| c.fim)
+    };
     let budget = settings.budget;
     let redact_before_cloud = settings.config.privacy.redact_secrets;
     let started = Instant::now();
@@ -645,19 +664,36 @@ async fn run_flight(
             let ctx = &ctx;
             let fim = fim_of(&name);
             async move {
-                let fim = fim.ok_or_else(|| {
-                    ProviderError::Unsupported(format!("model {:?} has no FIM mode", model.model))
-                })?;
-                let mut prompt = build_fim(fim, ctx);
-                if redact_before_cloud && !model.is_local() {
-                    prompt.prompt = redact(&prompt.prompt).0;
-                    prompt.suffix = prompt.suffix.map(|s| redact(&s).0);
-                }
+                let cloud = redact_before_cloud && !model.is_local();
                 let max_tokens = if ctx.shape.multiline {
                     model.max_output_tokens
                 } else {
                     model.max_output_tokens.min(SINGLE_LINE_MAX_TOKENS)
                 };
+                let Some(fim) = fim else {
+                    // A chat-only model that a rule sent completion to: a chat prompt, and
+                    // post-processing strips the fences and prose chat models add.
+                    let (system, user) = chat_completion_messages(ctx);
+                    let (system, user) = if cloud {
+                        (redact(&system).0, redact(&user).0)
+                    } else {
+                        (system, user)
+                    };
+                    let messages = [ChatMessage::user(user)];
+                    let call = ChatCall {
+                        system: &system,
+                        messages: &messages,
+                        max_tokens,
+                        temperature: 0.0,
+                    };
+                    let answer = providers.chat(&model, call, &mut |_| {}).await?;
+                    return Ok(postprocess(&answer.text, ctx, &[]).map(|kept| (kept, answer)));
+                };
+                let mut prompt = build_fim(fim, ctx);
+                if cloud {
+                    prompt.prompt = redact(&prompt.prompt).0;
+                    prompt.suffix = prompt.suffix.map(|s| redact(&s).0);
+                }
                 let call = FimCall {
                     prompt: &prompt,
                     max_tokens,

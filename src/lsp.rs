@@ -293,6 +293,9 @@ impl Backend {
         let cursor = position::to_byte(&snapshot.rope, to_line_col(pos), self.encoding())
             .map_err(invalid_params)?;
         let outcome = self.engine.complete(&snapshot, cursor).await;
+        if let Some(notice) = self.engine.take_budget_notice() {
+            self.show(MessageType::INFO, notice).await;
+        }
         let current = lock(&self.documents).version(uri.as_str());
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         match outcome {

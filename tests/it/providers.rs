@@ -409,7 +409,9 @@ async fn a_stream_that_stalls_times_out_after_the_first_pieces() {
             .chunk_delay(Duration::from_secs(10)),
     );
     let mut model = model(&double, Provider::Openai, None);
-    model.timeout_ms = 400;
+    // Long enough for the first piece to arrive on a loaded machine, far shorter than the
+    // 10 s stall.
+    model.timeout_ms = 1_500;
     let (pieces, result) = chat(&model).await;
     assert_eq!(pieces, ["ab"]);
     assert!(
