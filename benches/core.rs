@@ -7,11 +7,14 @@ use std::sync::{Arc, Mutex};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use pilotfish::cache::{CacheKey, CachedSuggestion, CompletionCache};
+use pilotfish::config::{LoadedConfig, Origin};
 use pilotfish::documents::{Documents, TextChange};
 use pilotfish::position::{LineCol, PositionEncoding};
 use pilotfish::prompt::{Fim, FimTemplate, build_fim};
+use pilotfish::router::{RouteRequest, RouteState, Router};
 use pilotfish::syntax::Language;
 use pilotfish::syntax::context::{ContextBudget, MultilinePolicy, extract};
+use pilotfish::syntax::features::{enclosing_target, features};
 
 /// A Rust file of about `lines` lines: structs, impls and functions with bodies.
 pub fn rust_source(lines: usize) -> String {
@@ -196,5 +199,86 @@ fn cache(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, edit_and_reparse, context_and_prompt, cache);
+/// The whole routing decision for an action on a 300-line function: the target and its
+/// features from tree-sitter, then rules, privacy, health, budget and fit.
+fn routing(c: &mut Criterion) {
+    let mut src = String::from("import os\nimport subprocess\n\n\ndef handler(request, db):\n");
+    for i in 0..100 {
+        src.push_str(&format!("    if request.get(\"k{i}\") and request.user:\n"));
+        src.push_str(&format!(
+            "        db.execute(f\"SELECT * FROM t WHERE id = {{request.id}} AND n = {i}\")\n"
+        ));
+        src.push_str("        subprocess.run([\"ls\", request.path])\n");
+    }
+    let mut docs = Documents::default();
+    docs.open_parsed("file:///ws/app/handler.py", Language::Python, 0, &src);
+    let snap = docs.snapshot("file:///ws/app/handler.py").unwrap();
+    let config = LoadedConfig::from_toml_str(
+        r#"
+[models.fast]
+provider = "ollama"
+url = "http://127.0.0.1:11434"
+model = "qwen2.5-coder:1.5b"
+fim = "native"
+[models.cloud]
+provider = "anthropic"
+url = "https://api.anthropic.com"
+model = "claude-sonnet-4-5"
+local = false
+context_window = 200000
+[routes]
+complete = ["fast"]
+review = ["cloud", "fast"]
+[[rules]]
+task = "review"
+when = { languages = ["rust", "cpp"], min_lines = 400 }
+use = ["fast"]
+[[rules]]
+task = "review"
+when = { sensitive = true, min_complexity = 10, paths = ["**/app/**"] }
+use = ["cloud", "fast"]
+[budget]
+daily_usd = 2.0
+"#,
+        Origin::BuiltIn,
+    )
+    .unwrap()
+    .config;
+    let router = Router::new(&config).unwrap();
+    let state = RouteState::default();
+    let cursor = snap.rope.line_to_byte(150);
+    let target = enclosing_target(&snap.rope, snap.tree.as_ref(), Language::Python, cursor);
+    assert!(target.line_span(&snap.rope).1 - target.line_span(&snap.rope).0 >= 299);
+    c.bench_function(
+        "routing decision, 300-line Python function (target + features + rules + filters)",
+        |b| {
+            b.iter(|| {
+                let target = enclosing_target(
+                    &snap.rope,
+                    snap.tree.as_ref(),
+                    Language::Python,
+                    black_box(cursor),
+                );
+                let feats = features(&snap.rope, snap.tree.as_ref(), Language::Python, &target);
+                let request = RouteRequest {
+                    task: "review",
+                    features: &feats,
+                    path: "/ws/app/handler.py",
+                    workspace_root: Some("/ws"),
+                    secrets_found: 0,
+                    prompt_tokens: feats.tokens + 400,
+                };
+                black_box(router.decide(&request, &state))
+            })
+        },
+    );
+}
+
+criterion_group!(
+    benches,
+    edit_and_reparse,
+    context_and_prompt,
+    cache,
+    routing
+);
 criterion_main!(benches);
