@@ -75,6 +75,61 @@ impl<'a> RouteRequest<'a> {
     }
 }
 
+/// Tokens a chat prompt spends on instructions and context around the code, for the
+/// context-window check of actions (and of `pilotfish route`).
+pub const PROMPT_OVERHEAD_TOKENS: u32 = 400;
+
+/// What routing needs to know of an action's target, computed once and shared by the
+/// actions runner and `pilotfish route`: its features and the secrets in its code.
+#[derive(Debug, Clone)]
+pub struct TargetFacts {
+    pub features: Features,
+    /// Secrets found in the target's code (always counted, so they can be shown).
+    pub secrets: usize,
+}
+
+impl TargetFacts {
+    pub fn of(
+        rope: &ropey::Rope,
+        tree: Option<&tree_sitter::Tree>,
+        language: Language,
+        target: &crate::syntax::features::Target,
+    ) -> TargetFacts {
+        let features = crate::syntax::features::features(rope, tree, language, target);
+        let range = crate::actions::clamp_range(rope, target.range.clone());
+        let secrets = crate::redact::contains_secrets(&rope.byte_slice(range).to_string());
+        TargetFacts { features, secrets }
+    }
+
+    /// The routing request for `task` on this target.
+    pub fn request<'a>(
+        &'a self,
+        task: &'a str,
+        path: &'a str,
+        workspace_root: Option<&'a str>,
+        privacy: &crate::config::PrivacyConfig,
+    ) -> RouteRequest<'a> {
+        RouteRequest {
+            task,
+            features: &self.features,
+            path,
+            workspace_root,
+            secrets_found: secrets_to_route(privacy, || self.secrets),
+            prompt_tokens: self.features.tokens.saturating_add(PROMPT_OVERHEAD_TOKENS),
+        }
+    }
+}
+
+/// The secrets count routing should see, by the privacy policy: with `redact_secrets` on,
+/// secrets are masked before any cloud call and cloud models stay eligible (0, and `count`
+/// is not even run); with it off, any secret keeps the request on local models.
+pub fn secrets_to_route(
+    privacy: &crate::config::PrivacyConfig,
+    count: impl FnOnce() -> usize,
+) -> usize {
+    if privacy.redact_secrets { 0 } else { count() }
+}
+
 /// The world the decision is made in.
 #[derive(Debug, Clone, Default)]
 pub struct RouteState {
