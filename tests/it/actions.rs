@@ -367,7 +367,7 @@ fn review_publishes_diagnostics_replaces_them_and_close_clears_them() {
     assert_eq!(diags[1]["severity"], 2);
     assert_eq!(
         diags[1]["range"],
-        range((4, 4), (4, 49)),
+        range((4, 4), (4, 47)),
         "the whole q = … line"
     );
     assert_eq!(findings[1]["range"], diags[1]["range"]);
