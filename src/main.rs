@@ -364,8 +364,11 @@ async fn action_once(config: &Config, action: &str, spot: &str) -> u8 {
     match &outcome.result {
         ActionResult::Document { markdown } => println!("{markdown}"),
         ActionResult::Edit(done) => {
-            let diff =
-                pilotfish::actions::unified_diff(&display, &snapshot.rope.to_string(), &done.document);
+            let diff = pilotfish::actions::unified_diff(
+                &display,
+                &snapshot.rope.to_string(),
+                &done.document,
+            );
             print!("{diff}");
         }
         ActionResult::Diagnostics(findings) => {
@@ -375,9 +378,18 @@ async fn action_once(config: &Config, action: &str, spot: &str) -> u8 {
             for f in findings {
                 let lines = f.finding.document_lines(outcome.first_line);
                 let (a, b) = (lines.start() + 1, lines.end() + 1);
-                let at = if a == b { format!("{a}") } else { format!("{a}-{b}") };
+                let at = if a == b {
+                    format!("{a}")
+                } else {
+                    format!("{a}-{b}")
+                };
                 let severity = format!("{:?}", f.finding.severity).to_lowercase();
-                let cwe = f.finding.cwe.as_deref().map(|c| format!(" [{c}]")).unwrap_or_default();
+                let cwe = f
+                    .finding
+                    .cwe
+                    .as_deref()
+                    .map(|c| format!(" [{c}]"))
+                    .unwrap_or_default();
                 println!("{display}:{at}: {severity}{cwe}: {}", f.finding.message);
             }
         }
@@ -386,7 +398,10 @@ async fn action_once(config: &Config, action: &str, spot: &str) -> u8 {
         eprintln!("pilotfish: note: {note}");
     }
     let model = outcome.provenance.model.as_deref().unwrap_or("?");
-    eprintln!("pilotfish: answered by {model} ({})", outcome.provenance.reason);
+    eprintln!(
+        "pilotfish: answered by {model} ({})",
+        outcome.provenance.reason
+    );
     0
 }
 

@@ -174,7 +174,10 @@ pub fn output_of(kind: &ActionKind, config: &Config) -> ActionOutput {
     kind.output(config_action(kind, config))
 }
 
-fn config_action<'a>(kind: &ActionKind, config: &'a Config) -> Option<&'a crate::config::ActionConfig> {
+fn config_action<'a>(
+    kind: &ActionKind,
+    config: &'a Config,
+) -> Option<&'a crate::config::ActionConfig> {
     match kind {
         ActionKind::Custom(name) => config.actions.get(name),
         _ => None,
@@ -217,7 +220,11 @@ pub async fn run_action(
 
     let (rope, tree, language) = (&snapshot.rope, snapshot.tree.as_ref(), snapshot.language);
     let target = spot.target(snapshot);
-    if rope.byte_slice(target.range.clone()).chars().all(char::is_whitespace) {
+    if rope
+        .byte_slice(target.range.clone())
+        .chars()
+        .all(char::is_whitespace)
+    {
         return Err(no_model(
             "nothing to work on here: the target is empty".into(),
             None,
@@ -230,7 +237,12 @@ pub async fn run_action(
         spent_today_usd: 0.0,
     };
     let decision = env.router.decide(&request, &state);
-    tracing::info!(task = kind.name(), path, "{}", decision.explain().trim_end());
+    tracing::info!(
+        task = kind.name(),
+        path,
+        "{}",
+        decision.explain().trim_end()
+    );
     if let Some(line) = decision.unavailable() {
         return Err(no_model(line, Some(decision)));
     }
@@ -245,7 +257,10 @@ pub async fn run_action(
         .collect();
     let Some((_, first)) = chain.first() else {
         return Err(no_model(
-            format!("no model for {}: the chain names no defined model", kind.name()),
+            format!(
+                "no model for {}: the chain names no defined model",
+                kind.name()
+            ),
             Some(decision),
         ));
     };
@@ -421,7 +436,12 @@ fn reason_for(decision: &Decision, model: &str, attempts: &[Attempt]) -> String 
 
 /// Places a finding in the document: its lines, clipped to the target, from the first
 /// non-blank character of the first line to the end of the text on the last.
-fn place(snapshot: &Snapshot, target: &Target, first_line: u32, finding: Finding) -> DocumentFinding {
+fn place(
+    snapshot: &Snapshot,
+    target: &Target,
+    first_line: u32,
+    finding: Finding,
+) -> DocumentFinding {
     let rope = &snapshot.rope;
     let range = super::clamp_range(rope, target.range.clone());
     let last_doc_line = rope.len_lines().saturating_sub(1);

@@ -216,7 +216,10 @@ fn parse_args(arguments: &[Value]) -> std::result::Result<CommandArgs, String> {
         }
         (None, None) => return Err("the argument needs a \"range\" or a \"position\"".into()),
     };
-    let action = arg.get("action").and_then(Value::as_str).map(str::to_string);
+    let action = arg
+        .get("action")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     Ok(CommandArgs { uri, range, action })
 }
 
@@ -239,11 +242,20 @@ impl Backend {
                 .config
                 .actions
                 .iter()
-                .map(|(name, a)| (name.clone(), ActionKind::Custom(name.clone()).title(Some(a))))
+                .map(|(name, a)| {
+                    (
+                        name.clone(),
+                        ActionKind::Custom(name.clone()).title(Some(a)),
+                    )
+                })
                 .collect()
         };
-        let builtin = [ActionKind::Explain, ActionKind::Refactor, ActionKind::Review]
-            .map(|k| (k.title(None), k));
+        let builtin = [
+            ActionKind::Explain,
+            ActionKind::Refactor,
+            ActionKind::Review,
+        ]
+        .map(|k| (k.title(None), k));
         let all = builtin
             .into_iter()
             .chain(custom.into_iter().filter_map(|(name, title)| {
@@ -476,8 +488,15 @@ impl Backend {
         let delivered = match output_of(&kind, &config) {
             ActionOutput::Document => self.deliver_document(&title, &display_path, &outcome).await,
             ActionOutput::Edit => {
-                self.deliver_edit(&title, &args.uri, &snapshot, &display_path, &outcome, encoding)
-                    .await
+                self.deliver_edit(
+                    &title,
+                    &args.uri,
+                    &snapshot,
+                    &display_path,
+                    &outcome,
+                    encoding,
+                )
+                .await
             }
             ActionOutput::Diagnostics => {
                 self.deliver_diagnostics(&args.uri, &snapshot, &outcome, encoding)
@@ -577,8 +596,16 @@ impl Backend {
             return Err(self.action_failed(title, e).await);
         }
         let range = Range {
-            start: to_position(position::from_byte(&snapshot.rope, done.range.start, encoding)),
-            end: to_position(position::from_byte(&snapshot.rope, done.range.end, encoding)),
+            start: to_position(position::from_byte(
+                &snapshot.rope,
+                done.range.start,
+                encoding,
+            )),
+            end: to_position(position::from_byte(
+                &snapshot.rope,
+                done.range.end,
+                encoding,
+            )),
         };
         let edit = WorkspaceEdit {
             changes: Some(HashMap::from([(
@@ -678,7 +705,13 @@ fn write_explanation(
     std::fs::create_dir_all(&dir)?;
     let stem: String = display_path
         .chars()
-        .map(|c| if c.is_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let stem = stem.trim_start_matches('_');
     let name = format!(

@@ -227,7 +227,10 @@ fn initialize_advertises_code_actions_and_the_commands() {
         "pilotfish.review",
         "pilotfish.action",
     ] {
-        assert!(commands.as_array().unwrap().contains(&json!(c)), "{commands}");
+        assert!(
+            commands.as_array().unwrap().contains(&json!(c)),
+            "{commands}"
+        );
     }
 }
 
@@ -242,7 +245,10 @@ fn explain_streams_with_progress_writes_a_file_and_opens_it() {
     assert_eq!(result["markdown"], answer);
     assert_eq!(result["model"], "local");
     assert!(
-        result["reason"].as_str().unwrap().contains("routes.explain"),
+        result["reason"]
+            .as_str()
+            .unwrap()
+            .contains("routes.explain"),
         "{result}"
     );
     assert_eq!(result["attempts"].as_array().unwrap().len(), 1);
@@ -274,7 +280,10 @@ fn explain_streams_with_progress_writes_a_file_and_opens_it() {
     let shown = s.lsp.server_requests_of("window/showDocument");
     assert_eq!(shown.len(), 1);
     assert_eq!(shown[0]["uri"], result["uri"]);
-    let file = shown[0]["uri"].as_str().unwrap().trim_start_matches("file://");
+    let file = shown[0]["uri"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("file://");
     let page = std::fs::read_to_string(file).expect("the explanation file");
     assert!(page.contains(answer), "{page}");
     assert!(page.contains("Answered by local"), "{page}");
@@ -288,12 +297,14 @@ fn explain_without_show_document_support_shows_a_message() {
     let result = s.run("pilotfish.explain", at(&uri, cursor)).unwrap();
     assert_eq!(result["markdown"], answer);
     assert!(s.lsp.server_requests_of("window/showDocument").is_empty());
-    assert!(s.lsp.server_requests_of("window/workDoneProgress/create").is_empty());
-    let message = s
-        .lsp
-        .wait_for_notification("window/showMessage", |p| {
-            p["message"].as_str().unwrap_or("").contains(answer)
-        });
+    assert!(
+        s.lsp
+            .server_requests_of("window/workDoneProgress/create")
+            .is_empty()
+    );
+    let message = s.lsp.wait_for_notification("window/showMessage", |p| {
+        p["message"].as_str().unwrap_or("").contains(answer)
+    });
     assert_eq!(message["type"], 3);
 }
 
@@ -327,13 +338,16 @@ fn a_refactor_answer_that_does_not_parse_makes_no_edit() {
     let error = s.run("pilotfish.refactor", at(&uri, cursor)).unwrap_err();
     assert!(error.contains("no edit"), "{error}");
     assert!(s.lsp.server_requests_of("workspace/applyEdit").is_empty());
-    let message = s.lsp.wait_for_notification("window/showMessage", |p| p["type"] == 1);
+    let message = s
+        .lsp
+        .wait_for_notification("window/showMessage", |p| p["type"] == 1);
     let text = message["message"].as_str().unwrap();
     assert!(text.contains("Pilotfish: Refactor: no edit"), "{text}");
     assert!(text.contains("syntax error"), "{text}");
 
     // Prose without code is no edit either.
-    s.local.set_behaviour(Behaviour::answer("I would simplify it."));
+    s.local
+        .set_behaviour(Behaviour::answer("I would simplify it."));
     let error = s.run("pilotfish.refactor", at(&uri, cursor)).unwrap_err();
     assert!(error.contains("no edit"), "{error}");
     assert!(s.lsp.server_requests_of("workspace/applyEdit").is_empty());
@@ -352,11 +366,16 @@ fn review_publishes_diagnostics_replaces_them_and_close_clears_them() {
     assert_eq!(findings.len(), 2);
     assert_eq!(findings[0]["cwe"], "CWE-78");
     let sent = s.local.last_model_call().unwrap().all_input_text();
-    assert!(sent.contains("3 |     os.system(cmd)"), "numbered lines: {sent}");
+    assert!(
+        sent.contains("3 |     os.system(cmd)"),
+        "numbered lines: {sent}"
+    );
 
     let published = s
         .lsp
-        .wait_for_notification("textDocument/publishDiagnostics", |p| p["uri"] == json!(uri));
+        .wait_for_notification("textDocument/publishDiagnostics", |p| {
+            p["uri"] == json!(uri)
+        });
     let diags = published["diagnostics"].as_array().unwrap();
     assert_eq!(diags.len(), 2);
     assert_eq!(diags[0]["source"], "pilotfish");
@@ -378,11 +397,11 @@ fn review_publishes_diagnostics_replaces_them_and_close_clears_them() {
     ));
     let before = s.lsp.notification_count();
     s.run("pilotfish.review", at(&uri, cursor)).unwrap();
-    let replaced = s.lsp.wait_for_notification_after(
-        before,
-        "textDocument/publishDiagnostics",
-        |p| p["uri"] == json!(uri),
-    );
+    let replaced =
+        s.lsp
+            .wait_for_notification_after(before, "textDocument/publishDiagnostics", |p| {
+                p["uri"] == json!(uri)
+            });
     let diags = replaced["diagnostics"].as_array().unwrap();
     assert_eq!(diags.len(), 1);
     assert_eq!(diags[0]["severity"], 3);
@@ -391,11 +410,11 @@ fn review_publishes_diagnostics_replaces_them_and_close_clears_them() {
     // Closing the file clears them.
     let before = s.lsp.notification_count();
     s.lsp.close(&uri);
-    let cleared = s.lsp.wait_for_notification_after(
-        before,
-        "textDocument/publishDiagnostics",
-        |p| p["uri"] == json!(uri),
-    );
+    let cleared =
+        s.lsp
+            .wait_for_notification_after(before, "textDocument/publishDiagnostics", |p| {
+                p["uri"] == json!(uri)
+            });
     assert_eq!(cleared["diagnostics"], json!([]));
 }
 
@@ -446,15 +465,18 @@ fn cancel_during_streaming(by_progress_token: bool) {
             .is_some_and(|m| m.contains("characters"))
     });
     if by_progress_token {
-        s.lsp
-            .notify("window/workDoneProgress/cancel", json!({ "token": report["token"] }));
+        s.lsp.notify(
+            "window/workDoneProgress/cancel",
+            json!({ "token": report["token"] }),
+        );
     } else {
         s.lsp.cancel(id);
     }
     let error = s.lsp.response(id).unwrap_err();
     assert_eq!(error.code, -32800, "{error:?}");
     assert!(
-        s.local.wait_for(|d| d.aborted() == 1, Duration::from_secs(10)),
+        s.local
+            .wait_for(|d| d.aborted() == 1, Duration::from_secs(10)),
         "the model call was dropped: {}",
         s.local.summary()
     );
@@ -477,7 +499,9 @@ fn work_done_progress_cancel_during_streaming_stops_the_model_call() {
 
 #[test]
 fn user_actions_with_each_output_kind() {
-    let s = Actions::start(Behaviour::answer("## Tests\n\n```rust\n#[test]\nfn t() {}\n```"));
+    let s = Actions::start(Behaviour::answer(
+        "## Tests\n\n```rust\n#[test]\nfn t() {}\n```",
+    ));
     let (uri, text, cursor) = s.open("src/lib.rs", "rust", RUST_FN);
     let arg = |name: &str| json!({ "uri": uri, "position": position(cursor.0, cursor.1), "action": name });
 
@@ -487,7 +511,9 @@ fn user_actions_with_each_output_kind() {
     assert!(result["markdown"].as_str().unwrap().starts_with("## Tests"));
     let sent = s.local.last_model_call().unwrap().all_input_text();
     assert!(
-        sent.contains("Write unit tests for this rust code in src/lib.rs:\nfn add(a: i32, b: i32) -> i32 {"),
+        sent.contains(
+            "Write unit tests for this rust code in src/lib.rs:\nfn add(a: i32, b: i32) -> i32 {"
+        ),
         "the template is filled: {sent}"
     );
     assert_eq!(s.lsp.server_requests_of("window/showDocument").len(), 1);
@@ -513,7 +539,9 @@ fn user_actions_with_each_output_kind() {
     assert_eq!(result["findings"].as_array().unwrap().len(), 1);
     let published = s
         .lsp
-        .wait_for_notification("textDocument/publishDiagnostics", |p| p["uri"] == json!(uri));
+        .wait_for_notification("textDocument/publishDiagnostics", |p| {
+            p["uri"] == json!(uri)
+        });
     assert_eq!(published["diagnostics"][0]["range"], range((3, 4), (3, 18)));
     assert_eq!(published["diagnostics"][0]["source"], "pilotfish");
     assert!(text.contains("let s = a + b;"));
@@ -537,7 +565,10 @@ fn a_secret_in_the_file_never_reaches_the_cloud_model() {
     );
     let (uri, _, cursor) = s.open("src/net.rs", "rust", RUST_SECRET);
     let result = s.run("pilotfish.explain", at(&uri, cursor)).unwrap();
-    assert_eq!(result["model"], "cloud", "redaction keeps the cloud eligible");
+    assert_eq!(
+        result["model"], "cloud",
+        "redaction keeps the cloud eligible"
+    );
     let cloud = s.cloud.as_ref().unwrap();
     assert_eq!(cloud.requests(), 1);
     let sent = cloud.last_model_call().unwrap().all_input_text();
@@ -658,7 +689,16 @@ fn cli_setup(behaviour: Behaviour) -> (ModelDouble, TempDir) {
 #[test]
 fn cli_action_explain_refactor_review_and_a_user_action() {
     let (local, dir) = cli_setup(Behaviour::answer("It adds two numbers."));
-    let out = cli(dir.path(), &["--config", "pilotfish.toml", "action", "explain", "lib.rs:4"]);
+    let out = cli(
+        dir.path(),
+        &[
+            "--config",
+            "pilotfish.toml",
+            "action",
+            "explain",
+            "lib.rs:4",
+        ],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -669,22 +709,51 @@ fn cli_action_explain_refactor_review_and_a_user_action() {
     local.set_behaviour(Behaviour::answer(
         "```rust\nfn add(a: i32, b: i32) -> i32 {\n    a + b\n}\n```",
     ));
-    let out = cli(dir.path(), &["--config", "pilotfish.toml", "action", "refactor", "lib.rs:4:5"]);
+    let out = cli(
+        dir.path(),
+        &[
+            "--config",
+            "pilotfish.toml",
+            "action",
+            "refactor",
+            "lib.rs:4:5",
+        ],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.starts_with("--- a/lib.rs\n+++ b/lib.rs\n"), "{stdout}");
-    assert!(stdout.contains("-    let s = a + b;\n-    s\n+    a + b\n"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("--- a/lib.rs\n+++ b/lib.rs\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("-    let s = a + b;\n-    s\n+    a + b\n"),
+        "{stdout}"
+    );
 
     local.set_behaviour(Behaviour::answer(
         "{\"findings\":[{\"severity\":\"warning\",\"cwe\":\"CWE-190\",\"line_start\":2,\"line_end\":2,\"message\":\"May overflow.\"}]}",
     ));
-    let out = cli(dir.path(), &["--config", "pilotfish.toml", "action", "review", "lib.rs:4"]);
+    let out = cli(
+        dir.path(),
+        &["--config", "pilotfish.toml", "action", "review", "lib.rs:4"],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(stdout.trim(), "lib.rs:4: warning [CWE-190]: May overflow.");
 
     local.set_behaviour(Behaviour::answer("Some tests."));
-    let out = cli(dir.path(), &["--config", "pilotfish.toml", "action", "tests", "lib.rs:4"]);
+    let out = cli(
+        dir.path(),
+        &["--config", "pilotfish.toml", "action", "tests", "lib.rs:4"],
+    );
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Some tests.");
     assert_eq!(local.requests(), 4);
@@ -693,18 +762,33 @@ fn cli_action_explain_refactor_review_and_a_user_action() {
 #[test]
 fn cli_action_exits_non_zero_when_every_model_fails_or_the_answer_is_unusable() {
     let (local, dir) = cli_setup(Behaviour::failing(Fault::status(500)));
-    let out = cli(dir.path(), &["--config", "pilotfish.toml", "action", "explain", "lib.rs:4"]);
+    let out = cli(
+        dir.path(),
+        &[
+            "--config",
+            "pilotfish.toml",
+            "action",
+            "explain",
+            "lib.rs:4",
+        ],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("explain: no model answered"), "{stderr}");
     assert!(out.stdout.is_empty());
 
     local.set_behaviour(Behaviour::answer("Not JSON at all."));
-    let out = cli(dir.path(), &["--config", "pilotfish.toml", "action", "review", "lib.rs:4"]);
+    let out = cli(
+        dir.path(),
+        &["--config", "pilotfish.toml", "action", "review", "lib.rs:4"],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("review: no findings"), "{stderr}");
 
-    let out = cli(dir.path(), &["--config", "pilotfish.toml", "action", "explain", "lib.rs"]);
+    let out = cli(
+        dir.path(),
+        &["--config", "pilotfish.toml", "action", "explain", "lib.rs"],
+    );
     assert_eq!(out.status.code(), Some(2));
 }
