@@ -724,6 +724,36 @@ mod tests {
     use crate::config::{LoadedConfig, Origin};
     use crate::syntax::features::SensitiveCall;
 
+    /// The privacy policy of secrets: counted (and routed local) only with redaction off.
+    #[test]
+    fn secrets_to_route_follows_redact_secrets() {
+        let mut privacy = crate::config::PrivacyConfig::default();
+        assert_eq!(secrets_to_route(&privacy, || panic!("not counted")), 0);
+        privacy.redact_secrets = false;
+        assert_eq!(secrets_to_route(&privacy, || 2), 2);
+    }
+
+    #[test]
+    fn target_facts_count_secrets_and_build_the_request() {
+        let doc = "fn f() {\n    let k = \"sk-proj-4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c\";\n}\n";
+        let rope = ropey::Rope::from_str(doc);
+        let tree = crate::syntax::parse(Language::Rust, doc);
+        let target =
+            crate::syntax::features::enclosing_target(&rope, tree.as_ref(), Language::Rust, 12);
+        let facts = TargetFacts::of(&rope, tree.as_ref(), Language::Rust, &target);
+        assert_eq!(facts.secrets, 1);
+        let mut privacy = crate::config::PrivacyConfig::default();
+        let request = facts.request("explain", "/w/a.rs", Some("/w"), &privacy);
+        assert_eq!(request.secrets_found, 0);
+        assert_eq!(
+            request.prompt_tokens,
+            facts.features.tokens + PROMPT_OVERHEAD_TOKENS
+        );
+        privacy.redact_secrets = false;
+        let request = facts.request("explain", "/w/a.rs", Some("/w"), &privacy);
+        assert_eq!(request.secrets_found, 1);
+    }
+
     /// Models shared by every case: two local, two cloud (`cheap` is cloud by its URL).
     const MODELS: &str = r#"
 [models.fast]
