@@ -240,9 +240,11 @@ pub async fn run_action(
     tracing::info!(
         task = kind.name(),
         path,
-        "{}",
-        decision.explain().trim_end()
+        source = %decision.chain_source,
+        chain = %decision.chain().collect::<Vec<_>>().join(" → "),
+        "action routed"
     );
+    tracing::debug!("{}", decision.explain().trim_end());
     if let Some(line) = decision.unavailable() {
         return Err(no_model(line, Some(decision)));
     }

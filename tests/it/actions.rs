@@ -353,6 +353,29 @@ fn a_refactor_answer_that_does_not_parse_makes_no_edit() {
     assert!(s.lsp.server_requests_of("workspace/applyEdit").is_empty());
 }
 
+#[test]
+fn a_refactor_of_a_document_edited_meanwhile_is_not_applied() {
+    let answer = "```rust\nfn add(a: i32, b: i32) -> i32 {\n    a + b\n}\n```";
+    let slow = Behaviour::answer(answer)
+        .chunks(6)
+        .chunk_delay(Duration::from_millis(150));
+    let s = Actions::start(slow);
+    let (uri, _, cursor) = s.open("src/lib.rs", "rust", RUST_FN);
+    let id = s.lsp.request(
+        "workspace/executeCommand",
+        json!({ "command": "pilotfish.refactor", "arguments": [at(&uri, cursor)] }),
+    );
+    s.lsp.wait_for_notification("$/progress", |p| {
+        p["value"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("characters"))
+    });
+    s.lsp.type_text(&uri, 2, (0, 0), "// edited\n");
+    let error = s.lsp.response(id).unwrap_err();
+    assert!(error.message.contains("the document changed"), "{error:?}");
+    assert!(s.lsp.server_requests_of("workspace/applyEdit").is_empty());
+}
+
 const PY_REVIEW: &str = "import os\n\n\ndef run(cmd, name):\n    q = \"SELECT * FROM t WHERE n = '%s'\" % name$0\n    os.system(cmd)\n    return q\n";
 
 #[test]
