@@ -20,7 +20,7 @@ use crate::prompt::{Fim, build_fim, chat_completion_messages};
 use crate::providers::{ChatCall, ChatMessage, FimCall, Providers};
 use crate::redact::{contains_secrets, redact};
 use crate::resilience::{Health, run_chain};
-use crate::router::{Decision, RouteRequest, RouteState, Router};
+use crate::router::{Decision, RouteRequest, RouteState, Router, secrets_to_route};
 use crate::syntax::context::{CHARS_PER_TOKEN, CompletionContext, ContextBudget, extract};
 use crate::syntax::features::{Features, enclosing_target, features};
 
@@ -523,13 +523,15 @@ impl CompletionEngine {
         let prompt_tokens = (prompt_chars / CHARS_PER_TOKEN) as u32;
         // With redaction on, secrets are masked before a cloud call; with it off, finding
         // any keeps the request on local models.
-        let secrets_found = if settings.any_cloud && !settings.config.privacy.redact_secrets {
-            ctx.imports
-                .iter()
-                .map(|l| contains_secrets(l))
-                .sum::<usize>()
-                + contains_secrets(&ctx.prefix)
-                + contains_secrets(&ctx.suffix)
+        let secrets_found = if settings.any_cloud {
+            secrets_to_route(&settings.config.privacy, || {
+                ctx.imports
+                    .iter()
+                    .map(|l| contains_secrets(l))
+                    .sum::<usize>()
+                    + contains_secrets(&ctx.prefix)
+                    + contains_secrets(&ctx.suffix)
+            })
         } else {
             0
         };

@@ -24,6 +24,7 @@ use crate::providers::Providers;
 use crate::resilience::Health;
 use crate::syntax::Language;
 
+mod actions;
 mod framing;
 
 /// The command attached to every suggestion, so the editor reports acceptance.
@@ -47,6 +48,10 @@ pub async fn serve_stdio(options: ServeOptions) -> i32 {
     let (service, socket) = LspService::build(move |client| Backend::new(client, options, flag))
         .custom_method("textDocument/inlineCompletion", Backend::inline_completion)
         .custom_method(framing::UNREADABLE_METHOD, Backend::unreadable_message)
+        .custom_method(
+            "window/workDoneProgress/cancel",
+            Backend::work_done_progress_cancel,
+        )
         .finish();
     // tower-lsp stops reading at the first frame it cannot decode; the guard keeps it going.
     let (input, output) = stdio();
@@ -144,6 +149,8 @@ pub struct Backend {
     /// Whether the user has been told that no completion model answers; reset on success.
     told_unreachable: AtomicBool,
     shutdown_seen: Arc<AtomicBool>,
+    /// Code actions: client capabilities, cancel switches, documents with diagnostics.
+    actions: actions::ActionState,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -211,6 +218,7 @@ impl Backend {
             health,
             told_unreachable: AtomicBool::new(false),
             shutdown_seen,
+            actions: actions::ActionState::default(),
         }
     }
 
@@ -456,6 +464,7 @@ impl LanguageServer for Backend {
             .write()
             .unwrap_or_else(|p| p.into_inner()) =
             root.as_ref().map(|r| r.to_string_lossy().into_owned());
+        self.actions.set_client_capabilities(&params.capabilities);
         self.load_config(root, params.initialization_options).await;
         let client = params
             .client_info
@@ -479,8 +488,12 @@ impl LanguageServer for Backend {
                     resolve_provider: Some(false),
                     ..Default::default()
                 }),
+                code_action_provider: Some(actions::code_action_capability()),
                 execute_command_provider: Some(ExecuteCommandOptions {
-                    commands: vec![ACCEPT_COMMAND.into()],
+                    commands: std::iter::once(ACCEPT_COMMAND)
+                        .chain(actions::COMMANDS)
+                        .map(String::from)
+                        .collect(),
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -555,6 +568,7 @@ impl LanguageServer for Backend {
         let uri = params.text_document.uri;
         lock(&self.documents).close(uri.as_str());
         self.engine.close(uri.as_str());
+        self.clear_action_diagnostics(&uri).await;
     }
 
     async fn did_change_configuration(&self, params: DidChangeConfigurationParams) {
@@ -647,6 +661,10 @@ impl LanguageServer for Backend {
         .await
     }
 
+    async fn code_action(&self, params: CodeActionParams) -> Result<Option<CodeActionResponse>> {
+        guarded("codeAction", async { self.offer_code_actions(params) }).await
+    }
+
     async fn execute_command(&self, params: ExecuteCommandParams) -> Result<Option<LSPAny>> {
         guarded("executeCommand", async {
             match params.command.as_str() {
@@ -654,6 +672,10 @@ impl LanguageServer for Backend {
                     let args = Value::Array(params.arguments);
                     tracing::info!(%args, "suggestion accepted");
                     Ok(None)
+                }
+                action if actions::COMMANDS.contains(&action) => {
+                    let token = params.work_done_progress_params.work_done_token;
+                    self.execute_action(action, &params.arguments, token).await
                 }
                 other => Err(Error::invalid_params(format!("unknown command {other:?}"))),
             }

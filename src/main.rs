@@ -15,11 +15,10 @@ use pilotfish::documents::Documents;
 use pilotfish::lsp::{ServeOptions, serve_stdio};
 use pilotfish::position::{self, LineCol, PositionEncoding};
 use pilotfish::providers::Providers;
-use pilotfish::redact::contains_secrets;
 use pilotfish::resilience::Health;
-use pilotfish::router::{RouteRequest, RouteState, Router};
+use pilotfish::router::{RouteState, Router, TargetFacts};
 use pilotfish::syntax::Language;
-use pilotfish::syntax::features::{enclosing_target, features};
+use pilotfish::syntax::features::enclosing_target;
 
 #[derive(Parser)]
 #[command(
@@ -53,6 +52,15 @@ enum Command {
     Config,
     /// Probe every configured model; exit 1 if a route has no live model.
     Check,
+    /// Run a code action on the enclosing function/class (or the whole small file) at
+    /// FILE:LINE[:COL]: explain prints markdown, refactor a unified diff, review the
+    /// findings. The model that answered and why go to stderr.
+    Action {
+        /// explain, refactor, review or the NAME of an [actions.NAME] table.
+        action: String,
+        /// FILE:LINE[:COL] (1-based)
+        spot: String,
+    },
     /// Dry run: the routing decision at FILE:LINE:COL, the candidate chain and the reason
     /// for each step, without calling a model.
     Route {
@@ -115,6 +123,10 @@ fn main() -> ExitCode {
             Ok(loaded) => route_once(&loaded.config, &spot, &task, json),
             Err(code) => code,
         },
+        Some(Command::Action { action, spot }) => match load_config(cli.config.as_deref()) {
+            Ok(loaded) => runtime.block_on(action_once(&loaded.config, &action, &spot)),
+            Err(code) => code,
+        },
         Some(Command::Complete { spot, budget_ms }) => match load_config(cli.config.as_deref()) {
             Ok(loaded) => runtime.block_on(complete_once(loaded.config, &spot, budget_ms)),
             Err(code) => code,
@@ -157,11 +169,16 @@ struct Spot {
 
 /// Reads FILE of `FILE:LINE:COL`, parses it, and finds the cursor; errors are printed.
 fn open_spot(spot: &str) -> Result<Spot, u8> {
+    open_spot_with(spot, parse_spot(spot))
+}
+
+/// [`open_spot`] for an already parsed spot (`FILE:LINE[:COL]` for actions).
+fn open_spot_with(spot: &str, parsed: Result<(PathBuf, u32, u32), String>) -> Result<Spot, u8> {
     let fail = |e: String| {
         eprintln!("pilotfish: {e}");
         2
     };
-    let (file, line, col) = parse_spot(spot).map_err(fail)?;
+    let (file, line, col) = parsed.map_err(fail)?;
     let text = std::fs::read_to_string(&file)
         .map_err(|e| fail(format!("cannot read {}: {e}", file.display())))?;
     let path = std::path::absolute(&file).unwrap_or(file.clone());
@@ -200,26 +217,13 @@ fn route_once(config: &Config, spot: &str, task: &str, json: bool) -> u8 {
     };
     let (rope, tree, language) = (&snapshot.rope, snapshot.tree.as_ref(), snapshot.language);
     let target = enclosing_target(rope, tree, language, cursor);
-    let feats = features(rope, tree, language, &target);
-    let code = rope.byte_slice(target.range.clone()).to_string();
-    let secrets = contains_secrets(&code);
+    let facts = TargetFacts::of(rope, tree, language, &target);
+    let (feats, secrets) = (&facts.features, facts.secrets);
     let path_text = path.to_string_lossy().into_owned();
     let root = std::env::current_dir()
         .ok()
         .map(|d| d.to_string_lossy().into_owned());
-    let request = RouteRequest {
-        task,
-        features: &feats,
-        path: &path_text,
-        workspace_root: root.as_deref(),
-        // With redaction on, secrets are masked and cloud models stay eligible.
-        secrets_found: if config.privacy.redact_secrets {
-            0
-        } else {
-            secrets
-        },
-        prompt_tokens: feats.tokens + PROMPT_OVERHEAD_TOKENS,
-    };
+    let request = facts.request(task, &path_text, root.as_deref(), &config.privacy);
     let decision = router.decide(&request, &RouteState::default());
     if json {
         let out = serde_json::json!({
@@ -262,9 +266,6 @@ fn route_once(config: &Config, spot: &str, task: &str, json: bool) -> u8 {
     }
 }
 
-/// Tokens a prompt spends on instructions around the code, for the context-window check.
-const PROMPT_OVERHEAD_TOKENS: u32 = 400;
-
 /// `FILE:LINE:COL` → (file, 0-based line, 0-based column in characters).
 fn parse_spot(spot: &str) -> Result<(PathBuf, u32, u32), String> {
     let mut parts = spot.rsplitn(3, ':');
@@ -283,6 +284,125 @@ fn parse_spot(spot: &str) -> Result<(PathBuf, u32, u32), String> {
         number(line, "LINE")?,
         number(col, "COL")?,
     ))
+}
+
+/// `FILE:LINE[:COL]` → (file, 0-based line, 0-based column; 0 when absent).
+fn parse_action_spot(spot: &str) -> Result<(PathBuf, u32, u32), String> {
+    if let Ok(parsed) = parse_spot(spot) {
+        return Ok(parsed);
+    }
+    let Some((file, line)) = spot.rsplit_once(':') else {
+        return Err(format!("expected FILE:LINE[:COL], got {spot:?}"));
+    };
+    match line.parse::<u32>() {
+        Ok(n) if n >= 1 && !file.is_empty() => Ok((PathBuf::from(file), n - 1, 0)),
+        _ => Err(format!(
+            "expected FILE:LINE[:COL] with LINE a number from 1, got {spot:?}"
+        )),
+    }
+}
+
+/// `pilotfish action KIND FILE:LINE[:COL]`: the same pipeline as the editor's command.
+/// Exit 0 with the result on stdout; 1 when no model answered or the answer was unusable;
+/// 2 for a bad spot or config.
+async fn action_once(config: &Config, action: &str, spot: &str) -> u8 {
+    use pilotfish::actions::ActionKind;
+    use pilotfish::actions::run::{
+        ActionEnv, ActionInput, ActionResult, Spot as ActionSpot, run_action,
+    };
+
+    let Ok(Spot {
+        path,
+        snapshot,
+        cursor,
+    }) = open_spot_with(spot, parse_action_spot(spot))
+    else {
+        return 2;
+    };
+    let router = match Router::new(config) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("pilotfish: `{}`: {}", e.key, e.reason);
+            return 2;
+        }
+    };
+    let kind = ActionKind::from_name(action);
+    let path_text = path.to_string_lossy().into_owned();
+    let root = std::env::current_dir().ok();
+    let display = root
+        .as_deref()
+        .and_then(|r| path.strip_prefix(r).ok())
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path_text.clone());
+    let root_text = root.as_ref().map(|r| r.to_string_lossy().into_owned());
+    let health = Health::new();
+    let providers = Providers::new();
+    let input = ActionInput {
+        snapshot: &snapshot,
+        path: &path_text,
+        display_path: &display,
+        workspace_root: root_text.as_deref(),
+        spot: ActionSpot::Cursor(cursor),
+        kind,
+    };
+    let env = ActionEnv {
+        config,
+        router: &router,
+        health: &health,
+        providers: &providers,
+    };
+    let outcome = match run_action(input, env, &|_| {}).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            if let Some(model) = &e.provenance.model {
+                eprintln!("pilotfish: answered by {model} ({})", e.provenance.reason);
+            }
+            eprintln!("pilotfish: {action}: {}", e.message);
+            return 1;
+        }
+    };
+    match &outcome.result {
+        ActionResult::Document { markdown } => println!("{markdown}"),
+        ActionResult::Edit(done) => {
+            let diff = pilotfish::actions::unified_diff(
+                &display,
+                &snapshot.rope.to_string(),
+                &done.document,
+            );
+            print!("{diff}");
+        }
+        ActionResult::Diagnostics(findings) => {
+            if findings.is_empty() {
+                println!("no findings");
+            }
+            for f in findings {
+                let lines = f.finding.document_lines(outcome.first_line);
+                let (a, b) = (lines.start() + 1, lines.end() + 1);
+                let at = if a == b {
+                    format!("{a}")
+                } else {
+                    format!("{a}-{b}")
+                };
+                let severity = format!("{:?}", f.finding.severity).to_lowercase();
+                let cwe = f
+                    .finding
+                    .cwe
+                    .as_deref()
+                    .map(|c| format!(" [{c}]"))
+                    .unwrap_or_default();
+                println!("{display}:{at}: {severity}{cwe}: {}", f.finding.message);
+            }
+        }
+    }
+    for note in &outcome.notes {
+        eprintln!("pilotfish: note: {note}");
+    }
+    let model = outcome.provenance.model.as_deref().unwrap_or("?");
+    eprintln!(
+        "pilotfish: answered by {model} ({})",
+        outcome.provenance.reason
+    );
+    0
 }
 
 async fn complete_once(mut config: Config, spot: &str, budget_ms: Option<u64>) -> u8 {
@@ -335,5 +455,15 @@ mod tests {
         assert!(parse_spot("a.rs:0:1").is_err());
         assert!(parse_spot("a.rs:3").is_err());
         assert!(parse_spot("a.rs:x:1").is_err());
+        assert_eq!(
+            parse_action_spot("src/a.rs:3"),
+            Ok((PathBuf::from("src/a.rs"), 2, 0))
+        );
+        assert_eq!(
+            parse_action_spot("src/a.rs:3:7"),
+            Ok((PathBuf::from("src/a.rs"), 2, 6))
+        );
+        assert!(parse_action_spot("a.rs:0").is_err());
+        assert!(parse_action_spot("a.rs").is_err());
     }
 }

@@ -75,6 +75,61 @@ impl<'a> RouteRequest<'a> {
     }
 }
 
+/// Tokens a chat prompt spends on instructions and context around the code, for the
+/// context-window check of actions (and of `pilotfish route`).
+pub const PROMPT_OVERHEAD_TOKENS: u32 = 400;
+
+/// What routing needs to know of an action's target, computed once and shared by the
+/// actions runner and `pilotfish route`: its features and the secrets in its code.
+#[derive(Debug, Clone)]
+pub struct TargetFacts {
+    pub features: Features,
+    /// Secrets found in the target's code (always counted, so they can be shown).
+    pub secrets: usize,
+}
+
+impl TargetFacts {
+    pub fn of(
+        rope: &ropey::Rope,
+        tree: Option<&tree_sitter::Tree>,
+        language: Language,
+        target: &crate::syntax::features::Target,
+    ) -> TargetFacts {
+        let features = crate::syntax::features::features(rope, tree, language, target);
+        let range = crate::actions::clamp_range(rope, target.range.clone());
+        let secrets = crate::redact::contains_secrets(&rope.byte_slice(range).to_string());
+        TargetFacts { features, secrets }
+    }
+
+    /// The routing request for `task` on this target.
+    pub fn request<'a>(
+        &'a self,
+        task: &'a str,
+        path: &'a str,
+        workspace_root: Option<&'a str>,
+        privacy: &crate::config::PrivacyConfig,
+    ) -> RouteRequest<'a> {
+        RouteRequest {
+            task,
+            features: &self.features,
+            path,
+            workspace_root,
+            secrets_found: secrets_to_route(privacy, || self.secrets),
+            prompt_tokens: self.features.tokens.saturating_add(PROMPT_OVERHEAD_TOKENS),
+        }
+    }
+}
+
+/// The secrets count routing should see, by the privacy policy: with `redact_secrets` on,
+/// secrets are masked before any cloud call and cloud models stay eligible (0, and `count`
+/// is not even run); with it off, any secret keeps the request on local models.
+pub fn secrets_to_route(
+    privacy: &crate::config::PrivacyConfig,
+    count: impl FnOnce() -> usize,
+) -> usize {
+    if privacy.redact_secrets { 0 } else { count() }
+}
+
 /// The world the decision is made in.
 #[derive(Debug, Clone, Default)]
 pub struct RouteState {
@@ -668,6 +723,36 @@ mod tests {
     use super::*;
     use crate::config::{LoadedConfig, Origin};
     use crate::syntax::features::SensitiveCall;
+
+    /// The privacy policy of secrets: counted (and routed local) only with redaction off.
+    #[test]
+    fn secrets_to_route_follows_redact_secrets() {
+        let mut privacy = crate::config::PrivacyConfig::default();
+        assert_eq!(secrets_to_route(&privacy, || panic!("not counted")), 0);
+        privacy.redact_secrets = false;
+        assert_eq!(secrets_to_route(&privacy, || 2), 2);
+    }
+
+    #[test]
+    fn target_facts_count_secrets_and_build_the_request() {
+        let doc = "fn f() {\n    let k = \"sk-proj-4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c\";\n}\n";
+        let rope = ropey::Rope::from_str(doc);
+        let tree = crate::syntax::parse(Language::Rust, doc);
+        let target =
+            crate::syntax::features::enclosing_target(&rope, tree.as_ref(), Language::Rust, 12);
+        let facts = TargetFacts::of(&rope, tree.as_ref(), Language::Rust, &target);
+        assert_eq!(facts.secrets, 1);
+        let mut privacy = crate::config::PrivacyConfig::default();
+        let request = facts.request("explain", "/w/a.rs", Some("/w"), &privacy);
+        assert_eq!(request.secrets_found, 0);
+        assert_eq!(
+            request.prompt_tokens,
+            facts.features.tokens + PROMPT_OVERHEAD_TOKENS
+        );
+        privacy.redact_secrets = false;
+        let request = facts.request("explain", "/w/a.rs", Some("/w"), &privacy);
+        assert_eq!(request.secrets_found, 1);
+    }
 
     /// Models shared by every case: two local, two cloud (`cheap` is cloud by its URL).
     const MODELS: &str = r#"

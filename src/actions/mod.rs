@@ -2,8 +2,9 @@
 //! plain data in and out: what is sent to the chat model ([`prompt`]), how its answer is read
 //! ([`answer`]), and how a rewritten target is checked and spliced back ([`refactor`]).
 //!
-//! Architecture invariant: this module is pure. No LSP types, no network, no async, no
-//! clock, no file system. The LSP layer (and `pilotfish action` on the command line) takes a
+//! Architecture invariant: this module is pure — except [`run`], the one async piece that
+//! ties it to the router, the fallback chain and the providers (and still knows no LSP and
+//! touches no file). No LSP types, no network, no async, no clock, no file system. The LSP layer (and `pilotfish action` on the command line) takes a
 //! snapshot of the document, builds an [`ActionRequest`] with
 //! [`ActionRequest::from_document`], asks a provider with the messages from
 //! [`build_messages`], and hands the answer to [`extract_code`] + [`validate_refactor`] or
@@ -18,6 +19,7 @@ pub mod answer;
 pub mod gather;
 pub mod prompt;
 pub mod refactor;
+pub mod run;
 
 use std::ops::Range;
 

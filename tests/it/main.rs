@@ -5,6 +5,7 @@
 mod harness;
 mod support;
 
+mod actions;
 mod cli;
 mod completion;
 mod double;

@@ -1,0 +1,510 @@
+//! Running one code action end to end, for the LSP layer and `pilotfish action` alike:
+//! target → features → route → messages (for the first candidate's window) → redaction for
+//! cloud models → the fallback chain ([`run_chain`]) with the answer streamed → the answer
+//! read (markdown, a checked rewrite, or strictly parsed findings).
+//!
+//! The one async part of `actions/`. It knows no LSP types and does no I/O of its own: the
+//! network goes through [`Providers`], the caller supplies the snapshot and gets plain data
+//! back. Every outcome — success or failure — names the model that answered (when one did),
+//! why the router chose it, and every attempt made.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::config::{ActionOutput, Config, ModelConfig};
+use crate::documents::Snapshot;
+use crate::providers::{ChatCall, ChatMessage, Providers};
+use crate::redact::redact;
+use crate::resilience::{Attempt, Health, run_chain};
+use crate::router::{Decision, RouteState, Router, TargetFacts};
+use crate::syntax::features::{Target, enclosing_target, selection_target};
+
+use super::{
+    ActionKind, ActionRequest, Finding, ModelLimits, Refactored, build_messages, extract_code,
+    parse_findings, validate_refactor,
+};
+
+/// Where the action applies: a cursor (the enclosing function/class, or the small file) or
+/// the user's selection. Byte offsets into the snapshot; clamped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Spot {
+    Cursor(usize),
+    Selection(Range<usize>),
+}
+
+impl Spot {
+    /// A selection when the range is not empty, else a cursor at its start.
+    pub fn from_range(range: Range<usize>) -> Spot {
+        if range.start == range.end {
+            Spot::Cursor(range.start)
+        } else {
+            Spot::Selection(range)
+        }
+    }
+
+    /// The action's target in the snapshot.
+    pub fn target(&self, snapshot: &Snapshot) -> Target {
+        match self {
+            Spot::Cursor(at) => enclosing_target(
+                &snapshot.rope,
+                snapshot.tree.as_ref(),
+                snapshot.language,
+                *at,
+            ),
+            Spot::Selection(range) => selection_target(&snapshot.rope, range.clone()),
+        }
+    }
+}
+
+/// One action to run.
+pub struct ActionInput<'a> {
+    pub snapshot: &'a Snapshot,
+    /// The document's file-system path (privacy globs and rules match it).
+    pub path: &'a str,
+    /// The path shown to the model and in diff headers (workspace-relative when possible).
+    pub display_path: &'a str,
+    pub workspace_root: Option<&'a str>,
+    pub spot: Spot,
+    pub kind: ActionKind,
+}
+
+/// What the runner needs of the server (or the command line).
+pub struct ActionEnv<'a> {
+    pub config: &'a Config,
+    pub router: &'a Router,
+    pub health: &'a Health,
+    pub providers: &'a Providers,
+}
+
+/// Progress of a running action, for `$/progress` (or nothing, on the command line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// A model is being asked (the first, or the next after a failure).
+    Asking { model: Arc<str> },
+    /// Text arrived; `chars` is the total so far from this model.
+    Streaming { model: Arc<str>, chars: usize },
+}
+
+/// What an action produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionResult {
+    /// Markdown to show (explain, `output = "document"`).
+    Document { markdown: String },
+    /// A checked rewrite of the target (refactor, `output = "edit"`).
+    Edit(Refactored),
+    /// Findings with their document lines (review, `output = "diagnostics"`).
+    Diagnostics(Vec<DocumentFinding>),
+}
+
+/// A finding placed in the document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DocumentFinding {
+    #[serde(flatten)]
+    pub finding: Finding,
+    /// Byte range in the snapshot: from the first non-blank character of its first line to
+    /// the end of the text on its last line, clipped to the target.
+    #[serde(skip)]
+    pub range: Range<usize>,
+}
+
+/// Who answered, and why the router chose them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Provenance {
+    /// The model that answered (`None` when none did).
+    pub model: Option<String>,
+    /// One line: why this model (the router's verdict and where the chain came from, and
+    /// which models failed before it).
+    pub reason: String,
+    pub attempts: Vec<AttemptSummary>,
+    #[serde(skip)]
+    pub decision: Option<Decision>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AttemptSummary {
+    pub model: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub ms: u64,
+}
+
+impl From<&Attempt> for AttemptSummary {
+    fn from(a: &Attempt) -> AttemptSummary {
+        AttemptSummary {
+            model: a.model.to_string(),
+            error: a.error.clone(),
+            ms: a.ms,
+        }
+    }
+}
+
+/// A successful action.
+#[derive(Debug, Clone)]
+pub struct ActionOutcome {
+    pub kind: ActionKind,
+    pub target: Target,
+    /// 0-based document line of the target's first line.
+    pub first_line: u32,
+    /// 0-based document line of the target's last line.
+    pub last_line: u32,
+    pub result: ActionResult,
+    /// What the user should know besides the result (trimmed prompt, unchanged code…).
+    pub notes: Vec<String>,
+    pub provenance: Provenance,
+}
+
+/// A failed action: one clear line for the user, and who (if anyone) answered.
+#[derive(Debug, Clone)]
+pub struct ActionError {
+    pub message: String,
+    pub provenance: Provenance,
+}
+
+impl std::fmt::Display for ActionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// The output kind of `kind` under `config`.
+pub fn output_of(kind: &ActionKind, config: &Config) -> ActionOutput {
+    kind.output(config_action(kind, config))
+}
+
+fn config_action<'a>(
+    kind: &ActionKind,
+    config: &'a Config,
+) -> Option<&'a crate::config::ActionConfig> {
+    match kind {
+        ActionKind::Custom(name) => config.actions.get(name),
+        _ => None,
+    }
+}
+
+/// Runs one action. `on_progress` is called as models are asked and text streams in.
+pub async fn run_action(
+    input: ActionInput<'_>,
+    env: ActionEnv<'_>,
+    on_progress: &(dyn Fn(Progress) + Send + Sync),
+) -> Result<ActionOutcome, ActionError> {
+    let ActionInput {
+        snapshot,
+        path,
+        display_path,
+        workspace_root,
+        spot,
+        kind,
+    } = input;
+    let config = env.config;
+    let config_action = config_action(&kind, config);
+    let no_model = |message: String, decision: Option<Decision>| ActionError {
+        message,
+        provenance: Provenance {
+            model: None,
+            reason: String::new(),
+            attempts: Vec::new(),
+            decision,
+        },
+    };
+    if let ActionKind::Custom(name) = &kind {
+        if config_action.is_none() {
+            return Err(no_model(
+                format!("no action named {name:?}: define [actions.{name}] in the configuration"),
+                None,
+            ));
+        }
+    }
+
+    let (rope, tree, language) = (&snapshot.rope, snapshot.tree.as_ref(), snapshot.language);
+    let target = spot.target(snapshot);
+    if rope
+        .byte_slice(target.range.clone())
+        .chars()
+        .all(char::is_whitespace)
+    {
+        return Err(no_model(
+            "nothing to work on here: the target is empty".into(),
+            None,
+        ));
+    }
+    let facts = TargetFacts::of(rope, tree, language, &target);
+    let request = facts.request(kind.name(), path, workspace_root, &config.privacy);
+    let state = RouteState {
+        models: env.health.snapshot(Instant::now()),
+        spent_today_usd: 0.0,
+    };
+    let decision = env.router.decide(&request, &state);
+    tracing::info!(
+        task = kind.name(),
+        path,
+        source = %decision.chain_source,
+        chain = %decision.chain().collect::<Vec<_>>().join(" → "),
+        "action routed"
+    );
+    tracing::debug!("{}", decision.explain().trim_end());
+    if let Some(line) = decision.unavailable() {
+        return Err(no_model(line, Some(decision)));
+    }
+    let chain: Vec<(Arc<str>, Arc<ModelConfig>)> = decision
+        .chain()
+        .filter_map(|name| {
+            config
+                .models
+                .get(name)
+                .map(|m| (Arc::<str>::from(name), Arc::new(m.clone())))
+        })
+        .collect();
+    let Some((_, first)) = chain.first() else {
+        return Err(no_model(
+            format!(
+                "no model for {}: the chain names no defined model",
+                kind.name()
+            ),
+            Some(decision),
+        ));
+    };
+
+    let selection = match &spot {
+        Spot::Selection(_) => Some(rope.byte_slice(target.range.clone()).to_string()),
+        Spot::Cursor(_) => None,
+    };
+    let action_request = ActionRequest::from_document(
+        rope,
+        tree,
+        language,
+        display_path,
+        &target,
+        selection.as_deref(),
+        ModelLimits::of(first),
+    );
+    let messages = match build_messages(&action_request, &kind, config_action) {
+        Ok(m) => m,
+        Err(e) => return Err(no_model(e.to_string(), Some(decision))),
+    };
+    let mut notes: Vec<String> = messages.trim_note().into_iter().collect();
+
+    let redact_before_cloud = config.privacy.redact_secrets;
+    let temperature = match output_of(&kind, config) {
+        ActionOutput::Document => 0.2,
+        ActionOutput::Edit | ActionOutput::Diagnostics => 0.0,
+    };
+    let started = Instant::now();
+    let longest = chain
+        .iter()
+        .map(|(_, m)| Duration::from_millis(m.timeout_ms))
+        .max()
+        .unwrap_or(Duration::from_secs(30));
+    let total: Duration = chain
+        .iter()
+        .map(|(_, m)| Duration::from_millis(m.timeout_ms))
+        .sum();
+    let run = run_chain(
+        env.health,
+        &chain,
+        started + longest,
+        started + total + Duration::from_secs(1),
+        |name, model| {
+            let messages = &messages;
+            async move {
+                on_progress(Progress::Asking {
+                    model: name.clone(),
+                });
+                let cloud = !model.is_local();
+                let (system, user) = if cloud && redact_before_cloud {
+                    let (system, masked_system) = redact(&messages.system);
+                    let (user, masked_user) = redact(&messages.user);
+                    if masked_system + masked_user > 0 {
+                        tracing::info!(model = %name, masked = masked_system + masked_user, "secrets masked before a cloud call");
+                    }
+                    (system, user)
+                } else {
+                    (messages.system.clone(), messages.user.clone())
+                };
+                let turns = [ChatMessage::user(user)];
+                let call = ChatCall {
+                    system: &system,
+                    messages: &turns,
+                    max_tokens: model.max_output_tokens,
+                    temperature,
+                };
+                let mut chars = 0usize;
+                let mut forward = |piece: &str| {
+                    chars += piece.chars().count();
+                    on_progress(Progress::Streaming {
+                        model: name.clone(),
+                        chars,
+                    });
+                };
+                env.providers.chat(&model, call, &mut forward).await
+            }
+        },
+    )
+    .await;
+
+    let attempts: Vec<AttemptSummary> = run.attempts.iter().map(AttemptSummary::from).collect();
+    let (model, answer) = match run.answer {
+        Ok(found) => found,
+        Err(why) => {
+            return Err(ActionError {
+                message: format!("no model answered: {why}"),
+                provenance: Provenance {
+                    model: None,
+                    reason: decision.why.clone(),
+                    attempts,
+                    decision: Some(decision),
+                },
+            });
+        }
+    };
+    let provenance = Provenance {
+        model: Some(model.to_string()),
+        reason: reason_for(&decision, &model, &run.attempts),
+        attempts,
+        decision: Some(decision),
+    };
+    tracing::info!(task = kind.name(), model = %model, reason = %provenance.reason, chars = answer.text.len(), "action answered");
+
+    let fail = |message: String, provenance: Provenance| ActionError {
+        message: format!("{message} (answer from {model})"),
+        provenance,
+    };
+    let result = match output_of(&kind, config) {
+        ActionOutput::Document => ActionResult::Document {
+            markdown: answer.text.trim().to_string(),
+        },
+        ActionOutput::Edit => {
+            let code = match extract_code(&answer.text, language) {
+                Ok(code) => code,
+                Err(e) => return Err(fail(format!("no edit: {e}"), provenance)),
+            };
+            let document = rope.to_string();
+            match validate_refactor(language, &document, target.range.clone(), &code) {
+                Ok(done) => {
+                    notes.extend(done.note.clone());
+                    ActionResult::Edit(done)
+                }
+                Err(e) => return Err(fail(format!("no edit: {e}"), provenance)),
+            }
+        }
+        ActionOutput::Diagnostics => match parse_findings(&answer.text, messages.shown_lines) {
+            Ok(findings) => ActionResult::Diagnostics(
+                findings
+                    .into_iter()
+                    .map(|f| place(snapshot, &target, action_request.first_line, f))
+                    .collect(),
+            ),
+            Err(e) => return Err(fail(format!("no findings: {e}"), provenance)),
+        },
+    };
+    let (_, last_line) = target.line_span(rope);
+    Ok(ActionOutcome {
+        kind,
+        first_line: action_request.first_line,
+        last_line: last_line as u32,
+        target,
+        result,
+        notes,
+        provenance,
+    })
+}
+
+/// Why `model` answered: the router's verdict for it, where the chain came from, and the
+/// models that failed before it.
+fn reason_for(decision: &Decision, model: &str, attempts: &[Attempt]) -> String {
+    let verdict = decision
+        .candidates
+        .iter()
+        .find(|v| v.model == model)
+        .map(|v| v.reason.as_str())
+        .unwrap_or("in the chain");
+    let mut reason = format!(
+        "{verdict}; chain from {} ({})",
+        decision.chain_source, decision.why
+    );
+    let mut failed: Vec<&str> = attempts
+        .iter()
+        .filter(|a| a.error.is_some() && &*a.model != model)
+        .map(|a| &*a.model)
+        .collect();
+    failed.dedup();
+    if !failed.is_empty() {
+        reason.push_str(&format!("; after {} failed", failed.join(", ")));
+    }
+    reason
+}
+
+/// Places a finding in the document: its lines, clipped to the target, from the first
+/// non-blank character of the first line to the end of the text on the last.
+fn place(
+    snapshot: &Snapshot,
+    target: &Target,
+    first_line: u32,
+    finding: Finding,
+) -> DocumentFinding {
+    let rope = &snapshot.rope;
+    let range = super::clamp_range(rope, target.range.clone());
+    let last_doc_line = rope.len_lines().saturating_sub(1);
+    let lines = finding.document_lines(first_line);
+    let (a, b) = (
+        (*lines.start() as usize).min(last_doc_line),
+        (*lines.end() as usize).min(last_doc_line),
+    );
+    let (a, b) = (a.min(b), a.max(b));
+    let line_text = |l: usize| rope.line(l).to_string();
+    let start_line = rope.line_to_byte(a);
+    let first_text = line_text(a);
+    let start = start_line + (first_text.len() - first_text.trim_start().len());
+    let end_text = line_text(b);
+    let end = rope.line_to_byte(b) + end_text.trim_end().len();
+    let start = start.clamp(range.start, range.end);
+    let end = end.clamp(start, range.end.max(start));
+    DocumentFinding {
+        finding,
+        range: start..end,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actions::Severity;
+    use crate::documents::Documents;
+    use crate::syntax::Language;
+
+    fn snapshot(text: &str) -> Snapshot {
+        let mut docs = Documents::default();
+        docs.open("file:///a.py", Language::Python, 1, text);
+        docs.snapshot("file:///a.py").unwrap()
+    }
+
+    #[test]
+    fn findings_are_placed_on_their_lines_within_the_target() {
+        let text = "import os\n\ndef run(cmd):\n    x = 1\n    os.system(cmd)   \n";
+        let snap = snapshot(text);
+        let target = Spot::Cursor(text.find("x = 1").unwrap()).target(&snap);
+        assert_eq!(target.kind, "function_definition");
+        let finding = |start, end| Finding {
+            severity: Severity::Error,
+            cwe: Some("CWE-78".into()),
+            line_start: start,
+            line_end: end,
+            message: "m".into(),
+        };
+        let placed = place(&snap, &target, 2, finding(3, 3));
+        assert_eq!(&text[placed.range.clone()], "os.system(cmd)");
+        let placed = place(&snap, &target, 2, finding(1, 2));
+        assert_eq!(&text[placed.range.clone()], "def run(cmd):\n    x = 1");
+        // Past the end of the document: clipped, never a panic.
+        let placed = place(&snap, &target, 2, finding(40, 90));
+        assert!(placed.range.end <= target.range.end);
+    }
+
+    #[test]
+    fn spot_from_range() {
+        assert_eq!(Spot::from_range(3..3), Spot::Cursor(3));
+        assert_eq!(Spot::from_range(3..5), Spot::Selection(3..5));
+    }
+}

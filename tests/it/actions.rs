@@ -1,0 +1,817 @@
+//! Code actions end to end (SPEC §4, issue 4): the real binary over stdio, a chat double for a
+//! local model (Ollama) and, where a test is about privacy or fallback, a second double
+//! configured as a cloud model (OpenAI-compatible, `local = false`). Counts and contents are
+//! asserted, never timings.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use crate::support::double::{Behaviour, Fault, ModelDouble};
+use crate::support::lsp::{LspClient, mark, position, range};
+
+/// The client capabilities of an editor with progress and showDocument support.
+fn full_capabilities() -> Value {
+    json!({
+        "window": { "workDoneProgress": true, "showDocument": { "support": true } }
+    })
+}
+
+const USER_ACTIONS: &str = r#"
+[actions.tests]
+title = "Write unit tests"
+prompt = "Write unit tests for this {language} code in {path}:\n{code}"
+output = "document"
+
+[actions.tidy]
+title = "Tidy up"
+prompt = "Tidy this {language} code:\n{code}"
+output = "edit"
+
+[actions.lint]
+title = "Lint"
+prompt = "Lint this {language} code:\n{code}"
+output = "diagnostics"
+"#;
+
+/// A server with a local chat double and optionally a cloud one first in every chain.
+struct Actions {
+    local: ModelDouble,
+    cloud: Option<ModelDouble>,
+    lsp: LspClient,
+    _dir: TempDir,
+}
+
+impl Actions {
+    fn start(local: Behaviour) -> Actions {
+        Actions::start_with(local, None, "", full_capabilities())
+    }
+
+    fn start_with(local: Behaviour, cloud: Option<Behaviour>, extra: &str, caps: Value) -> Actions {
+        let local = ModelDouble::start(local);
+        let cloud = cloud.map(ModelDouble::start);
+        let dir = tempfile::tempdir().expect("temp workspace");
+        let chain = if cloud.is_some() {
+            r#"["cloud", "local"]"#
+        } else {
+            r#"["local"]"#
+        };
+        let mut config = format!(
+            "[models.local]\nprovider = \"ollama\"\nurl = \"{}\"\nmodel = \"test-model\"\nlocal = true\ntimeout_ms = 20000\n\n",
+            local.base_url()
+        );
+        if let Some(cloud) = &cloud {
+            config.push_str(&format!(
+                "[models.cloud]\nprovider = \"openai\"\nurl = \"{}/v1\"\nmodel = \"test-model\"\nlocal = false\ntimeout_ms = 20000\n\n",
+                cloud.base_url()
+            ));
+        }
+        config.push_str(&format!(
+            "[routes]\ncomplete = [\"local\"]\nexplain = {chain}\nrefactor = {chain}\nreview = {chain}\n{USER_ACTIONS}\n{extra}\n"
+        ));
+        std::fs::write(dir.path().join("pilotfish.toml"), config).expect("write the config");
+        let lsp = LspClient::spawn(&["--config", "pilotfish.toml"], &[], dir.path());
+        lsp.initialize(caps, Value::Null);
+        Actions {
+            local,
+            cloud,
+            lsp,
+            _dir: dir,
+        }
+    }
+
+    /// Opens `name` with `$0`-marked text; returns the URI, the text and the cursor.
+    fn open(&self, name: &str, language_id: &str, fixture: &str) -> (String, String, (u32, u32)) {
+        let (text, line, col) = mark(fixture);
+        if let Some(dir) = std::path::Path::new(name).parent() {
+            std::fs::create_dir_all(self.lsp.root().join(dir)).expect("make the file's dir");
+        }
+        let uri = self.lsp.uri(name);
+        self.lsp.open(&uri, language_id, &text);
+        (uri, text, (line, col))
+    }
+
+    fn run(&self, command: &str, argument: Value) -> Result<Value, String> {
+        self.lsp
+            .request_and_wait(
+                "workspace/executeCommand",
+                json!({ "command": command, "arguments": [argument] }),
+            )
+            .map_err(|e| format!("{e:?}"))
+    }
+
+    fn total_model_calls(&self) -> usize {
+        self.local.requests() + self.cloud.as_ref().map_or(0, ModelDouble::requests)
+    }
+}
+
+fn at(uri: &str, (line, col): (u32, u32)) -> Value {
+    json!({ "uri": uri, "position": position(line, col) })
+}
+
+const RUST_FN: &str = "use std::fmt;\n\nfn add(a: i32, b: i32) -> i32 {\n    let s = a + b;$0\n    s\n}\n\nfn other() {}\n";
+
+#[test]
+fn code_actions_are_offered_at_a_function_and_for_a_selection_without_a_model_call() {
+    let s = Actions::start(Behaviour::answer("unused"));
+    let model_calls = {
+        let (uri, _, cursor) = s.open("src/lib.rs", "rust", RUST_FN);
+        let offered = s
+            .lsp
+            .request_and_wait(
+                "textDocument/codeAction",
+                json!({
+                    "textDocument": { "uri": uri },
+                    "range": range(cursor, cursor),
+                    "context": { "diagnostics": [] }
+                }),
+            )
+            .expect("codeAction answers");
+        let titles: Vec<&str> = offered
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|a| a["title"].as_str().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            titles,
+            [
+                "Pilotfish: Explain",
+                "Pilotfish: Refactor",
+                "Pilotfish: Security review",
+                "Pilotfish: Lint",
+                "Pilotfish: Write unit tests",
+                "Pilotfish: Tidy up",
+            ]
+        );
+        let commands: Vec<&str> = offered
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["command"]["command"].as_str().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            commands,
+            [
+                "pilotfish.explain",
+                "pilotfish.refactor",
+                "pilotfish.review",
+                "pilotfish.action",
+                "pilotfish.action",
+                "pilotfish.action",
+            ]
+        );
+        let first = &offered[0]["command"]["arguments"][0];
+        assert_eq!(first["uri"], json!(uri));
+        assert_eq!(first["range"], range(cursor, cursor));
+        assert_eq!(offered[3]["command"]["arguments"][0]["action"], "lint");
+
+        // A selection travels in the arguments as it was.
+        let selection = range((3, 4), (3, 18));
+        let offered = s
+            .lsp
+            .request_and_wait(
+                "textDocument/codeAction",
+                json!({
+                    "textDocument": { "uri": uri },
+                    "range": selection,
+                    "context": { "diagnostics": [] }
+                }),
+            )
+            .expect("codeAction answers");
+        assert_eq!(offered.as_array().unwrap().len(), 6);
+        for action in offered.as_array().unwrap() {
+            assert_eq!(action["command"]["arguments"][0]["range"], selection);
+        }
+        // `only` filters by kind.
+        let only_refactor = s
+            .lsp
+            .request_and_wait(
+                "textDocument/codeAction",
+                json!({
+                    "textDocument": { "uri": uri },
+                    "range": selection,
+                    "context": { "diagnostics": [], "only": ["refactor"] }
+                }),
+            )
+            .expect("codeAction answers");
+        assert_eq!(only_refactor.as_array().unwrap().len(), 1);
+        assert_eq!(only_refactor[0]["title"], "Pilotfish: Refactor");
+        s.total_model_calls()
+    };
+    assert_eq!(model_calls, 0, "offering actions never calls a model");
+}
+
+#[test]
+fn initialize_advertises_code_actions_and_the_commands() {
+    let local = ModelDouble::start(Behaviour::answer(""));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("pilotfish.toml"),
+        format!(
+            "[models.local]\nprovider = \"ollama\"\nurl = \"{}\"\nmodel = \"m\"\n",
+            local.base_url()
+        ),
+    )
+    .unwrap();
+    let lsp = LspClient::spawn(&["--config", "pilotfish.toml"], &[], dir.path());
+    let init = lsp.initialize(json!({}), Value::Null);
+    let caps = &init["capabilities"];
+    assert!(caps["codeActionProvider"].is_object(), "{caps}");
+    let commands = caps["executeCommandProvider"]["commands"].clone();
+    for c in [
+        "pilotfish.accept",
+        "pilotfish.explain",
+        "pilotfish.refactor",
+        "pilotfish.review",
+        "pilotfish.action",
+    ] {
+        assert!(
+            commands.as_array().unwrap().contains(&json!(c)),
+            "{commands}"
+        );
+    }
+}
+
+#[test]
+fn explain_streams_with_progress_writes_a_file_and_opens_it() {
+    let answer = "`add` returns the sum of its two arguments.";
+    let s = Actions::start(Behaviour::answer(answer).chunks(4));
+    let (uri, _, cursor) = s.open("src/lib.rs", "rust", RUST_FN);
+    let result = s
+        .run("pilotfish.explain", at(&uri, cursor))
+        .expect("explain succeeds");
+    assert_eq!(result["markdown"], answer);
+    assert_eq!(result["model"], "local");
+    assert!(
+        result["reason"]
+            .as_str()
+            .unwrap()
+            .contains("routes.explain"),
+        "{result}"
+    );
+    assert_eq!(result["attempts"].as_array().unwrap().len(), 1);
+    assert_eq!(s.local.requests(), 1);
+    let sent = s.local.last_model_call().unwrap().all_input_text();
+    assert!(sent.contains("fn add(a: i32, b: i32) -> i32 {"), "{sent}");
+    assert!(!sent.contains("fn other"), "only the target: {sent}");
+
+    // Progress: created, then begin → report(s) → end on that token.
+    let created = s.lsp.server_requests_of("window/workDoneProgress/create");
+    assert_eq!(created.len(), 1);
+    let token = created[0]["token"].clone();
+    let progress: Vec<Value> = s
+        .lsp
+        .notifications_of("$/progress")
+        .into_iter()
+        .filter(|p| p["token"] == token)
+        .collect();
+    let kinds: Vec<&str> = progress
+        .iter()
+        .map(|p| p["value"]["kind"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(kinds.first(), Some(&"begin"), "{progress:?}");
+    assert_eq!(kinds.last(), Some(&"end"), "{progress:?}");
+    assert!(kinds.contains(&"report"), "{progress:?}");
+    assert_eq!(progress[0]["value"]["title"], "Pilotfish: Explain");
+
+    // The page was written and opened.
+    let shown = s.lsp.server_requests_of("window/showDocument");
+    assert_eq!(shown.len(), 1);
+    assert_eq!(shown[0]["uri"], result["uri"]);
+    let file = shown[0]["uri"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("file://");
+    let page = std::fs::read_to_string(file).expect("the explanation file");
+    assert!(page.contains(answer), "{page}");
+    assert!(page.contains("Answered by local"), "{page}");
+}
+
+#[test]
+fn explain_without_show_document_support_shows_a_message() {
+    let answer = "It adds.";
+    let s = Actions::start_with(Behaviour::answer(answer), None, "", json!({}));
+    let (uri, _, cursor) = s.open("src/lib.rs", "rust", RUST_FN);
+    let result = s.run("pilotfish.explain", at(&uri, cursor)).unwrap();
+    assert_eq!(result["markdown"], answer);
+    assert!(s.lsp.server_requests_of("window/showDocument").is_empty());
+    assert!(
+        s.lsp
+            .server_requests_of("window/workDoneProgress/create")
+            .is_empty()
+    );
+    let message = s.lsp.wait_for_notification("window/showMessage", |p| {
+        p["message"].as_str().unwrap_or("").contains(answer)
+    });
+    assert_eq!(message["type"], 3);
+}
+
+#[test]
+fn refactor_applies_the_checked_rewrite_as_one_edit() {
+    let answer = "Simpler:\n\n```rust\nfn add(a: i32, b: i32) -> i32 {\n    a + b\n}\n```\n";
+    let s = Actions::start(Behaviour::answer(answer));
+    let (uri, _, cursor) = s.open("src/lib.rs", "rust", RUST_FN);
+    let result = s.run("pilotfish.refactor", at(&uri, cursor)).unwrap();
+    assert_eq!(result["applied"], true, "{result}");
+    assert_eq!(result["model"], "local");
+    let diff = result["diff"].as_str().unwrap();
+    assert!(diff.contains("-    let s = a + b;"), "{diff}");
+    assert!(diff.contains("+    a + b"), "{diff}");
+    let edits = s.lsp.server_requests_of("workspace/applyEdit");
+    assert_eq!(edits.len(), 1);
+    let changes = &edits[0]["edit"]["changes"][&uri];
+    assert_eq!(changes.as_array().unwrap().len(), 1);
+    assert_eq!(changes[0]["range"], range((2, 0), (5, 1)));
+    assert_eq!(
+        changes[0]["newText"],
+        "fn add(a: i32, b: i32) -> i32 {\n    a + b\n}"
+    );
+}
+
+#[test]
+fn a_refactor_answer_that_does_not_parse_makes_no_edit() {
+    let answer = "```rust\nfn add(a: i32, b: i32 -> i32 {\n    a + b\n}\n```";
+    let s = Actions::start(Behaviour::answer(answer));
+    let (uri, _, cursor) = s.open("src/lib.rs", "rust", RUST_FN);
+    let error = s.run("pilotfish.refactor", at(&uri, cursor)).unwrap_err();
+    assert!(error.contains("no edit"), "{error}");
+    assert!(s.lsp.server_requests_of("workspace/applyEdit").is_empty());
+    let message = s
+        .lsp
+        .wait_for_notification("window/showMessage", |p| p["type"] == 1);
+    let text = message["message"].as_str().unwrap();
+    assert!(text.contains("Pilotfish: Refactor: no edit"), "{text}");
+    assert!(text.contains("syntax error"), "{text}");
+
+    // Prose without code is no edit either.
+    s.local
+        .set_behaviour(Behaviour::answer("I would simplify it."));
+    let error = s.run("pilotfish.refactor", at(&uri, cursor)).unwrap_err();
+    assert!(error.contains("no edit"), "{error}");
+    assert!(s.lsp.server_requests_of("workspace/applyEdit").is_empty());
+}
+
+#[test]
+fn a_refactor_of_a_document_edited_meanwhile_is_not_applied() {
+    let answer = "```rust\nfn add(a: i32, b: i32) -> i32 {\n    a + b\n}\n```";
+    let slow = Behaviour::answer(answer)
+        .chunks(6)
+        .chunk_delay(Duration::from_millis(150));
+    let s = Actions::start(slow);
+    let (uri, _, cursor) = s.open("src/lib.rs", "rust", RUST_FN);
+    let id = s.lsp.request(
+        "workspace/executeCommand",
+        json!({ "command": "pilotfish.refactor", "arguments": [at(&uri, cursor)] }),
+    );
+    s.lsp.wait_for_notification("$/progress", |p| {
+        p["value"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("characters"))
+    });
+    s.lsp.type_text(&uri, 2, (0, 0), "// edited\n");
+    let error = s.lsp.response(id).unwrap_err();
+    assert!(error.message.contains("the document changed"), "{error:?}");
+    assert!(s.lsp.server_requests_of("workspace/applyEdit").is_empty());
+}
+
+const PY_REVIEW: &str = "import os\n\n\ndef run(cmd, name):\n    q = \"SELECT * FROM t WHERE n = '%s'\" % name$0\n    os.system(cmd)\n    return q\n";
+
+#[test]
+fn review_publishes_diagnostics_replaces_them_and_close_clears_them() {
+    let answer = "Findings:\n```json\n{\"findings\":[{\"severity\":\"error\",\"cwe\":\"CWE-78\",\"line_start\":3,\"line_end\":3,\"message\":\"Shell command from input.\"},{\"severity\":\"warning\",\"cwe\":\"CWE-89\",\"line_start\":2,\"line_end\":2,\"message\":\"SQL built with %.\"}]}\n```";
+    let s = Actions::start(Behaviour::answer(answer));
+    let (uri, _, cursor) = s.open("app/run.py", "python", PY_REVIEW);
+    let result = s.run("pilotfish.review", at(&uri, cursor)).unwrap();
+    assert_eq!(result["model"], "local");
+    let findings = result["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 2);
+    assert_eq!(findings[0]["cwe"], "CWE-78");
+    let sent = s.local.last_model_call().unwrap().all_input_text();
+    assert!(
+        sent.contains("3 |     os.system(cmd)"),
+        "numbered lines: {sent}"
+    );
+
+    let published = s
+        .lsp
+        .wait_for_notification("textDocument/publishDiagnostics", |p| {
+            p["uri"] == json!(uri)
+        });
+    let diags = published["diagnostics"].as_array().unwrap();
+    assert_eq!(diags.len(), 2);
+    assert_eq!(diags[0]["source"], "pilotfish");
+    assert_eq!(diags[0]["code"], "CWE-78");
+    assert_eq!(diags[0]["severity"], 1);
+    assert_eq!(diags[0]["range"], range((5, 4), (5, 18)), "os.system(cmd)");
+    assert_eq!(diags[1]["code"], "CWE-89");
+    assert_eq!(diags[1]["severity"], 2);
+    assert_eq!(
+        diags[1]["range"],
+        range((4, 4), (4, 47)),
+        "the whole q = … line"
+    );
+    assert_eq!(findings[1]["range"], diags[1]["range"]);
+
+    // A second review replaces the first's diagnostics.
+    s.local.set_behaviour(Behaviour::answer(
+        "{\"findings\":[{\"severity\":\"info\",\"cwe\":null,\"line_start\":4,\"line_end\":4,\"message\":\"Returns the query.\"}]}",
+    ));
+    let before = s.lsp.notification_count();
+    s.run("pilotfish.review", at(&uri, cursor)).unwrap();
+    let replaced =
+        s.lsp
+            .wait_for_notification_after(before, "textDocument/publishDiagnostics", |p| {
+                p["uri"] == json!(uri)
+            });
+    let diags = replaced["diagnostics"].as_array().unwrap();
+    assert_eq!(diags.len(), 1);
+    assert_eq!(diags[0]["severity"], 3);
+    assert!(diags[0].get("code").is_none_or(Value::is_null));
+
+    // Closing the file clears them.
+    let before = s.lsp.notification_count();
+    s.lsp.close(&uri);
+    let cleared =
+        s.lsp
+            .wait_for_notification_after(before, "textDocument/publishDiagnostics", |p| {
+                p["uri"] == json!(uri)
+            });
+    assert_eq!(cleared["diagnostics"], json!([]));
+}
+
+#[test]
+fn a_malformed_review_answer_is_an_error_and_publishes_nothing() {
+    let answers = [
+        "Looks fine to me!",
+        "{\"findings\":[{\"severity\":\"critical\",\"line_start\":1,\"line_end\":1,\"message\":\"x\"}]}",
+        "{\"findings\":[{\"severity\":\"error\",\"line_start\":40,\"line_end\":41,\"message\":\"out of range\"}]}",
+    ];
+    let s = Actions::start(Behaviour::answer(answers[0]));
+    let (uri, _, cursor) = s.open("app/run.py", "python", PY_REVIEW);
+    for answer in answers {
+        s.local.set_behaviour(Behaviour::answer(answer));
+        let error = s.run("pilotfish.review", at(&uri, cursor)).unwrap_err();
+        assert!(error.contains("no findings"), "{answer}: {error}");
+    }
+    assert!(
+        s.lsp
+            .notifications_of("textDocument/publishDiagnostics")
+            .is_empty(),
+        "no diagnostics invented"
+    );
+    let errors: Vec<Value> = s
+        .lsp
+        .notifications_of("window/showMessage")
+        .into_iter()
+        .filter(|m| m["type"] == 1)
+        .collect();
+    assert_eq!(errors.len(), 3);
+}
+
+/// Cancel while the answer streams: the model call's connection is dropped.
+fn cancel_during_streaming(by_progress_token: bool) {
+    let slow = Behaviour::answer("word ".repeat(40))
+        .chunks(40)
+        .chunk_delay(Duration::from_millis(150));
+    let s = Actions::start(slow);
+    let (uri, _, cursor) = s.open("src/lib.rs", "rust", RUST_FN);
+    let id = s.lsp.request(
+        "workspace/executeCommand",
+        json!({ "command": "pilotfish.explain", "arguments": [at(&uri, cursor)] }),
+    );
+    // Streaming has begun: a report with characters arrived.
+    let report = s.lsp.wait_for_notification("$/progress", |p| {
+        p["value"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("characters"))
+    });
+    if by_progress_token {
+        s.lsp.notify(
+            "window/workDoneProgress/cancel",
+            json!({ "token": report["token"] }),
+        );
+    } else {
+        s.lsp.cancel(id);
+    }
+    let error = s.lsp.response(id).unwrap_err();
+    assert_eq!(error.code, -32800, "{error:?}");
+    assert!(
+        s.local
+            .wait_for(|d| d.aborted() == 1, Duration::from_secs(10)),
+        "the model call was dropped: {}",
+        s.local.summary()
+    );
+    assert_eq!(s.local.requests(), 1);
+    assert_eq!(s.local.completed(), 0);
+    s.lsp.wait_for_notification("$/progress", |p| {
+        p["token"] == report["token"] && p["value"]["kind"] == "end"
+    });
+}
+
+#[test]
+fn cancel_request_during_streaming_stops_the_model_call() {
+    cancel_during_streaming(false);
+}
+
+#[test]
+fn work_done_progress_cancel_during_streaming_stops_the_model_call() {
+    cancel_during_streaming(true);
+}
+
+#[test]
+fn user_actions_with_each_output_kind() {
+    let s = Actions::start(Behaviour::answer(
+        "## Tests\n\n```rust\n#[test]\nfn t() {}\n```",
+    ));
+    let (uri, text, cursor) = s.open("src/lib.rs", "rust", RUST_FN);
+    let arg = |name: &str| json!({ "uri": uri, "position": position(cursor.0, cursor.1), "action": name });
+
+    // document
+    let result = s.run("pilotfish.action", arg("tests")).unwrap();
+    assert_eq!(result["kind"], "tests");
+    assert!(result["markdown"].as_str().unwrap().starts_with("## Tests"));
+    let sent = s.local.last_model_call().unwrap().all_input_text();
+    assert!(
+        sent.contains(
+            "Write unit tests for this rust code in src/lib.rs:\nfn add(a: i32, b: i32) -> i32 {"
+        ),
+        "the template is filled: {sent}"
+    );
+    assert_eq!(s.lsp.server_requests_of("window/showDocument").len(), 1);
+
+    // edit
+    s.local.set_behaviour(Behaviour::answer(
+        "```rust\nfn add(a: i32, b: i32) -> i32 {\n    a + b\n}\n```",
+    ));
+    let result = s.run("pilotfish.action", arg("tidy")).unwrap();
+    assert_eq!(result["applied"], true);
+    let edits = s.lsp.server_requests_of("workspace/applyEdit");
+    assert_eq!(edits.len(), 1);
+    assert_eq!(
+        edits[0]["edit"]["changes"][&uri][0]["newText"],
+        "fn add(a: i32, b: i32) -> i32 {\n    a + b\n}"
+    );
+
+    // diagnostics
+    s.local.set_behaviour(Behaviour::answer(
+        "{\"findings\":[{\"severity\":\"warning\",\"cwe\":null,\"line_start\":2,\"line_end\":2,\"message\":\"Needless binding.\"}]}",
+    ));
+    let result = s.run("pilotfish.action", arg("lint")).unwrap();
+    assert_eq!(result["findings"].as_array().unwrap().len(), 1);
+    let published = s
+        .lsp
+        .wait_for_notification("textDocument/publishDiagnostics", |p| {
+            p["uri"] == json!(uri)
+        });
+    assert_eq!(published["diagnostics"][0]["range"], range((3, 4), (3, 18)));
+    assert_eq!(published["diagnostics"][0]["source"], "pilotfish");
+    assert!(text.contains("let s = a + b;"));
+
+    // An unknown action is a clear error and calls nothing.
+    let calls = s.local.requests();
+    let error = s.run("pilotfish.action", arg("nope")).unwrap_err();
+    assert!(error.contains("[actions.nope]"), "{error}");
+    assert_eq!(s.local.requests(), calls);
+}
+
+const RUST_SECRET: &str = "fn connect() -> Client {\n    let key = \"sk-proj-4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c\";$0\n    let aws = \"AKIAZ7Q3R5T7V9X2B4D6\";\n    Client::new(key, aws)\n}\n";
+
+#[test]
+fn a_secret_in_the_file_never_reaches_the_cloud_model() {
+    let s = Actions::start_with(
+        Behaviour::answer("local answer"),
+        Some(Behaviour::answer("It connects.")),
+        "",
+        full_capabilities(),
+    );
+    let (uri, _, cursor) = s.open("src/net.rs", "rust", RUST_SECRET);
+    let result = s.run("pilotfish.explain", at(&uri, cursor)).unwrap();
+    assert_eq!(
+        result["model"], "cloud",
+        "redaction keeps the cloud eligible"
+    );
+    let cloud = s.cloud.as_ref().unwrap();
+    assert_eq!(cloud.requests(), 1);
+    let sent = cloud.last_model_call().unwrap().all_input_text();
+    assert!(sent.contains("fn connect()"), "{sent}");
+    assert!(!sent.contains("sk-proj-4f9a8b7c"), "{sent}");
+    assert!(!sent.contains("AKIAZ7Q3R5T7V9X2B4D6"), "{sent}");
+    assert!(sent.contains("[REDACTED]"), "{sent}");
+    assert_eq!(s.local.requests(), 0);
+}
+
+#[test]
+fn with_redaction_off_a_secret_keeps_the_request_local() {
+    let s = Actions::start_with(
+        Behaviour::answer("local answer"),
+        Some(Behaviour::answer("cloud answer")),
+        "[privacy]\nredact_secrets = false\n",
+        full_capabilities(),
+    );
+    let (uri, _, cursor) = s.open("src/net.rs", "rust", RUST_SECRET);
+    let result = s.run("pilotfish.explain", at(&uri, cursor)).unwrap();
+    assert_eq!(result["model"], "local");
+    assert_eq!(s.cloud.as_ref().unwrap().requests(), 0);
+    assert_eq!(s.local.requests(), 1);
+}
+
+#[test]
+fn a_local_only_file_makes_no_call_to_the_cloud_model() {
+    let s = Actions::start_with(
+        Behaviour::answer("local answer"),
+        Some(Behaviour::answer("cloud answer")),
+        "",
+        full_capabilities(),
+    );
+    let (uri, _, cursor) = s.open("secrets/lib.rs", "rust", RUST_FN);
+    let result = s.run("pilotfish.explain", at(&uri, cursor)).unwrap();
+    assert_eq!(result["model"], "local");
+    assert_eq!(result["markdown"], "local answer");
+    assert_eq!(s.cloud.as_ref().unwrap().requests(), 0);
+    assert_eq!(s.local.requests(), 1);
+}
+
+#[test]
+fn a_failing_cloud_model_falls_through_to_the_local_one() {
+    let faults = [
+        Fault::status(500),
+        Fault::rate_limited(30),
+        Fault::ResetMidStream { after_chunks: 1 },
+    ];
+    for fault in faults {
+        let s = Actions::start_with(
+            Behaviour::answer("local answer"),
+            Some(Behaviour::failing(fault.clone())),
+            "",
+            full_capabilities(),
+        );
+        let (uri, _, cursor) = s.open("src/lib.rs", "rust", RUST_FN);
+        let result = s
+            .run("pilotfish.explain", at(&uri, cursor))
+            .unwrap_or_else(|e| panic!("{fault:?}: {e}"));
+        assert_eq!(result["model"], "local", "{fault:?}");
+        assert_eq!(result["markdown"], "local answer");
+        let reason = result["reason"].as_str().unwrap();
+        assert!(reason.contains("after cloud failed"), "{fault:?}: {reason}");
+        let attempts = result["attempts"].as_array().unwrap();
+        assert_eq!(attempts.last().unwrap()["model"], "local");
+        assert!(attempts[0]["error"].is_string(), "{attempts:?}");
+        assert!(s.cloud.as_ref().unwrap().requests() >= 1);
+        assert_eq!(s.local.requests(), 1);
+    }
+}
+
+#[test]
+fn when_every_model_fails_the_command_fails_with_one_clear_line() {
+    let s = Actions::start(Behaviour::failing(Fault::status_with_body(
+        404,
+        "{\"error\":\"model 'test-model' not found\"}",
+    )));
+    let (uri, _, cursor) = s.open("src/lib.rs", "rust", RUST_FN);
+    let error = s.run("pilotfish.explain", at(&uri, cursor)).unwrap_err();
+    assert!(error.contains("no model answered"), "{error}");
+    assert!(error.contains("not found"), "{error}");
+    let progress = s.lsp.notifications_of("$/progress");
+    assert_eq!(progress.last().unwrap()["value"]["kind"], "end");
+}
+
+// --- the command line -------------------------------------------------------------------
+
+fn cli(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pilotfish"));
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("HOME", dir)
+        .env("XDG_CONFIG_HOME", dir.join(".config"));
+    if let Some(path) = std::env::var_os("PATH") {
+        command.env("PATH", path);
+    }
+    command.output().expect("run pilotfish")
+}
+
+fn cli_setup(behaviour: Behaviour) -> (ModelDouble, TempDir) {
+    let local = ModelDouble::start(behaviour);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("pilotfish.toml"),
+        format!(
+            "[models.local]\nprovider = \"ollama\"\nurl = \"{}\"\nmodel = \"test-model\"\nlocal = true\n\n[routes]\ncomplete = [\"local\"]\nexplain = [\"local\"]\nrefactor = [\"local\"]\nreview = [\"local\"]\n{USER_ACTIONS}",
+            local.base_url()
+        ),
+    )
+    .unwrap();
+    let (text, _, _) = mark(RUST_FN);
+    std::fs::write(dir.path().join("lib.rs"), text).unwrap();
+    (local, dir)
+}
+
+#[test]
+fn cli_action_explain_refactor_review_and_a_user_action() {
+    let (local, dir) = cli_setup(Behaviour::answer("It adds two numbers."));
+    let out = cli(
+        dir.path(),
+        &[
+            "--config",
+            "pilotfish.toml",
+            "action",
+            "explain",
+            "lib.rs:4",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stdout.trim(), "It adds two numbers.");
+    assert!(stderr.contains("answered by local"), "{stderr}");
+    assert!(stderr.contains("routes.explain"), "{stderr}");
+
+    local.set_behaviour(Behaviour::answer(
+        "```rust\nfn add(a: i32, b: i32) -> i32 {\n    a + b\n}\n```",
+    ));
+    let out = cli(
+        dir.path(),
+        &[
+            "--config",
+            "pilotfish.toml",
+            "action",
+            "refactor",
+            "lib.rs:4:5",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("--- a/lib.rs\n+++ b/lib.rs\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("-    let s = a + b;\n-    s\n+    a + b\n"),
+        "{stdout}"
+    );
+
+    local.set_behaviour(Behaviour::answer(
+        "{\"findings\":[{\"severity\":\"warning\",\"cwe\":\"CWE-190\",\"line_start\":2,\"line_end\":2,\"message\":\"May overflow.\"}]}",
+    ));
+    let out = cli(
+        dir.path(),
+        &["--config", "pilotfish.toml", "action", "review", "lib.rs:4"],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.trim(), "lib.rs:4: warning [CWE-190]: May overflow.");
+
+    local.set_behaviour(Behaviour::answer("Some tests."));
+    let out = cli(
+        dir.path(),
+        &["--config", "pilotfish.toml", "action", "tests", "lib.rs:4"],
+    );
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Some tests.");
+    assert_eq!(local.requests(), 4);
+}
+
+#[test]
+fn cli_action_exits_non_zero_when_every_model_fails_or_the_answer_is_unusable() {
+    let (local, dir) = cli_setup(Behaviour::failing(Fault::status(500)));
+    let out = cli(
+        dir.path(),
+        &[
+            "--config",
+            "pilotfish.toml",
+            "action",
+            "explain",
+            "lib.rs:4",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("explain: no model answered"), "{stderr}");
+    assert!(out.stdout.is_empty());
+
+    local.set_behaviour(Behaviour::answer("Not JSON at all."));
+    let out = cli(
+        dir.path(),
+        &["--config", "pilotfish.toml", "action", "review", "lib.rs:4"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("review: no findings"), "{stderr}");
+
+    let out = cli(
+        dir.path(),
+        &["--config", "pilotfish.toml", "action", "explain", "lib.rs"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+}
