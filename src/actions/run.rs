@@ -476,7 +476,7 @@ mod tests {
 
     fn snapshot(text: &str) -> Snapshot {
         let mut docs = Documents::default();
-        docs.open("file:///a.py", Language::Python, 1, text);
+        docs.open_parsed("file:///a.py", Language::Python, 1, text);
         docs.snapshot("file:///a.py").unwrap()
     }
 
