@@ -4,12 +4,17 @@
 
 mod harness;
 mod support;
+mod workspace;
 
 mod cli;
 mod completion;
 mod double;
 mod fim_wire;
 mod positions;
+mod privacy;
 mod providers;
+mod resilience;
 mod robustness;
+mod route_cli;
+mod routing;
 mod smoke;
