@@ -547,6 +547,24 @@ impl CompletionEngine {
     }
 }
 
+impl CompletionEngine {
+    /// The routing decision a completion request at `cursor` would get now, without calling
+    /// a model: the same context window, prompt size, secrets check and filters as
+    /// [`CompletionEngine::complete`] (for `pilotfish route --task complete`).
+    pub fn decide(&self, snapshot: &Snapshot, cursor: usize) -> Decision {
+        let settings = self.settings();
+        let ctx = extract(
+            &snapshot.rope,
+            snapshot.tree.as_ref(),
+            snapshot.language,
+            cursor,
+            ContextBudget::default(),
+            settings.config.completion.multiline.into(),
+        );
+        self.route(&settings, snapshot, cursor, &ctx).decision
+    }
+}
+
 /// The file path inside a `file://` URI (percent-decoded); other URIs are returned as is.
 pub fn path_of_uri(uri: &str) -> String {
     let Some(rest) = uri.strip_prefix("file://") else {

@@ -220,7 +220,18 @@ fn route_once(config: &Config, spot: &str, task: &str, json: bool) -> u8 {
         },
         prompt_tokens: feats.tokens + PROMPT_OVERHEAD_TOKENS,
     };
-    let decision = router.decide(&request, &RouteState::default());
+    let decision = if task == "complete" {
+        // Completion sends its context window, not the target: ask its own router.
+        let engine = CompletionEngine::new(
+            Arc::new(config.clone()),
+            Providers::new(),
+            Arc::new(Health::new()),
+        );
+        engine.reconfigure(Arc::new(config.clone()), root.clone());
+        engine.decide(&snapshot, cursor)
+    } else {
+        router.decide(&request, &RouteState::default())
+    };
     if json {
         let out = serde_json::json!({
             "target": { "kind": target.kind, "name": target.name, "lines": feats.lines },

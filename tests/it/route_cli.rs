@@ -401,3 +401,63 @@ fn a_cloud_key_adds_a_cloud_model_for_actions_only_and_its_value_is_never_printe
     let ran = workspace.run(&["config"], &[("ANTHROPIC_API_KEY", "")]);
     assert!(!ran.stdout().contains("[models.cloud]"), "{}", ran.both());
 }
+
+#[test]
+fn route_for_completion_agrees_with_what_completion_does() {
+    // `tiny` holds 300 tokens: its 256 output tokens leave ~44 for the prompt. Completion
+    // uses it for a one-line file and skips it for a long one (see `routing`); the dry run
+    // must say the same.
+    let tiny = ModelDouble::start(Behaviour::answer("unused"));
+    let big = ModelDouble::start(Behaviour::answer("unused"));
+    let workspace = Workspace::new(&format!(
+        "{}{}[routes]\ncomplete = [\"tiny\", \"big\"]\n",
+        ollama(
+            "tiny",
+            &tiny.base_url(),
+            "context_window = 300\nmax_output_tokens = 256\n"
+        ),
+        ollama("big", &big.base_url(), "")
+    ));
+    workspace.write("small.py", "x = \n");
+    let mut long = String::new();
+    for i in 0..40 {
+        long.push_str(&format!("setting_{i:02} = compute_setting({i})\n"));
+    }
+    long.push_str("last = \n");
+    workspace.write("big.py", &long);
+    let json = |spot: &str| -> Value {
+        let ran = workspace.run_configured(&["route", spot, "--task", "complete", "--json"]);
+        assert_eq!(ran.code(), Some(0), "{}", ran.both());
+        serde_json::from_str(&ran.stdout()).expect("JSON")
+    };
+    assert_eq!(chain_of(&json("small.py:1:5")), ["tiny", "big"]);
+    let long_route = json("big.py:41:8");
+    assert_eq!(chain_of(&long_route), ["big"]);
+    assert_eq!(candidate(&long_route, "tiny")["dropped_by"], "fit");
+    assert!(tiny.recorded().is_empty() && big.recorded().is_empty());
+}
+
+#[test]
+fn route_for_completion_sees_a_secret_above_the_function_when_redaction_is_off() {
+    // Completion sends the prefix window, not just the function: with redaction off, a key
+    // at the top of the file keeps completion local anywhere below it (see `privacy`); the
+    // dry run must say the same.
+    let big = ModelDouble::start(Behaviour::answer("unused"));
+    let fast = ModelDouble::start(Behaviour::answer("unused"));
+    let workspace = Workspace::new(&format!(
+        "{}{}[routes]\ncomplete = [\"big\", \"fast\"]\n\n[privacy]\nredact_secrets = false\n",
+        cloud("big", &big.base_url(), ""),
+        ollama("fast", &fast.base_url(), "")
+    ));
+    workspace.write(
+        "client.py",
+        "API_KEY = \"sk-proj-Zq3vT8nW2xK5mR7pL9sJ4hB6dF1gC0aYeU2iO8tQ\"\n\ndef client():\n    return \n",
+    );
+    let ran =
+        workspace.run_configured(&["route", "client.py:4:12", "--task", "complete", "--json"]);
+    assert_eq!(ran.code(), Some(0), "{}", ran.both());
+    let json: Value = serde_json::from_str(&ran.stdout()).expect("JSON");
+    assert_eq!(chain_of(&json), ["fast"], "{json:#}");
+    assert_eq!(candidate(&json, "big")["dropped_by"], "privacy");
+    assert!(big.recorded().is_empty() && fast.recorded().is_empty());
+}
