@@ -16,8 +16,8 @@ use crate::cache::{CacheKey, CachedSuggestion, CompletionCache};
 use crate::config::{Config, ModelConfig};
 use crate::documents::Snapshot;
 use crate::postprocess::postprocess;
-use crate::prompt::{Fim, build_fim};
-use crate::providers::{FimCall, ProviderError, Providers};
+use crate::prompt::{Fim, build_fim, chat_completion_messages};
+use crate::providers::{ChatCall, ChatMessage, FimCall, Providers};
 use crate::redact::{contains_secrets, redact};
 use crate::resilience::{Health, run_chain};
 use crate::router::{Decision, RouteRequest, RouteState, Router};
@@ -88,17 +88,19 @@ pub struct Counters {
     pub deadline_exceeded: AtomicU64,
 }
 
-/// A model that can serve completion, with its FIM mode resolved.
+/// A model that can serve completion, with its FIM mode resolved; `None` for a chat-only
+/// model, which serves completion through a chat prompt when a rule or route sends
+/// completion to it.
 #[derive(Clone)]
 struct Candidate {
     name: Arc<str>,
     model: Arc<ModelConfig>,
-    fim: Fim,
+    fim: Option<Fim>,
 }
 
 /// The settings the path reads on every request; replaced whole on reconfiguration.
 struct Settings {
-    /// Every configured model that can fill in the middle, by name.
+    /// Every configured model, by name.
     candidates: HashMap<String, Candidate>,
     /// Whether some `[[rules]]` entry may apply to completion (then the target's features
     /// are computed for each request; otherwise they are not needed).
@@ -119,13 +121,13 @@ impl Settings {
         let candidates: HashMap<String, Candidate> = config
             .models
             .iter()
-            .filter_map(|(name, model)| {
+            .map(|(name, model)| {
                 let candidate = Candidate {
                     name: name.as_str().into(),
                     model: Arc::new(model.clone()),
-                    fim: model.fim()?,
+                    fim: model.fim(),
                 };
-                Some((name.clone(), candidate))
+                (name.clone(), candidate)
             })
             .collect();
         let rules_apply = config
@@ -539,7 +541,7 @@ impl CompletionEngine {
                 Some(c) => chain.push(c.clone()),
                 None => {
                     verdict.kept = false;
-                    verdict.reason = "chat-only model (no `fim` mode)".into();
+                    verdict.reason = "not defined under [models]".into();
                 }
             }
         }
@@ -661,21 +663,36 @@ async fn run_flight(
         hard_deadline,
         |name, model| {
             let ctx = &ctx;
-            let fim = fim_of(&name);
+            let fim = fim_of(&name).flatten();
             async move {
-                let fim = fim.ok_or_else(|| {
-                    ProviderError::Unsupported(format!("model {:?} has no FIM mode", model.model))
-                })?;
-                let mut prompt = build_fim(fim, ctx);
-                if redact_before_cloud && !model.is_local() {
-                    prompt.prompt = redact(&prompt.prompt).0;
-                    prompt.suffix = prompt.suffix.map(|s| redact(&s).0);
-                }
+                let redacting = redact_before_cloud && !model.is_local();
                 let max_tokens = if ctx.shape.multiline {
                     model.max_output_tokens
                 } else {
                     model.max_output_tokens.min(SINGLE_LINE_MAX_TOKENS)
                 };
+                let Some(fim) = fim else {
+                    // A chat-only model: the code with a cursor marker, the answer is the
+                    // code to insert.
+                    let (system, user) = chat_completion_messages(ctx);
+                    let user = if redacting { redact(&user).0 } else { user };
+                    let messages = [ChatMessage::user(user)];
+                    let call = ChatCall {
+                        system: &system,
+                        messages: &messages,
+                        max_tokens,
+                        temperature: 0.0,
+                    };
+                    let answer = providers.chat(&model, call, &mut |_| {}).await?;
+                    // No stop sequences: post-processing strips fences and keeps one line
+                    // where the syntax wants one.
+                    return Ok(postprocess(&answer.text, ctx, &[]).map(|kept| (kept, answer)));
+                };
+                let mut prompt = build_fim(fim, ctx);
+                if redacting {
+                    prompt.prompt = redact(&prompt.prompt).0;
+                    prompt.suffix = prompt.suffix.map(|s| redact(&s).0);
+                }
                 let call = FimCall {
                     prompt: &prompt,
                     max_tokens,

@@ -230,3 +230,28 @@ fn without_redaction_a_secret_keeps_the_request_on_the_local_model() {
     );
     editor.lsp.shutdown_and_exit();
 }
+
+#[test]
+fn a_secret_is_masked_in_the_chat_prompt_of_a_chat_only_cloud_model() {
+    let chat = ModelDouble::start(Behaviour::answer("from_chat"));
+    let local = ModelDouble::start(Behaviour::answer("from_local"));
+    let workspace = Workspace::new(&format!(
+        "[models.chat]\nprovider = \"ollama\"\nurl = \"{}\"\nmodel = \"chat-model\"\nlocal = false\n\n{}{}\n{}",
+        chat.base_url(),
+        ollama("local", &local.base_url(), ""),
+        complete_route(&["local"]),
+        "[[rules]]\ntask = \"complete\"\nwhen = { languages = [\"python\"] }\nuse = [\"chat\", \"local\"]\n"
+    ));
+    let editor = workspace.serve();
+    let fixture = format!("OPENAI_API_KEY = \"{OPENAI_KEY}\"\n\ndef client():\n    return $0\n");
+    assert_eq!(
+        editor.suggest("app.py", "python", &fixture).as_deref(),
+        Some("from_chat")
+    );
+    let call = chat.last_model_call().expect("a chat call");
+    let sent = call.all_input_text();
+    assert!(sent.contains("def client():"), "{sent}");
+    assert!(!sent.contains(OPENAI_KEY), "the key leaked: {sent}");
+    assert_eq!(local.requests(), 0);
+    editor.lsp.shutdown_and_exit();
+}

@@ -194,3 +194,42 @@ fn a_model_whose_context_window_is_too_small_is_skipped_for_a_big_prompt() {
     assert_eq!((tiny.requests(), big.requests()), (1, 1));
     editor.lsp.shutdown_and_exit();
 }
+
+#[test]
+fn a_rule_can_send_completion_to_a_chat_only_model() {
+    // Issue 3: "Chat-only models can serve completion through a chat prompt when a rule
+    // sends completion to them."
+    let fim = ModelDouble::start(Behaviour::answer("from_fim"));
+    let chat = ModelDouble::start(Behaviour::answer("from_chat"));
+    let workspace = Workspace::new(&format!(
+        "{}[models.chat]\nprovider = \"ollama\"\nurl = \"{}\"\nmodel = \"chat-model\"\n\n{}\n{}",
+        ollama("fim", &fim.base_url(), ""),
+        chat.base_url(),
+        complete_route(&["fim"]),
+        "[[rules]]\ntask = \"complete\"\nwhen = { languages = [\"python\"] }\nuse = [\"chat\"]\n"
+    ));
+    let editor = workspace.serve();
+    assert_eq!(
+        editor
+            .suggest("calc.py", "python", "def total(xs):\n    return $0\n")
+            .as_deref(),
+        Some("from_chat")
+    );
+    assert_eq!(chat.requests_to("/api/chat"), 1, "{}", chat.summary());
+    let call = chat.last_model_call().expect("a chat call");
+    assert!(
+        call.all_input_text()
+            .contains("def total(xs):\n    return "),
+        "the code before the cursor is in the chat prompt: {}",
+        call.all_input_text()
+    );
+    assert_eq!(fim.requests(), 0, "{}", fim.summary());
+    // Rust files keep the FIM route.
+    assert_eq!(
+        editor
+            .suggest("calc.rs", "rust", "fn total() -> u32 {\n    $0\n}\n")
+            .as_deref(),
+        Some("from_fim")
+    );
+    editor.lsp.shutdown_and_exit();
+}
