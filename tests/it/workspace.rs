@@ -5,7 +5,6 @@
 //!
 //! Configs are written as TOML text so that a test reads like the file a user would write.
 
-use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::{Value, json};
@@ -55,10 +54,6 @@ impl Workspace {
         Workspace {
             dir: tempfile::tempdir().expect("temp workspace"),
         }
-    }
-
-    pub fn path(&self) -> &Path {
-        self.dir.path()
     }
 
     /// Writes `text` to `relative`, creating its directories.
