@@ -88,7 +88,9 @@ pub struct Counters {
     pub deadline_exceeded: AtomicU64,
 }
 
-/// A model that can serve completion, with its FIM mode resolved.
+/// A model that can serve completion, with its FIM mode resolved; `None` for a chat-only
+/// model, which serves completion through a chat prompt when a rule or route sends
+/// completion to it.
 #[derive(Clone)]
 struct Candidate {
     name: Arc<str>,
@@ -559,6 +561,24 @@ impl CompletionEngine {
             .filter_map(|name| settings.candidates.get(name).cloned())
             .collect();
         Route { chain, decision }
+    }
+}
+
+impl CompletionEngine {
+    /// The routing decision a completion request at `cursor` would get now, without calling
+    /// a model: the same context window, prompt size, secrets check and filters as
+    /// [`CompletionEngine::complete`] (for `pilotfish route --task complete`).
+    pub fn decide(&self, snapshot: &Snapshot, cursor: usize) -> Decision {
+        let settings = self.settings();
+        let ctx = extract(
+            &snapshot.rope,
+            snapshot.tree.as_ref(),
+            snapshot.language,
+            cursor,
+            ContextBudget::default(),
+            settings.config.completion.multiline.into(),
+        );
+        self.route(&settings, snapshot, cursor, &ctx).decision
     }
 }
 

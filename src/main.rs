@@ -224,7 +224,18 @@ fn route_once(config: &Config, spot: &str, task: &str, json: bool) -> u8 {
         .ok()
         .map(|d| d.to_string_lossy().into_owned());
     let request = facts.request(task, &path_text, root.as_deref(), &config.privacy);
-    let decision = router.decide(&request, &RouteState::default());
+    let decision = if task == "complete" {
+        // Completion sends its context window, not the target: ask its own router.
+        let engine = CompletionEngine::new(
+            Arc::new(config.clone()),
+            Providers::new(),
+            Arc::new(Health::new()),
+        );
+        engine.reconfigure(Arc::new(config.clone()), root.clone());
+        engine.decide(&snapshot, cursor)
+    } else {
+        router.decide(&request, &RouteState::default())
+    };
     if json {
         let out = serde_json::json!({
             "target": { "kind": target.kind, "name": target.name, "lines": feats.lines },

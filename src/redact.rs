@@ -12,7 +12,11 @@
 //!   and `github_pat_`, Slack `xox[abprs]-`, Google `AIza…`, Stripe `sk_live_`/`rk_live_`
 //!   (and `_test_`), JWTs (`eyJ…`, three base64url parts);
 //! - PEM private key blocks (`-----BEGIN … PRIVATE KEY-----` to `-----END …`, or to the end
-//!   of the text when the block is cut off): the body is masked, the armour lines stay;
+//!   of the text when the block is cut off): the body is masked, the armour lines stay. A
+//!   block cut off at the START (a prompt window that begins inside it) is found by its END
+//!   line: when every line from the start of the text to the END line looks like key
+//!   material (base64, possibly quoted or `\n`-escaped, PEM headers, blank lines), all of it
+//!   is masked;
 //! - `Bearer <token>`, `Authorization: Basic <credentials>`, and `scheme://user:PASSWORD@host`;
 //! - assignments and key/value pairs whose key NAMES a secret: the last word of the key is
 //!   password/passwd/passphrase/pass/pwd/secret (a "password-like" key, any non-empty value),
@@ -92,6 +96,11 @@ static PEM_PRIVATE_KEY: LazyLock<Regex> = LazyLock::new(|| {
     .expect("PEM regex")
 });
 
+/// The END line of a PEM private key block, for blocks whose BEGIN line was cut off.
+static PEM_PRIVATE_KEY_END: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"-----END[A-Z0-9 ]*PRIVATE KEY[A-Z ]*-----").expect("PEM END regex")
+});
+
 /// `Bearer <token>` anywhere; `Authorization: Basic <credentials>`.
 static AUTH_HEADER: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
@@ -148,10 +157,24 @@ fn find_secrets(text: &str) -> Vec<Range<usize>> {
             spans.push(m.range());
         }
     }
+    let mut whole_blocks: Vec<Range<usize>> = Vec::new();
     for c in PEM_PRIVATE_KEY.captures_iter(text) {
+        if let Some(whole) = c.get(0) {
+            whole_blocks.push(whole.range());
+        }
         if let Some(body) = c.name("body") {
             let range = trim_pem_body(text, body.range());
             if !range.is_empty() && &text[range.clone()] != MASK {
+                spans.push(range);
+            }
+        }
+    }
+    for end in PEM_PRIVATE_KEY_END.find_iter(text) {
+        let in_a_whole_block = whole_blocks
+            .iter()
+            .any(|b| b.start <= end.start() && end.end() <= b.end);
+        if !in_a_whole_block {
+            if let Some(range) = cut_off_pem_body(text, end.start()) {
                 spans.push(range);
             }
         }
@@ -207,6 +230,42 @@ fn provider_key_is_real(key: &str) -> bool {
     }
     let upper = key.to_ascii_uppercase();
     !(upper.contains("EXAMPLE") || upper.contains("XXXXX") || upper.contains("YOUR"))
+}
+
+/// The body of a PEM private key block whose BEGIN line is not in `text` (a window that
+/// starts inside the block), ending at the END armour at `end_armour`: the key material
+/// from the start of the text up to that line. `None` unless every line before the END
+/// line, back to the start of the text, looks like key material: a window cut inside a
+/// block holds nothing else, and an END line quoted in ordinary code is left alone.
+fn cut_off_pem_body(text: &str, end_armour: usize) -> Option<Range<usize>> {
+    let before = &text[..end_armour];
+    if !before.split('\n').all(looks_like_key_material) {
+        return None;
+    }
+    let mut range = trim_pem_body(text, 0..end_armour);
+    // A key cut inside a string literal: its opening quote is code, not key.
+    while text[range.clone()].starts_with(['"', '\'', '`']) {
+        range.start += 1;
+    }
+    let body = &text[range.clone()];
+    (body.chars().any(|c| c.is_ascii_alphanumeric()) && body != MASK).then_some(range)
+}
+
+/// A line (or the part of one) of a PEM body as it may sit in a file or in code: base64
+/// characters, PEM headers (`Proc-Type:`, `DEK-Info:`), or nothing, possibly quoted,
+/// concatenated or with `\n` escapes.
+fn looks_like_key_material(line: &str) -> bool {
+    let line = line.replace("\\n", "").replace("\\r", "");
+    let core = line.trim_matches(|c: char| {
+        c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '+' | ',' | ';' | '(' | ')')
+    });
+    core.is_empty()
+        || core.starts_with("Proc-Type:")
+        || core.starts_with("DEK-Info:")
+        || core == MASK
+        || core
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '='))
 }
 
 /// The PEM body without the whitespace and `\n` escapes around it.
@@ -512,6 +571,27 @@ mod tests {
                 1,
             ),
             row("-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkq\n-----END PUBLIC KEY-----".into(), "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkq\n-----END PUBLIC KEY-----".into(), 0),
+            // A window that starts inside a block: its BEGIN line is cut off.
+            row(
+                "Bgkqhkig9w0BAQEFAASC\nMIIEowIBAAKCAQEA7+q9Zs/Xk=\n-----END PRIVATE KEY-----\nnext step".into(),
+                format!("{m}\n-----END PRIVATE KEY-----\nnext step"),
+                1,
+            ),
+            row(
+                "    \"MIIEowIBAAKCAQEA7\\n\" +\n    \"q9Zs+Xk=\\n-----END RSA PRIVATE KEY-----\";".into(),
+                format!("    \"{m}\\n-----END RSA PRIVATE KEY-----\";"),
+                1,
+            ),
+            row(
+                "if line == \"-----END RSA PRIVATE KEY-----\":".into(),
+                "if line == \"-----END RSA PRIVATE KEY-----\":".into(),
+                0,
+            ),
+            row(
+                "fn end() {\n    \"-----END PRIVATE KEY-----\"\n}".into(),
+                "fn end() {\n    \"-----END PRIVATE KEY-----\"\n}".into(),
+                0,
+            ),
             // --- assignments, every syntax ---
             row("password = \"hunter2\"".into(), format!("password = \"{m}\""), 1),
             row("db.connect(host, password='s3cr3t!')".into(), format!("db.connect(host, password='{m}')"), 1),

@@ -4,6 +4,7 @@
 
 mod harness;
 mod support;
+mod workspace;
 
 mod actions;
 mod cli;
@@ -11,6 +12,10 @@ mod completion;
 mod double;
 mod fim_wire;
 mod positions;
+mod privacy;
 mod providers;
+mod resilience;
 mod robustness;
+mod route_cli;
+mod routing;
 mod smoke;

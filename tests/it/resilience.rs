@@ -1,0 +1,277 @@
+//! Something always answers (issue 3, SPEC §7): with a completion chain `[a, b]` of two model
+//! doubles, every way `a` can fail — refused connection, 500 (retried inside the budget),
+//! 429 with Retry-After, 529, a hang past its `timeout_ms`, a garbage body, a reset mid-answer
+//! — ends with `b`'s suggestion; the breaker stops calls to a dead `a` and a rate-limited `a`
+//! is skipped while it cools (counted on the doubles); a model's own error text reaches the
+//! user in one line, once. Driven through `textDocument/inlineCompletion` and
+//! `pilotfish complete`.
+//!
+//! The breaker's half-open step after its 30 s cooldown is covered by the unit tests in
+//! `src/resilience.rs`, with time passed in; here we only assert that the calls stop.
+
+use std::time::Duration;
+
+use crate::harness::dead_url;
+use crate::support::double::{Behaviour, Fault, ModelDouble};
+use crate::workspace::{Workspace, complete_route, ollama};
+
+/// Upper bound for asynchronous effects; tests wait on conditions, not on this time.
+const WAIT: Duration = Duration::from_secs(5);
+/// Calls per model per request: the first and its retries (`resilience::MAX_ATTEMPTS`).
+const MAX_ATTEMPTS: usize = 3;
+/// Failed requests that open a model's circuit (`resilience::FAILURES_TO_OPEN`).
+const FAILURES_TO_OPEN: usize = 3;
+
+/// A chain `[a, b]`: `a` at `a_url` with `a_extra` lines, `b` a double answering "from_b".
+fn chain_config(a_url: &str, a_extra: &str, b: &ModelDouble) -> String {
+    format!(
+        "{}{}{}",
+        ollama("a", a_url, a_extra),
+        ollama("b", &b.base_url(), ""),
+        complete_route(&["a", "b"])
+    )
+}
+
+/// A distinct Python file for request `n`: distinct text, so the cache never answers.
+fn nth(n: usize) -> (String, String) {
+    (format!("f{n}.py"), format!("value_{n} = $0\n"))
+}
+
+/// `a` fails with `fault` on every call; one completion request must be answered by `b`.
+/// Returns the doubles (a, b) for the caller's counts.
+fn falls_through(fault: Fault, a_extra: &str) -> (ModelDouble, ModelDouble) {
+    let a = ModelDouble::start(Behaviour::answer("from_a").fault(fault.clone()));
+    let b = ModelDouble::start(Behaviour::answer("from_b"));
+    let workspace = Workspace::new(&chain_config(&a.base_url(), a_extra, &b));
+    let editor = workspace.serve();
+    let (name, fixture) = nth(0);
+    let got = editor.suggest(&name, "python", &fixture);
+    assert_eq!(
+        got.as_deref(),
+        Some("from_b"),
+        "{fault:?}: a: {}; b: {}",
+        a.summary(),
+        b.summary()
+    );
+    assert_eq!(b.requests(), 1, "{fault:?}: {}", b.summary());
+    assert_eq!(b.completed(), 1, "{fault:?}: {}", b.summary());
+    editor.lsp.shutdown_and_exit();
+    (a, b)
+}
+
+#[test]
+fn refused_connection_falls_through_to_the_next_model() {
+    let b = ModelDouble::start(Behaviour::answer("from_b"));
+    let workspace = Workspace::new(&chain_config(&dead_url(), "", &b));
+    let editor = workspace.serve();
+    let (name, fixture) = nth(0);
+    assert_eq!(
+        editor.suggest(&name, "python", &fixture).as_deref(),
+        Some("from_b")
+    );
+    assert_eq!(b.requests(), 1, "{}", b.summary());
+    assert!(editor.messages().is_empty(), "b answered: no warning");
+    editor.lsp.shutdown_and_exit();
+}
+
+#[test]
+fn http_500_is_retried_inside_the_budget_then_falls_through() {
+    let (a, _) = falls_through(Fault::status(500), "");
+    assert_eq!(
+        a.requests(),
+        MAX_ATTEMPTS,
+        "the first call and its retries: {}",
+        a.summary()
+    );
+}
+
+#[test]
+fn a_500_that_recovers_on_retry_answers_from_the_same_model() {
+    let a = ModelDouble::start(Behaviour::answer("from_a").fail_first(2, Fault::status(503)));
+    let b = ModelDouble::start(Behaviour::answer("from_b"));
+    let workspace = Workspace::new(&chain_config(&a.base_url(), "", &b));
+    let editor = workspace.serve();
+    let (name, fixture) = nth(0);
+    assert_eq!(
+        editor.suggest(&name, "python", &fixture).as_deref(),
+        Some("from_a")
+    );
+    assert_eq!((a.requests(), a.faulted()), (3, 2), "{}", a.summary());
+    assert_eq!(b.requests(), 0, "{}", b.summary());
+    editor.lsp.shutdown_and_exit();
+}
+
+#[test]
+fn rate_limited_429_falls_through_without_retrying() {
+    // Retry-After (60 s) is longer than the budget: waiting it out cannot pay.
+    let (a, _) = falls_through(Fault::rate_limited(60), "");
+    assert_eq!(a.requests(), 1, "{}", a.summary());
+}
+
+#[test]
+fn overloaded_529_falls_through_without_retrying() {
+    let (a, _) = falls_through(Fault::overloaded(), "");
+    assert_eq!(a.requests(), 1, "{}", a.summary());
+}
+
+#[test]
+fn a_hang_past_the_models_timeout_falls_through_and_drops_the_connection() {
+    let (a, _) = falls_through(Fault::Hang, "timeout_ms = 300\n");
+    assert_eq!(a.requests(), 1, "{}", a.summary());
+    assert!(
+        a.wait_for(|d| d.aborted() == 1, WAIT),
+        "the hung call's connection is closed: {}",
+        a.summary()
+    );
+}
+
+#[test]
+fn a_garbage_body_falls_through() {
+    let (a, _) = falls_through(Fault::Garbage, "");
+    assert_eq!(a.requests(), 1, "{}", a.summary());
+}
+
+#[test]
+fn a_reset_mid_answer_falls_through() {
+    let (a, _) = falls_through(Fault::ResetMidStream { after_chunks: 1 }, "");
+    assert_eq!(a.requests(), 1, "{}", a.summary());
+    assert_eq!(a.resets(), 1, "{}", a.summary());
+}
+
+/// `a` fails every call with `fault`; `per_request` is how many calls one request makes to
+/// it. After `FAILURES_TO_OPEN` failed requests its circuit is open: later requests make no
+/// call to `a` at all and are all answered by `b`.
+fn breaker_stops_calls(fault: Fault, per_request: usize) {
+    let a = ModelDouble::start(Behaviour::answer("from_a").fault(fault.clone()));
+    let b = ModelDouble::start(Behaviour::answer("from_b"));
+    let workspace = Workspace::new(&chain_config(&a.base_url(), "", &b));
+    let editor = workspace.serve();
+    for n in 0..FAILURES_TO_OPEN {
+        let (name, fixture) = nth(n);
+        assert_eq!(
+            editor.suggest(&name, "python", &fixture).as_deref(),
+            Some("from_b"),
+            "{fault:?}, request {n}"
+        );
+    }
+    let calls_to_open = FAILURES_TO_OPEN * per_request;
+    assert_eq!(a.requests(), calls_to_open, "{fault:?}: {}", a.summary());
+    for n in FAILURES_TO_OPEN..FAILURES_TO_OPEN + 4 {
+        let (name, fixture) = nth(n);
+        assert_eq!(
+            editor.suggest(&name, "python", &fixture).as_deref(),
+            Some("from_b"),
+            "{fault:?}, request {n}"
+        );
+    }
+    assert_eq!(
+        a.requests(),
+        calls_to_open,
+        "{fault:?}: the open circuit stops calls to a: {}",
+        a.summary()
+    );
+    assert_eq!(b.requests(), FAILURES_TO_OPEN + 4, "{}", b.summary());
+    assert!(
+        editor.messages().is_empty(),
+        "b always answered: no warning"
+    );
+    editor.lsp.shutdown_and_exit();
+}
+
+#[test]
+fn the_breaker_stops_calls_to_a_model_answering_500() {
+    breaker_stops_calls(Fault::status(500), MAX_ATTEMPTS);
+}
+
+#[test]
+fn the_breaker_stops_calls_to_a_model_answering_garbage() {
+    breaker_stops_calls(Fault::Garbage, 1);
+}
+
+#[test]
+fn a_rate_limited_model_is_skipped_while_it_cools() {
+    let a = ModelDouble::start(Behaviour::answer("from_a").fault(Fault::rate_limited(60)));
+    let b = ModelDouble::start(Behaviour::answer("from_b"));
+    let workspace = Workspace::new(&chain_config(&a.base_url(), "", &b));
+    let editor = workspace.serve();
+    for n in 0..5 {
+        let (name, fixture) = nth(n);
+        assert_eq!(
+            editor.suggest(&name, "python", &fixture).as_deref(),
+            Some("from_b"),
+            "request {n}"
+        );
+    }
+    assert_eq!(
+        a.requests(),
+        1,
+        "only the first request reaches a; then it cools for Retry-After: {}",
+        a.summary()
+    );
+    assert_eq!(b.requests(), 5, "{}", b.summary());
+    editor.lsp.shutdown_and_exit();
+}
+
+#[test]
+fn a_models_error_text_reaches_the_user_once_in_one_line() {
+    let a = ModelDouble::start(Behaviour::failing(Fault::status_with_body(
+        404,
+        r#"{"error":"model 'x' not found"}"#,
+    )));
+    let workspace = Workspace::new(&format!(
+        "{}{}",
+        ollama("a", &a.base_url(), ""),
+        complete_route(&["a"])
+    ));
+    let editor = workspace.serve();
+    for n in 0..2 {
+        let (name, fixture) = nth(n);
+        assert_eq!(editor.suggest(&name, "python", &fixture), None);
+    }
+    assert_eq!(a.requests(), 2, "404 is not retried: {}", a.summary());
+    let messages = editor.messages();
+    assert_eq!(messages.len(), 1, "told once: {messages:#?}");
+    let message = &messages[0];
+    assert!(
+        message.contains("model 'x' not found"),
+        "the model's own words: {message}"
+    );
+    assert!(!message.contains('\n'), "one line: {message:?}");
+    editor.lsp.shutdown_and_exit();
+}
+
+#[test]
+fn complete_on_the_command_line_falls_through_the_chain() {
+    let a = ModelDouble::start(Behaviour::failing(Fault::status(500)));
+    let b = ModelDouble::start(Behaviour::answer("a + b\n"));
+    let workspace = Workspace::new(&chain_config(&a.base_url(), "", &b));
+    workspace.write("add.py", "def add(a, b):\n    return \n");
+    let ran = workspace.run_configured(&["complete", "add.py:2:12"]);
+    assert_eq!(ran.code(), Some(0), "{}", ran.both());
+    assert_eq!(ran.stdout(), "a + b\n", "{}", ran.both());
+    assert!(ran.stderr().contains("answered by b"), "{}", ran.both());
+    assert_eq!(a.requests(), MAX_ATTEMPTS, "{}", a.summary());
+    assert_eq!(b.requests(), 1, "{}", b.summary());
+}
+
+#[test]
+fn complete_on_the_command_line_says_why_when_every_model_fails() {
+    let a = ModelDouble::start(Behaviour::failing(Fault::status_with_body(
+        404,
+        r#"{"error":"model 'x' not found"}"#,
+    )));
+    let workspace = Workspace::new(&format!(
+        "{}{}",
+        ollama("a", &a.base_url(), ""),
+        complete_route(&["a"])
+    ));
+    workspace.write("add.py", "def add(a, b):\n    return \n");
+    let ran = workspace.run_configured(&["complete", "add.py:2:12"]);
+    assert_eq!(ran.code(), Some(1), "{}", ran.both());
+    assert_eq!(ran.stdout(), "", "{}", ran.both());
+    assert!(
+        ran.stderr().contains("model 'x' not found"),
+        "{}",
+        ran.both()
+    );
+}

@@ -1,0 +1,235 @@
+//! Routing seen from the editor (issue 3, SPEC §6): `[[rules]]` for completion pick the model
+//! by language, by path and by the size of the enclosing function, and anything else takes
+//! `[routes] complete`; a model whose context window cannot hold the prompt is skipped. Each
+//! model is a double answering its own name, and the doubles' counts prove who was asked.
+
+use crate::support::double::{Behaviour, ModelDouble};
+use crate::workspace::{Editor, Workspace, complete_route, ollama};
+
+/// Two doubles, `a` (the default route) and `b` (what the rule picks), answering "from_a"
+/// and "from_b", and a server whose config adds `rule` (a `[[rules]]` table).
+struct TwoModels {
+    a: ModelDouble,
+    b: ModelDouble,
+    editor: Editor,
+    _workspace: Workspace,
+}
+
+impl TwoModels {
+    fn with_rule(rule: &str) -> TwoModels {
+        let a = ModelDouble::start(Behaviour::answer("from_a"));
+        let b = ModelDouble::start(Behaviour::answer("from_b"));
+        let workspace = Workspace::new(&format!(
+            "{}{}{}\n{rule}\n",
+            ollama("a", &a.base_url(), ""),
+            ollama("b", &b.base_url(), ""),
+            complete_route(&["a"])
+        ));
+        let editor = workspace.serve();
+        TwoModels {
+            a,
+            b,
+            editor,
+            _workspace: workspace,
+        }
+    }
+
+    fn counts(&self) -> (usize, usize) {
+        (self.a.requests(), self.b.requests())
+    }
+}
+
+#[test]
+fn a_language_rule_sends_python_to_its_model_and_rust_to_the_default_route() {
+    let setup = TwoModels::with_rule(
+        "[[rules]]\ntask = \"complete\"\nwhen = { languages = [\"python\"] }\nuse = [\"b\"]",
+    );
+    let editor = &setup.editor;
+    assert_eq!(
+        editor
+            .suggest("calc.py", "python", "def total(xs):\n    return $0\n")
+            .as_deref(),
+        Some("from_b")
+    );
+    assert_eq!(setup.counts(), (0, 1));
+    assert_eq!(
+        editor
+            .suggest(
+                "calc.rs",
+                "rust",
+                "fn total(xs: &[u32]) -> u32 {\n    let sum = $0\n}\n"
+            )
+            .as_deref(),
+        Some("from_a")
+    );
+    assert_eq!(setup.counts(), (1, 1));
+    editor.lsp.shutdown_and_exit();
+}
+
+#[test]
+fn a_rule_for_another_task_does_not_apply_to_completion() {
+    let setup = TwoModels::with_rule(
+        "[[rules]]\ntask = \"review\"\nwhen = { languages = [\"python\"] }\nuse = [\"b\"]",
+    );
+    assert_eq!(
+        setup
+            .editor
+            .suggest("calc.py", "python", "x = $0\n")
+            .as_deref(),
+        Some("from_a")
+    );
+    assert_eq!(setup.counts(), (1, 0));
+    setup.editor.lsp.shutdown_and_exit();
+}
+
+#[test]
+fn a_paths_rule_sends_matching_files_to_its_model() {
+    let setup = TwoModels::with_rule(
+        "[[rules]]\ntask = \"complete\"\nwhen = { paths = [\"legacy/**\"] }\nuse = [\"b\"]",
+    );
+    let editor = &setup.editor;
+    assert_eq!(
+        editor
+            .suggest("legacy/billing/old.py", "python", "old = $0\n")
+            .as_deref(),
+        Some("from_b")
+    );
+    assert_eq!(
+        editor
+            .suggest("src/billing/new.py", "python", "new = $0\n")
+            .as_deref(),
+        Some("from_a")
+    );
+    assert_eq!(setup.counts(), (1, 1));
+    editor.lsp.shutdown_and_exit();
+}
+
+/// A Python function of `lines` lines with the cursor on its last line.
+fn function_of(lines: usize) -> String {
+    let mut text = String::from("def compute(x):\n");
+    for i in 0..lines.saturating_sub(2) {
+        text.push_str(&format!("    x = x + {i}\n"));
+    }
+    text.push_str("    return $0\n");
+    text
+}
+
+#[test]
+fn a_min_lines_rule_sends_long_functions_to_its_model() {
+    let setup = TwoModels::with_rule(
+        "[[rules]]\ntask = \"complete\"\nwhen = { min_lines = 20 }\nuse = [\"b\"]",
+    );
+    let editor = &setup.editor;
+    assert_eq!(
+        editor
+            .suggest("long.py", "python", &function_of(30))
+            .as_deref(),
+        Some("from_b")
+    );
+    assert_eq!(setup.counts(), (0, 1));
+    assert_eq!(
+        editor
+            .suggest("short.py", "python", &function_of(5))
+            .as_deref(),
+        Some("from_a")
+    );
+    assert_eq!(setup.counts(), (1, 1));
+    editor.lsp.shutdown_and_exit();
+}
+
+#[test]
+fn the_first_matching_rule_wins() {
+    let setup = TwoModels::with_rule(concat!(
+        "[[rules]]\ntask = \"complete\"\nwhen = { paths = [\"tools/**\"] }\nuse = [\"a\"]\n\n",
+        "[[rules]]\ntask = \"complete\"\nwhen = { languages = [\"python\"] }\nuse = [\"b\"]\n",
+    ));
+    let editor = &setup.editor;
+    assert_eq!(
+        editor
+            .suggest("tools/gen.py", "python", "gen = $0\n")
+            .as_deref(),
+        Some("from_a")
+    );
+    assert_eq!(
+        editor
+            .suggest("app/main.py", "python", "main = $0\n")
+            .as_deref(),
+        Some("from_b")
+    );
+    assert_eq!(setup.counts(), (1, 1));
+    editor.lsp.shutdown_and_exit();
+}
+
+#[test]
+fn a_model_whose_context_window_is_too_small_is_skipped_for_a_big_prompt() {
+    // `tiny` holds 300 tokens: its 256 output tokens leave ~44 for the prompt.
+    let tiny = ModelDouble::start(Behaviour::answer("from_tiny"));
+    let big = ModelDouble::start(Behaviour::answer("from_big"));
+    let workspace = Workspace::new(&format!(
+        "{}{}{}",
+        ollama(
+            "tiny",
+            &tiny.base_url(),
+            "context_window = 300\nmax_output_tokens = 256\n"
+        ),
+        ollama("big", &big.base_url(), ""),
+        complete_route(&["tiny", "big"])
+    ));
+    let editor = workspace.serve();
+    let mut long = String::new();
+    for i in 0..40 {
+        long.push_str(&format!("setting_{i:02} = compute_setting({i})\n"));
+    }
+    long.push_str("last = $0\n");
+    assert_eq!(
+        editor.suggest("big.py", "python", &long).as_deref(),
+        Some("from_big")
+    );
+    assert_eq!((tiny.requests(), big.requests()), (0, 1));
+    // A prompt that fits still goes to the first model.
+    assert_eq!(
+        editor.suggest("small.py", "python", "x = $0\n").as_deref(),
+        Some("from_tiny")
+    );
+    assert_eq!((tiny.requests(), big.requests()), (1, 1));
+    editor.lsp.shutdown_and_exit();
+}
+
+#[test]
+fn a_rule_can_send_completion_to_a_chat_only_model() {
+    // Issue 3: "Chat-only models can serve completion through a chat prompt when a rule
+    // sends completion to them."
+    let fim = ModelDouble::start(Behaviour::answer("from_fim"));
+    let chat = ModelDouble::start(Behaviour::answer("from_chat"));
+    let workspace = Workspace::new(&format!(
+        "{}[models.chat]\nprovider = \"ollama\"\nurl = \"{}\"\nmodel = \"chat-model\"\n\n{}\n{}",
+        ollama("fim", &fim.base_url(), ""),
+        chat.base_url(),
+        complete_route(&["fim"]),
+        "[[rules]]\ntask = \"complete\"\nwhen = { languages = [\"python\"] }\nuse = [\"chat\"]\n"
+    ));
+    let editor = workspace.serve();
+    assert_eq!(
+        editor
+            .suggest("calc.py", "python", "def total(xs):\n    return $0\n")
+            .as_deref(),
+        Some("from_chat")
+    );
+    assert_eq!(chat.requests_to("/api/chat"), 1, "{}", chat.summary());
+    let call = chat.last_model_call().expect("a chat call");
+    assert!(
+        call.all_input_text()
+            .contains("def total(xs):\n    return "),
+        "the code before the cursor is in the chat prompt: {}",
+        call.all_input_text()
+    );
+    assert_eq!(fim.requests(), 0, "{}", fim.summary());
+    // Rust files keep the FIM route.
+    assert_eq!(
+        editor
+            .suggest("calc.rs", "rust", "fn total() -> u32 {\n    $0\n}\n")
+            .as_deref(),
+        Some("from_fim")
+    );
+    editor.lsp.shutdown_and_exit();
+}
