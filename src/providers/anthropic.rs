@@ -11,9 +11,9 @@ use std::time::Instant;
 use reqwest::header::HeaderValue;
 use serde_json::{Value, json};
 
-use super::stream::{ChatWire, SseDecoder, WireError, read_chat};
+use super::stream::{ChatWire, SseDecoder, WireError};
 use super::{
-    ChatCall, ModelAnswer, ProviderError, check_status, error_text, one_line, transport_error,
+    ChatCall, ModelAnswer, ProviderError, chat_messages, error_text, one_line, stream_chat,
 };
 use crate::config::ModelConfig;
 
@@ -29,15 +29,10 @@ pub(super) async fn chat(
     on_text: &mut (dyn FnMut(&str) + Send),
 ) -> Result<ModelAnswer, ProviderError> {
     let request = with_headers(http.post(url), model)?.json(&chat_body(model, &call));
-    let response = request
-        .send()
-        .await
-        .map_err(|e| transport_error(url, model, e))?;
-    let response = check_status(url, response).await?;
-    read_chat(
+    stream_chat(
         url,
         model,
-        response,
+        request,
         &mut ChatStream::default(),
         started,
         on_text,
@@ -69,11 +64,8 @@ pub(super) fn with_headers(
 }
 
 fn chat_body(model: &ModelConfig, call: &ChatCall<'_>) -> Value {
-    let messages: Vec<Value> = call
-        .messages
-        .iter()
-        .map(|m| json!({ "role": m.role.as_str(), "content": m.content }))
-        .collect();
+    // Anthropic takes the system prompt as its own field, not as a message.
+    let messages = chat_messages(call, false);
     let mut body = json!({
         "model": model.model,
         "max_tokens": call.max_tokens,

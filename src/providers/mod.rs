@@ -283,6 +283,38 @@ impl Providers {
     }
 }
 
+/// Sends a chat request and reads its streamed answer through `wire`.
+async fn stream_chat(
+    url: &str,
+    model: &ModelConfig,
+    request: reqwest::RequestBuilder,
+    wire: &mut dyn stream::ChatWire,
+    started: Instant,
+    on_text: &mut (dyn FnMut(&str) + Send),
+) -> Result<ModelAnswer, ProviderError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| transport_error(url, model, e))?;
+    let response = check_status(url, response).await?;
+    stream::read_chat(url, model, response, wire, started, on_text).await
+}
+
+/// The conversation as `{role, content}` objects; the system prompt first when
+/// `with_system` (OpenAI, Ollama) and it is not empty.
+fn chat_messages(call: &ChatCall<'_>, with_system: bool) -> Vec<serde_json::Value> {
+    let system = (with_system && !call.system.is_empty())
+        .then(|| serde_json::json!({ "role": "system", "content": call.system }));
+    system
+        .into_iter()
+        .chain(
+            call.messages
+                .iter()
+                .map(|m| serde_json::json!({ "role": m.role.as_str(), "content": m.content })),
+        )
+        .collect()
+}
+
 /// `base` + `/` + `path`, with exactly one slash between.
 fn join(base: &str, path: &str) -> String {
     format!(

@@ -7,10 +7,10 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use super::stream::{ChatWire, SseDecoder, WireError, read_chat};
+use super::stream::{ChatWire, SseDecoder, WireError};
 use super::{
-    ChatCall, FimCall, ModelAnswer, ProviderError, check_status, error_text, join, one_line,
-    read_body, sse_data, stops_for_api, transport_error, with_key,
+    ChatCall, FimCall, ModelAnswer, ProviderError, chat_messages, check_status, error_text, join,
+    one_line, read_body, sse_data, stops_for_api, stream_chat, transport_error, with_key,
 };
 use crate::config::ModelConfig;
 
@@ -22,17 +22,11 @@ pub(super) async fn chat(
     started: Instant,
     on_text: &mut (dyn FnMut(&str) + Send),
 ) -> Result<ModelAnswer, ProviderError> {
-    let body = chat_body(model, &call);
-    let request = with_key(http.post(url), model).json(&body);
-    let response = request
-        .send()
-        .await
-        .map_err(|e| transport_error(url, model, e))?;
-    let response = check_status(url, response).await?;
-    read_chat(
+    let request = with_key(http.post(url), model).json(&chat_body(model, &call));
+    stream_chat(
         url,
         model,
-        response,
+        request,
         &mut ChatStream::default(),
         started,
         on_text,
@@ -42,15 +36,7 @@ pub(super) async fn chat(
 
 /// The `/chat/completions` request: the system prompt as the first message.
 fn chat_body(model: &ModelConfig, call: &ChatCall<'_>) -> Value {
-    let mut messages = Vec::with_capacity(call.messages.len() + 1);
-    if !call.system.is_empty() {
-        messages.push(json!({ "role": "system", "content": call.system }));
-    }
-    messages.extend(
-        call.messages
-            .iter()
-            .map(|m| json!({ "role": m.role.as_str(), "content": m.content })),
-    );
+    let messages = chat_messages(&call, true);
     json!({
         "model": model.model,
         "messages": messages,
