@@ -35,7 +35,7 @@ pub(super) async fn chat(
 }
 
 fn chat_body(model: &ModelConfig, call: &ChatCall<'_>) -> Value {
-    let messages = chat_messages(&call, true);
+    let messages = chat_messages(call, true);
     json!({
         "model": model.model,
         "messages": messages,

@@ -36,7 +36,7 @@ pub(super) async fn chat(
 
 /// The `/chat/completions` request: the system prompt as the first message.
 fn chat_body(model: &ModelConfig, call: &ChatCall<'_>) -> Value {
-    let messages = chat_messages(&call, true);
+    let messages = chat_messages(call, true);
     json!({
         "model": model.model,
         "messages": messages,
