@@ -414,8 +414,12 @@ async fn a_stream_that_stalls_times_out_after_the_first_pieces() {
     model.timeout_ms = 1_500;
     let (pieces, result) = chat(&model).await;
     assert_eq!(pieces, ["ab"]);
+    // The whole-call limit and the idle limit are both 1.5 s here; when the first piece
+    // comes within the same timer tick as the call's start they expire together, and
+    // either may report: both say the stream stalled past the model's timeout.
     assert!(
-        matches!(result, Err(ProviderError::Timeout { .. })),
+        matches!(&result, Err(ProviderError::Timeout { .. }))
+            || matches!(&result, Err(ProviderError::Stream { detail, partial_chars: 2, .. }) if detail.contains("stalled")),
         "{result:?}"
     );
     assert!(
