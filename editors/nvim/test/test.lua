@@ -1,0 +1,265 @@
+-- Headless Neovim test of the Pilotfish plugin against the real `pilotfish` binary and the
+-- Ollama double (model_double.py). Run by run.sh, which sets:
+--   PILOTFISH_BIN          the pilotfish binary
+--   PILOTFISH_PLUGIN_DIR   editors/nvim (put on runtimepath)
+--   PILOTFISH_DOUBLE_URL   http://127.0.0.1:PORT of the double
+--   PILOTFISH_WORKSPACE    a scratch workspace holding add.py
+-- Prints one line per check, then "N passed, N failed" as the last line; exits 1 on failure.
+
+local env = vim.env
+local passed, failed = 0, 0
+-- Results go to $PILOTFISH_TEST_OUT (run.sh prints it) so that Neovim's own messages on
+-- the terminal do not mix into them; stdout when unset.
+local out_file = env.PILOTFISH_TEST_OUT and io.open(env.PILOTFISH_TEST_OUT, "w") or io.stdout
+local function out(s)
+  out_file:write(s .. "\n")
+  out_file:flush()
+end
+local function check(name, cond, detail)
+  if cond then
+    passed = passed + 1
+    out("ok   " .. name)
+  else
+    failed = failed + 1
+    out("FAIL " .. name .. (detail and (": " .. detail) or ""))
+  end
+  return cond
+end
+local function finish()
+  out(string.format("%d passed, %d failed", passed, failed))
+  if out_file ~= io.stdout then
+    out_file:close()
+  end
+  vim.cmd((failed > 0 or passed == 0) and "cquit 1" or "qall!")
+end
+local function inspect1(x)
+  return (vim.inspect(x):gsub("%s+", " ")):sub(1, 600)
+end
+
+local ok, err = xpcall(function()
+  vim.opt.runtimepath:prepend(env.PILOTFISH_PLUGIN_DIR)
+  vim.cmd("filetype on")
+  local v = vim.version()
+  out(string.format("Neovim %d.%d.%d, pilotfish %s, double %s", v.major, v.minor, v.patch,
+    env.PILOTFISH_BIN, env.PILOTFISH_DOUBLE_URL))
+
+  local pilotfish = require("pilotfish")
+  local settings = {
+    models = {
+      double = { provider = "ollama", url = env.PILOTFISH_DOUBLE_URL, model = "double", fim = "native" },
+    },
+    routes = { complete = { "double" }, explain = { "double" }, refactor = { "double" }, review = { "double" } },
+    completion = { budget_ms = 5000 },
+  }
+  pilotfish.setup({ cmd = { env.PILOTFISH_BIN }, settings = settings, progress = false })
+
+  local file = env.PILOTFISH_WORKSPACE .. "/add.py"
+  vim.cmd.edit(vim.fn.fnameescape(file))
+  local buf = vim.api.nvim_get_current_buf()
+  check("filetype is python", vim.bo[buf].filetype == "python", vim.bo[buf].filetype)
+
+  local client
+  local attached = vim.wait(15000, function()
+    client = pilotfish.client(buf)
+    return client ~= nil and client.initialized == true
+  end, 50)
+  if not check("pilotfish client starts and attaches (vim.lsp.config/enable)", attached) then
+    return
+  end
+  local info = client.server_info or {}
+  out("     server: " .. tostring(info.name) .. " " .. tostring(info.version)
+    .. ", position encoding " .. tostring(client.offset_encoding))
+  check("initializationOptions carry setup{ settings }",
+    vim.deep_equal(client.config.init_options, settings))
+
+  local mode = pilotfish.completion_mode()
+  local want_mode = vim.lsp.inline_completion and "inline" or "menu"
+  check("completion mode is " .. want_mode, mode == want_mode, tostring(mode))
+  local leader = "\\"
+  for _, k in ipairs({ "pe", "pr", "ps", "pa" }) do
+    local m = vim.fn.maparg(leader .. k, "n", false, true)
+    check("keymap <leader>" .. k .. " is set on the buffer", m.buffer == 1 and m.callback ~= nil,
+      inspect1(m))
+  end
+  local trig = mode == "inline" and "<Tab>" or "<C-L>"
+  local im = vim.fn.maparg(trig, "i", false, true)
+  check("insert keymap " .. trig .. " is set", im.buffer == 1, inspect1(im))
+
+  -- Line 2 is "    return " (0-based line 1); the cursor after it.
+  vim.api.nvim_win_set_cursor(0, { 2, 11 })
+  local function pos_params()
+    local p = vim.lsp.util.make_position_params(0, client.offset_encoding)
+    return p
+  end
+
+  -- 1. Completion: the double's suggestion as a menu item.
+  local params = pos_params()
+  params.context = { triggerKind = 1 }
+  local resp = vim.lsp.buf_request_sync(buf, "textDocument/completion", params, 15000) or {}
+  local r = resp[client.id]
+  local items = r and r.result and (r.result.items or r.result) or {}
+  local found
+  for _, item in ipairs(items) do
+    local text = (item.textEdit and item.textEdit.newText) or item.insertText or item.label
+    if type(text) == "string" and text:find("a + b", 1, true) then
+      found = item
+    end
+  end
+  check("textDocument/completion has the double's suggestion \"a + b\"", found ~= nil,
+    r and r.err and inspect1(r.err) or inspect1(items))
+
+  -- 1b. What the user sees on this version, through the plugin's own keymaps, in insert
+  -- mode: feedkeys with "x!" stays in insert mode while a timer polls and then leaves.
+  local original = vim.api.nvim_buf_get_lines(buf, 0, -1, false)
+  local function in_insert(keys, poll, timeout_ms)
+    local t0, result, detail = vim.uv.now(), false, nil
+    local function tick()
+      if vim.fn.mode() ~= "i" then
+        return
+      end
+      local done
+      done, detail = poll()
+      if done or vim.uv.now() - t0 > timeout_ms then
+        result = done
+        vim.api.nvim_feedkeys(vim.api.nvim_replace_termcodes("<Esc>", true, false, true), "n", false)
+        return
+      end
+      vim.defer_fn(tick, 100)
+    end
+    vim.defer_fn(tick, 100)
+    vim.api.nvim_feedkeys(vim.api.nvim_replace_termcodes(keys, true, false, true), "mx!", false)
+    return result, detail
+  end
+  if mode == "menu" then
+    vim.o.completeopt = "menuone,noselect"
+    local state, words = "waiting", nil
+    in_insert("A<C-l>", function()
+      if state == "waiting" then
+        words = {}
+        for _, i in ipairs(vim.fn.complete_info({ "items" }).items or {}) do
+          local ci = vim.tbl_get(i, "user_data", "nvim", "lsp", "completion_item") or {}
+          local text = vim.tbl_get(ci, "textEdit", "newText") or ci.insertText or i.abbr or i.word
+          words[#words + 1] = text
+        end
+        if vim.tbl_contains(words, "a + b") then
+          state = "shown"
+          vim.api.nvim_feedkeys(vim.api.nvim_replace_termcodes("<C-n><C-y>", true, false, true), "n", false)
+        end
+        return false
+      end
+      state = "accepted"
+      return vim.api.nvim_buf_get_lines(buf, 1, 2, false)[1] == "    return a + b"
+    end, 15000)
+    check("<C-l> opens the vim.lsp.completion menu with \"a + b\"", state ~= "waiting", inspect1(words))
+    local line = vim.api.nvim_buf_get_lines(buf, 1, 2, false)[1]
+    check("<C-n><C-y> inserts it", line == "    return a + b", line)
+  else
+    local ghost, state = nil, "waiting"
+    in_insert("A", function()
+      if state == "waiting" then
+        local text = ""
+        for _, m in ipairs(vim.api.nvim_buf_get_extmarks(buf, -1, 0, -1, { details = true })) do
+          local d = m[4] or {}
+          for _, chunks in ipairs({ d.virt_text or {}, unpack(d.virt_lines or {}) }) do
+            for _, c in ipairs(chunks) do
+              text = text .. tostring(c[1])
+            end
+          end
+        end
+        ghost = text
+        if text:find("a + b", 1, true) then
+          -- Accept with the plugin's <Tab>; a later tick (still in insert mode) sees the line.
+          state = "shown"
+          vim.api.nvim_feedkeys(vim.api.nvim_replace_termcodes("<Tab>", true, false, true), "m", false)
+        end
+        return false
+      end
+      return vim.api.nvim_buf_get_lines(buf, 1, 2, false)[1] == "    return a + b"
+    end, 15000)
+    check("ghost text (vim.lsp.inline_completion) shows \"a + b\"", state == "shown", inspect1(ghost))
+    local line = vim.api.nvim_buf_get_lines(buf, 1, 2, false)[1]
+    check("<Tab> accepts it into the buffer", line == "    return a + b", line)
+  end
+  vim.cmd("stopinsert")
+  vim.api.nvim_buf_set_lines(buf, 0, -1, false, original)
+  vim.api.nvim_win_set_cursor(0, { 2, 11 })
+
+  -- 2. Code actions: the three built-in ones.
+  local range_params = vim.lsp.util.make_range_params(0, client.offset_encoding)
+  range_params.context = { diagnostics = {} }
+  resp = vim.lsp.buf_request_sync(buf, "textDocument/codeAction", range_params, 15000) or {}
+  r = resp[client.id]
+  local actions = r and r.result or {}
+  local titles, explain = {}, nil
+  for _, a in ipairs(actions) do
+    titles[#titles + 1] = a.title
+    if a.command and a.command.command == "pilotfish.explain" then
+      explain = a
+    end
+  end
+  for _, t in ipairs({ "Pilotfish: Explain", "Pilotfish: Refactor", "Pilotfish: Security review" }) do
+    check("code actions offer \"" .. t .. "\"", vim.tbl_contains(titles, t), inspect1(titles))
+  end
+
+  -- 3. Running Explain: the markdown comes back as the command's result.
+  if check("the Explain action carries pilotfish.explain", explain ~= nil) then
+    resp = vim.lsp.buf_request_sync(buf, "workspace/executeCommand", {
+      command = explain.command.command,
+      arguments = explain.command.arguments,
+    }, 30000) or {}
+    r = resp[client.id]
+    local result = r and r.result or {}
+    check("pilotfish.explain returns the double's markdown",
+      type(result.markdown) == "string" and result.markdown:find("explained by the pilotfish model double", 1, true),
+      inspect1(r))
+    check("the result names the model that answered",
+      type(result.model) == "string" and result.model:find("double", 1, true), inspect1(result.model))
+  end
+
+  -- 4. The <leader>pe keymap: code action → executeCommand → window/showDocument opens the page.
+  local function explain_pages()
+    local pages = {}
+    for _, b in ipairs(vim.api.nvim_list_bufs()) do
+      local name = vim.api.nvim_buf_get_name(b)
+      if name:find("pilotfish/explain/", 1, true) and name:match("%.md$") then
+        pages[#pages + 1] = b
+      end
+    end
+    return pages
+  end
+  check("running Explain opened its page (window/showDocument)", #explain_pages() > 0)
+  for _, b in ipairs(explain_pages()) do
+    vim.cmd("silent! bwipeout! " .. b)
+  end
+  vim.cmd.buffer(buf)
+  vim.api.nvim_win_set_cursor(0, { 2, 4 })
+  vim.fn.maparg(leader .. "pe", "n", false, true).callback()
+  local page
+  local opened = vim.wait(30000, function()
+    page = explain_pages()[1]
+    return page ~= nil and vim.api.nvim_buf_is_loaded(page)
+      and vim.api.nvim_buf_line_count(page) > 1
+  end, 50)
+  if check("<leader>pe opens the explanation page (window/showDocument)", opened) then
+    local text = table.concat(vim.api.nvim_buf_get_lines(page, 0, -1, false), "\n")
+    check("the page holds the double's explanation",
+      text:find("explained by the pilotfish model double", 1, true) ~= nil, text:sub(1, 300))
+  end
+
+  -- 5. :checkhealth pilotfish finds the binary and says the models are reachable.
+  vim.cmd("checkhealth pilotfish")
+  local hb = vim.api.nvim_get_current_buf()
+  local report = ""
+  vim.wait(20000, function()
+    report = table.concat(vim.api.nvim_buf_get_lines(hb, 0, -1, false), "\n")
+    return report:find("reachable model", 1, true) ~= nil or report:find("failed", 1, true) ~= nil
+  end, 100)
+  check(":checkhealth pilotfish finds the binary", report:find("found: ", 1, true) ~= nil, report)
+  check(":checkhealth pilotfish says every route has a reachable model",
+    report:find("every route has a reachable model", 1, true) ~= nil, report)
+end, debug.traceback)
+
+if not ok then
+  check("the test ran to the end", false, err)
+end
+finish()
