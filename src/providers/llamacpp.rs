@@ -3,9 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::{
-    FimCall, ModelAnswer, ProviderError, check_status, join, read_body, transport_error, with_key,
-};
+use super::{FimCall, ModelAnswer, ProviderError, join, post_json};
 use crate::config::ModelConfig;
 
 pub(super) async fn fim(
@@ -33,16 +31,7 @@ pub(super) async fn fim(
     if let Some(budget) = call.time_budget {
         body["t_max_predict_ms"] = json!(budget.as_millis() as u64);
     }
-    let request = http
-        .post(&url)
-        .timeout(std::time::Duration::from_millis(model.timeout_ms))
-        .json(&body);
-    let response = with_key(request, model)
-        .send()
-        .await
-        .map_err(|e| transport_error(&url, model, e))?;
-    let response = check_status(&url, response).await?;
-    let text = read_body(&url, model, response).await?;
+    let text = post_json(http, model, &url, &body).await?;
     let obj: Value = serde_json::from_str(&text).map_err(|e| ProviderError::Malformed {
         url: url.clone(),
         detail: format!("not JSON: {e}"),

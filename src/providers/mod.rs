@@ -283,6 +283,26 @@ impl Providers {
     }
 }
 
+/// POSTs `body` as JSON (with the model's key and timeout) and returns the answer's text;
+/// transport failures and non-2xx answers become [`ProviderError`]s.
+async fn post_json(
+    http: &reqwest::Client,
+    model: &ModelConfig,
+    url: &str,
+    body: &serde_json::Value,
+) -> Result<String, ProviderError> {
+    let request = http
+        .post(url)
+        .timeout(Duration::from_millis(model.timeout_ms))
+        .json(body);
+    let response = with_key(request, model)
+        .send()
+        .await
+        .map_err(|e| transport_error(url, model, e))?;
+    let response = check_status(url, response).await?;
+    read_body(url, model, response).await
+}
+
 /// Sends a chat request and reads its streamed answer through `wire`.
 async fn stream_chat(
     url: &str,

@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 
 use super::stream::{ChatWire, NdjsonDecoder, WireError};
 use super::{
-    ChatCall, FimCall, ModelAnswer, ProviderError, chat_messages, check_status, error_text, join,
-    one_line, read_body, stream_chat, transport_error, with_key,
+    ChatCall, FimCall, ModelAnswer, ProviderError, chat_messages, error_text, join, one_line,
+    post_json, stream_chat, with_key,
 };
 use crate::config::ModelConfig;
 
@@ -138,16 +138,7 @@ pub(super) async fn fim(
         Some(suffix) => body["suffix"] = json!(suffix),
         None => body["raw"] = json!(true),
     }
-    let request = http
-        .post(&url)
-        .timeout(std::time::Duration::from_millis(model.timeout_ms))
-        .json(&body);
-    let response = with_key(request, model)
-        .send()
-        .await
-        .map_err(|e| transport_error(&url, model, e))?;
-    let response = check_status(&url, response).await?;
-    let text = read_body(&url, model, response).await?;
+    let text = post_json(http, model, &url, &body).await?;
     parse_generate(&text).map_err(|detail| ProviderError::Malformed { url, detail })
 }
 
