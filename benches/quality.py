@@ -44,8 +44,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import threading
 import tokenize
+import urllib.error
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -293,7 +296,7 @@ def run_bare_infill(url: str, hole: dict) -> tuple[str, str]:
         "input_prefix": hole["prefix"], "input_suffix": hole["suffix"], "input_extra": [],
         "n_predict": N_PREDICT, "temperature": 0.0, "stop": ["\n"], "cache_prompt": True,
     })
-    return out["content"], ""
+    return out["content"], "", {}
 
 
 def run_bare_v1(url: str, hole: dict) -> tuple[str, str]:
@@ -301,7 +304,66 @@ def run_bare_v1(url: str, hole: dict) -> tuple[str, str]:
     out = post(f"{url}/v1/completions", {
         "prompt": prompt, "max_tokens": N_PREDICT, "temperature": 0.0, "stop": ["\n"],
     })
-    return out["choices"][0]["text"], ""
+    return out["choices"][0]["text"], "", {}
+
+
+class Recorder:
+    """A pass-through HTTP proxy between pilotfish and llama-server that keeps each model
+    call's request body and raw answer, so a hole where pilotfish differs from the bare
+    model can be explained (its prompt, the model's raw text, then post-processing)."""
+
+    def __init__(self, upstream: str):
+        self.upstream = upstream.rstrip("/")
+        self.calls: list[dict] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def _forward(self, method: str):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else None
+                req = urllib.request.Request(recorder.upstream + self.path, data=body, method=method,
+                                             headers={"Content-Type": "application/json"})
+                try:
+                    with urllib.request.urlopen(req, timeout=BUDGET_MS / 1000 + 30) as r:
+                        status, data = r.status, r.read()
+                except urllib.error.HTTPError as e:
+                    status, data = e.code, e.read()
+                if method == "POST":
+                    recorder.calls.append({"path": self.path, "request": body.decode(errors="replace") if body else "",
+                                           "status": status, "response": data.decode(errors="replace")})
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                self._forward("GET")
+
+            def do_POST(self):
+                self._forward("POST")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def raw_answer(self) -> str:
+        """The model's raw text in the last model call."""
+        for call in reversed(self.calls):
+            try:
+                out = json.loads(call["response"])
+            except ValueError:
+                continue
+            if "content" in out:
+                return out["content"]
+            if out.get("choices"):
+                return out["choices"][0].get("text", "")
+        return ""
 
 
 def pf_config(url: str, kind: str, workdir: Path) -> Path:
@@ -320,9 +382,10 @@ def pf_config(url: str, kind: str, workdir: Path) -> Path:
     return cfg
 
 
-def run_pilotfish(binary: str, cfg: Path, workdir: Path, hole: dict) -> tuple[str, str]:
+def run_pilotfish(binary: str, cfg: Path, workdir: Path, hole: dict, rec: Recorder) -> tuple[str, str, dict]:
     path = workdir / f"{hole['id']}{EXT[hole['language']]}"
     path.write_text(hole["prefix"] + hole["suffix"], encoding="utf-8")
+    rec.calls.clear()
     lines = hole["prefix"].split("\n")
     line, col = len(lines), len(lines[-1]) + 1
     proc = subprocess.run(
@@ -337,7 +400,11 @@ def run_pilotfish(binary: str, cfg: Path, workdir: Path, hole: dict) -> tuple[st
     note = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""
     if proc.returncode != 0:
         note = f"exit {proc.returncode}: {proc.stderr.strip()[-300:]}"
-    return text, note
+    calls = [c for c in rec.calls if c["path"].endswith(("/infill", "/completions"))]
+    model = {"model_raw": rec.raw_answer(), "model_calls": len(calls)}
+    if calls:
+        model["request"] = json.loads(calls[-1]["request"])
+    return text, note, model
 
 
 def levenshtein(a: str, b: str) -> int:
@@ -367,9 +434,31 @@ def pct(values: list[float], q: float) -> float:
     return v[lo] + (v[hi] - v[lo]) * (k - lo)
 
 
-def report(results: dict, diffs: bool) -> str:
-    systems = results["systems"]
+def with_raw_rows(results: dict) -> tuple[list[str], list[dict]]:
+    """Adds, for each pilotfish system, a pseudo-system `<name>:raw`: the first line of the
+    model's raw answer to pilotfish's own prompt, before post-processing. Comparing it with
+    the bare model isolates the prompt/context; comparing it with pilotfish isolates the
+    post-processing."""
+    systems = list(results["systems"])
     rows = results["rows"]
+    for system in results["systems"]:
+        if not system.startswith("pf-"):
+            continue
+        name = f"{system}:raw"
+        systems.insert(systems.index(system) + 1, name)
+        for r in rows:
+            a = r["answers"].get(system)
+            if a is None or "model_raw" not in a:
+                continue
+            line = first_line(a["model_raw"])
+            exp = r["expected"].rstrip()
+            r["answers"][name] = {"raw": a["model_raw"], "first_line": line, "exact": line == exp,
+                                  "sim": edit_sim(line, exp), "seconds": a["seconds"], "note": ""}
+    return systems, rows
+
+
+def report(results: dict, diffs: bool) -> str:
+    systems, rows = with_raw_rows(results)
     out = []
     out.append("| system | group | n | exact match | edit similarity | empty | errors | latency p50 | latency p95 |")
     out.append("|---|---|---|---|---|---|---|---|---|")
@@ -387,16 +476,21 @@ def report(results: dict, diffs: bool) -> str:
             out.append(f"| {system} | {name} | {len(sel)} | {100 * sum(em) / len(em):.1f}% "
                        f"({sum(em)}) | {statistics.mean(es):.3f} | {empty} | {errors} "
                        f"| {pct(lat, .5):.2f} s | {pct(lat, .95):.2f} s |")
-    if diffs and len(systems) >= 2:
+    pairs = [("bare-infill", "pf-llamacpp"), ("bare-v1", "pf-openai")]
+    if diffs:
         out.append("")
-        for a, b in zip(systems[::2], systems[1::2]):
+        for a, b in pairs:
+            if a not in systems or b not in systems:
+                continue
             out.append(f"Holes where {a} and {b} differ:")
             for r in rows:
                 x, y = r["answers"].get(a), r["answers"].get(b)
                 if x and y and x["first_line"] != y["first_line"]:
                     out.append(f"- {r['id']} ({r['source']}:{r['line']}) expected {r['expected']!r}")
                     out.append(f"    {a}: {x['first_line']!r} (exact {x['exact']}, sim {x['sim']:.2f}) raw {x['raw'][:120]!r}")
-                    out.append(f"    {b}: {y['first_line']!r} (exact {y['exact']}, sim {y['sim']:.2f}) raw {y['raw'][:120]!r} {y.get('note', '')}")
+                    out.append(f"    {b}: {y['first_line']!r} (exact {y['exact']}, sim {y['sim']:.2f}) {y.get('note', '')}")
+                    if "model_raw" in y:
+                        out.append(f"      model's raw answer to {b}: {y['model_raw'][:120]!r} ({y['model_calls']} call(s))")
     return "\n".join(out)
 
 
@@ -418,14 +512,15 @@ def run(args) -> None:
     systems = args.systems.split(",")
     workdir = Path(tempfile.mkdtemp(prefix="pilotfish-quality-"))
     runners = {}
+    rec = Recorder(args.url)
     for s in systems:
         if s == "bare-infill":
             runners[s] = lambda h: run_bare_infill(args.url, h)
         elif s == "bare-v1":
             runners[s] = lambda h: run_bare_v1(args.url, h)
         elif s in ("pf-llamacpp", "pf-openai"):
-            cfg = pf_config(args.url, s.removeprefix("pf-"), workdir)
-            runners[s] = (lambda c: lambda h: run_pilotfish(args.pilotfish, c, workdir, h))(cfg)
+            cfg = pf_config(rec.url, s.removeprefix("pf-"), workdir)
+            runners[s] = (lambda c: lambda h: run_pilotfish(args.pilotfish, c, workdir, h, rec))(cfg)
         else:
             sys.exit(f"unknown system {s}")
     with open("/proc/loadavg") as f:
@@ -440,15 +535,15 @@ def run(args) -> None:
         for s in order:
             t0 = time.monotonic()
             try:
-                raw, note = runners[s](hole)
+                raw, note, extra = runners[s](hole)
             except Exception as e:  # noqa: BLE001 — a failed request scores as empty
-                raw, note = "", f"error: {e}"
+                raw, note, extra = "", f"error: {e}", {}
             seconds = time.monotonic() - t0
             line = first_line(raw)
             exp = hole["expected"].rstrip()
             row["answers"][s] = {
                 "raw": raw, "first_line": line, "exact": line == exp,
-                "sim": edit_sim(line, exp), "seconds": seconds, "note": note,
+                "sim": edit_sim(line, exp), "seconds": seconds, "note": note, **extra,
             }
         rows.append(row)
         print(f"[{n + 1}/{len(holes)}] {hole['id']} expected {hole['expected']!r}", file=sys.stderr)
