@@ -296,7 +296,7 @@ def run_bare_infill(url: str, hole: dict) -> tuple[str, str]:
         "input_prefix": hole["prefix"], "input_suffix": hole["suffix"], "input_extra": [],
         "n_predict": N_PREDICT, "temperature": 0.0, "stop": ["\n"], "cache_prompt": True,
     })
-    return out["content"], "", {}
+    return out["content"], "", {"timings": out.get("timings", {})}
 
 
 def run_bare_v1(url: str, hole: dict) -> tuple[str, str]:
@@ -304,7 +304,7 @@ def run_bare_v1(url: str, hole: dict) -> tuple[str, str]:
     out = post(f"{url}/v1/completions", {
         "prompt": prompt, "max_tokens": N_PREDICT, "temperature": 0.0, "stop": ["\n"],
     })
-    return out["choices"][0]["text"], "", {}
+    return out["choices"][0]["text"], "", {"timings": out.get("timings", {})}
 
 
 class Recorder:
@@ -404,6 +404,10 @@ def run_pilotfish(binary: str, cfg: Path, workdir: Path, hole: dict, rec: Record
     model = {"model_raw": rec.raw_answer(), "model_calls": len(calls)}
     if calls:
         model["request"] = json.loads(calls[-1]["request"])
+        try:
+            model["timings"] = json.loads(calls[-1]["response"]).get("timings", {})
+        except ValueError:
+            pass
     return text, note, model
 
 
@@ -476,6 +480,27 @@ def report(results: dict, diffs: bool) -> str:
             out.append(f"| {system} | {name} | {len(sel)} | {100 * sum(em) / len(em):.1f}% "
                        f"({sum(em)}) | {statistics.mean(es):.3f} | {empty} | {errors} "
                        f"| {pct(lat, .5):.2f} s | {pct(lat, .95):.2f} s |")
+    # Latency split. llama-server has one slot and keeps the last prompt in its KV cache, so
+    # a call right after a call of the same endpoint family for the same hole (infill after
+    # infill, v1 after v1) re-reads only the suffix: "warm". Otherwise it reads the whole
+    # prompt: "cold". The order of the systems rotates per hole; cold calls compare fairly.
+    base = results["systems"]
+    family = {"bare-infill": "infill", "pf-llamacpp": "infill", "bare-v1": "v1", "pf-openai": "v1"}
+    out.append("")
+    out.append("| system | cold calls: n, p50, p95 | warm calls: n, p50, p95 |")
+    out.append("|---|---|---|")
+    for system in base:
+        cold, warm = [], []
+        for n, r in enumerate(rows):
+            a = r["answers"].get(system)
+            if a is None:
+                continue
+            order = r.get("order") or base[n % len(base):] + base[: n % len(base)]
+            i = order.index(system)
+            is_warm = i > 0 and family.get(order[i - 1]) == family.get(system)
+            (warm if is_warm else cold).append(a["seconds"])
+        out.append(f"| {system} | {len(cold)}, {pct(cold, .5):.2f} s, {pct(cold, .95):.2f} s "
+                   f"| {len(warm)}, {pct(warm, .5):.2f} s, {pct(warm, .95):.2f} s |")
     pairs = [("bare-infill", "pf-llamacpp"), ("bare-v1", "pf-openai")]
     if diffs:
         out.append("")
@@ -533,6 +558,9 @@ def run(args) -> None:
         # Rotate the order per hole, so that no system always gets the warm prompt cache.
         order = systems[n % len(systems):] + systems[: n % len(systems)]
         for s in order:
+            if args.cold:
+                # Replace llama-server's cached prompt, so that this call reads its whole prompt.
+                post(f"{args.url}/v1/completions", {"prompt": f"# flush {n} {s}\n", "max_tokens": 1})
             t0 = time.monotonic()
             try:
                 raw, note, extra = runners[s](hole)
@@ -543,8 +571,10 @@ def run(args) -> None:
             exp = hole["expected"].rstrip()
             row["answers"][s] = {
                 "raw": raw, "first_line": line, "exact": line == exp,
-                "sim": edit_sim(line, exp), "seconds": seconds, "note": note, **extra,
+                "sim": edit_sim(line, exp), "seconds": seconds, "note": note,
+                **extra,
             }
+        row["order"] = order
         rows.append(row)
         print(f"[{n + 1}/{len(holes)}] {hole['id']} expected {hole['expected']!r}", file=sys.stderr)
         for s in systems:
@@ -581,6 +611,8 @@ def main() -> None:
     r.add_argument("--only", default="")
     r.add_argument("--out", default="")
     r.add_argument("--diffs", action="store_true")
+    r.add_argument("--cold", action="store_true",
+                   help="flush llama-server's prompt cache before every call (for latency)")
     p = sub.add_parser("report")
     p.add_argument("results")
     p.add_argument("--diffs", action="store_true")
