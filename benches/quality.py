@@ -9,7 +9,7 @@ Python 3.11, standard library only.
     benches/quality.py run --url http://127.0.0.1:8012 \\
         --pilotfish /work/target-quality/release/pilotfish \\
         [--systems bare-infill,pf-llamacpp,bare-v1,pf-openai] [--limit N] [--only ID,ID] \\
-        [--out results.json] [--diffs]
+        [--out results.json] [--diffs] [--cold]
     benches/quality.py report results.json [--diffs]                # tables from a saved run
 
 The holes are stored with their text (prefix ≤ 1,500 chars, suffix ≤ 400 chars), so a run
@@ -24,6 +24,13 @@ Systems (all against the same llama-server, temperature 0):
 - `pf-llamacpp`: the real `pilotfish complete FILE:LINE:COL --budget-ms 120000` on a temp
   file holding prefix + suffix, with `provider = "llamacpp"`, `fim = "native"`.
 - `pf-openai`: the same with `provider = "openai"`, `url = …/v1`, `fim = "qwen"`.
+
+Latency: llama-server reuses prompts between the systems asked about one hole (prefix cache,
+`--cache-reuse` KV shifting, its host-RAM prompt cache), so in a plain run the wall times
+mostly reflect the call order (rotated per hole). For comparable latencies start the server
+with `scripts/llama-server --model qwen -- --cache-ram 0` and pass `--cold`: every call is
+preceded by an unrelated one-line prompt, so it reads its whole prompt. KV shifting also
+changes the numerics of some `/v1/completions` answers; `--cold` avoids that too.
 
 The bare systems send `stop: ["\\n"]`: at temperature 0 the tokens up to the first line break
 are the same with or without it, so the first line is unchanged; it only saves generating
@@ -480,27 +487,6 @@ def report(results: dict, diffs: bool) -> str:
             out.append(f"| {system} | {name} | {len(sel)} | {100 * sum(em) / len(em):.1f}% "
                        f"({sum(em)}) | {statistics.mean(es):.3f} | {empty} | {errors} "
                        f"| {pct(lat, .5):.2f} s | {pct(lat, .95):.2f} s |")
-    # Latency split. llama-server has one slot and keeps the last prompt in its KV cache, so
-    # a call right after a call of the same endpoint family for the same hole (infill after
-    # infill, v1 after v1) re-reads only the suffix: "warm". Otherwise it reads the whole
-    # prompt: "cold". The order of the systems rotates per hole; cold calls compare fairly.
-    base = results["systems"]
-    family = {"bare-infill": "infill", "pf-llamacpp": "infill", "bare-v1": "v1", "pf-openai": "v1"}
-    out.append("")
-    out.append("| system | cold calls: n, p50, p95 | warm calls: n, p50, p95 |")
-    out.append("|---|---|---|")
-    for system in base:
-        cold, warm = [], []
-        for n, r in enumerate(rows):
-            a = r["answers"].get(system)
-            if a is None:
-                continue
-            order = r.get("order") or base[n % len(base):] + base[: n % len(base)]
-            i = order.index(system)
-            is_warm = i > 0 and family.get(order[i - 1]) == family.get(system)
-            (warm if is_warm else cold).append(a["seconds"])
-        out.append(f"| {system} | {len(cold)}, {pct(cold, .5):.2f} s, {pct(cold, .95):.2f} s "
-                   f"| {len(warm)}, {pct(warm, .5):.2f} s, {pct(warm, .95):.2f} s |")
     pairs = [("bare-infill", "pf-llamacpp"), ("bare-v1", "pf-openai")]
     if diffs:
         out.append("")
