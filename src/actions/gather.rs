@@ -14,7 +14,7 @@ use ropey::Rope;
 use tree_sitter::{Node, Tree};
 
 use crate::syntax::Language;
-use crate::syntax::context::{MAX_IMPORT_CHARS, MAX_IMPORT_LINES};
+use crate::syntax::context::{MAX_IMPORT_CHARS, MAX_IMPORT_LINES, import_kinds};
 
 /// Caps on the signatures: how many, and how many characters in all.
 pub const MAX_SIGNATURES: usize = 40;
@@ -450,25 +450,6 @@ fn is_statement_list(kind: &str) -> bool {
                 | "program"
                 | "module"
         )
-}
-
-/// The import-like top-level nodes of each grammar (the same table as the completion
-/// context's, which keeps its own private).
-fn import_kinds(language: Language) -> &'static [&'static str] {
-    match language {
-        Language::Rust => &["use_declaration", "extern_crate_declaration"],
-        Language::Python => &[
-            "import_statement",
-            "import_from_statement",
-            "future_import_statement",
-        ],
-        Language::JavaScript | Language::TypeScript | Language::Tsx => &["import_statement"],
-        Language::Go => &["package_clause", "import_declaration"],
-        Language::C => &["preproc_include"],
-        Language::Cpp => &["preproc_include", "using_declaration"],
-        Language::Java => &["package_declaration", "import_declaration"],
-        Language::PlainText => &[],
-    }
 }
 
 #[cfg(test)]

@@ -727,7 +727,8 @@ impl ImportScan<'_> {
     }
 }
 
-fn import_kinds(language: Language) -> &'static [&'static str] {
+/// The import-like top-level nodes of each grammar (also used by the code actions).
+pub(crate) fn import_kinds(language: Language) -> &'static [&'static str] {
     match language {
         Language::Rust => &["use_declaration", "extern_crate_declaration"],
         Language::Python => &[
