@@ -868,30 +868,7 @@ mod tests {
     use super::*;
     use crate::syntax::parse;
 
-    const ALL: [Language; 10] = [
-        Language::Rust,
-        Language::Python,
-        Language::JavaScript,
-        Language::TypeScript,
-        Language::Tsx,
-        Language::Go,
-        Language::C,
-        Language::Cpp,
-        Language::Java,
-        Language::PlainText,
-    ];
-
-    fn language(name: &str) -> Language {
-        *ALL.iter()
-            .find(|l| l.name() == name)
-            .unwrap_or_else(|| panic!("no language {name}"))
-    }
-
-    /// Splits a fixture at its `$0` marker: (text, cursor byte).
-    fn fixture(src: &str) -> (String, usize) {
-        let cursor = src.find("$0").unwrap_or_else(|| panic!("no $0 in {src:?}"));
-        (src.replacen("$0", "", 1), cursor)
-    }
+    use crate::syntax::test_support::{fixture, language};
 
     /// The target at the fixture's cursor, and its features.
     fn run(lang: &str, src: &str) -> (Rope, Target, Features) {

@@ -103,6 +103,37 @@ pub fn parse(language: Language, text: &str) -> Option<tree_sitter::Tree> {
     parser.parse(text, None)
 }
 
+/// Fixtures shared by the syntax modules' table tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::Language;
+
+    pub(crate) const ALL: [Language; 10] = [
+        Language::Rust,
+        Language::Python,
+        Language::JavaScript,
+        Language::TypeScript,
+        Language::Tsx,
+        Language::Go,
+        Language::C,
+        Language::Cpp,
+        Language::Java,
+        Language::PlainText,
+    ];
+
+    pub(crate) fn language(name: &str) -> Language {
+        *ALL.iter()
+            .find(|l| l.name() == name)
+            .unwrap_or_else(|| panic!("no language {name}"))
+    }
+
+    /// Splits a fixture at its `$0` marker: (text, cursor byte).
+    pub(crate) fn fixture(src: &str) -> (String, usize) {
+        let cursor = src.find("$0").unwrap_or_else(|| panic!("no $0 in {src:?}"));
+        (src.replacen("$0", "", 1), cursor)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
