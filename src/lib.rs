@@ -14,4 +14,5 @@ pub mod providers;
 pub mod redact;
 pub mod resilience;
 pub mod router;
+pub mod sync;
 pub mod syntax;

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use crate::config::ModelConfig;
 use crate::providers::ProviderError;
 use crate::router::ModelState;
+use crate::sync::lock;
 
 /// Consecutive failures that open a model's circuit.
 pub const FAILURES_TO_OPEN: u32 = 3;
@@ -67,7 +68,7 @@ impl Health {
     }
 
     fn with<R>(&self, model: &str, f: impl FnOnce(&mut ModelHealth) -> R) -> R {
-        let mut models = self.models.lock().unwrap_or_else(|p| p.into_inner());
+        let mut models = lock(&self.models);
         f(models.entry(model.to_string()).or_default())
     }
 
@@ -78,7 +79,7 @@ impl Health {
 
     /// The state of every model this has heard of.
     pub fn snapshot(&self, now: Instant) -> HashMap<String, ModelState> {
-        let models = self.models.lock().unwrap_or_else(|p| p.into_inner());
+        let models = lock(&self.models);
         models
             .iter()
             .map(|(name, h)| (name.clone(), state_of(h, now)))

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::ModelConfig;
+use crate::sync::lock;
 
 /// Characters per token when a provider reports no usage.
 const CHARS_PER_TOKEN: u64 = 4;
@@ -40,7 +41,7 @@ impl Spend {
             return;
         }
         let day = utc_day();
-        let mut today = self.today.lock().unwrap_or_else(|p| p.into_inner());
+        let mut today = lock(&self.today);
         if today.0 != day {
             *today = (day, 0.0);
         }
@@ -48,7 +49,7 @@ impl Spend {
     }
 
     pub fn today_usd(&self) -> f64 {
-        let today = self.today.lock().unwrap_or_else(|p| p.into_inner());
+        let today = lock(&self.today);
         if today.0 == utc_day() { today.1 } else { 0.0 }
     }
 }
