@@ -1,20 +1,22 @@
 //! Criterion benchmarks of the pure steps of the completion path: an edit with incremental
-//! reparse on a 20,000-line file, context extraction, prompt building and cache lookups.
+//! reparse on a 20,000-line file, context extraction, prompt building and cache lookups;
+//! and the routing decision for a 300-line function.
 //! Run: `cargo bench --bench core`.
 
 use std::hint::black_box;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use pilotfish::cache::{CacheKey, CachedSuggestion, CompletionCache};
 use pilotfish::config::{LoadedConfig, Origin};
-use pilotfish::documents::{Documents, TextChange};
+use pilotfish::documents::{Documents, Reparse, Snapshot, TextChange};
 use pilotfish::position::{LineCol, PositionEncoding};
 use pilotfish::prompt::{Fim, FimTemplate, build_fim};
 use pilotfish::router::{RouteRequest, RouteState, Router};
 use pilotfish::syntax::Language;
 use pilotfish::syntax::context::{ContextBudget, MultilinePolicy, extract};
-use pilotfish::syntax::features::{enclosing_target, features};
+use pilotfish::syntax::features::{Features, enclosing_target, features};
 
 /// A Rust file of about `lines` lines: structs, impls and functions with bodies.
 pub fn rust_source(lines: usize) -> String {
@@ -249,26 +251,76 @@ daily_usd = 2.0
     let cursor = snap.rope.line_to_byte(150);
     let target = enclosing_target(&snap.rope, snap.tree.as_ref(), Language::Python, cursor);
     assert!(target.line_span(&snap.rope).1 - target.line_span(&snap.rope).0 >= 299);
+    let decide = |snap: &Snapshot, feats: &Features| {
+        let request = RouteRequest {
+            task: "review",
+            features: feats,
+            path: "/ws/app/handler.py",
+            workspace_root: Some("/ws"),
+            secrets_found: 0,
+            prompt_tokens: feats.tokens + 400,
+        };
+        black_box(router.decide(&request, &state));
+        black_box(snap.version)
+    };
+    let target_of = |snap: &Snapshot| {
+        enclosing_target(
+            &snap.rope,
+            snap.tree.as_ref(),
+            Language::Python,
+            black_box(cursor),
+        )
+    };
+    // The first decision on a function: every node walked.
     c.bench_function(
-        "routing decision, 300-line Python function (target + features + rules + filters)",
+        "routing decision, 300-line Python function, first sight (target + full features walk + rules + filters)",
         |b| {
             b.iter(|| {
-                let target = enclosing_target(
-                    &snap.rope,
-                    snap.tree.as_ref(),
-                    Language::Python,
-                    black_box(cursor),
-                );
+                let target = target_of(&snap);
                 let feats = features(&snap.rope, snap.tree.as_ref(), Language::Python, &target);
-                let request = RouteRequest {
-                    task: "review",
-                    features: &feats,
-                    path: "/ws/app/handler.py",
-                    workspace_root: Some("/ws"),
-                    secrets_found: 0,
-                    prompt_tokens: feats.tokens + 400,
-                };
-                black_box(router.decide(&request, &state))
+                decide(&snap, &feats)
+            })
+        },
+    );
+    // As the server decides: with the document's features memo, after the user changed one
+    // line of the function (typing a character in the middle of it, then deleting it). The
+    // edit and its reparse happen in didChange, outside the timing.
+    let mut version = 0;
+    c.bench_function(
+        "routing decision, 300-line Python function, after a one-line edit (features memo)",
+        |b| {
+            b.iter_custom(|iters| {
+                let mut timed = Duration::ZERO;
+                for _ in 0..iters {
+                    version += 1;
+                    let change = type_or_delete(version, 150);
+                    let reparse = docs.change(
+                        "file:///ws/app/handler.py",
+                        version,
+                        &[change],
+                        PositionEncoding::Utf16,
+                    );
+                    assert_eq!(reparse, Ok(Reparse::Done), "reparsed inside didChange");
+                    let snap = docs.snapshot("file:///ws/app/handler.py").unwrap();
+                    let start = Instant::now();
+                    let target = target_of(&snap);
+                    let feats = snap.features(&target);
+                    decide(&snap, &feats);
+                    timed += start.elapsed();
+                }
+                timed
+            })
+        },
+    );
+    // And again on the same text (another action, or completion rules, on the same version).
+    let snap = docs.snapshot("file:///ws/app/handler.py").unwrap();
+    c.bench_function(
+        "routing decision, 300-line Python function, unchanged since the last decision (features memo)",
+        |b| {
+            b.iter(|| {
+                let target = target_of(&snap);
+                let feats = snap.features(&target);
+                decide(&snap, &feats)
             })
         },
     );

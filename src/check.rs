@@ -172,6 +172,7 @@ async fn tiny_request(model: &ModelConfig, providers: &Providers) -> Result<(), 
         prompt: &prompt,
         max_tokens: 1,
         time_budget: None,
+        other_files: &[],
     };
     providers
         .fim(model, call)

@@ -7,22 +7,23 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use crate::cache::{CacheKey, CachedSuggestion, CompletionCache};
 use crate::config::{Config, ModelConfig};
-use crate::documents::Snapshot;
+use crate::documents::{RelatedFile, Snapshot};
 use crate::postprocess::postprocess;
 use crate::prompt::{Fim, build_fim, chat_completion_messages};
-use crate::providers::{ChatCall, ChatMessage, FimCall, Providers};
+use crate::providers::{ChatCall, ChatMessage, FimCall, OtherFile, Providers};
 use crate::redact::{contains_secrets, redact};
 use crate::resilience::{Health, run_chain};
 use crate::router::{Decision, RouteRequest, RouteState, Router, secrets_to_route};
+use crate::sync::lock;
 use crate::syntax::context::{CHARS_PER_TOKEN, CompletionContext, ContextBudget, extract};
-use crate::syntax::features::{Features, enclosing_target, features};
+use crate::syntax::features::{Features, enclosing_target};
 
 /// The routing task name of completion.
 const TASK: &str = "complete";
@@ -199,12 +200,6 @@ pub struct CompletionEngine {
     shared: Arc<Shared>,
 }
 
-/// Locks a mutex, recovering the data if a panicking request poisoned it: every critical
-/// section here leaves the data consistent before anything can panic.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 impl CompletionEngine {
     pub fn new(config: Arc<Config>, providers: Providers, health: Arc<Health>) -> CompletionEngine {
         let cache = CompletionCache::new(config.completion.cache_entries);
@@ -289,7 +284,14 @@ impl CompletionEngine {
     }
 
     /// Answers one completion request at `cursor` (a byte offset into the snapshot).
-    pub async fn complete(&self, snapshot: &Snapshot, cursor: usize) -> Outcome {
+    /// `related` is context from the user's other open files: it goes to local models that
+    /// have a place for it (llama.cpp's `input_extra`), never to a cloud model.
+    pub async fn complete(
+        &self,
+        snapshot: &Snapshot,
+        cursor: usize,
+        related: &[RelatedFile],
+    ) -> Outcome {
         let started = Instant::now();
         let counters = &self.shared.counters;
         counters.requests.fetch_add(1, Ordering::Relaxed);
@@ -341,7 +343,14 @@ impl CompletionEngine {
             }
         }
 
-        let waiter = self.join_or_start(&snapshot.uri, key, ctx, route, &settings);
+        let other_files = related
+            .iter()
+            .map(|f| OtherFile {
+                name: relative_path(&f.uri, settings.workspace_root.as_deref()),
+                text: Arc::clone(&f.outline),
+            })
+            .collect();
+        let waiter = self.join_or_start(&snapshot.uri, key, (ctx, other_files), route, &settings);
         let deadline = tokio::time::Instant::from_std(started + settings.budget);
         tokio::select! {
             result = waiter.result() => match result {
@@ -403,7 +412,7 @@ impl CompletionEngine {
         &self,
         uri: &Arc<str>,
         key: CacheKey,
-        ctx: CompletionContext,
+        prompt_input: (CompletionContext, Vec<OtherFile>),
         route: Route,
         settings: &Arc<Settings>,
     ) -> Waiter {
@@ -442,7 +451,7 @@ impl CompletionEngine {
             self.clone(),
             uri.clone(),
             key.clone(),
-            ctx,
+            prompt_input,
             route,
             settings.clone(),
             tx,
@@ -509,12 +518,7 @@ impl CompletionEngine {
                 snapshot.language,
                 cursor,
             );
-            features(
-                &snapshot.rope,
-                snapshot.tree.as_ref(),
-                snapshot.language,
-                &target,
-            )
+            snapshot.features(&target)
         } else {
             Features::at_cursor(snapshot.language)
         };
@@ -605,6 +609,15 @@ pub fn path_of_uri(uri: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A document's path for the model: relative to the workspace root when inside it.
+fn relative_path(uri: &str, workspace_root: Option<&str>) -> String {
+    let path = path_of_uri(uri);
+    workspace_root
+        .and_then(|root| path.strip_prefix(root))
+        .and_then(|rest| rest.strip_prefix('/'))
+        .map_or_else(|| path.clone(), str::to_string)
+}
+
 /// Resolves once a request newer than `seq` exists (or the document is gone).
 async fn superseded(latest: &mut watch::Receiver<u64>, seq: u64) {
     while *latest.borrow_and_update() == seq {
@@ -646,7 +659,7 @@ async fn run_flight(
     engine: CompletionEngine,
     uri: Arc<str>,
     key: CacheKey,
-    ctx: CompletionContext,
+    (ctx, other_files): (CompletionContext, Vec<OtherFile>),
     route: Route,
     settings: Arc<Settings>,
     tx: watch::Sender<Option<Result<CachedSuggestion, String>>>,
@@ -684,6 +697,7 @@ async fn run_flight(
         hard_deadline,
         |name, model| {
             let ctx = &ctx;
+            let other_files: &[OtherFile] = if model.is_local() { &other_files } else { &[] };
             let fim = fim_of(&name);
             async move {
                 let cloud = redact_before_cloud && !model.is_local();
@@ -720,6 +734,7 @@ async fn run_flight(
                     prompt: &prompt,
                     max_tokens,
                     time_budget: Some(budget),
+                    other_files,
                 };
                 let answer = providers.fim(&model, call).await?;
                 Ok(postprocess(&answer.text, ctx, &prompt.stop).map(|kept| (kept, answer)))

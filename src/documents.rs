@@ -13,7 +13,10 @@ use ropey::Rope;
 use tree_sitter::{InputEdit, Parser, Point, Tree};
 
 use crate::position::{self, LineCol, PositionEncoding, PositionError};
+use crate::sync::lock;
 use crate::syntax::Language;
+use crate::syntax::features::{Features, FeaturesMemo, Target};
+use crate::syntax::outline::outline;
 
 /// Documents larger than this are not parsed: they are served as plain text, so that a
 /// 50 MB log file opened by accident costs a rope, not a syntax tree.
@@ -68,6 +71,16 @@ pub struct Snapshot {
     pub tree: Option<Tree>,
     /// Whether `tree` was parsed from exactly this text.
     pub tree_is_fresh: bool,
+    /// The document's features memo, shared by all its snapshots.
+    features_memo: Arc<Mutex<FeaturesMemo>>,
+}
+
+impl Snapshot {
+    /// The routing features of `target`, walking only what changed since the last call on
+    /// this document (see [`FeaturesMemo`]).
+    pub fn features(&self, target: &Target) -> Features {
+        lock(&self.features_memo).features(&self.rope, self.tree.as_ref(), self.language, target)
+    }
 }
 
 struct Document {
@@ -90,6 +103,11 @@ struct Document {
     revision: u64,
     /// Tells a re-opened document from the one a background reparse started on.
     generation: u64,
+    features_memo: Arc<Mutex<FeaturesMemo>>,
+    /// When it was last opened or changed, on the store's clock.
+    touched: u64,
+    /// Its outline, for the revision and budget it was made for.
+    outline: Option<(u64, usize, Arc<str>)>,
 }
 
 impl Document {
@@ -120,6 +138,9 @@ impl Document {
             replaced_during_parse: false,
             revision: 0,
             generation,
+            features_memo: Arc::default(),
+            touched: 0,
+            outline: None,
         };
         (
             doc,
@@ -212,6 +233,23 @@ impl Document {
         Ok(Reparse::Done)
     }
 
+    /// The outline of its definitions (see [`outline`]), made once per revision.
+    fn outline(&mut self, max_chars: usize) -> Arc<str> {
+        match &self.outline {
+            Some((revision, budget, text))
+                if *revision == self.revision && *budget == max_chars =>
+            {
+                Arc::clone(text)
+            }
+            _ => {
+                let text: Arc<str> =
+                    outline(&self.rope, self.tree.as_ref(), self.language, max_chars).into();
+                self.outline = Some((self.revision, max_chars, Arc::clone(&text)));
+                text
+            }
+        }
+    }
+
     fn snapshot(&self) -> Snapshot {
         Snapshot {
             uri: self.uri.clone(),
@@ -220,6 +258,7 @@ impl Document {
             rope: self.rope.clone(),
             tree: self.tree.clone(),
             tree_is_fresh: self.fresh,
+            features_memo: Arc::clone(&self.features_memo),
         }
     }
 }
@@ -262,12 +301,15 @@ fn ts_point(rope: &Rope, byte: usize) -> Point {
 pub struct Documents {
     open: HashMap<String, Document>,
     generations: u64,
+    /// Counts opens and changes, to order documents by how recently they were touched.
+    clock: u64,
 }
 
-fn lock(store: &Mutex<Documents>) -> std::sync::MutexGuard<'_, Documents> {
-    store
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+/// Another open file, as context for a completion: its URI and its outline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelatedFile {
+    pub uri: Arc<str>,
+    pub outline: Arc<str>,
 }
 
 impl Documents {
@@ -275,7 +317,9 @@ impl Documents {
     /// ([`Reparse::Deferred`]), so opening it costs only the rope.
     pub fn open(&mut self, uri: &str, language: Language, version: i32, text: &str) -> Reparse {
         self.generations += 1;
-        let (doc, reparse) = Document::open(uri, language, version, text, self.generations);
+        self.clock += 1;
+        let (mut doc, reparse) = Document::open(uri, language, version, text, self.generations);
+        doc.touched = self.clock;
         self.open.insert(uri.to_string(), doc);
         reparse
     }
@@ -364,7 +408,39 @@ impl Documents {
             .open
             .get_mut(uri)
             .ok_or_else(|| DocumentError::NotOpen(uri.to_string()))?;
-        doc.apply(version, changes, enc)
+        let reparse = doc.apply(version, changes, enc)?;
+        self.clock += 1;
+        doc.touched = self.clock;
+        Ok(reparse)
+    }
+
+    /// Context from other files for a completion in `uri`: the outlines (each at most
+    /// `max_chars`) of up to `max_files` other open documents of its language family, the
+    /// most recently opened or changed first. Outlines are made once per revision.
+    pub fn related_files(
+        &mut self,
+        uri: &str,
+        max_files: usize,
+        max_chars: usize,
+    ) -> Vec<RelatedFile> {
+        let Some(family) = self.open.get(uri).map(|d| d.language.family()) else {
+            return Vec::new();
+        };
+        let mut others: Vec<&mut Document> = self
+            .open
+            .values_mut()
+            .filter(|d| d.language.family() == family && d.tree.is_some() && &*d.uri != uri)
+            .collect();
+        others.sort_unstable_by_key(|d| std::cmp::Reverse(d.touched));
+        others
+            .into_iter()
+            .map(|d| RelatedFile {
+                uri: Arc::clone(&d.uri),
+                outline: d.outline(max_chars),
+            })
+            .filter(|f| !f.outline.is_empty())
+            .take(max_files)
+            .collect()
     }
 
     pub fn close(&mut self, uri: &str) -> bool {
@@ -555,5 +631,53 @@ mod tests {
         parser.join().unwrap();
         Documents::reparse_deferred(&store, "big");
         assert_tree_matches_text(&lock(&store), "big");
+    }
+
+    /// Other open files of the language family, most recently touched first; outlines are
+    /// made once per revision.
+    #[test]
+    fn related_files_by_family_and_recency() {
+        let mut docs = Documents::default();
+        docs.open_parsed(
+            "file:///w/a.ts",
+            Language::TypeScript,
+            1,
+            "function a() {}\n",
+        );
+        docs.open_parsed("file:///w/b.tsx", Language::Tsx, 1, "function b() {}\n");
+        docs.open_parsed(
+            "file:///w/c.py",
+            Language::Python,
+            1,
+            "def c():\n    pass\n",
+        );
+        docs.open_parsed("file:///w/d.ts", Language::TypeScript, 1, "const x = 1;\n");
+        docs.open_parsed("file:///w/main.ts", Language::TypeScript, 1, "m");
+        let names = |docs: &mut Documents, max| -> Vec<String> {
+            docs.related_files("file:///w/main.ts", max, 1000)
+                .iter()
+                .map(|f| format!("{} {}", f.uri, f.outline.trim()))
+                .collect()
+        };
+        // d.ts has no definitions: nothing to send for it.
+        assert_eq!(
+            names(&mut docs, 5),
+            [
+                "file:///w/b.tsx function b() {}",
+                "file:///w/a.ts function a() {}"
+            ]
+        );
+        let before = docs.related_files("file:///w/main.ts", 1, 1000);
+        let change = edit((0, 10), (0, 10), "2");
+        let reparse = docs.change("file:///w/a.ts", 2, &[change], PositionEncoding::Utf16);
+        assert_eq!(reparse, Ok(Reparse::Done));
+        assert_eq!(names(&mut docs, 1), ["file:///w/a.ts function a2() {}"]);
+        // b.tsx did not change: its outline is the one made before.
+        let b = docs.related_files("file:///w/main.ts", 2, 1000);
+        assert!(Arc::ptr_eq(&b[1].outline, &before[0].outline));
+        assert!(
+            docs.related_files("file:///w/closed.ts", 3, 1000)
+                .is_empty()
+        );
     }
 }

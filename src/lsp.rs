@@ -7,7 +7,7 @@
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use futures_util::FutureExt;
@@ -22,6 +22,7 @@ use crate::documents::{Documents, Reparse, TextChange};
 use crate::position::{self, LineCol, PositionEncoding};
 use crate::providers::Providers;
 use crate::resilience::Health;
+use crate::sync::lock;
 use crate::syntax::Language;
 
 mod actions;
@@ -32,6 +33,12 @@ pub const ACCEPT_COMMAND: &str = "pilotfish.accept";
 /// How many requests the server works on at once. Completion handlers wait on models;
 /// a generous limit keeps `didChange` and `$/cancelRequest` flowing behind them.
 const MAX_CONCURRENT_REQUESTS: usize = 32;
+
+/// Context from other files for completion: the outlines of this many other open files of
+/// the language, each at most this long (~300 tokens). It sits at the start of the prompt
+/// and changes only when those files change, so the model server's prompt cache keeps it.
+const RELATED_FILES: usize = 3;
+const RELATED_FILE_CHARS: usize = 1200;
 
 /// How the server was started: what it needs before `initialize` arrives.
 #[derive(Debug, Clone, Default)]
@@ -151,10 +158,6 @@ pub struct Backend {
     shutdown_seen: Arc<AtomicBool>,
     /// Code actions: client capabilities, cancel switches, documents with diagnostics.
     actions: actions::ActionState,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Runs a request handler, turning a panic into an internal-error response.
@@ -295,12 +298,15 @@ impl Backend {
     /// position of the cursor, or None.
     async fn suggest(&self, uri: &Uri, pos: Position) -> Result<Option<(Suggestion, Position)>> {
         let started = Instant::now();
-        let snapshot = lock(&self.documents)
-            .snapshot(uri.as_str())
-            .map_err(invalid_params)?;
+        let (snapshot, related) = {
+            let mut docs = lock(&self.documents);
+            let snapshot = docs.snapshot(uri.as_str()).map_err(invalid_params)?;
+            let related = docs.related_files(uri.as_str(), RELATED_FILES, RELATED_FILE_CHARS);
+            (snapshot, related)
+        };
         let cursor = position::to_byte(&snapshot.rope, to_line_col(pos), self.encoding())
             .map_err(invalid_params)?;
-        let outcome = self.engine.complete(&snapshot, cursor).await;
+        let outcome = self.engine.complete(&snapshot, cursor, &related).await;
         if let Some(notice) = self.engine.take_budget_notice() {
             self.show(MessageType::INFO, notice).await;
         }

@@ -221,7 +221,7 @@ fn route_once(config: &Config, spot: &str, task: &str, json: bool) -> u8 {
     };
     let (rope, tree, language) = (&snapshot.rope, snapshot.tree.as_ref(), snapshot.language);
     let target = enclosing_target(rope, tree, language, cursor);
-    let facts = TargetFacts::of(rope, tree, language, &target);
+    let facts = TargetFacts::of(&snapshot, &target);
     let (feats, secrets) = (&facts.features, facts.secrets);
     let path_text = path.to_string_lossy().into_owned();
     let root = std::env::current_dir()
@@ -436,7 +436,7 @@ async fn complete_once(mut config: Config, spot: &str, budget_ms: Option<u64>) -
         .unwrap_or(30_000);
     config.completion.budget_ms = budget_ms.unwrap_or(slowest);
     let engine = CompletionEngine::new(Arc::new(config), Providers::new(), Arc::new(Health::new()));
-    match engine.complete(&snapshot, cursor).await {
+    match engine.complete(&snapshot, cursor, &[]).await {
         Ok(s) => {
             println!("{}", s.text);
             eprintln!("pilotfish: answered by {} ({})", s.model, s.source.name());

@@ -230,7 +230,7 @@ pub async fn run_action(
             None,
         ));
     }
-    let facts = TargetFacts::of(rope, tree, language, &target);
+    let facts = TargetFacts::of(snapshot, &target);
     let request = facts.request(kind.name(), path, workspace_root, &config.privacy);
     let state = RouteState {
         models: env.health.snapshot(Instant::now()),

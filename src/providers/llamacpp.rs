@@ -1,5 +1,7 @@
-//! llama.cpp's server: `POST {url}/infill` with `input_prefix`/`input_suffix`, the server
-//! applying the model's own FIM tokens; `t_max_predict_ms` bounds generation time.
+//! llama.cpp's server: `POST {url}/infill` with `input_prefix`/`input_suffix` and the other
+//! files' context in `input_extra`, the server applying the model's own FIM tokens (and,
+//! for models trained on repositories, its file-separator tokens); `t_max_predict_ms`
+//! bounds generation time.
 
 use serde_json::{Value, json};
 
@@ -21,7 +23,11 @@ pub(super) async fn fim(
     let mut body = json!({
         "input_prefix": call.prompt.prompt,
         "input_suffix": suffix,
-        "input_extra": [],
+        "input_extra": call
+            .other_files
+            .iter()
+            .map(|f| json!({ "filename": f.name, "text": &*f.text }))
+            .collect::<Vec<_>>(),
         "n_predict": call.max_tokens,
         "temperature": 0.0,
         "stop": call.prompt.stop,

@@ -131,6 +131,16 @@ pub struct FimCall<'a> {
     pub max_tokens: u32,
     /// How long the model may spend generating (llama.cpp's `t_max_predict_ms`).
     pub time_budget: Option<Duration>,
+    /// Context from other files, for the providers with a place for it (llama.cpp's
+    /// `input_extra`); the others leave it out.
+    pub other_files: &'a [OtherFile],
+}
+
+/// Another file's context for a FIM call: its path (relative to the workspace) and text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtherFile {
+    pub name: String,
+    pub text: std::sync::Arc<str>,
 }
 
 /// The shared HTTP client and the per-provider request code.

@@ -9,6 +9,14 @@
 //!   intersect it, with one reused stack and one reused callee buffer; per node it reads
 //!   the kind id and looks it up in a per-language table (built once, immutable), so no
 //!   strings are compared per node. Allocations happen only for the sensitive calls found.
+//! - Incremental: with a [`FeaturesMemo`] (one per document), the walk keeps what each
+//!   larger subtree holds below its root, keyed by its content (kind, node count, hash of
+//!   its text), and next time adds that instead of walking a subtree it has seen. A
+//!   summary depends only on the subtree: its depths and lines are relative to its root,
+//!   and its root's own contribution (which depends on the parent) is not in it.
+//!   Tree-sitter's `Node::id` cannot be the key: it is the address of the node's slot in
+//!   its parent, which changes whenever the parent is rebuilt, and an edit rebuilds every
+//!   ancestor of the edited node.
 //! - Finding the target descends once from the root to the cursor; it never scans the
 //!   document's text.
 //! - Never panics: cursors, selections and the node ranges of a possibly stale tree are
@@ -17,11 +25,13 @@
 //!   any function) a class/struct/impl/trait/interface/enum. Closures and lambdas are not
 //!   targets: the function around them is. Namespaces and modules are not targets.
 
+use std::collections::HashMap;
 use std::ops::Range;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use ropey::Rope;
 use tree_sitter::{Node, Tree, TreeCursor};
+use xxhash_rust::xxh3::{Xxh3, xxh3_128};
 
 use super::Language;
 use super::context::CHARS_PER_TOKEN;
@@ -186,6 +196,93 @@ pub fn selection_target(rope: &Rope, range: Range<usize>) -> Target {
 /// intersect its range. A node is counted when it starts inside the range (or is empty at
 /// its end); nodes that only enclose the range are walked through, not counted.
 pub fn features(rope: &Rope, tree: Option<&Tree>, language: Language, target: &Target) -> Features {
+    walk_features(rope, tree, language, target, None).0
+}
+
+/// What a document's earlier features walks found, for [`FeaturesMemo::features`] to skip
+/// the subtrees an edit did not touch. A subtree is known by its content (kind, node count,
+/// error flag and a 128-bit hash of its text), so it is found again wherever an edit moved
+/// it and whichever tree it is in.
+pub struct FeaturesMemo {
+    language: Option<Language>,
+    units: HashMap<UnitKey, Unit>,
+    /// Counts calls; an entry remembers the last call that used it.
+    calls: u64,
+    /// Subtrees with more nodes than this below their root may be remembered.
+    min_descendants: usize,
+    /// Nodes the last walk visited.
+    last_walk_nodes: usize,
+}
+
+/// The memo keeps at most this many subtrees after a call; past it, only those the call
+/// used are kept.
+const MEMO_MAX_UNITS: usize = 8192;
+
+impl Default for FeaturesMemo {
+    fn default() -> FeaturesMemo {
+        FeaturesMemo {
+            language: None,
+            units: HashMap::new(),
+            calls: 0,
+            min_descendants: MEMO_MIN_DESCENDANTS,
+            last_walk_nodes: 0,
+        }
+    }
+}
+
+impl std::fmt::Debug for FeaturesMemo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FeaturesMemo")
+            .field("language", &self.language)
+            .field("units", &self.units.len())
+            .field("last_walk_nodes", &self.last_walk_nodes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FeaturesMemo {
+    /// [`features`], reusing what earlier calls on this document found: equal results, but
+    /// after an edit only the subtrees it changed are walked again.
+    pub fn features(
+        &mut self,
+        rope: &Rope,
+        tree: Option<&Tree>,
+        language: Language,
+        target: &Target,
+    ) -> Features {
+        if self.language != Some(language) {
+            self.units.clear();
+            self.language = Some(language);
+        }
+        self.calls += 1;
+        let mut units = Units {
+            map: &mut self.units,
+            call: self.calls,
+            min_descendants: self.min_descendants,
+        };
+        let (features, walked) = walk_features(rope, tree, language, target, Some(&mut units));
+        self.last_walk_nodes = walked;
+        if self.units.len() > MEMO_MAX_UNITS {
+            let call = self.calls;
+            self.units.retain(|_, unit| unit.used == call);
+        }
+        features
+    }
+
+    /// How many nodes the last call visited (subtrees found in the memo are not visited).
+    pub fn last_walk_nodes(&self) -> usize {
+        self.last_walk_nodes
+    }
+}
+
+/// The features, and how many nodes were visited.
+fn walk_features(
+    rope: &Rope,
+    tree: Option<&Tree>,
+    language: Language,
+    target: &Target,
+    units: Option<&mut Units>,
+) -> (Features, usize) {
     let range = clamp_range(rope, target.range.clone());
     let (first, last) = line_span(rope, &range);
     let chars = rope.byte_to_char(range.end) - rope.byte_to_char(range.start);
@@ -194,10 +291,12 @@ pub fn features(rope: &Rope, tree: Option<&Tree>, language: Language, target: &T
         rope,
         classes: node_classes(language),
         matcher: Matcher::new(rope, language),
+        units,
+        visited: 0,
         branches: 0,
         max_nesting: 0,
         syntax_errors: 0,
-        sensitive_calls: Vec::new(),
+        calls: Vec::new(),
     };
     if let Some(tree) = tree.filter(|_| language != Language::PlainText) {
         let root = tree.root_node();
@@ -206,16 +305,29 @@ pub fn features(rope: &Rope, tree: Option<&Tree>, language: Language, target: &T
             .unwrap_or(root);
         walk.run(start);
     }
-    Features {
+    // Calls are collected past the cap, so that a subtree's summary holds its own first
+    // calls whatever came before it.
+    let sensitive_calls = walk
+        .calls
+        .iter()
+        .take(MAX_SENSITIVE_CALLS)
+        .map(|call| SensitiveCall {
+            kind: call.kind,
+            line: to_u32(rope.byte_to_line(floor(rope, call.at))),
+            text: call.text.to_string(),
+        })
+        .collect();
+    let features = Features {
         language,
         node_kind: target.kind.clone(),
         lines: to_u32(last - first + 1),
         tokens: to_u32(chars.div_ceil(CHARS_PER_TOKEN)),
         branches: walk.branches,
         max_nesting: walk.max_nesting,
-        sensitive_calls: walk.sensitive_calls,
+        sensitive_calls,
         syntax_errors: walk.syntax_errors,
-    }
+    };
+    (features, walk.visited)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -223,7 +335,7 @@ pub fn features(rope: &Rope, tree: Option<&Tree>, language: Language, target: &T
 
 /// What a node is, as a target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Definition {
+pub(crate) enum Definition {
     /// Function, method, constructor: always a target.
     Function,
     /// Class, struct, impl, trait, interface, enum: a target when not inside a function.
@@ -233,7 +345,7 @@ enum Definition {
     Anonymous,
 }
 
-fn definition(language: Language, kind: &str) -> Option<Definition> {
+pub(crate) fn definition(language: Language, kind: &str) -> Option<Definition> {
     use Definition::*;
     use Language as L;
     match (language, kind) {
@@ -675,27 +787,139 @@ fn is_logical(node: Node) -> bool {
         .is_some_and(|op| matches!(op.kind(), "&&" | "||" | "??" | "and" | "or"))
 }
 
-struct Walk<'r> {
+/// A subtree is remembered when it has more nodes than this below its root: smaller ones
+/// cost less to walk than to look up.
+const MEMO_MIN_DESCENDANTS: usize = 24;
+
+/// What a subtree holds below its root (the root's own contribution depends on its parent,
+/// so it is not part of it), relative to the root: nesting below the root's depth, calls'
+/// offsets from the root's start; its first `MAX_SENSITIVE_CALLS` sensitive calls, which
+/// holds all that can be reported of it wherever it stands.
+#[derive(Debug)]
+struct Summary {
+    branches: u32,
+    syntax_errors: u32,
+    nesting: u32,
+    calls: Vec<CallFound>,
+}
+
+/// A subtree's identity in the memo: what it is and a hash of its text. Equal keys mean
+/// equal text parsed to the same kind of node with as many nodes, so the same summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct UnitKey {
+    kind_id: u16,
+    has_error: bool,
+    descendants: usize,
+    text_hash: u128,
+}
+
+impl UnitKey {
+    fn of(rope: &Rope, node: Node) -> UnitKey {
+        UnitKey {
+            kind_id: node.kind_id(),
+            has_error: node.has_error(),
+            descendants: node.descendant_count(),
+            text_hash: text_hash(rope, clamp_range(rope, node.byte_range())),
+        }
+    }
+}
+
+/// A 128-bit hash of the text in `range` (clamped), in one pass when the rope holds it in
+/// one piece (most subtrees), else streamed over its pieces.
+fn text_hash(rope: &Rope, range: Range<usize>) -> u128 {
+    let (chunk, chunk_start, _, _) = rope.chunk_at_byte(range.start);
+    if let Some(text) = chunk.get(range.start - chunk_start..range.end - chunk_start) {
+        return xxh3_128(text.as_bytes());
+    }
+    let mut hasher = Xxh3::new();
+    for_each_chunk(rope, range, |piece| hasher.update(piece.as_bytes()));
+    hasher.digest128()
+}
+
+struct Unit {
+    summary: Arc<Summary>,
+    /// The last memo call that used it.
+    used: u64,
+}
+
+/// The memo as one walk sees it.
+struct Units<'m> {
+    map: &'m mut HashMap<UnitKey, Unit>,
+    call: u64,
+    min_descendants: usize,
+}
+
+impl Units<'_> {
+    /// Whether `node` is worth remembering: big enough, and (below the walk's start, whose
+    /// parent is 0 here) at most half of its parent, so that along any path the remembered
+    /// subtrees halve, and hashing their texts costs a few passes over the target's.
+    fn worth(&self, descendants: usize, parent_descendants: usize) -> bool {
+        descendants > self.min_descendants
+            && (parent_descendants == 0 || descendants * 2 <= parent_descendants)
+    }
+
+    fn get(&mut self, key: &UnitKey) -> Option<Arc<Summary>> {
+        let unit = self.map.get_mut(key)?;
+        unit.used = self.call;
+        Some(Arc::clone(&unit.summary))
+    }
+
+    fn insert(&mut self, key: UnitKey, summary: Summary) {
+        let unit = Unit {
+            summary: Arc::new(summary),
+            used: self.call,
+        };
+        self.map.insert(key, unit);
+    }
+}
+
+struct Walk<'r, 'm> {
     range: Range<usize>,
     rope: &'r Rope,
     classes: &'static [NodeClass],
     matcher: Matcher<'r>,
+    units: Option<&'r mut Units<'m>>,
+    visited: usize,
     branches: u32,
     max_nesting: u32,
     syntax_errors: u32,
-    sensitive_calls: Vec<SensitiveCall>,
+    /// Every sensitive call met, in document order (the cap applies at the end).
+    calls: Vec<CallFound>,
 }
 
-/// An ancestor during the walk: its nesting depth (counting itself) and its class.
+/// A sensitive call as the walk and the memo keep it: at a byte offset (in a summary,
+/// from the start of its subtree), with its text shared.
+#[derive(Debug, Clone)]
+struct CallFound {
+    kind: SensitiveKind,
+    at: usize,
+    text: Arc<str>,
+}
+
+/// An ancestor during the walk: its nesting depth (counting itself), its class, its node
+/// count, the deepest depth met below it so far, and, when its summary is to be
+/// remembered, the counts on entering it.
 #[derive(Clone, Copy)]
 struct Frame {
     depth: u32,
     class: NodeClass,
+    descendants: usize,
+    deepest: u32,
+    unit: Option<UnitEntry>,
 }
 
-impl Walk<'_> {
-    /// Pre-order walk of `start`'s subtree, skipping subtrees outside the range. `start`
-    /// itself is depth 0 even when it is a nesting construct.
+#[derive(Clone, Copy)]
+struct UnitEntry {
+    key: UnitKey,
+    start: usize,
+    branches: u32,
+    syntax_errors: u32,
+    calls: usize,
+}
+
+impl Walk<'_, '_> {
+    /// Pre-order walk of `start`'s subtree, skipping subtrees outside the range, and those
+    /// the memo knows. `start` itself is depth 0 even when it is a nesting construct.
     fn run(&mut self, start: Node) {
         let mut cursor = start.walk();
         let mut ancestors: Vec<Frame> = Vec::with_capacity(32);
@@ -707,6 +931,7 @@ impl Walk<'_> {
         let has_errors = start.has_error();
         loop {
             let node = cursor.node();
+            self.visited += 1;
             let (s, e) = if whole {
                 (range.start, range.start)
             } else {
@@ -717,25 +942,52 @@ impl Walk<'_> {
                 .get(usize::from(node.kind_id()))
                 .copied()
                 .unwrap_or(PLAIN);
-            let parent = ancestors.last().copied().unwrap_or(Frame {
-                depth: 0,
-                class: PLAIN,
-            });
-            let mut depth = parent.depth;
+            let parent_class = ancestors.last().map_or(PLAIN, |f| f.class);
+            let mut depth = ancestors.last().map_or(0, |f| f.depth);
             let counted = whole || (s >= range.start && (s < range.end || e <= range.end));
             if counted {
                 if has_errors && (node.is_error() || node.is_missing()) {
                     self.syntax_errors += 1;
                 }
                 let is_start = ancestors.is_empty();
-                if self.visit(node, class, parent.class, &cursor) && !is_start {
+                if self.visit(node, class, parent_class, &cursor) && !is_start {
                     depth += 1;
-                    self.max_nesting = self.max_nesting.max(depth);
+                    self.reach(&mut ancestors, depth);
                 }
             }
-            let intersects = whole || (s <= range.end && e >= range.start);
-            if intersects && cursor.goto_first_child() {
-                ancestors.push(Frame { depth, class });
+            let mut descend = whole || (s <= range.end && e >= range.start);
+            let mut unit = None;
+            let inside = whole || (s >= range.start && e <= range.end);
+            let descendants = node.descendant_count();
+            if let Some(units) = self.units.as_deref_mut()
+                && inside
+                && units.worth(descendants, ancestors.last().map_or(0, |f| f.descendants))
+            {
+                let key = UnitKey::of(self.rope, node);
+                match units.get(&key) {
+                    Some(summary) => {
+                        self.add(&summary, node.start_byte(), depth, &mut ancestors);
+                        descend = false;
+                    }
+                    None => {
+                        unit = Some(UnitEntry {
+                            key,
+                            start: node.start_byte(),
+                            branches: self.branches,
+                            syntax_errors: self.syntax_errors,
+                            calls: self.calls.len(),
+                        })
+                    }
+                }
+            }
+            if descend && cursor.goto_first_child() {
+                ancestors.push(Frame {
+                    depth,
+                    class,
+                    descendants,
+                    deepest: depth,
+                    unit,
+                });
                 continue;
             }
             loop {
@@ -745,9 +997,57 @@ impl Walk<'_> {
                 if !cursor.goto_parent() {
                     return;
                 }
-                ancestors.pop();
+                if let Some(frame) = ancestors.pop() {
+                    self.leave(frame, &mut ancestors);
+                }
             }
         }
+    }
+
+    /// A node at `depth` was met: the deepest so far for its ancestors.
+    fn reach(&mut self, ancestors: &mut [Frame], depth: u32) {
+        self.max_nesting = self.max_nesting.max(depth);
+        if let Some(parent) = ancestors.last_mut() {
+            parent.deepest = parent.deepest.max(depth);
+        }
+    }
+
+    /// Adds what the memo knows of the subtree below a node starting at byte `start`, at
+    /// `depth`.
+    fn add(&mut self, summary: &Summary, start: usize, depth: u32, ancestors: &mut [Frame]) {
+        self.branches += summary.branches;
+        self.syntax_errors += summary.syntax_errors;
+        self.reach(ancestors, depth + summary.nesting);
+        self.calls
+            .extend(summary.calls.iter().map(|call| CallFound {
+                at: call.at + start,
+                ..call.clone()
+            }));
+    }
+
+    /// Leaves the subtree of `frame`: its deepest depth is its parent's too, and when it is
+    /// a unit the memo learns its summary.
+    fn leave(&mut self, frame: Frame, ancestors: &mut [Frame]) {
+        if let Some(parent) = ancestors.last_mut() {
+            parent.deepest = parent.deepest.max(frame.deepest);
+        }
+        let (Some(entry), Some(units)) = (frame.unit, self.units.as_deref_mut()) else {
+            return;
+        };
+        let summary = Summary {
+            branches: self.branches - entry.branches,
+            syntax_errors: self.syntax_errors - entry.syntax_errors,
+            nesting: frame.deepest - frame.depth,
+            calls: self.calls[entry.calls..]
+                .iter()
+                .take(MAX_SENSITIVE_CALLS)
+                .map(|call| CallFound {
+                    at: call.at.saturating_sub(entry.start),
+                    ..call.clone()
+                })
+                .collect(),
+        };
+        units.insert(entry.key, summary);
     }
 
     /// Counts what `node` contributes; true when it nests.
@@ -796,15 +1096,11 @@ impl Walk<'_> {
     }
 
     fn call(&mut self, node: Node, shape: CallShape) {
-        if self.sensitive_calls.len() >= MAX_SENSITIVE_CALLS {
-            return;
-        }
         if let Some(kind) = self.matcher.classify(node, shape) {
-            let start = floor(self.rope, node.start_byte());
-            self.sensitive_calls.push(SensitiveCall {
+            self.calls.push(CallFound {
                 kind,
-                line: to_u32(self.rope.byte_to_line(start)),
-                text: one_line_text(self.rope, node.byte_range(), MAX_CALL_TEXT_CHARS),
+                at: node.start_byte(),
+                text: one_line_text(self.rope, node.byte_range(), MAX_CALL_TEXT_CHARS).into(),
             });
         }
     }
@@ -866,19 +1162,55 @@ fn to_u32(n: usize) -> u32 {
 mod tests {
     use super::SensitiveKind::*;
     use super::*;
+    use crate::documents::{Documents, Reparse, TextChange};
+    use crate::position::{LineCol, PositionEncoding};
     use crate::syntax::parse;
 
     use crate::syntax::test_support::{fixture, language};
 
     /// The target at the fixture's cursor, and its features.
+    /// Also checks that a memo remembering every subtree gives the same features, on the
+    /// first walk and after an edit above the target that shifts it a line down.
     fn run(lang: &str, src: &str) -> (Rope, Target, Features) {
         let lang = language(lang);
         let (text, cursor) = fixture(src);
-        let rope = Rope::from_str(&text);
-        let tree = parse(lang, &text);
+        let mut docs = Documents::default();
+        docs.open_parsed("file:///t", lang, 1, &text);
+        let snap = docs.snapshot("file:///t").unwrap();
+        let (rope, tree) = (snap.rope.clone(), snap.tree.clone());
         let target = enclosing_target(&rope, tree.as_ref(), lang, cursor);
         let features = features(&rope, tree.as_ref(), lang, &target);
+
+        let mut memo = eager_memo();
+        let first = memo.features(&rope, tree.as_ref(), lang, &target);
+        assert_eq!(first, features, "{lang:?}: memo, first walk: {src:?}");
+        insert(&mut docs, 2, (0, 0), "\n");
+        let after = docs.snapshot("file:///t").unwrap();
+        let moved = enclosing_target(&after.rope, after.tree.as_ref(), lang, cursor + 1);
+        assert_eq!(
+            memo.features(&after.rope, after.tree.as_ref(), lang, &moved),
+            super::features(&after.rope, after.tree.as_ref(), lang, &moved),
+            "{lang:?}: memo, after an edit: {src:?}"
+        );
         (rope, target, features)
+    }
+
+    /// A memo that remembers every node with children.
+    fn eager_memo() -> FeaturesMemo {
+        FeaturesMemo {
+            min_descendants: 0,
+            ..FeaturesMemo::default()
+        }
+    }
+
+    fn insert(docs: &mut Documents, version: i32, (line, col): (u32, u32), text: &str) {
+        let at = LineCol { line, col };
+        let change = TextChange {
+            range: Some((at, at)),
+            text: text.into(),
+        };
+        let reparse = docs.change("file:///t", version, &[change], PositionEncoding::Utf16);
+        assert_eq!(reparse, Ok(Reparse::Done));
     }
 
     /// (language, fixture, kind, name, (first line, last line))
@@ -1173,5 +1505,84 @@ mod tests {
         };
         let f = features(&rope, tree.as_ref(), Language::Rust, &t);
         assert_eq!(f.lines, 1);
+    }
+
+    /// After each edit inside a 300-line function, the memo gives the features of a full
+    /// walk while visiting a small part of the nodes: the edited statement and the path to
+    /// it. Edits: typing inside a line, a new line with a sensitive call, a new nesting
+    /// level, a syntax error and its fix, a line above the function (everything shifts).
+    #[test]
+    fn memo_after_edits_matches_a_full_walk_and_visits_little() {
+        let mut text = String::from("import subprocess\n\ndef handler(request, db):\n");
+        for i in 0..100 {
+            text.push_str(&format!("    if request.get(\"k{i}\") and request.user:\n"));
+            text.push_str(&format!(
+                "        db.execute(f\"SELECT * FROM t WHERE n = {{request.id}} {i}\")\n"
+            ));
+            text.push_str("        subprocess.run([\"ls\", request.path])\n");
+        }
+        let mut docs = Documents::default();
+        docs.open_parsed("file:///t", Language::Python, 1, &text);
+        let mut memo = FeaturesMemo::default();
+        // (line, col, inserted text)
+        let edits: &[(u32, u32, &str)] = &[
+            (150, 20, "x"),
+            (150, 21, "y"),
+            (151, 0, "        eval(request.body)\n"),
+            (
+                152,
+                0,
+                "        for x in request.items:\n            if x:\n                pass\n",
+            ),
+            (160, 8, "if ("),
+            (160, 12, ") and z"),
+            (0, 0, "import os\n"),
+        ];
+        let full = |docs: &Documents| {
+            let snap = docs.snapshot("file:///t").unwrap();
+            let cursor = snap.rope.line_to_byte(140);
+            let target = enclosing_target(&snap.rope, snap.tree.as_ref(), Language::Python, cursor);
+            let (full, visited) = walk_features(
+                &snap.rope,
+                snap.tree.as_ref(),
+                Language::Python,
+                &target,
+                None,
+            );
+            (snap, target, full, visited)
+        };
+        let (snap, target, plain, visited) = full(&docs);
+        assert_eq!(
+            memo.features(&snap.rope, snap.tree.as_ref(), Language::Python, &target),
+            plain
+        );
+        assert_eq!(
+            memo.last_walk_nodes(),
+            visited,
+            "the first walk visits every node"
+        );
+        assert_eq!(
+            memo.features(&snap.rope, snap.tree.as_ref(), Language::Python, &target),
+            plain
+        );
+        assert_eq!(
+            memo.last_walk_nodes(),
+            1,
+            "an unchanged tree: the target is known"
+        );
+        for (n, &(line, col, inserted)) in edits.iter().enumerate() {
+            insert(&mut docs, 2 + n as i32, (line, col), inserted);
+            let (snap, target, plain, visited) = full(&docs);
+            let memoised = memo.features(&snap.rope, snap.tree.as_ref(), Language::Python, &target);
+            assert_eq!(memoised, plain, "after {inserted:?}");
+            assert!(
+                memo.last_walk_nodes() * 10 < visited,
+                "after {inserted:?}: visited {} of {visited} nodes",
+                memo.last_walk_nodes()
+            );
+        }
+        let last = full(&docs).2;
+        assert_eq!((last.branches, last.syntax_errors), (203, 0), "{last:?}");
+        assert_eq!(last.sensitive_calls.len(), MAX_SENSITIVE_CALLS);
     }
 }

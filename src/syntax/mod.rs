@@ -3,6 +3,7 @@
 
 pub mod context;
 pub mod features;
+pub mod outline;
 pub mod sensitive;
 
 use std::path::Path;
@@ -63,6 +64,16 @@ impl Language {
     }
 
     /// The tree-sitter grammar, or `None` for plain text.
+    /// Languages whose files use each other's code: JavaScript with TypeScript and TSX, C
+    /// with C++ (headers). Each family is named by one of its members.
+    pub fn family(self) -> Language {
+        match self {
+            Language::TypeScript | Language::Tsx => Language::JavaScript,
+            Language::Cpp => Language::C,
+            other => other,
+        }
+    }
+
     pub fn grammar(self) -> Option<tree_sitter::Language> {
         let lang: tree_sitter::Language = match self {
             Language::Rust => tree_sitter_rust::LANGUAGE.into(),

@@ -5,7 +5,8 @@
 use serde_json::{Value, json};
 
 use crate::harness::{Options, Server, suggestion};
-use crate::support::double::{Behaviour, Endpoint, RecordedRequest};
+use crate::support::double::{Behaviour, Endpoint, ModelDouble, RecordedRequest};
+use crate::workspace::{Workspace, complete_route};
 
 /// A single-line spot: the rest of a `return` statement.
 const FIXTURE: &str = "fn add(a: i32, b: i32) -> i32 {\n    return $0\n}\n";
@@ -209,4 +210,55 @@ fn llamacpp_infill_sends_prefix_suffix_and_time_limit() {
     assert!(body["n_predict"].as_u64().is_some_and(|n| n > 0), "{body}");
     assert!(strings(&body["stop"]).iter().any(|s| s == "\n"), "{body}");
     assert_eq!(text.as_deref(), Some("a + b"));
+}
+
+/// Context from other files (issue 5, llama.cpp's `input_extra`): the outlines of the other
+/// open files of the language family, most recently opened first, named relative to the
+/// workspace; never a file of another language, never the file being completed. A model
+/// marked `local = false` gets none of it.
+#[test]
+fn llamacpp_input_extra_carries_the_outlines_of_other_open_files() {
+    let sent = |local: &str| {
+        let double = ModelDouble::start(Behaviour::answer("parse_config(path)"));
+        let workspace = Workspace::new(&format!(
+            "[models.m]\nprovider = \"llamacpp\"\nurl = \"{}\"\nmodel = \"test-model\"\nfim = \"native\"\n{local}\n{}",
+            double.base_url(),
+            complete_route(&["m"])
+        ));
+        let editor = workspace.serve();
+        let files = [
+            (
+                "util.py",
+                "python",
+                "import os\n\ndef parse_config(path):\n    return {}\n",
+            ),
+            (
+                "models/store.py",
+                "python",
+                "class Store:\n    def get(self, key):\n        return None\n",
+            ),
+            ("notes.rs", "rust", "fn unrelated() {}\n"),
+        ];
+        for (name, language_id, text) in files {
+            editor.lsp.open(&editor.lsp.uri(name), language_id, text);
+        }
+        let got = editor.suggest("main.py", "python", "def main(path):\n    config = $0\n");
+        assert_eq!(
+            got.as_deref(),
+            Some("parse_config(path)"),
+            "{}",
+            double.summary()
+        );
+        let calls = double.model_calls();
+        assert_eq!(calls.len(), 1, "{}", double.summary());
+        calls[0].body["input_extra"].clone()
+    };
+    assert_eq!(
+        sent(""),
+        json!([
+            { "filename": "models/store.py", "text": "class Store:\n    def get(self, key):\n" },
+            { "filename": "util.py", "text": "def parse_config(path):\n" },
+        ])
+    );
+    assert_eq!(sent("local = false"), json!([]));
 }
