@@ -16,7 +16,7 @@ use pilotfish::prompt::{Fim, FimTemplate, build_fim};
 use pilotfish::router::{RouteRequest, RouteState, Router};
 use pilotfish::syntax::Language;
 use pilotfish::syntax::context::{ContextBudget, MultilinePolicy, extract};
-use pilotfish::syntax::features::{Features, enclosing_target, features};
+use pilotfish::syntax::features::{Features, FeaturesMemo, enclosing_target};
 
 /// A Rust file of about `lines` lines: structs, impls and functions with bodies.
 pub fn rust_source(lines: usize) -> String {
@@ -271,13 +271,14 @@ daily_usd = 2.0
             black_box(cursor),
         )
     };
-    // The first decision on a function: every node walked.
+    // The first decision on a function: every node walked, and the memo filled.
     c.bench_function(
         "routing decision, 300-line Python function, first sight (target + full features walk + rules + filters)",
         |b| {
             b.iter(|| {
                 let target = target_of(&snap);
-                let feats = features(&snap.rope, snap.tree.as_ref(), Language::Python, &target);
+                let mut memo = FeaturesMemo::default();
+                let feats = memo.features(&snap.rope, snap.tree.as_ref(), Language::Python, &target);
                 decide(&snap, &feats)
             })
         },

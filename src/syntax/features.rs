@@ -162,7 +162,7 @@ pub fn enclosing_target(
         Some(tree) if language != Language::PlainText => tree.root_node(),
         _ => return file_or_region(rope, cursor),
     };
-    let path = path_to(root, cursor);
+    let path = path_to(root, before_blanks(rope, cursor));
     if let Some(target) = definition_on_path(rope, language, &path) {
         return target;
     }
@@ -399,6 +399,18 @@ fn is_wrapper(language: Language, kind: &str) -> bool {
         (language, kind),
         (Language::Python, "decorated_definition") | (Language::Cpp, "template_declaration")
     )
+}
+
+/// The cursor moved back over the spaces and tabs before it on its line: a cursor after
+/// `return ` at the end of a function is in the function, although the function's node
+/// ends before the space.
+fn before_blanks(rope: &Rope, cursor: usize) -> usize {
+    let line_start = rope.line_to_byte(rope.byte_to_line(cursor));
+    let mut at = cursor;
+    while at > line_start && matches!(rope.byte(at - 1), b' ' | b'\t') {
+        at -= 1;
+    }
+    at
 }
 
 /// The nodes from the root down to the deepest one containing `cursor`. A node that ends
@@ -1249,6 +1261,9 @@ mod tests {
             ("python", "def f():\n    g = lambda x: x$0\n", "function_definition", Some("f"), (0, 1)),
             ("python", "@dataclass\nclass P:\n    x: int$0\n", "class_definition", Some("P"), (0, 2)),
             ("python", "import os\n$0print(os.name)\n", "file", None, (0, 1)),
+            // After trailing blanks at the end of a function's last line: still the function.
+            ("python", "def f(x):\n    return $0\n\nprint(1)\n", "function_definition", Some("f"), (0, 1)),
+            ("rust", "fn f() {}  $0\nconst A: u8 = 1;\n", "function_item", Some("f"), (0, 0)),
             ("javascript", "const add = (a, b) => {\n  return a + b;$0\n};\n", "arrow_function", Some("add"), (0, 2)),
             ("javascript", "class A {\n  m() {\n    $0\n  }\n}", "method_definition", Some("m"), (1, 3)),
             ("javascript", "function f(xs) {\n  xs.map((x) => {\n    return x;$0\n  });\n}", "function_declaration", Some("f"), (0, 4)),
