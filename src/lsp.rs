@@ -374,8 +374,12 @@ impl Backend {
     }
 }
 
-/// How often local model servers are probed in the background.
+/// How often local model servers are probed in the background: every 15 s while all
+/// answer, every 2 s while one is down, so that a model server started after the editor
+/// serves completions within a couple of seconds (a probe of a local port that nothing
+/// listens on costs nothing).
 const PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(15);
+const PROBE_INTERVAL_WHILE_DOWN: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Background health probes of the local models that some route uses: a model server that
 /// went down is skipped by the router before a request waits on it, and one that came back
@@ -385,10 +389,7 @@ async fn probe_local_models(
     providers: Providers,
     health: Arc<Health>,
 ) {
-    let mut tick = tokio::time::interval(PROBE_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
         let models: Vec<(String, crate::config::ModelConfig)> = {
             let loaded = config.read().unwrap_or_else(|p| p.into_inner());
             let c = &loaded.config;
@@ -404,13 +405,21 @@ async fn probe_local_models(
                 .filter(|(_, m)| m.is_local())
                 .collect()
         };
+        let mut any_down = false;
         for (name, model) in models {
             let ok = providers.warm(&model).await;
             if let Err(e) = &ok {
                 tracing::debug!(model = %name, "health probe failed: {e}");
+                any_down = true;
             }
             health.record_probe(&name, ok.is_ok());
         }
+        tokio::time::sleep(if any_down {
+            PROBE_INTERVAL_WHILE_DOWN
+        } else {
+            PROBE_INTERVAL
+        })
+        .await;
     }
 }
 

@@ -9,10 +9,10 @@
 //! The breaker's half-open step after its 30 s cooldown is covered by the unit tests in
 //! `src/resilience.rs`, with time passed in; here we only assert that the calls stop.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::harness::dead_url;
-use crate::support::double::{Behaviour, Fault, ModelDouble};
+use crate::support::double::{Behaviour, Fault, Health, ModelDouble};
 use crate::workspace::{Workspace, complete_route, ollama};
 
 /// Upper bound for asynchronous effects; tests wait on conditions, not on this time.
@@ -273,5 +273,56 @@ fn complete_on_the_command_line_says_why_when_every_model_fails() {
         ran.stderr().contains("model 'x' not found"),
         "{}",
         ran.both()
+    );
+}
+
+/// A local model server that is still loading when the editor starts (its probes answer 503,
+/// as llama-server's "Loading model" does) is skipped, and serves completions within a couple
+/// of seconds of coming up: while a local model is down it is probed every 2 s, not every
+/// 15 s. (The bound below is four times that, far under 15 s.)
+#[test]
+fn a_local_model_that_comes_up_later_serves_within_seconds() {
+    let double = ModelDouble::start(Behaviour::answer("late_value").health(Health::Down));
+    let workspace = Workspace::new(&format!(
+        "{}{}",
+        ollama("m", &double.base_url(), ""),
+        complete_route(&["m"])
+    ));
+    let editor = workspace.serve();
+    let deadline = Instant::now() + WAIT;
+    while double.probes() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        double.probes() >= 2,
+        "warm-up and background probe: {}",
+        double.summary()
+    );
+    assert_eq!(
+        editor.suggest("a.py", "python", "x = $0\n"),
+        None,
+        "skipped while down"
+    );
+    assert_eq!(double.requests(), 0, "{}", double.summary());
+
+    double.set_behaviour(Behaviour::answer("late_value"));
+    let up = Instant::now();
+    let mut n = 0;
+    let answered = loop {
+        n += 1;
+        let (name, fixture) = nth(n);
+        if let Some(text) = editor.suggest(&name, "python", &fixture) {
+            break Some(text);
+        }
+        if up.elapsed() > Duration::from_secs(8) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        answered.as_deref(),
+        Some("late_value"),
+        "{}",
+        double.summary()
     );
 }
