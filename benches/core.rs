@@ -271,9 +271,11 @@ daily_usd = 2.0
             black_box(cursor),
         )
     };
-    // The first decision on a function: every node walked, and the memo filled.
+    // The first decision on a function the memo has not seen (the memo is filled when a
+    // document opens, if completion routing reads features; until then, and for actions
+    // otherwise): every node walked, and the memo filled.
     c.bench_function(
-        "routing decision, 300-line Python function, first sight (target + full features walk + rules + filters)",
+        "routing decision, 300-line Python function, cold memo (target + full features walk + rules + filters)",
         |b| {
             b.iter(|| {
                 let target = target_of(&snap);
@@ -313,10 +315,11 @@ daily_usd = 2.0
             })
         },
     );
-    // And again on the same text (another action, or completion rules, on the same version).
+    // A function unchanged since the memo saw it: the first decision after the open-time
+    // warm-up, or another decision on the same text.
     let snap = docs.snapshot("file:///ws/app/handler.py").unwrap();
     c.bench_function(
-        "routing decision, 300-line Python function, unchanged since the last decision (features memo)",
+        "routing decision, 300-line Python function, unchanged since the warm-up or the last decision (features memo)",
         |b| {
             b.iter(|| {
                 let target = target_of(&snap);

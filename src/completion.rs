@@ -283,6 +283,12 @@ impl CompletionEngine {
         }
     }
 
+    /// Whether completion routing reads the target's features (some rule may apply to
+    /// completion): then it is worth filling a document's features memo when it opens.
+    pub fn routes_on_features(&self) -> bool {
+        self.settings().rules_apply
+    }
+
     /// Answers one completion request at `cursor` (a byte offset into the snapshot).
     /// `related` is context from the user's other open files: it goes to local models that
     /// have a place for it (llama.cpp's `input_extra`), never to a cloud model.

@@ -7,7 +7,7 @@
 //! in as [`LineCol`].
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, TryLockError};
 
 use ropey::Rope;
 use tree_sitter::{InputEdit, Parser, Point, Tree};
@@ -15,7 +15,7 @@ use tree_sitter::{InputEdit, Parser, Point, Tree};
 use crate::position::{self, LineCol, PositionEncoding, PositionError};
 use crate::sync::lock;
 use crate::syntax::Language;
-use crate::syntax::features::{Features, FeaturesMemo, Target};
+use crate::syntax::features::{Features, FeaturesMemo, Target, features, selection_target};
 use crate::syntax::outline::outline;
 
 /// Documents larger than this are not parsed: they are served as plain text, so that a
@@ -77,9 +77,25 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// The routing features of `target`, walking only what changed since the last call on
-    /// this document (see [`FeaturesMemo`]).
+    /// this document (see [`FeaturesMemo`]). While the memo is busy (being filled in the
+    /// background), a plain walk: a request never waits for it.
     pub fn features(&self, target: &Target) -> Features {
-        lock(&self.features_memo).features(&self.rope, self.tree.as_ref(), self.language, target)
+        let (rope, tree, language) = (&self.rope, self.tree.as_ref(), self.language);
+        match self.features_memo.try_lock() {
+            Ok(mut memo) => memo.features(rope, tree, language, target),
+            Err(TryLockError::Poisoned(poisoned)) => {
+                poisoned.into_inner().features(rope, tree, language, target)
+            }
+            Err(TryLockError::WouldBlock) => features(rope, tree, language, target),
+        }
+    }
+
+    /// Fills the features memo with the whole document, so that the first routing decision
+    /// on any of its functions finds it there. Takes milliseconds on a big file: run it off
+    /// the request path.
+    pub fn warm_features(&self) {
+        let whole = selection_target(&self.rope, 0..self.rope.len_bytes());
+        lock(&self.features_memo).features(&self.rope, self.tree.as_ref(), self.language, &whole);
     }
 }
 
@@ -679,5 +695,39 @@ mod tests {
             docs.related_files("file:///w/closed.ts", 3, 1000)
                 .is_empty()
         );
+    }
+
+    /// After the open-time warm-up, the first features of any function of the file come
+    /// from the memo (one node visited: the function's own); while the memo is busy, a
+    /// plain walk gives the same features.
+    #[test]
+    fn warmed_memo_knows_every_function_and_a_busy_memo_is_not_waited_for() {
+        let text: String = (0..6)
+            .map(|f| {
+                let body: String = (0..20)
+                    .map(|i| format!("    if x > {i} and os.system(x):\n        x = x + {i}\n"))
+                    .collect();
+                format!("def f{f}(x):\n{body}    return x\n\n")
+            })
+            .collect();
+        let mut docs = Documents::default();
+        docs.open_parsed("file:///w/a.py", Language::Python, 1, &text);
+        let snap = docs.snapshot("file:///w/a.py").unwrap();
+        snap.warm_features();
+        for f in 0..6 {
+            let cursor = text.find(&format!("def f{f}")).unwrap() + 10;
+            let target = crate::syntax::features::enclosing_target(
+                &snap.rope,
+                snap.tree.as_ref(),
+                Language::Python,
+                cursor,
+            );
+            let plain = features(&snap.rope, snap.tree.as_ref(), Language::Python, &target);
+            assert_eq!(snap.features(&target), plain, "f{f}");
+            assert_eq!(lock(&snap.features_memo).last_walk_nodes(), 1, "f{f}");
+            let busy = lock(&snap.features_memo);
+            assert_eq!(snap.features(&target), plain, "f{f}, memo busy");
+            drop(busy);
+        }
     }
 }

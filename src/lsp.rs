@@ -226,11 +226,24 @@ impl Backend {
     }
 
     /// Runs a deferred reparse of a big document on a blocking thread.
-    fn schedule(&self, reparse: Reparse, uri: &str) {
-        if reparse == Reparse::Deferred {
-            let (store, uri) = (self.documents.clone(), uri.to_string());
-            tokio::task::spawn_blocking(move || Documents::reparse_deferred(&store, &uri));
+    /// Runs the background work a document change left: the reparse of a big file, and
+    /// (`warm_features`) filling its features memo once its tree is fresh.
+    fn schedule(&self, reparse: Reparse, uri: &str, warm_features: bool) {
+        if reparse == Reparse::Done && !warm_features {
+            return;
         }
+        let (store, uri) = (self.documents.clone(), uri.to_string());
+        tokio::task::spawn_blocking(move || {
+            if reparse == Reparse::Deferred {
+                Documents::reparse_deferred(&store, &uri);
+            }
+            if warm_features {
+                let snapshot = lock(&store).snapshot(&uri);
+                if let Some(snapshot) = snapshot.ok().filter(|s| s.tree_is_fresh) {
+                    snapshot.warm_features();
+                }
+            }
+        });
     }
 
     fn encoding(&self) -> PositionEncoding {
@@ -546,7 +559,10 @@ impl LanguageServer for Backend {
         let language = Language::detect(&doc.language_id, doc.uri.path().as_str());
         let reparse =
             lock(&self.documents).open(doc.uri.as_str(), language, doc.version, &doc.text);
-        self.schedule(reparse, doc.uri.as_str());
+        // Completion routing that reads features: walk the file once now, in the
+        // background, so that no keystroke pays for a function's first walk.
+        let warm = self.engine.routes_on_features();
+        self.schedule(reparse, doc.uri.as_str(), warm);
         tracing::debug!(uri = doc.uri.as_str(), language = language.name(), "opened");
     }
 
@@ -568,7 +584,7 @@ impl LanguageServer for Backend {
             self.encoding(),
         );
         match applied {
-            Ok(reparse) => self.schedule(reparse, uri.as_str()),
+            Ok(reparse) => self.schedule(reparse, uri.as_str(), false),
             Err(e) => {
                 let message = format!(
                     "Pilotfish ignored an edit it cannot apply; the document is unchanged: {e}"

@@ -214,9 +214,11 @@ pub struct FeaturesMemo {
     last_walk_nodes: usize,
 }
 
-/// The memo keeps at most this many subtrees after a call; past it, only those the call
-/// used are kept.
-const MEMO_MAX_UNITS: usize = 8192;
+/// Past this many subtrees, the memo forgets those that the last `MEMO_KEEP_CALLS` calls
+/// did not use (the versions of a statement that typing left behind, functions not looked
+/// at in a while). A whole 20,000-line file fits under it.
+const MEMO_MAX_UNITS: usize = 16_384;
+const MEMO_KEEP_CALLS: u64 = 256;
 
 impl Default for FeaturesMemo {
     fn default() -> FeaturesMemo {
@@ -263,8 +265,8 @@ impl FeaturesMemo {
         let (features, walked) = walk_features(rope, tree, language, target, Some(&mut units));
         self.last_walk_nodes = walked;
         if self.units.len() > MEMO_MAX_UNITS {
-            let call = self.calls;
-            self.units.retain(|_, unit| unit.used == call);
+            let oldest = self.calls.saturating_sub(MEMO_KEEP_CALLS);
+            self.units.retain(|_, unit| unit.used > oldest);
         }
         features
     }
