@@ -15,7 +15,6 @@ import {
   LanguageClientOptions,
   ServerOptions,
   State,
-  TransportKind,
 } from 'vscode-languageclient/node';
 
 import {
@@ -27,7 +26,14 @@ import {
   summarizeActionResult,
   taskOf,
 } from './commands';
-import { ExtensionSettings, ServerLaunch, needsRestart, resolveCommand, toServerLaunch } from './settings';
+import {
+  ExtensionSettings,
+  ServerLaunch,
+  needsRestart,
+  resolveCommand,
+  serverExecutable,
+  toServerLaunch,
+} from './settings';
 import { AcceptInfo, StatusState, acceptInfoOf, formatStatus } from './status';
 
 let client: LanguageClient | undefined;
@@ -149,12 +155,7 @@ async function startClient(): Promise<void> {
     });
     return;
   }
-  const serverOptions: ServerOptions = {
-    command,
-    args: l.args,
-    transport: TransportKind.stdio,
-    options: { env: { ...process.env, ...l.env } },
-  };
+  const serverOptions: ServerOptions = serverExecutable(command, l, process.env);
   output.appendLine(`starting ${command} ${l.args.join(' ')}`.trimEnd());
   output.appendLine(`initializationOptions: ${JSON.stringify(l.initializationOptions)}`);
   const c = new LanguageClient('pilotfish', 'Pilotfish', serverOptions, clientOptions(l));
