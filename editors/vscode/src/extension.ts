@@ -6,6 +6,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import * as readline from 'node:readline';
+import { Readable } from 'node:stream';
 import * as vscode from 'vscode';
 import {
   CodeActionRequest,
@@ -34,6 +36,7 @@ import {
   serverExecutable,
   toServerLaunch,
 } from './settings';
+import { ChannelLevel, serverLogLine } from './serverlog';
 import { AcceptInfo, StatusState, acceptInfoOf, formatStatus } from './status';
 
 let client: LanguageClient | undefined;
@@ -77,12 +80,28 @@ function warn(lines: string[]): void {
   }
 }
 
+function forEachLine(input: Readable, fn: (line: string) => void): void {
+  readline.createInterface({ input, crlfDelay: Infinity, terminal: false, historySize: 0 }).on('line', fn);
+}
+
 function clientOptions(l: ServerLaunch): LanguageClientOptions {
   return {
     // Pilotfish runs beside every language's own server, on any file.
     documentSelector: [{ scheme: 'file' }, { scheme: 'untitled' }],
     initializationOptions: l.initializationOptions,
     outputChannel: output,
+    // The server's log (stderr) at its own levels; the client's default logs it all as errors.
+    stdioOptions: {
+      stdout: (input, channel) => forEachLine(input, (line) => channel.info(line)),
+      stderr: (input, channel) => {
+        let level: ChannelLevel | undefined;
+        forEachLine(input, (line) => {
+          const l = serverLogLine(line, level);
+          level = l.level;
+          channel[l.level](l.text);
+        });
+      },
+    },
     middleware: {
       // The client's own inline-completion provider calls this; it is only measured here.
       provideInlineCompletionItems: async (document, position, context, token, next) => {
