@@ -84,6 +84,28 @@ function forEachLine(input: Readable, fn: (line: string) => void): void {
   readline.createInterface({ input, crlfDelay: Infinity, terminal: false, historySize: 0 }).on('line', fn);
 }
 
+/**
+ * Settings of VS Code's own that hide every extension's ghost text: with either, the editor
+ * sends no `textDocument/inlineCompletion` at all (seen in Code 1.139), and Pilotfish would
+ * look broken. Said once per setting and session; the actions work regardless.
+ */
+const INLINE_SUGGESTIONS_OFF = [
+  { section: 'chat', key: 'disableAIFeatures', off: true },
+  { section: 'editor', key: 'inlineSuggest.enabled', off: false },
+] as const;
+const saidInlineOff = new Set<string>();
+
+function warnIfInlineSuggestionsOff(): void {
+  for (const { section, key, off } of INLINE_SUGGESTIONS_OFF) {
+    const name = `${section}.${key}`;
+    if (vscode.workspace.getConfiguration(section).get<boolean>(key) !== off || saidInlineOff.has(name)) continue;
+    saidInlineOff.add(name);
+    const line = `"${name}": ${off} hides the inline suggestions of every extension, Pilotfish's too; Explain, Refactor and Security review still work.`;
+    output.warn(`[settings] ${line}`);
+    void vscode.window.showWarningMessage(`Pilotfish: ${line}`);
+  }
+}
+
 function clientOptions(l: ServerLaunch): LanguageClientOptions {
   return {
     // Pilotfish runs beside every language's own server, on any file.
@@ -280,6 +302,9 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     vscode.commands.registerCommand('pilotfish.restart', restartClient),
     vscode.commands.registerCommand('pilotfish.showOutput', () => output.show(true)),
     vscode.workspace.onDidChangeConfiguration(async (e) => {
+      if (INLINE_SUGGESTIONS_OFF.some(({ section, key }) => e.affectsConfiguration(`${section}.${key}`))) {
+        warnIfInlineSuggestionsOff();
+      }
       if (!e.affectsConfiguration('pilotfish')) return;
       const next = currentLaunch();
       if (!launch || !client || needsRestart(launch, next)) {
@@ -295,6 +320,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     }),
   );
 
+  warnIfInlineSuggestionsOff();
   await startClient();
 }
 
