@@ -6,6 +6,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import * as readline from 'node:readline';
+import { Readable } from 'node:stream';
 import * as vscode from 'vscode';
 import {
   CodeActionRequest,
@@ -15,7 +17,6 @@ import {
   LanguageClientOptions,
   ServerOptions,
   State,
-  TransportKind,
 } from 'vscode-languageclient/node';
 
 import {
@@ -27,7 +28,15 @@ import {
   summarizeActionResult,
   taskOf,
 } from './commands';
-import { ExtensionSettings, ServerLaunch, needsRestart, resolveCommand, toServerLaunch } from './settings';
+import {
+  ExtensionSettings,
+  ServerLaunch,
+  needsRestart,
+  resolveCommand,
+  serverExecutable,
+  toServerLaunch,
+} from './settings';
+import { ChannelLevel, serverLogLine } from './serverlog';
 import { AcceptInfo, StatusState, acceptInfoOf, formatStatus } from './status';
 
 let client: LanguageClient | undefined;
@@ -71,12 +80,50 @@ function warn(lines: string[]): void {
   }
 }
 
+function forEachLine(input: Readable, fn: (line: string) => void): void {
+  readline.createInterface({ input, crlfDelay: Infinity, terminal: false, historySize: 0 }).on('line', fn);
+}
+
+/**
+ * Settings of VS Code's own that hide every extension's ghost text: with either, the editor
+ * sends no `textDocument/inlineCompletion` at all (seen in Code 1.139), and Pilotfish would
+ * look broken. Said once per setting and session; the actions work regardless.
+ */
+const INLINE_SUGGESTIONS_OFF = [
+  { section: 'chat', key: 'disableAIFeatures', off: true },
+  { section: 'editor', key: 'inlineSuggest.enabled', off: false },
+] as const;
+const saidInlineOff = new Set<string>();
+
+function warnIfInlineSuggestionsOff(): void {
+  for (const { section, key, off } of INLINE_SUGGESTIONS_OFF) {
+    const name = `${section}.${key}`;
+    if (vscode.workspace.getConfiguration(section).get<boolean>(key) !== off || saidInlineOff.has(name)) continue;
+    saidInlineOff.add(name);
+    const line = `"${name}": ${off} hides the inline suggestions of every extension, Pilotfish's too; Explain, Refactor and Security review still work.`;
+    output.warn(`[settings] ${line}`);
+    void vscode.window.showWarningMessage(`Pilotfish: ${line}`);
+  }
+}
+
 function clientOptions(l: ServerLaunch): LanguageClientOptions {
   return {
     // Pilotfish runs beside every language's own server, on any file.
     documentSelector: [{ scheme: 'file' }, { scheme: 'untitled' }],
     initializationOptions: l.initializationOptions,
     outputChannel: output,
+    // The server's log (stderr) at its own levels; the client's default logs it all as errors.
+    stdioOptions: {
+      stdout: (input, channel) => forEachLine(input, (line) => channel.info(line)),
+      stderr: (input, channel) => {
+        let level: ChannelLevel | undefined;
+        forEachLine(input, (line) => {
+          const l = serverLogLine(line, level);
+          level = l.level;
+          channel[l.level](l.text);
+        });
+      },
+    },
     middleware: {
       // The client's own inline-completion provider calls this; it is only measured here.
       provideInlineCompletionItems: async (document, position, context, token, next) => {
@@ -149,12 +196,7 @@ async function startClient(): Promise<void> {
     });
     return;
   }
-  const serverOptions: ServerOptions = {
-    command,
-    args: l.args,
-    transport: TransportKind.stdio,
-    options: { env: { ...process.env, ...l.env } },
-  };
+  const serverOptions: ServerOptions = serverExecutable(command, l, process.env);
   output.appendLine(`starting ${command} ${l.args.join(' ')}`.trimEnd());
   output.appendLine(`initializationOptions: ${JSON.stringify(l.initializationOptions)}`);
   const c = new LanguageClient('pilotfish', 'Pilotfish', serverOptions, clientOptions(l));
@@ -260,6 +302,9 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     vscode.commands.registerCommand('pilotfish.restart', restartClient),
     vscode.commands.registerCommand('pilotfish.showOutput', () => output.show(true)),
     vscode.workspace.onDidChangeConfiguration(async (e) => {
+      if (INLINE_SUGGESTIONS_OFF.some(({ section, key }) => e.affectsConfiguration(`${section}.${key}`))) {
+        warnIfInlineSuggestionsOff();
+      }
       if (!e.affectsConfiguration('pilotfish')) return;
       const next = currentLaunch();
       if (!launch || !client || needsRestart(launch, next)) {
@@ -275,6 +320,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     }),
   );
 
+  warnIfInlineSuggestionsOff();
   await startClient();
 }
 

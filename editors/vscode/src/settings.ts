@@ -134,6 +134,27 @@ export function toServerLaunch(s: ExtensionSettings, ctx: PathContext = {}): Ser
   return { command, args, env, initializationOptions: options, warnings };
 }
 
+/** The language client's `Executable` (structurally): the process to spawn. */
+export interface ServerExecutable {
+  command: string;
+  args: string[];
+  options: { env: Record<string, string | undefined> };
+}
+
+/**
+ * How the language client spawns the server. Deliberately without a `transport`: with
+ * `TransportKind.stdio` vscode-languageclient appends `--stdio` to the arguments, which
+ * pilotfish (always stdio, strict argument parsing) rejects with exit code 2, so the server
+ * never started in VS Code. Left undefined, the client still talks over stdin/stdout.
+ */
+export function serverExecutable(
+  command: string,
+  launch: ServerLaunch,
+  baseEnv: Record<string, string | undefined>,
+): ServerExecutable {
+  return { command, args: [...launch.args], options: { env: { ...baseEnv, ...launch.env } } };
+}
+
 /** Whether a settings change needs the server restarted (vs. a didChangeConfiguration). */
 export function needsRestart(before: ServerLaunch, after: ServerLaunch): boolean {
   return (

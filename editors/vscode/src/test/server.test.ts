@@ -19,7 +19,7 @@ import {
 } from 'vscode-languageserver-protocol/node';
 
 import { buildActionArgs, pilotfishCommands, summarizeActionResult } from '../commands';
-import { toServerLaunch } from '../settings';
+import { serverExecutable, toServerLaunch } from '../settings';
 import { acceptInfoOf } from '../status';
 
 function findBinary(): string | undefined {
@@ -81,7 +81,9 @@ test('the real server accepts what the extension sends and answers what it reads
   });
   assert.deepEqual(launch.warnings, []);
   const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: dir, XDG_CONFIG_HOME: dir, XDG_STATE_HOME: dir, TMPDIR: dir };
-  const child = spawn(launch.command, launch.args, { env, cwd: dir, stdio: ['pipe', 'pipe', 'pipe'] });
+  // Spawned the way the language client spawns it (the arguments it would pass included).
+  const exe = serverExecutable(launch.command, launch, env);
+  const child = spawn(exe.command, exe.args, { env: exe.options.env, cwd: dir, stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
   const conn = createMessageConnection(new StreamMessageReader(child.stdout), new StreamMessageWriter(child.stdin));

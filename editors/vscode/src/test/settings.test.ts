@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { deepMerge, expandPath, needsRestart, resolveCommand, toServerLaunch } from '../settings';
+import { deepMerge, expandPath, needsRestart, resolveCommand, serverExecutable, toServerLaunch } from '../settings';
 
 test('defaults: bare "pilotfish", no args, no overrides (the config file decides)', () => {
   const l = toServerLaunch({
@@ -114,4 +114,13 @@ test('resolveCommand: PATH first, then the extra dirs; explicit paths must exist
   assert.equal(resolveCommand('/nope/pilotfish', '/usr/local/bin', [], exists, 'linux'), undefined);
   const win = new Set(['C:\\bin\\pilotfish.exe']);
   assert.equal(resolveCommand('pilotfish', 'C:\\bin;D:\\x', [], (f) => win.has(f), 'win32'), 'C:\\bin\\pilotfish.exe');
+});
+
+test('serverExecutable: no transport, so the language client adds no --stdio (pilotfish rejects it)', () => {
+  const l = toServerLaunch({ path: '/opt/pilotfish', configPath: '/etc/p.toml', log: 'debug' });
+  const exe = serverExecutable('/opt/pilotfish', l, { PATH: '/bin', PILOTFISH_LOG: 'off' });
+  assert.equal('transport' in exe, false);
+  assert.deepEqual(exe.args, ['--config', '/etc/p.toml']);
+  assert.ok(!exe.args.includes('--stdio'));
+  assert.deepEqual(exe.options.env, { PATH: '/bin', PILOTFISH_LOG: 'debug' });
 });
