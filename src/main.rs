@@ -34,6 +34,10 @@ struct Cli {
     /// Write logs to this file instead of stderr.
     #[arg(long, global = true, value_name = "FILE")]
     log_file: Option<PathBuf>,
+    /// Accepted and ignored: the server always speaks LSP on stdio, and some clients
+    /// (vscode-languageclient's stdio transport among them) add this flag.
+    #[arg(long, hide = true)]
+    stdio: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }

@@ -14,7 +14,8 @@ fn inline_completion_round_trip_against_ollama() {
         double.base_url()
     );
     std::fs::write(dir.path().join("pilotfish.toml"), config).unwrap();
-    let lsp = LspClient::spawn(&["--config", "pilotfish.toml"], &[], dir.path());
+    // `--stdio` as vscode-languageclient's stdio transport adds it: accepted, ignored.
+    let lsp = LspClient::spawn(&["--stdio", "--config", "pilotfish.toml"], &[], dir.path());
     let init = lsp.initialize(json!({}), serde_json::Value::Null);
     assert_eq!(
         init["capabilities"]["inlineCompletionProvider"],
