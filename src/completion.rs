@@ -35,6 +35,10 @@ const PAUSE: Duration = Duration::from_millis(400);
 const MAX_DEBOUNCE: Duration = Duration::from_millis(150);
 /// Single-line suggestions need few tokens; asking for fewer bounds the worst case.
 const SINGLE_LINE_MAX_TOKENS: u32 = 64;
+/// A multi-line suggestion is a block, not a file: longer ones are rarely kept and, on a
+/// local model, cost seconds. A model's `max_output_tokens` (sized for the explanations
+/// and rewrites of actions) caps it further.
+const MULTILINE_MAX_TOKENS: u32 = 256;
 
 /// Where a suggestion came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -707,11 +711,11 @@ async fn run_flight(
             let fim = fim_of(&name);
             async move {
                 let cloud = redact_before_cloud && !model.is_local();
-                let max_tokens = if ctx.shape.multiline {
-                    model.max_output_tokens
+                let max_tokens = model.max_output_tokens.min(if ctx.shape.multiline {
+                    MULTILINE_MAX_TOKENS
                 } else {
-                    model.max_output_tokens.min(SINGLE_LINE_MAX_TOKENS)
-                };
+                    SINGLE_LINE_MAX_TOKENS
+                });
                 let Some(fim) = fim else {
                     // A chat-only model that a rule sent completion to: a chat prompt, and
                     // post-processing strips the fences and prose chat models add.

@@ -79,8 +79,9 @@ pub struct ModelConfig {
 fn default_context_window() -> u32 {
     8192
 }
+/// Room for an explanation or a rewrite; completion asks for fewer (see `completion.rs`).
 fn default_max_output_tokens() -> u32 {
-    256
+    1024
 }
 fn default_timeout_ms() -> u64 {
     30_000
@@ -441,7 +442,7 @@ model = "qwen2.5-coder:1.5b"
 fim = "native"
 local = true
 context_window = 32768
-max_output_tokens = 256
+max_output_tokens = 1024
 "#,
     );
     let cloud = if env("ANTHROPIC_API_KEY").is_some_and(|k| !k.is_empty()) {

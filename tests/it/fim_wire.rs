@@ -262,3 +262,24 @@ fn llamacpp_input_extra_carries_the_outlines_of_other_open_files() {
     );
     assert_eq!(sent("local = false"), json!([]));
 }
+
+/// How many tokens completion asks for: 64 for a single line, 256 for a block, under the
+/// model's `max_output_tokens` (1024 by default, sized for actions).
+#[test]
+fn completion_asks_for_few_tokens_whatever_the_models_output_limit() {
+    let asked = |multiline: &str| {
+        let server = Server::start_with(
+            Behaviour::answer("x"),
+            Options::default()
+                .provider("llamacpp", "native")
+                .completion(&format!("budget_ms = 5000\nmultiline = \"{multiline}\"\n")),
+        );
+        let (uri, line, col) = server.open("add.rs", "rust", FIXTURE);
+        server.inline(&uri, line, col);
+        let calls = server.double.model_calls();
+        server.lsp.shutdown_and_exit();
+        calls[0].body["n_predict"].clone()
+    };
+    assert_eq!(asked("never"), json!(64));
+    assert_eq!(asked("always"), json!(256));
+}
