@@ -286,9 +286,11 @@ daily_usd = 2.0
         },
     );
     // As the server decides: with the document's features memo, after the user changed one
-    // line of the function (typing a character in the middle of it, then deleting it). The
-    // edit and its reparse happen in didChange, outside the timing.
+    // line of the function: each edit writes a new number into a string on line 155, so the
+    // function's text is new every time (never one the memo has seen). The edit and its
+    // reparse happen in didChange, outside the timing.
     let mut version = 0;
+    let mut old_len = "k50".len() as u32;
     c.bench_function(
         "routing decision, 300-line Python function, after a one-line edit (features memo)",
         |b| {
@@ -296,7 +298,18 @@ daily_usd = 2.0
                 let mut timed = Duration::ZERO;
                 for _ in 0..iters {
                     version += 1;
-                    let change = type_or_delete(version, 150);
+                    let code = format!("v{version:07}");
+                    let change = TextChange {
+                        range: Some((
+                            LineCol { line: 155, col: 20 },
+                            LineCol {
+                                line: 155,
+                                col: 20 + old_len,
+                            },
+                        )),
+                        text: code.clone(),
+                    };
+                    old_len = code.len() as u32;
                     let reparse = docs.change(
                         "file:///ws/app/handler.py",
                         version,

@@ -82,10 +82,10 @@ pub enum SensitiveKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SensitiveCall {
     pub kind: SensitiveKind,
-    /// Zero-based line in the document.
+    /// Zero-based line in the document (in a memo summary: from the subtree's first line).
     pub line: u32,
-    /// The call's source text, trimmed to one line.
-    pub text: String,
+    /// The call's source text, trimmed to one line (shared with the memo).
+    pub text: Arc<str>,
 }
 
 /// The routing features of a target.
@@ -205,7 +205,7 @@ pub fn features(rope: &Rope, tree: Option<&Tree>, language: Language, target: &T
 /// it and whichever tree it is in.
 pub struct FeaturesMemo {
     language: Option<Language>,
-    units: HashMap<UnitKey, Unit>,
+    units: UnitMap,
     /// Counts calls; an entry remembers the last call that used it.
     calls: u64,
     /// Subtrees with more nodes than this below their root may be remembered.
@@ -224,7 +224,7 @@ impl Default for FeaturesMemo {
     fn default() -> FeaturesMemo {
         FeaturesMemo {
             language: None,
-            units: HashMap::new(),
+            units: UnitMap::default(),
             calls: 0,
             min_descendants: MEMO_MIN_DESCENDANTS,
             last_walk_nodes: 0,
@@ -294,6 +294,8 @@ fn walk_features(
         classes: node_classes(language),
         matcher: Matcher::new(rope, language),
         units,
+        chunk: Chunk::default(),
+        open_units: Vec::new(),
         visited: 0,
         branches: 0,
         max_nesting: 0,
@@ -307,18 +309,10 @@ fn walk_features(
             .unwrap_or(root);
         walk.run(start);
     }
-    // Calls are collected past the cap, so that a subtree's summary holds its own first
-    // calls whatever came before it.
-    let sensitive_calls = walk
-        .calls
-        .iter()
-        .take(MAX_SENSITIVE_CALLS)
-        .map(|call| SensitiveCall {
-            kind: call.kind,
-            line: to_u32(rope.byte_to_line(floor(rope, call.at))),
-            text: call.text.to_string(),
-        })
-        .collect();
+    // Calls are collected past the cap while a remembered subtree needs them, so that its
+    // summary holds its own first calls whatever came before it.
+    let mut sensitive_calls = walk.calls;
+    sensitive_calls.truncate(MAX_SENSITIVE_CALLS);
     let features = Features {
         language,
         node_kind: target.kind.clone(),
@@ -428,9 +422,14 @@ fn path_to(root: Node<'_>, cursor: usize) -> Vec<Node<'_>> {
 }
 
 fn child_at(node: Node<'_>, cursor: usize) -> Option<Node<'_>> {
-    let mut walk = node.walk();
+    // The first child ending at or after the cursor; tree-sitter finds it without visiting
+    // the children before it one by one (a block's statements hang from a balanced tree).
+    let mut child = match cursor.checked_sub(1) {
+        Some(before) => node.first_child_for_byte(before)?,
+        None => node.child(0)?,
+    };
     let mut touching = None;
-    for child in node.children(&mut walk) {
+    loop {
         let (start, end) = (child.start_byte(), child.end_byte());
         if start > cursor {
             break;
@@ -440,6 +439,10 @@ fn child_at(node: Node<'_>, cursor: usize) -> Option<Node<'_>> {
         }
         if end == cursor && start < cursor {
             touching = Some(child);
+        }
+        match child.next_sibling() {
+            Some(next) => child = next,
+            None => break,
         }
     }
     touching
@@ -814,12 +817,12 @@ struct Summary {
     branches: u32,
     syntax_errors: u32,
     nesting: u32,
-    calls: Vec<CallFound>,
+    calls: Vec<SensitiveCall>,
 }
 
 /// A subtree's identity in the memo: what it is and a hash of its text. Equal keys mean
 /// equal text parsed to the same kind of node with as many nodes, so the same summary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct UnitKey {
     kind_id: u16,
     has_error: bool,
@@ -827,26 +830,85 @@ struct UnitKey {
     text_hash: u128,
 }
 
+/// The key already holds a good hash of the text: the map uses it as is ([`KeyHasher`]).
+impl std::hash::Hash for UnitKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.text_hash as u64 ^ self.descendants as u64);
+    }
+}
+
+/// Hashes a [`UnitKey`] to the `u64` it writes.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used; fold anything else in, in case.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type UnitMap = HashMap<UnitKey, Unit, std::hash::BuildHasherDefault<KeyHasher>>;
+
 impl UnitKey {
-    fn of(rope: &Rope, node: Node) -> UnitKey {
+    fn of<'r>(rope: &'r Rope, chunk: &mut Chunk<'r>, node: Node) -> UnitKey {
         UnitKey {
             kind_id: node.kind_id(),
             has_error: node.has_error(),
             descendants: node.descendant_count(),
-            text_hash: text_hash(rope, clamp_range(rope, node.byte_range())),
+            text_hash: text_hash(rope, chunk, node.byte_range()),
         }
     }
 }
 
-/// A 128-bit hash of the text in `range` (clamped), in one pass when the rope holds it in
-/// one piece (most subtrees), else streamed over its pieces.
-fn text_hash(rope: &Rope, range: Range<usize>) -> u128 {
-    let (chunk, chunk_start, _, _) = rope.chunk_at_byte(range.start);
-    if let Some(text) = chunk.get(range.start - chunk_start..range.end - chunk_start) {
-        return xxh3_128(text.as_bytes());
+/// The rope piece the last hash read from: the walk goes forward through the text, so the
+/// next subtree usually lies in it, and finding a piece in the rope is not free.
+#[derive(Default)]
+struct Chunk<'r> {
+    text: &'r [u8],
+    start: usize,
+}
+
+/// A 128-bit hash of the bytes in `range` (clamped to the text; a stale tree's range need
+/// not fall on char boundaries, and bytes do not care), in one pass when one rope piece
+/// holds them (most subtrees), else streamed over the pieces.
+fn text_hash<'r>(rope: &'r Rope, chunk: &mut Chunk<'r>, range: Range<usize>) -> u128 {
+    let len = rope.len_bytes();
+    let (start, end) = (range.start.min(len), range.end.min(len));
+    let end = end.max(start);
+    let within = |c: &Chunk| start >= c.start && end <= c.start + c.text.len();
+    if !within(chunk) {
+        let (text, chunk_start, _, _) = rope.chunk_at_byte(start);
+        *chunk = Chunk {
+            text: text.as_bytes(),
+            start: chunk_start,
+        };
+    }
+    if within(chunk) {
+        return xxh3_128(&chunk.text[start - chunk.start..end - chunk.start]);
     }
     let mut hasher = Xxh3::new();
-    for_each_chunk(rope, range, |piece| hasher.update(piece.as_bytes()));
+    let (pieces, mut piece_start, _, _) = rope.chunks_at_byte(start);
+    for piece in pieces {
+        if piece_start >= end {
+            break;
+        }
+        let bytes = piece.as_bytes();
+        let from = start.saturating_sub(piece_start);
+        let to = (end - piece_start).min(bytes.len());
+        hasher.update(&bytes[from..to]);
+        piece_start += bytes.len();
+    }
     hasher.digest128()
 }
 
@@ -858,7 +920,7 @@ struct Unit {
 
 /// The memo as one walk sees it.
 struct Units<'m> {
-    map: &'m mut HashMap<UnitKey, Unit>,
+    map: &'m mut UnitMap,
     call: u64,
     min_descendants: usize,
 }
@@ -893,21 +955,18 @@ struct Walk<'r, 'm> {
     classes: &'static [NodeClass],
     matcher: Matcher<'r>,
     units: Option<&'r mut Units<'m>>,
+    /// The rope piece the last subtree hash read.
+    chunk: Chunk<'r>,
+    /// Where in `calls` each remembered subtree being walked started, innermost last: calls
+    /// past the innermost one's start + `MAX_SENSITIVE_CALLS` are of no use to anyone.
+    open_units: Vec<usize>,
     visited: usize,
     branches: u32,
     max_nesting: u32,
     syntax_errors: u32,
-    /// Every sensitive call met, in document order (the cap applies at the end).
-    calls: Vec<CallFound>,
-}
-
-/// A sensitive call as the walk and the memo keep it: at a byte offset (in a summary,
-/// from the start of its subtree), with its text shared.
-#[derive(Debug, Clone)]
-struct CallFound {
-    kind: SensitiveKind,
-    at: usize,
-    text: Arc<str>,
+    /// The sensitive calls met, in document order, as many as `calls_wanted` (the cap on
+    /// the target's applies at the end).
+    calls: Vec<SensitiveCall>,
 }
 
 /// An ancestor during the walk: its nesting depth (counting itself), its class, its node
@@ -977,7 +1036,7 @@ impl Walk<'_, '_> {
                 && inside
                 && units.worth(descendants, ancestors.last().map_or(0, |f| f.descendants))
             {
-                let key = UnitKey::of(self.rope, node);
+                let key = UnitKey::of(self.rope, &mut self.chunk, node);
                 match units.get(&key) {
                     Some(summary) => {
                         self.add(&summary, node.start_byte(), depth, &mut ancestors);
@@ -995,6 +1054,9 @@ impl Walk<'_, '_> {
                 }
             }
             if descend && cursor.goto_first_child() {
+                if let Some(entry) = &unit {
+                    self.open_units.push(entry.calls);
+                }
                 ancestors.push(Frame {
                     depth,
                     class,
@@ -1032,11 +1094,26 @@ impl Walk<'_, '_> {
         self.branches += summary.branches;
         self.syntax_errors += summary.syntax_errors;
         self.reach(ancestors, depth + summary.nesting);
-        self.calls
-            .extend(summary.calls.iter().map(|call| CallFound {
-                at: call.at + start,
-                ..call.clone()
-            }));
+        let room = self.calls_wanted().saturating_sub(self.calls.len());
+        if room > 0 && !summary.calls.is_empty() {
+            let first_line = self.line_of(start);
+            self.calls
+                .extend(summary.calls.iter().take(room).map(|call| SensitiveCall {
+                    line: call.line + first_line,
+                    ..call.clone()
+                }));
+        }
+    }
+
+    /// The line of a byte offset (clamped).
+    fn line_of(&self, byte: usize) -> u32 {
+        to_u32(self.rope.byte_to_line(byte.min(self.rope.len_bytes())))
+    }
+
+    /// How many sensitive calls are worth collecting: the first `MAX_SENSITIVE_CALLS` of the
+    /// target, and of each remembered subtree being walked.
+    fn calls_wanted(&self) -> usize {
+        self.open_units.last().copied().unwrap_or(0) + MAX_SENSITIVE_CALLS
     }
 
     /// Leaves the subtree of `frame`: its deepest depth is its parent's too, and when it is
@@ -1045,8 +1122,14 @@ impl Walk<'_, '_> {
         if let Some(parent) = ancestors.last_mut() {
             parent.deepest = parent.deepest.max(frame.deepest);
         }
-        let (Some(entry), Some(units)) = (frame.unit, self.units.as_deref_mut()) else {
+        let Some(entry) = frame.unit.filter(|_| self.units.is_some()) else {
             return;
+        };
+        self.open_units.pop();
+        let first_line = if self.calls.len() > entry.calls {
+            self.line_of(entry.start)
+        } else {
+            0
         };
         let summary = Summary {
             branches: self.branches - entry.branches,
@@ -1055,13 +1138,15 @@ impl Walk<'_, '_> {
             calls: self.calls[entry.calls..]
                 .iter()
                 .take(MAX_SENSITIVE_CALLS)
-                .map(|call| CallFound {
-                    at: call.at.saturating_sub(entry.start),
+                .map(|call| SensitiveCall {
+                    line: call.line.saturating_sub(first_line),
                     ..call.clone()
                 })
                 .collect(),
         };
-        units.insert(entry.key, summary);
+        if let Some(units) = self.units.as_deref_mut() {
+            units.insert(entry.key, summary);
+        }
     }
 
     /// Counts what `node` contributes; true when it nests.
@@ -1110,10 +1195,13 @@ impl Walk<'_, '_> {
     }
 
     fn call(&mut self, node: Node, shape: CallShape) {
+        if self.calls.len() >= self.calls_wanted() {
+            return;
+        }
         if let Some(kind) = self.matcher.classify(node, shape) {
-            self.calls.push(CallFound {
+            self.calls.push(SensitiveCall {
                 kind,
-                at: node.start_byte(),
+                line: self.line_of(node.start_byte()),
                 text: one_line_text(self.rope, node.byte_range(), MAX_CALL_TEXT_CHARS).into(),
             });
         }
@@ -1601,5 +1689,39 @@ mod tests {
         let last = full(&docs).2;
         assert_eq!((last.branches, last.syntax_errors), (203, 0), "{last:?}");
         assert_eq!(last.sensitive_calls.len(), MAX_SENSITIVE_CALLS);
+    }
+
+    /// A subtree's text hash is the hash of its bytes, whichever rope pieces hold them and
+    /// whatever piece the previous hash left cached; ranges past the end are clamped.
+    #[test]
+    fn text_hash_is_the_hash_of_the_bytes() {
+        let text: String = (0..400).map(|i| format!("line {i} é✓\n")).collect();
+        let rope = Rope::from_str(&text);
+        assert!(
+            rope.chunks().count() > 3,
+            "the ranges must cross rope pieces"
+        );
+        let mut chunk = Chunk::default();
+        for (start, end) in [
+            (0, 10),
+            (5, 3000),
+            (1000, 1001),
+            (2999, 5800),
+            (0, text.len()),
+            (7, 7),
+        ] {
+            let want = xxh3_128(&text.as_bytes()[start..end]);
+            assert_eq!(
+                text_hash(&rope, &mut chunk, start..end),
+                want,
+                "{start}..{end}"
+            );
+            assert_eq!(text_hash(&rope, &mut Chunk::default(), start..end), want);
+        }
+        let end = text.len();
+        assert_eq!(
+            text_hash(&rope, &mut chunk, end - 4..end + 100),
+            xxh3_128(&text.as_bytes()[end - 4..])
+        );
     }
 }
