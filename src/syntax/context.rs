@@ -624,28 +624,25 @@ impl<'a> Syntax<'a> {
         !last.is_missing() && matches!(last.kind(), "}" | ")" | "]" | ";")
     }
 
-    /// The header line of a scope: the first line of the node that is not an attribute or
-    /// decorator, trimmed and capped.
     fn header(self, node: Node) -> String {
-        let first = self.doc.line_of(node.start_byte());
-        let last = self.doc.line_of(node.end_byte()).min(first + 4);
-        let mut chosen = None;
-        for line in first..=last {
-            let text = self.doc.line_head(line, MAX_HEADER_CHARS);
-            let text = text.trim();
-            if text.is_empty() || text.starts_with('@') || text.starts_with("#[") {
-                continue;
-            }
-            chosen = Some(text.to_string());
-            break;
-        }
-        chosen.unwrap_or_else(|| {
-            self.doc
-                .line_head(first, MAX_HEADER_CHARS)
-                .trim()
-                .to_string()
-        })
+        header_line(self.doc.rope, node, MAX_HEADER_CHARS)
     }
+}
+
+/// The header line of a scope or definition: the first of its first five lines (whole, from
+/// the line start) that is not blank, an attribute or a decorator, trimmed and capped at
+/// `max_chars`; else its first line. Shared by the scope chain and file outlines.
+pub(crate) fn header_line(rope: &Rope, node: Node, max_chars: usize) -> String {
+    let doc = Doc {
+        rope,
+        len: rope.len_bytes(),
+    };
+    let first = doc.line_of(node.start_byte());
+    let last = doc.line_of(node.end_byte()).min(first + 4);
+    (first..=last)
+        .map(|line| doc.line_head(line, max_chars).trim().to_string())
+        .find(|text| !text.is_empty() && !text.starts_with('@') && !text.starts_with("#["))
+        .unwrap_or_else(|| doc.line_head(first, max_chars).trim().to_string())
 }
 
 /// A node and its ancestors, innermost first (bounded).

@@ -15,8 +15,8 @@ use ropey::Rope;
 use tree_sitter::{Node, Tree};
 
 use super::Language;
+use super::context::header_line;
 use super::features::{Definition, definition};
-use super::sensitive::for_each_chunk;
 
 /// Caps on one header line and on the nodes looked at.
 const MAX_HEADER_CHARS: usize = 160;
@@ -81,22 +81,12 @@ impl Outline<'_> {
         }
     }
 
-    /// The definition's first line, whole (with an `export` before it), past decorators
-    /// and attributes, indented by `level`.
+    /// The definition's header line (whole, with an `export` before it), indented by `level`.
     fn header(&mut self, node: Node, level: usize) {
-        let mut line = String::new();
-        let start = node.start_byte().min(self.rope.len_bytes());
-        let start = self.rope.line_to_byte(self.rope.byte_to_line(start));
-        let end = node.end_byte().min(start + MAX_HEADER_CHARS * 8);
-        for_each_chunk(self.rope, start..end, |piece| line.push_str(piece));
-        let Some(first) = line
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty() && !l.starts_with('@') && !l.starts_with("#["))
-        else {
+        let first = header_line(self.rope, node, MAX_HEADER_CHARS);
+        if first.is_empty() {
             return;
-        };
-        let first: String = first.chars().take(MAX_HEADER_CHARS).collect();
+        }
         let needed = level * 4 + first.len() + 1;
         if self.text.len() + needed > self.max_chars {
             self.full = true;
