@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::cache::{CacheKey, CachedSuggestion, CompletionCache};
-use crate::config::{Config, ModelConfig};
+use crate::config::{Config, ModelConfig, Provider};
 use crate::documents::{RelatedFile, Snapshot};
 use crate::postprocess::postprocess;
 use crate::prompt::{Fim, build_fim, chat_completion_messages};
@@ -116,6 +116,9 @@ struct Settings {
     /// Whether some model that completion may use is a cloud model (then the prompt is
     /// checked for secrets).
     any_cloud: bool,
+    /// Whether some model takes other files' context (a local llama.cpp `/infill`): only
+    /// then is it gathered.
+    takes_other_files: bool,
     workspace_root: Option<String>,
     budget: Duration,
     debounce_floor: Duration,
@@ -141,6 +144,9 @@ impl Settings {
             .iter()
             .any(|r| r.task.as_deref().is_none_or(|t| t == TASK));
         let any_cloud = candidates.values().any(|c: &Candidate| !c.model.is_local());
+        let takes_other_files = candidates
+            .values()
+            .any(|c| c.model.provider == Provider::Llamacpp && c.model.is_local());
         let router = Router::new(&config).unwrap_or_else(|e| {
             // Config loading compiles the router too, so this is unreachable for a loaded
             // config; fall back to a router without rules rather than panic.
@@ -155,6 +161,7 @@ impl Settings {
             rules_apply,
             router,
             any_cloud,
+            takes_other_files,
             workspace_root,
             budget: Duration::from_millis(config.completion.budget_ms),
             debounce_floor: Duration::from_millis(config.completion.debounce_ms),
@@ -293,6 +300,24 @@ impl CompletionEngine {
         self.settings().rules_apply
     }
 
+    /// Whether some completion model takes context from other files: then the caller
+    /// passes it to [`CompletionEngine::complete`]; otherwise it need not gather it.
+    pub fn takes_other_files(&self) -> bool {
+        self.settings().takes_other_files
+    }
+
+    /// The context window at `cursor`, as the settings shape it.
+    fn context(settings: &Settings, snapshot: &Snapshot, cursor: usize) -> CompletionContext {
+        extract(
+            &snapshot.rope,
+            snapshot.tree.as_ref(),
+            snapshot.language,
+            cursor,
+            ContextBudget::default(),
+            settings.config.completion.multiline.into(),
+        )
+    }
+
     /// Answers one completion request at `cursor` (a byte offset into the snapshot).
     /// `related` is context from the user's other open files: it goes to local models that
     /// have a place for it (llama.cpp's `input_extra`), never to a cloud model.
@@ -309,15 +334,7 @@ impl CompletionEngine {
         let (seq, mut latest, debounce) =
             self.begin(&snapshot.uri, started, settings.debounce_floor);
 
-        let config = &settings.config;
-        let ctx = extract(
-            &snapshot.rope,
-            snapshot.tree.as_ref(),
-            snapshot.language,
-            cursor,
-            ContextBudget::default(),
-            config.completion.multiline.into(),
-        );
+        let ctx = Self::context(&settings, snapshot, cursor);
         let route = self.route(&settings, snapshot, cursor, &ctx);
         let Some(primary) = route.chain.first() else {
             return Err(NoSuggestion::Failed(route.why_empty()));
@@ -584,14 +601,7 @@ impl CompletionEngine {
     /// [`CompletionEngine::complete`] (for `pilotfish route --task complete`).
     pub fn decide(&self, snapshot: &Snapshot, cursor: usize) -> Decision {
         let settings = self.settings();
-        let ctx = extract(
-            &snapshot.rope,
-            snapshot.tree.as_ref(),
-            snapshot.language,
-            cursor,
-            ContextBudget::default(),
-            settings.config.completion.multiline.into(),
-        );
+        let ctx = Self::context(&settings, snapshot, cursor);
         self.route(&settings, snapshot, cursor, &ctx).decision
     }
 }

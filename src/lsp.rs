@@ -314,7 +314,11 @@ impl Backend {
         let (snapshot, related) = {
             let mut docs = lock(&self.documents);
             let snapshot = docs.snapshot(uri.as_str()).map_err(invalid_params)?;
-            let related = docs.related_files(uri.as_str(), RELATED_FILES, RELATED_FILE_CHARS);
+            let related = if self.engine.takes_other_files() {
+                docs.related_files(uri.as_str(), RELATED_FILES, RELATED_FILE_CHARS)
+            } else {
+                Vec::new()
+            };
             (snapshot, related)
         };
         let cursor = position::to_byte(&snapshot.rope, to_line_col(pos), self.encoding())
