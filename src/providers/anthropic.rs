@@ -6,38 +6,25 @@
 //! The key is read from the model's `api_key_env` at call time and marked sensitive in the
 //! header; without a key no request is sent.
 
-use std::time::Instant;
-
 use reqwest::header::HeaderValue;
 use serde_json::{Value, json};
 
 use super::stream::{ChatWire, SseDecoder, WireError};
-use super::{
-    ChatCall, ModelAnswer, ProviderError, chat_messages, error_text, one_line, stream_chat,
-};
+use super::{ChatCall, ProviderError, chat_messages, error_text, one_line};
 use crate::config::ModelConfig;
 
 /// The API version this module speaks.
 const API_VERSION: &str = "2023-06-01";
 
-pub(super) async fn chat(
+/// The streaming chat request and the decoder of its answer, for `stream_chat`.
+pub(super) fn chat(
     http: &reqwest::Client,
     model: &ModelConfig,
     url: &str,
-    call: ChatCall<'_>,
-    started: Instant,
-    on_text: &mut (dyn FnMut(&str) + Send),
-) -> Result<ModelAnswer, ProviderError> {
-    let request = with_headers(http.post(url), model)?.json(&chat_body(model, &call));
-    stream_chat(
-        url,
-        model,
-        request,
-        &mut ChatStream::default(),
-        started,
-        on_text,
-    )
-    .await
+    call: &ChatCall<'_>,
+) -> Result<(reqwest::RequestBuilder, Box<dyn ChatWire>), ProviderError> {
+    let request = with_headers(http.post(url), model)?.json(&chat_body(model, call));
+    Ok((request, Box::<ChatStream>::default()))
 }
 
 /// Adds `x-api-key` (from the environment) and `anthropic-version`; fails without a key.

@@ -229,17 +229,14 @@ impl Providers {
             Provider::Anthropic => join(&model.url, "v1/messages"),
         };
         let work = async {
-            match model.provider {
+            let (request, mut wire) = match model.provider {
                 Provider::Openai | Provider::Llamacpp => {
-                    openai::chat(&self.http, model, &url, call, started, on_text).await
+                    openai::chat(&self.http, model, &url, &call)
                 }
-                Provider::Ollama => {
-                    ollama::chat(&self.http, model, &url, call, started, on_text).await
-                }
-                Provider::Anthropic => {
-                    anthropic::chat(&self.http, model, &url, call, started, on_text).await
-                }
-            }
+                Provider::Ollama => ollama::chat(&self.http, model, &url, &call),
+                Provider::Anthropic => anthropic::chat(&self.http, model, &url, &call)?,
+            };
+            stream_chat(&url, model, request, wire.as_mut(), started, on_text).await
         };
         let limit = Duration::from_millis(model.timeout_ms);
         let answer = match tokio::time::timeout(limit, work).await {

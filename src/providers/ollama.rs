@@ -3,35 +3,24 @@
 //! Chat: `POST {url}/api/chat` streamed as NDJSON, one `message.content` piece a line, the
 //! last line `done: true` with `prompt_eval_count`/`eval_count`.
 
-use std::time::Instant;
-
 use serde_json::{Value, json};
 
 use super::stream::{ChatWire, NdjsonDecoder, WireError};
 use super::{
     ChatCall, FimCall, ModelAnswer, ProviderError, chat_messages, error_text, join, one_line,
-    post_json, stream_chat, with_key,
+    post_json, with_key,
 };
 use crate::config::ModelConfig;
 
-pub(super) async fn chat(
+/// The streaming chat request and the decoder of its answer, for `stream_chat`.
+pub(super) fn chat(
     http: &reqwest::Client,
     model: &ModelConfig,
     url: &str,
-    call: ChatCall<'_>,
-    started: Instant,
-    on_text: &mut (dyn FnMut(&str) + Send),
-) -> Result<ModelAnswer, ProviderError> {
-    let request = with_key(http.post(url), model).json(&chat_body(model, &call));
-    stream_chat(
-        url,
-        model,
-        request,
-        &mut ChatStream::default(),
-        started,
-        on_text,
-    )
-    .await
+    call: &ChatCall<'_>,
+) -> (reqwest::RequestBuilder, Box<dyn ChatWire>) {
+    let request = with_key(http.post(url), model).json(&chat_body(model, call));
+    (request, Box::<ChatStream>::default())
 }
 
 fn chat_body(model: &ModelConfig, call: &ChatCall<'_>) -> Value {

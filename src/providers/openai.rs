@@ -3,35 +3,24 @@
 //! {url}/chat/completions` streamed as SSE (`choices[0].delta.content` pieces, usage in the
 //! last chunk, `data: [DONE]`).
 
-use std::time::Instant;
-
 use serde_json::{Value, json};
 
 use super::stream::{ChatWire, SseDecoder, WireError};
 use super::{
     ChatCall, FimCall, ModelAnswer, ProviderError, chat_messages, error_text, join, one_line,
-    post_json, sse_data, stops_for_api, stream_chat, with_key,
+    post_json, sse_data, stops_for_api, with_key,
 };
 use crate::config::ModelConfig;
 
-pub(super) async fn chat(
+/// The streaming chat request and the decoder of its answer, for `stream_chat`.
+pub(super) fn chat(
     http: &reqwest::Client,
     model: &ModelConfig,
     url: &str,
-    call: ChatCall<'_>,
-    started: Instant,
-    on_text: &mut (dyn FnMut(&str) + Send),
-) -> Result<ModelAnswer, ProviderError> {
-    let request = with_key(http.post(url), model).json(&chat_body(model, &call));
-    stream_chat(
-        url,
-        model,
-        request,
-        &mut ChatStream::default(),
-        started,
-        on_text,
-    )
-    .await
+    call: &ChatCall<'_>,
+) -> (reqwest::RequestBuilder, Box<dyn ChatWire>) {
+    let request = with_key(http.post(url), model).json(&chat_body(model, call));
+    (request, Box::<ChatStream>::default())
 }
 
 /// The `/chat/completions` request: the system prompt as the first message.
