@@ -49,6 +49,14 @@ impl Workspace {
         workspace
     }
 
+    /// A workspace whose `pilotfish.toml` is `config` alone: the completion settings a user
+    /// gets (the 100 ms budget), for tests about what that budget allows.
+    pub fn with_default_completion(config: &str) -> Workspace {
+        let workspace = Workspace::empty();
+        workspace.write("pilotfish.toml", config);
+        workspace
+    }
+
     /// A workspace with no config file at all (the built-in default applies).
     pub fn empty() -> Workspace {
         Workspace {
