@@ -592,6 +592,12 @@ impl CompletionEngine {
             spent_today_usd: self.shared.providers.spent_today_usd(),
         };
         let decision = settings.router.decide(&request, &state);
+        if decision.candidates.iter().any(|v| v.demoted) {
+            tracing::debug!(
+                "completion routed by speed: {}",
+                decision.explain().trim_end()
+            );
+        }
         if decision.budget_exhausted && !self.shared.budget_noticed.swap(true, Ordering::Relaxed) {
             let limit = settings.config.budget.daily_usd.unwrap_or_default();
             *lock(&self.shared.budget_notice) = Some(format!(
@@ -776,9 +782,12 @@ async fn run_flight(
     let endpoint = run.endpoint().unwrap_or_default().to_string();
     let outcome = match run.answer {
         Ok((name, kept)) => {
-            tracing::debug!(
+            // The model call, where it went (the request's own line, `suggestion`, follows
+            // from lsp.rs when the answer is still wanted).
+            tracing::info!(
                 model = %name,
                 endpoint,
+                calls = run.attempts.len(),
                 ms = started.elapsed().as_millis() as u64,
                 raw = kept.as_ref().map_or(0, |(_, a)| a.text.len()),
                 kept = kept.as_ref().map_or(0, |(k, _)| k.len()),

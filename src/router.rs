@@ -1704,6 +1704,110 @@ use = ["mid"]
     }
 
     #[test]
+    fn router_explains_endpoints_averages_and_the_budget_preference() {
+        let c = config("", COMPLETE_MID_FAST);
+        let router = Router::new(&c).unwrap();
+        let features = case("").features;
+        let request = RouteRequest::new("complete", &features, "/ws/src/lib.rs");
+        let mut state = RouteState::default();
+        let measured = |answer_ms, first_token_ms| EndpointLive {
+            state: ModelState::Healthy,
+            latency: Some(Latency {
+                first_token_ms,
+                answer_ms,
+                calls: 1,
+            }),
+        };
+        let live = |e: EndpointLive| ModelLive {
+            endpoints: [(OLLAMA.to_string(), e)].into(),
+        };
+        state
+            .models
+            .insert("mid".into(), live(measured(1_800, 1_750)));
+        state.models.insert("fast".into(), live(measured(60, 60)));
+        let d = router.decide(&request, &state);
+        let text = d.explain();
+        assert!(
+            text.contains("expected 1.8 s > budget 100 ms: tried after the models"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "{OLLAMA}  healthy, ~1.8 s to the answer (first token ~1.8 s, 1 call)"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{OLLAMA}  healthy, ~60 ms to the answer")),
+            "{text}"
+        );
+        assert!(text.contains("try: fast → mid"), "{text}");
+        let json = serde_json::to_value(&d).unwrap();
+        assert_eq!(json["chain"], serde_json::json!(["fast", "mid"]));
+        assert_eq!(json["candidates"][0]["model"], "mid");
+        assert_eq!(json["candidates"][0]["demoted"], true);
+        assert_eq!(
+            json["candidates"][0]["endpoints"][0]["latency"]["answer_ms"],
+            1_800
+        );
+        assert!(json["candidates"][1].get("demoted").is_none());
+    }
+
+    #[test]
+    fn endpoints_order_and_model_state() {
+        use ModelState::*;
+        let e = |state, answer_ms: Option<u64>| EndpointLive {
+            state,
+            latency: answer_ms.map(|answer_ms| Latency {
+                first_token_ms: answer_ms,
+                answer_ms,
+                calls: 1,
+            }),
+        };
+        let open = CircuitOpen { for_ms: 3_000 };
+        // (endpoints in config order, order to try, the model's state)
+        let table: Vec<(Vec<EndpointLive>, Vec<usize>, ModelState)> = vec![
+            (vec![], vec![], Healthy),
+            (vec![e(Healthy, None)], vec![0], Healthy),
+            (
+                vec![e(Healthy, Some(90)), e(Healthy, Some(30))],
+                vec![1, 0],
+                Healthy,
+            ),
+            (
+                vec![e(Healthy, Some(30)), e(Healthy, None)],
+                vec![1, 0],
+                Healthy,
+            ),
+            (
+                vec![e(Healthy, Some(30)), e(Healthy, Some(30))],
+                vec![0, 1],
+                Healthy,
+            ),
+            (
+                vec![e(open, Some(5)), e(Healthy, Some(900))],
+                vec![1, 0],
+                Healthy,
+            ),
+            (vec![e(Down, None), e(open, None)], vec![0, 1], open),
+            (
+                vec![
+                    e(Cooling { for_ms: 9_000 }, None),
+                    e(open, None),
+                    e(Down, None),
+                ],
+                vec![0, 1, 2],
+                open,
+            ),
+            (vec![e(Down, None)], vec![0], Down),
+        ];
+        for (endpoints, order, state) in table {
+            assert_eq!(endpoint_order(&endpoints), order, "{endpoints:?}");
+            assert_eq!(model_state(&endpoints), state, "{endpoints:?}");
+        }
+    }
+
+    #[test]
     fn router_empty_route_says_so() {
         let c = config(
             "tests = []",

@@ -149,6 +149,12 @@ impl Editor {
         let (text, line, col) = mark(fixture);
         let uri = self.lsp.uri(relative);
         self.lsp.open(&uri, language_id, &text);
+        self.suggest_at(&uri, line, col)
+    }
+
+    /// Asks for an inline completion at (`line`, `col`) of the open document `uri`, and
+    /// returns the suggestion's text.
+    pub fn suggest_at(&self, uri: &str, line: u32, col: u32) -> Option<String> {
         let result = self
             .lsp
             .request_and_wait(
