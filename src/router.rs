@@ -24,8 +24,8 @@
 //!
 //! Globs are compiled once, in [`Router::new`]; a decision allocates little beyond its
 //! verdict strings. This module knows nothing of LSP, HTTP or the clock: the resilience
-//! layer turns its view of each model into [`ModelState`], the telemetry layer supplies the
-//! day's spend.
+//! layer turns its view of each endpoint into [`ModelLive`] (state and latency averages),
+//! the telemetry layer supplies the day's spend.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -38,7 +38,8 @@ use crate::config::Config;
 use crate::syntax::Language;
 use crate::syntax::features::{Features, SensitiveKind};
 
-/// The live state of a model, as the resilience layer sees it.
+/// The live state of an endpoint as the resilience layer sees it, or of a model (the best
+/// of its endpoints', [`model_state`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ModelState {
     #[default]

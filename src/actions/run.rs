@@ -300,9 +300,10 @@ pub async fn run_action(
         .map(|(_, m)| Duration::from_millis(m.timeout_ms))
         .max()
         .unwrap_or(Duration::from_secs(30));
+    // Each endpoint of each model may take its timeout.
     let total: Duration = chain
         .iter()
-        .map(|(_, m)| Duration::from_millis(m.timeout_ms))
+        .map(|(_, m)| Duration::from_millis(m.timeout_ms) * m.url.len() as u32)
         .sum();
     let run = run_chain(
         env.health,

@@ -69,14 +69,18 @@ fn until_answered_by(editor: &Editor, endpoint: &str) -> bool {
     })
 }
 
+/// The dead endpoint is listed first, and the chain has another model: the model's live
+/// endpoint answers, before the next model is considered.
 #[test]
 fn a_model_with_a_dead_endpoint_is_served_by_its_live_one() {
     let live = ModelDouble::start(Behaviour::answer("from_live"));
+    let next = ModelDouble::start(Behaviour::answer("from_next"));
     let dead = dead_url();
     let (_workspace, editor) = serve(&format!(
-        "{}{}",
+        "{}{}{}",
         ollama_at("m", &[&dead, &live.base_url()]),
-        complete_route(&["m"])
+        ollama_at("next", &[&next.base_url()]),
+        complete_route(&["m", "next"])
     ));
     for n in 0..4 {
         let doc = open(&editor, n);
@@ -88,6 +92,7 @@ fn a_model_with_a_dead_endpoint_is_served_by_its_live_one() {
         );
     }
     assert_eq!(live.requests(), 4, "{}", live.summary());
+    assert_eq!(next.requests(), 0, "{}", next.summary());
     assert!(
         editor.messages().is_empty(),
         "the model answered: no warning"
