@@ -1,6 +1,7 @@
-//! `pilotfish check`: probes every configured model — reachable, the model present on the
-//! server, latency of a tiny request — and says for each route whether some model in it is
-//! live. The report is plain data; `main.rs` prints it and sets the exit code.
+//! `pilotfish check`: probes every configured model at each of its endpoints — reachable,
+//! the model present on the server, latency of a tiny request — and says for each route
+//! whether some model in it is live, and where. The report is plain data; `main.rs` prints
+//! it and sets the exit code.
 
 use std::time::Instant;
 
@@ -10,11 +11,12 @@ use crate::providers::{FimCall, Providers, model_listed};
 use crate::syntax::Language;
 use crate::syntax::context::{CompletionContext, SuggestionShape};
 
-/// What the probe of one model found.
+/// What the probe of one model at one endpoint found.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelReport {
     pub name: String,
     pub provider: Provider,
+    /// The endpoint probed.
     pub url: String,
     /// `Ok(latency of the tiny request in ms)` or the one-line reason it failed.
     pub result: Result<u64, String>,
@@ -32,7 +34,8 @@ impl ModelReport {
 pub struct RouteReport {
     pub task: String,
     pub chain: Vec<String>,
-    /// The first live model of the chain.
+    /// The first live model of the chain (`"name at URL"` when it has several endpoints:
+    /// the first live one).
     pub live: Option<String>,
 }
 
@@ -90,33 +93,43 @@ fn provider_name(p: Provider) -> &'static str {
     }
 }
 
-/// Probes every model (concurrently) and every route.
+/// Probes every model at every endpoint (concurrently) and every route.
 pub async fn check(config: &Config, providers: &Providers) -> CheckReport {
-    let probes = config
-        .models
-        .iter()
-        .map(|(name, model)| probe(name, model, providers));
+    let probes = config.models.iter().flat_map(|(name, model)| {
+        model
+            .url
+            .iter()
+            .map(move |url| probe(name, model.at_endpoint(url), providers))
+    });
     let models: Vec<ModelReport> = futures_util::future::join_all(probes).await;
+    let live_at = |name: &String| {
+        let live = models.iter().find(|m| &m.name == name && m.is_live())?;
+        let several = config.models.get(name).is_some_and(|m| m.url.len() > 1);
+        Some(if several {
+            format!("{name} at {}", live.url)
+        } else {
+            name.clone()
+        })
+    };
     let routes = config
         .routes
         .iter()
         .map(|(task, chain)| RouteReport {
             task: task.clone(),
             chain: chain.clone(),
-            live: chain
-                .iter()
-                .find(|name| models.iter().any(|m| &m.name == *name && m.is_live()))
-                .cloned(),
+            live: chain.iter().find_map(live_at),
         })
         .collect();
     CheckReport { models, routes }
 }
 
-async fn probe(name: &str, model: &ModelConfig, providers: &Providers) -> ModelReport {
+/// Probes `model` at its (one) endpoint.
+async fn probe(name: &str, model: ModelConfig, providers: &Providers) -> ModelReport {
+    let model = &model;
     let mut report = ModelReport {
         name: name.to_string(),
         provider: model.provider,
-        url: model.url.clone(),
+        url: model.url.to_string(),
         result: Err(String::new()),
         notes: Vec::new(),
     };

@@ -269,12 +269,23 @@ impl CompletionEngine {
             .collect()
     }
 
-    /// Opens pooled connections to the completion models; returns the ones that failed.
+    /// Opens pooled connections to the completion models, at each of their endpoints;
+    /// returns the models none of whose endpoints answered, with the first error.
     pub async fn warm(&self) -> Vec<(Arc<str>, String)> {
         let mut failed = Vec::new();
         for (name, model) in self.default_chain() {
-            if let Err(e) = self.shared.providers.warm(&model).await {
-                failed.push((name, e.to_string()));
+            let mut first_error = None;
+            let mut any_up = false;
+            for url in model.url.iter() {
+                match self.shared.providers.warm(&model.at_endpoint(url)).await {
+                    Ok(()) => any_up = true,
+                    Err(e) => {
+                        first_error.get_or_insert_with(|| e.to_string());
+                    }
+                }
+            }
+            if let (false, Some(e)) = (any_up, first_error) {
+                failed.push((name, e));
             }
         }
         failed
@@ -581,6 +592,12 @@ impl CompletionEngine {
             spent_today_usd: self.shared.providers.spent_today_usd(),
         };
         let decision = settings.router.decide(&request, &state);
+        if decision.candidates.iter().any(|v| v.demoted) {
+            tracing::debug!(
+                "completion routed by speed: {}",
+                decision.explain().trim_end()
+            );
+        }
         if decision.budget_exhausted && !self.shared.budget_noticed.swap(true, Ordering::Relaxed) {
             let limit = settings.config.budget.daily_usd.unwrap_or_default();
             *lock(&self.shared.budget_notice) = Some(format!(
@@ -699,9 +716,9 @@ async fn run_flight(
     let budget = settings.budget;
     let redact_before_cloud = settings.config.privacy.redact_secrets;
     let started = Instant::now();
-    // Retries only while they can still make the budget; the call itself may run on past
-    // it (up to the model's timeout) to fill the cache.
-    let retry_until = started + settings.budget;
+    // A completion never waits for a retry: a failed call falls through to the next
+    // endpoint or model at once. A call may run on past the budget (up to the model's
+    // timeout) to fill the cache.
     let hard_deadline = started
         + route
             .chain
@@ -713,7 +730,7 @@ async fn run_flight(
     let run = run_chain(
         &engine.shared.health,
         &chain,
-        retry_until,
+        None,
         hard_deadline,
         |name, model| {
             let ctx = &ctx;
@@ -762,10 +779,15 @@ async fn run_flight(
         },
     )
     .await;
+    let endpoint = run.endpoint().unwrap_or_default().to_string();
     let outcome = match run.answer {
         Ok((name, kept)) => {
-            tracing::debug!(
+            // The model call, where it went (the request's own line, `suggestion`, follows
+            // from lsp.rs when the answer is still wanted).
+            tracing::info!(
                 model = %name,
+                endpoint,
+                calls = run.attempts.len(),
                 ms = started.elapsed().as_millis() as u64,
                 raw = kept.as_ref().map_or(0, |(_, a)| a.text.len()),
                 kept = kept.as_ref().map_or(0, |(k, _)| k.len()),

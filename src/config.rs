@@ -53,7 +53,8 @@ pub enum Provider {
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     pub provider: Provider,
-    pub url: String,
+    /// One endpoint, or several machines serving the same model.
+    pub url: Urls,
     pub model: String,
     /// `"native"` or a template name; absent: a chat-only model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -76,6 +77,99 @@ pub struct ModelConfig {
     pub timeout_ms: u64,
 }
 
+/// Whether `url` names this machine.
+fn is_loopback(url: &str) -> bool {
+    reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| {
+            u.host_str()
+                .map(|h| matches!(h, "127.0.0.1" | "localhost" | "[::1]" | "::1"))
+        })
+        .unwrap_or(false)
+}
+
+/// A model's `url`: one endpoint (`url = "http://127.0.0.1:8080"`) or several machines
+/// serving the same model (`url = ["http://gpu-box:8080", "http://127.0.0.1:8080"]`), in
+/// the user's order. Not empty once validated.
+///
+/// Dereferences to the first endpoint's URL. Providers are handed one endpoint at a time
+/// ([`ModelConfig::at_endpoint`]), so for them the first is the only one; code that chooses
+/// between endpoints iterates them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Urls(Vec<String>);
+
+impl Urls {
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::ops::Deref for Urls {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.0.first().map_or("", String::as_str)
+    }
+}
+
+impl From<String> for Urls {
+    fn from(url: String) -> Urls {
+        Urls(vec![url])
+    }
+}
+
+impl From<Vec<String>> for Urls {
+    fn from(urls: Vec<String>) -> Urls {
+        Urls(urls)
+    }
+}
+
+impl Serialize for Urls {
+    /// One endpoint as a string (as users write it), several as a list.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0.as_slice() {
+            [one] => serializer.serialize_str(one),
+            many => many.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Urls {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Urls, D::Error> {
+        struct UrlsVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for UrlsVisitor {
+            type Value = Urls;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a URL or a list of URLs")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, url: &str) -> Result<Urls, E> {
+                Ok(Urls(vec![url.to_string()]))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Urls, A::Error> {
+                let mut urls = Vec::new();
+                while let Some(url) = seq.next_element::<String>()? {
+                    urls.push(url);
+                }
+                Ok(Urls(urls))
+            }
+        }
+
+        deserializer.deserialize_any(UrlsVisitor)
+    }
+}
+
 fn default_context_window() -> u32 {
     8192
 }
@@ -93,17 +187,20 @@ impl ModelConfig {
         self.fim.as_deref().and_then(Fim::parse)
     }
 
-    /// Whether requests to this model stay on this machine.
+    /// Whether requests to this model stay on this machine: `local` when set, else whether
+    /// every endpoint is on this machine.
     pub fn is_local(&self) -> bool {
-        self.local.unwrap_or_else(|| {
-            reqwest::Url::parse(&self.url)
-                .ok()
-                .and_then(|u| {
-                    u.host_str()
-                        .map(|h| matches!(h, "127.0.0.1" | "localhost" | "[::1]" | "::1"))
-                })
-                .unwrap_or(false)
-        })
+        self.local
+            .unwrap_or_else(|| self.url.iter().all(is_loopback))
+    }
+
+    /// This model at one of its endpoints: what a provider is handed for one call (its
+    /// `url` then names only that endpoint, and `is_local` speaks for that endpoint).
+    pub fn at_endpoint(&self, url: &str) -> ModelConfig {
+        ModelConfig {
+            url: Urls(vec![url.to_string()]),
+            ..self.clone()
+        }
     }
 
     /// The API key from the environment, if this model names one and it is set.
@@ -540,6 +637,29 @@ fn from_table(table: toml::Table, origin: &Origin) -> Result<Config, ConfigError
     Ok(config)
 }
 
+/// Checks a model's endpoints; the error names `url` (or `url[i]` in a list) and why.
+fn validate_urls(urls: &Urls) -> Result<(), (String, String)> {
+    if urls.is_empty() {
+        return Err(("url".into(), "must name at least one endpoint".into()));
+    }
+    for (i, text) in urls.iter().enumerate() {
+        let at = if urls.len() == 1 {
+            "url".to_string()
+        } else {
+            format!("url[{i}]")
+        };
+        let url = reqwest::Url::parse(text)
+            .map_err(|e| (at.clone(), format!("not a URL ({e}): {text:?}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err((at, format!("must be http:// or https://, got {text:?}")));
+        }
+        if urls.iter().take(i).any(|earlier| earlier == text) {
+            return Err((at, format!("{text:?} is listed twice")));
+        }
+    }
+    Ok(())
+}
+
 impl Config {
     /// A task with no `[routes]` entry gets every model that can serve it, by name.
     fn fill_default_routes(&mut self) {
@@ -561,14 +681,7 @@ impl Config {
     fn validate(&self) -> Result<(), (String, String)> {
         for (name, m) in &self.models {
             let key = |field: &str| format!("models.{name}.{field}");
-            let url = reqwest::Url::parse(&m.url)
-                .map_err(|e| (key("url"), format!("not a URL ({e}): {:?}", m.url)))?;
-            if !matches!(url.scheme(), "http" | "https") {
-                return Err((
-                    key("url"),
-                    format!("must be http:// or https://, got {:?}", m.url),
-                ));
-            }
+            validate_urls(&m.url).map_err(|(at, reason)| (key(&at), reason))?;
             if m.model.trim().is_empty() {
                 return Err((key("model"), "must not be empty".into()));
             }
@@ -811,6 +924,26 @@ mod tests {
                 "NAME of an environment variable",
             ),
             ("[completion\n", "test.toml", "TOML parse error"),
+            (
+                "[models.a]\nprovider = \"ollama\"\nurl = []\nmodel = \"m\"\n",
+                "models.a.url",
+                "at least one endpoint",
+            ),
+            (
+                "[models.a]\nprovider = \"ollama\"\nurl = [\"http://a:1\", \"ftp://b\"]\nmodel = \"m\"\n",
+                "models.a.url[1]",
+                "must be http:// or https://",
+            ),
+            (
+                "[models.a]\nprovider = \"ollama\"\nurl = [\"http://a:1\", \"http://a:1\"]\nmodel = \"m\"\n",
+                "models.a.url[1]",
+                "listed twice",
+            ),
+            (
+                "[models.a]\nprovider = \"ollama\"\nurl = 8080\nmodel = \"m\"\n",
+                "models.a.url",
+                "a URL or a list of URLs",
+            ),
         ];
         for (text, key, reason) in cases {
             let err = load(text).unwrap_err();
@@ -818,6 +951,50 @@ mod tests {
             assert!(err.contains(key), "want key {key:?} in {err}");
             assert!(err.contains(reason), "want {reason:?} in {err}");
         }
+    }
+
+    #[test]
+    fn a_model_may_list_several_endpoints() {
+        let text = r#"
+            [models.fast]
+            provider = "llamacpp"
+            url = ["http://gpu-box:8080", "http://127.0.0.1:8080"]
+            model = "qwen"
+            fim = "native"
+            [models.here]
+            provider = "llamacpp"
+            url = ["http://127.0.0.1:8080", "http://localhost:8081"]
+            model = "qwen"
+            fim = "native"
+            [models.one]
+            provider = "ollama"
+            url = "http://127.0.0.1:11434"
+            model = "qwen"
+            "#;
+        let c = load(text).unwrap();
+        let fast = &c.models["fast"];
+        assert_eq!(
+            fast.url.iter().collect::<Vec<_>>(),
+            ["http://gpu-box:8080", "http://127.0.0.1:8080"]
+        );
+        assert!(!fast.is_local(), "one endpoint is another machine");
+        assert!(c.models["here"].is_local());
+        let at = fast.at_endpoint("http://127.0.0.1:8080");
+        assert_eq!(at.url.iter().collect::<Vec<_>>(), ["http://127.0.0.1:8080"]);
+        assert_eq!(
+            &*at.url, "http://127.0.0.1:8080",
+            "providers read the one URL"
+        );
+        assert!(at.is_local(), "that endpoint is on this machine");
+        // `pilotfish config` writes one endpoint as a string and several as a list, and
+        // what it writes loads again.
+        let shown = c.to_display_toml();
+        assert!(
+            shown.contains("url = \"http://127.0.0.1:11434\""),
+            "{shown}"
+        );
+        assert!(shown.contains("\"http://gpu-box:8080\""), "{shown}");
+        assert_eq!(load(&shown).unwrap(), c, "{shown}");
     }
 
     #[test]

@@ -398,9 +398,10 @@ impl Backend {
 const PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(15);
 const PROBE_INTERVAL_WHILE_DOWN: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Background health probes of the local models that some route uses: a model server that
-/// went down is skipped by the router before a request waits on it, and one that came back
-/// is used again. Cloud endpoints are not probed (it would cost the user).
+/// Background health probes of the local endpoints of the models that some route uses
+/// (each endpoint of a model with several): a model server that went down is skipped
+/// before a request waits on it, and one that came back is used again. Cloud endpoints
+/// are not probed (it would cost the user).
 async fn probe_local_models(
     config: Arc<RwLock<LoadedConfig>>,
     providers: Providers,
@@ -418,18 +419,19 @@ async fn probe_local_models(
                 .collect();
             routed
                 .into_iter()
-                .filter_map(|name| c.models.get(name).map(|m| (name.clone(), m.clone())))
-                .filter(|(_, m)| m.is_local())
+                .filter_map(|name| c.models.get(name).map(|m| (name, m)))
+                .flat_map(|(name, m)| m.url.iter().map(|url| (name.clone(), m.at_endpoint(url))))
+                .filter(|(_, endpoint)| endpoint.is_local())
                 .collect()
         };
         let mut any_down = false;
-        for (name, model) in models {
-            let ok = providers.warm(&model).await;
+        for (name, endpoint) in models {
+            let ok = providers.warm(&endpoint).await;
             if let Err(e) = &ok {
-                tracing::debug!(model = %name, "health probe failed: {e}");
+                tracing::debug!(model = %name, endpoint = &*endpoint.url, "health probe failed: {e}");
                 any_down = true;
             }
-            health.record_probe(&name, ok.is_ok());
+            health.record_probe(&name, &endpoint.url, ok.is_ok(), std::time::Instant::now());
         }
         tokio::time::sleep(if any_down {
             PROBE_INTERVAL_WHILE_DOWN

@@ -276,7 +276,9 @@ fn route_once(config: &Config, spot: &str, task: &str, json: bool) -> u8 {
             secrets
         );
         print!("{}", decision.explain());
-        println!("(model health is not probed here: `pilotfish check` does that)");
+        println!(
+            "(a one-shot command has no health or latency history: `pilotfish check` probes the models; the server's debug log shows its live decisions)"
+        );
     }
     if decision.chain().next().is_some() {
         0

@@ -126,6 +126,8 @@ pub struct Provenance {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AttemptSummary {
     pub model: String,
+    /// The endpoint called (the model's URL, or one of its URLs).
+    pub endpoint: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub ms: u64,
@@ -135,6 +137,7 @@ impl From<&Attempt> for AttemptSummary {
     fn from(a: &Attempt) -> AttemptSummary {
         AttemptSummary {
             model: a.model.to_string(),
+            endpoint: a.endpoint.to_string(),
             error: a.error.clone(),
             ms: a.ms,
         }
@@ -297,14 +300,15 @@ pub async fn run_action(
         .map(|(_, m)| Duration::from_millis(m.timeout_ms))
         .max()
         .unwrap_or(Duration::from_secs(30));
+    // Each endpoint of each model may take its timeout.
     let total: Duration = chain
         .iter()
-        .map(|(_, m)| Duration::from_millis(m.timeout_ms))
+        .map(|(_, m)| Duration::from_millis(m.timeout_ms) * m.url.len() as u32)
         .sum();
     let run = run_chain(
         env.health,
         &chain,
-        started + longest,
+        Some(started + longest),
         started + total + Duration::from_secs(1),
         |name, model| {
             let messages = &messages;
@@ -345,6 +349,7 @@ pub async fn run_action(
     .await;
 
     let attempts: Vec<AttemptSummary> = run.attempts.iter().map(AttemptSummary::from).collect();
+    let endpoint = run.endpoint().unwrap_or_default().to_string();
     let (model, answer) = match run.answer {
         Ok(found) => found,
         Err(why) => {
@@ -365,7 +370,7 @@ pub async fn run_action(
         attempts,
         decision: Some(decision),
     };
-    tracing::info!(task = kind.name(), model = %model, reason = %provenance.reason, chars = answer.text.len(), "action answered");
+    tracing::info!(task = kind.name(), model = %model, endpoint, reason = %provenance.reason, chars = answer.text.len(), "action answered");
 
     let fail = |message: String, provenance: Provenance| ActionError {
         message: format!("{message} (answer from {model})"),

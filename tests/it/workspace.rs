@@ -49,6 +49,14 @@ impl Workspace {
         workspace
     }
 
+    /// A workspace whose `pilotfish.toml` is `config` alone: the completion settings a user
+    /// gets (the 100 ms budget), for tests about what that budget allows.
+    pub fn with_default_completion(config: &str) -> Workspace {
+        let workspace = Workspace::empty();
+        workspace.write("pilotfish.toml", config);
+        workspace
+    }
+
     /// A workspace with no config file at all (the built-in default applies).
     pub fn empty() -> Workspace {
         Workspace {
@@ -141,6 +149,12 @@ impl Editor {
         let (text, line, col) = mark(fixture);
         let uri = self.lsp.uri(relative);
         self.lsp.open(&uri, language_id, &text);
+        self.suggest_at(&uri, line, col)
+    }
+
+    /// Asks for an inline completion at (`line`, `col`) of the open document `uri`, and
+    /// returns the suggestion's text.
+    pub fn suggest_at(&self, uri: &str, line: u32, col: u32) -> Option<String> {
         let result = self
             .lsp
             .request_and_wait(
