@@ -418,12 +418,30 @@ impl CompletionEngine {
                 if let Some(hit) = self.lookup(&key) {
                     return hit;
                 }
-                self.call_after(call_at, &mut latest, seq, &snapshot.uri, key, (ctx, related), route, &settings)
-                    .await?
+                self.call_after(
+                    call_at,
+                    &mut latest,
+                    seq,
+                    &snapshot.uri,
+                    key,
+                    (ctx, related),
+                    route,
+                    &settings,
+                )
+                .await?
             }
             None => {
-                self.call_after(call_at, &mut latest, seq, &snapshot.uri, key, (ctx, related), route, &settings)
-                    .await?
+                self.call_after(
+                    call_at,
+                    &mut latest,
+                    seq,
+                    &snapshot.uri,
+                    key,
+                    (ctx, related),
+                    route,
+                    &settings,
+                )
+                .await?
             }
         };
         let outcome = tokio::select! {
@@ -501,11 +519,18 @@ impl CompletionEngine {
         let ctx = Self::context(&settings, snapshot, cursor);
         let mut route = self.route(&settings, snapshot, cursor, &ctx);
         let allowed = settings.config.completion.prefetch;
-        route.chain.retain(|c| allowed.allows(&c.model));
-        let Some(primary) = route.chain.first() else {
+        // Only when the model a request there would ask may be asked in the background
+        // (a prefetch from another model would be cached under a key no request uses);
+        // and a failing prefetch falls back only to models that may be asked too.
+        if !route
+            .chain
+            .first()
+            .is_some_and(|c| allowed.allows(&c.model))
+        {
             return;
-        };
-        let key = cache_key(&primary.name, &ctx);
+        }
+        route.chain.retain(|c| allowed.allows(&c.model));
+        let key = cache_key(&route.chain[0].name, &ctx);
         if lock(&self.shared.cache).contains(&key) {
             return;
         }
@@ -557,7 +582,14 @@ impl CompletionEngine {
             }
         }
         let other_files = other_files(related, settings);
-        Ok(self.start(uri, key, (ctx, other_files), route, settings, Purpose::Request))
+        Ok(self.start(
+            uri,
+            key,
+            (ctx, other_files),
+            route,
+            settings,
+            Purpose::Request,
+        ))
     }
 
     /// Registers a request: supersedes the older ones for the document, measures the typing
@@ -579,9 +611,7 @@ impl CompletionEngine {
         let gap = state.last_request.map(|t| now.saturating_duration_since(t));
         state.last_request = Some(now);
         state.rhythm = match gap {
-            Some(gap) if gap < policy::PAUSE => {
-                Some(state.rhythm.map_or(gap, |r| (r + gap) / 2))
-            }
+            Some(gap) if gap < policy::PAUSE => Some(state.rhythm.map_or(gap, |r| (r + gap) / 2)),
             _ => None,
         };
         let joined = claim.and_then(|(key, speed)| {
@@ -632,7 +662,10 @@ impl CompletionEngine {
                 uri: uri.clone(),
             };
         };
-        let busy = state.inflight.as_ref().is_some_and(|f| !f.abort.is_finished());
+        let busy = state
+            .inflight
+            .as_ref()
+            .is_some_and(|f| !f.abort.is_finished());
         if purpose == Purpose::Prefetch && busy {
             // Background work never takes the model from a call in flight.
             return Waiter {
@@ -921,7 +954,10 @@ async fn run_flight(
     (ctx, other_files): (CompletionContext, Vec<OtherFile>),
     route: Route,
     settings: Arc<Settings>,
-    (purpose, tx): (Purpose, watch::Sender<Option<Result<CachedSuggestion, String>>>),
+    (purpose, tx): (
+        Purpose,
+        watch::Sender<Option<Result<CachedSuggestion, String>>>,
+    ),
 ) {
     let chain: Vec<_> = route
         .chain

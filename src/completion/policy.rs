@@ -171,7 +171,10 @@ mod tests {
         let flight = key("m", "fn main() { let x", "\n}", false);
         let cases = [
             (key("m", "fn main() { let x", "\n}", false), Serves::Same),
-            (key("m", "fn main() { let x =", "\n}", false), Serves::TypedAlong),
+            (
+                key("m", "fn main() { let x =", "\n}", false),
+                Serves::TypedAlong,
+            ),
             // Deleted, moved, another suffix, shape or model: cannot serve.
             (key("m", "fn main() { let ", "\n}", false), Serves::No),
             (key("m", "fn main() { let y", "\n}", false), Serves::No),
