@@ -18,4 +18,5 @@ mod resilience;
 mod robustness;
 mod route_cli;
 mod routing;
+mod session;
 mod smoke;
