@@ -376,6 +376,34 @@ fn a_refactor_of_a_document_edited_meanwhile_is_not_applied() {
     assert!(s.lsp.server_requests_of("workspace/applyEdit").is_empty());
 }
 
+#[test]
+fn a_refactor_edit_names_the_document_version_it_was_made_for() {
+    let answer = "```rust\nfn add(a: i32, b: i32) -> i32 {\n    a + b\n}\n```";
+    let mut caps = full_capabilities();
+    caps["workspace"] = json!({ "workspaceEdit": { "documentChanges": true } });
+    let s = Actions::start_with(Behaviour::answer(answer), None, "", caps);
+    let (uri, _, (line, col)) = s.open("src/lib.rs", "rust", RUST_FN);
+    // Version 2: a line above the function.
+    s.lsp.type_text(&uri, 2, (0, 0), "// v2\n");
+    let result = s
+        .run("pilotfish.refactor", at(&uri, (line + 1, col)))
+        .unwrap();
+    assert_eq!(result["applied"], true, "{result}");
+    let edits = s.lsp.server_requests_of("workspace/applyEdit");
+    assert_eq!(edits.len(), 1);
+    let edit = &edits[0]["edit"];
+    assert!(edit.get("changes").is_none_or(Value::is_null), "{edit}");
+    let changes = edit["documentChanges"].as_array().expect("documentChanges");
+    assert_eq!(changes.len(), 1, "{edit}");
+    assert_eq!(changes[0]["textDocument"]["uri"], json!(uri));
+    assert_eq!(changes[0]["textDocument"]["version"], 2, "{edit}");
+    assert_eq!(changes[0]["edits"][0]["range"], range((3, 0), (6, 1)));
+    assert_eq!(
+        changes[0]["edits"][0]["newText"],
+        "fn add(a: i32, b: i32) -> i32 {\n    a + b\n}"
+    );
+}
+
 const PY_REVIEW: &str = "import os\n\n\ndef run(cmd, name):\n    q = \"SELECT * FROM t WHERE n = '%s'\" % name$0\n    os.system(cmd)\n    return q\n";
 
 #[test]
@@ -439,6 +467,49 @@ fn review_publishes_diagnostics_replaces_them_and_close_clears_them() {
                 p["uri"] == json!(uri)
             });
     assert_eq!(cleared["diagnostics"], json!([]));
+}
+
+#[test]
+fn a_review_of_a_document_edited_meanwhile_publishes_no_diagnostics() {
+    let answer = "{\"findings\":[{\"severity\":\"error\",\"cwe\":\"CWE-78\",\"line_start\":3,\"line_end\":3,\"message\":\"Shell command from input.\"}]}";
+    let slow = Behaviour::answer(answer)
+        .chunks(6)
+        .chunk_delay(Duration::from_millis(150));
+    let s = Actions::start(slow);
+    let (uri, _, cursor) = s.open("app/run.py", "python", PY_REVIEW);
+    let id = s.lsp.request(
+        "workspace/executeCommand",
+        json!({ "command": "pilotfish.review", "arguments": [at(&uri, cursor)] }),
+    );
+    s.lsp.wait_for_notification("$/progress", |p| {
+        p["value"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("characters"))
+    });
+    // The findings' lines would now be one off.
+    s.lsp.type_text(&uri, 2, (0, 0), "# edited\n");
+    let result = s
+        .lsp
+        .response(id)
+        .expect("the findings are still the result");
+    assert_eq!(result["published"], false, "{result}");
+    assert_eq!(result["version"], 1, "{result}");
+    assert_eq!(result["findings"].as_array().map(Vec::len), Some(1));
+    let warned = s
+        .lsp
+        .wait_for_notification("window/showMessage", |p| p["type"] == 2);
+    assert!(
+        warned["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("document changed")),
+        "{warned}"
+    );
+    assert!(
+        s.lsp
+            .notifications_of("textDocument/publishDiagnostics")
+            .is_empty(),
+        "nothing published for a version that is gone"
+    );
 }
 
 #[test]

@@ -9,6 +9,7 @@ mod workspace;
 mod actions;
 mod cli;
 mod completion;
+mod contained;
 mod double;
 mod fim_wire;
 mod positions;
