@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::support::double::{Behaviour, Fault, ModelDouble};
-use crate::support::lsp::{LspClient, mark, position, range};
+use crate::support::lsp::{LspClient, RequestId, mark, position, range};
 
 /// The client capabilities of an editor with progress and showDocument support.
 fn full_capabilities() -> Value {
@@ -99,6 +99,28 @@ impl Actions {
                 json!({ "command": command, "arguments": [argument] }),
             )
             .map_err(|e| format!("{e:?}"))
+    }
+
+    /// Starts `command` at `cursor` and, once the answer streams in, inserts `line` at the
+    /// top of the document (version 2); returns the command's request id.
+    fn edit_while_streaming(
+        &self,
+        command: &str,
+        uri: &str,
+        cursor: (u32, u32),
+        line: &str,
+    ) -> RequestId {
+        let id = self.lsp.request(
+            "workspace/executeCommand",
+            json!({ "command": command, "arguments": [at(uri, cursor)] }),
+        );
+        self.lsp.wait_for_notification("$/progress", |p| {
+            p["value"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("characters"))
+        });
+        self.lsp.type_text(uri, 2, (0, 0), line);
+        id
     }
 
     fn total_model_calls(&self) -> usize {
@@ -361,16 +383,7 @@ fn a_refactor_of_a_document_edited_meanwhile_is_not_applied() {
         .chunk_delay(Duration::from_millis(150));
     let s = Actions::start(slow);
     let (uri, _, cursor) = s.open("src/lib.rs", "rust", RUST_FN);
-    let id = s.lsp.request(
-        "workspace/executeCommand",
-        json!({ "command": "pilotfish.refactor", "arguments": [at(&uri, cursor)] }),
-    );
-    s.lsp.wait_for_notification("$/progress", |p| {
-        p["value"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("characters"))
-    });
-    s.lsp.type_text(&uri, 2, (0, 0), "// edited\n");
+    let id = s.edit_while_streaming("pilotfish.refactor", &uri, cursor, "// edited\n");
     let error = s.lsp.response(id).unwrap_err();
     assert!(error.message.contains("the document changed"), "{error:?}");
     assert!(s.lsp.server_requests_of("workspace/applyEdit").is_empty());
@@ -477,17 +490,8 @@ fn a_review_of_a_document_edited_meanwhile_publishes_no_diagnostics() {
         .chunk_delay(Duration::from_millis(150));
     let s = Actions::start(slow);
     let (uri, _, cursor) = s.open("app/run.py", "python", PY_REVIEW);
-    let id = s.lsp.request(
-        "workspace/executeCommand",
-        json!({ "command": "pilotfish.review", "arguments": [at(&uri, cursor)] }),
-    );
-    s.lsp.wait_for_notification("$/progress", |p| {
-        p["value"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("characters"))
-    });
-    // The findings' lines would now be one off.
-    s.lsp.type_text(&uri, 2, (0, 0), "# edited\n");
+    // The findings' lines would be one off after this edit.
+    let id = s.edit_while_streaming("pilotfish.review", &uri, cursor, "# edited\n");
     let result = s
         .lsp
         .response(id)
