@@ -57,31 +57,50 @@ Figures (per system):
 
 from __future__ import annotations
 
-import argparse
-import http.client
-import json
 import os
-import queue
-import random
-import re
-import select
-import shutil
-import socket
-import statistics
-import subprocess
 import sys
-import tempfile
-import threading
-import time
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from urllib.parse import urlsplit
 
-HERE = Path(__file__).resolve().parent
+# This file is named typing.py, and Python puts a script's directory first on sys.path: any
+# `import typing` (the standard library's) would then find this file. Take the directory
+# off before anything is imported, and load quality.py by its path.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+
+import argparse  # noqa: E402
+import http.client  # noqa: E402
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+import queue  # noqa: E402
+import random  # noqa: E402
+import re  # noqa: E402
+import select  # noqa: E402
+import shutil  # noqa: E402
+import socket  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
+from pathlib import Path  # noqa: E402
+from urllib.parse import urlsplit  # noqa: E402
+
+HERE = Path(_HERE)
 REPO = HERE.parent
-sys.path.insert(0, str(HERE))
-from quality import EXT, GROUP, HOLES, pct  # noqa: E402  (the holes and their sources)
+
+
+def _load_quality():
+    """benches/quality.py: the holes file, their sources and the percentile helper."""
+    spec = importlib.util.spec_from_file_location("pilotfish_bench_quality", HERE / "quality.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+_quality = _load_quality()
+EXT, GROUP, HOLES, pct = _quality.EXT, _quality.GROUP, _quality.HOLES, _quality.pct
 
 LANGUAGE_ID = {"python": "python", "rust": "rust", "javascript": "javascript", "typescript": "typescript"}
 
@@ -1060,8 +1079,8 @@ class Developer:
         if record is not None:
             record.accepted = n
         at_end = pos + n >= len(body)
-        acc = {"region": self.region.id, "t": t, "chars": n, "kind": kind,
-               "mid_typing": mid_typing, "at_end": at_end, "next_ms": None}
+        acc = {"region": self.region.id, "t": t, "chars": n, "kind": kind, "mid_typing": mid_typing,
+               "at_end": at_end, "at_line_end": at_end or body[pos + n] == "\n", "next_ms": None}
         self.accepts.append(acc)
         # After a whole accept the developer waits a pause for the next suggestion, unless
         # the region is done (what follows is already in the file).
@@ -1217,6 +1236,10 @@ def details(results: list[dict]) -> str:
         if done:
             line += (f"; finished calls read {statistics.mean(x['prompt_n'] for x in done):.0f} new prompt "
                      f"tokens on average (median call {pct([x['ms'] for x in done], .5):.0f} ms)")
+        waited = [a for a in r["accepts"] if a["kind"] == "whole" and not a.get("at_end")]
+        if waited:
+            line += (f"; {sum(1 for a in waited if a.get('at_line_end'))} of the {len(waited)} whole accepts "
+                     f"followed by a wait ended at a line end")
         out.append(line)
     return "\n".join(out)
 
