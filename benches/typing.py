@@ -63,6 +63,7 @@ import sys
 # This file is named typing.py, and Python puts a script's directory first on sys.path: any
 # `import typing` (the standard library's) would then find this file. Take the directory
 # off before anything is imported, and load quality.py by its path.
+sys.dont_write_bytecode = True  # leave no __pycache__ in benches/
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 
@@ -1301,7 +1302,7 @@ def run(args) -> None:
                 url, label = double.url, f"double, {args.double:g} ms"
             if s == "pilotfish" and args.set:
                 label += f"; {', '.join(args.set)}"
-            if s == "pilotfish" and args.provider == "llamacpp":
+            if args.provider == "llamacpp":
                 label += "; /infill"
             print(f"{s} against {label}", file=sys.stderr, flush=True)
             results.append(run_system(s, args, regions, url, double, label))
@@ -1310,7 +1311,7 @@ def run(args) -> None:
             double.close()
         if args.llama and not args.keep_server:
             stop_llama(args.port)
-    command = "benches/typing.py " + " ".join(sys.argv[2:])
+    command = "benches/typing.py " + " ".join(sys.argv[1:])
     for r in results:
         r["command"] = command
         r["notes"] = notes
