@@ -220,6 +220,19 @@ def pick_regions(count: int, chars: int, seed: int) -> list[Region]:
 # ---------------------------------------------------------------------------------------
 # The recording proxy
 
+def send_json(handler: BaseHTTPRequestHandler, status: int, data: bytes) -> bool:
+    """Answers an HTTP request with a JSON body; False when the client has gone away."""
+    try:
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+        return True
+    except OSError:
+        return False
+
+
 @dataclass
 class Call:
     path: str
@@ -310,15 +323,8 @@ class Proxy:
                         call.timings = json.loads(data).get("timings") or {}
                     except (ValueError, AttributeError):
                         pass
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except OSError:
-                    if call:
-                        call.aborted = True
+                if not send_json(self, status, data) and call:
+                    call.aborted = True
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
@@ -371,15 +377,7 @@ class Double:
                 pass
 
             def _send(self, payload: dict, status: int = 200):
-                data = json.dumps(payload).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except OSError:
-                    pass
+                send_json(self, status, json.dumps(payload).encode())
 
             def do_GET(self):
                 if self.path.rstrip("/").endswith("/models"):
