@@ -29,6 +29,13 @@ Python 3.11, standard library only.
     benches/typing.py run --url http://127.0.0.1:8012 ...   # a llama-server you run
     benches/typing.py run --double 20 ...           # a model double answering in 20 ms
     benches/typing.py report a.json b.json ...      # one table from saved runs
+    benches/typing.py selftest                      # the pure pieces (accept rules, positions…)
+
+Diagnostics: `--verbose` prints each pause, ghost text and accept as it happens; `--trace
+FILE` appends every model call (request and answer); `--keep` keeps the work directory with
+the server's debug log (`pilotfish.log`), whose counts (`why=Deadline`, `source=typed-ahead`…)
+the report also shows. Needs the release binary (`cargo build --release`; `--pilotfish` for
+another) and, for `--llama`, the test bed (`scripts/testbed`).
 
 `--llama NAME` starts `scripts/llama-server --model NAME` on `--port` (default 8071) and
 restarts it before each system, so that no system finds the other's prompts in the model
@@ -52,7 +59,8 @@ Figures (per system):
 - chars accepted: accepted characters / all characters of the regions (typed + accepted);
 - model calls and model-busy seconds per 100 characters of the regions; aborted share;
 - accept → next: after a whole accept the developer waits one pause for the next
-  suggestion: the median time to it, and in how many of the accepts it came.
+  suggestion (not after the region's last character): the median time to it, and in how
+  many of those accepts it came.
 """
 
 from __future__ import annotations
