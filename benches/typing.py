@@ -1258,6 +1258,10 @@ def start_llama(model: str, port: int) -> tuple[str, str]:
     """(Re)starts scripts/llama-server with `model` on `port`; returns its URL and the
     thread count it chose."""
     script = REPO / "scripts" / "llama-server"
+    if not os.environ.get("PILOTFISH_TESTBED") and not (REPO / ".testbed" / "chroot").is_dir():
+        sys.exit("--llama: PILOTFISH_TESTBED is unset and there is no test bed in this checkout; "
+                 "scripts/llama-server would provision a new one here (minutes, ~2 GB). Export "
+                 "PILOTFISH_TESTBED (e.g. /work/main/.testbed) or run scripts/testbed first.")
     subprocess.run([script, "stop", "--port", str(port)], check=False, capture_output=True)
     p = subprocess.run([script, "--model", model, "--port", str(port)], capture_output=True, text=True)
     if p.returncode != 0:
