@@ -1,5 +1,6 @@
-//! Configuration: the TOML file of SPEC §3, typed and validated once, then passed explicitly.
-//! Owns the lookup order (`--config`, `$PILOTFISH_CONFIG`, `.pilotfish.toml` in the
+//! Configuration: the TOML file of SPEC §3, typed and checked (references between sections,
+//! value ranges, URLs); [`crate::session`] compiles it once into the session that everything
+//! else reads. Owns the lookup order (`--config`, `$PILOTFISH_CONFIG`, `.pilotfish.toml` in the
 //! workspace, `$XDG_CONFIG_HOME/pilotfish/config.toml`, built-in default), the merge of the
 //! file over the built-in default, LSP overrides (same shape, as JSON), and errors that name
 //! the file, the key and the reason. Unknown keys are errors, never silently ignored.
@@ -381,6 +382,8 @@ pub struct BudgetConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetryConfig {
+    /// Where the usage log (SPEC §8) will go. Accepted and kept so that configs written for
+    /// it stay valid, but nothing writes the log yet.
     #[serde(default = "default_usage_log")]
     pub usage_log: String,
 }
@@ -494,7 +497,8 @@ impl LoadedConfig {
     }
 
     /// The configuration with editor settings (same shape as the file, as JSON) merged over
-    /// it. `null` or an empty object changes nothing.
+    /// it. `null`, an empty object or an empty array (what an empty Lua table encodes to)
+    /// changes nothing.
     pub fn with_overrides(
         &self,
         overrides: &serde_json::Value,
@@ -502,6 +506,7 @@ impl LoadedConfig {
         let origin = Origin::Editor;
         let table = match overrides {
             serde_json::Value::Null => return Ok(self.clone()),
+            serde_json::Value::Array(items) if items.is_empty() => return Ok(self.clone()),
             serde_json::Value::Object(_) => {
                 toml::Table::try_from(overrides).map_err(|e| ConfigError::Invalid {
                     origin: origin.clone(),
@@ -655,12 +660,7 @@ fn from_table(table: toml::Table, origin: &Origin) -> Result<Config, ConfigError
             key,
             reason,
         })?;
-    // Globs and language names are checked by compiling them, once, here.
-    crate::router::Router::new(&config).map_err(|e| ConfigError::Invalid {
-        origin: origin.clone(),
-        key: e.key,
-        reason: e.reason,
-    })?;
+    // Globs and language names are checked where they are compiled, once: `Session::compile`.
     Ok(config)
 }
 

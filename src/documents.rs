@@ -58,7 +58,10 @@ pub enum DocumentError {
 }
 
 /// A cheap, immutable copy of a document at one version (the rope and tree share their
-/// storage with the live document), so a request can work without holding any lock.
+/// storage with the live document), so a request can work without holding the documents
+/// lock. One thing is shared rather than copied: the document's features memo, behind its
+/// own mutex — [`Snapshot::features`] only tries that lock (and walks without the memo when
+/// it is busy), [`Snapshot::warm_features`] waits for it.
 #[derive(Clone)]
 pub struct Snapshot {
     pub uri: Arc<str>,
@@ -355,6 +358,44 @@ fn ts_point(rope: &Rope, byte: usize) -> Point {
     }
 }
 
+/// The file path inside a `file://` URI (percent-decoded); other URIs are returned as is.
+pub fn path_of_uri(uri: &str) -> String {
+    let Some(rest) = uri.strip_prefix("file://") else {
+        return uri.to_string();
+    };
+    let bytes = rest.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The `file://` URI of an absolute path, percent-encoding every byte but the unreserved
+/// ones and `/`, so that [`path_of_uri`] gives the path back.
+pub fn file_uri(path: &str) -> String {
+    let mut uri = String::with_capacity(path.len() + 8);
+    uri.push_str("file://");
+    for &b in path.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'.' | b'_' | b'~') {
+            uri.push(b as char);
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri
+}
+
 /// All open documents, keyed by URI.
 #[derive(Default)]
 pub struct Documents {
@@ -530,6 +571,25 @@ impl Documents {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_of_uris_and_back() {
+        assert_eq!(path_of_uri("file:///home/a%20b/x.rs"), "/home/a b/x.rs");
+        assert_eq!(path_of_uri("file:///t/%E6%97%A5.py"), "/t/日.py");
+        assert_eq!(path_of_uri("file:///t/100%"), "/t/100%");
+        assert_eq!(path_of_uri("file:///t/%zz"), "/t/%zz");
+        assert_eq!(path_of_uri("untitled:1"), "untitled:1");
+        for path in [
+            "/home/a b/x.rs",
+            "/t/日.py",
+            "/t/100%41",
+            "/w/x#y?.rs",
+            "/a/b",
+        ] {
+            assert_eq!(path_of_uri(&file_uri(path)), path, "{}", file_uri(path));
+        }
+        assert_eq!(file_uri("/home/a b/x.rs"), "file:///home/a%20b/x.rs");
+    }
 
     fn lc(line: u32, col: u32) -> LineCol {
         LineCol { line, col }

@@ -14,33 +14,33 @@
 //! - After a suggestion is shown, the one for the place after accepting it is computed in
 //!   the background ([`CompletionEngine::prefetch_after`]), on local models only unless the
 //!   config says otherwise; it gives way to any request for something else.
+//!
+//! Every request reads the session it is given (models, settings, router) and routes
+//! through [`RouteInput`]; the engine keeps no configuration of its own.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use crate::cache::{CacheKey, CachedSuggestion, CompletionCache};
-use crate::config::{Config, ModelConfig, Provider};
-use crate::documents::{RelatedFile, Snapshot};
+use crate::documents::{RelatedFile, Snapshot, path_of_uri};
 use crate::postprocess::postprocess;
-use crate::prompt::{Fim, build_fim, chat_completion_messages};
+use crate::prompt::{build_fim, chat_completion_messages};
 use crate::providers::{ChatCall, ChatMessage, FimCall, OtherFile, Providers};
-use crate::redact::{contains_secrets, redact};
+use crate::redact::redact;
 use crate::resilience::{Health, run_chain};
-use crate::router::{Decision, RouteRequest, RouteState, Router, secrets_to_route};
+use crate::route_input::RouteInput;
+use crate::router::Decision;
+use crate::session::{Model, Session};
 use crate::sync::lock;
-use crate::syntax::context::{CHARS_PER_TOKEN, CompletionContext, ContextBudget, extract};
-use crate::syntax::features::{Features, enclosing_target};
+use crate::syntax::context::{CompletionContext, ContextBudget, extract};
 
 mod policy;
 
 use policy::{Serves, Speed};
-
-/// The routing task name of completion.
-const TASK: &str = "complete";
 
 /// Single-line suggestions need few tokens; asking for fewer bounds the worst case.
 const SINGLE_LINE_MAX_TOKENS: u32 = 64;
@@ -105,83 +105,6 @@ pub struct Counters {
     pub prefetches: AtomicU64,
 }
 
-/// A model that can serve completion, with its FIM mode resolved; `None` for a chat-only
-/// model, which serves completion through a chat prompt when a rule or route sends
-/// completion to it.
-#[derive(Clone)]
-struct Candidate {
-    name: Arc<str>,
-    model: Arc<ModelConfig>,
-    /// None: a chat-only model, asked through a chat prompt.
-    fim: Option<Fim>,
-}
-
-/// The settings the path reads on every request; replaced whole on reconfiguration.
-struct Settings {
-    /// Every configured model, by name.
-    candidates: HashMap<String, Candidate>,
-    /// Whether some `[[rules]]` entry may apply to completion (then the target's features
-    /// are computed for each request; otherwise they are not needed).
-    rules_apply: bool,
-    /// The rules and privacy globs, compiled once per configuration.
-    router: Router,
-    /// Whether some model that completion may use is a cloud model (then the prompt is
-    /// checked for secrets).
-    any_cloud: bool,
-    /// Whether some model takes other files' context (a local llama.cpp `/infill`): only
-    /// then is it gathered.
-    takes_other_files: bool,
-    workspace_root: Option<String>,
-    budget: Duration,
-    debounce_floor: Duration,
-    config: Arc<Config>,
-}
-
-impl Settings {
-    fn from_config(config: Arc<Config>, workspace_root: Option<String>) -> Settings {
-        let candidates: HashMap<String, Candidate> = config
-            .models
-            .iter()
-            .map(|(name, model)| {
-                let candidate = Candidate {
-                    name: name.as_str().into(),
-                    model: Arc::new(model.clone()),
-                    fim: model.fim(),
-                };
-                (name.clone(), candidate)
-            })
-            .collect();
-        let rules_apply = config
-            .rules
-            .iter()
-            .any(|r| r.task.as_deref().is_none_or(|t| t == TASK));
-        let any_cloud = candidates.values().any(|c: &Candidate| !c.model.is_local());
-        let takes_other_files = candidates
-            .values()
-            .any(|c| c.model.provider == Provider::Llamacpp && c.model.is_local());
-        let router = Router::new(&config).unwrap_or_else(|e| {
-            // Config loading compiles the router too, so this is unreachable for a loaded
-            // config; fall back to a router without rules rather than panic.
-            tracing::error!("routing rules unusable: `{}`: {}", e.key, e.reason);
-            let mut bare = (*config).clone();
-            bare.rules.clear();
-            bare.privacy.local_only.clear();
-            Router::new(&bare).expect("a config without rules or globs compiles")
-        });
-        Settings {
-            candidates,
-            rules_apply,
-            router,
-            any_cloud,
-            takes_other_files,
-            workspace_root,
-            budget: Duration::from_millis(config.completion.budget_ms),
-            debounce_floor: Duration::from_millis(config.completion.debounce_ms),
-            config,
-        }
-    }
-}
-
 /// Per-document request state.
 struct DocState {
     /// The sequence number of the newest request; older ones watch it to learn they are
@@ -226,14 +149,12 @@ enum Purpose {
 struct Shared {
     providers: Providers,
     health: Arc<Health>,
-    settings: RwLock<Arc<Settings>>,
     cache: Mutex<CompletionCache>,
     docs: Mutex<HashMap<Arc<str>, DocState>>,
     counters: Counters,
-    /// Set once when the daily budget first keeps a cloud model out; taken by the caller,
-    /// who tells the user once.
-    budget_notice: Mutex<Option<String>>,
-    budget_noticed: std::sync::atomic::AtomicBool,
+    /// Set when a routing decision found the daily budget spent (a cloud model was kept
+    /// out); taken by the caller, who tells the user.
+    budget_exhausted: AtomicBool,
 }
 
 /// The completion engine. Cheap to clone; all clones share state.
@@ -243,72 +164,43 @@ pub struct CompletionEngine {
 }
 
 impl CompletionEngine {
-    pub fn new(config: Arc<Config>, providers: Providers, health: Arc<Health>) -> CompletionEngine {
-        let cache = CompletionCache::new(config.completion.cache_entries);
+    /// An engine whose cache holds `cache_entries` suggestions (a session with another size
+    /// resizes it on its first request).
+    pub fn new(
+        cache_entries: usize,
+        providers: Providers,
+        health: Arc<Health>,
+    ) -> CompletionEngine {
         CompletionEngine {
             shared: Arc::new(Shared {
                 providers,
                 health,
-                settings: RwLock::new(Arc::new(Settings::from_config(config, None))),
-                cache: Mutex::new(cache),
+                cache: Mutex::new(CompletionCache::new(cache_entries)),
                 docs: Mutex::new(HashMap::new()),
                 counters: Counters::default(),
-                budget_notice: Mutex::new(None),
-                budget_noticed: false.into(),
+                budget_exhausted: AtomicBool::new(false),
             }),
         }
-    }
-
-    /// Takes a new configuration and workspace root; the cache is kept (its keys name the
-    /// model).
-    pub fn reconfigure(&self, config: Arc<Config>, workspace_root: Option<String>) {
-        lock(&self.shared.cache).resize(config.completion.cache_entries);
-        *self
-            .shared
-            .settings
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) =
-            Arc::new(Settings::from_config(config, workspace_root));
-    }
-
-    fn settings(&self) -> Arc<Settings> {
-        self.shared
-            .settings
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
     }
 
     pub fn counters(&self) -> &Counters {
         &self.shared.counters
     }
 
-    /// The models of the default completion route, in order.
-    pub fn default_chain(&self) -> Vec<(Arc<str>, Arc<ModelConfig>)> {
-        let settings = self.settings();
-        let route = settings
-            .config
-            .routes
-            .get(TASK)
-            .cloned()
-            .unwrap_or_default();
-        route
-            .iter()
-            .filter_map(|name| settings.candidates.get(name))
-            .filter(|c| c.fim.is_some())
-            .map(|c| (c.name.clone(), c.model.clone()))
-            .collect()
-    }
-
-    /// Opens pooled connections to the completion models, at each of their endpoints;
-    /// returns the models none of whose endpoints answered, with the first error.
-    pub async fn warm(&self) -> Vec<(Arc<str>, String)> {
+    /// Opens pooled connections to the session's completion models, at each of their
+    /// endpoints; returns the models none of whose endpoints answered, with the first error.
+    pub async fn warm(&self, session: &Session) -> Vec<(Arc<str>, String)> {
         let mut failed = Vec::new();
-        for (name, model) in self.default_chain() {
+        for model in session.completion_chain() {
             let mut first_error = None;
             let mut any_up = false;
-            for url in model.url.iter() {
-                match self.shared.providers.warm(&model.at_endpoint(url)).await {
+            for url in model.config.url.iter() {
+                match self
+                    .shared
+                    .providers
+                    .warm(&model.config.at_endpoint(url))
+                    .await
+                {
                     Ok(()) => any_up = true,
                     Err(e) => {
                         first_error.get_or_insert_with(|| e.to_string());
@@ -316,15 +208,15 @@ impl CompletionEngine {
                 }
             }
             if let (false, Some(e)) = (any_up, first_error) {
-                failed.push((name, e));
+                failed.push((model.name.clone(), e));
             }
         }
         failed
     }
 
-    /// The one-time notice that the daily budget keeps cloud models out, if it is due.
-    pub fn take_budget_notice(&self) -> Option<String> {
-        lock(&self.shared.budget_notice).take()
+    /// Whether a routing decision since the last call found the daily budget spent.
+    pub fn take_budget_exhausted(&self) -> bool {
+        self.shared.budget_exhausted.swap(false, Ordering::Relaxed)
     }
 
     /// Forgets a closed document: its waiting requests end, its model call is aborted.
@@ -336,27 +228,15 @@ impl CompletionEngine {
         }
     }
 
-    /// Whether completion routing reads the target's features (some rule may apply to
-    /// completion): then it is worth filling a document's features memo when it opens.
-    pub fn routes_on_features(&self) -> bool {
-        self.settings().rules_apply
-    }
-
-    /// Whether some completion model takes context from other files: then the caller
-    /// passes it to [`CompletionEngine::complete`]; otherwise it need not gather it.
-    pub fn takes_other_files(&self) -> bool {
-        self.settings().takes_other_files
-    }
-
-    /// The context window at `cursor`, as the settings shape it.
-    fn context(settings: &Settings, snapshot: &Snapshot, cursor: usize) -> CompletionContext {
+    /// The context window at `cursor`, as the session shapes it.
+    fn context(session: &Session, snapshot: &Snapshot, cursor: usize) -> CompletionContext {
         extract(
             &snapshot.rope,
             snapshot.tree.as_ref(),
             snapshot.language,
             cursor,
             ContextBudget::default(),
-            settings.config.completion.multiline.into(),
+            session.completion().multiline,
         )
     }
 
@@ -369,6 +249,7 @@ impl CompletionEngine {
     /// (the user typed on or moved) ends it at once, empty.
     pub async fn complete(
         &self,
+        session: &Arc<Session>,
         snapshot: &Snapshot,
         cursor: usize,
         related: &[RelatedFile],
@@ -376,9 +257,9 @@ impl CompletionEngine {
         let started = Instant::now();
         let counters = &self.shared.counters;
         counters.requests.fetch_add(1, Ordering::Relaxed);
-        let settings = self.settings();
-        let ctx = Self::context(&settings, snapshot, cursor);
-        let route = self.route(&settings, snapshot, cursor, &ctx);
+        let settings = session.completion();
+        let ctx = Self::context(session, snapshot, cursor);
+        let route = self.route(session, snapshot, cursor, &ctx);
         let Some(primary) = route.chain.first() else {
             self.begin(&snapshot.uri, started, None);
             return Err(NoSuggestion::Failed(route.why_empty()));
@@ -386,6 +267,7 @@ impl CompletionEngine {
         let key = cache_key(&primary.name, &ctx);
         let speed = Speed::of(route.expected_answer(), settings.budget);
 
+        lock(&self.shared.cache).resize(settings.cache_entries);
         if let Some(hit) = self.lookup(&key) {
             self.begin(&snapshot.uri, started, None);
             return hit;
@@ -426,7 +308,7 @@ impl CompletionEngine {
                     key,
                     (ctx, related),
                     route,
-                    &settings,
+                    session,
                 )
                 .await?
             }
@@ -439,7 +321,7 @@ impl CompletionEngine {
                     key,
                     (ctx, related),
                     route,
-                    &settings,
+                    session,
                 )
                 .await?
             }
@@ -471,6 +353,7 @@ impl CompletionEngine {
     /// the one just read plus the accepted text.
     pub fn delivered(
         &self,
+        session: &Arc<Session>,
         snapshot: &Snapshot,
         cursor: usize,
         suggestion: &str,
@@ -484,7 +367,7 @@ impl CompletionEngine {
             });
         }
         if let Some(accepted) = snapshot.with_insertion(cursor, suggestion) {
-            self.prefetch(&accepted, cursor + suggestion.len(), related);
+            self.prefetch(session, &accepted, cursor + suggestion.len(), related);
         }
     }
 
@@ -492,7 +375,7 @@ impl CompletionEngine {
     /// document as it is now. If the last suggestion delivered now stands in the text where
     /// it was shown, the one after it is computed if it is not already (the prefetch made at
     /// delivery may have given way to another call).
-    pub fn accepted(&self, snapshot: &Snapshot, related: &[RelatedFile]) {
+    pub fn accepted(&self, session: &Arc<Session>, snapshot: &Snapshot, related: &[RelatedFile]) {
         let shown = lock(&self.shared.docs)
             .get(&snapshot.uri)
             .and_then(|s| s.shown.clone());
@@ -505,7 +388,7 @@ impl CompletionEngine {
             && snapshot.rope.try_byte_to_char(end).is_ok()
             && snapshot.rope.byte_slice(shown.cursor..end) == *shown.text;
         if stands {
-            self.prefetch(snapshot, end, related);
+            self.prefetch(session, snapshot, end, related);
         }
     }
 
@@ -514,33 +397,38 @@ impl CompletionEngine {
     /// it), never while the document has a model call in flight (background work never
     /// delays a request), and giving way to the next call the document needs: the user
     /// typing something else aborts it; typing along the suggestion does not.
-    fn prefetch(&self, snapshot: &Snapshot, cursor: usize, related: &[RelatedFile]) {
-        let settings = self.settings();
-        let ctx = Self::context(&settings, snapshot, cursor);
-        let mut route = self.route(&settings, snapshot, cursor, &ctx);
-        let allowed = settings.config.completion.prefetch;
+    fn prefetch(
+        &self,
+        session: &Arc<Session>,
+        snapshot: &Snapshot,
+        cursor: usize,
+        related: &[RelatedFile],
+    ) {
+        let ctx = Self::context(session, snapshot, cursor);
+        let mut route = self.route(session, snapshot, cursor, &ctx);
+        let allowed = session.completion().prefetch;
         // Only when the model a request there would ask may be asked in the background
         // (a prefetch from another model would be cached under a key no request uses);
         // and a failing prefetch falls back only to models that may be asked too.
         if !route
             .chain
             .first()
-            .is_some_and(|c| allowed.allows(&c.model))
+            .is_some_and(|c| allowed.allows(&c.config))
         {
             return;
         }
-        route.chain.retain(|c| allowed.allows(&c.model));
+        route.chain.retain(|c| allowed.allows(&c.config));
         let key = cache_key(&route.chain[0].name, &ctx);
         if lock(&self.shared.cache).contains(&key) {
             return;
         }
-        let other_files = other_files(related, &settings);
+        let other_files = other_files(related, session);
         self.start(
             &snapshot.uri,
             key,
             (ctx, other_files),
             route,
-            &settings,
+            session,
             Purpose::Prefetch,
         );
     }
@@ -570,7 +458,7 @@ impl CompletionEngine {
         key: CacheKey,
         (ctx, related): (CompletionContext, &[RelatedFile]),
         route: Route,
-        settings: &Arc<Settings>,
+        session: &Arc<Session>,
     ) -> Result<Waiter, NoSuggestion> {
         if call_at > tokio::time::Instant::now() {
             tokio::select! {
@@ -581,13 +469,13 @@ impl CompletionEngine {
                 }
             }
         }
-        let other_files = other_files(related, settings);
+        let other_files = other_files(related, session);
         Ok(self.start(
             uri,
             key,
             (ctx, other_files),
             route,
-            settings,
+            session,
             Purpose::Request,
         ))
     }
@@ -650,7 +538,7 @@ impl CompletionEngine {
         key: CacheKey,
         prompt_input: (CompletionContext, Vec<OtherFile>),
         route: Route,
-        settings: &Arc<Settings>,
+        session: &Arc<Session>,
         purpose: Purpose,
     ) -> Waiter {
         let mut docs = lock(&self.shared.docs);
@@ -710,7 +598,7 @@ impl CompletionEngine {
             key.clone(),
             prompt_input,
             route,
-            settings.clone(),
+            session.clone(),
             (purpose, tx),
         ));
         let waiters = usize::from(purpose == Purpose::Request);
@@ -742,11 +630,11 @@ struct Begun {
 }
 
 /// Other files' context as the providers take it: paths relative to the workspace.
-fn other_files(related: &[RelatedFile], settings: &Settings) -> Vec<OtherFile> {
+fn other_files(related: &[RelatedFile], session: &Session) -> Vec<OtherFile> {
     related
         .iter()
         .map(|f| OtherFile {
-            name: relative_path(&f.uri, settings.workspace_root.as_deref()),
+            name: session.display_path(&path_of_uri(&f.uri)),
             text: Arc::clone(&f.outline),
         })
         .collect()
@@ -754,7 +642,7 @@ fn other_files(related: &[RelatedFile], settings: &Settings) -> Vec<OtherFile> {
 
 /// The models one request will try, and why.
 struct Route {
-    chain: Vec<Candidate>,
+    chain: Vec<Model>,
     decision: Decision,
 }
 
@@ -795,119 +683,40 @@ impl Route {
 }
 
 impl CompletionEngine {
-    /// Routes one completion request: rules (when some apply to completion, on the
-    /// features of the enclosing target), privacy, health, context-window fit.
+    /// Routes one completion request through the one routing input: rules (when some apply
+    /// to completion, on the features of the enclosing target), privacy, budget, health,
+    /// context-window fit.
     fn route(
         &self,
-        settings: &Settings,
+        session: &Session,
         snapshot: &Snapshot,
         cursor: usize,
         ctx: &CompletionContext,
     ) -> Route {
-        let features = if settings.rules_apply {
-            let target = enclosing_target(
-                &snapshot.rope,
-                snapshot.tree.as_ref(),
-                snapshot.language,
-                cursor,
-            );
-            snapshot.features(&target)
-        } else {
-            Features::at_cursor(snapshot.language)
-        };
-        let path = path_of_uri(&snapshot.uri);
-        let prompt_chars = ctx.prefix.len()
-            + ctx.suffix.len()
-            + ctx.imports.iter().map(|l| l.len() + 1).sum::<usize>();
-        let prompt_tokens = (prompt_chars / CHARS_PER_TOKEN) as u32;
-        // With redaction on, secrets are masked before a cloud call; with it off, finding
-        // any keeps the request on local models.
-        let secrets_found = if settings.any_cloud {
-            secrets_to_route(&settings.config.privacy, || {
-                ctx.imports
-                    .iter()
-                    .map(|l| contains_secrets(l))
-                    .sum::<usize>()
-                    + contains_secrets(&ctx.prefix)
-                    + contains_secrets(&ctx.suffix)
-            })
-        } else {
-            0
-        };
-        let request = RouteRequest {
-            task: TASK,
-            features: &features,
-            path: &path,
-            workspace_root: settings.workspace_root.as_deref(),
-            secrets_found,
-            prompt_tokens,
-        };
-        let state = RouteState {
-            models: self.shared.health.snapshot(Instant::now()),
-            spent_today_usd: self.shared.providers.spent_today_usd(),
-        };
-        let decision = settings.router.decide(&request, &state);
+        let input = RouteInput::for_completion(session, snapshot, cursor, ctx);
+        let decision = input.decide(session, &self.shared.health, &self.shared.providers);
         if decision.candidates.iter().any(|v| v.demoted) {
             tracing::debug!(
                 "completion routed by speed: {}",
                 decision.explain().trim_end()
             );
         }
-        if decision.budget_exhausted && !self.shared.budget_noticed.swap(true, Ordering::Relaxed) {
-            let limit = settings.config.budget.daily_usd.unwrap_or_default();
-            *lock(&self.shared.budget_notice) = Some(format!(
-                "Pilotfish: today's budget of ${limit:.2} is spent; cloud models are skipped until tomorrow (UTC)."
-            ));
+        if decision.budget_exhausted {
+            self.shared.budget_exhausted.store(true, Ordering::Relaxed);
         }
-        let chain = decision
-            .chain()
-            .filter_map(|name| settings.candidates.get(name).cloned())
-            .collect();
-        Route { chain, decision }
+        Route {
+            chain: session.chain(&decision),
+            decision,
+        }
     }
-}
 
-impl CompletionEngine {
     /// The routing decision a completion request at `cursor` would get now, without calling
     /// a model: the same context window, prompt size, secrets check and filters as
     /// [`CompletionEngine::complete`] (for `pilotfish route --task complete`).
-    pub fn decide(&self, snapshot: &Snapshot, cursor: usize) -> Decision {
-        let settings = self.settings();
-        let ctx = Self::context(&settings, snapshot, cursor);
-        self.route(&settings, snapshot, cursor, &ctx).decision
+    pub fn decide(&self, session: &Session, snapshot: &Snapshot, cursor: usize) -> Decision {
+        let ctx = Self::context(session, snapshot, cursor);
+        self.route(session, snapshot, cursor, &ctx).decision
     }
-}
-
-/// The file path inside a `file://` URI (percent-decoded); other URIs are returned as is.
-pub fn path_of_uri(uri: &str) -> String {
-    let Some(rest) = uri.strip_prefix("file://") else {
-        return uri.to_string();
-    };
-    let bytes = rest.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// A document's path for the model: relative to the workspace root when inside it.
-fn relative_path(uri: &str, workspace_root: Option<&str>) -> String {
-    let path = path_of_uri(uri);
-    workspace_root
-        .and_then(|root| path.strip_prefix(root))
-        .and_then(|rest| rest.strip_prefix('/'))
-        .map_or_else(|| path.clone(), str::to_string)
 }
 
 /// Resolves once a request newer than `seq` exists (or the document is gone).
@@ -953,7 +762,7 @@ async fn run_flight(
     key: CacheKey,
     (ctx, other_files): (CompletionContext, Vec<OtherFile>),
     route: Route,
-    settings: Arc<Settings>,
+    session: Arc<Session>,
     (purpose, tx): (
         Purpose,
         watch::Sender<Option<Result<CachedSuggestion, String>>>,
@@ -962,17 +771,17 @@ async fn run_flight(
     let chain: Vec<_> = route
         .chain
         .iter()
-        .map(|c| (c.name.clone(), c.model.clone()))
+        .map(|m| (m.name.clone(), m.config.clone()))
         .collect();
     let fim_of = |name: &str| {
         route
             .chain
             .iter()
-            .find(|c| &*c.name == name)
-            .and_then(|c| c.fim)
+            .find(|m| &*m.name == name)
+            .and_then(|m| m.fim)
     };
-    let budget = settings.budget;
-    let redact_before_cloud = settings.config.privacy.redact_secrets;
+    let budget = session.completion().budget;
+    let redact_before_cloud = session.config().privacy.redact_secrets;
     let started = Instant::now();
     // A completion never waits for a retry: a failed call falls through to the next
     // endpoint or model at once. A call may run on past the budget (up to the model's
@@ -981,9 +790,9 @@ async fn run_flight(
         + route
             .chain
             .iter()
-            .map(|c| Duration::from_millis(c.model.timeout_ms))
+            .map(|m| Duration::from_millis(m.config.timeout_ms))
             .max()
-            .unwrap_or(settings.budget);
+            .unwrap_or(budget);
     let providers = &engine.shared.providers;
     let run = run_chain(
         &engine.shared.health,
@@ -1119,19 +928,5 @@ impl Drop for Waiter {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_of_uris() {
-        assert_eq!(path_of_uri("file:///home/a%20b/x.rs"), "/home/a b/x.rs");
-        assert_eq!(path_of_uri("file:///t/%E6%97%A5.py"), "/t/日.py");
-        assert_eq!(path_of_uri("file:///t/100%"), "/t/100%");
-        assert_eq!(path_of_uri("file:///t/%zz"), "/t/%zz");
-        assert_eq!(path_of_uri("untitled:1"), "untitled:1");
     }
 }

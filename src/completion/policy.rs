@@ -23,9 +23,10 @@ pub const SLOW_MODEL_DEBOUNCE: Duration = Duration::from_millis(250);
 pub enum Speed {
     /// Expected to answer inside the budget (its measured average).
     Fast(Duration),
-    /// Expected to answer after the budget, or not measured yet (the first calls measure
-    /// it; until then it is treated as the CPU model most users run).
+    /// Expected to answer after the budget.
     Slow,
+    /// No call to it answered yet.
+    Unknown,
 }
 
 impl Speed {
@@ -34,7 +35,8 @@ impl Speed {
     pub fn of(expected: Option<Duration>, budget: Duration) -> Speed {
         match expected {
             Some(e) if e <= budget => Speed::Fast(e),
-            _ => Speed::Slow,
+            Some(_) => Speed::Slow,
+            None => Speed::Unknown,
         }
     }
 }
@@ -48,6 +50,8 @@ impl Speed {
 /// - A slow model: always [`SLOW_MODEL_DEBOUNCE`], or 1.5 × the rhythm when longer (capped
 ///   at [`PAUSE`]): the call starts once the user has paused, and keystrokes inside a burst
 ///   start none.
+/// - A model not measured yet: as a fast one, without the budget's cap; its first answer
+///   tells which it is.
 pub fn debounce(
     gap: Option<Duration>,
     rhythm: Option<Duration>,
@@ -57,17 +61,13 @@ pub fn debounce(
 ) -> Duration {
     let in_burst = gap.is_some_and(|g| g < PAUSE);
     let burst = rhythm.map_or(floor, |r| r * 3 / 2);
+    let wanted = burst.clamp(floor, MAX_DEBOUNCE.max(floor));
     match speed {
-        Speed::Fast(expected) => {
-            if !in_burst {
-                return Duration::ZERO;
-            }
-            let wanted = burst.clamp(floor, MAX_DEBOUNCE.max(floor));
-            // A quarter of the expected time as margin for the model's variation.
-            let room = budget.saturating_sub(expected + expected / 4);
-            wanted.min(room)
-        }
         Speed::Slow => burst.clamp(SLOW_MODEL_DEBOUNCE, PAUSE),
+        _ if !in_burst => Duration::ZERO,
+        // A quarter of the expected time as margin for the model's variation.
+        Speed::Fast(expected) => wanted.min(budget.saturating_sub(expected + expected / 4)),
+        Speed::Unknown => wanted,
     }
 }
 
@@ -104,9 +104,10 @@ pub fn serves(flight: &CacheKey, request: &CacheKey) -> Serves {
 /// with a call of its own. A fast model's call is replaced: the new one answers within the
 /// budget, and aborting the old keeps a burst to a few calls. A slow model's call is kept:
 /// replacing it at every keystroke would mean that no call ever finishes while the user
-/// types, and its answer often serves what they typed since.
+/// types, and its answer often serves what they typed since. So is a call to a model not
+/// measured yet: were it slow, aborting would keep it from ever being measured.
 pub fn keep_typed_along(speed: Speed) -> bool {
-    matches!(speed, Speed::Slow)
+    !matches!(speed, Speed::Fast(_))
 }
 
 #[cfg(test)]
@@ -135,6 +136,10 @@ mod tests {
             (Some(ms(10)), Some(ms(10)), Speed::Fast(ms(20)), ms(25)),
             // A model that takes the whole budget: no debounce at all.
             (Some(ms(70)), Some(ms(70)), Speed::Fast(ms(95)), ms(0)),
+            // A model not measured yet: the fast rule without the budget's cap.
+            (None, None, Speed::Unknown, ms(0)),
+            (Some(ms(70)), Some(ms(70)), Speed::Unknown, ms(105)),
+            (Some(ms(200)), Some(ms(200)), Speed::Unknown, ms(150)),
             // A slow model: always the slow debounce, longer for a slow rhythm, capped.
             (None, None, Speed::Slow, ms(250)),
             (Some(ms(900)), Some(ms(70)), Speed::Slow, ms(250)),
@@ -153,10 +158,11 @@ mod tests {
 
     #[test]
     fn speed_against_the_budget() {
-        assert_eq!(Speed::of(None, ms(100)), Speed::Slow);
+        assert_eq!(Speed::of(None, ms(100)), Speed::Unknown);
         assert_eq!(Speed::of(Some(ms(100)), ms(100)), Speed::Fast(ms(100)));
         assert_eq!(Speed::of(Some(ms(101)), ms(100)), Speed::Slow);
         assert!(keep_typed_along(Speed::Slow));
+        assert!(keep_typed_along(Speed::Unknown));
         assert!(!keep_typed_along(Speed::Fast(ms(20))));
     }
 
