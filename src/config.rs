@@ -258,6 +258,9 @@ pub struct CompletionConfig {
     pub cache_entries: usize,
     #[serde(default)]
     pub multiline: MultilineSetting,
+    /// Which models may be asked in the background for the suggestion after the shown one.
+    #[serde(default)]
+    pub prefetch: PrefetchSetting,
 }
 
 fn default_budget_ms() -> u64 {
@@ -277,6 +280,7 @@ impl Default for CompletionConfig {
             debounce_ms: default_debounce_ms(),
             cache_entries: default_cache_entries(),
             multiline: MultilineSetting::default(),
+            prefetch: PrefetchSetting::default(),
         }
     }
 }
@@ -288,6 +292,29 @@ pub enum MultilineSetting {
     Auto,
     Always,
     Never,
+}
+
+/// Background model calls for the suggestion that follows the shown one: they cost a cloud
+/// model money, so by default only local models make them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrefetchSetting {
+    Off,
+    #[default]
+    Local,
+    /// Cloud models too.
+    All,
+}
+
+impl PrefetchSetting {
+    /// Whether `model` may be asked in the background.
+    pub fn allows(self, model: &ModelConfig) -> bool {
+        match self {
+            PrefetchSetting::Off => false,
+            PrefetchSetting::Local => model.is_local(),
+            PrefetchSetting::All => true,
+        }
+    }
 }
 
 impl From<MultilineSetting> for MultilinePolicy {

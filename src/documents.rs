@@ -93,6 +93,49 @@ impl Snapshot {
         }
     }
 
+    /// The document as it would be with `text` inserted at byte `at` (as when the user
+    /// accepts a suggestion there): a new rope, and the tree edited and reparsed
+    /// incrementally (for a file too big to reparse on the spot, edited only). None when
+    /// `at` is not a char boundary of the text. The live document is untouched.
+    pub fn with_insertion(&self, at: usize, text: &str) -> Option<Snapshot> {
+        let at_char = self.rope.try_byte_to_char(at).ok()?;
+        if self.rope.try_char_to_byte(at_char).ok()? != at {
+            return None;
+        }
+        let mut rope = self.rope.clone();
+        let start_position = ts_point(&rope, at);
+        rope.insert(at_char, text);
+        let new_end_byte = at + text.len();
+        let mut tree = self.tree.clone();
+        let mut fresh = self.tree_is_fresh;
+        if let Some(tree) = tree.as_mut() {
+            tree.edit(&InputEdit {
+                start_byte: at,
+                old_end_byte: at,
+                new_end_byte,
+                start_position,
+                old_end_position: start_position,
+                new_end_position: ts_point(&rope, new_end_byte),
+            });
+        }
+        if rope.len_bytes() <= SYNC_REPARSE_BYTES {
+            if let Some(mut parser) = parser_for(self.language) {
+                tree = reparse(&mut parser, &rope, tree.as_ref());
+            }
+        } else {
+            fresh = false;
+        }
+        Some(Snapshot {
+            uri: self.uri.clone(),
+            language: self.language,
+            version: self.version,
+            rope,
+            tree,
+            tree_is_fresh: fresh,
+            features_memo: Arc::clone(&self.features_memo),
+        })
+    }
+
     /// Fills the features memo with the whole document, so that the first routing decision
     /// on any of its functions finds it there. Takes milliseconds on a big file: run it off
     /// the request path.
@@ -596,6 +639,33 @@ mod tests {
             fresh.root_node().to_sexp()
         );
         assert_eq!(snap.version, 4);
+    }
+
+    /// A snapshot with a suggestion inserted is what the editor's document becomes when the
+    /// user accepts it: the same text, and the tree of a fresh parse; the live document
+    /// stays as it was.
+    #[test]
+    fn a_snapshot_with_an_insertion_matches_the_accepted_document() {
+        let mut docs = Documents::default();
+        let src = "def f(a😀):\n    return \n";
+        docs.open_parsed("u", Language::Python, 1, src);
+        let snap = docs.snapshot("u").unwrap();
+        let at = src.find("return ").unwrap() + "return ".len();
+        let accepted = snap.with_insertion(at, "a + 1\n    # 日本").unwrap();
+        let text = accepted.rope.to_string();
+        assert_eq!(text, "def f(a😀):\n    return a + 1\n    # 日本\n");
+        let fresh = crate::syntax::parse(Language::Python, &text).unwrap();
+        assert_eq!(
+            accepted.tree.unwrap().root_node().to_sexp(),
+            fresh.root_node().to_sexp()
+        );
+        assert!(accepted.tree_is_fresh);
+        assert_eq!(docs.snapshot("u").unwrap().rope.to_string(), src);
+        // Inside a multi-byte character, or past the end: no snapshot.
+        let inside_emoji = src.find('😀').unwrap() + 1;
+        assert!(snap.with_insertion(inside_emoji, "x").is_none());
+        assert!(snap.with_insertion(src.len() + 1, "x").is_none());
+        assert!(snap.with_insertion(src.len(), "x").is_some());
     }
 
     #[test]

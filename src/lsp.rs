@@ -341,11 +341,7 @@ impl Backend {
         let (snapshot, related) = {
             let mut docs = lock(&self.documents);
             let snapshot = docs.snapshot(uri.as_str()).map_err(invalid_params)?;
-            let related = if session.completion().takes_other_files {
-                docs.related_files(uri.as_str(), RELATED_FILES, RELATED_FILE_CHARS)
-            } else {
-                Vec::new()
-            };
+            let related = related_files(&session, &mut docs, uri.as_str());
             (snapshot, related)
         };
         let cursor = position::to_byte(&snapshot.rope, to_line_col(pos), self.encoding())
@@ -365,6 +361,8 @@ impl Backend {
                 if s.source == crate::completion::Source::Model {
                     self.told_unreachable.store(false, Ordering::SeqCst);
                 }
+                self.engine
+                    .delivered(&session, &snapshot, cursor, &s.text, &related);
                 Ok(Some((s, pos)))
             }
             Ok(_) => {
@@ -389,6 +387,24 @@ impl Backend {
                 Ok(None)
             }
         }
+    }
+
+    /// The user accepted a suggestion in the document the command's arguments name: the
+    /// engine makes sure the next one is on its way.
+    fn accepted(&self, args: &Value) {
+        let Some(uri) = args.pointer("/0/uri").and_then(Value::as_str) else {
+            return;
+        };
+        let session = self.session();
+        let (snapshot, related) = {
+            let mut docs = lock(&self.documents);
+            let Ok(snapshot) = docs.snapshot(uri) else {
+                return;
+            };
+            let related = related_files(&session, &mut docs, uri);
+            (snapshot, related)
+        };
+        self.engine.accepted(&session, &snapshot, &related);
     }
 
     /// `initialize`: negotiates the position encoding, records the client's capabilities,
@@ -483,7 +499,7 @@ impl Backend {
                     start: pos,
                     end: pos,
                 }),
-                command: Some(accept_command(&s)),
+                command: Some(accept_command(&tdp.text_document.uri, &s)),
                 insert_text_format: Some(InsertTextFormat::PLAIN_TEXT),
             };
             Ok(Some(InlineCompletionResponse::List(InlineCompletionList {
@@ -527,13 +543,29 @@ async fn probe_local_models(shared: Arc<SharedSession>, providers: Providers, he
     }
 }
 
-fn accept_command(s: &Suggestion) -> Command {
+/// Other open files' context for a completion in `uri`, when some model takes it.
+fn related_files(
+    session: &Session,
+    docs: &mut Documents,
+    uri: &str,
+) -> Vec<crate::documents::RelatedFile> {
+    if session.completion().takes_other_files {
+        docs.related_files(uri, RELATED_FILES, RELATED_FILE_CHARS)
+    } else {
+        Vec::new()
+    }
+}
+
+fn accept_command(uri: &Uri, s: &Suggestion) -> Command {
     Command {
         title: "Pilotfish: accept suggestion".into(),
         command: ACCEPT_COMMAND.into(),
-        arguments: Some(vec![
-            json!({ "model": &*s.model, "source": s.source.name(), "chars": s.text.chars().count() }),
-        ]),
+        arguments: Some(vec![json!({
+            "uri": uri.as_str(),
+            "model": &*s.model,
+            "source": s.source.name(),
+            "chars": s.text.chars().count(),
+        })]),
     }
 }
 
@@ -730,7 +762,7 @@ impl LanguageServer for Backend {
                     },
                     new_text: full,
                 })),
-                command: Some(accept_command(&s)),
+                command: Some(accept_command(&uri, &s)),
                 ..Default::default()
             };
             Ok(Some(CompletionResponse::List(CompletionList {
@@ -751,6 +783,7 @@ impl LanguageServer for Backend {
                 ACCEPT_COMMAND => {
                     let args = Value::Array(params.arguments);
                     tracing::info!(%args, "suggestion accepted");
+                    self.accepted(&args);
                     Ok(None)
                 }
                 action if actions::COMMANDS.contains(&action) => {

@@ -14,7 +14,9 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crate::config::{Config, ConfigError, LoadedConfig, ModelConfig, Origin, Provider};
+use crate::config::{
+    Config, ConfigError, LoadedConfig, ModelConfig, Origin, PrefetchSetting, Provider,
+};
 use crate::prompt::Fim;
 use crate::router::{Decision, Router};
 use crate::sync::{read, write};
@@ -37,7 +39,8 @@ pub struct Model {
 /// What the completion path reads on every request.
 #[derive(Debug, Clone)]
 pub struct CompletionSettings {
-    /// Answer within this, or answer empty.
+    /// What the path aims for: models measured inside it are preferred, and the debounce
+    /// never pushes one that can make it past it. A slower model still answers, late.
     pub budget: Duration,
     /// The floor of the adaptive debounce.
     pub debounce_floor: Duration,
@@ -52,6 +55,8 @@ pub struct CompletionSettings {
     /// Whether some model takes other files' context (a local llama.cpp `/infill`): only
     /// then is it gathered.
     pub takes_other_files: bool,
+    /// Which models may be asked in the background for the suggestion after the shown one.
+    pub prefetch: PrefetchSetting,
 }
 
 /// One compiled configuration. Immutable: a change makes a new one.
@@ -104,6 +109,7 @@ impl Session {
             takes_other_files: models
                 .values()
                 .any(|m| m.config.provider == Provider::Llamacpp && m.config.is_local()),
+            prefetch: c.prefetch,
         };
         Ok(Session {
             loaded,

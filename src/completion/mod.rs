@@ -1,11 +1,22 @@
-//! The completion path, from a snapshot and a cursor to a suggestion, within a deadline:
-//! context → cache (exact, then typed-ahead) → adaptive debounce → one model call in flight
-//! per document (joined by identical requests, aborted when no request wants it any more)
-//! → post-processing → cache. A newer request for the same document supersedes the older
-//! ones, which are answered empty at once. Past the budget the answer is empty, and the
-//! model call goes on to fill the cache. Every request reads the session it is given (models,
-//! settings, router) and routes through [`RouteInput`]; the engine keeps no configuration of
-//! its own. Knows nothing of LSP.
+//! The completion path, from a snapshot and a cursor to a suggestion: context → cache
+//! (exact, then typed-ahead) → debounce → one model call in flight per document → post-
+//! processing → cache. Knows nothing of LSP.
+//!
+//! - A newer request for the same document supersedes the older ones, which are answered
+//!   empty at once. The newest waits for its model as long as it takes (up to the model's
+//!   timeout): a model slower than `completion.budget_ms` still gets its suggestion to the
+//!   user, unless they type on or move away.
+//! - The budget is what the path aims for: the router prefers models measured inside it, and
+//!   the debounce never pushes a model that can make it past it ([`policy`]).
+//! - A model call is joined by identical requests, and — when the model is slower than the
+//!   budget — by requests that only typed on at its end, whose answer it may give through
+//!   typed-ahead reuse; otherwise it is aborted as soon as no request wants it.
+//! - After a suggestion is shown, the one for the place after accepting it is computed in
+//!   the background ([`CompletionEngine::prefetch_after`]), on local models only unless the
+//!   config says otherwise; it gives way to any request for something else.
+//!
+//! Every request reads the session it is given (models, settings, router) and routes
+//! through [`RouteInput`]; the engine keeps no configuration of its own.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,11 +38,10 @@ use crate::session::{Model, Session};
 use crate::sync::lock;
 use crate::syntax::context::{CompletionContext, ContextBudget, extract};
 
-/// A gap between two requests longer than this ends a typing burst: the next request goes
-/// to the model at once.
-const PAUSE: Duration = Duration::from_millis(400);
-/// The debounce never waits longer than this, however slow the rhythm.
-const MAX_DEBOUNCE: Duration = Duration::from_millis(150);
+mod policy;
+
+use policy::{Serves, Speed};
+
 /// Single-line suggestions need few tokens; asking for fewer bounds the worst case.
 const SINGLE_LINE_MAX_TOKENS: u32 = 64;
 /// A multi-line suggestion is a block, not a file: longer ones are rarely kept and, on a
@@ -70,8 +80,6 @@ pub struct Suggestion {
 pub enum NoSuggestion {
     /// A newer request for the same document arrived.
     Superseded,
-    /// The budget ran out before the model answered (its answer will still be cached).
-    Deadline,
     /// The model answered, but nothing worth showing.
     Nothing,
     /// Every model in the chain failed; one clear line saying why.
@@ -89,7 +97,12 @@ pub struct Counters {
     pub cache_hits: AtomicU64,
     pub typed_ahead_hits: AtomicU64,
     pub superseded: AtomicU64,
-    pub deadline_exceeded: AtomicU64,
+    /// Requests answered by the model after the budget.
+    pub late: AtomicU64,
+    /// Requests that waited on a call they typed along (a slow model's).
+    pub typed_along: AtomicU64,
+    /// Model calls made in the background for the place after accepting a suggestion.
+    pub prefetches: AtomicU64,
 }
 
 /// Per-document request state.
@@ -101,17 +114,36 @@ struct DocState {
     /// Smoothed gap between requests during the current burst.
     rhythm: Option<Duration>,
     inflight: Option<Arc<Flight>>,
+    /// The last suggestion delivered, to recognise its acceptance.
+    shown: Option<Shown>,
 }
 
-/// One model call in flight, shared by every request with the same key.
+/// A suggestion delivered to the editor.
+#[derive(Debug, Clone)]
+struct Shown {
+    version: i32,
+    /// Byte offset of the cursor it was shown at.
+    cursor: usize,
+    text: Arc<str>,
+}
+
+/// One model call in flight, shared by every request it can serve.
 struct Flight {
     key: CacheKey,
     result: watch::Receiver<Option<Result<CachedSuggestion, String>>>,
     abort: tokio::task::AbortHandle,
     /// Requests waiting on it; guarded by the `docs` lock.
     waiters: std::sync::atomic::AtomicUsize,
-    /// Set when a request gave up at its deadline: the call then runs on to fill the cache.
-    detached: std::sync::atomic::AtomicBool,
+}
+
+/// Why a model call was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// For a request: aborted when no request waits on it any more.
+    Request,
+    /// In the background, for the place after accepting a shown suggestion: runs with no
+    /// request waiting, and gives way to the next call the document needs.
+    Prefetch,
 }
 
 struct Shared {
@@ -211,6 +243,10 @@ impl CompletionEngine {
     /// Answers one completion request at `cursor` (a byte offset into the snapshot).
     /// `related` is context from the user's other open files: it goes to local models that
     /// have a place for it (llama.cpp's `input_extra`), never to a cloud model.
+    ///
+    /// The request waits for its model as long as it is the document's newest: a model
+    /// slower than the budget still gets its suggestion to the user, and a newer request
+    /// (the user typed on or moved) ends it at once, empty.
     pub async fn complete(
         &self,
         session: &Arc<Session>,
@@ -222,56 +258,75 @@ impl CompletionEngine {
         let counters = &self.shared.counters;
         counters.requests.fetch_add(1, Ordering::Relaxed);
         let settings = session.completion();
-        let (seq, mut latest, debounce) =
-            self.begin(&snapshot.uri, started, settings.debounce_floor);
-
         let ctx = Self::context(session, snapshot, cursor);
         let route = self.route(session, snapshot, cursor, &ctx);
         let Some(primary) = route.chain.first() else {
+            self.begin(&snapshot.uri, started, None);
             return Err(NoSuggestion::Failed(route.why_empty()));
         };
         let key = cache_key(&primary.name, &ctx);
+        let speed = Speed::of(route.expected_answer(), settings.budget);
 
-        let cached = {
-            let mut cache = lock(&self.shared.cache);
-            cache.resize(settings.cache_entries);
-            match cache.lookup(&key) {
-                Some(hit) => Some((hit, Source::Cache)),
-                None => cache
-                    .lookup_typed_ahead(&key)
-                    .map(|hit| (hit, Source::TypedAhead)),
+        lock(&self.shared.cache).resize(settings.cache_entries);
+        if let Some(hit) = self.lookup(&key) {
+            self.begin(&snapshot.uri, started, None);
+            return hit;
+        }
+        let begun = self.begin(&snapshot.uri, started, Some((&key, speed)));
+        let (seq, mut latest) = (begun.seq, begun.latest);
+        let debounce = policy::debounce(
+            begun.gap,
+            begun.rhythm,
+            settings.debounce_floor,
+            settings.budget,
+            speed,
+        );
+        let call_at = tokio::time::Instant::from_std(started + debounce);
+
+        let waiter = match begun.joined {
+            Some((waiter, Serves::Same)) => waiter,
+            Some((waiter, _)) => {
+                // A call this request typed along: its answer may serve what was typed
+                // since, through typed-ahead reuse. Wait for it rather than replace it.
+                counters.typed_along.fetch_add(1, Ordering::Relaxed);
+                tokio::select! {
+                    _ = waiter.result() => {}
+                    _ = superseded(&mut latest, seq) => {
+                        counters.superseded.fetch_add(1, Ordering::Relaxed);
+                        return Err(NoSuggestion::Superseded);
+                    }
+                }
+                drop(waiter);
+                if let Some(hit) = self.lookup(&key) {
+                    return hit;
+                }
+                self.call_after(
+                    call_at,
+                    &mut latest,
+                    seq,
+                    &snapshot.uri,
+                    key,
+                    (ctx, related),
+                    route,
+                    session,
+                )
+                .await?
+            }
+            None => {
+                self.call_after(
+                    call_at,
+                    &mut latest,
+                    seq,
+                    &snapshot.uri,
+                    key,
+                    (ctx, related),
+                    route,
+                    session,
+                )
+                .await?
             }
         };
-        if let Some((hit, source)) = cached {
-            let counter = if source == Source::Cache {
-                &counters.cache_hits
-            } else {
-                &counters.typed_ahead_hits
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-            return into_outcome(hit, source);
-        }
-
-        if !debounce.is_zero() {
-            tokio::select! {
-                _ = tokio::time::sleep(debounce) => {}
-                _ = superseded(&mut latest, seq) => {
-                    counters.superseded.fetch_add(1, Ordering::Relaxed);
-                    return Err(NoSuggestion::Superseded);
-                }
-            }
-        }
-
-        let other_files = related
-            .iter()
-            .map(|f| OtherFile {
-                name: session.display_path(&path_of_uri(&f.uri)),
-                text: Arc::clone(&f.outline),
-            })
-            .collect();
-        let waiter = self.join_or_start(&snapshot.uri, key, (ctx, other_files), route, session);
-        let deadline = tokio::time::Instant::from_std(started + settings.budget);
-        tokio::select! {
+        let outcome = tokio::select! {
             result = waiter.result() => match result {
                 Some(Ok(hit)) => into_outcome(hit, Source::Model),
                 Some(Err(message)) => Err(NoSuggestion::Failed(message)),
@@ -284,56 +339,207 @@ impl CompletionEngine {
                 counters.superseded.fetch_add(1, Ordering::Relaxed);
                 Err(NoSuggestion::Superseded)
             }
-            _ = tokio::time::sleep_until(deadline) => {
-                waiter.detach();
-                counters.deadline_exceeded.fetch_add(1, Ordering::Relaxed);
-                Err(NoSuggestion::Deadline)
-            }
+        };
+        if outcome.is_ok() && started.elapsed() > settings.budget {
+            counters.late.fetch_add(1, Ordering::Relaxed);
+        }
+        outcome
+    }
+
+    /// Tells the engine that `suggestion` reached the editor for `cursor` of `snapshot`: it
+    /// remembers it (to recognise its acceptance) and computes, in the background, the
+    /// suggestion for the place after accepting it, so that accepting brings the next one
+    /// from the cache. For a local llama.cpp-style server this is nearly free: the prompt is
+    /// the one just read plus the accepted text.
+    pub fn delivered(
+        &self,
+        session: &Arc<Session>,
+        snapshot: &Snapshot,
+        cursor: usize,
+        suggestion: &str,
+        related: &[RelatedFile],
+    ) {
+        if let Some(state) = lock(&self.shared.docs).get_mut(&snapshot.uri) {
+            state.shown = Some(Shown {
+                version: snapshot.version,
+                cursor,
+                text: suggestion.into(),
+            });
+        }
+        if let Some(accepted) = snapshot.with_insertion(cursor, suggestion) {
+            self.prefetch(session, &accepted, cursor + suggestion.len(), related);
         }
     }
 
-    /// Registers a request: supersedes the older ones for the document and decides how long
-    /// to debounce (nothing after a pause; during a burst, a bit more than the rhythm).
-    fn begin(
+    /// Tells the engine that the user accepted a suggestion (`pilotfish.accept`), with the
+    /// document as it is now. If the last suggestion delivered now stands in the text where
+    /// it was shown, the one after it is computed if it is not already (the prefetch made at
+    /// delivery may have given way to another call).
+    pub fn accepted(&self, session: &Arc<Session>, snapshot: &Snapshot, related: &[RelatedFile]) {
+        let shown = lock(&self.shared.docs)
+            .get(&snapshot.uri)
+            .and_then(|s| s.shown.clone());
+        let Some(shown) = shown.filter(|s| s.version < snapshot.version) else {
+            return;
+        };
+        let end = shown.cursor + shown.text.len();
+        let stands = end <= snapshot.rope.len_bytes()
+            && snapshot.rope.try_byte_to_char(shown.cursor).is_ok()
+            && snapshot.rope.try_byte_to_char(end).is_ok()
+            && snapshot.rope.byte_slice(shown.cursor..end) == *shown.text;
+        if stands {
+            self.prefetch(session, snapshot, end, related);
+        }
+    }
+
+    /// Computes the suggestion at `cursor` of `snapshot` in the background — only on models
+    /// `completion.prefetch` allows (local ones by default: a cloud model would charge for
+    /// it), never while the document has a model call in flight (background work never
+    /// delays a request), and giving way to the next call the document needs: the user
+    /// typing something else aborts it; typing along the suggestion does not.
+    fn prefetch(
         &self,
+        session: &Arc<Session>,
+        snapshot: &Snapshot,
+        cursor: usize,
+        related: &[RelatedFile],
+    ) {
+        let ctx = Self::context(session, snapshot, cursor);
+        let mut route = self.route(session, snapshot, cursor, &ctx);
+        let allowed = session.completion().prefetch;
+        // Only when the model a request there would ask may be asked in the background
+        // (a prefetch from another model would be cached under a key no request uses);
+        // and a failing prefetch falls back only to models that may be asked too.
+        if !route
+            .chain
+            .first()
+            .is_some_and(|c| allowed.allows(&c.config))
+        {
+            return;
+        }
+        route.chain.retain(|c| allowed.allows(&c.config));
+        let key = cache_key(&route.chain[0].name, &ctx);
+        if lock(&self.shared.cache).contains(&key) {
+            return;
+        }
+        let other_files = other_files(related, session);
+        self.start(
+            &snapshot.uri,
+            key,
+            (ctx, other_files),
+            route,
+            session,
+            Purpose::Prefetch,
+        );
+    }
+
+    /// The cached answer for `key`, exact or typed-ahead, as an outcome.
+    fn lookup(&self, key: &CacheKey) -> Option<Outcome> {
+        let counters = &self.shared.counters;
+        let mut cache = lock(&self.shared.cache);
+        if let Some(hit) = cache.lookup(key) {
+            counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return Some(into_outcome(hit, Source::Cache));
+        }
+        let hit = cache.lookup_typed_ahead(key)?;
+        counters.typed_ahead_hits.fetch_add(1, Ordering::Relaxed);
+        Some(into_outcome(hit, Source::TypedAhead))
+    }
+
+    /// Waits out the debounce (until `call_at`), then calls the model for `key`, unless a
+    /// newer request came meanwhile.
+    #[allow(clippy::too_many_arguments)]
+    async fn call_after(
+        &self,
+        call_at: tokio::time::Instant,
+        latest: &mut watch::Receiver<u64>,
+        seq: u64,
         uri: &Arc<str>,
-        now: Instant,
-        floor: Duration,
-    ) -> (u64, watch::Receiver<u64>, Duration) {
+        key: CacheKey,
+        (ctx, related): (CompletionContext, &[RelatedFile]),
+        route: Route,
+        session: &Arc<Session>,
+    ) -> Result<Waiter, NoSuggestion> {
+        if call_at > tokio::time::Instant::now() {
+            tokio::select! {
+                _ = tokio::time::sleep_until(call_at) => {}
+                _ = superseded(latest, seq) => {
+                    self.shared.counters.superseded.fetch_add(1, Ordering::Relaxed);
+                    return Err(NoSuggestion::Superseded);
+                }
+            }
+        }
+        let other_files = other_files(related, session);
+        Ok(self.start(
+            uri,
+            key,
+            (ctx, other_files),
+            route,
+            session,
+            Purpose::Request,
+        ))
+    }
+
+    /// Registers a request: supersedes the older ones for the document, measures the typing
+    /// rhythm, and — when `claim` names the request's key — joins the document's model call
+    /// in flight if it can serve the request (the same prompt, or one the request typed
+    /// along while the model is slow). Joining here, before the superseded request lets go
+    /// of the call, keeps the call alive across the hand-over.
+    fn begin(&self, uri: &Arc<str>, now: Instant, claim: Option<(&CacheKey, Speed)>) -> Begun {
         let mut docs = lock(&self.shared.docs);
         let state = docs.entry(uri.clone()).or_insert_with(|| DocState {
             latest: watch::channel(0).0,
             last_request: None,
             rhythm: None,
             inflight: None,
+            shown: None,
         });
         let seq = *state.latest.borrow() + 1;
         state.latest.send_replace(seq);
         let gap = state.last_request.map(|t| now.saturating_duration_since(t));
         state.last_request = Some(now);
-        let debounce = match gap {
-            Some(gap) if gap < PAUSE => {
-                let rhythm = state.rhythm.map_or(gap, |r| (r + gap) / 2);
-                state.rhythm = Some(rhythm);
-                (rhythm * 3 / 2).clamp(floor, MAX_DEBOUNCE.max(floor))
-            }
-            _ => {
-                state.rhythm = None;
-                Duration::ZERO
-            }
+        state.rhythm = match gap {
+            Some(gap) if gap < policy::PAUSE => Some(state.rhythm.map_or(gap, |r| (r + gap) / 2)),
+            _ => None,
         };
-        (seq, state.latest.subscribe(), debounce)
+        let joined = claim.and_then(|(key, speed)| {
+            let flight = state.inflight.as_ref()?;
+            let serves = policy::serves(&flight.key, key);
+            let join = match serves {
+                Serves::Same => true,
+                Serves::TypedAlong => policy::keep_typed_along(speed),
+                Serves::No => false,
+            };
+            if !join || flight.abort.is_finished() {
+                return None;
+            }
+            flight.waiters.fetch_add(1, Ordering::Relaxed);
+            let waiter = Waiter {
+                flight: Some(flight.clone()),
+                engine: self.clone(),
+                uri: uri.clone(),
+            };
+            Some((waiter, serves))
+        });
+        Begun {
+            seq,
+            latest: state.latest.subscribe(),
+            gap,
+            rhythm: state.rhythm,
+            joined,
+        }
     }
 
-    /// Waits on the document's model call for `key`, starting one (and aborting any other
-    /// call for the document) if none is in flight.
-    fn join_or_start(
+    /// Starts the document's model call for `key`, aborting the call in flight (its
+    /// requests are gone or superseded; a prefetch gives way to any request).
+    fn start(
         &self,
         uri: &Arc<str>,
         key: CacheKey,
         prompt_input: (CompletionContext, Vec<OtherFile>),
         route: Route,
         session: &Arc<Session>,
+        purpose: Purpose,
     ) -> Waiter {
         let mut docs = lock(&self.shared.docs);
         let Some(state) = docs.get_mut(uri) else {
@@ -344,15 +550,29 @@ impl CompletionEngine {
                 uri: uri.clone(),
             };
         };
-        if let Some(flight) = state.inflight.as_ref().filter(|f| f.key == key) {
-            flight.waiters.fetch_add(1, Ordering::Relaxed);
+        let busy = state
+            .inflight
+            .as_ref()
+            .is_some_and(|f| !f.abort.is_finished());
+        if purpose == Purpose::Prefetch && busy {
+            // Background work never takes the model from a call in flight.
             return Waiter {
-                flight: Some(flight.clone()),
+                flight: None,
                 engine: self.clone(),
                 uri: uri.clone(),
             };
         }
         if let Some(old) = state.inflight.take() {
+            if old.key == key && !old.abort.is_finished() {
+                // The same call is already running (a prefetch the user caught up with).
+                old.waiters.fetch_add(1, Ordering::Relaxed);
+                state.inflight = Some(old.clone());
+                return Waiter {
+                    flight: Some(old),
+                    engine: self.clone(),
+                    uri: uri.clone(),
+                };
+            }
             if !old.abort.is_finished() {
                 old.abort.abort();
                 self.shared
@@ -366,6 +586,12 @@ impl CompletionEngine {
             .counters
             .model_calls
             .fetch_add(1, Ordering::Relaxed);
+        if purpose == Purpose::Prefetch {
+            self.shared
+                .counters
+                .prefetches
+                .fetch_add(1, Ordering::Relaxed);
+        }
         let task = tokio::spawn(run_flight(
             self.clone(),
             uri.clone(),
@@ -373,22 +599,45 @@ impl CompletionEngine {
             prompt_input,
             route,
             session.clone(),
-            tx,
+            (purpose, tx),
         ));
+        let waiters = usize::from(purpose == Purpose::Request);
         let flight = Arc::new(Flight {
             key,
             result: rx,
             abort: task.abort_handle(),
-            waiters: 1.into(),
-            detached: false.into(),
+            waiters: waiters.into(),
         });
         state.inflight = Some(flight.clone());
         Waiter {
-            flight: Some(flight),
+            flight: (purpose == Purpose::Request).then_some(flight),
             engine: self.clone(),
             uri: uri.clone(),
         }
     }
+}
+
+/// What [`CompletionEngine::begin`] found.
+struct Begun {
+    seq: u64,
+    latest: watch::Receiver<u64>,
+    /// Time since the document's previous request (None: the first).
+    gap: Option<Duration>,
+    /// The smoothed gap between requests in the current burst (None: not in a burst).
+    rhythm: Option<Duration>,
+    /// The call in flight this request joined, and how it serves the request.
+    joined: Option<(Waiter, Serves)>,
+}
+
+/// Other files' context as the providers take it: paths relative to the workspace.
+fn other_files(related: &[RelatedFile], session: &Session) -> Vec<OtherFile> {
+    related
+        .iter()
+        .map(|f| OtherFile {
+            name: session.display_path(&path_of_uri(&f.uri)),
+            text: Arc::clone(&f.outline),
+        })
+        .collect()
 }
 
 /// The models one request will try, and why.
@@ -398,6 +647,19 @@ struct Route {
 }
 
 impl Route {
+    /// How long the first model is expected to take for the whole answer, at the endpoint
+    /// it will be asked at: its measured average; None before its first answer there.
+    fn expected_answer(&self) -> Option<Duration> {
+        let first = self.chain.first()?;
+        let verdict = self
+            .decision
+            .candidates
+            .iter()
+            .find(|v| v.kept && v.model == *first.name)?;
+        let latency = verdict.endpoints.first()?.latency?;
+        Some(Duration::from_millis(latency.answer_ms))
+    }
+
     /// One line saying why no model can serve this request.
     fn why_empty(&self) -> String {
         let dropped: Vec<String> = self
@@ -501,7 +763,10 @@ async fn run_flight(
     (ctx, other_files): (CompletionContext, Vec<OtherFile>),
     route: Route,
     session: Arc<Session>,
-    tx: watch::Sender<Option<Result<CachedSuggestion, String>>>,
+    (purpose, tx): (
+        Purpose,
+        watch::Sender<Option<Result<CachedSuggestion, String>>>,
+    ),
 ) {
     let chain: Vec<_> = route
         .chain
@@ -589,6 +854,7 @@ async fn run_flight(
             tracing::info!(
                 model = %name,
                 endpoint,
+                ?purpose,
                 calls = run.attempts.len(),
                 ms = started.elapsed().as_millis() as u64,
                 raw = kept.as_ref().map_or(0, |(_, a)| a.text.len()),
@@ -616,8 +882,9 @@ async fn run_flight(
     }
 }
 
-/// A request's hold on a flight. Dropping the last hold on a flight that is not detached
-/// aborts the model call: nobody wants its answer (superseded, or `$/cancelRequest`).
+/// A request's hold on a flight. Dropping the last hold aborts the model call: nobody wants
+/// its answer (superseded by a request it cannot serve, or `$/cancelRequest`). A prefetch
+/// starts with no hold, and runs until it ends or gives way.
 struct Waiter {
     flight: Option<Arc<Flight>>,
     engine: CompletionEngine,
@@ -635,12 +902,6 @@ impl Waiter {
             rx.changed().await.ok()?;
         }
     }
-
-    fn detach(&self) {
-        if let Some(f) = &self.flight {
-            f.detached.store(true, Ordering::Relaxed);
-        }
-    }
 }
 
 impl Drop for Waiter {
@@ -650,7 +911,7 @@ impl Drop for Waiter {
         };
         let mut docs = lock(&self.engine.shared.docs);
         let last = flight.waiters.fetch_sub(1, Ordering::Relaxed) == 1;
-        if last && !flight.detached.load(Ordering::Relaxed) && !flight.abort.is_finished() {
+        if last && !flight.abort.is_finished() {
             flight.abort.abort();
             self.engine
                 .shared
