@@ -22,8 +22,9 @@ use crate::redact::{contains_secrets, redact};
 use crate::resilience::{Health, run_chain};
 use crate::router::{Decision, RouteRequest, RouteState, Router, secrets_to_route};
 use crate::sync::lock;
-use crate::syntax::context::{CHARS_PER_TOKEN, CompletionContext, ContextBudget, extract};
+use crate::syntax::context::{CompletionContext, ContextBudget, extract};
 use crate::syntax::features::{Features, enclosing_target};
+use crate::tokens::estimate_tokens;
 
 /// The routing task name of completion.
 const TASK: &str = "complete";
@@ -550,10 +551,14 @@ impl CompletionEngine {
             Features::at_cursor(snapshot.language)
         };
         let path = path_of_uri(&snapshot.uri);
-        let prompt_chars = ctx.prefix.len()
-            + ctx.suffix.len()
-            + ctx.imports.iter().map(|l| l.len() + 1).sum::<usize>();
-        let prompt_tokens = (prompt_chars / CHARS_PER_TOKEN) as u32;
+        let prompt_tokens = estimate_tokens(&ctx.prefix)
+            + estimate_tokens(&ctx.suffix)
+            + ctx
+                .imports
+                .iter()
+                .map(|l| estimate_tokens(l))
+                .sum::<usize>();
+        let prompt_tokens = u32::try_from(prompt_tokens).unwrap_or(u32::MAX);
         // With redaction on, secrets are masked before a cloud call; with it off, finding
         // any keeps the request on local models.
         let secrets_found = if settings.any_cloud {

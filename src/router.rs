@@ -94,7 +94,7 @@ impl TargetFacts {
         target: &crate::syntax::features::Target,
     ) -> TargetFacts {
         let features = snapshot.features(target);
-        let range = crate::actions::clamp_range(&snapshot.rope, target.range.clone());
+        let range = crate::position::clamp_range(&snapshot.rope, target.range.clone());
         let secrets = crate::redact::contains_secrets(&snapshot.rope.byte_slice(range).to_string());
         TargetFacts { features, secrets }
     }
@@ -413,10 +413,11 @@ impl Router {
                         .iter()
                         .enumerate()
                         .map(|(j, name)| {
-                            language_named(name).ok_or_else(|| RouterError {
+                            Language::named(name).ok_or_else(|| RouterError {
                                 key: format!("rules[{i}].when.languages[{j}]"),
                                 reason: format!(
-                                    "unknown language {name:?} (expected rust, python, javascript, typescript, tsx, go, c, cpp, java or plaintext)"
+                                    "unknown language {name:?} (expected {})",
+                                    Language::names_for_humans()
                                 ),
                             })
                         })
@@ -652,14 +653,6 @@ impl Rule {
             parts.join(", ")
         }
     }
-}
-
-/// A rule's language name (as `Language::name()` spells it, or an LSP language id such as
-/// `c++` or `typescriptreact`), case-insensitive.
-fn language_named(name: &str) -> Option<Language> {
-    let lower = name.to_ascii_lowercase();
-    let language = Language::detect(&lower, "");
-    (language != Language::PlainText || lower == "plaintext").then_some(language)
 }
 
 /// Why a model in `state` cannot be tried now; `None` when it is healthy.

@@ -1,0 +1,188 @@
+//! PHP: files of HTML with `<?php … ?>` islands (the grammar parses both), `$variables`
+//! interpolated into double-quoted strings, `.` concatenation.
+
+use super::SensitiveKind::{Crypto, Deserialize, Eval, Exec, PathFromInput, Sql};
+use super::{
+    Args::{AnyBuilt, BuiltAt, FirstNotConstant},
+    ArgumentsAt, Assigned, BRACE, Blocks, CallShape,
+    Callee::{Exact, Method, Prefix},
+    CalleeAt, Comments, Def, Import, Language, LanguageSpec, Quote,
+    Role::*,
+    Rule, SQL, Strings, rule, rule_if,
+};
+
+pub const SPEC: LanguageSpec = LanguageSpec {
+    language: Language::Php,
+    name: "php",
+    display_name: "PHP",
+    language_ids: &[],
+    extensions: &["php", "phtml", "php8", "php7"],
+    file_names: &[],
+    fence_tags: &["php"],
+    family: Language::Php,
+    grammar: Some(|| tree_sitter_php::LANGUAGE_PHP.into()),
+    definitions: &[
+        Def::function("function_definition", "function"),
+        // Abstract and interface methods end in `;`: part of their type.
+        Def::function("method_declaration", "method").body_required(),
+        Def::container("class_declaration", "class").body_required(),
+        Def::container("interface_declaration", "interface").body_required(),
+        Def::container("trait_declaration", "trait").body_required(),
+        Def::container("enum_declaration", "enum").body_required(),
+        Def::anonymous("anonymous_function", "function"),
+        Def::anonymous("arrow_function", "function"),
+        Def::holder("declaration_list"),
+        Def::holder("enum_declaration_list"),
+    ],
+    // `$handler = function ($request) {…};`
+    assigned: &[Assigned {
+        outer: "assignment_expression",
+        declarator: None,
+        name_field: "left",
+    }],
+    imports: &[
+        Import::kind("namespace_definition"),
+        Import::kind("namespace_use_declaration"),
+        Import::call(
+            "expression_statement",
+            &["require", "require_once", "include", "include_once"],
+        ),
+    ],
+    blocks: Blocks {
+        openers: &[BRACE],
+        headers: &[],
+        header_end: None,
+        closers: &[],
+        by_indent: false,
+        kinds: &[],
+    },
+    strings: Strings {
+        literals: &[
+            "string",
+            "encapsed_string",
+            "heredoc",
+            "nowdoc",
+            "shell_command_expression",
+        ],
+        interpolations: &[
+            "variable_name",
+            "dynamic_variable_name",
+            "member_access_expression",
+            "subscript_expression",
+        ],
+        concat: &["."],
+        quotes: &[
+            Quote::Str {
+                quote: '"',
+                escapes: true,
+                multiline: true,
+            },
+            Quote::Str {
+                quote: '\'',
+                escapes: true,
+                multiline: true,
+            },
+            Quote::Str {
+                quote: '`',
+                escapes: true,
+                multiline: true,
+            },
+        ],
+    },
+    comments: Comments {
+        line: &["//", "#"],
+        block: &[("/*", "*/")],
+        line_at_word_start: false,
+    },
+    roles: &[
+        ("if_statement", If),
+        ("for_statement", BranchNest),
+        ("foreach_statement", BranchNest),
+        ("while_statement", BranchNest),
+        ("do_statement", BranchNest),
+        ("switch_statement", Nest),
+        ("try_statement", Nest),
+        ("match_expression", Nest),
+        ("else_if_clause", Branch),
+        ("catch_clause", Branch),
+        ("conditional_expression", Branch),
+        ("match_conditional_expression", Branch),
+        ("case_statement", Arm),
+        ("binary_expression", Logical),
+        ("anonymous_function", Closure),
+        ("arrow_function", Closure),
+        ("compound_statement", Block),
+    ],
+    calls: &[
+        (
+            "function_call_expression",
+            CallShape::call("function", "arguments"),
+        ),
+        (
+            "member_call_expression",
+            CallShape::method("name", "arguments"),
+        ),
+        (
+            "nullsafe_member_call_expression",
+            CallShape::method("name", "arguments"),
+        ),
+        (
+            "scoped_call_expression",
+            CallShape::method("name", "arguments"),
+        ),
+        (
+            "shell_command_expression",
+            CallShape {
+                callee: CalleeAt::FirstToken,
+                arguments: ArgumentsAt::None,
+                is_new: false,
+            },
+        ),
+    ],
+    sensitive: &[RULES],
+};
+
+const RULES: &[Rule] = &[
+    rule(Exec, Exact("exec")),
+    rule(Exec, Exact("shell_exec")),
+    rule(Exec, Exact("system")),
+    rule(Exec, Exact("passthru")),
+    rule(Exec, Exact("popen")),
+    rule(Exec, Exact("proc_open")),
+    rule(Exec, Exact("pcntl_exec")),
+    // Backticks (the first token of a `shell_command_expression`).
+    rule(Exec, Exact("`")),
+    rule(Eval, Exact("eval")),
+    rule(Eval, Exact("create_function")),
+    rule(Eval, Exact("assert")),
+    rule_if(Sql, Exact("mysqli_query"), BuiltAt(1)),
+    rule_if(Sql, Exact("mysqli_multi_query"), BuiltAt(1)),
+    rule_if(Sql, Exact("mysqli_real_query"), BuiltAt(1)),
+    rule_if(Sql, Exact("mysql_query"), SQL),
+    rule_if(Sql, Exact("pg_query"), AnyBuilt),
+    rule_if(Sql, Exact("sqlite_query"), AnyBuilt),
+    rule_if(Sql, Method("query"), SQL),
+    rule_if(Sql, Method("exec"), SQL),
+    rule_if(Sql, Method("prepare"), SQL),
+    rule_if(Sql, Method("multi_query"), SQL),
+    rule_if(Sql, Method("real_query"), SQL),
+    rule_if(Sql, Method("raw"), SQL),
+    rule_if(Sql, Method("whereRaw"), SQL),
+    rule_if(Sql, Method("selectRaw"), SQL),
+    rule(Crypto, Exact("md5")),
+    rule(Crypto, Exact("sha1")),
+    rule(Crypto, Exact("crypt")),
+    rule(Crypto, Exact("hash")),
+    rule(Crypto, Exact("hash_hmac")),
+    rule(Crypto, Exact("password_hash")),
+    rule(Crypto, Prefix("openssl_")),
+    rule(Crypto, Prefix("mcrypt_")),
+    rule(Crypto, Prefix("sodium_")),
+    rule(Deserialize, Exact("unserialize")),
+    rule_if(PathFromInput, Exact("fopen"), FirstNotConstant),
+    rule_if(PathFromInput, Exact("file_get_contents"), FirstNotConstant),
+    rule_if(PathFromInput, Exact("file_put_contents"), FirstNotConstant),
+    rule_if(PathFromInput, Exact("readfile"), FirstNotConstant),
+    rule_if(PathFromInput, Exact("file"), FirstNotConstant),
+    rule_if(PathFromInput, Exact("unlink"), FirstNotConstant),
+];

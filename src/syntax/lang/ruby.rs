@@ -1,0 +1,182 @@
+//! Ruby: keyword blocks (`def … end`, `do … end`), calls without parentheses, backticks and
+//! `%x()` that run shell commands.
+
+use super::SensitiveKind::{Crypto, Deserialize, Eval, Exec, PathFromInput, Sql};
+use super::{
+    Args::FirstNotConstant,
+    ArgumentsAt, BRACE, Blocks, CallShape,
+    Callee::{Exact, Method, Path, Prefix},
+    CalleeAt, Def, HASH_COMMENTS, Import, Language, LanguageSpec, Opener, Quote,
+    Role::*,
+    Rule, SQL, Strings, rule, rule_if,
+};
+
+pub const SPEC: LanguageSpec = LanguageSpec {
+    language: Language::Ruby,
+    name: "ruby",
+    display_name: "Ruby",
+    language_ids: &[],
+    extensions: &["rb", "rake", "gemspec", "ru"],
+    file_names: &["Gemfile", "Rakefile", "Guardfile", "Vagrantfile"],
+    fence_tags: &["ruby", "rb"],
+    family: Language::Ruby,
+    grammar: Some(|| tree_sitter_ruby::LANGUAGE.into()),
+    definitions: &[
+        Def::function("method", "method"),
+        Def::function("singleton_method", "method"),
+        Def::container("class", "class"),
+        Def::container("singleton_class", "class"),
+        // Blocks and lambdas: scopes (an RSpec `it "…" do`), closures of their method.
+        Def::anonymous("do_block", "block"),
+        Def::anonymous("block", "block"),
+        Def::anonymous("lambda", "lambda"),
+        // Modules mostly namespace whole files.
+        Def::namespace("module"),
+        Def::holder("body_statement"),
+    ],
+    assigned: &[],
+    imports: &[Import::call(
+        "call",
+        &["require", "require_relative", "load"],
+    )],
+    blocks: Blocks {
+        openers: &[
+            BRACE,
+            Opener::token("do"),
+            // `each do |item|`
+            Opener {
+                token: "|",
+                parents: &["block_parameters"],
+            },
+        ],
+        headers: &[
+            "def", "class", "module", "if", "unless", "while", "until", "case", "begin", "for",
+            "else", "elsif", "when", "in", "rescue", "ensure",
+        ],
+        header_end: None,
+        closers: &["end"],
+        by_indent: false,
+        kinds: &[
+            "body_statement",
+            "then",
+            "else",
+            "block_body",
+            "ensure",
+            "rescue",
+        ],
+    },
+    strings: Strings {
+        literals: &[
+            "string",
+            "subshell",
+            "heredoc_body",
+            "character",
+            "string_array",
+            "symbol_array",
+        ],
+        interpolations: &["interpolation"],
+        concat: &["+", "<<"],
+        quotes: &[
+            Quote::Str {
+                quote: '"',
+                escapes: true,
+                multiline: true,
+            },
+            Quote::Str {
+                quote: '\'',
+                escapes: true,
+                multiline: true,
+            },
+            Quote::Str {
+                quote: '`',
+                escapes: true,
+                multiline: true,
+            },
+        ],
+    },
+    comments: HASH_COMMENTS,
+    roles: &[
+        ("if", If),
+        ("unless", If),
+        ("while", BranchNest),
+        ("until", BranchNest),
+        ("for", BranchNest),
+        ("if_modifier", Branch),
+        ("unless_modifier", Branch),
+        ("while_modifier", Branch),
+        ("until_modifier", Branch),
+        ("elsif", Branch),
+        ("when", Branch),
+        ("in_clause", Branch),
+        ("rescue", Branch),
+        ("conditional", Branch),
+        ("case", Nest),
+        ("case_match", Nest),
+        ("begin", Nest),
+        ("binary", Logical),
+        ("do_block", Closure),
+        ("block", Closure),
+        ("lambda", Closure),
+    ],
+    calls: &[
+        // `system("ls")`, `Open3.popen3(cmd)`, `require "json"`: the callee runs from the
+        // receiver to the method's name.
+        ("call", CallShape::method("method", "arguments")),
+        (
+            "subshell",
+            CallShape {
+                callee: CalleeAt::FirstToken,
+                arguments: ArgumentsAt::None,
+                is_new: false,
+            },
+        ),
+    ],
+    sensitive: &[RULES],
+};
+
+const RULES: &[Rule] = &[
+    rule(Exec, Exact("system")),
+    rule(Exec, Exact("exec")),
+    rule(Exec, Exact("spawn")),
+    rule(Exec, Path("Kernel.system")),
+    rule(Exec, Path("Kernel.exec")),
+    rule(Exec, Path("Kernel.spawn")),
+    rule(Exec, Path("Process.spawn")),
+    rule(Exec, Path("IO.popen")),
+    rule(Exec, Prefix("Open3.")),
+    // Backticks and `%x(…)` (the first token of a `subshell`).
+    rule(Exec, Exact("`")),
+    rule(Exec, Prefix("%x")),
+    rule(Eval, Exact("eval")),
+    rule(Eval, Path("Kernel.eval")),
+    rule(Eval, Method("eval")),
+    rule(Eval, Method("instance_eval")),
+    rule(Eval, Method("class_eval")),
+    rule(Eval, Method("module_eval")),
+    rule(Eval, Exact("instance_eval")),
+    rule(Eval, Exact("class_eval")),
+    rule_if(Sql, Method("execute"), SQL),
+    rule_if(Sql, Method("exec_query"), SQL),
+    rule_if(Sql, Method("find_by_sql"), SQL),
+    rule_if(Sql, Method("select_all"), SQL),
+    rule_if(Sql, Method("where"), SQL),
+    rule_if(Sql, Method("order"), SQL),
+    rule_if(Sql, Method("query"), SQL),
+    rule_if(Sql, Method("exec"), SQL),
+    rule(Crypto, Prefix("Digest::")),
+    rule(Crypto, Prefix("OpenSSL::")),
+    rule(Crypto, Prefix("BCrypt::")),
+    rule(Deserialize, Path("Marshal.load")),
+    rule(Deserialize, Path("Marshal.restore")),
+    rule(Deserialize, Path("YAML.unsafe_load")),
+    rule(Deserialize, Path("Psych.unsafe_load")),
+    rule(Deserialize, Path("Oj.load")),
+    rule_if(PathFromInput, Path("File.open"), FirstNotConstant),
+    rule_if(PathFromInput, Path("File.read"), FirstNotConstant),
+    rule_if(PathFromInput, Path("File.write"), FirstNotConstant),
+    rule_if(PathFromInput, Path("File.readlines"), FirstNotConstant),
+    rule_if(PathFromInput, Path("IO.read"), FirstNotConstant),
+    rule_if(PathFromInput, Prefix("FileUtils."), FirstNotConstant),
+    rule_if(PathFromInput, Exact("open"), FirstNotConstant),
+    rule_if(PathFromInput, Exact("send_file"), FirstNotConstant),
+];
