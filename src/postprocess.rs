@@ -910,8 +910,24 @@ mod tests {
         assert_eq!(kinds, [Close::Outer, Close::Mismatch]);
         assert!(s.confused);
 
-        let mut s = Scanner::new(Python);
-        s.scan("x = '''(\n[''' + f\"{a}\" # (\ny = (");
-        assert_eq!(s.stack.iter().map(|p| p.0).collect::<String>(), "(");
+        // (language, text, the brackets left open)
+        let cases: &[(Language, &str, &str)] = &[
+            (Python, "x = '''(\n[''' + f\"{a}\" # (\ny = (", "("),
+            (Language::Ruby, "x = \"(\" + '[' # (\ny = [", "["),
+            (
+                Language::Php,
+                "$a = '(' . \"[\"; # {\n// {\n/* ( */ f(",
+                "(",
+            ),
+            (Language::Lua, "x = \"(\" -- (\n--[[ ( ]] y = {", "{"),
+            (Language::Bash, "n=$# (\necho \"(\" '[' # {\nf() {", "({"),
+            (PlainText, "\"(\" // (", "(("),
+        ];
+        for &(language, text, open) in cases {
+            let mut s = Scanner::new(language);
+            s.scan(text);
+            let got: String = s.stack.iter().map(|p| p.0).collect();
+            assert_eq!(got, open, "{language:?}: {text:?}");
+        }
     }
 }

@@ -144,7 +144,7 @@ impl<'t> Walk<'_, 't> {
     }
 
     fn inside_target(&mut self, node: Node, start: usize) {
-        if node.child_count() == 0 && node.kind().ends_with("identifier") {
+        if node.child_count() == 0 && is_identifier(node.kind()) {
             let end = self.clamped(node).1;
             if end - start <= MAX_IDENTIFIER_BYTES && self.identifiers.len() < MAX_IDENTIFIERS {
                 self.identifiers.insert(self.text(start, end));
@@ -327,6 +327,12 @@ impl<'t> Walk<'_, 't> {
     }
 }
 
+/// A leaf that names something: `identifier` and its kin, PHP's `name`, Ruby's `constant`
+/// (a class), a shell `word` (a function called as a command).
+fn is_identifier(kind: &str) -> bool {
+    kind.ends_with("identifier") || matches!(kind, "name" | "constant" | "word")
+}
+
 /// True when a C/C++ declarator declares a function (possibly behind pointers/references).
 fn has_function_declarator(mut node: Node) -> bool {
     for _ in 0..16 {
@@ -461,6 +467,30 @@ mod tests {
                 "package a.b;\nimport java.util.List;\nclass Repo {\n  @Override\n  public String find(int id) { return null; }\n  private int count() { return 0; }\n  $0public String run() {\n    return find(count());\n  }$0\n}\n",
                 &["package a.b;", "import java.util.List;"],
                 &["public String find(int id)", "private int count()"],
+            ),
+            (
+                Language::Ruby,
+                "require \"json\"\n\nclass Store\n  def get(k)\n    1\n  end\n\n  $0def run\n    get(:k) + Helper.new.x\n  end$0\nend\n\nclass Helper\nend\n\ndef unused(x)\n  x\nend\n",
+                &["require \"json\""],
+                &["def get(k)", "class Helper"],
+            ),
+            (
+                Language::Php,
+                "<?php\nuse Foo\\Bar;\n\nfunction helper($x) { return $x; }\n\nclass Repo {\n    private function count(): int { return 0; }\n    $0public function run() {\n        return helper($this->count());\n    }$0\n}\n",
+                &["use Foo\\Bar;"],
+                &["function helper($x)", "private function count(): int"],
+            ),
+            (
+                Language::Lua,
+                "local json = require(\"json\")\n\nlocal function helper(a)\n  return a\nend\n\nfunction M.get(k)\n  return k\nend\n\n$0function M.run()\n  return helper(M.get(1))\nend$0\n",
+                &["local json = require(\"json\")"],
+                &["local function helper(a)", "function M.get(k)"],
+            ),
+            (
+                Language::Bash,
+                "#!/bin/bash\nsource ./lib.sh\n\nhelper() {\n  echo hi\n}\n\n$0run() {\n  helper \"$1\"\n}$0\n",
+                &["source ./lib.sh"],
+                &["helper()"],
             ),
         ];
         for (language, fixture, imports, signatures) in cases {

@@ -1104,6 +1104,61 @@ mod tests {
                 false,
                 None,
             ),
+            // Ruby: `do`, `|x|` after it, and header lines open blocks; `end` closes them.
+            ("ruby", "def f(x)\n  $0\nend\n", true, Some(2)),
+            ("ruby", "def f(x)$0\n  y = 1\nend\n", true, Some(2)),
+            ("ruby", "xs.each do$0\nend\n", true, Some(4)),
+            ("ruby", "xs.each do |x|$0\nend\n", true, Some(4)),
+            (
+                "ruby",
+                "class A\n  def f\n    a\n    $0\n    b\n  end\nend\n",
+                true,
+                Some(4),
+            ),
+            ("ruby", "def f; end$0\n", false, None),
+            ("ruby", "def f\n  x = \"do$0\"\nend\n", false, None),
+            ("ruby", "def f\n  # then do$0\nend\n", false, None),
+            ("ruby", "def f\n  g($0)\nend\n", false, None),
+            // PHP.
+            ("php", "<?php\nfunction f($x) {\n    $0\n}\n", true, Some(4)),
+            (
+                "php",
+                "<?php\nfunction f($x) {\n    $s = \"{$0\";\n}\n",
+                false,
+                None,
+            ),
+            (
+                "php",
+                "<?php\nfunction f($x) {\n    # note {$0\n}\n",
+                false,
+                None,
+            ),
+            (
+                "php",
+                "<?php\nfunction f($x) {\n    g($0);\n}\n",
+                false,
+                None,
+            ),
+            // Lua.
+            ("lua", "function f(x)\n  $0\nend\n", true, Some(2)),
+            (
+                "lua",
+                "local function g(a)$0\n  return a\nend\n",
+                true,
+                Some(2),
+            ),
+            ("lua", "if x then$0\nend\n", true, Some(4)),
+            ("lua", "for i = 1, 10 do$0\nend\n", true, Some(4)),
+            ("lua", "local s = \"then$0\"\n", false, None),
+            ("lua", "-- do$0\n", false, None),
+            ("lua", "local t = f($0)\n", false, None),
+            // Bash.
+            ("bash", "if [ -f a ]; then$0\nfi\n", true, Some(4)),
+            ("bash", "for f in *.txt; do\n  $0\ndone\n", true, Some(2)),
+            ("bash", "f() {\n  $0\n}\n", true, Some(2)),
+            ("bash", "case \"$x\" in$0\nesac\n", true, Some(4)),
+            ("bash", "echo \"then$0\"\n", false, None),
+            ("bash", "echo $# # do$0\n", false, None),
             // Plain text: line-based (blank line or `{` at end: multi-line).
             ("plaintext", "hello\n$0", true, Some(0)),
             ("plaintext", "hello $0", false, None),
@@ -1253,6 +1308,27 @@ mod tests {
                 "class A {\n    @Override\n    public void f() {\n        $0\n    }\n}",
                 &["class A {", "public void f() {"],
             ),
+            (
+                "ruby",
+                "module M\n  class A\n    def f(x)\n      $0\n    end\n  end\nend\n",
+                &["module M", "class A", "def f(x)"],
+            ),
+            (
+                "ruby",
+                "describe \"x\" do\n  it \"works\" do\n    $0\n  end\nend\n",
+                &["describe \"x\" do", "it \"works\" do"],
+            ),
+            (
+                "php",
+                "<?php\nclass A {\n    public function m() {\n        $0\n    }\n}\n",
+                &["class A {", "public function m() {"],
+            ),
+            (
+                "lua",
+                "function M.run(x)\n  local g = function()\n    $0\n  end\nend\n",
+                &["function M.run(x)", "local g = function()"],
+            ),
+            ("bash", "foo() {\n  $0\n}\n", &["foo() {"]),
             ("plaintext", "fn f() {\n    $0\n}", &[]),
         ];
         for (lang, src, chain) in cases {
@@ -1278,6 +1354,10 @@ mod tests {
         let go_body = filler("var a = 1\n", 20);
         let c_body = filler("int a;\n", 30);
         let java_body = filler("  int a;\n", 20);
+        let rb_body = filler("x = 1\n", 30);
+        let php_body = filler("$a = 1;\n", 30);
+        let lua_body = filler("local a = 1\n", 20);
+        let sh_body = filler("a=1\n", 40);
         let cases: Vec<(&str, String, ContextBudget, Vec<&str>)> = vec![
             (
                 "rust",
@@ -1357,6 +1437,32 @@ mod tests {
                 format!("package a.b;\nimport java.util.List;\nclass A {{\n{java_body}  $0\n}}\n"),
                 small,
                 vec!["package a.b;", "import java.util.List;"],
+            ),
+            (
+                "ruby",
+                format!("require \"json\"\nrequire_relative \"a\"\n{rb_body}def f\n  $0\nend\n"),
+                small,
+                vec!["require \"json\"", "require_relative \"a\""],
+            ),
+            (
+                "php",
+                format!(
+                    "<?php\nnamespace App;\nuse Foo\\Bar;\nrequire_once \"x.php\";\n{php_body}$0"
+                ),
+                small,
+                vec!["namespace App;", "use Foo\\Bar;", "require_once \"x.php\";"],
+            ),
+            (
+                "lua",
+                format!("local json = require(\"json\")\nrequire(\"x\")\n{lua_body}$0"),
+                small,
+                vec!["local json = require(\"json\")", "require(\"x\")"],
+            ),
+            (
+                "bash",
+                format!("#!/bin/bash\nsource ./lib.sh\n. \"$DIR/x.sh\"\n./run.sh\n{sh_body}$0"),
+                small,
+                vec!["source ./lib.sh", ". \"$DIR/x.sh\""],
             ),
             (
                 "plaintext",

@@ -1166,6 +1166,18 @@ mod tests {
             ("java", "class A {\n  int x;$0\n  void m() {}\n}", "class_declaration", Some("A"), (0, 3)),
             ("java", "interface I {\n  void m();$0\n}", "interface_declaration", Some("I"), (0, 2)),
             ("java", "class A {\n  void m() {\n    r(() -> {\n      $0\n    });\n  }\n}", "method_declaration", Some("m"), (1, 5)),
+            ("ruby", "class Foo\n  def run(x)\n    y = x$0\n  end\nend\n", "method", Some("run"), (1, 3)),
+            ("ruby", "module M\n  class Foo < Bar\n    attr_reader :x$0\n\n    def a; end\n  end\nend\n", "class", Some("Foo"), (1, 5)),
+            ("ruby", "def self.build(x)\n  [x].each do |i|\n    i$0\n  end\nend\n", "singleton_method", Some("build"), (0, 4)),
+            ("ruby", "module M\n  X = 1$0\nend\n", "file", None, (0, 2)),
+            ("php", "<?php\nclass A {\n    public function m($x) {\n        return $x;$0\n    }\n}\n", "method_declaration", Some("m"), (2, 4)),
+            ("php", "<?php\ninterface I {\n    public function m($x);$0\n}\n", "interface_declaration", Some("I"), (1, 3)),
+            ("php", "<?php\n$handler = function ($request) {\n    return $request;$0\n};\n", "anonymous_function", Some("$handler"), (1, 3)),
+            ("php", "<?php\nfunction f($x) {\n    $g = fn($y) => $y;$0\n}\n", "function_definition", Some("f"), (1, 3)),
+            ("lua", "local M = {}\nfunction M.run(x)\n  return x$0\nend\nreturn M\n", "function_declaration", Some("M.run"), (1, 3)),
+            ("lua", "local function helper(a)\n  local g = function(b)\n    return b$0\n  end\nend\n", "function_declaration", Some("helper"), (0, 4)),
+            ("bash", "#!/bin/bash\nfoo() {\n  echo hi$0\n}\n", "function_definition", Some("foo"), (1, 3)),
+            ("bash", "function bar {\n  if true; then\n    x$0\n  fi\n}\n", "function_definition", Some("bar"), (0, 4)),
             ("plaintext", "hello\nworld$0\n", "file", None, (0, 1)),
         ];
         for &(lang, src, kind, name, lines) in cases {
@@ -1260,6 +1272,10 @@ mod tests {
             ("cpp", "int f(int x) {$0\n  for (auto y : v) {\n    try { g(); } catch (...) { }\n  }\n  auto l = [&]() { return x && y; };\n  return 0;\n}", 3, 2, 0),
             ("java", "class A {\n  int m(int x) {$0\n    switch (x) { case 1 -> a(); default -> b(); }\n    for (int i : xs) { if (i > 0 && i < 9) { } }\n    return x > 0 ? 1 : 0;\n  }\n}", 5, 2, 0),
             ("java", "class A {\n  void m() {$0\n    try { a(); } catch (IOException e) { } catch (Exception e) { }\n    do { x--; } while (x > 0);\n  }\n}", 3, 1, 0),
+            ("ruby", "def f(x)$0\n  if x && y\n    a\n  elsif z\n    b\n  end\n  xs.each do |i|\n    if i then puts i end\n  end\n  case x\n  when 1 then 2\n  when 3 then 4\n  else 5\n  end\nend\n", 6, 2, 0),
+            ("php", "<?php\nfunction f($x) {$0\n    if ($a && $b) {\n    } elseif ($c) {\n    } else if ($d) {\n    }\n    foreach ($xs as $x) { while ($x) { } }\n    switch ($x) { case 1: break; default: break; }\n    return $x ? 1 : 0;\n}\n", 8, 2, 0),
+            ("lua", "function f(x)$0\n  if x and y then\n    for i = 1, 10 do\n      print(i)\n    end\n  elseif z then\n  end\n  local g = function() return x or y end\n  repeat x = x - 1 until x == 0\nend\n", 6, 2, 0),
+            ("bash", "f() {$0\n  if [ -n \"$x\" ] && [ -f a ]; then\n    for f in *.txt; do\n      echo \"$f\"\n    done\n  elif true; then\n    :\n  fi\n  case \"$x\" in\n    a) echo a ;;\n    *) echo b ;;\n  esac\n}\n", 6, 2, 0),
             ("plaintext", "if a then b$0\n", 0, 0, 0),
         ];
         for &(lang, src, branches, max_nesting, syntax_errors) in cases {
@@ -1322,6 +1338,17 @@ mod tests {
             ("java", "class A {\n  void f(Statement s, String id) throws Exception {$0\n    s.executeQuery(\"SELECT * FROM t WHERE id = \" + id);\n    s.executeQuery(String.format(\"SELECT %s\", id));\n    engine.eval(script);\n  }\n}", &[Eval, Sql]),
             ("java", "class A {\n  void f(Connection c) throws Exception {$0\n    c.prepareStatement(\"SELECT * FROM t WHERE id = ?\");\n    new File(\"/etc/hosts\");\n  }\n}", &[]),
             ("java", "class A {\n  Object f(InputStream in, String p) throws Exception {$0\n    MessageDigest.getInstance(\"MD5\");\n    new File(p);\n    return new ObjectInputStream(in).readObject();\n  }\n}", &[Crypto, Deserialize, PathFromInput]),
+            ("ruby", "def f(cmd)$0\n  system(\"ls \" + cmd)\n  `ls #{cmd}`\n  %x(ls)\n  Open3.popen3(cmd)\nend\n", &[Exec]),
+            ("ruby", "def f(x)$0\n  eval(x)\n  obj.instance_eval(x)\n  User.where(\"name = '#{x}'\")\n  Digest::MD5.hexdigest(x)\n  Marshal.load(x)\n  File.read(x)\nend\n", &[Eval, Sql, Crypto, Deserialize, PathFromInput]),
+            ("ruby", "def f(x)$0\n  puts x\n  User.where(name: x)\n  User.where(\"name = ?\", x)\n  File.read(CONFIG)\n  File.read(\"/etc/hosts\")\n  require \"json\"\nend\n", &[]),
+            ("php", "<?php\nfunction f($x) {$0\n    exec(\"ls \" . $x);\n    `ls $x`;\n}\n", &[Exec]),
+            ("php", "<?php\nfunction f($db, $x) {$0\n    mysqli_query($db, \"SELECT * FROM t WHERE id = $x\");\n    $db->query(\"SELECT * FROM t WHERE id = \" . $x);\n    eval($x);\n    md5($x);\n    unserialize($x);\n    file_get_contents($x);\n}\n", &[Eval, Sql, Crypto, Deserialize, PathFromInput]),
+            ("php", "<?php\nfunction f($db, $x) {$0\n    mysqli_query($db, \"SELECT 1\");\n    $db->query('SELECT * FROM t WHERE id = ?');\n    $db->query(\"SELECT \" . \"1\");\n    file_get_contents(\"config.json\");\n    strlen($x);\n}\n", &[]),
+            ("lua", "function f(x)$0\n  os.execute(\"ls \" .. x)\n  local g = loadstring(x)\n  io.open(x)\n  io.open(\"/etc/hosts\")\nend\n", &[Exec, Eval, PathFromInput]),
+            ("lua", "function f(conn, x)$0\n  conn:execute(\"SELECT * FROM t WHERE id = \" .. x)\n  conn:execute(\"SELECT 1\")\n  print(x)\nend\n", &[Sql]),
+            ("bash", "f() {$0\n  eval \"$1\"\n  sh -c \"ls $1\"\n  mysql -e \"SELECT * FROM t WHERE id=$1\"\n  openssl enc -aes-256-cbc\n  rm -rf \"$DIR/$1\"\n}\n", &[Exec, Eval, Sql, Crypto, PathFromInput]),
+            ("bash", "f() {$0\n  source \"$1\"\n}\n", &[Eval]),
+            ("bash", "f() {$0\n  source ./lib.sh\n  echo \"$1\"\n  rm -rf ./build\n  sh ./script.sh\n  mysql -e \"SELECT 1\"\n}\n", &[]),
             ("plaintext", "os.system(cmd)$0\n", &[]),
         ];
         for &(lang, src, want) in cases {

@@ -132,6 +132,16 @@ mod tests {
             ("cpp",
              "namespace net {\nclass Socket {\n public:\n  int send(const char* data);\n};\nint open(int port) { return 0; }\n}\n",
              "class Socket {\nint open(int port) { return 0; }\n"),
+            ("ruby",
+             "require \"json\"\n\nmodule M\n  class Foo < Bar\n    def run(x)\n      x\n    end\n  end\nend\n",
+             "class Foo < Bar\n    def run(x)\n"),
+            ("php",
+             "<?php\nclass A {\n    public function m(): void {}\n}\nfunction f($x) {\n    return $x;\n}\n",
+             "class A {\n    public function m(): void {}\nfunction f($x) {\n"),
+            ("lua",
+             "local M = {}\nfunction M.run(x)\n  return x\nend\nlocal function helper()\nend\nreturn M\n",
+             "function M.run(x)\nlocal function helper()\n"),
+            ("bash", "foo() {\n  echo\n}\nfunction bar {\n  :\n}\n", "foo() {\nfunction bar {\n"),
             ("plaintext", "def f():\n    pass\n", ""),
         ];
         for &(lang, src, want) in cases {
