@@ -11,6 +11,7 @@ mod cli;
 mod completion;
 mod double;
 mod fim_wire;
+mod languages;
 mod positions;
 mod privacy;
 mod providers;
