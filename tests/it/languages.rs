@@ -52,20 +52,54 @@ fn ruby_completion_over_stdio_follows_its_blocks() {
     server.lsp.shutdown_and_exit();
 }
 
-/// `pilotfish route --json` for a spot in each new language: (file, text, spot, the
-/// enclosing target's kind and name, the sensitive calls reported).
+/// A spot in a file of one of the new languages, and what `route` must report for it.
+struct RouteCase {
+    file: &'static str,
+    text: &'static str,
+    spot: &'static str,
+    language: &'static str,
+    /// The enclosing target's kind and name.
+    target: (&'static str, &'static str),
+    /// The sensitive calls, sorted.
+    sensitive: &'static [&'static str],
+}
+
+/// `pilotfish route --json` for a spot in each new language.
 #[test]
 fn route_reports_the_language_and_sensitive_calls_of_each_new_language() {
-    #[rustfmt::skip]
-    let cases: &[(&str, &str, &str, &str, &str, &str, &[&str])] = &[
-        ("deploy.rb", "class Deploy\n  def run(host)\n    system(\"ssh \" + host)\n    eval(File.read(host))\n  end\nend\n",
-         "deploy.rb:3:5", "ruby", "method", "run", &["eval", "exec", "pathfrominput"]),
-        ("users.php", "<?php\nfunction find($db, $name) {\n    return mysqli_query($db, \"SELECT * FROM users WHERE name = '$name'\");\n}\n",
-         "users.php:3:5", "php", "function_definition", "find", &["sql"]),
-        ("init.lua", "local M = {}\nfunction M.run(cmd)\n  os.execute(\"sh -c \" .. cmd)\n  return loadstring(cmd)\nend\nreturn M\n",
-         "init.lua:3:3", "lua", "function_declaration", "M.run", &["eval", "exec"]),
-        ("deploy.sh", "#!/bin/bash\nrun() {\n  eval \"$1\"\n  echo done\n}\n",
-         "deploy.sh:4:3", "bash", "function_definition", "run", &["eval"]),
+    let cases = [
+        RouteCase {
+            file: "deploy.rb",
+            text: "class Deploy\n  def run(host)\n    system(\"ssh \" + host)\n    eval(File.read(host))\n  end\nend\n",
+            spot: "deploy.rb:3:5",
+            language: "ruby",
+            target: ("method", "run"),
+            sensitive: &["eval", "exec", "pathfrominput"],
+        },
+        RouteCase {
+            file: "users.php",
+            text: "<?php\nfunction find($db, $name) {\n    return mysqli_query($db, \"SELECT * FROM users WHERE name = '$name'\");\n}\n",
+            spot: "users.php:3:5",
+            language: "php",
+            target: ("function_definition", "find"),
+            sensitive: &["sql"],
+        },
+        RouteCase {
+            file: "init.lua",
+            text: "local M = {}\nfunction M.run(cmd)\n  os.execute(\"sh -c \" .. cmd)\n  return loadstring(cmd)\nend\nreturn M\n",
+            spot: "init.lua:3:3",
+            language: "lua",
+            target: ("function_declaration", "M.run"),
+            sensitive: &["eval", "exec"],
+        },
+        RouteCase {
+            file: "deploy.sh",
+            text: "#!/bin/bash\nrun() {\n  eval \"$1\"\n  echo done\n}\n",
+            spot: "deploy.sh:4:3",
+            language: "bash",
+            target: ("function_definition", "run"),
+            sensitive: &["eval"],
+        },
     ];
     let fast = ModelDouble::start(Behaviour::answer("unused"));
     let big = ModelDouble::start(Behaviour::answer("unused"));
@@ -74,7 +108,15 @@ fn route_reports_the_language_and_sensitive_calls_of_each_new_language() {
         ollama("fast", &fast.base_url(), ""),
         cloud("big", &big.base_url(), ""),
     ));
-    for &(file, text, spot, language, kind, name, sensitive) in cases {
+    for case in &cases {
+        let RouteCase {
+            file,
+            text,
+            spot,
+            language,
+            target: (kind, name),
+            sensitive,
+        } = *case;
         workspace.write(file, text);
         let ran = workspace.run_configured(&["route", spot, "--task", "review", "--json"]);
         assert_eq!(ran.code(), Some(0), "{file}: {}", ran.both());

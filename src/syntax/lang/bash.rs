@@ -61,21 +61,9 @@ pub const SPEC: LanguageSpec = LanguageSpec {
         interpolations: &["simple_expansion", "expansion", "command_substitution"],
         concat: &[],
         quotes: &[
-            Quote::Str {
-                quote: '"',
-                escapes: true,
-                multiline: true,
-            },
-            Quote::Str {
-                quote: '\'',
-                escapes: false,
-                multiline: true,
-            },
-            Quote::Str {
-                quote: '`',
-                escapes: true,
-                multiline: true,
-            },
+            Quote::escaped('"', true),
+            Quote::raw('\'', true),
+            Quote::escaped('`', true),
         ],
     },
     comments: Comments {

@@ -5,7 +5,7 @@
 use super::SensitiveKind::{Crypto, Exec, PathFromInput, Sql};
 use super::{
     Args::{BuiltAt, FirstNotConstant},
-    BRACE, Blocks, C_COMMENTS, CallShape,
+    BRACED, C_COMMENTS, CallShape,
     Callee::{Exact, Path, Prefix},
     Def, Import, Language, LanguageSpec, Name, Quote, Role,
     Role::*,
@@ -25,7 +25,7 @@ pub const SPEC: LanguageSpec = LanguageSpec {
     definitions: DEFINITIONS,
     assigned: &[],
     imports: &[Import::kind("preproc_include")],
-    blocks: BLOCKS,
+    blocks: BRACED,
     strings: STRINGS,
     comments: C_COMMENTS,
     roles: ROLES,
@@ -54,15 +54,6 @@ pub(super) const DEFINITIONS: &[Def] = &[
     Def::holder("preproc_elif"),
 ];
 
-pub(super) const BLOCKS: Blocks = Blocks {
-    openers: &[BRACE],
-    headers: &[],
-    header_end: None,
-    closers: &[],
-    by_indent: false,
-    kinds: &[],
-};
-
 pub(super) const STRINGS: Strings = Strings {
     literals: &[
         "string_literal",
@@ -73,14 +64,7 @@ pub(super) const STRINGS: Strings = Strings {
     ],
     interpolations: &[],
     concat: &["+"],
-    quotes: &[
-        Quote::Str {
-            quote: '"',
-            escapes: true,
-            multiline: false,
-        },
-        Quote::Char('\''),
-    ],
+    quotes: &[Quote::escaped('"', false), Quote::Char('\'')],
 };
 
 pub(super) const ROLES: &[(&str, Role)] = &[

@@ -2,10 +2,10 @@
 //! `using` as an import and the method-call rules C++ adds to C's sensitive calls.
 
 use super::SensitiveKind::{PathFromInput, Sql};
-use super::c::{BLOCKS, CALLS, DEFINITIONS, ROLES, RULES as C_RULES, STRINGS};
+use super::c::{CALLS, DEFINITIONS, ROLES, RULES as C_RULES, STRINGS};
 use super::{
-    Args::FirstNotConstant, C_COMMENTS, Callee::Method, Import, Language, LanguageSpec, Rule, SQL,
-    rule_if,
+    Args::FirstNotConstant, BRACED, C_COMMENTS, Callee::Method, Import, Language, LanguageSpec,
+    Rule, SQL, rule_if,
 };
 
 pub const SPEC: LanguageSpec = LanguageSpec {
@@ -24,7 +24,7 @@ pub const SPEC: LanguageSpec = LanguageSpec {
         Import::kind("preproc_include"),
         Import::kind("using_declaration"),
     ],
-    blocks: BLOCKS,
+    blocks: BRACED,
     strings: STRINGS,
     comments: C_COMMENTS,
     roles: ROLES,

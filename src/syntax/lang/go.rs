@@ -4,7 +4,7 @@
 use super::SensitiveKind::{Crypto, Deserialize, Exec, PathFromInput, Sql};
 use super::{
     Args::{BuiltAt, FirstNotConstant},
-    BRACE, Blocks, C_COMMENTS, CallShape,
+    BRACED, C_COMMENTS, CallShape,
     Callee::{Method, Path, Prefix},
     Def, Import, Language, LanguageSpec, Name, Quote,
     Role::*,
@@ -32,14 +32,7 @@ pub const SPEC: LanguageSpec = LanguageSpec {
         Import::kind("package_clause"),
         Import::kind("import_declaration"),
     ],
-    blocks: Blocks {
-        openers: &[BRACE],
-        headers: &[],
-        header_end: None,
-        closers: &[],
-        by_indent: false,
-        kinds: &[],
-    },
+    blocks: BRACED,
     strings: Strings {
         literals: &[
             "interpreted_string_literal",
@@ -49,16 +42,8 @@ pub const SPEC: LanguageSpec = LanguageSpec {
         interpolations: &[],
         concat: &["+"],
         quotes: &[
-            Quote::Str {
-                quote: '"',
-                escapes: true,
-                multiline: false,
-            },
-            Quote::Str {
-                quote: '`',
-                escapes: false,
-                multiline: true,
-            },
+            Quote::escaped('"', false),
+            Quote::raw('`', true),
             Quote::Char('\''),
         ],
     },

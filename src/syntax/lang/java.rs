@@ -3,7 +3,7 @@
 use super::SensitiveKind::{Crypto, Deserialize, Eval, Exec, PathFromInput, Sql};
 use super::{
     Args::FirstNotConstant,
-    BRACE, Blocks, C_COMMENTS, CallShape,
+    BRACED, C_COMMENTS, CallShape,
     Callee::{Method, New, Path, Prefix},
     Def, Import, Language, LanguageSpec, Quote,
     Role::*,
@@ -40,25 +40,14 @@ pub const SPEC: LanguageSpec = LanguageSpec {
         Import::kind("package_declaration"),
         Import::kind("import_declaration"),
     ],
-    blocks: Blocks {
-        openers: &[BRACE],
-        headers: &[],
-        header_end: None,
-        closers: &[],
-        by_indent: false,
-        kinds: &[],
-    },
+    blocks: BRACED,
     strings: Strings {
         literals: &["string_literal", "character_literal"],
         interpolations: &[],
         concat: &["+"],
         quotes: &[
             Quote::Triple('"'),
-            Quote::Str {
-                quote: '"',
-                escapes: true,
-                multiline: false,
-            },
+            Quote::escaped('"', false),
             Quote::Char('\''),
         ],
     },

@@ -5,7 +5,7 @@
 use super::SensitiveKind::{Crypto, Deserialize, Eval, Exec, PathFromInput, Sql};
 use super::{
     Args::{FirstIsString, FirstNotConstant},
-    Assigned, BRACE, Blocks, C_COMMENTS, CallShape,
+    Assigned, BRACED, C_COMMENTS, CallShape,
     Callee::{Exact, Method, New, Path, Prefix},
     Def, Import, Language, LanguageSpec, Quote, Role,
     Role::*,
@@ -25,7 +25,7 @@ pub const SPEC: LanguageSpec = LanguageSpec {
     definitions: DEFINITIONS,
     assigned: ASSIGNED,
     imports: IMPORTS,
-    blocks: BLOCKS,
+    blocks: BRACED,
     strings: STRINGS,
     comments: C_COMMENTS,
     roles: ROLES,
@@ -81,35 +81,14 @@ pub(super) const ASSIGNED: &[Assigned] = &[
 
 pub(super) const IMPORTS: &[Import] = &[Import::kind("import_statement")];
 
-pub(super) const BLOCKS: Blocks = Blocks {
-    openers: &[BRACE],
-    headers: &[],
-    header_end: None,
-    closers: &[],
-    by_indent: false,
-    kinds: &[],
-};
-
 pub(super) const STRINGS: Strings = Strings {
     literals: &["string", "template_string"],
     interpolations: &["template_substitution"],
     concat: &["+"],
     quotes: &[
-        Quote::Str {
-            quote: '"',
-            escapes: true,
-            multiline: false,
-        },
-        Quote::Str {
-            quote: '\'',
-            escapes: true,
-            multiline: false,
-        },
-        Quote::Str {
-            quote: '`',
-            escapes: true,
-            multiline: true,
-        },
+        Quote::escaped('"', false),
+        Quote::escaped('\'', false),
+        Quote::escaped('`', true),
     ],
 };
 

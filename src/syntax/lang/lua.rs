@@ -55,18 +55,7 @@ pub const SPEC: LanguageSpec = LanguageSpec {
         literals: &["string"],
         interpolations: &[],
         concat: &[".."],
-        quotes: &[
-            Quote::Str {
-                quote: '"',
-                escapes: true,
-                multiline: false,
-            },
-            Quote::Str {
-                quote: '\'',
-                escapes: true,
-                multiline: false,
-            },
-        ],
+        quotes: &[Quote::escaped('"', false), Quote::escaped('\'', false)],
     },
     comments: Comments {
         line: &["--"],

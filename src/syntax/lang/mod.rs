@@ -420,6 +420,16 @@ impl Opener {
 /// `{` at a line's end opens a block.
 pub const BRACE: Opener = Opener::token("{");
 
+/// The blocks of a braced language: `{` opens them, `}` closes them.
+pub const BRACED: Blocks = Blocks {
+    openers: &[BRACE],
+    headers: &[],
+    header_end: None,
+    closers: &[],
+    by_indent: false,
+    kinds: &[],
+};
+
 /// What a string is.
 #[derive(Debug, Clone, Copy)]
 pub struct Strings {
@@ -451,6 +461,26 @@ pub enum Quote {
     /// A char literal (`'x'`, `'\n'`), skipped only when it closes nearby: a lone `'` (a
     /// Rust lifetime) is no quote.
     Char(char),
+}
+
+impl Quote {
+    /// A string in which a backslash escapes.
+    pub const fn escaped(quote: char, multiline: bool) -> Quote {
+        Quote::Str {
+            quote,
+            escapes: true,
+            multiline,
+        }
+    }
+
+    /// A string without escapes (Go's backticks, shell `'…'`).
+    pub const fn raw(quote: char, multiline: bool) -> Quote {
+        Quote::Str {
+            quote,
+            escapes: false,
+            multiline,
+        }
+    }
 }
 
 /// What a comment is, as text (tree-sitter names every comment node `…comment…`).
@@ -569,6 +599,14 @@ impl CallShape {
             is_new: false,
         }
     }
+
+    /// A node that runs its text as a shell command (`` `ls` ``, `%x(ls)`): its "callee" is
+    /// its opening token.
+    pub const SHELL: CallShape = CallShape {
+        callee: CalleeAt::FirstToken,
+        arguments: ArgumentsAt::None,
+        is_new: false,
+    };
 
     /// `new Type(arguments)`.
     pub const fn new(callee: &'static str, arguments: &'static str) -> CallShape {

@@ -4,9 +4,9 @@
 use super::SensitiveKind::{Crypto, Deserialize, Eval, Exec, PathFromInput, Sql};
 use super::{
     Args::{AnyBuilt, BuiltAt, FirstNotConstant},
-    ArgumentsAt, Assigned, BRACE, Blocks, CallShape,
+    Assigned, BRACED, CallShape,
     Callee::{Exact, Method, Prefix},
-    CalleeAt, Comments, Def, Import, Language, LanguageSpec, Quote,
+    Comments, Def, Import, Language, LanguageSpec, Quote,
     Role::*,
     Rule, SQL, Strings, rule, rule_if,
 };
@@ -48,14 +48,7 @@ pub const SPEC: LanguageSpec = LanguageSpec {
             &["require", "require_once", "include", "include_once"],
         ),
     ],
-    blocks: Blocks {
-        openers: &[BRACE],
-        headers: &[],
-        header_end: None,
-        closers: &[],
-        by_indent: false,
-        kinds: &[],
-    },
+    blocks: BRACED,
     strings: Strings {
         literals: &[
             "string",
@@ -72,21 +65,9 @@ pub const SPEC: LanguageSpec = LanguageSpec {
         ],
         concat: &["."],
         quotes: &[
-            Quote::Str {
-                quote: '"',
-                escapes: true,
-                multiline: true,
-            },
-            Quote::Str {
-                quote: '\'',
-                escapes: true,
-                multiline: true,
-            },
-            Quote::Str {
-                quote: '`',
-                escapes: true,
-                multiline: true,
-            },
+            Quote::escaped('"', true),
+            Quote::escaped('\'', true),
+            Quote::escaped('`', true),
         ],
     },
     comments: Comments {
@@ -130,14 +111,7 @@ pub const SPEC: LanguageSpec = LanguageSpec {
             "scoped_call_expression",
             CallShape::method("name", "arguments"),
         ),
-        (
-            "shell_command_expression",
-            CallShape {
-                callee: CalleeAt::FirstToken,
-                arguments: ArgumentsAt::None,
-                is_new: false,
-            },
-        ),
+        ("shell_command_expression", CallShape::SHELL),
     ],
     sensitive: &[RULES],
 };

@@ -1,7 +1,7 @@
 //! Plain text: any file of a language Pilotfish does not parse. No grammar: completion works
 //! on lines, and `{` at a line's end still opens a block.
 
-use super::{BRACE, Blocks, Comments, Language, LanguageSpec, Strings};
+use super::{BRACED, Comments, Language, LanguageSpec, Strings};
 
 pub const SPEC: LanguageSpec = LanguageSpec {
     language: Language::PlainText,
@@ -16,14 +16,7 @@ pub const SPEC: LanguageSpec = LanguageSpec {
     definitions: &[],
     assigned: &[],
     imports: &[],
-    blocks: Blocks {
-        openers: &[BRACE],
-        headers: &[],
-        header_end: None,
-        closers: &[],
-        by_indent: false,
-        kinds: &[],
-    },
+    blocks: BRACED,
     strings: Strings {
         literals: &[],
         interpolations: &[],

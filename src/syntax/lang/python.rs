@@ -56,16 +56,8 @@ pub const SPEC: LanguageSpec = LanguageSpec {
         quotes: &[
             Quote::Triple('"'),
             Quote::Triple('\''),
-            Quote::Str {
-                quote: '"',
-                escapes: true,
-                multiline: false,
-            },
-            Quote::Str {
-                quote: '\'',
-                escapes: true,
-                multiline: false,
-            },
+            Quote::escaped('"', false),
+            Quote::escaped('\'', false),
         ],
     },
     comments: HASH_COMMENTS,

@@ -4,9 +4,9 @@
 use super::SensitiveKind::{Crypto, Deserialize, Eval, Exec, PathFromInput, Sql};
 use super::{
     Args::FirstNotConstant,
-    ArgumentsAt, BRACE, Blocks, CallShape,
+    BRACE, Blocks, CallShape,
     Callee::{Exact, Method, Path, Prefix},
-    CalleeAt, Def, HASH_COMMENTS, Import, Language, LanguageSpec, Opener, Quote,
+    Def, HASH_COMMENTS, Import, Language, LanguageSpec, Opener, Quote,
     Role::*,
     Rule, SQL, Strings, rule, rule_if,
 };
@@ -77,21 +77,9 @@ pub const SPEC: LanguageSpec = LanguageSpec {
         interpolations: &["interpolation"],
         concat: &["+", "<<"],
         quotes: &[
-            Quote::Str {
-                quote: '"',
-                escapes: true,
-                multiline: true,
-            },
-            Quote::Str {
-                quote: '\'',
-                escapes: true,
-                multiline: true,
-            },
-            Quote::Str {
-                quote: '`',
-                escapes: true,
-                multiline: true,
-            },
+            Quote::escaped('"', true),
+            Quote::escaped('\'', true),
+            Quote::escaped('`', true),
         ],
     },
     comments: HASH_COMMENTS,
@@ -122,14 +110,7 @@ pub const SPEC: LanguageSpec = LanguageSpec {
         // `system("ls")`, `Open3.popen3(cmd)`, `require "json"`: the callee runs from the
         // receiver to the method's name.
         ("call", CallShape::method("method", "arguments")),
-        (
-            "subshell",
-            CallShape {
-                callee: CalleeAt::FirstToken,
-                arguments: ArgumentsAt::None,
-                is_new: false,
-            },
-        ),
+        ("subshell", CallShape::SHELL),
     ],
     sensitive: &[RULES],
 };

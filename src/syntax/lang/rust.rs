@@ -5,7 +5,7 @@
 use super::SensitiveKind::{Crypto, Deserialize, Exec, PathFromInput, Sql};
 use super::{
     Args::FirstNotConstant,
-    ArgumentsAt, BRACE, Blocks, C_COMMENTS, CallShape,
+    ArgumentsAt, BRACED, C_COMMENTS, CallShape,
     Callee::{Exact, Method, Path, Prefix},
     CalleeAt, Def, Import, Language, LanguageSpec, Name, Quote,
     Role::*,
@@ -44,25 +44,14 @@ pub const SPEC: LanguageSpec = LanguageSpec {
         Import::kind("use_declaration"),
         Import::kind("extern_crate_declaration"),
     ],
-    blocks: Blocks {
-        openers: &[BRACE],
-        headers: &[],
-        header_end: None,
-        closers: &[],
-        by_indent: false,
-        kinds: &[],
-    },
+    blocks: BRACED,
     strings: Strings {
         literals: &["string_literal", "raw_string_literal", "char_literal"],
         interpolations: &[],
         concat: &["+"],
         quotes: &[
             Quote::HashedRaw,
-            Quote::Str {
-                quote: '"',
-                escapes: true,
-                multiline: true,
-            },
+            Quote::escaped('"', true),
             Quote::Char('\''),
         ],
     },

@@ -1,8 +1,8 @@
 //! TypeScript and TSX: JavaScript's tables (`javascript.rs` lists the TypeScript-only node
 //! kinds too) over TypeScript's grammars.
 
-use super::javascript::{ASSIGNED, BLOCKS, CALLS, DEFINITIONS, IMPORTS, ROLES, RULES, STRINGS};
-use super::{C_COMMENTS, Language, LanguageSpec};
+use super::javascript::{ASSIGNED, CALLS, DEFINITIONS, IMPORTS, ROLES, RULES, STRINGS};
+use super::{BRACED, C_COMMENTS, Language, LanguageSpec};
 
 pub const SPEC: LanguageSpec = LanguageSpec {
     language: Language::TypeScript,
@@ -17,7 +17,7 @@ pub const SPEC: LanguageSpec = LanguageSpec {
     definitions: DEFINITIONS,
     assigned: ASSIGNED,
     imports: IMPORTS,
-    blocks: BLOCKS,
+    blocks: BRACED,
     strings: STRINGS,
     comments: C_COMMENTS,
     roles: ROLES,
