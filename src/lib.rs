@@ -19,3 +19,4 @@ pub mod session;
 pub mod sync;
 pub mod syntax;
 pub mod test_hooks;
+pub mod tokens;

@@ -8,9 +8,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::config::ModelConfig;
 use crate::sync::lock;
 
-/// Characters per token when a provider reports no usage.
-const CHARS_PER_TOKEN: u64 = 4;
-
 #[derive(Debug, Default)]
 pub struct Spend {
     /// (UTC day number, USD spent that day)
@@ -30,9 +27,10 @@ pub fn cost_usd(model: &ModelConfig, tokens_in: u64, tokens_out: u64) -> f64 {
         / 1e6
 }
 
-/// Token counts: the provider's, else estimated from the characters sent and received.
+/// Token counts: the provider's, else estimated from the characters sent and received
+/// (the one estimate, `crate::tokens`).
 pub fn tokens_or_estimate(reported: Option<u64>, chars: usize) -> u64 {
-    reported.unwrap_or((chars as u64).div_ceil(CHARS_PER_TOKEN))
+    reported.unwrap_or_else(|| crate::tokens::tokens_for_chars(chars) as u64)
 }
 
 impl Spend {
