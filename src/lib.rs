@@ -11,6 +11,7 @@ pub mod position;
 pub mod postprocess;
 pub mod prompt;
 pub mod providers;
+pub mod recent;
 pub mod redact;
 pub mod resilience;
 pub mod route_input;
