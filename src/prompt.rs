@@ -9,9 +9,31 @@
 //!
 //! Invariant: the rendered prompt starts with the same bytes for successive requests in the
 //! same region (imports, then the window from its stable `prefix_start`), so the model
-//! server's prompt cache is reused. Nothing variable (time, paths of other files) goes first.
+//! server's prompt cache is reused. Nothing variable (time, the cursor's position) goes first.
+//! Context from other files goes first only in the repository layout a model was trained on
+//! (Qwen2.5-Coder, StarCoder2), and it changes only when the user touches another file.
+
+use std::sync::Arc;
 
 use crate::syntax::context::CompletionContext;
+use crate::tokens::estimate_tokens;
+
+/// Another file's context for a FIM prompt: its path (relative to the workspace) and a text
+/// from it (an outline, or a chunk the user touched), ending with a line break.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtherFile {
+    pub name: String,
+    pub text: Arc<str>,
+}
+
+/// Where a completion's file sits, for a template's repository layout: the repository's name,
+/// the file's path in it, and context from other files.
+#[derive(Debug, Clone, Copy)]
+pub struct Repo<'a> {
+    pub name: &'a str,
+    pub path: &'a str,
+    pub files: &'a [OtherFile],
+}
 
 /// A FIM layout that a model was trained on. The order of the parts must follow the
 /// model's training: the same model given the wrong layout produces nothing useful.
@@ -60,6 +82,12 @@ pub struct FimPrompt {
 }
 
 impl FimTemplate {
+    /// Whether the family was trained on a repository layout (other files before the one with
+    /// the hole), so that other files' context has a place in its prompt.
+    pub fn has_repo_layout(self) -> bool {
+        matches!(self, FimTemplate::Qwen | FimTemplate::StarCoder)
+    }
+
     /// The special tokens that end the middle or start another section: generation stops at
     /// any of them. Includes the end-of-text token of the family.
     pub fn stop_tokens(self) -> &'static [&'static str] {
@@ -156,6 +184,92 @@ pub fn build_fim(fim: Fim, ctx: &CompletionContext) -> FimPrompt {
             stop,
         },
     }
+}
+
+/// Builds the FIM prompt for `ctx` in a file of `repo`: for a template with a repository
+/// layout and context from other files, the layout the family was trained on — each other
+/// file under its path, then the file with the hole under its own; otherwise (no other files,
+/// or a template or API without such a layout) the prompt of [`build_fim`].
+pub fn build_fim_in_repo(fim: Fim, ctx: &CompletionContext, repo: &Repo) -> FimPrompt {
+    let mut built = build_fim(fim, ctx);
+    let Fim::Template(template) = fim else {
+        return built;
+    };
+    if repo.files.is_empty() || !template.has_repo_layout() {
+        return built;
+    }
+    let prefix = prompt_prefix(ctx);
+    let suffix = &ctx.suffix;
+    let mut out = String::with_capacity(
+        built.prompt.len()
+            + repo
+                .files
+                .iter()
+                .map(|f| f.name.len() + f.text.len() + 16)
+                .sum::<usize>()
+            + 64,
+    );
+    match template {
+        // Qwen2.5-Coder technical report, figure 4 ("Repo-Level FIM format"):
+        // `<|repo_name|>{repo}\n<|file_sep|>{path1}\n{content1}\n<|file_sep|>{path2}\n…
+        // <|file_sep|>{path}\n<|fim_prefix|>{pre}<|fim_suffix|>{suf}<|fim_middle|>`.
+        FimTemplate::Qwen => {
+            out.push_str(&format!("<|repo_name|>{}\n", repo.name));
+            for f in repo.files {
+                out.push_str(&format!("<|file_sep|>{}\n{}", f.name, f.text));
+                if !f.text.ends_with('\n') {
+                    out.push('\n');
+                }
+            }
+            out.push_str(&format!(
+                "<|file_sep|>{}\n<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>",
+                repo.path
+            ));
+        }
+        // StarCoder2 paper, section 5.1: `<repo_name>reponame<file_sep>filepath0\ncode0
+        // <file_sep><fim_prefix>filepath1\ncode1_pre<fim_suffix>code1_suf<fim_middle>` — no
+        // line break after the name, and the hole's file path inside the FIM prefix.
+        FimTemplate::StarCoder => {
+            out.push_str(&format!("<repo_name>{}", repo.name));
+            for f in repo.files {
+                out.push_str(&format!("<file_sep>{}\n{}", f.name, f.text));
+                if !f.text.ends_with('\n') {
+                    out.push('\n');
+                }
+            }
+            out.push_str(&format!(
+                "<file_sep><fim_prefix>{}\n{prefix}<fim_suffix>{suffix}<fim_middle>",
+                repo.path
+            ));
+        }
+        _ => return built,
+    }
+    built.prompt = out;
+    built
+}
+
+/// The other files that fit beside the prompt in a model's context window: the newest (the
+/// last ones) whose estimated tokens, with a quarter kept spare (code often takes more tokens
+/// than the estimate), fit in what `ctx`'s prompt and `max_tokens` of answer leave free.
+pub fn fit_other_files<'a>(
+    files: &'a [OtherFile],
+    ctx: &CompletionContext,
+    context_window: u32,
+    max_tokens: u32,
+) -> &'a [OtherFile] {
+    let prompt = estimate_tokens(&prompt_prefix(ctx)) + estimate_tokens(&ctx.suffix);
+    let free = (context_window as usize).saturating_sub(prompt + max_tokens as usize);
+    let room = free * 3 / 4;
+    let mut used = 0;
+    let mut first = files.len();
+    for (i, f) in files.iter().enumerate().rev() {
+        used += estimate_tokens(&f.name) + estimate_tokens(&f.text) + 2;
+        if used > room {
+            break;
+        }
+        first = i;
+    }
+    &files[first..]
 }
 
 /// The marker that stands for the cursor in a chat prompt.
@@ -388,6 +502,97 @@ mod tests {
         assert!(
             b.prompt
                 .starts_with(&a.prompt[..a.prompt.find("<|fim_suffix|>").unwrap()])
+        );
+    }
+
+    fn other(name: &str, text: &str) -> OtherFile {
+        OtherFile {
+            name: name.into(),
+            text: text.into(),
+        }
+    }
+
+    /// Qwen2.5-Coder's and StarCoder2's repository layouts, written out by hand from their
+    /// references; every other template and the native API ignore other files, and without
+    /// other files the layout is the plain one.
+    #[test]
+    fn repository_layouts_put_other_files_before_the_hole() {
+        let c = ctx("fn f() {\n    $0\n}", true, &[]);
+        let files = [
+            other("src/util.rs", "fn parse(s: &str) -> u32;\n"),
+            other("src/lib.rs", "fn g() {\n    parse(\"1\")\n}"),
+        ];
+        let repo = Repo {
+            name: "proj",
+            path: "src/main.rs",
+            files: &files,
+        };
+        let cases = [
+            (
+                Fim::Template(FimTemplate::Qwen),
+                "<|repo_name|>proj\n<|file_sep|>src/util.rs\nfn parse(s: &str) -> u32;\n<|file_sep|>src/lib.rs\nfn g() {\n    parse(\"1\")\n}\n<|file_sep|>src/main.rs\n<|fim_prefix|>fn f() {\n    <|fim_suffix|>\n}<|fim_middle|>",
+            ),
+            (
+                Fim::Template(FimTemplate::StarCoder),
+                "<repo_name>proj<file_sep>src/util.rs\nfn parse(s: &str) -> u32;\n<file_sep>src/lib.rs\nfn g() {\n    parse(\"1\")\n}\n<file_sep><fim_prefix>src/main.rs\nfn f() {\n    <fim_suffix>\n}<fim_middle>",
+            ),
+        ];
+        for (fim, want) in cases {
+            let got = build_fim_in_repo(fim, &c, &repo);
+            assert_eq!(got.prompt, want, "{fim:?}");
+            assert_eq!(got.stop, build_fim(fim, &c).stop, "{fim:?}");
+        }
+        let plain = [
+            Fim::Native,
+            Fim::Template(FimTemplate::CodeLlama),
+            Fim::Template(FimTemplate::DeepSeek),
+            Fim::Template(FimTemplate::Codestral),
+        ];
+        for fim in plain {
+            assert_eq!(
+                build_fim_in_repo(fim, &c, &repo),
+                build_fim(fim, &c),
+                "{fim:?}"
+            );
+        }
+        let alone = Repo { files: &[], ..repo };
+        for fim in [
+            Fim::Template(FimTemplate::Qwen),
+            Fim::Template(FimTemplate::StarCoder),
+        ] {
+            assert_eq!(
+                build_fim_in_repo(fim, &c, &alone),
+                build_fim(fim, &c),
+                "{fim:?}"
+            );
+        }
+    }
+
+    /// Other files fit beside the prompt and the answer in the context window, with a quarter
+    /// spare; the newest (last) are kept.
+    #[test]
+    fn other_files_that_fit_the_context_window() {
+        let c = ctx(&format!("{}$0", "x".repeat(400)), false, &[]); // 100 tokens
+        let files: Vec<OtherFile> = (0..4)
+            .map(|i| other(&format!("f{i}.py"), &"y".repeat(396))) // 2 + 99 + 2 tokens
+            .collect();
+        let kept = |window| fit_other_files(&files, &c, window, 64).len();
+        let cases = [
+            (8192, 4),
+            // 100 + 64 of prompt and answer; room = 3/4 of what is left.
+            (164 + 4 * 103 * 4 / 3 + 1, 4),
+            (164 + 4 * 103 * 4 / 3 - 4, 3),
+            (164 + 103 * 4 / 3 + 2, 1),
+            (164 + 100, 0),
+            (100, 0),
+        ];
+        for (window, want) in cases {
+            assert_eq!(kept(window), want, "window {window}");
+        }
+        let newest = fit_other_files(&files, &c, 164 + 2 * 103 * 4 / 3 + 2, 64);
+        assert_eq!(
+            newest.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
+            ["f2.py", "f3.py"]
         );
     }
 

@@ -136,12 +136,7 @@ pub struct FimCall<'a> {
     pub other_files: &'a [OtherFile],
 }
 
-/// Another file's context for a FIM call: its path (relative to the workspace) and text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OtherFile {
-    pub name: String,
-    pub text: std::sync::Arc<str>,
-}
+pub use crate::prompt::OtherFile;
 
 /// The shared HTTP client and the per-provider request code.
 #[derive(Clone)]
