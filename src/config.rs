@@ -261,6 +261,10 @@ pub struct CompletionConfig {
     /// Which models may be asked in the background for the suggestion after the shown one.
     #[serde(default)]
     pub prefetch: PrefetchSetting,
+    /// How many chunks of code the user just touched in other files go with a completion to
+    /// a local model that takes other files' context (0: none).
+    #[serde(default = "default_recent_chunks")]
+    pub recent_chunks: usize,
 }
 
 fn default_budget_ms() -> u64 {
@@ -272,6 +276,9 @@ fn default_debounce_ms() -> u64 {
 fn default_cache_entries() -> usize {
     512
 }
+fn default_recent_chunks() -> usize {
+    4
+}
 
 impl Default for CompletionConfig {
     fn default() -> Self {
@@ -281,6 +288,7 @@ impl Default for CompletionConfig {
             cache_entries: default_cache_entries(),
             multiline: MultilineSetting::default(),
             prefetch: PrefetchSetting::default(),
+            recent_chunks: default_recent_chunks(),
         }
     }
 }
@@ -810,6 +818,12 @@ impl Config {
                 "must be greater than 0".into(),
             ));
         }
+        if c.recent_chunks > crate::recent::CAPACITY {
+            return Err((
+                "completion.recent_chunks".into(),
+                format!("at most {} (0 turns it off)", crate::recent::CAPACITY),
+            ));
+        }
         for (name, action) in &self.actions {
             if TASKS.contains(&name.as_str()) {
                 return Err((
@@ -951,6 +965,11 @@ mod tests {
                 "NAME of an environment variable",
             ),
             ("[completion\n", "test.toml", "TOML parse error"),
+            (
+                "[completion]\nrecent_chunks = 17\n",
+                "completion.recent_chunks",
+                "at most 16",
+            ),
             (
                 "[models.a]\nprovider = \"ollama\"\nurl = []\nmodel = \"m\"\n",
                 "models.a.url",

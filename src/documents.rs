@@ -5,6 +5,11 @@
 //! (tree-sitter's incremental reparse grows with the file: ~0.2 ms at 2,000 lines, several
 //! ms at 20,000), so a keystroke never waits for it. No async, no LSP types: positions come
 //! in as [`LineCol`].
+//!
+//! The store also gathers what a completion takes from the user's other files
+//! ([`Documents::for_completion`]): the outlines of other open files, and the chunks of the
+//! recent-context ring ([`crate::recent`]), which it feeds from opens, edits, closes and
+//! completion requests.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, TryLockError};
@@ -13,6 +18,7 @@ use ropey::Rope;
 use tree_sitter::{InputEdit, Parser, Point, Tree};
 
 use crate::position::{self, LineCol, PositionEncoding, PositionError};
+use crate::recent::{self, RecentRing, Spot};
 use crate::sync::lock;
 use crate::syntax::Language;
 use crate::syntax::features::{Features, FeaturesMemo, Target, features, selection_target};
@@ -403,13 +409,27 @@ pub struct Documents {
     generations: u64,
     /// Counts opens and changes, to order documents by how recently they were touched.
     clock: u64,
+    /// Chunks of what the user just touched, for completions in their other files.
+    recent: RecentRing,
 }
 
-/// Another open file, as context for a completion: its URI and its outline.
+/// Context from another file for a completion: the file's URI and a text from it (its
+/// outline, or a chunk of its code the user touched).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RelatedFile {
     pub uri: Arc<str>,
-    pub outline: Arc<str>,
+    pub text: Arc<str>,
+}
+
+/// What a completion takes from other files (all zero when no model of the session takes
+/// any): the outlines of up to `outline_files` other open files of the language family,
+/// each at most `outline_chars` long, then up to `recent_chunks` chunks of the recent-context
+/// ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OtherFiles {
+    pub outline_files: usize,
+    pub outline_chars: usize,
+    pub recent_chunks: usize,
 }
 
 impl Documents {
@@ -421,6 +441,7 @@ impl Documents {
         let (mut doc, reparse) = Document::open(uri, language, version, text, self.generations);
         doc.touched = self.clock;
         self.open.insert(uri.to_string(), doc);
+        self.note_activity(uri, None);
         reparse
     }
 
@@ -511,39 +532,120 @@ impl Documents {
         let reparse = doc.apply(version, changes, enc)?;
         self.clock += 1;
         doc.touched = self.clock;
+        // Where the user edits (the first change of a multi-cursor set; none for a whole-text
+        // replacement).
+        let at = changes
+            .first()
+            .and_then(|c| c.range)
+            .map(|(start, _)| start.line as usize);
+        self.note_activity(uri, at);
         Ok(reparse)
     }
 
-    /// Context from other files for a completion in `uri`: the outlines (each at most
-    /// `max_chars`) of up to `max_files` other open documents of its language family, the
-    /// most recently opened or changed first. Outlines are made once per revision.
-    pub fn related_files(
+    /// A completion request in `uri` at `line` (None: a request the engine makes on its own,
+    /// with no position from the editor): the document's snapshot and the context the
+    /// request takes from other files, as `wanted` says — outlines first, then the
+    /// recent-context chunks, each part in its own stable order so that the model server's
+    /// prompt cache keeps the prompt's start. The request's line counts as where the user is.
+    pub fn for_completion(
         &mut self,
         uri: &str,
-        max_files: usize,
-        max_chars: usize,
-    ) -> Vec<RelatedFile> {
+        line: Option<u32>,
+        wanted: &OtherFiles,
+    ) -> Result<(Snapshot, Vec<RelatedFile>), DocumentError> {
+        if let Some(line) = line {
+            self.note_activity(uri, Some(line as usize));
+        }
+        let snapshot = self.snapshot(uri)?;
+        let mut related = self.outlines(uri, wanted.outline_files, wanted.outline_chars);
+        if wanted.recent_chunks > 0 {
+            let line = line
+                .map(|l| l as usize)
+                .or_else(|| self.recent.focus_line(uri))
+                .unwrap_or(0);
+            let around = recent::words_around(&snapshot.rope, line);
+            let family = snapshot.language.family();
+            related.extend(
+                self.recent
+                    .pick(uri, family, &around, wanted.recent_chunks)
+                    .into_iter()
+                    .map(|c| RelatedFile {
+                        uri: Arc::clone(&c.uri),
+                        text: Arc::clone(&c.text),
+                    }),
+            );
+        }
+        Ok((snapshot, related))
+    }
+
+    /// The outlines (each at most `max_chars`) of up to `max_files` other open documents of
+    /// `uri`'s language family: the ones most recently opened or changed, in the order they
+    /// were opened (so that editing one of them does not reorder the prompt). Outlines are
+    /// made once per revision.
+    fn outlines(&mut self, uri: &str, max_files: usize, max_chars: usize) -> Vec<RelatedFile> {
         let Some(family) = self.open.get(uri).map(|d| d.language.family()) else {
             return Vec::new();
         };
+        if max_files == 0 {
+            return Vec::new();
+        }
         let mut others: Vec<&mut Document> = self
             .open
             .values_mut()
             .filter(|d| d.language.family() == family && d.tree.is_some() && &*d.uri != uri)
             .collect();
         others.sort_unstable_by_key(|d| std::cmp::Reverse(d.touched));
-        others
+        let mut chosen: Vec<(u64, RelatedFile)> = others
             .into_iter()
-            .map(|d| RelatedFile {
-                uri: Arc::clone(&d.uri),
-                outline: d.outline(max_chars),
+            .map(|d| {
+                let file = RelatedFile {
+                    uri: Arc::clone(&d.uri),
+                    text: d.outline(max_chars),
+                };
+                (d.generation, file)
             })
-            .filter(|f| !f.outline.is_empty())
+            .filter(|(_, f)| !f.text.is_empty())
             .take(max_files)
-            .collect()
+            .collect();
+        chosen.sort_unstable_by_key(|(generation, _)| *generation);
+        chosen.into_iter().map(|(_, f)| f).collect()
     }
 
+    /// Activity in `uri` (at `line` when the event has a position): when it leaves a spot
+    /// behind (the user moved to another document, or far away in this one), the chunk there
+    /// goes into the recent-context ring. Cuts at most a chunk's worth of text.
+    fn note_activity(&mut self, uri: &str, line: Option<usize>) {
+        let Some(doc) = self.open.get(uri) else {
+            return;
+        };
+        let uri = Arc::clone(&doc.uri);
+        if let Some(spot) = self.recent.touch(&uri, line) {
+            self.keep_recent(&spot);
+        }
+    }
+
+    /// Cuts the chunk at `spot` (if its document is open) into the recent-context ring.
+    fn keep_recent(&mut self, spot: &Spot) {
+        let Some(doc) = self.open.get(&*spot.uri) else {
+            return;
+        };
+        let chunk = recent::cut(
+            &doc.rope,
+            doc.tree.as_ref(),
+            doc.language,
+            &doc.uri,
+            spot.line,
+        );
+        if let Some(chunk) = chunk {
+            self.recent.add(chunk);
+        }
+    }
+
+    /// Closes a document; where the user last was in it stays in the recent-context ring.
     pub fn close(&mut self, uri: &str) -> bool {
+        if let Some(spot) = self.recent.leave(uri) {
+            self.keep_recent(&spot);
+        }
         self.open.remove(uri).is_some()
     }
 
@@ -779,10 +881,25 @@ mod tests {
         assert_tree_matches_text(&lock(&store), "big");
     }
 
-    /// Other open files of the language family, most recently touched first; outlines are
-    /// made once per revision.
+    fn outlines_only(max: usize) -> OtherFiles {
+        OtherFiles {
+            outline_files: max,
+            outline_chars: 1000,
+            recent_chunks: 0,
+        }
+    }
+
+    fn related(docs: &mut Documents, uri: &str, wanted: &OtherFiles) -> Vec<RelatedFile> {
+        docs.for_completion(uri, None, wanted)
+            .map(|(_, related)| related)
+            .unwrap_or_default()
+    }
+
+    /// Other open files of the language family: the most recently touched ones, in the
+    /// order they were opened (touching one does not reorder them); outlines are made once
+    /// per revision.
     #[test]
-    fn related_files_by_family_and_recency() {
+    fn outlines_of_other_files_by_family_recency_and_open_order() {
         let mut docs = Documents::default();
         docs.open_parsed(
             "file:///w/a.ts",
@@ -800,31 +917,86 @@ mod tests {
         docs.open_parsed("file:///w/d.ts", Language::TypeScript, 1, "const x = 1;\n");
         docs.open_parsed("file:///w/main.ts", Language::TypeScript, 1, "m");
         let names = |docs: &mut Documents, max| -> Vec<String> {
-            docs.related_files("file:///w/main.ts", max, 1000)
+            related(docs, "file:///w/main.ts", &outlines_only(max))
                 .iter()
-                .map(|f| format!("{} {}", f.uri, f.outline.trim()))
+                .map(|f| format!("{} {}", f.uri, f.text.trim()))
                 .collect()
         };
         // d.ts has no definitions: nothing to send for it.
-        assert_eq!(
-            names(&mut docs, 5),
-            [
-                "file:///w/b.tsx function b() {}",
-                "file:///w/a.ts function a() {}"
-            ]
-        );
-        let before = docs.related_files("file:///w/main.ts", 1, 1000);
+        let both = [
+            "file:///w/a.ts function a() {}",
+            "file:///w/b.tsx function b() {}",
+        ];
+        assert_eq!(names(&mut docs, 5), both);
+        assert_eq!(names(&mut docs, 1), ["file:///w/b.tsx function b() {}"]);
+        let before = related(&mut docs, "file:///w/main.ts", &outlines_only(1));
         let change = edit((0, 10), (0, 10), "2");
         let reparse = docs.change("file:///w/a.ts", 2, &[change], PositionEncoding::Utf16);
         assert_eq!(reparse, Ok(Reparse::Done));
         assert_eq!(names(&mut docs, 1), ["file:///w/a.ts function a2() {}"]);
+        // a.ts was touched last, and still comes first: the order is the opening order.
+        let now = related(&mut docs, "file:///w/main.ts", &outlines_only(2));
+        assert_eq!(&*now[0].text, "function a2() {}\n");
         // b.tsx did not change: its outline is the one made before.
-        let b = docs.related_files("file:///w/main.ts", 2, 1000);
-        assert!(Arc::ptr_eq(&b[1].outline, &before[0].outline));
-        assert!(
-            docs.related_files("file:///w/closed.ts", 3, 1000)
-                .is_empty()
+        assert!(Arc::ptr_eq(&now[1].text, &before[0].text));
+        assert!(related(&mut docs, "file:///w/closed.ts", &outlines_only(3)).is_empty());
+        assert!(related(&mut docs, "file:///w/main.ts", &OtherFiles::default()).is_empty());
+    }
+
+    /// The recent-context ring through the store: an edit in one file, then a request in
+    /// another, brings the edited function; the same place touched again unchanged leaves the
+    /// context as it was; a chunk much like the code at the cursor is left out; a closed
+    /// document's chunk stays; nothing when the session wants none.
+    #[test]
+    fn recent_chunks_follow_edits_and_requests() {
+        let wanted = OtherFiles {
+            outline_files: 0,
+            outline_chars: 0,
+            recent_chunks: 4,
+        };
+        let util = "import os\n\n\ndef parse_config(path):\n    with open(path) as f:\n        text = f.read()\n    return dict(line.split('=') for line in text.splitlines())\n";
+        let mut docs = Documents::default();
+        docs.open_parsed("file:///w/util.py", Language::Python, 1, util);
+        docs.open_parsed(
+            "file:///w/main.py",
+            Language::Python,
+            1,
+            "def main():\n    pass\n",
         );
+        // Opened only, never touched at a position: no chunk.
+        assert!(related(&mut docs, "file:///w/main.py", &wanted).is_empty());
+        let typed = [edit((5, 23), (5, 23), " ")];
+        let r = docs.change("file:///w/util.py", 2, &typed, PositionEncoding::Utf16);
+        assert_eq!(r, Ok(Reparse::Done));
+        let (_, got) = docs
+            .for_completion("file:///w/main.py", Some(1), &wanted)
+            .unwrap();
+        let texts: Vec<&str> = got.iter().map(|f| &*f.text).collect();
+        let function = &util[util.find("def parse").unwrap()..].replace("read()", "read() ");
+        assert_eq!(texts, [function.as_str()]);
+        assert_eq!(&*got[0].uri, "file:///w/util.py");
+        // Back to util.py without changing it, and back again: the same context, same text.
+        let (_, again) = docs
+            .for_completion("file:///w/util.py", Some(5), &wanted)
+            .unwrap();
+        assert!(
+            again.is_empty(),
+            "util.py's own chunk is not context for util.py"
+        );
+        let (_, again) = docs
+            .for_completion("file:///w/main.py", Some(1), &wanted)
+            .unwrap();
+        assert!(Arc::ptr_eq(&again[0].text, &got[0].text));
+        // A file whose cursor sits in a copy of that function: the chunk is left out.
+        docs.open_parsed("file:///w/copy.py", Language::Python, 1, function);
+        let (_, near_copy) = docs
+            .for_completion("file:///w/copy.py", Some(2), &wanted)
+            .unwrap();
+        assert!(near_copy.is_empty(), "{near_copy:?}");
+        // Closing util.py keeps its chunk; a session that wants none gets none.
+        assert!(docs.close("file:///w/util.py"));
+        assert_eq!(related(&mut docs, "file:///w/main.py", &wanted).len(), 1);
+        assert!(related(&mut docs, "file:///w/main.py", &OtherFiles::default()).is_empty());
     }
 
     /// After the open-time warm-up, the first features of any function of the file come

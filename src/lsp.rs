@@ -36,12 +36,6 @@ pub const ACCEPT_COMMAND: &str = "pilotfish.accept";
 /// a generous limit keeps `didChange` and `$/cancelRequest` flowing behind them.
 const MAX_CONCURRENT_REQUESTS: usize = 32;
 
-/// Context from other files for completion: the outlines of this many other open files of
-/// the language, each at most this long (~300 tokens). It sits at the start of the prompt
-/// and changes only when those files change, so the model server's prompt cache keeps it.
-const RELATED_FILES: usize = 3;
-const RELATED_FILE_CHARS: usize = 1200;
-
 /// How the server was started: what it needs before `initialize` arrives.
 #[derive(Debug, Clone, Default)]
 pub struct ServeOptions {
@@ -338,12 +332,10 @@ impl Backend {
     async fn suggest(&self, uri: &Uri, pos: Position) -> Result<Option<(Suggestion, Position)>> {
         let started = Instant::now();
         let session = self.session();
-        let (snapshot, related) = {
-            let mut docs = lock(&self.documents);
-            let snapshot = docs.snapshot(uri.as_str()).map_err(invalid_params)?;
-            let related = related_files(&session, &mut docs, uri.as_str());
-            (snapshot, related)
-        };
+        let wanted = session.completion().other_files;
+        let (snapshot, related) = lock(&self.documents)
+            .for_completion(uri.as_str(), Some(pos.line), &wanted)
+            .map_err(invalid_params)?;
         let cursor = position::to_byte(&snapshot.rope, to_line_col(pos), self.encoding())
             .map_err(invalid_params)?;
         let outcome = self
@@ -396,13 +388,10 @@ impl Backend {
             return;
         };
         let session = self.session();
-        let (snapshot, related) = {
-            let mut docs = lock(&self.documents);
-            let Ok(snapshot) = docs.snapshot(uri) else {
-                return;
-            };
-            let related = related_files(&session, &mut docs, uri);
-            (snapshot, related)
+        let wanted = session.completion().other_files;
+        let Ok((snapshot, related)) = lock(&self.documents).for_completion(uri, None, &wanted)
+        else {
+            return;
         };
         self.engine.accepted(&session, &snapshot, &related);
     }
@@ -540,19 +529,6 @@ async fn probe_local_models(shared: Arc<SharedSession>, providers: Providers, he
             PROBE_INTERVAL
         })
         .await;
-    }
-}
-
-/// Other open files' context for a completion in `uri`, when some model takes it.
-fn related_files(
-    session: &Session,
-    docs: &mut Documents,
-    uri: &str,
-) -> Vec<crate::documents::RelatedFile> {
-    if session.completion().takes_other_files {
-        docs.related_files(uri, RELATED_FILES, RELATED_FILE_CHARS)
-    } else {
-        Vec::new()
     }
 }
 

@@ -17,6 +17,7 @@ use std::time::Duration;
 use crate::config::{
     Config, ConfigError, LoadedConfig, ModelConfig, Origin, PrefetchSetting, Provider,
 };
+use crate::documents::OtherFiles;
 use crate::prompt::Fim;
 use crate::router::{Decision, Router};
 use crate::sync::{read, write};
@@ -36,6 +37,24 @@ pub struct Model {
     pub fim: Option<Fim>,
 }
 
+/// Context from other files for completion: the outlines of this many other open files of
+/// the language family, each at most this long (~300 tokens). They sit at the start of the
+/// prompt and change only when those files' definitions do, so the model server's prompt
+/// cache keeps them.
+const OUTLINE_FILES: usize = 3;
+const OUTLINE_CHARS: usize = 1200;
+
+impl Model {
+    /// Whether completion sends this model context from other files: only a local model, and
+    /// only through a place made for it — llama.cpp's `/infill` (`input_extra`) or a FIM
+    /// template with a repository layout (Qwen, StarCoder).
+    pub fn takes_other_files(&self) -> bool {
+        let place = self.config.provider == Provider::Llamacpp
+            || matches!(self.fim, Some(Fim::Template(t)) if t.has_repo_layout());
+        place && self.config.is_local()
+    }
+}
+
 /// What the completion path reads on every request.
 #[derive(Debug, Clone)]
 pub struct CompletionSettings {
@@ -52,9 +71,9 @@ pub struct CompletionSettings {
     /// Whether some configured model is a cloud model: then the prompt may need checking for
     /// secrets.
     pub any_cloud: bool,
-    /// Whether some model takes other files' context (a local llama.cpp `/infill`): only
-    /// then is it gathered.
-    pub takes_other_files: bool,
+    /// What completion gathers from other files: nothing unless some model takes it (a local
+    /// llama.cpp `/infill`, or a local model whose FIM template has a repository layout).
+    pub other_files: OtherFiles,
     /// Which models may be asked in the background for the suggestion after the shown one.
     pub prefetch: PrefetchSetting,
 }
@@ -106,9 +125,15 @@ impl Session {
                 .iter()
                 .any(|r| r.task.as_deref().is_none_or(|t| t == COMPLETE_TASK)),
             any_cloud: models.values().any(|m| !m.config.is_local()),
-            takes_other_files: models
-                .values()
-                .any(|m| m.config.provider == Provider::Llamacpp && m.config.is_local()),
+            other_files: if models.values().any(Model::takes_other_files) {
+                OtherFiles {
+                    outline_files: OUTLINE_FILES,
+                    outline_chars: OUTLINE_CHARS,
+                    recent_chunks: c.recent_chunks,
+                }
+            } else {
+                OtherFiles::default()
+            },
             prefetch: c.prefetch,
         };
         Ok(Session {
@@ -220,6 +245,16 @@ impl Session {
 
     /// `path` as shown to a model and in diff headers: relative to the workspace root when
     /// it lies inside it, else as given.
+    /// The repository name a FIM template's repository layout starts with: the workspace
+    /// folder's name (the same for every request of the session).
+    pub fn repo_name(&self) -> &str {
+        self.workspace_root
+            .as_deref()
+            .and_then(|root| Path::new(root).file_name())
+            .and_then(|name| name.to_str())
+            .unwrap_or("workspace")
+    }
+
     pub fn display_path(&self, path: &str) -> String {
         self.workspace_root
             .as_deref()
@@ -291,7 +326,9 @@ explain = ["chat", "fast"]
         assert_eq!(c.budget, Duration::from_millis(100));
         assert!(!c.rules_apply, "the only rule is for explain");
         assert!(c.any_cloud);
-        assert!(c.takes_other_files);
+        assert_eq!(c.other_files.outline_files, 3);
+        assert_eq!(c.other_files.recent_chunks, 4);
+        assert_eq!(s.repo_name(), "ws");
         let names = |models: Vec<&Model>| -> Vec<String> {
             models.iter().map(|m| m.name.to_string()).collect()
         };
@@ -305,6 +342,42 @@ explain = ["chat", "fast"]
         assert_eq!(s.display_path("/ws/src/a.rs"), "src/a.rs");
         assert_eq!(s.display_path("/elsewhere/a.rs"), "/elsewhere/a.rs");
         assert_eq!(s.display_path("/ws"), "/ws");
+    }
+
+    /// Other files' context goes only to local models with a place for it: llama.cpp's
+    /// `/infill`, or a template with a repository layout.
+    #[test]
+    fn which_models_take_other_files() {
+        let cases = [
+            ("provider = \"llamacpp\"\nfim = \"native\"", true),
+            (
+                "provider = \"llamacpp\"\nfim = \"native\"\nlocal = false",
+                false,
+            ),
+            ("provider = \"openai\"\nfim = \"qwen\"", true),
+            ("provider = \"ollama\"\nfim = \"starcoder\"", true),
+            (
+                "provider = \"openai\"\nfim = \"qwen\"\nlocal = false",
+                false,
+            ),
+            ("provider = \"ollama\"\nfim = \"native\"", false),
+            ("provider = \"openai\"\nfim = \"codellama\"", false),
+            ("provider = \"openai\"", false),
+        ];
+        for (model, want) in cases {
+            let toml = format!(
+                "[models.m]\n{model}\nurl = \"http://127.0.0.1:9\"\nmodel = \"x\"\n[routes]\ncomplete = [\"m\"]\n"
+            );
+            let s = session(&toml, None).unwrap();
+            assert_eq!(s.model("m").unwrap().takes_other_files(), want, "{model}");
+            let other_files = s.completion().other_files;
+            assert_eq!(other_files.outline_files > 0, want, "{model}");
+            assert_eq!(other_files.recent_chunks > 0, want, "{model}");
+        }
+        let off = session(&format!("{MODELS}[completion]\nrecent_chunks = 0\n"), None).unwrap();
+        assert_eq!(off.completion().other_files.recent_chunks, 0);
+        assert_eq!(off.completion().other_files.outline_files, 3);
+        assert_eq!(off.repo_name(), "workspace");
     }
 
     #[test]

@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use crate::cache::{CacheKey, CachedSuggestion, CompletionCache};
 use crate::documents::{RelatedFile, Snapshot, path_of_uri};
 use crate::postprocess::postprocess;
-use crate::prompt::{build_fim, chat_completion_messages};
+use crate::prompt::{Repo, build_fim_in_repo, chat_completion_messages, fit_other_files};
 use crate::providers::{ChatCall, ChatMessage, FimCall, OtherFile, Providers};
 use crate::redact::redact;
 use crate::resilience::{Health, run_chain};
@@ -635,7 +635,7 @@ fn other_files(related: &[RelatedFile], session: &Session) -> Vec<OtherFile> {
         .iter()
         .map(|f| OtherFile {
             name: session.display_path(&path_of_uri(&f.uri)),
-            text: Arc::clone(&f.outline),
+            text: Arc::clone(&f.text),
         })
         .collect()
 }
@@ -794,6 +794,10 @@ async fn run_flight(
             .max()
             .unwrap_or(budget);
     let providers = &engine.shared.providers;
+    let (repo_name, file_path) = (
+        session.repo_name(),
+        session.display_path(&path_of_uri(&uri)),
+    );
     let run = run_chain(
         &engine.shared.health,
         &chain,
@@ -803,6 +807,7 @@ async fn run_flight(
             let ctx = &ctx;
             let other_files: &[OtherFile] = if model.is_local() { &other_files } else { &[] };
             let fim = fim_of(&name);
+            let file_path = &file_path;
             async move {
                 let cloud = redact_before_cloud && !model.is_local();
                 let max_tokens = model.max_output_tokens.min(if ctx.shape.multiline {
@@ -810,6 +815,8 @@ async fn run_flight(
                 } else {
                     SINGLE_LINE_MAX_TOKENS
                 });
+                let other_files =
+                    fit_other_files(other_files, ctx, model.context_window, max_tokens);
                 let Some(fim) = fim else {
                     // A chat-only model that a rule sent completion to: a chat prompt, and
                     // post-processing strips the fences and prose chat models add.
@@ -829,7 +836,12 @@ async fn run_flight(
                     let answer = providers.chat(&model, call, &mut |_| {}).await?;
                     return Ok(postprocess(&answer.text, ctx, &[]).map(|kept| (kept, answer)));
                 };
-                let mut prompt = build_fim(fim, ctx);
+                let repo = Repo {
+                    name: repo_name,
+                    path: file_path,
+                    files: other_files,
+                };
+                let mut prompt = build_fim_in_repo(fim, ctx, &repo);
                 if cloud {
                     prompt.prompt = redact(&prompt.prompt).0;
                     prompt.suffix = prompt.suffix.map(|s| redact(&s).0);
