@@ -214,9 +214,10 @@ fn llamacpp_infill_sends_prefix_suffix_and_time_limit() {
 }
 
 /// Context from other files (issue 5, llama.cpp's `input_extra`): the outlines of the other
-/// open files of the language family, most recently opened first, named relative to the
-/// workspace; never a file of another language, never the file being completed. A model
-/// marked `local = false` gets none of it.
+/// open files of the language family, in the order they were opened (so that touching one
+/// does not reorder the prompt's start), named relative to the workspace; never a file of
+/// another language, never the file being completed. A model marked `local = false` gets
+/// none of it.
 #[test]
 fn llamacpp_input_extra_carries_the_outlines_of_other_open_files() {
     let sent = |local: &str| {
@@ -258,11 +259,104 @@ fn llamacpp_input_extra_carries_the_outlines_of_other_open_files() {
     assert_eq!(
         sent(""),
         json!([
-            { "filename": "models/store.py", "text": "class Store:\n    def get(self, key):\n" },
             { "filename": "util.py", "text": "def parse_config(path):\n" },
+            { "filename": "models/store.py", "text": "class Store:\n    def get(self, key):\n" },
         ])
     );
     assert_eq!(sent("local = false"), json!([]));
+}
+
+/// A function the user edited in another file, before the cursor went elsewhere.
+const UTIL: &str = "import os\n\n\ndef parse_config(path):\n    with open(path) as f:\n        text = f.read()\n    return dict(line.split('=') for line in text.splitlines())\n";
+const UTIL_EDITED: &str = "def parse_config(path):\n    with open(path) as f:\n        text = f.read()  # edited\n    return dict(line.split('=') for line in text.splitlines())\n";
+/// A file much like the one being completed: what the user touched there would make the
+/// model repeat it.
+const TWIN: &str = "def main(path):\n    config = load(path)\n    return config\n";
+const MAIN: &str = "def main(path):\n    config = $0\n    return config\n";
+
+/// The user edits `util.py`, then `twin.py`, then asks for a completion in `main.py`, with
+/// `model` (a `[models.m]` body) at a double answering `parse_config(path)`. Returns the
+/// request's model call and the workspace folder's name.
+fn touched_then_suggest(model: &str) -> (RecordedRequest, String) {
+    let double = ModelDouble::start(Behaviour::answer("parse_config(path)"));
+    let url = match model.contains("\"openai\"") {
+        true => format!("{}/v1", double.base_url()),
+        false => double.base_url(),
+    };
+    let workspace = Workspace::new(&format!(
+        "[models.m]\nurl = \"{url}\"\nmodel = \"test-model\"\n{model}\n{}",
+        complete_route(&["m"])
+    ));
+    let editor = workspace.serve();
+    let lsp = &editor.lsp;
+    let (util, twin) = (lsp.uri("util.py"), lsp.uri("twin.py"));
+    lsp.open(&util, "python", UTIL);
+    lsp.type_text(&util, 2, (5, 23), "  # edited");
+    lsp.open(&twin, "python", TWIN);
+    lsp.type_text(&twin, 2, (1, 17), "");
+    let got = editor.suggest("main.py", "python", MAIN);
+    assert_eq!(
+        got.as_deref(),
+        Some("parse_config(path)"),
+        "{}",
+        double.summary()
+    );
+    let shown = ["parse_config(path)"];
+    assert_eq!(calls_not_after(&double, &shown), 1, "{}", double.summary());
+    let name = lsp.root().file_name().unwrap().to_string_lossy().into_owned();
+    (double.model_calls()[0].clone(), name)
+}
+
+/// Context from what the user just touched (issue 12, item 8), for llama.cpp: after the
+/// outlines, the function the user edited in another file, as it is now; not the chunk of a
+/// file much like the one at the cursor (it would make the model repeat it). None of it for a
+/// model marked `local = false`, and no chunks with `recent_chunks = 0`.
+#[test]
+fn llamacpp_input_extra_carries_the_chunks_the_user_just_touched() {
+    let llamacpp = "provider = \"llamacpp\"\nfim = \"native\"";
+    let (call, _) = touched_then_suggest(llamacpp);
+    assert_eq!(
+        call.body["input_extra"],
+        json!([
+            { "filename": "util.py", "text": "def parse_config(path):\n" },
+            { "filename": "twin.py", "text": "def main(path):\n" },
+            { "filename": "util.py", "text": UTIL_EDITED },
+        ])
+    );
+    let (call, _) = touched_then_suggest(&format!("{llamacpp}\nlocal = false"));
+    assert_eq!(call.body["input_extra"], json!([]));
+    let (call, _) = touched_then_suggest(&format!(
+        "{llamacpp}\n[completion]\nrecent_chunks = 0"
+    ));
+    assert_eq!(call.body["input_extra"].as_array().map(Vec::len), Some(2));
+}
+
+/// The same context in the repository layout Qwen2.5-Coder was trained on, for a local model
+/// behind an OpenAI-compatible server with `fim = "qwen"`: the workspace's name, each other
+/// file under its path, then the file with the hole. A cloud model gets the plain template.
+#[test]
+fn qwen_template_carries_other_files_in_its_repository_layout() {
+    let qwen = "provider = \"openai\"\nfim = \"qwen\"";
+    let (call, repo) = touched_then_suggest(qwen);
+    let (prefix, suffix) = MAIN.split_once("$0").unwrap();
+    assert_eq!(
+        call.body["prompt"].as_str(),
+        Some(
+            format!(
+                "<|repo_name|>{repo}\n\
+                 <|file_sep|>util.py\ndef parse_config(path):\n\
+                 <|file_sep|>twin.py\ndef main(path):\n\
+                 <|file_sep|>util.py\n{UTIL_EDITED}\
+                 <|file_sep|>main.py\n<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>"
+            )
+            .as_str()
+        ),
+    );
+    let (call, _) = touched_then_suggest(&format!("{qwen}\nlocal = false"));
+    assert_eq!(
+        call.body["prompt"].as_str(),
+        Some(format!("<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>").as_str()),
+    );
 }
 
 /// How many tokens completion asks for: 64 for a single line, 256 for a block, under the
