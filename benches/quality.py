@@ -11,6 +11,8 @@ Python 3.11, standard library only.
         [--systems bare-infill,pf-llamacpp,bare-v1,pf-openai] [--limit N] [--only ID,ID] \\
         [--out results.json] [--diffs] [--cold]
     benches/quality.py report results.json [--diffs]                # tables from a saved run
+    benches/quality.py siblings [--per-hole 2] [--seed 20261205]    # (re)cut quality_siblings.json
+    benches/quality.py xfile-holes [--per-lang 22] [--seed 20261205]  # (re)cut quality_holes_xfile.json
 
 The holes are stored with their text (prefix ≤ 1,500 chars, suffix ≤ 400 chars), so a run
 does not need the source files. Each hole is a line of real code cut at a token boundary
@@ -24,6 +26,32 @@ Systems (all against the same llama-server, temperature 0):
 - `pf-llamacpp`: the real `pilotfish complete FILE:LINE:COL --budget-ms 120000` on a temp
   file holding prefix + suffix, with `provider = "llamacpp"`, `fim = "native"`.
 - `pf-openai`: the same with `provider = "openai"`, `url = …/v1`, `fim = "qwen"`.
+
+Context from other files (the outlines of other open files, and the recent-context ring of
+chunks the user just touched): the holes are single files, so two more inputs exist.
+- `--siblings benches/quality_siblings.json`: for each of the 66 holes, two other files of its
+  package (its own directory first), each edited at a random code line — context that is
+  usually beside the point, as most of what a developer touched is. Does it cost exact match?
+- `--holes benches/quality_holes_xfile.json`: 66 cross-file holes (22 a group), whose
+  expected rest of the line names something defined in another file of the package (at most
+  three files define it; not a builtin or an everyday method name) and appearing nowhere in
+  the hole's own stored text; each comes with that file, edited at the definition (the
+  developer looked up what they are about to call), and another file of the package edited
+  at a random code line, in random order. Does the context help where it should?
+The `lsp-*` systems drive the release binary over LSP as an editor would, with the same
+config as `pf-*` plus `[completion] prefetch = "off"`: initialize with the hole's package as
+the workspace, open each sibling (at most 8,000 characters of it around its spot) and edit it
+at its spot (its last character deleted and typed again: the text is unchanged, the server
+sees an edit there), open the hole's file, and ask one `textDocument/inlineCompletion` at
+the hole (triggerKind Invoked), waited for:
+- `lsp-llamacpp` / `lsp-openai`: `recent_chunks = 0` — other files' outlines only (to
+  `/infill`'s `input_extra`; in the qwen template's repository layout);
+- `lsp-llamacpp-ring` / `lsp-openai-ring`: `recent_chunks = 4` — the outlines, then the
+  chunks of the ring.
+The `pf-*` systems (the command line, one file) are the same model with no other files: what
+Pilotfish sent a template model before the ring, whatever was open. The report adds the
+prompt's tokens (llama-server's `prompt_n + cache_n`, and `prompt_n`: those it had to read),
+and with `--repeat` the latency of the same request asked again at once (its prompt cached).
 
 Latency: llama-server reuses prompts between the systems asked about one hole (prefix cache,
 `--cache-reuse` KV shifting, its host-RAM prompt cache), so in a plain run the wall times
@@ -44,6 +72,7 @@ import glob
 import io
 import json
 import os
+import queue
 import random
 import re
 import statistics
@@ -60,6 +89,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 HOLES = HERE / "quality_holes.json"
+SIBLINGS = HERE / "quality_siblings.json"
+XFILE_HOLES = HERE / "quality_holes_xfile.json"
 
 MAX_PREFIX = 1500
 MAX_SUFFIX = 400
@@ -247,25 +278,7 @@ def make_holes(per_lang: int, seed: int) -> list[dict]:
             if not candidates:
                 continue
             i = rng.choice(candidates)
-            line = lines[i].rstrip()
-            cut = rng.choice(cut_points(line, language))
-            line_start = sum(len(l) + 1 for l in lines[:i])
-            cursor = line_start + cut
-            expected = line[cut:]
-            # prefix: whole lines before (≤ MAX_PREFIX chars) + the cut line's head
-            head = line[:cut]
-            before = text[:line_start]
-            room = MAX_PREFIX - len(head)
-            if len(before) > room:
-                start = len(before) - room
-                nl = before.find("\n", start)
-                before = before[nl + 1:] if nl >= 0 else ""
-            prefix = before + head
-            # suffix: the line break and whole lines after (≤ MAX_SUFFIX chars)
-            after = text[line_start + len(lines[i]):]
-            if len(after) > MAX_SUFFIX:
-                nl = after.rfind("\n", 0, MAX_SUFFIX)
-                after = after[: nl + 1] if nl > 0 else after[:MAX_SUFFIX]
+            cut = rng.choice(cut_points(lines[i].rstrip(), language))
             used_files.add(path)
             got += 1
             holes.append({
@@ -276,10 +289,7 @@ def make_holes(per_lang: int, seed: int) -> list[dict]:
                 "source": str(path).replace(str(HOME), "~"),
                 "line": i + 1,
                 "col": cut + 1,
-                "cursor_offset": cursor,
-                "prefix": prefix,
-                "suffix": after,
-                "expected": expected,
+                **cut_hole(text, i, cut, language),
             })
     return holes
 
@@ -373,20 +383,22 @@ class Recorder:
         return ""
 
 
-def pf_config(url: str, kind: str, workdir: Path) -> Path:
+def pf_config(url: str, kind: str, workdir: Path, completion: str = "", name: str = "") -> Path:
     if kind == "llamacpp":
         model = f'provider = "llamacpp"\nurl = "{url}"\nfim = "native"\n'
     else:
         model = f'provider = "openai"\nurl = "{url}/v1"\nfim = "qwen"\n'
-    cfg = workdir / f"pilotfish-{kind}.toml"
+    cfg = workdir / f"pilotfish-{name or kind}.toml"
     cfg.write_text(
         "[models.qwen]\n" + model +
         'model = "qwen2.5-coder-1.5b"\nlocal = true\ncontext_window = 4096\n'
         f"max_output_tokens = {N_PREDICT}\ntimeout_ms = {BUDGET_MS}\n\n"
         '[routes]\ncomplete = ["qwen"]\nexplain = ["qwen"]\nrefactor = ["qwen"]\nreview = ["qwen"]\n\n'
+        + (f"[completion]\n{completion}\n" if completion else "") +
         f'[telemetry]\nusage_log = "{workdir}/usage.jsonl"\n'
     )
     return cfg
+
 
 
 def run_pilotfish(binary: str, cfg: Path, workdir: Path, hole: dict, rec: Recorder) -> tuple[str, str, dict]:
@@ -416,6 +428,432 @@ def run_pilotfish(binary: str, cfg: Path, workdir: Path, hole: dict, rec: Record
         except ValueError:
             pass
     return text, note, model
+
+
+# ---------------------------------------------------------------------------------------
+# Other files: siblings of a hole, cross-file holes, and the editor that opens them
+
+RING_CHUNKS = 4          # completion.recent_chunks for the `-ring` systems (the default)
+SIBLING_CHARS = 8000     # how much of a sibling file the simulated editor opens
+# The LSP systems: (provider kind, completion.recent_chunks). Over LSP the engine prefetches
+# the suggestion after the shown one; that costs the CPU and changes no answer here: off.
+LSP_SYSTEMS = {
+    "lsp-llamacpp": ("llamacpp", 0),
+    "lsp-llamacpp-ring": ("llamacpp", RING_CHUNKS),
+    "lsp-openai": ("openai", 0),
+    "lsp-openai-ring": ("openai", RING_CHUNKS),
+}
+DEF_PATTERNS = {
+    "python": [r"^\s*(?:async\s+)?def\s+([A-Za-z_]\w*)", r"^\s*class\s+([A-Za-z_]\w*)",
+               r"^([A-Za-z_]\w*)\s*="],
+    "rust": [r"\b(?:fn|struct|enum|trait|type|union|const|static|mod)\s+([A-Za-z_]\w*)",
+             r"macro_rules!\s*([A-Za-z_]\w*)"],
+    "javascript": [r"\bfunction\s*\*?\s*([A-Za-z_$][\w$]*)", r"\bclass\s+([A-Za-z_$][\w$]*)",
+                   r"^\s*(?:export\s+)?(?:const|let|var)\s+([A-Za-z_$][\w$]*)\s*=",
+                   r"^\s*(?:static\s+|async\s+)*([A-Za-z_$][\w$]*)\s*\([^)]*\)\s*\{\s*$"],
+}
+DEF_PATTERNS["typescript"] = DEF_PATTERNS["javascript"] + [
+    r"\b(?:interface|type|enum)\s+([A-Za-z_$][\w$]*)"]
+NOT_NAMES = {"self", "this", "super", "None", "True", "False", "null", "undefined", "return",
+             "function", "while", "switch", "catch", "async", "await", "match", "where", "impl",
+             "constructor", "const", "static", "else", "elif", "pass", "break", "continue",
+             "yield", "lambda", "typeof", "instanceof", "delete", "Self", "Some", "Option",
+             "Result", "String", "usize", "isize"}
+# Names so common that another file defining one says nothing about the hole: Python's
+# builtins and the methods of its builtin types, the standard traits and methods of Rust,
+# JavaScript's keywords and everyday properties.
+COMMON_NAMES = {
+    "python": set(dir(__builtins__)) | {n for t in (list, dict, str, set, bytes, object, int)
+                                        for n in dir(t)} | {"append", "clear", "close", "info",
+                                                            "load", "test", "release", "start"},
+    "rust": {"Error", "Write", "Read", "start", "is_empty", "len", "new", "from", "into",
+             "clone", "fmt", "next", "as_ref", "as_mut", "default", "write", "read", "close",
+             "get", "set", "iter", "push", "insert", "remove", "Ok", "Err"},
+    "javascript": {"length", "slice", "push", "type", "value", "string", "target", "json",
+                   "parse", "test", "implements", "prototype", "apply", "call", "bind",
+                   "resume", "emit", "write", "then", "keys", "values", "entries", "number",
+                   "boolean", "object", "unknown", "extends", "readonly", "private", "public",
+                   "protected", "interface", "default", "export", "import", "require",
+                   "module", "exports", "patch", "start", "close", "send", "error", "message"},
+}
+COMMON_NAMES["typescript"] = COMMON_NAMES["javascript"]
+IDENT = re.compile(r"[A-Za-z_$][\w$]*")
+
+
+def package_files(package: str) -> tuple[Path, list[Path]]:
+    """The root and source files (no tests, no .d.ts) of a SOURCES package."""
+    for _language, name, _license, root, patterns in SOURCES:
+        if name == package:
+            files = sorted({p for pat in patterns for p in root.glob(pat) if p.is_file()})
+            return root, [f for f in files
+                          if "test" not in f.name.lower() and not f.name.endswith(".d.ts")]
+    return Path("/nonexistent"), []
+
+
+def source_path(hole: dict) -> Path:
+    return Path(hole["source"].replace("~", str(HOME), 1))
+
+
+def relative_in(path: Path, root: Path) -> str:
+    """A file's path inside its package (a crate's `src/...` even across crate versions)."""
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        parts = path.parts
+        return str(Path(*parts[parts.index("src"):])) if "src" in parts else path.name
+
+
+def window_around(text: str, spot: int) -> tuple[str, int]:
+    """At most SIBLING_CHARS of whole lines of `text` around 0-based line `spot`: the text
+    and the spot's line in it."""
+    lines = text.split("\n")
+    if len(text) <= SIBLING_CHARS:
+        return text, spot
+    lo, hi, size = spot, spot + 1, len(lines[spot]) + 1
+    while True:
+        grew = False
+        for side in ("lo", "hi"):
+            if side == "lo" and lo > 0 and size + len(lines[lo - 1]) + 1 <= SIBLING_CHARS:
+                lo -= 1
+                size += len(lines[lo]) + 1
+                grew = True
+            if side == "hi" and hi < len(lines) and size + len(lines[hi]) + 1 <= SIBLING_CHARS:
+                size += len(lines[hi]) + 1
+                hi += 1
+                grew = True
+        if not grew:
+            return "\n".join(lines[lo:hi]) + "\n", spot - lo
+
+
+def read_source(path: Path) -> str:
+    return path.read_text(encoding="utf-8", errors="replace").replace("\r\n", "\n")
+
+
+def sibling(path: Path, root: Path, language: str, spot: int | None, rng: random.Random,
+            why: str) -> dict | None:
+    """A file the simulated developer touched: opened, and edited at `spot` (a random code
+    line when None)."""
+    text = read_source(path)
+    if spot is None:
+        lines = eligible_lines(text, language)
+        if not lines:
+            return None
+        spot = rng.choice(lines)
+    window, at = window_around(text, spot)
+    return {"path": relative_in(path, root), "language": language, "text": window,
+            "spot": at, "why": why}
+
+
+def make_siblings(holes: list[dict], per_hole: int, seed: int) -> dict:
+    """For each hole, `per_hole` other files of its package (its own directory first),
+    each touched at a random code line: context that is usually beside the point."""
+    out = {}
+    for hole in holes:
+        rng = random.Random(f"{seed}-{hole['id']}")
+        root, files = package_files(hole["package"])
+        own = source_path(hole)
+        own_rel = relative_in(own, root)
+        others = [f for f in files if relative_in(f, root) != own_rel]
+        same_dir = [f for f in others if f.parent.name == own.parent.name]
+        pool = same_dir if len(same_dir) >= per_hole else others
+        rng.shuffle(pool)
+        chosen = []
+        for f in pool:
+            s = sibling(f, root, hole["language"], None, rng, "random")
+            if s:
+                chosen.append(s)
+            if len(chosen) == per_hole:
+                break
+        out[hole["id"]] = chosen
+    return out
+
+
+def definitions(text: str, language: str) -> dict[str, int]:
+    """Names defined in a file, with the 0-based line of their first definition."""
+    found: dict[str, int] = {}
+    patterns = [re.compile(p) for p in DEF_PATTERNS[language]]
+    for i, line in enumerate(text.split("\n")):
+        for pat in patterns:
+            for m in pat.finditer(line):
+                found.setdefault(m.group(1), i)
+    return found
+
+
+def xfile_packages() -> list[tuple[str, str, str, Path, list[Path]]]:
+    """Multi-file packages for cross-file holes: CPython's subpackages (a directory each),
+    and every crate and npm package of SOURCES."""
+    out = []
+    for language, package, license_, root, patterns in SOURCES:
+        _, files = package_files(package)
+        if package == "cpython-stdlib":
+            for sub in ["json", "email", "asyncio", "http", "logging", "concurrent/futures",
+                        "importlib", "xml/etree", "urllib", "collections", "unittest"]:
+                sub_files = [f for f in files if f.parent == root / sub]
+                if len(sub_files) >= 3:
+                    out.append((language, f"cpython-stdlib/{sub}", license_, root, sub_files))
+        elif len(files) >= 3:
+            out.append((language, package, license_, root, files))
+    return out
+
+
+def make_xfile_holes(per_lang: int, seed: int) -> list[dict]:
+    """Holes whose expected rest of line names something defined in another file of the
+    package (at most 3 files define it) and nowhere in the hole's own file or its stored
+    text. Each comes with the file defining it (touched at the definition) and another file
+    of the package (touched at a random code line), in random order."""
+    rng = random.Random(seed)
+    by_group: dict[str, list] = {}
+    for entry in xfile_packages():
+        by_group.setdefault(GROUP[entry[0]], []).append(entry)
+    holes = []
+    for group in ["python", "rust", "js/ts"]:
+        packages = by_group.get(group, [])
+        indexes: dict[str, dict] = {}
+        got, attempts, used = 0, 0, set()
+        while packages and got < per_lang and attempts < per_lang * 400:
+            attempts += 1
+            language, package, license_, root, files = rng.choice(packages)
+            if package not in indexes:
+                index: dict[str, list[tuple[Path, int]]] = {}
+                for f in files:
+                    for name, line in definitions(read_source(f), language).items():
+                        index.setdefault(name, []).append((f, line))
+                indexes[package] = index
+            index = indexes[package]
+            path = rng.choice(files)
+            if path in used:
+                continue
+            text = read_source(path)
+            lines = text.split("\n")
+            if len(lines) < 30 or sum(map(len, lines)) / len(lines) > 100:
+                continue
+            own = definitions(text, language)
+            candidates = []
+            for i in eligible_lines(text, language):
+                line = lines[i].rstrip()
+                for m in IDENT.finditer(line):
+                    name = m.group()
+                    if (len(name) < 5 or name in NOT_NAMES or name in COMMON_NAMES[language]
+                            or name in own
+                            or not 1 <= len({f for f, _ in index.get(name, [])}) <= 3):
+                        continue
+                    cuts = [c for c in cut_points(line, language) if c <= m.start()]
+                    if cuts:
+                        candidates.append((i, name, cuts))
+            rng.shuffle(candidates)
+            for i, name, cuts in candidates:
+                line = lines[i].rstrip()
+                cut = rng.choice(cuts)
+                hole = cut_hole(text, i, cut, language)
+                window = hole["prefix"] + hole["suffix"]
+                if re.search(rf"(?<![\w$]){re.escape(name)}(?![\w$])", window):
+                    continue  # the file's own text already shows it
+                def_file, def_line = rng.choice(index[name])
+                others = [f for f in files if f not in (path, def_file)]
+                if not others:
+                    continue
+                sibs = [sibling(def_file, root, language, def_line, rng, f"defines {name}")]
+                for f in rng.sample(others, min(len(others), 8)):
+                    s = sibling(f, root, language, None, rng, "random")
+                    if s:
+                        sibs.append(s)
+                        break
+                if len(sibs) < 2:
+                    continue
+                rng.shuffle(sibs)
+                used.add(path)
+                got += 1
+                holes.append({
+                    "id": f"x{group.replace('/', '')}-{got:02d}",
+                    "language": language,
+                    "package": package,
+                    "license": license_,
+                    "source": str(path).replace(str(HOME), "~"),
+                    "path": relative_in(path, root),
+                    "line": i + 1,
+                    "col": cut + 1,
+                    "name": name,
+                    **hole,
+                    "siblings": sibs,
+                })
+                break
+    return holes
+
+
+def cut_hole(text: str, i: int, cut: int, language: str) -> dict:
+    """The stored text of a hole at line `i`, column `cut`: the whole lines before the cursor
+    (≤ MAX_PREFIX chars) and the cut line's head, then the line break and whole lines after
+    (≤ MAX_SUFFIX chars); the expected completion is the rest of the line."""
+    lines = text.split("\n")
+    line = lines[i].rstrip()
+    line_start = sum(len(l) + 1 for l in lines[:i])
+    head = line[:cut]
+    before = text[:line_start]
+    room = MAX_PREFIX - len(head)
+    if len(before) > room:
+        nl = before.find("\n", len(before) - room)
+        before = before[nl + 1:] if nl >= 0 else ""
+    after = text[line_start + len(lines[i]):]
+    if len(after) > MAX_SUFFIX:
+        nl = after.rfind("\n", 0, MAX_SUFFIX)
+        after = after[: nl + 1] if nl > 0 else after[:MAX_SUFFIX]
+    return {"cursor_offset": line_start + cut, "prefix": before + head, "suffix": after,
+            "expected": line[cut:]}
+
+
+class Lsp:
+    def __init__(self, cmd: list[str], cwd: Path, env: dict, events: queue.Queue):
+        self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.events = events
+        self.write_lock = threading.Lock()
+        self.next_id = 0
+        self.replies: dict[int, queue.Queue] = {}
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _write(self, msg: dict) -> None:
+        if msg.get("params", 0) is None:
+            del msg["params"]
+        data = json.dumps(msg, ensure_ascii=False, separators=(",", ":")).encode()
+        with self.write_lock:
+            self.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(data) + data)
+            self.proc.stdin.flush()
+
+    def _read(self) -> None:
+        f = self.proc.stdout
+        while True:
+            length = None
+            while True:
+                line = f.readline()
+                if not line:
+                    self.events.put(("exit", time.monotonic(), None))
+                    return
+                line = line.strip()
+                if not line:
+                    break
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            if length is None:
+                continue
+            msg = json.loads(f.read(length))
+            t = time.monotonic()
+            if "method" in msg and "id" in msg:
+                self._answer_server_request(msg)
+                continue
+            if "id" in msg and msg["id"] in self.replies:
+                self.replies.pop(msg["id"]).put(msg)
+                continue
+            self.events.put(("lsp", t, msg))
+
+    def _answer_server_request(self, msg: dict) -> None:
+        method = msg["method"]
+        result = None
+        if method == "workspace/configuration":
+            result = [None] * len(msg.get("params", {}).get("items", []))
+        elif method == "window/showDocument":
+            result = {"success": False}
+        elif method == "workspace/applyEdit":
+            result = {"applied": False}
+        self._write({"jsonrpc": "2.0", "id": msg["id"], "result": result})
+
+    def request(self, method: str, params: dict) -> int:
+        self.next_id += 1
+        self._write({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params})
+        return self.next_id
+
+    def call(self, method: str, params: dict, timeout: float = 30) -> dict:
+        """A request whose answer the caller waits for (initialize, shutdown)."""
+        self.next_id += 1
+        box: queue.Queue = queue.Queue()
+        self.replies[self.next_id] = box
+        self._write({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params})
+        return box.get(timeout=timeout)
+
+    def notify(self, method: str, params: dict) -> None:
+        self._write({"jsonrpc": "2.0", "method": method, "params": params})
+
+    def stop(self) -> None:
+        try:
+            self.call("shutdown", None, timeout=10)
+            self.notify("exit", None)
+            self.proc.wait(timeout=10)
+        except (queue.Empty, OSError, subprocess.TimeoutExpired, ValueError):
+            self.proc.kill()
+            self.proc.wait()
+
+
+def utf16_len(s: str) -> int:
+    return len(s.encode("utf-16-le")) // 2
+
+
+def lsp_position(text: str, offset: int) -> dict:
+    line = text.count("\n", 0, offset)
+    start = text.rfind("\n", 0, offset) + 1
+    return {"line": line, "character": utf16_len(text[start:offset])}
+
+
+def run_pilotfish_lsp(binary: str, cfg: Path, workdir: Path, hole: dict, rec: Recorder
+                      ) -> tuple[str, str, dict]:
+    """Pilotfish over LSP, as an editor would drive it: the hole's siblings opened and each
+    edited at its spot (the last character of the line deleted and typed again, so the text
+    stays the same), then the hole's file opened and one inline completion asked at the hole,
+    waited for."""
+    package = hole["package"].replace("/", "_")
+    root = workdir / "lsp" / hole["id"] / package
+    rel = hole.get("path") or relative_in(source_path(hole), package_files(hole["package"])[0])
+    files = [(s["path"], s["language"], s["text"], s["spot"]) for s in hole.get("siblings", [])]
+    for path, _, text, _ in files + [(rel, hole["language"], hole["prefix"] + hole["suffix"], 0)]:
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text, encoding="utf-8")
+    rec.calls.clear()
+    events: queue.Queue = queue.Queue()
+    lsp = Lsp([binary, "--config", str(cfg)], root, {**os.environ, "PILOTFISH_LOG": "warn"}, events)
+    try:
+        lsp.call("initialize", {
+            "processId": os.getpid(), "rootUri": (root.as_uri()),
+            "workspaceFolders": [{"uri": root.as_uri(), "name": package}],
+            "capabilities": {"general": {"positionEncodings": ["utf-16"]}},
+        })
+        lsp.notify("initialized", {})
+        for path, language, text, spot in files:
+            uri = (root / path).as_uri()
+            lsp.notify("textDocument/didOpen", {"textDocument": {
+                "uri": uri, "languageId": language, "version": 1, "text": text}})
+            line = text.split("\n")[spot]
+            end = {"line": spot, "character": utf16_len(line)}
+            last = line[-1:] if line else ""
+            before = {"line": spot, "character": utf16_len(line[:-1]) if line else 0}
+            lsp.notify("textDocument/didChange", {
+                "textDocument": {"uri": uri, "version": 2},
+                "contentChanges": [{"range": {"start": before, "end": end}, "text": ""},
+                                   {"range": {"start": before, "end": before}, "text": last}]})
+        text = hole["prefix"] + hole["suffix"]
+        uri = (root / rel).as_uri()
+        lsp.notify("textDocument/didOpen", {"textDocument": {
+            "uri": uri, "languageId": hole["language"], "version": 1, "text": text}})
+        answer = lsp.call("textDocument/inlineCompletion", {
+            "textDocument": {"uri": uri},
+            "position": lsp_position(text, len(hole["prefix"])),
+            "context": {"triggerKind": 1},
+        }, timeout=BUDGET_MS / 1000 + 60)
+        items = (answer.get("result") or {}).get("items") or []
+        out, note = (items[0].get("insertText", "") if items else ""), ""
+        if "error" in answer:
+            note = f"error: {answer['error'].get('message', '')[:200]}"
+    finally:
+        lsp.stop()
+    calls = [c for c in rec.calls if c["path"].endswith(("/infill", "/completions"))]
+    model = {"model_raw": rec.raw_answer(), "model_calls": len(calls)}
+    if calls:
+        request = json.loads(calls[-1]["request"])
+        model["request"] = request
+        model["other_files"] = (len(request.get("input_extra") or [])
+                                or max(0, request.get("prompt", "").count("<|file_sep|>") - 1))
+        try:
+            model["timings"] = json.loads(calls[-1]["response"]).get("timings", {})
+        except ValueError:
+            pass
+    return out, note, model
 
 
 def levenshtein(a: str, b: str) -> int:
@@ -453,7 +891,7 @@ def with_raw_rows(results: dict) -> tuple[list[str], list[dict]]:
     systems = list(results["systems"])
     rows = results["rows"]
     for system in results["systems"]:
-        if not system.startswith("pf-"):
+        if not system.startswith(("pf-", "lsp-")):
             continue
         name = f"{system}:raw"
         systems.insert(systems.index(system) + 1, name)
@@ -471,8 +909,9 @@ def with_raw_rows(results: dict) -> tuple[list[str], list[dict]]:
 def report(results: dict, diffs: bool) -> str:
     systems, rows = with_raw_rows(results)
     out = []
-    out.append("| system | group | n | exact match | edit similarity | empty | errors | latency p50 | latency p95 |")
-    out.append("|---|---|---|---|---|---|---|---|---|")
+    out.append("| system | group | n | exact match | edit similarity | empty | errors | latency p50 | latency p95 "
+               "| prompt tokens p50 (read) | repeat p50 |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for system in systems:
         for group in ["python", "rust", "js/ts", "all"]:
             sel = [r for r in rows if system in r["answers"] and (group == "all" or GROUP[r["language"]] == group)]
@@ -484,10 +923,19 @@ def report(results: dict, diffs: bool) -> str:
             empty = sum(1 for r in sel if not r["answers"][system]["first_line"].strip())
             errors = sum(1 for r in sel if r["answers"][system]["note"].startswith(("error", "exit")))
             name = f"**{group}**" if group == "all" else group
+            timings = [r["answers"][system].get("timings") or {} for r in sel]
+            total = [t["prompt_n"] + t.get("cache_n", 0) for t in timings if "prompt_n" in t]
+            read = [t["prompt_n"] for t in timings if "prompt_n" in t]
+            tokens = f"{pct(total, .5):.0f} ({pct(read, .5):.0f})" if total else "–"
+            again = [r["answers"][system]["repeat"]["seconds"] for r in sel
+                     if "repeat" in r["answers"][system]]
+            repeat = f"{pct(again, .5):.2f} s" if again else "–"
             out.append(f"| {system} | {name} | {len(sel)} | {100 * sum(em) / len(em):.1f}% "
                        f"({sum(em)}) | {statistics.mean(es):.3f} | {empty} | {errors} "
-                       f"| {pct(lat, .5):.2f} s | {pct(lat, .95):.2f} s |")
-    pairs = [("bare-infill", "pf-llamacpp"), ("bare-v1", "pf-openai")]
+                       f"| {pct(lat, .5):.2f} s | {pct(lat, .95):.2f} s | {tokens} | {repeat} |")
+    pairs = [("bare-infill", "pf-llamacpp"), ("bare-v1", "pf-openai"),
+             ("pf-llamacpp", "lsp-llamacpp"), ("pf-openai", "lsp-openai"),
+             ("lsp-llamacpp", "lsp-llamacpp-ring"), ("lsp-openai", "lsp-openai-ring")]
     if diffs:
         out.append("")
         for a, b in pairs:
@@ -506,7 +954,11 @@ def report(results: dict, diffs: bool) -> str:
 
 
 def run(args) -> None:
-    holes = json.loads(HOLES.read_text())["holes"]
+    holes = json.loads(Path(args.holes).read_text())["holes"]
+    if args.siblings:
+        siblings = json.loads(Path(args.siblings).read_text())["siblings"]
+        for h in holes:
+            h["siblings"] = siblings.get(h["id"], [])
     if args.only:
         want = set(args.only.split(","))
         holes = [h for h in holes if h["id"] in want]
@@ -521,6 +973,7 @@ def run(args) -> None:
                 keep.append(h)
         holes = keep
     systems = args.systems.split(",")
+    args.pilotfish = str(Path(args.pilotfish).resolve())  # the LSP systems run in their workspace
     workdir = Path(tempfile.mkdtemp(prefix="pilotfish-quality-"))
     runners = {}
     rec = Recorder(args.url)
@@ -532,6 +985,11 @@ def run(args) -> None:
         elif s in ("pf-llamacpp", "pf-openai"):
             cfg = pf_config(rec.url, s.removeprefix("pf-"), workdir)
             runners[s] = (lambda c: lambda h: run_pilotfish(args.pilotfish, c, workdir, h, rec))(cfg)
+        elif s in LSP_SYSTEMS:
+            kind, chunks = LSP_SYSTEMS[s]
+            cfg = pf_config(rec.url, kind, workdir,
+                            f'prefetch = "off"\nrecent_chunks = {chunks}', name=s)
+            runners[s] = (lambda c: lambda h: run_pilotfish_lsp(args.pilotfish, c, workdir, h, rec))(cfg)
         else:
             sys.exit(f"unknown system {s}")
     with open("/proc/loadavg") as f:
@@ -560,6 +1018,17 @@ def run(args) -> None:
                 "sim": edit_sim(line, exp), "seconds": seconds, "note": note,
                 **extra,
             }
+            if args.repeat:
+                # The same request again at once: the model server's cache holds its prompt.
+                t0 = time.monotonic()
+                try:
+                    again, _, extra_again = runners[s](hole)
+                except Exception:  # noqa: BLE001
+                    again, extra_again = None, {}
+                row["answers"][s]["repeat"] = {
+                    "seconds": time.monotonic() - t0, "same": again == raw,
+                    "timings": extra_again.get("timings", {}),
+                }
         row["order"] = order
         rows.append(row)
         print(f"[{n + 1}/{len(holes)}] {hole['id']} expected {hole['expected']!r}", file=sys.stderr)
@@ -599,6 +1068,17 @@ def main() -> None:
     r.add_argument("--diffs", action="store_true")
     r.add_argument("--cold", action="store_true",
                    help="flush llama-server's prompt cache before every call (for latency)")
+    r.add_argument("--repeat", action="store_true",
+                   help="ask each system twice in a row; the second finds its prompt cached")
+    r.add_argument("--holes", default=str(HOLES), help="a holes file (default: the 66 holes)")
+    r.add_argument("--siblings", default="",
+                   help="a siblings file (`siblings` command) to open beside the holes")
+    sb = sub.add_parser("siblings")
+    sb.add_argument("--per-hole", type=int, default=2)
+    sb.add_argument("--seed", type=int, default=20261205)
+    xf = sub.add_parser("xfile-holes")
+    xf.add_argument("--per-lang", type=int, default=22)
+    xf.add_argument("--seed", type=int, default=20261205)
     p = sub.add_parser("report")
     p.add_argument("results")
     p.add_argument("--diffs", action="store_true")
@@ -615,6 +1095,29 @@ def main() -> None:
         }, indent=1, ensure_ascii=False) + "\n")
         from collections import Counter
         print(Counter(h["language"] for h in holes), f"-> {HOLES}")
+    elif args.cmd == "siblings":
+        holes = json.loads(HOLES.read_text())["holes"]
+        SIBLINGS.write_text(json.dumps({
+            "about": "Other files of each hole's package that the `lsp-*` systems open and edit "
+                     "(at `spot`, a random code line) before asking: context that is usually beside "
+                     "the point. Cut by `benches/quality.py siblings "
+                     f"--per-hole {args.per_hole} --seed {args.seed}`.",
+            "siblings": make_siblings(holes, args.per_hole, args.seed),
+        }, indent=1, ensure_ascii=False) + "\n")
+        print(f"-> {SIBLINGS}")
+    elif args.cmd == "xfile-holes":
+        holes = make_xfile_holes(args.per_lang, args.seed)
+        XFILE_HOLES.write_text(json.dumps({
+            "about": "Cross-file FIM holes for benches/quality.py: the expected rest of the line "
+                     "names something defined in another file of the package and nowhere in the "
+                     "hole's file; `siblings` are that file (edited at the definition) and another "
+                     "file of the package (edited at a random code line), in random order. Cut by "
+                     f"`benches/quality.py xfile-holes --per-lang {args.per_lang} --seed {args.seed}`.",
+            "seed": args.seed,
+            "holes": holes,
+        }, indent=1, ensure_ascii=False) + "\n")
+        from collections import Counter
+        print(Counter(h["language"] for h in holes), f"-> {XFILE_HOLES}")
     elif args.cmd == "run":
         run(args)
     else:

@@ -458,85 +458,9 @@ class Double:
 # ---------------------------------------------------------------------------------------
 # An LSP connection to the real binary
 
-class Lsp:
-    def __init__(self, cmd: list[str], cwd: Path, env: dict, events: queue.Queue):
-        self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        self.events = events
-        self.write_lock = threading.Lock()
-        self.next_id = 0
-        self.replies: dict[int, queue.Queue] = {}
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _write(self, msg: dict) -> None:
-        if msg.get("params", 0) is None:
-            del msg["params"]
-        data = json.dumps(msg, ensure_ascii=False, separators=(",", ":")).encode()
-        with self.write_lock:
-            self.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(data) + data)
-            self.proc.stdin.flush()
-
-    def _read(self) -> None:
-        f = self.proc.stdout
-        while True:
-            length = None
-            while True:
-                line = f.readline()
-                if not line:
-                    self.events.put(("exit", now(), None))
-                    return
-                line = line.strip()
-                if not line:
-                    break
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-            if length is None:
-                continue
-            msg = json.loads(f.read(length))
-            t = now()
-            if "method" in msg and "id" in msg:
-                self._answer_server_request(msg)
-                continue
-            if "id" in msg and msg["id"] in self.replies:
-                self.replies.pop(msg["id"]).put(msg)
-                continue
-            self.events.put(("lsp", t, msg))
-
-    def _answer_server_request(self, msg: dict) -> None:
-        method = msg["method"]
-        result = None
-        if method == "workspace/configuration":
-            result = [None] * len(msg.get("params", {}).get("items", []))
-        elif method == "window/showDocument":
-            result = {"success": False}
-        elif method == "workspace/applyEdit":
-            result = {"applied": False}
-        self._write({"jsonrpc": "2.0", "id": msg["id"], "result": result})
-
-    def request(self, method: str, params: dict) -> int:
-        self.next_id += 1
-        self._write({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params})
-        return self.next_id
-
-    def call(self, method: str, params: dict, timeout: float = 30) -> dict:
-        """A request whose answer the caller waits for (initialize, shutdown)."""
-        self.next_id += 1
-        box: queue.Queue = queue.Queue()
-        self.replies[self.next_id] = box
-        self._write({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params})
-        return box.get(timeout=timeout)
-
-    def notify(self, method: str, params: dict) -> None:
-        self._write({"jsonrpc": "2.0", "method": method, "params": params})
-
-    def stop(self) -> None:
-        try:
-            self.call("shutdown", None, timeout=10)
-            self.notify("exit", None)
-            self.proc.wait(timeout=10)
-        except (queue.Empty, OSError, subprocess.TimeoutExpired, ValueError):
-            self.proc.kill()
-            self.proc.wait()
+# benches/quality.py's client: the binary over stdio, server requests answered as an editor
+# would.
+Lsp = _quality.Lsp
 
 
 # ---------------------------------------------------------------------------------------
