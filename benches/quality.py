@@ -1052,6 +1052,13 @@ def run(args) -> None:
     print(report(results, args.diffs))
 
 
+def write_holes(path: Path, holes: list[dict], seed: int, about: str) -> None:
+    path.write_text(json.dumps({"about": about, "seed": seed, "holes": holes},
+                               indent=1, ensure_ascii=False) + "\n")
+    from collections import Counter
+    print(Counter(h["language"] for h in holes), f"-> {path}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -1084,17 +1091,11 @@ def main() -> None:
     p.add_argument("--diffs", action="store_true")
     args = ap.parse_args()
     if args.cmd == "holes":
-        holes = make_holes(args.per_lang, args.seed)
-        HOLES.write_text(json.dumps({
-            "about": "FIM holes for benches/quality.py: each is a line of real third-party code cut at a "
-                     "token boundary; `expected` is the rest of the line. `source` is where it was read "
-                     "(on the machine that cut them), `license` that file's license. Cut by "
-                     f"`benches/quality.py holes --per-lang {args.per_lang} --seed {args.seed}`.",
-            "seed": args.seed,
-            "holes": holes,
-        }, indent=1, ensure_ascii=False) + "\n")
-        from collections import Counter
-        print(Counter(h["language"] for h in holes), f"-> {HOLES}")
+        write_holes(HOLES, make_holes(args.per_lang, args.seed), args.seed,
+                    "FIM holes for benches/quality.py: each is a line of real third-party code cut at a "
+                    "token boundary; `expected` is the rest of the line. `source` is where it was read "
+                    "(on the machine that cut them), `license` that file's license. Cut by "
+                    f"`benches/quality.py holes --per-lang {args.per_lang} --seed {args.seed}`.")
     elif args.cmd == "siblings":
         holes = json.loads(HOLES.read_text())["holes"]
         SIBLINGS.write_text(json.dumps({
@@ -1106,18 +1107,12 @@ def main() -> None:
         }, indent=1, ensure_ascii=False) + "\n")
         print(f"-> {SIBLINGS}")
     elif args.cmd == "xfile-holes":
-        holes = make_xfile_holes(args.per_lang, args.seed)
-        XFILE_HOLES.write_text(json.dumps({
-            "about": "Cross-file FIM holes for benches/quality.py: the expected rest of the line "
-                     "names something defined in another file of the package and nowhere in the "
-                     "hole's file; `siblings` are that file (edited at the definition) and another "
-                     "file of the package (edited at a random code line), in random order. Cut by "
-                     f"`benches/quality.py xfile-holes --per-lang {args.per_lang} --seed {args.seed}`.",
-            "seed": args.seed,
-            "holes": holes,
-        }, indent=1, ensure_ascii=False) + "\n")
-        from collections import Counter
-        print(Counter(h["language"] for h in holes), f"-> {XFILE_HOLES}")
+        write_holes(XFILE_HOLES, make_xfile_holes(args.per_lang, args.seed), args.seed,
+                    "Cross-file FIM holes for benches/quality.py: the expected rest of the line "
+                    "names something defined in another file of the package and nowhere in the "
+                    "hole's file; `siblings` are that file (edited at the definition) and another "
+                    "file of the package (edited at a random code line), in random order. Cut by "
+                    f"`benches/quality.py xfile-holes --per-lang {args.per_lang} --seed {args.seed}`.")
     elif args.cmd == "run":
         run(args)
     else:

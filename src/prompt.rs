@@ -209,21 +209,16 @@ pub fn build_fim_in_repo(fim: Fim, ctx: &CompletionContext, repo: &Repo) -> FimP
                 .sum::<usize>()
             + 64,
     );
+    let (path, files) = (repo.path, repo.files);
     match template {
         // Qwen2.5-Coder technical report, figure 4 ("Repo-Level FIM format"):
         // `<|repo_name|>{repo}\n<|file_sep|>{path1}\n{content1}\n<|file_sep|>{path2}\n…
         // <|file_sep|>{path}\n<|fim_prefix|>{pre}<|fim_suffix|>{suf}<|fim_middle|>`.
         FimTemplate::Qwen => {
             out.push_str(&format!("<|repo_name|>{}\n", repo.name));
-            for f in repo.files {
-                out.push_str(&format!("<|file_sep|>{}\n{}", f.name, f.text));
-                if !f.text.ends_with('\n') {
-                    out.push('\n');
-                }
-            }
+            push_files(&mut out, "<|file_sep|>", files);
             out.push_str(&format!(
-                "<|file_sep|>{}\n<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>",
-                repo.path
+                "<|file_sep|>{path}\n<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>"
             ));
         }
         // StarCoder2 paper, section 5.1: `<repo_name>reponame<file_sep>filepath0\ncode0
@@ -231,21 +226,25 @@ pub fn build_fim_in_repo(fim: Fim, ctx: &CompletionContext, repo: &Repo) -> FimP
         // line break after the name, and the hole's file path inside the FIM prefix.
         FimTemplate::StarCoder => {
             out.push_str(&format!("<repo_name>{}", repo.name));
-            for f in repo.files {
-                out.push_str(&format!("<file_sep>{}\n{}", f.name, f.text));
-                if !f.text.ends_with('\n') {
-                    out.push('\n');
-                }
-            }
+            push_files(&mut out, "<file_sep>", files);
             out.push_str(&format!(
-                "<file_sep><fim_prefix>{}\n{prefix}<fim_suffix>{suffix}<fim_middle>",
-                repo.path
+                "<file_sep><fim_prefix>{path}\n{prefix}<fim_suffix>{suffix}<fim_middle>"
             ));
         }
         _ => return built,
     }
     built.prompt = out;
     built
+}
+
+/// Each file after `separator`: its path, a line break, its text (ending with a line break).
+fn push_files(out: &mut String, separator: &str, files: &[OtherFile]) {
+    for f in files {
+        out.push_str(&format!("{separator}{}\n{}", f.name, f.text));
+        if !f.text.ends_with('\n') {
+            out.push('\n');
+        }
+    }
 }
 
 /// The other files that fit beside the prompt in a model's context window: the newest (the

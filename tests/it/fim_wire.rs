@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::harness::{Options, Server, calls_not_after, suggestion};
 use crate::support::double::{Behaviour, Endpoint, ModelDouble, RecordedRequest};
-use crate::workspace::{Workspace, complete_route};
+use crate::workspace::{Editor, Workspace, complete_route};
 
 /// A single-line spot: the rest of a `return` statement.
 const FIXTURE: &str = "fn add(a: i32, b: i32) -> i32 {\n    return $0\n}\n";
@@ -244,17 +244,8 @@ fn llamacpp_input_extra_carries_the_outlines_of_other_open_files() {
         for (name, language_id, text) in files {
             editor.lsp.open(&editor.lsp.uri(name), language_id, text);
         }
-        let got = editor.suggest("main.py", "python", "def main(path):\n    config = $0\n");
-        assert_eq!(
-            got.as_deref(),
-            Some("parse_config(path)"),
-            "{}",
-            double.summary()
-        );
-        // The request's call (a prefetch for the place after the suggestion may follow).
-        let shown = ["parse_config(path)"];
-        assert_eq!(calls_not_after(&double, &shown), 1, "{}", double.summary());
-        double.model_calls()[0].body["input_extra"].clone()
+        let fixture = "def main(path):\n    config = $0\n";
+        parse_config_call(&editor, &double, fixture).body["input_extra"].clone()
     };
     assert_eq!(
         sent(""),
@@ -294,7 +285,21 @@ fn touched_then_suggest(model: &str) -> (RecordedRequest, String) {
     lsp.type_text(&util, 2, (5, 23), "  # edited");
     lsp.open(&twin, "python", TWIN);
     lsp.type_text(&twin, 2, (1, 17), "");
-    let got = editor.suggest("main.py", "python", MAIN);
+    let call = parse_config_call(&editor, &double, MAIN);
+    let name = lsp
+        .root()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    (call, name)
+}
+
+/// Asks for a completion at `fixture` in `main.py` of a double answering
+/// `parse_config(path)`, and returns the request's model call (a prefetch for the place after
+/// the suggestion may follow it).
+fn parse_config_call(editor: &Editor, double: &ModelDouble, fixture: &str) -> RecordedRequest {
+    let got = editor.suggest("main.py", "python", fixture);
     assert_eq!(
         got.as_deref(),
         Some("parse_config(path)"),
@@ -302,9 +307,8 @@ fn touched_then_suggest(model: &str) -> (RecordedRequest, String) {
         double.summary()
     );
     let shown = ["parse_config(path)"];
-    assert_eq!(calls_not_after(&double, &shown), 1, "{}", double.summary());
-    let name = lsp.root().file_name().unwrap().to_string_lossy().into_owned();
-    (double.model_calls()[0].clone(), name)
+    assert_eq!(calls_not_after(double, &shown), 1, "{}", double.summary());
+    double.model_calls()[0].clone()
 }
 
 /// Context from what the user just touched (issue 12, item 8), for llama.cpp: after the
@@ -325,9 +329,7 @@ fn llamacpp_input_extra_carries_the_chunks_the_user_just_touched() {
     );
     let (call, _) = touched_then_suggest(&format!("{llamacpp}\nlocal = false"));
     assert_eq!(call.body["input_extra"], json!([]));
-    let (call, _) = touched_then_suggest(&format!(
-        "{llamacpp}\n[completion]\nrecent_chunks = 0"
-    ));
+    let (call, _) = touched_then_suggest(&format!("{llamacpp}\n[completion]\nrecent_chunks = 0"));
     assert_eq!(call.body["input_extra"].as_array().map(Vec::len), Some(2));
 }
 
