@@ -1,6 +1,6 @@
 //! Criterion benchmarks of the pure steps of the completion path: an edit with incremental
 //! reparse on a 20,000-line file, context extraction, prompt building and cache lookups;
-//! and the routing decision for a 300-line function.
+//! the routing decision for a 300-line function; other files' context for a request.
 //! Run: `cargo bench --bench core`.
 
 use std::hint::black_box;
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use pilotfish::cache::{CacheKey, CachedSuggestion, CompletionCache};
 use pilotfish::config::{LoadedConfig, Origin};
-use pilotfish::documents::{Documents, Reparse, Snapshot, TextChange};
+use pilotfish::documents::{Documents, OtherFiles, Reparse, Snapshot, TextChange};
 use pilotfish::position::{LineCol, PositionEncoding};
 use pilotfish::prompt::{Fim, FimTemplate, build_fim};
 use pilotfish::router::{RouteRequest, RouteState};
@@ -344,11 +344,60 @@ daily_usd = 2.0
     );
 }
 
+/// Other files' context for one request (`Documents::for_completion`): five open 3k-line
+/// Rust files, a full recent-context ring (16 chunks, cut by edits far apart in four of
+/// them), three outlines and four chunks wanted. Asked at the same place (the focus does not
+/// move: nothing is cut), and alternating between two files (each request cuts the chunk the
+/// other left, the same text again: the ring does not change).
+fn other_files(c: &mut Criterion) {
+    let mut docs = Documents::default();
+    let uris: Vec<String> = (0..5).map(|i| format!("file:///w/f{i}.rs")).collect();
+    for (d, uri) in uris.iter().enumerate() {
+        // Names of their own in every item, so that chunks are not near-duplicates.
+        let text: String = (0..200)
+            .map(|i| {
+                format!(
+                    "pub struct Doc{d}Item{i} {{\n    id_{i}: u64,\n    label_{d}_{i}: String,\n}}\n\n\
+                     impl Doc{d}Item{i} {{\n    pub fn score_{d}_{i}(&self, w{i}: &Weights{d}) -> f64 {{\n        \
+                     let mut total_{i} = 0.0;\n        for (key_{i}, w) in w{i}.iter_{d}() {{\n            \
+                     total_{i} += w * (self.id_{i} as f64) / norm_{d}(key_{i});\n        }}\n        \
+                     total_{i}\n    }}\n}}\n\n"
+                )
+            })
+            .collect();
+        docs.open_parsed(uri, Language::Rust, 0, &text);
+    }
+    for (i, uri) in uris.iter().enumerate().skip(1) {
+        for spot in 0..5u32 {
+            let change = type_or_delete(1, 100 + spot * 400 + i as u32);
+            let _ = docs.change(uri, 1 + spot as i32, &[change], PositionEncoding::Utf16);
+        }
+    }
+    let wanted = OtherFiles {
+        outline_files: 3,
+        outline_chars: 1200,
+        recent_chunks: 4,
+    };
+    let (_, related) = docs.for_completion(&uris[0], Some(1_500), &wanted).unwrap();
+    assert!(related.len() > 3, "3 outlines and some chunks: {}", related.len());
+    c.bench_function("other files' context, same place (3 outlines, 4 of 16 chunks)", |b| {
+        b.iter(|| black_box(docs.for_completion(&uris[0], Some(black_box(1_500)), &wanted)))
+    });
+    let mut n = 0usize;
+    c.bench_function("other files' context, alternating files (a chunk cut each time)", |b| {
+        b.iter(|| {
+            n += 1;
+            black_box(docs.for_completion(&uris[n % 2], Some(1_500), &wanted))
+        })
+    });
+}
+
 criterion_group!(
     benches,
     edit_and_reparse,
     context_and_prompt,
     cache,
-    routing
+    routing,
+    other_files
 );
 criterion_main!(benches);
