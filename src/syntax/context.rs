@@ -697,7 +697,12 @@ impl ImportScan<'_> {
                 if node.end_byte() <= self.before {
                     self.push(node);
                 }
-            } else if depth == 0 && spec.item(node.kind()) == Some(super::lang::Item::Holder) {
+            } else if depth == 0
+                && (node.is_error() || spec.item(node.kind()) == Some(super::lang::Item::Holder))
+            {
+                // An unclosed bracket at the cursor can make the parser wrap the top of the
+                // file in an ERROR node: its imports are still there, and dropping them would
+                // change the prompt's first bytes (and the model server's cache) mid-word.
                 self.children(node, depth + 1);
             }
             if !walk.goto_next_sibling() {
@@ -1389,6 +1394,19 @@ mod tests {
                     "import os",
                     "from a import (b,\n    c)",
                 ],
+            ),
+            // An unclosed bracket at the cursor can make the parser wrap the top of the file
+            // in an ERROR node (reduced from CPython's http/server.py, where typing `read(`
+            // did it): the imports stay, so that typing `(` does not change the prompt's
+            // first bytes (and the model server's cache, and the typed-ahead key).
+            (
+                "python",
+                "import urllib.parse\n                data = self.rfile.read($0\n                data = None\n        handler_class = SimpleHTTPRequestHandler\n    # ensure dual-stack is not disabled; ref #38907\n    class DualStackServer(ThreadingHTTPServer):\n    test(\n    )\n".to_string(),
+                ContextBudget {
+                    prefix_tokens: 5,
+                    suffix_tokens: 5,
+                },
+                vec!["import urllib.parse"],
             ),
             (
                 "javascript",
