@@ -16,3 +16,4 @@ pub mod resilience;
 pub mod router;
 pub mod sync;
 pub mod syntax;
+pub mod telemetry;
