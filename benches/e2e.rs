@@ -1,5 +1,5 @@
 //! End-to-end benchmarks: the real `pilotfish` binary driven over stdio by the test editor
-//! (`tests/it/support/lsp.rs`) against the Ollama model double (`tests/it/support/double.rs`)
+//! (`tests/it/support/lsp.rs`) against the Ollama model double (`tests/it/support/double/`)
 //! with a fixed delay, and the in-process document store for the edit path. Every figure is a
 //! distribution over many runs (p50/p95/p99), never one timing; the machine is shared, so
 //! single timings mean little.

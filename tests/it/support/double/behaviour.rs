@@ -1,0 +1,196 @@
+//! What a test scripts: the answer text, delays before the head and between stream chunks,
+//! faults (for every call or a script of the next calls), the models listed and the health
+//! reported by probes. Plain data; it must not know any wire format.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::RecordedRequest;
+
+/// Computes the answer text from the request (for tests that answer per prompt).
+pub type AnswerFn = Arc<dyn Fn(&RecordedRequest) -> String + Send + Sync>;
+
+/// What the model "generates".
+#[derive(Clone)]
+pub enum Answer {
+    /// The same text for every request.
+    Text(String),
+    /// Text computed from each request.
+    With(AnswerFn),
+}
+
+impl fmt::Debug for Answer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Answer::Text(text) => f.debug_tuple("Text").field(text).finish(),
+            Answer::With(_) => f.write_str("With(<closure>)"),
+        }
+    }
+}
+
+/// A way for a model server to misbehave. Faults apply to model calls only, never to probes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer with this HTTP status. `body: None` means an error body in the provider's own
+    /// format (e.g. Anthropic's `{"type":"error","error":{"type":"overloaded_error",..}}`).
+    Status {
+        status: u16,
+        body: Option<String>,
+        retry_after_secs: Option<u64>,
+    },
+    /// Never answer; wait until the client gives up (which then counts as an abort).
+    Hang,
+    /// `200 OK` with a body that is not JSON (nor SSE/NDJSON of JSON).
+    Garbage,
+    /// Send the head and `after_chunks` content chunks (a prefix of the body when not streaming),
+    /// then reset the connection (TCP RST) without finishing the response.
+    ResetMidStream { after_chunks: usize },
+    /// Streaming: send `after_chunks` content chunks, then an in-band error in the provider's
+    /// format (Anthropic `event: error` with `overloaded_error`, OpenAI/llama.cpp `data:
+    /// {"error":..}`, Ollama `{"error":..}`) and end the stream. Not streaming: answer 529 for
+    /// Anthropic, 500 for the others.
+    StreamError { after_chunks: usize },
+}
+
+impl Fault {
+    /// This status with the provider's own error body.
+    pub fn status(status: u16) -> Self {
+        Fault::Status {
+            status,
+            body: None,
+            retry_after_secs: None,
+        }
+    }
+
+    /// This status with exactly this body.
+    pub fn status_with_body(status: u16, body: impl Into<String>) -> Self {
+        Fault::Status {
+            status,
+            body: Some(body.into()),
+            retry_after_secs: None,
+        }
+    }
+
+    /// `429 Too Many Requests` with `Retry-After: secs`.
+    pub fn rate_limited(retry_after_secs: u64) -> Self {
+        Fault::Status {
+            status: 429,
+            body: None,
+            retry_after_secs: Some(retry_after_secs),
+        }
+    }
+
+    /// Anthropic's `529` overloaded (its body is `overloaded_error` on the Anthropic endpoint).
+    pub fn overloaded() -> Self {
+        Fault::status(529)
+    }
+}
+
+/// Whether probes (`/health`, `/api/tags`, `/v1/models`, `GET /`) report the server as up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Health {
+    Up,
+    /// Probes answer `503` in the provider's format (llama.cpp's "Loading model").
+    Down,
+}
+
+/// Everything the double does, settable at start and replaceable while it runs
+/// ([`ModelDouble::set_behaviour`]). Build it with the chained methods.
+#[derive(Clone, Debug)]
+pub struct Behaviour {
+    pub answer: Answer,
+    /// Wait before the response head is written (time to first byte).
+    pub delay: Duration,
+    /// Wait between content chunks when streaming.
+    pub chunk_delay: Duration,
+    /// How many content chunks a streamed answer is split into (at least 1).
+    pub chunks: usize,
+    /// Applied to every model call not covered by `script`.
+    pub fault: Option<Fault>,
+    /// Applied to the next model calls, one each, in order; then `fault` (or a normal answer).
+    pub script: Vec<Fault>,
+    /// Model names listed by `/api/tags` and `/v1/models`.
+    pub models: Vec<String>,
+    pub health: Health,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Behaviour {
+            answer: Answer::Text(String::new()),
+            delay: Duration::ZERO,
+            chunk_delay: Duration::ZERO,
+            chunks: 3,
+            fault: None,
+            script: Vec::new(),
+            models: vec!["test-model".to_owned()],
+            health: Health::Up,
+        }
+    }
+}
+
+impl Behaviour {
+    /// Answer every model call with `text`.
+    pub fn answer(text: impl Into<String>) -> Self {
+        Behaviour {
+            answer: Answer::Text(text.into()),
+            ..Behaviour::default()
+        }
+    }
+
+    /// Answer each model call with `f(request)`.
+    pub fn answer_with(f: impl Fn(&RecordedRequest) -> String + Send + Sync + 'static) -> Self {
+        Behaviour {
+            answer: Answer::With(Arc::new(f)),
+            ..Behaviour::default()
+        }
+    }
+
+    /// Every model call gets `fault`.
+    pub fn failing(fault: Fault) -> Self {
+        Behaviour::default().fault(fault)
+    }
+
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+
+    pub fn chunk_delay(mut self, delay: Duration) -> Self {
+        self.chunk_delay = delay;
+        self
+    }
+
+    pub fn chunks(mut self, chunks: usize) -> Self {
+        self.chunks = chunks.max(1);
+        self
+    }
+
+    pub fn fault(mut self, fault: Fault) -> Self {
+        self.fault = Some(fault);
+        self
+    }
+
+    /// The first `n` model calls get `fault`, the later ones the normal answer.
+    pub fn fail_first(mut self, n: usize, fault: Fault) -> Self {
+        self.script.extend(std::iter::repeat_n(fault, n));
+        self
+    }
+
+    /// The next model calls get these faults, one each, in order.
+    pub fn script(mut self, faults: impl IntoIterator<Item = Fault>) -> Self {
+        self.script.extend(faults);
+        self
+    }
+
+    pub fn models<S: Into<String>>(mut self, models: impl IntoIterator<Item = S>) -> Self {
+        self.models = models.into_iter().map(Into::into).collect();
+        self
+    }
+
+    pub fn health(mut self, health: Health) -> Self {
+        self.health = health;
+        self
+    }
+}
