@@ -6,7 +6,7 @@
 //! model call goes on to fill the cache. Knows nothing of LSP.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -17,13 +17,17 @@ use crate::config::{Config, ModelConfig, Provider};
 use crate::documents::{RelatedFile, Snapshot};
 use crate::postprocess::postprocess;
 use crate::prompt::{Fim, build_fim, chat_completion_messages};
-use crate::providers::{ChatCall, ChatMessage, FimCall, OtherFile, Providers};
+use crate::providers::{ChatCall, ChatMessage, FimCall, ModelAnswer, OtherFile, Providers};
 use crate::redact::{contains_secrets, redact};
-use crate::resilience::{Health, run_chain};
+use crate::resilience::{Health, Timed, run_chain};
 use crate::router::{Decision, RouteRequest, RouteState, Router, secrets_to_route};
 use crate::sync::lock;
+use crate::syntax::Language;
 use crate::syntax::context::{CHARS_PER_TOKEN, CompletionContext, ContextBudget, extract};
 use crate::syntax::features::{Features, enclosing_target};
+use crate::telemetry::{
+    CacheUse, Outcome as Logged, PendingCall, RouteFacts, RouteNote, Usage, UsageEvent, UsageLog,
+};
 
 /// The routing task name of completion.
 const TASK: &str = "complete";
@@ -60,6 +64,8 @@ impl Source {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Suggestion {
+    /// The request's id in the usage log (the editor's accept names it).
+    pub id: Arc<str>,
     pub text: Arc<str>,
     /// The configured name of the model that produced it.
     pub model: Arc<str>,
@@ -190,6 +196,21 @@ struct Flight {
     waiters: std::sync::atomic::AtomicUsize,
     /// Set when a request gave up at its deadline: the call then runs on to fill the cache.
     detached: std::sync::atomic::AtomicBool,
+    /// Why the call was aborted ([`ABORT_CANCELLED`] or [`ABORT_SUPERSEDED`]), for its line
+    /// in the usage log; set before the abort.
+    abort_reason: Arc<AtomicU8>,
+}
+
+/// The editor cancelled the request, or closed the document.
+const ABORT_CANCELLED: u8 = 0;
+/// A newer request for the document took the call's place.
+const ABORT_SUPERSEDED: u8 = 1;
+
+impl Flight {
+    fn abort(&self, reason: u8) {
+        self.abort_reason.store(reason, Ordering::Relaxed);
+        self.abort.abort();
+    }
 }
 
 struct Shared {
@@ -199,10 +220,11 @@ struct Shared {
     cache: Mutex<CompletionCache>,
     docs: Mutex<HashMap<Arc<str>, DocState>>,
     counters: Counters,
-    /// Set once when the daily budget first keeps a cloud model out; taken by the caller,
-    /// who tells the user once.
+    /// Every model call and cache answer gets a line; the day's spend comes from here.
+    usage: UsageLog,
+    /// Set when the daily budget keeps a cloud model out and the user has not been told
+    /// today; taken by the caller, who tells the user.
     budget_notice: Mutex<Option<String>>,
-    budget_noticed: std::sync::atomic::AtomicBool,
 }
 
 /// The completion engine. Cheap to clone; all clones share state.
@@ -212,7 +234,12 @@ pub struct CompletionEngine {
 }
 
 impl CompletionEngine {
-    pub fn new(config: Arc<Config>, providers: Providers, health: Arc<Health>) -> CompletionEngine {
+    pub fn new(
+        config: Arc<Config>,
+        providers: Providers,
+        health: Arc<Health>,
+        usage: UsageLog,
+    ) -> CompletionEngine {
         let cache = CompletionCache::new(config.completion.cache_entries);
         CompletionEngine {
             shared: Arc::new(Shared {
@@ -222,8 +249,8 @@ impl CompletionEngine {
                 cache: Mutex::new(cache),
                 docs: Mutex::new(HashMap::new()),
                 counters: Counters::default(),
+                usage,
                 budget_notice: Mutex::new(None),
-                budget_noticed: false.into(),
             }),
         }
     }
@@ -300,7 +327,7 @@ impl CompletionEngine {
     pub fn close(&self, uri: &str) {
         if let Some(state) = lock(&self.shared.docs).remove(uri) {
             if let Some(flight) = state.inflight {
-                flight.abort.abort();
+                flight.abort(ABORT_CANCELLED);
             }
         }
     }
@@ -341,6 +368,7 @@ impl CompletionEngine {
         let started = Instant::now();
         let counters = &self.shared.counters;
         counters.requests.fetch_add(1, Ordering::Relaxed);
+        let id: Arc<str> = self.shared.usage.next_id().into();
         let settings = self.settings();
         let (seq, mut latest, debounce) =
             self.begin(&snapshot.uri, started, settings.debounce_floor);
@@ -368,7 +396,22 @@ impl CompletionEngine {
                 &counters.typed_ahead_hits
             };
             counter.fetch_add(1, Ordering::Relaxed);
-            return into_outcome(hit, source);
+            let (cache, outcome) = match (source, hit.text.is_some()) {
+                (Source::Cache, true) => (CacheUse::Hit, Logged::Ok),
+                (Source::Cache, false) => (CacheUse::Hit, Logged::Empty),
+                (_, true) => (CacheUse::TypedAhead, Logged::Ok),
+                (_, false) => (CacheUse::TypedAhead, Logged::Empty),
+            };
+            self.shared.usage.record(UsageEvent::cache(
+                &id,
+                TASK,
+                snapshot.language,
+                &hit.answered_by,
+                cache,
+                outcome,
+                started.elapsed().as_millis() as u64,
+            ));
+            return into_outcome(hit, source, id);
         }
 
         if !debounce.is_zero() {
@@ -388,11 +431,18 @@ impl CompletionEngine {
                 text: Arc::clone(&f.outline),
             })
             .collect();
-        let waiter = self.join_or_start(&snapshot.uri, key, (ctx, other_files), route, &settings);
+        let waiter = self.join_or_start(
+            &snapshot.uri,
+            key,
+            (ctx, other_files),
+            route,
+            &settings,
+            &id,
+        );
         let deadline = tokio::time::Instant::from_std(started + settings.budget);
         tokio::select! {
             result = waiter.result() => match result {
-                Some(Ok(hit)) => into_outcome(hit, Source::Model),
+                Some(Ok(hit)) => into_outcome(hit, Source::Model, id),
                 Some(Err(message)) => Err(NoSuggestion::Failed(message)),
                 None => {
                     counters.superseded.fetch_add(1, Ordering::Relaxed);
@@ -401,6 +451,7 @@ impl CompletionEngine {
             },
             _ = superseded(&mut latest, seq) => {
                 counters.superseded.fetch_add(1, Ordering::Relaxed);
+                waiter.superseded();
                 Err(NoSuggestion::Superseded)
             }
             _ = tokio::time::sleep_until(deadline) => {
@@ -453,6 +504,7 @@ impl CompletionEngine {
         prompt_input: (CompletionContext, Vec<OtherFile>),
         route: Route,
         settings: &Arc<Settings>,
+        id: &Arc<str>,
     ) -> Waiter {
         let mut docs = lock(&self.shared.docs);
         let Some(state) = docs.get_mut(uri) else {
@@ -461,6 +513,7 @@ impl CompletionEngine {
                 flight: None,
                 engine: self.clone(),
                 uri: uri.clone(),
+                superseded: false,
             };
         };
         if let Some(flight) = state.inflight.as_ref().filter(|f| f.key == key) {
@@ -469,11 +522,12 @@ impl CompletionEngine {
                 flight: Some(flight.clone()),
                 engine: self.clone(),
                 uri: uri.clone(),
+                superseded: false,
             };
         }
         if let Some(old) = state.inflight.take() {
             if !old.abort.is_finished() {
-                old.abort.abort();
+                old.abort(ABORT_SUPERSEDED);
                 self.shared
                     .counters
                     .aborted_calls
@@ -485,6 +539,8 @@ impl CompletionEngine {
             .counters
             .model_calls
             .fetch_add(1, Ordering::Relaxed);
+        let abort_reason = Arc::new(AtomicU8::new(ABORT_CANCELLED));
+        let log = call_log(&self.shared.usage, id, &route, abort_reason.clone());
         let task = tokio::spawn(run_flight(
             self.clone(),
             uri.clone(),
@@ -493,6 +549,7 @@ impl CompletionEngine {
             route,
             settings.clone(),
             tx,
+            log,
         ));
         let flight = Arc::new(Flight {
             key,
@@ -500,12 +557,14 @@ impl CompletionEngine {
             abort: task.abort_handle(),
             waiters: 1.into(),
             detached: false.into(),
+            abort_reason,
         });
         state.inflight = Some(flight.clone());
         Waiter {
             flight: Some(flight),
             engine: self.clone(),
             uri: uri.clone(),
+            superseded: false,
         }
     }
 }
@@ -514,6 +573,9 @@ impl CompletionEngine {
 struct Route {
     chain: Vec<Candidate>,
     decision: Decision,
+    /// What the decision read, for the usage log.
+    facts: RouteFacts,
+    language: Language,
 }
 
 impl Route {
@@ -589,26 +651,32 @@ impl CompletionEngine {
         };
         let state = RouteState {
             models: self.shared.health.snapshot(Instant::now()),
-            spent_today_usd: self.shared.providers.spent_today_usd(),
+            spent_today_usd: self.shared.usage.spent_today_usd(),
         };
         let decision = settings.router.decide(&request, &state);
+        let facts = RouteFacts::of(&request);
         if decision.candidates.iter().any(|v| v.demoted) {
             tracing::debug!(
                 "completion routed by speed: {}",
                 decision.explain().trim_end()
             );
         }
-        if decision.budget_exhausted && !self.shared.budget_noticed.swap(true, Ordering::Relaxed) {
+        if decision.budget_exhausted {
             let limit = settings.config.budget.daily_usd.unwrap_or_default();
-            *lock(&self.shared.budget_notice) = Some(format!(
-                "Pilotfish: today's budget of ${limit:.2} is spent; cloud models are skipped until tomorrow (UTC)."
-            ));
+            if let Some(notice) = self.shared.usage.budget_notice(limit) {
+                *lock(&self.shared.budget_notice) = Some(notice);
+            }
         }
         let chain = decision
             .chain()
             .filter_map(|name| settings.candidates.get(name).cloned())
             .collect();
-        Route { chain, decision }
+        Route {
+            chain,
+            decision,
+            facts,
+            language: snapshot.language,
+        }
     }
 }
 
@@ -655,6 +723,11 @@ fn relative_path(uri: &str, workspace_root: Option<&str>) -> String {
         .map_or_else(|| path.clone(), str::to_string)
 }
 
+/// The length of a chat call's messages.
+fn user_len(messages: &[ChatMessage]) -> usize {
+    messages.iter().map(|m| m.content.len()).sum()
+}
+
 /// Resolves once a request newer than `seq` exists (or the document is gone).
 async fn superseded(latest: &mut watch::Receiver<u64>, seq: u64) {
     while *latest.borrow_and_update() == seq {
@@ -679,9 +752,10 @@ fn cache_key(model: &Arc<str>, ctx: &CompletionContext) -> CacheKey {
     }
 }
 
-fn into_outcome(hit: CachedSuggestion, source: Source) -> Outcome {
+fn into_outcome(hit: CachedSuggestion, source: Source, id: Arc<str>) -> Outcome {
     match hit.text {
         Some(text) => Ok(Suggestion {
+            id,
             text,
             model: hit.answered_by,
             source,
@@ -690,8 +764,39 @@ fn into_outcome(hit: CachedSuggestion, source: Source) -> Outcome {
     }
 }
 
+/// One model's answer to a flight: the post-processed suggestion (if any was kept), the raw
+/// answer, what it cost and, with `telemetry.log_prompts`, the prompt.
+struct FlightAnswer {
+    kept: Option<String>,
+    answer: ModelAnswer,
+    usage: Usage,
+    prompt: Option<String>,
+}
+
+impl Timed for FlightAnswer {
+    fn first_token(&self) -> Option<Duration> {
+        self.answer.first_token
+    }
+}
+
+/// The usage-log line of a flight's model call: an aborted call is logged with the reason
+/// its aborter left.
+fn call_log(usage: &UsageLog, id: &str, route: &Route, abort_reason: Arc<AtomicU8>) -> PendingCall {
+    let mut event =
+        UsageEvent::call(id, TASK, route.language).by(route.chain.first().map(|c| &*c.name), None);
+    event.facts = Some(route.facts.clone());
+    event.route = Some(RouteNote::of(&route.decision, &[]));
+    PendingCall::start(usage, event, move || {
+        match abort_reason.load(Ordering::Relaxed) {
+            ABORT_SUPERSEDED => Logged::Superseded,
+            _ => Logged::Cancelled,
+        }
+    })
+}
+
 /// The model call: tries each candidate in turn, post-processes the first answer, caches
-/// it and publishes it to the waiters.
+/// it and publishes it to the waiters; its line goes to the usage log.
+#[allow(clippy::too_many_arguments)]
 async fn run_flight(
     engine: CompletionEngine,
     uri: Arc<str>,
@@ -700,7 +805,9 @@ async fn run_flight(
     route: Route,
     settings: Arc<Settings>,
     tx: watch::Sender<Option<Result<CachedSuggestion, String>>>,
+    mut log: PendingCall,
 ) {
+    let log_prompts = engine.shared.usage.log_prompts();
     let chain: Vec<_> = route
         .chain
         .iter()
@@ -760,7 +867,19 @@ async fn run_flight(
                         temperature: 0.0,
                     };
                     let answer = providers.chat(&model, call, &mut |_| {}).await?;
-                    return Ok(postprocess(&answer.text, ctx, &[]).map(|kept| (kept, answer)));
+                    let sent = system.len() + user_len(&messages);
+                    let usage = Usage::of(
+                        &model,
+                        (answer.tokens_in, answer.tokens_out),
+                        sent,
+                        answer.text.len(),
+                    );
+                    return Ok(FlightAnswer {
+                        kept: postprocess(&answer.text, ctx, &[]),
+                        prompt: log_prompts.then(|| messages[0].content.clone()),
+                        answer,
+                        usage,
+                    });
                 };
                 let mut prompt = build_fim(fim, ctx);
                 if cloud {
@@ -774,14 +893,30 @@ async fn run_flight(
                     other_files,
                 };
                 let answer = providers.fim(&model, call).await?;
-                Ok(postprocess(&answer.text, ctx, &prompt.stop).map(|kept| (kept, answer)))
+                let sent = prompt.prompt.len() + prompt.suffix.as_ref().map_or(0, String::len);
+                let usage = Usage::of(
+                    &model,
+                    (answer.tokens_in, answer.tokens_out),
+                    sent,
+                    answer.text.len(),
+                );
+                Ok(FlightAnswer {
+                    kept: postprocess(&answer.text, ctx, &prompt.stop),
+                    prompt: log_prompts.then(|| match &prompt.suffix {
+                        Some(suffix) => format!("{}<suffix>{suffix}", prompt.prompt),
+                        None => prompt.prompt.clone(),
+                    }),
+                    answer,
+                    usage,
+                })
             }
         },
     )
     .await;
     let endpoint = run.endpoint().unwrap_or_default().to_string();
+    let note = RouteNote::of(&route.decision, &run.attempts);
     let outcome = match run.answer {
-        Ok((name, kept)) => {
+        Ok((name, answered)) => {
             // The model call, where it went (the request's own line, `suggestion`, follows
             // from lsp.rs when the answer is still wanted).
             tracing::info!(
@@ -789,12 +924,31 @@ async fn run_flight(
                 endpoint,
                 calls = run.attempts.len(),
                 ms = started.elapsed().as_millis() as u64,
-                raw = kept.as_ref().map_or(0, |(_, a)| a.text.len()),
-                kept = kept.as_ref().map_or(0, |(k, _)| k.len()),
+                raw = answered.answer.text.len(),
+                kept = answered.kept.as_ref().map_or(0, String::len),
                 "completion answered"
             );
+            let answered_ms = run.attempts.last().map_or(0, |a| a.ms);
+            log.finish(|e| {
+                let mut e = e.by(Some(&name), Some(&endpoint)).usage(answered.usage);
+                e.route = Some(note);
+                // A FIM answer arrives whole: its first token comes with it.
+                e.ttft_ms = Some(
+                    answered
+                        .answer
+                        .first_token
+                        .map_or(answered_ms, |t| t.as_millis() as u64),
+                );
+                e.outcome = Some(if answered.kept.is_some() {
+                    Logged::Ok
+                } else {
+                    Logged::Empty
+                });
+                e.prompt = answered.prompt;
+                e
+            });
             let hit = CachedSuggestion {
-                text: kept.map(|(k, _)| k.into()),
+                text: answered.kept.map(Into::into),
                 answered_by: name,
             };
             lock(&engine.shared.cache).insert(key.clone(), hit.clone());
@@ -802,6 +956,17 @@ async fn run_flight(
         }
         Err(why) => {
             tracing::warn!("completion failed: {why}");
+            let last = run.attempts.last().map(|a| a.model.clone());
+            log.finish(|e| {
+                let mut e = match last {
+                    Some(model) => e.by(Some(&model), None),
+                    None => e,
+                };
+                e.outcome = Some(Logged::of_failed_chain(&run.attempts));
+                e.note = Some(why.clone());
+                e.route = Some(note);
+                e
+            });
             Err(why)
         }
     };
@@ -820,6 +985,9 @@ struct Waiter {
     flight: Option<Arc<Flight>>,
     engine: CompletionEngine,
     uri: Arc<str>,
+    /// The request gave up because a newer one arrived (else, when it drops its hold
+    /// unanswered, it was cancelled).
+    superseded: bool,
 }
 
 impl Waiter {
@@ -839,6 +1007,11 @@ impl Waiter {
             f.detached.store(true, Ordering::Relaxed);
         }
     }
+
+    /// A newer request took this one's place: if the call is dropped, that is why.
+    fn superseded(mut self) {
+        self.superseded = true;
+    }
 }
 
 impl Drop for Waiter {
@@ -849,7 +1022,11 @@ impl Drop for Waiter {
         let mut docs = lock(&self.engine.shared.docs);
         let last = flight.waiters.fetch_sub(1, Ordering::Relaxed) == 1;
         if last && !flight.detached.load(Ordering::Relaxed) && !flight.abort.is_finished() {
-            flight.abort.abort();
+            flight.abort(if self.superseded {
+                ABORT_SUPERSEDED
+            } else {
+                ABORT_CANCELLED
+            });
             self.engine
                 .shared
                 .counters

@@ -24,12 +24,17 @@ use crate::providers::Providers;
 use crate::resilience::Health;
 use crate::sync::lock;
 use crate::syntax::Language;
+use crate::telemetry::UsageLog;
 
 mod actions;
 mod framing;
 
 /// The command attached to every suggestion, so the editor reports acceptance.
 pub const ACCEPT_COMMAND: &str = "pilotfish.accept";
+/// The usage summary of `pilotfish stats --json`, for the editors.
+pub const STATS_COMMAND: &str = "pilotfish.stats";
+/// How long `shutdown` and `pilotfish.stats` wait for queued usage lines to be written.
+const USAGE_FLUSH: std::time::Duration = std::time::Duration::from_millis(500);
 /// How many requests the server works on at once. Completion handlers wait on models;
 /// a generous limit keeps `didChange` and `$/cancelRequest` flowing behind them.
 const MAX_CONCURRENT_REQUESTS: usize = 32;
@@ -153,6 +158,8 @@ pub struct Backend {
     engine: CompletionEngine,
     providers: Providers,
     health: Arc<Health>,
+    /// The usage log (and the day's spend), opened when the configuration is known.
+    usage: UsageLog,
     /// Whether the user has been told that no completion model answers; reset on success.
     told_unreachable: AtomicBool,
     shutdown_seen: Arc<AtomicBool>,
@@ -204,10 +211,12 @@ impl Backend {
         let config = LoadedConfig::built_in();
         let providers = Providers::new();
         let health = Arc::new(Health::new());
+        let usage = UsageLog::off();
         let engine = CompletionEngine::new(
             Arc::new(config.config.clone()),
             providers.clone(),
             health.clone(),
+            usage.clone(),
         );
         Backend {
             client,
@@ -219,6 +228,7 @@ impl Backend {
             engine,
             providers,
             health,
+            usage,
             told_unreachable: AtomicBool::new(false),
             shutdown_seen,
             actions: actions::ActionState::default(),
@@ -258,6 +268,7 @@ impl Backend {
             .clone();
         self.engine
             .reconfigure(Arc::new(loaded.config.clone()), root);
+        self.usage.configure(&loaded.config.telemetry);
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = loaded;
     }
 
@@ -332,6 +343,10 @@ impl Backend {
         match outcome {
             Ok(s) if current == Some(snapshot.version) => {
                 tracing::info!(uri = uri.as_str(), line = pos.line, model = %s.model, source = s.source.name(), ms, "suggestion");
+                let chars = s.text.chars().count() as u64;
+                let language = snapshot.language.name();
+                self.usage
+                    .shown(&s.id, "complete", &s.model, language, chars);
                 if s.source == crate::completion::Source::Model {
                     self.told_unreachable.store(false, Ordering::SeqCst);
                 }
@@ -391,6 +406,61 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// `pilotfish.accept` with the suggestion's argument `{id, model, source, chars}`, plus
+    /// `accepted_chars` (or `acceptedLength`) when the editor accepted part of it.
+    fn accepted(&self, arguments: &[Value]) {
+        let arg = arguments.first();
+        let text = |key: &str| arg.and_then(|a| a.get(key)).and_then(Value::as_str);
+        let number = |key: &str| arg.and_then(|a| a.get(key)).and_then(Value::as_u64);
+        let Some(id) = text("id") else {
+            tracing::info!(args = ?arguments, "suggestion accepted (no id: not logged)");
+            return;
+        };
+        let accepted = number("accepted_chars").or_else(|| number("acceptedLength"));
+        tracing::info!(id, accepted, "suggestion accepted");
+        self.usage.accepted(id, accepted, text("model"));
+    }
+
+    /// `pilotfish.stats` with an optional `{since: "7d"}`: what `pilotfish stats --json`
+    /// prints, over this process's lines too (written first).
+    async fn stats(&self, arguments: &[Value]) -> Result<Value> {
+        let since = arguments
+            .first()
+            .and_then(|a| a.get("since"))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let config = self
+            .config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .config
+            .clone();
+        let usage = self.usage.clone();
+        let report = tokio::task::spawn_blocking(move || {
+            usage.flush(USAGE_FLUSH);
+            let path = usage
+                .path()
+                .ok_or_else(|| "the usage log is off (telemetry.usage_log = \"\")".to_string())?;
+            crate::telemetry::stats_of_log(&path, since.as_deref(), &config)
+        })
+        .await
+        .map_err(|e| Error {
+            code: tower_lsp_server::jsonrpc::ErrorCode::InternalError,
+            message: format!("pilotfish: stats failed: {e}").into(),
+            data: None,
+        })?;
+        match report {
+            Ok(report) => Ok(serde_json::to_value(report).unwrap_or(Value::Null)),
+            Err(message) => Err(Error {
+                code: tower_lsp_server::jsonrpc::ErrorCode::ServerError(-32803),
+                message: message.into(),
+                data: None,
+            }),
+        }
+    }
+}
+
 /// How often local model servers are probed in the background: every 15 s while all
 /// answer, every 2 s while one is down, so that a model server started after the editor
 /// serves completions within a couple of seconds (a probe of a local port that nothing
@@ -447,7 +517,7 @@ fn accept_command(s: &Suggestion) -> Command {
         title: "Pilotfish: accept suggestion".into(),
         command: ACCEPT_COMMAND.into(),
         arguments: Some(vec![
-            json!({ "model": &*s.model, "source": s.source.name(), "chars": s.text.chars().count() }),
+            json!({ "id": &*s.id, "model": &*s.model, "source": s.source.name(), "chars": s.text.chars().count() }),
         ]),
     }
 }
@@ -524,7 +594,8 @@ impl LanguageServer for Backend {
                 }),
                 code_action_provider: Some(actions::code_action_capability()),
                 execute_command_provider: Some(ExecuteCommandOptions {
-                    commands: std::iter::once(ACCEPT_COMMAND)
+                    commands: [ACCEPT_COMMAND, STATS_COMMAND]
+                        .into_iter()
                         .chain(actions::COMMANDS)
                         .map(String::from)
                         .collect(),
@@ -557,6 +628,8 @@ impl LanguageServer for Backend {
 
     async fn shutdown(&self) -> Result<()> {
         self.shutdown_seen.store(true, Ordering::SeqCst);
+        let usage = self.usage.clone();
+        let _ = tokio::task::spawn_blocking(move || usage.flush(USAGE_FLUSH)).await;
         Ok(())
     }
 
@@ -706,10 +779,10 @@ impl LanguageServer for Backend {
         guarded("executeCommand", async {
             match params.command.as_str() {
                 ACCEPT_COMMAND => {
-                    let args = Value::Array(params.arguments);
-                    tracing::info!(%args, "suggestion accepted");
+                    self.accepted(&params.arguments);
                     Ok(None)
                 }
+                STATS_COMMAND => self.stats(&params.arguments).await.map(Some),
                 action if actions::COMMANDS.contains(&action) => {
                     let token = params.work_done_progress_params.work_done_token;
                     self.execute_action(action, &params.arguments, token).await

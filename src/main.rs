@@ -19,6 +19,10 @@ use pilotfish::resilience::Health;
 use pilotfish::router::{RouteState, Router, TargetFacts};
 use pilotfish::syntax::Language;
 use pilotfish::syntax::features::enclosing_target;
+use pilotfish::telemetry::{self, UsageLog};
+
+/// How long a one-shot command waits for its usage lines to be written before it exits.
+const USAGE_FLUSH: Duration = Duration::from_secs(2);
 
 #[derive(Parser)]
 #[command(
@@ -64,6 +68,28 @@ enum Command {
         action: String,
         /// FILE:LINE[:COL] (1-based)
         spot: String,
+    },
+    /// Usage summary from the usage log: per model, task and language — requests, latency,
+    /// cache hits, acceptance, check failures, tokens, cost — and what routing saved.
+    Stats {
+        /// Only what happened since: a span back from now (1d, 7d, 12h) or a UTC date
+        /// (2026-05-01).
+        #[arg(long, value_name = "SPAN|DATE")]
+        since: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decide every request of a usage log again under the configuration given with
+    /// --config, without calling a model: how the model choice, the cost and the expected
+    /// latency would change, per task.
+    Replay {
+        /// The usage log (e.g. ~/.local/state/pilotfish/usage.jsonl); rotated files beside it
+        /// are read too.
+        log: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Dry run: the routing decision at FILE:LINE:COL, the candidate chain and the reason
     /// for each step, without calling a model.
@@ -137,6 +163,14 @@ fn main() -> ExitCode {
         },
         Some(Command::Complete { spot, budget_ms }) => match load_config(cli.config.as_deref()) {
             Ok(loaded) => runtime.block_on(complete_once(loaded.config, &spot, budget_ms)),
+            Err(code) => code,
+        },
+        Some(Command::Stats { since, json }) => match load_config(cli.config.as_deref()) {
+            Ok(loaded) => stats_once(&loaded.config, since.as_deref(), json),
+            Err(code) => code,
+        },
+        Some(Command::Replay { log, json }) => match load_config(cli.config.as_deref()) {
+            Ok(loaded) => replay_once(&loaded, &log, json),
             Err(code) => code,
         },
     };
@@ -227,6 +261,8 @@ fn route_once(config: &Config, spot: &str, task: &str, json: bool) -> u8 {
     let target = enclosing_target(rope, tree, language, cursor);
     let facts = TargetFacts::of(&snapshot, &target);
     let (feats, secrets) = (&facts.features, facts.secrets);
+    // The day's spend of every process, from the usage log.
+    let usage = UsageLog::open(&config.telemetry);
     let path_text = path.to_string_lossy().into_owned();
     let root = std::env::current_dir()
         .ok()
@@ -238,11 +274,16 @@ fn route_once(config: &Config, spot: &str, task: &str, json: bool) -> u8 {
             Arc::new(config.clone()),
             Providers::new(),
             Arc::new(Health::new()),
+            usage,
         );
         engine.reconfigure(Arc::new(config.clone()), root.clone());
         engine.decide(&snapshot, cursor)
     } else {
-        router.decide(&request, &RouteState::default())
+        let state = RouteState {
+            spent_today_usd: usage.spent_today_usd(),
+            ..RouteState::default()
+        };
+        router.decide(&request, &state)
     };
     if json {
         let out = serde_json::json!({
@@ -358,6 +399,7 @@ async fn action_once(config: &Config, action: &str, spot: &str) -> u8 {
     let root_text = root.as_ref().map(|r| r.to_string_lossy().into_owned());
     let health = Health::new();
     let providers = Providers::new();
+    let usage = UsageLog::open(&config.telemetry);
     let input = ActionInput {
         snapshot: &snapshot,
         path: &path_text,
@@ -371,8 +413,25 @@ async fn action_once(config: &Config, action: &str, spot: &str) -> u8 {
         router: &router,
         health: &health,
         providers: &providers,
+        usage: &usage,
     };
-    let outcome = match run_action(input, env, &|_| {}).await {
+    let outcome = run_action(input, env, &|_| {}).await;
+    let provenance = match &outcome {
+        Ok(o) => &o.provenance,
+        Err(e) => &e.provenance,
+    };
+    if provenance
+        .decision
+        .as_ref()
+        .is_some_and(|d| d.budget_exhausted)
+    {
+        let limit = config.budget.daily_usd.unwrap_or_default();
+        if let Some(notice) = usage.budget_notice(limit) {
+            eprintln!("{notice}");
+        }
+    }
+    usage.flush(USAGE_FLUSH);
+    let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(e) => {
             if let Some(model) = &e.provenance.model {
@@ -441,8 +500,16 @@ async fn complete_once(mut config: Config, spot: &str, budget_ms: Option<u64>) -
         .max()
         .unwrap_or(30_000);
     config.completion.budget_ms = budget_ms.unwrap_or(slowest);
-    let engine = CompletionEngine::new(Arc::new(config), Providers::new(), Arc::new(Health::new()));
-    match engine.complete(&snapshot, cursor, &[]).await {
+    let usage = UsageLog::open(&config.telemetry);
+    let engine = CompletionEngine::new(
+        Arc::new(config),
+        Providers::new(),
+        Arc::new(Health::new()),
+        usage.clone(),
+    );
+    let outcome = engine.complete(&snapshot, cursor, &[]).await;
+    usage.flush(USAGE_FLUSH);
+    match outcome {
         Ok(s) => {
             println!("{}", s.text);
             eprintln!("pilotfish: answered by {} ({})", s.model, s.source.name());
@@ -457,6 +524,69 @@ async fn complete_once(mut config: Config, spot: &str, budget_ms: Option<u64>) -
             0
         }
     }
+}
+
+/// `pilotfish stats [--since SPAN|DATE] [--json]`.
+fn stats_once(config: &Config, since: Option<&str>, json: bool) -> u8 {
+    let Some(path) = config.telemetry.usage_log_path() else {
+        eprintln!("pilotfish: the usage log is off (telemetry.usage_log = \"\")");
+        return 2;
+    };
+    match telemetry::stats_of_log(&path, since, config) {
+        Ok(report) if json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).unwrap_or_default()
+            );
+            0
+        }
+        Ok(report) => {
+            println!("# usage log: {}", path.display());
+            print!("{}", telemetry::stats::render(&report));
+            0
+        }
+        Err(e) => {
+            eprintln!("pilotfish: {e}");
+            2
+        }
+    }
+}
+
+/// `pilotfish replay LOG --config OTHER.toml [--json]`.
+fn replay_once(other: &LoadedConfig, log: &Path, json: bool) -> u8 {
+    let router = match Router::new(&other.config) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("pilotfish: `{}`: {}", e.key, e.reason);
+            return 2;
+        }
+    };
+    let (lines, unreadable) = match telemetry::load(log, None) {
+        Ok(read) => read,
+        Err(e) => {
+            eprintln!("pilotfish: cannot read {}: {e}", log.display());
+            return 2;
+        }
+    };
+    if unreadable > 0 {
+        eprintln!(
+            "pilotfish: {unreadable} lines of {} could not be read",
+            log.display()
+        );
+    }
+    let report = telemetry::replay::replay(&lines, &router, &telemetry::prices(&other.config));
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        print!(
+            "{}",
+            telemetry::replay::render(&report, &other.origin.to_string())
+        );
+    }
+    0
 }
 
 #[cfg(test)]

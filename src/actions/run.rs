@@ -16,15 +16,18 @@ use serde::Serialize;
 
 use crate::config::{ActionOutput, Config, ModelConfig};
 use crate::documents::Snapshot;
-use crate::providers::{ChatCall, ChatMessage, Providers};
+use crate::providers::{ChatCall, ChatMessage, ModelAnswer, Providers};
 use crate::redact::redact;
-use crate::resilience::{Attempt, Health, run_chain};
-use crate::router::{Decision, RouteState, Router, TargetFacts};
+use crate::resilience::{Attempt, ChainOutcome, Health, run_chain};
+use crate::router::{Decision, RouteRequest, RouteState, Router, TargetFacts};
 use crate::syntax::features::{Target, enclosing_target, selection_target};
+use crate::telemetry::{
+    Outcome as Logged, PendingCall, RouteFacts, RouteNote, Usage, UsageEvent, UsageLog,
+};
 
 use super::{
-    ActionKind, ActionRequest, Finding, ModelLimits, Refactored, build_messages, extract_code,
-    parse_findings, validate_refactor,
+    ActionKind, ActionMessages, ActionRequest, Finding, ModelLimits, Refactored, build_messages,
+    extract_code, parse_findings, validate_refactor,
 };
 
 /// Where the action applies: a cursor (the enclosing function/class, or the small file) or
@@ -77,6 +80,8 @@ pub struct ActionEnv<'a> {
     pub router: &'a Router,
     pub health: &'a Health,
     pub providers: &'a Providers,
+    /// Each model call gets a line; the day's spend comes from here.
+    pub usage: &'a UsageLog,
 }
 
 /// Progress of a running action, for `$/progress` (or nothing, on the command line).
@@ -237,7 +242,7 @@ pub async fn run_action(
     let request = facts.request(kind.name(), path, workspace_root, &config.privacy);
     let state = RouteState {
         models: env.health.snapshot(Instant::now()),
-        spent_today_usd: 0.0,
+        spent_today_usd: env.usage.spent_today_usd(),
     };
     let decision = env.router.decide(&request, &state);
     tracing::info!(
@@ -289,7 +294,6 @@ pub async fn run_action(
     };
     let mut notes: Vec<String> = messages.trim_note().into_iter().collect();
 
-    let redact_before_cloud = config.privacy.redact_secrets;
     let temperature = match output_of(&kind, config) {
         ActionOutput::Document => 0.2,
         ActionOutput::Edit | ActionOutput::Diagnostics => 0.0,
@@ -305,105 +309,144 @@ pub async fn run_action(
         .iter()
         .map(|(_, m)| Duration::from_millis(m.timeout_ms) * m.url.len() as u32)
         .sum();
-    let run = run_chain(
-        env.health,
-        &chain,
-        Some(started + longest),
-        started + total + Duration::from_secs(1),
-        |name, model| {
-            let messages = &messages;
-            async move {
-                on_progress(Progress::Asking {
-                    model: name.clone(),
+    let deadline = started + total + Duration::from_secs(1);
+    let id = env.usage.next_id();
+    let route_facts = RouteFacts::of(&request);
+    let sent_bytes = messages.system.len() + messages.user.len();
+    // Ask the chain; an answer that fails its strict check escalates to the models after the
+    // one that gave it (within the deadline and the budget).
+    let mut remaining = chain.clone();
+    let mut attempts: Vec<Attempt> = Vec::new();
+    let mut escalations: Vec<String> = Vec::new();
+    let (model, result) = loop {
+        let mut log = PendingCall::start(
+            env.usage,
+            UsageEvent {
+                facts: Some(route_facts.clone()),
+                prompt: env.usage.log_prompts().then(|| messages.user.clone()),
+                ..UsageEvent::call(&id, kind.name(), language)
+                    .by(remaining.first().map(|(n, _)| &**n), None)
+            },
+            || Logged::Cancelled,
+        );
+        let run = ask(
+            &remaining,
+            &messages,
+            temperature,
+            &env,
+            started + longest,
+            deadline,
+            on_progress,
+        )
+        .await;
+        attempts.extend(run.attempts.iter().cloned());
+        let note = RouteNote::of(&decision, &run.attempts);
+        let endpoint = run.endpoint().unwrap_or_default().to_string();
+        let (model, answer) = match run.answer {
+            Ok(found) => found,
+            Err(why) => {
+                log.finish(|mut e| {
+                    e.outcome = Some(Logged::of_failed_chain(&run.attempts));
+                    e.note = Some(why.clone());
+                    e.route = Some(note);
+                    e
                 });
-                let cloud = !model.is_local();
-                let (system, user) = if cloud && redact_before_cloud {
-                    let (system, masked_system) = redact(&messages.system);
-                    let (user, masked_user) = redact(&messages.user);
-                    if masked_system + masked_user > 0 {
-                        tracing::info!(model = %name, masked = masked_system + masked_user, "secrets masked before a cloud call");
-                    }
-                    (system, user)
-                } else {
-                    (messages.system.clone(), messages.user.clone())
-                };
-                let turns = [ChatMessage::user(user)];
-                let call = ChatCall {
-                    system: &system,
-                    messages: &turns,
-                    max_tokens: model.max_output_tokens,
-                    temperature,
-                };
-                let mut chars = 0usize;
-                let mut forward = |piece: &str| {
-                    chars += piece.chars().count();
-                    on_progress(Progress::Streaming {
-                        model: name.clone(),
-                        chars,
-                    });
-                };
-                env.providers.chat(&model, call, &mut forward).await
+                let mut reason = decision.why.clone();
+                for step in &escalations {
+                    reason.push_str(&format!("; {step}"));
+                }
+                return Err(ActionError {
+                    message: format!("no model answered: {why}"),
+                    provenance: Provenance {
+                        model: None,
+                        reason,
+                        attempts: attempts.iter().map(AttemptSummary::from).collect(),
+                        decision: Some(decision),
+                    },
+                });
             }
-        },
-    )
-    .await;
-
-    let attempts: Vec<AttemptSummary> = run.attempts.iter().map(AttemptSummary::from).collect();
-    let endpoint = run.endpoint().unwrap_or_default().to_string();
-    let (model, answer) = match run.answer {
-        Ok(found) => found,
-        Err(why) => {
-            return Err(ActionError {
-                message: format!("no model answered: {why}"),
-                provenance: Provenance {
-                    model: None,
-                    reason: decision.why.clone(),
-                    attempts,
-                    decision: Some(decision),
-                },
+        };
+        tracing::info!(task = kind.name(), model = %model, endpoint, chars = answer.text.len(), "action answered");
+        let config_model = remaining
+            .iter()
+            .find(|(n, _)| *n == model)
+            .map(|(_, m)| m.clone());
+        let usage = config_model
+            .as_deref()
+            .map(|m| {
+                Usage::of(
+                    m,
+                    (answer.tokens_in, answer.tokens_out),
+                    sent_bytes,
+                    answer.text.len(),
+                )
+            })
+            .unwrap_or_default();
+        let answered_ms = run.attempts.last().map_or(0, |a| a.ms);
+        let read = read_answer(
+            &kind,
+            config,
+            snapshot,
+            &target,
+            action_request.first_line,
+            messages.shown_lines,
+            &answer.text,
+        );
+        let failure = read.as_ref().err().cloned();
+        log.finish(|e| {
+            let mut e = e.by(Some(&model), Some(&endpoint)).usage(usage);
+            e.route = Some(note);
+            e.ttft_ms = Some(
+                answer
+                    .first_token
+                    .map_or(answered_ms, |t| t.as_millis() as u64),
+            );
+            e.outcome = Some(if failure.is_some() {
+                Logged::CheckFailed
+            } else {
+                Logged::Ok
             });
+            e.note = failure.clone().or_else(|| escalations.last().cloned());
+            e
+        });
+        match read {
+            Ok(result) => break (model, result),
+            Err(why) => {
+                let next = escalation_chain(&remaining, &model, &request, &env);
+                if next.is_empty() || Instant::now() >= deadline {
+                    let mut reason = reason_for(&decision, &model, &attempts);
+                    for step in &escalations {
+                        reason.push_str(&format!("; {step}"));
+                    }
+                    return Err(ActionError {
+                        message: format!("{why} (answer from {model})"),
+                        provenance: Provenance {
+                            model: Some(model.to_string()),
+                            reason,
+                            attempts: attempts.iter().map(AttemptSummary::from).collect(),
+                            decision: Some(decision),
+                        },
+                    });
+                }
+                tracing::info!(task = kind.name(), model = %model, "escalating: {why}");
+                escalations.push(format!("escalated from {model}: {why}"));
+                remaining = next;
+            }
         }
     };
+    let mut reason = reason_for(&decision, &model, &attempts);
+    for step in &escalations {
+        reason.push_str(&format!("; {step}"));
+    }
     let provenance = Provenance {
         model: Some(model.to_string()),
-        reason: reason_for(&decision, &model, &run.attempts),
-        attempts,
+        reason,
+        attempts: attempts.iter().map(AttemptSummary::from).collect(),
         decision: Some(decision),
     };
-    tracing::info!(task = kind.name(), model = %model, endpoint, reason = %provenance.reason, chars = answer.text.len(), "action answered");
-
-    let fail = |message: String, provenance: Provenance| ActionError {
-        message: format!("{message} (answer from {model})"),
-        provenance,
-    };
-    let result = match output_of(&kind, config) {
-        ActionOutput::Document => ActionResult::Document {
-            markdown: answer.text.trim().to_string(),
-        },
-        ActionOutput::Edit => {
-            let code = match extract_code(&answer.text, language) {
-                Ok(code) => code,
-                Err(e) => return Err(fail(format!("no edit: {e}"), provenance)),
-            };
-            let document = rope.to_string();
-            match validate_refactor(language, &document, target.range.clone(), &code) {
-                Ok(done) => {
-                    notes.extend(done.note.clone());
-                    ActionResult::Edit(done)
-                }
-                Err(e) => return Err(fail(format!("no edit: {e}"), provenance)),
-            }
-        }
-        ActionOutput::Diagnostics => match parse_findings(&answer.text, messages.shown_lines) {
-            Ok(findings) => ActionResult::Diagnostics(
-                findings
-                    .into_iter()
-                    .map(|f| place(snapshot, &target, action_request.first_line, f))
-                    .collect(),
-            ),
-            Err(e) => return Err(fail(format!("no findings: {e}"), provenance)),
-        },
-    };
+    let (result, note) = result;
+    notes.extend(note);
+    notes.extend(escalations);
     let (_, last_line) = target.line_span(rope);
     Ok(ActionOutcome {
         kind,
@@ -414,6 +457,136 @@ pub async fn run_action(
         notes,
         provenance,
     })
+}
+
+/// The models to ask after `failed` gave an answer that failed its check: those after it in
+/// `chain`, decided again with the spend as it is now (the first answer may have spent the
+/// budget).
+fn escalation_chain(
+    chain: &[(Arc<str>, Arc<ModelConfig>)],
+    failed: &str,
+    request: &RouteRequest<'_>,
+    env: &ActionEnv<'_>,
+) -> Vec<(Arc<str>, Arc<ModelConfig>)> {
+    let state = RouteState {
+        models: env.health.snapshot(Instant::now()),
+        spent_today_usd: env.usage.spent_today_usd(),
+    };
+    let still: Vec<String> = env
+        .router
+        .decide(request, &state)
+        .chain()
+        .map(str::to_string)
+        .collect();
+    chain
+        .iter()
+        .skip_while(|(name, _)| &**name != failed)
+        .skip(1)
+        .filter(|(name, _)| still.iter().any(|s| s == &**name))
+        .cloned()
+        .collect()
+}
+
+/// Asks `chain` in turn (each cloud model's messages redacted first), streaming the answer
+/// through `on_progress`.
+async fn ask(
+    chain: &[(Arc<str>, Arc<ModelConfig>)],
+    messages: &ActionMessages,
+    temperature: f32,
+    env: &ActionEnv<'_>,
+    retry_until: Instant,
+    deadline: Instant,
+    on_progress: &(dyn Fn(Progress) + Send + Sync),
+) -> ChainOutcome<ModelAnswer> {
+    let redact_before_cloud = env.config.privacy.redact_secrets;
+    run_chain(env.health, chain, Some(retry_until), deadline, |name, model| {
+        let messages = &messages;
+        async move {
+            on_progress(Progress::Asking {
+                model: name.clone(),
+            });
+            let cloud = !model.is_local();
+            let (system, user) = if cloud && redact_before_cloud {
+                let (system, masked_system) = redact(&messages.system);
+                let (user, masked_user) = redact(&messages.user);
+                if masked_system + masked_user > 0 {
+                    tracing::info!(model = %name, masked = masked_system + masked_user, "secrets masked before a cloud call");
+                }
+                (system, user)
+            } else {
+                (messages.system.clone(), messages.user.clone())
+            };
+            let turns = [ChatMessage::user(user)];
+            let call = ChatCall {
+                system: &system,
+                messages: &turns,
+                max_tokens: model.max_output_tokens,
+                temperature,
+            };
+            let mut chars = 0usize;
+            let mut forward = |piece: &str| {
+                chars += piece.chars().count();
+                on_progress(Progress::Streaming {
+                    model: name.clone(),
+                    chars,
+                });
+            };
+            env.providers.chat(&model, call, &mut forward).await
+        }
+    })
+    .await
+}
+
+/// Reads an answer strictly for the action's output: markdown that is not empty, a rewrite
+/// that parses, well-formed findings. Returns the result and a note for the user, or why the
+/// answer fails its check.
+#[allow(clippy::too_many_arguments)]
+fn read_answer(
+    kind: &ActionKind,
+    config: &Config,
+    snapshot: &Snapshot,
+    target: &Target,
+    first_line: u32,
+    shown_lines: u32,
+    text: &str,
+) -> Result<(ActionResult, Option<String>), String> {
+    let rope = &snapshot.rope;
+    match output_of(kind, config) {
+        ActionOutput::Document => {
+            let markdown = text.trim();
+            if markdown.is_empty() {
+                return Err("empty explanation".into());
+            }
+            Ok((
+                ActionResult::Document {
+                    markdown: markdown.to_string(),
+                },
+                None,
+            ))
+        }
+        ActionOutput::Edit => {
+            let code =
+                extract_code(text, snapshot.language).map_err(|e| format!("no edit: {e}"))?;
+            let document = rope.to_string();
+            let done = validate_refactor(snapshot.language, &document, target.range.clone(), &code)
+                .map_err(|e| format!("no edit: {e}"))?;
+            let note = done.note.clone();
+            Ok((ActionResult::Edit(done), note))
+        }
+        ActionOutput::Diagnostics => {
+            let findings =
+                parse_findings(text, shown_lines).map_err(|e| format!("no findings: {e}"))?;
+            Ok((
+                ActionResult::Diagnostics(
+                    findings
+                        .into_iter()
+                        .map(|f| place(snapshot, target, first_line, f))
+                        .collect(),
+                ),
+                None,
+            ))
+        }
+    }
 }
 
 /// Why `model` answered: the router's verdict for it, where the chain came from, and the

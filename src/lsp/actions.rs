@@ -461,6 +461,7 @@ impl Backend {
             router: &router,
             health: &self.health,
             providers: &self.providers,
+            usage: &self.usage,
         };
         let outcome = {
             let run = run_action(input, env, &on_progress);
@@ -471,6 +472,13 @@ impl Backend {
         };
         drop(on_progress);
         let _ = forwarder.await;
+        if let Some(outcome) = &outcome {
+            let provenance = match outcome {
+                Ok(o) => &o.provenance,
+                Err(e) => &e.provenance,
+            };
+            self.tell_budget_spent(provenance, &config).await;
+        }
         let Some(outcome) = outcome else {
             reporter.end("cancelled".into()).await;
             tracing::info!(task = kind.name(), "action cancelled");
@@ -510,6 +518,18 @@ impl Backend {
         result["attempts"] = json!(outcome.provenance.attempts);
         result["notes"] = json!(outcome.notes);
         Ok(Some(result))
+    }
+
+    /// Tells the user, once a day, that the budget kept a cloud model out of this action.
+    async fn tell_budget_spent(&self, provenance: &Provenance, config: &crate::config::Config) {
+        let spent = provenance
+            .decision
+            .as_ref()
+            .is_some_and(|d| d.budget_exhausted);
+        let limit = config.budget.daily_usd.unwrap_or_default();
+        if let Some(notice) = spent.then(|| self.usage.budget_notice(limit)).flatten() {
+            self.client.show_message(MessageType::INFO, notice).await;
+        }
     }
 
     async fn action_failed(&self, title: &str, e: ActionError) -> Error {

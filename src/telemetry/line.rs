@@ -77,6 +77,17 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// How a chain run that produced no answer ended, from its last attempt.
+    pub fn of_failed_chain(attempts: &[Attempt]) -> Outcome {
+        match attempts.last() {
+            Some(a) if a.error.as_deref() == Some(crate::resilience::DEADLINE_REACHED) => {
+                Outcome::Deadline
+            }
+            Some(a) if a.timed_out => Outcome::Timeout,
+            _ => Outcome::Error,
+        }
+    }
+
     /// The model produced an answer (whether or not it was used): its latency counts.
     pub fn answered(self) -> bool {
         matches!(self, Outcome::Ok | Outcome::Empty | Outcome::CheckFailed)

@@ -29,7 +29,7 @@ use std::time::Duration;
 pub use line::{CacheUse, Event, Outcome, RouteFacts, RouteNote, Usage, UsageEvent};
 pub use store::{log_files, read_lines, written_on};
 
-use crate::config::TelemetryConfig;
+use crate::config::{Config, TelemetryConfig};
 use crate::sync::lock;
 
 /// Lines the writer's queue holds before new ones are dropped.
@@ -373,6 +373,85 @@ pub fn load(path: &Path, since: Option<&str>) -> std::io::Result<(Vec<UsageEvent
             .is_some_and(|rest| rest.get(..from.len()).is_some_and(|ts| ts >= from.as_str())),
         None => true,
     })
+}
+
+/// A model call's line, written when the call ends ([`PendingCall::finish`]) — or, when the
+/// call is dropped before it ends (its task aborted, its request cancelled), on drop, with
+/// the outcome `dropped_as` says then. Latency is measured from [`PendingCall::start`].
+pub struct PendingCall {
+    usage: UsageLog,
+    /// `None` once written.
+    event: Option<UsageEvent>,
+    started: std::time::Instant,
+    dropped_as: Box<dyn Fn() -> Outcome + Send + Sync>,
+}
+
+impl PendingCall {
+    pub fn start(
+        usage: &UsageLog,
+        event: UsageEvent,
+        dropped_as: impl Fn() -> Outcome + Send + Sync + 'static,
+    ) -> PendingCall {
+        PendingCall {
+            usage: usage.clone(),
+            event: Some(event),
+            started: std::time::Instant::now(),
+            dropped_as: Box::new(dropped_as),
+        }
+    }
+
+    /// Writes the line, as `complete` makes it from the one given at the start.
+    pub fn finish(&mut self, complete: impl FnOnce(UsageEvent) -> UsageEvent) {
+        if let Some(e) = self.event.take() {
+            let mut e = complete(e);
+            e.ms = Some(self.started.elapsed().as_millis() as u64);
+            self.usage.record(e);
+        }
+    }
+}
+
+impl Drop for PendingCall {
+    fn drop(&mut self) {
+        let outcome = (self.dropped_as)();
+        self.finish(|mut e| {
+            e.outcome = Some(outcome);
+            e
+        });
+    }
+}
+
+/// The configured models' prices, for `stats` and `replay`.
+pub fn prices(config: &Config) -> Vec<stats::Price> {
+    config
+        .models
+        .iter()
+        .map(|(name, m)| stats::Price {
+            model: name.clone(),
+            input_per_mtok: m.cost_input_per_mtok,
+            output_per_mtok: m.cost_output_per_mtok,
+        })
+        .collect()
+}
+
+/// `pilotfish stats` (and the `pilotfish.stats` command): the report over the log at `path`
+/// since `since` (a `--since` argument), priced with `config`'s models. No log yet is an
+/// empty report.
+pub fn stats_of_log(
+    path: &Path,
+    since: Option<&str>,
+    config: &Config,
+) -> Result<stats::Report, String> {
+    let from = since
+        .map(|s| clock::since(s, std::time::SystemTime::now()))
+        .transpose()?;
+    let (lines, unreadable) = match load(path, from.as_deref()) {
+        Ok(read) => read,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Vec::new(), 0),
+        Err(e) => return Err(format!("cannot read the usage log {}: {e}", path.display())),
+    };
+    let mut report = stats::report(&lines, &prices(config), from.as_deref());
+    report.unreadable_lines = unreadable as u64;
+    Ok(report)
 }
 
 #[cfg(test)]
