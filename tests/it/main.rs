@@ -20,3 +20,4 @@ mod robustness;
 mod route_cli;
 mod routing;
 mod smoke;
+mod usage;
