@@ -1,5 +1,6 @@
-//! Configuration: the TOML file of SPEC §3, typed and validated once, then passed explicitly.
-//! Owns the lookup order (`--config`, `$PILOTFISH_CONFIG`, `.pilotfish.toml` in the
+//! Configuration: the TOML file of SPEC §3, typed and checked (references between sections,
+//! value ranges, URLs); [`crate::session`] compiles it once into the session that everything
+//! else reads. Owns the lookup order (`--config`, `$PILOTFISH_CONFIG`, `.pilotfish.toml` in the
 //! workspace, `$XDG_CONFIG_HOME/pilotfish/config.toml`, built-in default), the merge of the
 //! file over the built-in default, LSP overrides (same shape, as JSON), and errors that name
 //! the file, the key and the reason. Unknown keys are errors, never silently ignored.
@@ -257,6 +258,9 @@ pub struct CompletionConfig {
     pub cache_entries: usize,
     #[serde(default)]
     pub multiline: MultilineSetting,
+    /// Which models may be asked in the background for the suggestion after the shown one.
+    #[serde(default)]
+    pub prefetch: PrefetchSetting,
 }
 
 fn default_budget_ms() -> u64 {
@@ -276,6 +280,7 @@ impl Default for CompletionConfig {
             debounce_ms: default_debounce_ms(),
             cache_entries: default_cache_entries(),
             multiline: MultilineSetting::default(),
+            prefetch: PrefetchSetting::default(),
         }
     }
 }
@@ -287,6 +292,29 @@ pub enum MultilineSetting {
     Auto,
     Always,
     Never,
+}
+
+/// Background model calls for the suggestion that follows the shown one: they cost a cloud
+/// model money, so by default only local models make them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrefetchSetting {
+    Off,
+    #[default]
+    Local,
+    /// Cloud models too.
+    All,
+}
+
+impl PrefetchSetting {
+    /// Whether `model` may be asked in the background.
+    pub fn allows(self, model: &ModelConfig) -> bool {
+        match self {
+            PrefetchSetting::Off => false,
+            PrefetchSetting::Local => model.is_local(),
+            PrefetchSetting::All => true,
+        }
+    }
 }
 
 impl From<MultilineSetting> for MultilinePolicy {
@@ -517,7 +545,8 @@ impl LoadedConfig {
     }
 
     /// The configuration with editor settings (same shape as the file, as JSON) merged over
-    /// it. `null` or an empty object changes nothing.
+    /// it. `null`, an empty object or an empty array (what an empty Lua table encodes to)
+    /// changes nothing.
     pub fn with_overrides(
         &self,
         overrides: &serde_json::Value,
@@ -525,6 +554,7 @@ impl LoadedConfig {
         let origin = Origin::Editor;
         let table = match overrides {
             serde_json::Value::Null => return Ok(self.clone()),
+            serde_json::Value::Array(items) if items.is_empty() => return Ok(self.clone()),
             serde_json::Value::Object(_) => {
                 toml::Table::try_from(overrides).map_err(|e| ConfigError::Invalid {
                     origin: origin.clone(),
@@ -678,12 +708,7 @@ fn from_table(table: toml::Table, origin: &Origin) -> Result<Config, ConfigError
             key,
             reason,
         })?;
-    // Globs and language names are checked by compiling them, once, here.
-    crate::router::Router::new(&config).map_err(|e| ConfigError::Invalid {
-        origin: origin.clone(),
-        key: e.key,
-        reason: e.reason,
-    })?;
+    // Globs and language names are checked where they are compiled, once: `Session::compile`.
     Ok(config)
 }
 

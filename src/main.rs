@@ -10,13 +10,13 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use pilotfish::completion::{CompletionEngine, NoSuggestion};
-use pilotfish::config::{Config, LoadedConfig};
-use pilotfish::documents::Documents;
+use pilotfish::documents::{Documents, file_uri};
 use pilotfish::lsp::{ServeOptions, serve_stdio};
 use pilotfish::position::{self, LineCol, PositionEncoding};
 use pilotfish::providers::Providers;
 use pilotfish::resilience::Health;
-use pilotfish::router::{RouteState, Router, TargetFacts};
+use pilotfish::route_input::RouteInput;
+use pilotfish::session::{COMPLETE_TASK, Session};
 use pilotfish::syntax::Language;
 use pilotfish::syntax::features::enclosing_target;
 use pilotfish::telemetry::{self, UsageLog};
@@ -135,42 +135,41 @@ fn main() -> ExitCode {
             runtime.shutdown_timeout(Duration::from_millis(50));
             code as u8
         }
-        Some(Command::Config) => match load_config(cli.config.as_deref()) {
-            Ok(loaded) => {
-                println!("# from: {}", loaded.origin);
-                print!("{}", loaded.config.to_display_toml());
+        Some(Command::Config) => match load_session(cli.config.as_deref()) {
+            Ok(session) => {
+                println!("# from: {}", session.origin());
+                print!("{}", session.config().to_display_toml());
                 0
             }
             Err(code) => code,
         },
-        Some(Command::Check) => match load_config(cli.config.as_deref()) {
-            Ok(loaded) => {
-                let report =
-                    runtime.block_on(pilotfish::check::check(&loaded.config, &Providers::new()));
-                println!("# config: {}", loaded.origin);
+        Some(Command::Check) => match load_session(cli.config.as_deref()) {
+            Ok(session) => {
+                let report = runtime.block_on(pilotfish::check::check(&session, &Providers::new()));
+                println!("# config: {}", session.origin());
                 print!("{}", report.render());
                 if report.all_routes_live() { 0 } else { 1 }
             }
             Err(code) => code,
         },
-        Some(Command::Route { spot, task, json }) => match load_config(cli.config.as_deref()) {
-            Ok(loaded) => route_once(&loaded.config, &spot, &task, json),
+        Some(Command::Route { spot, task, json }) => match load_session(cli.config.as_deref()) {
+            Ok(session) => route_once(&session, &spot, &task, json),
             Err(code) => code,
         },
-        Some(Command::Action { action, spot }) => match load_config(cli.config.as_deref()) {
-            Ok(loaded) => runtime.block_on(action_once(&loaded.config, &action, &spot)),
+        Some(Command::Action { action, spot }) => match load_session(cli.config.as_deref()) {
+            Ok(session) => runtime.block_on(action_once(session, &action, &spot)),
             Err(code) => code,
         },
-        Some(Command::Complete { spot, budget_ms }) => match load_config(cli.config.as_deref()) {
-            Ok(loaded) => runtime.block_on(complete_once(loaded.config, &spot, budget_ms)),
+        Some(Command::Complete { spot, budget_ms }) => match load_session(cli.config.as_deref()) {
+            Ok(session) => runtime.block_on(complete_once(session, &spot, budget_ms)),
             Err(code) => code,
         },
-        Some(Command::Stats { since, json }) => match load_config(cli.config.as_deref()) {
-            Ok(loaded) => stats_once(&loaded.config, since.as_deref(), json),
+        Some(Command::Stats { since, json }) => match load_session(cli.config.as_deref()) {
+            Ok(session) => stats_once(&session, since.as_deref(), json),
             Err(code) => code,
         },
-        Some(Command::Replay { log, json }) => match load_config(cli.config.as_deref()) {
-            Ok(loaded) => replay_once(&loaded, &log, json),
+        Some(Command::Replay { log, json }) => match load_session(cli.config.as_deref()) {
+            Ok(session) => replay_once(&session, &log, json),
             Err(code) => code,
         },
     };
@@ -194,9 +193,11 @@ fn init_logging(file: Option<&Path>) -> std::io::Result<()> {
     Ok(())
 }
 
-fn load_config(explicit: Option<&Path>) -> Result<LoadedConfig, u8> {
+/// The session of a one-shot command: the configuration found from the working directory,
+/// which is also the workspace root (for `.pilotfish.toml` and workspace-relative globs).
+fn load_session(explicit: Option<&Path>) -> Result<Session, u8> {
     let cwd = std::env::current_dir().ok();
-    LoadedConfig::load(explicit, cwd.as_deref()).map_err(|e| {
+    Session::load(explicit, cwd.as_deref()).map_err(|e| {
         eprintln!("pilotfish: {e}");
         2
     })
@@ -224,7 +225,7 @@ fn open_spot_with(spot: &str, parsed: Result<(PathBuf, u32, u32), String>) -> Re
     let text = std::fs::read_to_string(&file)
         .map_err(|e| fail(format!("cannot read {}: {e}", file.display())))?;
     let path = std::path::absolute(&file).unwrap_or(file.clone());
-    let uri = format!("file://{}", path.display());
+    let uri = file_uri(&path.to_string_lossy());
     let mut docs = Documents::default();
     docs.open_parsed(&uri, Language::from_path(&file.to_string_lossy()), 0, &text);
     let snapshot = docs.snapshot(&uri).map_err(|e| fail(e.to_string()))?;
@@ -241,49 +242,34 @@ fn open_spot_with(spot: &str, parsed: Result<(PathBuf, u32, u32), String>) -> Re
     })
 }
 
-fn route_once(config: &Config, spot: &str, task: &str, json: bool) -> u8 {
+fn route_once(session: &Session, spot: &str, task: &str, json: bool) -> u8 {
     let Ok(Spot {
-        path,
-        snapshot,
-        cursor,
+        snapshot, cursor, ..
     }) = open_spot(spot)
     else {
         return 2;
     };
-    let router = match Router::new(config) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("pilotfish: `{}`: {}", e.key, e.reason);
-            return 2;
-        }
-    };
     let (rope, tree, language) = (&snapshot.rope, snapshot.tree.as_ref(), snapshot.language);
     let target = enclosing_target(rope, tree, language, cursor);
-    let facts = TargetFacts::of(&snapshot, &target);
-    let (feats, secrets) = (&facts.features, facts.secrets);
-    // The day's spend of every process, from the usage log.
-    let usage = UsageLog::open(&config.telemetry);
-    let path_text = path.to_string_lossy().into_owned();
-    let root = std::env::current_dir()
-        .ok()
-        .map(|d| d.to_string_lossy().into_owned());
-    let request = facts.request(task, &path_text, root.as_deref(), &config.privacy);
-    let decision = if task == "complete" {
-        // Completion sends its context window, not the target: ask its own router.
+    let input = RouteInput::for_target(task, &snapshot, &target);
+    let (feats, secrets) = (&input.features, input.secrets.unwrap_or(0));
+    // A dry run in a fresh process: no model has failed yet; the day's spend is what the
+    // usage log says (every Pilotfish process of the user).
+    let (health, usage) = (
+        Arc::new(Health::new()),
+        UsageLog::open(&session.config().telemetry),
+    );
+    let decision = if task == COMPLETE_TASK {
+        // Completion sends its context window, not the target: route it as completion does.
         let engine = CompletionEngine::new(
-            Arc::new(config.clone()),
+            session.completion().cache_entries,
             Providers::new(),
-            Arc::new(Health::new()),
+            health,
             usage,
         );
-        engine.reconfigure(Arc::new(config.clone()), root.clone());
-        engine.decide(&snapshot, cursor)
+        engine.decide(session, &snapshot, cursor)
     } else {
-        let state = RouteState {
-            spent_today_usd: usage.spent_today_usd(),
-            ..RouteState::default()
-        };
-        router.decide(&request, &state)
+        input.decide(session, &health, &usage)
     };
     if json {
         let out = serde_json::json!({
@@ -367,7 +353,7 @@ fn parse_action_spot(spot: &str) -> Result<(PathBuf, u32, u32), String> {
 /// `pilotfish action KIND FILE:LINE[:COL]`: the same pipeline as the editor's command.
 /// Exit 0 with the result on stdout; 1 when no model answered or the answer was unusable;
 /// 2 for a bad spot or config.
-async fn action_once(config: &Config, action: &str, spot: &str) -> u8 {
+async fn action_once(session: Session, action: &str, spot: &str) -> u8 {
     use pilotfish::actions::ActionKind;
     use pilotfish::actions::run::{
         ActionEnv, ActionInput, ActionResult, Spot as ActionSpot, run_action,
@@ -381,39 +367,19 @@ async fn action_once(config: &Config, action: &str, spot: &str) -> u8 {
     else {
         return 2;
     };
-    let router = match Router::new(config) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("pilotfish: `{}`: {}", e.key, e.reason);
-            return 2;
-        }
-    };
-    let kind = ActionKind::from_name(action);
-    let path_text = path.to_string_lossy().into_owned();
-    let root = std::env::current_dir().ok();
-    let display = root
-        .as_deref()
-        .and_then(|r| path.strip_prefix(r).ok())
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path_text.clone());
-    let root_text = root.as_ref().map(|r| r.to_string_lossy().into_owned());
-    let health = Health::new();
-    let providers = Providers::new();
-    let usage = UsageLog::open(&config.telemetry);
+    let display = session.display_path(&path.to_string_lossy());
     let input = ActionInput {
-        snapshot: &snapshot,
-        path: &path_text,
-        display_path: &display,
-        workspace_root: root_text.as_deref(),
+        snapshot,
         spot: ActionSpot::Cursor(cursor),
-        kind,
+        kind: ActionKind::from_name(action),
     };
+    let usage = UsageLog::open(&session.config().telemetry);
+    let limit = session.config().budget.daily_usd.unwrap_or_default();
     let env = ActionEnv {
-        config,
-        router: &router,
-        health: &health,
-        providers: &providers,
-        usage: &usage,
+        session: Arc::new(session),
+        health: Arc::new(Health::new()),
+        providers: Providers::new(),
+        usage: usage.clone(),
     };
     let outcome = run_action(input, env, &|_| {}).await;
     let provenance = match &outcome {
@@ -425,7 +391,6 @@ async fn action_once(config: &Config, action: &str, spot: &str) -> u8 {
         .as_ref()
         .is_some_and(|d| d.budget_exhausted)
     {
-        let limit = config.budget.daily_usd.unwrap_or_default();
         if let Some(notice) = usage.budget_notice(limit) {
             eprintln!("{notice}");
         }
@@ -443,14 +408,7 @@ async fn action_once(config: &Config, action: &str, spot: &str) -> u8 {
     };
     match &outcome.result {
         ActionResult::Document { markdown } => println!("{markdown}"),
-        ActionResult::Edit(done) => {
-            let diff = pilotfish::actions::unified_diff(
-                &display,
-                &snapshot.rope.to_string(),
-                &done.document,
-            );
-            print!("{diff}");
-        }
+        ActionResult::Edit { diff, .. } => print!("{diff}"),
         ActionResult::Diagnostics(findings) => {
             if findings.is_empty() {
                 println!("no findings");
@@ -485,29 +443,39 @@ async fn action_once(config: &Config, action: &str, spot: &str) -> u8 {
     0
 }
 
-async fn complete_once(mut config: Config, spot: &str, budget_ms: Option<u64>) -> u8 {
+/// `pilotfish complete FILE:LINE:COL`: one completion through the same engine, session and
+/// routing as the editor's, waiting for the model (`--budget-ms`, else the slowest model's
+/// timeout) rather than the interactive budget.
+async fn complete_once(session: Session, spot: &str, budget_ms: Option<u64>) -> u8 {
     let Ok(Spot {
         snapshot, cursor, ..
     }) = open_spot(spot)
     else {
         return 2;
     };
-    // A one-shot command waits for the model: the interactive budget does not apply.
-    let slowest = config
+    let slowest = session
+        .config()
         .models
         .values()
         .map(|m| m.timeout_ms)
         .max()
         .unwrap_or(30_000);
-    config.completion.budget_ms = budget_ms.unwrap_or(slowest);
-    let usage = UsageLog::open(&config.telemetry);
+    let budget = serde_json::json!({ "completion": { "budget_ms": budget_ms.unwrap_or(slowest) } });
+    let session = match session.with_overrides(&budget) {
+        Ok(session) => Arc::new(session),
+        Err(e) => {
+            eprintln!("pilotfish: --budget-ms: {e}");
+            return 2;
+        }
+    };
+    let usage = UsageLog::open(&session.config().telemetry);
     let engine = CompletionEngine::new(
-        Arc::new(config),
+        session.completion().cache_entries,
         Providers::new(),
         Arc::new(Health::new()),
         usage.clone(),
     );
-    let outcome = engine.complete(&snapshot, cursor, &[]).await;
+    let outcome = engine.complete(&session, &snapshot, cursor, &[]).await;
     usage.flush(USAGE_FLUSH);
     match outcome {
         Ok(s) => {
@@ -527,7 +495,8 @@ async fn complete_once(mut config: Config, spot: &str, budget_ms: Option<u64>) -
 }
 
 /// `pilotfish stats [--since SPAN|DATE] [--json]`.
-fn stats_once(config: &Config, since: Option<&str>, json: bool) -> u8 {
+fn stats_once(session: &Session, since: Option<&str>, json: bool) -> u8 {
+    let config = session.config();
     let Some(path) = config.telemetry.usage_log_path() else {
         eprintln!("pilotfish: the usage log is off (telemetry.usage_log = \"\")");
         return 2;
@@ -552,15 +521,9 @@ fn stats_once(config: &Config, since: Option<&str>, json: bool) -> u8 {
     }
 }
 
-/// `pilotfish replay LOG --config OTHER.toml [--json]`.
-fn replay_once(other: &LoadedConfig, log: &Path, json: bool) -> u8 {
-    let router = match Router::new(&other.config) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("pilotfish: `{}`: {}", e.key, e.reason);
-            return 2;
-        }
-    };
+/// `pilotfish replay LOG --config OTHER.toml [--json]`: `other` is the configuration the
+/// log's requests are decided again under.
+fn replay_once(other: &Session, log: &Path, json: bool) -> u8 {
     let (lines, unreadable) = match telemetry::load(log, None) {
         Ok(read) => read,
         Err(e) => {
@@ -574,7 +537,8 @@ fn replay_once(other: &LoadedConfig, log: &Path, json: bool) -> u8 {
             log.display()
         );
     }
-    let report = telemetry::replay::replay(&lines, &router, &telemetry::prices(&other.config));
+    let prices = telemetry::prices(other.config());
+    let report = telemetry::replay::replay(&lines, other.router(), &prices);
     if json {
         println!(
             "{}",
@@ -583,7 +547,7 @@ fn replay_once(other: &LoadedConfig, log: &Path, json: bool) -> u8 {
     } else {
         print!(
             "{}",
-            telemetry::replay::render(&report, &other.origin.to_string())
+            telemetry::replay::render(&report, &other.origin().to_string())
         );
     }
     0

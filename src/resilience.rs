@@ -53,6 +53,8 @@ struct EndpointHealth {
     /// The last background health probe failed.
     probe_down: bool,
     latency: Option<Averages>,
+    /// Calls admitted and not reported yet.
+    in_flight: u32,
 }
 
 /// Exponentially weighted averages of successful calls, in milliseconds.
@@ -154,22 +156,29 @@ impl Health {
         models
     }
 
-    /// Whether a call to `model` at `url` may go out now. After an open circuit's cooldown,
-    /// exactly one call is admitted (half-open) until it succeeds or fails.
+    /// Whether a call to `model` at `url` may go out now; an admitted call must be reported
+    /// (success, failure or abandoned). After an open circuit's cooldown, exactly one call
+    /// is admitted (half-open) until it succeeds or fails; an endpoint whose last call
+    /// failed takes one call at a time, so that calls made side by side (two documents, a
+    /// background prefetch) cannot take a dead endpoint past its breaker threshold.
     pub fn admit(&self, model: &str, url: &str, now: Instant) -> bool {
         self.with(model, url, |h| {
             if h.cooling_until.is_some_and(|t| now < t) {
                 return false;
             }
-            match h.open_until {
-                None => true,
+            let admitted = match h.open_until {
+                None => h.consecutive_failures == 0 || h.in_flight == 0,
                 Some(t) if now < t => false,
                 Some(_) if h.probe_in_flight => false,
                 Some(_) => {
                     h.probe_in_flight = true;
                     true
                 }
+            };
+            if admitted {
+                h.in_flight += 1;
             }
+            admitted
         })
     }
 
@@ -185,6 +194,7 @@ impl Health {
         self.with(model, url, |h| {
             *h = EndpointHealth {
                 latency: Some(Averages::add(h.latency, took, first_token)),
+                in_flight: h.in_flight.saturating_sub(1),
                 ..EndpointHealth::default()
             };
         });
@@ -193,7 +203,10 @@ impl Health {
     /// A call that was cancelled or abandoned says nothing about the endpoint (nor how long
     /// it takes to answer); a half-open probe that was abandoned frees the slot.
     pub fn record_abandoned(&self, model: &str, url: &str) {
-        self.with(model, url, |h| h.probe_in_flight = false);
+        self.with(model, url, |h| {
+            h.probe_in_flight = false;
+            h.in_flight = h.in_flight.saturating_sub(1);
+        });
     }
 
     /// Records a failed call and says whether to retry the same endpoint or move on. Every
@@ -214,33 +227,9 @@ impl Health {
         };
         self.with(model, url, |h| {
             h.probe_in_flight = false;
-            if let Some(retry_after) = rate_limit(error) {
-                let cooling = retry_after.unwrap_or(DEFAULT_COOLING);
-                if fits(cooling) {
-                    return AfterFailure::Retry(cooling);
-                }
-                h.cooling_until = Some(now + cooling);
-                return AfterFailure::Next;
-            }
-            h.consecutive_failures += 1;
-            let reopen = match h.open_until {
-                // Already open: a call that went out before it opened.
-                Some(until) if now < until => return AfterFailure::Next,
-                // The half-open probe failed.
-                Some(_) => true,
-                None => h.consecutive_failures >= FAILURES_TO_OPEN,
-            };
-            if reopen {
-                h.openings = h.openings.saturating_add(1);
-                h.open_until = Some(now + open_cooldown(h.openings));
-                return AfterFailure::Next;
-            }
-            let delay = backoff(attempt, jitter);
-            if is_transient(error) && fits(delay) {
-                AfterFailure::Retry(delay)
-            } else {
-                AfterFailure::Next
-            }
+            // The call is over; a retry is admitted again.
+            h.in_flight = h.in_flight.saturating_sub(1);
+            record_failure(h, error, now, fits, jitter, attempt)
         })
     }
 
@@ -263,6 +252,45 @@ impl Health {
         x ^= x >> 27;
         self.jitter.store(x, Ordering::Relaxed);
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+/// The breaker's and the cooling's verdict on one failed call of `h` (see
+/// [`Health::record_failure`]).
+fn record_failure(
+    h: &mut EndpointHealth,
+    error: &ProviderError,
+    now: Instant,
+    fits: impl Fn(Duration) -> bool,
+    jitter: u64,
+    attempt: u32,
+) -> AfterFailure {
+    if let Some(retry_after) = rate_limit(error) {
+        let cooling = retry_after.unwrap_or(DEFAULT_COOLING);
+        if fits(cooling) {
+            return AfterFailure::Retry(cooling);
+        }
+        h.cooling_until = Some(now + cooling);
+        return AfterFailure::Next;
+    }
+    h.consecutive_failures += 1;
+    let reopen = match h.open_until {
+        // Already open: a call that went out before it opened.
+        Some(until) if now < until => return AfterFailure::Next,
+        // The half-open probe failed.
+        Some(_) => true,
+        None => h.consecutive_failures >= FAILURES_TO_OPEN,
+    };
+    if reopen {
+        h.openings = h.openings.saturating_add(1);
+        h.open_until = Some(now + open_cooldown(h.openings));
+        return AfterFailure::Next;
+    }
+    let delay = backoff(attempt, jitter);
+    if is_transient(error) && fits(delay) {
+        AfterFailure::Retry(delay)
+    } else {
+        AfterFailure::Next
     }
 }
 
@@ -418,6 +446,7 @@ fn skip_reason(health: &Health, model: &str, url: &str, now: Instant) -> Option<
         ModelState::Cooling { for_ms } => {
             format!("rate-limited, retry in {} s", for_ms.div_ceil(1000))
         }
+        ModelState::Healthy => "its last call failed and another call to it is out".into(),
         _ => "circuit open".to_string(),
     })
 }
@@ -576,6 +605,28 @@ mod tests {
 
     fn state(h: &Health, model: &str, now: Instant) -> ModelState {
         h.endpoint(model, URL, now).state
+    }
+
+    /// Calls made side by side (two documents, a request and a background prefetch) cannot
+    /// take a failing endpoint past its threshold: once a call to it failed, it takes one
+    /// call at a time until one succeeds.
+    #[test]
+    fn a_failing_endpoint_takes_one_call_at_a_time() {
+        let h = Health::new();
+        let t0 = Instant::now();
+        assert!(h.admit("m", URL, t0));
+        assert!(
+            h.admit("m", URL, t0),
+            "a healthy endpoint takes calls side by side"
+        );
+        fail(&h, "m", &status(500, None), t0);
+        assert!(!h.admit("m", URL, t0), "the other call is still out");
+        h.record_abandoned("m", URL);
+        assert!(h.admit("m", URL, t0), "one at a time");
+        assert!(!h.admit("m", URL, t0));
+        h.record_success("m", URL, Duration::from_millis(20), None);
+        assert!(h.admit("m", URL, t0), "a success ends it");
+        assert!(h.admit("m", URL, t0));
     }
 
     #[test]

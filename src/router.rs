@@ -22,10 +22,11 @@
 //! averages; [`endpoint_order`] says which to try first, and a model is healthy when one of
 //! its endpoints is. The verdicts list each endpoint in the order it would be tried.
 //!
-//! Globs are compiled once, in [`Router::new`]; a decision allocates little beyond its
-//! verdict strings. This module knows nothing of LSP, HTTP or the clock: the resilience
-//! layer turns its view of each endpoint into [`ModelLive`] (state and latency averages),
-//! the telemetry layer supplies the day's spend.
+//! Globs are compiled once, in [`Router::new`] (called when a session is compiled); a
+//! decision allocates little beyond its verdict strings. This module knows nothing of LSP,
+//! HTTP or the clock: [`crate::route_input`] gathers the request's facts, each model's
+//! [`ModelLive`] (from the resilience layer: per endpoint its state and latency averages)
+//! and the day's spend (from the providers).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -153,59 +154,6 @@ impl<'a> RouteRequest<'a> {
 
 /// The routing task name of completion.
 pub const COMPLETE: &str = "complete";
-
-/// Tokens a chat prompt spends on instructions and context around the code, for the
-/// context-window check of actions (and of `pilotfish route`).
-pub const PROMPT_OVERHEAD_TOKENS: u32 = 400;
-
-/// What routing needs to know of an action's target, computed once and shared by the
-/// actions runner and `pilotfish route`: its features and the secrets in its code.
-#[derive(Debug, Clone)]
-pub struct TargetFacts {
-    pub features: Features,
-    /// Secrets found in the target's code (always counted, so they can be shown).
-    pub secrets: usize,
-}
-
-impl TargetFacts {
-    pub fn of(
-        snapshot: &crate::documents::Snapshot,
-        target: &crate::syntax::features::Target,
-    ) -> TargetFacts {
-        let features = snapshot.features(target);
-        let range = crate::actions::clamp_range(&snapshot.rope, target.range.clone());
-        let secrets = crate::redact::contains_secrets(&snapshot.rope.byte_slice(range).to_string());
-        TargetFacts { features, secrets }
-    }
-
-    /// The routing request for `task` on this target.
-    pub fn request<'a>(
-        &'a self,
-        task: &'a str,
-        path: &'a str,
-        workspace_root: Option<&'a str>,
-        privacy: &crate::config::PrivacyConfig,
-    ) -> RouteRequest<'a> {
-        RouteRequest {
-            task,
-            features: &self.features,
-            path,
-            workspace_root,
-            secrets_found: secrets_to_route(privacy, || self.secrets),
-            prompt_tokens: self.features.tokens.saturating_add(PROMPT_OVERHEAD_TOKENS),
-        }
-    }
-}
-
-/// The secrets count routing should see, by the privacy policy: with `redact_secrets` on,
-/// secrets are masked before any cloud call and cloud models stay eligible (0, and `count`
-/// is not even run); with it off, any secret keeps the request on local models.
-pub fn secrets_to_route(
-    privacy: &crate::config::PrivacyConfig,
-    count: impl FnOnce() -> usize,
-) -> usize {
-    if privacy.redact_secrets { 0 } else { count() }
-}
 
 /// The world the decision is made in.
 #[derive(Debug, Clone, Default)]
@@ -920,41 +868,6 @@ mod tests {
     use crate::config::{LoadedConfig, Origin};
     use crate::syntax::features::SensitiveCall;
 
-    /// The privacy policy of secrets: counted (and routed local) only with redaction off.
-    #[test]
-    fn secrets_to_route_follows_redact_secrets() {
-        let mut privacy = crate::config::PrivacyConfig::default();
-        assert_eq!(secrets_to_route(&privacy, || panic!("not counted")), 0);
-        privacy.redact_secrets = false;
-        assert_eq!(secrets_to_route(&privacy, || 2), 2);
-    }
-
-    #[test]
-    fn target_facts_count_secrets_and_build_the_request() {
-        let doc = "fn f() {\n    let k = \"sk-proj-4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c\";\n}\n";
-        let mut docs = crate::documents::Documents::default();
-        docs.open_parsed("file:///w/a.rs", Language::Rust, 1, doc);
-        let snapshot = docs.snapshot("file:///w/a.rs").unwrap();
-        let target = crate::syntax::features::enclosing_target(
-            &snapshot.rope,
-            snapshot.tree.as_ref(),
-            Language::Rust,
-            12,
-        );
-        let facts = TargetFacts::of(&snapshot, &target);
-        assert_eq!(facts.secrets, 1);
-        let mut privacy = crate::config::PrivacyConfig::default();
-        let request = facts.request("explain", "/w/a.rs", Some("/w"), &privacy);
-        assert_eq!(request.secrets_found, 0);
-        assert_eq!(
-            request.prompt_tokens,
-            facts.features.tokens + PROMPT_OVERHEAD_TOKENS
-        );
-        privacy.redact_secrets = false;
-        let request = facts.request("explain", "/w/a.rs", Some("/w"), &privacy);
-        assert_eq!(request.secrets_found, 1);
-    }
-
     /// Models shared by every case: two local, two cloud (`cheap` is cloud by its URL).
     const MODELS: &str = r#"
 [models.fast]
@@ -1223,7 +1136,6 @@ review = ["cloud", "cheap", "mid"]
             }
             assert_eq!(d.budget_exhausted, self.budget_exhausted, "{ctx}");
             assert_eq!(d.unavailable().is_some(), self.chain.is_empty(), "{ctx}");
-            // The convenience function agrees with the compiled router.
         }
     }
 
@@ -1638,9 +1550,11 @@ use = ["mid"]
             ),
         ];
         for (rest, want) in bad {
-            // Loading the config compiles the router, so the error names the file too.
+            // Compiling the session compiles the router, so the error names the file too.
             let text = format!("{MODELS}{ROUTES}\n{rest}");
-            let err = LoadedConfig::from_toml_str(&text, Origin::File("p.toml".into()))
+            let loaded = LoadedConfig::from_toml_str(&text, Origin::File("p.toml".into()))
+                .expect("the rest of the config is valid");
+            let err = crate::session::Session::compile(loaded, None)
                 .unwrap_err()
                 .to_string();
             assert!(err.starts_with("p.toml: "), "{err}");

@@ -1,12 +1,21 @@
-//! Running one code action end to end, for the LSP layer and `pilotfish action` alike:
-//! target → features → route → messages (for the first candidate's window) → redaction for
-//! cloud models → the fallback chain ([`run_chain`]) with the answer streamed → the answer
-//! read (markdown, a checked rewrite, or strictly parsed findings).
+//! Running one code action end to end, for the LSP layer and `pilotfish action` alike, in
+//! three steps split where the data changes shape:
 //!
-//! The one async part of `actions/`. It knows no LSP types and does no I/O of its own: the
-//! network goes through [`Providers`], the caller supplies the snapshot and gets plain data
-//! back. Every outcome — success or failure — names the model that answered (when one did),
-//! why the router chose it, and every attempt made.
+//! 1. **prepare** — the target at the spot → its [`RouteInput`] (features walk, secrets scan)
+//!    → the routing decision → the messages, sized for the first candidate's window;
+//! 2. **ask** — redaction for cloud models, then the fallback chain ([`run_chain`]) with the
+//!    answer streamed;
+//! 3. **read** — the answer as markdown, as a rewrite checked against the whole document
+//!    (two parses) with its diff, or as strictly parsed findings.
+//!
+//! Steps 1 and 3 grow with the document (a whole-file selection, a 20,000-line file), so
+//! they run on the blocking pool: the runtime thread, which serves every keystroke, only
+//! waits on the network.
+//!
+//! Knows no LSP types and does no I/O of its own: the network goes through [`Providers`], the
+//! caller supplies the snapshot and the session and gets plain data back. Every outcome —
+//! success or failure — names the model that answered (when one did), why the router chose
+//! it, and every attempt made.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -14,12 +23,15 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::config::{ActionOutput, Config, ModelConfig};
+use crate::config::{ActionOutput, Config};
 use crate::documents::Snapshot;
 use crate::providers::{ChatCall, ChatMessage, ModelAnswer, Providers};
 use crate::redact::redact;
 use crate::resilience::{Attempt, ChainOutcome, Health, run_chain};
-use crate::router::{Decision, RouteRequest, RouteState, Router, TargetFacts};
+use crate::route_input::RouteInput;
+use crate::router::Decision;
+use crate::session::{Model, Session};
+use crate::sync::off_runtime;
 use crate::syntax::features::{Target, enclosing_target, selection_target};
 use crate::telemetry::{
     Outcome as Logged, PendingCall, RouteFacts, RouteNote, Usage, UsageEvent, UsageLog,
@@ -27,7 +39,7 @@ use crate::telemetry::{
 
 use super::{
     ActionKind, ActionMessages, ActionRequest, Finding, ModelLimits, Refactored, build_messages,
-    extract_code, parse_findings, validate_refactor,
+    extract_code, parse_findings, unified_diff, validate_refactor,
 };
 
 /// Where the action applies: a cursor (the enclosing function/class, or the small file) or
@@ -62,26 +74,23 @@ impl Spot {
     }
 }
 
-/// One action to run.
-pub struct ActionInput<'a> {
-    pub snapshot: &'a Snapshot,
-    /// The document's file-system path (privacy globs and rules match it).
-    pub path: &'a str,
-    /// The path shown to the model and in diff headers (workspace-relative when possible).
-    pub display_path: &'a str,
-    pub workspace_root: Option<&'a str>,
+/// One action to run: the document as it was asked about, where, and what.
+#[derive(Clone)]
+pub struct ActionInput {
+    pub snapshot: Snapshot,
     pub spot: Spot,
     pub kind: ActionKind,
 }
 
-/// What the runner needs of the server (or the command line).
-pub struct ActionEnv<'a> {
-    pub config: &'a Config,
-    pub router: &'a Router,
-    pub health: &'a Health,
-    pub providers: &'a Providers,
+/// What the runner needs of the server (or the command line): the session the action runs
+/// under, the models' health, the providers, and the usage log (which also keeps the day's spend).
+#[derive(Clone)]
+pub struct ActionEnv {
+    pub session: Arc<Session>,
+    pub health: Arc<Health>,
+    pub providers: Providers,
     /// Each model call gets a line; the day's spend comes from here.
-    pub usage: &'a UsageLog,
+    pub usage: UsageLog,
 }
 
 /// Progress of a running action, for `$/progress` (or nothing, on the command line).
@@ -98,8 +107,9 @@ pub enum Progress {
 pub enum ActionResult {
     /// Markdown to show (explain, `output = "document"`).
     Document { markdown: String },
-    /// A checked rewrite of the target (refactor, `output = "edit"`).
-    Edit(Refactored),
+    /// A checked rewrite of the target (refactor, `output = "edit"`) and its unified diff
+    /// against the document (workspace-relative path in the headers).
+    Edit { edit: Refactored, diff: String },
     /// Findings with their document lines (review, `output = "diagnostics"`).
     Diagnostics(Vec<DocumentFinding>),
 }
@@ -124,8 +134,9 @@ pub struct Provenance {
     /// which models failed before it).
     pub reason: String,
     pub attempts: Vec<AttemptSummary>,
+    /// The routing decision (boxed: it is large, and errors travel by value).
     #[serde(skip)]
-    pub decision: Option<Decision>,
+    pub decision: Option<Box<Decision>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -171,6 +182,21 @@ pub struct ActionError {
     pub provenance: Provenance,
 }
 
+impl ActionError {
+    /// A failure before any model was asked.
+    fn before_asking(message: String, decision: Option<Decision>) -> ActionError {
+        ActionError {
+            message,
+            provenance: Provenance {
+                model: None,
+                reason: String::new(),
+                attempts: Vec::new(),
+                decision: decision.map(Box::new),
+            },
+        }
+    }
+}
+
 impl std::fmt::Display for ActionError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)
@@ -194,148 +220,70 @@ fn config_action<'a>(
 
 /// Runs one action. `on_progress` is called as models are asked and text streams in.
 pub async fn run_action(
-    input: ActionInput<'_>,
-    env: ActionEnv<'_>,
+    input: ActionInput,
+    env: ActionEnv,
     on_progress: &(dyn Fn(Progress) + Send + Sync),
 ) -> Result<ActionOutcome, ActionError> {
-    let ActionInput {
-        snapshot,
-        path,
+    let prepared = {
+        let (input, env) = (input.clone(), env.clone());
+        off_runtime(move || prepare(&input, &env)).await?
+    };
+    let Prepared {
+        target,
+        route_input,
+        decision,
+        chain,
+        messages,
         display_path,
-        workspace_root,
-        spot,
-        kind,
-    } = input;
-    let config = env.config;
-    let config_action = config_action(&kind, config);
-    let no_model = |message: String, decision: Option<Decision>| ActionError {
-        message,
-        provenance: Provenance {
-            model: None,
-            reason: String::new(),
-            attempts: Vec::new(),
-            decision,
-        },
-    };
-    if let ActionKind::Custom(name) = &kind {
-        if config_action.is_none() {
-            return Err(no_model(
-                format!("no action named {name:?}: define [actions.{name}] in the configuration"),
-                None,
-            ));
-        }
-    }
-
-    let (rope, tree, language) = (&snapshot.rope, snapshot.tree.as_ref(), snapshot.language);
-    let target = spot.target(snapshot);
-    if rope
-        .byte_slice(target.range.clone())
-        .chars()
-        .all(char::is_whitespace)
-    {
-        return Err(no_model(
-            "nothing to work on here: the target is empty".into(),
-            None,
-        ));
-    }
-    let facts = TargetFacts::of(snapshot, &target);
-    let request = facts.request(kind.name(), path, workspace_root, &config.privacy);
-    let state = RouteState {
-        models: env.health.snapshot(Instant::now()),
-        spent_today_usd: env.usage.spent_today_usd(),
-    };
-    let decision = env.router.decide(&request, &state);
-    tracing::info!(
-        task = kind.name(),
-        path,
-        source = %decision.chain_source,
-        chain = %decision.chain().collect::<Vec<_>>().join(" → "),
-        "action routed"
-    );
-    tracing::debug!("{}", decision.explain().trim_end());
-    if let Some(line) = decision.unavailable() {
-        return Err(no_model(line, Some(decision)));
-    }
-    let chain: Vec<(Arc<str>, Arc<ModelConfig>)> = decision
-        .chain()
-        .filter_map(|name| {
-            config
-                .models
-                .get(name)
-                .map(|m| (Arc::<str>::from(name), Arc::new(m.clone())))
-        })
-        .collect();
-    let Some((_, first)) = chain.first() else {
-        return Err(no_model(
-            format!(
-                "no model for {}: the chain names no defined model",
-                kind.name()
-            ),
-            Some(decision),
-        ));
-    };
-
-    let selection = match &spot {
-        Spot::Selection(_) => Some(rope.byte_slice(target.range.clone()).to_string()),
-        Spot::Cursor(_) => None,
-    };
-    let action_request = ActionRequest::from_document(
-        rope,
-        tree,
-        language,
-        display_path,
-        &target,
-        selection.as_deref(),
-        ModelLimits::of(first),
-    );
-    let messages = match build_messages(&action_request, &kind, config_action) {
-        Ok(m) => m,
-        Err(e) => return Err(no_model(e.to_string(), Some(decision))),
-    };
-    let mut notes: Vec<String> = messages.trim_note().into_iter().collect();
-
-    let temperature = match output_of(&kind, config) {
-        ActionOutput::Document => 0.2,
-        ActionOutput::Edit | ActionOutput::Diagnostics => 0.0,
-    };
+        first_line,
+        mut notes,
+    } = prepared;
+    let output = output_of(&input.kind, env.session.config());
+    let kind = input.kind.clone();
+    // One deadline for the whole action, escalations included: each endpoint of each model
+    // of the chain may take its timeout; retries only within the slowest model's.
     let started = Instant::now();
     let longest = chain
         .iter()
-        .map(|(_, m)| Duration::from_millis(m.timeout_ms))
+        .map(|m| Duration::from_millis(m.config.timeout_ms))
         .max()
         .unwrap_or(Duration::from_secs(30));
-    // Each endpoint of each model may take its timeout.
     let total: Duration = chain
         .iter()
-        .map(|(_, m)| Duration::from_millis(m.timeout_ms) * m.url.len() as u32)
+        .map(|m| Duration::from_millis(m.config.timeout_ms) * m.config.url.len() as u32)
         .sum();
-    let deadline = started + total + Duration::from_secs(1);
+    let (retry_until, deadline) = (started + longest, started + total + Duration::from_secs(1));
     let id = env.usage.next_id();
-    let route_facts = RouteFacts::of(&request);
+    let facts = RouteFacts::of(&route_input.request(&env.session));
     let sent_bytes = messages.system.len() + messages.user.len();
     // Ask the chain; an answer that fails its strict check escalates to the models after the
-    // one that gave it (within the deadline and the budget).
-    let mut remaining = chain.clone();
+    // one that gave it, within the deadline and the budget.
+    let mut remaining = chain;
     let mut attempts: Vec<Attempt> = Vec::new();
     let mut escalations: Vec<String> = Vec::new();
-    let (model, result) = loop {
+    let with_escalations = |mut reason: String, escalations: &[String]| {
+        for step in escalations {
+            reason.push_str(&format!("; {step}"));
+        }
+        reason
+    };
+    let (model, (result, note)) = loop {
         let mut log = PendingCall::start(
-            env.usage,
+            &env.usage,
             UsageEvent {
-                facts: Some(route_facts.clone()),
+                facts: Some(facts.clone()),
                 prompt: env.usage.log_prompts().then(|| messages.user.clone()),
-                ..UsageEvent::call(&id, kind.name(), language)
-                    .by(remaining.first().map(|(n, _)| &**n), None)
+                ..UsageEvent::call(&id, kind.name(), input.snapshot.language)
+                    .by(remaining.first().map(|m| &*m.name), None)
             },
             || Logged::Cancelled,
         );
         let run = ask(
             &remaining,
             &messages,
-            temperature,
+            output,
             &env,
-            started + longest,
-            deadline,
+            (retry_until, deadline),
             on_progress,
         )
         .await;
@@ -351,31 +299,24 @@ pub async fn run_action(
                     e.route = Some(note);
                     e
                 });
-                let mut reason = decision.why.clone();
-                for step in &escalations {
-                    reason.push_str(&format!("; {step}"));
-                }
                 return Err(ActionError {
                     message: format!("no model answered: {why}"),
                     provenance: Provenance {
                         model: None,
-                        reason,
+                        reason: with_escalations(decision.why.clone(), &escalations),
                         attempts: attempts.iter().map(AttemptSummary::from).collect(),
-                        decision: Some(decision),
+                        decision: Some(Box::new(decision)),
                     },
                 });
             }
         };
         tracing::info!(task = kind.name(), model = %model, endpoint, chars = answer.text.len(), "action answered");
-        let config_model = remaining
+        let usage = remaining
             .iter()
-            .find(|(n, _)| *n == model)
-            .map(|(_, m)| m.clone());
-        let usage = config_model
-            .as_deref()
+            .find(|m| m.name == model)
             .map(|m| {
                 Usage::of(
-                    m,
+                    &m.config,
                     (answer.tokens_in, answer.tokens_out),
                     sent_bytes,
                     answer.text.len(),
@@ -383,24 +324,25 @@ pub async fn run_action(
             })
             .unwrap_or_default();
         let answered_ms = run.attempts.last().map_or(0, |a| a.ms);
-        let read = read_answer(
-            &kind,
-            config,
-            snapshot,
-            &target,
-            action_request.first_line,
-            messages.shown_lines,
-            &answer.text,
-        );
+        let first_token = answer.first_token;
+        let read = {
+            let (snapshot, target) = (input.snapshot.clone(), target.clone());
+            let (shown_lines, display_path) = (messages.shown_lines, display_path.clone());
+            move || {
+                let answer = Answer {
+                    text: &answer.text,
+                    shown_lines,
+                    first_line,
+                };
+                read_answer(output, &snapshot, &target, &display_path, answer)
+            }
+        };
+        let read = off_runtime(read).await;
         let failure = read.as_ref().err().cloned();
         log.finish(|e| {
             let mut e = e.by(Some(&model), Some(&endpoint)).usage(usage);
             e.route = Some(note);
-            e.ttft_ms = Some(
-                answer
-                    .first_token
-                    .map_or(answered_ms, |t| t.as_millis() as u64),
-            );
+            e.ttft_ms = Some(first_token.map_or(answered_ms, |t| t.as_millis() as u64));
             e.outcome = Some(if failure.is_some() {
                 Logged::CheckFailed
             } else {
@@ -409,48 +351,40 @@ pub async fn run_action(
             e.note = failure.clone().or_else(|| escalations.last().cloned());
             e
         });
-        match read {
-            Ok(result) => break (model, result),
-            Err(why) => {
-                let next = escalation_chain(&remaining, &model, &request, &env);
-                if next.is_empty() || Instant::now() >= deadline {
-                    let mut reason = reason_for(&decision, &model, &attempts);
-                    for step in &escalations {
-                        reason.push_str(&format!("; {step}"));
-                    }
-                    return Err(ActionError {
-                        message: format!("{why} (answer from {model})"),
-                        provenance: Provenance {
-                            model: Some(model.to_string()),
-                            reason,
-                            attempts: attempts.iter().map(AttemptSummary::from).collect(),
-                            decision: Some(decision),
-                        },
-                    });
-                }
-                tracing::info!(task = kind.name(), model = %model, "escalating: {why}");
-                escalations.push(format!("escalated from {model}: {why}"));
-                remaining = next;
-            }
+        let why = match read {
+            Ok(read) => break (model, read),
+            Err(why) => why,
+        };
+        let next = escalation_chain(&remaining, &model, &route_input, &env);
+        if next.is_empty() || Instant::now() >= deadline {
+            let reason = with_escalations(reason_for(&decision, &model, &attempts), &escalations);
+            return Err(ActionError {
+                message: format!("{why} (answer from {model})"),
+                provenance: Provenance {
+                    model: Some(model.to_string()),
+                    reason,
+                    attempts: attempts.iter().map(AttemptSummary::from).collect(),
+                    decision: Some(Box::new(decision)),
+                },
+            });
         }
+        tracing::info!(task = kind.name(), model = %model, "escalating: {why}");
+        escalations.push(format!("escalated from {model}: {why}"));
+        remaining = next;
     };
-    let mut reason = reason_for(&decision, &model, &attempts);
-    for step in &escalations {
-        reason.push_str(&format!("; {step}"));
-    }
+    let reason = with_escalations(reason_for(&decision, &model, &attempts), &escalations);
     let provenance = Provenance {
         model: Some(model.to_string()),
         reason,
         attempts: attempts.iter().map(AttemptSummary::from).collect(),
-        decision: Some(decision),
+        decision: Some(Box::new(decision)),
     };
-    let (result, note) = result;
     notes.extend(note);
     notes.extend(escalations);
-    let (_, last_line) = target.line_span(rope);
+    let (_, last_line) = target.line_span(&input.snapshot.rope);
     Ok(ActionOutcome {
         kind,
-        first_line: action_request.first_line,
+        first_line,
         last_line: last_line as u32,
         target,
         result,
@@ -460,48 +394,148 @@ pub async fn run_action(
 }
 
 /// The models to ask after `failed` gave an answer that failed its check: those after it in
-/// `chain`, decided again with the spend as it is now (the first answer may have spent the
-/// budget).
+/// `chain` that a decision made now still keeps (the first answer may have spent the budget).
 fn escalation_chain(
-    chain: &[(Arc<str>, Arc<ModelConfig>)],
+    chain: &[Model],
     failed: &str,
-    request: &RouteRequest<'_>,
-    env: &ActionEnv<'_>,
-) -> Vec<(Arc<str>, Arc<ModelConfig>)> {
-    let state = RouteState {
-        models: env.health.snapshot(Instant::now()),
-        spent_today_usd: env.usage.spent_today_usd(),
-    };
-    let still: Vec<String> = env
-        .router
-        .decide(request, &state)
-        .chain()
-        .map(str::to_string)
-        .collect();
+    route_input: &RouteInput,
+    env: &ActionEnv,
+) -> Vec<Model> {
+    let now = route_input.decide(&env.session, &env.health, &env.usage);
+    let kept: Vec<&str> = now.chain().collect();
     chain
         .iter()
-        .skip_while(|(name, _)| &**name != failed)
+        .skip_while(|m| &*m.name != failed)
         .skip(1)
-        .filter(|(name, _)| still.iter().any(|s| s == &**name))
+        .filter(|m| kept.contains(&&*m.name))
         .cloned()
         .collect()
 }
 
-/// Asks `chain` in turn (each cloud model's messages redacted first), streaming the answer
-/// through `on_progress`.
+/// What step 1 hands on: the routed chain and the messages for it.
+struct Prepared {
+    target: Target,
+    /// What the decision was made from (escalation decides again from it).
+    route_input: RouteInput,
+    decision: Decision,
+    chain: Vec<Model>,
+    messages: ActionMessages,
+    /// The document's path as the model and the diff headers show it.
+    display_path: String,
+    /// 0-based document line of the code's first line.
+    first_line: u32,
+    notes: Vec<String>,
+}
+
+/// Step 1 (blocking pool): target → routing input → decision → messages.
+fn prepare(input: &ActionInput, env: &ActionEnv) -> Result<Prepared, ActionError> {
+    let ActionInput {
+        snapshot,
+        spot,
+        kind,
+    } = input;
+    let session = &env.session;
+    let config_action = config_action(kind, session.config());
+    if let ActionKind::Custom(name) = kind {
+        if config_action.is_none() {
+            return Err(ActionError::before_asking(
+                format!("no action named {name:?}: define [actions.{name}] in the configuration"),
+                None,
+            ));
+        }
+    }
+    let rope = &snapshot.rope;
+    let target = spot.target(snapshot);
+    if rope
+        .byte_slice(target.range.clone())
+        .chars()
+        .all(char::is_whitespace)
+    {
+        return Err(ActionError::before_asking(
+            "nothing to work on here: the target is empty".into(),
+            None,
+        ));
+    }
+    let route_input = RouteInput::for_target(kind.name(), snapshot, &target);
+    let decision = route_input.decide(session, &env.health, &env.usage);
+    tracing::info!(
+        task = kind.name(),
+        path = route_input.path,
+        source = %decision.chain_source,
+        chain = %decision.chain().collect::<Vec<_>>().join(" → "),
+        "action routed"
+    );
+    tracing::debug!("{}", decision.explain().trim_end());
+    if let Some(line) = decision.unavailable() {
+        return Err(ActionError::before_asking(line, Some(decision)));
+    }
+    let chain = session.chain(&decision);
+    let Some(first) = chain.first() else {
+        return Err(ActionError::before_asking(
+            format!(
+                "no model for {}: the chain names no defined model",
+                kind.name()
+            ),
+            Some(decision),
+        ));
+    };
+    let selection = match spot {
+        Spot::Selection(_) => Some(rope.byte_slice(target.range.clone()).to_string()),
+        Spot::Cursor(_) => None,
+    };
+    let display_path = session.display_path(&route_input.path);
+    let request = ActionRequest::from_document(
+        rope,
+        snapshot.tree.as_ref(),
+        snapshot.language,
+        &display_path,
+        &target,
+        selection.as_deref(),
+        ModelLimits::of(&first.config),
+    );
+    let messages = match build_messages(&request, kind, config_action) {
+        Ok(m) => m,
+        Err(e) => return Err(ActionError::before_asking(e.to_string(), Some(decision))),
+    };
+    let notes = messages.trim_note().into_iter().collect();
+    Ok(Prepared {
+        target,
+        route_input,
+        decision,
+        chain,
+        messages,
+        display_path,
+        first_line: request.first_line,
+        notes,
+    })
+}
+
+/// Step 2 (runtime thread): the chain asked in turn, each cloud model's messages redacted
+/// first, the answer streamed through `on_progress`; retries only until `retry_until`,
+/// nothing after `deadline`.
 async fn ask(
-    chain: &[(Arc<str>, Arc<ModelConfig>)],
+    chain: &[Model],
     messages: &ActionMessages,
-    temperature: f32,
-    env: &ActionEnv<'_>,
-    retry_until: Instant,
-    deadline: Instant,
+    output: ActionOutput,
+    env: &ActionEnv,
+    (retry_until, deadline): (Instant, Instant),
     on_progress: &(dyn Fn(Progress) + Send + Sync),
 ) -> ChainOutcome<ModelAnswer> {
-    let redact_before_cloud = env.config.privacy.redact_secrets;
-    run_chain(env.health, chain, Some(retry_until), deadline, |name, model| {
-        let messages = &messages;
-        async move {
+    let redact_before_cloud = env.session.config().privacy.redact_secrets;
+    let temperature = match output {
+        ActionOutput::Document => 0.2,
+        ActionOutput::Edit | ActionOutput::Diagnostics => 0.0,
+    };
+    let chain: Vec<_> = chain
+        .iter()
+        .map(|m| (m.name.clone(), m.config.clone()))
+        .collect();
+    run_chain(
+        &env.health,
+        &chain,
+        Some(retry_until),
+        deadline,
+        |name, model| async move {
             on_progress(Progress::Asking {
                 model: name.clone(),
             });
@@ -532,28 +566,33 @@ async fn ask(
                 });
             };
             env.providers.chat(&model, call, &mut forward).await
-        }
-    })
+        },
+    )
     .await
 }
 
-/// Reads an answer strictly for the action's output: markdown that is not empty, a rewrite
-/// that parses, well-formed findings. Returns the result and a note for the user, or why the
-/// answer fails its check.
-#[allow(clippy::too_many_arguments)]
+/// A model's answer and how the code it was about was numbered.
+struct Answer<'a> {
+    text: &'a str,
+    /// Lines of the code shown to the model (findings must lie within them).
+    shown_lines: u32,
+    /// 0-based document line of the code's line 1.
+    first_line: u32,
+}
+
+/// Step 3 (blocking pool): the answer read for `output`; an edit is checked against the
+/// whole document and diffed. Returns the result and a note for the user, or one line
+/// saying why the answer is unusable.
 fn read_answer(
-    kind: &ActionKind,
-    config: &Config,
+    output: ActionOutput,
     snapshot: &Snapshot,
     target: &Target,
-    first_line: u32,
-    shown_lines: u32,
-    text: &str,
+    display_path: &str,
+    answer: Answer<'_>,
 ) -> Result<(ActionResult, Option<String>), String> {
-    let rope = &snapshot.rope;
-    match output_of(kind, config) {
+    match output {
         ActionOutput::Document => {
-            let markdown = text.trim();
+            let markdown = answer.text.trim();
             if markdown.is_empty() {
                 return Err("empty explanation".into());
             }
@@ -565,26 +604,24 @@ fn read_answer(
             ))
         }
         ActionOutput::Edit => {
-            let code =
-                extract_code(text, snapshot.language).map_err(|e| format!("no edit: {e}"))?;
-            let document = rope.to_string();
-            let done = validate_refactor(snapshot.language, &document, target.range.clone(), &code)
+            let code = extract_code(answer.text, snapshot.language)
                 .map_err(|e| format!("no edit: {e}"))?;
-            let note = done.note.clone();
-            Ok((ActionResult::Edit(done), note))
+            let document = snapshot.rope.to_string();
+            crate::test_hooks::hold("refactor check");
+            let edit = validate_refactor(snapshot.language, &document, target.range.clone(), &code)
+                .map_err(|e| format!("no edit: {e}"))?;
+            let diff = unified_diff(display_path, &document, &edit.document);
+            let note = edit.note.clone();
+            Ok((ActionResult::Edit { edit, diff }, note))
         }
         ActionOutput::Diagnostics => {
-            let findings =
-                parse_findings(text, shown_lines).map_err(|e| format!("no findings: {e}"))?;
-            Ok((
-                ActionResult::Diagnostics(
-                    findings
-                        .into_iter()
-                        .map(|f| place(snapshot, target, first_line, f))
-                        .collect(),
-                ),
-                None,
-            ))
+            let findings = parse_findings(answer.text, answer.shown_lines)
+                .map_err(|e| format!("no findings: {e}"))?;
+            let placed = findings
+                .into_iter()
+                .map(|f| place(snapshot, target, answer.first_line, f))
+                .collect();
+            Ok((ActionResult::Diagnostics(placed), None))
         }
     }
 }

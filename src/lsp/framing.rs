@@ -41,12 +41,15 @@ pub(super) struct Unreadable {
 impl Backend {
     /// Answers a message the guard could not pass on: always an error.
     pub(super) async fn unreadable_message(&self, params: Unreadable) -> Result<()> {
-        tracing::error!("unreadable message from the editor: {}", params.message);
-        Err(Error {
-            code: ErrorCode::from(params.code),
-            message: params.message.into(),
-            data: None,
+        super::guarded("unreadable message", async {
+            tracing::error!("unreadable message from the editor: {}", params.message);
+            Err(Error {
+                code: ErrorCode::from(params.code),
+                message: params.message.into(),
+                data: None,
+            })
         })
+        .await
     }
 }
 
