@@ -20,3 +20,4 @@ pub mod sync;
 pub mod syntax;
 pub mod telemetry;
 pub mod test_hooks;
+pub mod tokens;

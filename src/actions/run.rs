@@ -660,7 +660,7 @@ fn place(
     finding: Finding,
 ) -> DocumentFinding {
     let rope = &snapshot.rope;
-    let range = super::clamp_range(rope, target.range.clone());
+    let range = crate::position::clamp_range(rope, target.range.clone());
     let last_doc_line = rope.len_lines().saturating_sub(1);
     let lines = finding.document_lines(first_line);
     let (a, b) = (

@@ -263,21 +263,19 @@ pub struct Usage {
     pub cost_usd: f64,
 }
 
-/// Bytes per token when a provider reports no usage.
-const BYTES_PER_TOKEN: u64 = 4;
-
 impl Usage {
-    /// The usage of a call to `model` that sent `sent_bytes` of text and got `answer_bytes`
-    /// back, with the provider's token counts where it reported them.
+    /// The usage of a call to `model` that sent `sent_chars` of text and got `answer_chars`
+    /// back, with the provider's token counts where it reported them (else the one
+    /// estimate, [`crate::tokens`]).
     pub fn of(
         model: &ModelConfig,
         reported: (Option<u64>, Option<u64>),
-        sent_bytes: usize,
-        answer_bytes: usize,
+        sent_chars: usize,
+        answer_chars: usize,
     ) -> Usage {
-        let estimate = |bytes: usize| (bytes as u64).div_ceil(BYTES_PER_TOKEN);
-        let tokens_in = reported.0.unwrap_or_else(|| estimate(sent_bytes));
-        let tokens_out = reported.1.unwrap_or_else(|| estimate(answer_bytes));
+        let estimate = |chars: usize| crate::tokens::tokens_for_chars(chars) as u64;
+        let tokens_in = reported.0.unwrap_or_else(|| estimate(sent_chars));
+        let tokens_out = reported.1.unwrap_or_else(|| estimate(answer_chars));
         Usage {
             tokens_in,
             tokens_out,

@@ -13,6 +13,7 @@ mod contained;
 mod double;
 mod endpoints;
 mod fim_wire;
+mod languages;
 mod positions;
 mod privacy;
 mod providers;

@@ -25,7 +25,7 @@ M.defaults = {
   cmd = { "pilotfish" },
   filetypes = {
     "rust", "python", "javascript", "javascriptreact", "typescript", "typescriptreact",
-    "go", "c", "cpp", "java",
+    "go", "c", "cpp", "java", "ruby", "php", "lua", "sh", "bash",
   },
   root_markers = { ".pilotfish.toml", ".git" },
   --- Same shape as .pilotfish.toml; sent as initializationOptions (not sent when empty).
