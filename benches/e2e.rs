@@ -240,9 +240,11 @@ struct Server {
 impl Server {
     fn start(double: &ModelDouble, budget_ms: u64) -> Server {
         let dir = tempfile::tempdir().expect("temp workspace");
+        // Every scenario counts one model call per request: the prefetch after a delivered
+        // suggestion (on by default for local models) would add a second.
         let mut config = format!(
             "[models.fast]\nprovider = \"ollama\"\nurl = \"{}\"\nmodel = \"qwen2.5-coder:1.5b\"\nfim = \"native\"\n\
-             [completion]\nbudget_ms = {budget_ms}\n",
+             [completion]\nbudget_ms = {budget_ms}\nprefetch = \"off\"\n",
             double.base_url()
         );
         if !usage_log_on() {

@@ -2,7 +2,7 @@
 //! (`2026-05-01T12:00:00.123Z`), so that text order is time order and a line's day is its
 //! first ten characters; and `--since` arguments (`1d`, `7d`, `12h`, `2026-05-01`).
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 /// The timestamp of now.
 pub fn now_ts() -> String {
@@ -50,12 +50,6 @@ pub fn since(arg: &str, now: SystemTime) -> Result<String, String> {
         })
 }
 
-/// A day `days` after the day `day` (`YYYY-MM-DD`), for tests and replays.
-pub fn add_days(day: &str, days: u64) -> Option<String> {
-    let t = humantime::parse_rfc3339_weak(&format!("{day}T00:00:00Z")).ok()?;
-    Some(day_of_time(t + Duration::from_secs(days * 86_400)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,6 +81,5 @@ mod tests {
         assert_eq!(day_of_time(t), "2026-05-08");
         assert_eq!(ts_of(t), "2026-05-08T23:59:59.999Z");
         assert_eq!(compact("2026-05-08T23:59:59.999Z"), "20260508T235959999Z");
-        assert_eq!(add_days("2026-02-28", 1).as_deref(), Some("2026-03-01"));
     }
 }

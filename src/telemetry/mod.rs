@@ -27,7 +27,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use line::{CacheUse, Event, Outcome, RouteFacts, RouteNote, Usage, UsageEvent};
-pub use store::{log_files, read_lines, written_on};
 
 use crate::config::{Config, TelemetryConfig};
 use crate::sync::lock;
@@ -366,7 +365,7 @@ fn base36(mut n: u64) -> String {
 /// (a timestamp; `None`: all), and how many lines could not be read.
 pub fn load(path: &Path, since: Option<&str>) -> std::io::Result<(Vec<UsageEvent>, usize)> {
     let since = since.map(str::to_string);
-    read_lines(path, move |raw| match &since {
+    store::read_lines(path, move |raw| match &since {
         // Lines start with their timestamp: compare without parsing.
         Some(from) => raw
             .strip_prefix("{\"ts\":\"")

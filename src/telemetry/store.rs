@@ -39,7 +39,7 @@ pub(super) enum Msg {
 
 /// The log's files, oldest first: the rotated ones (`usage.jsonl.<time>-<process>`), then the
 /// current one. Missing files are left out.
-pub fn log_files(path: &Path) -> Vec<PathBuf> {
+pub(super) fn log_files(path: &Path) -> Vec<PathBuf> {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return Vec::new();
     };
@@ -65,7 +65,7 @@ pub fn log_files(path: &Path) -> Vec<PathBuf> {
 
 /// Every line of the log (rotated files first) for which `keep` holds on its raw text, and
 /// the number of lines that could not be read.
-pub fn read_lines(
+pub(super) fn read_lines(
     path: &Path,
     keep: impl Fn(&str) -> bool,
 ) -> std::io::Result<(Vec<UsageEvent>, usize)> {
@@ -111,7 +111,7 @@ fn parse_into(
 }
 
 /// Whether a raw line was written on `day` (`YYYY-MM-DD`): lines start with their timestamp.
-pub fn written_on(raw: &str, day: &str) -> bool {
+pub(super) fn written_on(raw: &str, day: &str) -> bool {
     raw.strip_prefix("{\"ts\":\"")
         .is_some_and(|rest| rest.starts_with(day))
 }
