@@ -48,6 +48,9 @@ use policy::{Serves, Speed};
 
 /// Single-line suggestions need few tokens; asking for fewer bounds the worst case.
 const SINGLE_LINE_MAX_TOKENS: u32 = 64;
+/// The next line after a complete statement: a line break, indentation and one line of
+/// code, with no stop sequence to end it (a line break starts it), so the limit does.
+const NEXT_LINE_MAX_TOKENS: u32 = 32;
 /// A multi-line suggestion is a block, not a file: longer ones are rarely kept and, on a
 /// local model, cost seconds. A model's `max_output_tokens` (sized for the explanations
 /// and rewrites of actions) caps it further.
@@ -931,6 +934,8 @@ async fn run_flight(
                 let cloud = redact_before_cloud && !model.is_local();
                 let max_tokens = model.max_output_tokens.min(if ctx.shape.multiline {
                     MULTILINE_MAX_TOKENS
+                } else if ctx.shape.next_line {
+                    NEXT_LINE_MAX_TOKENS
                 } else {
                     SINGLE_LINE_MAX_TOKENS
                 });
@@ -974,7 +979,9 @@ async fn run_flight(
                 let call = FimCall {
                     prompt: &prompt,
                     max_tokens,
-                    time_budget: Some(budget),
+                    // llama.cpp ends generation this long after its first token once a line
+                    // break is out: for the next line, that break comes first.
+                    time_budget: (!ctx.shape.next_line).then_some(budget),
                     other_files,
                 };
                 let answer = providers.fim(&model, call).await?;
