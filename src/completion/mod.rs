@@ -19,7 +19,7 @@
 //! through [`RouteInput`]; the engine keeps no configuration of its own.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,14 +29,18 @@ use crate::cache::{CacheKey, CachedSuggestion, CompletionCache};
 use crate::documents::{ByteEdit, RelatedFile, Snapshot, path_of_uri};
 use crate::postprocess::postprocess;
 use crate::prompt::{build_fim, chat_completion_messages};
-use crate::providers::{ChatCall, ChatMessage, FimCall, OtherFile, Providers};
+use crate::providers::{ChatCall, ChatMessage, FimCall, ModelAnswer, OtherFile, Providers};
 use crate::redact::redact;
-use crate::resilience::{Health, run_chain};
+use crate::resilience::{Health, Timed, run_chain};
 use crate::route_input::RouteInput;
 use crate::router::Decision;
-use crate::session::{Model, Session};
+use crate::session::{COMPLETE_TASK, Model, Session};
 use crate::sync::lock;
+use crate::syntax::Language;
 use crate::syntax::context::{CompletionContext, ContextBudget, extract};
+use crate::telemetry::{
+    CacheUse, Outcome as Logged, PendingCall, RouteFacts, RouteNote, Usage, UsageEvent, UsageLog,
+};
 
 mod policy;
 
@@ -72,6 +76,8 @@ impl Source {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Suggestion {
+    /// The request's id in the usage log (the editor's accept names it).
+    pub id: Arc<str>,
     pub text: Arc<str>,
     /// The configured name of the model that produced it.
     pub model: Arc<str>,
@@ -145,6 +151,21 @@ struct Flight {
     /// whose call the next keystroke's request may join. It is aborted instead by an edit
     /// it cannot serve, or by the next call the document needs.
     runs_on: bool,
+    /// Why the call was aborted ([`ABORT_CANCELLED`] or [`ABORT_SUPERSEDED`]), for its line
+    /// in the usage log; set before the abort.
+    abort_reason: Arc<AtomicU8>,
+}
+
+/// The editor cancelled the request, or closed the document.
+const ABORT_CANCELLED: u8 = 0;
+/// A newer request (or call) for the document took the call's place.
+const ABORT_SUPERSEDED: u8 = 1;
+
+impl Flight {
+    fn abort(&self, reason: u8) {
+        self.abort_reason.store(reason, Ordering::Relaxed);
+        self.abort.abort();
+    }
 }
 
 /// A model call to start: for `key`, from the context and other files, on `route`.
@@ -156,6 +177,8 @@ struct NewCall {
     /// The byte offset, in the live document, where typing keeps the call useful.
     typing_point: usize,
     runs_on: bool,
+    /// Its id in the usage log.
+    id: Arc<str>,
 }
 
 /// Why a model call was made.
@@ -174,9 +197,18 @@ struct Shared {
     cache: Mutex<CompletionCache>,
     docs: Mutex<HashMap<Arc<str>, DocState>>,
     counters: Counters,
+    /// Every model call and cache answer gets a line; the day's spend comes from here.
+    usage: UsageLog,
     /// Set when a routing decision found the daily budget spent (a cloud model was kept
     /// out); taken by the caller, who tells the user.
     budget_exhausted: AtomicBool,
+}
+
+/// Who a request is, for its lines in the usage log.
+struct Req {
+    id: Arc<str>,
+    language: Language,
+    started: Instant,
 }
 
 /// The completion engine. Cheap to clone; all clones share state.
@@ -192,6 +224,7 @@ impl CompletionEngine {
         cache_entries: usize,
         providers: Providers,
         health: Arc<Health>,
+        usage: UsageLog,
     ) -> CompletionEngine {
         CompletionEngine {
             shared: Arc::new(Shared {
@@ -200,6 +233,7 @@ impl CompletionEngine {
                 cache: Mutex::new(CompletionCache::new(cache_entries)),
                 docs: Mutex::new(HashMap::new()),
                 counters: Counters::default(),
+                usage,
                 budget_exhausted: AtomicBool::new(false),
             }),
         }
@@ -258,7 +292,7 @@ impl CompletionEngine {
                 state.typing_point = edit.new_end;
                 continue;
             }
-            flight.abort.abort();
+            flight.abort(ABORT_SUPERSEDED);
             self.shared
                 .counters
                 .aborted_calls
@@ -272,7 +306,7 @@ impl CompletionEngine {
     pub fn close(&self, uri: &str) {
         if let Some(state) = lock(&self.shared.docs).remove(uri) {
             if let Some(flight) = state.inflight {
-                flight.abort.abort();
+                flight.abort(ABORT_CANCELLED);
             }
         }
     }
@@ -306,6 +340,11 @@ impl CompletionEngine {
         let started = Instant::now();
         let counters = &self.shared.counters;
         counters.requests.fetch_add(1, Ordering::Relaxed);
+        let req = Req {
+            id: self.shared.usage.next_id().into(),
+            language: snapshot.language,
+            started,
+        };
         let settings = session.completion();
         let ctx = Self::context(session, snapshot, cursor);
         let route = self.route(session, snapshot, cursor, &ctx);
@@ -317,7 +356,7 @@ impl CompletionEngine {
         let speed = Speed::of(route.expected_answer(), settings.budget);
 
         lock(&self.shared.cache).resize(settings.cache_entries);
-        if let Some(hit) = self.lookup(&key) {
+        if let Some(hit) = self.lookup(&key, &req) {
             self.begin(&snapshot.uri, started, None);
             return hit;
         }
@@ -338,6 +377,7 @@ impl CompletionEngine {
             purpose: Purpose::Request,
             typing_point: cursor,
             runs_on: policy::keep_typed_along(speed),
+            id: req.id.clone(),
         };
 
         let waiter = match begun.joined {
@@ -350,11 +390,12 @@ impl CompletionEngine {
                     _ = waiter.result() => {}
                     _ = superseded(&mut latest, seq) => {
                         counters.superseded.fetch_add(1, Ordering::Relaxed);
+                        waiter.superseded();
                         return Err(NoSuggestion::Superseded);
                     }
                 }
                 drop(waiter);
-                if let Some(hit) = self.lookup(&key) {
+                if let Some(hit) = self.lookup(&key, &req) {
                     return hit;
                 }
                 self.call_after((call_at, &mut latest, seq), &snapshot.uri, call, session)
@@ -367,7 +408,7 @@ impl CompletionEngine {
         };
         let outcome = tokio::select! {
             result = waiter.result() => match result {
-                Some(Ok(hit)) => into_outcome(hit, Source::Model),
+                Some(Ok(hit)) => into_outcome(hit, Source::Model, req.id.clone()),
                 Some(Err(message)) => Err(NoSuggestion::Failed(message)),
                 None => {
                     counters.superseded.fetch_add(1, Ordering::Relaxed);
@@ -376,6 +417,7 @@ impl CompletionEngine {
             },
             _ = superseded(&mut latest, seq) => {
                 counters.superseded.fetch_add(1, Ordering::Relaxed);
+                waiter.superseded();
                 Err(NoSuggestion::Superseded)
             }
         };
@@ -472,21 +514,42 @@ impl CompletionEngine {
             purpose: Purpose::Prefetch,
             typing_point,
             runs_on: policy::keep_typed_along(speed),
+            id: self.shared.usage.next_id().into(),
         };
         self.start(&snapshot.uri, call, session);
     }
 
-    /// The cached answer for `key`, exact or typed-ahead, as an outcome.
-    fn lookup(&self, key: &CacheKey) -> Option<Outcome> {
+    /// The cached answer for `key`, exact or typed-ahead, as an outcome; its line goes to the
+    /// usage log.
+    fn lookup(&self, key: &CacheKey, req: &Req) -> Option<Outcome> {
         let counters = &self.shared.counters;
-        let mut cache = lock(&self.shared.cache);
-        if let Some(hit) = cache.lookup(key) {
-            counters.cache_hits.fetch_add(1, Ordering::Relaxed);
-            return Some(into_outcome(hit, Source::Cache));
-        }
-        let hit = cache.lookup_typed_ahead(key)?;
-        counters.typed_ahead_hits.fetch_add(1, Ordering::Relaxed);
-        Some(into_outcome(hit, Source::TypedAhead))
+        let (hit, source) = {
+            let mut cache = lock(&self.shared.cache);
+            match cache.lookup(key) {
+                Some(hit) => (hit, Source::Cache),
+                None => (cache.lookup_typed_ahead(key)?, Source::TypedAhead),
+            }
+        };
+        let (counter, cache) = match source {
+            Source::Cache => (&counters.cache_hits, CacheUse::Hit),
+            _ => (&counters.typed_ahead_hits, CacheUse::TypedAhead),
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let outcome = if hit.text.is_some() {
+            Logged::Ok
+        } else {
+            Logged::Empty
+        };
+        self.shared.usage.record(UsageEvent::cache(
+            &req.id,
+            COMPLETE_TASK,
+            req.language,
+            &hit.answered_by,
+            cache,
+            outcome,
+            req.started.elapsed().as_millis() as u64,
+        ));
+        Some(into_outcome(hit, source, req.id.clone()))
     }
 
     /// Waits out the debounce (until `call_at`), then starts `call`, unless a newer request
@@ -549,6 +612,7 @@ impl CompletionEngine {
                 flight: Some(flight.clone()),
                 engine: self.clone(),
                 uri: uri.clone(),
+                superseded: false,
             };
             Some((waiter, serves))
         });
@@ -571,6 +635,7 @@ impl CompletionEngine {
             purpose,
             typing_point,
             runs_on,
+            id,
         } = call;
         let mut docs = lock(&self.shared.docs);
         let Some(state) = docs.get_mut(uri) else {
@@ -579,6 +644,7 @@ impl CompletionEngine {
                 flight: None,
                 engine: self.clone(),
                 uri: uri.clone(),
+                superseded: false,
             };
         };
         let busy = state
@@ -591,6 +657,7 @@ impl CompletionEngine {
                 flight: None,
                 engine: self.clone(),
                 uri: uri.clone(),
+                superseded: false,
             };
         }
         if let Some(old) = state.inflight.take() {
@@ -602,10 +669,11 @@ impl CompletionEngine {
                     flight: Some(old),
                     engine: self.clone(),
                     uri: uri.clone(),
+                    superseded: false,
                 };
             }
             if !old.abort.is_finished() {
-                old.abort.abort();
+                old.abort(ABORT_SUPERSEDED);
                 self.shared
                     .counters
                     .aborted_calls
@@ -623,6 +691,14 @@ impl CompletionEngine {
                 .prefetches
                 .fetch_add(1, Ordering::Relaxed);
         }
+        let abort_reason = Arc::new(AtomicU8::new(ABORT_CANCELLED));
+        let log = call_log(
+            &self.shared.usage,
+            &id,
+            &route,
+            purpose,
+            abort_reason.clone(),
+        );
         let task = tokio::spawn(run_flight(
             self.clone(),
             uri.clone(),
@@ -630,7 +706,7 @@ impl CompletionEngine {
             prompt_input,
             route,
             session.clone(),
-            (purpose, tx),
+            (purpose, tx, log),
         ));
         let waiters = usize::from(purpose == Purpose::Request);
         let flight = Arc::new(Flight {
@@ -639,6 +715,7 @@ impl CompletionEngine {
             abort: task.abort_handle(),
             waiters: waiters.into(),
             runs_on,
+            abort_reason,
         });
         state.typing_point = typing_point;
         state.inflight = Some(flight.clone());
@@ -646,6 +723,7 @@ impl CompletionEngine {
             flight: (purpose == Purpose::Request).then_some(flight),
             engine: self.clone(),
             uri: uri.clone(),
+            superseded: false,
         }
     }
 }
@@ -677,6 +755,9 @@ fn other_files(related: &[RelatedFile], session: &Session) -> Vec<OtherFile> {
 struct Route {
     chain: Vec<Model>,
     decision: Decision,
+    /// What the decision read, for the usage log.
+    facts: RouteFacts,
+    language: Language,
 }
 
 impl Route {
@@ -727,7 +808,7 @@ impl CompletionEngine {
         ctx: &CompletionContext,
     ) -> Route {
         let input = RouteInput::for_completion(session, snapshot, cursor, ctx);
-        let decision = input.decide(session, &self.shared.health, &self.shared.providers);
+        let decision = input.decide(session, &self.shared.health, &self.shared.usage);
         if decision.candidates.iter().any(|v| v.demoted) {
             tracing::debug!(
                 "completion routed by speed: {}",
@@ -739,7 +820,9 @@ impl CompletionEngine {
         }
         Route {
             chain: session.chain(&decision),
+            facts: RouteFacts::of(&input.request(session)),
             decision,
+            language: snapshot.language,
         }
     }
 
@@ -776,9 +859,10 @@ fn cache_key(model: &Arc<str>, ctx: &CompletionContext) -> CacheKey {
     }
 }
 
-fn into_outcome(hit: CachedSuggestion, source: Source) -> Outcome {
+fn into_outcome(hit: CachedSuggestion, source: Source, id: Arc<str>) -> Outcome {
     match hit.text {
         Some(text) => Ok(Suggestion {
+            id,
             text,
             model: hit.answered_by,
             source,
@@ -787,8 +871,47 @@ fn into_outcome(hit: CachedSuggestion, source: Source) -> Outcome {
     }
 }
 
+/// One model's answer to a flight: the post-processed suggestion (if any was kept), the raw
+/// answer, what it cost and, with `telemetry.log_prompts`, the prompt.
+struct FlightAnswer {
+    kept: Option<String>,
+    answer: ModelAnswer,
+    usage: Usage,
+    prompt: Option<String>,
+}
+
+impl Timed for FlightAnswer {
+    fn first_token(&self) -> Option<Duration> {
+        self.answer.first_token
+    }
+}
+
+/// The usage-log line of a flight's model call (`prefetch` for a background one): an
+/// aborted call is logged with the reason its aborter left.
+fn call_log(
+    usage: &UsageLog,
+    id: &str,
+    route: &Route,
+    purpose: Purpose,
+    abort_reason: Arc<AtomicU8>,
+) -> PendingCall {
+    let mut event = UsageEvent::call(id, COMPLETE_TASK, route.language)
+        .by(route.chain.first().map(|m| &*m.name), None);
+    if purpose == Purpose::Prefetch {
+        event.cache = Some(CacheUse::Prefetch);
+    }
+    event.facts = Some(route.facts.clone());
+    event.route = Some(RouteNote::of(&route.decision, &[]));
+    PendingCall::start(usage, event, move || {
+        match abort_reason.load(Ordering::Relaxed) {
+            ABORT_SUPERSEDED => Logged::Superseded,
+            _ => Logged::Cancelled,
+        }
+    })
+}
+
 /// The model call: tries each candidate in turn, post-processes the first answer, caches
-/// it and publishes it to the waiters.
+/// it and publishes it to the waiters; its line goes to the usage log.
 async fn run_flight(
     engine: CompletionEngine,
     uri: Arc<str>,
@@ -796,11 +919,13 @@ async fn run_flight(
     (ctx, other_files): (CompletionContext, Vec<OtherFile>),
     route: Route,
     session: Arc<Session>,
-    (purpose, tx): (
+    (purpose, tx, mut log): (
         Purpose,
         watch::Sender<Option<Result<CachedSuggestion, String>>>,
+        PendingCall,
     ),
 ) {
+    let log_prompts = engine.shared.usage.log_prompts();
     let chain: Vec<_> = route
         .chain
         .iter()
@@ -862,7 +987,20 @@ async fn run_flight(
                         temperature: 0.0,
                     };
                     let answer = providers.chat(&model, call, &mut |_| {}).await?;
-                    return Ok(postprocess(&answer.text, ctx, &[]).map(|kept| (kept, answer)));
+                    let sent =
+                        system.len() + messages.iter().map(|m| m.content.len()).sum::<usize>();
+                    let usage = Usage::of(
+                        &model,
+                        (answer.tokens_in, answer.tokens_out),
+                        sent,
+                        answer.text.len(),
+                    );
+                    return Ok(FlightAnswer {
+                        kept: postprocess(&answer.text, ctx, &[]),
+                        prompt: log_prompts.then(|| messages[0].content.clone()),
+                        answer,
+                        usage,
+                    });
                 };
                 let mut prompt = build_fim(fim, ctx);
                 if cloud {
@@ -878,14 +1016,30 @@ async fn run_flight(
                     other_files,
                 };
                 let answer = providers.fim(&model, call).await?;
-                Ok(postprocess(&answer.text, ctx, &prompt.stop).map(|kept| (kept, answer)))
+                let sent = prompt.prompt.len() + prompt.suffix.as_ref().map_or(0, String::len);
+                let usage = Usage::of(
+                    &model,
+                    (answer.tokens_in, answer.tokens_out),
+                    sent,
+                    answer.text.len(),
+                );
+                Ok(FlightAnswer {
+                    kept: postprocess(&answer.text, ctx, &prompt.stop),
+                    prompt: log_prompts.then(|| match &prompt.suffix {
+                        Some(suffix) => format!("{}<suffix>{suffix}", prompt.prompt),
+                        None => prompt.prompt.clone(),
+                    }),
+                    answer,
+                    usage,
+                })
             }
         },
     )
     .await;
     let endpoint = run.endpoint().unwrap_or_default().to_string();
+    let note = RouteNote::of(&route.decision, &run.attempts);
     let outcome = match run.answer {
-        Ok((name, kept)) => {
+        Ok((name, answered)) => {
             // The model call, where it went (the request's own line, `suggestion`, follows
             // from lsp.rs when the answer is still wanted).
             tracing::info!(
@@ -894,12 +1048,31 @@ async fn run_flight(
                 ?purpose,
                 calls = run.attempts.len(),
                 ms = started.elapsed().as_millis() as u64,
-                raw = kept.as_ref().map_or(0, |(_, a)| a.text.len()),
-                kept = kept.as_ref().map_or(0, |(k, _)| k.len()),
+                raw = answered.answer.text.len(),
+                kept = answered.kept.as_ref().map_or(0, String::len),
                 "completion answered"
             );
+            let answered_ms = run.attempts.last().map_or(0, |a| a.ms);
+            log.finish(|e| {
+                let mut e = e.by(Some(&name), Some(&endpoint)).usage(answered.usage);
+                e.route = Some(note);
+                // A FIM answer arrives whole: its first token comes with it.
+                e.ttft_ms = Some(
+                    answered
+                        .answer
+                        .first_token
+                        .map_or(answered_ms, |t| t.as_millis() as u64),
+                );
+                e.outcome = Some(if answered.kept.is_some() {
+                    Logged::Ok
+                } else {
+                    Logged::Empty
+                });
+                e.prompt = answered.prompt;
+                e
+            });
             let hit = CachedSuggestion {
-                text: kept.map(|(k, _)| k.into()),
+                text: answered.kept.map(Into::into),
                 answered_by: name,
             };
             lock(&engine.shared.cache).insert(key.clone(), hit.clone());
@@ -907,6 +1080,17 @@ async fn run_flight(
         }
         Err(why) => {
             tracing::warn!("completion failed: {why}");
+            let last = run.attempts.last().map(|a| a.model.clone());
+            log.finish(|e| {
+                let mut e = match last {
+                    Some(model) => e.by(Some(&model), None),
+                    None => e,
+                };
+                e.outcome = Some(Logged::of_failed_chain(&run.attempts));
+                e.note = Some(why.clone());
+                e.route = Some(note);
+                e
+            });
             Err(why)
         }
     };
@@ -926,6 +1110,9 @@ struct Waiter {
     flight: Option<Arc<Flight>>,
     engine: CompletionEngine,
     uri: Arc<str>,
+    /// The request gave up because a newer one arrived (else, when it drops its hold
+    /// unanswered, it was cancelled).
+    superseded: bool,
 }
 
 impl Waiter {
@@ -939,6 +1126,11 @@ impl Waiter {
             rx.changed().await.ok()?;
         }
     }
+
+    /// A newer request took this one's place: if the call is dropped, that is why.
+    fn superseded(mut self) {
+        self.superseded = true;
+    }
 }
 
 impl Drop for Waiter {
@@ -949,7 +1141,11 @@ impl Drop for Waiter {
         let mut docs = lock(&self.engine.shared.docs);
         let last = flight.waiters.fetch_sub(1, Ordering::Relaxed) == 1;
         if last && !flight.runs_on && !flight.abort.is_finished() {
-            flight.abort.abort();
+            flight.abort(if self.superseded {
+                ABORT_SUPERSEDED
+            } else {
+                ABORT_CANCELLED
+            });
             self.engine
                 .shared
                 .counters
