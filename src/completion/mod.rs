@@ -154,6 +154,8 @@ struct Flight {
     /// Why the call was aborted ([`ABORT_CANCELLED`] or [`ABORT_SUPERSEDED`]), for its line
     /// in the usage log; set before the abort.
     abort_reason: Arc<AtomicU8>,
+    /// Whether its answer may span lines (a block, or the next line after a statement).
+    spans_lines: bool,
 }
 
 /// The editor cancelled the request, or closed the document.
@@ -598,7 +600,7 @@ impl CompletionEngine {
         };
         let joined = claim.and_then(|(key, speed)| {
             let flight = state.inflight.as_ref()?;
-            let serves = policy::serves(&flight.key, key);
+            let serves = policy::serves(&flight.key, flight.spans_lines, key);
             let join = match serves {
                 Serves::Same => true,
                 Serves::TypedAlong => policy::keep_typed_along(speed),
@@ -637,6 +639,7 @@ impl CompletionEngine {
             runs_on,
             id,
         } = call;
+        let spans_lines = prompt_input.0.shape.multiline || prompt_input.0.shape.next_line;
         let mut docs = lock(&self.shared.docs);
         let Some(state) = docs.get_mut(uri) else {
             // The document was closed meanwhile: a flight nobody can join.
@@ -716,6 +719,7 @@ impl CompletionEngine {
             waiters: waiters.into(),
             runs_on,
             abort_reason,
+            spans_lines,
         });
         state.typing_point = typing_point;
         state.inflight = Some(flight.clone());
