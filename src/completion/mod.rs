@@ -1127,8 +1127,9 @@ async fn run_flight(
                     prompt: &prompt,
                     max_tokens,
                     // llama.cpp ends generation this long after its first token once a line
-                    // break is out: for the next line, that break comes first.
-                    time_budget: (!ctx.shape.next_line).then_some(budget),
+                    // break is out: for the next line that break comes first, and a
+                    // streamed block already shows its first line while the rest comes.
+                    time_budget: (!ctx.shape.next_line && !first_line_first).then_some(budget),
                     other_files,
                 };
                 let answer = if first_line_first {
