@@ -1,11 +1,12 @@
 //! llama.cpp's server: `POST {url}/infill` with `input_prefix`/`input_suffix` and the other
 //! files' context in `input_extra`, the server applying the model's own FIM tokens (and,
 //! for models trained on repositories, its file-separator tokens); `t_max_predict_ms`
-//! bounds generation time.
+//! bounds generation time. Whole (one JSON object) or streamed (SSE pieces).
 
 use serde_json::{Value, json};
 
-use super::{FimCall, ModelAnswer, ProviderError, join, post_json};
+use super::stream::{ChatWire, SseDecoder, WireError};
+use super::{FimCall, ModelAnswer, ProviderError, error_text, join, one_line, post_json, with_key};
 use crate::config::ModelConfig;
 
 pub(super) async fn fim(
@@ -14,6 +15,100 @@ pub(super) async fn fim(
     call: FimCall<'_>,
 ) -> Result<ModelAnswer, ProviderError> {
     let url = join(&model.url, "infill");
+    let body = infill_body(model, &call, false)?;
+    let text = post_json(http, model, &url, &body).await?;
+    parse_infill(&url, &text)
+}
+
+/// The streamed `/infill` request and the decoder of its answer, for `stream_chat`.
+pub(super) fn fim_streamed(
+    http: &reqwest::Client,
+    model: &ModelConfig,
+    url: &str,
+    call: &FimCall<'_>,
+) -> Result<(reqwest::RequestBuilder, Box<dyn ChatWire>), ProviderError> {
+    let body = infill_body(model, call, true)?;
+    let request = with_key(http.post(url), model).json(&body);
+    Ok((request, Box::<InfillStream>::default()))
+}
+
+/// The SSE stream of `/infill`: `{"content": …, "stop": false}` pieces, the last one
+/// `stop: true` with the token counts.
+#[derive(Debug, Default)]
+struct InfillStream {
+    sse: SseDecoder,
+    events: usize,
+    done: bool,
+    tokens_in: Option<u64>,
+    tokens_out: Option<u64>,
+}
+
+impl InfillStream {
+    fn event(&mut self, data: &str, text: &mut dyn FnMut(&str)) -> Result<(), WireError> {
+        self.events += 1;
+        let obj: Value = serde_json::from_str(data.trim())
+            .map_err(|e| WireError::Malformed(format!("bad event ({e}): {}", one_line(data))))?;
+        if let Some(error) = obj.get("error").filter(|e| !e.is_null()) {
+            return Err(WireError::Model {
+                status: None,
+                message: one_line(&error_text(error)),
+            });
+        }
+        if let Some(piece) = obj.get("content").and_then(Value::as_str) {
+            text(piece);
+        }
+        if obj.get("stop").and_then(Value::as_bool) == Some(true) {
+            self.done = true;
+            self.tokens_in = obj.get("tokens_evaluated").and_then(Value::as_u64);
+            self.tokens_out = obj.get("tokens_predicted").and_then(Value::as_u64);
+        }
+        Ok(())
+    }
+}
+
+impl ChatWire for InfillStream {
+    fn feed(&mut self, bytes: &[u8], text: &mut dyn FnMut(&str)) -> Result<(), WireError> {
+        for event in self.sse.push(bytes).map_err(WireError::Malformed)? {
+            if self.done {
+                break;
+            }
+            self.event(&event.data, text)?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, text: &mut dyn FnMut(&str)) -> Result<(), WireError> {
+        for event in self.sse.finish().map_err(WireError::Malformed)? {
+            if self.done {
+                break;
+            }
+            self.event(&event.data, text)?;
+        }
+        if self.done {
+            Ok(())
+        } else if self.events == 0 {
+            Err(WireError::Malformed(self.sse.not_a_stream()))
+        } else {
+            Err(WireError::Truncated)
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        self.done
+    }
+
+    fn usage(&self) -> (Option<u64>, Option<u64>) {
+        (self.tokens_in, self.tokens_out)
+    }
+}
+
+/// The `/infill` request body; `/infill` applies the model's own template, so the prompt
+/// must be native (a prefix and a suffix).
+fn infill_body(
+    model: &ModelConfig,
+    call: &FimCall<'_>,
+    stream: bool,
+) -> Result<Value, ProviderError> {
     let Some(suffix) = &call.prompt.suffix else {
         return Err(ProviderError::Unsupported(format!(
             "model {:?}: llama.cpp's /infill applies the model's own FIM template; set fim = \"native\"",
@@ -32,13 +127,18 @@ pub(super) async fn fim(
         "temperature": 0.0,
         "stop": call.prompt.stop,
         "cache_prompt": true,
-        "stream": false,
+        "stream": stream,
     });
     if let Some(budget) = call.time_budget {
         body["t_max_predict_ms"] = json!(budget.as_millis() as u64);
     }
-    let text = post_json(http, model, &url, &body).await?;
-    let obj: Value = serde_json::from_str(&text).map_err(|e| ProviderError::Malformed {
+    Ok(body)
+}
+
+/// Reads a whole (not streamed) `/infill` answer.
+fn parse_infill(url: &str, text: &str) -> Result<ModelAnswer, ProviderError> {
+    let url = url.to_string();
+    let obj: Value = serde_json::from_str(text).map_err(|e| ProviderError::Malformed {
         url: url.clone(),
         detail: format!("not JSON: {e}"),
     })?;

@@ -188,6 +188,43 @@ impl Providers {
         }
     }
 
+    /// Asks `model` to fill in the middle, streamed: `on_text` gets each piece of text as it
+    /// arrives (the caller may show a first line before the rest; dropping the future stops
+    /// the model); the returned answer holds the whole text and the time to its first token.
+    /// Failures as for [`Providers::chat`].
+    pub async fn fim_streamed(
+        &self,
+        model: &ModelConfig,
+        call: FimCall<'_>,
+        on_text: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<ModelAnswer, ProviderError> {
+        let started = Instant::now();
+        let url = match model.provider {
+            Provider::Openai => join(&model.url, "completions"),
+            Provider::Llamacpp => join(&model.url, "infill"),
+            Provider::Ollama => join(&model.url, "api/generate"),
+            Provider::Anthropic => return self.fim(model, call).await,
+        };
+        let work = async {
+            let (request, mut wire) = match model.provider {
+                Provider::Openai => openai::fim_streamed(&self.http, model, &url, &call),
+                Provider::Ollama => ollama::fim_streamed(&self.http, model, &url, &call),
+                Provider::Llamacpp | Provider::Anthropic => {
+                    llamacpp::fim_streamed(&self.http, model, &url, &call)?
+                }
+            };
+            stream_chat(&url, model, request, wire.as_mut(), started, on_text).await
+        };
+        let limit = Duration::from_millis(model.timeout_ms);
+        match tokio::time::timeout(limit, work).await {
+            Ok(result) => result,
+            Err(_) => Err(ProviderError::Timeout {
+                url,
+                ms: model.timeout_ms,
+            }),
+        }
+    }
+
     /// Streams a chat answer from `model`, calling `on_text` with each piece of text as it
     /// arrives; the returned answer holds the whole text. The model's `timeout_ms` bounds the
     /// whole call, and a stream that sends no byte for [`stream::idle_limit`] fails early.

@@ -37,7 +37,8 @@ fn chat_body(model: &ModelConfig, call: &ChatCall<'_>) -> Value {
     })
 }
 
-/// The NDJSON stream of `/api/chat` (a single JSON object, when not streamed, reads the same).
+/// The NDJSON stream of `/api/chat` (a single JSON object, when not streamed, reads the same),
+/// and of `/api/generate`, whose lines carry `response`.
 #[derive(Debug, Default)]
 struct ChatStream {
     lines: NdjsonDecoder,
@@ -58,7 +59,11 @@ impl ChatStream {
                 message: one_line(&error_text(error)),
             });
         }
-        if let Some(piece) = obj.pointer("/message/content").and_then(Value::as_str) {
+        let piece = obj
+            .pointer("/message/content")
+            .or_else(|| obj.get("response"))
+            .and_then(Value::as_str);
+        if let Some(piece) = piece {
             text(piece);
         }
         if obj.get("done").and_then(Value::as_bool) == Some(true) {
@@ -112,10 +117,29 @@ pub(super) async fn fim(
     call: FimCall<'_>,
 ) -> Result<ModelAnswer, ProviderError> {
     let url = join(&model.url, "api/generate");
+    let body = generate_body(model, &call, false);
+    let text = post_json(http, model, &url, &body).await?;
+    parse_generate(&text).map_err(|detail| ProviderError::Malformed { url, detail })
+}
+
+/// The streamed `/api/generate` request and the decoder of its answer (the chat decoder:
+/// its lines carry `response` where chat's carry `message.content`).
+pub(super) fn fim_streamed(
+    http: &reqwest::Client,
+    model: &ModelConfig,
+    url: &str,
+    call: &FimCall<'_>,
+) -> (reqwest::RequestBuilder, Box<dyn ChatWire>) {
+    let body = generate_body(model, call, true);
+    let request = with_key(http.post(url), model).json(&body);
+    (request, Box::<ChatStream>::default())
+}
+
+fn generate_body(model: &ModelConfig, call: &FimCall<'_>, stream: bool) -> Value {
     let mut body = json!({
         "model": model.model,
         "prompt": call.prompt.prompt,
-        "stream": false,
+        "stream": stream,
         "keep_alive": "30m",
         "options": {
             "num_predict": call.max_tokens.max(1),
@@ -127,8 +151,7 @@ pub(super) async fn fim(
         Some(suffix) => body["suffix"] = json!(suffix),
         None => body["raw"] = json!(true),
     }
-    let text = post_json(http, model, &url, &body).await?;
-    parse_generate(&text).map_err(|detail| ProviderError::Malformed { url, detail })
+    body
 }
 
 /// Reads `/api/generate`: one object, or NDJSON lines each carrying part of `response`;

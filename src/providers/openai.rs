@@ -36,8 +36,9 @@ fn chat_body(model: &ModelConfig, call: &ChatCall<'_>) -> Value {
     })
 }
 
-/// The SSE stream of `/chat/completions`. Complete at `data: [DONE]`, or at the end of the
-/// body once a `finish_reason` was seen (servers that omit `[DONE]`).
+/// The SSE stream of `/chat/completions` (and of `/completions`, whose chunks carry `text`).
+/// Complete at `data: [DONE]`, or at the end of the body once a `finish_reason` was seen
+/// (servers that omit `[DONE]`).
 #[derive(Debug, Default)]
 struct ChatStream {
     sse: SseDecoder,
@@ -71,7 +72,11 @@ impl ChatStream {
             });
         }
         if let Some(choice) = obj.pointer("/choices/0") {
-            if let Some(piece) = choice.pointer("/delta/content").and_then(Value::as_str) {
+            let piece = choice
+                .pointer("/delta/content")
+                .or_else(|| choice.get("text"))
+                .and_then(Value::as_str);
+            if let Some(piece) = piece {
                 text(piece);
             }
             if choice.get("finish_reason").is_some_and(|f| !f.is_null()) {
@@ -128,19 +133,40 @@ pub(super) async fn fim(
     call: FimCall<'_>,
 ) -> Result<ModelAnswer, ProviderError> {
     let url = join(&model.url, "completions");
+    let body = completion_body(model, &call, false);
+    let text = post_json(http, model, &url, &body).await?;
+    parse_completion(&text).map_err(|detail| ProviderError::Malformed { url, detail })
+}
+
+/// The streamed `/completions` request and the decoder of its answer (the chat decoder:
+/// its chunks carry `choices[0].text` where chat's carry `delta.content`).
+pub(super) fn fim_streamed(
+    http: &reqwest::Client,
+    model: &ModelConfig,
+    url: &str,
+    call: &FimCall<'_>,
+) -> (reqwest::RequestBuilder, Box<dyn ChatWire>) {
+    let body = completion_body(model, call, true);
+    let request = with_key(http.post(url), model).json(&body);
+    (request, Box::<ChatStream>::default())
+}
+
+fn completion_body(model: &ModelConfig, call: &FimCall<'_>, stream: bool) -> Value {
     let mut body = json!({
         "model": model.model,
         "prompt": call.prompt.prompt,
         "max_tokens": call.max_tokens.max(1),
         "temperature": 0.0,
-        "stream": false,
+        "stream": stream,
         "stop": stops_for_api(&call.prompt.stop, 4),
     });
+    if stream {
+        body["stream_options"] = json!({ "include_usage": true });
+    }
     if let Some(suffix) = &call.prompt.suffix {
         body["suffix"] = json!(suffix);
     }
-    let text = post_json(http, model, &url, &body).await?;
-    parse_completion(&text).map_err(|detail| ProviderError::Malformed { url, detail })
+    body
 }
 
 /// Reads a `/completions` answer: one JSON object, or (some servers stream regardless) SSE.

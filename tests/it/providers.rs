@@ -498,3 +498,45 @@ async fn keys_never_appear_in_errors() {
         }
     }
 }
+
+/// `Providers::fim_streamed` on each FIM wire (OpenAI `/v1/completions` SSE with `text`
+/// chunks, llama.cpp `/infill` SSE with `content` pieces, Ollama `/api/generate` NDJSON with
+/// `response` lines): the request asks for a stream, the pieces arrive in order and make the
+/// whole answer, with the time to its first token.
+#[tokio::test]
+async fn fim_streams_pieces_in_order_on_each_wire() {
+    use pilotfish::prompt::FimPrompt;
+    use pilotfish::providers::FimCall;
+    let text = "for x in xs:\n        total += x\n";
+    for (provider, suffix, path) in [
+        (Provider::Openai, None, "/v1/completions"),
+        (Provider::Llamacpp, Some("\n".to_string()), "/infill"),
+        (Provider::Ollama, Some("\n".to_string()), "/api/generate"),
+    ] {
+        let double = ModelDouble::start(Behaviour::answer(text).chunks(4));
+        let model = model(&double, provider, None);
+        let prompt = FimPrompt {
+            prompt: "def f(xs):\n    ".into(),
+            suffix,
+            stop: Vec::new(),
+        };
+        let call = FimCall {
+            prompt: &prompt,
+            max_tokens: 64,
+            time_budget: None,
+            other_files: &[],
+        };
+        let mut pieces = Vec::new();
+        let answer = Providers::new()
+            .fim_streamed(&model, call, &mut |p| pieces.push(p.to_string()))
+            .await
+            .unwrap_or_else(|e| panic!("{provider:?}: {e}"));
+        assert_eq!(answer.text, text, "{provider:?}");
+        assert!(pieces.len() > 1, "{provider:?}: {pieces:?}");
+        assert_eq!(pieces.concat(), text, "{provider:?}");
+        assert!(answer.first_token.is_some(), "{provider:?}");
+        let call = double.last_model_call().expect("a call");
+        assert_eq!(call.path, path, "{provider:?}");
+        assert!(call.wants_stream(), "{provider:?}: {}", call.body);
+    }
+}
