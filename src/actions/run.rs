@@ -6,7 +6,9 @@
 //! 2. **ask** — redaction for cloud models, then the fallback chain ([`run_chain`]) with the
 //!    answer streamed;
 //! 3. **read** — the answer as markdown, as a rewrite checked against the whole document
-//!    (two parses) with its diff, or as strictly parsed findings.
+//!    (two parses) with its diff, or as strictly parsed findings; an answer the provider
+//!    stopped at the token limit says so (the markdown ends with a note, or the reason it is
+//!    unusable names the limit).
 //!
 //! Steps 1 and 3 grow with the document (a whole-file selection, a 20,000-line file), so
 //! they run on the blocking pool: the runtime thread, which serves every keystroke, only
@@ -260,6 +262,11 @@ pub async fn run_action(
     let kind = input.kind;
     tracing::info!(task = kind.name(), model = %model, endpoint, reason = %provenance.reason, chars = answer.text.len(), "action answered");
 
+    let cut_note = if answer.cut_at_limit {
+        cut_note(&chain, &model)
+    } else {
+        None
+    };
     let read = {
         let (snapshot, target) = (input.snapshot.clone(), target.clone());
         let shown_lines = messages.shown_lines;
@@ -268,6 +275,7 @@ pub async fn run_action(
                 text: &answer.text,
                 shown_lines,
                 first_line,
+                cut_note,
             };
             read_answer(output, &snapshot, &target, &display_path, answer)
         }
@@ -466,44 +474,66 @@ struct Answer<'a> {
     shown_lines: u32,
     /// 0-based document line of the code's line 1.
     first_line: u32,
+    /// Set when the provider said the answer stopped at the token limit ([`cut_note`]).
+    cut_note: Option<String>,
+}
+
+/// What the user is told when `model`'s answer stopped at its `max_output_tokens`: the text
+/// may end mid-sentence, and the limit is theirs to raise. None for a model not in `chain`.
+fn cut_note(chain: &[Model], model: &str) -> Option<String> {
+    let limit = chain
+        .iter()
+        .find(|m| &*m.name == model)?
+        .config
+        .max_output_tokens;
+    Some(format!(
+        "… answer cut at the {limit}-token limit; raise max_output_tokens in [models.{model}] for longer answers"
+    ))
 }
 
 /// Step 3 (blocking pool): the answer read for `output`; an edit is checked against the
-/// whole document and diffed. Returns the result and a note for the user, or one line
-/// saying why the answer is unusable.
+/// whole document and diffed. Returns the result and notes for the user, or one line
+/// saying why the answer is unusable. An answer cut at the token limit says so: at the end
+/// of the markdown, in the notes, or in the reason it is unusable.
 fn read_answer(
     output: ActionOutput,
     snapshot: &Snapshot,
     target: &Target,
     display_path: &str,
     answer: Answer<'_>,
-) -> Result<(ActionResult, Option<String>), String> {
+) -> Result<(ActionResult, Vec<String>), String> {
+    let cut = answer.cut_note;
+    let unusable = |why: String| match &cut {
+        Some(note) => format!("{why} ({})", note.trim_start_matches("… ")),
+        None => why,
+    };
     match output {
-        ActionOutput::Document => Ok((
-            ActionResult::Document {
-                markdown: answer.text.trim().to_string(),
-            },
-            None,
-        )),
+        ActionOutput::Document => {
+            let mut markdown = answer.text.trim().to_string();
+            if let Some(note) = &cut {
+                markdown.push_str(&format!("\n\n_{note}._"));
+            }
+            Ok((ActionResult::Document { markdown }, Vec::new()))
+        }
         ActionOutput::Edit => {
             let code = extract_code(answer.text, snapshot.language)
-                .map_err(|e| format!("no edit: {e}"))?;
+                .map_err(|e| unusable(format!("no edit: {e}")))?;
             let document = snapshot.rope.to_string();
             crate::test_hooks::hold("refactor check");
             let edit = validate_refactor(snapshot.language, &document, target.range.clone(), &code)
-                .map_err(|e| format!("no edit: {e}"))?;
+                .map_err(|e| unusable(format!("no edit: {e}")))?;
             let diff = unified_diff(display_path, &document, &edit.document);
-            let note = edit.note.clone();
-            Ok((ActionResult::Edit { edit, diff }, note))
+            let notes = edit.note.iter().cloned().chain(cut).collect();
+            Ok((ActionResult::Edit { edit, diff }, notes))
         }
         ActionOutput::Diagnostics => {
             let findings = parse_findings(answer.text, answer.shown_lines)
-                .map_err(|e| format!("no findings: {e}"))?;
+                .map_err(|e| unusable(format!("no findings: {e}")))?;
             let placed = findings
                 .into_iter()
                 .map(|f| place(snapshot, target, answer.first_line, f))
                 .collect();
-            Ok((ActionResult::Diagnostics(placed), None))
+            Ok((ActionResult::Diagnostics(placed), cut.into_iter().collect()))
         }
     }
 }

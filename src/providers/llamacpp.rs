@@ -54,5 +54,8 @@ pub(super) async fn fim(
         tokens_in: obj.get("tokens_evaluated").and_then(Value::as_u64),
         tokens_out: obj.get("tokens_predicted").and_then(Value::as_u64),
         first_token: None,
+        // `limit`: n_predict reached; `truncated`: the context filled up first.
+        cut_at_limit: obj.get("stop_type").and_then(Value::as_str) == Some("limit")
+            || obj.get("truncated").and_then(Value::as_bool) == Some(true),
     })
 }

@@ -31,6 +31,11 @@ pub struct ModelAnswer {
     pub tokens_out: Option<u64>,
     /// Time from the start of the call to the first piece of text (streamed calls).
     pub first_token: Option<Duration>,
+    /// The provider said generation stopped at the output-token limit (OpenAI
+    /// `finish_reason: "length"`, Anthropic `stop_reason: "max_tokens"`, Ollama
+    /// `done_reason: "length"`, llama.cpp `stop_type: "limit"` or `truncated`): the text may
+    /// end mid-sentence.
+    pub cut_at_limit: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
