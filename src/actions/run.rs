@@ -27,7 +27,7 @@ use serde::Serialize;
 
 use crate::config::{ActionOutput, Config};
 use crate::documents::Snapshot;
-use crate::providers::{ChatCall, ChatMessage, ModelAnswer, Providers};
+use crate::providers::{ChatCall, ChatMessage, Cut, ModelAnswer, Providers};
 use crate::redact::redact;
 use crate::resilience::{Attempt, Health, run_chain};
 use crate::route_input::RouteInput;
@@ -262,11 +262,7 @@ pub async fn run_action(
     let kind = input.kind;
     tracing::info!(task = kind.name(), model = %model, endpoint, reason = %provenance.reason, chars = answer.text.len(), "action answered");
 
-    let cut_note = if answer.cut_at_limit {
-        cut_note(&chain, &model)
-    } else {
-        None
-    };
+    let cut_note = answer.cut.and_then(|cut| cut_note(cut, &chain, &model));
     let read = {
         let (snapshot, target) = (input.snapshot.clone(), target.clone());
         let shown_lines = messages.shown_lines;
@@ -474,21 +470,37 @@ struct Answer<'a> {
     shown_lines: u32,
     /// 0-based document line of the code's line 1.
     first_line: u32,
-    /// Set when the provider said the answer stopped at the token limit ([`cut_note`]).
+    /// Set when the answer was cut before the model finished it ([`cut_note`]).
     cut_note: Option<String>,
 }
 
-/// What the user is told when `model`'s answer stopped at its `max_output_tokens`: the text
-/// may end mid-sentence, and the limit is theirs to raise. None for a model not in `chain`.
-fn cut_note(chain: &[Model], model: &str) -> Option<String> {
-    let limit = chain
-        .iter()
-        .find(|m| &*m.name == model)?
-        .config
-        .max_output_tokens;
+/// What the user is told when `model`'s answer was cut (at its `max_output_tokens`, or by its
+/// `timeout_ms` while it streamed): the text may end mid-sentence, and the limit is theirs to
+/// raise. None for a model not in `chain`.
+fn cut_note(cut: Cut, chain: &[Model], model: &str) -> Option<String> {
+    let config = &chain.iter().find(|m| &*m.name == model)?.config;
+    let (limit, key) = match cut {
+        Cut::TokenLimit => (
+            format!("{}-token limit", config.max_output_tokens),
+            "max_output_tokens",
+        ),
+        Cut::Timeout => (
+            format!("{} timeout", seconds(config.timeout_ms)),
+            "timeout_ms",
+        ),
+    };
     Some(format!(
-        "… answer cut at the {limit}-token limit; raise max_output_tokens in [models.{model}] for longer answers"
+        "… answer cut at the {limit}; raise {key} in [models.{model}] for longer answers"
     ))
+}
+
+/// `30 s`, `2.5 s`.
+fn seconds(ms: u64) -> String {
+    if ms % 1000 == 0 {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
 }
 
 /// Step 3 (blocking pool): the answer read for `output`; an edit is checked against the

@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use super::{FimCall, ModelAnswer, ProviderError, join, post_json};
+use super::{Cut, FimCall, ModelAnswer, ProviderError, join, post_json};
 use crate::config::ModelConfig;
 
 pub(super) async fn fim(
@@ -55,7 +55,8 @@ pub(super) async fn fim(
         tokens_out: obj.get("tokens_predicted").and_then(Value::as_u64),
         first_token: None,
         // `limit`: n_predict reached; `truncated`: the context filled up first.
-        cut_at_limit: obj.get("stop_type").and_then(Value::as_str) == Some("limit")
-            || obj.get("truncated").and_then(Value::as_bool) == Some(true),
+        cut: (obj.get("stop_type").and_then(Value::as_str) == Some("limit")
+            || obj.get("truncated").and_then(Value::as_bool) == Some(true))
+        .then_some(Cut::TokenLimit),
     })
 }

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::stream::{ChatWire, NdjsonDecoder, WireError};
 use super::{
-    ChatCall, FimCall, ModelAnswer, ProviderError, chat_messages, error_text, join, one_line,
+    ChatCall, Cut, FimCall, ModelAnswer, ProviderError, chat_messages, error_text, join, one_line,
     post_json, with_key,
 };
 use crate::config::ModelConfig;
@@ -166,7 +166,7 @@ fn parse_generate(body: &str) -> Result<ModelAnswer, String> {
             saw_response = true;
         }
         if obj.get("done").and_then(Value::as_bool) == Some(true) {
-            answer.cut_at_limit = cut_at_limit(&obj);
+            answer.cut = cut_at_limit(&obj).then_some(Cut::TokenLimit);
             answer.tokens_in = obj.get("prompt_eval_count").and_then(Value::as_u64);
             answer.tokens_out = obj.get("eval_count").and_then(Value::as_u64);
         }
@@ -193,11 +193,11 @@ mod tests {
                 tokens_in: Some(30),
                 tokens_out: Some(4),
                 first_token: None,
-                cut_at_limit: false,
+                cut: None,
             })
         );
         let cut = r#"{"response":"foo(","done":true,"done_reason":"length","eval_count":2}"#;
-        assert!(parse_generate(cut).unwrap().cut_at_limit);
+        assert_eq!(parse_generate(cut).unwrap().cut, Some(Cut::TokenLimit));
         let ndjson = "{\"response\":\"fo\",\"done\":false}\n{\"response\":\"o\",\"done\":false}\n{\"response\":\"\",\"done\":true,\"eval_count\":2}\n";
         let a = parse_generate(ndjson).unwrap();
         assert_eq!((a.text.as_str(), a.tokens_out), ("foo", Some(2)));

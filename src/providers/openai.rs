@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::stream::{ChatWire, SseDecoder, WireError};
 use super::{
-    ChatCall, FimCall, ModelAnswer, ProviderError, chat_messages, error_text, join, one_line,
+    ChatCall, Cut, FimCall, ModelAnswer, ProviderError, chat_messages, error_text, join, one_line,
     post_json, sse_data, stops_for_api, with_key,
 };
 use crate::config::ModelConfig;
@@ -176,7 +176,9 @@ fn parse_completion(body: &str) -> Result<ModelAnswer, String> {
                 .ok_or("a choice without `text`")?;
             answer.text.push_str(text);
             saw_choice = true;
-            answer.cut_at_limit |= choice.get("finish_reason").is_some_and(is_length);
+            if choice.get("finish_reason").is_some_and(is_length) {
+                answer.cut = Some(Cut::TokenLimit);
+            }
         }
         if let Some(usage) = obj.get("usage").filter(|u| u.is_object()) {
             answer.tokens_in = usage.get("prompt_tokens").and_then(Value::as_u64);
@@ -204,11 +206,11 @@ mod tests {
                 tokens_in: Some(12),
                 tokens_out: Some(3),
                 first_token: None,
-                cut_at_limit: false,
+                cut: None,
             })
         );
         let cut = r#"{"choices":[{"text":"x +","index":0,"finish_reason":"length"}]}"#;
-        assert!(parse_completion(cut).unwrap().cut_at_limit);
+        assert_eq!(parse_completion(cut).unwrap().cut, Some(Cut::TokenLimit));
         let sse = "data: {\"choices\":[{\"text\":\"a\"}]}\n\ndata: {\"choices\":[{\"text\":\"b\"}]}\n\ndata: [DONE]\n\n";
         assert_eq!(parse_completion(sse).unwrap().text, "ab");
         assert!(parse_completion("<html>oops</html>").is_err());

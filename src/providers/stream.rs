@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
-use super::{ModelAnswer, ProviderError, one_line, root_cause};
+use super::{Cut, ModelAnswer, ProviderError, one_line, root_cause};
 use crate::config::ModelConfig;
 
 /// A longer line than this is not a stream we understand (it guards memory, not correctness).
@@ -349,7 +349,7 @@ pub(super) async fn read_chat(
         tokens_in,
         tokens_out,
         first_token: got.first_token,
-        cut_at_limit: wire.cut_at_limit(),
+        cut: wire.cut_at_limit().then_some(Cut::TokenLimit),
     })
 }
 

@@ -893,29 +893,30 @@ fn cli_action_exits_non_zero_when_every_model_fails_or_the_answer_is_unusable() 
 
 // --- answers cut at the token limit (issue 12, item 10) ----------------------------------
 
-/// A config whose one model speaks `provider` to `double`, with room for `max_tokens` tokens.
-fn one_model_config(provider: &str, double: &ModelDouble, max_tokens: u32) -> String {
+/// A config whose one model speaks `provider` to `double`; `settings` are more of its keys.
+fn one_model_config(provider: &str, double: &ModelDouble, settings: &str) -> String {
     let (url, key) = match provider {
         "openai" => (format!("{}/v1", double.base_url()), ""),
         "anthropic" => (double.base_url(), "api_key_env = \"PILOTFISH_TEST_KEY\"\n"),
         _ => (double.base_url(), ""),
     };
     format!(
-        "[models.local]\nprovider = \"{provider}\"\nurl = \"{url}\"\nmodel = \"test-model\"\nlocal = true\nmax_output_tokens = {max_tokens}\n{key}\n[routes]\ncomplete = [\"local\"]\nexplain = [\"local\"]\nrefactor = [\"local\"]\nreview = [\"local\"]\n"
+        "[models.local]\nprovider = \"{provider}\"\nurl = \"{url}\"\nmodel = \"test-model\"\nlocal = true\n{settings}{key}\n[routes]\ncomplete = [\"local\"]\nexplain = [\"local\"]\nrefactor = [\"local\"]\nreview = [\"local\"]\n"
     )
 }
 
-/// `pilotfish action ACTION lib.rs:4` on RUST_FN against `double` through `provider`.
+/// `pilotfish action ACTION lib.rs:4` on RUST_FN against `double` through `provider`, whose
+/// model has the keys `settings`.
 fn cli_action_through(
     provider: &str,
     double: &ModelDouble,
-    max_tokens: u32,
+    settings: &str,
     action: &str,
 ) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("pilotfish.toml"),
-        one_model_config(provider, double, max_tokens),
+        one_model_config(provider, double, settings),
     )
     .unwrap();
     std::fs::write(dir.path().join("lib.rs"), mark(RUST_FN).0).unwrap();
@@ -930,6 +931,7 @@ fn cli_action_through(
     command.output().expect("run pilotfish")
 }
 
+const EIGHT_TOKENS: &str = "max_output_tokens = 8\n";
 const CUT_NOTE: &str =
     "answer cut at the 8-token limit; raise max_output_tokens in [models.local] for longer answers";
 
@@ -941,7 +943,7 @@ fn an_explanation_cut_at_the_token_limit_says_so_on_every_wire() {
     let short = "`add` adds.";
     for provider in ["ollama", "openai", "llamacpp", "anthropic"] {
         let double = ModelDouble::start(Behaviour::answer(long));
-        let out = cli_action_through(provider, &double, 8, "explain");
+        let out = cli_action_through(provider, &double, EIGHT_TOKENS, "explain");
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{provider}: {stderr}");
@@ -953,7 +955,7 @@ fn an_explanation_cut_at_the_token_limit_says_so_on_every_wire() {
         );
 
         double.set_behaviour(Behaviour::answer(short));
-        let out = cli_action_through(provider, &double, 8, "explain");
+        let out = cli_action_through(provider, &double, EIGHT_TOKENS, "explain");
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert_eq!(
             stdout.trim_end(),
@@ -967,7 +969,7 @@ fn an_explanation_cut_at_the_token_limit_says_so_on_every_wire() {
 fn a_review_cut_at_the_token_limit_says_why_it_is_unusable() {
     let findings = "{\"findings\":[{\"severity\":\"warning\",\"cwe\":\"CWE-190\",\"line_start\":2,\"line_end\":2,\"message\":\"May overflow.\"}]}";
     let double = ModelDouble::start(Behaviour::answer(findings));
-    let out = cli_action_through("openai", &double, 8, "review");
+    let out = cli_action_through("openai", &double, EIGHT_TOKENS, "review");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("review: no findings"), "{stderr}");
@@ -980,7 +982,7 @@ fn an_explanation_cut_at_the_token_limit_says_so_in_the_editor() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("pilotfish.toml"),
-        one_model_config("ollama", &double, 8),
+        one_model_config("ollama", &double, EIGHT_TOKENS),
     )
     .unwrap();
     let lsp = LspClient::spawn(&["--config", "pilotfish.toml"], &[], dir.path());
@@ -1004,4 +1006,43 @@ fn an_explanation_cut_at_the_token_limit_says_so_in_the_editor() {
         .to_string();
     let page = std::fs::read_to_string(&file).expect("the explanation page");
     assert!(page.contains(CUT_NOTE), "{page}");
+}
+
+#[test]
+fn an_explanation_still_streaming_at_the_timeout_is_shown_cut_with_a_note() {
+    // A slow local model: 20 pieces, 300 ms apart, against a 1.5 s timeout.
+    let slow = Behaviour::answer("word ".repeat(40))
+        .chunks(20)
+        .chunk_delay(Duration::from_millis(300));
+    let double = ModelDouble::start(slow);
+    let timeout = "timeout_ms = 1500\n";
+    let out = cli_action_through("openai", &double, timeout, "explain");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.starts_with("word word"), "{stdout}");
+    assert!(
+        stdout.trim_end().ends_with(
+            "_… answer cut at the 1.5 s timeout; raise timeout_ms in [models.local] for longer answers._"
+        ),
+        "{stdout}"
+    );
+    let words = stdout.matches("word").count();
+    assert!(
+        words > 0 && words < 40,
+        "only what arrived in time: {stdout}"
+    );
+    assert_eq!(
+        double.aborted(),
+        1,
+        "the stream was dropped: {}",
+        double.summary()
+    );
+
+    // Nothing arrived in time: still an error, naming the timeout.
+    double.set_behaviour(Behaviour::answer("late").delay(Duration::from_millis(2500)));
+    let out = cli_action_through("openai", &double, timeout, "explain");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("within 1500 ms"), "{stderr}");
 }
