@@ -12,7 +12,8 @@
 //! The pipeline, in order — one small function each:
 //! 1. [`cut_at_stop`]: the first stop sequence or leaked special token ends the answer.
 //! 2. [`strip_fences`], [`strip_echo`]: chat wrappers and a repeat of the typed line go.
-//! 3. single-line: [`first_line`].
+//! 3. single-line: [`first_line`]; after a complete statement at a line's end, the model may
+//!    start the next line instead: [`next_line`].
 //! 4. multi-line: [`fit_block`] — indentation, block end, repeats, length.
 //! 5. [`trim_line_after`]: the rest of the cursor line, when the model wrote it again.
 //! 6. [`balance_against_suffix`]: closers that the suffix already supplies.
@@ -77,6 +78,8 @@ pub fn postprocess(raw: &str, ctx: &CompletionContext, stop: &[String]) -> Optio
 
     let text = if ctx.shape.multiline {
         fit_block(text, ctx, &after_prefix)
+    } else if ctx.shape.next_line && text.starts_with('\n') {
+        next_line(text, ctx)?
     } else {
         first_line(text)?.to_string()
     };
@@ -179,6 +182,21 @@ pub fn first_line(text: &str) -> Option<&str> {
     } else {
         Some(line)
     }
+}
+
+/// Step 3, after a complete statement at a line's end ([`SuggestionShape::next_line`]),
+/// when the model started a new line: the line break (two for a blank line between) and the
+/// one line after it. Nothing when that line is blank or repeats the line just written.
+///
+/// [`SuggestionShape::next_line`]: crate::syntax::context::SuggestionShape::next_line
+pub fn next_line(text: &str, ctx: &CompletionContext) -> Option<String> {
+    let body = text.trim_start_matches('\n');
+    let breaks = (text.len() - body.len()).min(2);
+    let line = body.split('\n').next().unwrap_or("");
+    if line.trim().is_empty() || line.trim() == ctx.shape.line_before.trim() {
+        return None;
+    }
+    Some(format!("{}{line}", "\n".repeat(breaks)))
 }
 
 /// Step 4: keeps the lines of a multi-line suggestion that belong to the cursor's block.
@@ -766,11 +784,42 @@ mod tests {
                 line_before,
                 line_after,
                 block_indent,
+                next_line: false,
             },
         }
     }
 
     use Language::{C, Go, JavaScript, PlainText, Python, Rust};
+
+    /// After a complete statement at a line's end, the model may start the next line: the
+    /// suggestion is the line break and that one line; or it may add to the line.
+    #[test]
+    fn next_line_after_a_complete_statement() {
+        let fixture = "def f(items):\n    total = 0$0\n    return total\n";
+        // (raw answer, expected)
+        let cases: &[(&str, Option<&str>)] = &[
+            (
+                "\n    for item in items:\n        total += item\n",
+                Some("\n    for item in items:"),
+            ),
+            // A blank line between is kept (one), more are not.
+            ("\n\n\n    print(total)\n", Some("\n\n    print(total)")),
+            // Adding to the line is still a suggestion.
+            ("  # the sum\n    for x in items:", Some("  # the sum")),
+            // The line that already follows, a blank line, the line just written: nothing.
+            ("\n    return total\n", None),
+            ("\n\n", None),
+            ("\n    total = 0\n", None),
+        ];
+        for (raw, want) in cases {
+            let mut c = ctx(fixture, Python, false, None);
+            c.shape.next_line = true;
+            assert_eq!(postprocess(raw, &c, &[]).as_deref(), *want, "{raw:?}");
+        }
+        // Without the shape (mid-expression), a model that starts a new line gives nothing.
+        let c = ctx(fixture, Python, false, None);
+        assert_eq!(postprocess("\n    for item in items:", &c, &[]), None);
+    }
 
     /// (name, raw answer, fixture, language, multiline, block_indent, stop, expected)
     type Case = (

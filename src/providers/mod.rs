@@ -13,7 +13,6 @@ mod llamacpp;
 mod ollama;
 mod openai;
 mod probe;
-mod spend;
 
 pub use probe::model_listed;
 mod stream;
@@ -157,12 +156,11 @@ pub struct OtherFile {
     pub text: std::sync::Arc<str>,
 }
 
-/// The shared HTTP client and the per-provider request code.
+/// The shared HTTP client and the per-provider request code. What calls cost is counted by
+/// their callers, in the usage log (`crate::telemetry`).
 #[derive(Clone)]
 pub struct Providers {
     http: reqwest::Client,
-    /// What today's answered calls cost.
-    spend: std::sync::Arc<spend::Spend>,
 }
 
 impl Default for Providers {
@@ -182,22 +180,7 @@ impl Providers {
             .user_agent(concat!("pilotfish/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("the HTTP client builds with static settings");
-        Providers {
-            http,
-            spend: Default::default(),
-        }
-    }
-
-    /// USD spent on model calls today (UTC), by this process.
-    pub fn spent_today_usd(&self) -> f64 {
-        self.spend.today_usd()
-    }
-
-    fn account(&self, model: &ModelConfig, sent_chars: usize, answer: &ModelAnswer) {
-        let tokens_in = spend::tokens_or_estimate(answer.tokens_in, sent_chars);
-        let tokens_out = spend::tokens_or_estimate(answer.tokens_out, answer.text.len());
-        self.spend
-            .add(spend::cost_usd(model, tokens_in, tokens_out));
+        Providers { http }
     }
 
     /// Asks `model` to fill in the middle.
@@ -206,8 +189,7 @@ impl Providers {
         model: &ModelConfig,
         call: FimCall<'_>,
     ) -> Result<ModelAnswer, ProviderError> {
-        let sent = call.prompt.prompt.len() + call.prompt.suffix.as_ref().map_or(0, String::len);
-        let answer = match model.provider {
+        match model.provider {
             Provider::Openai => openai::fim(&self.http, model, call).await,
             Provider::Ollama => ollama::fim(&self.http, model, call).await,
             Provider::Llamacpp => llamacpp::fim(&self.http, model, call).await,
@@ -215,9 +197,7 @@ impl Providers {
                 "model {:?} is an Anthropic chat model; it cannot serve fill-in-the-middle completion",
                 model.model
             ))),
-        }?;
-        self.account(model, sent, &answer);
-        Ok(answer)
+        }
     }
 
     /// Streams a chat answer from `model`, calling `on_text` with each piece of text as it
@@ -265,7 +245,7 @@ impl Providers {
             stream_chat(&url, model, request, wire.as_mut(), started, &mut keep).await
         };
         let limit = Duration::from_millis(model.timeout_ms);
-        let answer = match tokio::time::timeout(limit, work).await {
+        match tokio::time::timeout(limit, work).await {
             Ok(result) => result,
             Err(_) if !arrived.is_empty() => Ok(ModelAnswer {
                 text: arrived,
@@ -277,10 +257,7 @@ impl Providers {
                 url,
                 ms: model.timeout_ms,
             }),
-        }?;
-        let sent = call.system.len() + call.messages.iter().map(|m| m.content.len()).sum::<usize>();
-        self.account(model, sent, &answer);
-        Ok(answer)
+        }
     }
 
     /// A cheap request that opens a pooled connection to the model server (and tells

@@ -70,7 +70,13 @@ fn superseded_requests_are_answered_empty_without_a_model_call() {
     );
     let result = server.inline_result(last);
     assert_eq!(suggestion(&result).as_deref(), Some("c + 1;"), "{result}");
-    let calls = server.double.model_calls();
+    // The requests' calls (not the prefetch after the suggestion, which asks after it).
+    let calls: Vec<_> = server
+        .double
+        .model_calls()
+        .into_iter()
+        .filter(|c| !c.fim_prefix_text().ends_with("c + 1;"))
+        .collect();
     assert!(
         calls.len() <= 2,
         "at most the first and the last request reach the model: {}",
@@ -233,7 +239,6 @@ fn accepting_a_suggestion_brings_the_next_one_from_the_cache() {
         "the prefetch: {}",
         server.double.summary()
     );
-    let calls = server.double.requests();
     // The editor inserts the suggestion, reports the acceptance, and asks at the new place.
     let accepted = "for item in items:";
     server.lsp.type_text(&uri, 2, (line, col), accepted);
@@ -251,10 +256,60 @@ fn accepting_a_suggestion_brings_the_next_one_from_the_cache() {
         Some("total += item"),
         "{next}"
     );
+    // From the cache: no call for the new place but the prefetch made while the first
+    // was shown (delivering this one starts the prefetch after it in turn).
+    assert_eq!(source_of(&next), "cache", "{next}");
     assert_eq!(
-        server.double.requests(),
-        calls,
-        "the next suggestion came from the cache: {}",
+        server.calls_at("for item in items:"),
+        1,
+        "{}",
+        server.double.summary()
+    );
+    server.lsp.shutdown_and_exit();
+}
+
+/// Where a delivered suggestion came from, as its accept command says (`model`, `cache`,
+/// `typed-ahead`).
+fn source_of(result: &serde_json::Value) -> String {
+    items(result)[0]["command"]["arguments"][0]["source"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Accepting a whole line leaves the cursor at the end of a complete statement: the next
+/// suggestion is the next line (a line break, then the line), computed in the background
+/// while the first was shown.
+#[test]
+fn accepting_a_whole_line_brings_the_next_line_from_the_cache() {
+    let server = Server::start(Behaviour::answer_with(|call| {
+        let prefix = call.fim_prefix_text();
+        if prefix.ends_with("total = 0") {
+            "\n    for item in items:\n        total += item\n".to_owned()
+        } else {
+            "total = 0".to_owned()
+        }
+    }));
+    let (uri, line, col) = server.open("sum.py", "python", "def f(items):\n    $0\n");
+    let shown = server.inline(&uri, line, col);
+    assert_eq!(suggestion(&shown).as_deref(), Some("total = 0"), "{shown}");
+    assert!(
+        server.wait_calls_at("total = 0", 1),
+        "the prefetch: {}",
+        server.double.summary()
+    );
+    server.lsp.type_text(&uri, 2, (line, col), "total = 0");
+    let next = server.inline(&uri, line, col + "total = 0".len() as u32);
+    assert_eq!(
+        suggestion(&next).as_deref(),
+        Some("\n    for item in items:"),
+        "{next}"
+    );
+    assert_eq!(source_of(&next), "cache", "{next}");
+    assert_eq!(
+        server.calls_at("total = 0"),
+        1,
+        "{}",
         server.double.summary()
     );
     server.lsp.shutdown_and_exit();

@@ -23,3 +23,4 @@ mod route_cli;
 mod routing;
 mod session;
 mod smoke;
+mod usage;
