@@ -5,8 +5,8 @@
 //   line); the status bar names the model; ctrl+alt+e opens the Explain page; the status
 //   bar names the model that explained; typing a word at a slow typist's pace (a key every
 //   400 ms, faster than the model) cancels no model call on the server (from the usage log:
-//   VS Code's cancel on each keystroke is held back by the extension, so the server hands
-//   the call over to the next request instead of dropping it).
+//   VS Code cancels its request at each keystroke and asks again 50 ms later; a slow
+//   model's call must outlive that cancel and pass to the next request).
 // A PNG of each state goes to --out. Prints one line per check on stdout,
 //   RESULT <TAB> 0|1 <TAB> name <TAB> detail
 // for the shell script to count; progress goes to stderr. Exit 0 when every check held.

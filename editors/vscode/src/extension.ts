@@ -36,7 +36,6 @@ import {
   serverExecutable,
   toServerLaunch,
 } from './settings';
-import { CancelHandover } from './handover';
 import { ChannelLevel, serverLogLine } from './serverlog';
 import { AcceptInfo, StatusState, acceptInfoOf, formatStatusWithStats, statsSummary } from './status';
 
@@ -45,7 +44,6 @@ let launch: ServerLaunch | undefined;
 let statusItem: vscode.StatusBarItem;
 let output: vscode.LogOutputChannel;
 let lastAccept: AcceptInfo | undefined;
-const handover = new CancelHandover();
 let lastStatus: StatusState = { kind: 'starting' };
 /** The last day's usage (from `pilotfish.stats`), the tooltip's last line. */
 let usageLine: string | undefined;
@@ -104,17 +102,6 @@ function warn(lines: string[]): void {
   }
 }
 
-/** Resolves (with nothing) once `token` is cancelled. */
-function whenCancelled(token: vscode.CancellationToken): Promise<undefined> {
-  return new Promise((resolve) => {
-    if (token.isCancellationRequested) return resolve(undefined);
-    const sub = token.onCancellationRequested(() => {
-      sub.dispose();
-      resolve(undefined);
-    });
-  });
-}
-
 function forEachLine(input: Readable, fn: (line: string) => void): void {
   readline.createInterface({ input, crlfDelay: Infinity, terminal: false, historySize: 0 }).on('line', fn);
 }
@@ -160,21 +147,10 @@ function clientOptions(l: ServerLaunch): LanguageClientOptions {
       },
     },
     middleware: {
-      // The client's own inline-completion provider calls this. It is measured here, and
-      // VS Code's cancellation reaches the server only through `handover` (see handover.ts):
-      // VS Code gets its answer (nothing) at once, while the server keeps the request until
-      // the next one for the document supersedes it and can take over its model call.
+      // The client's own inline-completion provider calls this; it is only measured here.
       provideInlineCompletionItems: async (document, position, context, token, next) => {
         const t0 = performance.now();
-        const request = handover.begin(document.uri.toString());
-        const toServer = new vscode.CancellationTokenSource();
-        const onCancel = token.onCancellationRequested(() => request.cancelled(() => toServer.cancel()));
-        const answer = Promise.resolve(next(document, position, context, toServer.token)).finally(() => {
-          request.settled();
-          onCancel.dispose();
-          toServer.dispose();
-        });
-        const result = await Promise.race([answer, whenCancelled(token)]);
+        const result = await next(document, position, context, token);
         if (!token.isCancellationRequested) {
           const ms = performance.now() - t0;
           const info = acceptInfoOf(result);
