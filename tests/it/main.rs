@@ -25,3 +25,4 @@ mod routing;
 mod session;
 mod smoke;
 mod usage;
+mod warm_up;
