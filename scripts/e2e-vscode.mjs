@@ -120,7 +120,13 @@ try {
   await page.keyboard.press('End');
   await page.keyboard.press('Backspace');
   await page.keyboard.type(' ');
-  const before = plain(await editorLine(line));
+  // The line as the file has it, once the editor shows the retyped space (on a busy machine
+  // the DOM can lag the keys).
+  const fileLine = original.split('\n')[line - 1] ?? '';
+  const before = await waitFor(async () => {
+    const l = plain(await editorLine(line));
+    return l === fileLine ? l : undefined;
+  }, 10_000) ?? plain(await editorLine(line));
   log(`line ${line}: ${JSON.stringify(before)}; waiting up to ${opt.wait} s for ghost text`);
 
   // 1. Ghost text.
