@@ -90,6 +90,8 @@ struct ChatStream {
     sse: SseDecoder,
     events: usize,
     stopped: bool,
+    /// The `stop_reason` was `max_tokens`.
+    cut_at_limit: bool,
     done: bool,
     tokens_in: Option<u64>,
     tokens_out: Option<u64>,
@@ -136,11 +138,9 @@ impl ChatStream {
                         self.tokens_in = Some(input);
                     }
                 }
-                if obj
-                    .pointer("/delta/stop_reason")
-                    .is_some_and(|r| !r.is_null())
-                {
+                if let Some(reason) = obj.pointer("/delta/stop_reason").filter(|r| !r.is_null()) {
                     self.stopped = true;
+                    self.cut_at_limit = reason.as_str() == Some("max_tokens");
                 }
             }
             "message_stop" => self.done = true,
@@ -193,6 +193,10 @@ impl ChatWire for ChatStream {
     fn usage(&self) -> (Option<u64>, Option<u64>) {
         (self.tokens_in, self.tokens_out)
     }
+
+    fn cut_at_limit(&self) -> bool {
+        self.cut_at_limit
+    }
 }
 
 #[cfg(test)]
@@ -229,10 +233,16 @@ mod tests {
             pieces,
             result,
             usage,
+            cut_at_limit,
         } = chat_stream(&body);
         assert_eq!(pieces, vec!["Hello", ", wörld 😀"]);
         assert_eq!(result, Ok(()));
         assert_eq!(usage, (Some(25), Some(15)));
+        assert!(!cut_at_limit);
+        // Stopped by `max_tokens`: complete, and cut at the limit.
+        let cut = body.replace("end_turn", "max_tokens");
+        let run = chat_stream(&cut);
+        assert_eq!((run.result, run.cut_at_limit), (Ok(()), true));
     }
 
     #[test]

@@ -6,7 +6,9 @@
 use serde_json::{Value, json};
 
 use super::stream::{ChatWire, SseDecoder, WireError};
-use super::{FimCall, ModelAnswer, ProviderError, error_text, join, one_line, post_json, with_key};
+use super::{
+    Cut, FimCall, ModelAnswer, ProviderError, error_text, join, one_line, post_json, with_key,
+};
 use crate::config::ModelConfig;
 
 pub(super) async fn fim(
@@ -41,6 +43,7 @@ struct InfillStream {
     done: bool,
     tokens_in: Option<u64>,
     tokens_out: Option<u64>,
+    cut: bool,
 }
 
 impl InfillStream {
@@ -61,6 +64,7 @@ impl InfillStream {
             self.done = true;
             self.tokens_in = obj.get("tokens_evaluated").and_then(Value::as_u64);
             self.tokens_out = obj.get("tokens_predicted").and_then(Value::as_u64);
+            self.cut = cut_at_limit(&obj);
         }
         Ok(())
     }
@@ -99,6 +103,10 @@ impl ChatWire for InfillStream {
 
     fn usage(&self) -> (Option<u64>, Option<u64>) {
         (self.tokens_in, self.tokens_out)
+    }
+
+    fn cut_at_limit(&self) -> bool {
+        self.cut
     }
 }
 
@@ -154,5 +162,13 @@ fn parse_infill(url: &str, text: &str) -> Result<ModelAnswer, ProviderError> {
         tokens_in: obj.get("tokens_evaluated").and_then(Value::as_u64),
         tokens_out: obj.get("tokens_predicted").and_then(Value::as_u64),
         first_token: None,
+        cut: cut_at_limit(&obj).then_some(Cut::TokenLimit),
     })
+}
+
+/// Whether llama-server's last object says the answer stopped at a limit: `stop_type`
+/// `limit` (n_predict reached) or `truncated` (the context filled up first).
+fn cut_at_limit(obj: &Value) -> bool {
+    obj.get("stop_type").and_then(Value::as_str) == Some("limit")
+        || obj.get("truncated").and_then(Value::as_bool) == Some(true)
 }

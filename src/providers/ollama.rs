@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::stream::{ChatWire, NdjsonDecoder, WireError};
 use super::{
-    ChatCall, FimCall, ModelAnswer, ProviderError, chat_messages, error_text, join, one_line,
+    ChatCall, Cut, FimCall, ModelAnswer, ProviderError, chat_messages, error_text, join, one_line,
     post_json, with_key,
 };
 use crate::config::ModelConfig;
@@ -44,6 +44,8 @@ struct ChatStream {
     lines: NdjsonDecoder,
     seen: usize,
     done: bool,
+    /// The `done_reason` was `length`: cut at `num_predict`.
+    cut_at_limit: bool,
     tokens_in: Option<u64>,
     tokens_out: Option<u64>,
 }
@@ -68,6 +70,7 @@ impl ChatStream {
         }
         if obj.get("done").and_then(Value::as_bool) == Some(true) {
             self.done = true;
+            self.cut_at_limit = cut_at_limit(&obj);
             self.tokens_in = obj.get("prompt_eval_count").and_then(Value::as_u64);
             self.tokens_out = obj.get("eval_count").and_then(Value::as_u64);
         }
@@ -109,6 +112,15 @@ impl ChatWire for ChatStream {
     fn usage(&self) -> (Option<u64>, Option<u64>) {
         (self.tokens_in, self.tokens_out)
     }
+
+    fn cut_at_limit(&self) -> bool {
+        self.cut_at_limit
+    }
+}
+
+/// The last object of an answer says it stopped at `num_predict`.
+fn cut_at_limit(done: &Value) -> bool {
+    done.get("done_reason").and_then(Value::as_str) == Some("length")
 }
 
 pub(super) async fn fim(
@@ -177,6 +189,7 @@ fn parse_generate(body: &str) -> Result<ModelAnswer, String> {
             saw_response = true;
         }
         if obj.get("done").and_then(Value::as_bool) == Some(true) {
+            answer.cut = cut_at_limit(&obj).then_some(Cut::TokenLimit);
             answer.tokens_in = obj.get("prompt_eval_count").and_then(Value::as_u64);
             answer.tokens_out = obj.get("eval_count").and_then(Value::as_u64);
         }
@@ -203,8 +216,11 @@ mod tests {
                 tokens_in: Some(30),
                 tokens_out: Some(4),
                 first_token: None,
+                cut: None,
             })
         );
+        let cut = r#"{"response":"foo(","done":true,"done_reason":"length","eval_count":2}"#;
+        assert_eq!(parse_generate(cut).unwrap().cut, Some(Cut::TokenLimit));
         let ndjson = "{\"response\":\"fo\",\"done\":false}\n{\"response\":\"o\",\"done\":false}\n{\"response\":\"\",\"done\":true,\"eval_count\":2}\n";
         let a = parse_generate(ndjson).unwrap();
         assert_eq!((a.text.as_str(), a.tokens_out), ("foo", Some(2)));
@@ -230,10 +246,18 @@ mod tests {
             pieces,
             result,
             usage,
+            cut_at_limit,
         } = chat_stream(body);
         assert_eq!(pieces, vec!["fn ", "main() 😀", ""]);
         assert_eq!(result, Ok(()));
         assert_eq!(usage, (Some(11), Some(3)));
+        assert!(!cut_at_limit);
+        let cut = body.replace(
+            "\"done\":true,",
+            "\"done\":true,\"done_reason\":\"length\",",
+        );
+        let run = chat_stream(&cut);
+        assert_eq!((run.result, run.cut_at_limit), (Ok(()), true));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::stream::{ChatWire, SseDecoder, WireError};
 use super::{
-    ChatCall, FimCall, ModelAnswer, ProviderError, chat_messages, error_text, join, one_line,
+    ChatCall, Cut, FimCall, ModelAnswer, ProviderError, chat_messages, error_text, join, one_line,
     post_json, sse_data, stops_for_api, with_key,
 };
 use crate::config::ModelConfig;
@@ -44,6 +44,8 @@ struct ChatStream {
     sse: SseDecoder,
     events: usize,
     finished: bool,
+    /// The `finish_reason` was `length`: cut at `max_tokens`.
+    cut_at_limit: bool,
     done: bool,
     tokens_in: Option<u64>,
     tokens_out: Option<u64>,
@@ -79,8 +81,9 @@ impl ChatStream {
             if let Some(piece) = piece {
                 text(piece);
             }
-            if choice.get("finish_reason").is_some_and(|f| !f.is_null()) {
+            if let Some(reason) = choice.get("finish_reason").filter(|f| !f.is_null()) {
                 self.finished = true;
+                self.cut_at_limit = is_length(reason);
             }
         }
         if let Some(usage) = obj.get("usage").filter(|u| u.is_object()) {
@@ -125,6 +128,15 @@ impl ChatWire for ChatStream {
     fn usage(&self) -> (Option<u64>, Option<u64>) {
         (self.tokens_in, self.tokens_out)
     }
+
+    fn cut_at_limit(&self) -> bool {
+        self.cut_at_limit
+    }
+}
+
+/// A `finish_reason` saying the answer stopped at `max_tokens`.
+fn is_length(reason: &Value) -> bool {
+    reason.as_str() == Some("length")
 }
 
 pub(super) async fn fim(
@@ -190,6 +202,9 @@ fn parse_completion(body: &str) -> Result<ModelAnswer, String> {
                 .ok_or("a choice without `text`")?;
             answer.text.push_str(text);
             saw_choice = true;
+            if choice.get("finish_reason").is_some_and(is_length) {
+                answer.cut = Some(Cut::TokenLimit);
+            }
         }
         if let Some(usage) = obj.get("usage").filter(|u| u.is_object()) {
             answer.tokens_in = usage.get("prompt_tokens").and_then(Value::as_u64);
@@ -217,8 +232,11 @@ mod tests {
                 tokens_in: Some(12),
                 tokens_out: Some(3),
                 first_token: None,
+                cut: None,
             })
         );
+        let cut = r#"{"choices":[{"text":"x +","index":0,"finish_reason":"length"}]}"#;
+        assert_eq!(parse_completion(cut).unwrap().cut, Some(Cut::TokenLimit));
         let sse = "data: {\"choices\":[{\"text\":\"a\"}]}\n\ndata: {\"choices\":[{\"text\":\"b\"}]}\n\ndata: [DONE]\n\n";
         assert_eq!(parse_completion(sse).unwrap().text, "ab");
         assert!(parse_completion("<html>oops</html>").is_err());
@@ -245,16 +263,19 @@ mod tests {
             pieces,
             result,
             usage,
+            cut_at_limit,
         } = chat_stream(body);
         assert_eq!(pieces, vec!["", "Hel", "lo ✓"]);
         assert_eq!(result, Ok(()));
         assert_eq!(usage, (Some(9), Some(2)));
+        assert!(!cut_at_limit);
     }
 
     #[test]
     fn chat_stream_without_done_is_complete_after_a_finish_reason() {
         let body = "data: {\"choices\":[{\"delta\":{\"content\":\"a\"},\"finish_reason\":\"length\"}]}\n\n";
-        assert_eq!(chat_stream(body).result, Ok(()));
+        let run = chat_stream(body);
+        assert_eq!((run.result, run.cut_at_limit), (Ok(()), true));
         let cut = "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n";
         assert_eq!(chat_stream(cut).result, Err(WireError::Truncated));
     }

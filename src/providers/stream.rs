@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
-use super::{ModelAnswer, ProviderError, one_line, root_cause};
+use super::{Cut, ModelAnswer, ProviderError, one_line, root_cause};
 use crate::config::ModelConfig;
 
 /// A longer line than this is not a stream we understand (it guards memory, not correctness).
@@ -248,6 +248,8 @@ pub(super) trait ChatWire: Send {
     fn is_done(&self) -> bool;
     /// Tokens in and out, when the provider reported them.
     fn usage(&self) -> (Option<u64>, Option<u64>);
+    /// The provider said the answer stopped at the output-token limit.
+    fn cut_at_limit(&self) -> bool;
 }
 
 /// The text received so far, and when its first piece came.
@@ -347,6 +349,7 @@ pub(super) async fn read_chat(
         tokens_in,
         tokens_out,
         first_token: got.first_token,
+        cut: wire.cut_at_limit().then_some(Cut::TokenLimit),
     })
 }
 
@@ -427,6 +430,7 @@ pub(super) mod tests {
         pub pieces: Vec<String>,
         pub result: Result<(), WireError>,
         pub usage: (Option<u64>, Option<u64>),
+        pub cut_at_limit: bool,
     }
 
     pub(crate) fn run_wire<W: ChatWire + Default>(body: &str) -> WireRun {
@@ -455,6 +459,7 @@ pub(super) mod tests {
             pieces,
             result,
             usage: w.usage(),
+            cut_at_limit: w.cut_at_limit(),
         }
     }
 

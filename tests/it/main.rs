@@ -14,6 +14,7 @@ mod double;
 mod endpoints;
 mod fim_wire;
 mod languages;
+mod menu;
 mod positions;
 mod privacy;
 mod providers;
