@@ -887,7 +887,7 @@ impl Route {
             .iter()
             .find(|v| v.kept && v.model == *first.name)?;
         let latency = verdict.endpoints.first()?.latency?;
-        Some(Duration::from_millis(latency.answer_ms))
+        latency.current_answer_ms().map(Duration::from_millis)
     }
 
     /// One line saying why no model can serve this request.
