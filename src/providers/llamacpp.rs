@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use super::stream::{ChatWire, SseDecoder, WireError};
+use super::stream::{ChatWire, SseAnswer, SseWire, WireError};
 use super::{
     Cut, FimCall, ModelAnswer, ProviderError, error_text, join, one_line, post_json, with_key,
 };
@@ -31,24 +31,26 @@ pub(super) fn fim_streamed(
 ) -> Result<(reqwest::RequestBuilder, Box<dyn ChatWire>), ProviderError> {
     let body = infill_body(model, call, true)?;
     let request = with_key(http.post(url), model).json(&body);
-    Ok((request, Box::<InfillStream>::default()))
+    Ok((request, Box::<SseWire<InfillStream>>::default()))
 }
 
 /// The SSE stream of `/infill`: `{"content": …, "stop": false}` pieces, the last one
 /// `stop: true` with the token counts.
 #[derive(Debug, Default)]
 struct InfillStream {
-    sse: SseDecoder,
-    events: usize,
     done: bool,
     tokens_in: Option<u64>,
     tokens_out: Option<u64>,
     cut: bool,
 }
 
-impl InfillStream {
-    fn event(&mut self, data: &str, text: &mut dyn FnMut(&str)) -> Result<(), WireError> {
-        self.events += 1;
+impl SseAnswer for InfillStream {
+    fn event(
+        &mut self,
+        _name: &str,
+        data: &str,
+        text: &mut dyn FnMut(&str),
+    ) -> Result<(), WireError> {
         let obj: Value = serde_json::from_str(data.trim())
             .map_err(|e| WireError::Malformed(format!("bad event ({e}): {}", one_line(data))))?;
         if let Some(error) = obj.get("error").filter(|e| !e.is_null()) {
@@ -67,34 +69,6 @@ impl InfillStream {
             self.cut = cut_at_limit(&obj);
         }
         Ok(())
-    }
-}
-
-impl ChatWire for InfillStream {
-    fn feed(&mut self, bytes: &[u8], text: &mut dyn FnMut(&str)) -> Result<(), WireError> {
-        for event in self.sse.push(bytes).map_err(WireError::Malformed)? {
-            if self.done {
-                break;
-            }
-            self.event(&event.data, text)?;
-        }
-        Ok(())
-    }
-
-    fn finish(&mut self, text: &mut dyn FnMut(&str)) -> Result<(), WireError> {
-        for event in self.sse.finish().map_err(WireError::Malformed)? {
-            if self.done {
-                break;
-            }
-            self.event(&event.data, text)?;
-        }
-        if self.done {
-            Ok(())
-        } else if self.events == 0 {
-            Err(WireError::Malformed(self.sse.not_a_stream()))
-        } else {
-            Err(WireError::Truncated)
-        }
     }
 
     fn is_done(&self) -> bool {

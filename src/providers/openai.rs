@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use super::stream::{ChatWire, SseDecoder, WireError};
+use super::stream::{ChatWire, SseAnswer, SseWire, WireError};
 use super::{
     ChatCall, Cut, FimCall, ModelAnswer, ProviderError, chat_messages, error_text, join, one_line,
     post_json, sse_data, stops_for_api, with_key,
@@ -20,7 +20,7 @@ pub(super) fn chat(
     call: &ChatCall<'_>,
 ) -> (reqwest::RequestBuilder, Box<dyn ChatWire>) {
     let request = with_key(http.post(url), model).json(&chat_body(model, call));
-    (request, Box::<ChatStream>::default())
+    (request, Box::<SseWire<ChatStream>>::default())
 }
 
 /// The `/chat/completions` request: the system prompt as the first message.
@@ -41,8 +41,6 @@ fn chat_body(model: &ModelConfig, call: &ChatCall<'_>) -> Value {
 /// (servers that omit `[DONE]`).
 #[derive(Debug, Default)]
 struct ChatStream {
-    sse: SseDecoder,
-    events: usize,
     finished: bool,
     /// The `finish_reason` was `length`: cut at `max_tokens`.
     cut_at_limit: bool,
@@ -51,9 +49,13 @@ struct ChatStream {
     tokens_out: Option<u64>,
 }
 
-impl ChatStream {
-    fn event(&mut self, data: &str, text: &mut dyn FnMut(&str)) -> Result<(), WireError> {
-        self.events += 1;
+impl SseAnswer for ChatStream {
+    fn event(
+        &mut self,
+        _name: &str,
+        data: &str,
+        text: &mut dyn FnMut(&str),
+    ) -> Result<(), WireError> {
         let data = data.trim();
         if data == "[DONE]" {
             self.done = true;
@@ -92,37 +94,13 @@ impl ChatStream {
         }
         Ok(())
     }
-}
-
-impl ChatWire for ChatStream {
-    fn feed(&mut self, bytes: &[u8], text: &mut dyn FnMut(&str)) -> Result<(), WireError> {
-        for event in self.sse.push(bytes).map_err(WireError::Malformed)? {
-            if self.done {
-                break;
-            }
-            self.event(&event.data, text)?;
-        }
-        Ok(())
-    }
-
-    fn finish(&mut self, text: &mut dyn FnMut(&str)) -> Result<(), WireError> {
-        for event in self.sse.finish().map_err(WireError::Malformed)? {
-            if self.done {
-                break;
-            }
-            self.event(&event.data, text)?;
-        }
-        if self.done || self.finished {
-            Ok(())
-        } else if self.events == 0 {
-            Err(WireError::Malformed(self.sse.not_a_stream()))
-        } else {
-            Err(WireError::Truncated)
-        }
-    }
 
     fn is_done(&self) -> bool {
         self.done
+    }
+
+    fn is_complete(&self) -> bool {
+        self.done || self.finished
     }
 
     fn usage(&self) -> (Option<u64>, Option<u64>) {
@@ -160,7 +138,7 @@ pub(super) fn fim_streamed(
 ) -> (reqwest::RequestBuilder, Box<dyn ChatWire>) {
     let body = completion_body(model, call, true);
     let request = with_key(http.post(url), model).json(&body);
-    (request, Box::<ChatStream>::default())
+    (request, Box::<SseWire<ChatStream>>::default())
 }
 
 fn completion_body(model: &ModelConfig, call: &FimCall<'_>, stream: bool) -> Value {
@@ -247,7 +225,7 @@ mod tests {
     /// Runs a whole body through a fresh `ChatStream` in every chunking; the pieces and
     /// the final state must not depend on it.
     fn chat_stream(body: &str) -> WireRun {
-        run_wire::<ChatStream>(body)
+        run_wire::<SseWire<ChatStream>>(body)
     }
 
     #[test]
