@@ -50,11 +50,10 @@ mod policy;
 
 use policy::{Serves, Speed};
 
-/// Single-line suggestions need few tokens; asking for fewer bounds the worst case.
+/// Single-line suggestions need few tokens; asking for fewer bounds the worst case. The
+/// next line after a statement gets as many: its call has no line-break stop (a line break
+/// starts it), so a slow model's is streamed and closed once the line is out.
 const SINGLE_LINE_MAX_TOKENS: u32 = 64;
-/// The next line after a complete statement: a line break, indentation and one line of
-/// code, with no stop sequence to end it (a line break starts it), so the limit does.
-const NEXT_LINE_MAX_TOKENS: u32 = 32;
 /// A multi-line suggestion is a block, not a file: longer ones are rarely kept and, on a
 /// local model, cost seconds. A model's `max_output_tokens` (sized for the explanations
 /// and rewrites of actions) caps it further.
@@ -1081,8 +1080,6 @@ async fn run_flight(
                 let cloud = redact_before_cloud && !model.is_local();
                 let max_tokens = model.max_output_tokens.min(if ctx.shape.multiline {
                     MULTILINE_MAX_TOKENS
-                } else if ctx.shape.next_line {
-                    NEXT_LINE_MAX_TOKENS
                 } else {
                     SINGLE_LINE_MAX_TOKENS
                 });
