@@ -25,6 +25,7 @@ use crate::resilience::Health;
 use crate::session::{Session, SharedSession};
 use crate::sync::{lock, read, write};
 use crate::syntax::Language;
+use crate::telemetry::UsageLog;
 use crate::test_hooks;
 
 mod actions;
@@ -32,6 +33,10 @@ mod framing;
 
 /// The command attached to every suggestion, so the editor reports acceptance.
 pub const ACCEPT_COMMAND: &str = "pilotfish.accept";
+/// The usage summary of `pilotfish stats --json`, for the editors.
+pub const STATS_COMMAND: &str = "pilotfish.stats";
+/// How long `shutdown` and `pilotfish.stats` wait for queued usage lines to be written.
+const USAGE_FLUSH: std::time::Duration = std::time::Duration::from_millis(500);
 /// How many requests the server works on at once. Completion handlers wait on models;
 /// a generous limit keeps `didChange` and `$/cancelRequest` flowing behind them.
 const MAX_CONCURRENT_REQUESTS: usize = 32;
@@ -149,13 +154,16 @@ pub struct Backend {
     engine: CompletionEngine,
     providers: Providers,
     health: Arc<Health>,
+    /// The usage log (and the day's spend), opened when the configuration is known.
+    usage: UsageLog,
     /// Whether the user has been told that no completion model answers; reset on success.
     told_unreachable: AtomicBool,
-    /// Whether the user has been told that the day's budget keeps cloud models out.
-    told_budget_spent: AtomicBool,
     shutdown_seen: Arc<AtomicBool>,
     /// Code actions: client capabilities, cancel switches, documents with diagnostics.
     actions: actions::ActionState,
+    /// Bumped after every applied `didChange` and every `didClose`, so that a request can end
+    /// when its document moves on ([`Backend::moved_on`]).
+    edits: tokio::sync::watch::Sender<u64>,
 }
 
 /// The message a panic carried.
@@ -219,10 +227,12 @@ impl Backend {
         let session = Session::built_in(None);
         let providers = Providers::new();
         let health = Arc::new(Health::new());
+        let usage = UsageLog::off();
         let engine = CompletionEngine::new(
             session.completion().cache_entries,
             providers.clone(),
             health.clone(),
+            usage.clone(),
         );
         Backend {
             client,
@@ -233,10 +243,27 @@ impl Backend {
             engine,
             providers,
             health,
+            usage,
             told_unreachable: AtomicBool::new(false),
-            told_budget_spent: AtomicBool::new(false),
             shutdown_seen,
             actions: actions::ActionState::default(),
+            edits: tokio::sync::watch::channel(0).0,
+        }
+    }
+
+    /// Resolves once `uri` is at another version than it is now (edited, or closed).
+    fn moved_on(&self, uri: &Uri) -> impl std::future::Future<Output = ()> + use<> {
+        let mut edits = self.edits.subscribe();
+        let documents = Arc::clone(&self.documents);
+        let uri = uri.as_str().to_string();
+        let now = lock(&documents).version(&uri);
+        async move {
+            while edits.changed().await.is_ok() {
+                if lock(&documents).version(&uri) != now {
+                    return;
+                }
+            }
+            std::future::pending().await
         }
     }
 
@@ -298,6 +325,12 @@ impl Backend {
             }
         }
         tracing::info!(origin = %session.origin(), root = ?session.workspace_root(), "configuration loaded");
+        self.set_session(session);
+    }
+
+    /// Makes `session` the current one; the usage log follows its `[telemetry]`.
+    fn set_session(&self, session: Session) {
+        self.usage.configure(&session.config().telemetry);
         self.session.replace(session);
     }
 
@@ -306,13 +339,11 @@ impl Backend {
         self.client.show_message(kind, message).await;
     }
 
-    /// Tells the user, once, that the day's budget keeps cloud models out.
+    /// Tells the user, once a day, that the day's budget keeps cloud models out, with the
+    /// spend (of every Pilotfish process of the user) and the limit.
     async fn tell_budget_spent(&self, session: &Session) {
-        if !self.told_budget_spent.swap(true, Ordering::SeqCst) {
-            let limit = session.config().budget.daily_usd.unwrap_or_default();
-            let message = format!(
-                "Pilotfish: today's budget of ${limit:.2} is spent; cloud models are skipped until tomorrow (UTC)."
-            );
+        let limit = session.config().budget.daily_usd.unwrap_or_default();
+        if let Some(message) = self.usage.budget_notice(limit) {
             self.show(MessageType::INFO, message).await;
         }
     }
@@ -353,6 +384,10 @@ impl Backend {
                 if s.source == crate::completion::Source::Model {
                     self.told_unreachable.store(false, Ordering::SeqCst);
                 }
+                let chars = s.text.chars().count() as u64;
+                let language = snapshot.language.name();
+                self.usage
+                    .shown(&s.id, "complete", &s.model, language, chars);
                 self.engine
                     .delivered(&session, &snapshot, cursor, &s.text, &related);
                 Ok(Some((s, pos)))
@@ -381,9 +416,17 @@ impl Backend {
         }
     }
 
-    /// The user accepted a suggestion in the document the command's arguments name: the
-    /// engine makes sure the next one is on its way.
+    /// The user accepted a suggestion (`pilotfish.accept` with the suggestion's argument
+    /// `{uri, id, model, source, chars}`, plus `accepted_chars` — or `acceptedLength` — when the
+    /// editor accepted part of it): the usage log records it, and the engine makes sure the
+    /// next suggestion is on its way.
     fn accepted(&self, args: &Value) {
+        let text = |key: &str| args.pointer(&format!("/0/{key}")).and_then(Value::as_str);
+        let number = |key: &str| args.pointer(&format!("/0/{key}")).and_then(Value::as_u64);
+        if let Some(id) = text("id") {
+            let accepted = number("accepted_chars").or_else(|| number("acceptedLength"));
+            self.usage.accepted(id, accepted, text("model"));
+        }
         let Some(uri) = args.pointer("/0/uri").and_then(Value::as_str) else {
             return;
         };
@@ -453,7 +496,8 @@ impl Backend {
                 }),
                 code_action_provider: Some(actions::code_action_capability()),
                 execute_command_provider: Some(ExecuteCommandOptions {
-                    commands: std::iter::once(ACCEPT_COMMAND)
+                    commands: [ACCEPT_COMMAND, STATS_COMMAND]
+                        .into_iter()
                         .chain(actions::COMMANDS)
                         .map(String::from)
                         .collect(),
@@ -467,6 +511,22 @@ impl Backend {
             }),
             ..Default::default()
         })
+    }
+
+    /// Tells the completion engine about an edit just applied to `uri`, and warms the model
+    /// server's prompt cache when the engine asks for it (the first edit at a new place).
+    fn after_edit(&self, uri: &str, edits: &[crate::documents::ByteEdit]) {
+        let session = self.session();
+        let Ok(snapshot) = lock(&self.documents).snapshot(uri) else {
+            return;
+        };
+        if let Some(at) = self.engine.edited(&session, &snapshot, edits) {
+            let wanted = session.completion().other_files;
+            let Ok((_, related)) = lock(&self.documents).for_completion(uri, None, &wanted) else {
+                return;
+            };
+            self.engine.warm_up(&session, &snapshot, at, &related);
+        }
     }
 
     /// `textDocument/inlineCompletion` (LSP 3.18).
@@ -496,6 +556,41 @@ impl Backend {
             })))
         })
         .await
+    }
+}
+
+impl Backend {
+    /// `pilotfish.stats` with an optional `{since: "7d"}`: what `pilotfish stats --json`
+    /// prints, over this process's lines too (written first).
+    async fn stats(&self, arguments: &[Value]) -> Result<Value> {
+        let since = arguments
+            .first()
+            .and_then(|a| a.get("since"))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let session = self.session();
+        let usage = self.usage.clone();
+        let report = tokio::task::spawn_blocking(move || {
+            usage.flush(USAGE_FLUSH);
+            let path = usage
+                .path()
+                .ok_or_else(|| "the usage log is off (telemetry.usage_log = \"\")".to_string())?;
+            crate::telemetry::stats_of_log(&path, since.as_deref(), session.config())
+        })
+        .await
+        .map_err(|e| Error {
+            code: tower_lsp_server::jsonrpc::ErrorCode::InternalError,
+            message: format!("pilotfish: stats failed: {e}").into(),
+            data: None,
+        })?;
+        match report {
+            Ok(report) => Ok(serde_json::to_value(report).unwrap_or(Value::Null)),
+            Err(message) => Err(Error {
+                code: tower_lsp_server::jsonrpc::ErrorCode::ServerError(-32803),
+                message: message.into(),
+                data: None,
+            }),
+        }
     }
 }
 
@@ -538,6 +633,7 @@ fn accept_command(uri: &Uri, s: &Suggestion) -> Command {
         command: ACCEPT_COMMAND.into(),
         arguments: Some(vec![json!({
             "uri": uri.as_str(),
+            "id": &*s.id,
             "model": &*s.model,
             "source": s.source.name(),
             "chars": s.text.chars().count(),
@@ -588,6 +684,8 @@ impl LanguageServer for Backend {
 
     async fn shutdown(&self) -> Result<()> {
         self.shutdown_seen.store(true, Ordering::SeqCst);
+        let usage = self.usage.clone();
+        let _ = tokio::task::spawn_blocking(move || usage.flush(USAGE_FLUSH)).await;
         Ok(())
     }
 
@@ -634,7 +732,11 @@ impl LanguageServer for Backend {
                 )
             };
             match applied {
-                Ok(reparse) => self.schedule(reparse, uri.as_str(), false),
+                Ok(changed) => {
+                    self.after_edit(uri.as_str(), &changed.edits);
+                    self.edits.send_modify(|n| *n += 1);
+                    self.schedule(changed.reparse, uri.as_str(), false)
+                }
                 Err(e) => {
                     let message = format!(
                         "Pilotfish ignored an edit it cannot apply; the document is unchanged: {e}"
@@ -653,6 +755,7 @@ impl LanguageServer for Backend {
             test_hooks::panic_if_marked("didClose", |m| uri.as_str().contains(m));
             lock(&self.documents).close(uri.as_str());
             self.engine.close(uri.as_str());
+            self.edits.send_modify(|n| *n += 1);
             self.clear_action_diagnostics(&uri).await;
         })
         .await
@@ -671,7 +774,7 @@ impl LanguageServer for Backend {
                 overrides.to_string().contains(m)
             });
             match self.session().with_overrides(&overrides) {
-                Ok(session) => self.session.replace(session),
+                Ok(session) => self.set_session(session),
                 Err(e) => {
                     self.show(
                         MessageType::ERROR,
@@ -684,11 +787,25 @@ impl LanguageServer for Backend {
         .await
     }
 
+    /// `textDocument/completion`: as the inline request, but it ends (empty, incomplete) as
+    /// soon as its document is edited. A menu request is not superseded by the next
+    /// keystroke the way an inline one is (Helix sends no newer request while one is in
+    /// flight, and no `$/cancelRequest`; it starts no automatic completion in the document
+    /// until the request ends), so waiting on a slow model past an edit would hold up the
+    /// menu of every server. A slow model's call runs on for the next request.
     async fn completion(&self, params: CompletionParams) -> Result<Option<CompletionResponse>> {
         guarded("completion", async {
             let tdp = params.text_document_position;
             let uri = tdp.text_document.uri;
-            let Some((s, pos)) = self.suggest(&uri, tdp.position).await? else {
+            let moved_on = self.moved_on(&uri);
+            let answer = tokio::select! {
+                answer = self.suggest(&uri, tdp.position) => answer?,
+                () = moved_on => {
+                    tracing::debug!(uri = uri.as_str(), "document edited while completing: answering the menu empty");
+                    None
+                }
+            };
+            let Some((s, pos)) = answer else {
                 return Ok(Some(CompletionResponse::List(CompletionList {
                     is_incomplete: true,
                     items: vec![],
@@ -762,6 +879,7 @@ impl LanguageServer for Backend {
                     self.accepted(&args);
                     Ok(None)
                 }
+                STATS_COMMAND => self.stats(&params.arguments).await.map(Some),
                 action if actions::COMMANDS.contains(&action) => {
                     let token = params.work_done_progress_params.work_done_token;
                     self.execute_action(action, &params.arguments, token).await

@@ -12,13 +12,14 @@
 //! The pipeline, in order — one small function each:
 //! 1. [`cut_at_stop`]: the first stop sequence or leaked special token ends the answer.
 //! 2. [`strip_fences`], [`strip_echo`]: chat wrappers and a repeat of the typed line go.
-//! 3. single-line: [`first_line`].
+//! 3. single-line: [`first_line`]; after a complete statement at a line's end, the model may
+//!    start the next line instead: [`next_line`].
 //! 4. multi-line: [`fit_block`] — indentation, block end, repeats, length.
 //! 5. [`trim_line_after`]: the rest of the cursor line, when the model wrote it again.
 //! 6. [`balance_against_suffix`]: closers that the suffix already supplies.
 //! 7. [`already_follows`], [`repeats_neighbour`], [`tidy_whitespace`].
 
-use crate::syntax::context::CompletionContext;
+use crate::syntax::context::{CompletionContext, SuggestionShape};
 use crate::syntax::lang::Quote;
 use crate::syntax::{Language, LanguageSpec};
 
@@ -77,6 +78,8 @@ pub fn postprocess(raw: &str, ctx: &CompletionContext, stop: &[String]) -> Optio
 
     let text = if ctx.shape.multiline {
         fit_block(text, ctx, &after_prefix)
+    } else if ctx.shape.next_line && text.starts_with('\n') {
+        next_line(text, ctx)?
     } else {
         first_line(text)?.to_string()
     };
@@ -95,6 +98,27 @@ pub fn postprocess(raw: &str, ctx: &CompletionContext, stop: &[String]) -> Optio
     } else {
         Some(text)
     }
+}
+
+/// For an answer streamed while it is generated: how much of `raw` makes the suggestion's
+/// first line, once that line is complete — the text up to the first line break that
+/// follows some code (for the next line after a statement, the line break that ends the
+/// line after the leading ones). `None` while the first line is still being written.
+pub fn first_line_end(raw: &str, shape: &SuggestionShape) -> Option<usize> {
+    let lead = if shape.next_line {
+        raw.len() - raw.trim_start_matches(['\n', '\r']).len()
+    } else {
+        0
+    };
+    let mut seen_code = false;
+    for (i, c) in raw[lead..].char_indices() {
+        match c {
+            '\n' if seen_code => return Some(lead + i),
+            c if !c.is_whitespace() => seen_code = true,
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Step 1: cuts at the earliest stop sequence or leaked special token. A bare line break in
@@ -179,6 +203,21 @@ pub fn first_line(text: &str) -> Option<&str> {
     } else {
         Some(line)
     }
+}
+
+/// Step 3, after a complete statement at a line's end ([`SuggestionShape::next_line`]),
+/// when the model started a new line: the line break (two for a blank line between) and the
+/// one line after it. Nothing when that line is blank or repeats the line just written.
+///
+/// [`SuggestionShape::next_line`]: crate::syntax::context::SuggestionShape::next_line
+pub fn next_line(text: &str, ctx: &CompletionContext) -> Option<String> {
+    let body = text.trim_start_matches('\n');
+    let breaks = (text.len() - body.len()).min(2);
+    let line = body.split('\n').next().unwrap_or("");
+    if line.trim().is_empty() || line.trim() == ctx.shape.line_before.trim() {
+        return None;
+    }
+    Some(format!("{}{line}", "\n".repeat(breaks)))
 }
 
 /// Step 4: keeps the lines of a multi-line suggestion that belong to the cursor's block.
@@ -766,11 +805,71 @@ mod tests {
                 line_before,
                 line_after,
                 block_indent,
+                next_line: false,
             },
         }
     }
 
     use Language::{C, Go, JavaScript, PlainText, Python, Rust};
+
+    #[test]
+    fn where_a_streamed_first_line_ends() {
+        let block = SuggestionShape {
+            multiline: true,
+            ..Default::default()
+        };
+        let next = SuggestionShape {
+            next_line: true,
+            ..Default::default()
+        };
+        // (raw so far, shape, end)
+        let cases: &[(&str, &SuggestionShape, Option<usize>)] = &[
+            ("total = 0", &block, None),
+            ("total = 0\n", &block, Some(9)),
+            ("total = 0\n    for x", &block, Some(9)),
+            // A block that starts on the next line: the line after it.
+            ("\n    return 1", &block, None),
+            ("\n    return 1\n", &block, Some(13)),
+            ("  \n", &block, None),
+            ("\n    for x in y:", &next, None),
+            ("\n\n    for x in y:\n", &next, Some(17)),
+            // Going on with the line instead.
+            ("  # sum\n", &next, Some(7)),
+        ];
+        for (raw, shape, want) in cases {
+            assert_eq!(first_line_end(raw, shape), *want, "{raw:?}");
+        }
+    }
+
+    /// After a complete statement at a line's end, the model may start the next line: the
+    /// suggestion is the line break and that one line; or it may add to the line.
+    #[test]
+    fn next_line_after_a_complete_statement() {
+        let fixture = "def f(items):\n    total = 0$0\n    return total\n";
+        // (raw answer, expected)
+        let cases: &[(&str, Option<&str>)] = &[
+            (
+                "\n    for item in items:\n        total += item\n",
+                Some("\n    for item in items:"),
+            ),
+            // A blank line between is kept (one), more are not.
+            ("\n\n\n    print(total)\n", Some("\n\n    print(total)")),
+            // Adding to the line is still a suggestion.
+            ("  # the sum\n    for x in items:", Some("  # the sum")),
+            // The line that already follows, a blank line, the line just written: nothing.
+            ("\n    return total\n", None),
+            ("\n\n", None),
+            ("\n    total = 0\n", None),
+        ];
+        for (raw, want) in cases {
+            let mut c = ctx(fixture, Python, false, None);
+            c.shape.next_line = true;
+            assert_eq!(postprocess(raw, &c, &[]).as_deref(), *want, "{raw:?}");
+        }
+        // Without the shape (mid-expression), a model that starts a new line gives nothing.
+        let c = ctx(fixture, Python, false, None);
+        assert_eq!(postprocess("\n    for item in items:", &c, &[]), None);
+    }
 
     /// (name, raw answer, fixture, language, multiline, block_indent, stop, expected)
     type Case = (

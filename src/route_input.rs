@@ -13,13 +13,13 @@ use std::time::Instant;
 
 use crate::documents::{Snapshot, path_of_uri};
 use crate::position::clamp_range;
-use crate::providers::Providers;
 use crate::redact::contains_secrets;
 use crate::resilience::Health;
 use crate::router::{Decision, RouteRequest, RouteState};
 use crate::session::{COMPLETE_TASK, Session};
 use crate::syntax::context::CompletionContext;
 use crate::syntax::features::{Features, Target, enclosing_target};
+use crate::telemetry::UsageLog;
 use crate::tokens::estimate_tokens;
 
 /// Tokens a chat prompt spends on instructions and context around the code, for the
@@ -123,11 +123,12 @@ impl RouteInput {
     }
 
     /// The decision for this input now: the session's rules and routes, each model's state
-    /// as `health` sees it, and the day's spend as `providers` counted it.
-    pub fn decide(&self, session: &Session, health: &Health, providers: &Providers) -> Decision {
+    /// as `health` sees it, and the day's spend as the usage log has it (every process of the
+    /// user, this day).
+    pub fn decide(&self, session: &Session, health: &Health, usage: &UsageLog) -> Decision {
         let state = RouteState {
             models: health.snapshot(Instant::now()),
-            spent_today_usd: providers.spent_today_usd(),
+            spent_today_usd: usage.spent_today_usd(),
         };
         session.router().decide(&self.request(session), &state)
     }
@@ -198,17 +199,14 @@ explain = ["cloud", "local"]
             input.prompt_tokens,
             input.features.tokens + PROMPT_OVERHEAD_TOKENS
         );
-        let (health, providers) = (Health::new(), Providers::new());
+        let (health, usage) = (Health::new(), UsageLog::off());
         let redacting = session("", "", Some("/w"));
         assert_eq!(input.request(&redacting).secrets_found, 0);
-        let d = input.decide(&redacting, &health, &providers);
+        let d = input.decide(&redacting, &health, &usage);
         assert_eq!(chain(&d), ["cloud", "local"]);
         let strict = session("redact_secrets = false", "", Some("/w"));
         assert_eq!(input.request(&strict).secrets_found, 1);
-        assert_eq!(
-            chain(&input.decide(&strict, &health, &providers)),
-            ["local"]
-        );
+        assert_eq!(chain(&input.decide(&strict, &health, &usage)), ["local"]);
     }
 
     #[test]
@@ -216,16 +214,13 @@ explain = ["cloud", "local"]
         let snap = snapshot("file:///w/private/a.rs", "fn f() {}\n");
         let target = enclosing_target(&snap.rope, snap.tree.as_ref(), Language::Rust, 3);
         let input = RouteInput::for_target("explain", &snap, &target);
-        let (health, providers) = (Health::new(), Providers::new());
+        let (health, usage) = (Health::new(), UsageLog::off());
         let privacy = "local_only = [\"private/**\"]";
         let with_root = session(privacy, "", Some("/w"));
-        assert_eq!(
-            chain(&input.decide(&with_root, &health, &providers)),
-            ["local"]
-        );
+        assert_eq!(chain(&input.decide(&with_root, &health, &usage)), ["local"]);
         let without = session(privacy, "", None);
         assert_eq!(
-            chain(&input.decide(&without, &health, &providers)),
+            chain(&input.decide(&without, &health, &usage)),
             ["cloud", "local"]
         );
     }

@@ -76,6 +76,8 @@ pub struct CompletionSettings {
     pub other_files: OtherFiles,
     /// Which models may be asked in the background for the suggestion after the shown one.
     pub prefetch: PrefetchSetting,
+    /// Whether a local model server's prompt cache is warmed at a new place.
+    pub warm_up: bool,
 }
 
 /// One compiled configuration. Immutable: a change makes a new one.
@@ -135,6 +137,7 @@ impl Session {
                 OtherFiles::default()
             },
             prefetch: c.prefetch,
+            warm_up: c.warm_up,
         };
         Ok(Session {
             loaded,

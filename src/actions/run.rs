@@ -6,7 +6,9 @@
 //! 2. **ask** — redaction for cloud models, then the fallback chain ([`run_chain`]) with the
 //!    answer streamed;
 //! 3. **read** — the answer as markdown, as a rewrite checked against the whole document
-//!    (two parses) with its diff, or as strictly parsed findings.
+//!    (two parses) with its diff, or as strictly parsed findings; an answer the provider
+//!    stopped at the token limit says so (the markdown ends with a note, or the reason it is
+//!    unusable names the limit).
 //!
 //! Steps 1 and 3 grow with the document (a whole-file selection, a 20,000-line file), so
 //! they run on the blocking pool: the runtime thread, which serves every keystroke, only
@@ -25,14 +27,17 @@ use serde::Serialize;
 
 use crate::config::{ActionOutput, Config};
 use crate::documents::Snapshot;
-use crate::providers::{ChatCall, ChatMessage, ModelAnswer, Providers};
+use crate::providers::{ChatCall, ChatMessage, Cut, ModelAnswer, Providers};
 use crate::redact::redact;
-use crate::resilience::{Attempt, Health, run_chain};
+use crate::resilience::{Attempt, ChainOutcome, Health, run_chain};
 use crate::route_input::RouteInput;
 use crate::router::Decision;
 use crate::session::{Model, Session};
 use crate::sync::off_runtime;
 use crate::syntax::features::{Target, enclosing_target, selection_target};
+use crate::telemetry::{
+    Outcome as Logged, PendingCall, RouteFacts, RouteNote, Usage, UsageEvent, UsageLog,
+};
 
 use super::{
     ActionKind, ActionMessages, ActionRequest, Finding, ModelLimits, Refactored, build_messages,
@@ -80,12 +85,14 @@ pub struct ActionInput {
 }
 
 /// What the runner needs of the server (or the command line): the session the action runs
-/// under, the models' health, and the providers (which also count the day's spend).
+/// under, the models' health, the providers, and the usage log (which also keeps the day's spend).
 #[derive(Clone)]
 pub struct ActionEnv {
     pub session: Arc<Session>,
     pub health: Arc<Health>,
     pub providers: Providers,
+    /// Each model call gets a line; the day's spend comes from here.
+    pub usage: UsageLog,
 }
 
 /// Progress of a running action, for `$/progress` (or nothing, on the command line).
@@ -225,6 +232,7 @@ pub async fn run_action(
     };
     let Prepared {
         target,
+        route_input,
         decision,
         chain,
         messages,
@@ -233,55 +241,150 @@ pub async fn run_action(
         mut notes,
     } = prepared;
     let output = output_of(&input.kind, env.session.config());
-    let run = ask(&chain, &messages, output, &env, on_progress).await;
-
-    let attempts: Vec<AttemptSummary> = run.attempts.iter().map(AttemptSummary::from).collect();
-    let endpoint = run.endpoint().unwrap_or_default().to_string();
-    let (model, answer) = match run.answer {
-        Ok(found) => found,
-        Err(why) => {
+    let kind = input.kind.clone();
+    // One deadline for the whole action, escalations included: each endpoint of each model
+    // of the chain may take its timeout; retries only within the slowest model's.
+    let started = Instant::now();
+    let longest = chain
+        .iter()
+        .map(|m| Duration::from_millis(m.config.timeout_ms))
+        .max()
+        .unwrap_or(Duration::from_secs(30));
+    let total: Duration = chain
+        .iter()
+        .map(|m| Duration::from_millis(m.config.timeout_ms) * m.config.url.len() as u32)
+        .sum();
+    let (retry_until, deadline) = (started + longest, started + total + Duration::from_secs(1));
+    let id = env.usage.next_id();
+    let facts = RouteFacts::of(&route_input.request(&env.session));
+    let sent_bytes = messages.system.len() + messages.user.len();
+    // Ask the chain; an answer that fails its strict check escalates to the models after the
+    // one that gave it, within the deadline and the budget.
+    let mut remaining = chain;
+    let mut attempts: Vec<Attempt> = Vec::new();
+    let mut escalations: Vec<String> = Vec::new();
+    let with_escalations = |mut reason: String, escalations: &[String]| {
+        for step in escalations {
+            reason.push_str(&format!("; {step}"));
+        }
+        reason
+    };
+    let (model, (result, note)) = loop {
+        let mut log = PendingCall::start(
+            &env.usage,
+            UsageEvent {
+                facts: Some(facts.clone()),
+                prompt: env.usage.log_prompts().then(|| messages.user.clone()),
+                ..UsageEvent::call(&id, kind.name(), input.snapshot.language)
+                    .by(remaining.first().map(|m| &*m.name), None)
+            },
+            || Logged::Cancelled,
+        );
+        let run = ask(
+            &remaining,
+            &messages,
+            output,
+            &env,
+            (retry_until, deadline),
+            on_progress,
+        )
+        .await;
+        attempts.extend(run.attempts.iter().cloned());
+        let note = RouteNote::of(&decision, &run.attempts);
+        let endpoint = run.endpoint().unwrap_or_default().to_string();
+        let (model, answer) = match run.answer {
+            Ok(found) => found,
+            Err(why) => {
+                log.finish(|mut e| {
+                    e.outcome = Some(Logged::of_failed_chain(&run.attempts));
+                    e.note = Some(why.clone());
+                    e.route = Some(note);
+                    e
+                });
+                return Err(ActionError {
+                    message: format!("no model answered: {why}"),
+                    provenance: Provenance {
+                        model: None,
+                        reason: with_escalations(decision.why.clone(), &escalations),
+                        attempts: attempts.iter().map(AttemptSummary::from).collect(),
+                        decision: Some(Box::new(decision)),
+                    },
+                });
+            }
+        };
+        tracing::info!(task = kind.name(), model = %model, endpoint, chars = answer.text.len(), "action answered");
+        let usage = remaining
+            .iter()
+            .find(|m| m.name == model)
+            .map(|m| {
+                Usage::of(
+                    &m.config,
+                    (answer.tokens_in, answer.tokens_out),
+                    sent_bytes,
+                    answer.text.len(),
+                )
+            })
+            .unwrap_or_default();
+        let answered_ms = run.attempts.last().map_or(0, |a| a.ms);
+        let first_token = answer.first_token;
+        let cut_note = answer.cut.and_then(|cut| cut_note(cut, &remaining, &model));
+        let read = {
+            let (snapshot, target) = (input.snapshot.clone(), target.clone());
+            let (shown_lines, display_path) = (messages.shown_lines, display_path.clone());
+            move || {
+                let answer = Answer {
+                    text: &answer.text,
+                    shown_lines,
+                    first_line,
+                    cut_note,
+                };
+                read_answer(output, &snapshot, &target, &display_path, answer)
+            }
+        };
+        let read = off_runtime(read).await;
+        let failure = read.as_ref().err().cloned();
+        log.finish(|e| {
+            let mut e = e.by(Some(&model), Some(&endpoint)).usage(usage);
+            e.route = Some(note);
+            e.ttft_ms = Some(first_token.map_or(answered_ms, |t| t.as_millis() as u64));
+            e.outcome = Some(if failure.is_some() {
+                Logged::CheckFailed
+            } else {
+                Logged::Ok
+            });
+            e.note = failure.clone().or_else(|| escalations.last().cloned());
+            e
+        });
+        let why = match read {
+            Ok(read) => break (model, read),
+            Err(why) => why,
+        };
+        let next = escalation_chain(&remaining, &model, &route_input, &env);
+        if next.is_empty() || Instant::now() >= deadline {
+            let reason = with_escalations(reason_for(&decision, &model, &attempts), &escalations);
             return Err(ActionError {
-                message: format!("no model answered: {why}"),
+                message: format!("{why} (answer from {model})"),
                 provenance: Provenance {
-                    model: None,
-                    reason: decision.why.clone(),
-                    attempts,
+                    model: Some(model.to_string()),
+                    reason,
+                    attempts: attempts.iter().map(AttemptSummary::from).collect(),
                     decision: Some(Box::new(decision)),
                 },
             });
         }
+        tracing::info!(task = kind.name(), model = %model, "escalating: {why}");
+        escalations.push(format!("escalated from {model}: {why}"));
+        remaining = next;
     };
+    let reason = with_escalations(reason_for(&decision, &model, &attempts), &escalations);
     let provenance = Provenance {
         model: Some(model.to_string()),
-        reason: reason_for(&decision, &model, &run.attempts),
-        attempts,
+        reason,
+        attempts: attempts.iter().map(AttemptSummary::from).collect(),
         decision: Some(Box::new(decision)),
     };
-    let kind = input.kind;
-    tracing::info!(task = kind.name(), model = %model, endpoint, reason = %provenance.reason, chars = answer.text.len(), "action answered");
-
-    let read = {
-        let (snapshot, target) = (input.snapshot.clone(), target.clone());
-        let shown_lines = messages.shown_lines;
-        move || {
-            let answer = Answer {
-                text: &answer.text,
-                shown_lines,
-                first_line,
-            };
-            read_answer(output, &snapshot, &target, &display_path, answer)
-        }
-    };
-    let (result, note) = match off_runtime(read).await {
-        Ok(read) => read,
-        Err(message) => {
-            return Err(ActionError {
-                message: format!("{message} (answer from {model})"),
-                provenance,
-            });
-        }
-    };
     notes.extend(note);
+    notes.extend(escalations);
     let (_, last_line) = target.line_span(&input.snapshot.rope);
     Ok(ActionOutcome {
         kind,
@@ -294,9 +397,30 @@ pub async fn run_action(
     })
 }
 
+/// The models to ask after `failed` gave an answer that failed its check: those after it in
+/// `chain` that a decision made now still keeps (the first answer may have spent the budget).
+fn escalation_chain(
+    chain: &[Model],
+    failed: &str,
+    route_input: &RouteInput,
+    env: &ActionEnv,
+) -> Vec<Model> {
+    let now = route_input.decide(&env.session, &env.health, &env.usage);
+    let kept: Vec<&str> = now.chain().collect();
+    chain
+        .iter()
+        .skip_while(|m| &*m.name != failed)
+        .skip(1)
+        .filter(|m| kept.contains(&&*m.name))
+        .cloned()
+        .collect()
+}
+
 /// What step 1 hands on: the routed chain and the messages for it.
 struct Prepared {
     target: Target,
+    /// What the decision was made from (escalation decides again from it).
+    route_input: RouteInput,
     decision: Decision,
     chain: Vec<Model>,
     messages: ActionMessages,
@@ -337,7 +461,7 @@ fn prepare(input: &ActionInput, env: &ActionEnv) -> Result<Prepared, ActionError
         ));
     }
     let route_input = RouteInput::for_target(kind.name(), snapshot, &target);
-    let decision = route_input.decide(session, &env.health, &env.providers);
+    let decision = route_input.decide(session, &env.health, &env.usage);
     tracing::info!(
         task = kind.name(),
         path = route_input.path,
@@ -380,6 +504,7 @@ fn prepare(input: &ActionInput, env: &ActionEnv) -> Result<Prepared, ActionError
     let notes = messages.trim_note().into_iter().collect();
     Ok(Prepared {
         target,
+        route_input,
         decision,
         chain,
         messages,
@@ -390,14 +515,16 @@ fn prepare(input: &ActionInput, env: &ActionEnv) -> Result<Prepared, ActionError
 }
 
 /// Step 2 (runtime thread): the chain asked in turn, each cloud model's messages redacted
-/// first, the answer streamed through `on_progress`.
+/// first, the answer streamed through `on_progress`; retries only until `retry_until`,
+/// nothing after `deadline`.
 async fn ask(
     chain: &[Model],
     messages: &ActionMessages,
     output: ActionOutput,
     env: &ActionEnv,
+    (retry_until, deadline): (Instant, Instant),
     on_progress: &(dyn Fn(Progress) + Send + Sync),
-) -> crate::resilience::ChainOutcome<ModelAnswer> {
+) -> ChainOutcome<ModelAnswer> {
     let redact_before_cloud = env.session.config().privacy.redact_secrets;
     let temperature = match output {
         ActionOutput::Document => 0.2,
@@ -407,22 +534,11 @@ async fn ask(
         .iter()
         .map(|m| (m.name.clone(), m.config.clone()))
         .collect();
-    let started = Instant::now();
-    let longest = chain
-        .iter()
-        .map(|(_, m)| Duration::from_millis(m.timeout_ms))
-        .max()
-        .unwrap_or(Duration::from_secs(30));
-    // Each endpoint of each model may take its timeout.
-    let total: Duration = chain
-        .iter()
-        .map(|(_, m)| Duration::from_millis(m.timeout_ms) * m.url.len() as u32)
-        .sum();
     run_chain(
         &env.health,
         &chain,
-        Some(started + longest),
-        started + total + Duration::from_secs(1),
+        Some(retry_until),
+        deadline,
         |name, model| async move {
             on_progress(Progress::Asking {
                 model: name.clone(),
@@ -466,44 +582,85 @@ struct Answer<'a> {
     shown_lines: u32,
     /// 0-based document line of the code's line 1.
     first_line: u32,
+    /// Set when the answer was cut before the model finished it ([`cut_note`]).
+    cut_note: Option<String>,
+}
+
+/// What the user is told when `model`'s answer was cut (at its `max_output_tokens`, or by its
+/// `timeout_ms` while it streamed): the text may end mid-sentence, and the limit is theirs to
+/// raise. None for a model not in `chain`.
+fn cut_note(cut: Cut, chain: &[Model], model: &str) -> Option<String> {
+    let config = &chain.iter().find(|m| &*m.name == model)?.config;
+    let (limit, key) = match cut {
+        Cut::TokenLimit => (
+            format!("{}-token limit", config.max_output_tokens),
+            "max_output_tokens",
+        ),
+        Cut::Timeout => (
+            format!("{} timeout", seconds(config.timeout_ms)),
+            "timeout_ms",
+        ),
+    };
+    Some(format!(
+        "… answer cut at the {limit}; raise {key} in [models.{model}] for longer answers"
+    ))
+}
+
+/// `30 s`, `2.5 s`.
+fn seconds(ms: u64) -> String {
+    if ms % 1000 == 0 {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
 }
 
 /// Step 3 (blocking pool): the answer read for `output`; an edit is checked against the
-/// whole document and diffed. Returns the result and a note for the user, or one line
-/// saying why the answer is unusable.
+/// whole document and diffed. Returns the result and notes for the user, or one line
+/// saying why the answer is unusable. An answer cut at the token limit says so: at the end
+/// of the markdown, in the notes, or in the reason it is unusable.
 fn read_answer(
     output: ActionOutput,
     snapshot: &Snapshot,
     target: &Target,
     display_path: &str,
     answer: Answer<'_>,
-) -> Result<(ActionResult, Option<String>), String> {
+) -> Result<(ActionResult, Vec<String>), String> {
+    let cut = answer.cut_note;
+    let unusable = |why: String| match &cut {
+        Some(note) => format!("{why} ({})", note.trim_start_matches("… ")),
+        None => why,
+    };
     match output {
-        ActionOutput::Document => Ok((
-            ActionResult::Document {
-                markdown: answer.text.trim().to_string(),
-            },
-            None,
-        )),
+        ActionOutput::Document => {
+            let mut markdown = answer.text.trim().to_string();
+            if markdown.is_empty() {
+                return Err(unusable("empty explanation".into()));
+            }
+            if let Some(note) = &cut {
+                markdown.push_str(&format!("\n\n_{note}._"));
+            }
+            Ok((ActionResult::Document { markdown }, Vec::new()))
+        }
         ActionOutput::Edit => {
             let code = extract_code(answer.text, snapshot.language)
-                .map_err(|e| format!("no edit: {e}"))?;
+                .map_err(|e| unusable(format!("no edit: {e}")))?;
             let document = snapshot.rope.to_string();
             crate::test_hooks::hold("refactor check");
             let edit = validate_refactor(snapshot.language, &document, target.range.clone(), &code)
-                .map_err(|e| format!("no edit: {e}"))?;
+                .map_err(|e| unusable(format!("no edit: {e}")))?;
             let diff = unified_diff(display_path, &document, &edit.document);
-            let note = edit.note.clone();
-            Ok((ActionResult::Edit { edit, diff }, note))
+            let notes = edit.note.iter().cloned().chain(cut).collect();
+            Ok((ActionResult::Edit { edit, diff }, notes))
         }
         ActionOutput::Diagnostics => {
             let findings = parse_findings(answer.text, answer.shown_lines)
-                .map_err(|e| format!("no findings: {e}"))?;
+                .map_err(|e| unusable(format!("no findings: {e}")))?;
             let placed = findings
                 .into_iter()
                 .map(|f| place(snapshot, target, answer.first_line, f))
                 .collect();
-            Ok((ActionResult::Diagnostics(placed), None))
+            Ok((ActionResult::Diagnostics(placed), cut.into_iter().collect()))
         }
     }
 }

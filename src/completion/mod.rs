@@ -19,30 +19,42 @@
 //! through [`RouteInput`]; the engine keeps no configuration of its own.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use crate::cache::{CacheKey, CachedSuggestion, CompletionCache};
-use crate::documents::{RelatedFile, Snapshot, path_of_uri};
-use crate::postprocess::postprocess;
-use crate::prompt::{Repo, build_fim_in_repo, chat_completion_messages, fit_other_files};
-use crate::providers::{ChatCall, ChatMessage, FimCall, OtherFile, Providers};
+use crate::config::ModelConfig;
+use crate::documents::{ByteEdit, RelatedFile, Snapshot, path_of_uri};
+use crate::postprocess::{first_line_end, postprocess};
+use crate::prompt::{
+    Fim, FimPrompt, Repo, build_fim_in_repo, chat_completion_messages, fit_other_files,
+};
+use crate::providers::{
+    ChatCall, ChatMessage, FimCall, ModelAnswer, OtherFile, ProviderError, Providers,
+};
 use crate::redact::redact;
-use crate::resilience::{Health, run_chain};
+use crate::resilience::{Health, Timed, run_chain};
 use crate::route_input::RouteInput;
 use crate::router::Decision;
-use crate::session::{Model, Session};
+use crate::session::{COMPLETE_TASK, Model, Session};
 use crate::sync::lock;
-use crate::syntax::context::{CompletionContext, ContextBudget, extract};
+use crate::syntax::Language;
+use crate::syntax::context::{CompletionContext, ContextBudget, SuggestionShape, extract};
+use crate::syntax::features::enclosing_target;
+use crate::telemetry::{
+    CacheUse, Outcome as Logged, PendingCall, RouteFacts, RouteNote, Usage, UsageEvent, UsageLog,
+};
 
 mod policy;
 
 use policy::{Serves, Speed};
 
-/// Single-line suggestions need few tokens; asking for fewer bounds the worst case.
+/// Single-line suggestions need few tokens; asking for fewer bounds the worst case. The
+/// next line after a statement gets as many: its call has no line-break stop (a line break
+/// starts it), so a slow model's is streamed and closed once the line is out.
 const SINGLE_LINE_MAX_TOKENS: u32 = 64;
 /// A multi-line suggestion is a block, not a file: longer ones are rarely kept and, on a
 /// local model, cost seconds. A model's `max_output_tokens` (sized for the explanations
@@ -69,6 +81,8 @@ impl Source {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Suggestion {
+    /// The request's id in the usage log (the editor's accept names it).
+    pub id: Arc<str>,
     pub text: Arc<str>,
     /// The configured name of the model that produced it.
     pub model: Arc<str>,
@@ -114,8 +128,27 @@ struct DocState {
     /// Smoothed gap between requests during the current burst.
     rhythm: Option<Duration>,
     inflight: Option<Arc<Flight>>,
+    /// Where text typed keeps the call in flight useful: the byte offset it was asked at,
+    /// moved on by what was typed there since ([`CompletionEngine::edited`]).
+    typing_point: usize,
+    /// Where the last edit was: the start of its enclosing definition (or of the file).
+    last_place: Option<usize>,
     /// The last suggestion delivered, to recognise its acceptance.
     shown: Option<Shown>,
+}
+
+impl DocState {
+    fn new() -> DocState {
+        DocState {
+            latest: watch::channel(0).0,
+            last_request: None,
+            rhythm: None,
+            inflight: None,
+            typing_point: 0,
+            last_place: None,
+            shown: None,
+        }
+    }
 }
 
 /// A suggestion delivered to the editor.
@@ -130,11 +163,50 @@ struct Shown {
 /// One model call in flight, shared by every request it can serve.
 struct Flight {
     key: CacheKey,
-    result: watch::Receiver<Option<Result<CachedSuggestion, String>>>,
+    result: watch::Receiver<Published>,
     abort: tokio::task::AbortHandle,
     /// Requests waiting on it; guarded by the `docs` lock.
     waiters: std::sync::atomic::AtomicUsize,
+    /// Whether it runs on when its last request lets go (cancelled, or superseded before the
+    /// next request joins it): for a model slower than the budget (or not measured yet),
+    /// whose call the next keystroke's request may join. It is aborted instead by an edit
+    /// it cannot serve, or by the next call the document needs.
+    runs_on: bool,
+    /// Why the call was aborted ([`ABORT_CANCELLED`] or [`ABORT_SUPERSEDED`]), for its line
+    /// in the usage log; set before the abort.
+    abort_reason: Arc<AtomicU8>,
+    /// Whether its answer may span lines (a block, or the next line after a statement).
+    spans_lines: bool,
 }
+
+/// The editor cancelled the request, or closed the document.
+const ABORT_CANCELLED: u8 = 0;
+/// A newer request (or call) for the document took the call's place.
+const ABORT_SUPERSEDED: u8 = 1;
+
+impl Flight {
+    fn abort(&self, reason: u8) {
+        self.abort_reason.store(reason, Ordering::Relaxed);
+        self.abort.abort();
+    }
+}
+
+/// A model call to start: for `key`, from the context and other files, on `route`.
+struct NewCall {
+    key: CacheKey,
+    input: (CompletionContext, Vec<OtherFile>),
+    route: Route,
+    purpose: Purpose,
+    /// The byte offset, in the live document, where typing keeps the call useful.
+    typing_point: usize,
+    runs_on: bool,
+    /// Its id in the usage log.
+    id: Arc<str>,
+}
+
+/// What a flight has published: nothing yet, its answer (a first line first, for a slow
+/// model's block), or why no model answered.
+type Published = Option<Result<CachedSuggestion, String>>;
 
 /// Why a model call was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,9 +224,20 @@ struct Shared {
     cache: Mutex<CompletionCache>,
     docs: Mutex<HashMap<Arc<str>, DocState>>,
     counters: Counters,
+    /// Every model call and cache answer gets a line; the day's spend comes from here.
+    usage: UsageLog,
     /// Set when a routing decision found the daily budget spent (a cloud model was kept
     /// out); taken by the caller, who tells the user.
     budget_exhausted: AtomicBool,
+    /// The warm-up in flight, if any (at most one, for any document).
+    warm_up: Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+/// Who a request is, for its lines in the usage log.
+struct Req {
+    id: Arc<str>,
+    language: Language,
+    started: Instant,
 }
 
 /// The completion engine. Cheap to clone; all clones share state.
@@ -170,6 +253,7 @@ impl CompletionEngine {
         cache_entries: usize,
         providers: Providers,
         health: Arc<Health>,
+        usage: UsageLog,
     ) -> CompletionEngine {
         CompletionEngine {
             shared: Arc::new(Shared {
@@ -178,7 +262,9 @@ impl CompletionEngine {
                 cache: Mutex::new(CompletionCache::new(cache_entries)),
                 docs: Mutex::new(HashMap::new()),
                 counters: Counters::default(),
+                usage,
                 budget_exhausted: AtomicBool::new(false),
+                warm_up: Mutex::new(None),
             }),
         }
     }
@@ -219,11 +305,132 @@ impl CompletionEngine {
         self.shared.budget_exhausted.swap(false, Ordering::Relaxed)
     }
 
+    /// Tells the engine that `snapshot`'s document was just edited (`edits` in byte offsets,
+    /// in order). The document's model call in flight goes on only while the edits are text
+    /// inserted where it was asked (the user typing along it, or accepting the suggestion a
+    /// prefetch follows); any other edit leaves it nothing to serve, and it is aborted.
+    ///
+    /// Returns where to warm the model server's prompt cache ([`CompletionEngine::warm_up`]),
+    /// when the edit is the first at a new place (another definition, or the first edit of
+    /// the document), warm-ups are on and no call is in flight for the document.
+    pub fn edited(
+        &self,
+        session: &Session,
+        snapshot: &Snapshot,
+        edits: &[ByteEdit],
+    ) -> Option<usize> {
+        let at = edits.last()?.new_end;
+        let place = enclosing_target(
+            &snapshot.rope,
+            snapshot.tree.as_ref(),
+            snapshot.language,
+            at,
+        )
+        .range
+        .start;
+        let mut docs = lock(&self.shared.docs);
+        let state = docs
+            .entry(snapshot.uri.clone())
+            .or_insert_with(DocState::new);
+        let moved = state.last_place.replace(place) != Some(place);
+        if let Some(flight) = state.inflight.as_ref().filter(|f| !f.abort.is_finished()) {
+            let serves = edits.iter().all(|edit| {
+                let along = edit.is_insertion() && edit.start == state.typing_point;
+                if along {
+                    state.typing_point = edit.new_end;
+                }
+                along
+            });
+            if serves {
+                return None;
+            }
+            flight.abort(ABORT_SUPERSEDED);
+            self.shared
+                .counters
+                .aborted_calls
+                .fetch_add(1, Ordering::Relaxed);
+            state.inflight = None;
+        }
+        (moved && session.completion().warm_up).then_some(at)
+    }
+
+    /// Reads the prompt a request at `cursor` would send into the model server's cache,
+    /// generating nothing (llama.cpp's `n_predict: 0`), so that the request the user pauses
+    /// on reads only what they typed since. Only for a local fill-in-the-middle model, never
+    /// a cloud one; at most one warm-up in flight (a newer one replaces it), and any model
+    /// call a request starts aborts it (a server that stopped half-way keeps what it read).
+    pub fn warm_up(
+        &self,
+        session: &Arc<Session>,
+        snapshot: &Snapshot,
+        cursor: usize,
+        related: &[RelatedFile],
+    ) {
+        let ctx = Self::context(session, snapshot, cursor);
+        let route = self.route(session, snapshot, cursor, &ctx);
+        let Some(primary) = route.chain.first() else {
+            return;
+        };
+        let (Some(fim), true) = (primary.fim, primary.config.is_local()) else {
+            return;
+        };
+        let key = cache_key(&primary.name, &ctx);
+        {
+            let cache = lock(&self.shared.cache);
+            if cache.contains(&key) || cache.has_typed_ahead(&key) {
+                // The request there will be answered without the model (the user accepted,
+                // or is typing along, a suggestion).
+                return;
+            }
+        }
+        // The endpoint a request would try first.
+        let url = route
+            .decision
+            .candidates
+            .iter()
+            .find(|v| v.model == *primary.name)
+            .and_then(|v| v.endpoints.first())
+            .map_or_else(|| primary.config.url.to_string(), |e| e.url.clone());
+        let model = primary.config.at_endpoint(&url);
+        let related = other_files(related, session);
+        let path = session.display_path(&path_of_uri(&snapshot.uri));
+        let repo = Repo {
+            name: session.repo_name(),
+            path: &path,
+            files: &related,
+        };
+        let max_tokens = max_tokens_for(&model, &ctx);
+        let (prompt, fitted) = fim_prompt(fim, &ctx, &model, &repo, max_tokens);
+        let other_files = fitted.to_vec();
+        let providers = self.shared.providers.clone();
+        let name = primary.name.clone();
+        let task = tokio::spawn(async move {
+            let started = Instant::now();
+            let call = FimCall {
+                prompt: &prompt,
+                max_tokens: 0,
+                time_budget: None,
+                other_files: &other_files,
+            };
+            let read = providers.fim(&model, call).await;
+            tracing::debug!(
+                model = %name,
+                endpoint = url,
+                ms = started.elapsed().as_millis() as u64,
+                ok = read.is_ok(),
+                "prompt cache warmed"
+            );
+        });
+        if let Some(old) = lock(&self.shared.warm_up).replace(task.abort_handle()) {
+            old.abort();
+        }
+    }
+
     /// Forgets a closed document: its waiting requests end, its model call is aborted.
     pub fn close(&self, uri: &str) {
         if let Some(state) = lock(&self.shared.docs).remove(uri) {
             if let Some(flight) = state.inflight {
-                flight.abort.abort();
+                flight.abort(ABORT_CANCELLED);
             }
         }
     }
@@ -257,6 +464,11 @@ impl CompletionEngine {
         let started = Instant::now();
         let counters = &self.shared.counters;
         counters.requests.fetch_add(1, Ordering::Relaxed);
+        let req = Req {
+            id: self.shared.usage.next_id().into(),
+            language: snapshot.language,
+            started,
+        };
         let settings = session.completion();
         let ctx = Self::context(session, snapshot, cursor);
         let route = self.route(session, snapshot, cursor, &ctx);
@@ -268,7 +480,7 @@ impl CompletionEngine {
         let speed = Speed::of(route.expected_answer(), settings.budget);
 
         lock(&self.shared.cache).resize(settings.cache_entries);
-        if let Some(hit) = self.lookup(&key) {
+        if let Some(hit) = self.lookup(&key, &req) {
             self.begin(&snapshot.uri, started, None);
             return hit;
         }
@@ -282,6 +494,15 @@ impl CompletionEngine {
             speed,
         );
         let call_at = tokio::time::Instant::from_std(started + debounce);
+        let call = NewCall {
+            key: key.clone(),
+            input: (ctx, other_files(related, session)),
+            route,
+            purpose: Purpose::Request,
+            typing_point: cursor,
+            runs_on: policy::keep_typed_along(speed),
+            id: req.id.clone(),
+        };
 
         let waiter = match begun.joined {
             Some((waiter, Serves::Same)) => waiter,
@@ -293,42 +514,25 @@ impl CompletionEngine {
                     _ = waiter.result() => {}
                     _ = superseded(&mut latest, seq) => {
                         counters.superseded.fetch_add(1, Ordering::Relaxed);
+                        waiter.superseded();
                         return Err(NoSuggestion::Superseded);
                     }
                 }
                 drop(waiter);
-                if let Some(hit) = self.lookup(&key) {
+                if let Some(hit) = self.lookup(&key, &req) {
                     return hit;
                 }
-                self.call_after(
-                    call_at,
-                    &mut latest,
-                    seq,
-                    &snapshot.uri,
-                    key,
-                    (ctx, related),
-                    route,
-                    session,
-                )
-                .await?
+                self.call_after((call_at, &mut latest, seq), &snapshot.uri, call, session)
+                    .await?
             }
             None => {
-                self.call_after(
-                    call_at,
-                    &mut latest,
-                    seq,
-                    &snapshot.uri,
-                    key,
-                    (ctx, related),
-                    route,
-                    session,
-                )
-                .await?
+                self.call_after((call_at, &mut latest, seq), &snapshot.uri, call, session)
+                    .await?
             }
         };
         let outcome = tokio::select! {
             result = waiter.result() => match result {
-                Some(Ok(hit)) => into_outcome(hit, Source::Model),
+                Some(Ok(hit)) => into_outcome(hit, Source::Model, req.id.clone()),
                 Some(Err(message)) => Err(NoSuggestion::Failed(message)),
                 None => {
                     counters.superseded.fetch_add(1, Ordering::Relaxed);
@@ -337,6 +541,7 @@ impl CompletionEngine {
             },
             _ = superseded(&mut latest, seq) => {
                 counters.superseded.fetch_add(1, Ordering::Relaxed);
+                waiter.superseded();
                 Err(NoSuggestion::Superseded)
             }
         };
@@ -367,7 +572,8 @@ impl CompletionEngine {
             });
         }
         if let Some(accepted) = snapshot.with_insertion(cursor, suggestion) {
-            self.prefetch(session, &accepted, cursor + suggestion.len(), related);
+            let after = cursor + suggestion.len();
+            self.prefetch(session, &accepted, (after, cursor), related);
         }
     }
 
@@ -388,7 +594,7 @@ impl CompletionEngine {
             && snapshot.rope.try_byte_to_char(end).is_ok()
             && snapshot.rope.byte_slice(shown.cursor..end) == *shown.text;
         if stands {
-            self.prefetch(session, snapshot, end, related);
+            self.prefetch(session, snapshot, (end, end), related);
         }
     }
 
@@ -397,11 +603,13 @@ impl CompletionEngine {
     /// it), never while the document has a model call in flight (background work never
     /// delays a request), and giving way to the next call the document needs: the user
     /// typing something else aborts it; typing along the suggestion does not.
+    /// `typing_point`: where, in the live document, typing keeps it useful (the shown
+    /// suggestion's place, or the accepted one's end).
     fn prefetch(
         &self,
         session: &Arc<Session>,
         snapshot: &Snapshot,
-        cursor: usize,
+        (cursor, typing_point): (usize, usize),
         related: &[RelatedFile],
     ) {
         let ctx = Self::context(session, snapshot, cursor);
@@ -422,42 +630,59 @@ impl CompletionEngine {
         if lock(&self.shared.cache).contains(&key) {
             return;
         }
-        let other_files = other_files(related, session);
-        self.start(
-            &snapshot.uri,
+        let speed = Speed::of(route.expected_answer(), session.completion().budget);
+        let call = NewCall {
             key,
-            (ctx, other_files),
+            input: (ctx, other_files(related, session)),
             route,
-            session,
-            Purpose::Prefetch,
-        );
+            purpose: Purpose::Prefetch,
+            typing_point,
+            runs_on: policy::keep_typed_along(speed),
+            id: self.shared.usage.next_id().into(),
+        };
+        self.start(&snapshot.uri, call, session);
     }
 
-    /// The cached answer for `key`, exact or typed-ahead, as an outcome.
-    fn lookup(&self, key: &CacheKey) -> Option<Outcome> {
+    /// The cached answer for `key`, exact or typed-ahead, as an outcome; its line goes to the
+    /// usage log.
+    fn lookup(&self, key: &CacheKey, req: &Req) -> Option<Outcome> {
         let counters = &self.shared.counters;
-        let mut cache = lock(&self.shared.cache);
-        if let Some(hit) = cache.lookup(key) {
-            counters.cache_hits.fetch_add(1, Ordering::Relaxed);
-            return Some(into_outcome(hit, Source::Cache));
-        }
-        let hit = cache.lookup_typed_ahead(key)?;
-        counters.typed_ahead_hits.fetch_add(1, Ordering::Relaxed);
-        Some(into_outcome(hit, Source::TypedAhead))
+        let (hit, source) = {
+            let mut cache = lock(&self.shared.cache);
+            match cache.lookup(key) {
+                Some(hit) => (hit, Source::Cache),
+                None => (cache.lookup_typed_ahead(key)?, Source::TypedAhead),
+            }
+        };
+        let (counter, cache) = match source {
+            Source::Cache => (&counters.cache_hits, CacheUse::Hit),
+            _ => (&counters.typed_ahead_hits, CacheUse::TypedAhead),
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let outcome = if hit.text.is_some() {
+            Logged::Ok
+        } else {
+            Logged::Empty
+        };
+        self.shared.usage.record(UsageEvent::cache(
+            &req.id,
+            COMPLETE_TASK,
+            req.language,
+            &hit.answered_by,
+            cache,
+            outcome,
+            req.started.elapsed().as_millis() as u64,
+        ));
+        Some(into_outcome(hit, source, req.id.clone()))
     }
 
-    /// Waits out the debounce (until `call_at`), then calls the model for `key`, unless a
-    /// newer request came meanwhile.
-    #[allow(clippy::too_many_arguments)]
+    /// Waits out the debounce (until `call_at`), then starts `call`, unless a newer request
+    /// came meanwhile.
     async fn call_after(
         &self,
-        call_at: tokio::time::Instant,
-        latest: &mut watch::Receiver<u64>,
-        seq: u64,
+        (call_at, latest, seq): (tokio::time::Instant, &mut watch::Receiver<u64>, u64),
         uri: &Arc<str>,
-        key: CacheKey,
-        (ctx, related): (CompletionContext, &[RelatedFile]),
-        route: Route,
+        call: NewCall,
         session: &Arc<Session>,
     ) -> Result<Waiter, NoSuggestion> {
         if call_at > tokio::time::Instant::now() {
@@ -469,15 +694,7 @@ impl CompletionEngine {
                 }
             }
         }
-        let other_files = other_files(related, session);
-        Ok(self.start(
-            uri,
-            key,
-            (ctx, other_files),
-            route,
-            session,
-            Purpose::Request,
-        ))
+        Ok(self.start(uri, call, session))
     }
 
     /// Registers a request: supersedes the older ones for the document, measures the typing
@@ -487,13 +704,7 @@ impl CompletionEngine {
     /// of the call, keeps the call alive across the hand-over.
     fn begin(&self, uri: &Arc<str>, now: Instant, claim: Option<(&CacheKey, Speed)>) -> Begun {
         let mut docs = lock(&self.shared.docs);
-        let state = docs.entry(uri.clone()).or_insert_with(|| DocState {
-            latest: watch::channel(0).0,
-            last_request: None,
-            rhythm: None,
-            inflight: None,
-            shown: None,
-        });
+        let state = docs.entry(uri.clone()).or_insert_with(DocState::new);
         let seq = *state.latest.borrow() + 1;
         state.latest.send_replace(seq);
         let gap = state.last_request.map(|t| now.saturating_duration_since(t));
@@ -504,7 +715,7 @@ impl CompletionEngine {
         };
         let joined = claim.and_then(|(key, speed)| {
             let flight = state.inflight.as_ref()?;
-            let serves = policy::serves(&flight.key, key);
+            let serves = policy::serves(&flight.key, flight.spans_lines, key);
             let join = match serves {
                 Serves::Same => true,
                 Serves::TypedAlong => policy::keep_typed_along(speed),
@@ -518,6 +729,7 @@ impl CompletionEngine {
                 flight: Some(flight.clone()),
                 engine: self.clone(),
                 uri: uri.clone(),
+                superseded: false,
             };
             Some((waiter, serves))
         });
@@ -532,15 +744,17 @@ impl CompletionEngine {
 
     /// Starts the document's model call for `key`, aborting the call in flight (its
     /// requests are gone or superseded; a prefetch gives way to any request).
-    fn start(
-        &self,
-        uri: &Arc<str>,
-        key: CacheKey,
-        prompt_input: (CompletionContext, Vec<OtherFile>),
-        route: Route,
-        session: &Arc<Session>,
-        purpose: Purpose,
-    ) -> Waiter {
+    fn start(&self, uri: &Arc<str>, call: NewCall, session: &Arc<Session>) -> Waiter {
+        let NewCall {
+            key,
+            input: prompt_input,
+            route,
+            purpose,
+            typing_point,
+            runs_on,
+            id,
+        } = call;
+        let spans_lines = prompt_input.0.shape.multiline || prompt_input.0.shape.next_line;
         let mut docs = lock(&self.shared.docs);
         let Some(state) = docs.get_mut(uri) else {
             // The document was closed meanwhile: a flight nobody can join.
@@ -548,6 +762,7 @@ impl CompletionEngine {
                 flight: None,
                 engine: self.clone(),
                 uri: uri.clone(),
+                superseded: false,
             };
         };
         let busy = state
@@ -560,6 +775,7 @@ impl CompletionEngine {
                 flight: None,
                 engine: self.clone(),
                 uri: uri.clone(),
+                superseded: false,
             };
         }
         if let Some(old) = state.inflight.take() {
@@ -571,14 +787,21 @@ impl CompletionEngine {
                     flight: Some(old),
                     engine: self.clone(),
                     uri: uri.clone(),
+                    superseded: false,
                 };
             }
             if !old.abort.is_finished() {
-                old.abort.abort();
+                old.abort(ABORT_SUPERSEDED);
                 self.shared
                     .counters
                     .aborted_calls
                     .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if purpose == Purpose::Request {
+            // A request's call comes before the warm-up of a place.
+            if let Some(warm_up) = lock(&self.shared.warm_up).take() {
+                warm_up.abort();
             }
         }
         let (tx, rx) = watch::channel(None);
@@ -592,6 +815,14 @@ impl CompletionEngine {
                 .prefetches
                 .fetch_add(1, Ordering::Relaxed);
         }
+        let abort_reason = Arc::new(AtomicU8::new(ABORT_CANCELLED));
+        let log = call_log(
+            &self.shared.usage,
+            &id,
+            &route,
+            purpose,
+            abort_reason.clone(),
+        );
         let task = tokio::spawn(run_flight(
             self.clone(),
             uri.clone(),
@@ -599,7 +830,7 @@ impl CompletionEngine {
             prompt_input,
             route,
             session.clone(),
-            (purpose, tx),
+            (purpose, tx, log, runs_on),
         ));
         let waiters = usize::from(purpose == Purpose::Request);
         let flight = Arc::new(Flight {
@@ -607,12 +838,17 @@ impl CompletionEngine {
             result: rx,
             abort: task.abort_handle(),
             waiters: waiters.into(),
+            runs_on,
+            abort_reason,
+            spans_lines,
         });
+        state.typing_point = typing_point;
         state.inflight = Some(flight.clone());
         Waiter {
             flight: (purpose == Purpose::Request).then_some(flight),
             engine: self.clone(),
             uri: uri.clone(),
+            superseded: false,
         }
     }
 }
@@ -627,6 +863,31 @@ struct Begun {
     rhythm: Option<Duration>,
     /// The call in flight this request joined, and how it serves the request.
     joined: Option<(Waiter, Serves)>,
+}
+
+/// The most tokens a completion asks `model` for.
+fn max_tokens_for(model: &ModelConfig, ctx: &CompletionContext) -> u32 {
+    model.max_output_tokens.min(if ctx.shape.multiline {
+        MULTILINE_MAX_TOKENS
+    } else {
+        SINGLE_LINE_MAX_TOKENS
+    })
+}
+
+/// The FIM prompt a request at `ctx` sends `model` (a warm-up sends the same), and the other
+/// files of `repo` that fit beside it in the model's context window: in the repository
+/// layout of a template that has one, else for the provider to send (llama.cpp's
+/// `input_extra`). The caller gives a cloud model no other files.
+fn fim_prompt<'a>(
+    fim: Fim,
+    ctx: &CompletionContext,
+    model: &ModelConfig,
+    repo: &Repo<'a>,
+    max_tokens: u32,
+) -> (FimPrompt, &'a [OtherFile]) {
+    let files = fit_other_files(repo.files, ctx, model.context_window, max_tokens);
+    let prompt = build_fim_in_repo(fim, ctx, &Repo { files, ..*repo });
+    (prompt, files)
 }
 
 /// Other files' context as the providers take it: paths relative to the workspace.
@@ -644,6 +905,9 @@ fn other_files(related: &[RelatedFile], session: &Session) -> Vec<OtherFile> {
 struct Route {
     chain: Vec<Model>,
     decision: Decision,
+    /// What the decision read, for the usage log.
+    facts: RouteFacts,
+    language: Language,
 }
 
 impl Route {
@@ -657,7 +921,7 @@ impl Route {
             .iter()
             .find(|v| v.kept && v.model == *first.name)?;
         let latency = verdict.endpoints.first()?.latency?;
-        Some(Duration::from_millis(latency.answer_ms))
+        latency.current_answer_ms().map(Duration::from_millis)
     }
 
     /// One line saying why no model can serve this request.
@@ -694,7 +958,7 @@ impl CompletionEngine {
         ctx: &CompletionContext,
     ) -> Route {
         let input = RouteInput::for_completion(session, snapshot, cursor, ctx);
-        let decision = input.decide(session, &self.shared.health, &self.shared.providers);
+        let decision = input.decide(session, &self.shared.health, &self.shared.usage);
         if decision.candidates.iter().any(|v| v.demoted) {
             tracing::debug!(
                 "completion routed by speed: {}",
@@ -706,7 +970,9 @@ impl CompletionEngine {
         }
         Route {
             chain: session.chain(&decision),
+            facts: RouteFacts::of(&input.request(session)),
             decision,
+            language: snapshot.language,
         }
     }
 
@@ -743,9 +1009,10 @@ fn cache_key(model: &Arc<str>, ctx: &CompletionContext) -> CacheKey {
     }
 }
 
-fn into_outcome(hit: CachedSuggestion, source: Source) -> Outcome {
+fn into_outcome(hit: CachedSuggestion, source: Source, id: Arc<str>) -> Outcome {
     match hit.text {
         Some(text) => Ok(Suggestion {
+            id,
             text,
             model: hit.answered_by,
             source,
@@ -754,8 +1021,47 @@ fn into_outcome(hit: CachedSuggestion, source: Source) -> Outcome {
     }
 }
 
+/// One model's answer to a flight: the post-processed suggestion (if any was kept), the raw
+/// answer, what it cost and, with `telemetry.log_prompts`, the prompt.
+struct FlightAnswer {
+    kept: Option<String>,
+    answer: ModelAnswer,
+    usage: Usage,
+    prompt: Option<String>,
+}
+
+impl Timed for FlightAnswer {
+    fn first_token(&self) -> Option<Duration> {
+        self.answer.first_token
+    }
+}
+
+/// The usage-log line of a flight's model call (`prefetch` for a background one): an
+/// aborted call is logged with the reason its aborter left.
+fn call_log(
+    usage: &UsageLog,
+    id: &str,
+    route: &Route,
+    purpose: Purpose,
+    abort_reason: Arc<AtomicU8>,
+) -> PendingCall {
+    let mut event = UsageEvent::call(id, COMPLETE_TASK, route.language)
+        .by(route.chain.first().map(|m| &*m.name), None);
+    if purpose == Purpose::Prefetch {
+        event.cache = Some(CacheUse::Prefetch);
+    }
+    event.facts = Some(route.facts.clone());
+    event.route = Some(RouteNote::of(&route.decision, &[]));
+    PendingCall::start(usage, event, move || {
+        match abort_reason.load(Ordering::Relaxed) {
+            ABORT_SUPERSEDED => Logged::Superseded,
+            _ => Logged::Cancelled,
+        }
+    })
+}
+
 /// The model call: tries each candidate in turn, post-processes the first answer, caches
-/// it and publishes it to the waiters.
+/// it and publishes it to the waiters; its line goes to the usage log.
 async fn run_flight(
     engine: CompletionEngine,
     uri: Arc<str>,
@@ -763,11 +1069,9 @@ async fn run_flight(
     (ctx, other_files): (CompletionContext, Vec<OtherFile>),
     route: Route,
     session: Arc<Session>,
-    (purpose, tx): (
-        Purpose,
-        watch::Sender<Option<Result<CachedSuggestion, String>>>,
-    ),
+    (purpose, tx, mut log, slow): (Purpose, watch::Sender<Published>, PendingCall, bool),
 ) {
+    let log_prompts = engine.shared.usage.log_prompts();
     let chain: Vec<_> = route
         .chain
         .iter()
@@ -794,6 +1098,10 @@ async fn run_flight(
             .max()
             .unwrap_or(budget);
     let providers = &engine.shared.providers;
+    // A slow model's block (or next line) is streamed, and its first line shown as soon as
+    // it is written, while the rest fills the cache for typed-ahead reuse.
+    let first_line_first = slow && (ctx.shape.multiline || ctx.shape.next_line);
+    let (tx, key, cache) = (&tx, &key, &engine.shared.cache);
     let (repo_name, file_path) = (
         session.repo_name(),
         session.display_path(&path_of_uri(&uri)),
@@ -810,13 +1118,7 @@ async fn run_flight(
             let file_path = &file_path;
             async move {
                 let cloud = redact_before_cloud && !model.is_local();
-                let max_tokens = model.max_output_tokens.min(if ctx.shape.multiline {
-                    MULTILINE_MAX_TOKENS
-                } else {
-                    SINGLE_LINE_MAX_TOKENS
-                });
-                let other_files =
-                    fit_other_files(other_files, ctx, model.context_window, max_tokens);
+                let max_tokens = max_tokens_for(&model, ctx);
                 let Some(fim) = fim else {
                     // A chat-only model that a rule sent completion to: a chat prompt, and
                     // post-processing strips the fences and prose chat models add.
@@ -834,14 +1136,27 @@ async fn run_flight(
                         temperature: 0.0,
                     };
                     let answer = providers.chat(&model, call, &mut |_| {}).await?;
-                    return Ok(postprocess(&answer.text, ctx, &[]).map(|kept| (kept, answer)));
+                    let sent =
+                        system.len() + messages.iter().map(|m| m.content.len()).sum::<usize>();
+                    let usage = Usage::of(
+                        &model,
+                        (answer.tokens_in, answer.tokens_out),
+                        sent,
+                        answer.text.len(),
+                    );
+                    return Ok(FlightAnswer {
+                        kept: postprocess(&answer.text, ctx, &[]),
+                        prompt: log_prompts.then(|| messages[0].content.clone()),
+                        answer,
+                        usage,
+                    });
                 };
                 let repo = Repo {
                     name: repo_name,
                     path: file_path,
                     files: other_files,
                 };
-                let mut prompt = build_fim_in_repo(fim, ctx, &repo);
+                let (mut prompt, other_files) = fim_prompt(fim, ctx, &model, &repo, max_tokens);
                 if cloud {
                     prompt.prompt = redact(&prompt.prompt).0;
                     prompt.suffix = prompt.suffix.map(|s| redact(&s).0);
@@ -849,18 +1164,51 @@ async fn run_flight(
                 let call = FimCall {
                     prompt: &prompt,
                     max_tokens,
-                    time_budget: Some(budget),
+                    // llama.cpp ends generation this long after its first token once a line
+                    // break is out: for the next line that break comes first, and a
+                    // streamed block already shows its first line while the rest comes.
+                    time_budget: (!ctx.shape.next_line && !first_line_first).then_some(budget),
                     other_files,
                 };
-                let answer = providers.fim(&model, call).await?;
-                Ok(postprocess(&answer.text, ctx, &prompt.stop).map(|kept| (kept, answer)))
+                let answer = if first_line_first {
+                    let publish = |raw: &str| {
+                        if let Some(kept) = postprocess(raw, ctx, &prompt.stop) {
+                            let hit = CachedSuggestion {
+                                text: Some(kept.into()),
+                                answered_by: name.clone(),
+                            };
+                            lock(cache).insert(key.clone(), hit.clone());
+                            tx.send_replace(Some(Ok(hit)));
+                        }
+                    };
+                    fim_first_line_first(providers, &model, call, &ctx.shape, &publish).await?
+                } else {
+                    providers.fim(&model, call).await?
+                };
+                let sent = prompt.prompt.len() + prompt.suffix.as_ref().map_or(0, String::len);
+                let usage = Usage::of(
+                    &model,
+                    (answer.tokens_in, answer.tokens_out),
+                    sent,
+                    answer.text.len(),
+                );
+                Ok(FlightAnswer {
+                    kept: postprocess(&answer.text, ctx, &prompt.stop),
+                    prompt: log_prompts.then(|| match &prompt.suffix {
+                        Some(suffix) => format!("{}<suffix>{suffix}", prompt.prompt),
+                        None => prompt.prompt.clone(),
+                    }),
+                    answer,
+                    usage,
+                })
             }
         },
     )
     .await;
     let endpoint = run.endpoint().unwrap_or_default().to_string();
+    let note = RouteNote::of(&route.decision, &run.attempts);
     let outcome = match run.answer {
-        Ok((name, kept)) => {
+        Ok((name, answered)) => {
             // The model call, where it went (the request's own line, `suggestion`, follows
             // from lsp.rs when the answer is still wanted).
             tracing::info!(
@@ -869,12 +1217,31 @@ async fn run_flight(
                 ?purpose,
                 calls = run.attempts.len(),
                 ms = started.elapsed().as_millis() as u64,
-                raw = kept.as_ref().map_or(0, |(_, a)| a.text.len()),
-                kept = kept.as_ref().map_or(0, |(k, _)| k.len()),
+                raw = answered.answer.text.len(),
+                kept = answered.kept.as_ref().map_or(0, String::len),
                 "completion answered"
             );
+            let answered_ms = run.attempts.last().map_or(0, |a| a.ms);
+            log.finish(|e| {
+                let mut e = e.by(Some(&name), Some(&endpoint)).usage(answered.usage);
+                e.route = Some(note);
+                // A FIM answer arrives whole: its first token comes with it.
+                e.ttft_ms = Some(
+                    answered
+                        .answer
+                        .first_token
+                        .map_or(answered_ms, |t| t.as_millis() as u64),
+                );
+                e.outcome = Some(if answered.kept.is_some() {
+                    Logged::Ok
+                } else {
+                    Logged::Empty
+                });
+                e.prompt = answered.prompt;
+                e
+            });
             let hit = CachedSuggestion {
-                text: kept.map(|(k, _)| k.into()),
+                text: answered.kept.map(Into::into),
                 answered_by: name,
             };
             lock(&engine.shared.cache).insert(key.clone(), hit.clone());
@@ -882,15 +1249,62 @@ async fn run_flight(
         }
         Err(why) => {
             tracing::warn!("completion failed: {why}");
+            let last = run.attempts.last().map(|a| a.model.clone());
+            log.finish(|e| {
+                let mut e = match last {
+                    Some(model) => e.by(Some(&model), None),
+                    None => e,
+                };
+                e.outcome = Some(Logged::of_failed_chain(&run.attempts));
+                e.note = Some(why.clone());
+                e.route = Some(note);
+                e
+            });
             Err(why)
         }
     };
     tx.send_replace(Some(outcome));
     let mut docs = lock(&engine.shared.docs);
     if let Some(state) = docs.get_mut(&uri) {
-        if state.inflight.as_ref().is_some_and(|f| f.key == key) {
+        if state.inflight.as_ref().is_some_and(|f| f.key == *key) {
             state.inflight = None;
         }
+    }
+}
+
+/// Streams a fill-in-the-middle answer and hands `first_line` the raw text of its first line
+/// as soon as that line is complete, while the rest is generated. For the next line after a
+/// statement that line is the whole answer: the stream stops there, which stops the model.
+async fn fim_first_line_first(
+    providers: &Providers,
+    model: &ModelConfig,
+    call: FimCall<'_>,
+    shape: &SuggestionShape,
+    first_line: &(dyn Fn(&str) + Send + Sync),
+) -> Result<ModelAnswer, ProviderError> {
+    let text = Mutex::new(String::new());
+    let line_done = tokio::sync::Notify::new();
+    let mut published = false;
+    let mut on_text = |piece: &str| {
+        if published {
+            return;
+        }
+        let mut text = lock(&text);
+        text.push_str(piece);
+        if let Some(end) = first_line_end(&text, shape) {
+            published = true;
+            first_line(&text[..end]);
+            if shape.next_line {
+                line_done.notify_one();
+            }
+        }
+    };
+    tokio::select! {
+        answer = providers.fim_streamed(model, call, &mut on_text) => answer,
+        _ = line_done.notified() => Ok(ModelAnswer {
+            text: lock(&text).clone(),
+            ..ModelAnswer::default()
+        }),
     }
 }
 
@@ -901,11 +1315,14 @@ struct Waiter {
     flight: Option<Arc<Flight>>,
     engine: CompletionEngine,
     uri: Arc<str>,
+    /// The request gave up because a newer one arrived (else, when it drops its hold
+    /// unanswered, it was cancelled).
+    superseded: bool,
 }
 
 impl Waiter {
     /// The flight's outcome; None if it was aborted.
-    async fn result(&self) -> Option<Result<CachedSuggestion, String>> {
+    async fn result(&self) -> Published {
         let mut rx = self.flight.as_ref()?.result.clone();
         loop {
             if let Some(r) = rx.borrow_and_update().clone() {
@@ -913,6 +1330,11 @@ impl Waiter {
             }
             rx.changed().await.ok()?;
         }
+    }
+
+    /// A newer request took this one's place: if the call is dropped, that is why.
+    fn superseded(mut self) {
+        self.superseded = true;
     }
 }
 
@@ -923,8 +1345,12 @@ impl Drop for Waiter {
         };
         let mut docs = lock(&self.engine.shared.docs);
         let last = flight.waiters.fetch_sub(1, Ordering::Relaxed) == 1;
-        if last && !flight.abort.is_finished() {
-            flight.abort.abort();
+        if last && !flight.runs_on && !flight.abort.is_finished() {
+            flight.abort(if self.superseded {
+                ABORT_SUPERSEDED
+            } else {
+                ABORT_CANCELLED
+            });
             self.engine
                 .shared
                 .counters

@@ -13,7 +13,6 @@ mod llamacpp;
 mod ollama;
 mod openai;
 mod probe;
-mod spend;
 
 pub use probe::model_listed;
 mod stream;
@@ -31,6 +30,20 @@ pub struct ModelAnswer {
     pub tokens_out: Option<u64>,
     /// Time from the start of the call to the first piece of text (streamed calls).
     pub first_token: Option<Duration>,
+    /// Set when the text ends before the model finished it: it may stop mid-sentence.
+    pub cut: Option<Cut>,
+}
+
+/// Why an answer's text ends before the model finished it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// The provider stopped at the output-token limit (OpenAI `finish_reason: "length"`,
+    /// Anthropic `stop_reason: "max_tokens"`, Ollama `done_reason: "length"`, llama.cpp
+    /// `stop_type: "limit"` or `truncated`).
+    TokenLimit,
+    /// The model's `timeout_ms` ran out while a chat answer streamed: the text is what had
+    /// arrived.
+    Timeout,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -128,6 +141,8 @@ pub struct ChatCall<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct FimCall<'a> {
     pub prompt: &'a FimPrompt,
+    /// 0 asks the server only to read the prompt into its cache (a warm-up): llama.cpp's
+    /// `n_predict: 0`; OpenAI-compatible and Ollama servers get 1 token (some refuse 0).
     pub max_tokens: u32,
     /// How long the model may spend generating (llama.cpp's `t_max_predict_ms`).
     pub time_budget: Option<Duration>,
@@ -138,12 +153,11 @@ pub struct FimCall<'a> {
 
 pub use crate::prompt::OtherFile;
 
-/// The shared HTTP client and the per-provider request code.
+/// The shared HTTP client and the per-provider request code. What calls cost is counted by
+/// their callers, in the usage log (`crate::telemetry`).
 #[derive(Clone)]
 pub struct Providers {
     http: reqwest::Client,
-    /// What today's answered calls cost.
-    spend: std::sync::Arc<spend::Spend>,
 }
 
 impl Default for Providers {
@@ -163,22 +177,7 @@ impl Providers {
             .user_agent(concat!("pilotfish/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("the HTTP client builds with static settings");
-        Providers {
-            http,
-            spend: Default::default(),
-        }
-    }
-
-    /// USD spent on model calls today (UTC), by this process.
-    pub fn spent_today_usd(&self) -> f64 {
-        self.spend.today_usd()
-    }
-
-    fn account(&self, model: &ModelConfig, sent_chars: usize, answer: &ModelAnswer) {
-        let tokens_in = spend::tokens_or_estimate(answer.tokens_in, sent_chars);
-        let tokens_out = spend::tokens_or_estimate(answer.tokens_out, answer.text.len());
-        self.spend
-            .add(spend::cost_usd(model, tokens_in, tokens_out));
+        Providers { http }
     }
 
     /// Asks `model` to fill in the middle.
@@ -187,8 +186,7 @@ impl Providers {
         model: &ModelConfig,
         call: FimCall<'_>,
     ) -> Result<ModelAnswer, ProviderError> {
-        let sent = call.prompt.prompt.len() + call.prompt.suffix.as_ref().map_or(0, String::len);
-        let answer = match model.provider {
+        match model.provider {
             Provider::Openai => openai::fim(&self.http, model, call).await,
             Provider::Ollama => ollama::fim(&self.http, model, call).await,
             Provider::Llamacpp => llamacpp::fim(&self.http, model, call).await,
@@ -196,15 +194,52 @@ impl Providers {
                 "model {:?} is an Anthropic chat model; it cannot serve fill-in-the-middle completion",
                 model.model
             ))),
-        }?;
-        self.account(model, sent, &answer);
-        Ok(answer)
+        }
+    }
+
+    /// Asks `model` to fill in the middle, streamed: `on_text` gets each piece of text as it
+    /// arrives (the caller may show a first line before the rest; dropping the future stops
+    /// the model); the returned answer holds the whole text and the time to its first token.
+    /// Failures as for [`Providers::chat`].
+    pub async fn fim_streamed(
+        &self,
+        model: &ModelConfig,
+        call: FimCall<'_>,
+        on_text: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<ModelAnswer, ProviderError> {
+        let started = Instant::now();
+        let url = match model.provider {
+            Provider::Openai => join(&model.url, "completions"),
+            Provider::Llamacpp => join(&model.url, "infill"),
+            Provider::Ollama => join(&model.url, "api/generate"),
+            Provider::Anthropic => return self.fim(model, call).await,
+        };
+        let work = async {
+            let (request, mut wire) = match model.provider {
+                Provider::Openai => openai::fim_streamed(&self.http, model, &url, &call),
+                Provider::Ollama => ollama::fim_streamed(&self.http, model, &url, &call),
+                Provider::Llamacpp | Provider::Anthropic => {
+                    llamacpp::fim_streamed(&self.http, model, &url, &call)?
+                }
+            };
+            stream_chat(&url, model, request, wire.as_mut(), started, on_text).await
+        };
+        let limit = Duration::from_millis(model.timeout_ms);
+        match tokio::time::timeout(limit, work).await {
+            Ok(result) => result,
+            Err(_) => Err(ProviderError::Timeout {
+                url,
+                ms: model.timeout_ms,
+            }),
+        }
     }
 
     /// Streams a chat answer from `model`, calling `on_text` with each piece of text as it
     /// arrives; the returned answer holds the whole text. The model's `timeout_ms` bounds the
-    /// whole call, and a stream that sends no byte for [`stream::idle_limit`] fails early.
-    /// Dropping the future drops the connection, which stops the model.
+    /// whole call: when it runs out after some text arrived, that text is the answer, marked
+    /// [`Cut::Timeout`] (a slow local model still explains, in part); before any text it is a
+    /// [`ProviderError::Timeout`]. A stream that sends no byte for [`stream::idle_limit`]
+    /// fails early. Dropping the future drops the connection, which stops the model.
     ///
     /// After some text has been passed on, a failure is a [`ProviderError::Stream`] (or a
     /// `Status` for an in-band error that names one, like Anthropic's `overloaded_error` as
@@ -223,6 +258,16 @@ impl Providers {
             Provider::Ollama => join(&model.url, "api/chat"),
             Provider::Anthropic => join(&model.url, "v1/messages"),
         };
+        // What arrived, kept here so that a call whose time runs out still has it.
+        let mut arrived = String::new();
+        let mut first_token = None;
+        let mut keep = |piece: &str| {
+            if first_token.is_none() && !piece.is_empty() {
+                first_token = Some(started.elapsed());
+            }
+            arrived.push_str(piece);
+            on_text(piece);
+        };
         let work = async {
             let (request, mut wire) = match model.provider {
                 Provider::Openai | Provider::Llamacpp => {
@@ -231,19 +276,22 @@ impl Providers {
                 Provider::Ollama => ollama::chat(&self.http, model, &url, &call),
                 Provider::Anthropic => anthropic::chat(&self.http, model, &url, &call)?,
             };
-            stream_chat(&url, model, request, wire.as_mut(), started, on_text).await
+            stream_chat(&url, model, request, wire.as_mut(), started, &mut keep).await
         };
         let limit = Duration::from_millis(model.timeout_ms);
-        let answer = match tokio::time::timeout(limit, work).await {
+        match tokio::time::timeout(limit, work).await {
             Ok(result) => result,
+            Err(_) if !arrived.is_empty() => Ok(ModelAnswer {
+                text: arrived,
+                first_token,
+                cut: Some(Cut::Timeout),
+                ..ModelAnswer::default()
+            }),
             Err(_) => Err(ProviderError::Timeout {
                 url,
                 ms: model.timeout_ms,
             }),
-        }?;
-        let sent = call.system.len() + call.messages.iter().map(|m| m.content.len()).sum::<usize>();
-        self.account(model, sent, &answer);
-        Ok(answer)
+        }
     }
 
     /// A cheap request that opens a pooled connection to the model server (and tells

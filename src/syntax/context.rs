@@ -61,6 +61,10 @@ pub struct SuggestionShape {
     /// of the enclosing block's body. A suggested line indented less than this leaves the
     /// block, so the suggestion stops before it.
     pub block_indent: Option<usize>,
+    /// For a single-line suggestion: the cursor ends a line that holds a complete statement,
+    /// so there is nothing to add to it and the suggestion may be the next line instead (a
+    /// line break, then one line). This is where a whole accepted line leaves the cursor.
+    pub next_line: bool,
 }
 
 /// Everything a prompt is built from.
@@ -149,6 +153,9 @@ pub fn extract(
         MultilinePolicy::Auto => auto_multiline(doc, syntax, &spec.blocks, &line),
     };
     let block_indent = multiline.then(|| block_indent(doc, syntax, &spec.blocks, &line));
+    let next_line = !multiline
+        && policy != MultilinePolicy::Never
+        && syntax.is_some_and(|s| s.ends_statement(&line));
 
     CompletionContext {
         language,
@@ -162,6 +169,7 @@ pub fn extract(
             line_before: line.before,
             line_after: line.after,
             block_indent,
+            next_line,
         },
     }
 }
@@ -487,6 +495,39 @@ impl<'a> Syntax<'a> {
         scan.out
     }
 
+    /// True when the cursor ends its line just after complete code: nothing but whitespace
+    /// follows it on the line, the user has not typed a space to go on (`return |`), and the
+    /// largest node ending at the line's last character covers the line's code from its
+    /// first character and has no syntax error. A node that began on an earlier line counts
+    /// (a definition or call the line closes); the last argument of a call that goes on
+    /// below does not.
+    fn ends_statement(self, line: &CursorLine) -> bool {
+        if line.blank_before
+            || line.before.ends_with(char::is_whitespace)
+            || !line.after.trim().is_empty()
+            || self.in_comment_or_string(line.cursor)
+        {
+            return false;
+        }
+        let start = self.doc.line_start(line.line);
+        let Some((at, ch)) = self.doc.last_non_ws(start, line.cursor) else {
+            return false;
+        };
+        // Where the line's code starts (`before` holds the text nearest the cursor).
+        let first = line.cursor - line.before.trim_start().len();
+        let end = at + ch.len_utf8();
+        let Some(mut node) = self.root.descendant_for_byte_range(at, end) else {
+            return false;
+        };
+        while let Some(parent) = node.parent() {
+            if parent.end_byte() != end || parent.id() == self.root.id() {
+                break;
+            }
+            node = parent;
+        }
+        node.id() != self.root.id() && !node.has_error() && node.start_byte() <= first
+    }
+
     /// True when the cursor is inside a comment or a string literal (a line comment counts
     /// up to its end; a closed string or block comment does not at its end).
     fn in_comment_or_string(self, cursor: usize) -> bool {
@@ -697,7 +738,12 @@ impl ImportScan<'_> {
                 if node.end_byte() <= self.before {
                     self.push(node);
                 }
-            } else if depth == 0 && spec.item(node.kind()) == Some(super::lang::Item::Holder) {
+            } else if depth == 0
+                && (node.is_error() || spec.item(node.kind()) == Some(super::lang::Item::Holder))
+            {
+                // An unclosed bracket at the cursor can make the parser wrap the top of the
+                // file in an ERROR node: its imports are still there, and dropping them would
+                // change the prompt's first bytes (and the model server's cache) mid-word.
                 self.children(node, depth + 1);
             }
             if !walk.goto_next_sibling() {
@@ -955,6 +1001,79 @@ mod tests {
             (multiline, block_indent),
             "{lang}: {src:?}\n{:#?}",
             ctx.shape
+        );
+    }
+
+    /// Where a line holds a complete statement and the cursor ends it, the suggestion may be
+    /// the next line (this is where accepting a whole line leaves the cursor).
+    #[test]
+    fn next_line_after_a_complete_statement() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("python", "def f(items):\n    total = 0$0\n", true),
+            ("python", "def f(items):\n    total = 0$0", true),
+            // A space typed after the code: the user goes on with the line.
+            (
+                "python",
+                "def f(items):\n    total = 0  $0\n    return total\n",
+                false,
+            ),
+            ("python", "def f():\n    return $0\n", false),
+            ("rust", "fn f() -> u8 {\n    return $0\n}\n", false),
+            (
+                "python",
+                "def f(items):\n    for i in items:\n        total += i$0\n",
+                true,
+            ),
+            // The last line of a function: the definition ends there.
+            ("python", "def f():\n    return 1$0\n\nx = 2\n", true),
+            // Not complete: an open bracket, an operator, a broken statement.
+            ("python", "def f(items):\n    total = sum(items,$0\n", false),
+            ("python", "def f(items):\n    total = $0\n", false),
+            // Mid-line, a blank line, a comment, a string: not this shape.
+            ("python", "def f():\n    x = 1$0 + 2\n", false),
+            ("python", "def f():\n    $0\n", false),
+            ("python", "def f():\n    # total = 0$0\n", false),
+            ("python", "s = \"\"\"\ntotal = 0$0\n\"\"\"\n", false),
+            ("rust", "fn f() {\n    let x = 1;$0\n}\n", true),
+            ("rust", "fn f() {\n    let x = 1$0\n}\n", false),
+            (
+                "javascript",
+                "function f() {\n  const x = g(1);$0\n}\n",
+                true,
+            ),
+            (
+                "javascript",
+                "function f() {\n  const x = g(1$0\n}\n",
+                false,
+            ),
+            ("go", "func f() {\n\tx := 1$0\n}\n", true),
+            ("rust", "fn f() {\n    g();\n}$0\n", true),
+            ("ruby", "def f\n  x = 1$0\nend\n", true),
+            ("lua", "function f()\n  local x = 1$0\nend\n", true),
+            ("bash", "f() {\n  x=1$0\n}\n", true),
+            ("php", "<?php\nfunction f() {\n  $x = 1;$0\n}\n", true),
+            // The last argument of a call that goes on below.
+            ("python", "x = foo(a,$0\n        b)\n", false),
+            ("python", "x = foo(a$0\n        , b)\n", false),
+        ];
+        for (lang, src, next_line) in cases {
+            let ctx = run(lang, src, ContextBudget::default(), MultilinePolicy::Auto);
+            assert_eq!(
+                ctx.shape.next_line, *next_line,
+                "{lang}: {src:?}\n{:#?}",
+                ctx.shape
+            );
+            assert!(!(ctx.shape.next_line && ctx.shape.multiline), "{src:?}");
+        }
+        let never = run(
+            "python",
+            "def f(items):\n    total = 0$0\n",
+            ContextBudget::default(),
+            MultilinePolicy::Never,
+        );
+        assert!(
+            !never.shape.next_line,
+            "multiline = \"never\" keeps to the line"
         );
     }
 
@@ -1389,6 +1508,19 @@ mod tests {
                     "import os",
                     "from a import (b,\n    c)",
                 ],
+            ),
+            // An unclosed bracket at the cursor can make the parser wrap the top of the file
+            // in an ERROR node (reduced from CPython's http/server.py, where typing `read(`
+            // did it): the imports stay, so that typing `(` does not change the prompt's
+            // first bytes (and the model server's cache, and the typed-ahead key).
+            (
+                "python",
+                "import urllib.parse\n                data = self.rfile.read($0\n                data = None\n        handler_class = SimpleHTTPRequestHandler\n    # ensure dual-stack is not disabled; ref #38907\n    class DualStackServer(ThreadingHTTPServer):\n    test(\n    )\n".to_string(),
+                ContextBudget {
+                    prefix_tokens: 5,
+                    suffix_tokens: 5,
+                },
+                vec!["import urllib.parse"],
             ),
             (
                 "javascript",

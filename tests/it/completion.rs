@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::harness::{Server, assert_empty, items, suggestion};
 use crate::support::double::Behaviour;
+use crate::support::lsp::range;
 
 /// Upper bound for asynchronous effects; tests wait on conditions, not on this time.
 const WAIT: Duration = Duration::from_secs(10);
@@ -20,13 +21,35 @@ const SLOW: Duration = Duration::from_secs(10);
 
 const FIXTURE: &str = "fn add(a: i32, b: i32) -> i32 {\n    return $0\n}\n";
 
+/// A request cancelled with `$/cancelRequest` is answered once. The call of a model measured
+/// inside the budget is aborted with it: the connection is closed, which stops the model.
 #[test]
-fn cancel_request_drops_the_model_connection_and_answers_once() {
-    let server = Server::start(Behaviour::answer("a + b").delay(SLOW));
-    let (uri, line, col) = server.open("add.rs", "rust", FIXTURE);
+fn cancelling_a_fast_models_call_drops_its_connection_and_answers_once() {
+    let server = Server::start(Behaviour::answer("a + b"));
+    // One answer measures the model as fast (the double answers at once).
+    let (other, line, col) = server.open("other.rs", "rust", FIXTURE);
+    assert_eq!(
+        suggestion(&server.inline(&other, line, col)).as_deref(),
+        Some("a + b")
+    );
+    assert!(
+        server.wait_calls_at("return a + b", 1),
+        "{}",
+        server.double.summary()
+    );
+    server
+        .double
+        .set_behaviour(Behaviour::answer("a + b").delay(SLOW));
+    let calls = server.double.requests();
+
+    let (uri, line, col) = server.open(
+        "add.rs",
+        "rust",
+        "fn add(a: i32, b: i32) -> i32 {\n    a + $0\n}\n",
+    );
     let id = server.inline_request(&uri, line, col);
     assert!(
-        server.double.wait_for(|d| d.requests() == 1, WAIT),
+        server.double.wait_for(|d| d.requests() == calls + 1, WAIT),
         "the model call starts: {}",
         server.double.summary()
     );
@@ -40,11 +63,71 @@ fn cancel_request_drops_the_model_connection_and_answers_once() {
         Err(error) => assert_eq!(error.code, -32800, "RequestCancelled: {error:?}"),
         Ok(result) => assert_empty(&result),
     }
-    assert_eq!(server.double.completed(), 0);
-    assert_eq!(server.double.requests(), 1);
     server.lsp.shutdown_and_exit();
     // A second response to the cancelled request would be recorded here.
     assert_eq!(server.lsp.protocol_errors(), Vec::<String>::new());
+}
+
+/// VS Code cancels the pending request at every keystroke, then asks again. A slow model's
+/// call (or one not measured yet) outlives the cancel while the user types along it: the
+/// next keystroke's request joins it, and its answer serves through typed-ahead reuse.
+#[test]
+fn a_slow_models_call_outlives_the_cancels_of_typing_along_it() {
+    let server = Server::start(Behaviour::answer("total(items)").delay(Duration::from_millis(800)));
+    let (uri, line, col) = server.open("sum.py", "python", "def f(items):\n    return $0\n");
+    let first = server.inline_request(&uri, line, col);
+    assert!(server.double.wait_for(|d| d.requests() == 1, WAIT));
+    let mut pending = first;
+    for (i, ch) in ["t", "o"].into_iter().enumerate() {
+        let typed = i as u32;
+        server
+            .lsp
+            .type_text(&uri, 2 + typed as i32, (line, col + typed), ch);
+        server.lsp.cancel(pending);
+        match server.lsp.response(pending) {
+            Err(error) => assert_eq!(error.code, -32800, "RequestCancelled: {error:?}"),
+            Ok(result) => assert_empty(&result),
+        }
+        pending = server.inline_request(&uri, line, col + typed + 1);
+    }
+    let result = server.inline_result(pending);
+    assert_eq!(
+        suggestion(&result).as_deref(),
+        Some("tal(items)"),
+        "{result}"
+    );
+    assert_eq!(server.double.aborted(), 0, "{}", server.double.summary());
+    assert_eq!(server.calls_at("return "), 1);
+    assert_eq!(server.calls_at("return to"), 0);
+    server.lsp.shutdown_and_exit();
+    assert_eq!(server.lsp.protocol_errors(), Vec::<String>::new());
+}
+
+/// A call that outlived its request's cancel is aborted as soon as an edit leaves it
+/// nothing to serve: here the user deletes a character instead of typing on.
+#[test]
+fn an_edit_it_cannot_serve_drops_a_call_nobody_waits_for() {
+    let server = Server::start(Behaviour::answer("a + b").delay(SLOW));
+    let (uri, line, col) = server.open("add.rs", "rust", FIXTURE);
+    let id = server.inline_request(&uri, line, col);
+    assert!(server.double.wait_for(|d| d.requests() == 1, WAIT));
+    server.lsp.cancel(id);
+    match server.lsp.response(id) {
+        Err(error) => assert_eq!(error.code, -32800, "RequestCancelled: {error:?}"),
+        Ok(result) => assert_empty(&result),
+    }
+    assert_eq!(server.double.aborted(), 0, "a slow model's call runs on");
+    server.lsp.change(
+        &uri,
+        2,
+        json!([{ "range": range((line, col - 1), (line, col)), "text": "" }]),
+    );
+    assert!(
+        server.double.wait_for(|d| d.aborted() == 1, WAIT),
+        "the HTTP connection is closed: {}",
+        server.double.summary()
+    );
+    server.lsp.shutdown_and_exit();
 }
 
 #[test]
@@ -70,7 +153,13 @@ fn superseded_requests_are_answered_empty_without_a_model_call() {
     );
     let result = server.inline_result(last);
     assert_eq!(suggestion(&result).as_deref(), Some("c + 1;"), "{result}");
-    let calls = server.double.model_calls();
+    // The requests' calls (not the prefetch after the suggestion, which asks after it).
+    let calls: Vec<_> = server
+        .double
+        .model_calls()
+        .into_iter()
+        .filter(|c| !c.fim_prefix_text().ends_with("c + 1;"))
+        .collect();
     assert!(
         calls.len() <= 2,
         "at most the first and the last request reach the model: {}",
@@ -233,7 +322,6 @@ fn accepting_a_suggestion_brings_the_next_one_from_the_cache() {
         "the prefetch: {}",
         server.double.summary()
     );
-    let calls = server.double.requests();
     // The editor inserts the suggestion, reports the acceptance, and asks at the new place.
     let accepted = "for item in items:";
     server.lsp.type_text(&uri, 2, (line, col), accepted);
@@ -251,10 +339,60 @@ fn accepting_a_suggestion_brings_the_next_one_from_the_cache() {
         Some("total += item"),
         "{next}"
     );
+    // From the cache: no call for the new place but the prefetch made while the first
+    // was shown (delivering this one starts the prefetch after it in turn).
+    assert_eq!(source_of(&next), "cache", "{next}");
     assert_eq!(
-        server.double.requests(),
-        calls,
-        "the next suggestion came from the cache: {}",
+        server.calls_at("for item in items:"),
+        1,
+        "{}",
+        server.double.summary()
+    );
+    server.lsp.shutdown_and_exit();
+}
+
+/// Where a delivered suggestion came from, as its accept command says (`model`, `cache`,
+/// `typed-ahead`).
+fn source_of(result: &serde_json::Value) -> String {
+    items(result)[0]["command"]["arguments"][0]["source"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Accepting a whole line leaves the cursor at the end of a complete statement: the next
+/// suggestion is the next line (a line break, then the line), computed in the background
+/// while the first was shown.
+#[test]
+fn accepting_a_whole_line_brings_the_next_line_from_the_cache() {
+    let server = Server::start(Behaviour::answer_with(|call| {
+        let prefix = call.fim_prefix_text();
+        if prefix.ends_with("total = 0") {
+            "\n    for item in items:\n        total += item\n".to_owned()
+        } else {
+            "total = 0".to_owned()
+        }
+    }));
+    let (uri, line, col) = server.open("sum.py", "python", "def f(items):\n    $0\n");
+    let shown = server.inline(&uri, line, col);
+    assert_eq!(suggestion(&shown).as_deref(), Some("total = 0"), "{shown}");
+    assert!(
+        server.wait_calls_at("total = 0", 1),
+        "the prefetch: {}",
+        server.double.summary()
+    );
+    server.lsp.type_text(&uri, 2, (line, col), "total = 0");
+    let next = server.inline(&uri, line, col + "total = 0".len() as u32);
+    assert_eq!(
+        suggestion(&next).as_deref(),
+        Some("\n    for item in items:"),
+        "{next}"
+    );
+    assert_eq!(source_of(&next), "cache", "{next}");
+    assert_eq!(
+        server.calls_at("total = 0"),
+        1,
+        "{}",
         server.double.summary()
     );
     server.lsp.shutdown_and_exit();
@@ -398,5 +536,60 @@ fn closing_a_document_aborts_its_model_call() {
         server.double.summary()
     );
     assert_empty(&server.inline_result(id));
+    server.lsp.shutdown_and_exit();
+}
+
+/// A block from a slow model (here one not measured yet) is streamed: its first line reaches
+/// the editor as soon as it is written, while the rest is generated; the whole block then
+/// answers from the cache.
+#[test]
+fn a_slow_models_block_shows_its_first_line_first() {
+    let block = "for x in xs:\n        total += x\n    return total";
+    let server = Server::start(
+        Behaviour::answer(block)
+            .chunks(8)
+            .chunk_delay(Duration::from_millis(300)),
+    );
+    let (uri, line, col) = server.open("sum.py", "python", "def f(xs):\n    total = 0\n    $0\n");
+    let first = server.inline(&uri, line, col);
+    assert_eq!(
+        suggestion(&first).as_deref(),
+        Some("for x in xs:"),
+        "{first}"
+    );
+    assert_eq!(
+        server.double.completed(),
+        0,
+        "shown while the model still writes: {}",
+        server.double.summary()
+    );
+    assert!(server.double.wait_for(|d| d.completed() >= 1, WAIT));
+    let whole = server.inline(&uri, line, col);
+    assert_eq!(suggestion(&whole).as_deref(), Some(block), "{whole}");
+    assert_eq!(source_of(&whole), "cache");
+    server.lsp.shutdown_and_exit();
+}
+
+/// The next line after a statement is the whole answer: once it is written the stream is
+/// closed, which stops the model.
+#[test]
+fn the_next_line_stops_the_model_once_written() {
+    let server = Server::start(
+        Behaviour::answer("\n    for x in xs:\n        total += x\n    return total\n")
+            .chunks(8)
+            .chunk_delay(Duration::from_millis(300)),
+    );
+    let (uri, line, col) = server.open("sum.py", "python", "def f(xs):\n    total = 0$0\n");
+    let next = server.inline(&uri, line, col);
+    assert_eq!(
+        suggestion(&next).as_deref(),
+        Some("\n    for x in xs:"),
+        "{next}"
+    );
+    assert!(
+        server.double.wait_for(|d| d.aborted() == 1, WAIT),
+        "the stream is closed after the line: {}",
+        server.double.summary()
+    );
     server.lsp.shutdown_and_exit();
 }

@@ -381,3 +381,58 @@ fn completion_asks_for_few_tokens_whatever_the_models_output_limit() {
     assert_eq!(asked("never"), json!(64));
     assert_eq!(asked("always"), json!(256));
 }
+
+/// A warm-up (the first edit at a new place, issue 12 item 6) reads the prompt that the
+/// request there sends, other files' context included: for llama.cpp the same `input_extra`,
+/// for the qwen template the same repository layout before the file being completed.
+#[test]
+fn a_warm_up_reads_the_other_files_the_request_sends() {
+    let cases = [
+        ("provider = \"llamacpp\"\nfim = \"native\"", "n_predict", 0),
+        ("provider = \"openai\"\nfim = \"qwen\"", "max_tokens", 1),
+    ];
+    for (model, field, warm) in cases {
+        let double = ModelDouble::start(Behaviour::answer("parse_config(path)"));
+        let url = match field {
+            "max_tokens" => format!("{}/v1", double.base_url()),
+            _ => double.base_url(),
+        };
+        let workspace = Workspace::new(&format!(
+            "[models.m]\nurl = \"{url}\"\nmodel = \"test-model\"\n{model}\n{}",
+            complete_route(&["m"])
+        ));
+        let editor = workspace.serve();
+        let lsp = &editor.lsp;
+        let (util, main) = (lsp.uri("util.py"), lsp.uri("main.py"));
+        lsp.open(&util, "python", UTIL);
+        lsp.type_text(&util, 2, (5, 23), "  # edited");
+        lsp.open(&main, "python", &MAIN.replace("$0", ""));
+        lsp.type_text(&main, 2, (1, 13), "p");
+        let is_warm = |c: &RecordedRequest| c.body[field] == json!(warm);
+        let warmed = double.wait_for(
+            |d| d.model_calls().iter().any(is_warm),
+            std::time::Duration::from_secs(10),
+        );
+        assert!(warmed, "{model}: {}", double.summary());
+        assert_eq!(
+            editor.suggest_at(&main, 1, 14).as_deref(),
+            Some("parse_config(path)")
+        );
+        let calls = double.model_calls();
+        let warm_up = calls.iter().find(|c| is_warm(c)).expect("the warm-up");
+        let request = calls
+            .iter()
+            .find(|c| !is_warm(c))
+            .expect("the request's call");
+        let sent = |c: &RecordedRequest| match field {
+            "n_predict" => c.body["input_extra"].to_string(),
+            _ => c.prompt_text()[..c.prompt_text().find("<|fim_prefix|>").unwrap()].to_string(),
+        };
+        assert!(
+            sent(request).contains("# edited"),
+            "{model}: {}",
+            sent(request)
+        );
+        assert_eq!(sent(warm_up), sent(request), "{model}");
+    }
+}

@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use pilotfish::config::{ModelConfig, Provider};
-use pilotfish::providers::{ChatCall, ChatMessage, ModelAnswer, ProviderError, Providers};
+use pilotfish::providers::{ChatCall, ChatMessage, Cut, ModelAnswer, ProviderError, Providers};
 use serde_json::json;
 
 use crate::support::double::{Behaviour, Fault, ModelDouble};
@@ -416,9 +416,10 @@ async fn a_stream_that_stalls_times_out_after_the_first_pieces() {
     assert_eq!(pieces, ["ab"]);
     // The whole-call limit and the idle limit are both 1.5 s here; when the first piece
     // comes within the same timer tick as the call's start they expire together, and
-    // either may report: both say the stream stalled past the model's timeout.
+    // either may report: the whole-call limit gives what arrived, marked as cut at the
+    // timeout; the idle limit says the stream stalled.
     assert!(
-        matches!(&result, Err(ProviderError::Timeout { .. }))
+        matches!(&result, Ok(ModelAnswer { text, cut: Some(Cut::Timeout), .. }) if text == "ab")
             || matches!(&result, Err(ProviderError::Stream { detail, partial_chars: 2, .. }) if detail.contains("stalled")),
         "{result:?}"
     );
@@ -496,5 +497,47 @@ async fn keys_never_appear_in_errors() {
                 "{provider:?} {fault:?}: {error}"
             );
         }
+    }
+}
+
+/// `Providers::fim_streamed` on each FIM wire (OpenAI `/v1/completions` SSE with `text`
+/// chunks, llama.cpp `/infill` SSE with `content` pieces, Ollama `/api/generate` NDJSON with
+/// `response` lines): the request asks for a stream, the pieces arrive in order and make the
+/// whole answer, with the time to its first token.
+#[tokio::test]
+async fn fim_streams_pieces_in_order_on_each_wire() {
+    use pilotfish::prompt::FimPrompt;
+    use pilotfish::providers::FimCall;
+    let text = "for x in xs:\n        total += x\n";
+    for (provider, suffix, path) in [
+        (Provider::Openai, None, "/v1/completions"),
+        (Provider::Llamacpp, Some("\n".to_string()), "/infill"),
+        (Provider::Ollama, Some("\n".to_string()), "/api/generate"),
+    ] {
+        let double = ModelDouble::start(Behaviour::answer(text).chunks(4));
+        let model = model(&double, provider, None);
+        let prompt = FimPrompt {
+            prompt: "def f(xs):\n    ".into(),
+            suffix,
+            stop: Vec::new(),
+        };
+        let call = FimCall {
+            prompt: &prompt,
+            max_tokens: 64,
+            time_budget: None,
+            other_files: &[],
+        };
+        let mut pieces = Vec::new();
+        let answer = Providers::new()
+            .fim_streamed(&model, call, &mut |p| pieces.push(p.to_string()))
+            .await
+            .unwrap_or_else(|e| panic!("{provider:?}: {e}"));
+        assert_eq!(answer.text, text, "{provider:?}");
+        assert!(pieces.len() > 1, "{provider:?}: {pieces:?}");
+        assert_eq!(pieces.concat(), text, "{provider:?}");
+        assert!(answer.first_token.is_some(), "{provider:?}");
+        let call = double.last_model_call().expect("a call");
+        assert_eq!(call.path, path, "{provider:?}");
+        assert!(call.wants_stream(), "{provider:?}: {}", call.body);
     }
 }

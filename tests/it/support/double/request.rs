@@ -126,6 +126,24 @@ impl RecordedRequest {
         self.body.get("model").and_then(Value::as_str)
     }
 
+    /// The output-token limit the request set (OpenAI and Anthropic `max_tokens` or
+    /// `max_completion_tokens`, Ollama `options.num_predict`, llama.cpp `n_predict`); None
+    /// when absent or not positive (unlimited).
+    pub fn max_output_tokens(&self) -> Option<u64> {
+        let body = &self.body;
+        let limit = match self.endpoint.dialect() {
+            Dialect::OpenAi | Dialect::Anthropic => body
+                .get("max_tokens")
+                .or_else(|| body.get("max_completion_tokens")),
+            Dialect::Ollama => body.pointer("/options/num_predict"),
+            Dialect::LlamaCpp => body.get("n_predict"),
+        };
+        limit
+            .and_then(Value::as_i64)
+            .and_then(|n| u64::try_from(n).ok())
+            .filter(|&n| n > 0)
+    }
+
     /// Whether the client asked for a streamed answer, with each API's default: Ollama streams
     /// unless `"stream": false`; the others stream only with `"stream": true`.
     pub fn wants_stream(&self) -> bool {
@@ -153,6 +171,16 @@ impl RecordedRequest {
                 other => other.and_then(Value::as_str).unwrap_or_default().to_owned(),
             },
         }
+    }
+
+    /// A call that asks for (almost) no generation: the server is only to read the prompt
+    /// into its cache. llama.cpp's `n_predict: 0`; Ollama's `num_predict: 1` and
+    /// OpenAI-compatible `max_tokens: 1`, which no completion asks for.
+    pub fn is_warm_up(&self) -> bool {
+        let body = &self.body;
+        body.get("n_predict").and_then(Value::as_u64) == Some(0)
+            || body.pointer("/options/num_predict").and_then(Value::as_u64) == Some(1)
+            || body.get("max_tokens").and_then(Value::as_u64) == Some(1)
     }
 
     /// For a fill-in-the-middle call, the text before the cursor as sent: llama.cpp's
