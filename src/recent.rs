@@ -291,14 +291,20 @@ fn definition_lines(
     line: usize,
 ) -> Option<Range<usize>> {
     tree?;
-    let start = rope.line_to_byte(line);
-    let indent = rope
-        .line(line)
+    // Just inside the line's first character: a cursor at its start counts as after the
+    // blanks before it, that is in whatever precedes the line.
+    let text = rope.line(line);
+    let indent: usize = text
         .chars()
-        .take_while(|c| c.is_whitespace() && *c != '\n')
+        .take_while(|c| c.is_whitespace())
         .map(char::len_utf8)
-        .sum::<usize>();
-    let target = enclosing_target(rope, tree, language, start + indent);
+        .sum();
+    let first = text
+        .chars()
+        .find(|c| !c.is_whitespace())
+        .map_or(0, char::len_utf8);
+    let inside = rope.line_to_byte(line) + indent + first;
+    let target = enclosing_target(rope, tree, language, inside);
     let (first, last) = target.line_span(rope);
     let lines = first..last + 1;
     let fits = lines.len() <= CHUNK_LINES && target.range.len() <= CHUNK_CHARS;
@@ -546,14 +552,35 @@ mod tests {
         Rope::from_str(&(0..lines).map(f).collect::<String>())
     }
 
+    /// The definition around the spot, whether the spot is in its body or on its header line
+    /// (a method of a long class too), when it is small enough.
     #[test]
     fn a_small_enclosing_definition_is_the_chunk() {
         let text = "import os\n\n\ndef small(x):\n    y = x + 1\n    return y\n\n\ndef other():\n    pass\n";
         let rope = Rope::from_str(text);
         let tree = crate::syntax::parse(Language::Python, text);
-        let c = cut(&rope, tree.as_ref(), Language::Python, &uri("a.py"), 4).unwrap();
-        assert_eq!(&*c.text, "def small(x):\n    y = x + 1\n    return y\n");
-        assert_eq!(c.lines, 3..6);
+        for line in [3, 4, 5] {
+            let c = cut(&rope, tree.as_ref(), Language::Python, &uri("a.py"), line).unwrap();
+            assert_eq!(
+                &*c.text, "def small(x):\n    y = x + 1\n    return y\n",
+                "{line}"
+            );
+            assert_eq!(c.lines, 3..6);
+        }
+        let methods: String = (0..20)
+            .map(|i| format!("    def m{i}(self):\n        a = {i}\n        return a\n\n"))
+            .collect();
+        let class = format!("class Long:\n{methods}");
+        let rope = Rope::from_str(&class);
+        let tree = crate::syntax::parse(Language::Python, &class);
+        let header = 1 + 4 * 7;
+        for line in [header, header + 1] {
+            let c = cut(&rope, tree.as_ref(), Language::Python, &uri("l.py"), line).unwrap();
+            assert_eq!(
+                &*c.text, "    def m7(self):\n        a = 7\n        return a\n",
+                "{line}"
+            );
+        }
     }
 
     /// A longer function, or no tree: the lines around the spot, within the bounds, whole
