@@ -39,8 +39,8 @@ chunks the user just touched): the holes are single files, so two more inputs ex
   developer looked up what they are about to call), and another file of the package edited
   at a random code line, in random order. Does the context help where it should?
 The `lsp-*` systems drive the release binary over LSP as an editor would, with the same
-config as `pf-*` plus `[completion] prefetch = "off"`: initialize with the hole's package as
-the workspace, open each sibling (at most 8,000 characters of it around its spot) and edit it
+config as `pf-*` plus `[completion] prefetch = "off"`, `warm_up = false` (background calls
+that change no answer): initialize with the hole's package as the workspace, open each sibling (at most 8,000 characters of it around its spot) and edit it
 at its spot (its last character deleted and typed again: the text is unchanged, the server
 sees an edit there), open the hole's file, and ask one `textDocument/inlineCompletion` at
 the hole (triggerKind Invoked), waited for:
@@ -436,7 +436,8 @@ def run_pilotfish(binary: str, cfg: Path, workdir: Path, hole: dict, rec: Record
 RING_CHUNKS = 4          # completion.recent_chunks for the `-ring` systems (the default)
 SIBLING_CHARS = 8000     # how much of a sibling file the simulated editor opens
 # The LSP systems: (provider kind, completion.recent_chunks). Over LSP the engine prefetches
-# the suggestion after the shown one; that costs the CPU and changes no answer here: off.
+# the suggestion after the shown one and warms the model server's cache at each edited place;
+# both cost the CPU and change no answer here: off.
 LSP_SYSTEMS = {
     "lsp-llamacpp": ("llamacpp", 0),
     "lsp-llamacpp-ring": ("llamacpp", RING_CHUNKS),
@@ -988,7 +989,7 @@ def run(args) -> None:
         elif s in LSP_SYSTEMS:
             kind, chunks = LSP_SYSTEMS[s]
             cfg = pf_config(rec.url, kind, workdir,
-                            f'prefetch = "off"\nrecent_chunks = {chunks}', name=s)
+                            f'prefetch = "off"\nwarm_up = false\nrecent_chunks = {chunks}', name=s)
             runners[s] = (lambda c: lambda h: run_pilotfish_lsp(args.pilotfish, c, workdir, h, rec))(cfg)
         else:
             sys.exit(f"unknown system {s}")
