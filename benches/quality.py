@@ -40,10 +40,11 @@ chunks the user just touched): the holes are single files, so two more inputs ex
   at a random code line, in random order. Does the context help where it should?
 The `lsp-*` systems drive the release binary over LSP as an editor would, with the same
 config as `pf-*` plus `[completion] prefetch = "off"`, `warm_up = false` (background calls
-that change no answer): initialize with the hole's package as the workspace, open each sibling (at most 8,000 characters of it around its spot) and edit it
-at its spot (its last character deleted and typed again: the text is unchanged, the server
-sees an edit there), open the hole's file, and ask one `textDocument/inlineCompletion` at
-the hole (triggerKind Invoked), waited for:
+that change no answer): initialize with the hole's package as the workspace, open each
+sibling (at most 8,000 characters of it around its spot) and edit it at its spot (its last
+character deleted and typed again: the text is unchanged, the server sees an edit there),
+open the hole's file, and ask one `textDocument/inlineCompletion` at the hole (triggerKind
+Invoked), waited for:
 - `lsp-llamacpp` / `lsp-openai`: `recent_chunks = 0` — other files' outlines only (to
   `/infill`'s `input_extra`; in the qwen template's repository layout);
 - `lsp-llamacpp-ring` / `lsp-openai-ring`: `recent_chunks = 4` — the outlines, then the
