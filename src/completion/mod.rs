@@ -1149,7 +1149,15 @@ async fn run_flight(
                             tx.send_replace(Some(Ok(hit)));
                         }
                     };
-                    fim_first_line_first(providers, &model, call, &ctx.shape, &publish).await?
+                    fim_first_line_first(
+                        providers,
+                        &model,
+                        call,
+                        &ctx.shape,
+                        started + budget,
+                        &publish,
+                    )
+                    .await?
                 } else {
                     providers.fim(&model, call).await?
                 };
@@ -1241,36 +1249,50 @@ async fn run_flight(
 }
 
 /// Streams a fill-in-the-middle answer and hands `first_line` the raw text of its first line
-/// as soon as that line is complete, while the rest is generated. For the next line after a
-/// statement that line is the whole answer: the stream stops there, which stops the model.
+/// once that line is complete and `show_from` has passed, while the rest is generated. A
+/// model that turns out fast finishes the whole block before `show_from` (the budget), and
+/// the user gets the block, not its first line. For the next line after a statement that
+/// line is the whole answer: the stream stops there, which stops the model.
 async fn fim_first_line_first(
     providers: &Providers,
     model: &ModelConfig,
     call: FimCall<'_>,
     shape: &SuggestionShape,
+    show_from: Instant,
     first_line: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<ModelAnswer, ProviderError> {
     let text = Mutex::new(String::new());
+    let line_end = std::sync::OnceLock::new();
     let line_done = tokio::sync::Notify::new();
-    let mut published = false;
     let mut on_text = |piece: &str| {
-        if published {
+        if line_end.get().is_some() {
             return;
         }
         let mut text = lock(&text);
         text.push_str(piece);
         if let Some(end) = first_line_end(&text, shape) {
-            published = true;
-            first_line(&text[..end]);
-            if shape.next_line {
-                line_done.notify_one();
-            }
+            let _ = line_end.set(end);
+            line_done.notify_one();
         }
+    };
+    let next_line = shape.next_line;
+    let shown = async {
+        line_done.notified().await;
+        let line = || {
+            let end = *line_end.get().expect("set before the notification");
+            lock(&text)[..end].to_owned()
+        };
+        if next_line {
+            return line();
+        }
+        tokio::time::sleep_until(show_from.into()).await;
+        first_line(&line());
+        std::future::pending().await
     };
     tokio::select! {
         answer = providers.fim_streamed(model, call, &mut on_text) => answer,
-        _ = line_done.notified() => Ok(ModelAnswer {
-            text: lock(&text).clone(),
+        line = shown => Ok(ModelAnswer {
+            text: line,
             ..ModelAnswer::default()
         }),
     }
