@@ -10,6 +10,7 @@ mod actions;
 mod cli;
 mod completion;
 mod double;
+mod faults;
 mod fim_wire;
 mod positions;
 mod privacy;

@@ -523,9 +523,8 @@ const FIM_PROVIDERS: [Provider; 3] = [Provider::Openai, Provider::Ollama, Provid
 fn assert_too_large(what: &str, result: &Result<ModelAnswer, ProviderError>) {
     let limit = format!("{} MB", pilotfish::providers::MAX_ANSWER_BYTES >> 20);
     match result {
-        Err(
-            ProviderError::Malformed { detail, .. } | ProviderError::Stream { detail, .. },
-        ) if detail.contains("larger than") && detail.contains(&limit) => {}
+        Err(ProviderError::Malformed { detail, .. } | ProviderError::Stream { detail, .. })
+            if detail.contains("larger than") && detail.contains(&limit) => {}
         other => panic!("{what}: expected an answer-too-large error, got {other:?}"),
     }
 }
@@ -611,8 +610,7 @@ async fn a_hang_mid_answer_times_out_for_every_wire() {
         assert!(double.wait_for_async(|d| d.aborted() == 1, WAIT).await);
     }
     for (provider, key) in each_provider("PILOTFISH_IT_HANG_MID_KEY") {
-        let double =
-            ModelDouble::start(Behaviour::answer("abcdef").chunks(3).fault(fault.clone()));
+        let double = ModelDouble::start(Behaviour::answer("abcdef").chunks(3).fault(fault.clone()));
         let mut model = model(&double, provider, key);
         model.timeout_ms = 300;
         let (pieces, result) = chat(&model).await;
