@@ -26,6 +26,7 @@ use crate::sync::lock;
 use crate::syntax::Language;
 
 mod actions;
+mod conformance;
 mod framing;
 
 /// The command attached to every suggestion, so the editor reports acceptance.
@@ -54,7 +55,6 @@ pub async fn serve_stdio(options: ServeOptions) -> i32 {
     let flag = shutdown_seen.clone();
     let (service, socket) = LspService::build(move |client| Backend::new(client, options, flag))
         .custom_method("textDocument/inlineCompletion", Backend::inline_completion)
-        .custom_method(framing::UNREADABLE_METHOD, Backend::unreadable_message)
         .custom_method(
             "window/workDoneProgress/cancel",
             Backend::work_done_progress_cancel,
@@ -65,7 +65,7 @@ pub async fn serve_stdio(options: ServeOptions) -> i32 {
     let stdin = framing::guard(input);
     Server::new(stdin, output, socket)
         .concurrency_level(MAX_CONCURRENT_REQUESTS)
-        .serve(service)
+        .serve(conformance::Conformant::new(service))
         .await;
     if shutdown_seen.load(Ordering::SeqCst) {
         0

@@ -14,6 +14,7 @@ mod faults;
 mod fim_wire;
 mod positions;
 mod privacy;
+mod protocol;
 mod providers;
 mod resilience;
 mod robustness;
