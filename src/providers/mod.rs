@@ -80,6 +80,50 @@ pub enum ProviderError {
     Unsupported(String),
 }
 
+impl ProviderError {
+    /// The error with the model's API key masked wherever it occurs: a server may echo the
+    /// key it was sent in its error text (the user sees it, the log keeps it).
+    fn without_key(self, model: &ModelConfig) -> ProviderError {
+        let Some(key) = model.api_key().filter(|k| !k.is_empty()) else {
+            return self;
+        };
+        let scrub = |text: String| text.replace(&key, crate::redact::MASK);
+        match self {
+            ProviderError::Unreachable { url, detail } => ProviderError::Unreachable {
+                url,
+                detail: scrub(detail),
+            },
+            ProviderError::Status {
+                url,
+                status,
+                retry_after,
+                message,
+            } => ProviderError::Status {
+                url,
+                status,
+                retry_after,
+                message: scrub(message),
+            },
+            ProviderError::Malformed { url, detail } => ProviderError::Malformed {
+                url,
+                detail: scrub(detail),
+            },
+            ProviderError::Stream {
+                url,
+                detail,
+                partial_chars,
+            } => ProviderError::Stream {
+                url,
+                detail: scrub(detail),
+                partial_chars,
+            },
+            other @ (ProviderError::Timeout { .. }
+            | ProviderError::MissingKey { .. }
+            | ProviderError::Unsupported(_)) => other,
+        }
+    }
+}
+
 fn missing_key_message(model: &str, env: Option<&str>) -> String {
     match env {
         Some(var) => {
@@ -217,7 +261,8 @@ impl Providers {
                 "model {:?} is an Anthropic chat model; it cannot serve fill-in-the-middle completion",
                 model.model
             ))),
-        }?;
+        }
+        .map_err(|e| e.without_key(model))?;
         self.account(model, sent, &answer);
         Ok(answer)
     }
@@ -261,7 +306,8 @@ impl Providers {
                 url,
                 ms: model.timeout_ms,
             }),
-        }?;
+        }
+        .map_err(|e| e.without_key(model))?;
         let sent = call.system.len() + call.messages.iter().map(|m| m.content.len()).sum::<usize>();
         self.account(model, sent, &answer);
         Ok(answer)
@@ -302,7 +348,10 @@ impl Providers {
             .send()
             .await
             .map_err(|e| transport_error(&url, model, e))?;
-        check_status(&url, response).await.map(drop)
+        check_status(&url, response)
+            .await
+            .map(drop)
+            .map_err(|e| e.without_key(model))
     }
 }
 

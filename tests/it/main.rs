@@ -12,6 +12,7 @@ mod completion;
 mod double;
 mod faults;
 mod fim_wire;
+mod planted_key;
 mod positions;
 mod privacy;
 mod protocol;

@@ -483,10 +483,15 @@ async fn keys_never_appear_in_errors() {
             "sk-never-shown-2",
         ),
     ] {
+        // The last one echoes the key it was sent, as some servers do.
         for fault in [
             Fault::status(401),
             Fault::Garbage,
             Fault::ResetMidStream { after_chunks: 1 },
+            Fault::status_with_body(
+                401,
+                format!("{{\"error\":{{\"message\":\"Incorrect API key provided: {key}\"}}}}"),
+            ),
         ] {
             let double = ModelDouble::start(Behaviour::answer("abc").fault(fault.clone()));
             let (_, result) = chat(&model(&double, provider, Some(key_env))).await;

@@ -56,6 +56,11 @@ impl Workspace {
         }
     }
 
+    /// The workspace's directory.
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     /// Writes `text` to `relative`, creating its directories.
     pub fn write(&self, relative: &str, text: &str) {
         let path = self.dir.path().join(relative);
