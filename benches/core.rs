@@ -13,7 +13,8 @@ use pilotfish::config::{LoadedConfig, Origin};
 use pilotfish::documents::{Documents, Reparse, Snapshot, TextChange};
 use pilotfish::position::{LineCol, PositionEncoding};
 use pilotfish::prompt::{Fim, FimTemplate, build_fim};
-use pilotfish::router::{RouteRequest, RouteState, Router};
+use pilotfish::router::{RouteRequest, RouteState};
+use pilotfish::session::Session;
 use pilotfish::syntax::Language;
 use pilotfish::syntax::context::{ContextBudget, MultilinePolicy, extract};
 use pilotfish::syntax::features::{Features, FeaturesMemo, enclosing_target};
@@ -215,7 +216,7 @@ fn routing(c: &mut Criterion) {
     let mut docs = Documents::default();
     docs.open_parsed("file:///ws/app/handler.py", Language::Python, 0, &src);
     let snap = docs.snapshot("file:///ws/app/handler.py").unwrap();
-    let config = LoadedConfig::from_toml_str(
+    let loaded = LoadedConfig::from_toml_str(
         r#"
 [models.fast]
 provider = "ollama"
@@ -244,9 +245,9 @@ daily_usd = 2.0
 "#,
         Origin::BuiltIn,
     )
-    .unwrap()
-    .config;
-    let router = Router::new(&config).unwrap();
+    .unwrap();
+    let session = Session::compile(loaded, Some("/ws".into())).unwrap();
+    let router = session.router();
     let state = RouteState::default();
     let cursor = snap.rope.line_to_byte(150);
     let target = enclosing_target(&snap.rope, snap.tree.as_ref(), Language::Python, cursor);

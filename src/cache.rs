@@ -51,6 +51,11 @@ impl CompletionCache {
         self.entries.put(key, value);
     }
 
+    /// Whether an entry for exactly this prompt exists (without refreshing it).
+    pub fn contains(&self, key: &CacheKey) -> bool {
+        self.entries.contains(key)
+    }
+
     /// The entry for exactly this prompt.
     pub fn lookup(&mut self, key: &CacheKey) -> Option<CachedSuggestion> {
         self.entries.get(key).cloned()

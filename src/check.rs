@@ -1,21 +1,35 @@
-//! `pilotfish check`: probes every configured model — reachable, the model present on the
-//! server, latency of a tiny request — and says for each route whether some model in it is
-//! live. The report is plain data; `main.rs` prints it and sets the exit code.
+//! `pilotfish check`: probes every configured model at each of its endpoints — reachable,
+//! the model present on the server, latency of a tiny request of the kind it serves (one
+//! token of fill-in-the-middle, or for a chat-only model one token of chat) — and says for
+//! each route whether some model in it is live, and where. The report is plain data;
+//! `main.rs` prints it and sets the exit code.
 
 use std::time::Instant;
 
-use crate::config::{Config, ModelConfig, Provider};
-use crate::prompt::build_fim;
-use crate::providers::{FimCall, Providers, model_listed};
+use crate::config::{ModelConfig, Provider};
+use crate::prompt::{Fim, build_fim};
+use crate::providers::{ChatCall, ChatMessage, FimCall, Providers, model_listed};
+use crate::session::{Model, Session};
 use crate::syntax::Language;
 use crate::syntax::context::{CompletionContext, SuggestionShape};
 
-/// What the probe of one model found.
+/// The kind of request a model serves, and so the kind of its probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serves {
+    /// Fill-in-the-middle (completion) and chat.
+    Fim,
+    /// Chat only: actions, and completion through a chat prompt.
+    Chat,
+}
+
+/// What the probe of one model at one endpoint found.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelReport {
     pub name: String,
     pub provider: Provider,
+    /// The endpoint probed.
     pub url: String,
+    pub serves: Serves,
     /// `Ok(latency of the tiny request in ms)` or the one-line reason it failed.
     pub result: Result<u64, String>,
     /// Notes that do not make the model unusable (e.g. not in the server's list).
@@ -32,7 +46,8 @@ impl ModelReport {
 pub struct RouteReport {
     pub task: String,
     pub chain: Vec<String>,
-    /// The first live model of the chain.
+    /// The first live model of the chain (`"name at URL"` when it has several endpoints:
+    /// the first live one).
     pub live: Option<String>,
 }
 
@@ -51,9 +66,10 @@ impl CheckReport {
     pub fn render(&self) -> String {
         let mut out = String::from("models:\n");
         for m in &self.models {
-            let status = match &m.result {
-                Ok(ms) => format!("ok, {ms} ms"),
-                Err(why) => format!("FAILED: {why}"),
+            let status = match (&m.result, m.serves) {
+                (Ok(ms), Serves::Fim) => format!("ok, {ms} ms"),
+                (Ok(ms), Serves::Chat) => format!("ok, {ms} ms (chat-only: one-token chat probe)"),
+                (Err(why), _) => format!("FAILED: {why}"),
             };
             out.push_str(&format!(
                 "  {:<12} {:<9} {:<32} {status}\n",
@@ -90,33 +106,55 @@ fn provider_name(p: Provider) -> &'static str {
     }
 }
 
-/// Probes every model (concurrently) and every route.
-pub async fn check(config: &Config, providers: &Providers) -> CheckReport {
+/// Probes every model of the session at each of its endpoints (concurrently) and every
+/// route.
+pub async fn check(session: &Session, providers: &Providers) -> CheckReport {
+    let config = session.config();
     let probes = config
         .models
-        .iter()
-        .map(|(name, model)| probe(name, model, providers));
+        .keys()
+        .filter_map(|name| session.model(name))
+        .flat_map(|model| {
+            model
+                .config
+                .url
+                .iter()
+                .map(move |url| probe(model, model.config.at_endpoint(url), providers))
+        });
     let models: Vec<ModelReport> = futures_util::future::join_all(probes).await;
+    let live_at = |name: &String| {
+        let live = models.iter().find(|m| &m.name == name && m.is_live())?;
+        let several = config.models.get(name).is_some_and(|m| m.url.len() > 1);
+        Some(if several {
+            format!("{name} at {}", live.url)
+        } else {
+            name.clone()
+        })
+    };
     let routes = config
         .routes
         .iter()
         .map(|(task, chain)| RouteReport {
             task: task.clone(),
             chain: chain.clone(),
-            live: chain
-                .iter()
-                .find(|name| models.iter().any(|m| &m.name == *name && m.is_live()))
-                .cloned(),
+            live: chain.iter().find_map(live_at),
         })
         .collect();
     CheckReport { models, routes }
 }
 
-async fn probe(name: &str, model: &ModelConfig, providers: &Providers) -> ModelReport {
+/// Probes `model` at one endpoint (`at`: its config with only that endpoint).
+async fn probe(model: &Model, at: ModelConfig, providers: &Providers) -> ModelReport {
+    let (name, fim, model) = (&model.name, model.fim, &at);
     let mut report = ModelReport {
         name: name.to_string(),
         provider: model.provider,
-        url: model.url.clone(),
+        url: model.url.to_string(),
+        serves: if fim.is_some() {
+            Serves::Fim
+        } else {
+            Serves::Chat
+        },
         result: Err(String::new()),
         notes: Vec::new(),
     };
@@ -145,16 +183,32 @@ async fn probe(name: &str, model: &ModelConfig, providers: &Providers) -> ModelR
         }
     }
     let started = Instant::now();
-    let tiny = tiny_request(model, providers).await;
+    let tiny = match fim {
+        Some(fim) => tiny_fim(fim, model, providers).await,
+        None => tiny_chat(model, providers).await,
+    };
     report.result = tiny.map(|()| started.elapsed().as_millis() as u64);
     report
 }
 
-/// The smallest real request the model serves: one token of fill-in-the-middle.
-async fn tiny_request(model: &ModelConfig, providers: &Providers) -> Result<(), String> {
-    let Some(fim) = model.fim() else {
-        return Err("chat-only model: no completion probe yet".into());
+/// The smallest real request a chat-only model serves: one token of chat.
+async fn tiny_chat(model: &ModelConfig, providers: &Providers) -> Result<(), String> {
+    let messages = [ChatMessage::user("Say OK.")];
+    let call = ChatCall {
+        system: "",
+        messages: &messages,
+        max_tokens: 1,
+        temperature: 0.0,
     };
+    providers
+        .chat(model, call, &mut |_| {})
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// The smallest real request a completion model serves: one token of fill-in-the-middle.
+async fn tiny_fim(fim: Fim, model: &ModelConfig, providers: &Providers) -> Result<(), String> {
     let ctx = CompletionContext {
         language: Language::Python,
         imports: Vec::new(),

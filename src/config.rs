@@ -1,5 +1,6 @@
-//! Configuration: the TOML file of SPEC §3, typed and validated once, then passed explicitly.
-//! Owns the lookup order (`--config`, `$PILOTFISH_CONFIG`, `.pilotfish.toml` in the
+//! Configuration: the TOML file of SPEC §3, typed and checked (references between sections,
+//! value ranges, URLs); [`crate::session`] compiles it once into the session that everything
+//! else reads. Owns the lookup order (`--config`, `$PILOTFISH_CONFIG`, `.pilotfish.toml` in the
 //! workspace, `$XDG_CONFIG_HOME/pilotfish/config.toml`, built-in default), the merge of the
 //! file over the built-in default, LSP overrides (same shape, as JSON), and errors that name
 //! the file, the key and the reason. Unknown keys are errors, never silently ignored.
@@ -53,7 +54,8 @@ pub enum Provider {
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     pub provider: Provider,
-    pub url: String,
+    /// One endpoint, or several machines serving the same model.
+    pub url: Urls,
     pub model: String,
     /// `"native"` or a template name; absent: a chat-only model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -76,6 +78,99 @@ pub struct ModelConfig {
     pub timeout_ms: u64,
 }
 
+/// Whether `url` names this machine.
+fn is_loopback(url: &str) -> bool {
+    reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| {
+            u.host_str()
+                .map(|h| matches!(h, "127.0.0.1" | "localhost" | "[::1]" | "::1"))
+        })
+        .unwrap_or(false)
+}
+
+/// A model's `url`: one endpoint (`url = "http://127.0.0.1:8080"`) or several machines
+/// serving the same model (`url = ["http://gpu-box:8080", "http://127.0.0.1:8080"]`), in
+/// the user's order. Not empty once validated.
+///
+/// Dereferences to the first endpoint's URL. Providers are handed one endpoint at a time
+/// ([`ModelConfig::at_endpoint`]), so for them the first is the only one; code that chooses
+/// between endpoints iterates them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Urls(Vec<String>);
+
+impl Urls {
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::ops::Deref for Urls {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.0.first().map_or("", String::as_str)
+    }
+}
+
+impl From<String> for Urls {
+    fn from(url: String) -> Urls {
+        Urls(vec![url])
+    }
+}
+
+impl From<Vec<String>> for Urls {
+    fn from(urls: Vec<String>) -> Urls {
+        Urls(urls)
+    }
+}
+
+impl Serialize for Urls {
+    /// One endpoint as a string (as users write it), several as a list.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0.as_slice() {
+            [one] => serializer.serialize_str(one),
+            many => many.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Urls {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Urls, D::Error> {
+        struct UrlsVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for UrlsVisitor {
+            type Value = Urls;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a URL or a list of URLs")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, url: &str) -> Result<Urls, E> {
+                Ok(Urls(vec![url.to_string()]))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Urls, A::Error> {
+                let mut urls = Vec::new();
+                while let Some(url) = seq.next_element::<String>()? {
+                    urls.push(url);
+                }
+                Ok(Urls(urls))
+            }
+        }
+
+        deserializer.deserialize_any(UrlsVisitor)
+    }
+}
+
 fn default_context_window() -> u32 {
     8192
 }
@@ -93,17 +188,20 @@ impl ModelConfig {
         self.fim.as_deref().and_then(Fim::parse)
     }
 
-    /// Whether requests to this model stay on this machine.
+    /// Whether requests to this model stay on this machine: `local` when set, else whether
+    /// every endpoint is on this machine.
     pub fn is_local(&self) -> bool {
-        self.local.unwrap_or_else(|| {
-            reqwest::Url::parse(&self.url)
-                .ok()
-                .and_then(|u| {
-                    u.host_str()
-                        .map(|h| matches!(h, "127.0.0.1" | "localhost" | "[::1]" | "::1"))
-                })
-                .unwrap_or(false)
-        })
+        self.local
+            .unwrap_or_else(|| self.url.iter().all(is_loopback))
+    }
+
+    /// This model at one of its endpoints: what a provider is handed for one call (its
+    /// `url` then names only that endpoint, and `is_local` speaks for that endpoint).
+    pub fn at_endpoint(&self, url: &str) -> ModelConfig {
+        ModelConfig {
+            url: Urls(vec![url.to_string()]),
+            ..self.clone()
+        }
     }
 
     /// The API key from the environment, if this model names one and it is set.
@@ -160,6 +258,9 @@ pub struct CompletionConfig {
     pub cache_entries: usize,
     #[serde(default)]
     pub multiline: MultilineSetting,
+    /// Which models may be asked in the background for the suggestion after the shown one.
+    #[serde(default)]
+    pub prefetch: PrefetchSetting,
 }
 
 fn default_budget_ms() -> u64 {
@@ -179,6 +280,7 @@ impl Default for CompletionConfig {
             debounce_ms: default_debounce_ms(),
             cache_entries: default_cache_entries(),
             multiline: MultilineSetting::default(),
+            prefetch: PrefetchSetting::default(),
         }
     }
 }
@@ -190,6 +292,29 @@ pub enum MultilineSetting {
     Auto,
     Always,
     Never,
+}
+
+/// Background model calls for the suggestion that follows the shown one: they cost a cloud
+/// model money, so by default only local models make them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrefetchSetting {
+    Off,
+    #[default]
+    Local,
+    /// Cloud models too.
+    All,
+}
+
+impl PrefetchSetting {
+    /// Whether `model` may be asked in the background.
+    pub fn allows(self, model: &ModelConfig) -> bool {
+        match self {
+            PrefetchSetting::Off => false,
+            PrefetchSetting::Local => model.is_local(),
+            PrefetchSetting::All => true,
+        }
+    }
 }
 
 impl From<MultilineSetting> for MultilinePolicy {
@@ -257,6 +382,8 @@ pub struct BudgetConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetryConfig {
+    /// Where the usage log (SPEC §8) will go. Accepted and kept so that configs written for
+    /// it stay valid, but nothing writes the log yet.
     #[serde(default = "default_usage_log")]
     pub usage_log: String,
 }
@@ -370,7 +497,8 @@ impl LoadedConfig {
     }
 
     /// The configuration with editor settings (same shape as the file, as JSON) merged over
-    /// it. `null` or an empty object changes nothing.
+    /// it. `null`, an empty object or an empty array (what an empty Lua table encodes to)
+    /// changes nothing.
     pub fn with_overrides(
         &self,
         overrides: &serde_json::Value,
@@ -378,6 +506,7 @@ impl LoadedConfig {
         let origin = Origin::Editor;
         let table = match overrides {
             serde_json::Value::Null => return Ok(self.clone()),
+            serde_json::Value::Array(items) if items.is_empty() => return Ok(self.clone()),
             serde_json::Value::Object(_) => {
                 toml::Table::try_from(overrides).map_err(|e| ConfigError::Invalid {
                     origin: origin.clone(),
@@ -531,13 +660,31 @@ fn from_table(table: toml::Table, origin: &Origin) -> Result<Config, ConfigError
             key,
             reason,
         })?;
-    // Globs and language names are checked by compiling them, once, here.
-    crate::router::Router::new(&config).map_err(|e| ConfigError::Invalid {
-        origin: origin.clone(),
-        key: e.key,
-        reason: e.reason,
-    })?;
+    // Globs and language names are checked where they are compiled, once: `Session::compile`.
     Ok(config)
+}
+
+/// Checks a model's endpoints; the error names `url` (or `url[i]` in a list) and why.
+fn validate_urls(urls: &Urls) -> Result<(), (String, String)> {
+    if urls.is_empty() {
+        return Err(("url".into(), "must name at least one endpoint".into()));
+    }
+    for (i, text) in urls.iter().enumerate() {
+        let at = if urls.len() == 1 {
+            "url".to_string()
+        } else {
+            format!("url[{i}]")
+        };
+        let url = reqwest::Url::parse(text)
+            .map_err(|e| (at.clone(), format!("not a URL ({e}): {text:?}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err((at, format!("must be http:// or https://, got {text:?}")));
+        }
+        if urls.iter().take(i).any(|earlier| earlier == text) {
+            return Err((at, format!("{text:?} is listed twice")));
+        }
+    }
+    Ok(())
 }
 
 impl Config {
@@ -561,14 +708,7 @@ impl Config {
     fn validate(&self) -> Result<(), (String, String)> {
         for (name, m) in &self.models {
             let key = |field: &str| format!("models.{name}.{field}");
-            let url = reqwest::Url::parse(&m.url)
-                .map_err(|e| (key("url"), format!("not a URL ({e}): {:?}", m.url)))?;
-            if !matches!(url.scheme(), "http" | "https") {
-                return Err((
-                    key("url"),
-                    format!("must be http:// or https://, got {:?}", m.url),
-                ));
-            }
+            validate_urls(&m.url).map_err(|(at, reason)| (key(&at), reason))?;
             if m.model.trim().is_empty() {
                 return Err((key("model"), "must not be empty".into()));
             }
@@ -811,6 +951,26 @@ mod tests {
                 "NAME of an environment variable",
             ),
             ("[completion\n", "test.toml", "TOML parse error"),
+            (
+                "[models.a]\nprovider = \"ollama\"\nurl = []\nmodel = \"m\"\n",
+                "models.a.url",
+                "at least one endpoint",
+            ),
+            (
+                "[models.a]\nprovider = \"ollama\"\nurl = [\"http://a:1\", \"ftp://b\"]\nmodel = \"m\"\n",
+                "models.a.url[1]",
+                "must be http:// or https://",
+            ),
+            (
+                "[models.a]\nprovider = \"ollama\"\nurl = [\"http://a:1\", \"http://a:1\"]\nmodel = \"m\"\n",
+                "models.a.url[1]",
+                "listed twice",
+            ),
+            (
+                "[models.a]\nprovider = \"ollama\"\nurl = 8080\nmodel = \"m\"\n",
+                "models.a.url",
+                "a URL or a list of URLs",
+            ),
         ];
         for (text, key, reason) in cases {
             let err = load(text).unwrap_err();
@@ -818,6 +978,50 @@ mod tests {
             assert!(err.contains(key), "want key {key:?} in {err}");
             assert!(err.contains(reason), "want {reason:?} in {err}");
         }
+    }
+
+    #[test]
+    fn a_model_may_list_several_endpoints() {
+        let text = r#"
+            [models.fast]
+            provider = "llamacpp"
+            url = ["http://gpu-box:8080", "http://127.0.0.1:8080"]
+            model = "qwen"
+            fim = "native"
+            [models.here]
+            provider = "llamacpp"
+            url = ["http://127.0.0.1:8080", "http://localhost:8081"]
+            model = "qwen"
+            fim = "native"
+            [models.one]
+            provider = "ollama"
+            url = "http://127.0.0.1:11434"
+            model = "qwen"
+            "#;
+        let c = load(text).unwrap();
+        let fast = &c.models["fast"];
+        assert_eq!(
+            fast.url.iter().collect::<Vec<_>>(),
+            ["http://gpu-box:8080", "http://127.0.0.1:8080"]
+        );
+        assert!(!fast.is_local(), "one endpoint is another machine");
+        assert!(c.models["here"].is_local());
+        let at = fast.at_endpoint("http://127.0.0.1:8080");
+        assert_eq!(at.url.iter().collect::<Vec<_>>(), ["http://127.0.0.1:8080"]);
+        assert_eq!(
+            &*at.url, "http://127.0.0.1:8080",
+            "providers read the one URL"
+        );
+        assert!(at.is_local(), "that endpoint is on this machine");
+        // `pilotfish config` writes one endpoint as a string and several as a list, and
+        // what it writes loads again.
+        let shown = c.to_display_toml();
+        assert!(
+            shown.contains("url = \"http://127.0.0.1:11434\""),
+            "{shown}"
+        );
+        assert!(shown.contains("\"http://gpu-box:8080\""), "{shown}");
+        assert_eq!(load(&shown).unwrap(), c, "{shown}");
     }
 
     #[test]

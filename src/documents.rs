@@ -65,7 +65,10 @@ pub enum DocumentError {
 }
 
 /// A cheap, immutable copy of a document at one version (the rope and tree share their
-/// storage with the live document), so a request can work without holding any lock.
+/// storage with the live document), so a request can work without holding the documents
+/// lock. One thing is shared rather than copied: the document's features memo, behind its
+/// own mutex — [`Snapshot::features`] only tries that lock (and walks without the memo when
+/// it is busy), [`Snapshot::warm_features`] waits for it.
 #[derive(Clone)]
 pub struct Snapshot {
     pub uri: Arc<str>,
@@ -95,6 +98,49 @@ impl Snapshot {
             }
             Err(TryLockError::WouldBlock) => features(rope, tree, language, target),
         }
+    }
+
+    /// The document as it would be with `text` inserted at byte `at` (as when the user
+    /// accepts a suggestion there): a new rope, and the tree edited and reparsed
+    /// incrementally (for a file too big to reparse on the spot, edited only). None when
+    /// `at` is not a char boundary of the text. The live document is untouched.
+    pub fn with_insertion(&self, at: usize, text: &str) -> Option<Snapshot> {
+        let at_char = self.rope.try_byte_to_char(at).ok()?;
+        if self.rope.try_char_to_byte(at_char).ok()? != at {
+            return None;
+        }
+        let mut rope = self.rope.clone();
+        let start_position = ts_point(&rope, at);
+        rope.insert(at_char, text);
+        let new_end_byte = at + text.len();
+        let mut tree = self.tree.clone();
+        let mut fresh = self.tree_is_fresh;
+        if let Some(tree) = tree.as_mut() {
+            tree.edit(&InputEdit {
+                start_byte: at,
+                old_end_byte: at,
+                new_end_byte,
+                start_position,
+                old_end_position: start_position,
+                new_end_position: ts_point(&rope, new_end_byte),
+            });
+        }
+        if rope.len_bytes() <= SYNC_REPARSE_BYTES {
+            if let Some(mut parser) = parser_for(self.language) {
+                tree = reparse(&mut parser, &rope, tree.as_ref());
+            }
+        } else {
+            fresh = false;
+        }
+        Some(Snapshot {
+            uri: self.uri.clone(),
+            language: self.language,
+            version: self.version,
+            rope,
+            tree,
+            tree_is_fresh: fresh,
+            features_memo: Arc::clone(&self.features_memo),
+        })
     }
 
     /// Fills the features memo with the whole document, so that the first routing decision
@@ -319,6 +365,44 @@ fn ts_point(rope: &Rope, byte: usize) -> Point {
     }
 }
 
+/// The file path inside a `file://` URI (percent-decoded); other URIs are returned as is.
+pub fn path_of_uri(uri: &str) -> String {
+    let Some(rest) = uri.strip_prefix("file://") else {
+        return uri.to_string();
+    };
+    let bytes = rest.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The `file://` URI of an absolute path, percent-encoding every byte but the unreserved
+/// ones and `/`, so that [`path_of_uri`] gives the path back.
+pub fn file_uri(path: &str) -> String {
+    let mut uri = String::with_capacity(path.len() + 8);
+    uri.push_str("file://");
+    for &b in path.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'.' | b'_' | b'~') {
+            uri.push(b as char);
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri
+}
+
 /// All open documents, keyed by URI.
 #[derive(Default)]
 pub struct Documents {
@@ -503,6 +587,25 @@ impl Documents {
 mod tests {
     use super::*;
 
+    #[test]
+    fn paths_of_uris_and_back() {
+        assert_eq!(path_of_uri("file:///home/a%20b/x.rs"), "/home/a b/x.rs");
+        assert_eq!(path_of_uri("file:///t/%E6%97%A5.py"), "/t/日.py");
+        assert_eq!(path_of_uri("file:///t/100%"), "/t/100%");
+        assert_eq!(path_of_uri("file:///t/%zz"), "/t/%zz");
+        assert_eq!(path_of_uri("untitled:1"), "untitled:1");
+        for path in [
+            "/home/a b/x.rs",
+            "/t/日.py",
+            "/t/100%41",
+            "/w/x#y?.rs",
+            "/a/b",
+        ] {
+            assert_eq!(path_of_uri(&file_uri(path)), path, "{}", file_uri(path));
+        }
+        assert_eq!(file_uri("/home/a b/x.rs"), "file:///home/a%20b/x.rs");
+    }
+
     fn lc(line: u32, col: u32) -> LineCol {
         LineCol { line, col }
     }
@@ -551,6 +654,33 @@ mod tests {
             fresh.root_node().to_sexp()
         );
         assert_eq!(snap.version, 4);
+    }
+
+    /// A snapshot with a suggestion inserted is what the editor's document becomes when the
+    /// user accepts it: the same text, and the tree of a fresh parse; the live document
+    /// stays as it was.
+    #[test]
+    fn a_snapshot_with_an_insertion_matches_the_accepted_document() {
+        let mut docs = Documents::default();
+        let src = "def f(a😀):\n    return \n";
+        docs.open_parsed("u", Language::Python, 1, src);
+        let snap = docs.snapshot("u").unwrap();
+        let at = src.find("return ").unwrap() + "return ".len();
+        let accepted = snap.with_insertion(at, "a + 1\n    # 日本").unwrap();
+        let text = accepted.rope.to_string();
+        assert_eq!(text, "def f(a😀):\n    return a + 1\n    # 日本\n");
+        let fresh = crate::syntax::parse(Language::Python, &text).unwrap();
+        assert_eq!(
+            accepted.tree.unwrap().root_node().to_sexp(),
+            fresh.root_node().to_sexp()
+        );
+        assert!(accepted.tree_is_fresh);
+        assert_eq!(docs.snapshot("u").unwrap().rope.to_string(), src);
+        // Inside a multi-byte character, or past the end: no snapshot.
+        let inside_emoji = src.find('😀').unwrap() + 1;
+        assert!(snap.with_insertion(inside_emoji, "x").is_none());
+        assert!(snap.with_insertion(src.len() + 1, "x").is_none());
+        assert!(snap.with_insertion(src.len(), "x").is_some());
     }
 
     #[test]

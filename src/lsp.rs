@@ -1,8 +1,9 @@
 //! The protocol layer — the only module that names LSP types. It negotiates capabilities
 //! and the position encoding, keeps documents in step (each `didChange` applied before any
-//! `.await`), turns requests into calls on the completion engine and answers back. Every
-//! request handler runs behind a panic guard: a bug in one request becomes an error
-//! response, never a dead server.
+//! `.await`), compiles the configuration into the session (and swaps it whole when the editor
+//! changes it), turns requests into calls on the completion engine and answers back. Every
+//! handler — request or notification — runs behind a panic guard: a bug in one becomes an
+//! error response or a log line, never a dead server.
 
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
@@ -17,13 +18,14 @@ use tower_lsp_server::ls_types::*;
 use tower_lsp_server::{Client, LanguageServer, LspService, Server};
 
 use crate::completion::{CompletionEngine, NoSuggestion, Suggestion};
-use crate::config::LoadedConfig;
 use crate::documents::{Documents, Reparse, TextChange};
 use crate::position::{self, LineCol, PositionEncoding};
 use crate::providers::Providers;
 use crate::resilience::Health;
-use crate::sync::lock;
+use crate::session::{Session, SharedSession};
+use crate::sync::{lock, read, write};
 use crate::syntax::Language;
+use crate::test_hooks;
 
 mod actions;
 mod conformance;
@@ -147,17 +149,28 @@ pub struct Backend {
     options: ServeOptions,
     documents: Arc<Mutex<Documents>>,
     encoding: RwLock<PositionEncoding>,
-    config: Arc<RwLock<LoadedConfig>>,
-    /// The first workspace folder, for `.pilotfish.toml` and relative rule paths.
-    workspace_root: RwLock<Option<String>>,
+    /// The compiled configuration (with the workspace root: the first workspace folder),
+    /// read per request and swapped whole on reconfiguration.
+    session: Arc<SharedSession>,
     engine: CompletionEngine,
     providers: Providers,
     health: Arc<Health>,
     /// Whether the user has been told that no completion model answers; reset on success.
     told_unreachable: AtomicBool,
+    /// Whether the user has been told that the day's budget keeps cloud models out.
+    told_budget_spent: AtomicBool,
     shutdown_seen: Arc<AtomicBool>,
     /// Code actions: client capabilities, cancel switches, documents with diagnostics.
     actions: actions::ActionState,
+}
+
+/// The message a panic carried.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// Runs a request handler, turning a panic into an internal-error response.
@@ -165,11 +178,7 @@ async fn guarded<T>(what: &str, fut: impl std::future::Future<Output = Result<T>
     match AssertUnwindSafe(fut).catch_unwind().await {
         Ok(result) => result,
         Err(panic) => {
-            let msg = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
+            let msg = panic_message(&*panic);
             tracing::error!("{what} panicked: {msg}");
             Err(Error {
                 code: tower_lsp_server::jsonrpc::ErrorCode::InternalError,
@@ -177,6 +186,18 @@ async fn guarded<T>(what: &str, fut: impl std::future::Future<Output = Result<T>
                 data: None,
             })
         }
+    }
+}
+
+/// Runs a notification handler, logging a panic instead of letting it unwind out of the
+/// runtime. Polling starts at once, so a handler's work before its first `.await` (applying
+/// a `didChange`) still happens before the next message is read.
+async fn contained(what: &str, fut: impl std::future::Future<Output = ()>) {
+    if let Err(panic) = AssertUnwindSafe(fut).catch_unwind().await {
+        tracing::error!(
+            "{what} panicked: {}; the server goes on",
+            panic_message(&*panic)
+        );
     }
 }
 
@@ -201,11 +222,11 @@ fn to_position(p: LineCol) -> Position {
 impl Backend {
     fn new(client: Client, options: ServeOptions, shutdown_seen: Arc<AtomicBool>) -> Backend {
         // The real configuration is loaded at `initialize`, when the workspace is known.
-        let config = LoadedConfig::built_in();
+        let session = Session::built_in(None);
         let providers = Providers::new();
         let health = Arc::new(Health::new());
         let engine = CompletionEngine::new(
-            Arc::new(config.config.clone()),
+            session.completion().cache_entries,
             providers.clone(),
             health.clone(),
         );
@@ -214,18 +235,22 @@ impl Backend {
             options,
             documents: Arc::new(Mutex::new(Documents::default())),
             encoding: RwLock::new(PositionEncoding::default()),
-            config: Arc::new(RwLock::new(config)),
-            workspace_root: RwLock::new(None),
+            session: Arc::new(SharedSession::new(session)),
             engine,
             providers,
             health,
             told_unreachable: AtomicBool::new(false),
+            told_budget_spent: AtomicBool::new(false),
             shutdown_seen,
             actions: actions::ActionState::default(),
         }
     }
 
-    /// Runs a deferred reparse of a big document on a blocking thread.
+    /// The current session: read once per request, and kept for the whole request.
+    fn session(&self) -> Arc<Session> {
+        self.session.get()
+    }
+
     /// Runs the background work a document change left: the reparse of a big file, and
     /// (`warm_features`) filling its features memo once its tree is fresh.
     fn schedule(&self, reparse: Reparse, uri: &str, warm_features: bool) {
@@ -247,38 +272,28 @@ impl Backend {
     }
 
     fn encoding(&self) -> PositionEncoding {
-        *self.encoding.read().unwrap_or_else(|p| p.into_inner())
+        *read(&self.encoding)
     }
 
-    fn set_config(&self, loaded: LoadedConfig) {
-        let root = self
-            .workspace_root
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        self.engine
-            .reconfigure(Arc::new(loaded.config.clone()), root);
-        *self.config.write().unwrap_or_else(|p| p.into_inner()) = loaded;
-    }
-
-    /// Loads the configuration for `workspace`, then applies the editor's overrides. A bad
-    /// file or bad overrides are reported and leave the previous (or built-in) config.
-    async fn load_config(&self, workspace: Option<PathBuf>, overrides: Option<Value>) {
-        let mut loaded =
-            match LoadedConfig::load(self.options.config_path.as_deref(), workspace.as_deref()) {
-                Ok(loaded) => loaded,
-                Err(e) => {
-                    self.show(
-                        MessageType::ERROR,
-                        format!("Pilotfish: bad configuration, using the built-in default. {e}"),
-                    )
-                    .await;
-                    LoadedConfig::built_in()
-                }
-            };
+    /// Loads and compiles the configuration for `workspace`, then applies the editor's
+    /// overrides, and makes the result the session. A bad file is reported and replaced by
+    /// the built-in default; bad overrides are reported and ignored.
+    async fn load_session(&self, workspace: Option<PathBuf>, overrides: Option<Value>) {
+        let explicit = self.options.config_path.as_deref();
+        let mut session = match Session::load(explicit, workspace.as_deref()) {
+            Ok(session) => session,
+            Err(e) => {
+                self.show(
+                    MessageType::ERROR,
+                    format!("Pilotfish: bad configuration, using the built-in default. {e}"),
+                )
+                .await;
+                Session::built_in(workspace.map(|w| w.to_string_lossy().into_owned()))
+            }
+        };
         if let Some(overrides) = overrides {
-            match loaded.with_overrides(&overrides) {
-                Ok(with) => loaded = with,
+            match session.with_overrides(&overrides) {
+                Ok(with) => session = with,
                 Err(e) => {
                     self.show(
                         MessageType::ERROR,
@@ -288,13 +303,24 @@ impl Backend {
                 }
             }
         }
-        tracing::info!(origin = %loaded.origin, "configuration loaded");
-        self.set_config(loaded);
+        tracing::info!(origin = %session.origin(), root = ?session.workspace_root(), "configuration loaded");
+        self.session.replace(session);
     }
 
     async fn show(&self, kind: MessageType, message: String) {
         tracing::warn!("{message}");
         self.client.show_message(kind, message).await;
+    }
+
+    /// Tells the user, once, that the day's budget keeps cloud models out.
+    async fn tell_budget_spent(&self, session: &Session) {
+        if !self.told_budget_spent.swap(true, Ordering::SeqCst) {
+            let limit = session.config().budget.daily_usd.unwrap_or_default();
+            let message = format!(
+                "Pilotfish: today's budget of ${limit:.2} is spent; cloud models are skipped until tomorrow (UTC)."
+            );
+            self.show(MessageType::INFO, message).await;
+        }
     }
 
     /// Tells the user, once until a model answers again, that completion has no model.
@@ -311,21 +337,21 @@ impl Backend {
     /// position of the cursor, or None.
     async fn suggest(&self, uri: &Uri, pos: Position) -> Result<Option<(Suggestion, Position)>> {
         let started = Instant::now();
+        let session = self.session();
         let (snapshot, related) = {
             let mut docs = lock(&self.documents);
             let snapshot = docs.snapshot(uri.as_str()).map_err(invalid_params)?;
-            let related = if self.engine.takes_other_files() {
-                docs.related_files(uri.as_str(), RELATED_FILES, RELATED_FILE_CHARS)
-            } else {
-                Vec::new()
-            };
+            let related = related_files(&session, &mut docs, uri.as_str());
             (snapshot, related)
         };
         let cursor = position::to_byte(&snapshot.rope, to_line_col(pos), self.encoding())
             .map_err(invalid_params)?;
-        let outcome = self.engine.complete(&snapshot, cursor, &related).await;
-        if let Some(notice) = self.engine.take_budget_notice() {
-            self.show(MessageType::INFO, notice).await;
+        let outcome = self
+            .engine
+            .complete(&session, &snapshot, cursor, &related)
+            .await;
+        if self.engine.take_budget_exhausted() {
+            self.tell_budget_spent(&session).await;
         }
         let current = lock(&self.documents).version(uri.as_str());
         let ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -335,6 +361,8 @@ impl Backend {
                 if s.source == crate::completion::Source::Model {
                     self.told_unreachable.store(false, Ordering::SeqCst);
                 }
+                self.engine
+                    .delivered(&session, &snapshot, cursor, &s.text, &related);
                 Ok(Some((s, pos)))
             }
             Ok(_) => {
@@ -361,114 +389,33 @@ impl Backend {
         }
     }
 
-    /// `textDocument/inlineCompletion` (LSP 3.18).
-    pub async fn inline_completion(
-        &self,
-        params: InlineCompletionParams,
-    ) -> Result<Option<InlineCompletionResponse>> {
-        guarded("inlineCompletion", async {
-            let tdp = params.text_document_position;
-            let Some((s, pos)) = self.suggest(&tdp.text_document.uri, tdp.position).await? else {
-                return Ok(Some(InlineCompletionResponse::List(InlineCompletionList {
-                    items: vec![],
-                })));
-            };
-            let item = InlineCompletionItem {
-                insert_text: s.text.to_string(),
-                filter_text: None,
-                range: Some(Range {
-                    start: pos,
-                    end: pos,
-                }),
-                command: Some(accept_command(&s)),
-                insert_text_format: Some(InsertTextFormat::PLAIN_TEXT),
-            };
-            Ok(Some(InlineCompletionResponse::List(InlineCompletionList {
-                items: vec![item],
-            })))
-        })
-        .await
-    }
-}
-
-/// How often local model servers are probed in the background: every 15 s while all
-/// answer, every 2 s while one is down, so that a model server started after the editor
-/// serves completions within a couple of seconds (a probe of a local port that nothing
-/// listens on costs nothing).
-const PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(15);
-const PROBE_INTERVAL_WHILE_DOWN: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Background health probes of the local models that some route uses: a model server that
-/// went down is skipped by the router before a request waits on it, and one that came back
-/// is used again. Cloud endpoints are not probed (it would cost the user).
-async fn probe_local_models(
-    config: Arc<RwLock<LoadedConfig>>,
-    providers: Providers,
-    health: Arc<Health>,
-) {
-    loop {
-        let models: Vec<(String, crate::config::ModelConfig)> = {
-            let loaded = config.read().unwrap_or_else(|p| p.into_inner());
-            let c = &loaded.config;
-            let routed: std::collections::BTreeSet<&String> = c
-                .routes
-                .values()
-                .flatten()
-                .chain(c.rules.iter().flat_map(|r| r.use_models.iter()))
-                .collect();
-            routed
-                .into_iter()
-                .filter_map(|name| c.models.get(name).map(|m| (name.clone(), m.clone())))
-                .filter(|(_, m)| m.is_local())
-                .collect()
+    /// The user accepted a suggestion in the document the command's arguments name: the
+    /// engine makes sure the next one is on its way.
+    fn accepted(&self, args: &Value) {
+        let Some(uri) = args.pointer("/0/uri").and_then(Value::as_str) else {
+            return;
         };
-        let mut any_down = false;
-        for (name, model) in models {
-            let ok = providers.warm(&model).await;
-            if let Err(e) = &ok {
-                tracing::debug!(model = %name, "health probe failed: {e}");
-                any_down = true;
-            }
-            health.record_probe(&name, ok.is_ok());
-        }
-        tokio::time::sleep(if any_down {
-            PROBE_INTERVAL_WHILE_DOWN
-        } else {
-            PROBE_INTERVAL
-        })
-        .await;
+        let session = self.session();
+        let (snapshot, related) = {
+            let mut docs = lock(&self.documents);
+            let Ok(snapshot) = docs.snapshot(uri) else {
+                return;
+            };
+            let related = related_files(&session, &mut docs, uri);
+            (snapshot, related)
+        };
+        self.engine.accepted(&session, &snapshot, &related);
     }
-}
 
-fn accept_command(s: &Suggestion) -> Command {
-    Command {
-        title: "Pilotfish: accept suggestion".into(),
-        command: ACCEPT_COMMAND.into(),
-        arguments: Some(vec![
-            json!({ "model": &*s.model, "source": s.source.name(), "chars": s.text.chars().count() }),
-        ]),
-    }
-}
-
-/// The identifier characters just before `cursor` on its line: completion menus filter
-/// items by this word, so the item must start with it.
-fn word_before(rope: &ropey::Rope, cursor: usize) -> usize {
-    let cursor_char = rope.byte_to_char(cursor);
-    let line_start = rope.line_to_char(rope.char_to_line(cursor_char));
-    let mut start = cursor_char;
-    while start > line_start {
-        let c = rope.char(start - 1);
-        if c.is_alphanumeric() || c == '_' {
-            start -= 1;
-        } else {
-            break;
-        }
-    }
-    rope.char_to_byte(start)
-}
-
-impl LanguageServer for Backend {
-    async fn initialize(&self, params: InitializeParams) -> Result<InitializeResult> {
+    /// `initialize`: negotiates the position encoding, records the client's capabilities,
+    /// compiles the session for the workspace and answers with the server's capabilities.
+    async fn initialize_guarded(&self, params: InitializeParams) -> Result<InitializeResult> {
+        test_hooks::panic_if_marked("initialize", |m| {
+            params
+                .initialization_options
+                .as_ref()
+                .is_some_and(|o| o.to_string().contains(m))
+        });
         let offered = params
             .capabilities
             .general
@@ -481,7 +428,7 @@ impl LanguageServer for Backend {
             })
             .unwrap_or_default();
         let encoding = PositionEncoding::negotiate(offered.iter().map(String::as_str));
-        *self.encoding.write().unwrap_or_else(|p| p.into_inner()) = encoding;
+        *write(&self.encoding) = encoding;
 
         #[allow(deprecated)]
         let root = params
@@ -491,13 +438,8 @@ impl LanguageServer for Backend {
             .map(|f| f.uri.clone())
             .or(params.root_uri.clone())
             .and_then(|uri| uri.to_file_path().map(|p| p.into_owned()));
-        *self
-            .workspace_root
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) =
-            root.as_ref().map(|r| r.to_string_lossy().into_owned());
         self.actions.set_client_capabilities(&params.capabilities);
-        self.load_config(root, params.initialization_options).await;
+        self.load_session(root, params.initialization_options).await;
         let client = params
             .client_info
             .as_ref()
@@ -538,19 +480,134 @@ impl LanguageServer for Backend {
         })
     }
 
-    async fn initialized(&self, _: InitializedParams) {
-        tokio::spawn(probe_local_models(
-            self.config.clone(),
-            self.providers.clone(),
-            self.health.clone(),
-        ));
-        // Open pooled connections now, so the first suggestion does not pay for them.
-        let failed = self.engine.warm().await;
-        if let Some((name, why)) = failed.first() {
-            if failed.len() == self.engine.default_chain().len() {
-                self.tell_unreachable(&format!("{name}: {why}")).await;
+    /// `textDocument/inlineCompletion` (LSP 3.18).
+    pub async fn inline_completion(
+        &self,
+        params: InlineCompletionParams,
+    ) -> Result<Option<InlineCompletionResponse>> {
+        guarded("inlineCompletion", async {
+            let tdp = params.text_document_position;
+            let Some((s, pos)) = self.suggest(&tdp.text_document.uri, tdp.position).await? else {
+                return Ok(Some(InlineCompletionResponse::List(InlineCompletionList {
+                    items: vec![],
+                })));
+            };
+            let item = InlineCompletionItem {
+                insert_text: s.text.to_string(),
+                filter_text: None,
+                range: Some(Range {
+                    start: pos,
+                    end: pos,
+                }),
+                command: Some(accept_command(&tdp.text_document.uri, &s)),
+                insert_text_format: Some(InsertTextFormat::PLAIN_TEXT),
+            };
+            Ok(Some(InlineCompletionResponse::List(InlineCompletionList {
+                items: vec![item],
+            })))
+        })
+        .await
+    }
+}
+
+/// How often local model servers are probed in the background: every 15 s while all
+/// answer, every 2 s while one is down, so that a model server started after the editor
+/// serves completions within a couple of seconds (a probe of a local port that nothing
+/// listens on costs nothing).
+const PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(15);
+const PROBE_INTERVAL_WHILE_DOWN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Background health probes of the local endpoints of the models that some route uses
+/// (each endpoint of a model with several): a model server that went down is skipped
+/// before a request waits on it, and one that came back is used again. Cloud endpoints
+/// are not probed (it would cost the user).
+async fn probe_local_models(shared: Arc<SharedSession>, providers: Providers, health: Arc<Health>) {
+    loop {
+        let session = shared.get();
+        let mut any_down = false;
+        for (name, endpoint) in session.routed_local_endpoints() {
+            let ok = providers.warm(&endpoint).await;
+            if let Err(e) = &ok {
+                tracing::debug!(model = %name, endpoint = &*endpoint.url, "health probe failed: {e}");
+                any_down = true;
             }
+            health.record_probe(&name, &endpoint.url, ok.is_ok(), std::time::Instant::now());
         }
+        drop(session);
+        tokio::time::sleep(if any_down {
+            PROBE_INTERVAL_WHILE_DOWN
+        } else {
+            PROBE_INTERVAL
+        })
+        .await;
+    }
+}
+
+/// Other open files' context for a completion in `uri`, when some model takes it.
+fn related_files(
+    session: &Session,
+    docs: &mut Documents,
+    uri: &str,
+) -> Vec<crate::documents::RelatedFile> {
+    if session.completion().takes_other_files {
+        docs.related_files(uri, RELATED_FILES, RELATED_FILE_CHARS)
+    } else {
+        Vec::new()
+    }
+}
+
+fn accept_command(uri: &Uri, s: &Suggestion) -> Command {
+    Command {
+        title: "Pilotfish: accept suggestion".into(),
+        command: ACCEPT_COMMAND.into(),
+        arguments: Some(vec![json!({
+            "uri": uri.as_str(),
+            "model": &*s.model,
+            "source": s.source.name(),
+            "chars": s.text.chars().count(),
+        })]),
+    }
+}
+
+/// The identifier characters just before `cursor` on its line: completion menus filter
+/// items by this word, so the item must start with it.
+fn word_before(rope: &ropey::Rope, cursor: usize) -> usize {
+    let cursor_char = rope.byte_to_char(cursor);
+    let line_start = rope.line_to_char(rope.char_to_line(cursor_char));
+    let mut start = cursor_char;
+    while start > line_start {
+        let c = rope.char(start - 1);
+        if c.is_alphanumeric() || c == '_' {
+            start -= 1;
+        } else {
+            break;
+        }
+    }
+    rope.char_to_byte(start)
+}
+
+impl LanguageServer for Backend {
+    async fn initialize(&self, params: InitializeParams) -> Result<InitializeResult> {
+        guarded("initialize", self.initialize_guarded(params)).await
+    }
+
+    async fn initialized(&self, _: InitializedParams) {
+        contained("initialized", async {
+            tokio::spawn(probe_local_models(
+                self.session.clone(),
+                self.providers.clone(),
+                self.health.clone(),
+            ));
+            // Open pooled connections now, so the first suggestion does not pay for them.
+            let session = self.session();
+            let failed = self.engine.warm(&session).await;
+            if let Some((name, why)) = failed.first() {
+                if failed.len() == session.completion_chain().len() {
+                    self.tell_unreachable(&format!("{name}: {why}")).await;
+                }
+            }
+        })
+        .await
     }
 
     async fn shutdown(&self) -> Result<()> {
@@ -559,76 +616,96 @@ impl LanguageServer for Backend {
     }
 
     async fn did_open(&self, params: DidOpenTextDocumentParams) {
-        let doc = params.text_document;
-        let language = Language::detect(&doc.language_id, doc.uri.path().as_str());
-        let reparse =
-            lock(&self.documents).open(doc.uri.as_str(), language, doc.version, &doc.text);
-        // Completion routing that reads features: walk the file once now, in the
-        // background, so that no keystroke pays for a function's first walk.
-        let warm = self.engine.routes_on_features();
-        self.schedule(reparse, doc.uri.as_str(), warm);
-        tracing::debug!(uri = doc.uri.as_str(), language = language.name(), "opened");
+        contained("didOpen", async {
+            let doc = params.text_document;
+            let language = Language::detect(&doc.language_id, doc.uri.path().as_str());
+            let reparse = {
+                let mut docs = lock(&self.documents);
+                test_hooks::panic_if_marked("didOpen", |m| doc.text.contains(m));
+                docs.open(doc.uri.as_str(), language, doc.version, &doc.text)
+            };
+            // Completion routing that reads features: walk the file once now, in the
+            // background, so that no keystroke pays for a function's first walk.
+            let warm = self.session().completion().rules_apply;
+            self.schedule(reparse, doc.uri.as_str(), warm);
+            tracing::debug!(uri = doc.uri.as_str(), language = language.name(), "opened");
+        })
+        .await
     }
 
     async fn did_change(&self, params: DidChangeTextDocumentParams) {
-        let uri = params.text_document.uri;
-        let changes: Vec<TextChange> = params
-            .content_changes
-            .into_iter()
-            .map(|c| TextChange {
-                range: c.range.map(|r| (to_line_col(r.start), to_line_col(r.end))),
-                text: c.text,
-            })
-            .collect();
-        // Applied before any await: later requests must see this edit.
-        let applied = lock(&self.documents).change(
-            uri.as_str(),
-            params.text_document.version,
-            &changes,
-            self.encoding(),
-        );
-        match applied {
-            Ok(reparse) => self.schedule(reparse, uri.as_str(), false),
-            Err(e) => {
-                let message = format!(
-                    "Pilotfish ignored an edit it cannot apply; the document is unchanged: {e}"
-                );
-                tracing::error!("{message}");
-                self.client.log_message(MessageType::ERROR, message).await;
+        contained("didChange", async {
+            let uri = params.text_document.uri;
+            let changes: Vec<TextChange> = params
+                .content_changes
+                .into_iter()
+                .map(|c| TextChange {
+                    range: c.range.map(|r| (to_line_col(r.start), to_line_col(r.end))),
+                    text: c.text,
+                })
+                .collect();
+            // Applied before any await: later requests must see this edit.
+            let applied = {
+                let mut docs = lock(&self.documents);
+                test_hooks::panic_if_marked("didChange", |m| {
+                    changes.iter().any(|c| c.text.contains(m))
+                });
+                docs.change(
+                    uri.as_str(),
+                    params.text_document.version,
+                    &changes,
+                    self.encoding(),
+                )
+            };
+            match applied {
+                Ok(reparse) => self.schedule(reparse, uri.as_str(), false),
+                Err(e) => {
+                    let message = format!(
+                        "Pilotfish ignored an edit it cannot apply; the document is unchanged: {e}"
+                    );
+                    tracing::error!("{message}");
+                    self.client.log_message(MessageType::ERROR, message).await;
+                }
             }
-        }
+        })
+        .await
     }
 
     async fn did_close(&self, params: DidCloseTextDocumentParams) {
-        let uri = params.text_document.uri;
-        lock(&self.documents).close(uri.as_str());
-        self.engine.close(uri.as_str());
-        self.clear_action_diagnostics(&uri).await;
+        contained("didClose", async {
+            let uri = params.text_document.uri;
+            test_hooks::panic_if_marked("didClose", |m| uri.as_str().contains(m));
+            lock(&self.documents).close(uri.as_str());
+            self.engine.close(uri.as_str());
+            self.clear_action_diagnostics(&uri).await;
+        })
+        .await
     }
 
     async fn did_change_configuration(&self, params: DidChangeConfigurationParams) {
-        let overrides = match params.settings {
-            // Editors often nest the settings under the server's name.
-            Value::Object(mut map) if map.contains_key("pilotfish") => {
-                map.remove("pilotfish").unwrap_or(Value::Null)
+        contained("didChangeConfiguration", async {
+            let overrides = match params.settings {
+                // Editors often nest the settings under the server's name.
+                Value::Object(mut map) if map.contains_key("pilotfish") => {
+                    map.remove("pilotfish").unwrap_or(Value::Null)
+                }
+                other => other,
+            };
+            test_hooks::panic_if_marked("didChangeConfiguration", |m| {
+                overrides.to_string().contains(m)
+            });
+            match self.session().with_overrides(&overrides) {
+                Ok(session) => self.session.replace(session),
+                Err(e) => {
+                    self.show(
+                        MessageType::ERROR,
+                        format!("Pilotfish: ignoring new settings. {e}"),
+                    )
+                    .await
+                }
             }
-            other => other,
-        };
-        let base = self
-            .config
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        match base.with_overrides(&overrides) {
-            Ok(loaded) => self.set_config(loaded),
-            Err(e) => {
-                self.show(
-                    MessageType::ERROR,
-                    format!("Pilotfish: ignoring new settings. {e}"),
-                )
-                .await
-            }
-        }
+        })
+        .await
     }
 
     async fn completion(&self, params: CompletionParams) -> Result<Option<CompletionResponse>> {
@@ -685,7 +762,7 @@ impl LanguageServer for Backend {
                     },
                     new_text: full,
                 })),
-                command: Some(accept_command(&s)),
+                command: Some(accept_command(&uri, &s)),
                 ..Default::default()
             };
             Ok(Some(CompletionResponse::List(CompletionList {
@@ -706,6 +783,7 @@ impl LanguageServer for Backend {
                 ACCEPT_COMMAND => {
                     let args = Value::Array(params.arguments);
                     tracing::info!(%args, "suggestion accepted");
+                    self.accepted(&args);
                     Ok(None)
                 }
                 action if actions::COMMANDS.contains(&action) => {

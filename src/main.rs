@@ -10,13 +10,13 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use pilotfish::completion::{CompletionEngine, NoSuggestion};
-use pilotfish::config::{Config, LoadedConfig};
-use pilotfish::documents::Documents;
+use pilotfish::documents::{Documents, file_uri};
 use pilotfish::lsp::{ServeOptions, serve_stdio};
 use pilotfish::position::{self, LineCol, PositionEncoding};
 use pilotfish::providers::Providers;
 use pilotfish::resilience::Health;
-use pilotfish::router::{RouteState, Router, TargetFacts};
+use pilotfish::route_input::RouteInput;
+use pilotfish::session::{COMPLETE_TASK, Session};
 use pilotfish::syntax::Language;
 use pilotfish::syntax::features::enclosing_target;
 
@@ -109,34 +109,33 @@ fn main() -> ExitCode {
             runtime.shutdown_timeout(Duration::from_millis(50));
             code as u8
         }
-        Some(Command::Config) => match load_config(cli.config.as_deref()) {
-            Ok(loaded) => {
-                println!("# from: {}", loaded.origin);
-                print!("{}", loaded.config.to_display_toml());
+        Some(Command::Config) => match load_session(cli.config.as_deref()) {
+            Ok(session) => {
+                println!("# from: {}", session.origin());
+                print!("{}", session.config().to_display_toml());
                 0
             }
             Err(code) => code,
         },
-        Some(Command::Check) => match load_config(cli.config.as_deref()) {
-            Ok(loaded) => {
-                let report =
-                    runtime.block_on(pilotfish::check::check(&loaded.config, &Providers::new()));
-                println!("# config: {}", loaded.origin);
+        Some(Command::Check) => match load_session(cli.config.as_deref()) {
+            Ok(session) => {
+                let report = runtime.block_on(pilotfish::check::check(&session, &Providers::new()));
+                println!("# config: {}", session.origin());
                 print!("{}", report.render());
                 if report.all_routes_live() { 0 } else { 1 }
             }
             Err(code) => code,
         },
-        Some(Command::Route { spot, task, json }) => match load_config(cli.config.as_deref()) {
-            Ok(loaded) => route_once(&loaded.config, &spot, &task, json),
+        Some(Command::Route { spot, task, json }) => match load_session(cli.config.as_deref()) {
+            Ok(session) => route_once(&session, &spot, &task, json),
             Err(code) => code,
         },
-        Some(Command::Action { action, spot }) => match load_config(cli.config.as_deref()) {
-            Ok(loaded) => runtime.block_on(action_once(&loaded.config, &action, &spot)),
+        Some(Command::Action { action, spot }) => match load_session(cli.config.as_deref()) {
+            Ok(session) => runtime.block_on(action_once(session, &action, &spot)),
             Err(code) => code,
         },
-        Some(Command::Complete { spot, budget_ms }) => match load_config(cli.config.as_deref()) {
-            Ok(loaded) => runtime.block_on(complete_once(loaded.config, &spot, budget_ms)),
+        Some(Command::Complete { spot, budget_ms }) => match load_session(cli.config.as_deref()) {
+            Ok(session) => runtime.block_on(complete_once(session, &spot, budget_ms)),
             Err(code) => code,
         },
     };
@@ -160,9 +159,11 @@ fn init_logging(file: Option<&Path>) -> std::io::Result<()> {
     Ok(())
 }
 
-fn load_config(explicit: Option<&Path>) -> Result<LoadedConfig, u8> {
+/// The session of a one-shot command: the configuration found from the working directory,
+/// which is also the workspace root (for `.pilotfish.toml` and workspace-relative globs).
+fn load_session(explicit: Option<&Path>) -> Result<Session, u8> {
     let cwd = std::env::current_dir().ok();
-    LoadedConfig::load(explicit, cwd.as_deref()).map_err(|e| {
+    Session::load(explicit, cwd.as_deref()).map_err(|e| {
         eprintln!("pilotfish: {e}");
         2
     })
@@ -190,7 +191,7 @@ fn open_spot_with(spot: &str, parsed: Result<(PathBuf, u32, u32), String>) -> Re
     let text = std::fs::read_to_string(&file)
         .map_err(|e| fail(format!("cannot read {}: {e}", file.display())))?;
     let path = std::path::absolute(&file).unwrap_or(file.clone());
-    let uri = format!("file://{}", path.display());
+    let uri = file_uri(&path.to_string_lossy());
     let mut docs = Documents::default();
     docs.open_parsed(&uri, Language::from_path(&file.to_string_lossy()), 0, &text);
     let snapshot = docs.snapshot(&uri).map_err(|e| fail(e.to_string()))?;
@@ -207,42 +208,25 @@ fn open_spot_with(spot: &str, parsed: Result<(PathBuf, u32, u32), String>) -> Re
     })
 }
 
-fn route_once(config: &Config, spot: &str, task: &str, json: bool) -> u8 {
+fn route_once(session: &Session, spot: &str, task: &str, json: bool) -> u8 {
     let Ok(Spot {
-        path,
-        snapshot,
-        cursor,
+        snapshot, cursor, ..
     }) = open_spot(spot)
     else {
         return 2;
     };
-    let router = match Router::new(config) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("pilotfish: `{}`: {}", e.key, e.reason);
-            return 2;
-        }
-    };
     let (rope, tree, language) = (&snapshot.rope, snapshot.tree.as_ref(), snapshot.language);
     let target = enclosing_target(rope, tree, language, cursor);
-    let facts = TargetFacts::of(&snapshot, &target);
-    let (feats, secrets) = (&facts.features, facts.secrets);
-    let path_text = path.to_string_lossy().into_owned();
-    let root = std::env::current_dir()
-        .ok()
-        .map(|d| d.to_string_lossy().into_owned());
-    let request = facts.request(task, &path_text, root.as_deref(), &config.privacy);
-    let decision = if task == "complete" {
-        // Completion sends its context window, not the target: ask its own router.
-        let engine = CompletionEngine::new(
-            Arc::new(config.clone()),
-            Providers::new(),
-            Arc::new(Health::new()),
-        );
-        engine.reconfigure(Arc::new(config.clone()), root.clone());
-        engine.decide(&snapshot, cursor)
+    let input = RouteInput::for_target(task, &snapshot, &target);
+    let (feats, secrets) = (&input.features, input.secrets.unwrap_or(0));
+    // A dry run in a fresh process: no model has failed yet and nothing is spent today.
+    let (health, providers) = (Arc::new(Health::new()), Providers::new());
+    let decision = if task == COMPLETE_TASK {
+        // Completion sends its context window, not the target: route it as completion does.
+        let engine = CompletionEngine::new(session.completion().cache_entries, providers, health);
+        engine.decide(session, &snapshot, cursor)
     } else {
-        router.decide(&request, &RouteState::default())
+        input.decide(session, &health, &providers)
     };
     if json {
         let out = serde_json::json!({
@@ -276,7 +260,9 @@ fn route_once(config: &Config, spot: &str, task: &str, json: bool) -> u8 {
             secrets
         );
         print!("{}", decision.explain());
-        println!("(model health is not probed here: `pilotfish check` does that)");
+        println!(
+            "(a one-shot command has no health or latency history: `pilotfish check` probes the models; the server's debug log shows its live decisions)"
+        );
     }
     if decision.chain().next().is_some() {
         0
@@ -324,7 +310,7 @@ fn parse_action_spot(spot: &str) -> Result<(PathBuf, u32, u32), String> {
 /// `pilotfish action KIND FILE:LINE[:COL]`: the same pipeline as the editor's command.
 /// Exit 0 with the result on stdout; 1 when no model answered or the answer was unusable;
 /// 2 for a bad spot or config.
-async fn action_once(config: &Config, action: &str, spot: &str) -> u8 {
+async fn action_once(session: Session, action: &str, spot: &str) -> u8 {
     use pilotfish::actions::ActionKind;
     use pilotfish::actions::run::{
         ActionEnv, ActionInput, ActionResult, Spot as ActionSpot, run_action,
@@ -338,37 +324,16 @@ async fn action_once(config: &Config, action: &str, spot: &str) -> u8 {
     else {
         return 2;
     };
-    let router = match Router::new(config) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("pilotfish: `{}`: {}", e.key, e.reason);
-            return 2;
-        }
-    };
-    let kind = ActionKind::from_name(action);
-    let path_text = path.to_string_lossy().into_owned();
-    let root = std::env::current_dir().ok();
-    let display = root
-        .as_deref()
-        .and_then(|r| path.strip_prefix(r).ok())
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path_text.clone());
-    let root_text = root.as_ref().map(|r| r.to_string_lossy().into_owned());
-    let health = Health::new();
-    let providers = Providers::new();
+    let display = session.display_path(&path.to_string_lossy());
     let input = ActionInput {
-        snapshot: &snapshot,
-        path: &path_text,
-        display_path: &display,
-        workspace_root: root_text.as_deref(),
+        snapshot,
         spot: ActionSpot::Cursor(cursor),
-        kind,
+        kind: ActionKind::from_name(action),
     };
     let env = ActionEnv {
-        config,
-        router: &router,
-        health: &health,
-        providers: &providers,
+        session: Arc::new(session),
+        health: Arc::new(Health::new()),
+        providers: Providers::new(),
     };
     let outcome = match run_action(input, env, &|_| {}).await {
         Ok(outcome) => outcome,
@@ -382,14 +347,7 @@ async fn action_once(config: &Config, action: &str, spot: &str) -> u8 {
     };
     match &outcome.result {
         ActionResult::Document { markdown } => println!("{markdown}"),
-        ActionResult::Edit(done) => {
-            let diff = pilotfish::actions::unified_diff(
-                &display,
-                &snapshot.rope.to_string(),
-                &done.document,
-            );
-            print!("{diff}");
-        }
+        ActionResult::Edit { diff, .. } => print!("{diff}"),
         ActionResult::Diagnostics(findings) => {
             if findings.is_empty() {
                 println!("no findings");
@@ -424,23 +382,37 @@ async fn action_once(config: &Config, action: &str, spot: &str) -> u8 {
     0
 }
 
-async fn complete_once(mut config: Config, spot: &str, budget_ms: Option<u64>) -> u8 {
+/// `pilotfish complete FILE:LINE:COL`: one completion through the same engine, session and
+/// routing as the editor's, waiting for the model (`--budget-ms`, else the slowest model's
+/// timeout) rather than the interactive budget.
+async fn complete_once(session: Session, spot: &str, budget_ms: Option<u64>) -> u8 {
     let Ok(Spot {
         snapshot, cursor, ..
     }) = open_spot(spot)
     else {
         return 2;
     };
-    // A one-shot command waits for the model: the interactive budget does not apply.
-    let slowest = config
+    let slowest = session
+        .config()
         .models
         .values()
         .map(|m| m.timeout_ms)
         .max()
         .unwrap_or(30_000);
-    config.completion.budget_ms = budget_ms.unwrap_or(slowest);
-    let engine = CompletionEngine::new(Arc::new(config), Providers::new(), Arc::new(Health::new()));
-    match engine.complete(&snapshot, cursor, &[]).await {
+    let budget = serde_json::json!({ "completion": { "budget_ms": budget_ms.unwrap_or(slowest) } });
+    let session = match session.with_overrides(&budget) {
+        Ok(session) => Arc::new(session),
+        Err(e) => {
+            eprintln!("pilotfish: --budget-ms: {e}");
+            return 2;
+        }
+    };
+    let engine = CompletionEngine::new(
+        session.completion().cache_entries,
+        Providers::new(),
+        Arc::new(Health::new()),
+    );
+    match engine.complete(&session, &snapshot, cursor, &[]).await {
         Ok(s) => {
             println!("{}", s.text);
             eprintln!("pilotfish: answered by {} ({})", s.model, s.source.name());

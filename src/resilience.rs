@@ -1,8 +1,14 @@
-//! Per-model resilience: a circuit breaker (consecutive failures open it for a cooldown;
-//! after the cooldown one probe call half-opens it), cooling after 429/529 for as long as
-//! `Retry-After` says, background health-probe results, and retries with exponential
-//! backoff and full jitter that are only attempted when they fit before the request's
-//! deadline. Time is always passed in, so every rule is tested without sleeping.
+//! Per-endpoint resilience: a circuit breaker that counts failed calls (consecutive, per
+//! endpoint) and opens for a cooldown that doubles each time it opens again without a
+//! success in between (after the cooldown one probe call half-opens it), cooling after
+//! 429/529 for as long as `Retry-After` says, background health-probe results, latency
+//! averages of successful calls, and running a fallback chain: each model's endpoints in
+//! [`endpoint_order`], then the next model. Retries with exponential backoff and jitter are
+//! for callers that give a retry window (actions); completion gives none, so a failed call
+//! falls through to the next endpoint or model at once. Time is always passed in, so every
+//! rule is tested without sleeping.
+//!
+//! Knows no wire format: a provider's error is classified by its kind and status only.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -13,45 +19,97 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::config::ModelConfig;
-use crate::providers::ProviderError;
-use crate::router::ModelState;
+use crate::providers::{ModelAnswer, ProviderError};
+use crate::router::{EndpointLive, Latency, ModelLive, ModelState, endpoint_order};
 use crate::sync::lock;
 
-/// Consecutive failures that open a model's circuit.
+/// Consecutive failed calls that open an endpoint's circuit.
 pub const FAILURES_TO_OPEN: u32 = 3;
-/// How long an open circuit stays open before one probe call may go through.
-pub const OPEN_COOLDOWN: Duration = Duration::from_secs(30);
+/// How long a circuit stays open the first time; each reopening without a success in
+/// between doubles it, up to [`MAX_OPEN_COOLDOWN`].
+pub const OPEN_COOLDOWN: Duration = Duration::from_secs(10);
+pub const MAX_OPEN_COOLDOWN: Duration = Duration::from_secs(300);
 /// Cooling after a 429/529 that carried no Retry-After.
 pub const DEFAULT_COOLING: Duration = Duration::from_secs(10);
-/// Attempts per model in one request (the first call and its retries).
+/// Calls to one endpoint in one request, when the caller allows retries.
 pub const MAX_ATTEMPTS: u32 = 3;
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Weight of the newest call in the latency averages.
+const LATENCY_WEIGHT: f64 = 0.3;
 
+/// What is known of one endpoint of one model.
 #[derive(Debug, Default, Clone)]
-struct ModelHealth {
+struct EndpointHealth {
     consecutive_failures: u32,
+    /// Times the circuit opened since the last success: the cooldown doubles with each.
+    openings: u32,
     open_until: Option<Instant>,
     /// After the cooldown, one call is let through; others wait for its verdict.
     probe_in_flight: bool,
     cooling_until: Option<Instant>,
     /// The last background health probe failed.
     probe_down: bool,
+    latency: Option<Averages>,
+    /// Calls admitted and not reported yet.
+    in_flight: u32,
+}
+
+/// Exponentially weighted averages of successful calls, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Averages {
+    first_token_ms: f64,
+    answer_ms: f64,
+    calls: u32,
+}
+
+impl Averages {
+    fn add(previous: Option<Averages>, took: Duration, first_token: Option<Duration>) -> Averages {
+        let answer = took.as_secs_f64() * 1_000.0;
+        // An answer that is not streamed arrives whole: its first token comes with it.
+        let first = first_token.map_or(answer, |d| d.as_secs_f64() * 1_000.0);
+        match previous {
+            None => Averages {
+                first_token_ms: first,
+                answer_ms: answer,
+                calls: 1,
+            },
+            Some(p) => {
+                let mix = |old: f64, new: f64| old + LATENCY_WEIGHT * (new - old);
+                Averages {
+                    first_token_ms: mix(p.first_token_ms, first),
+                    answer_ms: mix(p.answer_ms, answer),
+                    calls: p.calls.saturating_add(1),
+                }
+            }
+        }
+    }
+
+    fn latency(&self) -> Latency {
+        Latency {
+            first_token_ms: self.first_token_ms.round() as u64,
+            answer_ms: self.answer_ms.round() as u64,
+            calls: self.calls,
+        }
+    }
 }
 
 /// What to do after a failed call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AfterFailure {
-    /// Try the same model again after this delay.
+    /// Try the same endpoint again after this delay.
     Retry(Duration),
-    /// Give up on this model for this request; try the next one.
-    NextModel,
+    /// Give up on this endpoint for this request; try the next endpoint or model.
+    Next,
 }
 
-/// Health of every model, shared by all requests.
+/// (model name, endpoint URL).
+type EndpointKey = (String, String);
+
+/// Health of every endpoint, shared by all requests.
 #[derive(Debug, Default)]
 pub struct Health {
-    models: Mutex<HashMap<String, ModelHealth>>,
+    endpoints: Mutex<HashMap<EndpointKey, EndpointHealth>>,
     jitter: AtomicU64,
 }
 
@@ -62,104 +120,126 @@ impl Health {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0x9E37_79B9_7F4A_7C15);
         Health {
-            models: Mutex::new(HashMap::new()),
+            endpoints: Mutex::new(HashMap::new()),
             jitter: AtomicU64::new(seed | 1),
         }
     }
 
-    fn with<R>(&self, model: &str, f: impl FnOnce(&mut ModelHealth) -> R) -> R {
-        let mut models = lock(&self.models);
-        f(models.entry(model.to_string()).or_default())
+    fn with<R>(&self, model: &str, url: &str, f: impl FnOnce(&mut EndpointHealth) -> R) -> R {
+        let mut endpoints = lock(&self.endpoints);
+        let key = (model.to_string(), url.to_string());
+        f(endpoints.entry(key).or_default())
     }
 
-    /// The model's state as the router sees it.
-    pub fn state(&self, model: &str, now: Instant) -> ModelState {
-        self.with(model, |h| state_of(h, now))
+    /// One endpoint as the router sees it.
+    pub fn endpoint(&self, model: &str, url: &str, now: Instant) -> EndpointLive {
+        let endpoints = lock(&self.endpoints);
+        endpoints
+            .get(&(model.to_string(), url.to_string()))
+            .map(|h| live_of(h, now))
+            .unwrap_or_default()
     }
 
-    /// The state of every model this has heard of.
-    pub fn snapshot(&self, now: Instant) -> HashMap<String, ModelState> {
-        let models = lock(&self.models);
+    /// Every endpoint this has heard of, by model: what the router reads.
+    pub fn snapshot(&self, now: Instant) -> HashMap<String, ModelLive> {
+        let endpoints = lock(&self.endpoints);
+        let mut models: HashMap<String, ModelLive> = HashMap::new();
+        for ((model, url), h) in endpoints.iter() {
+            models
+                .entry(model.clone())
+                .or_default()
+                .endpoints
+                .insert(url.clone(), live_of(h, now));
+        }
         models
-            .iter()
-            .map(|(name, h)| (name.clone(), state_of(h, now)))
-            .collect()
     }
 
-    /// Whether a call to `model` may go out now. After an open circuit's cooldown, exactly
-    /// one call is admitted (half-open) until it succeeds or fails.
-    pub fn admit(&self, model: &str, now: Instant) -> bool {
-        self.with(model, |h| {
+    /// Whether a call to `model` at `url` may go out now; an admitted call must be reported
+    /// (success, failure or abandoned). After an open circuit's cooldown, exactly one call
+    /// is admitted (half-open) until it succeeds or fails; an endpoint whose last call
+    /// failed takes one call at a time, so that calls made side by side (two documents, a
+    /// background prefetch) cannot take a dead endpoint past its breaker threshold.
+    pub fn admit(&self, model: &str, url: &str, now: Instant) -> bool {
+        self.with(model, url, |h| {
             if h.cooling_until.is_some_and(|t| now < t) {
                 return false;
             }
-            match h.open_until {
-                None => true,
+            let admitted = match h.open_until {
+                None => h.consecutive_failures == 0 || h.in_flight == 0,
                 Some(t) if now < t => false,
                 Some(_) if h.probe_in_flight => false,
                 Some(_) => {
                     h.probe_in_flight = true;
                     true
                 }
+            };
+            if admitted {
+                h.in_flight += 1;
             }
+            admitted
         })
     }
 
-    pub fn record_success(&self, model: &str) {
-        self.with(model, |h| {
-            *h = ModelHealth {
-                probe_down: false,
-                ..ModelHealth::default()
+    /// A call answered after `took` (its first token after `first_token`, when streamed):
+    /// the circuit closes and the averages take the call in.
+    pub fn record_success(
+        &self,
+        model: &str,
+        url: &str,
+        took: Duration,
+        first_token: Option<Duration>,
+    ) {
+        self.with(model, url, |h| {
+            *h = EndpointHealth {
+                latency: Some(Averages::add(h.latency, took, first_token)),
+                in_flight: h.in_flight.saturating_sub(1),
+                ..EndpointHealth::default()
             };
         });
     }
 
-    /// A call that was cancelled or abandoned says nothing about the model; a half-open
-    /// probe that was abandoned frees the slot for the next one.
-    pub fn record_abandoned(&self, model: &str) {
-        self.with(model, |h| h.probe_in_flight = false);
+    /// A call that was cancelled or abandoned says nothing about the endpoint (nor how long
+    /// it takes to answer); a half-open probe that was abandoned frees the slot.
+    pub fn record_abandoned(&self, model: &str, url: &str) {
+        self.with(model, url, |h| {
+            h.probe_in_flight = false;
+            h.in_flight = h.in_flight.saturating_sub(1);
+        });
     }
 
-    /// Records a failure and says whether to retry the same model (only when the delay fits
-    /// before `deadline`) or move on to the next.
+    /// Records a failed call and says whether to retry the same endpoint or move on. Every
+    /// failed call counts towards the breaker except a rate limit (which cools the endpoint
+    /// instead); a retry is offered only inside `retry_until` (`None`: never), for a server
+    /// error or a Retry-After that fits, and while the circuit stays closed.
     pub fn record_failure(
         &self,
-        model: &str,
+        (model, url): (&str, &str),
         error: &ProviderError,
         attempt: u32,
         now: Instant,
-        deadline: Instant,
+        retry_until: Option<Instant>,
     ) -> AfterFailure {
         let jitter = self.next_jitter();
-        self.with(model, |h| {
+        let fits = |delay: Duration| {
+            attempt < MAX_ATTEMPTS && retry_until.is_some_and(|until| now + delay < until)
+        };
+        self.with(model, url, |h| {
             h.probe_in_flight = false;
-            if let Some(retry_after) = rate_limit(error) {
-                let cooling = retry_after.unwrap_or(DEFAULT_COOLING);
-                h.cooling_until = Some(now + cooling);
-                // Waiting out Retry-After is worth it only if it fits in the deadline.
-                return if attempt < MAX_ATTEMPTS && now + cooling < deadline {
-                    h.cooling_until = None;
-                    AfterFailure::Retry(cooling)
-                } else {
-                    AfterFailure::NextModel
-                };
-            }
-            let delay = backoff(attempt, jitter);
-            if is_transient(error) && attempt < MAX_ATTEMPTS && now + delay < deadline {
-                // Retried failures do not count: only giving up on the model does.
-                return AfterFailure::Retry(delay);
-            }
-            h.consecutive_failures += 1;
-            if h.consecutive_failures >= FAILURES_TO_OPEN || h.open_until.is_some() {
-                h.open_until = Some(now + OPEN_COOLDOWN);
-            }
-            AfterFailure::NextModel
+            // The call is over; a retry is admitted again.
+            h.in_flight = h.in_flight.saturating_sub(1);
+            record_failure(h, error, now, fits, jitter, attempt)
         })
     }
 
-    /// Records a background health probe.
-    pub fn record_probe(&self, model: &str, ok: bool) {
-        self.with(model, |h| h.probe_down = !ok);
+    /// Records a background health probe. A probe that succeeds after a failed one means the
+    /// server came back: an open circuit's cooldown ends, and the next call decides.
+    pub fn record_probe(&self, model: &str, url: &str, ok: bool, now: Instant) {
+        self.with(model, url, |h| {
+            if ok && h.probe_down {
+                h.open_until = h.open_until.map(|t| t.min(now));
+            }
+            h.probe_down = !ok;
+        });
     }
 
     /// xorshift64*: cheap jitter, no dependency.
@@ -173,7 +253,60 @@ impl Health {
     }
 }
 
-fn state_of(h: &ModelHealth, now: Instant) -> ModelState {
+/// The breaker's and the cooling's verdict on one failed call of `h` (see
+/// [`Health::record_failure`]).
+fn record_failure(
+    h: &mut EndpointHealth,
+    error: &ProviderError,
+    now: Instant,
+    fits: impl Fn(Duration) -> bool,
+    jitter: u64,
+    attempt: u32,
+) -> AfterFailure {
+    if let Some(retry_after) = rate_limit(error) {
+        let cooling = retry_after.unwrap_or(DEFAULT_COOLING);
+        if fits(cooling) {
+            return AfterFailure::Retry(cooling);
+        }
+        h.cooling_until = Some(now + cooling);
+        return AfterFailure::Next;
+    }
+    h.consecutive_failures += 1;
+    let reopen = match h.open_until {
+        // Already open: a call that went out before it opened.
+        Some(until) if now < until => return AfterFailure::Next,
+        // The half-open probe failed.
+        Some(_) => true,
+        None => h.consecutive_failures >= FAILURES_TO_OPEN,
+    };
+    if reopen {
+        h.openings = h.openings.saturating_add(1);
+        h.open_until = Some(now + open_cooldown(h.openings));
+        return AfterFailure::Next;
+    }
+    let delay = backoff(attempt, jitter);
+    if is_transient(error) && fits(delay) {
+        AfterFailure::Retry(delay)
+    } else {
+        AfterFailure::Next
+    }
+}
+
+/// The cooldown of the circuit's `openings`-th opening since the last success.
+pub fn open_cooldown(openings: u32) -> Duration {
+    OPEN_COOLDOWN
+        .saturating_mul(1 << openings.saturating_sub(1).min(16))
+        .min(MAX_OPEN_COOLDOWN)
+}
+
+fn live_of(h: &EndpointHealth, now: Instant) -> EndpointLive {
+    EndpointLive {
+        state: state_of(h, now),
+        latency: h.latency.as_ref().map(Averages::latency),
+    }
+}
+
+fn state_of(h: &EndpointHealth, now: Instant) -> ModelState {
     let ms = |t: Instant| t.saturating_duration_since(now).as_millis() as u64;
     if let Some(t) = h.cooling_until.filter(|t| now < *t) {
         return ModelState::Cooling { for_ms: ms(t) };
@@ -208,9 +341,9 @@ fn rate_limit(error: &ProviderError) -> Option<Option<Duration>> {
     }
 }
 
-/// Worth retrying on the same model: server errors (5xx). Not: a refused connection
+/// Worth retrying on the same endpoint: server errors (5xx). Not: a refused connection
 /// (nothing listens), a timeout (the time is gone), garbage or a stream that broke midway
-/// (the next model is the better bet), bad requests, a missing key.
+/// (the next endpoint is the better bet), bad requests, a missing key.
 fn is_transient(error: &ProviderError) -> bool {
     match error {
         ProviderError::Status { status, .. } => matches!(status, 500 | 502 | 503 | 504),
@@ -237,10 +370,34 @@ pub fn backoff(attempt: u32, jitter: u64) -> Duration {
     })
 }
 
-/// One try of one model, for logs and for telling the user what happened.
+/// What a successful call's answer says of its timing, for the latency averages.
+pub trait Timed {
+    /// When the first piece of text arrived, for a streamed answer; `None` when the answer
+    /// came whole (its first token then counts as arriving with it).
+    fn first_token(&self) -> Option<Duration> {
+        None
+    }
+}
+
+impl Timed for ModelAnswer {
+    fn first_token(&self) -> Option<Duration> {
+        self.first_token
+    }
+}
+
+/// A completion's answer: the post-processed text (if any was kept) and the raw answer.
+impl Timed for Option<(String, ModelAnswer)> {
+    fn first_token(&self) -> Option<Duration> {
+        self.as_ref().and_then(|(_, answer)| answer.first_token)
+    }
+}
+
+/// One try of one endpoint, for logs and for telling the user what happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attempt {
     pub model: Arc<str>,
+    /// The endpoint's URL.
+    pub endpoint: Arc<str>,
     /// `None` on success; else the one-line reason.
     pub error: Option<String>,
     pub ms: u64,
@@ -253,110 +410,161 @@ pub struct ChainOutcome<T> {
     pub attempts: Vec<Attempt>,
 }
 
+impl<T> ChainOutcome<T> {
+    /// The endpoint that answered, if one did.
+    pub fn endpoint(&self) -> Option<&str> {
+        self.attempts
+            .iter()
+            .rfind(|a| a.error.is_none())
+            .map(|a| &*a.endpoint)
+    }
+}
+
 /// Frees a half-open probe slot if the call is dropped before it reports.
 struct ProbeGuard<'a> {
     health: &'a Health,
     model: &'a str,
+    url: &'a str,
     armed: bool,
 }
 
 impl Drop for ProbeGuard<'_> {
     fn drop(&mut self) {
         if self.armed {
-            self.health.record_abandoned(self.model);
+            self.health.record_abandoned(self.model, self.url);
         }
     }
 }
 
-/// Tries each model of `chain` in order until one answers: skips models whose circuit is
-/// open or that are cooling, retries transient failures with backoff while the retry fits
-/// before `retry_until`, and stops everything at `deadline`. Health is updated as it goes.
+/// Why an endpoint is skipped without a call, or `None` when it is admitted (which takes
+/// the half-open slot of a circuit whose cooldown is over).
+fn skip_reason(health: &Health, model: &str, url: &str, now: Instant) -> Option<String> {
+    if health.endpoint(model, url, now).state == ModelState::Down {
+        return Some("health probe failing".into());
+    }
+    if health.admit(model, url, now) {
+        return None;
+    }
+    Some(match health.endpoint(model, url, now).state {
+        ModelState::Cooling { for_ms } => {
+            format!("rate-limited, retry in {} s", for_ms.div_ceil(1000))
+        }
+        ModelState::Healthy => "its last call failed and another call to it is out".into(),
+        _ => "circuit open".to_string(),
+    })
+}
+
+/// Tries each model of `chain` in order until one answers, and within a model each of its
+/// endpoints in [`endpoint_order`] before the next model. Skips endpoints whose circuit is
+/// open, that are cooling or whose probe fails; retries a server error on the same endpoint
+/// with backoff only while the retry fits before `retry_until` (`None`: no retries, a failed
+/// call falls through at once); stops everything at `deadline`. Health and latency averages
+/// are updated as it goes. `call` gets the model at one endpoint.
 pub async fn run_chain<T, F, Fut>(
     health: &Health,
     chain: &[(Arc<str>, Arc<ModelConfig>)],
-    retry_until: Instant,
+    retry_until: Option<Instant>,
     deadline: Instant,
     mut call: F,
 ) -> ChainOutcome<T>
 where
+    T: Timed,
     F: FnMut(Arc<str>, Arc<ModelConfig>) -> Fut,
     Fut: Future<Output = Result<T, ProviderError>>,
 {
+    let retry_until = retry_until.map(|t| t.min(deadline));
     let mut attempts = Vec::new();
     let mut errors = Vec::new();
     'models: for (name, model) in chain {
-        if !health.admit(name, Instant::now()) {
-            let why = match health.state(name, Instant::now()) {
-                ModelState::Cooling { for_ms } => {
-                    format!("rate-limited, retry in {} s", for_ms.div_ceil(1000))
-                }
-                _ => "circuit open".to_string(),
+        let urls: Vec<&str> = model.url.iter().collect();
+        let now = Instant::now();
+        let live: Vec<EndpointLive> = urls.iter().map(|u| health.endpoint(name, u, now)).collect();
+        'endpoints: for i in endpoint_order(&live) {
+            let url = urls[i];
+            // Errors name the model, and the endpoint when the model has several.
+            let who = if urls.len() > 1 {
+                format!("{name} at {url}")
+            } else {
+                name.to_string()
             };
-            errors.push(format!("{name}: skipped ({why})"));
-            continue;
-        }
-        let mut guard = ProbeGuard {
-            health,
-            model: name,
-            armed: true,
-        };
-        for attempt in 1..=MAX_ATTEMPTS {
-            let t0 = Instant::now();
-            let result =
-                tokio::time::timeout_at(deadline.into(), call(name.clone(), model.clone())).await;
-            let ms = t0.elapsed().as_millis() as u64;
-            match result {
-                Ok(Ok(answer)) => {
-                    guard.armed = false;
-                    health.record_success(name);
+            if let Some(why) = skip_reason(health, name, url, Instant::now()) {
+                errors.push(format!("{who}: skipped ({why})"));
+                continue;
+            }
+            let mut guard = ProbeGuard {
+                health,
+                model: name,
+                url,
+                armed: true,
+            };
+            let at_endpoint = if urls.len() > 1 {
+                Arc::new(model.at_endpoint(url))
+            } else {
+                model.clone()
+            };
+            let endpoint: Arc<str> = url.into();
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                // tokio's clock: real time in the server, paused time in tests.
+                let t0 = tokio::time::Instant::now();
+                let result = tokio::time::timeout_at(
+                    deadline.into(),
+                    call(name.clone(), at_endpoint.clone()),
+                )
+                .await;
+                let took = t0.elapsed();
+                let mut record = |error: Option<String>| {
                     attempts.push(Attempt {
                         model: name.clone(),
-                        error: None,
-                        ms,
-                    });
-                    return ChainOutcome {
-                        answer: Ok((name.clone(), answer)),
-                        attempts,
-                    };
-                }
-                Ok(Err(e)) => {
-                    guard.armed = false;
-                    let line = e.to_string();
-                    attempts.push(Attempt {
-                        model: name.clone(),
-                        error: Some(line.clone()),
-                        ms,
-                    });
-                    match health.record_failure(
-                        name,
-                        &e,
-                        attempt,
-                        Instant::now(),
-                        retry_until.min(deadline),
-                    ) {
-                        AfterFailure::Retry(delay) => {
-                            tracing::info!(model = %name, attempt, ?delay, "retrying: {line}");
-                            tokio::time::sleep(delay).await;
-                        }
-                        AfterFailure::NextModel => {
-                            errors.push(format!("{name}: {line}"));
-                            continue 'models;
-                        }
+                        endpoint: endpoint.clone(),
+                        error,
+                        ms: took.as_millis() as u64,
+                    })
+                };
+                match result {
+                    Ok(Ok(answer)) => {
+                        guard.armed = false;
+                        health.record_success(name, url, took, answer.first_token());
+                        record(None);
+                        return ChainOutcome {
+                            answer: Ok((name.clone(), answer)),
+                            attempts,
+                        };
                     }
-                }
-                Err(_) => {
-                    // Out of time: this says nothing certain about the model.
-                    attempts.push(Attempt {
-                        model: name.clone(),
-                        error: Some("deadline reached".into()),
-                        ms,
-                    });
-                    errors.push(format!("{name}: no answer before the deadline"));
-                    break 'models;
+                    Ok(Err(e)) => {
+                        guard.armed = false;
+                        let line = e.to_string();
+                        record(Some(line.clone()));
+                        let after = health.record_failure(
+                            (name, url),
+                            &e,
+                            attempt,
+                            Instant::now(),
+                            retry_until,
+                        );
+                        let AfterFailure::Retry(delay) = after else {
+                            errors.push(format!("{who}: {line}"));
+                            continue 'endpoints;
+                        };
+                        tracing::info!(model = %name, endpoint = url, attempt, ?delay, "retrying: {line}");
+                        tokio::time::sleep(delay).await;
+                        // Another request may have opened the circuit meanwhile.
+                        if let Some(why) = skip_reason(health, name, url, Instant::now()) {
+                            errors.push(format!("{who}: {line}; then skipped ({why})"));
+                            continue 'endpoints;
+                        }
+                        guard.armed = true;
+                    }
+                    Err(_) => {
+                        // Out of time: this says nothing certain about the endpoint.
+                        record(Some("deadline reached".into()));
+                        errors.push(format!("{who}: no answer before the deadline"));
+                        break 'models;
+                    }
                 }
             }
         }
-        errors.push(format!("{name}: gave up after {MAX_ATTEMPTS} attempts"));
     }
     if chain.is_empty() {
         errors.push("no model to try".into());
@@ -370,6 +578,8 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const URL: &str = "http://127.0.0.1:1";
 
     fn status(code: u16, retry_after: Option<u64>) -> ProviderError {
         ProviderError::Status {
@@ -387,110 +597,226 @@ mod tests {
         }
     }
 
+    /// One failed call to `model` at [`URL`], with no retry window.
+    fn fail(h: &Health, model: &str, error: &ProviderError, now: Instant) -> AfterFailure {
+        h.record_failure((model, URL), error, 1, now, None)
+    }
+
+    fn state(h: &Health, model: &str, now: Instant) -> ModelState {
+        h.endpoint(model, URL, now).state
+    }
+
+    /// Calls made side by side (two documents, a request and a background prefetch) cannot
+    /// take a failing endpoint past its threshold: once a call to it failed, it takes one
+    /// call at a time until one succeeds.
     #[test]
-    fn breaker_opens_after_consecutive_failures_and_half_opens_once() {
+    fn a_failing_endpoint_takes_one_call_at_a_time() {
         let h = Health::new();
         let t0 = Instant::now();
-        let far = t0 + Duration::from_secs(600);
+        assert!(h.admit("m", URL, t0));
+        assert!(
+            h.admit("m", URL, t0),
+            "a healthy endpoint takes calls side by side"
+        );
+        fail(&h, "m", &status(500, None), t0);
+        assert!(!h.admit("m", URL, t0), "the other call is still out");
+        h.record_abandoned("m", URL);
+        assert!(h.admit("m", URL, t0), "one at a time");
+        assert!(!h.admit("m", URL, t0));
+        h.record_success("m", URL, Duration::from_millis(20), None);
+        assert!(h.admit("m", URL, t0), "a success ends it");
+        assert!(h.admit("m", URL, t0));
+    }
+
+    #[test]
+    fn the_breaker_counts_failed_calls_and_half_opens_once() {
+        let h = Health::new();
+        let t0 = Instant::now();
         for _ in 0..FAILURES_TO_OPEN - 1 {
-            assert!(h.admit("m", t0));
-            h.record_failure("m", &refused(), 1, t0, far);
+            assert!(h.admit("m", URL, t0));
+            assert_eq!(fail(&h, "m", &status(500, None), t0), AfterFailure::Next);
         }
-        assert_eq!(h.state("m", t0), ModelState::Healthy);
-        h.record_failure("m", &refused(), 1, t0, far);
-        assert!(matches!(h.state("m", t0), ModelState::CircuitOpen { .. }));
-        assert!(!h.admit("m", t0 + Duration::from_secs(1)));
-        let later = t0 + OPEN_COOLDOWN + Duration::from_millis(1);
-        assert!(h.admit("m", later), "one probe after the cooldown");
-        assert!(!h.admit("m", later), "only one");
-        // The probe fails: open again for a full cooldown.
-        h.record_failure("m", &refused(), 1, later, far);
-        assert!(!h.admit("m", later + Duration::from_secs(1)));
-        let again = later + OPEN_COOLDOWN + Duration::from_millis(1);
-        assert!(h.admit("m", again));
-        h.record_success("m");
-        assert!(h.admit("m", again) && h.admit("m", again));
-        assert_eq!(h.state("m", again), ModelState::Healthy);
+        assert_eq!(state(&h, "m", t0), ModelState::Healthy);
+        fail(&h, "m", &refused(), t0);
+        assert_eq!(
+            state(&h, "m", t0),
+            ModelState::CircuitOpen {
+                for_ms: OPEN_COOLDOWN.as_millis() as u64
+            }
+        );
+        assert!(!h.admit("m", URL, t0 + Duration::from_secs(1)));
+        let later = t0 + OPEN_COOLDOWN;
+        assert!(h.admit("m", URL, later), "one probe after the cooldown");
+        assert!(!h.admit("m", URL, later), "only one");
+        assert!(matches!(
+            state(&h, "m", later),
+            ModelState::CircuitOpen { .. }
+        ));
+        // The probe fails: open again, for twice as long.
+        fail(&h, "m", &refused(), later);
+        assert_eq!(
+            state(&h, "m", later),
+            ModelState::CircuitOpen {
+                for_ms: 2 * OPEN_COOLDOWN.as_millis() as u64
+            }
+        );
+        let again = later + 2 * OPEN_COOLDOWN;
+        assert!(h.admit("m", URL, again));
+        h.record_success("m", URL, Duration::from_millis(40), None);
+        assert!(h.admit("m", URL, again) && h.admit("m", URL, again));
+        assert_eq!(state(&h, "m", again), ModelState::Healthy);
+        // A success starts the cooldowns over.
+        for _ in 0..FAILURES_TO_OPEN {
+            fail(&h, "m", &refused(), again);
+        }
+        assert_eq!(
+            state(&h, "m", again),
+            ModelState::CircuitOpen {
+                for_ms: OPEN_COOLDOWN.as_millis() as u64
+            }
+        );
+    }
+
+    #[test]
+    fn cooldowns_double_up_to_a_cap() {
+        let table = [(1, 10), (2, 20), (3, 40), (5, 160), (6, 300), (40, 300)];
+        for (openings, secs) in table {
+            assert_eq!(
+                open_cooldown(openings),
+                Duration::from_secs(secs),
+                "{openings}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_call_that_fails_after_the_circuit_opened_does_not_lengthen_it() {
+        let h = Health::new();
+        let t0 = Instant::now();
+        for _ in 0..FAILURES_TO_OPEN + 3 {
+            fail(&h, "m", &refused(), t0);
+        }
+        assert_eq!(
+            state(&h, "m", t0),
+            ModelState::CircuitOpen {
+                for_ms: OPEN_COOLDOWN.as_millis() as u64
+            }
+        );
+    }
+
+    #[test]
+    fn endpoints_of_a_model_have_their_own_breakers() {
+        let h = Health::new();
+        let t0 = Instant::now();
+        let other = "http://127.0.0.1:2";
+        for _ in 0..FAILURES_TO_OPEN {
+            fail(&h, "m", &refused(), t0);
+        }
+        assert!(!h.admit("m", URL, t0));
+        assert!(h.admit("m", other, t0));
+        assert!(h.admit("n", URL, t0), "another model at the same URL");
+        let snapshot = h.snapshot(t0);
+        assert!(matches!(
+            snapshot["m"].endpoints[URL].state,
+            ModelState::CircuitOpen { .. }
+        ));
+        assert_eq!(snapshot["m"].endpoints[other].state, ModelState::Healthy);
     }
 
     #[test]
     fn a_success_resets_the_count() {
         let h = Health::new();
         let t0 = Instant::now();
-        let far = t0 + Duration::from_secs(600);
         for _ in 0..10 {
-            h.record_failure("m", &refused(), 1, t0, far);
-            h.record_failure("m", &refused(), 1, t0, far);
-            h.record_success("m");
+            fail(&h, "m", &refused(), t0);
+            fail(&h, "m", &refused(), t0);
+            h.record_success("m", URL, Duration::from_millis(5), None);
         }
-        assert!(h.admit("m", t0));
+        assert!(h.admit("m", URL, t0));
     }
 
     #[test]
-    fn rate_limits_cool_the_model_and_retry_only_within_the_deadline() {
+    fn rate_limits_cool_the_endpoint_for_retry_after() {
         let h = Health::new();
         let t0 = Instant::now();
-        // Retry-After 2 s, deadline in 1 s: move on, and the model cools for 2 s.
-        let after = h.record_failure(
-            "m",
-            &status(429, Some(2)),
-            1,
-            t0,
-            t0 + Duration::from_secs(1),
+        // Retry-After 2 s, no retry window (completion): move on, and cool for 2 s.
+        assert_eq!(fail(&h, "m", &status(429, Some(2)), t0), AfterFailure::Next);
+        assert_eq!(state(&h, "m", t0), ModelState::Cooling { for_ms: 2_000 });
+        assert!(!h.admit("m", URL, t0 + Duration::from_secs(1)));
+        assert!(h.admit("m", URL, t0 + Duration::from_secs(2)));
+        // 529 without Retry-After: the default cooling.
+        assert_eq!(fail(&h, "o", &status(529, None), t0), AfterFailure::Next);
+        assert_eq!(
+            state(&h, "o", t0),
+            ModelState::Cooling {
+                for_ms: DEFAULT_COOLING.as_millis() as u64
+            }
         );
-        assert_eq!(after, AfterFailure::NextModel);
-        assert!(matches!(h.state("m", t0), ModelState::Cooling { for_ms } if for_ms == 2000));
-        assert!(!h.admit("m", t0 + Duration::from_secs(1)));
-        assert!(h.admit("m", t0 + Duration::from_secs(3)));
-        // Retry-After 1 s with 10 s left: wait it out on the same model.
+        // An action with 10 s left waits out Retry-After 1 s on the same endpoint.
         let after = h.record_failure(
-            "n",
+            ("n", URL),
             &status(529, Some(1)),
             1,
             t0,
-            t0 + Duration::from_secs(10),
+            Some(t0 + Duration::from_secs(10)),
         );
         assert_eq!(after, AfterFailure::Retry(Duration::from_secs(1)));
+        assert!(h.admit("n", URL, t0));
+        // ...but not when it does not fit.
+        let after = h.record_failure(
+            ("p", URL),
+            &status(429, Some(2)),
+            1,
+            t0,
+            Some(t0 + Duration::from_secs(1)),
+        );
+        assert_eq!(after, AfterFailure::Next);
         // Rate limits do not count towards the breaker.
         for _ in 0..5 {
-            h.record_failure("k", &status(429, None), 1, t0, t0);
+            fail(&h, "k", &status(429, None), t0);
         }
-        assert!(h.admit("k", t0 + DEFAULT_COOLING + Duration::from_millis(1)));
+        assert!(h.admit("k", URL, t0 + DEFAULT_COOLING));
     }
 
     #[test]
-    fn transient_errors_retry_with_backoff_inside_the_deadline() {
+    fn retries_only_inside_a_retry_window_and_only_for_server_errors() {
         let h = Health::new();
         let t0 = Instant::now();
-        let far = t0 + Duration::from_secs(60);
-        match h.record_failure("m", &status(500, None), 1, t0, far) {
-            AfterFailure::Retry(d) => assert!(
-                d >= Duration::from_millis(50) && d <= Duration::from_millis(100),
-                "{d:?}"
+        let far = Some(t0 + Duration::from_secs(60));
+        // (error, attempt, retry window, expected: retried?)
+        let table: [(ProviderError, u32, Option<Instant>, bool); 7] = [
+            (status(500, None), 1, far, true),
+            (status(503, None), 2, far, true),
+            (status(500, None), 1, None, false),
+            (
+                status(500, None),
+                1,
+                Some(t0 + Duration::from_millis(10)),
+                false,
             ),
-            other => panic!("{other:?}"),
+            (refused(), 1, far, false),
+            (status(400, None), 1, far, false),
+            (status(502, None), MAX_ATTEMPTS, far, false),
+        ];
+        for (i, (error, attempt, window, retried)) in table.into_iter().enumerate() {
+            let model = format!("m{i}");
+            let after = h.record_failure((&model, URL), &error, attempt, t0, window);
+            match after {
+                AfterFailure::Retry(d) => {
+                    assert!(retried, "case {i}: {error}");
+                    let full = BACKOFF_BASE * (1 << (attempt - 1));
+                    assert!(d >= full / 2 && d <= full, "case {i}: {d:?}");
+                }
+                AfterFailure::Next => assert!(!retried, "case {i}: {error}"),
+            }
+        }
+        // The failure that opens the circuit is never retried.
+        for _ in 0..FAILURES_TO_OPEN - 1 {
+            fail(&h, "z", &status(500, None), t0);
         }
         assert_eq!(
-            h.record_failure(
-                "x",
-                &status(500, None),
-                1,
-                t0,
-                t0 + Duration::from_millis(10)
-            ),
-            AfterFailure::NextModel
-        );
-        assert_eq!(
-            h.record_failure("y", &refused(), 1, t0, far),
-            AfterFailure::NextModel
-        );
-        assert_eq!(
-            h.record_failure("z", &status(400, None), 1, t0, far),
-            AfterFailure::NextModel
-        );
-        assert_eq!(
-            h.record_failure("w", &status(502, None), MAX_ATTEMPTS, t0, far),
-            AfterFailure::NextModel
+            h.record_failure(("z", URL), &status(500, None), 1, t0, far),
+            AfterFailure::Next
         );
     }
 
@@ -504,22 +830,110 @@ mod tests {
         }
     }
 
+    #[test]
+    fn latency_averages_weigh_recent_calls_most() {
+        let h = Health::new();
+        let t0 = Instant::now();
+        assert_eq!(h.endpoint("m", URL, t0).latency, None);
+        let ms = Duration::from_millis;
+        // (answer, first token, expected answer average, expected first-token average)
+        let table = [
+            (ms(1_000), Some(ms(200)), 1_000, 200),
+            (ms(2_000), Some(ms(400)), 1_300, 260),
+            // Not streamed: the first token comes with the answer.
+            (ms(100), None, 940, 212),
+        ];
+        for (calls, (took, first, answer_ms, first_token_ms)) in table.into_iter().enumerate() {
+            h.record_success("m", URL, took, first);
+            assert_eq!(
+                h.endpoint("m", URL, t0).latency,
+                Some(Latency {
+                    first_token_ms,
+                    answer_ms,
+                    calls: calls as u32 + 1
+                })
+            );
+        }
+        // Failures and abandoned calls say nothing about speed.
+        fail(&h, "m", &refused(), t0);
+        h.record_abandoned("m", URL);
+        assert_eq!(h.endpoint("m", URL, t0).latency.map(|l| l.calls), Some(3));
+    }
+
+    #[test]
+    fn failed_probes_mark_the_endpoint_down_and_recovery_ends_a_cooldown() {
+        let h = Health::new();
+        let t0 = Instant::now();
+        h.record_probe("m", URL, false, t0);
+        assert_eq!(state(&h, "m", t0), ModelState::Down);
+        h.record_probe("m", URL, true, t0);
+        assert_eq!(state(&h, "m", t0), ModelState::Healthy);
+        // An open circuit whose server went down and came back: the next call decides.
+        for _ in 0..FAILURES_TO_OPEN {
+            fail(&h, "m", &refused(), t0);
+        }
+        h.record_probe("m", URL, true, t0);
+        assert!(
+            !h.admit("m", URL, t0),
+            "a probe that was never down changes nothing"
+        );
+        h.record_probe("m", URL, false, t0);
+        h.record_probe("m", URL, true, t0 + Duration::from_secs(2));
+        assert!(
+            h.admit("m", URL, t0 + Duration::from_secs(2)),
+            "came back: half-open"
+        );
+    }
+
     fn model(name: &str) -> (Arc<str>, Arc<ModelConfig>) {
-        let toml =
-            format!("provider = \"openai\"\nurl = \"http://127.0.0.1:1/v1\"\nmodel = \"{name}\"\n");
+        model_at(name, &[URL])
+    }
+
+    fn model_at(name: &str, urls: &[&str]) -> (Arc<str>, Arc<ModelConfig>) {
+        let urls: Vec<String> = urls.iter().map(|u| format!("\"{u}\"")).collect();
+        let toml = format!(
+            "provider = \"openai\"\nurl = [{}]\nmodel = \"{name}\"\n",
+            urls.join(", ")
+        );
         (name.into(), Arc::new(toml::from_str(&toml).unwrap()))
     }
 
+    impl Timed for usize {}
+    impl Timed for () {}
+
+    /// Who was called, in order: "model@url".
+    type Calls = std::cell::RefCell<Vec<String>>;
+
+    fn called(calls: &Calls, name: &str, model: &ModelConfig) {
+        calls.borrow_mut().push(format!("{name}@{}", &*model.url));
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn chains_fall_through_and_retry_within_the_deadline() {
+    async fn without_a_retry_window_a_failed_call_falls_through_at_once() {
         let h = Health::new();
         let chain = [model("a"), model("b")];
-        let now = Instant::now();
-        let far = now + Duration::from_secs(60);
-        let calls = std::cell::RefCell::new(Vec::new());
+        let far = Instant::now() + Duration::from_secs(60);
+        let calls = Calls::default();
+        let out = run_chain(&h, &chain, None, far, |name, m| {
+            called(&calls, &name, &m);
+            let first = &*name == "a";
+            async move { if first { Err(status(500, None)) } else { Ok(1) } }
+        })
+        .await;
+        assert_eq!(out.answer.unwrap().0.as_ref(), "b");
+        assert_eq!(*calls.borrow(), [format!("a@{URL}"), format!("b@{URL}")]);
+        assert_eq!(out.attempts.len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_a_retry_window_server_errors_are_retried() {
+        let h = Health::new();
+        let chain = [model("a"), model("b")];
+        let far = Instant::now() + Duration::from_secs(60);
+        let calls = Calls::default();
         // a: 500 twice then ok; b never needed.
-        let out = run_chain(&h, &chain, far, far, |_, m| {
-            calls.borrow_mut().push(m.model.clone());
+        let out = run_chain(&h, &chain, Some(far), far, |name, m| {
+            called(&calls, &name, &m);
             let n = calls.borrow().len();
             async move {
                 if n <= 2 {
@@ -531,53 +945,101 @@ mod tests {
         })
         .await;
         assert_eq!(out.answer.unwrap().0.as_ref(), "a");
-        assert_eq!(*calls.borrow(), vec!["a", "a", "a"]);
-        // a refuses: no retry, b answers.
-        calls.borrow_mut().clear();
-        let out = run_chain(&h, &chain, far, far, |_, m| {
-            calls.borrow_mut().push(m.model.clone());
-            let first = m.model == "a";
-            async move { if first { Err(refused()) } else { Ok(1) } }
-        })
-        .await;
-        assert_eq!(out.answer.unwrap().0.as_ref(), "b");
-        assert_eq!(*calls.borrow(), vec!["a", "b"]);
-        assert_eq!(out.attempts.len(), 2);
+        assert_eq!(calls.borrow().len(), 3);
+        assert_eq!(out.attempts.len(), 3);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn an_open_circuit_is_skipped_and_everything_failing_says_why() {
+    async fn a_dead_endpoint_costs_its_threshold_in_calls_then_none() {
         let h = Health::new();
         let chain = [model("a")];
         let far = Instant::now() + Duration::from_secs(60);
         let calls = std::cell::Cell::new(0);
         for _ in 0..5 {
-            let out: ChainOutcome<()> = run_chain(&h, &chain, Instant::now(), far, |_, _| {
+            let out: ChainOutcome<()> = run_chain(&h, &chain, Some(far), far, |_, _| {
                 calls.set(calls.get() + 1);
-                async { Err(refused()) }
+                async { Err(status(500, None)) }
             })
             .await;
             assert!(out.answer.is_err());
         }
-        assert_eq!(
-            calls.get(),
-            FAILURES_TO_OPEN as usize,
-            "the breaker stops calls to a dead endpoint"
-        );
-        let out: ChainOutcome<()> = run_chain(&h, &chain, Instant::now(), far, |_, _| async {
-            Err(refused())
-        })
-        .await;
+        assert_eq!(calls.get(), FAILURES_TO_OPEN as usize, "retries count too");
+        let out: ChainOutcome<()> =
+            run_chain(&h, &chain, None, far, |_, _| async { Err(refused()) }).await;
         assert!(out.answer.unwrap_err().contains("circuit open"));
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_deadline_stops_the_chain() {
+    async fn a_model_fails_over_to_its_next_endpoint_before_the_next_model() {
+        let h = Health::new();
+        let (gpu, laptop) = ("http://127.0.0.1:11", "http://127.0.0.1:12");
+        let chain = [model_at("m", &[gpu, laptop]), model("b")];
+        let far = Instant::now() + Duration::from_secs(60);
+        let calls = Calls::default();
+        let out = run_chain(&h, &chain, None, far, |name, m| {
+            called(&calls, &name, &m);
+            let dead = &*m.url == gpu;
+            async move { if dead { Err(refused()) } else { Ok(7) } }
+        })
+        .await;
+        assert_eq!(out.endpoint(), Some(laptop));
+        assert_eq!(out.answer.unwrap(), ("m".into(), 7));
+        assert_eq!(*calls.borrow(), [format!("m@{gpu}"), format!("m@{laptop}")]);
+        // Both endpoints out: the next model.
+        calls.borrow_mut().clear();
+        let out = run_chain(&h, &chain, None, far, |name, m| {
+            called(&calls, &name, &m);
+            let model_b = &*name == "b";
+            async move {
+                if model_b {
+                    Ok(1)
+                } else {
+                    Err(status(500, None))
+                }
+            }
+        })
+        .await;
+        assert_eq!(out.answer.unwrap().0.as_ref(), "b");
+        // The laptop answered last time and is measured; the gpu is not: it goes first.
+        assert_eq!(
+            *calls.borrow(),
+            [
+                format!("m@{gpu}"),
+                format!("m@{laptop}"),
+                format!("b@{URL}")
+            ]
+        );
+        let error = run_chain(
+            &h,
+            &[model_at("m", &[gpu, laptop])],
+            None,
+            far,
+            |_, _| async { Err::<(), _>(refused()) },
+        )
+        .await
+        .answer
+        .unwrap_err();
+        assert!(error.contains(&format!("m at {gpu}:")), "{error}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_faster_endpoint_on_average_is_tried_first() {
+        let h = Health::new();
+        let (slow, fast) = ("http://127.0.0.1:11", "http://127.0.0.1:12");
+        h.record_success("m", slow, Duration::from_millis(900), None);
+        h.record_success("m", fast, Duration::from_millis(60), None);
+        let chain = [model_at("m", &[slow, fast])];
+        let far = Instant::now() + Duration::from_secs(60);
+        let out = run_chain(&h, &chain, None, far, |_, _| async { Ok(()) }).await;
+        assert_eq!(out.endpoint(), Some(fast));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_deadline_stops_the_chain_and_says_nothing_about_the_model() {
         let h = Health::new();
         let chain = [model("slow"), model("b")];
-        let now = Instant::now();
-        let deadline = now + Duration::from_millis(100);
-        let out = run_chain(&h, &chain, deadline, deadline, |_, m| async move {
+        let deadline = Instant::now() + Duration::from_millis(100);
+        let out = run_chain(&h, &chain, Some(deadline), deadline, |_, m| async move {
             if m.model == "slow" {
                 tokio::time::sleep(Duration::from_secs(10)).await;
             }
@@ -585,24 +1047,22 @@ mod tests {
         })
         .await;
         assert!(out.answer.unwrap_err().contains("before the deadline"));
-        assert_eq!(
-            h.state("slow", Instant::now()),
-            ModelState::Healthy,
-            "a deadline is not the model's fault"
-        );
+        let slow = h.endpoint("slow", URL, Instant::now());
+        assert_eq!(slow.state, ModelState::Healthy, "not the model's fault");
+        assert_eq!(slow.latency, None, "an abandoned call measures nothing");
     }
 
-    #[test]
-    fn failed_probes_mark_the_model_down_until_one_succeeds() {
+    #[tokio::test(start_paused = true)]
+    async fn a_successful_call_is_measured() {
         let h = Health::new();
-        let t0 = Instant::now();
-        h.record_probe("m", false);
-        assert_eq!(h.state("m", t0), ModelState::Down);
-        assert!(
-            h.admit("m", t0),
-            "a down probe does not block calls; the router decides"
-        );
-        h.record_probe("m", true);
-        assert_eq!(h.state("m", t0), ModelState::Healthy);
+        let far = Instant::now() + Duration::from_secs(60);
+        let out = run_chain(&h, &[model("m")], None, far, |_, _| async {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            Ok(())
+        })
+        .await;
+        assert!(out.answer.is_ok());
+        let latency = h.endpoint("m", URL, Instant::now()).latency.unwrap();
+        assert_eq!((latency.answer_ms, latency.calls), (250, 1));
     }
 }

@@ -9,14 +9,24 @@
 //! 2. **Filter it**, candidate by candidate, keeping the order. A candidate is dropped for
 //!    the first of these that applies: listed earlier in the chain (duplicate), not defined,
 //!    privacy (a cloud model while the path matches `privacy.local_only` or secrets were
-//!    found), budget (a cloud model once `budget.daily_usd` is spent), health (circuit open,
-//!    cooling after 429/529, probe failing), context-window fit. Policy comes before live
-//!    state because it holds for the rest of the day, so it is the more useful reason.
+//!    found), budget (a cloud model once `budget.daily_usd` is spent), health (every
+//!    endpoint's circuit open, cooling after 429/529, or probe failing), context-window fit.
+//!    Policy comes before live state because it holds for the rest of the day, so it is the
+//!    more useful reason.
+//! 3. **For completion, prefer the models expected inside the budget.** A kept model whose
+//!    average time to the answer exceeds `completion.budget_ms` is tried after the kept
+//!    models that may make it (measured inside it, or not measured yet). With one model, or
+//!    when none may make it, the configured order stands.
 //!
-//! Globs are compiled once, in [`Router::new`]; a decision allocates little beyond its
-//! verdict strings. This module knows nothing of LSP, HTTP or the clock: the resilience
-//! layer turns its view of each model into [`ModelState`], the telemetry layer supplies the
-//! day's spend.
+//! A model may have several endpoints (`url = [..]`). Each has its own state and latency
+//! averages; [`endpoint_order`] says which to try first, and a model is healthy when one of
+//! its endpoints is. The verdicts list each endpoint in the order it would be tried.
+//!
+//! Globs are compiled once, in [`Router::new`] (called when a session is compiled); a
+//! decision allocates little beyond its verdict strings. This module knows nothing of LSP,
+//! HTTP or the clock: [`crate::route_input`] gathers the request's facts, each model's
+//! [`ModelLive`] (from the resilience layer: per endpoint its state and latency averages)
+//! and the day's spend (from the providers).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -29,7 +39,8 @@ use crate::config::Config;
 use crate::syntax::Language;
 use crate::syntax::features::{Features, SensitiveKind};
 
-/// The live state of a model, as the resilience layer sees it.
+/// The live state of an endpoint as the resilience layer sees it, or of a model (the best
+/// of its endpoints', [`model_state`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ModelState {
     #[default]
@@ -40,6 +51,72 @@ pub enum ModelState {
     Cooling { for_ms: u64 },
     /// A health probe failed (local endpoints are probed in the background).
     Down,
+}
+
+/// Averages of an endpoint's successful calls, exponentially weighted so that recent calls
+/// count most: time to the first token (for an answer that is not streamed, the whole
+/// answer) and time to the whole answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Latency {
+    pub first_token_ms: u64,
+    pub answer_ms: u64,
+    /// Successful calls averaged.
+    pub calls: u32,
+}
+
+/// What the resilience layer knows of one endpoint now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EndpointLive {
+    pub state: ModelState,
+    /// `None` until a call to it has succeeded.
+    pub latency: Option<Latency>,
+}
+
+/// What the resilience layer knows of a model now: its endpoints, by URL. An endpoint
+/// absent from the map is healthy and not measured yet.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ModelLive {
+    pub endpoints: HashMap<String, EndpointLive>,
+}
+
+impl ModelLive {
+    /// Each of `urls` as this knows it, in the same order.
+    pub fn of<'u>(&self, urls: impl IntoIterator<Item = &'u str>) -> Vec<EndpointLive> {
+        urls.into_iter()
+            .map(|url| self.endpoints.get(url).copied().unwrap_or_default())
+            .collect()
+    }
+}
+
+/// The order in which to try a model's endpoints (indexes into `endpoints`, which are in
+/// the configured order). Those that can take a call now come first: an endpoint with no
+/// measurement yet before the measured ones (so that each gets measured), then the fastest
+/// on average to the whole answer; ties keep the configured order. Those that cannot take
+/// a call (circuit open, cooling, probe failing) come last, in the configured order.
+pub fn endpoint_order(endpoints: &[EndpointLive]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..endpoints.len()).collect();
+    order.sort_by_key(|&i| {
+        let e = &endpoints[i];
+        (
+            e.state != ModelState::Healthy,
+            e.latency.map(|l| l.answer_ms),
+        )
+    });
+    order
+}
+
+/// A model's state from its endpoints': healthy when one of them is; otherwise the problem
+/// that ends soonest (a failing probe has no known end, so it comes last).
+pub fn model_state(endpoints: &[EndpointLive]) -> ModelState {
+    endpoints
+        .iter()
+        .map(|e| e.state)
+        .min_by_key(|s| match s {
+            ModelState::Healthy => (0, 0),
+            ModelState::CircuitOpen { for_ms } | ModelState::Cooling { for_ms } => (1, *for_ms),
+            ModelState::Down => (2, 0),
+        })
+        .unwrap_or_default()
 }
 
 /// What the router is asked.
@@ -75,64 +152,14 @@ impl<'a> RouteRequest<'a> {
     }
 }
 
-/// Tokens a chat prompt spends on instructions and context around the code, for the
-/// context-window check of actions (and of `pilotfish route`).
-pub const PROMPT_OVERHEAD_TOKENS: u32 = 400;
-
-/// What routing needs to know of an action's target, computed once and shared by the
-/// actions runner and `pilotfish route`: its features and the secrets in its code.
-#[derive(Debug, Clone)]
-pub struct TargetFacts {
-    pub features: Features,
-    /// Secrets found in the target's code (always counted, so they can be shown).
-    pub secrets: usize,
-}
-
-impl TargetFacts {
-    pub fn of(
-        snapshot: &crate::documents::Snapshot,
-        target: &crate::syntax::features::Target,
-    ) -> TargetFacts {
-        let features = snapshot.features(target);
-        let range = crate::actions::clamp_range(&snapshot.rope, target.range.clone());
-        let secrets = crate::redact::contains_secrets(&snapshot.rope.byte_slice(range).to_string());
-        TargetFacts { features, secrets }
-    }
-
-    /// The routing request for `task` on this target.
-    pub fn request<'a>(
-        &'a self,
-        task: &'a str,
-        path: &'a str,
-        workspace_root: Option<&'a str>,
-        privacy: &crate::config::PrivacyConfig,
-    ) -> RouteRequest<'a> {
-        RouteRequest {
-            task,
-            features: &self.features,
-            path,
-            workspace_root,
-            secrets_found: secrets_to_route(privacy, || self.secrets),
-            prompt_tokens: self.features.tokens.saturating_add(PROMPT_OVERHEAD_TOKENS),
-        }
-    }
-}
-
-/// The secrets count routing should see, by the privacy policy: with `redact_secrets` on,
-/// secrets are masked before any cloud call and cloud models stay eligible (0, and `count`
-/// is not even run); with it off, any secret keeps the request on local models.
-pub fn secrets_to_route(
-    privacy: &crate::config::PrivacyConfig,
-    count: impl FnOnce() -> usize,
-) -> usize {
-    if privacy.redact_secrets { 0 } else { count() }
-}
+/// The routing task name of completion.
+pub const COMPLETE: &str = "complete";
 
 /// The world the decision is made in.
 #[derive(Debug, Clone, Default)]
 pub struct RouteState {
-    /// Models absent from the map are taken as healthy.
-    pub models: HashMap<String, ModelState>,
+    /// Models absent from the map are taken as healthy and not measured yet.
+    pub models: HashMap<String, ModelLive>,
     pub spent_today_usd: f64,
 }
 
@@ -163,6 +190,42 @@ pub struct Verdict {
     /// The filter that dropped it; `None` when kept.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dropped_by: Option<Filter>,
+    /// Kept, but tried after the kept models expected to answer inside the completion
+    /// budget (its average is over it).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub demoted: bool,
+    /// Its endpoints in the order they would be tried, with their state and averages (for
+    /// a model kept or dropped for its health; empty otherwise).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<EndpointVerdict>,
+}
+
+/// One endpoint of a candidate, as the router saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EndpointVerdict {
+    pub url: String,
+    /// `"healthy"`, or what keeps it from taking a call (`"circuit open for another 8 s"`).
+    pub status: String,
+    /// `None`: no successful call measured yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency: Option<Latency>,
+}
+
+impl EndpointVerdict {
+    /// `"http://gpu-box:8080  healthy, ~340 ms to the answer (first token ~120 ms, 5 calls)"`.
+    fn line(&self, url_width: usize) -> String {
+        let averages = match self.latency {
+            Some(l) => format!(
+                ", ~{} to the answer (first token ~{}, {} call{})",
+                latency_words(l.answer_ms),
+                latency_words(l.first_token_ms),
+                l.calls,
+                plural(l.calls as usize)
+            ),
+            None => ", no call measured yet".into(),
+        };
+        format!("{:url_width$}  {}{averages}", self.url, self.status)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,12 +241,15 @@ pub struct Decision {
 }
 
 impl Decision {
-    /// The models to try, in order.
+    /// The models to try, in order: the kept candidates, those demoted for their speed last.
     pub fn chain(&self) -> impl Iterator<Item = &str> {
-        self.candidates
-            .iter()
-            .filter(|v| v.kept)
-            .map(|v| v.model.as_str())
+        let kept = |demoted: bool| {
+            self.candidates
+                .iter()
+                .filter(move |v| v.kept && v.demoted == demoted)
+                .map(|v| v.model.as_str())
+        };
+        kept(false).chain(kept(true))
     }
 
     /// When no model is left: one line for the user saying why. `None` when the chain has
@@ -230,6 +296,15 @@ impl Decision {
                 v.model,
                 v.reason
             );
+            let url_width = v
+                .endpoints
+                .iter()
+                .map(|e| e.url.chars().count())
+                .max()
+                .unwrap_or(0);
+            for endpoint in &v.endpoints {
+                let _ = writeln!(out, "       {}", endpoint.line(url_width));
+            }
         }
         match self.unavailable() {
             Some(line) => out.push_str(&line),
@@ -292,14 +367,18 @@ pub struct Router {
     rules: Vec<Rule>,
     local_only: PathGlobs,
     daily_usd: Option<f64>,
+    /// `completion.budget_ms`: completion prefers the models expected inside it.
+    completion_budget_ms: u64,
 }
 
 /// What routing needs to know of a model; `local` is worked out once (it may parse a URL).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct ModelFacts {
     local: bool,
     context_window: u32,
     max_output_tokens: u32,
+    /// Its endpoints, in the configured order.
+    urls: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -448,6 +527,7 @@ impl Router {
                     local: m.is_local(),
                     context_window: m.context_window,
                     max_output_tokens: m.max_output_tokens,
+                    urls: m.url.iter().map(String::from).collect(),
                 };
                 (name.clone(), facts)
             })
@@ -459,6 +539,7 @@ impl Router {
             rules,
             local_only,
             daily_usd: config.budget.daily_usd,
+            completion_budget_ms: config.completion.budget_ms,
         })
     }
 
@@ -477,69 +558,103 @@ impl Router {
 
         let mut budget_exhausted = false;
         let mut candidates: Vec<Verdict> = Vec::with_capacity(chain.len());
+        // Per kept candidate: its expected time to the answer, when measured.
+        let mut expected_ms: Vec<Option<u64>> = Vec::with_capacity(chain.len());
         for (position, model) in chain.iter().enumerate() {
             let drop = |filter: Filter, reason: String| (false, reason, Some(filter));
-            let (kept, reason, dropped_by) =
-                if let Some(first) = chain[..position].iter().position(|m| m == model) {
+            let mut endpoints = Vec::new();
+            let mut expected = None;
+            let (kept, reason, dropped_by) = if let Some(first) =
+                chain[..position].iter().position(|m| m == model)
+            {
+                drop(
+                    Filter::Duplicate,
+                    format!("listed twice; kept at position {}", first + 1),
+                )
+            } else if let Some(facts) = self.models.get(model) {
+                let total = needs + u64::from(facts.max_output_tokens);
+                let live = state
+                    .models
+                    .get(model)
+                    .map(|m| m.of(facts.urls.iter().map(String::as_str)))
+                    .unwrap_or_else(|| vec![EndpointLive::default(); facts.urls.len()]);
+                let order = endpoint_order(&live);
+                let health = model_state(&live);
+                expected = order
+                    .first()
+                    .map(|&i| live[i])
+                    .filter(|e| e.state == ModelState::Healthy)
+                    .and_then(|e| e.latency)
+                    .map(|l| l.answer_ms);
+                endpoints = order
+                    .iter()
+                    .map(|&i| EndpointVerdict {
+                        url: facts.urls[i].clone(),
+                        status: health_problem(live[i].state).unwrap_or_else(|| "healthy".into()),
+                        latency: live[i].latency,
+                    })
+                    .collect();
+                if !facts.local && (private_pattern.is_some() || secrets > 0) {
+                    let reason = match private_pattern {
+                        Some(pattern) => {
+                            format!("cloud model skipped: path matches {pattern}")
+                        }
+                        None => format!(
+                            "cloud model skipped: {secrets} secret{} found in the code",
+                            plural(secrets)
+                        ),
+                    };
+                    drop(Filter::Privacy, reason)
+                } else if let (false, Some(daily)) = (facts.local, budget_spent) {
+                    budget_exhausted = true;
                     drop(
-                        Filter::Duplicate,
-                        format!("listed twice; kept at position {}", first + 1),
+                        Filter::Budget,
+                        format!(
+                            "daily budget reached: ${:.2} of ${daily:.2} spent",
+                            state.spent_today_usd
+                        ),
                     )
-                } else if let Some(facts) = self.models.get(model) {
-                    let total = needs + u64::from(facts.max_output_tokens);
-                    let health = state.models.get(model).copied().unwrap_or_default();
-                    if !facts.local && (private_pattern.is_some() || secrets > 0) {
-                        let reason = match private_pattern {
-                            Some(pattern) => {
-                                format!("cloud model skipped: path matches {pattern}")
-                            }
-                            None => format!(
-                                "cloud model skipped: {secrets} secret{} found in the code",
-                                plural(secrets)
-                            ),
-                        };
-                        drop(Filter::Privacy, reason)
-                    } else if let (false, Some(daily)) = (facts.local, budget_spent) {
-                        budget_exhausted = true;
-                        drop(
-                            Filter::Budget,
-                            format!(
-                                "daily budget reached: ${:.2} of ${daily:.2} spent",
-                                state.spent_today_usd
-                            ),
-                        )
-                    } else if let Some(reason) = health_problem(health) {
-                        drop(Filter::Health, reason)
-                    } else if total > u64::from(facts.context_window) {
-                        drop(
-                            Filter::Fit,
-                            format!(
-                                "needs ~{} tokens, window is {}",
-                                thousands(total),
-                                thousands(u64::from(facts.context_window))
-                            ),
-                        )
-                    } else {
-                        let kind = if facts.local { "local" } else { "cloud" };
-                        (
-                            true,
-                            format!(
-                                "{kind}, healthy, ~{} of {} tokens",
-                                thousands(total),
-                                thousands(u64::from(facts.context_window))
-                            ),
-                            None,
-                        )
-                    }
+                } else if let Some(reason) = health_problem(health) {
+                    drop(Filter::Health, reason)
+                } else if total > u64::from(facts.context_window) {
+                    drop(
+                        Filter::Fit,
+                        format!(
+                            "needs ~{} tokens, window is {}",
+                            thousands(total),
+                            thousands(u64::from(facts.context_window))
+                        ),
+                    )
                 } else {
-                    drop(Filter::Unknown, "not defined under [models]".into())
-                };
+                    let kind = if facts.local { "local" } else { "cloud" };
+                    (
+                        true,
+                        format!(
+                            "{kind}, healthy, ~{} of {} tokens",
+                            thousands(total),
+                            thousands(u64::from(facts.context_window))
+                        ),
+                        None,
+                    )
+                }
+            } else {
+                drop(Filter::Unknown, "not defined under [models]".into())
+            };
+            if !matches!(dropped_by, None | Some(Filter::Health)) {
+                endpoints.clear();
+            }
+            expected_ms.push(expected.filter(|_| kept));
             candidates.push(Verdict {
                 model: model.clone(),
                 kept,
                 reason,
                 dropped_by,
+                demoted: false,
+                endpoints,
             });
+        }
+        if request.task == COMPLETE {
+            self.prefer_inside_the_budget(&mut candidates, &expected_ms);
         }
         Decision {
             task: request.task.to_string(),
@@ -547,6 +662,28 @@ impl Router {
             why,
             candidates,
             budget_exhausted,
+        }
+    }
+
+    /// Step 3, for completion: the kept candidates expected to take longer than the budget
+    /// are tried after those that may make it, when there is one that may.
+    fn prefer_inside_the_budget(&self, candidates: &mut [Verdict], expected_ms: &[Option<u64>]) {
+        let budget = self.completion_budget_ms;
+        let slow = |i: usize| expected_ms[i].is_some_and(|ms| ms > budget);
+        let may_make_it = (0..candidates.len()).any(|i| candidates[i].kept && !slow(i));
+        if !may_make_it {
+            return;
+        }
+        for (i, verdict) in candidates.iter_mut().enumerate() {
+            if let (true, Some(ms)) = (verdict.kept && slow(i), expected_ms[i]) {
+                verdict.demoted = true;
+                let _ = write!(
+                    verdict.reason,
+                    "; expected {} > budget {}: tried after the models that may answer inside it",
+                    latency_words(ms),
+                    latency_words(budget)
+                );
+            }
         }
     }
 
@@ -705,6 +842,15 @@ fn thousands(n: impl Into<u64>) -> String {
     out
 }
 
+/// A measured time: `"340 ms"` under a second, `"1.8 s"` above.
+fn latency_words(ms: u64) -> String {
+    if ms < 1_000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.1} s", ms as f64 / 1_000.0)
+    }
+}
+
 /// `450` → `"450 ms"`, `12_000` → `"12 s"`, `300_000` → `"5 min"` (rounded up).
 fn duration_words(ms: u64) -> String {
     if ms < 1_000 {
@@ -721,41 +867,6 @@ mod tests {
     use super::*;
     use crate::config::{LoadedConfig, Origin};
     use crate::syntax::features::SensitiveCall;
-
-    /// The privacy policy of secrets: counted (and routed local) only with redaction off.
-    #[test]
-    fn secrets_to_route_follows_redact_secrets() {
-        let mut privacy = crate::config::PrivacyConfig::default();
-        assert_eq!(secrets_to_route(&privacy, || panic!("not counted")), 0);
-        privacy.redact_secrets = false;
-        assert_eq!(secrets_to_route(&privacy, || 2), 2);
-    }
-
-    #[test]
-    fn target_facts_count_secrets_and_build_the_request() {
-        let doc = "fn f() {\n    let k = \"sk-proj-4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c\";\n}\n";
-        let mut docs = crate::documents::Documents::default();
-        docs.open_parsed("file:///w/a.rs", Language::Rust, 1, doc);
-        let snapshot = docs.snapshot("file:///w/a.rs").unwrap();
-        let target = crate::syntax::features::enclosing_target(
-            &snapshot.rope,
-            snapshot.tree.as_ref(),
-            Language::Rust,
-            12,
-        );
-        let facts = TargetFacts::of(&snapshot, &target);
-        assert_eq!(facts.secrets, 1);
-        let mut privacy = crate::config::PrivacyConfig::default();
-        let request = facts.request("explain", "/w/a.rs", Some("/w"), &privacy);
-        assert_eq!(request.secrets_found, 0);
-        assert_eq!(
-            request.prompt_tokens,
-            facts.features.tokens + PROMPT_OVERHEAD_TOKENS
-        );
-        privacy.redact_secrets = false;
-        let request = facts.request("explain", "/w/a.rs", Some("/w"), &privacy);
-        assert_eq!(request.secrets_found, 1);
-    }
 
     /// Models shared by every case: two local, two cloud (`cheap` is cloud by its URL).
     const MODELS: &str = r#"
@@ -827,12 +938,17 @@ review = ["cloud", "cheap", "mid"]
         secrets: usize,
         prompt_tokens: u32,
         states: Vec<(&'static str, ModelState)>,
+        endpoints: Vec<(&'static str, &'static str, EndpointLive)>,
         spent: f64,
         // expected
         chain: &'static [&'static str],
         source: &'static str,
         why: &'static str,
         dropped: Vec<(&'static str, &'static str)>,
+        /// (model, words its verdict's reason must contain), kept or not.
+        reasons: Vec<(&'static str, &'static str)>,
+        /// (model, its endpoints in the order they would be tried).
+        orders: Vec<(&'static str, &'static [&'static str])>,
         budget_exhausted: bool,
     }
 
@@ -857,11 +973,14 @@ review = ["cloud", "cheap", "mid"]
             secrets: 0,
             prompt_tokens: 1_000,
             states: Vec::new(),
+            endpoints: Vec::new(),
             spent: 0.0,
             chain: &[],
             source: "",
             why: "",
             dropped: Vec::new(),
+            reasons: Vec::new(),
+            orders: Vec::new(),
             budget_exhausted: false,
         }
     }
@@ -916,6 +1035,23 @@ review = ["cloud", "cheap", "mid"]
             self.states.push((model, state));
             self
         }
+        /// One endpoint's live state and averages (`answer_ms`, when some call succeeded).
+        fn endpoint(
+            mut self,
+            model: &'static str,
+            url: &'static str,
+            state: ModelState,
+            answer_ms: Option<u64>,
+        ) -> Self {
+            let latency = answer_ms.map(|ms| Latency {
+                first_token_ms: ms,
+                answer_ms: ms,
+                calls: 4,
+            });
+            self.endpoints
+                .push((model, url, EndpointLive { state, latency }));
+            self
+        }
         fn spent(mut self, usd: f64) -> Self {
             self.spent = usd;
             self
@@ -935,6 +1071,14 @@ review = ["cloud", "cheap", "mid"]
             self.dropped.push((model, reason));
             self
         }
+        fn reason(mut self, model: &'static str, reason: &'static str) -> Self {
+            self.reasons.push((model, reason));
+            self
+        }
+        fn order(mut self, model: &'static str, urls: &'static [&'static str]) -> Self {
+            self.orders.push((model, urls));
+            self
+        }
         fn budget_exhausted(mut self) -> Self {
             self.budget_exhausted = true;
             self
@@ -951,14 +1095,19 @@ review = ["cloud", "cheap", "mid"]
                 secrets_found: self.secrets,
                 prompt_tokens: self.prompt_tokens,
             };
-            let state = RouteState {
-                models: self
-                    .states
-                    .iter()
-                    .map(|(m, s)| (m.to_string(), *s))
-                    .collect(),
+            let mut state = RouteState {
                 spent_today_usd: self.spent,
+                ..RouteState::default()
             };
+            for (model, s) in &self.states {
+                state
+                    .models
+                    .insert(model.to_string(), uniform(&config, model, *s));
+            }
+            for (model, url, endpoint) in &self.endpoints {
+                let live = state.models.entry(model.to_string()).or_default();
+                live.endpoints.insert(url.to_string(), *endpoint);
+            }
             let d = router.decide(&request, &state);
             let ctx = format!("case {:?}:\n{}", self.name, d.explain());
             assert_eq!(d.chain().collect::<Vec<_>>(), self.chain, "{ctx}");
@@ -971,11 +1120,68 @@ review = ["cloud", "cheap", "mid"]
                 assert!(v.reason.contains(reason), "want {reason:?}; {ctx}");
                 assert!(v.dropped_by.is_some(), "{ctx}");
             }
+            for (model, reason) in &self.reasons {
+                let v = d.candidates.iter().find(|v| v.model == *model);
+                let v = v.unwrap_or_else(|| panic!("no verdict for {model}; {ctx}"));
+                assert!(v.reason.contains(reason), "want {reason:?}; {ctx}");
+            }
+            for (model, urls) in &self.orders {
+                let v = d
+                    .candidates
+                    .iter()
+                    .find(|v| v.model == *model && !v.endpoints.is_empty());
+                let v = v.unwrap_or_else(|| panic!("no endpoints for {model}; {ctx}"));
+                let got: Vec<&str> = v.endpoints.iter().map(|e| e.url.as_str()).collect();
+                assert_eq!(got, *urls, "{ctx}");
+            }
             assert_eq!(d.budget_exhausted, self.budget_exhausted, "{ctx}");
             assert_eq!(d.unavailable().is_some(), self.chain.is_empty(), "{ctx}");
-            // The convenience function agrees with the compiled router.
         }
     }
+
+    /// A model whose every endpoint is in `state`, with no measurement.
+    fn uniform(config: &Config, model: &str, state: ModelState) -> ModelLive {
+        let urls = config
+            .models
+            .get(model)
+            .map(|m| m.url.iter())
+            .into_iter()
+            .flatten();
+        ModelLive {
+            endpoints: urls
+                .map(|url| {
+                    (
+                        url.to_string(),
+                        EndpointLive {
+                            state,
+                            latency: None,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    const OLLAMA: &str = "http://127.0.0.1:11434";
+    const GPU: &str = "http://gpu-box:8080";
+    const LAPTOP: &str = "http://127.0.0.1:8080";
+
+    /// A local model on two machines, and a rule sending refactors to it.
+    const DUO: &str = r#"
+[models.duo]
+provider = "llamacpp"
+url = ["http://gpu-box:8080", "http://127.0.0.1:8080"]
+model = "qwen"
+fim = "native"
+local = true
+
+[[rules]]
+task = "refactor"
+use = ["duo"]
+"#;
+
+    /// Completion on `mid`, then `fast`.
+    const COMPLETE_MID_FAST: &str = "[[rules]]\ntask = \"complete\"\nuse = [\"mid\", \"fast\"]\n";
 
     const RUST_BIG_REFACTOR: &str = r#"
 [[rules]]
@@ -1209,6 +1415,91 @@ use = ["mid"]
                 .expect(&["mid"], "rules[0]", "")
                 .dropped("cloud", "health probe failing")
                 .dropped("cloud", "listed twice"),
+            // --- several endpoints for one model ---
+            case("endpoints: a model is kept while one endpoint can take a call")
+                .rules(DUO)
+                .task("refactor")
+                .endpoint("duo", GPU, CircuitOpen { for_ms: 8_000 }, Some(90))
+                .expect(&["duo"], "rules[0]", "")
+                .order("duo", &[LAPTOP, GPU]),
+            case("endpoints: every endpoint out, the problem that ends soonest")
+                .rules(DUO)
+                .task("refactor")
+                .endpoint("duo", GPU, Cooling { for_ms: 30_000 }, None)
+                .endpoint("duo", LAPTOP, CircuitOpen { for_ms: 4_500 }, None)
+                .expect(&[], "rules[0]", "")
+                .dropped("duo", "circuit open for another 5 s")
+                .order("duo", &[GPU, LAPTOP]),
+            case("endpoints: a failing probe is the last reason")
+                .rules(DUO)
+                .task("refactor")
+                .endpoint("duo", GPU, Down, None)
+                .endpoint("duo", LAPTOP, Cooling { for_ms: 400 }, None)
+                .expect(&[], "rules[0]", "")
+                .dropped("duo", "retry in 400 ms"),
+            case("endpoints: the faster on average first")
+                .rules(DUO)
+                .task("refactor")
+                .endpoint("duo", GPU, Healthy, Some(400))
+                .endpoint("duo", LAPTOP, Healthy, Some(90))
+                .expect(&["duo"], "rules[0]", "")
+                .order("duo", &[LAPTOP, GPU]),
+            case("endpoints: one not measured yet is tried first, to measure it")
+                .rules(DUO)
+                .task("refactor")
+                .endpoint("duo", GPU, Healthy, Some(90))
+                .expect(&["duo"], "rules[0]", "")
+                .order("duo", &[LAPTOP, GPU]),
+            case("endpoints: none measured keeps the configured order")
+                .rules(DUO)
+                .task("refactor")
+                .expect(&["duo"], "rules[0]", "")
+                .order("duo", &[GPU, LAPTOP]),
+            // --- completion prefers the models expected inside its budget (100 ms) ---
+            case("budget: the first model's average is over the budget, the second is chosen")
+                .rules(COMPLETE_MID_FAST)
+                .task("complete")
+                .endpoint("mid", OLLAMA, Healthy, Some(1_800))
+                .endpoint("fast", OLLAMA, Healthy, Some(60))
+                .expect(&["fast", "mid"], "rules[0]", "")
+                .reason("mid", "expected 1.8 s > budget 100 ms"),
+            case("budget: a model not measured yet may make it")
+                .rules(COMPLETE_MID_FAST)
+                .task("complete")
+                .endpoint("mid", OLLAMA, Healthy, Some(250))
+                .expect(&["fast", "mid"], "rules[0]", "")
+                .reason("mid", "expected 250 ms > budget 100 ms"),
+            case("budget: no average yet keeps the configured order")
+                .rules(COMPLETE_MID_FAST)
+                .task("complete")
+                .expect(&["mid", "fast"], "rules[0]", ""),
+            case("budget: inside the budget keeps its place")
+                .rules(COMPLETE_MID_FAST)
+                .task("complete")
+                .endpoint("mid", OLLAMA, Healthy, Some(80))
+                .endpoint("fast", OLLAMA, Healthy, Some(20))
+                .expect(&["mid", "fast"], "rules[0]", ""),
+            case("budget: one model is used whatever its speed")
+                .task("complete")
+                .endpoint("fast", OLLAMA, Healthy, Some(1_800))
+                .expect(&["fast"], "routes.complete", ""),
+            case("budget: when none may make it, the configured order stands")
+                .rules(COMPLETE_MID_FAST)
+                .task("complete")
+                .endpoint("mid", OLLAMA, Healthy, Some(1_800))
+                .endpoint("fast", OLLAMA, Healthy, Some(300))
+                .expect(&["mid", "fast"], "rules[0]", ""),
+            case("budget: a model dropped for its health does not count as making it")
+                .rules(COMPLETE_MID_FAST)
+                .task("complete")
+                .endpoint("mid", OLLAMA, Healthy, Some(1_800))
+                .endpoint("fast", OLLAMA, CircuitOpen { for_ms: 5_000 }, Some(20))
+                .expect(&["mid"], "rules[0]", "")
+                .dropped("fast", "circuit open"),
+            case("budget: only completion has one")
+                .rules("[[rules]]\nuse = [\"mid\", \"fast\"]\n")
+                .endpoint("mid", OLLAMA, Healthy, Some(1_800))
+                .expect(&["mid", "fast"], "rules[0]", ""),
             // --- all dropped ---
             case("every candidate dropped, each for its own reason")
                 .task("review")
@@ -1259,9 +1550,11 @@ use = ["mid"]
             ),
         ];
         for (rest, want) in bad {
-            // Loading the config compiles the router, so the error names the file too.
+            // Compiling the session compiles the router, so the error names the file too.
             let text = format!("{MODELS}{ROUTES}\n{rest}");
-            let err = LoadedConfig::from_toml_str(&text, Origin::File("p.toml".into()))
+            let loaded = LoadedConfig::from_toml_str(&text, Origin::File("p.toml".into()))
+                .expect("the rest of the config is valid");
+            let err = crate::session::Session::compile(loaded, None)
                 .unwrap_err()
                 .to_string();
             assert!(err.starts_with("p.toml: "), "{err}");
@@ -1280,9 +1573,10 @@ use = ["mid"]
             spent_today_usd: 0.25,
             ..RouteState::default()
         };
-        state
-            .models
-            .insert("cheap".into(), ModelState::Cooling { for_ms: 9_000 });
+        state.models.insert(
+            "cheap".into(),
+            uniform(&c, "cheap", ModelState::Cooling { for_ms: 9_000 }),
+        );
         let d = router.decide(&request, &state);
         let text = d.explain();
         assert!(
@@ -1308,7 +1602,9 @@ use = ["mid"]
         assert!(json.get("unavailable").is_none());
 
         state.spent_today_usd = 1.0;
-        state.models.insert("mid".into(), ModelState::Down);
+        state
+            .models
+            .insert("mid".into(), uniform(&c, "mid", ModelState::Down));
         let d = router.decide(&request, &state);
         let line = d.unavailable().unwrap();
         assert_eq!(
@@ -1320,6 +1616,110 @@ use = ["mid"]
         let json = serde_json::to_value(&d).unwrap();
         assert_eq!(json["budget_exhausted"], true);
         assert_eq!(json["unavailable"], line);
+    }
+
+    #[test]
+    fn router_explains_endpoints_averages_and_the_budget_preference() {
+        let c = config("", COMPLETE_MID_FAST);
+        let router = Router::new(&c).unwrap();
+        let features = case("").features;
+        let request = RouteRequest::new("complete", &features, "/ws/src/lib.rs");
+        let mut state = RouteState::default();
+        let measured = |answer_ms, first_token_ms| EndpointLive {
+            state: ModelState::Healthy,
+            latency: Some(Latency {
+                first_token_ms,
+                answer_ms,
+                calls: 1,
+            }),
+        };
+        let live = |e: EndpointLive| ModelLive {
+            endpoints: [(OLLAMA.to_string(), e)].into(),
+        };
+        state
+            .models
+            .insert("mid".into(), live(measured(1_800, 1_750)));
+        state.models.insert("fast".into(), live(measured(60, 60)));
+        let d = router.decide(&request, &state);
+        let text = d.explain();
+        assert!(
+            text.contains("expected 1.8 s > budget 100 ms: tried after the models"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "{OLLAMA}  healthy, ~1.8 s to the answer (first token ~1.8 s, 1 call)"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{OLLAMA}  healthy, ~60 ms to the answer")),
+            "{text}"
+        );
+        assert!(text.contains("try: fast → mid"), "{text}");
+        let json = serde_json::to_value(&d).unwrap();
+        assert_eq!(json["chain"], serde_json::json!(["fast", "mid"]));
+        assert_eq!(json["candidates"][0]["model"], "mid");
+        assert_eq!(json["candidates"][0]["demoted"], true);
+        assert_eq!(
+            json["candidates"][0]["endpoints"][0]["latency"]["answer_ms"],
+            1_800
+        );
+        assert!(json["candidates"][1].get("demoted").is_none());
+    }
+
+    #[test]
+    fn endpoints_order_and_model_state() {
+        use ModelState::*;
+        let e = |state, answer_ms: Option<u64>| EndpointLive {
+            state,
+            latency: answer_ms.map(|answer_ms| Latency {
+                first_token_ms: answer_ms,
+                answer_ms,
+                calls: 1,
+            }),
+        };
+        let open = CircuitOpen { for_ms: 3_000 };
+        // (endpoints in config order, order to try, the model's state)
+        let table: Vec<(Vec<EndpointLive>, Vec<usize>, ModelState)> = vec![
+            (vec![], vec![], Healthy),
+            (vec![e(Healthy, None)], vec![0], Healthy),
+            (
+                vec![e(Healthy, Some(90)), e(Healthy, Some(30))],
+                vec![1, 0],
+                Healthy,
+            ),
+            (
+                vec![e(Healthy, Some(30)), e(Healthy, None)],
+                vec![1, 0],
+                Healthy,
+            ),
+            (
+                vec![e(Healthy, Some(30)), e(Healthy, Some(30))],
+                vec![0, 1],
+                Healthy,
+            ),
+            (
+                vec![e(open, Some(5)), e(Healthy, Some(900))],
+                vec![1, 0],
+                Healthy,
+            ),
+            (vec![e(Down, None), e(open, None)], vec![0, 1], open),
+            (
+                vec![
+                    e(Cooling { for_ms: 9_000 }, None),
+                    e(open, None),
+                    e(Down, None),
+                ],
+                vec![0, 1, 2],
+                open,
+            ),
+            (vec![e(Down, None)], vec![0], Down),
+        ];
+        for (endpoints, order, state) in table {
+            assert_eq!(endpoint_order(&endpoints), order, "{endpoints:?}");
+            assert_eq!(model_state(&endpoints), state, "{endpoints:?}");
+        }
     }
 
     #[test]

@@ -2,14 +2,14 @@
 //! plain data in and out: what is sent to the chat model ([`prompt`]), how its answer is read
 //! ([`answer`]), and how a rewritten target is checked and spliced back ([`refactor`]).
 //!
-//! Architecture invariant: this module is pure — except [`run`], the one async piece that
-//! ties it to the router, the fallback chain and the providers (and still knows no LSP and
-//! touches no file). No LSP types, no network, no async, no clock, no file system. The LSP layer (and `pilotfish action` on the command line) takes a
-//! snapshot of the document, builds an [`ActionRequest`] with
-//! [`ActionRequest::from_document`], asks a provider with the messages from
-//! [`build_messages`], and hands the answer to [`extract_code`] + [`validate_refactor`] or
-//! to [`parse_findings`]. Everything that can go wrong with a model's answer comes back as an
-//! error with a message fit to show the user; nothing here panics on a model's output.
+//! Architecture invariant: everything here but [`run`] is pure — no LSP types, no network,
+//! no async, no clock, no file system. [`run`] is the one async piece: for the LSP layer and
+//! `pilotfish action` alike it builds an [`ActionRequest`] from a document snapshot
+//! ([`ActionRequest::from_document`]), routes it, asks the chain of models with the messages
+//! from [`build_messages`], and hands the answer to [`extract_code`] + [`validate_refactor`]
+//! or to [`parse_findings`] — and still knows no LSP and touches no file. Everything that can
+//! go wrong with a model's answer comes back as an error with a message fit to show the
+//! user; nothing here panics on a model's output.
 //!
 //! Line numbers: the code of a request is the target's lines, dedented, and its line 1 is
 //! the document line [`ActionRequest::first_line`] (0-based). Review findings are relative

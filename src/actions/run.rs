@@ -1,12 +1,21 @@
-//! Running one code action end to end, for the LSP layer and `pilotfish action` alike:
-//! target → features → route → messages (for the first candidate's window) → redaction for
-//! cloud models → the fallback chain ([`run_chain`]) with the answer streamed → the answer
-//! read (markdown, a checked rewrite, or strictly parsed findings).
+//! Running one code action end to end, for the LSP layer and `pilotfish action` alike, in
+//! three steps split where the data changes shape:
 //!
-//! The one async part of `actions/`. It knows no LSP types and does no I/O of its own: the
-//! network goes through [`Providers`], the caller supplies the snapshot and gets plain data
-//! back. Every outcome — success or failure — names the model that answered (when one did),
-//! why the router chose it, and every attempt made.
+//! 1. **prepare** — the target at the spot → its [`RouteInput`] (features walk, secrets scan)
+//!    → the routing decision → the messages, sized for the first candidate's window;
+//! 2. **ask** — redaction for cloud models, then the fallback chain ([`run_chain`]) with the
+//!    answer streamed;
+//! 3. **read** — the answer as markdown, as a rewrite checked against the whole document
+//!    (two parses) with its diff, or as strictly parsed findings.
+//!
+//! Steps 1 and 3 grow with the document (a whole-file selection, a 20,000-line file), so
+//! they run on the blocking pool: the runtime thread, which serves every keystroke, only
+//! waits on the network.
+//!
+//! Knows no LSP types and does no I/O of its own: the network goes through [`Providers`], the
+//! caller supplies the snapshot and the session and gets plain data back. Every outcome —
+//! success or failure — names the model that answered (when one did), why the router chose
+//! it, and every attempt made.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -14,17 +23,20 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::config::{ActionOutput, Config, ModelConfig};
+use crate::config::{ActionOutput, Config};
 use crate::documents::Snapshot;
-use crate::providers::{ChatCall, ChatMessage, Providers};
+use crate::providers::{ChatCall, ChatMessage, ModelAnswer, Providers};
 use crate::redact::redact;
 use crate::resilience::{Attempt, Health, run_chain};
-use crate::router::{Decision, RouteState, Router, TargetFacts};
+use crate::route_input::RouteInput;
+use crate::router::Decision;
+use crate::session::{Model, Session};
+use crate::sync::off_runtime;
 use crate::syntax::features::{Target, enclosing_target, selection_target};
 
 use super::{
-    ActionKind, ActionRequest, Finding, ModelLimits, Refactored, build_messages, extract_code,
-    parse_findings, validate_refactor,
+    ActionKind, ActionMessages, ActionRequest, Finding, ModelLimits, Refactored, build_messages,
+    extract_code, parse_findings, unified_diff, validate_refactor,
 };
 
 /// Where the action applies: a cursor (the enclosing function/class, or the small file) or
@@ -59,24 +71,21 @@ impl Spot {
     }
 }
 
-/// One action to run.
-pub struct ActionInput<'a> {
-    pub snapshot: &'a Snapshot,
-    /// The document's file-system path (privacy globs and rules match it).
-    pub path: &'a str,
-    /// The path shown to the model and in diff headers (workspace-relative when possible).
-    pub display_path: &'a str,
-    pub workspace_root: Option<&'a str>,
+/// One action to run: the document as it was asked about, where, and what.
+#[derive(Clone)]
+pub struct ActionInput {
+    pub snapshot: Snapshot,
     pub spot: Spot,
     pub kind: ActionKind,
 }
 
-/// What the runner needs of the server (or the command line).
-pub struct ActionEnv<'a> {
-    pub config: &'a Config,
-    pub router: &'a Router,
-    pub health: &'a Health,
-    pub providers: &'a Providers,
+/// What the runner needs of the server (or the command line): the session the action runs
+/// under, the models' health, and the providers (which also count the day's spend).
+#[derive(Clone)]
+pub struct ActionEnv {
+    pub session: Arc<Session>,
+    pub health: Arc<Health>,
+    pub providers: Providers,
 }
 
 /// Progress of a running action, for `$/progress` (or nothing, on the command line).
@@ -93,8 +102,9 @@ pub enum Progress {
 pub enum ActionResult {
     /// Markdown to show (explain, `output = "document"`).
     Document { markdown: String },
-    /// A checked rewrite of the target (refactor, `output = "edit"`).
-    Edit(Refactored),
+    /// A checked rewrite of the target (refactor, `output = "edit"`) and its unified diff
+    /// against the document (workspace-relative path in the headers).
+    Edit { edit: Refactored, diff: String },
     /// Findings with their document lines (review, `output = "diagnostics"`).
     Diagnostics(Vec<DocumentFinding>),
 }
@@ -119,13 +129,16 @@ pub struct Provenance {
     /// which models failed before it).
     pub reason: String,
     pub attempts: Vec<AttemptSummary>,
+    /// The routing decision (boxed: it is large, and errors travel by value).
     #[serde(skip)]
-    pub decision: Option<Decision>,
+    pub decision: Option<Box<Decision>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AttemptSummary {
     pub model: String,
+    /// The endpoint called (the model's URL, or one of its URLs).
+    pub endpoint: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub ms: u64,
@@ -135,6 +148,7 @@ impl From<&Attempt> for AttemptSummary {
     fn from(a: &Attempt) -> AttemptSummary {
         AttemptSummary {
             model: a.model.to_string(),
+            endpoint: a.endpoint.to_string(),
             error: a.error.clone(),
             ms: a.ms,
         }
@@ -163,6 +177,21 @@ pub struct ActionError {
     pub provenance: Provenance,
 }
 
+impl ActionError {
+    /// A failure before any model was asked.
+    fn before_asking(message: String, decision: Option<Decision>) -> ActionError {
+        ActionError {
+            message,
+            provenance: Provenance {
+                model: None,
+                reason: String::new(),
+                attempts: Vec::new(),
+                decision: decision.map(Box::new),
+            },
+        }
+    }
+}
+
 impl std::fmt::Display for ActionError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)
@@ -186,165 +215,28 @@ fn config_action<'a>(
 
 /// Runs one action. `on_progress` is called as models are asked and text streams in.
 pub async fn run_action(
-    input: ActionInput<'_>,
-    env: ActionEnv<'_>,
+    input: ActionInput,
+    env: ActionEnv,
     on_progress: &(dyn Fn(Progress) + Send + Sync),
 ) -> Result<ActionOutcome, ActionError> {
-    let ActionInput {
-        snapshot,
-        path,
+    let prepared = {
+        let (input, env) = (input.clone(), env.clone());
+        off_runtime(move || prepare(&input, &env)).await?
+    };
+    let Prepared {
+        target,
+        decision,
+        chain,
+        messages,
         display_path,
-        workspace_root,
-        spot,
-        kind,
-    } = input;
-    let config = env.config;
-    let config_action = config_action(&kind, config);
-    let no_model = |message: String, decision: Option<Decision>| ActionError {
-        message,
-        provenance: Provenance {
-            model: None,
-            reason: String::new(),
-            attempts: Vec::new(),
-            decision,
-        },
-    };
-    if let ActionKind::Custom(name) = &kind {
-        if config_action.is_none() {
-            return Err(no_model(
-                format!("no action named {name:?}: define [actions.{name}] in the configuration"),
-                None,
-            ));
-        }
-    }
-
-    let (rope, tree, language) = (&snapshot.rope, snapshot.tree.as_ref(), snapshot.language);
-    let target = spot.target(snapshot);
-    if rope
-        .byte_slice(target.range.clone())
-        .chars()
-        .all(char::is_whitespace)
-    {
-        return Err(no_model(
-            "nothing to work on here: the target is empty".into(),
-            None,
-        ));
-    }
-    let facts = TargetFacts::of(snapshot, &target);
-    let request = facts.request(kind.name(), path, workspace_root, &config.privacy);
-    let state = RouteState {
-        models: env.health.snapshot(Instant::now()),
-        spent_today_usd: 0.0,
-    };
-    let decision = env.router.decide(&request, &state);
-    tracing::info!(
-        task = kind.name(),
-        path,
-        source = %decision.chain_source,
-        chain = %decision.chain().collect::<Vec<_>>().join(" → "),
-        "action routed"
-    );
-    tracing::debug!("{}", decision.explain().trim_end());
-    if let Some(line) = decision.unavailable() {
-        return Err(no_model(line, Some(decision)));
-    }
-    let chain: Vec<(Arc<str>, Arc<ModelConfig>)> = decision
-        .chain()
-        .filter_map(|name| {
-            config
-                .models
-                .get(name)
-                .map(|m| (Arc::<str>::from(name), Arc::new(m.clone())))
-        })
-        .collect();
-    let Some((_, first)) = chain.first() else {
-        return Err(no_model(
-            format!(
-                "no model for {}: the chain names no defined model",
-                kind.name()
-            ),
-            Some(decision),
-        ));
-    };
-
-    let selection = match &spot {
-        Spot::Selection(_) => Some(rope.byte_slice(target.range.clone()).to_string()),
-        Spot::Cursor(_) => None,
-    };
-    let action_request = ActionRequest::from_document(
-        rope,
-        tree,
-        language,
-        display_path,
-        &target,
-        selection.as_deref(),
-        ModelLimits::of(first),
-    );
-    let messages = match build_messages(&action_request, &kind, config_action) {
-        Ok(m) => m,
-        Err(e) => return Err(no_model(e.to_string(), Some(decision))),
-    };
-    let mut notes: Vec<String> = messages.trim_note().into_iter().collect();
-
-    let redact_before_cloud = config.privacy.redact_secrets;
-    let temperature = match output_of(&kind, config) {
-        ActionOutput::Document => 0.2,
-        ActionOutput::Edit | ActionOutput::Diagnostics => 0.0,
-    };
-    let started = Instant::now();
-    let longest = chain
-        .iter()
-        .map(|(_, m)| Duration::from_millis(m.timeout_ms))
-        .max()
-        .unwrap_or(Duration::from_secs(30));
-    let total: Duration = chain
-        .iter()
-        .map(|(_, m)| Duration::from_millis(m.timeout_ms))
-        .sum();
-    let run = run_chain(
-        env.health,
-        &chain,
-        started + longest,
-        started + total + Duration::from_secs(1),
-        |name, model| {
-            let messages = &messages;
-            async move {
-                on_progress(Progress::Asking {
-                    model: name.clone(),
-                });
-                let cloud = !model.is_local();
-                let (system, user) = if cloud && redact_before_cloud {
-                    let (system, masked_system) = redact(&messages.system);
-                    let (user, masked_user) = redact(&messages.user);
-                    if masked_system + masked_user > 0 {
-                        tracing::info!(model = %name, masked = masked_system + masked_user, "secrets masked before a cloud call");
-                    }
-                    (system, user)
-                } else {
-                    (messages.system.clone(), messages.user.clone())
-                };
-                let turns = [ChatMessage::user(user)];
-                let call = ChatCall {
-                    system: &system,
-                    messages: &turns,
-                    max_tokens: model.max_output_tokens,
-                    temperature,
-                };
-                let mut chars = 0usize;
-                let mut forward = |piece: &str| {
-                    chars += piece.chars().count();
-                    on_progress(Progress::Streaming {
-                        model: name.clone(),
-                        chars,
-                    });
-                };
-                env.providers.chat(&model, call, &mut forward).await
-            }
-        },
-    )
-    .await;
+        first_line,
+        mut notes,
+    } = prepared;
+    let output = output_of(&input.kind, env.session.config());
+    let run = ask(&chain, &messages, output, &env, on_progress).await;
 
     let attempts: Vec<AttemptSummary> = run.attempts.iter().map(AttemptSummary::from).collect();
+    let endpoint = run.endpoint().unwrap_or_default().to_string();
     let (model, answer) = match run.answer {
         Ok(found) => found,
         Err(why) => {
@@ -354,7 +246,7 @@ pub async fn run_action(
                     model: None,
                     reason: decision.why.clone(),
                     attempts,
-                    decision: Some(decision),
+                    decision: Some(Box::new(decision)),
                 },
             });
         }
@@ -363,52 +255,257 @@ pub async fn run_action(
         model: Some(model.to_string()),
         reason: reason_for(&decision, &model, &run.attempts),
         attempts,
-        decision: Some(decision),
+        decision: Some(Box::new(decision)),
     };
-    tracing::info!(task = kind.name(), model = %model, reason = %provenance.reason, chars = answer.text.len(), "action answered");
+    let kind = input.kind;
+    tracing::info!(task = kind.name(), model = %model, endpoint, reason = %provenance.reason, chars = answer.text.len(), "action answered");
 
-    let fail = |message: String, provenance: Provenance| ActionError {
-        message: format!("{message} (answer from {model})"),
-        provenance,
-    };
-    let result = match output_of(&kind, config) {
-        ActionOutput::Document => ActionResult::Document {
-            markdown: answer.text.trim().to_string(),
-        },
-        ActionOutput::Edit => {
-            let code = match extract_code(&answer.text, language) {
-                Ok(code) => code,
-                Err(e) => return Err(fail(format!("no edit: {e}"), provenance)),
+    let read = {
+        let (snapshot, target) = (input.snapshot.clone(), target.clone());
+        let shown_lines = messages.shown_lines;
+        move || {
+            let answer = Answer {
+                text: &answer.text,
+                shown_lines,
+                first_line,
             };
-            let document = rope.to_string();
-            match validate_refactor(language, &document, target.range.clone(), &code) {
-                Ok(done) => {
-                    notes.extend(done.note.clone());
-                    ActionResult::Edit(done)
-                }
-                Err(e) => return Err(fail(format!("no edit: {e}"), provenance)),
-            }
+            read_answer(output, &snapshot, &target, &display_path, answer)
         }
-        ActionOutput::Diagnostics => match parse_findings(&answer.text, messages.shown_lines) {
-            Ok(findings) => ActionResult::Diagnostics(
-                findings
-                    .into_iter()
-                    .map(|f| place(snapshot, &target, action_request.first_line, f))
-                    .collect(),
-            ),
-            Err(e) => return Err(fail(format!("no findings: {e}"), provenance)),
-        },
     };
-    let (_, last_line) = target.line_span(rope);
+    let (result, note) = match off_runtime(read).await {
+        Ok(read) => read,
+        Err(message) => {
+            return Err(ActionError {
+                message: format!("{message} (answer from {model})"),
+                provenance,
+            });
+        }
+    };
+    notes.extend(note);
+    let (_, last_line) = target.line_span(&input.snapshot.rope);
     Ok(ActionOutcome {
         kind,
-        first_line: action_request.first_line,
+        first_line,
         last_line: last_line as u32,
         target,
         result,
         notes,
         provenance,
     })
+}
+
+/// What step 1 hands on: the routed chain and the messages for it.
+struct Prepared {
+    target: Target,
+    decision: Decision,
+    chain: Vec<Model>,
+    messages: ActionMessages,
+    /// The document's path as the model and the diff headers show it.
+    display_path: String,
+    /// 0-based document line of the code's first line.
+    first_line: u32,
+    notes: Vec<String>,
+}
+
+/// Step 1 (blocking pool): target → routing input → decision → messages.
+fn prepare(input: &ActionInput, env: &ActionEnv) -> Result<Prepared, ActionError> {
+    let ActionInput {
+        snapshot,
+        spot,
+        kind,
+    } = input;
+    let session = &env.session;
+    let config_action = config_action(kind, session.config());
+    if let ActionKind::Custom(name) = kind {
+        if config_action.is_none() {
+            return Err(ActionError::before_asking(
+                format!("no action named {name:?}: define [actions.{name}] in the configuration"),
+                None,
+            ));
+        }
+    }
+    let rope = &snapshot.rope;
+    let target = spot.target(snapshot);
+    if rope
+        .byte_slice(target.range.clone())
+        .chars()
+        .all(char::is_whitespace)
+    {
+        return Err(ActionError::before_asking(
+            "nothing to work on here: the target is empty".into(),
+            None,
+        ));
+    }
+    let route_input = RouteInput::for_target(kind.name(), snapshot, &target);
+    let decision = route_input.decide(session, &env.health, &env.providers);
+    tracing::info!(
+        task = kind.name(),
+        path = route_input.path,
+        source = %decision.chain_source,
+        chain = %decision.chain().collect::<Vec<_>>().join(" → "),
+        "action routed"
+    );
+    tracing::debug!("{}", decision.explain().trim_end());
+    if let Some(line) = decision.unavailable() {
+        return Err(ActionError::before_asking(line, Some(decision)));
+    }
+    let chain = session.chain(&decision);
+    let Some(first) = chain.first() else {
+        return Err(ActionError::before_asking(
+            format!(
+                "no model for {}: the chain names no defined model",
+                kind.name()
+            ),
+            Some(decision),
+        ));
+    };
+    let selection = match spot {
+        Spot::Selection(_) => Some(rope.byte_slice(target.range.clone()).to_string()),
+        Spot::Cursor(_) => None,
+    };
+    let display_path = session.display_path(&route_input.path);
+    let request = ActionRequest::from_document(
+        rope,
+        snapshot.tree.as_ref(),
+        snapshot.language,
+        &display_path,
+        &target,
+        selection.as_deref(),
+        ModelLimits::of(&first.config),
+    );
+    let messages = match build_messages(&request, kind, config_action) {
+        Ok(m) => m,
+        Err(e) => return Err(ActionError::before_asking(e.to_string(), Some(decision))),
+    };
+    let notes = messages.trim_note().into_iter().collect();
+    Ok(Prepared {
+        target,
+        decision,
+        chain,
+        messages,
+        display_path,
+        first_line: request.first_line,
+        notes,
+    })
+}
+
+/// Step 2 (runtime thread): the chain asked in turn, each cloud model's messages redacted
+/// first, the answer streamed through `on_progress`.
+async fn ask(
+    chain: &[Model],
+    messages: &ActionMessages,
+    output: ActionOutput,
+    env: &ActionEnv,
+    on_progress: &(dyn Fn(Progress) + Send + Sync),
+) -> crate::resilience::ChainOutcome<ModelAnswer> {
+    let redact_before_cloud = env.session.config().privacy.redact_secrets;
+    let temperature = match output {
+        ActionOutput::Document => 0.2,
+        ActionOutput::Edit | ActionOutput::Diagnostics => 0.0,
+    };
+    let chain: Vec<_> = chain
+        .iter()
+        .map(|m| (m.name.clone(), m.config.clone()))
+        .collect();
+    let started = Instant::now();
+    let longest = chain
+        .iter()
+        .map(|(_, m)| Duration::from_millis(m.timeout_ms))
+        .max()
+        .unwrap_or(Duration::from_secs(30));
+    // Each endpoint of each model may take its timeout.
+    let total: Duration = chain
+        .iter()
+        .map(|(_, m)| Duration::from_millis(m.timeout_ms) * m.url.len() as u32)
+        .sum();
+    run_chain(
+        &env.health,
+        &chain,
+        Some(started + longest),
+        started + total + Duration::from_secs(1),
+        |name, model| async move {
+            on_progress(Progress::Asking {
+                model: name.clone(),
+            });
+            let cloud = !model.is_local();
+            let (system, user) = if cloud && redact_before_cloud {
+                let (system, masked_system) = redact(&messages.system);
+                let (user, masked_user) = redact(&messages.user);
+                if masked_system + masked_user > 0 {
+                    tracing::info!(model = %name, masked = masked_system + masked_user, "secrets masked before a cloud call");
+                }
+                (system, user)
+            } else {
+                (messages.system.clone(), messages.user.clone())
+            };
+            let turns = [ChatMessage::user(user)];
+            let call = ChatCall {
+                system: &system,
+                messages: &turns,
+                max_tokens: model.max_output_tokens,
+                temperature,
+            };
+            let mut chars = 0usize;
+            let mut forward = |piece: &str| {
+                chars += piece.chars().count();
+                on_progress(Progress::Streaming {
+                    model: name.clone(),
+                    chars,
+                });
+            };
+            env.providers.chat(&model, call, &mut forward).await
+        },
+    )
+    .await
+}
+
+/// A model's answer and how the code it was about was numbered.
+struct Answer<'a> {
+    text: &'a str,
+    /// Lines of the code shown to the model (findings must lie within them).
+    shown_lines: u32,
+    /// 0-based document line of the code's line 1.
+    first_line: u32,
+}
+
+/// Step 3 (blocking pool): the answer read for `output`; an edit is checked against the
+/// whole document and diffed. Returns the result and a note for the user, or one line
+/// saying why the answer is unusable.
+fn read_answer(
+    output: ActionOutput,
+    snapshot: &Snapshot,
+    target: &Target,
+    display_path: &str,
+    answer: Answer<'_>,
+) -> Result<(ActionResult, Option<String>), String> {
+    match output {
+        ActionOutput::Document => Ok((
+            ActionResult::Document {
+                markdown: answer.text.trim().to_string(),
+            },
+            None,
+        )),
+        ActionOutput::Edit => {
+            let code = extract_code(answer.text, snapshot.language)
+                .map_err(|e| format!("no edit: {e}"))?;
+            let document = snapshot.rope.to_string();
+            crate::test_hooks::hold("refactor check");
+            let edit = validate_refactor(snapshot.language, &document, target.range.clone(), &code)
+                .map_err(|e| format!("no edit: {e}"))?;
+            let diff = unified_diff(display_path, &document, &edit.document);
+            let note = edit.note.clone();
+            Ok((ActionResult::Edit { edit, diff }, note))
+        }
+        ActionOutput::Diagnostics => {
+            let findings = parse_findings(answer.text, answer.shown_lines)
+                .map_err(|e| format!("no findings: {e}"))?;
+            let placed = findings
+                .into_iter()
+                .map(|f| place(snapshot, target, answer.first_line, f))
+                .collect();
+            Ok((ActionResult::Diagnostics(placed), None))
+        }
+    }
 }
 
 /// Why `model` answered: the router's verdict for it, where the chain came from, and the

@@ -8,10 +8,13 @@
 //!   client supports it, else sent as `window/showMessage`.
 //! - refactor (and `output = "edit"`): one `workspace/applyEdit` replacing the target, sent
 //!   only when the rewrite passed the syntax checks and the document did not change
-//!   meanwhile; otherwise a `window/showMessage` error and no edit.
+//!   meanwhile; otherwise a `window/showMessage` error and no edit. The edit names the
+//!   document version it was made for (`documentChanges`), so the editor refuses it if the
+//!   document moved on; only a client without `documentChanges` support gets plain `changes`.
 //! - review (and `output = "diagnostics"`): `textDocument/publishDiagnostics` (source
-//!   `pilotfish`, code = CWE id) replacing the previous ones for the document; cleared on
-//!   `didClose`; the findings are also the command's result.
+//!   `pilotfish`, code = CWE id, the reviewed version) replacing the previous ones for the
+//!   document, published only while the document is still at the reviewed version; cleared
+//!   on `didClose`; the findings are also the command's result.
 //!
 //! Every result carries `model`, `reason` and `attempts`. A failure is a `window/showMessage`
 //! error plus an error response (RequestFailed) with the same line. `$/progress` begin /
@@ -20,7 +23,9 @@
 //! (`$/cancelRequest` drops the handler; `window/workDoneProgress/cancel` wakes it) drops the
 //! model call, which closes its connection.
 //!
-//! The handler takes a snapshot under the documents lock and holds no lock across an await.
+//! The handler takes a snapshot under the documents lock and the current session, and holds
+//! no lock across an await; the action's document-sized steps run on the blocking pool (see
+//! [`crate::actions::run`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -34,16 +39,15 @@ use tower_lsp_server::jsonrpc::{Error, ErrorCode, Result};
 use tower_lsp_server::ls_types::notification::Progress as ProgressNotification;
 use tower_lsp_server::ls_types::*;
 
-use super::{Backend, invalid_params, lock, to_line_col, to_position};
+use super::{Backend, contained, invalid_params, lock, to_line_col, to_position};
+use crate::actions::ActionKind;
 use crate::actions::run::{
     ActionEnv, ActionError, ActionInput, ActionOutcome, ActionResult, Progress, Provenance, Spot,
     output_of, run_action,
 };
-use crate::actions::{ActionKind, unified_diff};
-use crate::completion::path_of_uri;
 use crate::config::ActionOutput;
+use crate::documents::path_of_uri;
 use crate::position::{self, PositionEncoding};
-use crate::router::Router;
 
 pub const EXPLAIN_COMMAND: &str = "pilotfish.explain";
 pub const REFACTOR_COMMAND: &str = "pilotfish.refactor";
@@ -67,6 +71,8 @@ const MAX_MESSAGE_CHARS: usize = 4000;
 pub struct ActionState {
     work_done_progress: AtomicBool,
     show_document: AtomicBool,
+    /// Whether `workspace/applyEdit` may carry versioned `documentChanges`.
+    document_changes: AtomicBool,
     next_token: AtomicU64,
     cancels: Mutex<HashMap<String, Arc<Notify>>>,
     diagnosed: Mutex<HashSet<String>>,
@@ -80,8 +86,16 @@ impl ActionState {
         let show = window
             .and_then(|w| w.show_document.as_ref())
             .is_some_and(|s| s.support);
+        let document_changes = capabilities
+            .workspace
+            .as_ref()
+            .and_then(|w| w.workspace_edit.as_ref())
+            .and_then(|e| e.document_changes)
+            .unwrap_or(false);
         self.work_done_progress.store(progress, Ordering::SeqCst);
         self.show_document.store(show, Ordering::SeqCst);
+        self.document_changes
+            .store(document_changes, Ordering::SeqCst);
     }
 }
 
@@ -237,9 +251,9 @@ impl Backend {
             return Ok(Some(Vec::new()));
         }
         let custom: Vec<(String, String)> = {
-            let loaded = self.config.read().unwrap_or_else(|p| p.into_inner());
-            loaded
-                .config
+            let session = self.session();
+            session
+                .config()
                 .actions
                 .iter()
                 .map(|(name, a)| {
@@ -299,13 +313,16 @@ impl Backend {
 
     /// `window/workDoneProgress/cancel`: stops the action running on that token.
     pub async fn work_done_progress_cancel(&self, params: WorkDoneProgressCancelParams) {
-        let switch = lock(&self.actions.cancels)
-            .get(&token_key(&params.token))
-            .cloned();
-        match switch {
-            Some(notify) => notify.notify_one(),
-            None => tracing::debug!(?params.token, "cancel for no running action"),
-        }
+        contained("workDoneProgress/cancel", async {
+            let switch = lock(&self.actions.cancels)
+                .get(&token_key(&params.token))
+                .cloned();
+            match switch {
+                Some(notify) => notify.notify_one(),
+                None => tracing::debug!(?params.token, "cancel for no running action"),
+            }
+        })
+        .await
     }
 
     /// `didClose`: the document's review diagnostics go with it.
@@ -349,26 +366,10 @@ impl Backend {
             encoding,
         )
         .map_err(invalid_params)?;
-        let config = self
-            .config
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .config
-            .clone();
-        let router = Router::new(&config).map_err(|e| failed(e.to_string(), None))?;
-        let root = self
-            .workspace_root
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let path = path_of_uri(args.uri.as_str());
-        let display_path = root
-            .as_deref()
-            .and_then(|r| std::path::Path::new(&path).strip_prefix(r).ok())
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_else(|| path.clone());
+        let session = self.session();
+        let display_path = session.display_path(&path_of_uri(args.uri.as_str()));
         let title = kind.title(match &kind {
-            ActionKind::Custom(name) => config.actions.get(name),
+            ActionKind::Custom(name) => session.config().actions.get(name),
             _ => None,
         });
 
@@ -449,18 +450,14 @@ impl Backend {
             let _ = tx.send(event);
         };
         let input = ActionInput {
-            snapshot: &snapshot,
-            path: &path,
-            display_path: &display_path,
-            workspace_root: root.as_deref(),
+            snapshot: snapshot.clone(),
             spot: Spot::from_range(start.min(end)..start.max(end)),
             kind: kind.clone(),
         };
         let env = ActionEnv {
-            config: &config,
-            router: &router,
-            health: &self.health,
-            providers: &self.providers,
+            session: session.clone(),
+            health: self.health.clone(),
+            providers: self.providers.clone(),
         };
         let outcome = {
             let run = run_action(input, env, &on_progress);
@@ -476,6 +473,13 @@ impl Backend {
             tracing::info!(task = kind.name(), "action cancelled");
             return Err(Error::request_cancelled());
         };
+        let decision = match &outcome {
+            Ok(outcome) => outcome.provenance.decision.as_ref(),
+            Err(e) => e.provenance.decision.as_ref(),
+        };
+        if decision.is_some_and(|d| d.budget_exhausted) {
+            self.tell_budget_spent(&session).await;
+        }
         let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(e) => {
@@ -485,21 +489,14 @@ impl Backend {
         };
         let model = outcome.provenance.model.clone().unwrap_or_default();
         reporter.end(format!("answered by {model}")).await;
-        let delivered = match output_of(&kind, &config) {
+        let delivered = match output_of(&kind, session.config()) {
             ActionOutput::Document => self.deliver_document(&title, &display_path, &outcome).await,
             ActionOutput::Edit => {
-                self.deliver_edit(
-                    &title,
-                    &args.uri,
-                    &snapshot,
-                    &display_path,
-                    &outcome,
-                    encoding,
-                )
-                .await
+                self.deliver_edit(&title, &args.uri, &snapshot, &outcome, encoding)
+                    .await
             }
             ActionOutput::Diagnostics => {
-                self.deliver_diagnostics(&args.uri, &snapshot, &outcome, encoding)
+                self.deliver_diagnostics(&title, &args.uri, &snapshot, &outcome, encoding)
                     .await
             }
         };
@@ -578,14 +575,12 @@ impl Backend {
         title: &str,
         uri: &Uri,
         snapshot: &crate::documents::Snapshot,
-        display_path: &str,
         outcome: &ActionOutcome,
         encoding: PositionEncoding,
     ) -> Result<Value> {
-        let ActionResult::Edit(done) = &outcome.result else {
+        let ActionResult::Edit { edit: done, diff } = &outcome.result else {
             return Err(failed("internal: not an edit result".into(), None));
         };
-        let diff = unified_diff(display_path, &snapshot.rope.to_string(), &done.document);
         let current = lock(&self.documents).version(uri.as_str());
         if current != Some(snapshot.version) {
             let e = ActionError {
@@ -607,15 +602,27 @@ impl Backend {
                 encoding,
             )),
         };
-        let edit = WorkspaceEdit {
-            changes: Some(HashMap::from([(
-                uri.clone(),
-                vec![TextEdit {
-                    range,
-                    new_text: done.replacement.clone(),
-                }],
-            )])),
-            ..Default::default()
+        let text_edit = TextEdit {
+            range,
+            new_text: done.replacement.clone(),
+        };
+        let edit = if self.actions.document_changes.load(Ordering::SeqCst) {
+            // Versioned: the editor applies it only to the version the rewrite was made for.
+            WorkspaceEdit {
+                document_changes: Some(DocumentChanges::Edits(vec![TextDocumentEdit {
+                    text_document: OptionalVersionedTextDocumentIdentifier {
+                        uri: uri.clone(),
+                        version: Some(snapshot.version),
+                    },
+                    edits: vec![OneOf::Left(text_edit)],
+                }])),
+                ..Default::default()
+            }
+        } else {
+            WorkspaceEdit {
+                changes: Some(HashMap::from([(uri.clone(), vec![text_edit])])),
+                ..Default::default()
+            }
         };
         let applied = match self.client.apply_edit(edit).await {
             Ok(response) if response.applied => true,
@@ -649,6 +656,7 @@ impl Backend {
 
     async fn deliver_diagnostics(
         &self,
+        title: &str,
         uri: &Uri,
         snapshot: &crate::documents::Snapshot,
         outcome: &ActionOutcome,
@@ -686,11 +694,24 @@ impl Backend {
                 "range": range,
             }));
         }
-        lock(&self.actions.diagnosed).insert(uri.as_str().to_string());
-        self.client
-            .publish_diagnostics(uri.clone(), diagnostics, Some(snapshot.version))
-            .await;
-        Ok(json!({ "findings": listed }))
+        // Findings are placed by the reviewed text: published (with that version) only while
+        // the document is still at it.
+        let current = lock(&self.documents).version(uri.as_str());
+        let published = current == Some(snapshot.version);
+        if published {
+            lock(&self.actions.diagnosed).insert(uri.as_str().to_string());
+            self.client
+                .publish_diagnostics(uri.clone(), diagnostics, Some(snapshot.version))
+                .await;
+        } else {
+            let line = format!(
+                "{title}: the document changed while the model was working, so the {} finding(s) are not shown in place; run it again",
+                listed.len()
+            );
+            tracing::info!("{line}");
+            self.client.show_message(MessageType::WARNING, line).await;
+        }
+        Ok(json!({ "findings": listed, "published": published, "version": snapshot.version }))
     }
 }
 

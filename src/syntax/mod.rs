@@ -63,7 +63,6 @@ impl Language {
         }
     }
 
-    /// The tree-sitter grammar, or `None` for plain text.
     /// Languages whose files use each other's code: JavaScript with TypeScript and TSX, C
     /// with C++ (headers). Each family is named by one of its members.
     pub fn family(self) -> Language {
@@ -74,6 +73,7 @@ impl Language {
         }
     }
 
+    /// The tree-sitter grammar, or `None` for plain text.
     pub fn grammar(self) -> Option<tree_sitter::Language> {
         let lang: tree_sitter::Language = match self {
             Language::Rust => tree_sitter_rust::LANGUAGE.into(),

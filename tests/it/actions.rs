@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::support::double::{Behaviour, Fault, ModelDouble};
-use crate::support::lsp::{LspClient, mark, position, range};
+use crate::support::lsp::{LspClient, RequestId, mark, position, range};
 
 /// The client capabilities of an editor with progress and showDocument support.
 fn full_capabilities() -> Value {
@@ -99,6 +99,28 @@ impl Actions {
                 json!({ "command": command, "arguments": [argument] }),
             )
             .map_err(|e| format!("{e:?}"))
+    }
+
+    /// Starts `command` at `cursor` and, once the answer streams in, inserts `line` at the
+    /// top of the document (version 2); returns the command's request id.
+    fn edit_while_streaming(
+        &self,
+        command: &str,
+        uri: &str,
+        cursor: (u32, u32),
+        line: &str,
+    ) -> RequestId {
+        let id = self.lsp.request(
+            "workspace/executeCommand",
+            json!({ "command": command, "arguments": [at(uri, cursor)] }),
+        );
+        self.lsp.wait_for_notification("$/progress", |p| {
+            p["value"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("characters"))
+        });
+        self.lsp.type_text(uri, 2, (0, 0), line);
+        id
     }
 
     fn total_model_calls(&self) -> usize {
@@ -361,19 +383,38 @@ fn a_refactor_of_a_document_edited_meanwhile_is_not_applied() {
         .chunk_delay(Duration::from_millis(150));
     let s = Actions::start(slow);
     let (uri, _, cursor) = s.open("src/lib.rs", "rust", RUST_FN);
-    let id = s.lsp.request(
-        "workspace/executeCommand",
-        json!({ "command": "pilotfish.refactor", "arguments": [at(&uri, cursor)] }),
-    );
-    s.lsp.wait_for_notification("$/progress", |p| {
-        p["value"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("characters"))
-    });
-    s.lsp.type_text(&uri, 2, (0, 0), "// edited\n");
+    let id = s.edit_while_streaming("pilotfish.refactor", &uri, cursor, "// edited\n");
     let error = s.lsp.response(id).unwrap_err();
     assert!(error.message.contains("the document changed"), "{error:?}");
     assert!(s.lsp.server_requests_of("workspace/applyEdit").is_empty());
+}
+
+#[test]
+fn a_refactor_edit_names_the_document_version_it_was_made_for() {
+    let answer = "```rust\nfn add(a: i32, b: i32) -> i32 {\n    a + b\n}\n```";
+    let mut caps = full_capabilities();
+    caps["workspace"] = json!({ "workspaceEdit": { "documentChanges": true } });
+    let s = Actions::start_with(Behaviour::answer(answer), None, "", caps);
+    let (uri, _, (line, col)) = s.open("src/lib.rs", "rust", RUST_FN);
+    // Version 2: a line above the function.
+    s.lsp.type_text(&uri, 2, (0, 0), "// v2\n");
+    let result = s
+        .run("pilotfish.refactor", at(&uri, (line + 1, col)))
+        .unwrap();
+    assert_eq!(result["applied"], true, "{result}");
+    let edits = s.lsp.server_requests_of("workspace/applyEdit");
+    assert_eq!(edits.len(), 1);
+    let edit = &edits[0]["edit"];
+    assert!(edit.get("changes").is_none_or(Value::is_null), "{edit}");
+    let changes = edit["documentChanges"].as_array().expect("documentChanges");
+    assert_eq!(changes.len(), 1, "{edit}");
+    assert_eq!(changes[0]["textDocument"]["uri"], json!(uri));
+    assert_eq!(changes[0]["textDocument"]["version"], 2, "{edit}");
+    assert_eq!(changes[0]["edits"][0]["range"], range((3, 0), (6, 1)));
+    assert_eq!(
+        changes[0]["edits"][0]["newText"],
+        "fn add(a: i32, b: i32) -> i32 {\n    a + b\n}"
+    );
 }
 
 const PY_REVIEW: &str = "import os\n\n\ndef run(cmd, name):\n    q = \"SELECT * FROM t WHERE n = '%s'\" % name$0\n    os.system(cmd)\n    return q\n";
@@ -439,6 +480,40 @@ fn review_publishes_diagnostics_replaces_them_and_close_clears_them() {
                 p["uri"] == json!(uri)
             });
     assert_eq!(cleared["diagnostics"], json!([]));
+}
+
+#[test]
+fn a_review_of_a_document_edited_meanwhile_publishes_no_diagnostics() {
+    let answer = "{\"findings\":[{\"severity\":\"error\",\"cwe\":\"CWE-78\",\"line_start\":3,\"line_end\":3,\"message\":\"Shell command from input.\"}]}";
+    let slow = Behaviour::answer(answer)
+        .chunks(6)
+        .chunk_delay(Duration::from_millis(150));
+    let s = Actions::start(slow);
+    let (uri, _, cursor) = s.open("app/run.py", "python", PY_REVIEW);
+    // The findings' lines would be one off after this edit.
+    let id = s.edit_while_streaming("pilotfish.review", &uri, cursor, "# edited\n");
+    let result = s
+        .lsp
+        .response(id)
+        .expect("the findings are still the result");
+    assert_eq!(result["published"], false, "{result}");
+    assert_eq!(result["version"], 1, "{result}");
+    assert_eq!(result["findings"].as_array().map(Vec::len), Some(1));
+    let warned = s
+        .lsp
+        .wait_for_notification("window/showMessage", |p| p["type"] == 2);
+    assert!(
+        warned["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("document changed")),
+        "{warned}"
+    );
+    assert!(
+        s.lsp
+            .notifications_of("textDocument/publishDiagnostics")
+            .is_empty(),
+        "nothing published for a version that is gone"
+    );
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use crate::harness::{config_toml, suggestion};
+use crate::harness::{calls_at, config_toml, suggestion};
 use crate::support::double::{Behaviour, ModelDouble};
 use crate::support::lsp::{LspClient, mark};
 
@@ -142,7 +142,7 @@ fn a_missing_explicit_config_names_the_file() {
 fn complete_prints_the_suggestion_from_the_model() {
     let double = ModelDouble::start(Behaviour::answer("a + b\n"));
     let dir = tempfile::tempdir().unwrap();
-    let config = config_toml("ollama", "native", &double.base_url(), "budget_ms = 5000\n");
+    let config = config_toml("ollama", "native", &double.base_url(), "");
     std::fs::write(dir.path().join("p.toml"), config).unwrap();
     std::fs::write(dir.path().join("add.py"), "def add(a, b):\n    return \n").unwrap();
     // 1-based: line 2, column 12 is just after "return ".
@@ -222,15 +222,14 @@ fn the_server_uses_env_config_over_the_workspace_file() {
     let env_model = ModelDouble::start(Behaviour::answer("from_env"));
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    let budget = "budget_ms = 5000\n";
     std::fs::write(
         root.join(".pilotfish.toml"),
-        config_toml("ollama", "native", &workspace_model.base_url(), budget),
+        config_toml("ollama", "native", &workspace_model.base_url(), ""),
     )
     .unwrap();
     std::fs::write(
         root.join("env.toml"),
-        config_toml("ollama", "native", &env_model.base_url(), budget),
+        config_toml("ollama", "native", &env_model.base_url(), ""),
     )
     .unwrap();
     let env_path = root.join("env.toml");
@@ -259,6 +258,6 @@ fn the_server_uses_env_config_over_the_workspace_file() {
         Some("from_env")
     );
     assert_eq!(ask(&[]).as_deref(), Some("from_workspace"));
-    assert_eq!(env_model.requests(), 1);
-    assert_eq!(workspace_model.requests(), 1);
+    assert_eq!(calls_at(&env_model, "x = "), 1);
+    assert_eq!(calls_at(&workspace_model, "x = "), 1);
 }

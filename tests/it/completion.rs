@@ -1,13 +1,16 @@
-//! The completion path seen from the editor: cancellation drops the model's connection,
-//! superseded requests cost no model call, the cache and typed-ahead answer without one,
-//! a late answer past the deadline still fills the cache, and `textDocument/completion`
-//! offers the same suggestion as a menu item.
+//! The completion path seen from the editor, with the settings a new user has (the 100 ms
+//! budget): cancellation drops the model's connection, superseded requests cost no model
+//! call, the cache and typed-ahead answer without one, a model slower than the budget still
+//! gets its suggestion to an editor that waits (and none to one that typed on), a slow
+//! model's call is kept while the user types along it, the suggestion after the shown one
+//! is prefetched (accepting brings it from the cache; typing something else aborts it), and
+//! `textDocument/completion` offers the same suggestion as a menu item.
 
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::harness::{Options, Server, assert_empty, suggestion};
+use crate::harness::{Server, assert_empty, items, suggestion};
 use crate::support::double::Behaviour;
 
 /// Upper bound for asynchronous effects; tests wait on conditions, not on this time.
@@ -88,10 +91,15 @@ fn the_same_request_twice_is_answered_from_the_cache() {
     let (uri, line, col) = server.open("add.rs", "rust", FIXTURE);
     let first = server.inline(&uri, line, col);
     assert_eq!(suggestion(&first).as_deref(), Some("a + b"));
-    assert_eq!(server.double.requests(), 1);
+    // The request's call, and the prefetch for the place after the suggestion.
+    assert!(
+        server.wait_calls_at("return a + b", 1),
+        "{}",
+        server.double.summary()
+    );
     let second = server.inline(&uri, line, col);
     assert_eq!(suggestion(&second).as_deref(), Some("a + b"));
-    assert_eq!(server.double.requests(), 1, "no new model call");
+    assert_eq!(server.double.requests(), 2, "no new model call");
     server.lsp.shutdown_and_exit();
 }
 
@@ -108,32 +116,174 @@ fn typing_the_start_of_a_suggestion_is_answered_without_a_model_call() {
         rest["items"][0]["range"]["start"]["character"],
         json!(col + 2)
     );
+    assert!(
+        server.wait_calls_at("return foo(bar)", 1),
+        "the prefetch after the suggestion: {}",
+        server.double.summary()
+    );
     assert_eq!(
         server.double.requests(),
-        1,
-        "typed-ahead: no new model call"
+        2,
+        "typed-ahead: no model call for the new place: {}",
+        server.double.summary()
+    );
+    assert_eq!(
+        server.double.aborted(),
+        0,
+        "typing along the suggestion does not abort the prefetch after it"
     );
     server.lsp.shutdown_and_exit();
 }
 
+/// A model twelve times slower than the 100 ms budget: the editor that waits gets its
+/// suggestion when it exists.
 #[test]
-fn a_late_answer_past_the_deadline_fills_the_cache() {
-    let server = Server::start_with(
-        Behaviour::answer("a + b").delay(Duration::from_millis(1200)),
-        Options::default().completion("budget_ms = 300\n"),
-    );
+fn a_model_slower_than_the_budget_still_gets_its_suggestion_to_the_editor() {
+    let server = Server::start(Behaviour::answer("a + b").delay(Duration::from_millis(1200)));
     let (uri, line, col) = server.open("add.rs", "rust", FIXTURE);
     let late = server.inline(&uri, line, col);
-    assert_empty(&late);
+    assert_eq!(suggestion(&late).as_deref(), Some("a + b"), "{late}");
+    assert_eq!(server.double.aborted(), 0);
     assert!(
-        server.double.wait_for(|d| d.completed() == 1, WAIT),
-        "the model call goes on past the deadline: {}",
+        server.wait_calls_at("return a + b", 1),
+        "{}",
         server.double.summary()
     );
-    assert_eq!(server.double.aborted(), 0);
     let cached = server.inline(&uri, line, col);
     assert_eq!(suggestion(&cached).as_deref(), Some("a + b"), "{cached}");
-    assert_eq!(server.double.requests(), 1, "answered from the cache");
+    assert_eq!(server.calls_at("return "), 1, "the second from the cache");
+    server.lsp.shutdown_and_exit();
+}
+
+/// The user typed something the slow model's answer does not start with: the request they
+/// left is answered empty at once, the one at the new place gets the next answer, and the
+/// late answer for the old place never reaches the editor.
+#[test]
+fn an_editor_that_typed_on_gets_no_late_answer_for_the_old_place() {
+    let server = Server::start(
+        Behaviour::answer_with(|call| {
+            if call.fim_prefix_text().ends_with("return x") {
+                " * 2".to_owned()
+            } else {
+                "a + b".to_owned()
+            }
+        })
+        .delay(Duration::from_millis(800)),
+    );
+    let (uri, line, col) = server.open("add.rs", "rust", FIXTURE);
+    let old = server.inline_request(&uri, line, col);
+    assert!(server.double.wait_for(|d| d.requests() == 1, WAIT));
+    server.lsp.type_text(&uri, 2, (line, col), "x");
+    let new = server.inline_request(&uri, line, col + 1);
+    assert_empty(&server.inline_result(old));
+    let result = server.inline_result(new);
+    assert_eq!(suggestion(&result).as_deref(), Some(" * 2"), "{result}");
+    server.lsp.shutdown_and_exit();
+}
+
+/// A slow model's call is kept while the user types along it: typing the first characters
+/// of what it is about to answer costs no second call, and the answer serves the newest
+/// request through typed-ahead reuse.
+#[test]
+fn a_slow_models_call_is_kept_while_the_user_types_along_it() {
+    let server = Server::start(Behaviour::answer("total(items)").delay(Duration::from_millis(800)));
+    let (uri, line, col) = server.open("sum.py", "python", "def f(items):\n    return $0\n");
+    let first = server.inline_request(&uri, line, col);
+    assert!(server.double.wait_for(|d| d.requests() == 1, WAIT));
+    server.lsp.type_text(&uri, 2, (line, col), "t");
+    let second = server.inline_request(&uri, line, col + 1);
+    server.lsp.type_text(&uri, 3, (line, col + 1), "o");
+    let third = server.inline_request(&uri, line, col + 2);
+    assert_empty(&server.inline_result(first));
+    assert_empty(&server.inline_result(second));
+    let result = server.inline_result(third);
+    assert_eq!(
+        suggestion(&result).as_deref(),
+        Some("tal(items)"),
+        "{result}"
+    );
+    assert_eq!(server.double.aborted(), 0, "{}", server.double.summary());
+    assert_eq!(server.calls_at("return "), 1);
+    assert_eq!(server.calls_at("return t"), 0);
+    assert_eq!(server.calls_at("return to"), 0);
+    server.lsp.shutdown_and_exit();
+}
+
+/// Accepting a suggestion brings the next one from the cache: it was computed in the
+/// background while the first was shown, with one model call.
+#[test]
+fn accepting_a_suggestion_brings_the_next_one_from_the_cache() {
+    let server = Server::start(Behaviour::answer_with(|call| {
+        if call.fim_prefix_text().ends_with("total = 0\n    ") {
+            "for item in items:".to_owned()
+        } else {
+            "total += item".to_owned()
+        }
+    }));
+    let fixture = "def f(items):\n    total = 0\n    $0\n";
+    let (uri, line, col) = server.open("sum.py", "python", fixture);
+    let shown = server.inline(&uri, line, col);
+    assert_eq!(
+        suggestion(&shown).as_deref(),
+        Some("for item in items:"),
+        "{shown}"
+    );
+    assert!(
+        server.wait_calls_at("for item in items:", 1),
+        "the prefetch: {}",
+        server.double.summary()
+    );
+    let calls = server.double.requests();
+    // The editor inserts the suggestion, reports the acceptance, and asks at the new place.
+    let accepted = "for item in items:";
+    server.lsp.type_text(&uri, 2, (line, col), accepted);
+    let command = &items(&shown)[0]["command"];
+    server
+        .lsp
+        .request_and_wait(
+            "workspace/executeCommand",
+            json!({ "command": command["command"], "arguments": command["arguments"] }),
+        )
+        .expect("accept");
+    let next = server.inline(&uri, line, col + accepted.len() as u32);
+    assert_eq!(
+        suggestion(&next).as_deref(),
+        Some("total += item"),
+        "{next}"
+    );
+    assert_eq!(
+        server.double.requests(),
+        calls,
+        "the next suggestion came from the cache: {}",
+        server.double.summary()
+    );
+    server.lsp.shutdown_and_exit();
+}
+
+/// Typing something other than the shown suggestion aborts the prefetch for the place
+/// after it: background work never keeps the model from the user's next request.
+#[test]
+fn typing_something_else_aborts_the_prefetch() {
+    // The request's call answers at once; the prefetch after it would take long.
+    let server = Server::start(Behaviour::answer("a + b").delay_after(1, SLOW));
+    let (uri, line, col) = server.open("add.rs", "rust", FIXTURE);
+    let shown = server.inline(&uri, line, col);
+    assert_eq!(suggestion(&shown).as_deref(), Some("a + b"));
+    assert!(
+        server
+            .double
+            .wait_for(|d| d.requests() == 2 && d.in_flight() == 1, WAIT),
+        "the prefetch is in flight: {}",
+        server.double.summary()
+    );
+    assert_eq!(server.calls_at("return a + b"), 1);
+    server.lsp.type_text(&uri, 2, (line, col), "z");
+    let _ = server.inline_request(&uri, line, col + 1);
+    assert!(
+        server.double.wait_for(|d| d.aborted() == 1, WAIT),
+        "the prefetch's connection is closed: {}",
+        server.double.summary()
+    );
     server.lsp.shutdown_and_exit();
 }
 
@@ -170,9 +320,10 @@ fn completion_menu_item_carries_the_same_suggestion() {
     );
     assert_eq!(item["command"]["command"], json!("pilotfish.accept"));
     assert_eq!(
-        server.double.requests(),
+        server.calls_at("return fo"),
         1,
-        "the same suggestion, from the cache"
+        "the same suggestion, from the cache: {}",
+        server.double.summary()
     );
 
     let accepted = server.lsp.request_and_wait(
@@ -218,7 +369,18 @@ fn requests_for_two_documents_do_not_supersede_each_other() {
         suggestion(&server.inline_result(second)).as_deref(),
         Some("2")
     );
-    assert_eq!(server.double.requests(), 2, "one model call per document");
+    assert!(server.wait_calls_at("fn one() -> u32 {\n    1", 1));
+    assert!(server.wait_calls_at("fn two() -> u32 {\n    2", 1));
+    assert_eq!(
+        server.calls_at("fn one() -> u32 {\n    "),
+        1,
+        "one call per document"
+    );
+    assert_eq!(
+        server.calls_at("fn two() -> u32 {\n    "),
+        1,
+        "one call per document"
+    );
     assert_eq!(server.double.aborted(), 0);
     server.lsp.shutdown_and_exit();
 }

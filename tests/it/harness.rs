@@ -2,8 +2,8 @@
 //! workspace pointing at it, the real `pilotfish` binary spawned over stdio and initialized,
 //! and small helpers to ask for completions and read their answers.
 //!
-//! Tests assert counts and contents, never timings: the machine is shared. The completion
-//! budget is large (5 s) unless a test is about the deadline.
+//! Tests assert counts and contents, never timings: the machine is shared. They run with the
+//! completion settings a new user has (the 100 ms budget), unless a test is about a setting.
 
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -31,7 +31,7 @@ impl Default for Options {
         Options {
             provider: "ollama",
             fim: "native",
-            completion: "budget_ms = 5000\n".to_owned(),
+            completion: String::new(),
             url: None,
             capabilities: json!({}),
         }
@@ -87,6 +87,8 @@ pub struct Server {
     pub double: ModelDouble,
     pub lsp: LspClient,
     pub init: Value,
+    /// Every suggestion an inline request got so far (prefetches ask after them).
+    shown: std::cell::RefCell<Vec<String>>,
     /// Kept alive for the server's lifetime (its workspace).
     _dir: TempDir,
 }
@@ -109,6 +111,7 @@ impl Server {
             double,
             lsp,
             init,
+            shown: Default::default(),
             _dir: dir,
         }
     }
@@ -139,14 +142,64 @@ impl Server {
         self.inline_result(id)
     }
 
+    /// `textDocument/inlineCompletion`, its result, and the model call it made: the first
+    /// one after the request was sent that is not a prefetch for the place after an earlier
+    /// suggestion. None when it was answered without a model call.
+    pub fn inline_and_call(
+        &self,
+        uri: &str,
+        line: u32,
+        col: u32,
+    ) -> (Value, Option<crate::support::double::RecordedRequest>) {
+        let before = self.double.model_calls().len();
+        let shown = self.shown.borrow().clone();
+        let result = self.inline(uri, line, col);
+        let call = self
+            .double
+            .model_calls()
+            .into_iter()
+            .skip(before)
+            .find(|c| {
+                let prefix = c.fim_prefix_text();
+                !shown.iter().any(|s| prefix.ends_with(s.as_str()))
+            });
+        (result, call)
+    }
+
     /// The successful result of an inline completion request.
     pub fn inline_result(&self, id: RequestId) -> Value {
         match self.lsp.response(id) {
-            Ok(result) => result,
+            Ok(result) => {
+                self.shown.borrow_mut().extend(suggestion(&result));
+                result
+            }
             Err(error) => self.lsp.fail(&format!(
                 "inlineCompletion {id} answered with an error: {error:?}"
             )),
         }
+    }
+
+    /// Waits until the model double has received `n` calls for the place whose text before
+    /// the cursor ends with `before_cursor` (see [`Server::calls_at`]), and none is in flight;
+    /// false after 10 s.
+    pub fn wait_calls_at(&self, before_cursor: &str, n: usize) -> bool {
+        self.double.wait_for(
+            |d| {
+                d.in_flight() == 0
+                    && d.model_calls()
+                        .iter()
+                        .filter(|c| c.fim_prefix_text().ends_with(before_cursor))
+                        .count()
+                        == n
+            },
+            std::time::Duration::from_secs(10),
+        )
+    }
+
+    /// The model calls so far for the place whose text before the cursor ends with
+    /// `before_cursor` (see [`calls_at`]).
+    pub fn calls_at(&self, before_cursor: &str) -> usize {
+        calls_at(&self.double, before_cursor)
     }
 
     /// Asserts that the server still answers: a request for a method every server has.
@@ -163,6 +216,30 @@ impl Server {
         let _ = answered;
         assert!(self.lsp.is_running(), "the server exited");
     }
+}
+
+/// The model calls `double` received for one place: those whose text before the cursor ends
+/// with `before_cursor`. After a suggestion is shown the server asks, in the background, for
+/// the place after it too (the prefetch); counting calls by place keeps the two apart.
+pub fn calls_at(double: &ModelDouble, before_cursor: &str) -> usize {
+    double
+        .model_calls()
+        .iter()
+        .filter(|c| c.fim_prefix_text().ends_with(before_cursor))
+        .count()
+}
+
+/// The model calls `double` received, less the prefetches for the place after one of the
+/// `shown` suggestions (their text before the cursor ends with the suggestion).
+pub fn calls_not_after(double: &ModelDouble, shown: &[&str]) -> usize {
+    double
+        .model_calls()
+        .iter()
+        .filter(|c| {
+            let prefix = c.fim_prefix_text();
+            !shown.iter().any(|s| prefix.ends_with(s))
+        })
+        .count()
 }
 
 /// The suggestion text of an inline completion result (its first item), if any.

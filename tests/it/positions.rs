@@ -36,8 +36,8 @@ fn check_cut_at_cursor(encoding: Encoding, name: &str, language: &str, fixture: 
     let cut = fixture.find("$0").expect("a cursor");
     let uri = server.lsp.uri(name);
     server.lsp.open(&uri, language, &text);
-    let result = server.inline(&uri, line, col);
-    let call = server.double.last_model_call().expect("a model call");
+    let (result, call) = server.inline_and_call(&uri, line, col);
+    let call = call.expect("a model call");
     assert_eq!(call.prompt_text(), text[..cut], "{encoding:?} {fixture:?}");
     assert_eq!(
         call.suffix_text().as_deref(),
@@ -183,8 +183,8 @@ fn check_incremental_edits(encoding: Encoding) {
     assert_eq!(text, "# 🦀 header\na = \"😀世界b = 1\n");
     let cursor = text.find("= 1").unwrap() + 3;
     let (line, col) = position_at(&text, cursor, encoding);
-    server.inline(&uri, line, col);
-    let call = server.double.last_model_call().expect("a model call");
+    let (_, call) = server.inline_and_call(&uri, line, col);
+    let call = call.expect("a model call");
     assert_eq!(call.prompt_text(), text[..cursor], "{encoding:?}");
     assert_eq!(
         call.suffix_text().as_deref(),
@@ -215,9 +215,9 @@ fn utf32_is_negotiated_in_the_clients_order_of_preference() {
     let (text, line, col) = mark_in(EMOJI_CJK_MIDDLE, Encoding::Utf32);
     let uri = server.lsp.uri("label.py");
     server.lsp.open(&uri, "python", &text);
-    server.inline(&uri, line, col);
+    let (_, call) = server.inline_and_call(&uri, line, col);
     let cut = EMOJI_CJK_MIDDLE.find("$0").unwrap();
-    let call = server.double.last_model_call().expect("a model call");
+    let call = call.expect("a model call");
     assert_eq!(call.prompt_text(), text[..cut]);
     server.lsp.shutdown_and_exit();
 }
@@ -229,8 +229,8 @@ fn a_column_inside_a_surrogate_pair_clamps_to_the_start_of_the_emoji() {
     let uri = server.lsp.uri("label.py");
     server.lsp.open(&uri, "python", &text);
     // One UTF-16 unit into the emoji: half a surrogate pair.
-    server.inline(&uri, line, col + 1);
-    let call = server.double.last_model_call().expect("a model call");
+    let (_, call) = server.inline_and_call(&uri, line, col + 1);
+    let call = call.expect("a model call");
     assert_eq!(call.prompt_text(), "n = 1\nlabel = \"");
     assert_eq!(call.suffix_text().as_deref(), Some("😀世\"\n"));
     server.lsp.shutdown_and_exit();

@@ -31,7 +31,7 @@ fn model(double: &ModelDouble, provider: Provider, key_env: Option<&str>) -> Mod
     };
     ModelConfig {
         provider,
-        url,
+        url: url.into(),
         model: "test-model".into(),
         fim: None,
         local: Some(true),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::harness::{Options, Server, assert_empty, dead_url, suggestion};
-use crate::support::double::{Behaviour, Fault};
+use crate::support::double::{Behaviour, Fault, RecordedRequest};
 use crate::support::lsp::{EXIT_TIMEOUT, mark, range};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -24,16 +24,15 @@ fn an_unknown_language_still_gets_completions_as_plain_text() {
         "elixir",
         "defmodule M do\n  def f(x), do: $0\nend\n",
     );
-    let result = server.inline(&uri, line, col);
+    let (result, call) = server.inline_and_call(&uri, line, col);
     assert_eq!(suggestion(&result).as_deref(), Some("x + 1"), "{result}");
-    let call = server.double.last_model_call().expect("a model call");
+    let call = call.expect("a model call");
     assert_eq!(call.prompt_text(), "defmodule M do\n  def f(x), do: ");
     server.lsp.shutdown_and_exit();
 }
 
-/// The text of the whole document as the model saw it: prompt + suffix of the last call.
-fn seen_by_model(server: &Server) -> String {
-    let call = server.double.last_model_call().expect("a model call");
+/// The text of the whole document as the model saw it in `call`: prompt + suffix.
+fn seen_by_model(call: &RecordedRequest) -> String {
     call.prompt_text() + &call.suffix_text().unwrap_or_default()
 }
 
@@ -92,21 +91,11 @@ fn bad_edits_are_reported_and_leave_the_document_intact() {
     wait_for_error_logs(&server, 4);
     assert!(server.lsp.is_running());
 
-    let result = server.inline(&uri, 1, 11);
+    let (result, call) = server.inline_and_call(&uri, 1, 11);
     assert_eq!(suggestion(&result).as_deref(), Some("a + b"), "{result}");
-    assert_eq!(
-        seen_by_model(&server),
-        original,
-        "the document is unchanged"
-    );
-    assert!(
-        server
-            .double
-            .last_model_call()
-            .unwrap()
-            .prompt_text()
-            .ends_with("return ")
-    );
+    let call = call.expect("a model call");
+    assert_eq!(seen_by_model(&call), original, "the document is unchanged");
+    assert!(call.prompt_text().ends_with("return "));
     server.lsp.shutdown_and_exit();
 }
 
@@ -145,14 +134,14 @@ fn a_completion_past_the_last_line_is_a_clear_error() {
 fn a_column_past_the_end_of_the_line_clamps_to_the_line_end() {
     let server = Server::start(Behaviour::answer("a + b"));
     let (uri, line, _) = server.open("add.py", "python", "def add(a, b):\n    return $0\n");
-    let result = server.inline(&uri, line, u32::MAX);
+    let (result, call) = server.inline_and_call(&uri, line, u32::MAX);
     assert_eq!(suggestion(&result).as_deref(), Some("a + b"), "{result}");
-    let call = server.double.last_model_call().expect("a model call");
+    let call = call.expect("a model call");
     assert_eq!(call.prompt_text(), "def add(a, b):\n    return ");
     // In a CRLF file the line ends before the `\r`.
     let (crlf, line, _) = server.open("crlf.py", "python", "def add(a, b):\r\n    return $0\r\n");
-    server.inline(&crlf, line, 500);
-    let call = server.double.last_model_call().expect("a model call");
+    let (_, call) = server.inline_and_call(&crlf, line, 500);
+    let call = call.expect("a model call");
     assert_eq!(call.prompt_text(), "def add(a, b):\r\n    return ");
     assert_eq!(call.suffix_text().as_deref(), Some("\r\n"));
     server.lsp.shutdown_and_exit();
@@ -283,9 +272,9 @@ fn a_file_past_the_parse_limit_opens_and_completes() {
     }
     let fixture = format!("{text}fn add(a: i32, b: i32) -> i32 {{\n    return $0\n}}\n");
     let (uri, line, col) = server.open("big.rs", "rust", &fixture);
-    let result = server.inline(&uri, line, col);
+    let (result, call) = server.inline_and_call(&uri, line, col);
     assert_eq!(suggestion(&result).as_deref(), Some("a + b"), "{result}");
-    let call = server.double.last_model_call().expect("a model call");
+    let call = call.expect("a model call");
     assert!(call.prompt_text().ends_with("{\n    return "));
     assert!(call.prompt_text().len() < 64 << 10, "only a window is sent");
     server.lsp.shutdown_and_exit();
@@ -339,8 +328,8 @@ fn a_model_answering_garbage_or_500_gives_empty_answers() {
         .double
         .set_behaviour(Behaviour::failing(Fault::status(500)));
     assert_empty(&server.inline(&uri, line, col));
-    // A 500 is retried (with backoff, inside the budget): three attempts in all.
-    assert_eq!(server.double.requests(), 4, "a failure is not cached");
+    // A completion never waits for a retry: one call.
+    assert_eq!(server.double.requests(), 2, "a failure is not cached");
 
     server.double.set_behaviour(Behaviour::answer("a + b"));
     let result = server.inline(&uri, line, col);

@@ -331,6 +331,43 @@ fn check_reports_an_unset_key_variable_without_sending_a_request() {
     assert_eq!(free.requests(), 1);
 }
 
+#[test]
+fn check_probes_a_chat_only_model_with_a_one_token_chat_and_reports_it_live() {
+    let fast = ModelDouble::start(Behaviour::answer("x"));
+    let claude = ModelDouble::start(Behaviour::answer("OK"));
+    let workspace = Workspace::new(&format!(
+        "{}[models.claude]\nprovider = \"anthropic\"\nurl = \"{}\"\nmodel = \"test-model\"\nlocal = false\napi_key_env = \"PILOTFISH_IT_ANTHROPIC_KEY\"\n\n\
+         [routes]\ncomplete = [\"fast\"]\nexplain = [\"claude\"]\nrefactor = [\"claude\"]\nreview = [\"claude\"]\n",
+        ollama("fast", &fast.base_url(), ""),
+        claude.base_url()
+    ));
+    let ran = workspace.run(
+        &["--config", "pilotfish.toml", "check"],
+        &[("PILOTFISH_IT_ANTHROPIC_KEY", "test-key")],
+    );
+    assert_eq!(
+        ran.code(),
+        Some(0),
+        "routes made only of a chat model are live: {}",
+        ran.both()
+    );
+    let out = ran.stdout();
+    let line = lines_with(&out, &claude.base_url()).join("\n");
+    assert!(line.contains("claude") && line.contains("ok, "), "{out}");
+    assert!(line.contains("chat"), "says it is a chat model: {out}");
+    assert!(
+        !out.contains("FAILED") && !out.contains("NO LIVE MODEL"),
+        "{out}"
+    );
+    let calls = claude.model_calls();
+    assert_eq!(calls.len(), 1, "{}", claude.summary());
+    assert_eq!(
+        calls[0].body["max_tokens"], 1,
+        "one token: {:?}",
+        calls[0].body
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // pilotfish config (the built-in default)
 

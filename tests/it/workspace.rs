@@ -10,12 +10,9 @@ use std::process::{Command, Output};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::harness::suggestion;
+use crate::harness::{calls_at, suggestion};
+use crate::support::double::ModelDouble;
 use crate::support::lsp::{LspClient, mark};
-
-/// The completion settings of every workspace config: a budget far above any double's
-/// answer time, so that only faults decide who answers, never the clock.
-pub const COMPLETION: &str = "[completion]\nbudget_ms = 5000\n";
 
 /// `[models.NAME]`: Ollama with native FIM at `url`, local, plus `extra` lines.
 pub fn ollama(name: &str, url: &str, extra: &str) -> String {
@@ -36,16 +33,26 @@ pub fn complete_route(chain: &[&str]) -> String {
     format!("[routes]\ncomplete = [{}]\n", names.join(", "))
 }
 
+/// Model calls `double` received for the requests `0..n` of a test whose n-th request asks
+/// at the end of `value_{n} = ` — not for the prefetches that follow a shown suggestion,
+/// which ask about the place after it.
+pub fn request_calls(double: &ModelDouble, n: usize) -> usize {
+    (0..n)
+        .map(|i| calls_at(double, &format!("value_{i} = ")))
+        .sum()
+}
+
 /// A temp directory holding `pilotfish.toml` (unless empty) and the files of a test.
 pub struct Workspace {
     dir: TempDir,
 }
 
 impl Workspace {
-    /// A workspace whose `pilotfish.toml` is `config` followed by [`COMPLETION`].
+    /// A workspace whose `pilotfish.toml` is `config`: with no `[completion]` table, the
+    /// completion settings a user gets (the 100 ms budget).
     pub fn new(config: &str) -> Workspace {
         let workspace = Workspace::empty();
-        workspace.write("pilotfish.toml", &format!("{config}\n{COMPLETION}"));
+        workspace.write("pilotfish.toml", config);
         workspace
     }
 
@@ -146,6 +153,12 @@ impl Editor {
         let (text, line, col) = mark(fixture);
         let uri = self.lsp.uri(relative);
         self.lsp.open(&uri, language_id, &text);
+        self.suggest_at(&uri, line, col)
+    }
+
+    /// Asks for an inline completion at (`line`, `col`) of the open document `uri`, and
+    /// returns the suggestion's text.
+    pub fn suggest_at(&self, uri: &str, line: u32, col: u32) -> Option<String> {
         let result = self
             .lsp
             .request_and_wait(

@@ -44,6 +44,42 @@ local ok, err = xpcall(function()
     env.PILOTFISH_BIN, env.PILOTFISH_DOUBLE_URL))
 
   local pilotfish = require("pilotfish")
+
+  -- 0. setup{} with no settings, as a new user writes it: initializationOptions must be an
+  -- object or absent. An empty Lua table encodes as the JSON array `[]`, and the server then
+  -- warned "ignoring editor settings … expected an object, got []" on every start.
+  local messages = {}
+  local show_message = vim.lsp.handlers["window/showMessage"]
+  vim.lsp.handlers["window/showMessage"] = function(_, result)
+    messages[#messages + 1] = result and result.message or ""
+  end
+  pilotfish.setup({ cmd = { env.PILOTFISH_BIN }, progress = false })
+  vim.cmd.edit(vim.fn.fnameescape(env.PILOTFISH_WORKSPACE .. "/empty.py"))
+  local buf0 = vim.api.nvim_get_current_buf()
+  local client0
+  local up = vim.wait(15000, function()
+    client0 = pilotfish.client(buf0)
+    return client0 ~= nil and client0.initialized == true
+  end, 50)
+  if check("setup{} without settings: the client starts", up) then
+    -- A round trip after `initialized`, so that whatever the server said before is handled.
+    local rp = vim.lsp.util.make_range_params(0, client0.offset_encoding)
+    rp.context = { diagnostics = {} }
+    vim.lsp.buf_request_sync(buf0, "textDocument/codeAction", rp, 15000)
+    local opts = client0.config.init_options
+    local encoded = opts == nil and "(not sent)" or vim.json.encode(opts)
+    check("setup{} without settings sends no initializationOptions array", encoded ~= "[]", encoded)
+    local warned = vim.tbl_filter(function(m)
+      return m:find("editor settings", 1, true) ~= nil
+    end, messages)
+    check("the server takes setup{}'s settings without a warning", #warned == 0,
+      table.concat(warned, " | "))
+    client0:stop(true)
+    vim.wait(5000, function() return client0:is_stopped() end, 50)
+  end
+  vim.lsp.handlers["window/showMessage"] = show_message
+  vim.cmd("bwipeout! " .. buf0)
+
   local settings = {
     models = {
       double = { provider = "ollama", url = env.PILOTFISH_DOUBLE_URL, model = "double", fim = "native" },

@@ -28,7 +28,7 @@ M.defaults = {
     "go", "c", "cpp", "java",
   },
   root_markers = { ".pilotfish.toml", ".git" },
-  --- Same shape as .pilotfish.toml; sent as initializationOptions.
+  --- Same shape as .pilotfish.toml; sent as initializationOptions (not sent when empty).
   settings = {},
   --- "auto": ghost text where Neovim has vim.lsp.inline_completion (0.12+), else the menu.
   --- "inline" | "menu" | false (no completion from Pilotfish; actions only).
@@ -233,13 +233,22 @@ local function on_attach(client, bufnr)
   end
 end
 
+--- `settings` as initializationOptions: nil (not sent) when empty, since an empty Lua table
+--- encodes as the JSON array `[]`, which the server rejects ("expected an object").
+local function init_options(settings)
+  if type(settings) ~= "table" or next(settings) == nil then
+    return nil
+  end
+  return settings
+end
+
 local function lsp_config()
   return {
     name = NAME,
     cmd = M.config.cmd,
     filetypes = M.config.filetypes,
     root_markers = M.config.root_markers,
-    init_options = M.config.settings,
+    init_options = init_options(M.config.settings),
   }
 end
 

@@ -112,6 +112,9 @@ pub struct Behaviour {
     pub answer: Answer,
     /// Wait before the response head is written (time to first byte).
     pub delay: Duration,
+    /// Model calls after the first `n` wait this long instead of `delay` (a model that turns
+    /// slow, e.g. for the background calls that follow a request).
+    pub delay_after: Option<(usize, Duration)>,
     /// Wait between content chunks when streaming.
     pub chunk_delay: Duration,
     /// How many content chunks a streamed answer is split into (at least 1).
@@ -130,6 +133,7 @@ impl Default for Behaviour {
         Behaviour {
             answer: Answer::Text(String::new()),
             delay: Duration::ZERO,
+            delay_after: None,
             chunk_delay: Duration::ZERO,
             chunks: 3,
             fault: None,
@@ -164,6 +168,12 @@ impl Behaviour {
 
     pub fn delay(mut self, delay: Duration) -> Self {
         self.delay = delay;
+        self
+    }
+
+    /// Model calls after the first `n` wait `delay` before answering.
+    pub fn delay_after(mut self, n: usize, delay: Duration) -> Self {
+        self.delay_after = Some((n, delay));
         self
     }
 

@@ -155,6 +155,29 @@ impl RecordedRequest {
         }
     }
 
+    /// For a fill-in-the-middle call, the text before the cursor as sent: llama.cpp's
+    /// `input_prefix`, a native prompt, or the prefix part of a rendered FIM template.
+    pub fn fim_prefix_text(&self) -> String {
+        let prompt = self.prompt_text();
+        let templates = [
+            ("<|fim_prefix|>", "<|fim_suffix|>"),
+            ("<fim_prefix>", "<fim_suffix>"),
+            ("<PRE> ", " <SUF>"),
+            ("<｜fim▁begin｜>", "<｜fim▁hole｜>"),
+        ];
+        for (open, close) in templates {
+            if let (Some(start), Some(end)) = (prompt.rfind(open), prompt.rfind(close)) {
+                if start + open.len() <= end {
+                    return prompt[start + open.len()..end].to_owned();
+                }
+            }
+        }
+        if let Some(start) = prompt.rfind("[PREFIX] ") {
+            return prompt[start + "[PREFIX] ".len()..].to_owned();
+        }
+        prompt
+    }
+
     /// The text after the cursor for FIM endpoints (`suffix`, `input_suffix`).
     pub fn suffix_text(&self) -> Option<String> {
         let key = if self.endpoint == Endpoint::LlamaInfill {

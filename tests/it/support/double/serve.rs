@@ -61,6 +61,12 @@ pub(super) async fn respond(conn: &mut Conn, shared: &Shared, parsed: Parsed) ->
             fault: None,
         };
         if endpoint.is_model_call() && request.method == "POST" {
+            let earlier = state.log.iter().filter(|r| r.is_model_call()).count() - 1;
+            if let Some((n, delay)) = behaviour.delay_after {
+                if earlier >= n {
+                    plan.delay = delay;
+                }
+            }
             plan.fault = state
                 .script
                 .pop_front()

@@ -1,0 +1,1439 @@
+#!/usr/bin/env python3
+"""Typing benchmark: what a person at the keyboard gets from inline completion.
+
+A simulated developer retypes regions of third-party code (the files that
+benches/quality_holes.json was cut from: CPython's standard library, crates from the cargo
+registry, npm packages of the test bed; never code written in this repository) into the real
+`pilotfish` binary over stdio, as an editor would: one keystroke a `textDocument/didChange`
+(incremental, UTF-16 positions), a `textDocument/inlineCompletion` request after each
+keystroke, the previous pending request cancelled with `$/cancelRequest` (as VS Code does).
+The rhythm is human (70 ms a key with jitter, a seeded RNG: runs are reproducible) with
+pauses (2 s) at natural points: after Enter, and at a word boundary every few words. When
+ghost text has been on screen for a reaction time and is what they were about to type, the
+developer accepts it (all of it, or its first line or first words): the text goes in as one
+edit, followed by `workspace/executeCommand` with the item's `pilotfish.accept` command (for
+a whole accept, as VS Code runs an item's command only then), and typing goes on after it.
+
+The same typing runs against a "plain client" baseline: no Pilotfish, no cache, no prefetch;
+at the start of each pause (and after each accept) it sends the model one FIM request like
+the one Pilotfish would send, and drops it (closes the connection) when typing resumes.
+
+Between the client and the model sits a small HTTP proxy that records every model call (a
+POST to a completion endpoint): start, end, whether the client closed it early (aborted),
+and llama-server's token timings. Model-busy time is the union of the calls' intervals.
+
+Python 3.11, standard library only.
+
+    benches/typing.py run --llama qwen [--systems pilotfish,plain] [--quick] [--json out.json]
+    benches/typing.py run --llama qwen-0.5b ...     # the second real model (scripts/testbed)
+    benches/typing.py run --url http://127.0.0.1:8012 ...   # a llama-server you run
+    benches/typing.py run --double 20 ...           # a model double answering in 20 ms
+    benches/typing.py report a.json b.json ...      # one table from saved runs
+    benches/typing.py selftest                      # the pure pieces (accept rules, positions…)
+
+Diagnostics: `--verbose` prints each pause, ghost text and accept as it happens; `--trace
+FILE` appends every model call (request and answer); `--keep` keeps the work directory with
+the server's debug log (`pilotfish.log`), whose counts (`why=Deadline`, `source=typed-ahead`…)
+the report also shows. Needs the release binary (`cargo build --release`; `--pilotfish` for
+another) and, for `--llama`, the test bed (`scripts/testbed`).
+
+`--llama NAME` starts `scripts/llama-server --model NAME` on `--port` (default 8071) and
+restarts it before each system, so that no system finds the other's prompts in the model
+server's cache; it stops the server at the end. `--url` uses a server you started (its
+prompt cache then carries over between systems: the report says so).
+
+Pilotfish runs with the configuration a new user has: the README's llama.cpp model
+(`provider = "openai"`, `fim = "qwen"`; `--provider llamacpp` for `/infill` with
+`fim = "native"`), and nothing else: no `[completion]` overrides (`--set completion.budget_ms=5000`
+adds one for an experiment, and the report shows it).
+
+The double (`--double MS`) speaks llama.cpp's `/infill` and the OpenAI `/v1/completions`
+wire formats and answers after MS milliseconds with the truth: the rest of the line the
+developer is about to type (an oracle). Its figures measure the completion path's timing,
+not a model's quality.
+
+Figures (per system):
+- pauses with ghost text: the share of typing pauses in which ghost text appeared before
+  typing resumed; pause → ghost p50/p90 (over the pauses that had it), measured from the
+  last keystroke; within 100 ms: the share of all pauses with ghost text within 100 ms;
+- chars accepted: accepted characters / all characters of the regions (typed + accepted);
+- model calls and model-busy seconds per 100 characters of the regions; aborted share;
+- accept → next: after a whole accept the developer waits one pause for the next
+  suggestion (not after the region's last character): the median time to it, and in how
+  many of those accepts it came.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# This file is named typing.py, and Python puts a script's directory first on sys.path: any
+# `import typing` (the standard library's) would then find this file. Take the directory
+# off before anything is imported, and load quality.py by its path.
+sys.dont_write_bytecode = True  # leave no __pycache__ in benches/
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+
+import argparse  # noqa: E402
+import http.client  # noqa: E402
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+import queue  # noqa: E402
+import random  # noqa: E402
+import re  # noqa: E402
+import select  # noqa: E402
+import shutil  # noqa: E402
+import socket  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
+from pathlib import Path  # noqa: E402
+from urllib.parse import urlsplit  # noqa: E402
+
+HERE = Path(_HERE)
+REPO = HERE.parent
+
+
+def _load_quality():
+    """benches/quality.py: the holes file, their sources and the percentile helper."""
+    spec = importlib.util.spec_from_file_location("pilotfish_bench_quality", HERE / "quality.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+_quality = _load_quality()
+EXT, GROUP, HOLES, pct = _quality.EXT, _quality.GROUP, _quality.HOLES, _quality.pct
+
+LANGUAGE_ID = {"python": "python", "rust": "rust", "javascript": "javascript", "typescript": "typescript"}
+
+# What Pilotfish would send, for the plain client: the default context budget
+# (src/syntax/context.rs: 1536 prefix tokens, 75 suffix tokens at ~4 chars a token) and the
+# single-line token limit (src/completion.rs).
+PLAIN_PREFIX_CHARS = 1536 * 4
+PLAIN_SUFFIX_CHARS = 75 * 4
+PLAIN_MAX_TOKENS = 64
+QWEN_STOPS = ["<|endoftext|>", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>",
+              "<|fim_pad|>", "<|file_sep|>", "<|repo_name|>", "<|im_end|>"]
+
+MODEL_PATHS = ("/infill", "/completion", "/completions", "/v1/completions")
+
+
+def now() -> float:
+    return time.monotonic()
+
+
+def loadavg() -> float:
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
+def utf16_len(s: str) -> int:
+    return len(s.encode("utf-16-le")) // 2
+
+
+# ---------------------------------------------------------------------------------------
+# Regions: third-party code to retype
+
+@dataclass
+class Region:
+    id: str
+    language: str
+    package: str
+    license: str
+    source: str
+    origin: str          # "file" (the whole source file) or "hole" (the stored prefix + suffix)
+    text: str            # the original document
+    start: int           # the region is text[start:end]
+    end: int
+
+    @property
+    def body(self) -> str:
+        return self.text[self.start:self.end]
+
+
+def hole_document(hole: dict) -> tuple[str, int, str]:
+    """The whole source file when it is on this machine and still matches the hole,
+    else the hole's stored prefix + suffix; the cursor; which of the two."""
+    path = Path(hole["source"].replace("~", str(Path.home()), 1))
+    if path.is_file():
+        text = path.read_text(encoding="utf-8", errors="replace").replace("\r\n", "\n")
+        c = hole["cursor_offset"]
+        if text[:c].endswith(hole["prefix"]) and text[c:].startswith(hole["expected"]):
+            return text, c, "file"
+    return hole["prefix"] + hole["suffix"], len(hole["prefix"]), "hole"
+
+
+def region_end(text: str, start: int, chars: int, max_lines: int = 10) -> int | None:
+    """The end of the line where the region from `start` reaches `chars` characters, or
+    None when it would be unfit to type (runs off the document, too many or too long lines,
+    or is mostly blank)."""
+    end = start
+    lines = 0
+    while end - start < chars:
+        nl = text.find("\n", end if end == start else end + 1)
+        if nl < 0:
+            return None
+        end = nl
+        lines += 1
+        if lines > max_lines:
+            return None
+    body = text[start:end]
+    if any(len(line) > 120 for line in body.split("\n")):
+        return None
+    if sum(1 for c in body if not c.isspace()) < chars // 2:
+        return None
+    return end
+
+
+def pick_regions(count: int, chars: int, seed: int) -> list[Region]:
+    """`count` regions, round robin over python, rust and js/ts, each starting where a hole
+    of quality_holes.json starts (mid-line, after some code) and running to the end of the
+    line where it reaches `chars` characters. Holes whose source file is here come first."""
+    holes = json.loads(HOLES.read_text())["holes"]
+    rng = random.Random(seed)
+    by_group: dict[str, list[tuple[dict, str, int, str]]] = {}
+    for h in holes:
+        text, cursor, origin = hole_document(h)
+        by_group.setdefault(GROUP[h["language"]], []).append((h, text, cursor, origin))
+    for group in by_group.values():
+        rng.shuffle(group)
+        group.sort(key=lambda x: x[3] != "file")  # stable: shuffled within each kind
+    regions: list[Region] = []
+    groups = ["python", "rust", "js/ts"]
+    used: set[str] = set()
+    tries = 0
+    while len(regions) < count and tries < 10 * len(holes):
+        group = by_group.get(groups[tries % len(groups)], [])
+        tries += 1
+        for h, text, cursor, origin in group:
+            if h["id"] in used:
+                continue
+            used.add(h["id"])
+            end = region_end(text, cursor, chars)
+            if end is None:
+                continue
+            regions.append(Region(h["id"], h["language"], h["package"], h["license"], h["source"],
+                                  origin, text, cursor, end))
+            break
+    return regions
+
+
+# ---------------------------------------------------------------------------------------
+# The recording proxy
+
+def send_json(handler: BaseHTTPRequestHandler, status: int, data: bytes) -> bool:
+    """Answers an HTTP request with a JSON body; False when the client has gone away."""
+    try:
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+        return True
+    except OSError:
+        return False
+
+
+@dataclass
+class Call:
+    path: str
+    start: float
+    end: float | None = None
+    aborted: bool = False
+    status: int | None = None
+    max_tokens: int | None = None
+    prompt_chars: int = 0
+    timings: dict = field(default_factory=dict)
+    request: bytes = b""
+    response: bytes = b""
+
+
+class Proxy:
+    """HTTP proxy in front of the model server. A completion call's connection to the model
+    server is closed the moment the client closes its own, so an abort reaches the model
+    server as it would without the proxy, and is recorded as one."""
+
+    def __init__(self, upstream: str):
+        u = urlsplit(upstream)
+        self.host, self.port = u.hostname or "127.0.0.1", u.port or 80
+        self.lock = threading.Lock()
+        self.calls: list[Call] = []
+        self.gets = 0
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                with proxy.lock:
+                    proxy.gets += 1
+                self._forward("GET", b"", None)
+
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else b""
+                call = None
+                if self.path.rstrip("/").endswith(MODEL_PATHS):
+                    call = Call(self.path, now(), request=body)
+                    try:
+                        req = json.loads(body or b"{}")
+                        call.max_tokens = req.get("n_predict", req.get("max_tokens"))
+                        call.prompt_chars = len(req.get("prompt") or "") + len(req.get("input_prefix") or "") \
+                            + len(req.get("input_suffix") or "") + len(req.get("suffix") or "")
+                    except ValueError:
+                        pass
+                    with proxy.lock:
+                        proxy.calls.append(call)
+                self._forward("POST", body, call)
+
+            def _forward(self, method: str, body: bytes, call: Call | None):
+                up = http.client.HTTPConnection(proxy.host, proxy.port, timeout=900)
+                try:
+                    up.request(method, self.path, body=body or None,
+                               headers={"Content-Type": "application/json"})
+                    watch_client = True
+                    while True:
+                        watched = [up.sock] + ([self.connection] if watch_client else [])
+                        ready, _, _ = select.select(watched, [], [], 1.0)
+                        if up.sock in ready:
+                            break
+                        if self.connection in ready:
+                            try:
+                                peek = self.connection.recv(1, socket.MSG_PEEK)
+                            except OSError:
+                                peek = b""
+                            if not peek:  # the client went away: abort the model call
+                                if call:
+                                    call.end, call.aborted = now(), True
+                                self.close_connection = True
+                                return
+                            watch_client = False
+                    resp = up.getresponse()
+                    data = resp.read()
+                    status = resp.status
+                except (OSError, http.client.HTTPException) as e:
+                    status, data = 502, json.dumps({"error": f"proxy: {e}"}).encode()
+                finally:
+                    up.close()
+                if call:
+                    call.end, call.status, call.response = now(), status, data
+                    try:
+                        call.timings = json.loads(data).get("timings") or {}
+                    except (ValueError, AttributeError):
+                        pass
+                if not send_json(self, status, data) and call:
+                    call.aborted = True
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def active(self) -> int:
+        with self.lock:
+            return sum(1 for c in self.calls if c.end is None)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def busy_seconds(calls: list[Call], until: float) -> float:
+    """The union of the calls' intervals (a call still open counts until `until`)."""
+    spans = sorted((c.start, c.end if c.end is not None else until) for c in calls)
+    total, cur_s, cur_e = 0.0, None, None
+    for s, e in spans:
+        if cur_e is None or s > cur_e:
+            if cur_e is not None:
+                total += cur_e - cur_s
+            cur_s, cur_e = s, e
+        else:
+            cur_e = max(cur_e, e)
+    if cur_e is not None:
+        total += cur_e - cur_s
+    return total
+
+
+# ---------------------------------------------------------------------------------------
+# The model double (an oracle)
+
+class Double:
+    """A model server that answers after `delay_ms` with the rest of the line the developer
+    is about to type (it is told the current region's original text), on llama.cpp's
+    `/infill` and `/completion` and the OpenAI `/v1/completions` wire formats."""
+
+    def __init__(self, delay_ms: float):
+        self.delay = delay_ms / 1000
+        self.original = ""
+        self.region = (0, 0)
+        double = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def _send(self, payload: dict, status: int = 200):
+                send_json(self, status, json.dumps(payload).encode())
+
+            def do_GET(self):
+                if self.path.rstrip("/").endswith("/models"):
+                    self._send({"object": "list", "data": [{"id": "double", "object": "model"}]})
+                else:
+                    self._send({"status": "ok"})
+
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                try:
+                    body = json.loads(self.rfile.read(n) or b"{}")
+                except ValueError:
+                    self._send({"error": "not JSON"}, 400)
+                    return
+                time.sleep(double.delay)
+                path = self.path.rstrip("/")
+                stops = body.get("stop") or []
+                if path.endswith(("/infill", "/completion")):
+                    prefix = body.get("input_prefix") or body.get("prompt") or ""
+                    limit = body.get("n_predict", 64)
+                else:
+                    prompt = body.get("prompt") or ""
+                    if "<|fim_prefix|>" in prompt:
+                        prompt = prompt.rsplit("<|fim_prefix|>", 1)[1].split("<|fim_suffix|>", 1)[0]
+                    prefix = prompt
+                    limit = body.get("max_tokens", 64)
+                text = double.answer(prefix, stops, limit)
+                if path.endswith(("/infill", "/completion")):
+                    self._send({"content": text, "stop": True, "tokens_evaluated": len(prefix) // 4,
+                                "tokens_predicted": len(text) // 4 + 1})
+                else:
+                    self._send({"object": "text_completion", "model": "double",
+                                "choices": [{"index": 0, "text": text, "finish_reason": "stop"}],
+                                "usage": {"prompt_tokens": len(prefix) // 4,
+                                          "completion_tokens": len(text) // 4 + 1}})
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def answer(self, prefix: str, stops: list[str], max_tokens: int) -> str:
+        """The original text after the cursor that `prefix` ends at, to the end of its line
+        (the next line when the cursor is at a line end), never past the region."""
+        text, (start, end) = self.original, self.region
+        tail = prefix[-300:]
+        if not tail:
+            return ""
+        cursor = None
+        i = text.find(tail)
+        while i >= 0:
+            c = i + len(tail)
+            if start <= c <= end:
+                cursor = c
+            i = text.find(tail, i + 1)
+        if cursor is None or cursor >= end:
+            return ""
+        eol = text.find("\n", cursor + 1 if text[cursor] == "\n" else cursor)
+        out = text[cursor:min(eol if eol >= 0 else end, end)]
+        for s in stops:
+            if s and s in out:
+                out = out[:out.index(s)]
+        return out[:max(1, max_tokens) * 4]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# ---------------------------------------------------------------------------------------
+# An LSP connection to the real binary
+
+class Lsp:
+    def __init__(self, cmd: list[str], cwd: Path, env: dict, events: queue.Queue):
+        self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.events = events
+        self.write_lock = threading.Lock()
+        self.next_id = 0
+        self.replies: dict[int, queue.Queue] = {}
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _write(self, msg: dict) -> None:
+        if msg.get("params", 0) is None:
+            del msg["params"]
+        data = json.dumps(msg, ensure_ascii=False, separators=(",", ":")).encode()
+        with self.write_lock:
+            self.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(data) + data)
+            self.proc.stdin.flush()
+
+    def _read(self) -> None:
+        f = self.proc.stdout
+        while True:
+            length = None
+            while True:
+                line = f.readline()
+                if not line:
+                    self.events.put(("exit", now(), None))
+                    return
+                line = line.strip()
+                if not line:
+                    break
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            if length is None:
+                continue
+            msg = json.loads(f.read(length))
+            t = now()
+            if "method" in msg and "id" in msg:
+                self._answer_server_request(msg)
+                continue
+            if "id" in msg and msg["id"] in self.replies:
+                self.replies.pop(msg["id"]).put(msg)
+                continue
+            self.events.put(("lsp", t, msg))
+
+    def _answer_server_request(self, msg: dict) -> None:
+        method = msg["method"]
+        result = None
+        if method == "workspace/configuration":
+            result = [None] * len(msg.get("params", {}).get("items", []))
+        elif method == "window/showDocument":
+            result = {"success": False}
+        elif method == "workspace/applyEdit":
+            result = {"applied": False}
+        self._write({"jsonrpc": "2.0", "id": msg["id"], "result": result})
+
+    def request(self, method: str, params: dict) -> int:
+        self.next_id += 1
+        self._write({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params})
+        return self.next_id
+
+    def call(self, method: str, params: dict, timeout: float = 30) -> dict:
+        """A request whose answer the caller waits for (initialize, shutdown)."""
+        self.next_id += 1
+        box: queue.Queue = queue.Queue()
+        self.replies[self.next_id] = box
+        self._write({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params})
+        return box.get(timeout=timeout)
+
+    def notify(self, method: str, params: dict) -> None:
+        self._write({"jsonrpc": "2.0", "method": method, "params": params})
+
+    def stop(self) -> None:
+        try:
+            self.call("shutdown", None, timeout=10)
+            self.notify("exit", None)
+            self.proc.wait(timeout=10)
+        except (queue.Empty, OSError, subprocess.TimeoutExpired, ValueError):
+            self.proc.kill()
+            self.proc.wait()
+
+
+# ---------------------------------------------------------------------------------------
+# The document the developer edits
+
+class Doc:
+    def __init__(self, uri: str, text: str):
+        self.uri, self.text, self.version = uri, text, 0
+
+    def position(self, offset: int) -> dict:
+        line = self.text.count("\n", 0, offset)
+        line_start = self.text.rfind("\n", 0, offset) + 1
+        return {"line": line, "character": utf16_len(self.text[line_start:offset])}
+
+    def offset(self, pos: dict) -> int:
+        at = 0
+        for _ in range(pos["line"]):
+            nl = self.text.find("\n", at)
+            if nl < 0:
+                return len(self.text)
+            at = nl + 1
+        units = 0
+        while units < pos["character"] and at < len(self.text) and self.text[at] != "\n":
+            units += utf16_len(self.text[at])
+            at += 1
+        return at
+
+    def replace(self, start: int, end: int, new: str) -> dict:
+        """Applies an edit; returns its LSP content change."""
+        change = {"range": {"start": self.position(start), "end": self.position(end)}, "text": new}
+        self.text = self.text[:start] + new + self.text[end:]
+        self.version += 1
+        return change
+
+
+@dataclass
+class Answer:
+    version: int
+    text: str
+    t: float
+    command: dict | None = None
+    replace_end: int | None = None   # the suggestion also replaces text up to here
+
+
+# ---------------------------------------------------------------------------------------
+# The two clients
+
+class PilotfishClient:
+    """The real binary, asked as VS Code asks: a request per keystroke, the previous pending
+    one cancelled."""
+    name = "pilotfish"
+
+    def __init__(self, binary: str, model_url: str, provider: str, sets: list[str], workdir: Path,
+                 events: queue.Queue):
+        self.workdir = workdir
+        ws = workdir / "workspace"
+        ws.mkdir(parents=True, exist_ok=True)
+        (ws / ".git").mkdir(exist_ok=True)
+        self.config = new_user_config(model_url, provider, sets)
+        (ws / ".pilotfish.toml").write_text(self.config)
+        self.log = workdir / "pilotfish.log"
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("PILOTFISH_CONFIG", "ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OPENROUTER_API_KEY")}
+        env.update(HOME=str(workdir), XDG_CONFIG_HOME=str(workdir / "xdg-config"),
+                   XDG_STATE_HOME=str(workdir / "xdg-state"),
+                   PILOTFISH_LOG=os.environ.get("PILOTFISH_LOG", "pilotfish=debug"))
+        self.lsp = Lsp([binary, "--log-file", str(self.log)], ws, env, events)
+        self.ws = ws
+        init = self.lsp.call("initialize", {
+            "processId": os.getpid(),
+            "clientInfo": {"name": "pilotfish-typing-bench", "version": "1"},
+            "rootUri": f"file://{ws}",
+            "workspaceFolders": [{"uri": f"file://{ws}", "name": "workspace"}],
+            "capabilities": {
+                "textDocument": {"synchronization": {"dynamicRegistration": False},
+                                 "inlineCompletion": {"dynamicRegistration": False}},
+                "workspace": {"workspaceFolders": True, "executeCommand": {}},
+                "window": {"workDoneProgress": True},
+            },
+        })
+        if "error" in init:
+            raise RuntimeError(f"initialize failed: {init['error']}")
+        encoding = init["result"]["capabilities"].get("positionEncoding", "utf-16")
+        if encoding != "utf-16":
+            raise RuntimeError(f"the server chose position encoding {encoding}, not utf-16")
+        self.lsp.notify("initialized", {})
+        self.pending: dict[int, tuple[int, float]] = {}
+        self.own: set[int] = set()
+        self.stats = {"requests": 0, "cancels": 0, "answers_nonempty": 0, "answers_empty": 0,
+                      "answers_error": 0, "answers_after_cancel": 0, "accept_commands": 0}
+
+    def open(self, doc: Doc, language: str) -> None:
+        self.lsp.notify("textDocument/didOpen", {"textDocument": {
+            "uri": doc.uri, "languageId": LANGUAGE_ID[language], "version": doc.version, "text": doc.text}})
+
+    def close(self, doc: Doc) -> None:
+        self._cancel_pending()
+        self.lsp.notify("textDocument/didClose", {"textDocument": {"uri": doc.uri}})
+
+    def _cancel_pending(self) -> None:
+        for rid in self.pending:
+            self.lsp.notify("$/cancelRequest", {"id": rid})
+            self.stats["cancels"] += 1
+        self.pending.clear()
+
+    def changed(self, doc: Doc, change: dict, cursor: int, command: dict | None = None) -> None:
+        self.lsp.notify("textDocument/didChange", {
+            "textDocument": {"uri": doc.uri, "version": doc.version}, "contentChanges": [change]})
+        if command:
+            rid = self.lsp.request("workspace/executeCommand", {
+                "command": command["command"], "arguments": command.get("arguments") or []})
+            self.own.add(rid)
+            self.stats["accept_commands"] += 1
+        self._cancel_pending()
+        rid = self.lsp.request("textDocument/inlineCompletion", {
+            "textDocument": {"uri": doc.uri}, "position": doc.position(cursor),
+            "context": {"triggerKind": 2}})
+        self.pending[rid] = (doc.version, now())
+        self.stats["requests"] += 1
+
+    def paused(self, doc: Doc, cursor: int) -> None:
+        pass  # it asked on the keystroke
+
+    def handle(self, kind: str, t: float, msg, doc: Doc, cursor: int) -> Answer | None:
+        if kind == "exit":
+            raise RuntimeError(f"pilotfish exited (log: {self.log})")
+        if kind != "lsp" or "id" not in msg:
+            return None
+        rid = msg["id"]
+        if rid in self.own:
+            self.own.discard(rid)
+            return None
+        if rid not in self.pending:
+            self.stats["answers_after_cancel"] += 1
+            return None
+        version, _ = self.pending.pop(rid)
+        if "error" in msg:
+            self.stats["answers_error"] += 1
+            return None
+        result = msg.get("result") or {}
+        items = result.get("items", []) if isinstance(result, dict) else result
+        item = items[0] if items else None
+        text = item.get("insertText") if item else None
+        if isinstance(text, dict):
+            text = text.get("value")
+        if not text:
+            self.stats["answers_empty"] += 1
+            return None
+        self.stats["answers_nonempty"] += 1
+        replace_end = None
+        rng = item.get("range")
+        if rng and version == doc.version:
+            start, end = doc.offset(rng["start"]), doc.offset(rng["end"])
+            typed = doc.text[start:cursor]
+            if start < cursor and text.startswith(typed):
+                text = text[len(typed):]  # the item restates the word before the cursor
+            if end > cursor:
+                replace_end = end
+        return Answer(version, text, t, item.get("command"), replace_end)
+
+    def stop(self) -> None:
+        self.lsp.stop()
+
+    def log_counts(self) -> dict:
+        """What the server's debug log says about its answers."""
+        counts: dict[str, int] = {}
+        try:
+            for line in self.log.read_text(errors="replace").splitlines():
+                m = re.search(r"no suggestion.*?why=(\w+)", line)
+                if m:
+                    counts[f"empty:{m.group(1)}"] = counts.get(f"empty:{m.group(1)}", 0) + 1
+                    continue
+                m = re.search(r"\bsuggestion\b.*?source=\"?([\w-]+)", line)
+                if m:
+                    counts[f"shown:{m.group(1)}"] = counts.get(f"shown:{m.group(1)}", 0) + 1
+        except OSError:
+            pass
+        return counts
+
+
+def new_user_config(model_url: str, provider: str, sets: list[str]) -> str:
+    """The README's llama.cpp model as a new user writes it; `sets` (section.key=value) are
+    experiments on top, shown in the report."""
+    if provider == "llamacpp":
+        model = f'provider = "llamacpp"\nurl = "{model_url}"\nfim = "native"\n'
+    else:
+        model = f'provider = "openai"\nurl = "{model_url}/v1"\nfim = "qwen"\n'
+    out = "[models.fast]\n" + model + 'model = "qwen2.5-coder-1.5b"\n\n[routes]\ncomplete = ["fast"]\n'
+    sections: dict[str, list[str]] = {}
+    for s in sets:
+        key, _, value = s.partition("=")
+        section, _, name = key.rpartition(".")
+        sections.setdefault(section, []).append(f"{name} = {value}")
+    for section, lines in sections.items():
+        out += f"\n[{section}]\n" + "\n".join(lines) + "\n"
+    return out
+
+
+class PlainCall(threading.Thread):
+    def __init__(self, url: str, path: str, body: dict, version: int, events: queue.Queue, parse):
+        super().__init__(daemon=True)
+        u = urlsplit(url)
+        self.host, self.port = u.hostname, u.port
+        self.path, self.body, self.version, self.events, self.parse = path, body, version, events, parse
+        self.lock = threading.Lock()
+        self.conn: http.client.HTTPConnection | None = None
+        self.aborted = False
+
+    def run(self) -> None:
+        with self.lock:
+            if self.aborted:
+                return
+            self.conn = http.client.HTTPConnection(self.host, self.port, timeout=900)
+        try:
+            self.conn.request("POST", self.path, body=json.dumps(self.body),
+                              headers={"Content-Type": "application/json"})
+            data = self.conn.getresponse().read()
+            text = self.parse(json.loads(data))
+        except (OSError, ValueError, KeyError, IndexError, http.client.HTTPException):
+            text = None
+        finally:
+            self.conn.close()
+        if not self.aborted:
+            self.events.put(("plain", now(), (self, text)))
+
+    def abort(self) -> None:
+        with self.lock:
+            self.aborted = True
+            if self.conn is not None and self.conn.sock is not None:
+                try:
+                    self.conn.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+class PlainClient:
+    """No Pilotfish: at the start of each pause, one FIM request to the model with the
+    prompt Pilotfish's default context budget would give (prefix ≤ 6,144 characters, suffix
+    ≤ 300, whole lines), 64 tokens, temperature 0, stopping at a line break when the cursor
+    follows code on its line; dropped (connection closed) when typing resumes."""
+    name = "plain"
+
+    def __init__(self, model_url: str, provider: str, events: queue.Queue):
+        self.url, self.provider, self.events = model_url, provider, events
+        self.call: PlainCall | None = None
+        self.stats = {"requests": 0, "aborts": 0, "answers_nonempty": 0, "answers_empty": 0,
+                      "answers_error": 0}
+
+    def open(self, doc: Doc, language: str) -> None:
+        pass
+
+    def close(self, doc: Doc) -> None:
+        self._abort()
+
+    def _abort(self) -> None:
+        if self.call is not None:
+            self.call.abort()
+            self.stats["aborts"] += 1
+            self.call = None
+
+    def changed(self, doc: Doc, change: dict, cursor: int, command: dict | None = None) -> None:
+        self._abort()
+
+    def paused(self, doc: Doc, cursor: int) -> None:
+        self._abort()
+        text = doc.text
+        start = max(0, cursor - PLAIN_PREFIX_CHARS)
+        if start > 0:
+            start = text.find("\n", start) + 1 or cursor
+        end = min(len(text), cursor + PLAIN_SUFFIX_CHARS)
+        if end < len(text):
+            nl = text.rfind("\n", cursor, end)
+            end = nl + 1 if nl >= cursor else end
+        prefix, suffix = text[start:cursor], text[cursor:end]
+        line_before = text[text.rfind("\n", 0, cursor) + 1:cursor]
+        stops = QWEN_STOPS[:3] + (["\n"] if line_before.strip() else [])
+        if self.provider == "llamacpp":
+            path = "/infill"
+            body = {"input_prefix": prefix, "input_suffix": suffix, "input_extra": [],
+                    "n_predict": PLAIN_MAX_TOKENS, "temperature": 0.0, "stop": stops,
+                    "cache_prompt": True, "stream": False}
+            parse = lambda d: d["content"]  # noqa: E731
+        else:
+            path = "/v1/completions"
+            body = {"model": "qwen2.5-coder-1.5b",
+                    "prompt": f"<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>",
+                    "max_tokens": PLAIN_MAX_TOKENS, "temperature": 0.0, "stop": stops, "stream": False}
+            parse = lambda d: d["choices"][0]["text"]  # noqa: E731
+        self.call = PlainCall(self.url, path, body, doc.version, self.events, parse)
+        self.call.start()
+        self.stats["requests"] += 1
+
+    def handle(self, kind: str, t: float, msg, doc: Doc, cursor: int) -> Answer | None:
+        if kind != "plain":
+            return None
+        call, text = msg
+        if call is not self.call:
+            return None
+        self.call = None
+        if text is None:
+            self.stats["answers_error"] += 1
+            return None
+        text = text.rstrip()
+        if not text:
+            self.stats["answers_empty"] += 1
+            return None
+        self.stats["answers_nonempty"] += 1
+        return Answer(call.version, text, t)
+
+    def stop(self) -> None:
+        self._abort()
+
+
+# ---------------------------------------------------------------------------------------
+# The developer
+
+@dataclass
+class Ghost:
+    text: str
+    since: float          # on screen (as this suggestion or what it continues) since
+    evaluated: bool = False
+    command: dict | None = None
+    replace_end: int | None = None
+
+
+@dataclass
+class Options:
+    key_ms: float = 70
+    jitter_ms: float = 15
+    pause_ms: float = 2000
+    react_ms: float = 300
+    words_min: int = 3
+    words_max: int = 6
+    min_accept: int = 3
+    partial: str = "word"          # "none", "line", "word" (whole lines first, then words)
+    partial_command: bool = False  # run the item's command on partial accepts too
+    open_ms: float = 1000
+    tail_ms: float = 2000
+
+
+def word_char(c: str) -> bool:
+    return c.isalnum() or c == "_"
+
+
+def accept_length(suggestion: str, target: str, opts: Options) -> int:
+    """How much of `suggestion` the developer takes: all of it when it is exactly the start
+    of what they are about to type; otherwise (partial accepts) the longest matching run of
+    whole lines or whole words; 0 when that is shorter than `min_accept`."""
+    m = 0
+    for a, b in zip(suggestion, target):
+        if a != b:
+            break
+        m += 1
+    if m == len(suggestion):
+        return m if m >= opts.min_accept else 0
+    if opts.partial == "none":
+        return 0
+    best = 0
+    nl = suggestion.find("\n")
+    if 0 < nl <= m:
+        best = suggestion.rfind("\n", 0, m + 1)  # whole lines, without the last line break
+    if opts.partial == "word":
+        for k in range(m, 0, -1):
+            if k == len(suggestion) or word_char(suggestion[k - 1]) != word_char(suggestion[k]):
+                best = max(best, k)
+                break
+    return best if best >= opts.min_accept else 0
+
+
+@dataclass
+class PauseRecord:
+    region: str
+    kind: str                 # "typing" or "accept" (after a whole accept)
+    start: float
+    ghost_ms: float | None = None
+    accepted: int = 0
+
+
+class Developer:
+    def __init__(self, client, opts: Options, rng: random.Random, events: queue.Queue,
+                 double: Double | None):
+        self.client, self.opts, self.rng, self.events, self.double = client, opts, rng, events, double
+        self.pauses: list[PauseRecord] = []
+        self.accepts: list[dict] = []
+        self.typed = 0
+        self.keystrokes = 0
+        self.accepted = 0
+        self.ghost: Ghost | None = None
+        self.continues: Ghost | None = None   # what the ghost would be if the next answer continues it
+        self.ghost_times: list[float] = []    # arrival of each ghost text (for the pause in progress)
+        self.verbose = False
+
+    def say(self, what: str) -> None:
+        if self.verbose:
+            print(f"    {now() % 1000:8.3f} v{self.doc.version:<4} {what}", file=sys.stderr, flush=True)
+
+    # -- the event loop
+    def wait_until(self, deadline: float, stop=None) -> None:
+        while True:
+            if stop is not None and stop():
+                return
+            left = deadline - now()
+            if left <= 0:
+                return
+            try:
+                kind, t, msg = self.events.get(timeout=left)
+            except queue.Empty:
+                continue
+            answer = self.client.handle(kind, t, msg, self.doc, self.cursor)
+            if answer is not None and answer.version == self.doc.version:
+                self.show(answer)
+                self.say(f"ghost {answer.text[:60]!r}")
+            elif answer is not None:
+                self.say(f"(late answer for v{answer.version}: {answer.text[:40]!r})")
+
+    def show(self, a: Answer) -> None:
+        c = self.continues
+        if c is not None and c.text == a.text:
+            self.ghost = Ghost(a.text, c.since, c.evaluated, a.command, a.replace_end)
+        else:
+            self.ghost = Ghost(a.text, a.t, False, a.command, a.replace_end)
+        self.ghost_times.append(a.t)
+
+    def edit(self, new: str, replace_end: int | None = None, command: dict | None = None) -> None:
+        end = replace_end if replace_end is not None else self.cursor
+        change = self.doc.replace(self.cursor, end, new)
+        self.cursor += len(new)
+        g = self.ghost
+        self.continues = (Ghost(g.text[len(new):], g.since, g.evaluated)
+                          if g is not None and g.text.startswith(new) and len(g.text) > len(new) else None)
+        self.ghost = None
+        self.ghost_times = []
+        self.client.changed(self.doc, change, self.cursor, command)
+
+    # -- typing
+    def interval(self) -> float:
+        o = self.opts
+        return min(max(self.rng.gauss(o.key_ms, o.jitter_ms), o.key_ms / 2), o.key_ms * 2.5) / 1000
+
+    def next_key(self, body: str, pos: int) -> str:
+        """One keystroke: a character, or Enter with the next line's indentation (as an
+        editor's auto-indent puts it)."""
+        if body[pos] != "\n":
+            return body[pos]
+        j = pos + 1
+        while j < len(body) and body[j] in " \t":
+            j += 1
+        return body[pos:j]
+
+    def run_region(self, region: Region, workspace: Path) -> None:
+        o = self.opts
+        body = region.body
+        name = f"{region.id}-{Path(region.source).name}"
+        if not name.endswith(EXT[region.language]):
+            name += EXT[region.language]
+        self.doc = Doc(f"file://{workspace}/{name}", region.text[:region.start] + region.text[region.end:])
+        self.cursor = region.start
+        self.ghost = self.continues = None
+        self.region = region
+        if self.double:
+            self.double.original, self.double.region = region.text, (region.start, region.end)
+        self.client.open(self.doc, region.language)
+        self.wait_until(now() + o.open_ms / 1000)
+        pos = 0
+        words, words_target = 0, self.rng.randint(o.words_min, o.words_max)
+        t_next = now() + self.interval()
+        while pos < len(body):
+            self.wait_until(t_next)
+            taken = self.consider(body, pos, mid_typing=True)
+            if taken:
+                pos += taken
+                t_next = now() + self.interval()
+                continue
+            key = self.next_key(body, pos)
+            self.edit(key)
+            self.typed += len(key)
+            self.keystrokes += 1
+            before = body[pos - 1] if pos > 0 else " "
+            pos += len(key)
+            if pos >= len(body):
+                break
+            if word_char(key[0]) and not word_char(before):
+                words += 1
+            pause = key.startswith("\n")
+            if not pause and words >= words_target and key in " (.,[=:" and not before.isspace():
+                pause = True
+            if pause:
+                words, words_target = 0, self.rng.randint(o.words_min, o.words_max)
+                pos += self.pause(body, pos, "typing")
+            t_next = now() + self.interval()
+        self.wait_until(now() + o.tail_ms / 1000)
+        self.client.close(self.doc)
+
+    def pause(self, body: str, pos: int, kind: str) -> int:
+        """A pause from now (the last keystroke or accept): waits for ghost text, reads it,
+        accepts it if it is right. Returns how many characters were accepted in it."""
+        o = self.opts
+        rec = PauseRecord(self.region.id, kind, now())
+        self.pauses.append(rec)
+        self.say(f"pause ({kind}) before {body[pos:pos + 30]!r}")
+        self.client.paused(self.doc, self.cursor)
+        end = rec.start + o.pause_ms / 1000
+        while True:
+            self.wait_until(end, stop=lambda: self.ghost is not None and not self.ghost.evaluated)
+            if self.ghost is None or self.ghost.evaluated:
+                return 0
+            if rec.ghost_ms is None:
+                rec.ghost_ms = (self.ghost_times[0] - rec.start) * 1000
+            ghost = self.ghost
+            self.wait_until(max(now(), ghost.since + o.react_ms / 1000))
+            if self.ghost is not ghost:
+                continue
+            n = self.consider(body, pos, mid_typing=False, record=rec)
+            if n == 0:
+                self.wait_until(end)
+            # After a whole accept, consider() waited out the pause that follows it; after a
+            # partial one the developer types on at once.
+            return n
+
+    def consider(self, body: str, pos: int, mid_typing: bool, record: PauseRecord | None = None) -> int:
+        """Reads the ghost text on screen (once it has been there for the reaction time);
+        accepts what is right. Returns the number of characters accepted."""
+        g = self.ghost
+        if g is None or g.evaluated or now() - g.since < self.opts.react_ms / 1000:
+            return 0
+        g.evaluated = True
+        target = body[pos:]
+        if g.replace_end is not None:
+            # The item also replaces text after the cursor, which is the code after the region:
+            # right only when it completes the region and puts that text back.
+            replaced = self.doc.text[self.cursor:g.replace_end]
+            if g.text != target + replaced:
+                return 0
+            n = len(target)
+            kind = "whole"
+        else:
+            n = accept_length(g.text, target, self.opts)
+            kind = "whole" if n == len(g.text) else "partial"
+        self.say(f"reads {g.text[:50]!r}: {'takes ' + str(n) if n else 'no'}")
+        if n == 0:
+            return 0
+        command = g.command if kind == "whole" or self.opts.partial_command else None
+        t = now()
+        self.edit(g.text if kind == "whole" else g.text[:n],
+                  g.replace_end if kind == "whole" else None, command)
+        self.accepted += n
+        if record is not None:
+            record.accepted = n
+        at_end = pos + n >= len(body)
+        acc = {"region": self.region.id, "t": t, "chars": n, "kind": kind, "mid_typing": mid_typing,
+               "at_end": at_end, "at_line_end": at_end or body[pos + n] == "\n", "next_ms": None}
+        self.accepts.append(acc)
+        # After a whole accept the developer waits a pause for the next suggestion, unless
+        # the region is done (what follows is already in the file).
+        if kind == "whole" and not at_end:
+            rec = len(self.pauses)
+            more = self.pause(body, pos + n, "accept")
+            after = self.pauses[rec]
+            acc["next_ms"] = after.ghost_ms
+            n += more
+        return n
+
+
+# ---------------------------------------------------------------------------------------
+# Running a system
+
+def run_system(name: str, args, regions: list[Region], model_url: str, double: Double | None,
+               model_label: str) -> dict:
+    events: queue.Queue = queue.Queue()
+    proxy = Proxy(model_url)
+    workdir = Path(tempfile.mkdtemp(prefix=f"pilotfish-typing-{name}-"))
+    opts = Options(key_ms=args.key_ms, jitter_ms=args.jitter_ms, pause_ms=args.pause_ms,
+                   react_ms=args.react_ms, min_accept=args.min_accept, partial=args.partial,
+                   partial_command=args.partial_command)
+    if name == "pilotfish":
+        client = PilotfishClient(args.pilotfish, proxy.url, args.provider, args.set, workdir, events)
+    else:
+        client = PlainClient(proxy.url, args.provider, events)
+    dev = Developer(client, opts, random.Random(args.seed), events, double)
+    dev.verbose = args.verbose
+    loads = [loadavg()]
+    sampling = threading.Event()
+
+    def sample():
+        while not sampling.wait(5):
+            loads.append(loadavg())
+    threading.Thread(target=sample, daemon=True).start()
+    t0 = now()
+    started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    try:
+        for i, region in enumerate(regions):
+            print(f"  [{name}] region {i + 1}/{len(regions)} {region.id} ({region.language}, "
+                  f"{len(region.body)} chars)", file=sys.stderr, flush=True)
+            dev.run_region(region, workdir / "workspace")
+            settle = now() + 30
+            while proxy.active() and now() < settle:
+                dev.wait_until(now() + 0.1)
+    finally:
+        end = now()
+        sampling.set()
+        loads.append(loadavg())
+        log_counts = client.log_counts() if name == "pilotfish" else {}
+        client.stop()
+        proxy.close()
+    calls = list(proxy.calls)
+    if args.trace:
+        with open(args.trace, "a") as f:
+            for c in calls:
+                f.write(json.dumps({"system": name, "start_s": round(c.start - t0, 3), "path": c.path,
+                                    "aborted": c.aborted, "request": c.request.decode(errors="replace"),
+                                    "response": c.response.decode(errors="replace")}) + "\n")
+    chars = sum(len(r.body) for r in regions)
+    assert dev.typed + dev.accepted == chars, (dev.typed, dev.accepted, chars)
+    result = {
+        "system": name, "model": model_label, "started": started,
+        "wall_s": round(end - t0, 1), "regions": [
+            {"id": r.id, "language": r.language, "package": r.package, "license": r.license,
+             "source": r.source, "origin": r.origin, "chars": len(r.body)} for r in regions],
+        "chars": chars, "typed": dev.typed, "keystrokes": dev.keystrokes, "accepted": dev.accepted,
+        "pauses": [{"region": p.region, "kind": p.kind, "ghost_ms": p.ghost_ms, "accepted": p.accepted}
+                   for p in dev.pauses],
+        "accepts": [{k: v for k, v in a.items() if k != "t"} for a in dev.accepts],
+        "calls": [{"path": c.path, "ms": round(((c.end or end) - c.start) * 1000, 1),
+                   "start_s": round(c.start - t0, 3), "aborted": c.aborted, "status": c.status,
+                   "max_tokens": c.max_tokens, "prompt_chars": c.prompt_chars,
+                   "prompt_n": c.timings.get("prompt_n"), "predicted_n": c.timings.get("predicted_n")}
+                  for c in calls],
+        "busy_s": round(busy_seconds(calls, end), 2),
+        "client": client.stats, "server_log": log_counts,
+        "load": {"min": min(loads), "mean": round(statistics.mean(loads), 2), "max": max(loads)},
+        "options": vars(opts),
+    }
+    if name == "pilotfish":
+        result["config"] = client.config
+    if args.keep:
+        print(f"  kept {workdir} (the server's log: pilotfish.log)", file=sys.stderr)
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return result
+
+
+def summarize(r: dict) -> dict:
+    typing_pauses = [p for p in r["pauses"] if p["kind"] == "typing"]
+    shown = [p["ghost_ms"] for p in typing_pauses if p["ghost_ms"] is not None]
+    whole = [a for a in r["accepts"] if a["kind"] == "whole"]
+    waited = [a for a in whole if not a.get("at_end")]
+    nexts = [a["next_ms"] for a in waited if a["next_ms"] is not None]
+    calls = r["calls"]
+    per100 = 100 / r["chars"] if r["chars"] else 0
+    n = len(typing_pauses)
+    return {
+        "pauses": n,
+        "shown": len(shown),
+        "shown_share": len(shown) / n if n else 0,
+        "ghost_p50_ms": pct(shown, .5) if shown else None,
+        "ghost_p90_ms": pct(shown, .9) if shown else None,
+        "within100_share": sum(1 for x in shown if x <= 100) / n if n else 0,
+        "accepted_share": r["accepted"] / r["chars"] if r["chars"] else 0,
+        "accepts_whole": len(whole),
+        "accepts_partial": len(r["accepts"]) - len(whole),
+        "calls": len(calls),
+        "calls_per100": len(calls) * per100,
+        "busy_per100": r["busy_s"] * per100,
+        "aborted": sum(1 for c in calls if c["aborted"]),
+        "aborted_share": sum(1 for c in calls if c["aborted"]) / len(calls) if calls else 0,
+        "next_p50_ms": pct(nexts, .5) if nexts else None,
+        "next_shown": len(nexts),
+        "next_waited": len(waited),
+    }
+
+
+def fmt_ms(x) -> str:
+    if x is None:
+        return "–"
+    return f"{x:.0f} ms" if x < 10_000 else f"{x / 1000:.1f} s"
+
+
+def table(results: list[dict]) -> str:
+    out = ["| system | model | pauses with ghost text | pause → ghost p50 / p90 | within 100 ms "
+           "| chars accepted | accepts (whole + partial) | model calls / 100 chars "
+           "| model-busy / 100 chars | calls aborted | accept → next p50 (came / waited) | load |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        s = summarize(r)
+        out.append(
+            f"| {r['system']} | {r['model']} | {100 * s['shown_share']:.0f}% ({s['shown']}/{s['pauses']}) "
+            f"| {fmt_ms(s['ghost_p50_ms'])} / {fmt_ms(s['ghost_p90_ms'])} | {100 * s['within100_share']:.0f}% "
+            f"| {100 * s['accepted_share']:.1f}% ({r['accepted']}/{r['chars']}) "
+            f"| {s['accepts_whole']} + {s['accepts_partial']} | {s['calls_per100']:.1f} ({s['calls']}) "
+            f"| {s['busy_per100']:.1f} s | {100 * s['aborted_share']:.0f}% ({s['aborted']}/{s['calls']}) "
+            f"| {fmt_ms(s['next_p50_ms'])} ({s['next_shown']}/{s['next_waited']}) "
+            f"| {r['load']['mean']:.1f} ({r['load']['min']:.1f}–{r['load']['max']:.1f}) |")
+    return "\n".join(out)
+
+
+def details(results: list[dict]) -> str:
+    out = []
+    for r in results:
+        c = r["client"]
+        line = f"- {r['system']} / {r['model']}: {r['wall_s']} s, {r['keystrokes']} keystrokes; client {c}"
+        if r.get("server_log"):
+            line += f"; server log {r['server_log']}"
+        done = [x for x in r["calls"] if not x["aborted"] and x["prompt_n"] is not None]
+        if done:
+            line += (f"; finished calls read {statistics.mean(x['prompt_n'] for x in done):.0f} new prompt "
+                     f"tokens on average (median call {pct([x['ms'] for x in done], .5):.0f} ms)")
+        waited = [a for a in r["accepts"] if a["kind"] == "whole" and not a.get("at_end")]
+        if waited:
+            line += (f"; {sum(1 for a in waited if a.get('at_line_end'))} of the {len(waited)} whole accepts "
+                     f"followed by a wait ended at a line end")
+        out.append(line)
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------------------
+# Model servers
+
+def start_llama(model: str, port: int) -> tuple[str, str]:
+    """(Re)starts scripts/llama-server with `model` on `port`; returns its URL and the
+    thread count it chose."""
+    script = REPO / "scripts" / "llama-server"
+    if not os.environ.get("PILOTFISH_TESTBED") and not (REPO / ".testbed" / "chroot").is_dir():
+        sys.exit("--llama: PILOTFISH_TESTBED is unset and there is no test bed in this checkout; "
+                 "scripts/llama-server would provision a new one here (minutes, ~2 GB). Export "
+                 "PILOTFISH_TESTBED (e.g. /work/main/.testbed) or run scripts/testbed first.")
+    subprocess.run([script, "stop", "--port", str(port)], check=False, capture_output=True)
+    p = subprocess.run([script, "--model", model, "--port", str(port)], capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.exit(f"scripts/llama-server failed:\n{p.stderr}")
+    m = re.search(r"threads: (\d+)", p.stderr)
+    return p.stdout.strip().splitlines()[-1], (m.group(1) if m else os.environ.get("PILOTFISH_LLAMA_THREADS", "?"))
+
+
+def stop_llama(port: int) -> None:
+    subprocess.run([REPO / "scripts" / "llama-server", "stop", "--port", str(port)],
+                   check=False, capture_output=True)
+
+
+def default_binary() -> str:
+    target = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target")
+    return str(target / "release" / "pilotfish")
+
+
+def run(args) -> None:
+    if args.quick:
+        args.regions, args.chars = 3, 60
+    regions = pick_regions(args.regions, args.chars, args.seed)
+    systems = args.systems.split(",")
+    for s in systems:
+        if s not in ("pilotfish", "plain"):
+            sys.exit(f"unknown system {s!r} (pilotfish, plain)")
+    if "pilotfish" in systems and not Path(args.pilotfish).is_file():
+        sys.exit(f"no pilotfish binary at {args.pilotfish} (cargo build --release, or --pilotfish)")
+    targets = [x for x in (args.llama, args.url, args.double) if x is not None]
+    if len(targets) != 1:
+        sys.exit("give exactly one of --llama NAME, --url URL, --double MS")
+    print(f"regions: {', '.join(f'{r.id} ({len(r.body)})' for r in regions)}", file=sys.stderr)
+    results = []
+    double = None
+    notes = []
+    try:
+        for s in systems:
+            if args.llama:
+                url, threads = start_llama(args.llama, args.port)
+                label = f"{args.llama} (llama-server, {threads} thread{'s' if threads != '1' else ''})"
+            elif args.url:
+                url, label = args.url.rstrip("/"), f"llama-server at {args.url}"
+                if len(systems) > 1:
+                    notes.append("the model server was not restarted between systems: its prompt cache carried over")
+            else:
+                if double is None:
+                    double = Double(args.double)
+                url, label = double.url, f"double, {args.double:g} ms"
+            if s == "pilotfish" and args.set:
+                label += f"; {', '.join(args.set)}"
+            if args.provider == "llamacpp":
+                label += "; /infill"
+            print(f"{s} against {label}", file=sys.stderr, flush=True)
+            results.append(run_system(s, args, regions, url, double, label))
+    finally:
+        if double:
+            double.close()
+        if args.llama and not args.keep_server:
+            stop_llama(args.port)
+    command = "benches/typing.py " + " ".join(sys.argv[1:])
+    for r in results:
+        r["command"] = command
+        r["notes"] = notes
+    if args.json:
+        Path(args.json).write_text(json.dumps({"command": command, "results": results}, indent=1))
+    print(f"\n`{command}`\n")
+    print(table(results))
+    print()
+    print(details(results))
+    for n in notes:
+        print(f"- note: {n}")
+
+
+def report(paths: list[str]) -> None:
+    results = []
+    for p in paths:
+        data = json.loads(Path(p).read_text())
+        results.extend(data["results"])
+        print(f"- `{data['command']}` ({Path(p).name})")
+    print()
+    print(table(results))
+    print()
+    print(details(results))
+
+
+def selftest() -> None:
+    """The pure pieces, as tables of fixtures: accept rules, UTF-16 positions, busy time,
+    the oracle's answers."""
+    failures = []
+
+    def check(name, got, want):
+        if got != want:
+            failures.append(f"{name}: got {got!r}, want {want!r}")
+
+    o = Options()
+    for sugg, target, partial, want in [
+        ("foo(bar)", "foo(bar)\n    x", "word", 8),            # whole
+        ("foo(bar)", "foo(baz)", "word", 4),                     # words: "foo("
+        ("foo(bar)", "foo(baz)", "none", 0),
+        ("a.b", "a.c", "word", 0),                               # "a." is under min_accept
+        ("x = 1\ny = 2", "x = 1\ny = 3", "line", 5),            # the first line
+        ("x = 1\ny = 2", "x = 1\ny = 3", "word", 10),           # lines, then words: "x = 1\ny = "
+        ("return x", "return y", "line", 0),                      # no whole line matches
+        ("ab", "ab", "word", 0),                                  # whole but under min_accept
+    ]:
+        check(f"accept_length({sugg!r}, {target!r}, {partial})",
+              accept_length(sugg, target, Options(partial=partial)), want)
+    d = Doc("file:///x", "a😀b\n漢字x\r\nz")
+    for offset, want in [(0, (0, 0)), (2, (0, 3)), (3, (0, 4)), (6, (1, 2)), (8, (1, 4)), (9, (2, 0))]:
+        pos = d.position(offset)
+        check(f"position({offset})", (pos["line"], pos["character"]), want)
+        check(f"offset(position({offset}))", d.offset(pos), offset)
+    change = d.replace(2, 2, "é")
+    check("replace", (d.text[:4], d.version, change["range"]["start"]), ("a😀éb", 1, {"line": 0, "character": 3}))
+    calls = [Call("/infill", 0.0, 1.0), Call("/infill", 0.5, 2.0), Call("/infill", 3.0, None)]
+    check("busy_seconds", busy_seconds(calls, 3.5), 2.5)
+    dbl = Double.__new__(Double)
+    dbl.original, dbl.region = "def f(x):\n    return x + 1\n\nprint(f(2))\n", (14, 26)
+    for prefix, stops, want in [
+        ("def f(x):\n    ret", ["\n"], "urn x + 1"),
+        ("def f(x):\n    return x + 1", [], ""),            # the region ends here
+        ("def f(x):\n    ", ["\n"], "return x + 1"),
+        ("nothing like it", [], ""),
+    ]:
+        check(f"double.answer({prefix!r})", dbl.answer(prefix, stops, 64), want)
+    print("\n".join(failures) or "selftest: all passed")
+    sys.exit(1 if failures else 0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="type the regions against a model")
+    where = r.add_argument_group("the model (one of)")
+    where.add_argument("--llama", metavar="NAME", help="start scripts/llama-server --model NAME (qwen, qwen-0.5b)")
+    where.add_argument("--url", help="a running llama-server")
+    where.add_argument("--double", type=float, metavar="MS", help="the oracle double answering in MS ms")
+    r.add_argument("--port", type=int, default=8071, help="for --llama (default 8071)")
+    r.add_argument("--keep-server", action="store_true", help="leave --llama's server running")
+    r.add_argument("--systems", default="pilotfish,plain")
+    r.add_argument("--provider", choices=["openai", "llamacpp"], default="openai",
+                   help="openai: /v1/completions with the qwen template (the README); llamacpp: /infill")
+    r.add_argument("--pilotfish", default=default_binary())
+    r.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="a config experiment on top of the new user's config, e.g. completion.budget_ms=5000")
+    r.add_argument("--regions", type=int, default=6)
+    r.add_argument("--chars", type=int, default=100, help="characters per region (to a line end)")
+    r.add_argument("--quick", action="store_true", help="3 regions of 60 characters (1–2 minutes)")
+    r.add_argument("--seed", type=int, default=20261205)
+    r.add_argument("--key-ms", type=float, default=70)
+    r.add_argument("--jitter-ms", type=float, default=15)
+    r.add_argument("--pause-ms", type=float, default=2000)
+    r.add_argument("--react-ms", type=float, default=300, help="ghost text on screen this long before it is read")
+    r.add_argument("--min-accept", type=int, default=3)
+    r.add_argument("--partial", choices=["none", "line", "word"], default="word")
+    r.add_argument("--partial-command", action="store_true",
+                   help="also run the item's command on a partial accept (VS Code does not)")
+    r.add_argument("--json", metavar="FILE")
+    r.add_argument("--keep", action="store_true", help="keep the work directory (workspace, pilotfish.log)")
+    r.add_argument("--verbose", action="store_true", help="print the pauses, ghost texts and accepts as they happen")
+    r.add_argument("--trace", metavar="FILE", help="append every model call (request, answer) as JSON lines")
+    p = sub.add_parser("report", help="one table from saved --json runs")
+    p.add_argument("files", nargs="+")
+    sub.add_parser("selftest", help="check the pure pieces (accept rules, positions, busy time, the double)")
+    args = ap.parse_args()
+    if args.cmd == "run":
+        run(args)
+    elif args.cmd == "report":
+        report(args.files)
+    else:
+        selftest()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,932 @@
+//! The completion path, from a snapshot and a cursor to a suggestion: context → cache
+//! (exact, then typed-ahead) → debounce → one model call in flight per document → post-
+//! processing → cache. Knows nothing of LSP.
+//!
+//! - A newer request for the same document supersedes the older ones, which are answered
+//!   empty at once. The newest waits for its model as long as it takes (up to the model's
+//!   timeout): a model slower than `completion.budget_ms` still gets its suggestion to the
+//!   user, unless they type on or move away.
+//! - The budget is what the path aims for: the router prefers models measured inside it, and
+//!   the debounce never pushes a model that can make it past it ([`policy`]).
+//! - A model call is joined by identical requests, and — when the model is slower than the
+//!   budget — by requests that only typed on at its end, whose answer it may give through
+//!   typed-ahead reuse; otherwise it is aborted as soon as no request wants it.
+//! - After a suggestion is shown, the one for the place after accepting it is computed in
+//!   the background ([`CompletionEngine::prefetch_after`]), on local models only unless the
+//!   config says otherwise; it gives way to any request for something else.
+//!
+//! Every request reads the session it is given (models, settings, router) and routes
+//! through [`RouteInput`]; the engine keeps no configuration of its own.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::cache::{CacheKey, CachedSuggestion, CompletionCache};
+use crate::documents::{RelatedFile, Snapshot, path_of_uri};
+use crate::postprocess::postprocess;
+use crate::prompt::{build_fim, chat_completion_messages};
+use crate::providers::{ChatCall, ChatMessage, FimCall, OtherFile, Providers};
+use crate::redact::redact;
+use crate::resilience::{Health, run_chain};
+use crate::route_input::RouteInput;
+use crate::router::Decision;
+use crate::session::{Model, Session};
+use crate::sync::lock;
+use crate::syntax::context::{CompletionContext, ContextBudget, extract};
+
+mod policy;
+
+use policy::{Serves, Speed};
+
+/// Single-line suggestions need few tokens; asking for fewer bounds the worst case.
+const SINGLE_LINE_MAX_TOKENS: u32 = 64;
+/// A multi-line suggestion is a block, not a file: longer ones are rarely kept and, on a
+/// local model, cost seconds. A model's `max_output_tokens` (sized for the explanations
+/// and rewrites of actions) caps it further.
+const MULTILINE_MAX_TOKENS: u32 = 256;
+
+/// Where a suggestion came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Model,
+    Cache,
+    TypedAhead,
+}
+
+impl Source {
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Model => "model",
+            Source::Cache => "cache",
+            Source::TypedAhead => "typed-ahead",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suggestion {
+    pub text: Arc<str>,
+    /// The configured name of the model that produced it.
+    pub model: Arc<str>,
+    pub source: Source,
+}
+
+/// Why a request is answered with nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoSuggestion {
+    /// A newer request for the same document arrived.
+    Superseded,
+    /// The model answered, but nothing worth showing.
+    Nothing,
+    /// Every model in the chain failed; one clear line saying why.
+    Failed(String),
+}
+
+pub type Outcome = Result<Suggestion, NoSuggestion>;
+
+/// Counters of what the path did, for logs and benchmarks.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub requests: AtomicU64,
+    pub model_calls: AtomicU64,
+    pub aborted_calls: AtomicU64,
+    pub cache_hits: AtomicU64,
+    pub typed_ahead_hits: AtomicU64,
+    pub superseded: AtomicU64,
+    /// Requests answered by the model after the budget.
+    pub late: AtomicU64,
+    /// Requests that waited on a call they typed along (a slow model's).
+    pub typed_along: AtomicU64,
+    /// Model calls made in the background for the place after accepting a suggestion.
+    pub prefetches: AtomicU64,
+}
+
+/// Per-document request state.
+struct DocState {
+    /// The sequence number of the newest request; older ones watch it to learn they are
+    /// superseded.
+    latest: watch::Sender<u64>,
+    last_request: Option<Instant>,
+    /// Smoothed gap between requests during the current burst.
+    rhythm: Option<Duration>,
+    inflight: Option<Arc<Flight>>,
+    /// The last suggestion delivered, to recognise its acceptance.
+    shown: Option<Shown>,
+}
+
+/// A suggestion delivered to the editor.
+#[derive(Debug, Clone)]
+struct Shown {
+    version: i32,
+    /// Byte offset of the cursor it was shown at.
+    cursor: usize,
+    text: Arc<str>,
+}
+
+/// One model call in flight, shared by every request it can serve.
+struct Flight {
+    key: CacheKey,
+    result: watch::Receiver<Option<Result<CachedSuggestion, String>>>,
+    abort: tokio::task::AbortHandle,
+    /// Requests waiting on it; guarded by the `docs` lock.
+    waiters: std::sync::atomic::AtomicUsize,
+}
+
+/// Why a model call was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// For a request: aborted when no request waits on it any more.
+    Request,
+    /// In the background, for the place after accepting a shown suggestion: runs with no
+    /// request waiting, and gives way to the next call the document needs.
+    Prefetch,
+}
+
+struct Shared {
+    providers: Providers,
+    health: Arc<Health>,
+    cache: Mutex<CompletionCache>,
+    docs: Mutex<HashMap<Arc<str>, DocState>>,
+    counters: Counters,
+    /// Set when a routing decision found the daily budget spent (a cloud model was kept
+    /// out); taken by the caller, who tells the user.
+    budget_exhausted: AtomicBool,
+}
+
+/// The completion engine. Cheap to clone; all clones share state.
+#[derive(Clone)]
+pub struct CompletionEngine {
+    shared: Arc<Shared>,
+}
+
+impl CompletionEngine {
+    /// An engine whose cache holds `cache_entries` suggestions (a session with another size
+    /// resizes it on its first request).
+    pub fn new(
+        cache_entries: usize,
+        providers: Providers,
+        health: Arc<Health>,
+    ) -> CompletionEngine {
+        CompletionEngine {
+            shared: Arc::new(Shared {
+                providers,
+                health,
+                cache: Mutex::new(CompletionCache::new(cache_entries)),
+                docs: Mutex::new(HashMap::new()),
+                counters: Counters::default(),
+                budget_exhausted: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.shared.counters
+    }
+
+    /// Opens pooled connections to the session's completion models, at each of their
+    /// endpoints; returns the models none of whose endpoints answered, with the first error.
+    pub async fn warm(&self, session: &Session) -> Vec<(Arc<str>, String)> {
+        let mut failed = Vec::new();
+        for model in session.completion_chain() {
+            let mut first_error = None;
+            let mut any_up = false;
+            for url in model.config.url.iter() {
+                match self
+                    .shared
+                    .providers
+                    .warm(&model.config.at_endpoint(url))
+                    .await
+                {
+                    Ok(()) => any_up = true,
+                    Err(e) => {
+                        first_error.get_or_insert_with(|| e.to_string());
+                    }
+                }
+            }
+            if let (false, Some(e)) = (any_up, first_error) {
+                failed.push((model.name.clone(), e));
+            }
+        }
+        failed
+    }
+
+    /// Whether a routing decision since the last call found the daily budget spent.
+    pub fn take_budget_exhausted(&self) -> bool {
+        self.shared.budget_exhausted.swap(false, Ordering::Relaxed)
+    }
+
+    /// Forgets a closed document: its waiting requests end, its model call is aborted.
+    pub fn close(&self, uri: &str) {
+        if let Some(state) = lock(&self.shared.docs).remove(uri) {
+            if let Some(flight) = state.inflight {
+                flight.abort.abort();
+            }
+        }
+    }
+
+    /// The context window at `cursor`, as the session shapes it.
+    fn context(session: &Session, snapshot: &Snapshot, cursor: usize) -> CompletionContext {
+        extract(
+            &snapshot.rope,
+            snapshot.tree.as_ref(),
+            snapshot.language,
+            cursor,
+            ContextBudget::default(),
+            session.completion().multiline,
+        )
+    }
+
+    /// Answers one completion request at `cursor` (a byte offset into the snapshot).
+    /// `related` is context from the user's other open files: it goes to local models that
+    /// have a place for it (llama.cpp's `input_extra`), never to a cloud model.
+    ///
+    /// The request waits for its model as long as it is the document's newest: a model
+    /// slower than the budget still gets its suggestion to the user, and a newer request
+    /// (the user typed on or moved) ends it at once, empty.
+    pub async fn complete(
+        &self,
+        session: &Arc<Session>,
+        snapshot: &Snapshot,
+        cursor: usize,
+        related: &[RelatedFile],
+    ) -> Outcome {
+        let started = Instant::now();
+        let counters = &self.shared.counters;
+        counters.requests.fetch_add(1, Ordering::Relaxed);
+        let settings = session.completion();
+        let ctx = Self::context(session, snapshot, cursor);
+        let route = self.route(session, snapshot, cursor, &ctx);
+        let Some(primary) = route.chain.first() else {
+            self.begin(&snapshot.uri, started, None);
+            return Err(NoSuggestion::Failed(route.why_empty()));
+        };
+        let key = cache_key(&primary.name, &ctx);
+        let speed = Speed::of(route.expected_answer(), settings.budget);
+
+        lock(&self.shared.cache).resize(settings.cache_entries);
+        if let Some(hit) = self.lookup(&key) {
+            self.begin(&snapshot.uri, started, None);
+            return hit;
+        }
+        let begun = self.begin(&snapshot.uri, started, Some((&key, speed)));
+        let (seq, mut latest) = (begun.seq, begun.latest);
+        let debounce = policy::debounce(
+            begun.gap,
+            begun.rhythm,
+            settings.debounce_floor,
+            settings.budget,
+            speed,
+        );
+        let call_at = tokio::time::Instant::from_std(started + debounce);
+
+        let waiter = match begun.joined {
+            Some((waiter, Serves::Same)) => waiter,
+            Some((waiter, _)) => {
+                // A call this request typed along: its answer may serve what was typed
+                // since, through typed-ahead reuse. Wait for it rather than replace it.
+                counters.typed_along.fetch_add(1, Ordering::Relaxed);
+                tokio::select! {
+                    _ = waiter.result() => {}
+                    _ = superseded(&mut latest, seq) => {
+                        counters.superseded.fetch_add(1, Ordering::Relaxed);
+                        return Err(NoSuggestion::Superseded);
+                    }
+                }
+                drop(waiter);
+                if let Some(hit) = self.lookup(&key) {
+                    return hit;
+                }
+                self.call_after(
+                    call_at,
+                    &mut latest,
+                    seq,
+                    &snapshot.uri,
+                    key,
+                    (ctx, related),
+                    route,
+                    session,
+                )
+                .await?
+            }
+            None => {
+                self.call_after(
+                    call_at,
+                    &mut latest,
+                    seq,
+                    &snapshot.uri,
+                    key,
+                    (ctx, related),
+                    route,
+                    session,
+                )
+                .await?
+            }
+        };
+        let outcome = tokio::select! {
+            result = waiter.result() => match result {
+                Some(Ok(hit)) => into_outcome(hit, Source::Model),
+                Some(Err(message)) => Err(NoSuggestion::Failed(message)),
+                None => {
+                    counters.superseded.fetch_add(1, Ordering::Relaxed);
+                    Err(NoSuggestion::Superseded)
+                }
+            },
+            _ = superseded(&mut latest, seq) => {
+                counters.superseded.fetch_add(1, Ordering::Relaxed);
+                Err(NoSuggestion::Superseded)
+            }
+        };
+        if outcome.is_ok() && started.elapsed() > settings.budget {
+            counters.late.fetch_add(1, Ordering::Relaxed);
+        }
+        outcome
+    }
+
+    /// Tells the engine that `suggestion` reached the editor for `cursor` of `snapshot`: it
+    /// remembers it (to recognise its acceptance) and computes, in the background, the
+    /// suggestion for the place after accepting it, so that accepting brings the next one
+    /// from the cache. For a local llama.cpp-style server this is nearly free: the prompt is
+    /// the one just read plus the accepted text.
+    pub fn delivered(
+        &self,
+        session: &Arc<Session>,
+        snapshot: &Snapshot,
+        cursor: usize,
+        suggestion: &str,
+        related: &[RelatedFile],
+    ) {
+        if let Some(state) = lock(&self.shared.docs).get_mut(&snapshot.uri) {
+            state.shown = Some(Shown {
+                version: snapshot.version,
+                cursor,
+                text: suggestion.into(),
+            });
+        }
+        if let Some(accepted) = snapshot.with_insertion(cursor, suggestion) {
+            self.prefetch(session, &accepted, cursor + suggestion.len(), related);
+        }
+    }
+
+    /// Tells the engine that the user accepted a suggestion (`pilotfish.accept`), with the
+    /// document as it is now. If the last suggestion delivered now stands in the text where
+    /// it was shown, the one after it is computed if it is not already (the prefetch made at
+    /// delivery may have given way to another call).
+    pub fn accepted(&self, session: &Arc<Session>, snapshot: &Snapshot, related: &[RelatedFile]) {
+        let shown = lock(&self.shared.docs)
+            .get(&snapshot.uri)
+            .and_then(|s| s.shown.clone());
+        let Some(shown) = shown.filter(|s| s.version < snapshot.version) else {
+            return;
+        };
+        let end = shown.cursor + shown.text.len();
+        let stands = end <= snapshot.rope.len_bytes()
+            && snapshot.rope.try_byte_to_char(shown.cursor).is_ok()
+            && snapshot.rope.try_byte_to_char(end).is_ok()
+            && snapshot.rope.byte_slice(shown.cursor..end) == *shown.text;
+        if stands {
+            self.prefetch(session, snapshot, end, related);
+        }
+    }
+
+    /// Computes the suggestion at `cursor` of `snapshot` in the background — only on models
+    /// `completion.prefetch` allows (local ones by default: a cloud model would charge for
+    /// it), never while the document has a model call in flight (background work never
+    /// delays a request), and giving way to the next call the document needs: the user
+    /// typing something else aborts it; typing along the suggestion does not.
+    fn prefetch(
+        &self,
+        session: &Arc<Session>,
+        snapshot: &Snapshot,
+        cursor: usize,
+        related: &[RelatedFile],
+    ) {
+        let ctx = Self::context(session, snapshot, cursor);
+        let mut route = self.route(session, snapshot, cursor, &ctx);
+        let allowed = session.completion().prefetch;
+        // Only when the model a request there would ask may be asked in the background
+        // (a prefetch from another model would be cached under a key no request uses);
+        // and a failing prefetch falls back only to models that may be asked too.
+        if !route
+            .chain
+            .first()
+            .is_some_and(|c| allowed.allows(&c.config))
+        {
+            return;
+        }
+        route.chain.retain(|c| allowed.allows(&c.config));
+        let key = cache_key(&route.chain[0].name, &ctx);
+        if lock(&self.shared.cache).contains(&key) {
+            return;
+        }
+        let other_files = other_files(related, session);
+        self.start(
+            &snapshot.uri,
+            key,
+            (ctx, other_files),
+            route,
+            session,
+            Purpose::Prefetch,
+        );
+    }
+
+    /// The cached answer for `key`, exact or typed-ahead, as an outcome.
+    fn lookup(&self, key: &CacheKey) -> Option<Outcome> {
+        let counters = &self.shared.counters;
+        let mut cache = lock(&self.shared.cache);
+        if let Some(hit) = cache.lookup(key) {
+            counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return Some(into_outcome(hit, Source::Cache));
+        }
+        let hit = cache.lookup_typed_ahead(key)?;
+        counters.typed_ahead_hits.fetch_add(1, Ordering::Relaxed);
+        Some(into_outcome(hit, Source::TypedAhead))
+    }
+
+    /// Waits out the debounce (until `call_at`), then calls the model for `key`, unless a
+    /// newer request came meanwhile.
+    #[allow(clippy::too_many_arguments)]
+    async fn call_after(
+        &self,
+        call_at: tokio::time::Instant,
+        latest: &mut watch::Receiver<u64>,
+        seq: u64,
+        uri: &Arc<str>,
+        key: CacheKey,
+        (ctx, related): (CompletionContext, &[RelatedFile]),
+        route: Route,
+        session: &Arc<Session>,
+    ) -> Result<Waiter, NoSuggestion> {
+        if call_at > tokio::time::Instant::now() {
+            tokio::select! {
+                _ = tokio::time::sleep_until(call_at) => {}
+                _ = superseded(latest, seq) => {
+                    self.shared.counters.superseded.fetch_add(1, Ordering::Relaxed);
+                    return Err(NoSuggestion::Superseded);
+                }
+            }
+        }
+        let other_files = other_files(related, session);
+        Ok(self.start(
+            uri,
+            key,
+            (ctx, other_files),
+            route,
+            session,
+            Purpose::Request,
+        ))
+    }
+
+    /// Registers a request: supersedes the older ones for the document, measures the typing
+    /// rhythm, and — when `claim` names the request's key — joins the document's model call
+    /// in flight if it can serve the request (the same prompt, or one the request typed
+    /// along while the model is slow). Joining here, before the superseded request lets go
+    /// of the call, keeps the call alive across the hand-over.
+    fn begin(&self, uri: &Arc<str>, now: Instant, claim: Option<(&CacheKey, Speed)>) -> Begun {
+        let mut docs = lock(&self.shared.docs);
+        let state = docs.entry(uri.clone()).or_insert_with(|| DocState {
+            latest: watch::channel(0).0,
+            last_request: None,
+            rhythm: None,
+            inflight: None,
+            shown: None,
+        });
+        let seq = *state.latest.borrow() + 1;
+        state.latest.send_replace(seq);
+        let gap = state.last_request.map(|t| now.saturating_duration_since(t));
+        state.last_request = Some(now);
+        state.rhythm = match gap {
+            Some(gap) if gap < policy::PAUSE => Some(state.rhythm.map_or(gap, |r| (r + gap) / 2)),
+            _ => None,
+        };
+        let joined = claim.and_then(|(key, speed)| {
+            let flight = state.inflight.as_ref()?;
+            let serves = policy::serves(&flight.key, key);
+            let join = match serves {
+                Serves::Same => true,
+                Serves::TypedAlong => policy::keep_typed_along(speed),
+                Serves::No => false,
+            };
+            if !join || flight.abort.is_finished() {
+                return None;
+            }
+            flight.waiters.fetch_add(1, Ordering::Relaxed);
+            let waiter = Waiter {
+                flight: Some(flight.clone()),
+                engine: self.clone(),
+                uri: uri.clone(),
+            };
+            Some((waiter, serves))
+        });
+        Begun {
+            seq,
+            latest: state.latest.subscribe(),
+            gap,
+            rhythm: state.rhythm,
+            joined,
+        }
+    }
+
+    /// Starts the document's model call for `key`, aborting the call in flight (its
+    /// requests are gone or superseded; a prefetch gives way to any request).
+    fn start(
+        &self,
+        uri: &Arc<str>,
+        key: CacheKey,
+        prompt_input: (CompletionContext, Vec<OtherFile>),
+        route: Route,
+        session: &Arc<Session>,
+        purpose: Purpose,
+    ) -> Waiter {
+        let mut docs = lock(&self.shared.docs);
+        let Some(state) = docs.get_mut(uri) else {
+            // The document was closed meanwhile: a flight nobody can join.
+            return Waiter {
+                flight: None,
+                engine: self.clone(),
+                uri: uri.clone(),
+            };
+        };
+        let busy = state
+            .inflight
+            .as_ref()
+            .is_some_and(|f| !f.abort.is_finished());
+        if purpose == Purpose::Prefetch && busy {
+            // Background work never takes the model from a call in flight.
+            return Waiter {
+                flight: None,
+                engine: self.clone(),
+                uri: uri.clone(),
+            };
+        }
+        if let Some(old) = state.inflight.take() {
+            if old.key == key && !old.abort.is_finished() {
+                // The same call is already running (a prefetch the user caught up with).
+                old.waiters.fetch_add(1, Ordering::Relaxed);
+                state.inflight = Some(old.clone());
+                return Waiter {
+                    flight: Some(old),
+                    engine: self.clone(),
+                    uri: uri.clone(),
+                };
+            }
+            if !old.abort.is_finished() {
+                old.abort.abort();
+                self.shared
+                    .counters
+                    .aborted_calls
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let (tx, rx) = watch::channel(None);
+        self.shared
+            .counters
+            .model_calls
+            .fetch_add(1, Ordering::Relaxed);
+        if purpose == Purpose::Prefetch {
+            self.shared
+                .counters
+                .prefetches
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        let task = tokio::spawn(run_flight(
+            self.clone(),
+            uri.clone(),
+            key.clone(),
+            prompt_input,
+            route,
+            session.clone(),
+            (purpose, tx),
+        ));
+        let waiters = usize::from(purpose == Purpose::Request);
+        let flight = Arc::new(Flight {
+            key,
+            result: rx,
+            abort: task.abort_handle(),
+            waiters: waiters.into(),
+        });
+        state.inflight = Some(flight.clone());
+        Waiter {
+            flight: (purpose == Purpose::Request).then_some(flight),
+            engine: self.clone(),
+            uri: uri.clone(),
+        }
+    }
+}
+
+/// What [`CompletionEngine::begin`] found.
+struct Begun {
+    seq: u64,
+    latest: watch::Receiver<u64>,
+    /// Time since the document's previous request (None: the first).
+    gap: Option<Duration>,
+    /// The smoothed gap between requests in the current burst (None: not in a burst).
+    rhythm: Option<Duration>,
+    /// The call in flight this request joined, and how it serves the request.
+    joined: Option<(Waiter, Serves)>,
+}
+
+/// Other files' context as the providers take it: paths relative to the workspace.
+fn other_files(related: &[RelatedFile], session: &Session) -> Vec<OtherFile> {
+    related
+        .iter()
+        .map(|f| OtherFile {
+            name: session.display_path(&path_of_uri(&f.uri)),
+            text: Arc::clone(&f.outline),
+        })
+        .collect()
+}
+
+/// The models one request will try, and why.
+struct Route {
+    chain: Vec<Model>,
+    decision: Decision,
+}
+
+impl Route {
+    /// How long the first model is expected to take for the whole answer, at the endpoint
+    /// it will be asked at: its measured average; None before its first answer there.
+    fn expected_answer(&self) -> Option<Duration> {
+        let first = self.chain.first()?;
+        let verdict = self
+            .decision
+            .candidates
+            .iter()
+            .find(|v| v.kept && v.model == *first.name)?;
+        let latency = verdict.endpoints.first()?.latency?;
+        Some(Duration::from_millis(latency.answer_ms))
+    }
+
+    /// One line saying why no model can serve this request.
+    fn why_empty(&self) -> String {
+        let dropped: Vec<String> = self
+            .decision
+            .candidates
+            .iter()
+            .map(|v| format!("{}: {}", v.model, v.reason))
+            .collect();
+        if dropped.is_empty() {
+            format!(
+                "no model routed for completion ({})",
+                self.decision.chain_source
+            )
+        } else {
+            format!(
+                "no model can serve completion here ({})",
+                dropped.join("; ")
+            )
+        }
+    }
+}
+
+impl CompletionEngine {
+    /// Routes one completion request through the one routing input: rules (when some apply
+    /// to completion, on the features of the enclosing target), privacy, budget, health,
+    /// context-window fit.
+    fn route(
+        &self,
+        session: &Session,
+        snapshot: &Snapshot,
+        cursor: usize,
+        ctx: &CompletionContext,
+    ) -> Route {
+        let input = RouteInput::for_completion(session, snapshot, cursor, ctx);
+        let decision = input.decide(session, &self.shared.health, &self.shared.providers);
+        if decision.candidates.iter().any(|v| v.demoted) {
+            tracing::debug!(
+                "completion routed by speed: {}",
+                decision.explain().trim_end()
+            );
+        }
+        if decision.budget_exhausted {
+            self.shared.budget_exhausted.store(true, Ordering::Relaxed);
+        }
+        Route {
+            chain: session.chain(&decision),
+            decision,
+        }
+    }
+
+    /// The routing decision a completion request at `cursor` would get now, without calling
+    /// a model: the same context window, prompt size, secrets check and filters as
+    /// [`CompletionEngine::complete`] (for `pilotfish route --task complete`).
+    pub fn decide(&self, session: &Session, snapshot: &Snapshot, cursor: usize) -> Decision {
+        let ctx = Self::context(session, snapshot, cursor);
+        self.route(session, snapshot, cursor, &ctx).decision
+    }
+}
+
+/// Resolves once a request newer than `seq` exists (or the document is gone).
+async fn superseded(latest: &mut watch::Receiver<u64>, seq: u64) {
+    while *latest.borrow_and_update() == seq {
+        if latest.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+fn cache_key(model: &Arc<str>, ctx: &CompletionContext) -> CacheKey {
+    let mut prefix = String::with_capacity(ctx.prefix.len() + 256);
+    for line in &ctx.imports {
+        prefix.push_str(line);
+        prefix.push('\n');
+    }
+    prefix.push_str(&ctx.prefix);
+    CacheKey {
+        model: model.clone(),
+        prefix,
+        suffix: ctx.suffix.clone(),
+        multiline: ctx.shape.multiline,
+    }
+}
+
+fn into_outcome(hit: CachedSuggestion, source: Source) -> Outcome {
+    match hit.text {
+        Some(text) => Ok(Suggestion {
+            text,
+            model: hit.answered_by,
+            source,
+        }),
+        None => Err(NoSuggestion::Nothing),
+    }
+}
+
+/// The model call: tries each candidate in turn, post-processes the first answer, caches
+/// it and publishes it to the waiters.
+async fn run_flight(
+    engine: CompletionEngine,
+    uri: Arc<str>,
+    key: CacheKey,
+    (ctx, other_files): (CompletionContext, Vec<OtherFile>),
+    route: Route,
+    session: Arc<Session>,
+    (purpose, tx): (
+        Purpose,
+        watch::Sender<Option<Result<CachedSuggestion, String>>>,
+    ),
+) {
+    let chain: Vec<_> = route
+        .chain
+        .iter()
+        .map(|m| (m.name.clone(), m.config.clone()))
+        .collect();
+    let fim_of = |name: &str| {
+        route
+            .chain
+            .iter()
+            .find(|m| &*m.name == name)
+            .and_then(|m| m.fim)
+    };
+    let budget = session.completion().budget;
+    let redact_before_cloud = session.config().privacy.redact_secrets;
+    let started = Instant::now();
+    // A completion never waits for a retry: a failed call falls through to the next
+    // endpoint or model at once. A call may run on past the budget (up to the model's
+    // timeout) to fill the cache.
+    let hard_deadline = started
+        + route
+            .chain
+            .iter()
+            .map(|m| Duration::from_millis(m.config.timeout_ms))
+            .max()
+            .unwrap_or(budget);
+    let providers = &engine.shared.providers;
+    let run = run_chain(
+        &engine.shared.health,
+        &chain,
+        None,
+        hard_deadline,
+        |name, model| {
+            let ctx = &ctx;
+            let other_files: &[OtherFile] = if model.is_local() { &other_files } else { &[] };
+            let fim = fim_of(&name);
+            async move {
+                let cloud = redact_before_cloud && !model.is_local();
+                let max_tokens = model.max_output_tokens.min(if ctx.shape.multiline {
+                    MULTILINE_MAX_TOKENS
+                } else {
+                    SINGLE_LINE_MAX_TOKENS
+                });
+                let Some(fim) = fim else {
+                    // A chat-only model that a rule sent completion to: a chat prompt, and
+                    // post-processing strips the fences and prose chat models add.
+                    let (system, user) = chat_completion_messages(ctx);
+                    let (system, user) = if cloud {
+                        (redact(&system).0, redact(&user).0)
+                    } else {
+                        (system, user)
+                    };
+                    let messages = [ChatMessage::user(user)];
+                    let call = ChatCall {
+                        system: &system,
+                        messages: &messages,
+                        max_tokens,
+                        temperature: 0.0,
+                    };
+                    let answer = providers.chat(&model, call, &mut |_| {}).await?;
+                    return Ok(postprocess(&answer.text, ctx, &[]).map(|kept| (kept, answer)));
+                };
+                let mut prompt = build_fim(fim, ctx);
+                if cloud {
+                    prompt.prompt = redact(&prompt.prompt).0;
+                    prompt.suffix = prompt.suffix.map(|s| redact(&s).0);
+                }
+                let call = FimCall {
+                    prompt: &prompt,
+                    max_tokens,
+                    time_budget: Some(budget),
+                    other_files,
+                };
+                let answer = providers.fim(&model, call).await?;
+                Ok(postprocess(&answer.text, ctx, &prompt.stop).map(|kept| (kept, answer)))
+            }
+        },
+    )
+    .await;
+    let endpoint = run.endpoint().unwrap_or_default().to_string();
+    let outcome = match run.answer {
+        Ok((name, kept)) => {
+            // The model call, where it went (the request's own line, `suggestion`, follows
+            // from lsp.rs when the answer is still wanted).
+            tracing::info!(
+                model = %name,
+                endpoint,
+                ?purpose,
+                calls = run.attempts.len(),
+                ms = started.elapsed().as_millis() as u64,
+                raw = kept.as_ref().map_or(0, |(_, a)| a.text.len()),
+                kept = kept.as_ref().map_or(0, |(k, _)| k.len()),
+                "completion answered"
+            );
+            let hit = CachedSuggestion {
+                text: kept.map(|(k, _)| k.into()),
+                answered_by: name,
+            };
+            lock(&engine.shared.cache).insert(key.clone(), hit.clone());
+            Ok(hit)
+        }
+        Err(why) => {
+            tracing::warn!("completion failed: {why}");
+            Err(why)
+        }
+    };
+    tx.send_replace(Some(outcome));
+    let mut docs = lock(&engine.shared.docs);
+    if let Some(state) = docs.get_mut(&uri) {
+        if state.inflight.as_ref().is_some_and(|f| f.key == key) {
+            state.inflight = None;
+        }
+    }
+}
+
+/// A request's hold on a flight. Dropping the last hold aborts the model call: nobody wants
+/// its answer (superseded by a request it cannot serve, or `$/cancelRequest`). A prefetch
+/// starts with no hold, and runs until it ends or gives way.
+struct Waiter {
+    flight: Option<Arc<Flight>>,
+    engine: CompletionEngine,
+    uri: Arc<str>,
+}
+
+impl Waiter {
+    /// The flight's outcome; None if it was aborted.
+    async fn result(&self) -> Option<Result<CachedSuggestion, String>> {
+        let mut rx = self.flight.as_ref()?.result.clone();
+        loop {
+            if let Some(r) = rx.borrow_and_update().clone() {
+                return Some(r);
+            }
+            rx.changed().await.ok()?;
+        }
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        let Some(flight) = self.flight.take() else {
+            return;
+        };
+        let mut docs = lock(&self.engine.shared.docs);
+        let last = flight.waiters.fetch_sub(1, Ordering::Relaxed) == 1;
+        if last && !flight.abort.is_finished() {
+            flight.abort.abort();
+            self.engine
+                .shared
+                .counters
+                .aborted_calls
+                .fetch_add(1, Ordering::Relaxed);
+            if let Some(state) = docs.get_mut(&self.uri) {
+                if state
+                    .inflight
+                    .as_ref()
+                    .is_some_and(|f| Arc::ptr_eq(f, &flight))
+                {
+                    state.inflight = None;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! The completion path's timing decisions, as pure functions of what the engine measured:
+//! how long a request waits before it calls the model (the debounce), whether a model is
+//! slow against the budget, and whether a model call in flight can still serve a newer
+//! request. No clock, no I/O: durations come in, decisions go out, and the tables below are
+//! the specification.
+
+use std::time::Duration;
+
+use crate::cache::CacheKey;
+
+/// A gap between two requests longer than this ends a typing burst.
+pub const PAUSE: Duration = Duration::from_millis(400);
+/// The debounce of a fast model never waits longer than this, however slow the rhythm.
+pub const MAX_DEBOUNCE: Duration = Duration::from_millis(150);
+/// A model slower than the budget is called only once the user has stopped typing for this
+/// long (or for 1.5 × their rhythm, if that is longer, up to [`PAUSE`]): its answer takes
+/// seconds, so a call made between two keystrokes is most likely a call for a place the
+/// user has already typed past.
+pub const SLOW_MODEL_DEBOUNCE: Duration = Duration::from_millis(250);
+
+/// What the engine knows of the model a request will call first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Speed {
+    /// Expected to answer inside the budget (its measured average).
+    Fast(Duration),
+    /// Expected to answer after the budget.
+    Slow,
+    /// No call to it answered yet.
+    Unknown,
+}
+
+impl Speed {
+    /// The speed of a model whose average time to the whole answer is `expected` (None: not
+    /// measured yet), against the completion budget.
+    pub fn of(expected: Option<Duration>, budget: Duration) -> Speed {
+        match expected {
+            Some(e) if e <= budget => Speed::Fast(e),
+            Some(_) => Speed::Slow,
+            None => Speed::Unknown,
+        }
+    }
+}
+
+/// How long a request waits before calling the model.
+///
+/// - A fast model: nothing after a pause (`gap` ≥ [`PAUSE`] or the first request); inside a
+///   burst, 1.5 × the smoothed `rhythm` (floored at `floor`, capped at [`MAX_DEBOUNCE`]) —
+///   but never so long that the debounce and the model's expected time together overrun
+///   the budget: the request the user pauses on is answered inside it.
+/// - A slow model: always [`SLOW_MODEL_DEBOUNCE`], or 1.5 × the rhythm when longer (capped
+///   at [`PAUSE`]): the call starts once the user has paused, and keystrokes inside a burst
+///   start none.
+/// - A model not measured yet: as a fast one, without the budget's cap; its first answer
+///   tells which it is.
+pub fn debounce(
+    gap: Option<Duration>,
+    rhythm: Option<Duration>,
+    floor: Duration,
+    budget: Duration,
+    speed: Speed,
+) -> Duration {
+    let in_burst = gap.is_some_and(|g| g < PAUSE);
+    let burst = rhythm.map_or(floor, |r| r * 3 / 2);
+    let wanted = burst.clamp(floor, MAX_DEBOUNCE.max(floor));
+    match speed {
+        Speed::Slow => burst.clamp(SLOW_MODEL_DEBOUNCE, PAUSE),
+        _ if !in_burst => Duration::ZERO,
+        // A quarter of the expected time as margin for the model's variation.
+        Speed::Fast(expected) => wanted.min(budget.saturating_sub(expected + expected / 4)),
+        Speed::Unknown => wanted,
+    }
+}
+
+/// How a model call in flight relates to a newer request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serves {
+    /// The same prompt: the request waits on the call.
+    Same,
+    /// The request's prompt is the call's with only text typed at its end (same model,
+    /// same suffix, same shape): the call's answer may serve it through typed-ahead reuse.
+    TypedAlong,
+    /// Anything else: the call cannot serve the request.
+    No,
+}
+
+/// Whether the call for `flight` can serve a request for `request`.
+pub fn serves(flight: &CacheKey, request: &CacheKey) -> Serves {
+    if flight == request {
+        return Serves::Same;
+    }
+    let typed_along = flight.model == request.model
+        && flight.suffix == request.suffix
+        && flight.multiline == request.multiline
+        && request.prefix.len() > flight.prefix.len()
+        && request.prefix.starts_with(flight.prefix.as_str());
+    if typed_along {
+        Serves::TypedAlong
+    } else {
+        Serves::No
+    }
+}
+
+/// Whether a request keeps (and waits on) a call it typed along rather than replace it
+/// with a call of its own. A fast model's call is replaced: the new one answers within the
+/// budget, and aborting the old keeps a burst to a few calls. A slow model's call is kept:
+/// replacing it at every keystroke would mean that no call ever finishes while the user
+/// types, and its answer often serves what they typed since. So is a call to a model not
+/// measured yet: were it slow, aborting would keep it from ever being measured.
+pub fn keep_typed_along(speed: Speed) -> bool {
+    !matches!(speed, Speed::Fast(_))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn debounce_table() {
+        let budget = ms(100);
+        let floor = ms(25);
+        // (gap, rhythm, speed, want)
+        let cases = [
+            // A fast model after a pause or at the first request: at once.
+            (None, None, Speed::Fast(ms(20)), ms(0)),
+            (Some(ms(900)), None, Speed::Fast(ms(20)), ms(0)),
+            // In a burst at 70 ms a key: 105 ms wanted, but the 20 ms model must still make
+            // the budget: 100 - 25 = 75 ms.
+            (Some(ms(70)), Some(ms(70)), Speed::Fast(ms(20)), ms(75)),
+            // A fast typist: 1.5 × 30 = 45 ms fits.
+            (Some(ms(30)), Some(ms(30)), Speed::Fast(ms(20)), ms(45)),
+            // The floor holds when the budget leaves room.
+            (Some(ms(10)), Some(ms(10)), Speed::Fast(ms(20)), ms(25)),
+            // A model that takes the whole budget: no debounce at all.
+            (Some(ms(70)), Some(ms(70)), Speed::Fast(ms(95)), ms(0)),
+            // A model not measured yet: the fast rule without the budget's cap.
+            (None, None, Speed::Unknown, ms(0)),
+            (Some(ms(70)), Some(ms(70)), Speed::Unknown, ms(105)),
+            (Some(ms(200)), Some(ms(200)), Speed::Unknown, ms(150)),
+            // A slow model: always the slow debounce, longer for a slow rhythm, capped.
+            (None, None, Speed::Slow, ms(250)),
+            (Some(ms(900)), Some(ms(70)), Speed::Slow, ms(250)),
+            (Some(ms(70)), Some(ms(70)), Speed::Slow, ms(250)),
+            (Some(ms(220)), Some(ms(220)), Speed::Slow, ms(330)),
+            (Some(ms(390)), Some(ms(390)), Speed::Slow, ms(400)),
+        ];
+        for (gap, rhythm, speed, want) in cases {
+            assert_eq!(
+                debounce(gap, rhythm, floor, budget, speed),
+                want,
+                "gap {gap:?} rhythm {rhythm:?} {speed:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn speed_against_the_budget() {
+        assert_eq!(Speed::of(None, ms(100)), Speed::Unknown);
+        assert_eq!(Speed::of(Some(ms(100)), ms(100)), Speed::Fast(ms(100)));
+        assert_eq!(Speed::of(Some(ms(101)), ms(100)), Speed::Slow);
+        assert!(keep_typed_along(Speed::Slow));
+        assert!(keep_typed_along(Speed::Unknown));
+        assert!(!keep_typed_along(Speed::Fast(ms(20))));
+    }
+
+    #[test]
+    fn which_calls_serve_a_request() {
+        let key = |model: &str, prefix: &str, suffix: &str, multiline: bool| CacheKey {
+            model: model.into(),
+            prefix: prefix.into(),
+            suffix: suffix.into(),
+            multiline,
+        };
+        let flight = key("m", "fn main() { let x", "\n}", false);
+        let cases = [
+            (key("m", "fn main() { let x", "\n}", false), Serves::Same),
+            (
+                key("m", "fn main() { let x =", "\n}", false),
+                Serves::TypedAlong,
+            ),
+            // Deleted, moved, another suffix, shape or model: cannot serve.
+            (key("m", "fn main() { let ", "\n}", false), Serves::No),
+            (key("m", "fn main() { let y", "\n}", false), Serves::No),
+            (key("m", "fn main() { let x =", "\n}\n", false), Serves::No),
+            (key("m", "fn main() { let x =", "\n}", true), Serves::No),
+            (key("n", "fn main() { let x =", "\n}", false), Serves::No),
+        ];
+        for (request, want) in cases {
+            assert_eq!(serves(&flight, &request), want, "{request:?}");
+        }
+    }
+}
