@@ -477,12 +477,6 @@ fn bad_positions_and_edits_are_clamped_or_refused_and_the_text_survives() {
     lsp.shutdown_and_exit();
 }
 
-/// What the last model call saw: (prompt, suffix).
-fn last_seen(server: &Server) -> (String, String) {
-    let call = server.double.last_model_call().expect("a model call");
-    (call.prompt_text(), call.suffix_text().unwrap_or_default())
-}
-
 /// The UTF-16 position of byte `at` in a text whose lines end with `\n` only; unlike
 /// `position_at` it costs nothing on a 50 MB text in a debug build (the line breaks are
 /// found by std's optimised `memchr`).
@@ -510,8 +504,10 @@ fn open_repeated(server: &Server, uri: &str, line: &str, count: usize) {
 #[track_caller]
 fn assert_windows(server: &Server, uri: &str, text: &str, at: usize, what: &str) {
     let (line, col) = lf_position(text, at);
-    let result = server.inline(uri, line, col);
-    let (prompt, suffix) = last_seen(server);
+    // The request's own model call, not the prefetch after an earlier suggestion.
+    let (result, call) = server.inline_and_call(uri, line, col);
+    let call = call.unwrap_or_else(|| panic!("{what}: no model call"));
+    let (prompt, suffix) = (call.prompt_text(), call.suffix_text().unwrap_or_default());
     assert!(
         !prompt.is_empty() && text[..at].ends_with(&prompt),
         "{what}: the prompt is not the text before the cursor ({} chars)",
