@@ -629,6 +629,41 @@ async fn a_hang_mid_answer_times_out_for_every_wire() {
     }
 }
 
+/// An answer that never ends but never grows big either (a piece every 20 ms) is stopped by
+/// nothing but the model's timeout — short here, because hitting it is the point — and the
+/// connection is dropped there.
+#[tokio::test]
+async fn an_answer_that_trickles_forever_ends_at_the_timeout_for_every_wire() {
+    set_key("PILOTFISH_IT_TRICKLE_KEY", "k");
+    let fault = Fault::Trickle {
+        every: Duration::from_millis(20),
+    };
+    for provider in FIM_PROVIDERS {
+        let double = ModelDouble::start(Behaviour::failing(fault.clone()));
+        let mut model = model(&double, provider, None);
+        model.fim = Some("native".into());
+        model.timeout_ms = 300;
+        let result = fim(&model).await;
+        assert!(
+            matches!(result, Err(ProviderError::Timeout { ms: 300, .. })),
+            "fim {provider:?}: {result:?}"
+        );
+        assert!(double.wait_for_async(|d| d.aborted() == 1, WAIT).await);
+    }
+    for (provider, key) in each_provider("PILOTFISH_IT_TRICKLE_KEY") {
+        let double = ModelDouble::start(Behaviour::failing(fault.clone()));
+        let mut model = model(&double, provider, key);
+        model.timeout_ms = 300;
+        let (pieces, result) = chat(&model).await;
+        assert!(!pieces.is_empty(), "chat {provider:?}: text was passed on");
+        assert!(
+            matches!(result, Err(ProviderError::Timeout { ms: 300, .. })),
+            "chat {provider:?}: {result:?}"
+        );
+        assert!(double.wait_for_async(|d| d.aborted() == 1, WAIT).await);
+    }
+}
+
 /// A 100 MB error body costs no more than its first 64 KB: the message is still one line.
 #[tokio::test]
 async fn a_huge_error_body_is_read_only_in_part() {

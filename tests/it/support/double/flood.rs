@@ -1,7 +1,9 @@
-//! Answers that are too big or never end (`Fault::Huge`, `Fault::Endless`), in each wire's
-//! own format: the body is written piece by piece as the client reads it, so the double never
-//! holds it whole, and stops as soon as the client leaves. It must not decide when to use them
-//! (that is `serve`).
+//! Answers that are too big or never end (`Fault::Huge`, `Fault::Endless`, `Fault::Trickle`),
+//! in each wire's own format: the body is written piece by piece as the client reads it, so
+//! the double never holds it whole, and stops as soon as the client leaves. It must not
+//! decide when to use them (that is `serve`).
+
+use std::time::Duration;
 
 use super::http::{Conn, Outcome, http_chunk, response_head};
 use super::request::RecordedRequest;
@@ -84,32 +86,36 @@ pub(super) async fn huge(
     conn.finish(b"0\r\n\r\n").await
 }
 
-/// An answer that never ends, written as fast as the client reads, until it leaves.
+/// An answer that never ends, until the client leaves: written as fast as the client reads
+/// when `every` is zero, otherwise one small piece (an event, a byte of text) every `every`.
 pub(super) async fn endless(
     conn: &mut Conn,
     request: &RecordedRequest,
     usage: Usage,
     streaming: bool,
+    every: Duration,
 ) -> Outcome {
     let head = response_head(200, content_type(request, streaming), None, None);
     if !conn.send(head.as_bytes()).await {
         return Outcome::Aborted;
     }
+    let flood = every.is_zero();
     let piece = if streaming {
         let events = wire::stream_events(request, &["tok ".to_owned()], usage);
         if !send_events(conn, &events.preamble).await {
             return Outcome::Aborted;
         }
-        http_chunk(&events.content[0].repeat(EVENTS_PER_WRITE))
+        let batch = if flood { EVENTS_PER_WRITE } else { 1 };
+        http_chunk(&events.content[0].repeat(batch))
     } else {
         let (before, _) = body_around_text(request, usage);
         if !conn.send(&http_chunk(&before)).await {
             return Outcome::Aborted;
         }
-        http_chunk(&"a".repeat(PIECE_BYTES))
+        http_chunk(&"a".repeat(if flood { PIECE_BYTES } else { 1 }))
     };
     loop {
-        if !conn.send(&piece).await {
+        if !conn.pause(every).await || !conn.send(&piece).await {
             return Outcome::Aborted;
         }
     }

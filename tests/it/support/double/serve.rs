@@ -234,7 +234,12 @@ async fn answer_model_call(conn: &mut Conn, request: &RecordedRequest, plan: Pla
             Outcome::Reset
         }
         Some(Fault::Huge { bytes }) => flood::huge(conn, request, usage, streaming, bytes).await,
-        Some(Fault::Endless) => flood::endless(conn, request, usage, streaming).await,
+        Some(Fault::Endless) => {
+            flood::endless(conn, request, usage, streaming, Duration::ZERO).await
+        }
+        Some(Fault::Trickle { every }) => {
+            flood::endless(conn, request, usage, streaming, every).await
+        }
         fault if streaming => stream_answer(conn, request, &plan, usage, fault).await,
         _ => {
             send_json(
