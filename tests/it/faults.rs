@@ -36,7 +36,7 @@ use pilotfish::resilience::OPEN_COOLDOWN;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::harness::{assert_empty, calls_not_after, suggestion};
+use crate::harness::{assert_empty, calls_not_after, peak_rss_kb, suggestion};
 use crate::support::double::{Behaviour, Fault, ModelDouble};
 use crate::support::lsp::{LspClient, RequestId, mark, position};
 
@@ -282,17 +282,6 @@ impl Bench {
         }
     }
 
-    /// The server's peak resident set size so far, in KB.
-    fn peak_rss_kb(&self) -> u64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.lsp.pid())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmHWM:"))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
-    }
-
     /// Opens the `$0`-marked `fixture` as `name`; the URI and the cursor.
     fn open(&self, name: &str, language: &str, fixture: &str) -> (String, u32, u32) {
         let (text, line, col) = mark(fixture);
@@ -403,7 +392,7 @@ impl Bench {
                 self.double.summary()
             )),
         }
-        let peak = self.peak_rss_kb();
+        let peak = peak_rss_kb(self.lsp.pid());
         figures.peak_rss_kb = figures.peak_rss_kb.max(peak);
         if peak > RSS_BOUND_KB {
             problems.push(format!("peak RSS {peak} KB > {RSS_BOUND_KB} KB"));

@@ -14,29 +14,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::harness::{Server, suggestion};
-use crate::support::double::{Behaviour, RecordedRequest};
+use crate::harness::{Server, digest, echo, peak_rss_kb, suggestion};
+use crate::support::double::Behaviour;
 use crate::support::lsp::{Encoding, position_at, range};
-
-/// FNV-1a of the prompt and suffix a model call carried, as a suggestion.
-fn digest(prompt: &str, suffix: &str) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in prompt.bytes().chain([0xff]).chain(suffix.bytes()) {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("seen_{hash:016x}")
-}
-
-/// A model that answers with the digest of what it was sent.
-fn echo() -> Behaviour {
-    Behaviour::answer_with(|request: &RecordedRequest| {
-        digest(
-            &request.prompt_text(),
-            &request.suffix_text().unwrap_or_default(),
-        )
-    })
-}
 
 const DOC: &str = "def add(a, b):\n    return a + b\n\nx = '😀 héllo'\n";
 
@@ -587,16 +567,6 @@ fn a_50_mb_file_opens_completes_and_edits() {
         peak_rss_kb(server.lsp.pid()) / 1024
     );
     server.lsp.shutdown_and_exit();
-}
-
-/// A process's peak resident set size in KB (Linux `VmHWM`).
-fn peak_rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// The one-shot commands on a file that is not UTF-8 (or whose name is not): a clear error
