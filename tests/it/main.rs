@@ -14,6 +14,7 @@ mod double;
 mod endpoints;
 mod faults;
 mod fim_wire;
+mod load;
 mod planted_key;
 mod positions;
 mod privacy;
