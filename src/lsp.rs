@@ -31,6 +31,10 @@ mod actions;
 mod conformance;
 mod framing;
 
+/// The fuzz check of the framing guard (`crate::fuzzing`).
+#[cfg(any(fuzzing, test))]
+pub(crate) use framing::check_any_chunking as check_framing;
+
 /// The command attached to every suggestion, so the editor reports acceptance.
 pub const ACCEPT_COMMAND: &str = "pilotfish.accept";
 /// How many requests the server works on at once. Completion handlers wait on models;

@@ -288,6 +288,95 @@ fn check(body: &[u8]) -> std::result::Result<(), Unreadable> {
     }
 }
 
+/// The fuzz check of the guard (see `crate::fuzzing`): `input` read whole and read in the
+/// pieces `cuts` makes (1 to 256 bytes, in turn), as a pipe delivers it, gives the same
+/// messages; every stand-in for an unreadable message is itself a message tower-lsp decodes;
+/// reading ends. Panics otherwise; returns the messages: each body, or the error code that
+/// stands for it (0 for an I/O error, which ends them).
+#[cfg(any(fuzzing, test))]
+pub(crate) fn check_any_chunking(
+    input: &[u8],
+    cuts: &[u8],
+) -> Vec<std::result::Result<Vec<u8>, i64>> {
+    let whole = read_all(input, input, &[]);
+    let pieces = read_all(
+        input,
+        Pieces {
+            data: input,
+            cuts,
+            turn: 0,
+        },
+        cuts,
+    );
+    assert_eq!(pieces, whole, "the same input in pieces");
+    whole
+}
+
+/// What the guard makes of `reader` (whose bytes are `input`).
+#[cfg(any(fuzzing, test))]
+fn read_all(
+    input: &[u8],
+    reader: impl AsyncRead + Unpin,
+    cuts: &[u8],
+) -> Vec<std::result::Result<Vec<u8>, i64>> {
+    use futures_util::FutureExt;
+    let mut reader = FrameReader::new(reader);
+    let mut out = Vec::new();
+    loop {
+        // Every message consumes at least a byte of its own.
+        assert!(
+            out.len() <= input.len() + 1,
+            "more messages than bytes (cuts {cuts:?})"
+        );
+        let next = reader
+            .next_message()
+            .now_or_never()
+            .expect("reading from memory never waits");
+        match next {
+            Ok(None) => return out,
+            Ok(Some(Ok(body))) => out.push(Ok(body)),
+            Ok(Some(Err(refused))) => {
+                assert!(
+                    check(&refused.replacement()).is_ok(),
+                    "the stand-in for {refused:?} does not decode"
+                );
+                out.push(Err(refused.code));
+            }
+            Err(_) => {
+                out.push(Err(0));
+                return out;
+            }
+        }
+    }
+}
+
+/// Input handed out in pieces of the sizes `cuts` gives, in turn (all of it when empty).
+#[cfg(any(fuzzing, test))]
+struct Pieces<'a> {
+    data: &'a [u8],
+    cuts: &'a [u8],
+    turn: usize,
+}
+
+#[cfg(any(fuzzing, test))]
+impl AsyncRead for Pieces<'_> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let size = match self.cuts.get(self.turn % self.cuts.len().max(1)) {
+            Some(&cut) => usize::from(cut) + 1,
+            None => self.data.len(),
+        };
+        self.turn += 1;
+        let n = size.min(self.data.len()).min(buf.remaining());
+        buf.put_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -86,7 +86,7 @@ fn status_of(error_type: &str) -> Option<u16> {
 }
 
 #[derive(Debug, Default)]
-struct ChatStream {
+pub(super) struct ChatStream {
     sse: SseDecoder,
     events: usize,
     stopped: bool,

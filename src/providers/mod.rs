@@ -18,6 +18,10 @@ mod spend;
 pub use probe::model_listed;
 mod stream;
 
+/// The fuzz check of the chat stream decoders (`crate::fuzzing`).
+#[cfg(any(fuzzing, test))]
+pub(crate) mod fuzz;
+
 use std::time::{Duration, Instant};
 
 use crate::config::{ModelConfig, Provider};

@@ -39,7 +39,7 @@ fn chat_body(model: &ModelConfig, call: &ChatCall<'_>) -> Value {
 /// The SSE stream of `/chat/completions`. Complete at `data: [DONE]`, or at the end of the
 /// body once a `finish_reason` was seen (servers that omit `[DONE]`).
 #[derive(Debug, Default)]
-struct ChatStream {
+pub(super) struct ChatStream {
     sse: SseDecoder,
     events: usize,
     finished: bool,
