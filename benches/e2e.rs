@@ -7,7 +7,9 @@
 //! Run: `cargo bench --bench e2e`. `PILOTFISH_BENCH_QUICK=1` runs small sizes (for CI);
 //! arguments that are not flags pick scenarios by name (`miss`, `hit`, `burst`, `edit`, `rss`),
 //! e.g. `cargo bench --bench e2e -- burst`. `PILOTFISH_LOG=debug` is passed to the server, whose
-//! stderr is kept and shown when a check fails. See BENCHMARKS.md for what each scenario
+//! stderr is kept and shown when a check fails. The usage log is on, as a user gets it (in the
+//! temp workspace's state dir); `PILOTFISH_BENCH_USAGE_LOG=off` turns it off, to measure what it
+//! costs. See BENCHMARKS.md for what each scenario
 //! measures and the targets.
 
 #[path = "../tests/it/support/mod.rs"]
@@ -41,6 +43,12 @@ const MISS_ANSWER: &str = " * 2.0";
 /// What the burst user types, one character per keystroke (20 characters).
 const BURST_TYPED: &str = "let sum: f64 = items";
 const BURST_ANSWER: &str = ".iter().map(|i| i.id as f64).sum();";
+
+/// Whether the server writes its usage log (the default); `PILOTFISH_BENCH_USAGE_LOG=off`
+/// turns it off.
+fn usage_log_on() -> bool {
+    std::env::var("PILOTFISH_BENCH_USAGE_LOG").map_or(true, |v| v != "off")
+}
 
 /// How much each scenario does; `PILOTFISH_BENCH_QUICK=1` shrinks everything.
 struct Sizes {
@@ -232,11 +240,16 @@ struct Server {
 impl Server {
     fn start(double: &ModelDouble, budget_ms: u64) -> Server {
         let dir = tempfile::tempdir().expect("temp workspace");
-        let config = format!(
+        // Every scenario counts one model call per request: the prefetch after a delivered
+        // suggestion (on by default for local models) would add a second.
+        let mut config = format!(
             "[models.fast]\nprovider = \"ollama\"\nurl = \"{}\"\nmodel = \"qwen2.5-coder:1.5b\"\nfim = \"native\"\n\
-             [completion]\nbudget_ms = {budget_ms}\n",
+             [completion]\nbudget_ms = {budget_ms}\nprefetch = \"off\"\n",
             double.base_url()
         );
+        if !usage_log_on() {
+            config.push_str("[telemetry]\nusage_log = \"\"\n");
+        }
         std::fs::write(dir.path().join("pilotfish.toml"), config).expect("write the config");
         let log = std::env::var("PILOTFISH_LOG").unwrap_or_else(|_| "warn".into());
         let lsp = LspClient::spawn(
@@ -891,7 +904,11 @@ fn main() {
     let run = |name: &str| wanted.is_empty() || wanted.iter().any(|w| name.contains(w.as_str()));
     let sizes = Sizes::from_env();
     let binary = Path::new(env!("CARGO_BIN_EXE_pilotfish"));
-    println!("pilotfish e2e bench: {}", binary.display());
+    println!(
+        "pilotfish e2e bench: {} (usage log {})",
+        binary.display(),
+        if usage_log_on() { "on" } else { "off" }
+    );
     let mut report = Report::default();
     wake_latency(&sizes, &mut report);
     if run("miss") || run("hit") {

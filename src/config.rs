@@ -379,24 +379,72 @@ pub struct BudgetConfig {
     pub daily_usd: Option<f64>,
 }
 
+/// `[telemetry]`: the usage log (one JSON line per model call, cache answer, shown and
+/// accepted suggestion; see `crate::telemetry`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetryConfig {
-    /// Where the usage log (SPEC §8) will go. Accepted and kept so that configs written for
-    /// it stay valid, but nothing writes the log yet.
-    #[serde(default = "default_usage_log")]
-    pub usage_log: String,
+    /// Where the usage log goes; `~/` is the home directory. Absent: under the XDG state
+    /// directory ([`TelemetryConfig::usage_log_path`]). An empty string turns the log off
+    /// (and with it the day's spend shared between processes and restarts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage_log: Option<String>,
+    /// Also log the prompt text (secrets masked). Off by default.
+    #[serde(default)]
+    pub log_prompts: bool,
+    /// The log is rotated when it would grow past this many megabytes.
+    #[serde(default = "default_rotate_mb")]
+    pub rotate_mb: f64,
 }
 
-fn default_usage_log() -> String {
-    "~/.local/state/pilotfish/usage.jsonl".into()
+fn default_rotate_mb() -> f64 {
+    8.0
 }
 
 impl Default for TelemetryConfig {
     fn default() -> Self {
         TelemetryConfig {
-            usage_log: default_usage_log(),
+            usage_log: None,
+            log_prompts: false,
+            rotate_mb: default_rotate_mb(),
         }
+    }
+}
+
+impl TelemetryConfig {
+    /// The usage log's path: `usage_log` with `~/` expanded, else
+    /// `$XDG_STATE_HOME/pilotfish/usage.jsonl`, else `~/.local/state/pilotfish/usage.jsonl`.
+    /// `None` when the log is off (`usage_log = ""`) or no home directory is known.
+    pub fn usage_log_path(&self) -> Option<PathBuf> {
+        let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+        resolve_usage_log(
+            self.usage_log.as_deref(),
+            env("XDG_STATE_HOME").map(PathBuf::from),
+            env("HOME").map(PathBuf::from),
+        )
+    }
+
+    /// The rotation size in bytes.
+    pub fn rotate_bytes(&self) -> u64 {
+        (self.rotate_mb * 1024.0 * 1024.0) as u64
+    }
+}
+
+/// [`TelemetryConfig::usage_log_path`] with the environment passed in.
+fn resolve_usage_log(
+    setting: Option<&str>,
+    xdg_state_home: Option<PathBuf>,
+    home: Option<PathBuf>,
+) -> Option<PathBuf> {
+    match setting {
+        Some("") => None,
+        Some(path) => match path.strip_prefix("~/") {
+            Some(rest) => home.map(|h| h.join(rest)),
+            None => Some(PathBuf::from(path)),
+        },
+        None => xdg_state_home
+            .or_else(|| home.map(|h| h.join(".local/state")))
+            .map(|state| state.join("pilotfish").join("usage.jsonl")),
     }
 }
 
@@ -829,6 +877,13 @@ impl Config {
                 return Err(("budget.daily_usd".into(), "must not be negative".into()));
             }
         }
+        let rotate = self.telemetry.rotate_mb;
+        if !(rotate.is_finite() && rotate > 0.0) {
+            return Err((
+                "telemetry.rotate_mb".into(),
+                "must be greater than 0".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -1084,5 +1139,47 @@ mod tests {
             Some(PathBuf::from("/x.toml"))
         );
         assert_eq!(locate(None, None, |_| None), None);
+    }
+
+    #[test]
+    fn the_usage_log_lives_under_the_xdg_state_dir_unless_set() {
+        let p = |s: &str| Some(PathBuf::from(s));
+        let (state, home) = (p("/s"), p("/h"));
+        type Case = (
+            Option<&'static str>,
+            Option<PathBuf>,
+            Option<PathBuf>,
+            Option<PathBuf>,
+        );
+        let cases: [Case; 6] = [
+            (
+                None,
+                state.clone(),
+                home.clone(),
+                p("/s/pilotfish/usage.jsonl"),
+            ),
+            (
+                None,
+                None,
+                home.clone(),
+                p("/h/.local/state/pilotfish/usage.jsonl"),
+            ),
+            (None, None, None, None),
+            (
+                Some("~/u.jsonl"),
+                state.clone(),
+                home.clone(),
+                p("/h/u.jsonl"),
+            ),
+            (Some("/var/u.jsonl"), None, None, p("/var/u.jsonl")),
+            (Some(""), state, home, None),
+        ];
+        for (setting, state, home, want) in cases {
+            assert_eq!(resolve_usage_log(setting, state, home), want, "{setting:?}");
+        }
+        let bad = LoadedConfig::from_toml_str("[telemetry]\nrotate_mb = 0\n", Origin::BuiltIn)
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("telemetry.rotate_mb"), "{bad}");
     }
 }

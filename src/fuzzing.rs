@@ -24,18 +24,6 @@ use crate::postprocess::{MAX_LINES, postprocess};
 use crate::syntax::context::{ContextBudget, MultilinePolicy, extract};
 use crate::syntax::{Language, parse};
 
-const LANGUAGES: [Language; 10] = [
-    Language::Rust,
-    Language::Python,
-    Language::JavaScript,
-    Language::TypeScript,
-    Language::Tsx,
-    Language::Go,
-    Language::C,
-    Language::Cpp,
-    Language::Java,
-    Language::PlainText,
-];
 const ENCODINGS: [PositionEncoding; 3] = [
     PositionEncoding::Utf8,
     PositionEncoding::Utf16,
@@ -221,7 +209,7 @@ fn check_tree(tree: &Tree, text: &str, language: Language, after: &str) {
 /// Edit sequences on one document (see the module docs).
 pub fn document_edits(data: &[u8]) {
     let mut choices = Choices(data);
-    let language = LANGUAGES[choices.below(LANGUAGES.len())];
+    let language = Language::ALL[choices.below(Language::ALL.len())];
     let enc = ENCODINGS[choices.below(ENCODINGS.len())];
     let mut text = choices.text(12);
     let mut docs = Documents::default();
@@ -431,7 +419,7 @@ const SPECIAL_TOKENS: [&str; 4] = [
 /// and is at most `MAX_LINES` lines.
 pub fn fim_answer(data: &[u8]) {
     let mut choices = Choices(data);
-    let language = LANGUAGES[choices.below(LANGUAGES.len())];
+    let language = Language::ALL[choices.below(Language::ALL.len())];
     let multiline = [
         MultilinePolicy::Auto,
         MultilinePolicy::Always,
@@ -493,7 +481,7 @@ pub fn fim_answer(data: &[u8]) {
 /// breaks and no trailing one.
 pub fn review_answer(data: &[u8]) {
     let mut choices = Choices(data);
-    let language = LANGUAGES[choices.below(LANGUAGES.len())];
+    let language = Language::ALL[choices.below(Language::ALL.len())];
     let lines = 1 + choices.below(200) as u32;
     let answer = if choices.byte() % 2 == 0 {
         choices.rest()

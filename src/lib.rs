@@ -21,4 +21,6 @@ pub mod router;
 pub mod session;
 pub mod sync;
 pub mod syntax;
+pub mod telemetry;
 pub mod test_hooks;
+pub mod tokens;

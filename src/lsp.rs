@@ -25,6 +25,7 @@ use crate::resilience::Health;
 use crate::session::{Session, SharedSession};
 use crate::sync::{lock, read, write};
 use crate::syntax::Language;
+use crate::telemetry::UsageLog;
 use crate::test_hooks;
 
 mod actions;
@@ -37,6 +38,10 @@ pub(crate) use framing::check_any_chunking as check_framing;
 
 /// The command attached to every suggestion, so the editor reports acceptance.
 pub const ACCEPT_COMMAND: &str = "pilotfish.accept";
+/// The usage summary of `pilotfish stats --json`, for the editors.
+pub const STATS_COMMAND: &str = "pilotfish.stats";
+/// How long `shutdown` and `pilotfish.stats` wait for queued usage lines to be written.
+const USAGE_FLUSH: std::time::Duration = std::time::Duration::from_millis(500);
 /// How many requests the server works on at once. Completion handlers wait on models;
 /// a generous limit keeps `didChange` and `$/cancelRequest` flowing behind them.
 const MAX_CONCURRENT_REQUESTS: usize = 32;
@@ -159,10 +164,10 @@ pub struct Backend {
     engine: CompletionEngine,
     providers: Providers,
     health: Arc<Health>,
+    /// The usage log (and the day's spend), opened when the configuration is known.
+    usage: UsageLog,
     /// Whether the user has been told that no completion model answers; reset on success.
     told_unreachable: AtomicBool,
-    /// Whether the user has been told that the day's budget keeps cloud models out.
-    told_budget_spent: AtomicBool,
     shutdown_seen: Arc<AtomicBool>,
     /// Code actions: client capabilities, cancel switches, documents with diagnostics.
     actions: actions::ActionState,
@@ -229,10 +234,12 @@ impl Backend {
         let session = Session::built_in(None);
         let providers = Providers::new();
         let health = Arc::new(Health::new());
+        let usage = UsageLog::off();
         let engine = CompletionEngine::new(
             session.completion().cache_entries,
             providers.clone(),
             health.clone(),
+            usage.clone(),
         );
         Backend {
             client,
@@ -243,8 +250,8 @@ impl Backend {
             engine,
             providers,
             health,
+            usage,
             told_unreachable: AtomicBool::new(false),
-            told_budget_spent: AtomicBool::new(false),
             shutdown_seen,
             actions: actions::ActionState::default(),
         }
@@ -308,6 +315,12 @@ impl Backend {
             }
         }
         tracing::info!(origin = %session.origin(), root = ?session.workspace_root(), "configuration loaded");
+        self.set_session(session);
+    }
+
+    /// Makes `session` the current one; the usage log follows its `[telemetry]`.
+    fn set_session(&self, session: Session) {
+        self.usage.configure(&session.config().telemetry);
         self.session.replace(session);
     }
 
@@ -316,13 +329,11 @@ impl Backend {
         self.client.show_message(kind, message).await;
     }
 
-    /// Tells the user, once, that the day's budget keeps cloud models out.
+    /// Tells the user, once a day, that the day's budget keeps cloud models out, with the
+    /// spend (of every Pilotfish process of the user) and the limit.
     async fn tell_budget_spent(&self, session: &Session) {
-        if !self.told_budget_spent.swap(true, Ordering::SeqCst) {
-            let limit = session.config().budget.daily_usd.unwrap_or_default();
-            let message = format!(
-                "Pilotfish: today's budget of ${limit:.2} is spent; cloud models are skipped until tomorrow (UTC)."
-            );
+        let limit = session.config().budget.daily_usd.unwrap_or_default();
+        if let Some(message) = self.usage.budget_notice(limit) {
             self.show(MessageType::INFO, message).await;
         }
     }
@@ -365,6 +376,10 @@ impl Backend {
                 if s.source == crate::completion::Source::Model {
                     self.told_unreachable.store(false, Ordering::SeqCst);
                 }
+                let chars = s.text.chars().count() as u64;
+                let language = snapshot.language.name();
+                self.usage
+                    .shown(&s.id, "complete", &s.model, language, chars);
                 self.engine
                     .delivered(&session, &snapshot, cursor, &s.text, &related);
                 Ok(Some((s, pos)))
@@ -393,9 +408,17 @@ impl Backend {
         }
     }
 
-    /// The user accepted a suggestion in the document the command's arguments name: the
-    /// engine makes sure the next one is on its way.
+    /// The user accepted a suggestion (`pilotfish.accept` with the suggestion's argument
+    /// `{uri, id, model, source, chars}`, plus `accepted_chars` — or `acceptedLength` — when the
+    /// editor accepted part of it): the usage log records it, and the engine makes sure the
+    /// next suggestion is on its way.
     fn accepted(&self, args: &Value) {
+        let text = |key: &str| args.pointer(&format!("/0/{key}")).and_then(Value::as_str);
+        let number = |key: &str| args.pointer(&format!("/0/{key}")).and_then(Value::as_u64);
+        if let Some(id) = text("id") {
+            let accepted = number("accepted_chars").or_else(|| number("acceptedLength"));
+            self.usage.accepted(id, accepted, text("model"));
+        }
         let Some(uri) = args.pointer("/0/uri").and_then(Value::as_str) else {
             return;
         };
@@ -468,7 +491,8 @@ impl Backend {
                 }),
                 code_action_provider: Some(actions::code_action_capability()),
                 execute_command_provider: Some(ExecuteCommandOptions {
-                    commands: std::iter::once(ACCEPT_COMMAND)
+                    commands: [ACCEPT_COMMAND, STATS_COMMAND]
+                        .into_iter()
                         .chain(actions::COMMANDS)
                         .map(String::from)
                         .collect(),
@@ -511,6 +535,41 @@ impl Backend {
             })))
         })
         .await
+    }
+}
+
+impl Backend {
+    /// `pilotfish.stats` with an optional `{since: "7d"}`: what `pilotfish stats --json`
+    /// prints, over this process's lines too (written first).
+    async fn stats(&self, arguments: &[Value]) -> Result<Value> {
+        let since = arguments
+            .first()
+            .and_then(|a| a.get("since"))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let session = self.session();
+        let usage = self.usage.clone();
+        let report = tokio::task::spawn_blocking(move || {
+            usage.flush(USAGE_FLUSH);
+            let path = usage
+                .path()
+                .ok_or_else(|| "the usage log is off (telemetry.usage_log = \"\")".to_string())?;
+            crate::telemetry::stats_of_log(&path, since.as_deref(), session.config())
+        })
+        .await
+        .map_err(|e| Error {
+            code: tower_lsp_server::jsonrpc::ErrorCode::InternalError,
+            message: format!("pilotfish: stats failed: {e}").into(),
+            data: None,
+        })?;
+        match report {
+            Ok(report) => Ok(serde_json::to_value(report).unwrap_or(Value::Null)),
+            Err(message) => Err(Error {
+                code: tower_lsp_server::jsonrpc::ErrorCode::ServerError(-32803),
+                message: message.into(),
+                data: None,
+            }),
+        }
     }
 }
 
@@ -566,6 +625,7 @@ fn accept_command(uri: &Uri, s: &Suggestion) -> Command {
         command: ACCEPT_COMMAND.into(),
         arguments: Some(vec![json!({
             "uri": uri.as_str(),
+            "id": &*s.id,
             "model": &*s.model,
             "source": s.source.name(),
             "chars": s.text.chars().count(),
@@ -616,6 +676,8 @@ impl LanguageServer for Backend {
 
     async fn shutdown(&self) -> Result<()> {
         self.shutdown_seen.store(true, Ordering::SeqCst);
+        let usage = self.usage.clone();
+        let _ = tokio::task::spawn_blocking(move || usage.flush(USAGE_FLUSH)).await;
         Ok(())
     }
 
@@ -699,7 +761,7 @@ impl LanguageServer for Backend {
                 overrides.to_string().contains(m)
             });
             match self.session().with_overrides(&overrides) {
-                Ok(session) => self.session.replace(session),
+                Ok(session) => self.set_session(session),
                 Err(e) => {
                     self.show(
                         MessageType::ERROR,
@@ -790,6 +852,7 @@ impl LanguageServer for Backend {
                     self.accepted(&args);
                     Ok(None)
                 }
+                STATS_COMMAND => self.stats(&params.arguments).await.map(Some),
                 action if actions::COMMANDS.contains(&action) => {
                     let token = params.work_done_progress_params.work_done_token;
                     self.execute_action(action, &params.arguments, token).await

@@ -19,6 +19,10 @@ use pilotfish::route_input::RouteInput;
 use pilotfish::session::{COMPLETE_TASK, Session};
 use pilotfish::syntax::Language;
 use pilotfish::syntax::features::enclosing_target;
+use pilotfish::telemetry::{self, UsageLog};
+
+/// How long a one-shot command waits for its usage lines to be written before it exits.
+const USAGE_FLUSH: Duration = Duration::from_secs(2);
 
 #[derive(Parser)]
 #[command(
@@ -64,6 +68,28 @@ enum Command {
         action: String,
         /// FILE:LINE[:COL] (1-based)
         spot: String,
+    },
+    /// Usage summary from the usage log: per model, task and language — requests, latency,
+    /// cache hits, acceptance, check failures, tokens, cost — and what routing saved.
+    Stats {
+        /// Only what happened since: a span back from now (1d, 7d, 12h) or a UTC date
+        /// (2026-05-01).
+        #[arg(long, value_name = "SPAN|DATE")]
+        since: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decide every request of a usage log again under the configuration given with
+    /// --config, without calling a model: how the model choice, the cost and the expected
+    /// latency would change, per task.
+    Replay {
+        /// The usage log (e.g. ~/.local/state/pilotfish/usage.jsonl); rotated files beside it
+        /// are read too.
+        log: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Dry run: the routing decision at FILE:LINE:COL, the candidate chain and the reason
     /// for each step, without calling a model.
@@ -136,6 +162,14 @@ fn main() -> ExitCode {
         },
         Some(Command::Complete { spot, budget_ms }) => match load_session(cli.config.as_deref()) {
             Ok(session) => runtime.block_on(complete_once(session, &spot, budget_ms)),
+            Err(code) => code,
+        },
+        Some(Command::Stats { since, json }) => match load_session(cli.config.as_deref()) {
+            Ok(session) => stats_once(&session, since.as_deref(), json),
+            Err(code) => code,
+        },
+        Some(Command::Replay { log, json }) => match load_session(cli.config.as_deref()) {
+            Ok(session) => replay_once(&session, &log, json),
             Err(code) => code,
         },
     };
@@ -219,14 +253,23 @@ fn route_once(session: &Session, spot: &str, task: &str, json: bool) -> u8 {
     let target = enclosing_target(rope, tree, language, cursor);
     let input = RouteInput::for_target(task, &snapshot, &target);
     let (feats, secrets) = (&input.features, input.secrets.unwrap_or(0));
-    // A dry run in a fresh process: no model has failed yet and nothing is spent today.
-    let (health, providers) = (Arc::new(Health::new()), Providers::new());
+    // A dry run in a fresh process: no model has failed yet; the day's spend is what the
+    // usage log says (every Pilotfish process of the user).
+    let (health, usage) = (
+        Arc::new(Health::new()),
+        UsageLog::open(&session.config().telemetry),
+    );
     let decision = if task == COMPLETE_TASK {
         // Completion sends its context window, not the target: route it as completion does.
-        let engine = CompletionEngine::new(session.completion().cache_entries, providers, health);
+        let engine = CompletionEngine::new(
+            session.completion().cache_entries,
+            Providers::new(),
+            health,
+            usage,
+        );
         engine.decide(session, &snapshot, cursor)
     } else {
-        input.decide(session, &health, &providers)
+        input.decide(session, &health, &usage)
     };
     if json {
         let out = serde_json::json!({
@@ -330,12 +373,30 @@ async fn action_once(session: Session, action: &str, spot: &str) -> u8 {
         spot: ActionSpot::Cursor(cursor),
         kind: ActionKind::from_name(action),
     };
+    let usage = UsageLog::open(&session.config().telemetry);
+    let limit = session.config().budget.daily_usd.unwrap_or_default();
     let env = ActionEnv {
         session: Arc::new(session),
         health: Arc::new(Health::new()),
         providers: Providers::new(),
+        usage: usage.clone(),
     };
-    let outcome = match run_action(input, env, &|_| {}).await {
+    let outcome = run_action(input, env, &|_| {}).await;
+    let provenance = match &outcome {
+        Ok(o) => &o.provenance,
+        Err(e) => &e.provenance,
+    };
+    if provenance
+        .decision
+        .as_ref()
+        .is_some_and(|d| d.budget_exhausted)
+    {
+        if let Some(notice) = usage.budget_notice(limit) {
+            eprintln!("{notice}");
+        }
+    }
+    usage.flush(USAGE_FLUSH);
+    let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(e) => {
             if let Some(model) = &e.provenance.model {
@@ -407,12 +468,16 @@ async fn complete_once(session: Session, spot: &str, budget_ms: Option<u64>) -> 
             return 2;
         }
     };
+    let usage = UsageLog::open(&session.config().telemetry);
     let engine = CompletionEngine::new(
         session.completion().cache_entries,
         Providers::new(),
         Arc::new(Health::new()),
+        usage.clone(),
     );
-    match engine.complete(&session, &snapshot, cursor, &[]).await {
+    let outcome = engine.complete(&session, &snapshot, cursor, &[]).await;
+    usage.flush(USAGE_FLUSH);
+    match outcome {
         Ok(s) => {
             println!("{}", s.text);
             eprintln!("pilotfish: answered by {} ({})", s.model, s.source.name());
@@ -427,6 +492,65 @@ async fn complete_once(session: Session, spot: &str, budget_ms: Option<u64>) -> 
             0
         }
     }
+}
+
+/// `pilotfish stats [--since SPAN|DATE] [--json]`.
+fn stats_once(session: &Session, since: Option<&str>, json: bool) -> u8 {
+    let config = session.config();
+    let Some(path) = config.telemetry.usage_log_path() else {
+        eprintln!("pilotfish: the usage log is off (telemetry.usage_log = \"\")");
+        return 2;
+    };
+    match telemetry::stats_of_log(&path, since, config) {
+        Ok(report) if json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).unwrap_or_default()
+            );
+            0
+        }
+        Ok(report) => {
+            println!("# usage log: {}", path.display());
+            print!("{}", telemetry::stats::render(&report));
+            0
+        }
+        Err(e) => {
+            eprintln!("pilotfish: {e}");
+            2
+        }
+    }
+}
+
+/// `pilotfish replay LOG --config OTHER.toml [--json]`: `other` is the configuration the
+/// log's requests are decided again under.
+fn replay_once(other: &Session, log: &Path, json: bool) -> u8 {
+    let (lines, unreadable) = match telemetry::load(log, None) {
+        Ok(read) => read,
+        Err(e) => {
+            eprintln!("pilotfish: cannot read {}: {e}", log.display());
+            return 2;
+        }
+    };
+    if unreadable > 0 {
+        eprintln!(
+            "pilotfish: {unreadable} lines of {} could not be read",
+            log.display()
+        );
+    }
+    let prices = telemetry::prices(other.config());
+    let report = telemetry::replay::replay(&lines, other.router(), &prices);
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        print!(
+            "{}",
+            telemetry::replay::render(&report, &other.origin().to_string())
+        );
+    }
+    0
 }
 
 #[cfg(test)]

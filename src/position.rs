@@ -3,6 +3,12 @@
 //! Columns past the end of a line clamp to the line end (LSP's rule); a column inside a
 //! character (half a surrogate pair, a byte inside a multi-byte character) clamps to the
 //! start of that character; a line past the end of the document is an error. No LSP types.
+//!
+//! Also the clamping of byte offsets and ranges that come from elsewhere (a cursor, a node
+//! of a possibly stale tree, a target) to a rope: [`floor`], [`clamp_range`],
+//! [`for_each_chunk`]. Everyone clamps through these.
+
+use std::ops::Range;
 
 use ropey::{Rope, RopeSlice};
 
@@ -121,6 +127,62 @@ pub fn range_to_bytes(
     Ok((to_byte(rope, start, enc)?, to_byte(rope, end, enc)?))
 }
 
+/// The start of the char containing `byte`, clamped to the rope. Works inside one chunk:
+/// no char counting, unlike `byte_to_char`.
+pub fn floor(rope: &Rope, byte: usize) -> usize {
+    let byte = byte.min(rope.len_bytes());
+    let (chunk, chunk_start, _, _) = rope.chunk_at_byte(byte);
+    let mut i = byte - chunk_start;
+    while i > 0 && !chunk.is_char_boundary(i) {
+        i -= 1;
+    }
+    chunk_start + i
+}
+
+/// `range` clamped to the rope, both ends rounded down to char boundaries. A reversed range
+/// is empty (at its clamped end): it comes from a stale tree or a bug, and guessing what it
+/// meant could turn it into the whole document.
+pub fn clamp_range(rope: &Rope, range: Range<usize>) -> Range<usize> {
+    let end = floor(rope, range.end);
+    floor(rope, range.start).min(end)..end
+}
+
+/// [`clamp_range`] for a string.
+pub fn clamp_str_range(text: &str, range: Range<usize>) -> Range<usize> {
+    let floor = |b: usize| {
+        let mut b = b.min(text.len());
+        while !text.is_char_boundary(b) {
+            b -= 1;
+        }
+        b
+    };
+    let end = floor(range.end);
+    floor(range.start).min(end)..end
+}
+
+/// Calls `f` with the pieces of text of `range` (clamped as by [`clamp_range`]), in order,
+/// straight from the rope's chunks: no `RopeSlice`, no copy.
+pub fn for_each_chunk(rope: &Rope, range: Range<usize>, mut f: impl FnMut(&str)) {
+    let range = clamp_range(rope, range);
+    if range.is_empty() {
+        return;
+    }
+    let (start, end) = (range.start, range.end);
+    let (chunks, mut chunk_start, _, _) = rope.chunks_at_byte(start);
+    for chunk in chunks {
+        if chunk_start >= end {
+            break;
+        }
+        // Chunks are split on char boundaries, so both cuts are char boundaries.
+        let a = start.saturating_sub(chunk_start).min(chunk.len());
+        let b = (end - chunk_start).min(chunk.len());
+        if a < b {
+            f(&chunk[a..b]);
+        }
+        chunk_start += chunk.len();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,5 +255,34 @@ mod tests {
         assert_eq!(PositionEncoding::negotiate(["utf-32", "utf-8"]), Utf32);
         assert_eq!(PositionEncoding::negotiate(["latin-1", "utf-8"]), Utf8);
         assert_eq!(PositionEncoding::negotiate([]), Utf16);
+    }
+
+    #[test]
+    fn clamp_range_table() {
+        // "aé\nb": a (0), é (1..3), \n (3), b (4); 5 bytes.
+        let text = "aé\nb";
+        let rope = Rope::from_str(text);
+        let cases = [
+            (0..2, 0..1),
+            (0..usize::MAX, 0..5),
+            (usize::MAX..usize::MAX, 5..5),
+            (2..4, 1..4),
+            // Reversed: empty, at the clamped end.
+            (Range { start: 4, end: 1 }, 1..1),
+            (
+                Range {
+                    start: usize::MAX,
+                    end: 0,
+                },
+                0..0,
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(clamp_range(&rope, input.clone()), want, "{input:?}");
+            assert_eq!(clamp_str_range(text, input.clone()), want, "{input:?}");
+            let mut pieces = String::new();
+            for_each_chunk(&rope, input.clone(), |p| pieces.push_str(p));
+            assert_eq!(pieces, text[want.clone()], "{input:?}");
+        }
     }
 }

@@ -12,14 +12,16 @@
 //! The pipeline, in order — one small function each:
 //! 1. [`cut_at_stop`]: the first stop sequence or leaked special token ends the answer.
 //! 2. [`strip_fences`], [`strip_echo`]: chat wrappers and a repeat of the typed line go.
-//! 3. single-line: [`first_line`].
+//! 3. single-line: [`first_line`]; after a complete statement at a line's end, the model may
+//!    start the next line instead: [`next_line`].
 //! 4. multi-line: [`fit_block`] — indentation, block end, repeats, length.
 //! 5. [`trim_line_after`]: the rest of the cursor line, when the model wrote it again.
 //! 6. [`balance_against_suffix`]: closers that the suffix already supplies.
 //! 7. [`already_follows`], [`repeats_neighbour`], [`tidy_whitespace`].
 
-use crate::syntax::Language;
 use crate::syntax::context::CompletionContext;
+use crate::syntax::lang::Quote;
+use crate::syntax::{Language, LanguageSpec};
 
 /// The most lines a multi-line suggestion may have.
 pub const MAX_LINES: usize = 40;
@@ -78,6 +80,8 @@ pub fn postprocess(raw: &str, ctx: &CompletionContext, stop: &[String]) -> Optio
 
     let text = if ctx.shape.multiline {
         fit_block(text, ctx, &after_prefix)
+    } else if ctx.shape.next_line && text.starts_with('\n') {
+        next_line(text, ctx)?
     } else {
         first_line(text)?.to_string()
     };
@@ -180,6 +184,21 @@ pub fn first_line(text: &str) -> Option<&str> {
     } else {
         Some(line)
     }
+}
+
+/// Step 3, after a complete statement at a line's end ([`SuggestionShape::next_line`]),
+/// when the model started a new line: the line break (two for a blank line between) and the
+/// one line after it. Nothing when that line is blank or repeats the line just written.
+///
+/// [`SuggestionShape::next_line`]: crate::syntax::context::SuggestionShape::next_line
+pub fn next_line(text: &str, ctx: &CompletionContext) -> Option<String> {
+    let body = text.trim_start_matches('\n');
+    let breaks = (text.len() - body.len()).min(2);
+    let line = body.split('\n').next().unwrap_or("");
+    if line.trim().is_empty() || line.trim() == ctx.shape.line_before.trim() {
+        return None;
+    }
+    Some(format!("{}{line}", "\n".repeat(breaks)))
 }
 
 /// Step 4: keeps the lines of a multi-line suggestion that belong to the cursor's block.
@@ -532,22 +551,26 @@ struct CloseEvent {
 enum Lex {
     Code,
     LineComment,
-    BlockComment,
-    /// A string literal: its quote, whether it is triple-quoted, and for Rust raw strings
-    /// the number of `#` that end it (escapes do not apply).
+    /// A block comment, and the text that ends it.
+    BlockComment(&'static str),
+    /// A string literal: its closing quote, whether it is triple-quoted, whether a backslash
+    /// escapes, whether a line break leaves it open, and for Rust raw strings the number of
+    /// `#` that end it.
     Str {
         quote: char,
         triple: bool,
-        raw: Option<usize>,
+        escapes: bool,
+        multiline: bool,
+        hashes: Option<usize>,
     },
 }
 
-/// A cheap bracket scanner that skips string literals and comments, resumable across the
-/// prefix, the suggestion and the suffix. Not a parser: it errs towards "lost track", which
-/// turns the bracket rules off.
+/// A cheap bracket scanner that skips string literals and comments (as the language's spec
+/// describes them), resumable across the prefix, the suggestion and the suffix. Not a
+/// parser: it errs towards "lost track", which turns the bracket rules off.
 #[derive(Debug, Clone)]
 pub struct Scanner {
-    language: Language,
+    spec: &'static LanguageSpec,
     lex: Lex,
     escaped: bool,
     /// Open brackets, each with the number of the scan that opened it.
@@ -559,7 +582,7 @@ pub struct Scanner {
 impl Scanner {
     pub fn new(language: Language) -> Scanner {
         Scanner {
-            language,
+            spec: language.spec(),
             lex: Lex::Code,
             escaped: false,
             stack: Vec::new(),
@@ -568,16 +591,14 @@ impl Scanner {
         }
     }
 
-    fn c_like_comments(&self) -> bool {
-        !matches!(self.language, Language::Python | Language::PlainText)
-    }
-
     /// Scans `text` as the continuation of what was scanned before; returns what each
     /// closing bracket outside strings and comments did.
     fn scan(&mut self, text: &str) -> Vec<CloseEvent> {
         self.pass += 1;
         let chars: Vec<(usize, char)> = text.char_indices().collect();
         let at = |i: usize| chars.get(i).map(|p| p.1);
+        let starts =
+            |i: usize, token: &str| token.chars().enumerate().all(|(k, c)| at(i + k) == Some(c));
         let mut events = Vec::new();
         let mut i = 0;
         while i < chars.len() {
@@ -588,18 +609,24 @@ impl Scanner {
                         self.lex = Lex::Code;
                     }
                 }
-                Lex::BlockComment => {
-                    if c == '*' && at(i + 1) == Some('/') {
+                Lex::BlockComment(end) => {
+                    if starts(i, end) {
                         self.lex = Lex::Code;
-                        i += 1;
+                        i += end.chars().count() - 1;
                     }
                 }
-                Lex::Str { quote, triple, raw } => {
+                Lex::Str {
+                    quote,
+                    triple,
+                    escapes,
+                    multiline,
+                    hashes,
+                } => {
                     if self.escaped {
                         self.escaped = false;
-                    } else if c == '\\' && raw.is_none() {
+                    } else if c == '\\' && escapes {
                         self.escaped = true;
-                    } else if c == '\n' && !self.multiline_string(quote, triple, raw) {
+                    } else if c == '\n' && !multiline {
                         self.lex = Lex::Code;
                     } else if c == quote {
                         if triple {
@@ -607,7 +634,7 @@ impl Scanner {
                                 self.lex = Lex::Code;
                                 i += 2;
                             }
-                        } else if let Some(hashes) = raw {
+                        } else if let Some(hashes) = hashes {
                             if (1..=hashes).all(|k| at(i + k) == Some('#')) {
                                 self.lex = Lex::Code;
                                 i += hashes;
@@ -623,34 +650,34 @@ impl Scanner {
                         at: offset,
                         kind: self.close(c),
                     }),
-                    '/' if self.c_like_comments() && at(i + 1) == Some('/') => {
-                        self.lex = Lex::LineComment;
-                    }
-                    '/' if self.c_like_comments() && at(i + 1) == Some('*') => {
-                        self.lex = Lex::BlockComment;
-                        i += 1;
-                    }
-                    '#' if self.language == Language::Python => self.lex = Lex::LineComment,
-                    'r' if self.language == Language::Rust => {
-                        let before = i.checked_sub(1).and_then(at);
-                        let starts = before.is_none_or(|b| !is_word(b) || b == 'b');
-                        let hashes = (i + 1..).take_while(|&k| at(k) == Some('#')).count();
-                        if starts && at(i + 1 + hashes) == Some('"') {
-                            self.lex = Lex::Str {
-                                quote: '"',
-                                triple: false,
-                                raw: Some(hashes),
-                            };
-                            i += 1 + hashes;
-                        }
-                    }
-                    '"' | '\'' | '`' => i = self.open_quote(&chars, i),
-                    _ => {}
+                    _ => i = self.code(&chars, i, &starts),
                 },
             }
             i += 1;
         }
         events
+    }
+
+    /// Handles a char in code at `chars[i]` that is no bracket: a comment or a string may
+    /// start there. Returns the index of the last character consumed.
+    fn code(
+        &mut self,
+        chars: &[(usize, char)],
+        i: usize,
+        starts: &dyn Fn(usize, &str) -> bool,
+    ) -> usize {
+        let comments = &self.spec.comments;
+        if let Some((open, close)) = comments.block.iter().find(|(open, _)| starts(i, open)) {
+            self.lex = Lex::BlockComment(close);
+            return i + open.chars().count() - 1;
+        }
+        let word_start = !comments.line_at_word_start
+            || i.checked_sub(1).is_none_or(|p| chars[p].1.is_whitespace());
+        if word_start && comments.line.iter().any(|l| starts(i, l)) {
+            self.lex = Lex::LineComment;
+            return i;
+        }
+        self.open_quote(chars, i)
     }
 
     fn close(&mut self, closer: char) -> Close {
@@ -671,66 +698,59 @@ impl Scanner {
         }
     }
 
-    fn multiline_string(&self, quote: char, triple: bool, raw: Option<usize>) -> bool {
-        triple || raw.is_some() || quote == '`' || (self.language == Language::Rust && quote == '"')
-    }
-
-    /// Handles a quote in code at `chars[i]`; returns the index of the last character
-    /// consumed.
+    /// Handles a possible string start in code at `chars[i]`; returns the index of the last
+    /// character consumed.
     fn open_quote(&mut self, chars: &[(usize, char)], i: usize) -> usize {
-        use Language::*;
         let c = chars[i].1;
         let at = |k: usize| chars.get(k).map(|p| p.1);
-        let triple = at(i + 1) == Some(c) && at(i + 2) == Some(c);
-        match (self.language, c) {
-            (PlainText, _) => i,
-            (Python | Java, '"') | (Python, '\'') if triple => {
-                self.lex = Lex::Str {
-                    quote: c,
-                    triple: true,
-                    raw: None,
-                };
-                i + 2
-            }
-            (_, '"') | (Python | JavaScript | TypeScript | Tsx, '\'') => {
-                self.lex = Lex::Str {
-                    quote: c,
-                    triple: false,
-                    raw: None,
-                };
-                i
-            }
-            (JavaScript | TypeScript | Tsx, '`') => {
-                self.lex = Lex::Str {
-                    quote: c,
-                    triple: false,
-                    raw: None,
-                };
-                i
-            }
-            (Go, '`') => {
-                self.lex = Lex::Str {
-                    quote: c,
-                    triple: false,
-                    raw: Some(0),
-                };
-                i
-            }
-            // A char literal ('x', '\n', '\u{1F600}') — or a Rust lifetime, a C++ digit
-            // separator: those have no closing quote nearby and are skipped.
-            (_, '\'') => {
-                let close = if at(i + 1) == Some('\\') {
-                    (i + 2..i + 12).find(|&k| at(k) == Some('\'') || at(k) == Some('\n'))
-                } else {
-                    Some(i + 2)
-                };
-                match close {
-                    Some(k) if at(k) == Some('\'') && at(i + 1) != Some('\n') => k,
-                    _ => i,
+        let string = |quote, triple, escapes, multiline, hashes| Lex::Str {
+            quote,
+            triple,
+            escapes,
+            multiline,
+            hashes,
+        };
+        for &quote in self.spec.strings.quotes {
+            match quote {
+                Quote::Triple(q) if c == q && at(i + 1) == Some(q) && at(i + 2) == Some(q) => {
+                    self.lex = string(q, true, true, true, None);
+                    return i + 2;
                 }
+                Quote::Str {
+                    quote: q,
+                    escapes,
+                    multiline,
+                } if c == q => {
+                    self.lex = string(q, false, escapes, multiline, None);
+                    return i;
+                }
+                // `r"…"`, `r#"…"#`, `br"…"` — not the `r` ending an identifier.
+                Quote::HashedRaw if c == 'r' => {
+                    let before = i.checked_sub(1).and_then(at);
+                    let starts = before.is_none_or(|b| !is_word(b) || b == 'b');
+                    let hashes = (i + 1..).take_while(|&k| at(k) == Some('#')).count();
+                    if starts && at(i + 1 + hashes) == Some('"') {
+                        self.lex = string('"', false, false, true, Some(hashes));
+                        return i + 1 + hashes;
+                    }
+                }
+                // A char literal ('x', '\n', '\u{1F600}') — or a Rust lifetime, a C++ digit
+                // separator: those have no closing quote nearby and are skipped.
+                Quote::Char(q) if c == q => {
+                    let close = if at(i + 1) == Some('\\') {
+                        (i + 2..i + 12).find(|&k| at(k) == Some(q) || at(k) == Some('\n'))
+                    } else {
+                        Some(i + 2)
+                    };
+                    return match close {
+                        Some(k) if at(k) == Some(q) && at(i + 1) != Some('\n') => k,
+                        _ => i,
+                    };
+                }
+                _ => {}
             }
-            _ => i,
         }
+        i
     }
 }
 
@@ -766,11 +786,42 @@ mod tests {
                 line_before,
                 line_after,
                 block_indent,
+                next_line: false,
             },
         }
     }
 
     use Language::{C, Go, JavaScript, PlainText, Python, Rust};
+
+    /// After a complete statement at a line's end, the model may start the next line: the
+    /// suggestion is the line break and that one line; or it may add to the line.
+    #[test]
+    fn next_line_after_a_complete_statement() {
+        let fixture = "def f(items):\n    total = 0$0\n    return total\n";
+        // (raw answer, expected)
+        let cases: &[(&str, Option<&str>)] = &[
+            (
+                "\n    for item in items:\n        total += item\n",
+                Some("\n    for item in items:"),
+            ),
+            // A blank line between is kept (one), more are not.
+            ("\n\n\n    print(total)\n", Some("\n\n    print(total)")),
+            // Adding to the line is still a suggestion.
+            ("  # the sum\n    for x in items:", Some("  # the sum")),
+            // The line that already follows, a blank line, the line just written: nothing.
+            ("\n    return total\n", None),
+            ("\n\n", None),
+            ("\n    total = 0\n", None),
+        ];
+        for (raw, want) in cases {
+            let mut c = ctx(fixture, Python, false, None);
+            c.shape.next_line = true;
+            assert_eq!(postprocess(raw, &c, &[]).as_deref(), *want, "{raw:?}");
+        }
+        // Without the shape (mid-expression), a model that starts a new line gives nothing.
+        let c = ctx(fixture, Python, false, None);
+        assert_eq!(postprocess("\n    for item in items:", &c, &[]), None);
+    }
 
     /// (name, raw answer, fixture, language, multiline, block_indent, stop, expected)
     type Case = (
@@ -913,8 +964,24 @@ mod tests {
         assert_eq!(kinds, [Close::Outer, Close::Mismatch]);
         assert!(s.confused);
 
-        let mut s = Scanner::new(Python);
-        s.scan("x = '''(\n[''' + f\"{a}\" # (\ny = (");
-        assert_eq!(s.stack.iter().map(|p| p.0).collect::<String>(), "(");
+        // (language, text, the brackets left open)
+        let cases: &[(Language, &str, &str)] = &[
+            (Python, "x = '''(\n[''' + f\"{a}\" # (\ny = (", "("),
+            (Language::Ruby, "x = \"(\" + '[' # (\ny = [", "["),
+            (
+                Language::Php,
+                "$a = '(' . \"[\"; # {\n// {\n/* ( */ f(",
+                "(",
+            ),
+            (Language::Lua, "x = \"(\" -- (\n--[[ ( ]] y = {", "{"),
+            (Language::Bash, "n=$# (\necho \"(\" '[' # {\nf() {", "({"),
+            (PlainText, "\"(\" // (", "(("),
+        ];
+        for &(language, text, open) in cases {
+            let mut s = Scanner::new(language);
+            s.scan(text);
+            let got: String = s.stack.iter().map(|p| p.0).collect();
+            assert_eq!(got, open, "{language:?}: {text:?}");
+        }
     }
 }

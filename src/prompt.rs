@@ -141,7 +141,9 @@ pub fn build_fim(fim: Fim, ctx: &CompletionContext) -> FimPrompt {
         Fim::Native => Vec::new(),
         Fim::Template(t) => t.stop_tokens().iter().map(|s| s.to_string()).collect(),
     };
-    if !ctx.shape.multiline {
+    // A single line ends at the line break; after a complete statement the suggestion may
+    // be the next line, which starts with one.
+    if !ctx.shape.multiline && !ctx.shape.next_line {
         stop.push("\n".to_string());
     }
     match fim {
@@ -209,6 +211,7 @@ mod tests {
                 line_before,
                 line_after,
                 block_indent: None,
+                next_line: false,
             },
         }
     }

@@ -35,6 +35,8 @@ pub const DEFAULT_COOLING: Duration = Duration::from_secs(10);
 pub const MAX_ATTEMPTS: u32 = 3;
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// The error of an attempt cut off by the chain's deadline.
+pub const DEADLINE_REACHED: &str = "deadline reached";
 /// Weight of the newest call in the latency averages.
 const LATENCY_WEIGHT: f64 = 0.3;
 
@@ -385,13 +387,6 @@ impl Timed for ModelAnswer {
     }
 }
 
-/// A completion's answer: the post-processed text (if any was kept) and the raw answer.
-impl Timed for Option<(String, ModelAnswer)> {
-    fn first_token(&self) -> Option<Duration> {
-        self.as_ref().and_then(|(_, answer)| answer.first_token)
-    }
-}
-
 /// One try of one endpoint, for logs and for telling the user what happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attempt {
@@ -400,6 +395,8 @@ pub struct Attempt {
     pub endpoint: Arc<str>,
     /// `None` on success; else the one-line reason.
     pub error: Option<String>,
+    /// The call ran out of time (the model's timeout, or the request's deadline).
+    pub timed_out: bool,
     pub ms: u64,
 }
 
@@ -514,11 +511,12 @@ where
                 )
                 .await;
                 let took = t0.elapsed();
-                let mut record = |error: Option<String>| {
+                let mut record = |error: Option<String>, timed_out: bool| {
                     attempts.push(Attempt {
                         model: name.clone(),
                         endpoint: endpoint.clone(),
                         error,
+                        timed_out,
                         ms: took.as_millis() as u64,
                     })
                 };
@@ -526,7 +524,7 @@ where
                     Ok(Ok(answer)) => {
                         guard.armed = false;
                         health.record_success(name, url, took, answer.first_token());
-                        record(None);
+                        record(None, false);
                         return ChainOutcome {
                             answer: Ok((name.clone(), answer)),
                             attempts,
@@ -535,7 +533,10 @@ where
                     Ok(Err(e)) => {
                         guard.armed = false;
                         let line = e.to_string();
-                        record(Some(line.clone()));
+                        record(
+                            Some(line.clone()),
+                            matches!(e, ProviderError::Timeout { .. }),
+                        );
                         let after = health.record_failure(
                             (name, url),
                             &e,
@@ -558,7 +559,7 @@ where
                     }
                     Err(_) => {
                         // Out of time: this says nothing certain about the endpoint.
-                        record(Some("deadline reached".into()));
+                        record(Some(DEADLINE_REACHED.into()), true);
                         errors.push(format!("{who}: no answer before the deadline"));
                         break 'models;
                     }

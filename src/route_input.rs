@@ -12,13 +12,15 @@
 use std::time::Instant;
 
 use crate::documents::{Snapshot, path_of_uri};
-use crate::providers::Providers;
+use crate::position::clamp_range;
 use crate::redact::contains_secrets;
 use crate::resilience::Health;
 use crate::router::{Decision, RouteRequest, RouteState};
 use crate::session::{COMPLETE_TASK, Session};
-use crate::syntax::context::{CHARS_PER_TOKEN, CompletionContext};
+use crate::syntax::context::CompletionContext;
 use crate::syntax::features::{Features, Target, enclosing_target};
+use crate::telemetry::UsageLog;
+use crate::tokens::estimate_tokens;
 
 /// Tokens a chat prompt spends on instructions and context around the code, for the
 /// context-window check of actions (and of `pilotfish route`).
@@ -61,9 +63,13 @@ impl RouteInput {
         } else {
             Features::at_cursor(snapshot.language)
         };
-        let prompt_chars = ctx.prefix.len()
-            + ctx.suffix.len()
-            + ctx.imports.iter().map(|l| l.len() + 1).sum::<usize>();
+        let prompt_tokens = estimate_tokens(&ctx.prefix)
+            + estimate_tokens(&ctx.suffix)
+            + ctx
+                .imports
+                .iter()
+                .map(|l| estimate_tokens(l))
+                .sum::<usize>();
         let secrets = (settings.any_cloud && routes_on_secrets(session)).then(|| {
             ctx.imports
                 .iter()
@@ -76,7 +82,7 @@ impl RouteInput {
             task: COMPLETE_TASK.into(),
             features,
             path: path_of_uri(&snapshot.uri),
-            prompt_tokens: (prompt_chars / CHARS_PER_TOKEN) as u32,
+            prompt_tokens: u32::try_from(prompt_tokens).unwrap_or(u32::MAX),
             secrets,
         }
     }
@@ -87,12 +93,8 @@ impl RouteInput {
     /// it off the runtime thread.
     pub fn for_target(task: &str, snapshot: &Snapshot, target: &Target) -> RouteInput {
         let features = snapshot.features(target);
-        // A target is made from its snapshot, so its range lies on char boundaries; one that
-        // does not (a bug) has the whole document scanned, which errs on the private side.
-        let secrets = match snapshot.rope.get_byte_slice(target.range.clone()) {
-            Some(code) => contains_secrets(&code.to_string()),
-            None => contains_secrets(&snapshot.rope.to_string()),
-        };
+        let range = clamp_range(&snapshot.rope, target.range.clone());
+        let secrets = contains_secrets(&snapshot.rope.byte_slice(range).to_string());
         RouteInput {
             task: task.to_string(),
             prompt_tokens: features.tokens.saturating_add(PROMPT_OVERHEAD_TOKENS),
@@ -121,11 +123,12 @@ impl RouteInput {
     }
 
     /// The decision for this input now: the session's rules and routes, each model's state
-    /// as `health` sees it, and the day's spend as `providers` counted it.
-    pub fn decide(&self, session: &Session, health: &Health, providers: &Providers) -> Decision {
+    /// as `health` sees it, and the day's spend as the usage log has it (every process of the
+    /// user, this day).
+    pub fn decide(&self, session: &Session, health: &Health, usage: &UsageLog) -> Decision {
         let state = RouteState {
             models: health.snapshot(Instant::now()),
-            spent_today_usd: providers.spent_today_usd(),
+            spent_today_usd: usage.spent_today_usd(),
         };
         session.router().decide(&self.request(session), &state)
     }
@@ -196,17 +199,14 @@ explain = ["cloud", "local"]
             input.prompt_tokens,
             input.features.tokens + PROMPT_OVERHEAD_TOKENS
         );
-        let (health, providers) = (Health::new(), Providers::new());
+        let (health, usage) = (Health::new(), UsageLog::off());
         let redacting = session("", "", Some("/w"));
         assert_eq!(input.request(&redacting).secrets_found, 0);
-        let d = input.decide(&redacting, &health, &providers);
+        let d = input.decide(&redacting, &health, &usage);
         assert_eq!(chain(&d), ["cloud", "local"]);
         let strict = session("redact_secrets = false", "", Some("/w"));
         assert_eq!(input.request(&strict).secrets_found, 1);
-        assert_eq!(
-            chain(&input.decide(&strict, &health, &providers)),
-            ["local"]
-        );
+        assert_eq!(chain(&input.decide(&strict, &health, &usage)), ["local"]);
     }
 
     #[test]
@@ -214,16 +214,13 @@ explain = ["cloud", "local"]
         let snap = snapshot("file:///w/private/a.rs", "fn f() {}\n");
         let target = enclosing_target(&snap.rope, snap.tree.as_ref(), Language::Rust, 3);
         let input = RouteInput::for_target("explain", &snap, &target);
-        let (health, providers) = (Health::new(), Providers::new());
+        let (health, usage) = (Health::new(), UsageLog::off());
         let privacy = "local_only = [\"private/**\"]";
         let with_root = session(privacy, "", Some("/w"));
-        assert_eq!(
-            chain(&input.decide(&with_root, &health, &providers)),
-            ["local"]
-        );
+        assert_eq!(chain(&input.decide(&with_root, &health, &usage)), ["local"]);
         let without = session(privacy, "", None);
         assert_eq!(
-            chain(&input.decide(&without, &health, &providers)),
+            chain(&input.decide(&without, &health, &usage)),
             ["cloud", "local"]
         );
     }

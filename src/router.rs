@@ -492,10 +492,11 @@ impl Router {
                         .iter()
                         .enumerate()
                         .map(|(j, name)| {
-                            language_named(name).ok_or_else(|| RouterError {
+                            Language::named(name).ok_or_else(|| RouterError {
                                 key: format!("rules[{i}].when.languages[{j}]"),
                                 reason: format!(
-                                    "unknown language {name:?} (expected rust, python, javascript, typescript, tsx, go, c, cpp, java or plaintext)"
+                                    "unknown language {name:?} (expected {})",
+                                    Language::names_for_humans()
                                 ),
                             })
                         })
@@ -789,14 +790,6 @@ impl Rule {
             parts.join(", ")
         }
     }
-}
-
-/// A rule's language name (as `Language::name()` spells it, or an LSP language id such as
-/// `c++` or `typescriptreact`), case-insensitive.
-fn language_named(name: &str) -> Option<Language> {
-    let lower = name.to_ascii_lowercase();
-    let language = Language::detect(&lower, "");
-    (language != Language::PlainText || lower == "plaintext").then_some(language)
 }
 
 /// Why a model in `state` cannot be tried now; `None` when it is healthy.

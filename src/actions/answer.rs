@@ -28,7 +28,7 @@ use std::ops::RangeInclusive;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::syntax::{Language, parse};
+use crate::syntax::{Language, LanguageSpec, parse};
 
 /// How many `{` of an answer are tried as the start of the findings object.
 const MAX_JSON_STARTS: usize = 64;
@@ -361,55 +361,22 @@ enum TagMatch {
     Exact,
 }
 
+/// How well a fence tag fits the document's language: one of its own tags, an untagged or
+/// plain-text block (or any block for plain text), a sibling language's tag, or another
+/// language's.
 fn tag_match(language: Language, tag: &str) -> TagMatch {
-    if matches!(tag, "" | "text" | "txt" | "plaintext" | "plain" | "code") {
+    let spec = language.spec();
+    if matches!(tag, "" | "text" | "txt" | "plaintext" | "plain" | "code") || spec.grammar.is_none()
+    {
         return TagMatch::Compatible;
     }
-    let exact: &[&str] = match language {
-        Language::Rust => &["rust", "rs"],
-        Language::Python => &["python", "py", "python3", "py3"],
-        Language::JavaScript => &["javascript", "js", "jsx", "mjs", "cjs", "node"],
-        Language::TypeScript => &["typescript", "ts", "mts", "cts"],
-        Language::Tsx => &["tsx", "typescriptreact"],
-        Language::Go => &["go", "golang"],
-        Language::C => &["c", "h"],
-        Language::Cpp => &["cpp", "c++", "cc", "cxx", "hpp", "hh", "hxx", "cplusplus"],
-        Language::Java => &["java"],
-        Language::PlainText => return TagMatch::Compatible,
-    };
-    if exact.contains(&tag) {
+    if spec.fence_tags.contains(&tag) {
         return TagMatch::Exact;
     }
-    let family: &[&str] = match language {
-        Language::JavaScript | Language::TypeScript | Language::Tsx => &[
-            "javascript",
-            "js",
-            "jsx",
-            "mjs",
-            "cjs",
-            "node",
-            "typescript",
-            "ts",
-            "mts",
-            "cts",
-            "tsx",
-            "typescriptreact",
-        ],
-        Language::C | Language::Cpp => &[
-            "c",
-            "h",
-            "cpp",
-            "c++",
-            "cc",
-            "cxx",
-            "hpp",
-            "hh",
-            "hxx",
-            "cplusplus",
-        ],
-        _ => &[],
-    };
-    if family.contains(&tag) {
+    let sibling = Language::ALL
+        .into_iter()
+        .any(|l| l.family() == language.family() && l.spec().fence_tags.contains(&tag));
+    if sibling {
         TagMatch::Compatible
     } else {
         TagMatch::Other
@@ -432,13 +399,14 @@ fn bare_code(text: &str, language: Language) -> Result<String, ParseError> {
         return Err(no_code("plain text needs a fenced block".into()));
     };
     let root = tree.root_node();
+    let spec = language.spec();
     // Sentences in comments and strings (a docstring) are code; elsewhere they are prose.
     let mut offset = 0;
     let mut prose = None;
     for (n, line) in code.split('\n').enumerate() {
         let at = offset + (line.len() - line.trim_start().len());
         offset += line.len() + 1;
-        if is_prose(line) && !in_comment_or_string(root, at) {
+        if is_prose(line) && !in_comment_or_string(spec, root, at) {
             prose = Some((n, line));
             break;
         }
@@ -465,11 +433,11 @@ fn bare_code(text: &str, language: Language) -> Result<String, ParseError> {
     Ok(code)
 }
 
-fn in_comment_or_string(root: tree_sitter::Node, at: usize) -> bool {
+fn in_comment_or_string(spec: &LanguageSpec, root: tree_sitter::Node, at: usize) -> bool {
     let node = root.descendant_for_byte_range(at, at + 1);
     std::iter::successors(node, |n| n.parent()).any(|n| {
         let kind = n.kind();
-        kind.contains("comment") || kind.contains("string") || kind == "text_block"
+        kind.contains("comment") || spec.is_string(kind)
     })
 }
 

@@ -5,7 +5,8 @@
 //! Cost: one walk of the tree that enters only the target, the nodes that contain it, and
 //! containers of items (impl/class bodies, namespaces, export statements, preprocessor
 //! blocks) — never the bodies of other functions. Offsets of a possibly stale tree are
-//! clamped to the rope.
+//! clamped to the rope. What a definition, an import or a header is comes from the
+//! language's spec (`syntax/lang/`).
 
 use std::collections::{BTreeSet, HashSet};
 use std::ops::Range;
@@ -13,14 +14,14 @@ use std::ops::Range;
 use ropey::Rope;
 use tree_sitter::{Node, Tree};
 
-use crate::syntax::Language;
-use crate::syntax::context::{MAX_IMPORT_CHARS, MAX_IMPORT_LINES, import_kinds};
+use crate::position::clamp_range;
+use crate::syntax::context::{MAX_IMPORT_CHARS, MAX_IMPORT_LINES, is_import};
+use crate::syntax::lang::{Item, LanguageSpec, Name};
+use crate::syntax::{Language, MAX_HEADER_CHARS, is_attribute_line};
 
 /// Caps on the signatures: how many, and how many characters in all.
 pub const MAX_SIGNATURES: usize = 40;
 pub const MAX_SIGNATURE_CHARS: usize = 4000;
-/// Cap on one header line.
-const MAX_HEADER_CHARS: usize = 200;
 /// How far into a definition its header is looked for.
 const MAX_HEADER_SCAN_BYTES: usize = 1000;
 /// Caps on the identifiers collected inside the target.
@@ -51,10 +52,10 @@ pub fn gather(
     let Some(tree) = tree else {
         return Gathered::default();
     };
-    let target = super::clamp_range(rope, target);
+    let target = clamp_range(rope, target);
     let mut walk = Walk {
         rope,
-        language,
+        spec: language.spec(),
         target_first_line: rope.byte_to_line(target.start),
         target,
         imports: Vec::new(),
@@ -83,7 +84,7 @@ struct Definition<'t> {
 
 struct Walk<'a, 't> {
     rope: &'a Rope,
-    language: Language,
+    spec: &'static LanguageSpec,
     target: Range<usize>,
     target_first_line: usize,
     imports: Vec<String>,
@@ -127,19 +128,23 @@ impl<'t> Walk<'_, 't> {
             // knowing, e.g. the other methods of the target's class.
             return true;
         }
-        if import_kinds(self.language).contains(&node.kind()) {
+        if is_import(self.spec, self.rope, node) {
             self.push_import(start, end);
             return false;
         }
         if let Some(definition) = self.definition(node) {
             self.definitions.push(definition);
-            return is_type_like(node.kind());
         }
-        is_container(node.kind())
+        // Members of types, and what holders, wrappers and namespaces hold, are definitions
+        // too; function bodies are not walked.
+        matches!(
+            self.spec.item(node.kind()),
+            Some(Item::Container | Item::Holder | Item::Wrapper | Item::Namespace)
+        )
     }
 
     fn inside_target(&mut self, node: Node, start: usize) {
-        if node.child_count() == 0 && node.kind().ends_with("identifier") {
+        if node.child_count() == 0 && is_identifier(node.kind()) {
             let end = self.clamped(node).1;
             if end - start <= MAX_IDENTIFIER_BYTES && self.identifiers.len() < MAX_IDENTIFIERS {
                 self.identifiers.insert(self.text(start, end));
@@ -150,7 +155,7 @@ impl<'t> Walk<'_, 't> {
         }
         let starts_statement = node.parent().is_some_and(|p| {
             let (ps, pe) = self.clamped(p);
-            is_statement_list(p.kind()) || (ps <= self.target.start && pe >= self.target.end)
+            is_statement_list(self.spec, p) || (ps <= self.target.start && pe >= self.target.end)
         });
         let line = self.rope.byte_to_line(start);
         let line_start = self.rope.line_to_byte(line);
@@ -180,66 +185,68 @@ impl<'t> Walk<'_, 't> {
         self.imports.push(text.to_string());
     }
 
-    /// The name and body of a function or type definition.
+    /// The name and body of a function or type definition, or of an anonymous function
+    /// assigned to a name (`const f = (…) => {…}`).
     fn definition(&self, node: Node<'t>) -> Option<Definition<'t>> {
         let kind = node.kind();
-        let (name_node, body) = match kind {
-            "lexical_declaration" | "variable_declaration" => {
-                // `const f = (…) => {…}` and `var C = class {…}`.
-                let mut walk = node.walk();
-                let declarator = node
-                    .named_children(&mut walk)
-                    .filter(|d| d.kind() == "variable_declarator")
-                    .find(|d| {
-                        d.child_by_field_name("value").is_some_and(|v| {
-                            matches!(
-                                v.kind(),
-                                "arrow_function"
-                                    | "function_expression"
-                                    | "function"
-                                    | "generator_function"
-                                    | "class"
-                            )
-                        })
-                    })?;
-                let body = declarator
-                    .child_by_field_name("value")
-                    .and_then(|v| v.child_by_field_name("body"));
-                (declarator.child_by_field_name("name")?, body)
+        let (name_node, body) = if let Some(def) = self.spec.def(kind) {
+            if !matches!(def.item, Item::Function | Item::Container | Item::Signature) {
+                return None;
             }
-            "type_declaration" => {
-                // Go: `type Point struct {…}`.
-                let mut walk = node.walk();
-                let spec = node
-                    .named_children(&mut walk)
-                    .find(|c| matches!(c.kind(), "type_spec" | "type_alias"))?;
-                (spec.child_by_field_name("name")?, None)
-            }
-            "function_definition" | "declaration" | "field_declaration"
-                if matches!(self.language, Language::C | Language::Cpp) =>
-            {
-                let declarator = node.child_by_field_name("declarator")?;
-                if kind != "function_definition" && !has_function_declarator(declarator) {
-                    return None;
+            let body = node.child_by_field_name("body");
+            match def.name {
+                Name::Field => (last_name(node.child_by_field_name("name")?), body),
+                // An impl names no identifier of its own; its members are walked.
+                Name::Impl => return None,
+                Name::Spec => {
+                    // Go: `type Point struct {…}`.
+                    let mut walk = node.walk();
+                    let spec = node
+                        .named_children(&mut walk)
+                        .find(|c| matches!(c.kind(), "type_spec" | "type_alias"))?;
+                    (spec.child_by_field_name("name")?, None)
                 }
-                (
-                    declarator_name(declarator)?,
-                    node.child_by_field_name("body"),
-                )
+                Name::Declarator | Name::FunctionDeclarator => {
+                    let declarator = node.child_by_field_name("declarator")?;
+                    if def.name == Name::FunctionDeclarator && !has_function_declarator(declarator)
+                    {
+                        return None;
+                    }
+                    (declarator_name(declarator)?, body)
+                }
             }
-            "type_definition" => (
-                declarator_name(node.child_by_field_name("declarator")?)?,
-                None,
-            ),
-            _ if is_definition(kind) => (
-                node.child_by_field_name("name")?,
-                node.child_by_field_name("body"),
-            ),
-            _ => return None,
+        } else {
+            self.assigned_function(node)?
         };
         let (ns, ne) = self.clamped(name_node);
         let name = self.text(ns, ne);
         (!name.is_empty()).then_some(Definition { name, node, body })
+    }
+
+    /// `const f = (…) => {…}`, `var C = class {…}`: the declarator's name, and the body of
+    /// the function (none for a class).
+    fn assigned_function(&self, node: Node<'t>) -> Option<(Node<'t>, Option<Node<'t>>)> {
+        let kind = node.kind();
+        let assigned = self.spec.assigned.iter().find(|a| a.outer == kind)?;
+        let is_anonymous = |v: &Node| self.spec.item(v.kind()) == Some(Item::Anonymous);
+        let holder = match assigned.declarator {
+            Some(declarator) => {
+                let mut walk = node.walk();
+                node.named_children(&mut walk)
+                    .filter(|d| d.kind() == declarator)
+                    .find(|d| {
+                        d.child_by_field_name("value")
+                            .is_some_and(|v| is_anonymous(&v))
+                    })?
+            }
+            None => node,
+        };
+        let value = holder
+            .child_by_field_name("value")
+            .or_else(|| holder.child_by_field_name("right"))
+            .filter(is_anonymous)?;
+        let name = holder.child_by_field_name(assigned.name_field)?;
+        Some((name, value.child_by_field_name("body")))
     }
 
     /// The definition's header on one line: its text up to the body (or its first line when
@@ -258,21 +265,16 @@ impl<'t> Walk<'_, 't> {
             .char_to_byte(self.rope.byte_to_char(stop.min(end)));
         let text = self.text(start, stop);
         let mut lines: Vec<&str> = text.lines().collect();
-        while lines.len() > 1 {
-            let first = lines[0].trim_start();
-            if first.starts_with('@') || first.starts_with("#[") || first.is_empty() {
-                lines.remove(0);
-            } else {
-                break;
-            }
+        while lines.len() > 1 && (lines[0].trim().is_empty() || is_attribute_line(lines[0])) {
+            lines.remove(0);
         }
         if body.is_none() {
             lines.truncate(1);
         }
         let mut header = lines.join(" ");
-        if self.language != Language::Python
-            && let Some(brace) = header.find('{')
-        {
+        // In a braced language a header ends at its `{`; elsewhere a `{` is a dict or a hash.
+        let braced = !self.spec.blocks.by_indent && self.spec.blocks.closers.is_empty();
+        if braced && let Some(brace) = header.find('{') {
             header.truncate(brace);
         }
         let mut header = header
@@ -325,6 +327,12 @@ impl<'t> Walk<'_, 't> {
     }
 }
 
+/// A leaf that names something: `identifier` and its kin, PHP's `name`, Ruby's `constant`
+/// (a class), a shell `word` (a function called as a command).
+fn is_identifier(kind: &str) -> bool {
+    kind.ends_with("identifier") || matches!(kind, "name" | "constant" | "word")
+}
+
 /// True when a C/C++ declarator declares a function (possibly behind pointers/references).
 fn has_function_declarator(mut node: Node) -> bool {
     for _ in 0..16 {
@@ -352,92 +360,25 @@ fn declarator_name(mut node: Node) -> Option<Node> {
     None
 }
 
-/// Definitions whose name is the `name` field (the other shapes are handled by name).
-fn is_definition(kind: &str) -> bool {
-    matches!(
-        kind,
-        // Rust
-        "function_item"
-            | "function_signature_item"
-            | "struct_item"
-            | "enum_item"
-            | "union_item"
-            | "trait_item"
-            | "type_item"
-            | "const_item"
-            | "static_item"
-            | "macro_definition"
-            // Python
-            | "function_definition"
-            | "class_definition"
-            // JavaScript / TypeScript
-            | "function_declaration"
-            | "generator_function_declaration"
-            | "class_declaration"
-            | "abstract_class_declaration"
-            | "method_definition"
-            | "interface_declaration"
-            | "type_alias_declaration"
-            | "enum_declaration"
-            | "abstract_method_signature"
-            // Go
-            | "method_declaration"
-            // C / C++
-            | "struct_specifier"
-            | "union_specifier"
-            | "enum_specifier"
-            | "class_specifier"
-            // Java
-            | "record_declaration"
-            | "constructor_declaration"
-            | "annotation_type_declaration"
-    )
-}
-
-/// Definitions whose members are definitions too.
-fn is_type_like(kind: &str) -> bool {
-    matches!(
-        kind,
-        "trait_item"
-            | "class_definition"
-            | "class_declaration"
-            | "abstract_class_declaration"
-            | "interface_declaration"
-            | "class_specifier"
-            | "struct_specifier"
-            | "enum_declaration"
-            | "record_declaration"
-    )
-}
-
-/// Nodes that hold definitions without being one.
-fn is_container(kind: &str) -> bool {
-    matches!(
-        kind,
-        "impl_item"
-            | "mod_item"
-            | "declaration_list"
-            | "decorated_definition"
-            | "block"
-            | "export_statement"
-            | "class_body"
-            | "interface_body"
-            | "enum_body"
-            | "enum_body_declarations"
-            | "field_declaration_list"
-            | "namespace_definition"
-            | "template_declaration"
-            | "linkage_specification"
-            | "preproc_ifdef"
-            | "preproc_if"
-            | "preproc_else"
-            | "preproc_elif"
-    )
+/// The last name of a dotted or qualified name (`M.run` → `run`, `A::B` → `B`): what a
+/// call inside the target names.
+fn last_name(mut node: Node) -> Node {
+    for _ in 0..8 {
+        let count = node.named_child_count();
+        match count.checked_sub(1).and_then(|last| node.named_child(last)) {
+            Some(child) => node = child,
+            None => break,
+        }
+    }
+    node
 }
 
 /// Nodes whose children are statements or items, one after the other.
-fn is_statement_list(kind: &str) -> bool {
-    kind.contains("block")
+fn is_statement_list(spec: &LanguageSpec, node: Node) -> bool {
+    let kind = node.kind();
+    node.parent().is_none()
+        || spec.blocks.kinds.contains(&kind)
+        || kind.contains("block")
         || kind.ends_with("body")
         || matches!(
             kind,
@@ -445,10 +386,6 @@ fn is_statement_list(kind: &str) -> bool {
                 | "declaration_list"
                 | "field_declaration_list"
                 | "enum_body_declarations"
-                | "source_file"
-                | "translation_unit"
-                | "program"
-                | "module"
         )
 }
 
@@ -530,6 +467,30 @@ mod tests {
                 "package a.b;\nimport java.util.List;\nclass Repo {\n  @Override\n  public String find(int id) { return null; }\n  private int count() { return 0; }\n  $0public String run() {\n    return find(count());\n  }$0\n}\n",
                 &["package a.b;", "import java.util.List;"],
                 &["public String find(int id)", "private int count()"],
+            ),
+            (
+                Language::Ruby,
+                "require \"json\"\n\nclass Store\n  def get(k)\n    1\n  end\n\n  $0def run\n    get(:k) + Helper.new.x\n  end$0\nend\n\nclass Helper\nend\n\ndef unused(x)\n  x\nend\n",
+                &["require \"json\""],
+                &["def get(k)", "class Helper"],
+            ),
+            (
+                Language::Php,
+                "<?php\nuse Foo\\Bar;\n\nfunction helper($x) { return $x; }\n\nclass Repo {\n    private function count(): int { return 0; }\n    $0public function run() {\n        return helper($this->count());\n    }$0\n}\n",
+                &["use Foo\\Bar;"],
+                &["function helper($x)", "private function count(): int"],
+            ),
+            (
+                Language::Lua,
+                "local json = require(\"json\")\n\nlocal function helper(a)\n  return a\nend\n\nfunction M.get(k)\n  return k\nend\n\n$0function M.run()\n  return helper(M.get(1))\nend$0\n",
+                &["local json = require(\"json\")"],
+                &["local function helper(a)", "function M.get(k)"],
+            ),
+            (
+                Language::Bash,
+                "#!/bin/bash\nsource ./lib.sh\n\nhelper() {\n  echo hi\n}\n\n$0run() {\n  helper \"$1\"\n}$0\n",
+                &["source ./lib.sh"],
+                &["helper()"],
             ),
         ];
         for (language, fixture, imports, signatures) in cases {

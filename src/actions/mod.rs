@@ -21,12 +21,11 @@ pub mod prompt;
 pub mod refactor;
 pub mod run;
 
-use std::ops::Range;
-
 use ropey::Rope;
 use tree_sitter::Tree;
 
 use crate::config::{ActionConfig, ActionOutput, ModelConfig};
+use crate::position::clamp_range;
 use crate::syntax::Language;
 use crate::syntax::features::Target;
 
@@ -180,15 +179,6 @@ impl ActionRequest {
             limits,
         }
     }
-}
-
-/// Clamps a byte range to the rope and rounds both ends down to char boundaries.
-pub(crate) fn clamp_range(rope: &Rope, range: Range<usize>) -> Range<usize> {
-    let len = rope.len_bytes();
-    let floor = |b: usize| rope.char_to_byte(rope.byte_to_char(b.min(len)));
-    let end = floor(range.end);
-    let start = floor(range.start).min(end);
-    start..end
 }
 
 /// Removes the leading whitespace that all non-blank lines share (compared as text, so tabs
@@ -448,20 +438,6 @@ mod tests {
             ] {
                 let _ = build_messages(&req, &kind, None);
             }
-        }
-    }
-
-    #[test]
-    fn clamp_range_table() {
-        let rope = Rope::from_str("aé\nb");
-        let cases = [
-            (0..2, 0..1),
-            (0..usize::MAX, 0..5),
-            (usize::MAX..usize::MAX, 5..5),
-            (Range { start: 4, end: 1 }, 1..1),
-        ];
-        for (input, want) in cases {
-            assert_eq!(clamp_range(&rope, input.clone()), want, "{input:?}");
         }
     }
 }

@@ -10,8 +10,7 @@
 //! of half a function would delete the other half, so that is an error instead.
 
 use crate::config::{ActionConfig, ActionOutput};
-use crate::syntax::Language;
-use crate::syntax::context::CHARS_PER_TOKEN;
+use crate::tokens::estimate_tokens;
 
 use super::{ActionKind, ActionRequest};
 
@@ -93,11 +92,6 @@ pub enum PromptError {
          {needed} tokens with a single line of code, {budget} are available"
     )]
     ContextTooSmall { needed: u32, budget: u32 },
-}
-
-/// Estimated tokens of a text.
-pub fn estimate_tokens(text: &str) -> usize {
-    text.chars().count().div_ceil(CHARS_PER_TOKEN)
 }
 
 /// Builds the `(system, user)` messages of `action` for `request`, trimmed to the model's
@@ -290,16 +284,17 @@ struct Renderer<'a> {
 impl Renderer<'_> {
     fn render(&self, context: Context, shown: usize) -> (String, String) {
         let req = self.request;
-        let lang = display_name(req.language);
-        let tag = fence_tag(req.language);
+        let spec = req.language.spec();
+        let lang = spec.display_name;
+        let tag = spec.fence_tag();
         let code = self.code(shown);
         let system = match self.mode {
             Mode::Explain => explain_system(lang),
-            Mode::Refactor => rewrite_system(lang, tag, describe_kind(&req.target_kind)),
+            Mode::Refactor => rewrite_system(lang, tag, spec.describe(&req.target_kind)),
             Mode::Review => review_system(lang, shown),
             Mode::Custom { output, .. } => match output {
                 ActionOutput::Document => document_system(lang),
-                ActionOutput::Edit => rewrite_system(lang, tag, describe_kind(&req.target_kind)),
+                ActionOutput::Edit => rewrite_system(lang, tag, spec.describe(&req.target_kind)),
                 ActionOutput::Diagnostics => diagnostics_system(lang, shown),
             },
         };
@@ -380,9 +375,10 @@ impl Renderer<'_> {
         let mut out = format!(
             "File: {} ({}), lines {first}-{last}",
             req.path,
-            display_name(req.language)
+            req.language.spec().display_name
         );
-        out.push_str(&format!("\nTarget: {}", describe_kind(&req.target_kind)));
+        let kind = req.language.spec().describe(&req.target_kind);
+        out.push_str(&format!("\nTarget: {kind}"));
         if let Some(name) = &req.target_name {
             out.push_str(&format!(" `{name}`"));
         }
@@ -426,55 +422,6 @@ fn fenced(tag: &str, content: &str) -> String {
     }
     let fence = "`".repeat(longest.max(2) + 1);
     format!("{fence}{tag}\n{content}\n{fence}")
-}
-
-/// A target kind in words: `function_item` → `function`, `class_declaration` → `class`.
-fn describe_kind(kind: &str) -> &str {
-    match kind {
-        "function_item"
-        | "function_definition"
-        | "function_declaration"
-        | "generator_function_declaration"
-        | "arrow_function"
-        | "function_expression" => "function",
-        "method_definition" | "method_declaration" => "method",
-        "constructor_declaration" => "constructor",
-        "class_definition"
-        | "class_declaration"
-        | "abstract_class_declaration"
-        | "class_specifier"
-        | "class" => "class",
-        "struct_item" | "struct_specifier" => "struct",
-        "enum_item" | "enum_declaration" | "enum_specifier" => "enum",
-        "trait_item" => "trait",
-        "impl_item" => "impl block",
-        "interface_declaration" => "interface",
-        "selection" => "selected code",
-        "" => "code",
-        other => other,
-    }
-}
-
-fn fence_tag(language: Language) -> &'static str {
-    match language {
-        Language::PlainText => "text",
-        other => other.name(),
-    }
-}
-
-fn display_name(language: Language) -> &'static str {
-    match language {
-        Language::Rust => "Rust",
-        Language::Python => "Python",
-        Language::JavaScript => "JavaScript",
-        Language::TypeScript => "TypeScript",
-        Language::Tsx => "TSX",
-        Language::Go => "Go",
-        Language::C => "C",
-        Language::Cpp => "C++",
-        Language::Java => "Java",
-        Language::PlainText => "plain text",
-    }
 }
 
 fn explain_system(lang: &str) -> String {
@@ -551,19 +498,27 @@ fn diagnostics_system(lang: &str, shown: usize) -> String {
 mod tests {
     use super::*;
     use crate::actions::ModelLimits;
+    use crate::syntax::Language;
 
     const BIG: ModelLimits = ModelLimits {
         context_window: 32768,
         max_output_tokens: 1024,
     };
 
+    /// A request for a function of `language` (its first function kind).
     fn request(language: Language, code: &str) -> ActionRequest {
+        let function = language
+            .spec()
+            .definitions
+            .iter()
+            .find(|d| d.item == crate::syntax::lang::Item::Function)
+            .map_or("", |d| d.kind);
         ActionRequest {
             language,
             path: "src/db.rs".into(),
             code: code.into(),
             first_line: 9,
-            target_kind: "function_item".into(),
+            target_kind: function.into(),
             target_name: Some("find_user".into()),
             selection: None,
             imports: vec!["use std::fmt;".into()],
@@ -996,16 +951,21 @@ mod tests {
     #[test]
     fn target_kinds_in_words() {
         let cases = [
-            ("function_item", "function"),
-            ("method_declaration", "method"),
-            ("class_specifier", "class"),
-            ("selection", "selected code"),
-            ("file", "file"),
-            ("", "code"),
-            ("lambda", "lambda"),
+            (Language::Rust, "function_item", "function"),
+            (Language::Rust, "impl_item", "impl block"),
+            (Language::Java, "method_declaration", "method"),
+            (Language::Cpp, "class_specifier", "class"),
+            (Language::Ruby, "singleton_method", "method"),
+            (Language::Php, "trait_declaration", "trait"),
+            (Language::Lua, "function_declaration", "function"),
+            (Language::Bash, "function_definition", "function"),
+            (Language::Rust, "selection", "selected code"),
+            (Language::Python, "file", "file"),
+            (Language::Go, "", "code"),
+            (Language::Python, "lambda", "lambda"),
         ];
-        for (kind, want) in cases {
-            assert_eq!(describe_kind(kind), want, "{kind:?}");
+        for (language, kind, want) in cases {
+            assert_eq!(language.spec().describe(kind), want, "{kind:?}");
         }
     }
 

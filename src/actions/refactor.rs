@@ -15,6 +15,7 @@ use std::ops::Range;
 use similar::TextDiff;
 use tree_sitter::{Node, Tree};
 
+use crate::position::clamp_str_range;
 use crate::syntax::{Language, parse};
 
 /// An accepted rewrite.
@@ -76,7 +77,7 @@ pub fn validate_refactor(
     new_code: &str,
 ) -> Result<Refactored, RefactorError> {
     let doc = original_document;
-    let range = clamp(doc, target_range);
+    let range = clamp_str_range(doc, target_range);
     let replacement = reindent(doc, range.clone(), new_code)?;
     let document = format!(
         "{}{}{}",
@@ -190,19 +191,6 @@ pub fn unified_diff(path: &str, old: &str, new: &str) -> String {
         .context_radius(3)
         .header(&format!("a/{path}"), &format!("b/{path}"))
         .to_string()
-}
-
-/// Clamps a byte range to `doc` and to char boundaries (rounding down).
-fn clamp(doc: &str, range: Range<usize>) -> Range<usize> {
-    let floor = |mut b: usize| {
-        b = b.min(doc.len());
-        while !doc.is_char_boundary(b) {
-            b -= 1;
-        }
-        b
-    };
-    let end = floor(range.end);
-    floor(range.start).min(end)..end
 }
 
 /// The new code as it goes into the document: dedented, then indented like the target's

@@ -27,12 +27,15 @@ use crate::config::{ActionOutput, Config};
 use crate::documents::Snapshot;
 use crate::providers::{ChatCall, ChatMessage, ModelAnswer, Providers};
 use crate::redact::redact;
-use crate::resilience::{Attempt, Health, run_chain};
+use crate::resilience::{Attempt, ChainOutcome, Health, run_chain};
 use crate::route_input::RouteInput;
 use crate::router::Decision;
 use crate::session::{Model, Session};
 use crate::sync::off_runtime;
 use crate::syntax::features::{Target, enclosing_target, selection_target};
+use crate::telemetry::{
+    Outcome as Logged, PendingCall, RouteFacts, RouteNote, Usage, UsageEvent, UsageLog,
+};
 
 use super::{
     ActionKind, ActionMessages, ActionRequest, Finding, ModelLimits, Refactored, build_messages,
@@ -80,12 +83,14 @@ pub struct ActionInput {
 }
 
 /// What the runner needs of the server (or the command line): the session the action runs
-/// under, the models' health, and the providers (which also count the day's spend).
+/// under, the models' health, the providers, and the usage log (which also keeps the day's spend).
 #[derive(Clone)]
 pub struct ActionEnv {
     pub session: Arc<Session>,
     pub health: Arc<Health>,
     pub providers: Providers,
+    /// Each model call gets a line; the day's spend comes from here.
+    pub usage: UsageLog,
 }
 
 /// Progress of a running action, for `$/progress` (or nothing, on the command line).
@@ -225,6 +230,7 @@ pub async fn run_action(
     };
     let Prepared {
         target,
+        route_input,
         decision,
         chain,
         messages,
@@ -233,55 +239,148 @@ pub async fn run_action(
         mut notes,
     } = prepared;
     let output = output_of(&input.kind, env.session.config());
-    let run = ask(&chain, &messages, output, &env, on_progress).await;
-
-    let attempts: Vec<AttemptSummary> = run.attempts.iter().map(AttemptSummary::from).collect();
-    let endpoint = run.endpoint().unwrap_or_default().to_string();
-    let (model, answer) = match run.answer {
-        Ok(found) => found,
-        Err(why) => {
+    let kind = input.kind.clone();
+    // One deadline for the whole action, escalations included: each endpoint of each model
+    // of the chain may take its timeout; retries only within the slowest model's.
+    let started = Instant::now();
+    let longest = chain
+        .iter()
+        .map(|m| Duration::from_millis(m.config.timeout_ms))
+        .max()
+        .unwrap_or(Duration::from_secs(30));
+    let total: Duration = chain
+        .iter()
+        .map(|m| Duration::from_millis(m.config.timeout_ms) * m.config.url.len() as u32)
+        .sum();
+    let (retry_until, deadline) = (started + longest, started + total + Duration::from_secs(1));
+    let id = env.usage.next_id();
+    let facts = RouteFacts::of(&route_input.request(&env.session));
+    let sent_bytes = messages.system.len() + messages.user.len();
+    // Ask the chain; an answer that fails its strict check escalates to the models after the
+    // one that gave it, within the deadline and the budget.
+    let mut remaining = chain;
+    let mut attempts: Vec<Attempt> = Vec::new();
+    let mut escalations: Vec<String> = Vec::new();
+    let with_escalations = |mut reason: String, escalations: &[String]| {
+        for step in escalations {
+            reason.push_str(&format!("; {step}"));
+        }
+        reason
+    };
+    let (model, (result, note)) = loop {
+        let mut log = PendingCall::start(
+            &env.usage,
+            UsageEvent {
+                facts: Some(facts.clone()),
+                prompt: env.usage.log_prompts().then(|| messages.user.clone()),
+                ..UsageEvent::call(&id, kind.name(), input.snapshot.language)
+                    .by(remaining.first().map(|m| &*m.name), None)
+            },
+            || Logged::Cancelled,
+        );
+        let run = ask(
+            &remaining,
+            &messages,
+            output,
+            &env,
+            (retry_until, deadline),
+            on_progress,
+        )
+        .await;
+        attempts.extend(run.attempts.iter().cloned());
+        let note = RouteNote::of(&decision, &run.attempts);
+        let endpoint = run.endpoint().unwrap_or_default().to_string();
+        let (model, answer) = match run.answer {
+            Ok(found) => found,
+            Err(why) => {
+                log.finish(|mut e| {
+                    e.outcome = Some(Logged::of_failed_chain(&run.attempts));
+                    e.note = Some(why.clone());
+                    e.route = Some(note);
+                    e
+                });
+                return Err(ActionError {
+                    message: format!("no model answered: {why}"),
+                    provenance: Provenance {
+                        model: None,
+                        reason: with_escalations(decision.why.clone(), &escalations),
+                        attempts: attempts.iter().map(AttemptSummary::from).collect(),
+                        decision: Some(Box::new(decision)),
+                    },
+                });
+            }
+        };
+        tracing::info!(task = kind.name(), model = %model, endpoint, chars = answer.text.len(), "action answered");
+        let usage = remaining
+            .iter()
+            .find(|m| m.name == model)
+            .map(|m| {
+                Usage::of(
+                    &m.config,
+                    (answer.tokens_in, answer.tokens_out),
+                    sent_bytes,
+                    answer.text.len(),
+                )
+            })
+            .unwrap_or_default();
+        let answered_ms = run.attempts.last().map_or(0, |a| a.ms);
+        let first_token = answer.first_token;
+        let read = {
+            let (snapshot, target) = (input.snapshot.clone(), target.clone());
+            let (shown_lines, display_path) = (messages.shown_lines, display_path.clone());
+            move || {
+                let answer = Answer {
+                    text: &answer.text,
+                    shown_lines,
+                    first_line,
+                };
+                read_answer(output, &snapshot, &target, &display_path, answer)
+            }
+        };
+        let read = off_runtime(read).await;
+        let failure = read.as_ref().err().cloned();
+        log.finish(|e| {
+            let mut e = e.by(Some(&model), Some(&endpoint)).usage(usage);
+            e.route = Some(note);
+            e.ttft_ms = Some(first_token.map_or(answered_ms, |t| t.as_millis() as u64));
+            e.outcome = Some(if failure.is_some() {
+                Logged::CheckFailed
+            } else {
+                Logged::Ok
+            });
+            e.note = failure.clone().or_else(|| escalations.last().cloned());
+            e
+        });
+        let why = match read {
+            Ok(read) => break (model, read),
+            Err(why) => why,
+        };
+        let next = escalation_chain(&remaining, &model, &route_input, &env);
+        if next.is_empty() || Instant::now() >= deadline {
+            let reason = with_escalations(reason_for(&decision, &model, &attempts), &escalations);
             return Err(ActionError {
-                message: format!("no model answered: {why}"),
+                message: format!("{why} (answer from {model})"),
                 provenance: Provenance {
-                    model: None,
-                    reason: decision.why.clone(),
-                    attempts,
+                    model: Some(model.to_string()),
+                    reason,
+                    attempts: attempts.iter().map(AttemptSummary::from).collect(),
                     decision: Some(Box::new(decision)),
                 },
             });
         }
+        tracing::info!(task = kind.name(), model = %model, "escalating: {why}");
+        escalations.push(format!("escalated from {model}: {why}"));
+        remaining = next;
     };
+    let reason = with_escalations(reason_for(&decision, &model, &attempts), &escalations);
     let provenance = Provenance {
         model: Some(model.to_string()),
-        reason: reason_for(&decision, &model, &run.attempts),
-        attempts,
+        reason,
+        attempts: attempts.iter().map(AttemptSummary::from).collect(),
         decision: Some(Box::new(decision)),
     };
-    let kind = input.kind;
-    tracing::info!(task = kind.name(), model = %model, endpoint, reason = %provenance.reason, chars = answer.text.len(), "action answered");
-
-    let read = {
-        let (snapshot, target) = (input.snapshot.clone(), target.clone());
-        let shown_lines = messages.shown_lines;
-        move || {
-            let answer = Answer {
-                text: &answer.text,
-                shown_lines,
-                first_line,
-            };
-            read_answer(output, &snapshot, &target, &display_path, answer)
-        }
-    };
-    let (result, note) = match off_runtime(read).await {
-        Ok(read) => read,
-        Err(message) => {
-            return Err(ActionError {
-                message: format!("{message} (answer from {model})"),
-                provenance,
-            });
-        }
-    };
     notes.extend(note);
+    notes.extend(escalations);
     let (_, last_line) = target.line_span(&input.snapshot.rope);
     Ok(ActionOutcome {
         kind,
@@ -294,9 +393,30 @@ pub async fn run_action(
     })
 }
 
+/// The models to ask after `failed` gave an answer that failed its check: those after it in
+/// `chain` that a decision made now still keeps (the first answer may have spent the budget).
+fn escalation_chain(
+    chain: &[Model],
+    failed: &str,
+    route_input: &RouteInput,
+    env: &ActionEnv,
+) -> Vec<Model> {
+    let now = route_input.decide(&env.session, &env.health, &env.usage);
+    let kept: Vec<&str> = now.chain().collect();
+    chain
+        .iter()
+        .skip_while(|m| &*m.name != failed)
+        .skip(1)
+        .filter(|m| kept.contains(&&*m.name))
+        .cloned()
+        .collect()
+}
+
 /// What step 1 hands on: the routed chain and the messages for it.
 struct Prepared {
     target: Target,
+    /// What the decision was made from (escalation decides again from it).
+    route_input: RouteInput,
     decision: Decision,
     chain: Vec<Model>,
     messages: ActionMessages,
@@ -337,7 +457,7 @@ fn prepare(input: &ActionInput, env: &ActionEnv) -> Result<Prepared, ActionError
         ));
     }
     let route_input = RouteInput::for_target(kind.name(), snapshot, &target);
-    let decision = route_input.decide(session, &env.health, &env.providers);
+    let decision = route_input.decide(session, &env.health, &env.usage);
     tracing::info!(
         task = kind.name(),
         path = route_input.path,
@@ -380,6 +500,7 @@ fn prepare(input: &ActionInput, env: &ActionEnv) -> Result<Prepared, ActionError
     let notes = messages.trim_note().into_iter().collect();
     Ok(Prepared {
         target,
+        route_input,
         decision,
         chain,
         messages,
@@ -390,14 +511,16 @@ fn prepare(input: &ActionInput, env: &ActionEnv) -> Result<Prepared, ActionError
 }
 
 /// Step 2 (runtime thread): the chain asked in turn, each cloud model's messages redacted
-/// first, the answer streamed through `on_progress`.
+/// first, the answer streamed through `on_progress`; retries only until `retry_until`,
+/// nothing after `deadline`.
 async fn ask(
     chain: &[Model],
     messages: &ActionMessages,
     output: ActionOutput,
     env: &ActionEnv,
+    (retry_until, deadline): (Instant, Instant),
     on_progress: &(dyn Fn(Progress) + Send + Sync),
-) -> crate::resilience::ChainOutcome<ModelAnswer> {
+) -> ChainOutcome<ModelAnswer> {
     let redact_before_cloud = env.session.config().privacy.redact_secrets;
     let temperature = match output {
         ActionOutput::Document => 0.2,
@@ -407,22 +530,11 @@ async fn ask(
         .iter()
         .map(|m| (m.name.clone(), m.config.clone()))
         .collect();
-    let started = Instant::now();
-    let longest = chain
-        .iter()
-        .map(|(_, m)| Duration::from_millis(m.timeout_ms))
-        .max()
-        .unwrap_or(Duration::from_secs(30));
-    // Each endpoint of each model may take its timeout.
-    let total: Duration = chain
-        .iter()
-        .map(|(_, m)| Duration::from_millis(m.timeout_ms) * m.url.len() as u32)
-        .sum();
     run_chain(
         &env.health,
         &chain,
-        Some(started + longest),
-        started + total + Duration::from_secs(1),
+        Some(retry_until),
+        deadline,
         |name, model| async move {
             on_progress(Progress::Asking {
                 model: name.clone(),
@@ -479,12 +591,18 @@ fn read_answer(
     answer: Answer<'_>,
 ) -> Result<(ActionResult, Option<String>), String> {
     match output {
-        ActionOutput::Document => Ok((
-            ActionResult::Document {
-                markdown: answer.text.trim().to_string(),
-            },
-            None,
-        )),
+        ActionOutput::Document => {
+            let markdown = answer.text.trim();
+            if markdown.is_empty() {
+                return Err("empty explanation".into());
+            }
+            Ok((
+                ActionResult::Document {
+                    markdown: markdown.to_string(),
+                },
+                None,
+            ))
+        }
         ActionOutput::Edit => {
             let code = extract_code(answer.text, snapshot.language)
                 .map_err(|e| format!("no edit: {e}"))?;
@@ -542,7 +660,7 @@ fn place(
     finding: Finding,
 ) -> DocumentFinding {
     let rope = &snapshot.rope;
-    let range = super::clamp_range(rope, target.range.clone());
+    let range = crate::position::clamp_range(rope, target.range.clone());
     let last_doc_line = rope.len_lines().saturating_sub(1);
     let lines = finding.document_lines(first_line);
     let (a, b) = (

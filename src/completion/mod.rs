@@ -19,7 +19,7 @@
 //! through [`RouteInput`]; the engine keeps no configuration of its own.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,14 +29,18 @@ use crate::cache::{CacheKey, CachedSuggestion, CompletionCache};
 use crate::documents::{RelatedFile, Snapshot, path_of_uri};
 use crate::postprocess::postprocess;
 use crate::prompt::{build_fim, chat_completion_messages};
-use crate::providers::{ChatCall, ChatMessage, FimCall, OtherFile, Providers};
+use crate::providers::{ChatCall, ChatMessage, FimCall, ModelAnswer, OtherFile, Providers};
 use crate::redact::redact;
-use crate::resilience::{Health, run_chain};
+use crate::resilience::{Health, Timed, run_chain};
 use crate::route_input::RouteInput;
 use crate::router::Decision;
-use crate::session::{Model, Session};
+use crate::session::{COMPLETE_TASK, Model, Session};
 use crate::sync::lock;
+use crate::syntax::Language;
 use crate::syntax::context::{CompletionContext, ContextBudget, extract};
+use crate::telemetry::{
+    CacheUse, Outcome as Logged, PendingCall, RouteFacts, RouteNote, Usage, UsageEvent, UsageLog,
+};
 
 mod policy;
 
@@ -44,6 +48,9 @@ use policy::{Serves, Speed};
 
 /// Single-line suggestions need few tokens; asking for fewer bounds the worst case.
 const SINGLE_LINE_MAX_TOKENS: u32 = 64;
+/// The next line after a complete statement: a line break, indentation and one line of
+/// code, with no stop sequence to end it (a line break starts it), so the limit does.
+const NEXT_LINE_MAX_TOKENS: u32 = 32;
 /// A multi-line suggestion is a block, not a file: longer ones are rarely kept and, on a
 /// local model, cost seconds. A model's `max_output_tokens` (sized for the explanations
 /// and rewrites of actions) caps it further.
@@ -69,6 +76,8 @@ impl Source {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Suggestion {
+    /// The request's id in the usage log (the editor's accept names it).
+    pub id: Arc<str>,
     pub text: Arc<str>,
     /// The configured name of the model that produced it.
     pub model: Arc<str>,
@@ -134,6 +143,21 @@ struct Flight {
     abort: tokio::task::AbortHandle,
     /// Requests waiting on it; guarded by the `docs` lock.
     waiters: std::sync::atomic::AtomicUsize,
+    /// Why the call was aborted ([`ABORT_CANCELLED`] or [`ABORT_SUPERSEDED`]), for its line
+    /// in the usage log; set before the abort.
+    abort_reason: Arc<AtomicU8>,
+}
+
+/// The editor cancelled the request, or closed the document.
+const ABORT_CANCELLED: u8 = 0;
+/// A newer request (or call) for the document took the call's place.
+const ABORT_SUPERSEDED: u8 = 1;
+
+impl Flight {
+    fn abort(&self, reason: u8) {
+        self.abort_reason.store(reason, Ordering::Relaxed);
+        self.abort.abort();
+    }
 }
 
 /// Why a model call was made.
@@ -152,9 +176,18 @@ struct Shared {
     cache: Mutex<CompletionCache>,
     docs: Mutex<HashMap<Arc<str>, DocState>>,
     counters: Counters,
+    /// Every model call and cache answer gets a line; the day's spend comes from here.
+    usage: UsageLog,
     /// Set when a routing decision found the daily budget spent (a cloud model was kept
     /// out); taken by the caller, who tells the user.
     budget_exhausted: AtomicBool,
+}
+
+/// Who a request is, for its lines in the usage log.
+struct Req {
+    id: Arc<str>,
+    language: Language,
+    started: Instant,
 }
 
 /// The completion engine. Cheap to clone; all clones share state.
@@ -170,6 +203,7 @@ impl CompletionEngine {
         cache_entries: usize,
         providers: Providers,
         health: Arc<Health>,
+        usage: UsageLog,
     ) -> CompletionEngine {
         CompletionEngine {
             shared: Arc::new(Shared {
@@ -178,6 +212,7 @@ impl CompletionEngine {
                 cache: Mutex::new(CompletionCache::new(cache_entries)),
                 docs: Mutex::new(HashMap::new()),
                 counters: Counters::default(),
+                usage,
                 budget_exhausted: AtomicBool::new(false),
             }),
         }
@@ -223,7 +258,7 @@ impl CompletionEngine {
     pub fn close(&self, uri: &str) {
         if let Some(state) = lock(&self.shared.docs).remove(uri) {
             if let Some(flight) = state.inflight {
-                flight.abort.abort();
+                flight.abort(ABORT_CANCELLED);
             }
         }
     }
@@ -257,6 +292,11 @@ impl CompletionEngine {
         let started = Instant::now();
         let counters = &self.shared.counters;
         counters.requests.fetch_add(1, Ordering::Relaxed);
+        let req = Req {
+            id: self.shared.usage.next_id().into(),
+            language: snapshot.language,
+            started,
+        };
         let settings = session.completion();
         let ctx = Self::context(session, snapshot, cursor);
         let route = self.route(session, snapshot, cursor, &ctx);
@@ -268,7 +308,7 @@ impl CompletionEngine {
         let speed = Speed::of(route.expected_answer(), settings.budget);
 
         lock(&self.shared.cache).resize(settings.cache_entries);
-        if let Some(hit) = self.lookup(&key) {
+        if let Some(hit) = self.lookup(&key, &req) {
             self.begin(&snapshot.uri, started, None);
             return hit;
         }
@@ -293,11 +333,12 @@ impl CompletionEngine {
                     _ = waiter.result() => {}
                     _ = superseded(&mut latest, seq) => {
                         counters.superseded.fetch_add(1, Ordering::Relaxed);
+                        waiter.superseded();
                         return Err(NoSuggestion::Superseded);
                     }
                 }
                 drop(waiter);
-                if let Some(hit) = self.lookup(&key) {
+                if let Some(hit) = self.lookup(&key, &req) {
                     return hit;
                 }
                 self.call_after(
@@ -309,6 +350,7 @@ impl CompletionEngine {
                     (ctx, related),
                     route,
                     session,
+                    &req.id,
                 )
                 .await?
             }
@@ -322,13 +364,14 @@ impl CompletionEngine {
                     (ctx, related),
                     route,
                     session,
+                    &req.id,
                 )
                 .await?
             }
         };
         let outcome = tokio::select! {
             result = waiter.result() => match result {
-                Some(Ok(hit)) => into_outcome(hit, Source::Model),
+                Some(Ok(hit)) => into_outcome(hit, Source::Model, req.id.clone()),
                 Some(Err(message)) => Err(NoSuggestion::Failed(message)),
                 None => {
                     counters.superseded.fetch_add(1, Ordering::Relaxed);
@@ -337,6 +380,7 @@ impl CompletionEngine {
             },
             _ = superseded(&mut latest, seq) => {
                 counters.superseded.fetch_add(1, Ordering::Relaxed);
+                waiter.superseded();
                 Err(NoSuggestion::Superseded)
             }
         };
@@ -423,27 +467,48 @@ impl CompletionEngine {
             return;
         }
         let other_files = other_files(related, session);
+        let id: Arc<str> = self.shared.usage.next_id().into();
         self.start(
             &snapshot.uri,
             key,
             (ctx, other_files),
             route,
             session,
-            Purpose::Prefetch,
+            (Purpose::Prefetch, &id),
         );
     }
 
-    /// The cached answer for `key`, exact or typed-ahead, as an outcome.
-    fn lookup(&self, key: &CacheKey) -> Option<Outcome> {
+    /// The cached answer for `key`, exact or typed-ahead, as an outcome; its line goes to the
+    /// usage log.
+    fn lookup(&self, key: &CacheKey, req: &Req) -> Option<Outcome> {
         let counters = &self.shared.counters;
-        let mut cache = lock(&self.shared.cache);
-        if let Some(hit) = cache.lookup(key) {
-            counters.cache_hits.fetch_add(1, Ordering::Relaxed);
-            return Some(into_outcome(hit, Source::Cache));
-        }
-        let hit = cache.lookup_typed_ahead(key)?;
-        counters.typed_ahead_hits.fetch_add(1, Ordering::Relaxed);
-        Some(into_outcome(hit, Source::TypedAhead))
+        let (hit, source) = {
+            let mut cache = lock(&self.shared.cache);
+            match cache.lookup(key) {
+                Some(hit) => (hit, Source::Cache),
+                None => (cache.lookup_typed_ahead(key)?, Source::TypedAhead),
+            }
+        };
+        let (counter, cache) = match source {
+            Source::Cache => (&counters.cache_hits, CacheUse::Hit),
+            _ => (&counters.typed_ahead_hits, CacheUse::TypedAhead),
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let outcome = if hit.text.is_some() {
+            Logged::Ok
+        } else {
+            Logged::Empty
+        };
+        self.shared.usage.record(UsageEvent::cache(
+            &req.id,
+            COMPLETE_TASK,
+            req.language,
+            &hit.answered_by,
+            cache,
+            outcome,
+            req.started.elapsed().as_millis() as u64,
+        ));
+        Some(into_outcome(hit, source, req.id.clone()))
     }
 
     /// Waits out the debounce (until `call_at`), then calls the model for `key`, unless a
@@ -459,6 +524,7 @@ impl CompletionEngine {
         (ctx, related): (CompletionContext, &[RelatedFile]),
         route: Route,
         session: &Arc<Session>,
+        id: &Arc<str>,
     ) -> Result<Waiter, NoSuggestion> {
         if call_at > tokio::time::Instant::now() {
             tokio::select! {
@@ -476,7 +542,7 @@ impl CompletionEngine {
             (ctx, other_files),
             route,
             session,
-            Purpose::Request,
+            (Purpose::Request, id),
         ))
     }
 
@@ -518,6 +584,7 @@ impl CompletionEngine {
                 flight: Some(flight.clone()),
                 engine: self.clone(),
                 uri: uri.clone(),
+                superseded: false,
             };
             Some((waiter, serves))
         });
@@ -539,7 +606,7 @@ impl CompletionEngine {
         prompt_input: (CompletionContext, Vec<OtherFile>),
         route: Route,
         session: &Arc<Session>,
-        purpose: Purpose,
+        (purpose, id): (Purpose, &Arc<str>),
     ) -> Waiter {
         let mut docs = lock(&self.shared.docs);
         let Some(state) = docs.get_mut(uri) else {
@@ -548,6 +615,7 @@ impl CompletionEngine {
                 flight: None,
                 engine: self.clone(),
                 uri: uri.clone(),
+                superseded: false,
             };
         };
         let busy = state
@@ -560,6 +628,7 @@ impl CompletionEngine {
                 flight: None,
                 engine: self.clone(),
                 uri: uri.clone(),
+                superseded: false,
             };
         }
         if let Some(old) = state.inflight.take() {
@@ -571,10 +640,11 @@ impl CompletionEngine {
                     flight: Some(old),
                     engine: self.clone(),
                     uri: uri.clone(),
+                    superseded: false,
                 };
             }
             if !old.abort.is_finished() {
-                old.abort.abort();
+                old.abort(ABORT_SUPERSEDED);
                 self.shared
                     .counters
                     .aborted_calls
@@ -592,6 +662,14 @@ impl CompletionEngine {
                 .prefetches
                 .fetch_add(1, Ordering::Relaxed);
         }
+        let abort_reason = Arc::new(AtomicU8::new(ABORT_CANCELLED));
+        let log = call_log(
+            &self.shared.usage,
+            id,
+            &route,
+            purpose,
+            abort_reason.clone(),
+        );
         let task = tokio::spawn(run_flight(
             self.clone(),
             uri.clone(),
@@ -599,7 +677,7 @@ impl CompletionEngine {
             prompt_input,
             route,
             session.clone(),
-            (purpose, tx),
+            (purpose, tx, log),
         ));
         let waiters = usize::from(purpose == Purpose::Request);
         let flight = Arc::new(Flight {
@@ -607,12 +685,14 @@ impl CompletionEngine {
             result: rx,
             abort: task.abort_handle(),
             waiters: waiters.into(),
+            abort_reason,
         });
         state.inflight = Some(flight.clone());
         Waiter {
             flight: (purpose == Purpose::Request).then_some(flight),
             engine: self.clone(),
             uri: uri.clone(),
+            superseded: false,
         }
     }
 }
@@ -644,6 +724,9 @@ fn other_files(related: &[RelatedFile], session: &Session) -> Vec<OtherFile> {
 struct Route {
     chain: Vec<Model>,
     decision: Decision,
+    /// What the decision read, for the usage log.
+    facts: RouteFacts,
+    language: Language,
 }
 
 impl Route {
@@ -694,7 +777,7 @@ impl CompletionEngine {
         ctx: &CompletionContext,
     ) -> Route {
         let input = RouteInput::for_completion(session, snapshot, cursor, ctx);
-        let decision = input.decide(session, &self.shared.health, &self.shared.providers);
+        let decision = input.decide(session, &self.shared.health, &self.shared.usage);
         if decision.candidates.iter().any(|v| v.demoted) {
             tracing::debug!(
                 "completion routed by speed: {}",
@@ -706,7 +789,9 @@ impl CompletionEngine {
         }
         Route {
             chain: session.chain(&decision),
+            facts: RouteFacts::of(&input.request(session)),
             decision,
+            language: snapshot.language,
         }
     }
 
@@ -743,9 +828,10 @@ fn cache_key(model: &Arc<str>, ctx: &CompletionContext) -> CacheKey {
     }
 }
 
-fn into_outcome(hit: CachedSuggestion, source: Source) -> Outcome {
+fn into_outcome(hit: CachedSuggestion, source: Source, id: Arc<str>) -> Outcome {
     match hit.text {
         Some(text) => Ok(Suggestion {
+            id,
             text,
             model: hit.answered_by,
             source,
@@ -754,8 +840,47 @@ fn into_outcome(hit: CachedSuggestion, source: Source) -> Outcome {
     }
 }
 
+/// One model's answer to a flight: the post-processed suggestion (if any was kept), the raw
+/// answer, what it cost and, with `telemetry.log_prompts`, the prompt.
+struct FlightAnswer {
+    kept: Option<String>,
+    answer: ModelAnswer,
+    usage: Usage,
+    prompt: Option<String>,
+}
+
+impl Timed for FlightAnswer {
+    fn first_token(&self) -> Option<Duration> {
+        self.answer.first_token
+    }
+}
+
+/// The usage-log line of a flight's model call (`prefetch` for a background one): an
+/// aborted call is logged with the reason its aborter left.
+fn call_log(
+    usage: &UsageLog,
+    id: &str,
+    route: &Route,
+    purpose: Purpose,
+    abort_reason: Arc<AtomicU8>,
+) -> PendingCall {
+    let mut event = UsageEvent::call(id, COMPLETE_TASK, route.language)
+        .by(route.chain.first().map(|m| &*m.name), None);
+    if purpose == Purpose::Prefetch {
+        event.cache = Some(CacheUse::Prefetch);
+    }
+    event.facts = Some(route.facts.clone());
+    event.route = Some(RouteNote::of(&route.decision, &[]));
+    PendingCall::start(usage, event, move || {
+        match abort_reason.load(Ordering::Relaxed) {
+            ABORT_SUPERSEDED => Logged::Superseded,
+            _ => Logged::Cancelled,
+        }
+    })
+}
+
 /// The model call: tries each candidate in turn, post-processes the first answer, caches
-/// it and publishes it to the waiters.
+/// it and publishes it to the waiters; its line goes to the usage log.
 async fn run_flight(
     engine: CompletionEngine,
     uri: Arc<str>,
@@ -763,11 +888,13 @@ async fn run_flight(
     (ctx, other_files): (CompletionContext, Vec<OtherFile>),
     route: Route,
     session: Arc<Session>,
-    (purpose, tx): (
+    (purpose, tx, mut log): (
         Purpose,
         watch::Sender<Option<Result<CachedSuggestion, String>>>,
+        PendingCall,
     ),
 ) {
+    let log_prompts = engine.shared.usage.log_prompts();
     let chain: Vec<_> = route
         .chain
         .iter()
@@ -807,6 +934,8 @@ async fn run_flight(
                 let cloud = redact_before_cloud && !model.is_local();
                 let max_tokens = model.max_output_tokens.min(if ctx.shape.multiline {
                     MULTILINE_MAX_TOKENS
+                } else if ctx.shape.next_line {
+                    NEXT_LINE_MAX_TOKENS
                 } else {
                     SINGLE_LINE_MAX_TOKENS
                 });
@@ -827,7 +956,20 @@ async fn run_flight(
                         temperature: 0.0,
                     };
                     let answer = providers.chat(&model, call, &mut |_| {}).await?;
-                    return Ok(postprocess(&answer.text, ctx, &[]).map(|kept| (kept, answer)));
+                    let sent =
+                        system.len() + messages.iter().map(|m| m.content.len()).sum::<usize>();
+                    let usage = Usage::of(
+                        &model,
+                        (answer.tokens_in, answer.tokens_out),
+                        sent,
+                        answer.text.len(),
+                    );
+                    return Ok(FlightAnswer {
+                        kept: postprocess(&answer.text, ctx, &[]),
+                        prompt: log_prompts.then(|| messages[0].content.clone()),
+                        answer,
+                        usage,
+                    });
                 };
                 let mut prompt = build_fim(fim, ctx);
                 if cloud {
@@ -837,18 +979,36 @@ async fn run_flight(
                 let call = FimCall {
                     prompt: &prompt,
                     max_tokens,
-                    time_budget: Some(budget),
+                    // llama.cpp ends generation this long after its first token once a line
+                    // break is out: for the next line, that break comes first.
+                    time_budget: (!ctx.shape.next_line).then_some(budget),
                     other_files,
                 };
                 let answer = providers.fim(&model, call).await?;
-                Ok(postprocess(&answer.text, ctx, &prompt.stop).map(|kept| (kept, answer)))
+                let sent = prompt.prompt.len() + prompt.suffix.as_ref().map_or(0, String::len);
+                let usage = Usage::of(
+                    &model,
+                    (answer.tokens_in, answer.tokens_out),
+                    sent,
+                    answer.text.len(),
+                );
+                Ok(FlightAnswer {
+                    kept: postprocess(&answer.text, ctx, &prompt.stop),
+                    prompt: log_prompts.then(|| match &prompt.suffix {
+                        Some(suffix) => format!("{}<suffix>{suffix}", prompt.prompt),
+                        None => prompt.prompt.clone(),
+                    }),
+                    answer,
+                    usage,
+                })
             }
         },
     )
     .await;
     let endpoint = run.endpoint().unwrap_or_default().to_string();
+    let note = RouteNote::of(&route.decision, &run.attempts);
     let outcome = match run.answer {
-        Ok((name, kept)) => {
+        Ok((name, answered)) => {
             // The model call, where it went (the request's own line, `suggestion`, follows
             // from lsp.rs when the answer is still wanted).
             tracing::info!(
@@ -857,12 +1017,31 @@ async fn run_flight(
                 ?purpose,
                 calls = run.attempts.len(),
                 ms = started.elapsed().as_millis() as u64,
-                raw = kept.as_ref().map_or(0, |(_, a)| a.text.len()),
-                kept = kept.as_ref().map_or(0, |(k, _)| k.len()),
+                raw = answered.answer.text.len(),
+                kept = answered.kept.as_ref().map_or(0, String::len),
                 "completion answered"
             );
+            let answered_ms = run.attempts.last().map_or(0, |a| a.ms);
+            log.finish(|e| {
+                let mut e = e.by(Some(&name), Some(&endpoint)).usage(answered.usage);
+                e.route = Some(note);
+                // A FIM answer arrives whole: its first token comes with it.
+                e.ttft_ms = Some(
+                    answered
+                        .answer
+                        .first_token
+                        .map_or(answered_ms, |t| t.as_millis() as u64),
+                );
+                e.outcome = Some(if answered.kept.is_some() {
+                    Logged::Ok
+                } else {
+                    Logged::Empty
+                });
+                e.prompt = answered.prompt;
+                e
+            });
             let hit = CachedSuggestion {
-                text: kept.map(|(k, _)| k.into()),
+                text: answered.kept.map(Into::into),
                 answered_by: name,
             };
             lock(&engine.shared.cache).insert(key.clone(), hit.clone());
@@ -870,6 +1049,17 @@ async fn run_flight(
         }
         Err(why) => {
             tracing::warn!("completion failed: {why}");
+            let last = run.attempts.last().map(|a| a.model.clone());
+            log.finish(|e| {
+                let mut e = match last {
+                    Some(model) => e.by(Some(&model), None),
+                    None => e,
+                };
+                e.outcome = Some(Logged::of_failed_chain(&run.attempts));
+                e.note = Some(why.clone());
+                e.route = Some(note);
+                e
+            });
             Err(why)
         }
     };
@@ -889,6 +1079,9 @@ struct Waiter {
     flight: Option<Arc<Flight>>,
     engine: CompletionEngine,
     uri: Arc<str>,
+    /// The request gave up because a newer one arrived (else, when it drops its hold
+    /// unanswered, it was cancelled).
+    superseded: bool,
 }
 
 impl Waiter {
@@ -902,6 +1095,11 @@ impl Waiter {
             rx.changed().await.ok()?;
         }
     }
+
+    /// A newer request took this one's place: if the call is dropped, that is why.
+    fn superseded(mut self) {
+        self.superseded = true;
+    }
 }
 
 impl Drop for Waiter {
@@ -912,7 +1110,11 @@ impl Drop for Waiter {
         let mut docs = lock(&self.engine.shared.docs);
         let last = flight.waiters.fetch_sub(1, Ordering::Relaxed) == 1;
         if last && !flight.abort.is_finished() {
-            flight.abort.abort();
+            flight.abort(if self.superseded {
+                ABORT_SUPERSEDED
+            } else {
+                ABORT_CANCELLED
+            });
             self.engine
                 .shared
                 .counters

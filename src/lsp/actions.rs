@@ -458,6 +458,7 @@ impl Backend {
             session: session.clone(),
             health: self.health.clone(),
             providers: self.providers.clone(),
+            usage: self.usage.clone(),
         };
         let outcome = {
             let run = run_action(input, env, &on_progress);

@@ -13,7 +13,6 @@ mod llamacpp;
 mod ollama;
 mod openai;
 mod probe;
-mod spend;
 
 pub use probe::model_listed;
 mod stream;
@@ -207,12 +206,11 @@ pub struct OtherFile {
     pub text: std::sync::Arc<str>,
 }
 
-/// The shared HTTP client and the per-provider request code.
+/// The shared HTTP client and the per-provider request code. What calls cost is counted by
+/// their callers, in the usage log (`crate::telemetry`).
 #[derive(Clone)]
 pub struct Providers {
     http: reqwest::Client,
-    /// What today's answered calls cost.
-    spend: std::sync::Arc<spend::Spend>,
 }
 
 impl Default for Providers {
@@ -232,22 +230,7 @@ impl Providers {
             .user_agent(concat!("pilotfish/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("the HTTP client builds with static settings");
-        Providers {
-            http,
-            spend: Default::default(),
-        }
-    }
-
-    /// USD spent on model calls today (UTC), by this process.
-    pub fn spent_today_usd(&self) -> f64 {
-        self.spend.today_usd()
-    }
-
-    fn account(&self, model: &ModelConfig, sent_chars: usize, answer: &ModelAnswer) {
-        let tokens_in = spend::tokens_or_estimate(answer.tokens_in, sent_chars);
-        let tokens_out = spend::tokens_or_estimate(answer.tokens_out, answer.text.len());
-        self.spend
-            .add(spend::cost_usd(model, tokens_in, tokens_out));
+        Providers { http }
     }
 
     /// Asks `model` to fill in the middle.
@@ -256,8 +239,7 @@ impl Providers {
         model: &ModelConfig,
         call: FimCall<'_>,
     ) -> Result<ModelAnswer, ProviderError> {
-        let sent = call.prompt.prompt.len() + call.prompt.suffix.as_ref().map_or(0, String::len);
-        let answer = match model.provider {
+        match model.provider {
             Provider::Openai => openai::fim(&self.http, model, call).await,
             Provider::Ollama => ollama::fim(&self.http, model, call).await,
             Provider::Llamacpp => llamacpp::fim(&self.http, model, call).await,
@@ -266,9 +248,7 @@ impl Providers {
                 model.model
             ))),
         }
-        .map_err(|e| e.without_key(model))?;
-        self.account(model, sent, &answer);
-        Ok(answer)
+        .map_err(|e| e.without_key(model))
     }
 
     /// Streams a chat answer from `model`, calling `on_text` with each piece of text as it
@@ -304,17 +284,14 @@ impl Providers {
             stream_chat(&url, model, request, wire.as_mut(), started, on_text).await
         };
         let limit = Duration::from_millis(model.timeout_ms);
-        let answer = match tokio::time::timeout(limit, work).await {
+        match tokio::time::timeout(limit, work).await {
             Ok(result) => result,
             Err(_) => Err(ProviderError::Timeout {
                 url,
                 ms: model.timeout_ms,
             }),
         }
-        .map_err(|e| e.without_key(model))?;
-        let sent = call.system.len() + call.messages.iter().map(|m| m.content.len()).sum::<usize>();
-        self.account(model, sent, &answer);
-        Ok(answer)
+        .map_err(|e| e.without_key(model))
     }
 
     /// A cheap request that opens a pooled connection to the model server (and tells

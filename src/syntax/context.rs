@@ -15,10 +15,10 @@
 use ropey::Rope;
 use tree_sitter::{Node, Tree};
 
-use super::Language;
-
-/// How many characters of document text one token stands for, when estimating.
-pub const CHARS_PER_TOKEN: usize = 4;
+use super::lang::{Blocks, Import, LanguageSpec};
+use super::{Language, header_line};
+use crate::position::floor;
+use crate::tokens::chars_for_tokens;
 
 /// Size limits for the windows, in estimated tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +61,10 @@ pub struct SuggestionShape {
     /// of the enclosing block's body. A suggested line indented less than this leaves the
     /// block, so the suggestion stops before it.
     pub block_indent: Option<usize>,
+    /// For a single-line suggestion: the cursor ends a line that holds a complete statement,
+    /// so there is nothing to add to it and the suggestion may be the next line instead (a
+    /// line break, then one line). This is where a whole accepted line leaves the cursor.
+    pub next_line: bool,
 }
 
 /// Everything a prompt is built from.
@@ -110,17 +114,11 @@ const LINE_TAIL_CHARS: usize = 256;
 /// One indentation level, and the width of a tab, in columns.
 const INDENT_UNIT: usize = 4;
 const TAB_WIDTH: usize = 4;
-/// Caps on the scope chain.
+/// Cap on the scope chain.
 const MAX_SCOPES: usize = 16;
-const MAX_HEADER_CHARS: usize = 200;
 
 /// What may follow the cursor on its line while a multi-line suggestion still makes sense.
 const CLOSERS: &[char] = &[')', ']', '}', '"', '\'', '`', ';', ','];
-
-const PYTHON_BLOCK_KEYWORDS: &[&str] = &[
-    "def", "class", "if", "elif", "else", "for", "while", "try", "except", "finally", "with",
-    "async", "match", "case",
-];
 
 /// Cuts the completion context around `cursor` (a byte offset into `rope`, already clamped
 /// to a char boundary by the caller; clamped again here).
@@ -137,15 +135,12 @@ pub fn extract(
         len: rope.len_bytes(),
     };
     let cursor = doc.clamp_cursor(cursor);
+    let spec = language.spec();
     let root = tree.map(|t| t.root_node());
-    let syntax = root.map(|root| Syntax {
-        doc,
-        root,
-        language,
-    });
+    let syntax = root.map(|root| Syntax { doc, root, spec });
 
-    let prefix_start = prefix_start(doc, syntax, cursor, budget.prefix_tokens * CHARS_PER_TOKEN);
-    let suffix_end = suffix_end(doc, cursor, budget.suffix_tokens * CHARS_PER_TOKEN);
+    let prefix_start = prefix_start(doc, syntax, cursor, chars_for_tokens(budget.prefix_tokens));
+    let suffix_end = suffix_end(doc, cursor, chars_for_tokens(budget.suffix_tokens));
     let line = CursorLine::new(doc, cursor);
     let imports = syntax
         .map(|s| s.imports_before(prefix_start))
@@ -155,9 +150,12 @@ pub fn extract(
     let multiline = match policy {
         MultilinePolicy::Always => true,
         MultilinePolicy::Never => false,
-        MultilinePolicy::Auto => auto_multiline(doc, syntax, language, &line),
+        MultilinePolicy::Auto => auto_multiline(doc, syntax, &spec.blocks, &line),
     };
-    let block_indent = multiline.then(|| block_indent(doc, syntax, language, &line));
+    let block_indent = multiline.then(|| block_indent(doc, syntax, &spec.blocks, &line));
+    let next_line = !multiline
+        && policy != MultilinePolicy::Never
+        && syntax.is_some_and(|s| s.ends_statement(&line));
 
     CompletionContext {
         language,
@@ -171,6 +169,7 @@ pub fn extract(
             line_before: line.before,
             line_after: line.after,
             block_indent,
+            next_line,
         },
     }
 }
@@ -307,7 +306,7 @@ fn indent_width(s: &str) -> usize {
 // Shape
 
 /// `MultilinePolicy::Auto`: multi-line only where a block body is being written.
-fn auto_multiline(doc: Doc, syntax: Option<Syntax>, language: Language, line: &CursorLine) -> bool {
+fn auto_multiline(doc: Doc, syntax: Option<Syntax>, blocks: &Blocks, line: &CursorLine) -> bool {
     if syntax.is_some_and(|s| s.in_comment_or_string(line.cursor)) {
         return false;
     }
@@ -322,21 +321,21 @@ fn auto_multiline(doc: Doc, syntax: Option<Syntax>, language: Language, line: &C
         return true;
     }
     let start = doc.line_start(line.line);
-    ends_with_opener(doc, syntax, language, start, line.cursor)
+    opens_block(doc, syntax, blocks, start, line.cursor)
 }
 
 /// The indentation of the body of the block that encloses the cursor (see `SuggestionShape`).
-fn block_indent(doc: Doc, syntax: Option<Syntax>, language: Language, line: &CursorLine) -> usize {
+fn block_indent(doc: Doc, syntax: Option<Syntax>, blocks: &Blocks, line: &CursorLine) -> usize {
     let line_start = doc.line_start(line.line);
     if !line.blank_before {
-        if ends_with_opener(doc, syntax, language, line_start, line.cursor) {
+        if opens_block(doc, syntax, blocks, line_start, line.cursor) {
             return opener_body_indent(doc, line.line, doc.leading_indent(line.line), None);
         }
         return line.indent;
     }
     if let Some(prev) = doc.prev_non_blank_line(line.line) {
         let (start, end) = (doc.line_start(prev), doc.line_content_end(prev));
-        if ends_with_opener(doc, syntax, language, start, end) {
+        if opens_block(doc, syntax, blocks, start, end) {
             return opener_body_indent(doc, line.line, doc.leading_indent(prev), Some(line.indent));
         }
     }
@@ -358,68 +357,87 @@ fn opener_body_indent(doc: Doc, line: usize, opener_indent: usize, cursor: Optio
         .unwrap_or(opener_indent + INDENT_UNIT)
 }
 
-/// True when the text in `start..end` ends (ignoring whitespace) with a block opener: `{`,
-/// or for Python a `:` that ends a compound statement header.
-fn ends_with_opener(
+/// True when the text in `start..end` (a line, or its part before the cursor) opens a
+/// block: it ends (ignoring whitespace) with one of the language's openers (`{`, `do`,
+/// `then`, Python's `:`) that the tree confirms is that token (not text in a string) under
+/// the right parent, or it is a header line (`def f(x)` in Ruby, `if x:` in Python while
+/// the tree is broken).
+fn opens_block(
     doc: Doc,
     syntax: Option<Syntax>,
-    language: Language,
+    blocks: &Blocks,
     start: usize,
     end: usize,
 ) -> bool {
     let Some((at, ch)) = doc.last_non_ws(start, end) else {
         return false;
     };
-    let node = syntax.and_then(|s| s.root.descendant_for_byte_range(at, at + ch.len_utf8()));
-    match ch {
-        '{' => node.is_none_or(|n| n.kind() == "{"),
-        ':' if language == Language::Python => {
-            let by_tree = node.is_some_and(|n| {
-                n.kind() == ":"
-                    && n.parent().is_some_and(|p| {
-                        let k = p.kind();
-                        k.ends_with("_definition")
-                            || k.ends_with("_statement")
-                            || k.ends_with("_clause")
-                    })
-            });
-            by_tree || python_header_line(&doc.text(start, at))
+    let last = at + ch.len_utf8();
+    let opener = blocks.openers.iter().find(|o| {
+        o.token.len() <= last - start
+            && o.token.ends_with(ch)
+            && doc.text(last - o.token.len(), last) == o.token
+            && (o.token.len() == 1 || !doc.text(start, last - o.token.len()).ends_with(is_word))
+    });
+    if let Some(opener) = opener {
+        let node = syntax.and_then(|s| s.root.descendant_for_byte_range(at, last));
+        let by_tree = node.is_none_or(|n| {
+            n.kind() == opener.token
+                && (opener.parents.is_empty()
+                    || n.parent().is_some_and(|p| {
+                        let kind = p.kind();
+                        opener.parents.iter().any(|suffix| kind.ends_with(suffix))
+                    }))
+        });
+        if by_tree {
+            return true;
         }
-        _ => false,
     }
+    let text = doc.text(start, last);
+    blocks
+        .header_end
+        .is_none_or(|end| text.trim_end().ends_with(end))
+        && is_header_line(blocks, &text)
 }
 
-/// Text heuristic for a Python compound statement header (used when the tree is broken):
-/// starts with a block keyword and leaves no bracket open.
-fn python_header_line(text: &str) -> bool {
+/// A line that starts with one of the language's block header words, leaves no bracket open
+/// and holds no word that closes a block (`def f; end` is whole).
+fn is_header_line(blocks: &Blocks, text: &str) -> bool {
     let head = text.trim_start();
-    let word: String = head
-        .chars()
-        .take_while(|c| c.is_alphanumeric() || *c == '_')
-        .collect();
-    if !PYTHON_BLOCK_KEYWORDS.contains(&word.as_str()) {
+    let starts = blocks.headers.iter().any(|h| {
+        head.strip_prefix(h)
+            .is_some_and(|rest| !rest.starts_with(is_word))
+    });
+    if !starts {
         return false;
     }
-    let depth: i64 = head
-        .chars()
-        .map(|c| match c {
-            '(' | '[' | '{' => 1,
-            ')' | ']' | '}' => -1,
-            _ => 0,
-        })
-        .sum();
+    let mut depth: i64 = 0;
+    for c in head.chars() {
+        match c {
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => depth -= 1,
+            _ => {}
+        }
+    }
     depth <= 0
+        && !head
+            .split(|c: char| !is_word(c))
+            .any(|word| blocks.closers.contains(&word))
+}
+
+fn is_word(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
 }
 
 // ---------------------------------------------------------------------------------------
 // Tree queries
 
-/// A tree with the rope it was (hopefully) parsed from.
+/// A tree with the rope it was (hopefully) parsed from, and its language.
 #[derive(Clone, Copy)]
 struct Syntax<'a> {
     doc: Doc<'a>,
     root: Node<'a>,
-    language: Language,
+    spec: &'static LanguageSpec,
 }
 
 impl<'a> Syntax<'a> {
@@ -460,13 +478,11 @@ impl<'a> Syntax<'a> {
 
     /// The import lines among the top-level nodes that end before `before`, in file order.
     fn imports_before(self, before: usize) -> Vec<String> {
-        let kinds = import_kinds(self.language);
-        if kinds.is_empty() {
+        if self.spec.imports.is_empty() {
             return Vec::new();
         }
         let mut scan = ImportScan {
             syntax: self,
-            kinds,
             before,
             out: Vec::new(),
             lines: 0,
@@ -479,6 +495,39 @@ impl<'a> Syntax<'a> {
         scan.out
     }
 
+    /// True when the cursor ends its line just after complete code: nothing but whitespace
+    /// follows it on the line, the user has not typed a space to go on (`return |`), and the
+    /// largest node ending at the line's last character covers the line's code from its
+    /// first character and has no syntax error. A node that began on an earlier line counts
+    /// (a definition or call the line closes); the last argument of a call that goes on
+    /// below does not.
+    fn ends_statement(self, line: &CursorLine) -> bool {
+        if line.blank_before
+            || line.before.ends_with(char::is_whitespace)
+            || !line.after.trim().is_empty()
+            || self.in_comment_or_string(line.cursor)
+        {
+            return false;
+        }
+        let start = self.doc.line_start(line.line);
+        let Some((at, ch)) = self.doc.last_non_ws(start, line.cursor) else {
+            return false;
+        };
+        // Where the line's code starts (`before` holds the text nearest the cursor).
+        let first = line.cursor - line.before.trim_start().len();
+        let end = at + ch.len_utf8();
+        let Some(mut node) = self.root.descendant_for_byte_range(at, end) else {
+            return false;
+        };
+        while let Some(parent) = node.parent() {
+            if parent.end_byte() != end || parent.id() == self.root.id() {
+                break;
+            }
+            node = parent;
+        }
+        node.id() != self.root.id() && !node.has_error() && node.start_byte() <= first
+    }
+
     /// True when the cursor is inside a comment or a string literal (a line comment counts
     /// up to its end; a closed string or block comment does not at its end).
     fn in_comment_or_string(self, cursor: usize) -> bool {
@@ -489,9 +538,10 @@ impl<'a> Syntax<'a> {
         let Some(node) = self.root.descendant_for_byte_range(before, cursor) else {
             return false;
         };
+        let strings = &self.spec.strings;
         for n in ancestors(node) {
             let kind = n.kind();
-            if kind.contains("interpolation") || kind.contains("substitution") {
+            if strings.interpolations.contains(&kind) {
                 return false;
             }
             let (start, end) = (n.start_byte(), n.end_byte().min(self.doc.len));
@@ -502,16 +552,17 @@ impl<'a> Syntax<'a> {
                 if cursor < end {
                     return true;
                 }
-                // At the end: inside a line comment, outside a closed block comment.
-                let text = self.doc.text(start, (start + 2).min(end));
-                let closed = end >= 2 && self.doc.text(end - 2, end) == "*/";
-                let line_comment = text.starts_with("//") || text.starts_with('#');
-                return cursor == end
-                    && line_comment
-                    && !closed
-                    && self.doc.byte(end - 1) != Some(b'\n');
+                // At the end: inside a line comment, outside a block comment (closed).
+                let text = self.doc.text(start, (start + 8).min(end));
+                let comments = &self.spec.comments;
+                let block = comments
+                    .block
+                    .iter()
+                    .any(|(open, _)| text.starts_with(open));
+                let line_comment = !block && comments.line.iter().any(|l| text.starts_with(l));
+                return cursor == end && line_comment && self.doc.byte(end - 1) != Some(b'\n');
             }
-            if is_string_kind(kind) {
+            if strings.literals.contains(&kind) {
                 return start < cursor && cursor < end;
             }
         }
@@ -520,12 +571,12 @@ impl<'a> Syntax<'a> {
 
     /// Header lines of the scopes enclosing the cursor, outermost first.
     fn scope_chain(self, line: &CursorLine) -> Vec<String> {
-        let kinds = scope_kinds(self.language);
         let cursor = line.cursor;
-        // On a blank Python line, the cursor belongs to the blocks that the indentation says,
-        // even past the end of their last statement: probe from the last code above.
-        let python_blank = self.language == Language::Python && line.blank;
-        let probe = if python_blank {
+        // On a blank line of a language whose blocks end by indentation (Python), the cursor
+        // belongs to the blocks that the indentation says, even past the end of their last
+        // statement: probe from the last code above.
+        let by_indent = self.spec.blocks.by_indent && line.blank;
+        let probe = if by_indent {
             self.doc.last_code_before(line.line)
         } else {
             None
@@ -534,7 +585,7 @@ impl<'a> Syntax<'a> {
             return Vec::new();
         };
         let mut chain: Vec<String> = ancestors(node)
-            .filter(|n| kinds.contains(&n.kind()))
+            .filter(|n| self.is_scope(*n))
             .filter(|n| {
                 self.encloses(*n, cursor)
                     || (probe.is_some()
@@ -542,7 +593,7 @@ impl<'a> Syntax<'a> {
                         && n.end_byte() <= cursor
                         && self.doc.leading_indent(self.doc.line_of(n.start_byte())) < line.indent)
             })
-            .map(|n| self.header(n))
+            .map(|n| header_line(self.doc.rope, n))
             .collect();
         chain.truncate(MAX_SCOPES);
         chain.reverse();
@@ -552,15 +603,18 @@ impl<'a> Syntax<'a> {
     /// For a cursor on a blank line strictly inside a block: the block's body indentation.
     fn enclosing_block_indent(self, line: &CursorLine) -> Option<usize> {
         let cursor = line.cursor;
-        let probe = if self.language == Language::Python {
+        let probe = if self.spec.blocks.by_indent {
             self.doc.last_code_before(line.line).unwrap_or(cursor)
         } else {
             cursor
         };
         let node = self.node_before(probe)?;
-        let block = ancestors(node).find(|n| is_block(*n) && self.encloses(*n, cursor))?;
-        let braced = block.child(0).is_some_and(|c| c.kind() == "{");
-        let opener_at = if braced {
+        let block = ancestors(node)
+            .find(|n| is_block(&self.spec.blocks, *n) && self.encloses(*n, cursor))?;
+        // A block that starts with its own token (`{`, `do`, `else`) opens on its line; one
+        // that starts with a statement (a Python or Lua body) opens on its parent's line.
+        let own_opener = block.child(0).is_some_and(|c| !c.is_named());
+        let opener_at = if own_opener {
             block.start_byte()
         } else {
             block.parent().unwrap_or(block).start_byte()
@@ -607,7 +661,7 @@ impl<'a> Syntax<'a> {
     }
 
     fn is_closed(self, node: Node) -> bool {
-        if self.language == Language::Python {
+        if self.spec.blocks.by_indent {
             return false;
         }
         let mut last = node;
@@ -621,28 +675,20 @@ impl<'a> Syntax<'a> {
                 None => break,
             }
         }
-        !last.is_missing() && matches!(last.kind(), "}" | ")" | "]" | ";")
+        !last.is_missing()
+            && (matches!(last.kind(), "}" | ")" | "]" | ";")
+                || self.spec.blocks.closers.contains(&last.kind()))
     }
 
-    fn header(self, node: Node) -> String {
-        header_line(self.doc.rope, node, MAX_HEADER_CHARS)
+    /// A node whose header line belongs in the scope chain: a definition, closure or
+    /// namespace.
+    fn is_scope(self, node: Node) -> bool {
+        use super::lang::Item::*;
+        matches!(
+            self.spec.item(node.kind()),
+            Some(Function | Container | Anonymous | Namespace)
+        )
     }
-}
-
-/// The header line of a scope or definition: the first of its first five lines (whole, from
-/// the line start) that is not blank, an attribute or a decorator, trimmed and capped at
-/// `max_chars`; else its first line. Shared by the scope chain and file outlines.
-pub(crate) fn header_line(rope: &Rope, node: Node, max_chars: usize) -> String {
-    let doc = Doc {
-        rope,
-        len: rope.len_bytes(),
-    };
-    let first = doc.line_of(node.start_byte());
-    let last = doc.line_of(node.end_byte()).min(first + 4);
-    (first..=last)
-        .map(|line| doc.line_head(line, max_chars).trim().to_string())
-        .find(|text| !text.is_empty() && !text.starts_with('@') && !text.starts_with("#["))
-        .unwrap_or_else(|| doc.line_head(first, max_chars).trim().to_string())
 }
 
 /// A node and its ancestors, innermost first (bounded).
@@ -650,23 +696,15 @@ fn ancestors(node: Node) -> impl Iterator<Item = Node> {
     std::iter::successors(Some(node), |n| n.parent()).take(MAX_DEPTH)
 }
 
-/// A block whose body is indented: braces, or a Python `block`.
-fn is_block(node: Node) -> bool {
-    node.kind() == "block" || node.child(0).is_some_and(|c| c.kind() == "{")
-}
-
-fn is_string_kind(kind: &str) -> bool {
-    kind.contains("string")
-        || matches!(
-            kind,
-            "char_literal" | "character_literal" | "rune_literal" | "text_block"
-        )
+/// A block whose body is indented: braces, or one of the language's block kinds (a
+/// Python `block`, a Ruby `body_statement`, a Bash `do_group`).
+fn is_block(blocks: &Blocks, node: Node) -> bool {
+    blocks.kinds.contains(&node.kind()) || node.child(0).is_some_and(|c| c.kind() == "{")
 }
 
 /// Collects import nodes in file order, with the caps.
 struct ImportScan<'a> {
     syntax: Syntax<'a>,
-    kinds: &'static [&'static str],
     before: usize,
     out: Vec<String>,
     lines: usize,
@@ -677,7 +715,7 @@ struct ImportScan<'a> {
 }
 
 impl ImportScan<'_> {
-    /// Visits the children of `parent`; at depth 0 enters conditional preprocessor blocks
+    /// Visits the children of `parent`; at depth 0 enters nodes that hold definitions
     /// (C header guards wrap the includes).
     fn children(&mut self, parent: Node, depth: usize) {
         let mut walk = parent.walk();
@@ -695,11 +733,17 @@ impl ImportScan<'_> {
                 self.done = true;
                 return;
             }
-            if self.kinds.contains(&node.kind()) {
+            let spec = self.syntax.spec;
+            if is_import(spec, self.syntax.doc.rope, node) {
                 if node.end_byte() <= self.before {
                     self.push(node);
                 }
-            } else if depth == 0 && matches!(node.kind(), "preproc_ifdef" | "preproc_if") {
+            } else if depth == 0
+                && (node.is_error() || spec.item(node.kind()) == Some(super::lang::Item::Holder))
+            {
+                // An unclosed bracket at the cursor can make the parser wrap the top of the
+                // file in an ERROR node: its imports are still there, and dropping them would
+                // change the prompt's first bytes (and the model server's cache) mid-word.
                 self.children(node, depth + 1);
             }
             if !walk.goto_next_sibling() {
@@ -724,71 +768,47 @@ impl ImportScan<'_> {
     }
 }
 
-/// The import-like top-level nodes of each grammar (also used by the code actions).
-pub(crate) fn import_kinds(language: Language) -> &'static [&'static str] {
-    match language {
-        Language::Rust => &["use_declaration", "extern_crate_declaration"],
-        Language::Python => &[
-            "import_statement",
-            "import_from_statement",
-            "future_import_statement",
-        ],
-        Language::JavaScript | Language::TypeScript | Language::Tsx => &["import_statement"],
-        Language::Go => &["package_clause", "import_declaration"],
-        Language::C => &["preproc_include"],
-        Language::Cpp => &["preproc_include", "using_declaration"],
-        Language::Java => &["package_declaration", "import_declaration"],
-        Language::PlainText => &[],
-    }
+/// Whether `node` is an import of the language (also used by the code actions): a node of
+/// an import kind, and for call-like imports (`require "x"`, `source x`) one whose first
+/// line — or what follows its first `=`, as in `local json = require("json")` — starts
+/// with one of the import's words.
+pub(crate) fn is_import(spec: &LanguageSpec, rope: &Rope, node: Node) -> bool {
+    let kind = node.kind();
+    let Some(import) = spec.imports.iter().find(|i| i.kind == kind) else {
+        return false;
+    };
+    import.calls.is_empty() || starts_with_import_word(import, rope, node)
 }
 
-fn scope_kinds(language: Language) -> &'static [&'static str] {
-    match language {
-        Language::Rust => &[
-            "function_item",
-            "impl_item",
-            "trait_item",
-            "mod_item",
-            "struct_item",
-            "enum_item",
-        ],
-        Language::Python => &["function_definition", "class_definition"],
-        Language::JavaScript | Language::TypeScript | Language::Tsx => &[
-            "function_declaration",
-            "generator_function_declaration",
-            "function_expression",
-            "generator_function",
-            "method_definition",
-            "class_declaration",
-            "abstract_class_declaration",
-            "class",
-            "arrow_function",
-            "interface_declaration",
-            "internal_module",
-            "enum_declaration",
-        ],
-        Language::Go => &[
-            "function_declaration",
-            "method_declaration",
-            "type_declaration",
-        ],
-        Language::C => &["function_definition", "struct_specifier"],
-        Language::Cpp => &[
-            "function_definition",
-            "class_specifier",
-            "struct_specifier",
-            "namespace_definition",
-        ],
-        Language::Java => &[
-            "class_declaration",
-            "interface_declaration",
-            "enum_declaration",
-            "record_declaration",
-            "method_declaration",
-            "constructor_declaration",
-        ],
-        Language::PlainText => &[],
-    }
+fn starts_with_import_word(import: &Import, rope: &Rope, node: Node) -> bool {
+    const HEAD_BYTES: usize = 160;
+    let start = node.start_byte();
+    let mut head = String::new();
+    crate::position::for_each_chunk(rope, start..node.end_byte().min(start + HEAD_BYTES), |p| {
+        head.push_str(p)
+    });
+    let line = head.lines().next().unwrap_or("");
+    // `local json = require(…)`, `$config = require …`: the value of an assignment.
+    let value = match line.split_once('=') {
+        Some((target, value))
+            if !value.starts_with('=')
+                && target.chars().all(|c| {
+                    c.is_alphanumeric()
+                        || matches!(c, '_' | '$' | ',' | '.' | ':')
+                        || c.is_whitespace()
+                }) =>
+        {
+            value
+        }
+        _ => line,
+    };
+    let value = value.trim_start();
+    import.calls.iter().any(|word| {
+        value.strip_prefix(word).is_some_and(|rest| {
+            rest.is_empty()
+                || rest.starts_with(|c: char| c.is_whitespace() || matches!(c, '(' | '"' | '\''))
+        })
+    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -815,8 +835,7 @@ impl Doc<'_> {
 
     /// The start of the char containing `byte` (clamped to the text).
     fn floor(self, byte: usize) -> usize {
-        let byte = byte.min(self.len);
-        self.rope.char_to_byte(self.rope.byte_to_char(byte))
+        floor(self.rope, byte)
     }
 
     /// The first char boundary at or after `byte` (clamped to the text).
@@ -873,15 +892,6 @@ impl Doc<'_> {
             end -= 1;
         }
         end
-    }
-
-    /// Up to `max_chars` characters from the start of `line`, without the line break.
-    fn line_head(self, line: usize, max_chars: usize) -> String {
-        let start = self.line_start(line);
-        let end = self.line_content_end(line);
-        let start_char = self.rope.byte_to_char(start);
-        let end_char = self.rope.byte_to_char(end).min(start_char + max_chars);
-        self.rope.slice(start_char..end_char).to_string()
     }
 
     /// The indentation width of `line`'s leading whitespace (blank lines count it too).
@@ -958,7 +968,11 @@ mod tests {
     use super::*;
     use crate::syntax::parse;
 
-    use crate::syntax::test_support::{ALL, fixture, language};
+    use crate::syntax::test_support::{fixture, language};
+
+    use crate::tokens::CHARS_PER_TOKEN;
+
+    const ALL: [Language; 14] = Language::ALL;
 
     fn run(
         lang: &str,
@@ -987,6 +1001,79 @@ mod tests {
             (multiline, block_indent),
             "{lang}: {src:?}\n{:#?}",
             ctx.shape
+        );
+    }
+
+    /// Where a line holds a complete statement and the cursor ends it, the suggestion may be
+    /// the next line (this is where accepting a whole line leaves the cursor).
+    #[test]
+    fn next_line_after_a_complete_statement() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("python", "def f(items):\n    total = 0$0\n", true),
+            ("python", "def f(items):\n    total = 0$0", true),
+            // A space typed after the code: the user goes on with the line.
+            (
+                "python",
+                "def f(items):\n    total = 0  $0\n    return total\n",
+                false,
+            ),
+            ("python", "def f():\n    return $0\n", false),
+            ("rust", "fn f() -> u8 {\n    return $0\n}\n", false),
+            (
+                "python",
+                "def f(items):\n    for i in items:\n        total += i$0\n",
+                true,
+            ),
+            // The last line of a function: the definition ends there.
+            ("python", "def f():\n    return 1$0\n\nx = 2\n", true),
+            // Not complete: an open bracket, an operator, a broken statement.
+            ("python", "def f(items):\n    total = sum(items,$0\n", false),
+            ("python", "def f(items):\n    total = $0\n", false),
+            // Mid-line, a blank line, a comment, a string: not this shape.
+            ("python", "def f():\n    x = 1$0 + 2\n", false),
+            ("python", "def f():\n    $0\n", false),
+            ("python", "def f():\n    # total = 0$0\n", false),
+            ("python", "s = \"\"\"\ntotal = 0$0\n\"\"\"\n", false),
+            ("rust", "fn f() {\n    let x = 1;$0\n}\n", true),
+            ("rust", "fn f() {\n    let x = 1$0\n}\n", false),
+            (
+                "javascript",
+                "function f() {\n  const x = g(1);$0\n}\n",
+                true,
+            ),
+            (
+                "javascript",
+                "function f() {\n  const x = g(1$0\n}\n",
+                false,
+            ),
+            ("go", "func f() {\n\tx := 1$0\n}\n", true),
+            ("rust", "fn f() {\n    g();\n}$0\n", true),
+            ("ruby", "def f\n  x = 1$0\nend\n", true),
+            ("lua", "function f()\n  local x = 1$0\nend\n", true),
+            ("bash", "f() {\n  x=1$0\n}\n", true),
+            ("php", "<?php\nfunction f() {\n  $x = 1;$0\n}\n", true),
+            // The last argument of a call that goes on below.
+            ("python", "x = foo(a,$0\n        b)\n", false),
+            ("python", "x = foo(a$0\n        , b)\n", false),
+        ];
+        for (lang, src, next_line) in cases {
+            let ctx = run(lang, src, ContextBudget::default(), MultilinePolicy::Auto);
+            assert_eq!(
+                ctx.shape.next_line, *next_line,
+                "{lang}: {src:?}\n{:#?}",
+                ctx.shape
+            );
+            assert!(!(ctx.shape.next_line && ctx.shape.multiline), "{src:?}");
+        }
+        let never = run(
+            "python",
+            "def f(items):\n    total = 0$0\n",
+            ContextBudget::default(),
+            MultilinePolicy::Never,
+        );
+        assert!(
+            !never.shape.next_line,
+            "multiline = \"never\" keeps to the line"
         );
     }
 
@@ -1136,6 +1223,61 @@ mod tests {
                 false,
                 None,
             ),
+            // Ruby: `do`, `|x|` after it, and header lines open blocks; `end` closes them.
+            ("ruby", "def f(x)\n  $0\nend\n", true, Some(2)),
+            ("ruby", "def f(x)$0\n  y = 1\nend\n", true, Some(2)),
+            ("ruby", "xs.each do$0\nend\n", true, Some(4)),
+            ("ruby", "xs.each do |x|$0\nend\n", true, Some(4)),
+            (
+                "ruby",
+                "class A\n  def f\n    a\n    $0\n    b\n  end\nend\n",
+                true,
+                Some(4),
+            ),
+            ("ruby", "def f; end$0\n", false, None),
+            ("ruby", "def f\n  x = \"do$0\"\nend\n", false, None),
+            ("ruby", "def f\n  # then do$0\nend\n", false, None),
+            ("ruby", "def f\n  g($0)\nend\n", false, None),
+            // PHP.
+            ("php", "<?php\nfunction f($x) {\n    $0\n}\n", true, Some(4)),
+            (
+                "php",
+                "<?php\nfunction f($x) {\n    $s = \"{$0\";\n}\n",
+                false,
+                None,
+            ),
+            (
+                "php",
+                "<?php\nfunction f($x) {\n    # note {$0\n}\n",
+                false,
+                None,
+            ),
+            (
+                "php",
+                "<?php\nfunction f($x) {\n    g($0);\n}\n",
+                false,
+                None,
+            ),
+            // Lua.
+            ("lua", "function f(x)\n  $0\nend\n", true, Some(2)),
+            (
+                "lua",
+                "local function g(a)$0\n  return a\nend\n",
+                true,
+                Some(2),
+            ),
+            ("lua", "if x then$0\nend\n", true, Some(4)),
+            ("lua", "for i = 1, 10 do$0\nend\n", true, Some(4)),
+            ("lua", "local s = \"then$0\"\n", false, None),
+            ("lua", "-- do$0\n", false, None),
+            ("lua", "local t = f($0)\n", false, None),
+            // Bash.
+            ("bash", "if [ -f a ]; then$0\nfi\n", true, Some(4)),
+            ("bash", "for f in *.txt; do\n  $0\ndone\n", true, Some(2)),
+            ("bash", "f() {\n  $0\n}\n", true, Some(2)),
+            ("bash", "case \"$x\" in$0\nesac\n", true, Some(4)),
+            ("bash", "echo \"then$0\"\n", false, None),
+            ("bash", "echo $# # do$0\n", false, None),
             // Plain text: line-based (blank line or `{` at end: multi-line).
             ("plaintext", "hello\n$0", true, Some(0)),
             ("plaintext", "hello $0", false, None),
@@ -1285,6 +1427,27 @@ mod tests {
                 "class A {\n    @Override\n    public void f() {\n        $0\n    }\n}",
                 &["class A {", "public void f() {"],
             ),
+            (
+                "ruby",
+                "module M\n  class A\n    def f(x)\n      $0\n    end\n  end\nend\n",
+                &["module M", "class A", "def f(x)"],
+            ),
+            (
+                "ruby",
+                "describe \"x\" do\n  it \"works\" do\n    $0\n  end\nend\n",
+                &["describe \"x\" do", "it \"works\" do"],
+            ),
+            (
+                "php",
+                "<?php\nclass A {\n    public function m() {\n        $0\n    }\n}\n",
+                &["class A {", "public function m() {"],
+            ),
+            (
+                "lua",
+                "function M.run(x)\n  local g = function()\n    $0\n  end\nend\n",
+                &["function M.run(x)", "local g = function()"],
+            ),
+            ("bash", "foo() {\n  $0\n}\n", &["foo() {"]),
             ("plaintext", "fn f() {\n    $0\n}", &[]),
         ];
         for (lang, src, chain) in cases {
@@ -1310,6 +1473,10 @@ mod tests {
         let go_body = filler("var a = 1\n", 20);
         let c_body = filler("int a;\n", 30);
         let java_body = filler("  int a;\n", 20);
+        let rb_body = filler("x = 1\n", 30);
+        let php_body = filler("$a = 1;\n", 30);
+        let lua_body = filler("local a = 1\n", 20);
+        let sh_body = filler("a=1\n", 40);
         let cases: Vec<(&str, String, ContextBudget, Vec<&str>)> = vec![
             (
                 "rust",
@@ -1341,6 +1508,19 @@ mod tests {
                     "import os",
                     "from a import (b,\n    c)",
                 ],
+            ),
+            // An unclosed bracket at the cursor can make the parser wrap the top of the file
+            // in an ERROR node (reduced from CPython's http/server.py, where typing `read(`
+            // did it): the imports stay, so that typing `(` does not change the prompt's
+            // first bytes (and the model server's cache, and the typed-ahead key).
+            (
+                "python",
+                "import urllib.parse\n                data = self.rfile.read($0\n                data = None\n        handler_class = SimpleHTTPRequestHandler\n    # ensure dual-stack is not disabled; ref #38907\n    class DualStackServer(ThreadingHTTPServer):\n    test(\n    )\n".to_string(),
+                ContextBudget {
+                    prefix_tokens: 5,
+                    suffix_tokens: 5,
+                },
+                vec!["import urllib.parse"],
             ),
             (
                 "javascript",
@@ -1391,6 +1571,32 @@ mod tests {
                 vec!["package a.b;", "import java.util.List;"],
             ),
             (
+                "ruby",
+                format!("require \"json\"\nrequire_relative \"a\"\n{rb_body}def f\n  $0\nend\n"),
+                small,
+                vec!["require \"json\"", "require_relative \"a\""],
+            ),
+            (
+                "php",
+                format!(
+                    "<?php\nnamespace App;\nuse Foo\\Bar;\nrequire_once \"x.php\";\n{php_body}$0"
+                ),
+                small,
+                vec!["namespace App;", "use Foo\\Bar;", "require_once \"x.php\";"],
+            ),
+            (
+                "lua",
+                format!("local json = require(\"json\")\nrequire(\"x\")\n{lua_body}$0"),
+                small,
+                vec!["local json = require(\"json\")", "require(\"x\")"],
+            ),
+            (
+                "bash",
+                format!("#!/bin/bash\nsource ./lib.sh\n. \"$DIR/x.sh\"\n./run.sh\n{sh_body}$0"),
+                small,
+                vec!["source ./lib.sh", ". \"$DIR/x.sh\""],
+            ),
+            (
                 "plaintext",
                 format!("import os\n{py_body}$0"),
                 small,
@@ -1436,7 +1642,7 @@ mod tests {
     }
 
     /// True when `at` is a line start where an item or statement (a named child of the root
-    /// or of a block) begins, after the line's indentation.
+    /// or of a block — braced, or a Python `block`) begins, after the line's indentation.
     fn is_syntax_boundary(text: &str, tree: &Tree, at: usize) -> bool {
         if at != 0 && text.as_bytes()[at - 1] != b'\n' {
             return false;
@@ -1448,8 +1654,9 @@ mod tests {
         ancestors(leaf).any(|n| {
             n.start_byte() == code
                 && n.is_named()
-                && n.parent()
-                    .is_some_and(|p| p.parent().is_none() || is_block(p))
+                && n.parent().is_some_and(|p| {
+                    p.parent().is_none() || is_block(&Language::Python.spec().blocks, p)
+                })
         })
     }
 

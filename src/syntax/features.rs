@@ -1,8 +1,9 @@
 //! What tree-sitter tells about the target of a request — the code a code action works on,
 //! or the spot of a completion: the target itself (enclosing function/method/class, else
 //! the file), its size, branchiness, nesting, calls to security-sensitive APIs and syntax
-//! errors. These features drive routing. Pure and synchronous; which calls are sensitive is
-//! decided by the rule tables in `sensitive.rs`.
+//! errors. These features drive routing. Pure and synchronous; what a definition, a branch
+//! or a call is comes from the language's spec (`lang/`), and which calls are sensitive
+//! from `sensitive.rs`.
 //!
 //! Invariants:
 //! - One walk: the features of a target come from a single pass over the nodes that
@@ -34,8 +35,12 @@ use tree_sitter::{Node, Tree, TreeCursor};
 use xxhash_rust::xxh3::{Xxh3, xxh3_128};
 
 use super::Language;
-use super::context::CHARS_PER_TOKEN;
-use super::sensitive::{self, CallShape, Matcher, floor, for_each_chunk};
+use super::lang::{CallShape, Def, Item, LanguageSpec, Name, Role};
+use super::sensitive::Matcher;
+use crate::position::{clamp_range, floor, for_each_chunk};
+use crate::tokens::tokens_for_chars;
+
+pub use super::lang::SensitiveKind;
 
 /// The code a request is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,23 +65,6 @@ impl Target {
     pub fn line_span(&self, rope: &Rope) -> (usize, usize) {
         line_span(rope, &self.range)
     }
-}
-
-/// A call to an API whose misuse is a classic vulnerability.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum SensitiveKind {
-    /// Running programs or shell commands (exec, system, subprocess, Command::new …).
-    Exec,
-    /// Evaluating code from data (eval, exec of strings, Function(), pickle-like loaders excluded).
-    Eval,
-    /// SQL built from strings (format/concatenation into execute/query).
-    Sql,
-    /// Cryptography (hashing passwords, ciphers, random for keys …).
-    Crypto,
-    /// Deserialisation of untrusted data (pickle, yaml.load, ObjectInputStream, serde from input …).
-    Deserialize,
-    /// File paths built from input (open/read/write with a computed path).
-    PathFromInput,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,19 +146,20 @@ pub fn enclosing_target(
     cursor: usize,
 ) -> Target {
     let cursor = floor(rope, cursor);
+    let spec = language.spec();
     let root = match tree {
-        Some(tree) if language != Language::PlainText => tree.root_node(),
+        Some(tree) if spec.grammar.is_some() => tree.root_node(),
         _ => return file_or_region(rope, cursor),
     };
     let path = path_to(root, before_blanks(rope, cursor));
-    if let Some(target) = definition_on_path(rope, language, &path) {
+    if let Some(target) = definition_on_path(rope, spec, &path) {
         return target;
     }
     if line_count(rope) <= SMALL_FILE_LINES {
         return file_target(rope);
     }
     path.get(1)
-        .filter(|top| is_region_candidate(rope, top))
+        .filter(|top| is_region_candidate(rope, spec, top))
         .map(|top| Target {
             range: clamp_range(rope, top.byte_range()),
             kind: top.kind().to_string(),
@@ -288,6 +277,7 @@ fn walk_features(
     let range = clamp_range(rope, target.range.clone());
     let (first, last) = line_span(rope, &range);
     let chars = rope.byte_to_char(range.end) - rope.byte_to_char(range.start);
+    let has_grammar = language.spec().grammar.is_some();
     let mut walk = Walk {
         range: range.clone(),
         rope,
@@ -302,7 +292,7 @@ fn walk_features(
         syntax_errors: 0,
         calls: Vec::new(),
     };
-    if let Some(tree) = tree.filter(|_| language != Language::PlainText) {
+    if let Some(tree) = tree.filter(|_| has_grammar) {
         let root = tree.root_node();
         let start = root
             .descendant_for_byte_range(range.start, range.end)
@@ -317,7 +307,7 @@ fn walk_features(
         language,
         node_kind: target.kind.clone(),
         lines: to_u32(last - first + 1),
-        tokens: to_u32(chars.div_ceil(CHARS_PER_TOKEN)),
+        tokens: to_u32(tokens_for_chars(chars)),
         branches: walk.branches,
         max_nesting: walk.max_nesting,
         sensitive_calls,
@@ -328,74 +318,6 @@ fn walk_features(
 
 // ---------------------------------------------------------------------------------------
 // Targets
-
-/// What a node is, as a target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Definition {
-    /// Function, method, constructor: always a target.
-    Function,
-    /// Class, struct, impl, trait, interface, enum: a target when not inside a function.
-    Container,
-    /// Arrow function or function expression: a target when assigned to a variable or a
-    /// class field (the target is the declaration), otherwise a closure inside its function.
-    Anonymous,
-}
-
-pub(crate) fn definition(language: Language, kind: &str) -> Option<Definition> {
-    use Definition::*;
-    use Language as L;
-    match (language, kind) {
-        (L::Rust, "function_item") => Some(Function),
-        (L::Rust, "impl_item" | "trait_item" | "struct_item" | "enum_item" | "union_item") => {
-            Some(Container)
-        }
-        (L::Python, "function_definition") => Some(Function),
-        (L::Python, "class_definition") => Some(Container),
-        (
-            L::JavaScript | L::TypeScript | L::Tsx,
-            "function_declaration" | "generator_function_declaration" | "method_definition",
-        ) => Some(Function),
-        (
-            L::JavaScript | L::TypeScript | L::Tsx,
-            "class_declaration"
-            | "abstract_class_declaration"
-            | "interface_declaration"
-            | "enum_declaration",
-        ) => Some(Container),
-        (
-            L::JavaScript | L::TypeScript | L::Tsx,
-            "arrow_function" | "function_expression" | "function" | "generator_function",
-        ) => Some(Anonymous),
-        (L::Go, "function_declaration" | "method_declaration") => Some(Function),
-        (L::Go, "type_declaration") => Some(Container),
-        (L::C | L::Cpp, "function_definition") => Some(Function),
-        (L::C | L::Cpp, "struct_specifier" | "union_specifier" | "enum_specifier") => {
-            Some(Container)
-        }
-        (L::Cpp, "class_specifier") => Some(Container),
-        (
-            L::Java,
-            "method_declaration" | "constructor_declaration" | "compact_constructor_declaration",
-        ) => Some(Function),
-        (
-            L::Java,
-            "class_declaration"
-            | "interface_declaration"
-            | "enum_declaration"
-            | "record_declaration"
-            | "annotation_type_declaration",
-        ) => Some(Container),
-        _ => None,
-    }
-}
-
-/// Nodes that wrap a definition and belong to it.
-fn is_wrapper(language: Language, kind: &str) -> bool {
-    matches!(
-        (language, kind),
-        (Language::Python, "decorated_definition") | (Language::Cpp, "template_declaration")
-    )
-}
 
 /// The cursor moved back over the spaces and tabs before it on its line: a cursor after
 /// `return ` at the end of a function is in the function, although the function's node
@@ -449,98 +371,83 @@ fn child_at(node: Node<'_>, cursor: usize) -> Option<Node<'_>> {
 }
 
 /// The innermost function on `path`, else the innermost container (outside any function).
-fn definition_on_path(rope: &Rope, language: Language, path: &[Node]) -> Option<Target> {
+fn definition_on_path(rope: &Rope, spec: &LanguageSpec, path: &[Node]) -> Option<Target> {
     let mut container = None;
     for i in (1..path.len()).rev() {
         let node = path[i];
-        match definition(language, node.kind()) {
-            // A Java interface/abstract method without a body is part of its type.
-            Some(Definition::Function)
-                if !(language == Language::Java && node.child_by_field_name("body").is_none()) =>
-            {
-                return Some(named_target(rope, language, path, i));
-            }
-            // A C struct/enum mentioned in a declaration (`struct s x;`) has no body.
-            Some(Definition::Container)
-                if container.is_none()
-                    && (node.child_by_field_name("body").is_some() || language == Language::Go) =>
-            {
-                container = Some(i);
-            }
-            Some(Definition::Anonymous) => {
-                if let Some(target) = assigned_function(rope, path, i) {
+        let Some(def) = spec.def(node.kind()) else {
+            continue;
+        };
+        // A prototype, an abstract method, a C struct named in a declaration: no target.
+        let complete = !def.body_required || node.child_by_field_name("body").is_some();
+        match def.item {
+            Item::Function if complete => return Some(named_target(rope, spec, def, path, i)),
+            Item::Container if complete && container.is_none() => container = Some((i, def)),
+            Item::Anonymous => {
+                if let Some(target) = assigned_function(rope, spec, path, i) {
                     return Some(target);
                 }
             }
             _ => {}
         }
     }
-    container.map(|i| named_target(rope, language, path, i))
+    container.map(|(i, def)| named_target(rope, spec, def, path, i))
 }
 
 /// The target for the definition at `path[i]`, widened to its wrapper.
-fn named_target(rope: &Rope, language: Language, path: &[Node], i: usize) -> Target {
+fn named_target(rope: &Rope, spec: &LanguageSpec, def: &Def, path: &[Node], i: usize) -> Target {
     let node = path[i];
     let outer = match i.checked_sub(1).map(|p| path[p]) {
-        Some(parent) if is_wrapper(language, parent.kind()) => parent,
+        Some(parent) if spec.item(parent.kind()) == Some(Item::Wrapper) => parent,
         _ => node,
     };
     Target {
         range: clamp_range(rope, outer.byte_range()),
         kind: node.kind().to_string(),
-        name: definition_name(rope, language, node),
+        name: definition_name(rope, def, node),
     }
 }
 
 /// `const f = () => {…}` / `let g = function () {…}` / a class field `h = () => {…}`:
 /// the declaration (or field) is the target, named after the variable (or field).
-fn assigned_function(rope: &Rope, path: &[Node], i: usize) -> Option<Target> {
+fn assigned_function(rope: &Rope, spec: &LanguageSpec, path: &[Node], i: usize) -> Option<Target> {
     let function = path[i];
     let parent = path.get(i.checked_sub(1)?)?;
-    let (outer, name) = match parent.kind() {
-        "variable_declarator" => {
-            let declaration = path.get(i.checked_sub(2)?)?;
-            if !matches!(
-                declaration.kind(),
-                "lexical_declaration" | "variable_declaration"
-            ) {
-                return None;
-            }
-            (*declaration, parent.child_by_field_name("name"))
+    let (outer, holder, name_field) = spec.assigned.iter().find_map(|a| match a.declarator {
+        Some(declarator) if parent.kind() == declarator => {
+            let outer = path.get(i.checked_sub(2)?)?;
+            (outer.kind() == a.outer).then_some((*outer, *parent, a.name_field))
         }
-        "field_definition" | "public_field_definition" => (
-            *parent,
-            parent
-                .child_by_field_name("property")
-                .or_else(|| parent.child_by_field_name("name")),
-        ),
-        _ => return None,
-    };
+        None if parent.kind() == a.outer => Some((*parent, *parent, a.name_field)),
+        _ => None,
+    })?;
     Some(Target {
         range: clamp_range(rope, outer.byte_range()),
         kind: function.kind().to_string(),
-        name: name.map(|n| one_line_text(rope, n.byte_range(), MAX_NAME_CHARS)),
+        name: holder
+            .child_by_field_name(name_field)
+            .map(|n| one_line_text(rope, n.byte_range(), MAX_NAME_CHARS)),
     })
 }
 
-fn definition_name(rope: &Rope, language: Language, node: Node) -> Option<String> {
+fn definition_name(rope: &Rope, def: &Def, node: Node) -> Option<String> {
     let text = |n: Node| one_line_text(rope, n.byte_range(), MAX_NAME_CHARS);
-    match (language, node.kind()) {
-        (Language::Rust, "impl_item") => {
+    match def.name {
+        Name::Impl => {
             let ty = text(node.child_by_field_name("type")?);
             Some(match node.child_by_field_name("trait") {
                 Some(tr) => format!("{} for {ty}", text(tr)),
                 None => ty,
             })
         }
-        (Language::Go, "type_declaration") => {
+        Name::Spec => {
             let mut walk = node.walk();
             let spec = node
                 .named_children(&mut walk)
                 .find(|c| matches!(c.kind(), "type_spec" | "type_alias"))?;
             spec.child_by_field_name("name").map(text)
         }
-        (Language::C | Language::Cpp, "function_definition") => {
+        Name::Declarator | Name::FunctionDeclarator => {
             // Through pointer/reference/function declarators to the declared name.
             let mut declarator = node.child_by_field_name("declarator")?;
             for _ in 0..16 {
@@ -551,25 +458,14 @@ fn definition_name(rope: &Rope, language: Language, node: Node) -> Option<String
             }
             Some(text(declarator))
         }
-        _ => node.child_by_field_name("name").map(text),
+        Name::Field => node.child_by_field_name("name").map(text),
     }
 }
 
 /// A top-level node worth being the target in a large file: not a namespace or module
 /// (those hold whole files), not a syntax error, not larger than a small file.
-fn is_region_candidate(rope: &Rope, node: &Node) -> bool {
-    let kind = node.kind();
-    if node.is_error()
-        || !node.is_named()
-        || matches!(
-            kind,
-            "namespace_definition"
-                | "mod_item"
-                | "internal_module"
-                | "module"
-                | "linkage_specification"
-        )
-    {
+fn is_region_candidate(rope: &Rope, spec: &LanguageSpec, node: &Node) -> bool {
+    if node.is_error() || !node.is_named() || spec.item(node.kind()) == Some(Item::Namespace) {
         return false;
     }
     let (first, last) = line_span(rope, &clamp_range(rope, node.byte_range()));
@@ -608,109 +504,6 @@ fn region(rope: &Rope, cursor: usize) -> Target {
 // ---------------------------------------------------------------------------------------
 // The features walk
 
-/// What a node kind contributes to the features.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Role {
-    Other,
-    /// A branch point that does not nest (`elif`, `catch`, `?:`, `case`).
-    Branch,
-    /// A branch point that nests (loops).
-    BranchNest,
-    /// `if`: a branch point that nests, except as the `else if` of another `if`.
-    If,
-    /// Nests without being a branch point itself (match/switch, try, with).
-    Nest,
-    /// A match arm or switch label: a branch point unless it is the wildcard/`default`.
-    Arm,
-    /// A binary expression: a branch point when its operator is `&&`, `||` or `??`.
-    Logical,
-    /// A closure/lambda/function expression: nests, unless it is a definition assigned to a
-    /// variable or field (then it is a named function, like a nested `def`).
-    Closure,
-    /// A block: nests when it stands bare inside another block.
-    Block,
-}
-
-fn role(language: Language, kind: &str) -> Role {
-    use Language as L;
-    use Role::*;
-    match language {
-        L::Rust => match kind {
-            "if_expression" => If,
-            "while_expression" | "loop_expression" | "for_expression" => BranchNest,
-            "match_expression" | "unsafe_block" | "async_block" | "const_block" => Nest,
-            "match_arm" => Arm,
-            "binary_expression" => Logical,
-            "closure_expression" => Closure,
-            "block" => Block,
-            _ => Other,
-        },
-        L::Python => match kind {
-            "if_statement" => If,
-            "for_statement" | "while_statement" => BranchNest,
-            "try_statement" | "with_statement" | "match_statement" => Nest,
-            "elif_clause"
-            | "except_clause"
-            | "except_group_clause"
-            | "conditional_expression"
-            | "boolean_operator"
-            | "for_in_clause"
-            | "if_clause" => Branch,
-            "case_clause" => Arm,
-            "lambda" => Closure,
-            _ => Other,
-        },
-        L::JavaScript | L::TypeScript | L::Tsx => match kind {
-            "if_statement" => If,
-            "for_statement" | "for_in_statement" | "while_statement" | "do_statement" => BranchNest,
-            "switch_statement" | "try_statement" => Nest,
-            "switch_case" | "catch_clause" | "ternary_expression" => Branch,
-            "binary_expression" => Logical,
-            "arrow_function" | "function_expression" | "function" | "generator_function" => Closure,
-            "statement_block" => Block,
-            _ => Other,
-        },
-        L::Go => match kind {
-            "if_statement" => If,
-            "for_statement" => BranchNest,
-            "expression_switch_statement" | "type_switch_statement" | "select_statement" => Nest,
-            "expression_case" | "type_case" | "communication_case" => Branch,
-            "binary_expression" => Logical,
-            "func_literal" => Closure,
-            "block" => Block,
-            _ => Other,
-        },
-        L::C | L::Cpp => match kind {
-            "if_statement" => If,
-            "for_statement" | "for_range_loop" | "while_statement" | "do_statement" => BranchNest,
-            "switch_statement" | "try_statement" => Nest,
-            "case_statement" => Arm,
-            "catch_clause" | "conditional_expression" => Branch,
-            "binary_expression" => Logical,
-            "lambda_expression" => Closure,
-            "compound_statement" => Block,
-            _ => Other,
-        },
-        L::Java => match kind {
-            "if_statement" => If,
-            "for_statement" | "enhanced_for_statement" | "while_statement" | "do_statement" => {
-                BranchNest
-            }
-            "switch_expression"
-            | "try_statement"
-            | "try_with_resources_statement"
-            | "synchronized_statement" => Nest,
-            "switch_label" => Arm,
-            "catch_clause" | "ternary_expression" => Branch,
-            "binary_expression" => Logical,
-            "lambda_expression" => Closure,
-            "block" => Block,
-            _ => Other,
-        },
-        L::PlainText => Other,
-    }
-}
-
 /// What a node kind means to the walk: its role, whether it is a call, and what it makes
 /// of its children. Looked up by kind id, so the walk compares no strings per node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -734,15 +527,16 @@ const PLAIN: NodeClass = NodeClass {
     is_block_holder: false,
 };
 
-fn node_class(language: Language, kind: &str) -> NodeClass {
+fn node_class(spec: &LanguageSpec, kind: &str) -> NodeClass {
     NodeClass {
-        role: role(language, kind),
-        call: sensitive::call_shape(language, kind),
+        role: lookup(spec.roles, kind).unwrap_or(Role::Other),
+        call: lookup(spec.calls, kind),
         is_else: kind == "else_clause",
-        is_definition: matches!(
-            kind,
-            "variable_declarator" | "field_definition" | "public_field_definition"
-        ),
+        // What directly holds an assigned function: `variable_declarator`, a class field.
+        is_definition: spec
+            .assigned
+            .iter()
+            .any(|a| a.declarator.unwrap_or(a.outer) == kind),
         is_block_holder: matches!(
             kind,
             "block"
@@ -754,24 +548,17 @@ fn node_class(language: Language, kind: &str) -> NodeClass {
     }
 }
 
+/// The value a `(kind, value)` table of the spec gives `kind`.
+fn lookup<T: Copy>(table: &[(&str, T)], kind: &str) -> Option<T> {
+    table.iter().find(|(k, _)| *k == kind).map(|e| e.1)
+}
+
 /// The classes of all node kinds of `language`, indexed by kind id; built once per
 /// language (a few hundred string matches) and immutable afterwards.
 fn node_classes(language: Language) -> &'static [NodeClass] {
-    const LANGUAGES: usize = 10;
+    const LANGUAGES: usize = Language::ALL.len();
     static TABLES: [OnceLock<Vec<NodeClass>>; LANGUAGES] = [const { OnceLock::new() }; LANGUAGES];
-    let index = match language {
-        Language::Rust => 0,
-        Language::Python => 1,
-        Language::JavaScript => 2,
-        Language::TypeScript => 3,
-        Language::Tsx => 4,
-        Language::Go => 5,
-        Language::C => 6,
-        Language::Cpp => 7,
-        Language::Java => 8,
-        Language::PlainText => 9,
-    };
-    TABLES[index].get_or_init(|| {
+    TABLES[language.index()].get_or_init(|| {
         let Some(grammar) = language.grammar() else {
             return Vec::new();
         };
@@ -779,7 +566,9 @@ fn node_classes(language: Language) -> &'static [NodeClass] {
             .map(|id| {
                 let id = u16::try_from(id).unwrap_or(u16::MAX);
                 match grammar.node_kind_for_id(id) {
-                    Some(kind) if grammar.node_kind_is_named(id) => node_class(language, kind),
+                    Some(kind) if grammar.node_kind_is_named(id) => {
+                        node_class(language.spec(), kind)
+                    }
                     _ => PLAIN,
                 }
             })
@@ -1211,12 +1000,6 @@ impl Walk<'_, '_> {
 // ---------------------------------------------------------------------------------------
 // Rope helpers, clamped
 
-/// `range` clamped to the text and to char boundaries, in order.
-fn clamp_range(rope: &Rope, range: Range<usize>) -> Range<usize> {
-    let (a, b) = (floor(rope, range.start), floor(rope, range.end));
-    a.min(b)..a.max(b)
-}
-
 /// The number of lines with content (a final line break does not start another line).
 fn line_count(rope: &Rope) -> usize {
     match rope.len_bytes() {
@@ -1383,6 +1166,18 @@ mod tests {
             ("java", "class A {\n  int x;$0\n  void m() {}\n}", "class_declaration", Some("A"), (0, 3)),
             ("java", "interface I {\n  void m();$0\n}", "interface_declaration", Some("I"), (0, 2)),
             ("java", "class A {\n  void m() {\n    r(() -> {\n      $0\n    });\n  }\n}", "method_declaration", Some("m"), (1, 5)),
+            ("ruby", "class Foo\n  def run(x)\n    y = x$0\n  end\nend\n", "method", Some("run"), (1, 3)),
+            ("ruby", "module M\n  class Foo < Bar\n    attr_reader :x$0\n\n    def a; end\n  end\nend\n", "class", Some("Foo"), (1, 5)),
+            ("ruby", "def self.build(x)\n  [x].each do |i|\n    i$0\n  end\nend\n", "singleton_method", Some("build"), (0, 4)),
+            ("ruby", "module M\n  X = 1$0\nend\n", "file", None, (0, 2)),
+            ("php", "<?php\nclass A {\n    public function m($x) {\n        return $x;$0\n    }\n}\n", "method_declaration", Some("m"), (2, 4)),
+            ("php", "<?php\ninterface I {\n    public function m($x);$0\n}\n", "interface_declaration", Some("I"), (1, 3)),
+            ("php", "<?php\n$handler = function ($request) {\n    return $request;$0\n};\n", "anonymous_function", Some("$handler"), (1, 3)),
+            ("php", "<?php\nfunction f($x) {\n    $g = fn($y) => $y;$0\n}\n", "function_definition", Some("f"), (1, 3)),
+            ("lua", "local M = {}\nfunction M.run(x)\n  return x$0\nend\nreturn M\n", "function_declaration", Some("M.run"), (1, 3)),
+            ("lua", "local function helper(a)\n  local g = function(b)\n    return b$0\n  end\nend\n", "function_declaration", Some("helper"), (0, 4)),
+            ("bash", "#!/bin/bash\nfoo() {\n  echo hi$0\n}\n", "function_definition", Some("foo"), (1, 3)),
+            ("bash", "function bar {\n  if true; then\n    x$0\n  fi\n}\n", "function_definition", Some("bar"), (0, 4)),
             ("plaintext", "hello\nworld$0\n", "file", None, (0, 1)),
         ];
         for &(lang, src, kind, name, lines) in cases {
@@ -1477,6 +1272,10 @@ mod tests {
             ("cpp", "int f(int x) {$0\n  for (auto y : v) {\n    try { g(); } catch (...) { }\n  }\n  auto l = [&]() { return x && y; };\n  return 0;\n}", 3, 2, 0),
             ("java", "class A {\n  int m(int x) {$0\n    switch (x) { case 1 -> a(); default -> b(); }\n    for (int i : xs) { if (i > 0 && i < 9) { } }\n    return x > 0 ? 1 : 0;\n  }\n}", 5, 2, 0),
             ("java", "class A {\n  void m() {$0\n    try { a(); } catch (IOException e) { } catch (Exception e) { }\n    do { x--; } while (x > 0);\n  }\n}", 3, 1, 0),
+            ("ruby", "def f(x)$0\n  if x && y\n    a\n  elsif z\n    b\n  end\n  xs.each do |i|\n    if i then puts i end\n  end\n  case x\n  when 1 then 2\n  when 3 then 4\n  else 5\n  end\nend\n", 6, 2, 0),
+            ("php", "<?php\nfunction f($x) {$0\n    if ($a && $b) {\n    } elseif ($c) {\n    } else if ($d) {\n    }\n    foreach ($xs as $x) { while ($x) { } }\n    switch ($x) { case 1: break; default: break; }\n    return $x ? 1 : 0;\n}\n", 8, 2, 0),
+            ("lua", "function f(x)$0\n  if x and y then\n    for i = 1, 10 do\n      print(i)\n    end\n  elseif z then\n  end\n  local g = function() return x or y end\n  repeat x = x - 1 until x == 0\nend\n", 6, 2, 0),
+            ("bash", "f() {$0\n  if [ -n \"$x\" ] && [ -f a ]; then\n    for f in *.txt; do\n      echo \"$f\"\n    done\n  elif true; then\n    :\n  fi\n  case \"$x\" in\n    a) echo a ;;\n    *) echo b ;;\n  esac\n}\n", 6, 2, 0),
             ("plaintext", "if a then b$0\n", 0, 0, 0),
         ];
         for &(lang, src, branches, max_nesting, syntax_errors) in cases {
@@ -1539,6 +1338,17 @@ mod tests {
             ("java", "class A {\n  void f(Statement s, String id) throws Exception {$0\n    s.executeQuery(\"SELECT * FROM t WHERE id = \" + id);\n    s.executeQuery(String.format(\"SELECT %s\", id));\n    engine.eval(script);\n  }\n}", &[Eval, Sql]),
             ("java", "class A {\n  void f(Connection c) throws Exception {$0\n    c.prepareStatement(\"SELECT * FROM t WHERE id = ?\");\n    new File(\"/etc/hosts\");\n  }\n}", &[]),
             ("java", "class A {\n  Object f(InputStream in, String p) throws Exception {$0\n    MessageDigest.getInstance(\"MD5\");\n    new File(p);\n    return new ObjectInputStream(in).readObject();\n  }\n}", &[Crypto, Deserialize, PathFromInput]),
+            ("ruby", "def f(cmd)$0\n  system(\"ls \" + cmd)\n  `ls #{cmd}`\n  %x(ls)\n  Open3.popen3(cmd)\nend\n", &[Exec]),
+            ("ruby", "def f(x)$0\n  eval(x)\n  obj.instance_eval(x)\n  User.where(\"name = '#{x}'\")\n  Digest::MD5.hexdigest(x)\n  Marshal.load(x)\n  File.read(x)\nend\n", &[Eval, Sql, Crypto, Deserialize, PathFromInput]),
+            ("ruby", "def f(x)$0\n  puts x\n  User.where(name: x)\n  User.where(\"name = ?\", x)\n  File.read(CONFIG)\n  File.read(\"/etc/hosts\")\n  require \"json\"\nend\n", &[]),
+            ("php", "<?php\nfunction f($x) {$0\n    exec(\"ls \" . $x);\n    `ls $x`;\n}\n", &[Exec]),
+            ("php", "<?php\nfunction f($db, $x) {$0\n    mysqli_query($db, \"SELECT * FROM t WHERE id = $x\");\n    $db->query(\"SELECT * FROM t WHERE id = \" . $x);\n    eval($x);\n    md5($x);\n    unserialize($x);\n    file_get_contents($x);\n}\n", &[Eval, Sql, Crypto, Deserialize, PathFromInput]),
+            ("php", "<?php\nfunction f($db, $x) {$0\n    mysqli_query($db, \"SELECT 1\");\n    $db->query('SELECT * FROM t WHERE id = ?');\n    $db->query(\"SELECT \" . \"1\");\n    file_get_contents(\"config.json\");\n    strlen($x);\n}\n", &[]),
+            ("lua", "function f(x)$0\n  os.execute(\"ls \" .. x)\n  local g = loadstring(x)\n  io.open(x)\n  io.open(\"/etc/hosts\")\nend\n", &[Exec, Eval, PathFromInput]),
+            ("lua", "function f(conn, x)$0\n  conn:execute(\"SELECT * FROM t WHERE id = \" .. x)\n  conn:execute(\"SELECT 1\")\n  print(x)\nend\n", &[Sql]),
+            ("bash", "f() {$0\n  eval \"$1\"\n  sh -c \"ls $1\"\n  mysql -e \"SELECT * FROM t WHERE id=$1\"\n  openssl enc -aes-256-cbc\n  rm -rf \"$DIR/$1\"\n}\n", &[Exec, Eval, Sql, Crypto, PathFromInput]),
+            ("bash", "f() {$0\n  source \"$1\"\n}\n", &[Eval]),
+            ("bash", "f() {$0\n  source ./lib.sh\n  echo \"$1\"\n  rm -rf ./build\n  sh ./script.sh\n  mysql -e \"SELECT 1\"\n}\n", &[]),
             ("plaintext", "os.system(cmd)$0\n", &[]),
         ];
         for &(lang, src, want) in cases {

@@ -1,111 +1,19 @@
-//! Languages and everything Pilotfish reads from tree-sitter trees: which grammar a document
-//! uses, and the completion context cut around a cursor. Pure: no I/O, no LSP types, no async.
+//! Languages and everything Pilotfish reads from tree-sitter trees: what it knows of each
+//! language (`lang/`, one file per language), the completion context cut around a cursor
+//! (`context.rs`), targets and routing features (`features.rs`), sensitive calls
+//! (`sensitive.rs`), file outlines (`outline.rs`), and the one rule for a definition's
+//! header line (here). Pure: no I/O, no LSP types, no async.
 
 pub mod context;
 pub mod features;
+pub mod lang;
 pub mod outline;
 pub mod sensitive;
 
-use std::path::Path;
+use ropey::Rope;
+use tree_sitter::Node;
 
-/// A language Pilotfish parses. Anything else is `PlainText`: completion still works on it,
-/// with line-based windows instead of syntax-based ones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Language {
-    Rust,
-    Python,
-    JavaScript,
-    TypeScript,
-    Tsx,
-    Go,
-    C,
-    Cpp,
-    Java,
-    PlainText,
-}
-
-impl Language {
-    /// Picks the language from the LSP `languageId`, falling back to the file extension.
-    pub fn detect(language_id: &str, path: &str) -> Language {
-        let by_id = match language_id {
-            "rust" => Some(Language::Rust),
-            "python" => Some(Language::Python),
-            "javascript" | "javascriptreact" | "jsx" => Some(Language::JavaScript),
-            "typescript" => Some(Language::TypeScript),
-            "typescriptreact" | "tsx" => Some(Language::Tsx),
-            "go" => Some(Language::Go),
-            "c" => Some(Language::C),
-            "cpp" | "c++" => Some(Language::Cpp),
-            "java" => Some(Language::Java),
-            _ => None,
-        };
-        by_id.unwrap_or_else(|| Language::from_path(path))
-    }
-
-    /// Picks the language from a file name's extension.
-    pub fn from_path(path: &str) -> Language {
-        let ext = Path::new(path)
-            .extension()
-            .and_then(|e| e.to_str())
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        match ext.as_str() {
-            "rs" => Language::Rust,
-            "py" | "pyi" => Language::Python,
-            "js" | "mjs" | "cjs" | "jsx" => Language::JavaScript,
-            "ts" | "mts" | "cts" => Language::TypeScript,
-            "tsx" => Language::Tsx,
-            "go" => Language::Go,
-            "c" | "h" => Language::C,
-            "cc" | "cpp" | "cxx" | "hpp" | "hh" | "hxx" => Language::Cpp,
-            "java" => Language::Java,
-            _ => Language::PlainText,
-        }
-    }
-
-    /// Languages whose files use each other's code: JavaScript with TypeScript and TSX, C
-    /// with C++ (headers). Each family is named by one of its members.
-    pub fn family(self) -> Language {
-        match self {
-            Language::TypeScript | Language::Tsx => Language::JavaScript,
-            Language::Cpp => Language::C,
-            other => other,
-        }
-    }
-
-    /// The tree-sitter grammar, or `None` for plain text.
-    pub fn grammar(self) -> Option<tree_sitter::Language> {
-        let lang: tree_sitter::Language = match self {
-            Language::Rust => tree_sitter_rust::LANGUAGE.into(),
-            Language::Python => tree_sitter_python::LANGUAGE.into(),
-            Language::JavaScript => tree_sitter_javascript::LANGUAGE.into(),
-            Language::TypeScript => tree_sitter_typescript::LANGUAGE_TYPESCRIPT.into(),
-            Language::Tsx => tree_sitter_typescript::LANGUAGE_TSX.into(),
-            Language::Go => tree_sitter_go::LANGUAGE.into(),
-            Language::C => tree_sitter_c::LANGUAGE.into(),
-            Language::Cpp => tree_sitter_cpp::LANGUAGE.into(),
-            Language::Java => tree_sitter_java::LANGUAGE.into(),
-            Language::PlainText => return None,
-        };
-        Some(lang)
-    }
-
-    /// The name used in config (`languages = [...]`), logs and prompts.
-    pub fn name(self) -> &'static str {
-        match self {
-            Language::Rust => "rust",
-            Language::Python => "python",
-            Language::JavaScript => "javascript",
-            Language::TypeScript => "typescript",
-            Language::Tsx => "tsx",
-            Language::Go => "go",
-            Language::C => "c",
-            Language::Cpp => "cpp",
-            Language::Java => "java",
-            Language::PlainText => "plaintext",
-        }
-    }
-}
+pub use lang::{Language, LanguageSpec};
 
 /// Parses `text` from scratch; `None` for plain text.
 pub fn parse(language: Language, text: &str) -> Option<tree_sitter::Tree> {
@@ -114,28 +22,54 @@ pub fn parse(language: Language, text: &str) -> Option<tree_sitter::Tree> {
     parser.parse(text, None)
 }
 
+/// Cap on one header line (scope chain, outlines, the actions' signatures), in characters.
+pub const MAX_HEADER_CHARS: usize = 200;
+/// How many lines from a definition's start are looked at for its header line.
+const HEADER_SCAN_LINES: usize = 5;
+
+/// A line that decorates the definition below it rather than starting it: an attribute
+/// (`#[inline]`, PHP `#[Route]`) or a decorator/annotation (`@cache`, `@Override`).
+pub fn is_attribute_line(line: &str) -> bool {
+    let line = line.trim_start();
+    line.starts_with('@') || line.starts_with("#[")
+}
+
+/// The header line of a scope or definition: the first of its first lines (whole, from the
+/// line start) that is neither blank nor an attribute, trimmed and capped at
+/// [`MAX_HEADER_CHARS`]; else its first line. Shared by the scope chain and file outlines;
+/// the actions' signatures start from the same line.
+pub fn header_line(rope: &Rope, node: Node) -> String {
+    let len = rope.len_bytes();
+    let first = rope.byte_to_line(node.start_byte().min(len));
+    let last = rope
+        .byte_to_line(node.end_byte().min(len))
+        .min(first + HEADER_SCAN_LINES - 1);
+    let head = |line: usize| line_head(rope, line).trim().to_string();
+    (first..=last)
+        .map(head)
+        .find(|text| !text.is_empty() && !is_attribute_line(text))
+        .unwrap_or_else(|| head(first))
+}
+
+/// Up to `MAX_HEADER_CHARS` characters from the start of `line`, without the line break.
+fn line_head(rope: &Rope, line: usize) -> String {
+    if line >= rope.len_lines() {
+        return String::new();
+    }
+    let slice = rope.line(line);
+    let mut out: String = slice.chars().take(MAX_HEADER_CHARS).collect();
+    let content = out.trim_end_matches(['\n', '\r']).len();
+    out.truncate(content);
+    out
+}
+
 /// Fixtures shared by the syntax modules' table tests.
 #[cfg(test)]
 pub(crate) mod test_support {
     use super::Language;
 
-    pub(crate) const ALL: [Language; 10] = [
-        Language::Rust,
-        Language::Python,
-        Language::JavaScript,
-        Language::TypeScript,
-        Language::Tsx,
-        Language::Go,
-        Language::C,
-        Language::Cpp,
-        Language::Java,
-        Language::PlainText,
-    ];
-
     pub(crate) fn language(name: &str) -> Language {
-        *ALL.iter()
-            .find(|l| l.name() == name)
-            .unwrap_or_else(|| panic!("no language {name}"))
+        Language::named(name).unwrap_or_else(|| panic!("no language {name}"))
     }
 
     /// Splits a fixture at its `$0` marker: (text, cursor byte).
@@ -161,26 +95,55 @@ mod tests {
             (Language::C, "int f(void) { return 0; }"),
             (Language::Cpp, "int f() { return 0; }"),
             (Language::Java, "class A { void f() {} }"),
+            (Language::Ruby, "def f(x)\n  x + 1\nend\n"),
+            (Language::Php, "<?php\nfunction f($x) { return $x; }\n"),
+            (Language::Lua, "local function f(x)\n  return x\nend\n"),
+            (Language::Bash, "f() {\n  echo \"$1\"\n}\n"),
         ];
-        for (lang, src) in cases {
-            let tree = parse(lang, src).unwrap_or_else(|| panic!("{lang:?} did not parse"));
+        for language in Language::ALL {
+            let Some((_, src)) = cases.iter().find(|(l, _)| *l == language) else {
+                assert!(parse(language, "hello").is_none(), "{language:?}");
+                continue;
+            };
+            let tree = parse(language, src).unwrap_or_else(|| panic!("{language:?} did not parse"));
             assert!(
                 !tree.root_node().has_error(),
-                "{lang:?}: {}",
+                "{language:?}: {}",
                 tree.root_node().to_sexp()
             );
         }
-        assert!(parse(Language::PlainText, "hello").is_none());
     }
 
     #[test]
-    fn detects_by_id_then_extension() {
-        assert_eq!(Language::detect("rust", "x.txt"), Language::Rust);
-        assert_eq!(Language::detect("", "/a/b.tsx"), Language::Tsx);
-        assert_eq!(Language::detect("plaintext", "/a/b.PY"), Language::Python);
-        assert_eq!(
-            Language::detect("markdown", "/a/README.md"),
-            Language::PlainText
-        );
+    fn header_lines_skip_attributes_and_are_capped() {
+        let long = format!("fn f({}) {{}}", "a".repeat(300));
+        let cases: &[(Language, &str, &str)] = &[
+            (
+                Language::Rust,
+                "#[inline]\npub fn f() {}\n",
+                "pub fn f() {}",
+            ),
+            (
+                Language::Php,
+                "<?php\nclass A {\n    #[Route]\n    public function f() {}\n}\n",
+                "class A {",
+            ),
+            (Language::Python, "@cache\ndef f():\n    pass\n", "def f():"),
+            (
+                Language::Java,
+                "class A {\n  @Override\n  void f() {}\n}",
+                "class A {",
+            ),
+            (Language::Rust, &long, &long[..MAX_HEADER_CHARS]),
+        ];
+        for &(language, src, want) in cases {
+            let rope = Rope::from_str(src);
+            let tree = parse(language, src).expect("parses");
+            let root = tree.root_node();
+            let node = root
+                .named_child(root.named_child_count() - 1)
+                .expect("a definition");
+            assert_eq!(header_line(&rope, node), want, "{src:?}");
+        }
     }
 }

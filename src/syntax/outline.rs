@@ -14,12 +14,10 @@
 use ropey::Rope;
 use tree_sitter::{Node, Tree};
 
-use super::Language;
-use super::context::header_line;
-use super::features::{Definition, definition};
+use super::lang::{Item, LanguageSpec};
+use super::{Language, header_line};
 
-/// Caps on one header line and on the nodes looked at.
-const MAX_HEADER_CHARS: usize = 160;
+/// Cap on the nodes looked at.
 const MAX_NODES: usize = 4096;
 /// Containers nest at most this deep in an outline.
 const MAX_LEVEL: usize = 4;
@@ -27,12 +25,13 @@ const MAX_LEVEL: usize = 4;
 /// The outline of a parsed document, at most `max_chars` long (whole lines only); empty
 /// without a tree or for plain text.
 pub fn outline(rope: &Rope, tree: Option<&Tree>, language: Language, max_chars: usize) -> String {
-    let Some(tree) = tree.filter(|_| language != Language::PlainText) else {
+    let spec = language.spec();
+    let Some(tree) = tree.filter(|_| spec.grammar.is_some()) else {
         return String::new();
     };
     let mut out = Outline {
         rope,
-        language,
+        spec,
         text: String::new(),
         max_chars,
         seen: 0,
@@ -44,7 +43,7 @@ pub fn outline(rope: &Rope, tree: Option<&Tree>, language: Language, max_chars: 
 
 struct Outline<'r> {
     rope: &'r Rope,
-    language: Language,
+    spec: &'static LanguageSpec,
     text: String,
     max_chars: usize,
     seen: usize,
@@ -64,9 +63,9 @@ impl Outline<'_> {
     }
 
     fn node(&mut self, node: Node, level: usize) {
-        match definition(self.language, node.kind()) {
-            Some(Definition::Function) => self.header(node, level),
-            Some(Definition::Container) => {
+        match self.spec.item(node.kind()) {
+            Some(Item::Function) => self.header(node, level),
+            Some(Item::Container) => {
                 self.header(node, level);
                 if level < MAX_LEVEL {
                     if let Some(body) = node.child_by_field_name("body") {
@@ -76,14 +75,15 @@ impl Outline<'_> {
                     }
                 }
             }
-            _ if is_transparent(node.kind()) => self.children(node, level),
+            // Decorators, `export`, namespaces, `#ifdef`: what they hold is at this level.
+            Some(Item::Wrapper | Item::Holder | Item::Namespace) => self.children(node, level),
             _ => {}
         }
     }
 
     /// The definition's header line (whole, with an `export` before it), indented by `level`.
     fn header(&mut self, node: Node, level: usize) {
-        let first = header_line(self.rope, node, MAX_HEADER_CHARS);
+        let first = header_line(self.rope, node);
         if first.is_empty() {
             return;
         }
@@ -98,23 +98,6 @@ impl Outline<'_> {
         self.text.push_str(&first);
         self.text.push('\n');
     }
-}
-
-/// Nodes that hold definitions without being one: decorators and templates around a
-/// definition, `export`, namespaces and modules and their bodies.
-fn is_transparent(kind: &str) -> bool {
-    matches!(
-        kind,
-        "decorated_definition"
-            | "template_declaration"
-            | "export_statement"
-            | "namespace_definition"
-            | "declaration_list"
-            | "mod_item"
-            | "internal_module"
-            | "statement_block"
-            | "linkage_specification"
-    )
 }
 
 #[cfg(test)]
@@ -149,6 +132,16 @@ mod tests {
             ("cpp",
              "namespace net {\nclass Socket {\n public:\n  int send(const char* data);\n};\nint open(int port) { return 0; }\n}\n",
              "class Socket {\nint open(int port) { return 0; }\n"),
+            ("ruby",
+             "require \"json\"\n\nmodule M\n  class Foo < Bar\n    def run(x)\n      x\n    end\n  end\nend\n",
+             "class Foo < Bar\n    def run(x)\n"),
+            ("php",
+             "<?php\nclass A {\n    public function m(): void {}\n}\nfunction f($x) {\n    return $x;\n}\n",
+             "class A {\n    public function m(): void {}\nfunction f($x) {\n"),
+            ("lua",
+             "local M = {}\nfunction M.run(x)\n  return x\nend\nlocal function helper()\nend\nreturn M\n",
+             "function M.run(x)\nlocal function helper()\n"),
+            ("bash", "foo() {\n  echo\n}\nfunction bar {\n  :\n}\n", "foo() {\nfunction bar {\n"),
             ("plaintext", "def f():\n    pass\n", ""),
         ];
         for &(lang, src, want) in cases {

@@ -1,6 +1,8 @@
-//! Which calls are security-sensitive: one const table of rules per language, and the few
-//! syntactic checks the rules need (is this argument a constant string? is it SQL built from
-//! strings?). Used by the feature walk in `features.rs`, once per call node.
+//! Which calls are security-sensitive: each language's rule tables (in its file under
+//! `lang/`) matched against call nodes, and the few syntactic checks the rules need (is this
+//! argument a constant string? is it SQL built from strings?), read from the language's
+//! description of its strings. Used by the feature walk in `features.rs`, once per call
+//! node.
 //!
 //! Invariants:
 //! - Recognition is by the callee as written (`os.system`, `Command::new`, `x.executeQuery`),
@@ -21,384 +23,10 @@ use ropey::Rope;
 use tree_sitter::Node;
 
 use super::Language;
-use super::features::SensitiveKind;
+use super::lang::{Args, ArgumentsAt, CallShape, Callee, CalleeAt, Rule, SensitiveKind, Strings};
+use crate::position::for_each_chunk;
 
-/// How a rule recognises the callee, as written in the source with whitespace removed.
-/// A "boundary" is the start of the callee or a position right after `.`, `:` or `>` (of `->`).
-#[derive(Debug, Clone, Copy)]
-pub enum Callee {
-    /// The whole callee is exactly this (`eval`, not `x.eval`).
-    Exact(&'static str),
-    /// The callee is this, or ends with it at a boundary (`Command::new` matches
-    /// `std::process::Command::new`).
-    Path(&'static str),
-    /// The callee has this prefix at a boundary (`subprocess.` matches `subprocess.run`,
-    /// `fs::` matches `std::fs::read`).
-    Prefix(&'static str),
-    /// A method with this name called on any receiver (`x.executeQuery`), not a bare call.
-    Method(&'static str),
-    /// A constructor call (`new ProcessBuilder(…)`, `new Function(…)`): the constructed type
-    /// is this, or ends with it at a boundary (`new java.io.File`).
-    New(&'static str),
-}
-
-/// What the arguments must look like for the call to count.
-#[derive(Debug, Clone, Copy)]
-pub enum Args {
-    Any,
-    /// The argument at this index is SQL built from strings: an f-string, `%`/`+`
-    /// concatenation with a string, `format!`, a template literal with substitutions,
-    /// `String.format`, `fmt.Sprintf`, `"…".format(…)`. A constant string, or a variable
-    /// (no data flow is followed), is not.
-    BuiltAt(usize),
-    /// The first argument is not a constant (a string literal, a SCREAMING_CASE name, or a
-    /// call whose arguments are all constants, like `os.path.join(BASE, "a.txt")`).
-    FirstNotConstant,
-    /// The first argument is string-like (`setTimeout("code", 10)`), not a function.
-    FirstIsString,
-    /// No argument mentions a `SafeLoader` (`yaml.load(s, Loader=yaml.SafeLoader)` is safe).
-    NoSafeLoader,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct Rule {
-    pub kind: SensitiveKind,
-    pub callee: Callee,
-    pub args: Args,
-}
-
-const fn rule(kind: SensitiveKind, callee: Callee) -> Rule {
-    Rule {
-        kind,
-        callee,
-        args: Args::Any,
-    }
-}
-
-const fn rule_if(kind: SensitiveKind, callee: Callee, args: Args) -> Rule {
-    Rule { kind, callee, args }
-}
-
-use Args::{BuiltAt, FirstIsString, FirstNotConstant, NoSafeLoader};
 use Callee::{Exact, Method, New, Path, Prefix};
-use SensitiveKind::{Crypto, Deserialize, Eval, Exec, PathFromInput, Sql};
-
-const SQL: Args = BuiltAt(0);
-
-/// Rust. Chosen: `serde_json::from_str` and friends are not flagged (typed serde
-/// deserialisation of text formats); binary formats that allocate from length prefixes
-/// (`bincode`, `rmp_serde`) and `serde_pickle` are.
-const RUST: &[Rule] = &[
-    rule(Exec, Path("Command::new")),
-    rule(Exec, Exact("cmd!")),
-    rule(Exec, Path("xshell::cmd!")),
-    rule(Exec, Path("duct::cmd")),
-    rule_if(Sql, Path("sqlx::query"), SQL),
-    rule_if(Sql, Path("sqlx::query_as"), SQL),
-    rule_if(Sql, Exact("query"), SQL),
-    rule_if(Sql, Exact("query_as"), SQL),
-    rule_if(Sql, Path("sql_query"), SQL),
-    rule_if(Sql, Method("execute"), SQL),
-    rule_if(Sql, Method("query"), SQL),
-    rule_if(Sql, Method("query_row"), SQL),
-    rule_if(Sql, Method("query_map"), SQL),
-    rule_if(Sql, Method("prepare"), SQL),
-    rule_if(Sql, Method("batch_execute"), SQL),
-    rule_if(Sql, Method("simple_query"), SQL),
-    rule(Crypto, Prefix("ring::")),
-    rule(Crypto, Prefix("aes::")),
-    rule(Crypto, Prefix("aes_gcm::")),
-    rule(Crypto, Prefix("sha2::")),
-    rule(Crypto, Prefix("sha1::")),
-    rule(Crypto, Prefix("md5::")),
-    rule(Crypto, Prefix("openssl::")),
-    rule(Crypto, Prefix("Sha1::")),
-    rule(Crypto, Prefix("Sha256::")),
-    rule(Crypto, Prefix("Sha512::")),
-    rule(Crypto, Prefix("Md5::")),
-    rule(Crypto, Prefix("Aes128Gcm::")),
-    rule(Crypto, Prefix("Aes256Gcm::")),
-    rule(Crypto, Prefix("Hmac::")),
-    rule(Deserialize, Path("bincode::deserialize")),
-    rule(Deserialize, Path("bincode::deserialize_from")),
-    rule(Deserialize, Prefix("bincode::decode_from")),
-    rule(Deserialize, Prefix("rmp_serde::from_")),
-    rule(Deserialize, Prefix("serde_pickle::from_")),
-    rule_if(PathFromInput, Path("File::open"), FirstNotConstant),
-    rule_if(PathFromInput, Path("File::create"), FirstNotConstant),
-    rule_if(PathFromInput, Prefix("fs::"), FirstNotConstant),
-];
-
-const PYTHON: &[Rule] = &[
-    rule(Exec, Path("os.system")),
-    rule(Exec, Path("os.popen")),
-    rule(Exec, Prefix("os.exec")),
-    rule(Exec, Prefix("os.spawn")),
-    rule(Exec, Path("os.posix_spawn")),
-    rule(Exec, Prefix("subprocess.")),
-    rule(Exec, Path("pty.spawn")),
-    rule(Eval, Exact("eval")),
-    rule(Eval, Exact("exec")),
-    rule(Eval, Exact("compile")),
-    rule(Eval, Path("builtins.eval")),
-    rule(Eval, Path("builtins.exec")),
-    rule_if(Sql, Method("execute"), SQL),
-    rule_if(Sql, Method("executemany"), SQL),
-    rule_if(Sql, Method("executescript"), SQL),
-    rule_if(Sql, Method("raw"), SQL),
-    rule_if(Sql, Method("extra"), SQL),
-    rule_if(Sql, Method("read_sql"), SQL),
-    rule_if(Sql, Exact("text"), SQL),
-    rule_if(Sql, Path("sqlalchemy.text"), SQL),
-    rule(Crypto, Prefix("hashlib.")),
-    rule(Crypto, Prefix("Crypto.")),
-    rule(Crypto, Prefix("Cryptodome.")),
-    rule(Crypto, Path("AES.new")),
-    rule(Crypto, Path("DES.new")),
-    rule(Crypto, Path("ARC4.new")),
-    rule(Crypto, Path("hmac.new")),
-    rule(Crypto, Exact("Fernet")),
-    rule(Crypto, Exact("Cipher")),
-    rule(Deserialize, Prefix("pickle.load")),
-    rule(Deserialize, Prefix("cPickle.load")),
-    rule(Deserialize, Path("pickle.Unpickler")),
-    rule_if(Deserialize, Path("yaml.load"), NoSafeLoader),
-    rule_if(Deserialize, Path("yaml.load_all"), NoSafeLoader),
-    rule(Deserialize, Path("yaml.unsafe_load")),
-    rule(Deserialize, Prefix("marshal.load")),
-    rule(Deserialize, Path("shelve.open")),
-    rule(Deserialize, Path("jsonpickle.decode")),
-    rule(Deserialize, Prefix("dill.load")),
-    rule_if(PathFromInput, Exact("open"), FirstNotConstant),
-    rule_if(PathFromInput, Path("os.open"), FirstNotConstant),
-    rule_if(PathFromInput, Path("io.open"), FirstNotConstant),
-    rule_if(PathFromInput, Path("codecs.open"), FirstNotConstant),
-    rule_if(PathFromInput, Path("send_file"), FirstNotConstant),
-];
-
-/// JavaScript, TypeScript and TSX.
-const JS: &[Rule] = &[
-    rule(Exec, Prefix("child_process.")),
-    rule(Exec, Exact("exec")),
-    rule(Exec, Exact("execSync")),
-    rule(Exec, Exact("execFile")),
-    rule(Exec, Exact("execFileSync")),
-    rule(Exec, Exact("spawn")),
-    rule(Exec, Exact("spawnSync")),
-    rule(Exec, Path("shell.exec")),
-    rule(Exec, Exact("execa")),
-    rule(Eval, Path("eval")),
-    rule(Eval, Exact("Function")),
-    rule(Eval, New("Function")),
-    rule_if(Eval, Path("setTimeout"), FirstIsString),
-    rule_if(Eval, Path("setInterval"), FirstIsString),
-    rule(Eval, Prefix("vm.run")),
-    rule(Eval, New("vm.Script")),
-    rule(Sql, Method("$queryRawUnsafe")),
-    rule(Sql, Method("$executeRawUnsafe")),
-    rule_if(Sql, Method("query"), SQL),
-    rule_if(Sql, Method("execute"), SQL),
-    rule_if(Sql, Method("raw"), SQL),
-    rule_if(Sql, Method("prepare"), SQL),
-    rule_if(Sql, Method("exec"), SQL),
-    rule(Crypto, Prefix("crypto.")),
-    rule(Crypto, Prefix("CryptoJS.")),
-    rule(Crypto, Exact("md5")),
-    rule(Crypto, Exact("sha1")),
-    rule(Deserialize, Path("unserialize")),
-    rule(Deserialize, Path("deserialize")),
-    rule_if(PathFromInput, Prefix("fs."), FirstNotConstant),
-    rule_if(PathFromInput, Prefix("fsPromises."), FirstNotConstant),
-    rule_if(PathFromInput, Path("readFile"), FirstNotConstant),
-    rule_if(PathFromInput, Path("readFileSync"), FirstNotConstant),
-    rule_if(PathFromInput, Path("writeFile"), FirstNotConstant),
-    rule_if(PathFromInput, Path("writeFileSync"), FirstNotConstant),
-    rule_if(PathFromInput, Path("createReadStream"), FirstNotConstant),
-    rule_if(PathFromInput, Path("createWriteStream"), FirstNotConstant),
-    rule_if(PathFromInput, Method("sendFile"), FirstNotConstant),
-];
-
-/// Go. Package names stand for their import paths (`md5.` is `crypto/md5`); imports under
-/// another name are not followed.
-const GO: &[Rule] = &[
-    rule(Exec, Path("exec.Command")),
-    rule(Exec, Path("exec.CommandContext")),
-    rule(Exec, Path("syscall.Exec")),
-    rule(Exec, Path("os.StartProcess")),
-    rule_if(Sql, Method("Query"), SQL),
-    rule_if(Sql, Method("QueryRow"), SQL),
-    rule_if(Sql, Method("Exec"), SQL),
-    rule_if(Sql, Method("Prepare"), SQL),
-    rule_if(Sql, Method("Raw"), SQL),
-    rule_if(Sql, Method("QueryContext"), BuiltAt(1)),
-    rule_if(Sql, Method("QueryRowContext"), BuiltAt(1)),
-    rule_if(Sql, Method("ExecContext"), BuiltAt(1)),
-    rule_if(Sql, Method("PrepareContext"), BuiltAt(1)),
-    rule(Crypto, Prefix("md5.")),
-    rule(Crypto, Prefix("sha1.")),
-    rule(Crypto, Prefix("sha256.")),
-    rule(Crypto, Prefix("sha512.")),
-    rule(Crypto, Prefix("aes.")),
-    rule(Crypto, Prefix("des.")),
-    rule(Crypto, Prefix("rc4.")),
-    rule(Crypto, Prefix("cipher.")),
-    rule(Crypto, Prefix("rsa.")),
-    rule(Crypto, Prefix("ecdsa.")),
-    rule(Crypto, Prefix("ed25519.")),
-    rule(Crypto, Prefix("hmac.")),
-    rule(Crypto, Prefix("bcrypt.")),
-    rule(Crypto, Prefix("pbkdf2.")),
-    rule(Deserialize, Path("gob.NewDecoder")),
-    rule_if(PathFromInput, Path("os.Open"), FirstNotConstant),
-    rule_if(PathFromInput, Path("os.OpenFile"), FirstNotConstant),
-    rule_if(PathFromInput, Path("os.ReadFile"), FirstNotConstant),
-    rule_if(PathFromInput, Path("os.WriteFile"), FirstNotConstant),
-    rule_if(PathFromInput, Path("os.Create"), FirstNotConstant),
-    rule_if(PathFromInput, Path("os.Remove"), FirstNotConstant),
-    rule_if(PathFromInput, Path("os.RemoveAll"), FirstNotConstant),
-    rule_if(PathFromInput, Path("ioutil.ReadFile"), FirstNotConstant),
-    rule_if(PathFromInput, Path("ioutil.WriteFile"), FirstNotConstant),
-];
-
-/// C, and the base of C++. `rand()` is not flagged (too common outside cryptography).
-const C: &[Rule] = &[
-    rule(Exec, Path("system")),
-    rule(Exec, Path("popen")),
-    rule(Exec, Exact("_popen")),
-    rule(Exec, Exact("execl")),
-    rule(Exec, Exact("execlp")),
-    rule(Exec, Exact("execle")),
-    rule(Exec, Exact("execv")),
-    rule(Exec, Exact("execvp")),
-    rule(Exec, Exact("execvpe")),
-    rule(Exec, Exact("execve")),
-    rule(Exec, Exact("fexecve")),
-    rule(Exec, Exact("posix_spawn")),
-    rule(Exec, Exact("posix_spawnp")),
-    rule(Exec, Exact("WinExec")),
-    rule(Exec, Prefix("ShellExecute")),
-    rule(Exec, Prefix("CreateProcess")),
-    rule_if(Sql, Exact("sqlite3_exec"), BuiltAt(1)),
-    rule_if(Sql, Prefix("sqlite3_prepare"), BuiltAt(1)),
-    rule_if(Sql, Exact("mysql_query"), BuiltAt(1)),
-    rule_if(Sql, Exact("mysql_real_query"), BuiltAt(1)),
-    rule_if(Sql, Exact("PQexec"), BuiltAt(1)),
-    rule(Crypto, Prefix("MD5")),
-    rule(Crypto, Prefix("SHA1")),
-    rule(Crypto, Prefix("SHA256")),
-    rule(Crypto, Prefix("SHA512")),
-    rule(Crypto, Prefix("EVP_")),
-    rule(Crypto, Prefix("AES_")),
-    rule(Crypto, Prefix("DES_")),
-    rule(Crypto, Prefix("RSA_")),
-    rule(Crypto, Prefix("HMAC")),
-    rule(Crypto, Prefix("RAND_")),
-    rule(Crypto, Exact("crypt")),
-    rule_if(PathFromInput, Path("fopen"), FirstNotConstant),
-    rule_if(PathFromInput, Path("freopen"), FirstNotConstant),
-    rule_if(PathFromInput, Exact("open"), FirstNotConstant),
-    rule_if(PathFromInput, Exact("creat"), FirstNotConstant),
-];
-
-/// What C++ adds to C.
-const CPP: &[Rule] = &[
-    rule_if(Sql, Method("exec"), SQL),
-    rule_if(Sql, Method("execute"), SQL),
-    rule_if(Sql, Method("executeQuery"), SQL),
-    rule_if(PathFromInput, Method("open"), FirstNotConstant),
-];
-
-const JAVA: &[Rule] = &[
-    rule(Exec, Path("Runtime.getRuntime().exec")),
-    rule(Exec, Method("exec")),
-    rule(Exec, New("ProcessBuilder")),
-    rule(Eval, Method("eval")),
-    rule(Eval, Method("evaluate")),
-    rule(Eval, Method("parseExpression")),
-    rule_if(Sql, Method("executeQuery"), SQL),
-    rule_if(Sql, Method("executeUpdate"), SQL),
-    rule_if(Sql, Method("executeLargeUpdate"), SQL),
-    rule_if(Sql, Method("execute"), SQL),
-    rule_if(Sql, Method("addBatch"), SQL),
-    rule_if(Sql, Method("prepareStatement"), SQL),
-    rule_if(Sql, Method("prepareCall"), SQL),
-    rule_if(Sql, Method("createQuery"), SQL),
-    rule_if(Sql, Method("createNativeQuery"), SQL),
-    rule_if(Sql, Method("query"), SQL),
-    rule_if(Sql, Method("queryForObject"), SQL),
-    rule_if(Sql, Method("queryForList"), SQL),
-    rule_if(Sql, Method("update"), SQL),
-    rule(Crypto, Path("Cipher.getInstance")),
-    rule(Crypto, Path("MessageDigest.getInstance")),
-    rule(Crypto, Path("Mac.getInstance")),
-    rule(Crypto, Path("KeyGenerator.getInstance")),
-    rule(Crypto, Path("KeyPairGenerator.getInstance")),
-    rule(Crypto, Path("SecretKeyFactory.getInstance")),
-    rule(Crypto, Path("Signature.getInstance")),
-    rule(Crypto, New("SecretKeySpec")),
-    rule(Crypto, Prefix("DigestUtils.")),
-    rule(Deserialize, Method("readObject")),
-    rule(Deserialize, Method("readUnshared")),
-    rule(Deserialize, New("ObjectInputStream")),
-    rule(Deserialize, New("XMLDecoder")),
-    rule(Deserialize, Method("fromXML")),
-    rule_if(PathFromInput, New("File"), FirstNotConstant),
-    rule_if(PathFromInput, New("FileInputStream"), FirstNotConstant),
-    rule_if(PathFromInput, New("FileOutputStream"), FirstNotConstant),
-    rule_if(PathFromInput, New("FileReader"), FirstNotConstant),
-    rule_if(PathFromInput, New("FileWriter"), FirstNotConstant),
-    rule_if(PathFromInput, New("RandomAccessFile"), FirstNotConstant),
-    rule_if(PathFromInput, Path("Paths.get"), FirstNotConstant),
-    rule_if(PathFromInput, Path("Path.of"), FirstNotConstant),
-];
-
-/// The rule tables that apply to `language`, tried in order; the first match wins.
-pub fn rules(language: Language) -> &'static [&'static [Rule]] {
-    match language {
-        Language::Rust => &[RUST],
-        Language::Python => &[PYTHON],
-        Language::JavaScript | Language::TypeScript | Language::Tsx => &[JS],
-        Language::Go => &[GO],
-        Language::C => &[C],
-        Language::Cpp => &[C, CPP],
-        Language::Java => &[JAVA],
-        Language::PlainText => &[],
-    }
-}
-
-/// Whether `node` is a call, and which of its fields hold the callee and the arguments.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CallShape {
-    /// `function(arguments)`.
-    Call,
-    /// `new constructor(arguments)` (JS `new_expression`).
-    New,
-    /// Rust `name!(…)`.
-    Macro,
-    /// Java `object.name(arguments)`.
-    JavaInvocation,
-    /// Java `new Type(arguments)`.
-    JavaNew,
-}
-
-/// The shape of a call node, for the node kinds that are calls in `language`.
-pub fn call_shape(language: Language, kind: &str) -> Option<CallShape> {
-    match (language, kind) {
-        (Language::Rust, "call_expression") => Some(CallShape::Call),
-        (Language::Rust, "macro_invocation") => Some(CallShape::Macro),
-        (Language::Python, "call") => Some(CallShape::Call),
-        (Language::JavaScript | Language::TypeScript | Language::Tsx, "call_expression") => {
-            Some(CallShape::Call)
-        }
-        (Language::JavaScript | Language::TypeScript | Language::Tsx, "new_expression") => {
-            Some(CallShape::New)
-        }
-        (Language::Go | Language::C | Language::Cpp, "call_expression") => Some(CallShape::Call),
-        (Language::Java, "method_invocation") => Some(CallShape::JavaInvocation),
-        (Language::Java, "object_creation_expression") => Some(CallShape::JavaNew),
-        _ => None,
-    }
-}
 
 /// At most this many bytes of a callee are kept (its tail): enough for any pattern, and
 /// bounded for long builder chains whose callee spans the whole chain.
@@ -411,48 +39,40 @@ const MAX_ARG_DEPTH: usize = 6;
 pub struct Matcher<'r> {
     rope: &'r Rope,
     tables: &'static [&'static [Rule]],
+    strings: &'static Strings,
     callee: String,
 }
 
 impl<'r> Matcher<'r> {
     pub fn new(rope: &'r Rope, language: Language) -> Matcher<'r> {
+        let spec = language.spec();
         Matcher {
             rope,
-            tables: rules(language),
+            tables: spec.sensitive,
+            strings: &spec.strings,
             callee: String::with_capacity(MAX_CALLEE_BYTES + 8),
         }
     }
 
     /// The kind of sensitive call `node` (of shape `shape`) is, if any.
     pub fn classify(&mut self, node: Node, shape: CallShape) -> Option<SensitiveKind> {
-        let (callee_range, args) = match shape {
-            CallShape::Call => (
-                node.child_by_field_name("function")?.byte_range(),
-                node.child_by_field_name("arguments"),
-            ),
-            CallShape::New => (
-                node.child_by_field_name("constructor")?.byte_range(),
-                node.child_by_field_name("arguments"),
-            ),
-            CallShape::Macro => (node.child_by_field_name("macro")?.byte_range(), None),
-            CallShape::JavaInvocation => {
-                let name = node.child_by_field_name("name")?;
-                (
-                    node.start_byte()..name.end_byte(),
-                    node.child_by_field_name("arguments"),
-                )
+        let callee_range = match shape.callee {
+            CalleeAt::Field(field) | CalleeAt::Macro(field) => {
+                node.child_by_field_name(field)?.byte_range()
             }
-            CallShape::JavaNew => (
-                node.child_by_field_name("type")?.byte_range(),
-                node.child_by_field_name("arguments"),
-            ),
+            CalleeAt::UpTo(field) => node.start_byte()..node.child_by_field_name(field)?.end_byte(),
+            CalleeAt::FirstToken => node.child(0)?.byte_range(),
+        };
+        let args = match shape.arguments {
+            ArgumentsAt::Field(field) => node.child_by_field_name(field).map(|l| (l, 0)),
+            ArgumentsAt::Rest => Some((node, 1)),
+            ArgumentsAt::None => None,
         };
         let truncated = self.load_callee(callee_range);
-        if shape == CallShape::Macro {
+        if matches!(shape.callee, CalleeAt::Macro(_)) {
             self.callee.push('!');
         }
-        let is_new = matches!(shape, CallShape::New | CallShape::JavaNew);
-        let callee = CalleeText::new(&self.callee, truncated, is_new);
+        let callee = CalleeText::new(&self.callee, truncated, shape.is_new);
         let tables = self.tables;
         let hit = tables
             .iter()
@@ -479,19 +99,22 @@ impl<'r> Matcher<'r> {
         truncated
     }
 
-    fn args_match(&self, args: Args, list: Option<Node>) -> bool {
+    /// `list` is the node holding the arguments, and how many of its named children come
+    /// before them (a shell command's name).
+    fn args_match(&self, args: Args, list: Option<(Node, usize)>) -> bool {
+        let nth = |index: usize| list.and_then(|(l, skip)| argument(l, skip + index));
         match args {
             Args::Any => true,
-            Args::BuiltAt(index) => list
-                .and_then(|l| argument(l, index))
-                .is_some_and(|a| self.is_built_string(a, 0)),
-            Args::FirstNotConstant => list
-                .and_then(|l| argument(l, 0))
-                .is_some_and(|a| !self.is_constant(a, 0)),
-            Args::FirstIsString => list
-                .and_then(|l| argument(l, 0))
-                .is_some_and(|a| self.is_string_like(a, 0)),
-            Args::NoSafeLoader => list.is_none_or(|l| {
+            Args::BuiltAt(index) => nth(index).is_some_and(|a| self.is_built_string(a, 0)),
+            Args::AnyBuilt => list.is_some_and(|(l, skip)| {
+                let mut cursor = l.walk();
+                l.named_children(&mut cursor)
+                    .skip(skip)
+                    .any(|a| self.is_built_string(a, 0))
+            }),
+            Args::FirstNotConstant => nth(0).is_some_and(|a| !self.is_constant(a, 0)),
+            Args::FirstIsString => nth(0).is_some_and(|a| self.is_string_like(a, 0)),
+            Args::NoSafeLoader => list.is_none_or(|(l, _)| {
                 let mut cursor = l.walk();
                 let safe = l
                     .named_children(&mut cursor)
@@ -508,19 +131,22 @@ impl<'r> Matcher<'r> {
             return false;
         }
         let inner = |n: Option<Node>| n.is_some_and(|n| self.is_built_string(n, depth + 1));
-        match node.kind() {
-            // Python f-strings; JS template literals with substitutions.
-            "string" | "template_string" => {
-                has_child_kind(node, &["interpolation", "template_substitution"])
-            }
-            "concatenated_string" => {
+        let kind = node.kind();
+        // Interpolated strings: f-strings, template literals, `"#{x}"`, `"$x"`.
+        if self.strings.literals.contains(&kind) && kind != "concatenated_string" {
+            return has_child_kind(node, self.strings.interpolations);
+        }
+        match kind {
+            // Adjacent literals (`"a" f"{b}"`), a shell word glued to an expansion (`$d/*`).
+            "concatenated_string" | "concatenation" => {
                 let mut cursor = node.walk();
                 let parts: Vec<Node> = node.named_children(&mut cursor).collect();
-                parts
-                    .into_iter()
-                    .any(|p| self.is_built_string(p, depth + 1))
+                parts.into_iter().any(|p| {
+                    self.strings.interpolations.contains(&p.kind())
+                        || self.is_built_string(p, depth + 1)
+                })
             }
-            "binary_expression" | "binary_operator" => {
+            _ if kind.starts_with("binary") => {
                 let op = node
                     .child_by_field_name("operator")
                     .map(|o| o.kind())
@@ -534,15 +160,18 @@ impl<'r> Matcher<'r> {
                 let constant = |n: Option<Node>| n.is_some_and(|n| self.is_constant(n, depth + 1));
                 match op {
                     // `"SELECT " + "1"` is still a constant.
-                    "+" => {
+                    _ if self.strings.concat.contains(&op) => {
                         (stringy(left) || stringy(right)) && !(constant(left) && constant(right))
                     }
-                    // Python `"… %s" % x`.
-                    "%" => node.kind() == "binary_operator" && stringy(left),
+                    // `"… %s" % x` (Python, Ruby).
+                    "%" => stringy(left),
                     _ => false,
                 }
             }
-            "parenthesized_expression" | "reference_expression" | "keyword_argument" => {
+            "parenthesized_expression"
+            | "reference_expression"
+            | "keyword_argument"
+            | "argument" => {
                 let mut cursor = node.walk();
                 let last = node.named_children(&mut cursor).last();
                 inner(last)
@@ -550,7 +179,7 @@ impl<'r> Matcher<'r> {
             "macro_invocation" => node
                 .child_by_field_name("macro")
                 .is_some_and(|m| matches!(last_segment(&self.text(m)), "format" | "format_args")),
-            "call_expression" | "call" | "method_invocation" => {
+            "call_expression" | "call" | "method_invocation" | "function_call_expression" => {
                 self.is_formatting_call(node, depth)
             }
             _ => false,
@@ -582,9 +211,10 @@ impl<'r> Matcher<'r> {
         let Some(name) = name else { return false };
         let name_text = self.text(name);
         match last_segment(&name_text) {
-            // `fmt.Sprintf`, `String.format`, `std::format`, and `.format(…)`/`.formatted(…)`
-            // on anything: in an SQL argument position these are string formatting.
-            "Sprintf" | "format" | "formatted" => true,
+            // `fmt.Sprintf`, `String.format`, `std::format`, PHP `sprintf`, and
+            // `.format(…)`/`.formatted(…)` on anything: in an SQL argument position these are
+            // string formatting.
+            "Sprintf" | "sprintf" | "format" | "formatted" => true,
             "as_str" | "to_string" | "to_owned" | "into" | "c_str" | "toString" | "data" => {
                 receiver.is_some_and(|r| self.is_built_string(r, depth + 1))
             }
@@ -594,7 +224,7 @@ impl<'r> Matcher<'r> {
 
     /// A string literal, or a string built from parts.
     fn is_string_like(&self, node: Node, depth: usize) -> bool {
-        is_string_literal(node.kind()) || self.is_built_string(node, depth)
+        self.strings.literals.contains(&node.kind()) || self.is_built_string(node, depth)
     }
 
     /// A value that cannot come from input: a string or number literal, a SCREAMING_CASE
@@ -604,27 +234,34 @@ impl<'r> Matcher<'r> {
             return false;
         }
         let kind = node.kind();
-        if is_string_literal(kind) {
-            return !has_child_kind(node, &["interpolation", "template_substitution"]);
+        if self.strings.literals.contains(&kind) {
+            return !has_child_kind(node, self.strings.interpolations);
         }
         match kind {
-            "identifier" | "constant" => is_screaming_case(&self.text(node)),
-            "reference_expression" | "parenthesized_expression" => {
+            "identifier" | "constant" | "name" => is_screaming_case(&self.text(node)),
+            // A shell word (`./lib.sh`, `-rf`): literal text; expansions are other nodes.
+            "word" | "integer" | "float" | "number" => true,
+            "reference_expression" | "parenthesized_expression" | "argument" => {
                 let mut cursor = node.walk();
                 let last = node.named_children(&mut cursor).last();
                 last.is_some_and(|n| self.is_constant(n, depth + 1))
             }
-            "binary_expression" | "binary_operator" => {
+            _ if kind.starts_with("binary") => {
                 let part = |f: &str| {
                     node.child_by_field_name(f)
                         .is_some_and(|n| self.is_constant(n, depth + 1))
                 };
                 node.child_by_field_name("operator")
-                    .is_some_and(|o| o.kind() == "+")
+                    .is_some_and(|o| self.strings.concat.contains(&o.kind()))
                     && part("left")
                     && part("right")
             }
-            "call_expression" | "call" | "method_invocation" | "object_creation_expression" => {
+            "call_expression"
+            | "call"
+            | "method_invocation"
+            | "object_creation_expression"
+            | "function_call_expression"
+            | "function_call" => {
                 let Some(list) = node.child_by_field_name("arguments") else {
                     return false;
                 };
@@ -737,19 +374,6 @@ fn has_child_kind(node: Node, kinds: &[&str]) -> bool {
         .any(|c| kinds.contains(&c.kind()))
 }
 
-fn is_string_literal(kind: &str) -> bool {
-    matches!(
-        kind,
-        "string"
-            | "string_literal"
-            | "raw_string_literal"
-            | "interpreted_string_literal"
-            | "template_string"
-            | "concatenated_string"
-            | "text_block"
-    )
-}
-
 fn is_screaming_case(name: &str) -> bool {
     name.bytes().any(|b| b.is_ascii_uppercase())
         && name
@@ -760,41 +384,6 @@ fn is_screaming_case(name: &str) -> bool {
 /// The part after the last `.`, `::` or `->`.
 fn last_segment(path: &str) -> &str {
     path.rsplit(['.', ':', '>']).next().unwrap_or(path).trim()
-}
-
-/// The start of the char containing `byte`, clamped to the rope. Works inside one chunk:
-/// no char counting, unlike `byte_to_char`.
-pub fn floor(rope: &Rope, byte: usize) -> usize {
-    let byte = byte.min(rope.len_bytes());
-    let (chunk, chunk_start, _, _) = rope.chunk_at_byte(byte);
-    let mut i = byte - chunk_start;
-    while i > 0 && !chunk.is_char_boundary(i) {
-        i -= 1;
-    }
-    chunk_start + i
-}
-
-/// Calls `f` with the pieces of text of `range` (clamped to the rope and to char
-/// boundaries), in order, straight from the rope's chunks: no `RopeSlice`, no copy.
-pub fn for_each_chunk(rope: &Rope, range: std::ops::Range<usize>, mut f: impl FnMut(&str)) {
-    let end = floor(rope, range.end);
-    let start = floor(rope, range.start).min(end);
-    if start == end {
-        return;
-    }
-    let (chunks, mut chunk_start, _, _) = rope.chunks_at_byte(start);
-    for chunk in chunks {
-        if chunk_start >= end {
-            break;
-        }
-        // Chunks are split on char boundaries, so both cuts are char boundaries.
-        let a = start.saturating_sub(chunk_start).min(chunk.len());
-        let b = (end - chunk_start).min(chunk.len());
-        if a < b {
-            f(&chunk[a..b]);
-        }
-        chunk_start += chunk.len();
-    }
 }
 
 #[cfg(test)]
@@ -851,10 +440,13 @@ mod tests {
 
     #[test]
     fn every_language_with_a_grammar_has_rules() {
-        use Language::*;
-        for lang in [Rust, Python, JavaScript, TypeScript, Tsx, Go, C, Cpp, Java] {
-            assert!(!rules(lang).is_empty(), "{lang:?}");
+        for language in Language::ALL {
+            let spec = language.spec();
+            assert_eq!(
+                spec.sensitive.is_empty(),
+                spec.grammar.is_none(),
+                "{language:?}"
+            );
         }
-        assert!(rules(PlainText).is_empty());
     }
 }

@@ -267,6 +267,39 @@ fn accepting_a_suggestion_brings_the_next_one_from_the_cache() {
     server.lsp.shutdown_and_exit();
 }
 
+/// Accepting a whole line leaves the cursor at the end of a complete statement: the next
+/// suggestion is the next line (a line break, then the line), computed in the background
+/// while the first was shown.
+#[test]
+fn accepting_a_whole_line_brings_the_next_line_from_the_cache() {
+    let server = Server::start(Behaviour::answer_with(|call| {
+        let prefix = call.fim_prefix_text();
+        if prefix.ends_with("total = 0") {
+            "\n    for item in items:\n        total += item\n".to_owned()
+        } else {
+            "total = 0".to_owned()
+        }
+    }));
+    let (uri, line, col) = server.open("sum.py", "python", "def f(items):\n    $0\n");
+    let shown = server.inline(&uri, line, col);
+    assert_eq!(suggestion(&shown).as_deref(), Some("total = 0"), "{shown}");
+    assert!(
+        server.wait_calls_at("total = 0", 1),
+        "the prefetch: {}",
+        server.double.summary()
+    );
+    let calls = server.double.requests();
+    server.lsp.type_text(&uri, 2, (line, col), "total = 0");
+    let next = server.inline(&uri, line, col + "total = 0".len() as u32);
+    assert_eq!(
+        suggestion(&next).as_deref(),
+        Some("\n    for item in items:"),
+        "{next}"
+    );
+    assert_eq!(server.double.requests(), calls, "from the cache");
+    server.lsp.shutdown_and_exit();
+}
+
 /// Typing something other than the shown suggestion aborts the prefetch for the place
 /// after it: background work never keeps the model from the user's next request.
 #[test]

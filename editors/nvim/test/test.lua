@@ -293,6 +293,20 @@ local ok, err = xpcall(function()
   check(":checkhealth pilotfish finds the binary", report:find("found: ", 1, true) ~= nil, report)
   check(":checkhealth pilotfish says every route has a reachable model",
     report:find("every route has a reachable model", 1, true) ~= nil, report)
+
+  -- 6. :Pilotfish stats shows the usage log's summary: the calls made above.
+  vim.cmd("Pilotfish stats")
+  local stats = ""
+  vim.wait(20000, function()
+    local name = vim.api.nvim_buf_get_name(0)
+    if not name:find("pilotfish://stats", 1, true) then
+      return false
+    end
+    stats = table.concat(vim.api.nvim_buf_get_lines(0, 0, -1, false), "\n")
+    return true
+  end, 50)
+  check(":Pilotfish stats shows the usage summary", stats:find("Pilotfish usage since", 1, true) ~= nil, stats)
+  check(":Pilotfish stats counts the model calls", stats:match("\ntotal%s+%d+%s+[1-9]") ~= nil, stats)
 end, debug.traceback)
 
 if not ok then

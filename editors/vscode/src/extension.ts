@@ -37,13 +37,19 @@ import {
   toServerLaunch,
 } from './settings';
 import { ChannelLevel, serverLogLine } from './serverlog';
-import { AcceptInfo, StatusState, acceptInfoOf, formatStatus } from './status';
+import { AcceptInfo, StatusState, acceptInfoOf, formatStatusWithStats, statsSummary } from './status';
 
 let client: LanguageClient | undefined;
 let launch: ServerLaunch | undefined;
 let statusItem: vscode.StatusBarItem;
 let output: vscode.LogOutputChannel;
 let lastAccept: AcceptInfo | undefined;
+let lastStatus: StatusState = { kind: 'starting' };
+/** The last day's usage (from `pilotfish.stats`), the tooltip's last line. */
+let usageLine: string | undefined;
+let usageAsked = 0;
+/** The usage summary is asked for at most this often, after completions and actions. */
+const USAGE_EVERY_MS = 30_000;
 
 function readSettings(): ExtensionSettings {
   const c = vscode.workspace.getConfiguration('pilotfish');
@@ -66,11 +72,27 @@ function currentLaunch(): ServerLaunch {
 }
 
 function setStatus(state: StatusState): void {
-  const s = formatStatus(state);
+  lastStatus = state;
+  const s = formatStatusWithStats(state, usageLine);
   statusItem.text = s.text;
   statusItem.tooltip = s.tooltip;
   statusItem.backgroundColor = s.alert ? new vscode.ThemeColor('statusBarItem.warningBackground') : undefined;
   statusItem.show();
+}
+
+/** Refreshes the tooltip's usage line from the server's `pilotfish.stats` (rate-limited). */
+function refreshUsage(force = false): void {
+  const c = client;
+  const now = Date.now();
+  if (!c || c.state !== State.Running || (!force && now - usageAsked < USAGE_EVERY_MS)) return;
+  usageAsked = now;
+  c.sendRequest(ExecuteCommandRequest.type, { command: 'pilotfish.stats', arguments: [{ since: '1d' }] }).then(
+    (result) => {
+      usageLine = statsSummary(result);
+      setStatus(lastStatus);
+    },
+    (error) => output.appendLine(`[stats] ${error instanceof Error ? error.message : String(error)}`),
+  );
 }
 
 function warn(lines: string[]): void {
@@ -138,13 +160,14 @@ function clientOptions(l: ServerLaunch): LanguageClientOptions {
           } else {
             setStatus({ kind: 'empty', ms, last: lastAccept });
           }
+          refreshUsage();
         }
         return result;
       },
       // Every run of a server command (code-action light bulb, keybinding, palette) passes
       // here: time it and put the answering model in the status bar.
       executeCommand: async (command, args, next) => {
-        if (command === 'pilotfish.accept') return next(command, args);
+        if (command === 'pilotfish.accept' || command === 'pilotfish.stats') return next(command, args);
         const task = taskOf(command, args[0]);
         const t0 = performance.now();
         setStatus({ kind: 'running', task });
@@ -160,6 +183,7 @@ function clientOptions(l: ServerLaunch): LanguageClientOptions {
           if (summary.model) setStatus({ kind: 'action', task, model: summary.model, ms, reason: summary.reason });
           else setStatus({ kind: 'cancelled', task, ms });
           if (summary.message) void vscode.window.showInformationMessage(`Pilotfish: ${summary.message}`);
+          refreshUsage(true);
           return result;
         } catch (error) {
           const ms = performance.now() - t0;
@@ -201,7 +225,10 @@ async function startClient(): Promise<void> {
   output.appendLine(`initializationOptions: ${JSON.stringify(l.initializationOptions)}`);
   const c = new LanguageClient('pilotfish', 'Pilotfish', serverOptions, clientOptions(l));
   c.onDidChangeState((e) => {
-    if (e.newState === State.Running) setStatus({ kind: 'ready' });
+    if (e.newState === State.Running) {
+      setStatus({ kind: 'ready' });
+      refreshUsage(true);
+    }
     else if (e.newState === State.Stopped) setStatus({ kind: 'stopped' });
     else setStatus({ kind: 'starting' });
   });

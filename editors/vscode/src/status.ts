@@ -2,6 +2,8 @@
 
 /** The argument of the `pilotfish.accept` command each suggestion carries. */
 export interface AcceptInfo {
+  /** The request's id in the usage log. */
+  id?: string;
   model: string;
   /** "model", "cache" or "typed-ahead". */
   source: string;
@@ -18,6 +20,43 @@ export type StatusState =
   | { kind: 'running'; task: string }
   | { kind: 'failed'; task: string; message: string; ms: number }
   | { kind: 'cancelled'; task: string; ms: number };
+
+/** The parts of the `pilotfish.stats` report (`pilotfish stats --json`) the tooltip shows. */
+interface StatsRow {
+  requests?: number;
+  cache_hit_rate?: number | null;
+  shown?: number;
+  accepted?: number;
+  acceptance_rate?: number | null;
+  cost_usd?: number;
+}
+interface StatsReport {
+  total?: StatsRow;
+  saving?: { saved_usd?: number; ratio?: number | null; priciest_model?: string | null };
+}
+
+const percent = (r: number | null | undefined): string =>
+  typeof r === 'number' && Number.isFinite(r) ? `${Math.round(r * 100)}%` : '-';
+const usd = (v: number | undefined): string => `$${(typeof v === 'number' ? v : 0).toFixed(4)}`;
+
+/**
+ * One line of the last day's usage for the tooltip, from the `pilotfish.stats` result; undefined
+ * when the result is not a report.
+ */
+export function statsSummary(result: unknown): string | undefined {
+  if (typeof result !== 'object' || result === null) return undefined;
+  const report = result as StatsReport;
+  const t = report.total;
+  if (!t || typeof t.requests !== 'number') return undefined;
+  let line =
+    `Last 24 h: ${t.requests} requests, ${percent(t.cache_hit_rate)} from the cache, ` +
+    `${t.accepted ?? 0} of ${t.shown ?? 0} suggestions accepted (${percent(t.acceptance_rate)}), ${usd(t.cost_usd)} spent`;
+  const s = report.saving;
+  if (s?.priciest_model) {
+    line += `; routing saved ${usd(s.saved_usd)}` + (typeof s.ratio === 'number' ? ` (${s.ratio.toFixed(1)}× cheaper than all on ${s.priciest_model})` : '');
+  }
+  return line;
+}
 
 export interface StatusText {
   text: string;
@@ -41,6 +80,12 @@ export function shortModel(model: string, max = 28): string {
 }
 
 const ICON = '$(sparkle)';
+
+/** The status text, with the usage summary (if any) as the tooltip's last line. */
+export function formatStatusWithStats(state: StatusState, stats: string | undefined): StatusText {
+  const s = formatStatus(state);
+  return stats ? { ...s, tooltip: `${s.tooltip}\n${stats}` } : s;
+}
 
 export function formatStatus(state: StatusState): StatusText {
   switch (state.kind) {
@@ -111,6 +156,7 @@ export function acceptInfoOf(result: unknown): AcceptInfo | undefined {
     const arg = cmd.arguments[0] as Partial<Record<keyof AcceptInfo, unknown>> | undefined;
     if (!arg || typeof arg.model !== 'string') continue;
     return {
+      ...(typeof arg.id === 'string' ? { id: arg.id } : {}),
       model: arg.model,
       source: typeof arg.source === 'string' ? arg.source : 'model',
       chars: typeof arg.chars === 'number' ? arg.chars : 0,

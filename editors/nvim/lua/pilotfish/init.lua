@@ -25,7 +25,7 @@ M.defaults = {
   cmd = { "pilotfish" },
   filetypes = {
     "rust", "python", "javascript", "javascriptreact", "typescript", "typescriptreact",
-    "go", "c", "cpp", "java",
+    "go", "c", "cpp", "java", "ruby", "php", "lua", "sh", "bash",
   },
   root_markers = { ".pilotfish.toml", ".git" },
   --- Same shape as .pilotfish.toml; sent as initializationOptions (not sent when empty).
@@ -117,6 +117,82 @@ function M.actions() M.action(nil) end
 function M.client(bufnr)
   local get = vim.lsp.get_clients or vim.lsp.get_active_clients
   return get({ name = NAME, bufnr = bufnr or 0 })[1]
+end
+
+local function value(x)
+  if x == vim.NIL then
+    return nil
+  end
+  return x
+end
+
+--- The `pilotfish.stats` report (what `pilotfish stats --json` prints) as lines of text:
+--- per model, the total, and what routing saved.
+function M.stats_lines(report)
+  local function pct(r)
+    r = value(r)
+    return r and string.format("%.0f%%", r * 100) or "-"
+  end
+  local function ms(v)
+    v = value(v)
+    return v and string.format("%d ms", v) or "-"
+  end
+  local since = value(report.since)
+  local lines = {
+    string.format("Pilotfish usage%s: %d lines", since and (" since " .. since:sub(1, 16)) or "",
+      value(report.lines) or 0),
+    "",
+    string.format("%-22s %6s %6s %6s %8s %8s %6s %6s %7s %10s", "model", "reqs", "calls", "cache",
+      "p50", "p95", "shown", "acc%", "chkfail", "cost $"),
+  }
+  local rows = vim.list_extend(vim.deepcopy(value(report.by_model) or {}), { value(report.total) or {} })
+  for _, r in ipairs(rows) do
+    lines[#lines + 1] = string.format("%-22s %6d %6d %6s %8s %8s %6d %6s %7s %10.4f",
+      tostring(value(r.key) or "?"):sub(1, 22), value(r.requests) or 0, value(r.model_calls) or 0,
+      pct(r.cache_hit_rate), ms(r.p50_ms), ms(r.p95_ms), value(r.shown) or 0, pct(r.acceptance_rate),
+      pct(r.check_failure_rate), value(r.cost_usd) or 0)
+  end
+  local saving = value(report.saving) or {}
+  local priciest = value(saving.priciest_model)
+  lines[#lines + 1] = ""
+  if priciest then
+    local ratio = value(saving.ratio)
+    lines[#lines + 1] = string.format("Routing saved $%.4f%s: $%.4f spent; every call on %s would have cost $%.4f",
+      value(saving.saved_usd) or 0, ratio and string.format(" (%.1f× cheaper)", ratio) or "",
+      value(saving.cost_usd) or 0, priciest, value(saving.all_on_priciest_usd) or 0)
+  else
+    lines[#lines + 1] = string.format("$%.4f spent; no configured model has a price", value(saving.cost_usd) or 0)
+  end
+  return lines
+end
+
+--- `:Pilotfish stats [SPAN]`: the usage summary (default: the last day) in a scratch window.
+function M.stats(since)
+  local client = M.client() or (vim.lsp.get_clients or vim.lsp.get_active_clients)({ name = NAME })[1]
+  if not client then
+    vim.notify("Pilotfish: the language server is not running", vim.log.levels.WARN)
+    return
+  end
+  local params = { command = "pilotfish.stats", arguments = { { since = since or "1d" } } }
+  local function show(err, result)
+    if err then
+      vim.notify("Pilotfish: stats failed: " .. (err.message or vim.inspect(err)), vim.log.levels.ERROR)
+      return
+    end
+    vim.cmd("new")
+    local buf = vim.api.nvim_get_current_buf()
+    vim.bo[buf].buftype = "nofile"
+    vim.bo[buf].bufhidden = "wipe"
+    vim.bo[buf].swapfile = false
+    pcall(vim.api.nvim_buf_set_name, buf, "pilotfish://stats")
+    vim.api.nvim_buf_set_lines(buf, 0, -1, false, M.stats_lines(result or {}))
+    vim.bo[buf].modifiable = false
+  end
+  if vim.fn.has("nvim-0.11") == 1 then
+    client:request("workspace/executeCommand", params, show)
+  else
+    client.request("workspace/executeCommand", params, show)
+  end
 end
 
 local function map(mode, lhs, rhs, bufnr, desc, opts)
@@ -334,6 +410,8 @@ function M.setup(opts)
     local sub = o.fargs[1] or "actions"
     if sub == "check" then
       vim.cmd("checkhealth pilotfish")
+    elseif sub == "stats" then
+      M.stats(o.fargs[2])
     elseif COMMANDS[sub] or sub == "actions" then
       local range
       if o.range > 0 then
@@ -345,10 +423,10 @@ function M.setup(opts)
       vim.notify("Pilotfish: unknown subcommand " .. sub, vim.log.levels.ERROR)
     end
   end, {
-    nargs = "?",
+    nargs = "*",
     range = true,
-    complete = function() return { "explain", "refactor", "review", "actions", "check" } end,
-    desc = "Pilotfish: explain | refactor | review | actions | check",
+    complete = function() return { "explain", "refactor", "review", "actions", "check", "stats" } end,
+    desc = "Pilotfish: explain | refactor | review | actions | check | stats [SPAN]",
   })
 end
 

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { acceptInfoOf, formatDuration, formatStatus, itemCount, shortModel } from '../status';
+import { acceptInfoOf, formatDuration, formatStatus, formatStatusWithStats, itemCount, shortModel, statsSummary } from '../status';
 
 test('durations', () => {
   assert.equal(formatDuration(0), '0 ms');
@@ -73,4 +73,28 @@ test('acceptInfoOf ignores empty answers and other commands', () => {
     { model: 'm', source: 'model', chars: 0 },
   );
   assert.equal(itemCount(null), 0);
+});
+
+test('the tooltip ends with the last day of usage from pilotfish.stats', () => {
+  const report = {
+    total: { requests: 40, cache_hit_rate: 0.25, shown: 12, accepted: 3, acceptance_rate: 0.25, cost_usd: 0.0123 },
+    saving: { saved_usd: 0.0492, ratio: 5, priciest_model: 'cloud' },
+  };
+  const line = statsSummary(report);
+  assert.equal(
+    line,
+    'Last 24 h: 40 requests, 25% from the cache, 3 of 12 suggestions accepted (25%), $0.0123 spent; routing saved $0.0492 (5.0× cheaper than all on cloud)',
+  );
+  const free = statsSummary({ total: { requests: 2, cache_hit_rate: null, shown: 0, accepted: 0, acceptance_rate: null, cost_usd: 0 }, saving: { priciest_model: null } });
+  assert.equal(free, 'Last 24 h: 2 requests, - from the cache, 0 of 0 suggestions accepted (-), $0.0000 spent');
+  assert.equal(statsSummary(null), undefined);
+  assert.equal(statsSummary({ error: 'x' }), undefined);
+  const s = formatStatusWithStats({ kind: 'ready' }, line);
+  assert.match(s.tooltip, /\nLast 24 h: 40 requests/);
+  assert.equal(formatStatusWithStats({ kind: 'ready' }, undefined).tooltip, formatStatus({ kind: 'ready' }).tooltip);
+});
+
+test('acceptInfoOf keeps the request id for the accept', () => {
+  const item = { command: { command: 'pilotfish.accept', arguments: [{ id: 'p1-7', model: 'fast', source: 'model', chars: 3 }] } };
+  assert.deepEqual(acceptInfoOf({ items: [item] }), { id: 'p1-7', model: 'fast', source: 'model', chars: 3 });
 });
