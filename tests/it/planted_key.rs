@@ -2,12 +2,13 @@
 //! documents, a `local_only` file, and a whole session — completions and actions over LSP,
 //! a failing cloud model, every one-shot command — after which every output is searched:
 //! the server's stdout (the LSP transcript), its stderr and log file, every file it wrote
-//! (explain pages, and the usage log when there is one), the commands' stdout and stderr,
-//! and every request the local and cloud doubles received.
+//! (explain pages, the usage log), the commands' stdout and stderr (`stats` included), and
+//! every request the local and cloud doubles received.
 //!
 //! - The key appears nowhere but in the `Authorization` header of the cloud model's requests
 //!   (which must carry it: that is the control that the key was in use).
-//! - The documents' secrets reach no cloud request, and no log at the `debug` level.
+//! - The documents' secrets reach no cloud request, no log at the `debug` level, and not the
+//!   usage log (which holds no prompt text by default).
 //! - The `local_only` file reaches no cloud request (and does reach the local model: control).
 
 use std::path::{Path, PathBuf};
@@ -199,6 +200,8 @@ fn command_line(p: &Planted) -> Vec<(String, String)> {
         vec!["action", "explain", &short],
         vec!["action", "review", &short],
         vec!["action", "explain", ".env:2"],
+        vec!["stats"],
+        vec!["stats", "--json"],
     ];
     let mut outputs = Vec::new();
     for args in commands {
@@ -264,16 +267,46 @@ fn received(double: &ModelDouble, but_authorization: bool) -> String {
         .join("\n\n")
 }
 
+/// The usage log's place under the workspace (its HOME and XDG_STATE_HOME), by default.
+const USAGE_LOG: &str = ".local/state/pilotfish/usage.jsonl";
+
+/// The usage log was written (so the search covered it): JSON lines, with model calls to
+/// both the cloud and the local model, and the cloud's refusal.
+fn assert_usage_log_covers_the_session(written: &[(String, String)]) {
+    let (_, log) = written
+        .iter()
+        .find(|(path, _)| path.ends_with(USAGE_LOG))
+        .unwrap_or_else(|| panic!("no usage log among {written:?}"));
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    let calls = |model: &str| {
+        lines
+            .iter()
+            .filter(|l| l["event"] == "call" && l["model"] == model)
+            .count()
+    };
+    assert!(
+        calls("cloud") > 0 && calls("local") > 0,
+        "calls to both models are logged: {log}"
+    );
+    // The refusal (whose text echoed the key) is logged as the fallback of the call after it.
+    let refused = lines.iter().any(|l| {
+        l["route"]["fallbacks"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f["model"] == "cloud"))
+    });
+    assert!(refused, "the refused call is logged: {log}");
+}
+
 #[test]
 fn a_planted_key_and_document_secrets_appear_in_no_output() {
     let p = Planted::new();
     let mut outputs = editor_session(&p);
     outputs.extend(command_line(&p));
     // Every file any process wrote: the log files, explain pages (TMPDIR), and whatever lands
-    // under HOME and XDG_STATE_HOME — where the usage log will live
-    // (`.local/state/pilotfish/usage.jsonl`, SPEC §8). TODO(usage log): once the usage log
-    // exists, also assert here that it was written and holds one line per model call, so
-    // that this search is known to have covered it.
+    // under HOME and XDG_STATE_HOME — the usage log among them.
     let written: Vec<(String, String)> = files_under(p.workspace.path())
         .into_iter()
         .filter(|(path, _)| {
@@ -290,6 +323,7 @@ fn a_planted_key_and_document_secrets_appear_in_no_output() {
         "the log files and explain pages were written: {:?}",
         written.iter().map(|(p, _)| p).collect::<Vec<_>>()
     );
+    assert_usage_log_covers_the_session(&written);
     outputs.extend(written);
     let cloud_bodies = received(&p.cloud, true);
     outputs.push((
@@ -327,12 +361,19 @@ fn a_planted_key_and_document_secrets_appear_in_no_output() {
             let from = text.floor_char_boundary(at.saturating_sub(120));
             leaks.push(format!("the key is in {what}: …{}…", &text[from..at + 16]));
         }
-        // Logs at `debug` hold no document text (the server's log is at `trace`).
-        let is_log = what.ends_with("cli.log") || what.contains("`pilotfish");
+        // Logs at `debug` hold no document text (the server's log is at `trace`), nor does
+        // the usage log.
+        let is_log =
+            what.ends_with("cli.log") || what.contains("`pilotfish") || what.contains(USAGE_LOG);
         for secret in DOC_SECRETS {
             if (what.contains("cloud") || is_log) && text.contains(secret) {
                 leaks.push(format!("the document secret {secret} is in {what}"));
             }
+        }
+    }
+    for (what, text) in &outputs {
+        if what.contains(USAGE_LOG) && text.contains(LOCAL_ONLY_MARKER) {
+            leaks.push(format!("the local_only file's text is in {what}"));
         }
     }
     if cloud_bodies.contains(LOCAL_ONLY_MARKER) {
