@@ -317,7 +317,11 @@ daily_usd = 2.0
                         &[change],
                         PositionEncoding::Utf16,
                     );
-                    assert_eq!(reparse, Ok(Reparse::Done), "reparsed inside didChange");
+                    assert_eq!(
+                        reparse.map(|c| c.reparse),
+                        Ok(Reparse::Done),
+                        "reparsed inside didChange"
+                    );
                     let snap = docs.snapshot("file:///ws/app/handler.py").unwrap();
                     let start = Instant::now();
                     let target = target_of(&snap);

@@ -719,7 +719,8 @@ fn edits(sizes: &Sizes, report: &mut Report) {
                 &[change],
                 PositionEncoding::Utf16,
             )
-            .expect("the edit applies");
+            .expect("the edit applies")
+            .reparse;
         let elapsed = t0.elapsed();
         // The server runs this on a blocking thread after didChange; time it separately.
         let t1 = Instant::now();

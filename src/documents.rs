@@ -36,6 +36,30 @@ pub enum Reparse {
     Deferred,
 }
 
+/// What a change set did: the reparse it left, and its edits in byte offsets, in order (each
+/// in the offsets of the text as the previous one left it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub struct Changed {
+    pub reparse: Reparse,
+    pub edits: Vec<ByteEdit>,
+}
+
+/// A range of bytes replaced: `start..old_end` of the text before became `start..new_end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteEdit {
+    pub start: usize,
+    pub old_end: usize,
+    pub new_end: usize,
+}
+
+impl ByteEdit {
+    /// Text inserted at `start`, nothing removed.
+    pub fn is_insertion(&self) -> bool {
+        self.start == self.old_end
+    }
+}
+
 /// One edit from a `didChange`: a range replaced by text, or (no range) the whole text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TextChange {
@@ -226,12 +250,13 @@ impl Document {
         version: i32,
         changes: &[TextChange],
         enc: PositionEncoding,
-    ) -> Result<Reparse, DocumentError> {
+    ) -> Result<Changed, DocumentError> {
         // Work on copies (O(1) for a rope and a tree) and commit only if every change fits.
         let mut rope = self.rope.clone();
         let mut tree = self.tree.clone();
         let mut full_reparse = false;
         let mut edits = Vec::new();
+        let mut byte_edits = Vec::with_capacity(changes.len());
         for (index, change) in changes.iter().enumerate() {
             let bad = |source| DocumentError::BadChange {
                 uri: self.uri.to_string(),
@@ -241,6 +266,11 @@ impl Document {
             };
             match change.range {
                 None => {
+                    byte_edits.push(ByteEdit {
+                        start: 0,
+                        old_end: rope.len_bytes(),
+                        new_end: change.text.len(),
+                    });
                     rope = Rope::from_str(&change.text);
                     full_reparse = true;
                 }
@@ -267,6 +297,11 @@ impl Document {
                     if let Some(tree) = tree.as_mut() {
                         tree.edit(&edit);
                     }
+                    byte_edits.push(ByteEdit {
+                        start: start_byte,
+                        old_end: old_end_byte,
+                        new_end: new_end_byte,
+                    });
                     edits.push(edit);
                 }
             }
@@ -284,22 +319,37 @@ impl Document {
             pending.extend(edits);
             self.replaced_during_parse |= full_reparse;
             self.tree = tree;
-            return Ok(Reparse::Done);
+            return Ok(Changed {
+                reparse: Reparse::Done,
+                edits: byte_edits,
+            });
         }
         self.tree = tree;
         let Some(parser) = self.parser.as_mut() else {
-            return Ok(Reparse::Done);
+            return Ok(Changed {
+                reparse: Reparse::Done,
+                edits: byte_edits,
+            });
         };
         if self.rope.len_bytes() > MAX_PARSED_BYTES {
             self.tree = None;
-            return Ok(Reparse::Done);
+            return Ok(Changed {
+                reparse: Reparse::Done,
+                edits: byte_edits,
+            });
         }
         if self.rope.len_bytes() > SYNC_REPARSE_BYTES {
-            return Ok(Reparse::Deferred);
+            return Ok(Changed {
+                reparse: Reparse::Deferred,
+                edits: byte_edits,
+            });
         }
         self.tree = reparse(parser, &self.rope, self.tree.as_ref());
         self.fresh = true;
-        Ok(Reparse::Done)
+        Ok(Changed {
+            reparse: Reparse::Done,
+            edits: byte_edits,
+        })
     }
 
     /// The outline of its definitions (see [`outline`]), made once per revision.
@@ -511,7 +561,7 @@ impl Documents {
         version: i32,
         changes: &[TextChange],
         enc: PositionEncoding,
-    ) -> Result<Reparse, DocumentError> {
+    ) -> Result<Changed, DocumentError> {
         let doc = self
             .open
             .get_mut(uri)
@@ -523,10 +573,10 @@ impl Documents {
                 current: doc.version,
             });
         }
-        let reparse = doc.apply(version, changes, enc)?;
+        let changed = doc.apply(version, changes, enc)?;
         self.clock += 1;
         doc.touched = self.clock;
-        Ok(reparse)
+        Ok(changed)
     }
 
     /// Context from other files for a completion in `uri`: the outlines (each at most
@@ -643,7 +693,11 @@ mod tests {
                 std::slice::from_ref(e),
                 PositionEncoding::Utf16,
             );
-            assert_eq!(reparse, Ok(Reparse::Done), "small files reparse at once");
+            assert_eq!(
+                reparse.map(|c| c.reparse),
+                Ok(Reparse::Done),
+                "small files reparse at once"
+            );
         }
         let snap = docs.snapshot("file:///a.rs").unwrap();
         let now = snap.rope.to_string();
@@ -735,7 +789,7 @@ mod tests {
                 &[edit((0, 0), (0, 0), "#")],
                 PositionEncoding::Utf16,
             );
-            assert_eq!(applied, Ok(Reparse::Done));
+            assert_eq!(applied.map(|c| c.reparse), Ok(Reparse::Done));
         }
         assert_eq!(
             (text(&docs, "u").as_str(), docs.version("u")),
@@ -770,9 +824,9 @@ mod tests {
             }],
             PositionEncoding::Utf8,
         );
-        assert_eq!(replaced, Ok(Reparse::Done));
+        assert_eq!(replaced.map(|c| c.reparse), Ok(Reparse::Done));
         let edited = docs.change("u", 3, &[edit((1, 3), (1, 3), "!")], PositionEncoding::Utf8);
-        assert_eq!(edited, Ok(Reparse::Done));
+        assert_eq!(edited.map(|c| c.reparse), Ok(Reparse::Done));
         assert_eq!(text(&docs, "u"), "bye\r\nnow!");
     }
 
@@ -805,7 +859,7 @@ mod tests {
 
         let change = [edit((3000, 4), (3000, 5), "yy")];
         let r = lock(&store).change("big", 2, &change, PositionEncoding::Utf16);
-        assert_eq!(r, Ok(Reparse::Deferred));
+        assert_eq!(r.map(|c| c.reparse), Ok(Reparse::Deferred));
         let snap = lock(&store).snapshot("big").unwrap();
         assert!(!snap.tree_is_fresh);
         assert!(snap.tree.is_some(), "the edited old tree serves meanwhile");
@@ -872,7 +926,7 @@ mod tests {
         let before = docs.related_files("file:///w/main.ts", 1, 1000);
         let change = edit((0, 10), (0, 10), "2");
         let reparse = docs.change("file:///w/a.ts", 2, &[change], PositionEncoding::Utf16);
-        assert_eq!(reparse, Ok(Reparse::Done));
+        assert_eq!(reparse.map(|c| c.reparse), Ok(Reparse::Done));
         assert_eq!(names(&mut docs, 1), ["file:///w/a.ts function a2() {}"]);
         // b.tsx did not change: its outline is the one made before.
         let b = docs.related_files("file:///w/main.ts", 2, 1000);

@@ -2,8 +2,9 @@
 //! target, each taking the fuzzer's bytes and panicking when a property breaks:
 //!
 //! - [`document_edits`]: edit sequences on a document — after every change set the rope is
-//!   the plain string the edits make, the tree covers it and matches a fresh parse; a change
-//!   set with a bad change leaves the document as it was;
+//!   the plain string the edits make, the byte edits reported are the ones made, the tree
+//!   covers the text and matches a fresh parse; a change set with a bad change leaves the
+//!   document as it was;
 //! - [`positions`]: LSP position ⇄ byte offset in each encoding, against a plain converter;
 //! - [`framing`]: the JSON-RPC frame reader, for junk and for valid frames, in any chunking;
 //! - [`fim_answer`]: post-processing a raw FIM answer into a suggestion;
@@ -18,7 +19,7 @@ use ropey::Rope;
 use tree_sitter::{Node, Tree};
 
 use crate::actions::answer::{extract_code, parse_findings};
-use crate::documents::{Documents, TextChange};
+use crate::documents::{ByteEdit, Documents, TextChange};
 use crate::position::{self, LineCol, PositionEncoding, PositionError};
 use crate::postprocess::{MAX_LINES, postprocess};
 use crate::syntax::context::{ContextBudget, MultilinePolicy, extract};
@@ -218,6 +219,7 @@ pub fn document_edits(data: &[u8]) {
     let mut version = 1;
     while !choices.is_empty() {
         let mut changes = Vec::new();
+        let mut byte_edits = Vec::new();
         let mut expected = text.clone();
         let mut bad = false;
         for _ in 0..1 + choices.below(3) {
@@ -225,7 +227,13 @@ pub fn document_edits(data: &[u8]) {
             let change = match choices.byte() % 16 {
                 // The whole text replaced.
                 0 => {
+                    let old_end = expected.len();
                     expected = choices.text(6);
+                    byte_edits.push(ByteEdit {
+                        start: 0,
+                        old_end,
+                        new_end: expected.len(),
+                    });
                     TextChange {
                         range: None,
                         text: expected.clone(),
@@ -263,6 +271,11 @@ pub fn document_edits(data: &[u8]) {
                         plain_position(&expected, &starts, to, enc),
                     );
                     expected.replace_range(from..to, &inserted);
+                    byte_edits.push(ByteEdit {
+                        start: from,
+                        old_end: to,
+                        new_end: from + inserted.len(),
+                    });
                     TextChange {
                         range: Some(range),
                         text: inserted,
@@ -284,8 +297,9 @@ pub fn document_edits(data: &[u8]) {
             assert_eq!(docs.version(uri), Some(version - 1));
             version -= 1;
         } else {
-            assert!(applied.is_ok(), "{changes:?}: {applied:?}");
+            let changed = applied.unwrap_or_else(|e| panic!("{changes:?}: {e}"));
             assert_eq!(held, expected, "after {changes:?}");
+            assert_eq!(changed.edits, byte_edits, "the byte edits of {changes:?}");
             text = expected;
         }
         if let Some(tree) = &snapshot.tree {

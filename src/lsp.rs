@@ -724,7 +724,10 @@ impl LanguageServer for Backend {
                 )
             };
             match applied {
-                Ok(reparse) => self.schedule(reparse, uri.as_str(), false),
+                Ok(changed) => {
+                    self.engine.edited(uri.as_str(), &changed.edits);
+                    self.schedule(changed.reparse, uri.as_str(), false)
+                }
                 Err(e) => {
                     let message = format!(
                         "Pilotfish ignored an edit it cannot apply; the document is unchanged: {e}"

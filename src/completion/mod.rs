@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::cache::{CacheKey, CachedSuggestion, CompletionCache};
-use crate::documents::{RelatedFile, Snapshot, path_of_uri};
+use crate::documents::{ByteEdit, RelatedFile, Snapshot, path_of_uri};
 use crate::postprocess::postprocess;
 use crate::prompt::{build_fim, chat_completion_messages};
 use crate::providers::{ChatCall, ChatMessage, FimCall, ModelAnswer, OtherFile, Providers};
@@ -123,6 +123,9 @@ struct DocState {
     /// Smoothed gap between requests during the current burst.
     rhythm: Option<Duration>,
     inflight: Option<Arc<Flight>>,
+    /// Where text typed keeps the call in flight useful: the byte offset it was asked at,
+    /// moved on by what was typed there since ([`CompletionEngine::edited`]).
+    typing_point: usize,
     /// The last suggestion delivered, to recognise its acceptance.
     shown: Option<Shown>,
 }
@@ -143,6 +146,11 @@ struct Flight {
     abort: tokio::task::AbortHandle,
     /// Requests waiting on it; guarded by the `docs` lock.
     waiters: std::sync::atomic::AtomicUsize,
+    /// Whether it runs on when its last request lets go (cancelled, or superseded before the
+    /// next request joins it): for a model slower than the budget (or not measured yet),
+    /// whose call the next keystroke's request may join. It is aborted instead by an edit
+    /// it cannot serve, or by the next call the document needs.
+    runs_on: bool,
     /// Why the call was aborted ([`ABORT_CANCELLED`] or [`ABORT_SUPERSEDED`]), for its line
     /// in the usage log; set before the abort.
     abort_reason: Arc<AtomicU8>,
@@ -158,6 +166,19 @@ impl Flight {
         self.abort_reason.store(reason, Ordering::Relaxed);
         self.abort.abort();
     }
+}
+
+/// A model call to start: for `key`, from the context and other files, on `route`.
+struct NewCall {
+    key: CacheKey,
+    input: (CompletionContext, Vec<OtherFile>),
+    route: Route,
+    purpose: Purpose,
+    /// The byte offset, in the live document, where typing keeps the call useful.
+    typing_point: usize,
+    runs_on: bool,
+    /// Its id in the usage log.
+    id: Arc<str>,
 }
 
 /// Why a model call was made.
@@ -254,6 +275,33 @@ impl CompletionEngine {
         self.shared.budget_exhausted.swap(false, Ordering::Relaxed)
     }
 
+    /// Tells the engine that `uri` was edited (`edits` in byte offsets, in order). The
+    /// document's model call in flight goes on only while the edits are text inserted where
+    /// it was asked (the user typing along it, or accepting the suggestion a prefetch
+    /// follows); any other edit leaves it nothing to serve, and it is aborted.
+    pub fn edited(&self, uri: &str, edits: &[ByteEdit]) {
+        let mut docs = lock(&self.shared.docs);
+        let Some(state) = docs.get_mut(uri) else {
+            return;
+        };
+        let Some(flight) = state.inflight.as_ref().filter(|f| !f.abort.is_finished()) else {
+            return;
+        };
+        for edit in edits {
+            if edit.is_insertion() && edit.start == state.typing_point {
+                state.typing_point = edit.new_end;
+                continue;
+            }
+            flight.abort(ABORT_SUPERSEDED);
+            self.shared
+                .counters
+                .aborted_calls
+                .fetch_add(1, Ordering::Relaxed);
+            state.inflight = None;
+            return;
+        }
+    }
+
     /// Forgets a closed document: its waiting requests end, its model call is aborted.
     pub fn close(&self, uri: &str) {
         if let Some(state) = lock(&self.shared.docs).remove(uri) {
@@ -322,6 +370,15 @@ impl CompletionEngine {
             speed,
         );
         let call_at = tokio::time::Instant::from_std(started + debounce);
+        let call = NewCall {
+            key: key.clone(),
+            input: (ctx, other_files(related, session)),
+            route,
+            purpose: Purpose::Request,
+            typing_point: cursor,
+            runs_on: policy::keep_typed_along(speed),
+            id: req.id.clone(),
+        };
 
         let waiter = match begun.joined {
             Some((waiter, Serves::Same)) => waiter,
@@ -341,32 +398,12 @@ impl CompletionEngine {
                 if let Some(hit) = self.lookup(&key, &req) {
                     return hit;
                 }
-                self.call_after(
-                    call_at,
-                    &mut latest,
-                    seq,
-                    &snapshot.uri,
-                    key,
-                    (ctx, related),
-                    route,
-                    session,
-                    &req.id,
-                )
-                .await?
+                self.call_after((call_at, &mut latest, seq), &snapshot.uri, call, session)
+                    .await?
             }
             None => {
-                self.call_after(
-                    call_at,
-                    &mut latest,
-                    seq,
-                    &snapshot.uri,
-                    key,
-                    (ctx, related),
-                    route,
-                    session,
-                    &req.id,
-                )
-                .await?
+                self.call_after((call_at, &mut latest, seq), &snapshot.uri, call, session)
+                    .await?
             }
         };
         let outcome = tokio::select! {
@@ -411,7 +448,8 @@ impl CompletionEngine {
             });
         }
         if let Some(accepted) = snapshot.with_insertion(cursor, suggestion) {
-            self.prefetch(session, &accepted, cursor + suggestion.len(), related);
+            let after = cursor + suggestion.len();
+            self.prefetch(session, &accepted, (after, cursor), related);
         }
     }
 
@@ -432,7 +470,7 @@ impl CompletionEngine {
             && snapshot.rope.try_byte_to_char(end).is_ok()
             && snapshot.rope.byte_slice(shown.cursor..end) == *shown.text;
         if stands {
-            self.prefetch(session, snapshot, end, related);
+            self.prefetch(session, snapshot, (end, end), related);
         }
     }
 
@@ -441,11 +479,13 @@ impl CompletionEngine {
     /// it), never while the document has a model call in flight (background work never
     /// delays a request), and giving way to the next call the document needs: the user
     /// typing something else aborts it; typing along the suggestion does not.
+    /// `typing_point`: where, in the live document, typing keeps it useful (the shown
+    /// suggestion's place, or the accepted one's end).
     fn prefetch(
         &self,
         session: &Arc<Session>,
         snapshot: &Snapshot,
-        cursor: usize,
+        (cursor, typing_point): (usize, usize),
         related: &[RelatedFile],
     ) {
         let ctx = Self::context(session, snapshot, cursor);
@@ -466,16 +506,17 @@ impl CompletionEngine {
         if lock(&self.shared.cache).contains(&key) {
             return;
         }
-        let other_files = other_files(related, session);
-        let id: Arc<str> = self.shared.usage.next_id().into();
-        self.start(
-            &snapshot.uri,
+        let speed = Speed::of(route.expected_answer(), session.completion().budget);
+        let call = NewCall {
             key,
-            (ctx, other_files),
+            input: (ctx, other_files(related, session)),
             route,
-            session,
-            (Purpose::Prefetch, &id),
-        );
+            purpose: Purpose::Prefetch,
+            typing_point,
+            runs_on: policy::keep_typed_along(speed),
+            id: self.shared.usage.next_id().into(),
+        };
+        self.start(&snapshot.uri, call, session);
     }
 
     /// The cached answer for `key`, exact or typed-ahead, as an outcome; its line goes to the
@@ -511,20 +552,14 @@ impl CompletionEngine {
         Some(into_outcome(hit, source, req.id.clone()))
     }
 
-    /// Waits out the debounce (until `call_at`), then calls the model for `key`, unless a
-    /// newer request came meanwhile.
-    #[allow(clippy::too_many_arguments)]
+    /// Waits out the debounce (until `call_at`), then starts `call`, unless a newer request
+    /// came meanwhile.
     async fn call_after(
         &self,
-        call_at: tokio::time::Instant,
-        latest: &mut watch::Receiver<u64>,
-        seq: u64,
+        (call_at, latest, seq): (tokio::time::Instant, &mut watch::Receiver<u64>, u64),
         uri: &Arc<str>,
-        key: CacheKey,
-        (ctx, related): (CompletionContext, &[RelatedFile]),
-        route: Route,
+        call: NewCall,
         session: &Arc<Session>,
-        id: &Arc<str>,
     ) -> Result<Waiter, NoSuggestion> {
         if call_at > tokio::time::Instant::now() {
             tokio::select! {
@@ -535,15 +570,7 @@ impl CompletionEngine {
                 }
             }
         }
-        let other_files = other_files(related, session);
-        Ok(self.start(
-            uri,
-            key,
-            (ctx, other_files),
-            route,
-            session,
-            (Purpose::Request, id),
-        ))
+        Ok(self.start(uri, call, session))
     }
 
     /// Registers a request: supersedes the older ones for the document, measures the typing
@@ -558,6 +585,7 @@ impl CompletionEngine {
             last_request: None,
             rhythm: None,
             inflight: None,
+            typing_point: 0,
             shown: None,
         });
         let seq = *state.latest.borrow() + 1;
@@ -599,15 +627,16 @@ impl CompletionEngine {
 
     /// Starts the document's model call for `key`, aborting the call in flight (its
     /// requests are gone or superseded; a prefetch gives way to any request).
-    fn start(
-        &self,
-        uri: &Arc<str>,
-        key: CacheKey,
-        prompt_input: (CompletionContext, Vec<OtherFile>),
-        route: Route,
-        session: &Arc<Session>,
-        (purpose, id): (Purpose, &Arc<str>),
-    ) -> Waiter {
+    fn start(&self, uri: &Arc<str>, call: NewCall, session: &Arc<Session>) -> Waiter {
+        let NewCall {
+            key,
+            input: prompt_input,
+            route,
+            purpose,
+            typing_point,
+            runs_on,
+            id,
+        } = call;
         let mut docs = lock(&self.shared.docs);
         let Some(state) = docs.get_mut(uri) else {
             // The document was closed meanwhile: a flight nobody can join.
@@ -665,7 +694,7 @@ impl CompletionEngine {
         let abort_reason = Arc::new(AtomicU8::new(ABORT_CANCELLED));
         let log = call_log(
             &self.shared.usage,
-            id,
+            &id,
             &route,
             purpose,
             abort_reason.clone(),
@@ -685,8 +714,10 @@ impl CompletionEngine {
             result: rx,
             abort: task.abort_handle(),
             waiters: waiters.into(),
+            runs_on,
             abort_reason,
         });
+        state.typing_point = typing_point;
         state.inflight = Some(flight.clone());
         Waiter {
             flight: (purpose == Purpose::Request).then_some(flight),
@@ -1109,7 +1140,7 @@ impl Drop for Waiter {
         };
         let mut docs = lock(&self.engine.shared.docs);
         let last = flight.waiters.fetch_sub(1, Ordering::Relaxed) == 1;
-        if last && !flight.abort.is_finished() {
+        if last && !flight.runs_on && !flight.abort.is_finished() {
             flight.abort(if self.superseded {
                 ABORT_SUPERSEDED
             } else {

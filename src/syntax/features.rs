@@ -1095,7 +1095,7 @@ mod tests {
             text: text.into(),
         };
         let reparse = docs.change("file:///t", version, &[change], PositionEncoding::Utf16);
-        assert_eq!(reparse, Ok(Reparse::Done));
+        assert_eq!(reparse.map(|c| c.reparse), Ok(Reparse::Done));
     }
 
     /// (language, fixture, kind, name, (first line, last line))

@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::harness::{Server, assert_empty, calls_not_after, items, suggestion};
+use crate::harness::{Server, assert_empty, items, suggestion};
 use crate::support::double::Behaviour;
+use crate::support::lsp::range;
 
 /// Upper bound for asynchronous effects; tests wait on conditions, not on this time.
 const WAIT: Duration = Duration::from_secs(10);
@@ -20,13 +21,35 @@ const SLOW: Duration = Duration::from_secs(10);
 
 const FIXTURE: &str = "fn add(a: i32, b: i32) -> i32 {\n    return $0\n}\n";
 
+/// A request cancelled with `$/cancelRequest` is answered once. The call of a model measured
+/// inside the budget is aborted with it: the connection is closed, which stops the model.
 #[test]
-fn cancel_request_drops_the_model_connection_and_answers_once() {
-    let server = Server::start(Behaviour::answer("a + b").delay(SLOW));
-    let (uri, line, col) = server.open("add.rs", "rust", FIXTURE);
+fn cancelling_a_fast_models_call_drops_its_connection_and_answers_once() {
+    let server = Server::start(Behaviour::answer("a + b"));
+    // One answer measures the model as fast (the double answers at once).
+    let (other, line, col) = server.open("other.rs", "rust", FIXTURE);
+    assert_eq!(
+        suggestion(&server.inline(&other, line, col)).as_deref(),
+        Some("a + b")
+    );
+    assert!(
+        server.wait_calls_at("return a + b", 1),
+        "{}",
+        server.double.summary()
+    );
+    server
+        .double
+        .set_behaviour(Behaviour::answer("a + b").delay(SLOW));
+    let calls = server.double.requests();
+
+    let (uri, line, col) = server.open(
+        "add.rs",
+        "rust",
+        "fn add(a: i32, b: i32) -> i32 {\n    a + $0\n}\n",
+    );
     let id = server.inline_request(&uri, line, col);
     assert!(
-        server.double.wait_for(|d| d.requests() == 1, WAIT),
+        server.double.wait_for(|d| d.requests() == calls + 1, WAIT),
         "the model call starts: {}",
         server.double.summary()
     );
@@ -40,11 +63,71 @@ fn cancel_request_drops_the_model_connection_and_answers_once() {
         Err(error) => assert_eq!(error.code, -32800, "RequestCancelled: {error:?}"),
         Ok(result) => assert_empty(&result),
     }
-    assert_eq!(server.double.completed(), 0);
-    assert_eq!(server.double.requests(), 1);
     server.lsp.shutdown_and_exit();
     // A second response to the cancelled request would be recorded here.
     assert_eq!(server.lsp.protocol_errors(), Vec::<String>::new());
+}
+
+/// VS Code cancels the pending request at every keystroke, then asks again. A slow model's
+/// call (or one not measured yet) outlives the cancel while the user types along it: the
+/// next keystroke's request joins it, and its answer serves through typed-ahead reuse.
+#[test]
+fn a_slow_models_call_outlives_the_cancels_of_typing_along_it() {
+    let server = Server::start(Behaviour::answer("total(items)").delay(Duration::from_millis(800)));
+    let (uri, line, col) = server.open("sum.py", "python", "def f(items):\n    return $0\n");
+    let first = server.inline_request(&uri, line, col);
+    assert!(server.double.wait_for(|d| d.requests() == 1, WAIT));
+    let mut pending = first;
+    for (i, ch) in ["t", "o"].into_iter().enumerate() {
+        let typed = i as u32;
+        server
+            .lsp
+            .type_text(&uri, 2 + typed as i32, (line, col + typed), ch);
+        server.lsp.cancel(pending);
+        match server.lsp.response(pending) {
+            Err(error) => assert_eq!(error.code, -32800, "RequestCancelled: {error:?}"),
+            Ok(result) => assert_empty(&result),
+        }
+        pending = server.inline_request(&uri, line, col + typed + 1);
+    }
+    let result = server.inline_result(pending);
+    assert_eq!(
+        suggestion(&result).as_deref(),
+        Some("tal(items)"),
+        "{result}"
+    );
+    assert_eq!(server.double.aborted(), 0, "{}", server.double.summary());
+    assert_eq!(server.calls_at("return "), 1);
+    assert_eq!(server.calls_at("return to"), 0);
+    server.lsp.shutdown_and_exit();
+    assert_eq!(server.lsp.protocol_errors(), Vec::<String>::new());
+}
+
+/// A call that outlived its request's cancel is aborted as soon as an edit leaves it
+/// nothing to serve: here the user deletes a character instead of typing on.
+#[test]
+fn an_edit_it_cannot_serve_drops_a_call_nobody_waits_for() {
+    let server = Server::start(Behaviour::answer("a + b").delay(SLOW));
+    let (uri, line, col) = server.open("add.rs", "rust", FIXTURE);
+    let id = server.inline_request(&uri, line, col);
+    assert!(server.double.wait_for(|d| d.requests() == 1, WAIT));
+    server.lsp.cancel(id);
+    match server.lsp.response(id) {
+        Err(error) => assert_eq!(error.code, -32800, "RequestCancelled: {error:?}"),
+        Ok(result) => assert_empty(&result),
+    }
+    assert_eq!(server.double.aborted(), 0, "a slow model's call runs on");
+    server.lsp.change(
+        &uri,
+        2,
+        json!([{ "range": range((line, col - 1), (line, col)), "text": "" }]),
+    );
+    assert!(
+        server.double.wait_for(|d| d.aborted() == 1, WAIT),
+        "the HTTP connection is closed: {}",
+        server.double.summary()
+    );
+    server.lsp.shutdown_and_exit();
 }
 
 #[test]
@@ -70,7 +153,7 @@ fn superseded_requests_are_answered_empty_without_a_model_call() {
     );
     let result = server.inline_result(last);
     assert_eq!(suggestion(&result).as_deref(), Some("c + 1;"), "{result}");
-    // The requests' calls, not the prefetch for the place after the suggestion.
+    // The requests' calls (not the prefetch after the suggestion, which asks after it).
     let calls: Vec<_> = server
         .double
         .model_calls()
@@ -239,7 +322,6 @@ fn accepting_a_suggestion_brings_the_next_one_from_the_cache() {
         "the prefetch: {}",
         server.double.summary()
     );
-    let calls = server.double.requests();
     // The editor inserts the suggestion, reports the acceptance, and asks at the new place.
     let accepted = "for item in items:";
     server.lsp.type_text(&uri, 2, (line, col), accepted);
@@ -257,14 +339,25 @@ fn accepting_a_suggestion_brings_the_next_one_from_the_cache() {
         Some("total += item"),
         "{next}"
     );
-    // No call for it; the prefetch for the place after it may have started already.
+    // From the cache: no call for the new place but the prefetch made while the first
+    // was shown (delivering this one starts the prefetch after it in turn).
+    assert_eq!(source_of(&next), "cache", "{next}");
     assert_eq!(
-        calls_not_after(&server.double, &["total += item"]),
-        calls,
-        "the next suggestion came from the cache: {}",
+        server.calls_at("for item in items:"),
+        1,
+        "{}",
         server.double.summary()
     );
     server.lsp.shutdown_and_exit();
+}
+
+/// Where a delivered suggestion came from, as its accept command says (`model`, `cache`,
+/// `typed-ahead`).
+fn source_of(result: &serde_json::Value) -> String {
+    items(result)[0]["command"]["arguments"][0]["source"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// Accepting a whole line leaves the cursor at the end of a complete statement: the next
@@ -288,7 +381,6 @@ fn accepting_a_whole_line_brings_the_next_line_from_the_cache() {
         "the prefetch: {}",
         server.double.summary()
     );
-    let calls = server.double.requests();
     server.lsp.type_text(&uri, 2, (line, col), "total = 0");
     let next = server.inline(&uri, line, col + "total = 0".len() as u32);
     assert_eq!(
@@ -296,7 +388,13 @@ fn accepting_a_whole_line_brings_the_next_line_from_the_cache() {
         Some("\n    for item in items:"),
         "{next}"
     );
-    assert_eq!(server.double.requests(), calls, "from the cache");
+    assert_eq!(source_of(&next), "cache", "{next}");
+    assert_eq!(
+        server.calls_at("total = 0"),
+        1,
+        "{}",
+        server.double.summary()
+    );
     server.lsp.shutdown_and_exit();
 }
 
