@@ -290,12 +290,18 @@ pub fn echo() -> Behaviour {
     })
 }
 
-/// A process's peak resident set size in KB (Linux `VmHWM`; 0 where it cannot be read).
-pub fn peak_rss_kb(pid: u32) -> u64 {
+/// A memory figure of a process in KB, from Linux's `/proc/PID/status` (`VmRSS`: resident
+/// now, `VmHWM`: its peak); 0 where it cannot be read.
+pub fn proc_status_kb(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// A process's peak resident set size in KB.
+pub fn peak_rss_kb(pid: u32) -> u64 {
+    proc_status_kb(pid, "VmHWM")
 }

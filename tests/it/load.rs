@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::harness::{digest, echo, peak_rss_kb, suggestion};
+use crate::harness::{digest, echo, peak_rss_kb, proc_status_kb, suggestion};
 use crate::support::double::{Behaviour, ModelDouble};
 use crate::support::lsp::{Encoding, LspClient, RequestId, position, position_at};
 
@@ -108,16 +108,6 @@ struct Asked {
     id: RequestId,
     before: String,
     after: String,
-}
-
-/// The server's resident set size now, in KB (Linux `VmRSS`).
-fn rss_now_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 fn duration() -> Duration {
@@ -264,7 +254,7 @@ fn fifty_documents_edited_at_fifty_a_second_lose_nothing() {
             result.ok().as_ref().and_then(suggestion)
         })
         .collect();
-    let rss_end = rss_now_kb(lsp.pid());
+    let rss_end = proc_status_kb(lsp.pid(), "VmRSS");
     let rss_peak = peak_rss_kb(lsp.pid());
     lsp.shutdown_and_exit();
 

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::harness::{Server, digest, echo, peak_rss_kb, suggestion};
 use crate::support::double::Behaviour;
-use crate::support::lsp::{Encoding, position_at, range};
+use crate::support::lsp::{Encoding, LspClient, position_at, range};
 
 const DOC: &str = "def add(a, b):\n    return a + b\n\nx = '😀 héllo'\n";
 
@@ -248,14 +248,28 @@ fn unknown_methods_and_bad_params_get_their_errors_and_notifications_are_ignored
 /// The LSP lifecycle out of order: requests before `initialize` get ServerNotInitialized and
 /// notifications are dropped (with a log line); a second `initialize` is InvalidRequest;
 /// after `shutdown`, requests get InvalidRequest and only `exit` counts.
+/// A request of each kind (known, unknown, `$/`, `shutdown`) is refused with `code` at this
+/// point of the lifecycle (`when`).
+#[track_caller]
+fn assert_refused_in_lifecycle(lsp: &LspClient, params: &Value, code: i64, when: &str) {
+    for method in [
+        "textDocument/inlineCompletion",
+        "pilotfish/noSuchMethod",
+        "$/noSuchRequest",
+        "shutdown",
+    ] {
+        let answer = lsp.request_and_wait(method, params.clone());
+        assert_eq!(answer.map_err(|e| e.code), Err(code), "{method} {when}");
+    }
+}
+
 #[test]
 fn requests_before_initialize_and_after_shutdown_get_the_lifecycle_errors() {
     let double = crate::support::double::ModelDouble::start(echo());
     let dir = tempfile::tempdir().expect("temp workspace");
     let config = crate::harness::config_toml("ollama", "native", &double.base_url(), "");
     std::fs::write(dir.path().join("pilotfish.toml"), config).expect("write the config");
-    let lsp =
-        crate::support::lsp::LspClient::spawn(&["--config", "pilotfish.toml"], &[], dir.path());
+    let lsp = LspClient::spawn(&["--config", "pilotfish.toml"], &[], dir.path());
     let uri = lsp.uri("main.py");
     let completion = json!({
         "textDocument": { "uri": uri },
@@ -264,19 +278,12 @@ fn requests_before_initialize_and_after_shutdown_get_the_lifecycle_errors() {
     });
 
     lsp.open(&uri, "python", DOC);
-    for method in [
-        "textDocument/inlineCompletion",
-        "pilotfish/noSuchMethod",
-        "$/noSuchRequest",
-        "shutdown",
-    ] {
-        let answer = lsp.request_and_wait(method, completion.clone());
-        assert_eq!(
-            answer.map_err(|e| e.code),
-            Err(SERVER_NOT_INITIALIZED),
-            "{method} before initialize"
-        );
-    }
+    assert_refused_in_lifecycle(
+        &lsp,
+        &completion,
+        SERVER_NOT_INITIALIZED,
+        "before initialize",
+    );
     lsp.initialize(json!({}), Value::Null);
     let again = lsp.request_and_wait("initialize", json!({ "capabilities": {} }));
     assert_eq!(
@@ -312,19 +319,7 @@ fn requests_before_initialize_and_after_shutdown_get_the_lifecycle_errors() {
         Ok(Value::Null)
     );
     lsp.type_text(&uri, 2, (0, 0), "# after shutdown\n");
-    for method in [
-        "textDocument/inlineCompletion",
-        "pilotfish/noSuchMethod",
-        "$/noSuchRequest",
-        "shutdown",
-    ] {
-        let answer = lsp.request_and_wait(method, completion.clone());
-        assert_eq!(
-            answer.map_err(|e| e.code),
-            Err(INVALID_REQUEST),
-            "{method} after shutdown"
-        );
-    }
+    assert_refused_in_lifecycle(&lsp, &completion, INVALID_REQUEST, "after shutdown");
     assert!(
         lsp.stderr()
             .contains("ignored the notification textDocument/didChange: the server is shut down")
