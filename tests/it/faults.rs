@@ -431,7 +431,9 @@ fn completion_fails(case: &Case, figures: &mut Figures, problems: &mut Vec<Strin
     let calls = calls_not_after(&bench.double, &[BACKUP_ANSWER]);
     match suggestion(&result) {
         Some(text) if text == BACKUP_ANSWER && calls <= 1 => {
-            figures.second = format!("the next model's suggestion ({calls} call to this one)");
+            let plural = if calls == 1 { "" } else { "s" };
+            figures.second =
+                format!("the next model's suggestion ({calls} call{plural} to this one)");
         }
         _ => problems.push(format!(
             "with a next model: {result} after {calls} calls to the faulty one; backup: {}",
