@@ -65,8 +65,23 @@ impl CompletionCache {
     /// the characters typed since, is `key.prefix`, and whose suggestion starts with those
     /// characters. Returns what is left of that suggestion; None if nothing is left.
     pub fn lookup_typed_ahead(&mut self, key: &CacheKey) -> Option<CachedSuggestion> {
-        let hit = self
-            .entries
+        let (source_key, rest) = self.find_typed_ahead(key)?;
+        // Keep the source fresh (the user is still typing into it) and remember the rest
+        // under the new key, so that an identical request is an exact hit.
+        self.entries.promote(&source_key);
+        self.entries.put(key.clone(), rest.clone());
+        Some(rest)
+    }
+
+    /// Whether [`CompletionCache::lookup_typed_ahead`] would answer `key`, without touching
+    /// the entries.
+    pub fn has_typed_ahead(&self, key: &CacheKey) -> bool {
+        self.find_typed_ahead(key).is_some()
+    }
+
+    /// The entry typed-ahead reuse would take for `key`, and the rest of its suggestion.
+    fn find_typed_ahead(&self, key: &CacheKey) -> Option<(CacheKey, CachedSuggestion)> {
+        self.entries
             .iter()
             .take(TYPED_AHEAD_SCAN)
             .find_map(|(k, v)| {
@@ -87,13 +102,7 @@ impl CompletionCache {
                         },
                     )
                 })
-            });
-        let (source_key, rest) = hit?;
-        // Keep the source fresh (the user is still typing into it) and remember the rest
-        // under the new key, so that an identical request is an exact hit.
-        self.entries.promote(&source_key);
-        self.entries.put(key.clone(), rest.clone());
-        Some(rest)
+            })
     }
 
     pub fn len(&self) -> usize {

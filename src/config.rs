@@ -261,6 +261,10 @@ pub struct CompletionConfig {
     /// Which models may be asked in the background for the suggestion after the shown one.
     #[serde(default)]
     pub prefetch: PrefetchSetting,
+    /// Read the prompt of a new place into a local model server's cache while the user
+    /// types there (never a cloud model).
+    #[serde(default = "yes")]
+    pub warm_up: bool,
 }
 
 fn default_budget_ms() -> u64 {
@@ -281,6 +285,7 @@ impl Default for CompletionConfig {
             cache_entries: default_cache_entries(),
             multiline: MultilineSetting::default(),
             prefetch: PrefetchSetting::default(),
+            warm_up: true,
         }
     }
 }

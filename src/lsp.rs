@@ -508,6 +508,19 @@ impl Backend {
         })
     }
 
+    /// Tells the completion engine about an edit just applied to `uri`, and warms the model
+    /// server's prompt cache when the engine asks for it (the first edit at a new place).
+    fn after_edit(&self, uri: &str, edits: &[crate::documents::ByteEdit]) {
+        let session = self.session();
+        let Ok(snapshot) = lock(&self.documents).snapshot(uri) else {
+            return;
+        };
+        if let Some(at) = self.engine.edited(&session, &snapshot, edits) {
+            let related = related_files(&session, &mut lock(&self.documents), uri);
+            self.engine.warm_up(&session, &snapshot, at, &related);
+        }
+    }
+
     /// `textDocument/inlineCompletion` (LSP 3.18).
     pub async fn inline_completion(
         &self,
@@ -725,7 +738,7 @@ impl LanguageServer for Backend {
             };
             match applied {
                 Ok(changed) => {
-                    self.engine.edited(uri.as_str(), &changed.edits);
+                    self.after_edit(uri.as_str(), &changed.edits);
                     self.schedule(changed.reparse, uri.as_str(), false)
                 }
                 Err(e) => {

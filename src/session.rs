@@ -57,6 +57,8 @@ pub struct CompletionSettings {
     pub takes_other_files: bool,
     /// Which models may be asked in the background for the suggestion after the shown one.
     pub prefetch: PrefetchSetting,
+    /// Whether a local model server's prompt cache is warmed at a new place.
+    pub warm_up: bool,
 }
 
 /// One compiled configuration. Immutable: a change makes a new one.
@@ -110,6 +112,7 @@ impl Session {
                 .values()
                 .any(|m| m.config.provider == Provider::Llamacpp && m.config.is_local()),
             prefetch: c.prefetch,
+            warm_up: c.warm_up,
         };
         Ok(Session {
             loaded,

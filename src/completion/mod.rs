@@ -38,6 +38,7 @@ use crate::session::{COMPLETE_TASK, Model, Session};
 use crate::sync::lock;
 use crate::syntax::Language;
 use crate::syntax::context::{CompletionContext, ContextBudget, extract};
+use crate::syntax::features::enclosing_target;
 use crate::telemetry::{
     CacheUse, Outcome as Logged, PendingCall, RouteFacts, RouteNote, Usage, UsageEvent, UsageLog,
 };
@@ -126,8 +127,24 @@ struct DocState {
     /// Where text typed keeps the call in flight useful: the byte offset it was asked at,
     /// moved on by what was typed there since ([`CompletionEngine::edited`]).
     typing_point: usize,
+    /// Where the last edit was: the start of its enclosing definition (or of the file).
+    last_place: Option<usize>,
     /// The last suggestion delivered, to recognise its acceptance.
     shown: Option<Shown>,
+}
+
+impl DocState {
+    fn new() -> DocState {
+        DocState {
+            latest: watch::channel(0).0,
+            last_request: None,
+            rhythm: None,
+            inflight: None,
+            typing_point: 0,
+            last_place: None,
+            shown: None,
+        }
+    }
 }
 
 /// A suggestion delivered to the editor.
@@ -154,6 +171,8 @@ struct Flight {
     /// Why the call was aborted ([`ABORT_CANCELLED`] or [`ABORT_SUPERSEDED`]), for its line
     /// in the usage log; set before the abort.
     abort_reason: Arc<AtomicU8>,
+    /// Whether its answer may span lines (a block, or the next line after a statement).
+    spans_lines: bool,
 }
 
 /// The editor cancelled the request, or closed the document.
@@ -202,6 +221,8 @@ struct Shared {
     /// Set when a routing decision found the daily budget spent (a cloud model was kept
     /// out); taken by the caller, who tells the user.
     budget_exhausted: AtomicBool,
+    /// The warm-up in flight, if any (at most one, for any document).
+    warm_up: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 /// Who a request is, for its lines in the usage log.
@@ -235,6 +256,7 @@ impl CompletionEngine {
                 counters: Counters::default(),
                 usage,
                 budget_exhausted: AtomicBool::new(false),
+                warm_up: Mutex::new(None),
             }),
         }
     }
@@ -275,22 +297,44 @@ impl CompletionEngine {
         self.shared.budget_exhausted.swap(false, Ordering::Relaxed)
     }
 
-    /// Tells the engine that `uri` was edited (`edits` in byte offsets, in order). The
-    /// document's model call in flight goes on only while the edits are text inserted where
-    /// it was asked (the user typing along it, or accepting the suggestion a prefetch
-    /// follows); any other edit leaves it nothing to serve, and it is aborted.
-    pub fn edited(&self, uri: &str, edits: &[ByteEdit]) {
+    /// Tells the engine that `snapshot`'s document was just edited (`edits` in byte offsets,
+    /// in order). The document's model call in flight goes on only while the edits are text
+    /// inserted where it was asked (the user typing along it, or accepting the suggestion a
+    /// prefetch follows); any other edit leaves it nothing to serve, and it is aborted.
+    ///
+    /// Returns where to warm the model server's prompt cache ([`CompletionEngine::warm_up`]),
+    /// when the edit is the first at a new place (another definition, or the first edit of
+    /// the document), warm-ups are on and no call is in flight for the document.
+    pub fn edited(
+        &self,
+        session: &Session,
+        snapshot: &Snapshot,
+        edits: &[ByteEdit],
+    ) -> Option<usize> {
+        let at = edits.last()?.new_end;
+        let place = enclosing_target(
+            &snapshot.rope,
+            snapshot.tree.as_ref(),
+            snapshot.language,
+            at,
+        )
+        .range
+        .start;
         let mut docs = lock(&self.shared.docs);
-        let Some(state) = docs.get_mut(uri) else {
-            return;
-        };
-        let Some(flight) = state.inflight.as_ref().filter(|f| !f.abort.is_finished()) else {
-            return;
-        };
-        for edit in edits {
-            if edit.is_insertion() && edit.start == state.typing_point {
-                state.typing_point = edit.new_end;
-                continue;
+        let state = docs
+            .entry(snapshot.uri.clone())
+            .or_insert_with(DocState::new);
+        let moved = state.last_place.replace(place) != Some(place);
+        if let Some(flight) = state.inflight.as_ref().filter(|f| !f.abort.is_finished()) {
+            let serves = edits.iter().all(|edit| {
+                let along = edit.is_insertion() && edit.start == state.typing_point;
+                if along {
+                    state.typing_point = edit.new_end;
+                }
+                along
+            });
+            if serves {
+                return None;
             }
             flight.abort(ABORT_SUPERSEDED);
             self.shared
@@ -298,7 +342,71 @@ impl CompletionEngine {
                 .aborted_calls
                 .fetch_add(1, Ordering::Relaxed);
             state.inflight = None;
+        }
+        (moved && session.completion().warm_up).then_some(at)
+    }
+
+    /// Reads the prompt a request at `cursor` would send into the model server's cache,
+    /// generating nothing (llama.cpp's `n_predict: 0`), so that the request the user pauses
+    /// on reads only what they typed since. Only for a local fill-in-the-middle model, never
+    /// a cloud one; at most one warm-up in flight (a newer one replaces it), and any model
+    /// call a request starts aborts it (a server that stopped half-way keeps what it read).
+    pub fn warm_up(
+        &self,
+        session: &Arc<Session>,
+        snapshot: &Snapshot,
+        cursor: usize,
+        related: &[RelatedFile],
+    ) {
+        let ctx = Self::context(session, snapshot, cursor);
+        let route = self.route(session, snapshot, cursor, &ctx);
+        let Some(primary) = route.chain.first() else {
             return;
+        };
+        let (Some(fim), true) = (primary.fim, primary.config.is_local()) else {
+            return;
+        };
+        let key = cache_key(&primary.name, &ctx);
+        {
+            let cache = lock(&self.shared.cache);
+            if cache.contains(&key) || cache.has_typed_ahead(&key) {
+                // The request there will be answered without the model (the user accepted,
+                // or is typing along, a suggestion).
+                return;
+            }
+        }
+        // The endpoint a request would try first.
+        let url = route
+            .decision
+            .candidates
+            .iter()
+            .find(|v| v.model == *primary.name)
+            .and_then(|v| v.endpoints.first())
+            .map_or_else(|| primary.config.url.to_string(), |e| e.url.clone());
+        let model = primary.config.at_endpoint(&url);
+        let prompt = build_fim(fim, &ctx);
+        let other_files = other_files(related, session);
+        let providers = self.shared.providers.clone();
+        let name = primary.name.clone();
+        let task = tokio::spawn(async move {
+            let started = Instant::now();
+            let call = FimCall {
+                prompt: &prompt,
+                max_tokens: 0,
+                time_budget: None,
+                other_files: &other_files,
+            };
+            let read = providers.fim(&model, call).await;
+            tracing::debug!(
+                model = %name,
+                endpoint = url,
+                ms = started.elapsed().as_millis() as u64,
+                ok = read.is_ok(),
+                "prompt cache warmed"
+            );
+        });
+        if let Some(old) = lock(&self.shared.warm_up).replace(task.abort_handle()) {
+            old.abort();
         }
     }
 
@@ -580,14 +688,7 @@ impl CompletionEngine {
     /// of the call, keeps the call alive across the hand-over.
     fn begin(&self, uri: &Arc<str>, now: Instant, claim: Option<(&CacheKey, Speed)>) -> Begun {
         let mut docs = lock(&self.shared.docs);
-        let state = docs.entry(uri.clone()).or_insert_with(|| DocState {
-            latest: watch::channel(0).0,
-            last_request: None,
-            rhythm: None,
-            inflight: None,
-            typing_point: 0,
-            shown: None,
-        });
+        let state = docs.entry(uri.clone()).or_insert_with(DocState::new);
         let seq = *state.latest.borrow() + 1;
         state.latest.send_replace(seq);
         let gap = state.last_request.map(|t| now.saturating_duration_since(t));
@@ -598,7 +699,7 @@ impl CompletionEngine {
         };
         let joined = claim.and_then(|(key, speed)| {
             let flight = state.inflight.as_ref()?;
-            let serves = policy::serves(&flight.key, key);
+            let serves = policy::serves(&flight.key, flight.spans_lines, key);
             let join = match serves {
                 Serves::Same => true,
                 Serves::TypedAlong => policy::keep_typed_along(speed),
@@ -637,6 +738,7 @@ impl CompletionEngine {
             runs_on,
             id,
         } = call;
+        let spans_lines = prompt_input.0.shape.multiline || prompt_input.0.shape.next_line;
         let mut docs = lock(&self.shared.docs);
         let Some(state) = docs.get_mut(uri) else {
             // The document was closed meanwhile: a flight nobody can join.
@@ -680,6 +782,12 @@ impl CompletionEngine {
                     .fetch_add(1, Ordering::Relaxed);
             }
         }
+        if purpose == Purpose::Request {
+            // A request's call comes before the warm-up of a place.
+            if let Some(warm_up) = lock(&self.shared.warm_up).take() {
+                warm_up.abort();
+            }
+        }
         let (tx, rx) = watch::channel(None);
         self.shared
             .counters
@@ -716,6 +824,7 @@ impl CompletionEngine {
             waiters: waiters.into(),
             runs_on,
             abort_reason,
+            spans_lines,
         });
         state.typing_point = typing_point;
         state.inflight = Some(flight.clone());

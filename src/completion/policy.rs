@@ -77,26 +77,26 @@ pub enum Serves {
     /// The same prompt: the request waits on the call.
     Same,
     /// The request's prompt is the call's with only text typed at its end (same model,
-    /// same suffix, same shape): the call's answer may serve it through typed-ahead reuse.
+    /// same suffix), and that text could begin the call's answer (a line break only if the
+    /// answer may span lines): it may serve the request through typed-ahead reuse.
     TypedAlong,
     /// Anything else: the call cannot serve the request.
     No,
 }
 
-/// Whether the call for `flight` can serve a request for `request`.
-pub fn serves(flight: &CacheKey, request: &CacheKey) -> Serves {
+/// Whether the call for `flight` (whose answer may span lines when `spans_lines`: a block,
+/// or the next line after a complete statement) can serve a request for `request`.
+pub fn serves(flight: &CacheKey, spans_lines: bool, request: &CacheKey) -> Serves {
     if flight == request {
         return Serves::Same;
     }
-    let typed_along = flight.model == request.model
-        && flight.suffix == request.suffix
-        && flight.multiline == request.multiline
-        && request.prefix.len() > flight.prefix.len()
-        && request.prefix.starts_with(flight.prefix.as_str());
-    if typed_along {
-        Serves::TypedAlong
-    } else {
-        Serves::No
+    let typed = (flight.model == request.model && flight.suffix == request.suffix)
+        .then(|| request.prefix.strip_prefix(flight.prefix.as_str()))
+        .flatten()
+        .filter(|typed| !typed.is_empty());
+    match typed {
+        Some(typed) if spans_lines || !typed.contains('\n') => Serves::TypedAlong,
+        _ => Serves::No,
     }
 }
 
@@ -175,21 +175,59 @@ mod tests {
             multiline,
         };
         let flight = key("m", "fn main() { let x", "\n}", false);
+        // (the call's answer may span lines, request, want)
         let cases = [
-            (key("m", "fn main() { let x", "\n}", false), Serves::Same),
             (
+                false,
+                key("m", "fn main() { let x", "\n}", false),
+                Serves::Same,
+            ),
+            (
+                false,
                 key("m", "fn main() { let x =", "\n}", false),
                 Serves::TypedAlong,
             ),
-            // Deleted, moved, another suffix, shape or model: cannot serve.
-            (key("m", "fn main() { let ", "\n}", false), Serves::No),
-            (key("m", "fn main() { let y", "\n}", false), Serves::No),
-            (key("m", "fn main() { let x =", "\n}\n", false), Serves::No),
-            (key("m", "fn main() { let x =", "\n}", true), Serves::No),
-            (key("n", "fn main() { let x =", "\n}", false), Serves::No),
+            // Another shape: the cached answer decides, by what was typed.
+            (
+                false,
+                key("m", "fn main() { let x =", "\n}", true),
+                Serves::TypedAlong,
+            ),
+            // A line break typed: only an answer that may span lines can hold it.
+            (
+                false,
+                key("m", "fn main() { let x\n    ", "\n}", true),
+                Serves::No,
+            ),
+            (
+                true,
+                key("m", "fn main() { let x\n    ", "\n}", true),
+                Serves::TypedAlong,
+            ),
+            // Deleted, moved, another suffix or model: cannot serve.
+            (
+                false,
+                key("m", "fn main() { let ", "\n}", false),
+                Serves::No,
+            ),
+            (
+                false,
+                key("m", "fn main() { let y", "\n}", false),
+                Serves::No,
+            ),
+            (
+                false,
+                key("m", "fn main() { let x =", "\n}\n", false),
+                Serves::No,
+            ),
+            (
+                false,
+                key("n", "fn main() { let x =", "\n}", false),
+                Serves::No,
+            ),
         ];
-        for (request, want) in cases {
-            assert_eq!(serves(&flight, &request), want, "{request:?}");
+        for (spans_lines, request, want) in cases {
+            assert_eq!(serves(&flight, spans_lines, &request), want, "{request:?}");
         }
     }
 }

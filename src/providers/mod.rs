@@ -191,6 +191,8 @@ pub struct ChatCall<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct FimCall<'a> {
     pub prompt: &'a FimPrompt,
+    /// 0 asks the server only to read the prompt into its cache (a warm-up): llama.cpp's
+    /// `n_predict: 0`; OpenAI-compatible and Ollama servers get 1 token (some refuse 0).
     pub max_tokens: u32,
     /// How long the model may spend generating (llama.cpp's `t_max_predict_ms`).
     pub time_budget: Option<Duration>,

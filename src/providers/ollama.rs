@@ -118,7 +118,7 @@ pub(super) async fn fim(
         "stream": false,
         "keep_alive": "30m",
         "options": {
-            "num_predict": call.max_tokens,
+            "num_predict": call.max_tokens.max(1),
             "temperature": 0.0,
             "stop": call.prompt.stop,
         },

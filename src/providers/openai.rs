@@ -131,7 +131,7 @@ pub(super) async fn fim(
     let mut body = json!({
         "model": model.model,
         "prompt": call.prompt.prompt,
-        "max_tokens": call.max_tokens,
+        "max_tokens": call.max_tokens.max(1),
         "temperature": 0.0,
         "stream": false,
         "stop": stops_for_api(&call.prompt.stop, 4),

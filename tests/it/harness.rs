@@ -161,7 +161,7 @@ impl Server {
             .skip(before)
             .find(|c| {
                 let prefix = c.fim_prefix_text();
-                !shown.iter().any(|s| prefix.ends_with(s.as_str()))
+                !c.is_warm_up() && !shown.iter().any(|s| prefix.ends_with(s.as_str()))
             });
         (result, call)
     }
@@ -188,7 +188,7 @@ impl Server {
                 d.in_flight() == 0
                     && d.model_calls()
                         .iter()
-                        .filter(|c| c.fim_prefix_text().ends_with(before_cursor))
+                        .filter(|c| !c.is_warm_up() && c.fim_prefix_text().ends_with(before_cursor))
                         .count()
                         == n
             },
@@ -221,23 +221,25 @@ impl Server {
 /// The model calls `double` received for one place: those whose text before the cursor ends
 /// with `before_cursor`. After a suggestion is shown the server asks, in the background, for
 /// the place after it too (the prefetch); counting calls by place keeps the two apart.
+/// Warm-ups (the prompt read into the server's cache at a new place) do not count.
 pub fn calls_at(double: &ModelDouble, before_cursor: &str) -> usize {
     double
         .model_calls()
         .iter()
-        .filter(|c| c.fim_prefix_text().ends_with(before_cursor))
+        .filter(|c| !c.is_warm_up() && c.fim_prefix_text().ends_with(before_cursor))
         .count()
 }
 
 /// The model calls `double` received, less the prefetches for the place after one of the
-/// `shown` suggestions (their text before the cursor ends with the suggestion).
+/// `shown` suggestions (their text before the cursor ends with the suggestion) and the
+/// warm-ups.
 pub fn calls_not_after(double: &ModelDouble, shown: &[&str]) -> usize {
     double
         .model_calls()
         .iter()
         .filter(|c| {
             let prefix = c.fim_prefix_text();
-            !shown.iter().any(|s| prefix.ends_with(s))
+            !c.is_warm_up() && !shown.iter().any(|s| prefix.ends_with(s))
         })
         .count()
 }

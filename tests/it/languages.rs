@@ -29,13 +29,13 @@ fn ruby_completion_over_stdio_follows_its_blocks() {
         "ruby",
         "require \"json\"\n\nclass Store\n  def get(key)\n    $0\n  end\nend\n",
     );
-    let result = server.inline(&uri, line, col);
+    let (result, call) = server.inline_and_call(&uri, line, col);
     assert_eq!(
         suggestion(&result).as_deref(),
         Some("value = @items[key]\n    value * 2"),
         "multi-line in the body, cut at `end`: {result}"
     );
-    let call = server.double.last_model_call().expect("one model call");
+    let call = call.expect("one model call");
     assert_eq!(call.body["suffix"], "\n  end\nend\n", "{}", call.body);
 
     let (uri, line, col) = server.open(

@@ -28,3 +28,4 @@ mod routing;
 mod session;
 mod smoke;
 mod usage;
+mod warm_up;

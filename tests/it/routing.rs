@@ -229,11 +229,11 @@ fn a_rule_can_send_completion_to_a_chat_only_model() {
             .as_deref(),
         Some("from_chat")
     );
-    // The request's call; the prefetch for the place after the suggestion may follow it.
+    // The request's chat call (a prefetch for the place after the suggestion may follow).
     let calls: Vec<_> = chat
         .model_calls()
         .into_iter()
-        .filter(|c| c.path == "/api/chat" && !c.all_input_text().contains("return from_chat"))
+        .filter(|c| c.path == "/api/chat" && !c.all_input_text().contains("from_chat"))
         .collect();
     assert_eq!(calls.len(), 1, "{}", chat.summary());
     let call = &calls[0];

@@ -155,6 +155,16 @@ impl RecordedRequest {
         }
     }
 
+    /// A call that asks for (almost) no generation: the server is only to read the prompt
+    /// into its cache. llama.cpp's `n_predict: 0`; Ollama's `num_predict: 1` and
+    /// OpenAI-compatible `max_tokens: 1`, which no completion asks for.
+    pub fn is_warm_up(&self) -> bool {
+        let body = &self.body;
+        body.get("n_predict").and_then(Value::as_u64) == Some(0)
+            || body.pointer("/options/num_predict").and_then(Value::as_u64) == Some(1)
+            || body.get("max_tokens").and_then(Value::as_u64) == Some(1)
+    }
+
     /// For a fill-in-the-middle call, the text before the cursor as sent: llama.cpp's
     /// `input_prefix`, a native prompt, or the prefix part of a rendered FIM template.
     pub fn fim_prefix_text(&self) -> String {

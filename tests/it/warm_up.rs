@@ -1,0 +1,148 @@
+//! Warming the model server's prompt cache (issue 12 item 6): the first edit at a new place
+//! (another definition, or a document's first edit) sends a local llama.cpp server the
+//! prompt a request there would send, with `n_predict: 0`, so that the request the user
+//! pauses on reads only what they typed since; never a cloud model; a request's own call
+//! aborts a warm-up still in flight; `completion.warm_up = false` turns it off.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::harness::{Options, Server};
+use crate::support::double::{Behaviour, RecordedRequest};
+use crate::workspace::{Workspace, cloud, complete_route};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+const TWO_FUNCTIONS: &str =
+    "def first(a):\n    return a\n\n\ndef second(b):\n    $0\n    return b\n";
+
+fn is_warm_up(call: &RecordedRequest) -> bool {
+    call.body["n_predict"] == json!(0)
+}
+
+fn warm_ups(server: &Server) -> Vec<RecordedRequest> {
+    server
+        .double
+        .model_calls()
+        .into_iter()
+        .filter(is_warm_up)
+        .collect()
+}
+
+fn llamacpp(completion: &str) -> Options {
+    Options::default()
+        .provider("llamacpp", "native")
+        .completion(completion)
+}
+
+#[test]
+fn the_first_edit_at_a_new_place_warms_the_prompt_a_request_there_sends() {
+    let server = Server::start_with(Behaviour::answer("b * 2"), llamacpp(""));
+    let (uri, line, col) = server.open("two.py", "python", TWO_FUNCTIONS);
+    server.lsp.type_text(&uri, 2, (line, col), "x");
+    assert!(
+        server.double.wait_for(|d| d.completed() == 1, WAIT),
+        "{}",
+        server.double.summary()
+    );
+    let warm = warm_ups(&server);
+    assert_eq!(warm.len(), 1, "{}", server.double.summary());
+    assert!(
+        warm[0].prompt_text().ends_with("def second(b):\n    x"),
+        "the prompt up to the edit: {:?}",
+        warm[0].prompt_text()
+    );
+    assert_eq!(
+        warm[0].suffix_text().as_deref(),
+        Some("\n    return b\n"),
+        "and the suffix a request there sends"
+    );
+    // Typing on at the same place warms nothing more; a request asks the model itself.
+    server.lsp.type_text(&uri, 3, (line, col + 1), " =");
+    let (_, call) = server.inline_and_call(&uri, line, col + 3);
+    let call = call.expect("the request's call");
+    assert!(!is_warm_up(&call), "{:?}", call.body);
+    assert_eq!(
+        call.prompt_text(),
+        "def first(a):\n    return a\n\n\ndef second(b):\n    x ="
+    );
+    assert_eq!(warm_ups(&server).len(), 1, "{}", server.double.summary());
+    // An edit in the other function is a new place.
+    server.lsp.type_text(&uri, 4, (1, 12), " + 1");
+    assert!(
+        server.double.wait_for(
+            |d| d.model_calls().iter().filter(|c| is_warm_up(c)).count() == 2,
+            WAIT
+        ),
+        "{}",
+        server.double.summary()
+    );
+    server.lsp.shutdown_and_exit();
+}
+
+#[test]
+fn warm_ups_can_be_turned_off() {
+    let server = Server::start_with(Behaviour::answer("b * 2"), llamacpp("warm_up = false\n"));
+    let (uri, line, col) = server.open("two.py", "python", TWO_FUNCTIONS);
+    server.lsp.type_text(&uri, 2, (line, col), "x");
+    server.lsp.type_text(&uri, 3, (1, 12), " + 1");
+    // A request after the edits: its call is the first the model gets.
+    let (_, call) = server.inline_and_call(&uri, line, col + 1);
+    assert!(!is_warm_up(&call.expect("a call")));
+    assert_eq!(warm_ups(&server).len(), 0, "{}", server.double.summary());
+    server.lsp.shutdown_and_exit();
+}
+
+/// The request's own call comes first: a warm-up still reading (here a server slow to
+/// answer it) is dropped, its connection closed.
+#[test]
+fn a_requests_call_aborts_the_warm_up_in_flight() {
+    let server = Server::start_with(
+        Behaviour::answer("b * 2").delay(Duration::from_secs(10)),
+        llamacpp(""),
+    );
+    let (uri, line, col) = server.open("two.py", "python", TWO_FUNCTIONS);
+    server.lsp.type_text(&uri, 2, (line, col), "x");
+    assert!(server.double.wait_for(|d| d.requests() == 1, WAIT));
+    assert_eq!(warm_ups(&server).len(), 1);
+    let _ = server.inline_request(&uri, line, col + 1);
+    assert!(
+        server.double.wait_for(|d| d.aborted() == 1, WAIT),
+        "the warm-up's connection is closed: {}",
+        server.double.summary()
+    );
+    assert!(
+        server.double.wait_for(|d| d.requests() == 2, WAIT),
+        "{}",
+        server.double.summary()
+    );
+    server.lsp.shutdown_and_exit();
+}
+
+/// A cloud model gets no warm-up: it would be billed for reading a prompt nobody asked for.
+#[test]
+fn a_cloud_model_gets_no_warm_up() {
+    let double = crate::support::double::ModelDouble::start(Behaviour::answer("b * 2"));
+    let workspace = Workspace::new(&format!(
+        "{}{}",
+        cloud("far", &double.base_url(), ""),
+        complete_route(&["far"])
+    ));
+    let editor = workspace.serve();
+    let (text, line, col) = crate::support::lsp::mark(TWO_FUNCTIONS);
+    let uri = editor.lsp.uri("two.py");
+    editor.lsp.open(&uri, "python", &text);
+    editor.lsp.type_text(&uri, 2, (line, col), "x");
+    editor.lsp.type_text(&uri, 3, (1, 12), " + 1");
+    // A request after the edits: the cloud model's first call is the request's.
+    let _ = editor.suggest_at(&uri, line, col + 1);
+    let calls = double.model_calls();
+    assert_eq!(calls.len(), 1, "{}", double.summary());
+    assert!(
+        calls[0].prompt_text().ends_with("    x"),
+        "{:?}",
+        calls[0].prompt_text()
+    );
+    editor.lsp.shutdown_and_exit();
+}
