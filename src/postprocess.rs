@@ -65,9 +65,8 @@ const LEAKED_TOKENS: &[&str] = &[
 
 /// Turns the model's raw text into the suggestion to show, or `None` to show nothing.
 pub fn postprocess(raw: &str, ctx: &CompletionContext, stop: &[String]) -> Option<String> {
-    // Every line break LSP knows (`\r\n`, and a lone `\r`, which an editor shows as one)
-    // becomes `\n`, so the rules below see every line.
-    let text = raw.replace("\r\n", "\n").replace('\r', "\n");
+    // A lone `\r` is a line break too (an editor shows it as one): the rules see every line.
+    let text = crate::position::lf_line_breaks(raw);
     let text = cut_at_stop(&text, stop);
     let text = strip_fences(text, ctx);
     let text = strip_echo(&text, &ctx.shape.line_before);
