@@ -590,12 +590,12 @@ class PilotfishClient:
     name = "pilotfish"
 
     def __init__(self, binary: str, model_url: str, provider: str, sets: list[str], workdir: Path,
-                 events: queue.Queue):
+                 events: queue.Queue, also_url: str | None = None):
         self.workdir = workdir
         ws = workdir / "workspace"
         ws.mkdir(parents=True, exist_ok=True)
         (ws / ".git").mkdir(exist_ok=True)
-        self.config = new_user_config(model_url, provider, sets)
+        self.config = new_user_config(model_url, provider, sets, also_url)
         (ws / ".pilotfish.toml").write_text(self.config)
         self.log = workdir / "pilotfish.log"
         env = {k: v for k, v in os.environ.items()
@@ -712,19 +712,30 @@ class PilotfishClient:
                 m = re.search(r"\bsuggestion\b.*?source=\"?([\w-]+)", line)
                 if m:
                     counts[f"shown:{m.group(1)}"] = counts.get(f"shown:{m.group(1)}", 0) + 1
+                    by = re.search(r"\bmodel=\"?([\w.-]+)", line)
+                    if by:
+                        counts[f"shown by:{by.group(1)}"] = counts.get(f"shown by:{by.group(1)}", 0) + 1
+                if "completion routed by speed" in line:
+                    counts["routed by speed"] = counts.get("routed by speed", 0) + 1
         except OSError:
             pass
         return counts
 
 
-def new_user_config(model_url: str, provider: str, sets: list[str]) -> str:
+def new_user_config(model_url: str, provider: str, sets: list[str], also_url: str | None = None) -> str:
     """The README's llama.cpp model as a new user writes it; `sets` (section.key=value) are
-    experiments on top, shown in the report."""
-    if provider == "llamacpp":
-        model = f'provider = "llamacpp"\nurl = "{model_url}"\nfim = "native"\n'
+    experiments on top, shown in the report. `also_url`: a second model of the same kind,
+    after the first in the completion route."""
+    def model(url: str) -> str:
+        if provider == "llamacpp":
+            return f'provider = "llamacpp"\nurl = "{url}"\nfim = "native"\n'
+        return f'provider = "openai"\nurl = "{url}/v1"\nfim = "qwen"\n'
+    out = "[models.fast]\n" + model(model_url) + 'model = "qwen2.5-coder-1.5b"\n\n'
+    if also_url:
+        out += "[models.also]\n" + model(also_url) + 'model = "second"\n\n'
+        out += '[routes]\ncomplete = ["fast", "also"]\n'
     else:
-        model = f'provider = "openai"\nurl = "{model_url}/v1"\nfim = "qwen"\n'
-    out = "[models.fast]\n" + model + 'model = "qwen2.5-coder-1.5b"\n\n[routes]\ncomplete = ["fast"]\n'
+        out += '[routes]\ncomplete = ["fast"]\n'
     sections: dict[str, list[str]] = {}
     for s in sets:
         key, _, value = s.partition("=")
@@ -1112,7 +1123,8 @@ def run_system(name: str, args, regions: list[Region], model_url: str, double: D
                    react_ms=args.react_ms, min_accept=args.min_accept, partial=args.partial,
                    partial_command=args.partial_command)
     if name == "pilotfish":
-        client = PilotfishClient(args.pilotfish, proxy.url, args.provider, args.set, workdir, events)
+        client = PilotfishClient(args.pilotfish, proxy.url, args.provider, args.set, workdir, events,
+                                 getattr(args, "also_url", None))
     else:
         client = PlainClient(proxy.url, args.provider, events)
     dev = Developer(client, opts, random.Random(args.seed), events, double)
@@ -1302,6 +1314,9 @@ def run(args) -> None:
             if args.llama:
                 url, threads = start_llama(args.llama, args.port)
                 label = f"{args.llama} (llama-server, {threads} thread{'s' if threads != '1' else ''})"
+                if args.also:
+                    args.also_url, _ = start_llama(args.also, args.port + 1)
+                    label += f" + {args.also} (its calls not counted)"
             elif args.url:
                 url, label = args.url.rstrip("/"), f"llama-server at {args.url}"
                 if len(systems) > 1:
@@ -1321,6 +1336,8 @@ def run(args) -> None:
             double.close()
         if args.llama and not args.keep_server:
             stop_llama(args.port)
+            if args.also:
+                stop_llama(args.port + 1)
     command = "benches/typing.py " + " ".join(sys.argv[1:])
     for r in results:
         r["command"] = command
@@ -1400,6 +1417,10 @@ def main() -> None:
     where.add_argument("--url", help="a running llama-server")
     where.add_argument("--double", type=float, metavar="MS", help="the oracle double answering in MS ms")
     r.add_argument("--port", type=int, default=8071, help="for --llama (default 8071)")
+    r.add_argument("--also", metavar="NAME",
+                   help="with --llama: a second model (scripts/llama-server --model NAME on port+1) "
+                        "after the first in the completion route, to see which one the router picks "
+                        "by measured latency (its calls bypass the recording proxy)")
     r.add_argument("--keep-server", action="store_true", help="leave --llama's server running")
     r.add_argument("--systems", default="pilotfish,plain")
     r.add_argument("--provider", choices=["openai", "llamacpp"], default="openai",

@@ -3,14 +3,17 @@
 // DOM and the saved file, that editors/vscode works with the real server:
 //   ghost text at the end of "    return " after typing there; Tab accepts it (the saved
 //   line); the status bar names the model; ctrl+alt+e opens the Explain page; the status
-//   bar names the model that explained.
+//   bar names the model that explained; typing a word at a slow typist's pace (a key every
+//   400 ms, faster than the model) cancels no model call on the server (from the usage log:
+//   VS Code cancels its request at each keystroke and asks again 50 ms later; a slow
+//   model's call must outlive that cancel and pass to the next request).
 // A PNG of each state goes to --out. Prints one line per check on stdout,
 //   RESULT <TAB> 0|1 <TAB> name <TAB> detail
 // for the shell script to count; progress goes to stderr. Exit 0 when every check held.
 // It starts nothing but the browser, which it closes (playwright also kills it on SIGTERM).
 //
 //   node scripts/e2e-vscode.mjs --url http://127.0.0.1:PORT --workspace DIR --file fib.py \
-//     --line 5 --model KEY --out DIR [--wait SECONDS]
+//     --line 5 --model KEY --out DIR [--wait SECONDS] [--usage-log FILE]
 // Needs PILOTFISH_NODE_MODULES (playwright-core) and PILOTFISH_CHROMIUM from `testbed env`.
 import { createRequire } from 'node:module';
 import * as fs from 'node:fs';
@@ -26,6 +29,7 @@ const { values: opt } = parseArgs({
     model: { type: 'string' },
     out: { type: 'string' },
     wait: { type: 'string', default: '240' },
+    'usage-log': { type: 'string' },
   },
 });
 for (const k of ['url', 'workspace', 'model', 'out']) {
@@ -116,7 +120,13 @@ try {
   await page.keyboard.press('End');
   await page.keyboard.press('Backspace');
   await page.keyboard.type(' ');
-  const before = plain(await editorLine(line));
+  // The line as the file has it, once the editor shows the retyped space (on a busy machine
+  // the DOM can lag the keys).
+  const fileLine = original.split('\n')[line - 1] ?? '';
+  const before = await waitFor(async () => {
+    const l = plain(await editorLine(line));
+    return l === fileLine ? l : undefined;
+  }, 10_000) ?? plain(await editorLine(line));
   log(`line ${line}: ${JSON.stringify(before)}; waiting up to ${opt.wait} s for ghost text`);
 
   // 1. Ghost text.
@@ -196,6 +206,34 @@ try {
   result(new RegExp(`^Explain: ${escapeRe(opt.model)} `).test(afterExplain),
     `VS Code: status bar names the model after Explain ("${afterExplain}")`,
     `expected "Explain: ${opt.model} · …"`);
+  // 5. Typing while the model works: no model call is cancelled by VS Code's keystrokes.
+  if (opt['usage-log']) {
+    await page.keyboard.press('Escape');
+    await page.keyboard.press('Control+G');
+    await page.locator('.quick-input-widget input').waitFor({ timeout: 10_000 });
+    await page.keyboard.type(String(line + 1));
+    await page.keyboard.press('Enter');
+    await page.keyboard.press('End');
+    const word = '    total = fibonacci';
+    log(`typing "${word}" on line ${line + 1}, a key every 400 ms`);
+    const t2 = Date.now();
+    for (const ch of word) {
+      await page.keyboard.type(ch);
+      await page.waitForTimeout(400);
+    }
+    // Let the last request's call finish and its line reach the log.
+    await waitFor(() => (callsSince(t2).some((c) => c.outcome === 'ok' || c.outcome === 'empty') ? true : undefined),
+      Math.min(waitMs, 120_000));
+    await page.waitForTimeout(1000);
+    const calls = callsSince(t2);
+    const by = {};
+    for (const c of calls) by[c.outcome ?? '?'] = (by[c.outcome ?? '?'] ?? 0) + 1;
+    const summary = Object.entries(by).map(([k, n]) => `${n} ${k}`).join(', ') || 'none';
+    result(calls.length > 0 && !by.cancelled,
+      `VS Code: typing ${word.length} keys while the model works cancels no model call (${calls.length} calls: ${summary})`,
+      `see ${opt['usage-log']}`);
+    await page.keyboard.press('Escape');
+  }
 } catch (error) {
   await shot('error').catch(() => undefined);
   result(false, 'VS Code: the driver ran to the end', `${error instanceof Error ? error.message.split('\n')[0] : error} (see ${opt.out}/vscode-error.png)`);
@@ -203,6 +241,23 @@ try {
   await browser.close();
 }
 process.exit(failed === 0 ? 0 : 1);
+
+/** The completion model calls (requests' and prefetches') the usage log holds since `t0`. */
+function callsSince(t0) {
+  let text = '';
+  try {
+    text = fs.readFileSync(opt['usage-log'], 'utf8');
+  } catch {
+    return [];
+  }
+  return text.split('\n').filter((l) => l.trim() !== '').map((l) => {
+    try {
+      return JSON.parse(l);
+    } catch {
+      return {};
+    }
+  }).filter((e) => e.event === 'call' && e.task === 'complete' && Date.parse(e.ts) >= t0);
+}
 
 /** Polls FN (sync or async) every 250 ms until it returns something defined, or TIMEOUT ms. */
 async function waitFor(fn, timeout) {

@@ -248,7 +248,9 @@ pub struct WhenConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CompletionConfig {
-    /// Answer within this many milliseconds, or answer empty.
+    /// What a suggestion should take, in milliseconds: completion prefers models measured
+    /// inside it and never debounces a fast one past it; a slower model's answer still
+    /// reaches the editor (the request waits while it is the document's newest).
     #[serde(default = "default_budget_ms")]
     pub budget_ms: u64,
     /// Floor of the adaptive debounce during a typing burst.

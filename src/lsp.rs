@@ -171,6 +171,9 @@ pub struct Backend {
     shutdown_seen: Arc<AtomicBool>,
     /// Code actions: client capabilities, cancel switches, documents with diagnostics.
     actions: actions::ActionState,
+    /// Bumped after every applied `didChange` and every `didClose`, so that a request can end
+    /// when its document moves on ([`Backend::moved_on`]).
+    edits: tokio::sync::watch::Sender<u64>,
 }
 
 /// The message a panic carried.
@@ -254,6 +257,23 @@ impl Backend {
             told_unreachable: AtomicBool::new(false),
             shutdown_seen,
             actions: actions::ActionState::default(),
+            edits: tokio::sync::watch::channel(0).0,
+        }
+    }
+
+    /// Resolves once `uri` is at another version than it is now (edited, or closed).
+    fn moved_on(&self, uri: &Uri) -> impl std::future::Future<Output = ()> + use<> {
+        let mut edits = self.edits.subscribe();
+        let documents = Arc::clone(&self.documents);
+        let uri = uri.as_str().to_string();
+        let now = lock(&documents).version(&uri);
+        async move {
+            while edits.changed().await.is_ok() {
+                if lock(&documents).version(&uri) != now {
+                    return;
+                }
+            }
+            std::future::pending().await
         }
     }
 
@@ -739,6 +759,7 @@ impl LanguageServer for Backend {
             match applied {
                 Ok(changed) => {
                     self.after_edit(uri.as_str(), &changed.edits);
+                    self.edits.send_modify(|n| *n += 1);
                     self.schedule(changed.reparse, uri.as_str(), false)
                 }
                 Err(e) => {
@@ -759,6 +780,7 @@ impl LanguageServer for Backend {
             test_hooks::panic_if_marked("didClose", |m| uri.as_str().contains(m));
             lock(&self.documents).close(uri.as_str());
             self.engine.close(uri.as_str());
+            self.edits.send_modify(|n| *n += 1);
             self.clear_action_diagnostics(&uri).await;
         })
         .await
@@ -790,11 +812,25 @@ impl LanguageServer for Backend {
         .await
     }
 
+    /// `textDocument/completion`: as the inline request, but it ends (empty, incomplete) as
+    /// soon as its document is edited. A menu request is not superseded by the next
+    /// keystroke the way an inline one is (Helix sends no newer request while one is in
+    /// flight, and no `$/cancelRequest`; it starts no automatic completion in the document
+    /// until the request ends), so waiting on a slow model past an edit would hold up the
+    /// menu of every server. A slow model's call runs on for the next request.
     async fn completion(&self, params: CompletionParams) -> Result<Option<CompletionResponse>> {
         guarded("completion", async {
             let tdp = params.text_document_position;
             let uri = tdp.text_document.uri;
-            let Some((s, pos)) = self.suggest(&uri, tdp.position).await? else {
+            let moved_on = self.moved_on(&uri);
+            let answer = tokio::select! {
+                answer = self.suggest(&uri, tdp.position) => answer?,
+                () = moved_on => {
+                    tracing::debug!(uri = uri.as_str(), "document edited while completing: answering the menu empty");
+                    None
+                }
+            };
+            let Some((s, pos)) = answer else {
                 return Ok(Some(CompletionResponse::List(CompletionList {
                     is_incomplete: true,
                     items: vec![],

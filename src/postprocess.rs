@@ -19,7 +19,7 @@
 //! 6. [`balance_against_suffix`]: closers that the suffix already supplies.
 //! 7. [`already_follows`], [`repeats_neighbour`], [`tidy_whitespace`].
 
-use crate::syntax::context::CompletionContext;
+use crate::syntax::context::{CompletionContext, SuggestionShape};
 use crate::syntax::lang::Quote;
 use crate::syntax::{Language, LanguageSpec};
 
@@ -99,6 +99,27 @@ pub fn postprocess(raw: &str, ctx: &CompletionContext, stop: &[String]) -> Optio
     } else {
         Some(text)
     }
+}
+
+/// For an answer streamed while it is generated: how much of `raw` makes the suggestion's
+/// first line, once that line is complete — the text up to the first line break that
+/// follows some code (for the next line after a statement, the line break that ends the
+/// line after the leading ones). `None` while the first line is still being written.
+pub fn first_line_end(raw: &str, shape: &SuggestionShape) -> Option<usize> {
+    let lead = if shape.next_line {
+        raw.len() - raw.trim_start_matches(['\n', '\r']).len()
+    } else {
+        0
+    };
+    let mut seen_code = false;
+    for (i, c) in raw[lead..].char_indices() {
+        match c {
+            '\n' if seen_code => return Some(lead + i),
+            c if !c.is_whitespace() => seen_code = true,
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Step 1: cuts at the earliest stop sequence or leaked special token. A bare line break in
@@ -791,6 +812,35 @@ mod tests {
     }
 
     use Language::{C, Go, JavaScript, PlainText, Python, Rust};
+
+    #[test]
+    fn where_a_streamed_first_line_ends() {
+        let block = SuggestionShape {
+            multiline: true,
+            ..Default::default()
+        };
+        let next = SuggestionShape {
+            next_line: true,
+            ..Default::default()
+        };
+        // (raw so far, shape, end)
+        let cases: &[(&str, &SuggestionShape, Option<usize>)] = &[
+            ("total = 0", &block, None),
+            ("total = 0\n", &block, Some(9)),
+            ("total = 0\n    for x", &block, Some(9)),
+            // A block that starts on the next line: the line after it.
+            ("\n    return 1", &block, None),
+            ("\n    return 1\n", &block, Some(13)),
+            ("  \n", &block, None),
+            ("\n    for x in y:", &next, None),
+            ("\n\n    for x in y:\n", &next, Some(17)),
+            // Going on with the line instead.
+            ("  # sum\n", &next, Some(7)),
+        ];
+        for (raw, shape, want) in cases {
+            assert_eq!(first_line_end(raw, shape), *want, "{raw:?}");
+        }
+    }
 
     /// After a complete statement at a line's end, the model may start the next line: the
     /// suggestion is the line break and that one line; or it may add to the line.

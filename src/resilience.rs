@@ -39,6 +39,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 pub const DEADLINE_REACHED: &str = "deadline reached";
 /// Weight of the newest call in the latency averages.
 const LATENCY_WEIGHT: f64 = 0.3;
+/// An average whose last call is older than this is stale: it no longer orders endpoints
+/// nor puts a model last for being slow, so that a model measured slow once (a cold first
+/// call, a busy machine) is measured again instead of being avoided for good.
+pub const STALE_AVERAGE: Duration = Duration::from_secs(120);
 
 /// What is known of one endpoint of one model.
 #[derive(Debug, Default, Clone)]
@@ -53,6 +57,8 @@ struct EndpointHealth {
     /// The last background health probe failed.
     probe_down: bool,
     latency: Option<Averages>,
+    /// When the last successful call ended.
+    measured_at: Option<Instant>,
     /// Calls admitted and not reported yet.
     in_flight: u32,
 }
@@ -92,6 +98,7 @@ impl Averages {
             first_token_ms: self.first_token_ms.round() as u64,
             answer_ms: self.answer_ms.round() as u64,
             calls: self.calls,
+            stale: false,
         }
     }
 }
@@ -194,6 +201,7 @@ impl Health {
         self.with(model, url, |h| {
             *h = EndpointHealth {
                 latency: Some(Averages::add(h.latency, took, first_token)),
+                measured_at: Some(Instant::now()),
                 in_flight: h.in_flight.saturating_sub(1),
                 ..EndpointHealth::default()
             };
@@ -302,9 +310,15 @@ pub fn open_cooldown(openings: u32) -> Duration {
 }
 
 fn live_of(h: &EndpointHealth, now: Instant) -> EndpointLive {
+    let stale = h
+        .measured_at
+        .is_some_and(|t| now.saturating_duration_since(t) > STALE_AVERAGE);
     EndpointLive {
         state: state_of(h, now),
-        latency: h.latency.as_ref().map(Averages::latency),
+        latency: h.latency.as_ref().map(|a| Latency {
+            stale,
+            ..a.latency()
+        }),
     }
 }
 
@@ -851,7 +865,8 @@ mod tests {
                 Some(Latency {
                     first_token_ms,
                     answer_ms,
-                    calls: calls as u32 + 1
+                    calls: calls as u32 + 1,
+                    stale: false,
                 })
             );
         }
@@ -1051,6 +1066,25 @@ mod tests {
         let slow = h.endpoint("slow", URL, Instant::now());
         assert_eq!(slow.state, ModelState::Healthy, "not the model's fault");
         assert_eq!(slow.latency, None, "an abandoned call measures nothing");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_average_goes_stale_when_no_call_refreshes_it() {
+        let h = Health::new();
+        let far = Instant::now() + Duration::from_secs(60);
+        let out = run_chain(&h, &[model("m")], None, far, |_, _| async { Ok(()) }).await;
+        assert!(out.answer.is_ok());
+        let now = Instant::now();
+        let fresh = h.endpoint("m", URL, now).latency.unwrap();
+        assert!(!fresh.stale);
+        assert_eq!(fresh.current_answer_ms(), Some(fresh.answer_ms));
+        let later = h
+            .endpoint("m", URL, now + STALE_AVERAGE + Duration::from_secs(1))
+            .latency
+            .unwrap();
+        assert!(later.stale);
+        assert_eq!(later.current_answer_ms(), None);
+        assert_eq!(later.calls, 1, "the figures stay, for `pilotfish route`");
     }
 
     #[tokio::test(start_paused = true)]

@@ -15,8 +15,9 @@
 //!    more useful reason.
 //! 3. **For completion, prefer the models expected inside the budget.** A kept model whose
 //!    average time to the answer exceeds `completion.budget_ms` is tried after the kept
-//!    models that may make it (measured inside it, or not measured yet). With one model, or
-//!    when none may make it, the configured order stands.
+//!    models that may make it (measured inside it, not measured yet, or measured long ago:
+//!    a stale average is measured again). With one model, or when none may make it, the
+//!    configured order stands.
 //!
 //! A model may have several endpoints (`url = [..]`). Each has its own state and latency
 //! averages; [`endpoint_order`] says which to try first, and a model is healthy when one of
@@ -62,6 +63,18 @@ pub struct Latency {
     pub answer_ms: u64,
     /// Successful calls averaged.
     pub calls: u32,
+    /// The last of them was long ago ([`crate::resilience::STALE_AVERAGE`]): a model put
+    /// last for being slow is rarely called again, so its average would never improve. A
+    /// stale average orders and demotes nothing; the next call measures afresh.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stale: bool,
+}
+
+impl Latency {
+    /// The time to the whole answer, unless the average is stale.
+    pub fn current_answer_ms(&self) -> Option<u64> {
+        (!self.stale).then_some(self.answer_ms)
+    }
 }
 
 /// What the resilience layer knows of one endpoint now.
@@ -99,7 +112,7 @@ pub fn endpoint_order(endpoints: &[EndpointLive]) -> Vec<usize> {
         let e = &endpoints[i];
         (
             e.state != ModelState::Healthy,
-            e.latency.map(|l| l.answer_ms),
+            e.latency.and_then(|l| l.current_answer_ms()),
         )
     });
     order
@@ -216,11 +229,16 @@ impl EndpointVerdict {
     fn line(&self, url_width: usize) -> String {
         let averages = match self.latency {
             Some(l) => format!(
-                ", ~{} to the answer (first token ~{}, {} call{})",
+                ", ~{} to the answer (first token ~{}, {} call{}{})",
                 latency_words(l.answer_ms),
                 latency_words(l.first_token_ms),
                 l.calls,
-                plural(l.calls as usize)
+                plural(l.calls as usize),
+                if l.stale {
+                    "; long ago: the next call measures again"
+                } else {
+                    ""
+                }
             ),
             None => ", no call measured yet".into(),
         };
@@ -586,7 +604,7 @@ impl Router {
                     .map(|&i| live[i])
                     .filter(|e| e.state == ModelState::Healthy)
                     .and_then(|e| e.latency)
-                    .map(|l| l.answer_ms);
+                    .and_then(|l| l.current_answer_ms());
                 endpoints = order
                     .iter()
                     .map(|&i| EndpointVerdict {
@@ -1040,9 +1058,21 @@ review = ["cloud", "cheap", "mid"]
                 first_token_ms: ms,
                 answer_ms: ms,
                 calls: 4,
+                stale: false,
             });
             self.endpoints
                 .push((model, url, EndpointLive { state, latency }));
+            self
+        }
+        /// Marks the averages of the endpoints given so far for `model` as stale.
+        fn stale(mut self, model: &'static str) -> Self {
+            for (m, _, live) in &mut self.endpoints {
+                if *m == model {
+                    if let Some(latency) = live.latency.as_mut() {
+                        latency.stale = true;
+                    }
+                }
+            }
             self
         }
         fn spent(mut self, usd: f64) -> Self {
@@ -1462,6 +1492,21 @@ use = ["mid"]
                 .endpoint("mid", OLLAMA, Healthy, Some(250))
                 .expect(&["fast", "mid"], "rules[0]", "")
                 .reason("mid", "expected 250 ms > budget 100 ms"),
+            case("budget: a stale slow average puts nothing last: the next call measures again")
+                .rules(COMPLETE_MID_FAST)
+                .task("complete")
+                .endpoint("mid", OLLAMA, Healthy, Some(1_800))
+                .stale("mid")
+                .endpoint("fast", OLLAMA, Healthy, Some(60))
+                .expect(&["mid", "fast"], "rules[0]", ""),
+            case("endpoints: a stale average is measured again first")
+                .rules(DUO)
+                .task("refactor")
+                .endpoint("duo", GPU, Healthy, Some(900))
+                .stale("duo")
+                .endpoint("duo", LAPTOP, Healthy, Some(300))
+                .expect(&["duo"], "rules[0]", "")
+                .order("duo", &[GPU, LAPTOP]),
             case("budget: no average yet keeps the configured order")
                 .rules(COMPLETE_MID_FAST)
                 .task("complete")
@@ -1624,6 +1669,7 @@ use = ["mid"]
                 first_token_ms,
                 answer_ms,
                 calls: 1,
+                stale: false,
             }),
         };
         let live = |e: EndpointLive| ModelLive {
@@ -1670,6 +1716,7 @@ use = ["mid"]
                 first_token_ms: answer_ms,
                 answer_ms,
                 calls: 1,
+                stale: false,
             }),
         };
         let open = CircuitOpen { for_ms: 3_000 };

@@ -6,7 +6,9 @@
 //! 2. **ask** — redaction for cloud models, then the fallback chain ([`run_chain`]) with the
 //!    answer streamed;
 //! 3. **read** — the answer as markdown, as a rewrite checked against the whole document
-//!    (two parses) with its diff, or as strictly parsed findings.
+//!    (two parses) with its diff, or as strictly parsed findings; an answer the provider
+//!    stopped at the token limit says so (the markdown ends with a note, or the reason it is
+//!    unusable names the limit).
 //!
 //! Steps 1 and 3 grow with the document (a whole-file selection, a 20,000-line file), so
 //! they run on the blocking pool: the runtime thread, which serves every keystroke, only
@@ -25,7 +27,7 @@ use serde::Serialize;
 
 use crate::config::{ActionOutput, Config};
 use crate::documents::Snapshot;
-use crate::providers::{ChatCall, ChatMessage, ModelAnswer, Providers};
+use crate::providers::{ChatCall, ChatMessage, Cut, ModelAnswer, Providers};
 use crate::redact::redact;
 use crate::resilience::{Attempt, ChainOutcome, Health, run_chain};
 use crate::route_input::RouteInput;
@@ -325,6 +327,7 @@ pub async fn run_action(
             .unwrap_or_default();
         let answered_ms = run.attempts.last().map_or(0, |a| a.ms);
         let first_token = answer.first_token;
+        let cut_note = answer.cut.and_then(|cut| cut_note(cut, &remaining, &model));
         let read = {
             let (snapshot, target) = (input.snapshot.clone(), target.clone());
             let (shown_lines, display_path) = (messages.shown_lines, display_path.clone());
@@ -333,6 +336,7 @@ pub async fn run_action(
                     text: &answer.text,
                     shown_lines,
                     first_line,
+                    cut_note,
                 };
                 read_answer(output, &snapshot, &target, &display_path, answer)
             }
@@ -578,50 +582,85 @@ struct Answer<'a> {
     shown_lines: u32,
     /// 0-based document line of the code's line 1.
     first_line: u32,
+    /// Set when the answer was cut before the model finished it ([`cut_note`]).
+    cut_note: Option<String>,
+}
+
+/// What the user is told when `model`'s answer was cut (at its `max_output_tokens`, or by its
+/// `timeout_ms` while it streamed): the text may end mid-sentence, and the limit is theirs to
+/// raise. None for a model not in `chain`.
+fn cut_note(cut: Cut, chain: &[Model], model: &str) -> Option<String> {
+    let config = &chain.iter().find(|m| &*m.name == model)?.config;
+    let (limit, key) = match cut {
+        Cut::TokenLimit => (
+            format!("{}-token limit", config.max_output_tokens),
+            "max_output_tokens",
+        ),
+        Cut::Timeout => (
+            format!("{} timeout", seconds(config.timeout_ms)),
+            "timeout_ms",
+        ),
+    };
+    Some(format!(
+        "… answer cut at the {limit}; raise {key} in [models.{model}] for longer answers"
+    ))
+}
+
+/// `30 s`, `2.5 s`.
+fn seconds(ms: u64) -> String {
+    if ms % 1000 == 0 {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
 }
 
 /// Step 3 (blocking pool): the answer read for `output`; an edit is checked against the
-/// whole document and diffed. Returns the result and a note for the user, or one line
-/// saying why the answer is unusable.
+/// whole document and diffed. Returns the result and notes for the user, or one line
+/// saying why the answer is unusable. An answer cut at the token limit says so: at the end
+/// of the markdown, in the notes, or in the reason it is unusable.
 fn read_answer(
     output: ActionOutput,
     snapshot: &Snapshot,
     target: &Target,
     display_path: &str,
     answer: Answer<'_>,
-) -> Result<(ActionResult, Option<String>), String> {
+) -> Result<(ActionResult, Vec<String>), String> {
+    let cut = answer.cut_note;
+    let unusable = |why: String| match &cut {
+        Some(note) => format!("{why} ({})", note.trim_start_matches("… ")),
+        None => why,
+    };
     match output {
         ActionOutput::Document => {
-            let markdown = answer.text.trim();
+            let mut markdown = answer.text.trim().to_string();
             if markdown.is_empty() {
-                return Err("empty explanation".into());
+                return Err(unusable("empty explanation".into()));
             }
-            Ok((
-                ActionResult::Document {
-                    markdown: markdown.to_string(),
-                },
-                None,
-            ))
+            if let Some(note) = &cut {
+                markdown.push_str(&format!("\n\n_{note}._"));
+            }
+            Ok((ActionResult::Document { markdown }, Vec::new()))
         }
         ActionOutput::Edit => {
             let code = extract_code(answer.text, snapshot.language)
-                .map_err(|e| format!("no edit: {e}"))?;
+                .map_err(|e| unusable(format!("no edit: {e}")))?;
             let document = snapshot.rope.to_string();
             crate::test_hooks::hold("refactor check");
             let edit = validate_refactor(snapshot.language, &document, target.range.clone(), &code)
-                .map_err(|e| format!("no edit: {e}"))?;
+                .map_err(|e| unusable(format!("no edit: {e}")))?;
             let diff = unified_diff(display_path, &document, &edit.document);
-            let note = edit.note.clone();
-            Ok((ActionResult::Edit { edit, diff }, note))
+            let notes = edit.note.iter().cloned().chain(cut).collect();
+            Ok((ActionResult::Edit { edit, diff }, notes))
         }
         ActionOutput::Diagnostics => {
             let findings = parse_findings(answer.text, answer.shown_lines)
-                .map_err(|e| format!("no findings: {e}"))?;
+                .map_err(|e| unusable(format!("no findings: {e}")))?;
             let placed = findings
                 .into_iter()
                 .map(|f| place(snapshot, target, answer.first_line, f))
                 .collect();
-            Ok((ActionResult::Diagnostics(placed), None))
+            Ok((ActionResult::Diagnostics(placed), cut.into_iter().collect()))
         }
     }
 }

@@ -26,10 +26,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::cache::{CacheKey, CachedSuggestion, CompletionCache};
+use crate::config::ModelConfig;
 use crate::documents::{ByteEdit, RelatedFile, Snapshot, path_of_uri};
-use crate::postprocess::postprocess;
+use crate::postprocess::{first_line_end, postprocess};
 use crate::prompt::{build_fim, chat_completion_messages};
-use crate::providers::{ChatCall, ChatMessage, FimCall, ModelAnswer, OtherFile, Providers};
+use crate::providers::{
+    ChatCall, ChatMessage, FimCall, ModelAnswer, OtherFile, ProviderError, Providers,
+};
 use crate::redact::redact;
 use crate::resilience::{Health, Timed, run_chain};
 use crate::route_input::RouteInput;
@@ -37,7 +40,7 @@ use crate::router::Decision;
 use crate::session::{COMPLETE_TASK, Model, Session};
 use crate::sync::lock;
 use crate::syntax::Language;
-use crate::syntax::context::{CompletionContext, ContextBudget, extract};
+use crate::syntax::context::{CompletionContext, ContextBudget, SuggestionShape, extract};
 use crate::syntax::features::enclosing_target;
 use crate::telemetry::{
     CacheUse, Outcome as Logged, PendingCall, RouteFacts, RouteNote, Usage, UsageEvent, UsageLog,
@@ -47,11 +50,10 @@ mod policy;
 
 use policy::{Serves, Speed};
 
-/// Single-line suggestions need few tokens; asking for fewer bounds the worst case.
+/// Single-line suggestions need few tokens; asking for fewer bounds the worst case. The
+/// next line after a statement gets as many: its call has no line-break stop (a line break
+/// starts it), so a slow model's is streamed and closed once the line is out.
 const SINGLE_LINE_MAX_TOKENS: u32 = 64;
-/// The next line after a complete statement: a line break, indentation and one line of
-/// code, with no stop sequence to end it (a line break starts it), so the limit does.
-const NEXT_LINE_MAX_TOKENS: u32 = 32;
 /// A multi-line suggestion is a block, not a file: longer ones are rarely kept and, on a
 /// local model, cost seconds. A model's `max_output_tokens` (sized for the explanations
 /// and rewrites of actions) caps it further.
@@ -159,7 +161,7 @@ struct Shown {
 /// One model call in flight, shared by every request it can serve.
 struct Flight {
     key: CacheKey,
-    result: watch::Receiver<Option<Result<CachedSuggestion, String>>>,
+    result: watch::Receiver<Published>,
     abort: tokio::task::AbortHandle,
     /// Requests waiting on it; guarded by the `docs` lock.
     waiters: std::sync::atomic::AtomicUsize,
@@ -199,6 +201,10 @@ struct NewCall {
     /// Its id in the usage log.
     id: Arc<str>,
 }
+
+/// What a flight has published: nothing yet, its answer (a first line first, for a slow
+/// model's block), or why no model answered.
+type Published = Option<Result<CachedSuggestion, String>>;
 
 /// Why a model call was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -814,7 +820,7 @@ impl CompletionEngine {
             prompt_input,
             route,
             session.clone(),
-            (purpose, tx, log),
+            (purpose, tx, log, runs_on),
         ));
         let waiters = usize::from(purpose == Purpose::Request);
         let flight = Arc::new(Flight {
@@ -880,7 +886,7 @@ impl Route {
             .iter()
             .find(|v| v.kept && v.model == *first.name)?;
         let latency = verdict.endpoints.first()?.latency?;
-        Some(Duration::from_millis(latency.answer_ms))
+        latency.current_answer_ms().map(Duration::from_millis)
     }
 
     /// One line saying why no model can serve this request.
@@ -1028,11 +1034,7 @@ async fn run_flight(
     (ctx, other_files): (CompletionContext, Vec<OtherFile>),
     route: Route,
     session: Arc<Session>,
-    (purpose, tx, mut log): (
-        Purpose,
-        watch::Sender<Option<Result<CachedSuggestion, String>>>,
-        PendingCall,
-    ),
+    (purpose, tx, mut log, slow): (Purpose, watch::Sender<Published>, PendingCall, bool),
 ) {
     let log_prompts = engine.shared.usage.log_prompts();
     let chain: Vec<_> = route
@@ -1061,6 +1063,10 @@ async fn run_flight(
             .max()
             .unwrap_or(budget);
     let providers = &engine.shared.providers;
+    // A slow model's block (or next line) is streamed, and its first line shown as soon as
+    // it is written, while the rest fills the cache for typed-ahead reuse.
+    let first_line_first = slow && (ctx.shape.multiline || ctx.shape.next_line);
+    let (tx, key, cache) = (&tx, &key, &engine.shared.cache);
     let run = run_chain(
         &engine.shared.health,
         &chain,
@@ -1074,8 +1080,6 @@ async fn run_flight(
                 let cloud = redact_before_cloud && !model.is_local();
                 let max_tokens = model.max_output_tokens.min(if ctx.shape.multiline {
                     MULTILINE_MAX_TOKENS
-                } else if ctx.shape.next_line {
-                    NEXT_LINE_MAX_TOKENS
                 } else {
                     SINGLE_LINE_MAX_TOKENS
                 });
@@ -1120,11 +1124,26 @@ async fn run_flight(
                     prompt: &prompt,
                     max_tokens,
                     // llama.cpp ends generation this long after its first token once a line
-                    // break is out: for the next line, that break comes first.
-                    time_budget: (!ctx.shape.next_line).then_some(budget),
+                    // break is out: for the next line that break comes first, and a
+                    // streamed block already shows its first line while the rest comes.
+                    time_budget: (!ctx.shape.next_line && !first_line_first).then_some(budget),
                     other_files,
                 };
-                let answer = providers.fim(&model, call).await?;
+                let answer = if first_line_first {
+                    let publish = |raw: &str| {
+                        if let Some(kept) = postprocess(raw, ctx, &prompt.stop) {
+                            let hit = CachedSuggestion {
+                                text: Some(kept.into()),
+                                answered_by: name.clone(),
+                            };
+                            lock(cache).insert(key.clone(), hit.clone());
+                            tx.send_replace(Some(Ok(hit)));
+                        }
+                    };
+                    fim_first_line_first(providers, &model, call, &ctx.shape, &publish).await?
+                } else {
+                    providers.fim(&model, call).await?
+                };
                 let sent = prompt.prompt.len() + prompt.suffix.as_ref().map_or(0, String::len);
                 let usage = Usage::of(
                     &model,
@@ -1206,9 +1225,45 @@ async fn run_flight(
     tx.send_replace(Some(outcome));
     let mut docs = lock(&engine.shared.docs);
     if let Some(state) = docs.get_mut(&uri) {
-        if state.inflight.as_ref().is_some_and(|f| f.key == key) {
+        if state.inflight.as_ref().is_some_and(|f| f.key == *key) {
             state.inflight = None;
         }
+    }
+}
+
+/// Streams a fill-in-the-middle answer and hands `first_line` the raw text of its first line
+/// as soon as that line is complete, while the rest is generated. For the next line after a
+/// statement that line is the whole answer: the stream stops there, which stops the model.
+async fn fim_first_line_first(
+    providers: &Providers,
+    model: &ModelConfig,
+    call: FimCall<'_>,
+    shape: &SuggestionShape,
+    first_line: &(dyn Fn(&str) + Send + Sync),
+) -> Result<ModelAnswer, ProviderError> {
+    let text = Mutex::new(String::new());
+    let line_done = tokio::sync::Notify::new();
+    let mut published = false;
+    let mut on_text = |piece: &str| {
+        if published {
+            return;
+        }
+        let mut text = lock(&text);
+        text.push_str(piece);
+        if let Some(end) = first_line_end(&text, shape) {
+            published = true;
+            first_line(&text[..end]);
+            if shape.next_line {
+                line_done.notify_one();
+            }
+        }
+    };
+    tokio::select! {
+        answer = providers.fim_streamed(model, call, &mut on_text) => answer,
+        _ = line_done.notified() => Ok(ModelAnswer {
+            text: lock(&text).clone(),
+            ..ModelAnswer::default()
+        }),
     }
 }
 
@@ -1226,7 +1281,7 @@ struct Waiter {
 
 impl Waiter {
     /// The flight's outcome; None if it was aborted.
-    async fn result(&self) -> Option<Result<CachedSuggestion, String>> {
+    async fn result(&self) -> Published {
         let mut rx = self.flight.as_ref()?.result.clone();
         loop {
             if let Some(r) = rx.borrow_and_update().clone() {

@@ -9,7 +9,7 @@
 use reqwest::header::HeaderValue;
 use serde_json::{Value, json};
 
-use super::stream::{ChatWire, SseDecoder, WireError};
+use super::stream::{ChatWire, SseAnswer, SseWire, WireError};
 use super::{ChatCall, ProviderError, chat_messages, error_text, one_line};
 use crate::config::ModelConfig;
 
@@ -24,7 +24,7 @@ pub(super) fn chat(
     call: &ChatCall<'_>,
 ) -> Result<(reqwest::RequestBuilder, Box<dyn ChatWire>), ProviderError> {
     let request = with_headers(http.post(url), model)?.json(&chat_body(model, call));
-    Ok((request, Box::<ChatStream>::default()))
+    Ok((request, Box::<SseWire<ChatStream>>::default()))
 }
 
 /// Adds `x-api-key` (from the environment) and `anthropic-version`; fails without a key.
@@ -87,22 +87,21 @@ fn status_of(error_type: &str) -> Option<u16> {
 
 #[derive(Debug, Default)]
 pub(super) struct ChatStream {
-    sse: SseDecoder,
-    events: usize,
     stopped: bool,
+    /// The `stop_reason` was `max_tokens`.
+    cut_at_limit: bool,
     done: bool,
     tokens_in: Option<u64>,
     tokens_out: Option<u64>,
 }
 
-impl ChatStream {
+impl SseAnswer for ChatStream {
     fn event(
         &mut self,
         name: &str,
         data: &str,
         text: &mut dyn FnMut(&str),
     ) -> Result<(), WireError> {
-        self.events += 1;
         let obj: Value = serde_json::from_str(data).map_err(|e| {
             WireError::Malformed(format!("bad {name:?} event ({e}): {}", one_line(data)))
         })?;
@@ -136,11 +135,9 @@ impl ChatStream {
                         self.tokens_in = Some(input);
                     }
                 }
-                if obj
-                    .pointer("/delta/stop_reason")
-                    .is_some_and(|r| !r.is_null())
-                {
+                if let Some(reason) = obj.pointer("/delta/stop_reason").filter(|r| !r.is_null()) {
                     self.stopped = true;
+                    self.cut_at_limit = reason.as_str() == Some("max_tokens");
                 }
             }
             "message_stop" => self.done = true,
@@ -157,41 +154,21 @@ impl ChatStream {
         }
         Ok(())
     }
-}
-
-impl ChatWire for ChatStream {
-    fn feed(&mut self, bytes: &[u8], text: &mut dyn FnMut(&str)) -> Result<(), WireError> {
-        for event in self.sse.push(bytes).map_err(WireError::Malformed)? {
-            if self.done {
-                break;
-            }
-            self.event(&event.event, &event.data, text)?;
-        }
-        Ok(())
-    }
-
-    fn finish(&mut self, text: &mut dyn FnMut(&str)) -> Result<(), WireError> {
-        for event in self.sse.finish().map_err(WireError::Malformed)? {
-            if self.done {
-                break;
-            }
-            self.event(&event.event, &event.data, text)?;
-        }
-        if self.done || self.stopped {
-            Ok(())
-        } else if self.events == 0 {
-            Err(WireError::Malformed(self.sse.not_a_stream()))
-        } else {
-            Err(WireError::Truncated)
-        }
-    }
 
     fn is_done(&self) -> bool {
         self.done
     }
 
+    fn is_complete(&self) -> bool {
+        self.done || self.stopped
+    }
+
     fn usage(&self) -> (Option<u64>, Option<u64>) {
         (self.tokens_in, self.tokens_out)
+    }
+
+    fn cut_at_limit(&self) -> bool {
+        self.cut_at_limit
     }
 }
 
@@ -201,7 +178,7 @@ mod tests {
     use crate::providers::stream::tests::{WireRun, run_wire};
 
     fn chat_stream(body: &str) -> WireRun {
-        run_wire::<ChatStream>(body)
+        run_wire::<SseWire<ChatStream>>(body)
     }
 
     const START: &str = "event: message_start\r\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":25,\"output_tokens\":1}}}\r\n\r\n\
@@ -229,10 +206,16 @@ mod tests {
             pieces,
             result,
             usage,
+            cut_at_limit,
         } = chat_stream(&body);
         assert_eq!(pieces, vec!["Hello", ", wörld 😀"]);
         assert_eq!(result, Ok(()));
         assert_eq!(usage, (Some(25), Some(15)));
+        assert!(!cut_at_limit);
+        // Stopped by `max_tokens`: complete, and cut at the limit.
+        let cut = body.replace("end_turn", "max_tokens");
+        let run = chat_stream(&cut);
+        assert_eq!((run.result, run.cut_at_limit), (Ok(()), true));
     }
 
     #[test]

@@ -1,10 +1,11 @@
-//! The fuzz check of the streamed chat decoders (see `crate::fuzzing`): each provider's wire
-//! (OpenAI-compatible SSE, Ollama NDJSON, Anthropic SSE), fed a body whole and in arbitrary
-//! pieces, as the network delivers it, must give the same text pieces, the same ending and
-//! the same usage, and never panic. Compiled only for the fuzz targets and the tests.
+//! The fuzz check of the streamed answer decoders (see `crate::fuzzing`): each wire
+//! (OpenAI-compatible SSE, Ollama NDJSON, Anthropic SSE, llama.cpp `/infill` SSE), fed a body
+//! whole and in arbitrary pieces, as the network delivers it, must give the same text
+//! pieces, the same ending, the same usage and the same cut at the token limit, and never
+//! panic. Compiled only for the fuzz targets and the tests.
 
-use super::stream::{ChatWire, WireError};
-use super::{anthropic, ollama, openai};
+use super::stream::{ChatWire, SseWire, WireError};
+use super::{anthropic, llamacpp, ollama, openai};
 
 /// What one body gave through a fresh wire, read as `read_chat` reads it.
 #[derive(Debug, PartialEq, Eq)]
@@ -12,13 +13,18 @@ struct Decoded {
     pieces: Vec<String>,
     ended: Result<(), WireError>,
     usage: (Option<u64>, Option<u64>),
+    cut_at_limit: bool,
 }
 
+/// The wires, by the fuzzer's choice.
+const WIRES: u8 = 4;
+
 fn wire(provider: u8) -> Box<dyn ChatWire> {
-    match provider % 3 {
-        0 => Box::<openai::ChatStream>::default(),
+    match provider % WIRES {
+        0 => Box::<SseWire<openai::ChatStream>>::default(),
         1 => Box::<ollama::ChatStream>::default(),
-        _ => Box::<anthropic::ChatStream>::default(),
+        2 => Box::<SseWire<anthropic::ChatStream>>::default(),
+        _ => Box::<SseWire<llamacpp::InfillStream>>::default(),
     }
 }
 
@@ -40,6 +46,7 @@ fn decode<'a>(provider: u8, pieces: impl IntoIterator<Item = &'a [u8]>) -> Decod
         pieces: out,
         ended,
         usage: wire.usage(),
+        cut_at_limit: wire.cut_at_limit(),
     }
 }
 
@@ -65,13 +72,13 @@ pub(crate) fn check_chat_stream(provider: u8, body: &[u8], cuts: &[u8]) {
         cut,
         whole,
         "provider {}: the same body in pieces",
-        provider % 3
+        provider % WIRES
     );
     let byte_by_byte = decode(provider, body.chunks(1));
     assert_eq!(
         byte_by_byte,
         whole,
         "provider {}: byte by byte",
-        provider % 3
+        provider % WIRES
     );
 }

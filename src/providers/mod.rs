@@ -50,6 +50,20 @@ pub struct ModelAnswer {
     pub tokens_out: Option<u64>,
     /// Time from the start of the call to the first piece of text (streamed calls).
     pub first_token: Option<Duration>,
+    /// Set when the text ends before the model finished it: it may stop mid-sentence.
+    pub cut: Option<Cut>,
+}
+
+/// Why an answer's text ends before the model finished it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// The provider stopped at the output-token limit (OpenAI `finish_reason: "length"`,
+    /// Anthropic `stop_reason: "max_tokens"`, Ollama `done_reason: "length"`, llama.cpp
+    /// `stop_type: "limit"` or `truncated`).
+    TokenLimit,
+    /// The model's `timeout_ms` ran out while a chat answer streamed: the text is what had
+    /// arrived.
+    Timeout,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -253,10 +267,49 @@ impl Providers {
         .map_err(|e| e.without_key(model))
     }
 
+    /// Asks `model` to fill in the middle, streamed: `on_text` gets each piece of text as it
+    /// arrives (the caller may show a first line before the rest; dropping the future stops
+    /// the model); the returned answer holds the whole text and the time to its first token.
+    /// Failures as for [`Providers::chat`].
+    pub async fn fim_streamed(
+        &self,
+        model: &ModelConfig,
+        call: FimCall<'_>,
+        on_text: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<ModelAnswer, ProviderError> {
+        let started = Instant::now();
+        let url = match model.provider {
+            Provider::Openai => join(&model.url, "completions"),
+            Provider::Llamacpp => join(&model.url, "infill"),
+            Provider::Ollama => join(&model.url, "api/generate"),
+            Provider::Anthropic => return self.fim(model, call).await,
+        };
+        let work = async {
+            let (request, mut wire) = match model.provider {
+                Provider::Openai => openai::fim_streamed(&self.http, model, &url, &call),
+                Provider::Ollama => ollama::fim_streamed(&self.http, model, &url, &call),
+                Provider::Llamacpp | Provider::Anthropic => {
+                    llamacpp::fim_streamed(&self.http, model, &url, &call)?
+                }
+            };
+            stream_chat(&url, model, request, wire.as_mut(), started, on_text).await
+        };
+        let limit = Duration::from_millis(model.timeout_ms);
+        match tokio::time::timeout(limit, work).await {
+            Ok(result) => result,
+            Err(_) => Err(ProviderError::Timeout {
+                url,
+                ms: model.timeout_ms,
+            }),
+        }
+    }
+
     /// Streams a chat answer from `model`, calling `on_text` with each piece of text as it
     /// arrives; the returned answer holds the whole text. The model's `timeout_ms` bounds the
-    /// whole call, and a stream that sends no byte for [`stream::idle_limit`] fails early.
-    /// Dropping the future drops the connection, which stops the model.
+    /// whole call: when it runs out after some text arrived, that text is the answer, marked
+    /// [`Cut::Timeout`] (a slow local model still explains, in part); before any text it is a
+    /// [`ProviderError::Timeout`]. A stream that sends no byte for [`stream::idle_limit`]
+    /// fails early. Dropping the future drops the connection, which stops the model.
     ///
     /// After some text has been passed on, a failure is a [`ProviderError::Stream`] (or a
     /// `Status` for an in-band error that names one, like Anthropic's `overloaded_error` as
@@ -275,6 +328,16 @@ impl Providers {
             Provider::Ollama => join(&model.url, "api/chat"),
             Provider::Anthropic => join(&model.url, "v1/messages"),
         };
+        // What arrived, kept here so that a call whose time runs out still has it.
+        let mut arrived = String::new();
+        let mut first_token = None;
+        let mut keep = |piece: &str| {
+            if first_token.is_none() && !piece.is_empty() {
+                first_token = Some(started.elapsed());
+            }
+            arrived.push_str(piece);
+            on_text(piece);
+        };
         let work = async {
             let (request, mut wire) = match model.provider {
                 Provider::Openai | Provider::Llamacpp => {
@@ -283,11 +346,17 @@ impl Providers {
                 Provider::Ollama => ollama::chat(&self.http, model, &url, &call),
                 Provider::Anthropic => anthropic::chat(&self.http, model, &url, &call)?,
             };
-            stream_chat(&url, model, request, wire.as_mut(), started, on_text).await
+            stream_chat(&url, model, request, wire.as_mut(), started, &mut keep).await
         };
         let limit = Duration::from_millis(model.timeout_ms);
         match tokio::time::timeout(limit, work).await {
             Ok(result) => result,
+            Err(_) if !arrived.is_empty() => Ok(ModelAnswer {
+                text: arrived,
+                first_token,
+                cut: Some(Cut::Timeout),
+                ..ModelAnswer::default()
+            }),
             Err(_) => Err(ProviderError::Timeout {
                 url,
                 ms: model.timeout_ms,

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::stream::{ChatWire, NdjsonDecoder, WireError};
 use super::{
-    ChatCall, FimCall, ModelAnswer, ProviderError, chat_messages, error_text, join, one_line,
+    ChatCall, Cut, FimCall, ModelAnswer, ProviderError, chat_messages, error_text, join, one_line,
     post_json, with_key,
 };
 use crate::config::ModelConfig;
@@ -37,12 +37,15 @@ fn chat_body(model: &ModelConfig, call: &ChatCall<'_>) -> Value {
     })
 }
 
-/// The NDJSON stream of `/api/chat` (a single JSON object, when not streamed, reads the same).
+/// The NDJSON stream of `/api/chat` (a single JSON object, when not streamed, reads the same),
+/// and of `/api/generate`, whose lines carry `response`.
 #[derive(Debug, Default)]
 pub(super) struct ChatStream {
     lines: NdjsonDecoder,
     seen: usize,
     done: bool,
+    /// The `done_reason` was `length`: cut at `num_predict`.
+    cut_at_limit: bool,
     tokens_in: Option<u64>,
     tokens_out: Option<u64>,
 }
@@ -58,11 +61,16 @@ impl ChatStream {
                 message: one_line(&error_text(error)),
             });
         }
-        if let Some(piece) = obj.pointer("/message/content").and_then(Value::as_str) {
+        let piece = obj
+            .pointer("/message/content")
+            .or_else(|| obj.get("response"))
+            .and_then(Value::as_str);
+        if let Some(piece) = piece {
             text(piece);
         }
         if obj.get("done").and_then(Value::as_bool) == Some(true) {
             self.done = true;
+            self.cut_at_limit = cut_at_limit(&obj);
             self.tokens_in = obj.get("prompt_eval_count").and_then(Value::as_u64);
             self.tokens_out = obj.get("eval_count").and_then(Value::as_u64);
         }
@@ -104,6 +112,15 @@ impl ChatWire for ChatStream {
     fn usage(&self) -> (Option<u64>, Option<u64>) {
         (self.tokens_in, self.tokens_out)
     }
+
+    fn cut_at_limit(&self) -> bool {
+        self.cut_at_limit
+    }
+}
+
+/// The last object of an answer says it stopped at `num_predict`.
+fn cut_at_limit(done: &Value) -> bool {
+    done.get("done_reason").and_then(Value::as_str) == Some("length")
 }
 
 pub(super) async fn fim(
@@ -112,10 +129,29 @@ pub(super) async fn fim(
     call: FimCall<'_>,
 ) -> Result<ModelAnswer, ProviderError> {
     let url = join(&model.url, "api/generate");
+    let body = generate_body(model, &call, false);
+    let text = post_json(http, model, &url, &body).await?;
+    parse_generate(&text).map_err(|detail| ProviderError::Malformed { url, detail })
+}
+
+/// The streamed `/api/generate` request and the decoder of its answer (the chat decoder:
+/// its lines carry `response` where chat's carry `message.content`).
+pub(super) fn fim_streamed(
+    http: &reqwest::Client,
+    model: &ModelConfig,
+    url: &str,
+    call: &FimCall<'_>,
+) -> (reqwest::RequestBuilder, Box<dyn ChatWire>) {
+    let body = generate_body(model, call, true);
+    let request = with_key(http.post(url), model).json(&body);
+    (request, Box::<ChatStream>::default())
+}
+
+fn generate_body(model: &ModelConfig, call: &FimCall<'_>, stream: bool) -> Value {
     let mut body = json!({
         "model": model.model,
         "prompt": call.prompt.prompt,
-        "stream": false,
+        "stream": stream,
         "keep_alive": "30m",
         "options": {
             "num_predict": call.max_tokens.max(1),
@@ -127,8 +163,7 @@ pub(super) async fn fim(
         Some(suffix) => body["suffix"] = json!(suffix),
         None => body["raw"] = json!(true),
     }
-    let text = post_json(http, model, &url, &body).await?;
-    parse_generate(&text).map_err(|detail| ProviderError::Malformed { url, detail })
+    body
 }
 
 /// Reads `/api/generate`: one object, or NDJSON lines each carrying part of `response`;
@@ -154,6 +189,7 @@ fn parse_generate(body: &str) -> Result<ModelAnswer, String> {
             saw_response = true;
         }
         if obj.get("done").and_then(Value::as_bool) == Some(true) {
+            answer.cut = cut_at_limit(&obj).then_some(Cut::TokenLimit);
             answer.tokens_in = obj.get("prompt_eval_count").and_then(Value::as_u64);
             answer.tokens_out = obj.get("eval_count").and_then(Value::as_u64);
         }
@@ -180,8 +216,11 @@ mod tests {
                 tokens_in: Some(30),
                 tokens_out: Some(4),
                 first_token: None,
+                cut: None,
             })
         );
+        let cut = r#"{"response":"foo(","done":true,"done_reason":"length","eval_count":2}"#;
+        assert_eq!(parse_generate(cut).unwrap().cut, Some(Cut::TokenLimit));
         let ndjson = "{\"response\":\"fo\",\"done\":false}\n{\"response\":\"o\",\"done\":false}\n{\"response\":\"\",\"done\":true,\"eval_count\":2}\n";
         let a = parse_generate(ndjson).unwrap();
         assert_eq!((a.text.as_str(), a.tokens_out), ("foo", Some(2)));
@@ -207,10 +246,18 @@ mod tests {
             pieces,
             result,
             usage,
+            cut_at_limit,
         } = chat_stream(body);
         assert_eq!(pieces, vec!["fn ", "main() 😀", ""]);
         assert_eq!(result, Ok(()));
         assert_eq!(usage, (Some(11), Some(3)));
+        assert!(!cut_at_limit);
+        let cut = body.replace(
+            "\"done\":true,",
+            "\"done\":true,\"done_reason\":\"length\",",
+        );
+        let run = chat_stream(&cut);
+        assert_eq!((run.result, run.cut_at_limit), (Ok(()), true));
     }
 
     #[test]

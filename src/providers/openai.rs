@@ -5,9 +5,9 @@
 
 use serde_json::{Value, json};
 
-use super::stream::{ChatWire, SseDecoder, WireError};
+use super::stream::{ChatWire, SseAnswer, SseWire, WireError};
 use super::{
-    ChatCall, FimCall, ModelAnswer, ProviderError, chat_messages, error_text, join, one_line,
+    ChatCall, Cut, FimCall, ModelAnswer, ProviderError, chat_messages, error_text, join, one_line,
     post_json, sse_data, stops_for_api, with_key,
 };
 use crate::config::ModelConfig;
@@ -20,7 +20,7 @@ pub(super) fn chat(
     call: &ChatCall<'_>,
 ) -> (reqwest::RequestBuilder, Box<dyn ChatWire>) {
     let request = with_key(http.post(url), model).json(&chat_body(model, call));
-    (request, Box::<ChatStream>::default())
+    (request, Box::<SseWire<ChatStream>>::default())
 }
 
 /// The `/chat/completions` request: the system prompt as the first message.
@@ -36,21 +36,26 @@ fn chat_body(model: &ModelConfig, call: &ChatCall<'_>) -> Value {
     })
 }
 
-/// The SSE stream of `/chat/completions`. Complete at `data: [DONE]`, or at the end of the
-/// body once a `finish_reason` was seen (servers that omit `[DONE]`).
+/// The SSE stream of `/chat/completions` (and of `/completions`, whose chunks carry `text`).
+/// Complete at `data: [DONE]`, or at the end of the body once a `finish_reason` was seen
+/// (servers that omit `[DONE]`).
 #[derive(Debug, Default)]
 pub(super) struct ChatStream {
-    sse: SseDecoder,
-    events: usize,
     finished: bool,
+    /// The `finish_reason` was `length`: cut at `max_tokens`.
+    cut_at_limit: bool,
     done: bool,
     tokens_in: Option<u64>,
     tokens_out: Option<u64>,
 }
 
-impl ChatStream {
-    fn event(&mut self, data: &str, text: &mut dyn FnMut(&str)) -> Result<(), WireError> {
-        self.events += 1;
+impl SseAnswer for ChatStream {
+    fn event(
+        &mut self,
+        _name: &str,
+        data: &str,
+        text: &mut dyn FnMut(&str),
+    ) -> Result<(), WireError> {
         let data = data.trim();
         if data == "[DONE]" {
             self.done = true;
@@ -71,11 +76,16 @@ impl ChatStream {
             });
         }
         if let Some(choice) = obj.pointer("/choices/0") {
-            if let Some(piece) = choice.pointer("/delta/content").and_then(Value::as_str) {
+            let piece = choice
+                .pointer("/delta/content")
+                .or_else(|| choice.get("text"))
+                .and_then(Value::as_str);
+            if let Some(piece) = piece {
                 text(piece);
             }
-            if choice.get("finish_reason").is_some_and(|f| !f.is_null()) {
+            if let Some(reason) = choice.get("finish_reason").filter(|f| !f.is_null()) {
                 self.finished = true;
+                self.cut_at_limit = is_length(reason);
             }
         }
         if let Some(usage) = obj.get("usage").filter(|u| u.is_object()) {
@@ -84,42 +94,27 @@ impl ChatStream {
         }
         Ok(())
     }
-}
-
-impl ChatWire for ChatStream {
-    fn feed(&mut self, bytes: &[u8], text: &mut dyn FnMut(&str)) -> Result<(), WireError> {
-        for event in self.sse.push(bytes).map_err(WireError::Malformed)? {
-            if self.done {
-                break;
-            }
-            self.event(&event.data, text)?;
-        }
-        Ok(())
-    }
-
-    fn finish(&mut self, text: &mut dyn FnMut(&str)) -> Result<(), WireError> {
-        for event in self.sse.finish().map_err(WireError::Malformed)? {
-            if self.done {
-                break;
-            }
-            self.event(&event.data, text)?;
-        }
-        if self.done || self.finished {
-            Ok(())
-        } else if self.events == 0 {
-            Err(WireError::Malformed(self.sse.not_a_stream()))
-        } else {
-            Err(WireError::Truncated)
-        }
-    }
 
     fn is_done(&self) -> bool {
         self.done
     }
 
+    fn is_complete(&self) -> bool {
+        self.done || self.finished
+    }
+
     fn usage(&self) -> (Option<u64>, Option<u64>) {
         (self.tokens_in, self.tokens_out)
     }
+
+    fn cut_at_limit(&self) -> bool {
+        self.cut_at_limit
+    }
+}
+
+/// A `finish_reason` saying the answer stopped at `max_tokens`.
+fn is_length(reason: &Value) -> bool {
+    reason.as_str() == Some("length")
 }
 
 pub(super) async fn fim(
@@ -128,19 +123,40 @@ pub(super) async fn fim(
     call: FimCall<'_>,
 ) -> Result<ModelAnswer, ProviderError> {
     let url = join(&model.url, "completions");
+    let body = completion_body(model, &call, false);
+    let text = post_json(http, model, &url, &body).await?;
+    parse_completion(&text).map_err(|detail| ProviderError::Malformed { url, detail })
+}
+
+/// The streamed `/completions` request and the decoder of its answer (the chat decoder:
+/// its chunks carry `choices[0].text` where chat's carry `delta.content`).
+pub(super) fn fim_streamed(
+    http: &reqwest::Client,
+    model: &ModelConfig,
+    url: &str,
+    call: &FimCall<'_>,
+) -> (reqwest::RequestBuilder, Box<dyn ChatWire>) {
+    let body = completion_body(model, call, true);
+    let request = with_key(http.post(url), model).json(&body);
+    (request, Box::<SseWire<ChatStream>>::default())
+}
+
+fn completion_body(model: &ModelConfig, call: &FimCall<'_>, stream: bool) -> Value {
     let mut body = json!({
         "model": model.model,
         "prompt": call.prompt.prompt,
         "max_tokens": call.max_tokens.max(1),
         "temperature": 0.0,
-        "stream": false,
+        "stream": stream,
         "stop": stops_for_api(&call.prompt.stop, 4),
     });
+    if stream {
+        body["stream_options"] = json!({ "include_usage": true });
+    }
     if let Some(suffix) = &call.prompt.suffix {
         body["suffix"] = json!(suffix);
     }
-    let text = post_json(http, model, &url, &body).await?;
-    parse_completion(&text).map_err(|detail| ProviderError::Malformed { url, detail })
+    body
 }
 
 /// Reads a `/completions` answer: one JSON object, or (some servers stream regardless) SSE.
@@ -164,6 +180,9 @@ fn parse_completion(body: &str) -> Result<ModelAnswer, String> {
                 .ok_or("a choice without `text`")?;
             answer.text.push_str(text);
             saw_choice = true;
+            if choice.get("finish_reason").is_some_and(is_length) {
+                answer.cut = Some(Cut::TokenLimit);
+            }
         }
         if let Some(usage) = obj.get("usage").filter(|u| u.is_object()) {
             answer.tokens_in = usage.get("prompt_tokens").and_then(Value::as_u64);
@@ -191,8 +210,11 @@ mod tests {
                 tokens_in: Some(12),
                 tokens_out: Some(3),
                 first_token: None,
+                cut: None,
             })
         );
+        let cut = r#"{"choices":[{"text":"x +","index":0,"finish_reason":"length"}]}"#;
+        assert_eq!(parse_completion(cut).unwrap().cut, Some(Cut::TokenLimit));
         let sse = "data: {\"choices\":[{\"text\":\"a\"}]}\n\ndata: {\"choices\":[{\"text\":\"b\"}]}\n\ndata: [DONE]\n\n";
         assert_eq!(parse_completion(sse).unwrap().text, "ab");
         assert!(parse_completion("<html>oops</html>").is_err());
@@ -203,7 +225,7 @@ mod tests {
     /// Runs a whole body through a fresh `ChatStream` in every chunking; the pieces and
     /// the final state must not depend on it.
     fn chat_stream(body: &str) -> WireRun {
-        run_wire::<ChatStream>(body)
+        run_wire::<SseWire<ChatStream>>(body)
     }
 
     #[test]
@@ -219,16 +241,19 @@ mod tests {
             pieces,
             result,
             usage,
+            cut_at_limit,
         } = chat_stream(body);
         assert_eq!(pieces, vec!["", "Hel", "lo ✓"]);
         assert_eq!(result, Ok(()));
         assert_eq!(usage, (Some(9), Some(2)));
+        assert!(!cut_at_limit);
     }
 
     #[test]
     fn chat_stream_without_done_is_complete_after_a_finish_reason() {
         let body = "data: {\"choices\":[{\"delta\":{\"content\":\"a\"},\"finish_reason\":\"length\"}]}\n\n";
-        assert_eq!(chat_stream(body).result, Ok(()));
+        let run = chat_stream(body);
+        assert_eq!((run.result, run.cut_at_limit), (Ok(()), true));
         let cut = "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n";
         assert_eq!(chat_stream(cut).result, Err(WireError::Truncated));
     }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
-use super::{MAX_ANSWER_BYTES, ModelAnswer, ProviderError, one_line, root_cause, too_large};
+use super::{Cut, MAX_ANSWER_BYTES, ModelAnswer, ProviderError, one_line, root_cause, too_large};
 use crate::config::ModelConfig;
 
 /// A longer line than this is not a stream we understand (it guards memory, not correctness).
@@ -249,6 +249,87 @@ pub(super) trait ChatWire: Send {
     fn is_done(&self) -> bool;
     /// Tokens in and out, when the provider reported them.
     fn usage(&self) -> (Option<u64>, Option<u64>);
+    /// The provider said the answer stopped at the output-token limit.
+    fn cut_at_limit(&self) -> bool;
+}
+
+/// One provider's SSE answer format, event by event; [`SseWire`] feeds it the events and
+/// judges the end of the body.
+pub(super) trait SseAnswer: Send {
+    /// One event (its `event:` name and `data:`), passing its text pieces to `text`.
+    fn event(
+        &mut self,
+        name: &str,
+        data: &str,
+        text: &mut dyn FnMut(&str),
+    ) -> Result<(), WireError>;
+    /// The answer's last event has arrived (nothing after it matters).
+    fn is_done(&self) -> bool;
+    /// The answer is whole if the body ends now (its last event, or a stop reason, seen).
+    fn is_complete(&self) -> bool {
+        self.is_done()
+    }
+    /// Tokens in and out, when the provider reported them.
+    fn usage(&self) -> (Option<u64>, Option<u64>);
+    /// The provider said the answer stopped at the output-token limit.
+    fn cut_at_limit(&self) -> bool;
+}
+
+/// The [`ChatWire`] of an SSE answer format: decodes the events and hands them over until
+/// the answer's last one; an incomplete answer at the end of the body is an error.
+#[derive(Debug, Default)]
+pub(super) struct SseWire<A> {
+    sse: SseDecoder,
+    events: usize,
+    answer: A,
+}
+
+impl<A: SseAnswer> SseWire<A> {
+    fn events(
+        &mut self,
+        events: Vec<SseEvent>,
+        text: &mut dyn FnMut(&str),
+    ) -> Result<(), WireError> {
+        for event in events {
+            if self.answer.is_done() {
+                break;
+            }
+            self.events += 1;
+            self.answer.event(&event.event, &event.data, text)?;
+        }
+        Ok(())
+    }
+}
+
+impl<A: SseAnswer> ChatWire for SseWire<A> {
+    fn feed(&mut self, bytes: &[u8], text: &mut dyn FnMut(&str)) -> Result<(), WireError> {
+        let events = self.sse.push(bytes).map_err(WireError::Malformed)?;
+        self.events(events, text)
+    }
+
+    fn finish(&mut self, text: &mut dyn FnMut(&str)) -> Result<(), WireError> {
+        let events = self.sse.finish().map_err(WireError::Malformed)?;
+        self.events(events, text)?;
+        if self.answer.is_complete() {
+            Ok(())
+        } else if self.events == 0 {
+            Err(WireError::Malformed(self.sse.not_a_stream()))
+        } else {
+            Err(WireError::Truncated)
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        self.answer.is_done()
+    }
+
+    fn usage(&self) -> (Option<u64>, Option<u64>) {
+        self.answer.usage()
+    }
+
+    fn cut_at_limit(&self) -> bool {
+        self.answer.cut_at_limit()
+    }
 }
 
 /// The text received so far, and when its first piece came.
@@ -357,6 +438,7 @@ pub(super) async fn read_chat(
         tokens_in,
         tokens_out,
         first_token: got.first_token,
+        cut: wire.cut_at_limit().then_some(Cut::TokenLimit),
     })
 }
 
@@ -437,6 +519,7 @@ pub(super) mod tests {
         pub pieces: Vec<String>,
         pub result: Result<(), WireError>,
         pub usage: (Option<u64>, Option<u64>),
+        pub cut_at_limit: bool,
     }
 
     pub(crate) fn run_wire<W: ChatWire + Default>(body: &str) -> WireRun {
@@ -465,6 +548,7 @@ pub(super) mod tests {
             pieces,
             result,
             usage: w.usage(),
+            cut_at_limit: w.cut_at_limit(),
         }
     }
 

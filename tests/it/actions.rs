@@ -890,3 +890,159 @@ fn cli_action_exits_non_zero_when_every_model_fails_or_the_answer_is_unusable() 
     );
     assert_eq!(out.status.code(), Some(2));
 }
+
+// --- answers cut at the token limit (issue 12, item 10) ----------------------------------
+
+/// A config whose one model speaks `provider` to `double`; `settings` are more of its keys.
+fn one_model_config(provider: &str, double: &ModelDouble, settings: &str) -> String {
+    let (url, key) = match provider {
+        "openai" => (format!("{}/v1", double.base_url()), ""),
+        "anthropic" => (double.base_url(), "api_key_env = \"PILOTFISH_TEST_KEY\"\n"),
+        _ => (double.base_url(), ""),
+    };
+    format!(
+        "[models.local]\nprovider = \"{provider}\"\nurl = \"{url}\"\nmodel = \"test-model\"\nlocal = true\n{settings}{key}\n[routes]\ncomplete = [\"local\"]\nexplain = [\"local\"]\nrefactor = [\"local\"]\nreview = [\"local\"]\n"
+    )
+}
+
+/// `pilotfish action ACTION lib.rs:4` on RUST_FN against `double` through `provider`, whose
+/// model has the keys `settings`.
+fn cli_action_through(
+    provider: &str,
+    double: &ModelDouble,
+    settings: &str,
+    action: &str,
+) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("pilotfish.toml"),
+        one_model_config(provider, double, settings),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("lib.rs"), mark(RUST_FN).0).unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pilotfish"));
+    command
+        .args(["--config", "pilotfish.toml", "action", action, "lib.rs:4"])
+        .current_dir(dir.path())
+        .env_clear()
+        .env("HOME", dir.path())
+        .env("XDG_CONFIG_HOME", dir.path().join(".config"))
+        .env("PILOTFISH_TEST_KEY", "test-key");
+    command.output().expect("run pilotfish")
+}
+
+const EIGHT_TOKENS: &str = "max_output_tokens = 8\n";
+const CUT_NOTE: &str =
+    "answer cut at the 8-token limit; raise max_output_tokens in [models.local] for longer answers";
+
+#[test]
+fn an_explanation_cut_at_the_token_limit_says_so_on_every_wire() {
+    // Eight tokens are 32 characters to the double, which stops there and reports why, as
+    // each API does: finish_reason "length", stop_reason "max_tokens", done_reason "length".
+    let long = "`add` returns the sum of its two arguments, and it never overflows silently.";
+    let short = "`add` adds.";
+    for provider in ["ollama", "openai", "llamacpp", "anthropic"] {
+        let double = ModelDouble::start(Behaviour::answer(long));
+        let out = cli_action_through(provider, &double, EIGHT_TOKENS, "explain");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{provider}: {stderr}");
+        let head: String = long.chars().take(32).collect();
+        assert_eq!(
+            stdout.trim_end(),
+            format!("{}\n\n_… {CUT_NOTE}._", head.trim_end()),
+            "{provider}"
+        );
+
+        double.set_behaviour(Behaviour::answer(short));
+        let out = cli_action_through(provider, &double, EIGHT_TOKENS, "explain");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            stdout.trim_end(),
+            short,
+            "{provider}: a whole answer gets no note"
+        );
+    }
+}
+
+#[test]
+fn a_review_cut_at_the_token_limit_says_why_it_is_unusable() {
+    let findings = "{\"findings\":[{\"severity\":\"warning\",\"cwe\":\"CWE-190\",\"line_start\":2,\"line_end\":2,\"message\":\"May overflow.\"}]}";
+    let double = ModelDouble::start(Behaviour::answer(findings));
+    let out = cli_action_through("openai", &double, EIGHT_TOKENS, "review");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("review: no findings"), "{stderr}");
+    assert!(stderr.contains(CUT_NOTE), "{stderr}");
+}
+
+#[test]
+fn an_explanation_cut_at_the_token_limit_says_so_in_the_editor() {
+    let double = ModelDouble::start(Behaviour::answer("word ".repeat(40)).chunks(5));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("pilotfish.toml"),
+        one_model_config("ollama", &double, EIGHT_TOKENS),
+    )
+    .unwrap();
+    let lsp = LspClient::spawn(&["--config", "pilotfish.toml"], &[], dir.path());
+    lsp.initialize(full_capabilities(), Value::Null);
+    let (text, line, col) = mark(RUST_FN);
+    let uri = lsp.uri("lib.rs");
+    lsp.open(&uri, "rust", &text);
+    let result = lsp
+        .request_and_wait(
+            "workspace/executeCommand",
+            json!({ "command": "pilotfish.explain", "arguments": [at(&uri, (line, col))] }),
+        )
+        .expect("explain succeeds");
+    let markdown = result["markdown"].as_str().unwrap_or_default();
+    assert!(markdown.starts_with("word word"), "{result}");
+    assert!(markdown.ends_with(&format!("_… {CUT_NOTE}._")), "{result}");
+    let file = result["uri"]
+        .as_str()
+        .unwrap_or_default()
+        .trim_start_matches("file://")
+        .to_string();
+    let page = std::fs::read_to_string(&file).expect("the explanation page");
+    assert!(page.contains(CUT_NOTE), "{page}");
+}
+
+#[test]
+fn an_explanation_still_streaming_at_the_timeout_is_shown_cut_with_a_note() {
+    // A slow local model: 20 pieces, 300 ms apart, against a 1.5 s timeout.
+    let slow = Behaviour::answer("word ".repeat(40))
+        .chunks(20)
+        .chunk_delay(Duration::from_millis(300));
+    let double = ModelDouble::start(slow);
+    let timeout = "timeout_ms = 1500\n";
+    let out = cli_action_through("openai", &double, timeout, "explain");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.starts_with("word word"), "{stdout}");
+    assert!(
+        stdout.trim_end().ends_with(
+            "_… answer cut at the 1.5 s timeout; raise timeout_ms in [models.local] for longer answers._"
+        ),
+        "{stdout}"
+    );
+    let words = stdout.matches("word").count();
+    assert!(
+        words > 0 && words < 40,
+        "only what arrived in time: {stdout}"
+    );
+    assert_eq!(
+        double.aborted(),
+        1,
+        "the stream was dropped: {}",
+        double.summary()
+    );
+
+    // Nothing arrived in time: still an error, naming the timeout.
+    double.set_behaviour(Behaviour::answer("late").delay(Duration::from_millis(2500)));
+    let out = cli_action_through("openai", &double, timeout, "explain");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("within 1500 ms"), "{stderr}");
+}

@@ -538,3 +538,58 @@ fn closing_a_document_aborts_its_model_call() {
     assert_empty(&server.inline_result(id));
     server.lsp.shutdown_and_exit();
 }
+
+/// A block from a slow model (here one not measured yet) is streamed: its first line reaches
+/// the editor as soon as it is written, while the rest is generated; the whole block then
+/// answers from the cache.
+#[test]
+fn a_slow_models_block_shows_its_first_line_first() {
+    let block = "for x in xs:\n        total += x\n    return total";
+    let server = Server::start(
+        Behaviour::answer(block)
+            .chunks(8)
+            .chunk_delay(Duration::from_millis(300)),
+    );
+    let (uri, line, col) = server.open("sum.py", "python", "def f(xs):\n    total = 0\n    $0\n");
+    let first = server.inline(&uri, line, col);
+    assert_eq!(
+        suggestion(&first).as_deref(),
+        Some("for x in xs:"),
+        "{first}"
+    );
+    assert_eq!(
+        server.double.completed(),
+        0,
+        "shown while the model still writes: {}",
+        server.double.summary()
+    );
+    assert!(server.double.wait_for(|d| d.completed() >= 1, WAIT));
+    let whole = server.inline(&uri, line, col);
+    assert_eq!(suggestion(&whole).as_deref(), Some(block), "{whole}");
+    assert_eq!(source_of(&whole), "cache");
+    server.lsp.shutdown_and_exit();
+}
+
+/// The next line after a statement is the whole answer: once it is written the stream is
+/// closed, which stops the model.
+#[test]
+fn the_next_line_stops_the_model_once_written() {
+    let server = Server::start(
+        Behaviour::answer("\n    for x in xs:\n        total += x\n    return total\n")
+            .chunks(8)
+            .chunk_delay(Duration::from_millis(300)),
+    );
+    let (uri, line, col) = server.open("sum.py", "python", "def f(xs):\n    total = 0$0\n");
+    let next = server.inline(&uri, line, col);
+    assert_eq!(
+        suggestion(&next).as_deref(),
+        Some("\n    for x in xs:"),
+        "{next}"
+    );
+    assert!(
+        server.double.wait_for(|d| d.aborted() == 1, WAIT),
+        "the stream is closed after the line: {}",
+        server.double.summary()
+    );
+    server.lsp.shutdown_and_exit();
+}

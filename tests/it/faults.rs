@@ -9,7 +9,8 @@
 //!   is held while it is the document's newest request, up to the model's timeout, then
 //!   answered empty with the model's connection dropped; a newer request or `$/cancelRequest`
 //!   ends it at once, and (for a model that was answering fast) drops its call;
-//! - an action gets a clear one-line error naming what went wrong, within its deadline;
+//! - an action gets a clear one-line error naming what went wrong, within its deadline (or,
+//!   where a stream stopped or trickled after some text, that text marked cut at the timeout);
 //! - the server keeps serving, its memory stays bounded (peak RSS, from /proc), and once the
 //!   model is healthy the next request works (waiting only as long as the fault asked:
 //!   Retry-After, the 2 s probe of a local server that was down, or the breaker's cooldown once
@@ -548,7 +549,8 @@ fn completion_hangs(case: &Case, figures: &mut Figures, problems: &mut Vec<Strin
 }
 
 /// An action: a clear one-line error within its deadline (the model's timeout, short where
-/// the fault can end nowhere else).
+/// the fault can end nowhere else) — or, where a stream stopped or trickled after some text,
+/// that text, marked cut at the timeout.
 fn action(case: &Case, figures: &mut Figures, problems: &mut Vec<String>) {
     let timeout_ms = (case.ends == Ends::Hangs).then_some(HIT_TIMEOUT_MS);
     let bench = Bench::start(timeout_ms);
@@ -557,8 +559,22 @@ fn action(case: &Case, figures: &mut Figures, problems: &mut Vec<String>) {
     figures.answered_in = took;
     figures.calls = bench.double.requests();
     let deadline = timeout_ms.map_or(DEFAULT_TIMEOUT, Duration::from_millis);
+    if took > deadline + CLIENT_SLACK {
+        problems.push(format!("the action took {took:?} (deadline {deadline:?})"));
+    }
     match result {
-        Ok(result) => problems.push(format!("the action answered {result}")),
+        Ok(result) => {
+            let markdown = result["markdown"].as_str().unwrap_or_default();
+            let cut = markdown.contains(&format!(
+                "answer cut at the {} s timeout",
+                deadline.as_secs_f64()
+            ));
+            if case.ends == Ends::Hangs && cut && !markdown.starts_with("\n") {
+                figures.answer = "the text that arrived, marked cut at the timeout".to_owned();
+            } else {
+                problems.push(format!("the action answered {result}"));
+            }
+        }
         Err(message) => {
             if !message.contains("no model")
                 || !case.action_error.iter().any(|w| message.contains(w))
@@ -567,11 +583,6 @@ fn action(case: &Case, figures: &mut Figures, problems: &mut Vec<String>) {
             }
             if message.contains('\n') {
                 problems.push(format!("the error is not one line: {message:?}"));
-            }
-            if took > deadline + CLIENT_SLACK {
-                problems.push(format!(
-                    "the action error took {took:?} (deadline {deadline:?})"
-                ));
             }
             figures.answer = message;
         }

@@ -16,6 +16,7 @@ mod faults;
 mod fim_wire;
 mod languages;
 mod load;
+mod menu;
 mod planted_key;
 mod positions;
 mod privacy;

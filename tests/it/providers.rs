@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use pilotfish::config::{ModelConfig, Provider};
-use pilotfish::providers::{ChatCall, ChatMessage, ModelAnswer, ProviderError, Providers};
+use pilotfish::providers::{ChatCall, ChatMessage, Cut, ModelAnswer, ProviderError, Providers};
 use serde_json::json;
 
 use crate::support::double::{Behaviour, Fault, ModelDouble};
@@ -416,9 +416,10 @@ async fn a_stream_that_stalls_times_out_after_the_first_pieces() {
     assert_eq!(pieces, ["ab"]);
     // The whole-call limit and the idle limit are both 1.5 s here; when the first piece
     // comes within the same timer tick as the call's start they expire together, and
-    // either may report: both say the stream stalled past the model's timeout.
+    // either may report: the whole-call limit gives what arrived, marked as cut at the
+    // timeout; the idle limit says the stream stalled.
     assert!(
-        matches!(&result, Err(ProviderError::Timeout { .. }))
+        matches!(&result, Ok(ModelAnswer { text, cut: Some(Cut::Timeout), .. }) if text == "ab")
             || matches!(&result, Err(ProviderError::Stream { detail, partial_chars: 2, .. }) if detail.contains("stalled")),
         "{result:?}"
     );
@@ -596,8 +597,9 @@ async fn an_answer_that_never_ends_is_an_error_at_the_limit_for_every_wire() {
 }
 
 /// A server that stops part-way through the body (after promising all of it) is a timeout
-/// (or a stalled stream) at the model's `timeout_ms`, and the connection is dropped. The
-/// timeout is short here because hitting it is the point.
+/// (or a stalled stream) at the model's `timeout_ms` — for a chat, the text that arrived,
+/// marked cut at the timeout — and the connection is dropped. The timeout is short here
+/// because hitting it is the point.
 #[tokio::test]
 async fn a_hang_mid_answer_times_out_for_every_wire() {
     set_key("PILOTFISH_IT_HANG_MID_KEY", "k");
@@ -621,7 +623,7 @@ async fn a_hang_mid_answer_times_out_for_every_wire() {
         let (pieces, result) = chat(&model).await;
         assert_eq!(pieces, ["ab"], "chat {provider:?}");
         assert!(
-            matches!(&result, Err(ProviderError::Timeout { .. }))
+            matches!(&result, Ok(answer) if answer.text == "ab" && answer.cut == Some(Cut::Timeout))
                 || matches!(&result, Err(ProviderError::Stream { detail, partial_chars: 2, .. }) if detail.contains("stalled")),
             "chat {provider:?}: {result:?}"
         );
@@ -630,8 +632,9 @@ async fn a_hang_mid_answer_times_out_for_every_wire() {
 }
 
 /// An answer that never ends but never grows big either (a piece every 20 ms) is stopped by
-/// nothing but the model's timeout — short here, because hitting it is the point — and the
-/// connection is dropped there.
+/// nothing but the model's timeout — short here, because hitting it is the point: a FIM call
+/// fails, a chat keeps what arrived, marked cut at the timeout — and the connection is
+/// dropped there.
 #[tokio::test]
 async fn an_answer_that_trickles_forever_ends_at_the_timeout_for_every_wire() {
     set_key("PILOTFISH_IT_TRICKLE_KEY", "k");
@@ -657,7 +660,7 @@ async fn an_answer_that_trickles_forever_ends_at_the_timeout_for_every_wire() {
         let (pieces, result) = chat(&model).await;
         assert!(!pieces.is_empty(), "chat {provider:?}: text was passed on");
         assert!(
-            matches!(result, Err(ProviderError::Timeout { ms: 300, .. })),
+            matches!(&result, Ok(answer) if answer.text == pieces.concat() && answer.cut == Some(Cut::Timeout)),
             "chat {provider:?}: {result:?}"
         );
         assert!(double.wait_for_async(|d| d.aborted() == 1, WAIT).await);
@@ -679,5 +682,47 @@ async fn a_huge_error_body_is_read_only_in_part() {
             ..
         }) => assert!(message.len() < 1024, "{} bytes", message.len()),
         other => panic!("{other:?}"),
+    }
+}
+
+/// `Providers::fim_streamed` on each FIM wire (OpenAI `/v1/completions` SSE with `text`
+/// chunks, llama.cpp `/infill` SSE with `content` pieces, Ollama `/api/generate` NDJSON with
+/// `response` lines): the request asks for a stream, the pieces arrive in order and make the
+/// whole answer, with the time to its first token.
+#[tokio::test]
+async fn fim_streams_pieces_in_order_on_each_wire() {
+    use pilotfish::prompt::FimPrompt;
+    use pilotfish::providers::FimCall;
+    let text = "for x in xs:\n        total += x\n";
+    for (provider, suffix, path) in [
+        (Provider::Openai, None, "/v1/completions"),
+        (Provider::Llamacpp, Some("\n".to_string()), "/infill"),
+        (Provider::Ollama, Some("\n".to_string()), "/api/generate"),
+    ] {
+        let double = ModelDouble::start(Behaviour::answer(text).chunks(4));
+        let model = model(&double, provider, None);
+        let prompt = FimPrompt {
+            prompt: "def f(xs):\n    ".into(),
+            suffix,
+            stop: Vec::new(),
+        };
+        let call = FimCall {
+            prompt: &prompt,
+            max_tokens: 64,
+            time_budget: None,
+            other_files: &[],
+        };
+        let mut pieces = Vec::new();
+        let answer = Providers::new()
+            .fim_streamed(&model, call, &mut |p| pieces.push(p.to_string()))
+            .await
+            .unwrap_or_else(|e| panic!("{provider:?}: {e}"));
+        assert_eq!(answer.text, text, "{provider:?}");
+        assert!(pieces.len() > 1, "{provider:?}: {pieces:?}");
+        assert_eq!(pieces.concat(), text, "{provider:?}");
+        assert!(answer.first_token.is_some(), "{provider:?}");
+        let call = double.last_model_call().expect("a call");
+        assert_eq!(call.path, path, "{provider:?}");
+        assert!(call.wants_stream(), "{provider:?}: {}", call.body);
     }
 }

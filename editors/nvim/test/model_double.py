@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """A stand-in Ollama server for the editor tests (stdlib only).
 
-  model_double.py [--port N] [--port-file FILE] [--completion TEXT] [--log FILE]
+  model_double.py [--port N] [--port-file FILE] [--completion TEXT] [--delay-ms N] [--log FILE]
 
 Answers on 127.0.0.1 (port 0 = any free one; the port is written to --port-file and printed):
   GET  /api/tags      the one model "double:latest"
-  POST /api/generate  {"response": COMPLETION, "done": true}   (or NDJSON when "stream": true)
+  POST /api/generate  {"response": COMPLETION, "done": true}   (or NDJSON when "stream": true),
+                      after --delay-ms (default 0): a model slower than Pilotfish's budget
   POST /api/chat      NDJSON: the markdown EXPLANATION in a few pieces, then done: true;
                       for a security review (the system prompt asks for JSON findings) an
                       empty findings list.
@@ -18,6 +19,7 @@ import argparse
 import json
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 EXPLANATION = (
@@ -40,11 +42,14 @@ class Handler(BaseHTTPRequestHandler):
 
     def _send(self, status, payload, content_type="application/json"):
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up on the call (Pilotfish drops superseded calls)
 
     def do_GET(self):
         self._record(None)
@@ -66,6 +71,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         self._record(body)
         if self.path == "/api/generate":
+            time.sleep(self.server.delay_ms / 1000)
             text = self.server.completion
             if body.get("stream"):
                 lines = [{"response": text, "done": False},
@@ -98,11 +104,14 @@ def main():
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--port-file")
     ap.add_argument("--completion", default="a + b")
+    ap.add_argument("--delay-ms", type=int, default=0,
+                    help="wait this long before answering a completion")
     ap.add_argument("--log")
     args = ap.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
     server.completion = args.completion
+    server.delay_ms = max(args.delay_ms, 0)
     server.log_path = args.log
     server.lock = threading.Lock()
     port = server.server_address[1]

@@ -12,6 +12,9 @@
 # before `env VARS... $NVIM`, e.g.
 #   PILOTFISH_NVIM_PREFIX=$PILOTFISH_IN_CHROOT NVIM=nvim TMPDIR=$PWD/target/tmp editors/nvim/test/run.sh
 # (TMPDIR and the binary must be visible inside: scripts/testbed mount binds the repo).
+# The server runs with the default config (a 100 ms completion budget) and the double answers
+# completions after $PILOTFISH_DOUBLE_DELAY_MS (default 600 ms): the suggestion the editor shows
+# is a late answer, as with a model on a CPU.
 # Needs python3 (stdlib) for the model double. Last line: "N passed, N failed".
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -64,7 +67,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-python3 "$here/model_double.py" --port-file "$work/port" --log "$work/double.log" >/dev/null &
+delay_ms="${PILOTFISH_DOUBLE_DELAY_MS:-600}"
+python3 "$here/model_double.py" --port-file "$work/port" --log "$work/double.log" \
+  --delay-ms "$delay_ms" >/dev/null &
 double_pid=$!
 for _ in $(seq 100); do [[ -s "$work/port" ]] && break; sleep 0.05; done
 if [[ ! -s "$work/port" ]]; then
@@ -82,7 +87,7 @@ timeout 180 "${prefix[@]}" env -u ANTHROPIC_API_KEY -u OPENAI_API_KEY -u PILOTFI
   XDG_CONFIG_HOME="$work/xdg-config" XDG_STATE_HOME="$work/xdg-state" XDG_DATA_HOME="$work/xdg-data" \
   TMPDIR="$work/tmp" \
   PILOTFISH_BIN="$bin" PILOTFISH_PLUGIN_DIR="$plugin" PILOTFISH_WORKSPACE="$work/ws" \
-  PILOTFISH_DOUBLE_URL="http://127.0.0.1:$(cat "$work/port")" \
+  PILOTFISH_DOUBLE_URL="http://127.0.0.1:$(cat "$work/port")" PILOTFISH_DOUBLE_DELAY_MS="$delay_ms" \
   PILOTFISH_TEST_OUT="$work/results.txt" \
   "$nvim" --headless --clean -u NONE -i NONE --cmd "cd $work/ws" \
   -c "luafile $here/test.lua" >"$work/nvim.log" 2>&1 </dev/null

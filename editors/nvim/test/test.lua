@@ -4,6 +4,8 @@
 --   PILOTFISH_PLUGIN_DIR   editors/nvim (put on runtimepath)
 --   PILOTFISH_DOUBLE_URL   http://127.0.0.1:PORT of the double
 --   PILOTFISH_WORKSPACE    a scratch workspace holding add.py
+--   PILOTFISH_DOUBLE_DELAY_MS  how long the double takes to answer a completion: longer than
+--                          the default 100 ms budget, so what the editor shows is a late answer
 -- Prints one line per check, then "N passed, N failed" as the last line; exits 1 on failure.
 
 local env = vim.env
@@ -85,8 +87,9 @@ local ok, err = xpcall(function()
       double = { provider = "ollama", url = env.PILOTFISH_DOUBLE_URL, model = "double", fim = "native" },
     },
     routes = { complete = { "double" }, explain = { "double" }, refactor = { "double" }, review = { "double" } },
-    completion = { budget_ms = 5000 },
+    -- No [completion] override: the default budget (100 ms), shorter than the double's delay.
   }
+  local delay_ms = tonumber(env.PILOTFISH_DOUBLE_DELAY_MS or "0") or 0
   pilotfish.setup({ cmd = { env.PILOTFISH_BIN }, settings = settings, progress = false })
 
   local file = env.PILOTFISH_WORKSPACE .. "/add.py"
@@ -166,9 +169,16 @@ local ok, err = xpcall(function()
     vim.api.nvim_feedkeys(vim.api.nvim_replace_termcodes(keys, true, false, true), "mx!", false)
     return result, detail
   end
+  -- How long after the keys the suggestion showed, and whether that is past the budget.
+  local shown_after
+  local function late(what)
+    return string.format("%s %d ms after the keys (double: %d ms, budget: 100 ms)", what,
+      shown_after or -1, delay_ms)
+  end
   if mode == "menu" then
     vim.o.completeopt = "menuone,noselect"
     local state, words = "waiting", nil
+    local t0 = vim.uv.now()
     in_insert("A<C-l>", function()
       if state == "waiting" then
         words = {}
@@ -179,6 +189,7 @@ local ok, err = xpcall(function()
         end
         if vim.tbl_contains(words, "a + b") then
           state = "shown"
+          shown_after = vim.uv.now() - t0
           vim.api.nvim_feedkeys(vim.api.nvim_replace_termcodes("<C-n><C-y>", true, false, true), "n", false)
         end
         return false
@@ -186,11 +197,15 @@ local ok, err = xpcall(function()
       state = "accepted"
       return vim.api.nvim_buf_get_lines(buf, 1, 2, false)[1] == "    return a + b"
     end, 15000)
-    check("<C-l> opens the vim.lsp.completion menu with \"a + b\"", state ~= "waiting", inspect1(words))
+    check("<C-l> opens the vim.lsp.completion menu with \"a + b\" (" .. late("shown") .. ")",
+      state ~= "waiting", inspect1(words))
+    check("the menu shows a late answer: the first <C-l> waits past the budget",
+      state ~= "waiting" and shown_after >= delay_ms, late("shown"))
     local line = vim.api.nvim_buf_get_lines(buf, 1, 2, false)[1]
     check("<C-n><C-y> inserts it", line == "    return a + b", line)
   else
     local ghost, state = nil, "waiting"
+    local t0 = vim.uv.now()
     in_insert("A", function()
       if state == "waiting" then
         local text = ""
@@ -206,13 +221,17 @@ local ok, err = xpcall(function()
         if text:find("a + b", 1, true) then
           -- Accept with the plugin's <Tab>; a later tick (still in insert mode) sees the line.
           state = "shown"
+          shown_after = vim.uv.now() - t0
           vim.api.nvim_feedkeys(vim.api.nvim_replace_termcodes("<Tab>", true, false, true), "m", false)
         end
         return false
       end
       return vim.api.nvim_buf_get_lines(buf, 1, 2, false)[1] == "    return a + b"
     end, 15000)
-    check("ghost text (vim.lsp.inline_completion) shows \"a + b\"", state == "shown", inspect1(ghost))
+    check("ghost text (vim.lsp.inline_completion) shows \"a + b\" (" .. late("shown") .. ")",
+      state ~= "waiting", inspect1(ghost))
+    check("the ghost text is a late answer: shown past the budget",
+      state ~= "waiting" and shown_after >= delay_ms, late("shown"))
     local line = vim.api.nvim_buf_get_lines(buf, 1, 2, false)[1]
     check("<Tab> accepts it into the buffer", line == "    return a + b", line)
   end

@@ -7,7 +7,7 @@
 use serde_json::{Value, json};
 
 use super::request::RecordedRequest;
-use super::wire::{StreamEvents, Usage, request_model, sse_event};
+use super::wire::{Finish, StreamEvents, Usage, request_model, sse_event};
 
 /// Why a request is refused before any generation (a missing header), as (status, message).
 pub(super) fn refusal(request: &RecordedRequest) -> Option<(u16, &'static str)> {
@@ -20,6 +20,14 @@ pub(super) fn refusal(request: &RecordedRequest) -> Option<(u16, &'static str)> 
     None
 }
 
+/// `stop_reason`.
+fn stop_reason(usage: Usage) -> &'static str {
+    match usage.finish {
+        Finish::Stop => "end_turn",
+        Finish::Length => "max_tokens",
+    }
+}
+
 /// The whole answer of `/v1/messages`.
 pub(super) fn full_body(request: &RecordedRequest, text: &str, usage: Usage) -> Value {
     json!({
@@ -28,7 +36,7 @@ pub(super) fn full_body(request: &RecordedRequest, text: &str, usage: Usage) -> 
         "role": "assistant",
         "model": request_model(request),
         "content": [{ "type": "text", "text": text }],
-        "stop_reason": "end_turn",
+        "stop_reason": stop_reason(usage),
         "stop_sequence": null,
         "usage": { "input_tokens": usage.input, "output_tokens": usage.output }
     })
@@ -91,7 +99,7 @@ pub(super) fn stream_events(
                 "message_delta",
                 &json!({
                     "type": "message_delta",
-                    "delta": { "stop_reason": "end_turn", "stop_sequence": null },
+                    "delta": { "stop_reason": stop_reason(usage), "stop_sequence": null },
                     "usage": { "output_tokens": usage.output }
                 }),
             ),

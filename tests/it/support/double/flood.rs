@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::http::{Conn, Outcome, http_chunk, response_head};
 use super::request::RecordedRequest;
-use super::wire::{self, Usage};
+use super::wire::{self, Finish, Usage};
 
 /// The filler written at a time.
 const PIECE_BYTES: usize = 64 * 1024;
@@ -27,7 +27,12 @@ fn body_around_text(request: &RecordedRequest, usage: Usage) -> (String, String)
 
 fn content_type(request: &RecordedRequest, streaming: bool) -> &'static str {
     if streaming {
-        wire::stream_events(request, &[String::new()], Usage::estimate(request, "")).content_type
+        wire::stream_events(
+            request,
+            &[String::new()],
+            Usage::estimate(request, "", Finish::Stop),
+        )
+        .content_type
     } else {
         "application/json"
     }

@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 
 use super::request::RecordedRequest;
-use super::wire::{StreamEvents, Usage, request_model, sse_data};
+use super::wire::{Finish, StreamEvents, Usage, request_model, sse_data};
 
 /// The final object of an `/infill` answer (the whole answer when not streaming).
 pub(super) fn full_body(request: &RecordedRequest, content: &str, usage: Usage) -> Value {
@@ -25,7 +25,10 @@ pub(super) fn full_body(request: &RecordedRequest, content: &str, usage: Usage) 
         "prompt": "",
         "has_new_line": content.contains('\n'),
         "truncated": false,
-        "stop_type": "eos",
+        "stop_type": match usage.finish {
+            Finish::Stop => "eos",
+            Finish::Length => "limit",
+        },
         "stopping_word": "",
         "tokens_cached": usage.input,
         "timings": {

@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 
 use super::request::{Endpoint, RecordedRequest};
-use super::wire::{StreamEvents, Usage, ndjson, request_model};
+use super::wire::{Finish, StreamEvents, Usage, ndjson, request_model};
 
 /// Ollama's `created_at`: RFC 3339 in UTC. The double does not need the real date.
 const CREATED_AT: &str = "2025-01-01T00:00:00.000000Z";
@@ -48,7 +48,10 @@ fn partial(request: &RecordedRequest, text: &str) -> Value {
 fn done(request: &RecordedRequest, text: &str, usage: Usage) -> Value {
     let mut last = merge(partial(request, text), stats(usage));
     last["done"] = json!(true);
-    last["done_reason"] = json!("stop");
+    last["done_reason"] = json!(match usage.finish {
+        Finish::Stop => "stop",
+        Finish::Length => "length",
+    });
     if request.endpoint == Endpoint::OllamaGenerate {
         last["context"] = json!([1, 2, 3]);
     }

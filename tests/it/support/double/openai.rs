@@ -6,7 +6,15 @@
 use serde_json::{Value, json};
 
 use super::request::{Endpoint, RecordedRequest};
-use super::wire::{StreamEvents, Usage, request_model, sse_data, unix_now};
+use super::wire::{Finish, StreamEvents, Usage, request_model, sse_data, unix_now};
+
+/// `finish_reason`.
+fn finish_reason(usage: Usage) -> &'static str {
+    match usage.finish {
+        Finish::Stop => "stop",
+        Finish::Length => "length",
+    }
+}
 
 fn usage_json(usage: Usage) -> Value {
     json!({
@@ -26,7 +34,7 @@ pub(super) fn full_body(request: &RecordedRequest, text: &str, usage: Usage) -> 
             "object": "text_completion",
             "created": unix_now(),
             "model": model,
-            "choices": [{ "text": text, "index": 0, "logprobs": null, "finish_reason": "stop" }],
+            "choices": [{ "text": text, "index": 0, "logprobs": null, "finish_reason": finish_reason(usage) }],
             "usage": usage_json(usage)
         })
     } else {
@@ -39,7 +47,7 @@ pub(super) fn full_body(request: &RecordedRequest, text: &str, usage: Usage) -> 
                 "index": 0,
                 "message": { "role": "assistant", "content": text },
                 "logprobs": null,
-                "finish_reason": "stop"
+                "finish_reason": finish_reason(usage)
             }],
             "usage": usage_json(usage)
         })
@@ -82,7 +90,7 @@ pub(super) fn stream_events(
             "choices": [choice]
         }))
     };
-    let mut epilogue = vec![chunk(Some(""), json!({}), json!("stop"))];
+    let mut epilogue = vec![chunk(Some(""), json!({}), json!(finish_reason(usage)))];
     if include_usage {
         epilogue.push(sse_data(&json!({
             "id": id,

@@ -126,6 +126,24 @@ impl RecordedRequest {
         self.body.get("model").and_then(Value::as_str)
     }
 
+    /// The output-token limit the request set (OpenAI and Anthropic `max_tokens` or
+    /// `max_completion_tokens`, Ollama `options.num_predict`, llama.cpp `n_predict`); None
+    /// when absent or not positive (unlimited).
+    pub fn max_output_tokens(&self) -> Option<u64> {
+        let body = &self.body;
+        let limit = match self.endpoint.dialect() {
+            Dialect::OpenAi | Dialect::Anthropic => body
+                .get("max_tokens")
+                .or_else(|| body.get("max_completion_tokens")),
+            Dialect::Ollama => body.pointer("/options/num_predict"),
+            Dialect::LlamaCpp => body.get("n_predict"),
+        };
+        limit
+            .and_then(Value::as_i64)
+            .and_then(|n| u64::try_from(n).ok())
+            .filter(|&n| n > 0)
+    }
+
     /// Whether the client asked for a streamed answer, with each API's default: Ollama streams
     /// unless `"stream": false`; the others stream only with `"stream": true`.
     pub fn wants_stream(&self) -> bool {

@@ -1,5 +1,6 @@
 //! What the double does with one request: records it, answers a probe with the scripted
-//! health, or answers a model call with the scripted text, delay and fault, whole or streamed.
+//! health, or answers a model call with the scripted text (cut at the request's output-token
+//! limit, as a real server does), delay and fault, whole or streamed.
 //! It must not render a wire format itself (that is `wire` and the four wire modules) nor parse
 //! HTTP (that is `http`).
 
@@ -11,12 +12,13 @@ use serde_json::Value;
 use super::behaviour::{Answer, Fault, Health};
 use super::http::{Conn, Outcome, Parsed, http_chunk, response_head, send_json, send_raw};
 use super::request::{Dialect, Endpoint, RecordedRequest};
-use super::wire::{self, Usage};
+use super::wire::{self, Finish, Usage};
 use super::{Shared, anthropic, flood};
 
 /// What the double will do for one model call, decided when it arrives.
 struct Plan {
     text: String,
+    finish: Finish,
     delay: Duration,
     chunk_delay: Duration,
     chunks: usize,
@@ -55,6 +57,7 @@ pub(super) async fn respond(conn: &mut Conn, shared: &Shared, parsed: Parsed) ->
         );
         let mut plan = Plan {
             text: String::new(),
+            finish: Finish::Stop,
             delay: behaviour.delay,
             chunk_delay: behaviour.chunk_delay,
             chunks: behaviour.chunks.max(1),
@@ -106,10 +109,11 @@ pub(super) async fn respond(conn: &mut Conn, shared: &Shared, parsed: Parsed) ->
     counters.requests.fetch_add(1, Ordering::SeqCst);
     conn.model_call = true;
     let mut plan = plan;
-    plan.text = match &answer {
+    let text = match &answer {
         Answer::Text(text) => text.clone(),
         Answer::With(f) => f(&request),
     };
+    (plan.text, plan.finish) = wire::within_limit(&request, text);
     if plan.fault.is_some() {
         counters.faulted.fetch_add(1, Ordering::SeqCst);
     }
@@ -169,7 +173,7 @@ async fn answer_model_call(conn: &mut Conn, request: &RecordedRequest, plan: Pla
         return send_json(conn, status, &body, None).await;
     }
     let streaming = request.wants_stream();
-    let usage = Usage::estimate(request, &plan.text);
+    let usage = Usage::estimate(request, &plan.text, plan.finish);
     match plan.fault.clone() {
         Some(Fault::Status {
             status,

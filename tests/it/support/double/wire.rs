@@ -9,21 +9,49 @@ use serde_json::Value;
 use super::request::{Dialect, Endpoint, RecordedRequest};
 use super::{anthropic, llamacpp, ollama, openai};
 
-/// Token counts reported in an answer's usage fields.
+/// What an answer's last event reports: the token counts of its usage fields, and why
+/// generation stopped.
 #[derive(Clone, Copy)]
 pub(super) struct Usage {
     pub input: u64,
     pub output: u64,
+    pub finish: Finish,
 }
 
 impl Usage {
     /// Estimated from the request's input text and the answer text.
-    pub(super) fn estimate(request: &RecordedRequest, answer: &str) -> Self {
+    pub(super) fn estimate(request: &RecordedRequest, answer: &str, finish: Finish) -> Self {
         Usage {
             input: estimate_tokens(&request.all_input_text()),
             output: estimate_tokens(answer),
+            finish,
         }
     }
+}
+
+/// Why generation stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Finish {
+    /// The model ended its answer (OpenAI `stop`, Anthropic `end_turn`, Ollama `stop`,
+    /// llama.cpp `eos`).
+    Stop,
+    /// The request's output-token limit ended it (OpenAI and Ollama `length`, Anthropic
+    /// `max_tokens`, llama.cpp `limit`).
+    Length,
+}
+
+/// The answer as a server bound by the request's output-token limit (`max_tokens`,
+/// `num_predict`, `n_predict`) gives it: cut at the limit (four characters a token, as the
+/// usage estimate counts), and why it stopped.
+pub(super) fn within_limit(request: &RecordedRequest, text: String) -> (String, Finish) {
+    let Some(limit) = request.max_output_tokens() else {
+        return (text, Finish::Stop);
+    };
+    let max_chars = usize::try_from(limit.saturating_mul(4)).unwrap_or(usize::MAX);
+    if text.chars().count() <= max_chars {
+        return (text, Finish::Stop);
+    }
+    (text.chars().take(max_chars).collect(), Finish::Length)
 }
 
 /// About four characters a token, at least one.
