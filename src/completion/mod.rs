@@ -1231,6 +1231,10 @@ async fn run_flight(
     }
 }
 
+/// A first line longer than this is not shown before the answer ends: no suggestion line is
+/// that long, and a model writing one line without end is not read twice over.
+const EARLY_LINE_MAX_BYTES: usize = 4096;
+
 /// Streams a fill-in-the-middle answer and hands `first_line` the raw text of its first line
 /// as soon as that line is complete, while the rest is generated. For the next line after a
 /// statement that line is the whole answer: the stream stops there, which stops the model.
@@ -1250,6 +1254,15 @@ async fn fim_first_line_first(
         }
         let mut text = lock(&text);
         text.push_str(piece);
+        if text.len() > EARLY_LINE_MAX_BYTES {
+            // One endless line: not shown early (looking for its end on every piece would
+            // cost the runtime thread time quadratic in its length).
+            published = true;
+            return;
+        }
+        if !piece.contains('\n') {
+            return;
+        }
         if let Some(end) = first_line_end(&text, shape) {
             published = true;
             first_line(&text[..end]);
