@@ -302,6 +302,7 @@ impl Providers {
                 ms: model.timeout_ms,
             }),
         }
+        .map_err(|e| e.without_key(model))
     }
 
     /// Streams a chat answer from `model`, calling `on_text` with each piece of text as it
