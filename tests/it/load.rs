@@ -288,7 +288,7 @@ fn fifty_documents_edited_at_fifty_a_second_lose_nothing() {
         "load: {DOCUMENTS} documents, {edits} edits + {edits} completion requests in {:.1} s \
          ({:.1} edits/s), {} actions ({} explain, {} review) while typing; every request \
          answered; suggestions shown {shown}, empty {empty}, for another version {}; model \
-         calls: {} completion (requests and prefetches), {} chat; server RSS peak {} MB, at the \
+         calls: {} completion (requests and background calls), {} chat; server RSS peak {} MB, at the \
          end {} MB; final texts identical: {}/{DOCUMENTS}",
         typed_for.as_secs_f64(),
         edits as f64 / typed_for.as_secs_f64(),
