@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::cache::{CacheKey, CachedSuggestion, CompletionCache};
-use crate::config::ModelConfig;
+use crate::config::{ModelConfig, PrefetchSetting};
 use crate::documents::{ByteEdit, RelatedFile, Snapshot, path_of_uri};
 use crate::postprocess::{first_line_end, postprocess};
 use crate::prompt::{build_fim, chat_completion_messages};
@@ -561,10 +561,19 @@ impl CompletionEngine {
                 text: suggestion.into(),
             });
         }
-        if let Some(accepted) = snapshot.with_insertion(cursor, suggestion) {
-            let after = cursor + suggestion.len();
-            self.prefetch(session, &accepted, (after, cursor), related);
+        if session.completion().prefetch == PrefetchSetting::Off {
+            return;
         }
+        // Off the response's path: the document with the suggestion in it is reparsed (a
+        // copy), which takes milliseconds on a big file.
+        let (engine, session, snapshot) = (self.clone(), session.clone(), snapshot.clone());
+        let (suggestion, related) = (suggestion.to_string(), related.to_vec());
+        tokio::task::spawn_blocking(move || {
+            if let Some(accepted) = snapshot.with_insertion(cursor, &suggestion) {
+                let after = cursor + suggestion.len();
+                engine.prefetch(&session, &accepted, (after, cursor), &related);
+            }
+        });
     }
 
     /// Tells the engine that the user accepted a suggestion (`pilotfish.accept`), with the
