@@ -1248,6 +1248,10 @@ async fn run_flight(
     }
 }
 
+/// A first line longer than this is not shown before the answer ends: no suggestion line is
+/// that long, and a model writing one line without end is not read twice over.
+const EARLY_LINE_MAX_BYTES: usize = 4096;
+
 /// Streams a fill-in-the-middle answer and hands `first_line` the raw text of its first line
 /// once that line is complete and `show_from` has passed, while the rest is generated. A
 /// model that turns out fast finishes the whole block before `show_from` (the budget), and
@@ -1270,6 +1274,15 @@ async fn fim_first_line_first(
         }
         let mut text = lock(&text);
         text.push_str(piece);
+        if text.len() > EARLY_LINE_MAX_BYTES {
+            // One endless line: not shown early (looking for its end on every piece would
+            // cost the runtime thread time quadratic in its length).
+            published = true;
+            return;
+        }
+        if !piece.contains('\n') {
+            return;
+        }
         if let Some(end) = first_line_end(&text, shape) {
             let _ = line_end.set(end);
             line_done.notify_one();
