@@ -1268,8 +1268,9 @@ async fn fim_first_line_first(
     let text = Mutex::new(String::new());
     let line_end = std::sync::OnceLock::new();
     let line_done = tokio::sync::Notify::new();
+    let mut read_on = true;
     let mut on_text = |piece: &str| {
-        if line_end.get().is_some() {
+        if !read_on {
             return;
         }
         let mut text = lock(&text);
@@ -1277,13 +1278,14 @@ async fn fim_first_line_first(
         if text.len() > EARLY_LINE_MAX_BYTES {
             // One endless line: not shown early (looking for its end on every piece would
             // cost the runtime thread time quadratic in its length).
-            published = true;
+            read_on = false;
             return;
         }
         if !piece.contains('\n') {
             return;
         }
         if let Some(end) = first_line_end(&text, shape) {
+            read_on = false;
             let _ = line_end.set(end);
             line_done.notify_one();
         }
