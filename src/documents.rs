@@ -77,6 +77,13 @@ pub struct TextChange {
 pub enum DocumentError {
     #[error("document {0} is not open")]
     NotOpen(String),
+    /// LSP versions only grow: a change that goes back was made to another text than ours.
+    #[error("change to {uri} has version {version}, older than the document's {current}")]
+    StaleVersion {
+        uri: String,
+        version: i32,
+        current: i32,
+    },
     #[error("change {index} of {uri} (version {version}): {source}")]
     BadChange {
         uri: String,
@@ -567,7 +574,8 @@ impl Documents {
         }
     }
 
-    /// Applies one `didChange`: all of `changes` in order, or none of them.
+    /// Applies one `didChange`: all of `changes` in order, or none of them. A change whose
+    /// version is older than the document's is refused whole.
     pub fn change(
         &mut self,
         uri: &str,
@@ -579,6 +587,13 @@ impl Documents {
             .open
             .get_mut(uri)
             .ok_or_else(|| DocumentError::NotOpen(uri.to_string()))?;
+        if version < doc.version {
+            return Err(DocumentError::StaleVersion {
+                uri: uri.to_string(),
+                version,
+                current: doc.version,
+            });
+        }
         let changed = doc.apply(version, changes, enc)?;
         self.clock += 1;
         doc.touched = self.clock;
@@ -841,6 +856,47 @@ mod tests {
                 .is_err()
         );
         assert_eq!(text(&docs, "u"), "a = 1\nb = 2\n");
+    }
+
+    #[test]
+    fn a_change_with_an_older_version_is_refused_whole() {
+        let mut docs = Documents::default();
+        docs.open_parsed("u", Language::Python, 5, "a = 1\n");
+        let err = docs.change(
+            "u",
+            4,
+            &[edit((0, 0), (0, 0), "#")],
+            PositionEncoding::Utf16,
+        );
+        assert!(
+            matches!(
+                err,
+                Err(DocumentError::StaleVersion {
+                    version: 4,
+                    current: 5,
+                    ..
+                })
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            (text(&docs, "u").as_str(), docs.version("u")),
+            ("a = 1\n", Some(5))
+        );
+        // The same version again is applied (some editors repeat it); a newer one too.
+        for version in [5, 9] {
+            let applied = docs.change(
+                "u",
+                version,
+                &[edit((0, 0), (0, 0), "#")],
+                PositionEncoding::Utf16,
+            );
+            assert_eq!(applied.map(|c| c.reparse), Ok(Reparse::Done));
+        }
+        assert_eq!(
+            (text(&docs, "u").as_str(), docs.version("u")),
+            ("##a = 1\n", Some(9))
+        );
     }
 
     #[test]

@@ -6,6 +6,9 @@ pub mod check;
 pub mod completion;
 pub mod config;
 pub mod documents;
+/// The fuzz targets' properties (`fuzz/`): built only under `cargo fuzz` and for tests.
+#[cfg(any(fuzzing, test))]
+pub mod fuzzing;
 pub mod lsp;
 pub mod position;
 pub mod postprocess;

@@ -29,7 +29,12 @@ use crate::telemetry::UsageLog;
 use crate::test_hooks;
 
 mod actions;
+mod conformance;
 mod framing;
+
+/// The fuzz check of the framing guard (`crate::fuzzing`).
+#[cfg(any(fuzzing, test))]
+pub(crate) use framing::check_any_chunking as check_framing;
 
 /// The command attached to every suggestion, so the editor reports acceptance.
 pub const ACCEPT_COMMAND: &str = "pilotfish.accept";
@@ -55,7 +60,6 @@ pub async fn serve_stdio(options: ServeOptions) -> i32 {
     let flag = shutdown_seen.clone();
     let (service, socket) = LspService::build(move |client| Backend::new(client, options, flag))
         .custom_method("textDocument/inlineCompletion", Backend::inline_completion)
-        .custom_method(framing::UNREADABLE_METHOD, Backend::unreadable_message)
         .custom_method(
             "window/workDoneProgress/cancel",
             Backend::work_done_progress_cancel,
@@ -66,7 +70,7 @@ pub async fn serve_stdio(options: ServeOptions) -> i32 {
     let stdin = framing::guard(input);
     Server::new(stdin, output, socket)
         .concurrency_level(MAX_CONCURRENT_REQUESTS)
-        .serve(service)
+        .serve(conformance::Conformant::new(service))
         .await;
     if shutdown_seen.load(Ordering::SeqCst) {
         0

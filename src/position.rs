@@ -47,6 +47,12 @@ impl PositionEncoding {
     }
 }
 
+/// `text` with every line break LSP knows (`\r\n`, a lone `\r`) written as `\n`: for text
+/// from outside (a model's answer) that the rules after it read line by line.
+pub fn lf_line_breaks(text: &str) -> String {
+    text.replace("\r\n", "\n").replace('\r', "\n")
+}
+
 /// A zero-based line and a column counted in some [`PositionEncoding`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct LineCol {

@@ -65,7 +65,8 @@ const LEAKED_TOKENS: &[&str] = &[
 
 /// Turns the model's raw text into the suggestion to show, or `None` to show nothing.
 pub fn postprocess(raw: &str, ctx: &CompletionContext, stop: &[String]) -> Option<String> {
-    let text = raw.replace("\r\n", "\n");
+    // A lone `\r` is a line break too (an editor shows it as one): the rules see every line.
+    let text = crate::position::lf_line_breaks(raw);
     let text = cut_at_stop(&text, stop);
     let text = strip_fences(text, ctx);
     let text = strip_echo(&text, &ctx.shape.line_before);
@@ -911,6 +912,9 @@ mod tests {
         ("starts with a newline", "\n    c = 1", "def f(a, b):\n    return $0\n", Python, false, None, NONE, None),
         ("only whitespace", "   \t ", "x = $0", Python, false, None, NONE, None),
         ("crlf single line", "a + b\r\nc", "x = 1\r\ny = $0\r\n", Python, false, None, NONE, Some("a + b")),
+        // Found by fuzzing (fuzz/regressions/fim_answer): a lone CR is a line break too.
+        ("lone cr single line", "a + b\rc", "x = $0\n", Python, false, None, NONE, Some("a + b")),
+        ("lone cr first means nothing", "\rx = 1<|endoftext|>", "$0", Rust, false, None, NONE, None),
         // 4. multi-line block
         ("python dedent ends the block", "x = 1\n    return x\ndef g():\n    pass", "def f():\n    $0\n", Python, true, Some(4), NONE, Some("x = 1\n    return x")),
         ("python dedent without block_indent", "x = 1\n        y = 2\n    z = 3", "def f():\n    if a:\n        $0\n", Python, true, None, NONE, Some("x = 1\n        y = 2")),

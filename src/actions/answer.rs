@@ -1,5 +1,5 @@
 //! Reading a chat model's answer: the code of a rewrite ([`extract_code`]) and the findings of
-//! a review ([`parse_findings`]). Pure; CRLF answers are read as LF.
+//! a review ([`parse_findings`]). Pure; every line break (CRLF, a lone CR) is read as LF.
 //!
 //! Both are conservative: an answer that does not say clearly what it means is an error
 //! with a message naming what is wrong, never a guess. A wrong edit or an invented finding
@@ -28,6 +28,7 @@ use std::ops::RangeInclusive;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::position::lf_line_breaks;
 use crate::syntax::{Language, LanguageSpec, parse};
 
 /// How many `{` of an answer are tried as the start of the findings object.
@@ -95,7 +96,7 @@ impl Finding {
 
 /// The code of a rewrite answer, without fences, LF line breaks and no trailing line break.
 pub fn extract_code(answer: &str, language: Language) -> Result<String, ParseError> {
-    let text = answer.replace("\r\n", "\n");
+    let text = lf_line_breaks(answer);
     if text.trim().is_empty() {
         return Err(ParseError::Empty);
     }
@@ -134,7 +135,7 @@ pub fn extract_code(answer: &str, language: Language) -> Result<String, ParseErr
 
 /// The findings of a review answer, checked against the `target_lines` lines shown.
 pub fn parse_findings(answer: &str, target_lines: u32) -> Result<Vec<Finding>, ParseError> {
-    let text = answer.replace("\r\n", "\n");
+    let text = lf_line_breaks(answer);
     if text.trim().is_empty() {
         return Err(ParseError::Empty);
     }
@@ -552,6 +553,13 @@ mod tests {
                 "CRLF",
                 Rust,
                 "Sure:\r\n```rust\r\nfn f() {\r\n    1\r\n}\r\n```\r\n",
+                Ok("fn f() {\n    1\n}"),
+            ),
+            // Found by fuzzing (fuzz/regressions/review_answer): `\r\r\n` left a CRLF in the code.
+            (
+                "CR CRLF and a lone CR",
+                Rust,
+                "```rust\r\r\nfn f() {\r    1\r\n}\r\n```",
                 Ok("fn f() {\n    1\n}"),
             ),
             (

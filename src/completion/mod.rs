@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::cache::{CacheKey, CachedSuggestion, CompletionCache};
-use crate::config::ModelConfig;
+use crate::config::{ModelConfig, PrefetchSetting};
 use crate::documents::{ByteEdit, RelatedFile, Snapshot, path_of_uri};
 use crate::postprocess::{first_line_end, postprocess};
 use crate::prompt::{
@@ -571,10 +571,19 @@ impl CompletionEngine {
                 text: suggestion.into(),
             });
         }
-        if let Some(accepted) = snapshot.with_insertion(cursor, suggestion) {
-            let after = cursor + suggestion.len();
-            self.prefetch(session, &accepted, (after, cursor), related);
+        if session.completion().prefetch == PrefetchSetting::Off {
+            return;
         }
+        // Off the response's path: the document with the suggestion in it is reparsed (a
+        // copy), which takes milliseconds on a big file.
+        let (engine, session, snapshot) = (self.clone(), session.clone(), snapshot.clone());
+        let (suggestion, related) = (suggestion.to_string(), related.to_vec());
+        tokio::task::spawn_blocking(move || {
+            if let Some(accepted) = snapshot.with_insertion(cursor, &suggestion) {
+                let after = cursor + suggestion.len();
+                engine.prefetch(&session, &accepted, (after, cursor), &related);
+            }
+        });
     }
 
     /// Tells the engine that the user accepted a suggestion (`pilotfish.accept`), with the
@@ -1181,7 +1190,15 @@ async fn run_flight(
                             tx.send_replace(Some(Ok(hit)));
                         }
                     };
-                    fim_first_line_first(providers, &model, call, &ctx.shape, &publish).await?
+                    fim_first_line_first(
+                        providers,
+                        &model,
+                        call,
+                        &ctx.shape,
+                        started + budget,
+                        &publish,
+                    )
+                    .await?
                 } else {
                     providers.fim(&model, call).await?
                 };
@@ -1272,37 +1289,66 @@ async fn run_flight(
     }
 }
 
+/// A first line longer than this is not shown before the answer ends: no suggestion line is
+/// that long, and a model writing one line without end is not read twice over.
+const EARLY_LINE_MAX_BYTES: usize = 4096;
+
 /// Streams a fill-in-the-middle answer and hands `first_line` the raw text of its first line
-/// as soon as that line is complete, while the rest is generated. For the next line after a
-/// statement that line is the whole answer: the stream stops there, which stops the model.
+/// once that line is complete and `show_from` has passed, while the rest is generated. A
+/// model that turns out fast finishes the whole block before `show_from` (the budget), and
+/// the user gets the block, not its first line. For the next line after a statement that
+/// line is the whole answer: the stream stops there, which stops the model.
 async fn fim_first_line_first(
     providers: &Providers,
     model: &ModelConfig,
     call: FimCall<'_>,
     shape: &SuggestionShape,
+    show_from: Instant,
     first_line: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<ModelAnswer, ProviderError> {
     let text = Mutex::new(String::new());
+    let line_end = std::sync::OnceLock::new();
     let line_done = tokio::sync::Notify::new();
-    let mut published = false;
+    let mut read_on = true;
     let mut on_text = |piece: &str| {
-        if published {
+        if !read_on {
             return;
         }
         let mut text = lock(&text);
         text.push_str(piece);
-        if let Some(end) = first_line_end(&text, shape) {
-            published = true;
-            first_line(&text[..end]);
-            if shape.next_line {
-                line_done.notify_one();
-            }
+        if text.len() > EARLY_LINE_MAX_BYTES {
+            // One endless line: not shown early (looking for its end on every piece would
+            // cost the runtime thread time quadratic in its length).
+            read_on = false;
+            return;
         }
+        if !piece.contains('\n') {
+            return;
+        }
+        if let Some(end) = first_line_end(&text, shape) {
+            read_on = false;
+            let _ = line_end.set(end);
+            line_done.notify_one();
+        }
+    };
+    let next_line = shape.next_line;
+    let shown = async {
+        line_done.notified().await;
+        let line = || {
+            let end = *line_end.get().expect("set before the notification");
+            lock(&text)[..end].to_owned()
+        };
+        if next_line {
+            return line();
+        }
+        tokio::time::sleep_until(show_from.into()).await;
+        first_line(&line());
+        std::future::pending().await
     };
     tokio::select! {
         answer = providers.fim_streamed(model, call, &mut on_text) => answer,
-        _ = line_done.notified() => Ok(ModelAnswer {
-            text: lock(&text).clone(),
+        line = shown => Ok(ModelAnswer {
+            text: line,
             ..ModelAnswer::default()
         }),
     }

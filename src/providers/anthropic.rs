@@ -86,7 +86,7 @@ fn status_of(error_type: &str) -> Option<u16> {
 }
 
 #[derive(Debug, Default)]
-struct ChatStream {
+pub(super) struct ChatStream {
     stopped: bool,
     /// The `stop_reason` was `max_tokens`.
     cut_at_limit: bool,

@@ -37,7 +37,7 @@ pub(super) fn fim_streamed(
 /// The SSE stream of `/infill`: `{"content": …, "stop": false}` pieces, the last one
 /// `stop: true` with the token counts.
 #[derive(Debug, Default)]
-struct InfillStream {
+pub(super) struct InfillStream {
     done: bool,
     tokens_in: Option<u64>,
     tokens_out: Option<u64>,

@@ -17,10 +17,30 @@ mod probe;
 pub use probe::model_listed;
 mod stream;
 
+/// The fuzz check of the chat stream decoders (`crate::fuzzing`).
+#[cfg(any(fuzzing, test))]
+pub(crate) mod fuzz;
+
 use std::time::{Duration, Instant};
 
 use crate::config::{ModelConfig, Provider};
 use crate::prompt::FimPrompt;
+
+/// The most of a model's answer that is read, whole or streamed (bytes on the wire). An
+/// answer is bounded by `max_output_tokens`: kilobytes of text, a few hundred KB with a
+/// stream's framing. Past this the server is misbehaving (an answer that never ends, a
+/// runaway proxy), and reading on would only grow memory: the call fails instead.
+pub const MAX_ANSWER_BYTES: usize = 8 << 20;
+/// The most of an error body that is read: only its first line is shown to the user.
+const MAX_ERROR_BODY_BYTES: usize = 64 << 10;
+
+/// Why an answer over [`MAX_ANSWER_BYTES`] was dropped.
+fn too_large() -> String {
+    format!(
+        "the answer is larger than {} MB (the limit)",
+        MAX_ANSWER_BYTES >> 20
+    )
+}
 
 /// What a model answered, with the token counts when the provider reported them.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -75,6 +95,50 @@ pub enum ProviderError {
     MissingKey { model: String, env: Option<String> },
     #[error("{0}")]
     Unsupported(String),
+}
+
+impl ProviderError {
+    /// The error with the model's API key masked wherever it occurs: a server may echo the
+    /// key it was sent in its error text (the user sees it, the log keeps it).
+    fn without_key(self, model: &ModelConfig) -> ProviderError {
+        let Some(key) = model.api_key().filter(|k| !k.is_empty()) else {
+            return self;
+        };
+        let scrub = |text: String| text.replace(&key, crate::redact::MASK);
+        match self {
+            ProviderError::Unreachable { url, detail } => ProviderError::Unreachable {
+                url,
+                detail: scrub(detail),
+            },
+            ProviderError::Status {
+                url,
+                status,
+                retry_after,
+                message,
+            } => ProviderError::Status {
+                url,
+                status,
+                retry_after,
+                message: scrub(message),
+            },
+            ProviderError::Malformed { url, detail } => ProviderError::Malformed {
+                url,
+                detail: scrub(detail),
+            },
+            ProviderError::Stream {
+                url,
+                detail,
+                partial_chars,
+            } => ProviderError::Stream {
+                url,
+                detail: scrub(detail),
+                partial_chars,
+            },
+            other @ (ProviderError::Timeout { .. }
+            | ProviderError::MissingKey { .. }
+            | ProviderError::Unsupported(_)) => other,
+        }
+    }
 }
 
 fn missing_key_message(model: &str, env: Option<&str>) -> String {
@@ -195,6 +259,7 @@ impl Providers {
                 model.model
             ))),
         }
+        .map_err(|e| e.without_key(model))
     }
 
     /// Asks `model` to fill in the middle, streamed: `on_text` gets each piece of text as it
@@ -232,6 +297,7 @@ impl Providers {
                 ms: model.timeout_ms,
             }),
         }
+        .map_err(|e| e.without_key(model))
     }
 
     /// Streams a chat answer from `model`, calling `on_text` with each piece of text as it
@@ -292,6 +358,7 @@ impl Providers {
                 ms: model.timeout_ms,
             }),
         }
+        .map_err(|e| e.without_key(model))
     }
 
     /// A cheap request that opens a pooled connection to the model server (and tells
@@ -329,7 +396,10 @@ impl Providers {
             .send()
             .await
             .map_err(|e| transport_error(&url, model, e))?;
-        check_status(&url, response).await.map(drop)
+        check_status(&url, response)
+            .await
+            .map(drop)
+            .map_err(|e| e.without_key(model))
     }
 }
 
@@ -446,7 +516,10 @@ async fn check_status(
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s >= 0.0)
         .map(Duration::from_secs_f64);
-    let body = response.text().await.unwrap_or_default();
+    let body = read_capped(response, MAX_ERROR_BODY_BYTES)
+        .await
+        .map(|(body, _)| body)
+        .unwrap_or_default();
     Err(ProviderError::Status {
         url: url.to_string(),
         status: status.as_u16(),
@@ -492,16 +565,50 @@ fn one_line(text: &str) -> String {
     out
 }
 
-/// Reads a whole body, mapping transport failures (including a reset mid-body).
+/// Reads a whole body, mapping transport failures (including a reset mid-body); a body
+/// larger than [`MAX_ANSWER_BYTES`] is `Malformed`, and is not read past the limit.
 async fn read_body(
     url: &str,
     model: &ModelConfig,
     response: reqwest::Response,
 ) -> Result<String, ProviderError> {
-    response
-        .text()
-        .await
-        .map_err(|e| transport_error(url, model, e))
+    let malformed = |detail| ProviderError::Malformed {
+        url: url.to_string(),
+        detail,
+    };
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_ANSWER_BYTES as u64)
+    {
+        return Err(malformed(too_large()));
+    }
+    match read_capped(response, MAX_ANSWER_BYTES).await {
+        Ok((body, false)) => Ok(body),
+        Ok((_, true)) => Err(malformed(too_large())),
+        Err(e) => Err(transport_error(url, model, e)),
+    }
+}
+
+/// Reads at most `limit` bytes of a body as text (invalid UTF-8 replaced); the flag says
+/// whether the body went on past the limit (what was read then stops at it).
+async fn read_capped(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<(String, bool), reqwest::Error> {
+    let mut body = Vec::new();
+    let mut over = false;
+    while let Some(chunk) = response.chunk().await? {
+        let room = limit - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            over = true;
+            break;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let text = String::from_utf8(body)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    Ok((text, over))
 }
 
 /// The data payloads of a server-sent-events body (`data: …` lines), without `[DONE]`.

@@ -40,7 +40,7 @@ fn chat_body(model: &ModelConfig, call: &ChatCall<'_>) -> Value {
 /// The NDJSON stream of `/api/chat` (a single JSON object, when not streamed, reads the same),
 /// and of `/api/generate`, whose lines carry `response`.
 #[derive(Debug, Default)]
-struct ChatStream {
+pub(super) struct ChatStream {
     lines: NdjsonDecoder,
     seen: usize,
     done: bool,

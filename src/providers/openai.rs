@@ -40,7 +40,7 @@ fn chat_body(model: &ModelConfig, call: &ChatCall<'_>) -> Value {
 /// Complete at `data: [DONE]`, or at the end of the body once a `finish_reason` was seen
 /// (servers that omit `[DONE]`).
 #[derive(Debug, Default)]
-struct ChatStream {
+pub(super) struct ChatStream {
     finished: bool,
     /// The `finish_reason` was `length`: cut at `max_tokens`.
     cut_at_limit: bool,

@@ -28,7 +28,9 @@ impl super::Providers {
             .send()
             .await
             .map_err(|e| transport_error(&url, model, e))?;
-        let response = check_status(&url, response).await?;
+        let response = check_status(&url, response)
+            .await
+            .map_err(|e| e.without_key(model))?;
         let body = read_body(&url, model, response).await?;
         let parsed: Value = serde_json::from_str(&body).map_err(|e| ProviderError::Malformed {
             url: url.clone(),

@@ -5,13 +5,14 @@
 //! The decoders are sans-I/O: bytes in, whole events out, for any chunking of the body (an
 //! event, a line, a CRLF pair or a UTF-8 sequence may be split across network reads). They
 //! never see an API key. [`read_chat`] owns the stream's failure modes: a body that stops
-//! arriving (idle limit), breaks off (reset), or carries an error or garbage part-way.
+//! arriving (idle limit), breaks off (reset), carries an error or garbage part-way, or grows
+//! past [`MAX_ANSWER_BYTES`] (an answer that never ends).
 
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
-use super::{Cut, ModelAnswer, ProviderError, one_line, root_cause};
+use super::{Cut, MAX_ANSWER_BYTES, ModelAnswer, ProviderError, one_line, root_cause, too_large};
 use crate::config::ModelConfig;
 
 /// A longer line than this is not a stream we understand (it guards memory, not correctness).
@@ -379,6 +380,7 @@ pub(super) async fn read_chat(
         started,
         on_text,
     };
+    let mut read = 0usize;
     loop {
         let bytes = match tokio::time::timeout(idle, body.next()).await {
             Err(_) if got.chars == 0 => {
@@ -406,6 +408,14 @@ pub(super) async fn read_chat(
             }
             Ok(Some(Ok(bytes))) => bytes,
         };
+        read += bytes.len();
+        if read > MAX_ANSWER_BYTES {
+            return Err(wire_error(
+                url,
+                WireError::Malformed(too_large()),
+                got.chars,
+            ));
+        }
         wire.feed(&bytes, &mut |piece| got.piece(piece))
             .map_err(|e| wire_error(url, e, got.chars))?;
         if wire.is_done() {

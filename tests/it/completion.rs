@@ -570,6 +570,22 @@ fn a_slow_models_block_shows_its_first_line_first() {
     server.lsp.shutdown_and_exit();
 }
 
+/// A model not measured yet that turns out fast writes its whole block inside the budget:
+/// the user gets the block, not its first line.
+#[test]
+fn a_fast_models_block_is_shown_whole() {
+    let block = "for x in xs:\n        total += x\n    return total";
+    let server = Server::start(
+        Behaviour::answer(block)
+            .chunks(8)
+            .chunk_delay(Duration::from_millis(5)),
+    );
+    let (uri, line, col) = server.open("sum.py", "python", "def f(xs):\n    total = 0\n    $0\n");
+    let shown = server.inline(&uri, line, col);
+    assert_eq!(suggestion(&shown).as_deref(), Some(block), "{shown}");
+    server.lsp.shutdown_and_exit();
+}
+
 /// The next line after a statement is the whole answer: once it is written the stream is
 /// closed, which stops the model.
 #[test]

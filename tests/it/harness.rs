@@ -8,7 +8,7 @@
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::support::double::{Behaviour, ModelDouble};
+use crate::support::double::{Behaviour, ModelDouble, RecordedRequest};
 use crate::support::lsp::{LspClient, RequestId, mark};
 
 /// Which provider and FIM mode the config gives the completion model.
@@ -269,4 +269,41 @@ pub fn assert_empty(result: &Value) {
         result.is_null() || items(result).is_empty(),
         "expected no suggestion, got {result}"
     );
+}
+
+/// FNV-1a of the prompt and suffix a model call carried, as a suggestion: what [`echo`]
+/// answers. A completion at the end of a document then proves the text the server holds.
+pub fn digest(prompt: &str, suffix: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in prompt.bytes().chain([0xff]).chain(suffix.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("seen_{hash:016x}")
+}
+
+/// A model that answers with the [`digest`] of what it was sent.
+pub fn echo() -> Behaviour {
+    Behaviour::answer_with(|request: &RecordedRequest| {
+        digest(
+            &request.prompt_text(),
+            &request.suffix_text().unwrap_or_default(),
+        )
+    })
+}
+
+/// A memory figure of a process in KB, from Linux's `/proc/PID/status` (`VmRSS`: resident
+/// now, `VmHWM`: its peak); 0 where it cannot be read.
+pub fn proc_status_kb(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A process's peak resident set size in KB.
+pub fn peak_rss_kb(pid: u32) -> u64 {
+    proc_status_kb(pid, "VmHWM")
 }

@@ -484,10 +484,15 @@ async fn keys_never_appear_in_errors() {
             "sk-never-shown-2",
         ),
     ] {
+        // The last one echoes the key it was sent, as some servers do.
         for fault in [
             Fault::status(401),
             Fault::Garbage,
             Fault::ResetMidStream { after_chunks: 1 },
+            Fault::status_with_body(
+                401,
+                format!("{{\"error\":{{\"message\":\"Incorrect API key provided: {key}\"}}}}"),
+            ),
         ] {
             let double = ModelDouble::start(Behaviour::answer("abc").fault(fault.clone()));
             let (_, result) = chat(&model(&double, provider, Some(key_env))).await;
@@ -497,6 +502,186 @@ async fn keys_never_appear_in_errors() {
                 "{provider:?} {fault:?}: {error}"
             );
         }
+    }
+}
+
+// --- answers too big or never ending (issue 11: memory stays bounded) ----------------------
+
+/// One FIM call (native: prefix and suffix) to `model`.
+async fn fim(model: &ModelConfig) -> Result<ModelAnswer, ProviderError> {
+    let prompt = pilotfish::prompt::FimPrompt {
+        prompt: "def add(a, b):\n    return ".into(),
+        suffix: Some("\n".into()),
+        stop: vec!["\n".into()],
+    };
+    let call = pilotfish::providers::FimCall {
+        prompt: &prompt,
+        max_tokens: 64,
+        time_budget: None,
+        other_files: &[],
+    };
+    Providers::new().fim(model, call).await
+}
+
+/// The FIM wires: OpenAI `/v1/completions`, Ollama `/api/generate`, llama.cpp `/infill`.
+const FIM_PROVIDERS: [Provider; 3] = [Provider::Openai, Provider::Ollama, Provider::Llamacpp];
+
+fn assert_too_large(what: &str, result: &Result<ModelAnswer, ProviderError>) {
+    let limit = format!("{} MB", pilotfish::providers::MAX_ANSWER_BYTES >> 20);
+    match result {
+        Err(ProviderError::Malformed { detail, .. } | ProviderError::Stream { detail, .. })
+            if detail.contains("larger than") && detail.contains(&limit) => {}
+        other => panic!("{what}: expected an answer-too-large error, got {other:?}"),
+    }
+}
+
+/// A 100 MB answer is dropped at the limit, not read whole: the connection is closed long
+/// before the double has written it all.
+#[tokio::test]
+async fn a_100_mb_answer_is_an_error_at_the_limit_for_every_wire() {
+    const HUNDRED_MB: usize = 100 << 20;
+    set_key("PILOTFISH_IT_HUGE_KEY", "k");
+    for provider in FIM_PROVIDERS {
+        let double = ModelDouble::start(Behaviour::failing(Fault::Huge { bytes: HUNDRED_MB }));
+        let mut model = model(&double, provider, None);
+        model.fim = Some("native".into());
+        assert_too_large(&format!("fim {provider:?}"), &fim(&model).await);
+        assert!(
+            double.wait_for_async(|d| d.aborted() == 1, WAIT).await,
+            "fim {provider:?}: the connection is dropped at the limit: {}",
+            double.summary()
+        );
+    }
+    for (provider, key) in each_provider("PILOTFISH_IT_HUGE_KEY") {
+        let double = ModelDouble::start(Behaviour::failing(Fault::Huge { bytes: HUNDRED_MB }));
+        let (pieces, result) = chat(&model(&double, provider, key)).await;
+        assert_too_large(&format!("chat {provider:?}"), &result);
+        let passed_on: usize = pieces.iter().map(String::len).sum();
+        assert!(
+            passed_on <= pilotfish::providers::MAX_ANSWER_BYTES,
+            "chat {provider:?}: {passed_on} bytes of text"
+        );
+        assert!(
+            double.wait_for_async(|d| d.aborted() == 1, WAIT).await,
+            "chat {provider:?}: {}",
+            double.summary()
+        );
+    }
+}
+
+/// An answer that never ends (streamed back to back, or a JSON body that never closes) stops
+/// at the same limit, well before the model's timeout.
+#[tokio::test]
+async fn an_answer_that_never_ends_is_an_error_at_the_limit_for_every_wire() {
+    set_key("PILOTFISH_IT_ENDLESS_KEY", "k");
+    for provider in FIM_PROVIDERS {
+        let double = ModelDouble::start(Behaviour::failing(Fault::Endless));
+        let mut model = model(&double, provider, None);
+        model.fim = Some("native".into());
+        model.timeout_ms = 30_000;
+        assert_too_large(&format!("fim {provider:?}"), &fim(&model).await);
+    }
+    for (provider, key) in each_provider("PILOTFISH_IT_ENDLESS_KEY") {
+        let double = ModelDouble::start(Behaviour::failing(Fault::Endless));
+        let mut model = model(&double, provider, key);
+        model.timeout_ms = 30_000;
+        let (pieces, result) = chat(&model).await;
+        assert_too_large(&format!("chat {provider:?}"), &result);
+        assert!(!pieces.is_empty(), "chat {provider:?}: text was passed on");
+        assert!(
+            double.wait_for_async(|d| d.aborted() == 1, WAIT).await,
+            "chat {provider:?}: {}",
+            double.summary()
+        );
+    }
+}
+
+/// A server that stops part-way through the body (after promising all of it) is a timeout
+/// (or a stalled stream) at the model's `timeout_ms` — for a chat, the text that arrived,
+/// marked cut at the timeout — and the connection is dropped. The timeout is short here
+/// because hitting it is the point.
+#[tokio::test]
+async fn a_hang_mid_answer_times_out_for_every_wire() {
+    set_key("PILOTFISH_IT_HANG_MID_KEY", "k");
+    let fault = Fault::HangMidStream { after_chunks: 1 };
+    for provider in FIM_PROVIDERS {
+        let double = ModelDouble::start(Behaviour::answer("a + b").fault(fault.clone()));
+        let mut model = model(&double, provider, None);
+        model.fim = Some("native".into());
+        model.timeout_ms = 300;
+        let result = fim(&model).await;
+        assert!(
+            matches!(result, Err(ProviderError::Timeout { .. })),
+            "fim {provider:?}: {result:?}"
+        );
+        assert!(double.wait_for_async(|d| d.aborted() == 1, WAIT).await);
+    }
+    for (provider, key) in each_provider("PILOTFISH_IT_HANG_MID_KEY") {
+        let double = ModelDouble::start(Behaviour::answer("abcdef").chunks(3).fault(fault.clone()));
+        let mut model = model(&double, provider, key);
+        model.timeout_ms = 300;
+        let (pieces, result) = chat(&model).await;
+        assert_eq!(pieces, ["ab"], "chat {provider:?}");
+        assert!(
+            matches!(&result, Ok(answer) if answer.text == "ab" && answer.cut == Some(Cut::Timeout))
+                || matches!(&result, Err(ProviderError::Stream { detail, partial_chars: 2, .. }) if detail.contains("stalled")),
+            "chat {provider:?}: {result:?}"
+        );
+        assert!(double.wait_for_async(|d| d.aborted() == 1, WAIT).await);
+    }
+}
+
+/// An answer that never ends but never grows big either (a piece every 20 ms) is stopped by
+/// nothing but the model's timeout — short here, because hitting it is the point: a FIM call
+/// fails, a chat keeps what arrived, marked cut at the timeout — and the connection is
+/// dropped there.
+#[tokio::test]
+async fn an_answer_that_trickles_forever_ends_at_the_timeout_for_every_wire() {
+    set_key("PILOTFISH_IT_TRICKLE_KEY", "k");
+    let fault = Fault::Trickle {
+        every: Duration::from_millis(20),
+    };
+    for provider in FIM_PROVIDERS {
+        let double = ModelDouble::start(Behaviour::failing(fault.clone()));
+        let mut model = model(&double, provider, None);
+        model.fim = Some("native".into());
+        model.timeout_ms = 300;
+        let result = fim(&model).await;
+        assert!(
+            matches!(result, Err(ProviderError::Timeout { ms: 300, .. })),
+            "fim {provider:?}: {result:?}"
+        );
+        assert!(double.wait_for_async(|d| d.aborted() == 1, WAIT).await);
+    }
+    for (provider, key) in each_provider("PILOTFISH_IT_TRICKLE_KEY") {
+        let double = ModelDouble::start(Behaviour::failing(fault.clone()));
+        let mut model = model(&double, provider, key);
+        model.timeout_ms = 300;
+        let (pieces, result) = chat(&model).await;
+        assert!(!pieces.is_empty(), "chat {provider:?}: text was passed on");
+        assert!(
+            matches!(&result, Ok(answer) if answer.text == pieces.concat() && answer.cut == Some(Cut::Timeout)),
+            "chat {provider:?}: {result:?}"
+        );
+        assert!(double.wait_for_async(|d| d.aborted() == 1, WAIT).await);
+    }
+}
+
+/// A 100 MB error body costs no more than its first 64 KB: the message is still one line.
+#[tokio::test]
+async fn a_huge_error_body_is_read_only_in_part() {
+    let double = ModelDouble::start(Behaviour::failing(Fault::status_with_body(
+        500,
+        "x".repeat(20 << 20),
+    )));
+    let (_, result) = chat(&model(&double, Provider::Openai, None)).await;
+    match result {
+        Err(ProviderError::Status {
+            status: 500,
+            message,
+            ..
+        }) => assert!(message.len() < 1024, "{} bytes", message.len()),
+        other => panic!("{other:?}"),
     }
 }
 

@@ -210,9 +210,9 @@ fn a_body_that_is_not_utf8_is_a_parse_error_and_the_server_stays_up() {
     server.lsp.shutdown_and_exit();
 }
 
-/// Several unreadable messages back to back: each gets an error response (tower-lsp keys
-/// requests in flight by id, and they all have the null id, so one that arrives while the
-/// previous is being answered gets a bare -32600), and the server stays up.
+/// Several unreadable messages back to back: each gets its own parse error (they are answered
+/// before tower-lsp's queue of requests in flight, where their shared null id would clash),
+/// and the server stays up.
 #[test]
 fn unreadable_messages_back_to_back_each_get_an_error() {
     let server = Server::start(Behaviour::answer("a + b"));
@@ -221,8 +221,7 @@ fn unreadable_messages_back_to_back_each_get_an_error() {
     }
     let responses = server.lsp.wait_for_null_id_responses(5);
     for response in &responses {
-        let code = response["error"]["code"].as_i64();
-        assert!(matches!(code, Some(-32700 | -32600)), "{responses:?}");
+        assert_eq!(response["error"]["code"], json!(-32700), "{responses:?}");
     }
     assert_still_completes(&server);
     server.lsp.shutdown_and_exit();

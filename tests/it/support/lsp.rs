@@ -563,6 +563,22 @@ impl LspClient {
         }
     }
 
+    /// Everything the server said on stdout so far, as text: responses, notifications, its
+    /// requests and anything malformed (for searching every output, e.g. for a leaked key).
+    pub fn transcript(&self) -> String {
+        let state = self.inbox.lock();
+        let mut out: Vec<String> = state.responses.values().map(Value::to_string).collect();
+        for messages in [
+            &state.null_id_responses,
+            &state.notifications,
+            &state.server_requests,
+        ] {
+            out.extend(messages.iter().map(Value::to_string));
+        }
+        out.extend(state.protocol_errors.iter().cloned());
+        out.join("\n")
+    }
+
     /// Everything on the server's stdout that was not a well-formed LSP message, plus duplicate
     /// responses. Should stay empty.
     pub fn protocol_errors(&self) -> Vec<String> {

@@ -51,6 +51,20 @@ pub enum Fault {
     /// {"error":..}`, Ollama `{"error":..}`) and end the stream. Not streaming: answer 529 for
     /// Anthropic, 500 for the others.
     StreamError { after_chunks: usize },
+    /// Send the head and `after_chunks` content chunks (half the body when not streaming, after
+    /// a `Content-Length` promising all of it), then send nothing more until the client leaves.
+    HangMidStream { after_chunks: usize },
+    /// `200 OK` and an answer that never ends: content chunks back to back with no pause
+    /// (`chunk_delay` is ignored), never the last event; when not streaming, a chunked JSON
+    /// body whose text field never closes. Until the client leaves.
+    Endless,
+    /// `200 OK` and an answer that never ends, one small piece (an event, or a byte of the
+    /// text when not streaming) every `every`: a model looping on a token. It never goes quiet
+    /// and never grows big, so only the model's timeout ends it. Until the client leaves.
+    Trickle { every: Duration },
+    /// `200 OK` and a well-formed answer of about `bytes` bytes on the wire (its text is
+    /// filler), written in 64 KB pieces as the client reads, never held whole in memory.
+    Huge { bytes: usize },
 }
 
 impl Fault {

@@ -21,11 +21,15 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Largest request body the double accepts (Pilotfish may be tested with 50 MB documents).
 const MAX_BODY_BYTES: usize = 128 * 1024 * 1024;
 
+/// Accepts connections until dropped; dropping it also drops (closes) every connection it
+/// is serving.
 pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        while connections.try_join_next().is_some() {}
         match listener.accept().await {
             Ok((stream, _)) => {
-                tokio::spawn(serve_connection(stream, Arc::clone(&shared)));
+                connections.spawn(serve_connection(stream, Arc::clone(&shared)));
             }
             // Out of file descriptors or similar: back off instead of spinning.
             Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,

@@ -9,7 +9,8 @@
 //!
 //! The rooms, like `src/providers`: [`behaviour`] (what a test scripts: answer, delays, faults),
 //! [`request`] (endpoints and the record of a request), `http` (the hand-written HTTP/1.1
-//! server), `serve` (one request: probe or model call, faults applied), `wire` (what the wire
+//! server), `serve` (one request: probe or model call, faults applied), `flood` (answers
+//! too big or endless), `wire` (what the wire
 //! formats share, and the switch between them), and one file per wire format: `openai`,
 //! `ollama`, `llamacpp`, `anthropic`.
 //!
@@ -27,6 +28,7 @@
 
 mod anthropic;
 pub mod behaviour;
+mod flood;
 mod http;
 mod llamacpp;
 mod ollama;
@@ -44,13 +46,13 @@ pub use request::{Endpoint, RecordedRequest};
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 
 #[derive(Default)]
 struct Counters {
@@ -71,6 +73,8 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     counters: Counters,
+    /// The port is open (set by the double's thread).
+    listening: AtomicBool,
 }
 
 impl Shared {
@@ -86,8 +90,25 @@ impl Shared {
 pub struct ModelDouble {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    shutdown: Option<oneshot::Sender<()>>,
+    control: watch::Sender<Listening>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// What the double's thread should do with its port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Listening {
+    Serve,
+    /// Closed: connecting is refused.
+    Refuse,
+    Stop,
+}
+
+/// Binds `addr` again after the double stopped listening (the port stays free meanwhile:
+/// it was ours, and the kernel hands out ports in sequence).
+fn rebind(addr: SocketAddr) -> Option<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(addr).ok()?;
+    listener.set_nonblocking(true).ok()?;
+    Some(listener)
 }
 
 impl ModelDouble {
@@ -107,8 +128,9 @@ impl ModelDouble {
                 log: Vec::new(),
             }),
             counters: Counters::default(),
+            listening: AtomicBool::new(false),
         });
-        let (shutdown, stopped) = oneshot::channel::<()>();
+        let (control, mut wanted) = watch::channel(Listening::Serve);
         let server_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name(format!("model-double-{}", addr.port()))
@@ -118,21 +140,65 @@ impl ModelDouble {
                     .build()
                     .expect("model double runtime");
                 runtime.block_on(async move {
-                    let listener = TcpListener::from_std(listener).expect("tokio listener");
-                    tokio::select! {
-                        _ = stopped => {}
-                        () = http::accept_loop(listener, server_shared) => {}
+                    let mut listener = Some(listener);
+                    loop {
+                        let state = *wanted.borrow_and_update();
+                        match state {
+                            Listening::Stop => return,
+                            Listening::Refuse => drop(listener.take()),
+                            Listening::Serve => {
+                                let bound = listener.take().or_else(|| rebind(addr));
+                                let Some(bound) = bound else { return };
+                                let bound = TcpListener::from_std(bound).expect("tokio listener");
+                                server_shared.listening.store(true, Ordering::SeqCst);
+                                tokio::select! {
+                                    _ = wanted.changed() => {}
+                                    () = http::accept_loop(bound, Arc::clone(&server_shared)) => {}
+                                }
+                                // The accept loop and every connection it served are gone.
+                                server_shared.listening.store(false, Ordering::SeqCst);
+                                continue;
+                            }
+                        }
+                        if wanted.changed().await.is_err() {
+                            return;
+                        }
                     }
                 });
                 // Dropping the runtime here cancels every connection task.
             })
             .expect("spawn the model double thread");
-        ModelDouble {
+        let double = ModelDouble {
             addr,
             shared,
-            shutdown: Some(shutdown),
+            control,
             thread: Some(thread),
-        }
+        };
+        double.wait_listening(true);
+        double
+    }
+
+    /// Stops listening and closes every connection, like a model server that went down:
+    /// connecting is refused until [`ModelDouble::resume_listening`]. Returns once it holds.
+    pub fn stop_listening(&self) {
+        let _ = self.control.send(Listening::Refuse);
+        self.wait_listening(false);
+    }
+
+    /// Listens again on the same port (after [`ModelDouble::stop_listening`]).
+    pub fn resume_listening(&self) {
+        let _ = self.control.send(Listening::Serve);
+        self.wait_listening(true);
+    }
+
+    fn wait_listening(&self, listening: bool) {
+        let reached = super::wait_until(Duration::from_secs(5), || {
+            self.shared.listening.load(Ordering::SeqCst) == listening
+        });
+        assert!(
+            reached,
+            "the model double did not switch to listening={listening}"
+        );
     }
 
     /// `http://127.0.0.1:PORT` (no trailing slash, no `/v1`).
@@ -295,9 +361,7 @@ impl fmt::Debug for ModelDouble {
 
 impl Drop for ModelDouble {
     fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
+        let _ = self.control.send(Listening::Stop);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

@@ -13,7 +13,7 @@ use super::behaviour::{Answer, Fault, Health};
 use super::http::{Conn, Outcome, Parsed, http_chunk, response_head, send_json, send_raw};
 use super::request::{Dialect, Endpoint, RecordedRequest};
 use super::wire::{self, Finish, Usage};
-use super::{Shared, anthropic};
+use super::{Shared, anthropic, flood};
 
 /// What the double will do for one model call, decided when it arrives.
 struct Plan {
@@ -220,7 +220,10 @@ async fn answer_model_call(conn: &mut Conn, request: &RecordedRequest, plan: Pla
             let body = wire::error_body(dialect, status, wire::default_message(status));
             send_json(conn, status, &body, None).await
         }
-        Some(Fault::ResetMidStream { after_chunks }) if !streaming => {
+        Some(
+            fault
+            @ (Fault::ResetMidStream { after_chunks } | Fault::HangMidStream { after_chunks }),
+        ) if !streaming => {
             let body = serde_json::to_vec(&wire::full_body(request, &plan.text, usage))
                 .unwrap_or_default();
             let head = response_head(200, "application/json", Some(body.len()), None);
@@ -228,7 +231,18 @@ async fn answer_model_call(conn: &mut Conn, request: &RecordedRequest, plan: Pla
             if !conn.send(head.as_bytes()).await || !conn.send(&body[..cut]).await {
                 return Outcome::Aborted;
             }
+            if matches!(fault, Fault::HangMidStream { .. }) {
+                conn.hang().await;
+                return Outcome::Aborted;
+            }
             Outcome::Reset
+        }
+        Some(Fault::Huge { bytes }) => flood::huge(conn, request, usage, streaming, bytes).await,
+        Some(Fault::Endless) => {
+            flood::endless(conn, request, usage, streaming, Duration::ZERO).await
+        }
+        Some(Fault::Trickle { every }) => {
+            flood::endless(conn, request, usage, streaming, every).await
         }
         fault if streaming => stream_answer(conn, request, &plan, usage, fault).await,
         _ => {
@@ -263,9 +277,11 @@ async fn stream_answer(
         }
     }
     let cut_after = match fault {
-        Some(Fault::ResetMidStream { after_chunks } | Fault::StreamError { after_chunks }) => {
-            Some(after_chunks)
-        }
+        Some(
+            Fault::ResetMidStream { after_chunks }
+            | Fault::StreamError { after_chunks }
+            | Fault::HangMidStream { after_chunks },
+        ) => Some(after_chunks),
         _ => None,
     };
     for (index, event) in events.content.iter().enumerate() {
@@ -281,6 +297,10 @@ async fn stream_answer(
     }
     match fault {
         Some(Fault::ResetMidStream { .. }) => return Outcome::Reset,
+        Some(Fault::HangMidStream { .. }) => {
+            conn.hang().await;
+            return Outcome::Aborted;
+        }
         Some(Fault::StreamError { .. }) => {
             let event = wire::stream_error_event(request.endpoint.dialect());
             if !conn.send(&http_chunk(&event)).await {
