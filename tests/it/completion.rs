@@ -570,6 +570,38 @@ fn a_slow_models_block_shows_its_first_line_first() {
     server.lsp.shutdown_and_exit();
 }
 
+/// Typing along a shown first line keeps the call: the rest of its block is still to come.
+#[test]
+fn typing_along_a_shown_first_line_keeps_the_call() {
+    let block = "for x in xs:\n        total += x\n    return total";
+    let server = Server::start(
+        Behaviour::answer(block)
+            .chunks(8)
+            .chunk_delay(Duration::from_millis(300)),
+    );
+    let (uri, line, col) = server.open("sum.py", "python", "def f(xs):\n    total = 0\n    $0\n");
+    let first = server.inline(&uri, line, col);
+    assert_eq!(
+        suggestion(&first).as_deref(),
+        Some("for x in xs:"),
+        "{first}"
+    );
+    server.lsp.type_text(&uri, 2, (line, col), "for");
+    let along = server.inline(&uri, line, col + 3);
+    assert!(
+        suggestion(&along).is_some_and(|s| s.starts_with(" x in xs:")),
+        "{along}"
+    );
+    assert!(server.double.wait_for(|d| d.completed() == 1, WAIT));
+    assert_eq!(
+        (server.double.requests(), server.double.aborted()),
+        (1, 0),
+        "{}",
+        server.double.summary()
+    );
+    server.lsp.shutdown_and_exit();
+}
+
 /// A model not measured yet that turns out fast writes its whole block inside the budget:
 /// the user gets the block, not its first line.
 #[test]
