@@ -1199,7 +1199,12 @@ def start_llama(model: str, port: int) -> tuple[str, str]:
                  "scripts/llama-server would provision a new one here (minutes, ~2 GB). Export "
                  "PILOTFISH_TESTBED (e.g. /work/main/.testbed) or run scripts/testbed first.")
     subprocess.run([script, "stop", "--port", str(port)], check=False, capture_output=True)
-    p = subprocess.run([script, "--model", model, "--port", str(port)], capture_output=True, text=True)
+    # The same thread count for every system compared (scripts/llama-server would choose by
+    # the load average at its start, which differs between runs): all cores unless set.
+    env = dict(os.environ)
+    env.setdefault("PILOTFISH_LLAMA_THREADS", str(os.cpu_count() or 1))
+    p = subprocess.run([script, "--model", model, "--port", str(port)], capture_output=True,
+                       text=True, env=env)
     if p.returncode != 0:
         sys.exit(f"scripts/llama-server failed:\n{p.stderr}")
     m = re.search(r"threads: (\d+)", p.stderr)
