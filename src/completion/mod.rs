@@ -38,7 +38,7 @@ use crate::providers::{
 use crate::redact::redact;
 use crate::resilience::{Health, Timed, run_chain};
 use crate::route_input::RouteInput;
-use crate::router::Decision;
+use crate::router::{Decision, Latency};
 use crate::session::{COMPLETE_TASK, Model, Session};
 use crate::sync::lock;
 use crate::syntax::Language;
@@ -366,8 +366,7 @@ impl CompletionEngine {
         cursor: usize,
         related: &[RelatedFile],
     ) {
-        let ctx = Self::context(session, snapshot, cursor);
-        let route = self.route(session, snapshot, cursor, &ctx);
+        let (ctx, route) = self.routed_context(session, snapshot, cursor);
         let Some(primary) = route.chain.first() else {
             return;
         };
@@ -435,16 +434,32 @@ impl CompletionEngine {
         }
     }
 
-    /// The context window at `cursor`, as the session shapes it.
-    fn context(session: &Session, snapshot: &Snapshot, cursor: usize) -> CompletionContext {
-        extract(
-            &snapshot.rope,
-            snapshot.tree.as_ref(),
-            snapshot.language,
-            cursor,
-            ContextBudget::default(),
-            session.completion().multiline,
-        )
+    /// The context window at `cursor` and the route a request there takes: the default
+    /// window, or the compact one when the route's first model is slow to answer
+    /// ([`policy::compact_window`]). Requests, prefetches and warm-ups all shape their
+    /// prompt here, so that they send the same prompt for a place.
+    fn routed_context(
+        &self,
+        session: &Session,
+        snapshot: &Snapshot,
+        cursor: usize,
+    ) -> (CompletionContext, Route) {
+        let window = |budget| {
+            extract(
+                &snapshot.rope,
+                snapshot.tree.as_ref(),
+                snapshot.language,
+                cursor,
+                budget,
+                session.completion().multiline,
+            )
+        };
+        let ctx = window(ContextBudget::default());
+        let route = self.route(session, snapshot, cursor, &ctx);
+        if policy::compact_window(route.average_answer(), session.completion().budget) {
+            return (window(ContextBudget::compact()), route);
+        }
+        (ctx, route)
     }
 
     /// Answers one completion request at `cursor` (a byte offset into the snapshot).
@@ -470,8 +485,7 @@ impl CompletionEngine {
             started,
         };
         let settings = session.completion();
-        let ctx = Self::context(session, snapshot, cursor);
-        let route = self.route(session, snapshot, cursor, &ctx);
+        let (ctx, route) = self.routed_context(session, snapshot, cursor);
         let Some(primary) = route.chain.first() else {
             self.begin(&snapshot.uri, started, None);
             return Err(NoSuggestion::Failed(route.why_empty()));
@@ -621,8 +635,7 @@ impl CompletionEngine {
         (cursor, typing_point): (usize, usize),
         related: &[RelatedFile],
     ) {
-        let ctx = Self::context(session, snapshot, cursor);
-        let mut route = self.route(session, snapshot, cursor, &ctx);
+        let (ctx, mut route) = self.routed_context(session, snapshot, cursor);
         let allowed = session.completion().prefetch;
         // Only when the model a request there would ask may be asked in the background
         // (a prefetch from another model would be cached under a key no request uses);
@@ -920,17 +933,29 @@ struct Route {
 }
 
 impl Route {
-    /// How long the first model is expected to take for the whole answer, at the endpoint
-    /// it will be asked at: its measured average; None before its first answer there.
-    fn expected_answer(&self) -> Option<Duration> {
+    /// The first model's measured latency at the endpoint it will be asked at; None before
+    /// its first answer there.
+    fn first_latency(&self) -> Option<Latency> {
         let first = self.chain.first()?;
         let verdict = self
             .decision
             .candidates
             .iter()
             .find(|v| v.kept && v.model == *first.name)?;
-        let latency = verdict.endpoints.first()?.latency?;
-        latency.current_answer_ms().map(Duration::from_millis)
+        verdict.endpoints.first()?.latency
+    }
+
+    /// How long the first model is expected to take for the whole answer: its measured
+    /// average, unless that is stale.
+    fn expected_answer(&self) -> Option<Duration> {
+        let ms = self.first_latency()?.current_answer_ms()?;
+        Some(Duration::from_millis(ms))
+    }
+
+    /// The first model's average time to the whole answer however old (for what its
+    /// hardware can do).
+    fn average_answer(&self) -> Option<Duration> {
+        Some(Duration::from_millis(self.first_latency()?.answer_ms))
     }
 
     /// One line saying why no model can serve this request.
@@ -989,8 +1014,7 @@ impl CompletionEngine {
     /// a model: the same context window, prompt size, secrets check and filters as
     /// [`CompletionEngine::complete`] (for `pilotfish route --task complete`).
     pub fn decide(&self, session: &Session, snapshot: &Snapshot, cursor: usize) -> Decision {
-        let ctx = Self::context(session, snapshot, cursor);
-        self.route(session, snapshot, cursor, &ctx).decision
+        self.routed_context(session, snapshot, cursor).1.decision
     }
 }
 

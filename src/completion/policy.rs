@@ -100,6 +100,22 @@ pub fn serves(flight: &CacheKey, spans_lines: bool, request: &CacheKey) -> Serve
     }
 }
 
+/// A model whose average answer takes more than this many budgets reads a compact prefix
+/// window ([`ContextBudget::compact`]). Well above the budget, so that a fast model whose
+/// average a cold prompt pushes past the budget now and then keeps one window (each switch of
+/// window is a cold prompt of its own).
+///
+/// [`ContextBudget::compact`]: crate::syntax::context::ContextBudget::compact
+pub const COMPACT_WINDOW_BUDGETS: u32 = 3;
+
+/// Whether the prompt's prefix window is the compact one: for a model measured (however long
+/// ago: its hardware has not changed) to answer in more than [`COMPACT_WINDOW_BUDGETS`]
+/// budgets — a CPU model, for which the first prompt at a new place costs seconds per
+/// thousand tokens. Not for a model not measured yet.
+pub fn compact_window(average_answer: Option<Duration>, budget: Duration) -> bool {
+    average_answer.is_some_and(|a| a > budget * COMPACT_WINDOW_BUDGETS)
+}
+
 /// Whether a request keeps (and waits on) a call it typed along rather than replace it
 /// with a call of its own. A fast model's call is replaced: the new one answers within the
 /// budget, and aborting the old keeps a burst to a few calls. A slow model's call is kept:
@@ -116,6 +132,22 @@ mod tests {
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
+    }
+
+    #[test]
+    fn compact_window_for_models_well_past_the_budget() {
+        let budget = ms(100);
+        let cases = [
+            (None, false),
+            (Some(ms(20)), false),
+            (Some(ms(150)), false),
+            (Some(ms(300)), false),
+            (Some(ms(301)), true),
+            (Some(ms(900)), true),
+        ];
+        for (average, compact) in cases {
+            assert_eq!(compact_window(average, budget), compact, "{average:?}");
+        }
     }
 
     #[test]

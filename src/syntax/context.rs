@@ -27,6 +27,18 @@ pub struct ContextBudget {
     pub suffix_tokens: usize,
 }
 
+impl ContextBudget {
+    /// The window for a model slow to read prompts (a CPU model): the first prompt at a new
+    /// place is about a third of the default's, which such a model reads in seconds rather
+    /// than tens of seconds. The imports before the window still go.
+    pub fn compact() -> Self {
+        ContextBudget {
+            prefix_tokens: 512,
+            ..ContextBudget::default()
+        }
+    }
+}
+
 impl Default for ContextBudget {
     fn default() -> Self {
         // A ~300-character suffix keeps what llama.cpp must re-read per keystroke small.

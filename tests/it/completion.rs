@@ -641,3 +641,47 @@ fn the_next_line_stops_the_model_once_written() {
     );
     server.lsp.shutdown_and_exit();
 }
+
+/// A model measured well past the budget (a CPU model) reads a compact prefix window: the
+/// first prompt at each new place costs it a third of the default's. A model not measured
+/// yet, and a fast one, read the default window.
+#[test]
+fn a_slow_model_reads_a_compact_window() {
+    let long_file = |name: &str| {
+        let body: String = (0..200)
+            .map(|i| format!("def {name}_{i}(x):\n    return x + {i}\n\n"))
+            .collect();
+        format!("{body}value = $0\n")
+    };
+    let server = Server::start(Behaviour::answer("1").delay(Duration::from_millis(400)));
+    let (uri, line, col) = server.open("first.py", "python", &long_file("first"));
+    let (result, call) = server.inline_and_call(&uri, line, col);
+    assert_eq!(suggestion(&result).as_deref(), Some("1"), "{result}");
+    let unmeasured = call.expect("a model call").fim_prefix_text().len();
+
+    let (uri, line, col) = server.open("second.py", "python", &long_file("second"));
+    let (result, call) = server.inline_and_call(&uri, line, col);
+    assert_eq!(suggestion(&result).as_deref(), Some("1"), "{result}");
+    let measured_slow = call.expect("a model call").fim_prefix_text().len();
+    assert!(
+        unmeasured > 5000 && measured_slow < 2500,
+        "prefix window: {unmeasured} characters before the model was measured, \
+         {measured_slow} once it answered in 400 ms"
+    );
+
+    // The same file once the model is fast again (its average back under three budgets).
+    server.double.set_behaviour(Behaviour::answer("2"));
+    for n in 0..8 {
+        let (uri, line, col) = server.open(&format!("warm{n}.py"), "python", "y = $0\n");
+        assert_eq!(
+            suggestion(&server.inline(&uri, line, col)).as_deref(),
+            Some("2")
+        );
+    }
+    let (uri, line, col) = server.open("third.py", "python", &long_file("third"));
+    let (result, call) = server.inline_and_call(&uri, line, col);
+    assert_eq!(suggestion(&result).as_deref(), Some("2"), "{result}");
+    let fast = call.expect("a model call").fim_prefix_text().len();
+    assert!(fast > 5000, "{fast} characters once the model is fast");
+    server.lsp.shutdown_and_exit();
+}
