@@ -20,7 +20,10 @@ the one Pilotfish would send, and drops it (closes the connection) when typing r
 
 Between the client and the model sits a small HTTP proxy that records every model call (a
 POST to a completion endpoint): start, end, whether the client closed it early (aborted),
-and llama-server's token timings. Model-busy time is the union of the calls' intervals.
+and llama-server's token timings. It passes each answer on as it comes (a streamed one piece
+by piece, so that a first line shows while the model writes the rest) and closes the model
+server's connection when the client closes its own. Model-busy time is the union of the
+calls' intervals.
 
 Python 3.11, standard library only.
 
@@ -241,6 +244,21 @@ def send_json(handler: BaseHTTPRequestHandler, status: int, data: bytes) -> bool
         return False
 
 
+def answer_timings(data: bytes) -> dict:
+    """llama-server's `timings` of an answer: in its JSON, or in the last SSE event of a
+    streamed one that carries them."""
+    try:
+        text = data.decode("utf-8", "replace")
+        if not text.lstrip().startswith("data:"):
+            return json.loads(text).get("timings") or {}
+        for line in reversed(text.splitlines()):
+            if line.startswith("data:") and '"timings"' in line:
+                return json.loads(line[5:]).get("timings") or {}
+    except (ValueError, AttributeError):
+        pass
+    return {}
+
+
 @dataclass
 class Call:
     path: str
@@ -296,43 +314,67 @@ class Proxy:
                         proxy.calls.append(call)
                 self._forward("POST", body, call)
 
+            def _client_gone(self, wait: float) -> bool:
+                """Whether the client closed its connection (waiting up to `wait` s to see)."""
+                ready, _, _ = select.select([self.connection], [], [], wait)
+                if not ready:
+                    return False
+                try:
+                    return not self.connection.recv(1, socket.MSG_PEEK)
+                except OSError:
+                    return True
+
             def _forward(self, method: str, body: bytes, call: Call | None):
                 up = http.client.HTTPConnection(proxy.host, proxy.port, timeout=900)
+                data, answering = b"", False
                 try:
                     up.request(method, self.path, body=body or None,
                                headers={"Content-Type": "application/json"})
-                    watch_client = True
-                    while True:
-                        watched = [up.sock] + ([self.connection] if watch_client else [])
-                        ready, _, _ = select.select(watched, [], [], 1.0)
-                        if up.sock in ready:
-                            break
-                        if self.connection in ready:
-                            try:
-                                peek = self.connection.recv(1, socket.MSG_PEEK)
-                            except OSError:
-                                peek = b""
-                            if not peek:  # the client went away: abort the model call
-                                if call:
-                                    call.end, call.aborted = now(), True
-                                self.close_connection = True
-                                return
-                            watch_client = False
+                    # Until the model server answers (it reads the prompt first), watch the
+                    # client: closing its connection aborts the call.
+                    while not select.select([up.sock], [], [], 0.0)[0]:
+                        if self._client_gone(0.05):
+                            if call:
+                                call.end, call.aborted = now(), True
+                            self.close_connection = True
+                            return
                     resp = up.getresponse()
-                    data = resp.read()
                     status = resp.status
+                    # The answer goes to the client as it comes (a streamed answer piece by
+                    # piece, as the model writes it), chunked; a client that closes its
+                    # connection meanwhile aborts the call, which closes the model server's.
+                    self.send_response(status)
+                    self.send_header("Content-Type", resp.getheader("Content-Type") or "application/json")
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    answering = True
+                    while True:
+                        piece = resp.read1(65536)
+                        if piece:
+                            data += piece
+                            self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                            self.wfile.flush()
+                        if not piece or self._client_gone(0.0):
+                            break
+                    if piece:
+                        raise BrokenPipeError("the client closed its connection")
+                    self.wfile.write(b"0\r\n\r\n")
+                    self.wfile.flush()
                 except (OSError, http.client.HTTPException) as e:
+                    if answering:  # the client went away, or the model server mid-answer
+                        if call:
+                            call.end, call.aborted, call.response = now(), True, data
+                        self.close_connection = True
+                        return
                     status, data = 502, json.dumps({"error": f"proxy: {e}"}).encode()
+                    if not send_json(self, status, data) and call:
+                        call.aborted = True
                 finally:
                     up.close()
                 if call:
                     call.end, call.status, call.response = now(), status, data
-                    try:
-                        call.timings = json.loads(data).get("timings") or {}
-                    except (ValueError, AttributeError):
-                        pass
-                if not send_json(self, status, data) and call:
-                    call.aborted = True
+                    call.timings = answer_timings(data)
+
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
@@ -1208,7 +1250,7 @@ def start_llama(model: str, port: int) -> tuple[str, str]:
     if p.returncode != 0:
         sys.exit(f"scripts/llama-server failed:\n{p.stderr}")
     m = re.search(r"threads: (\d+)", p.stderr)
-    return p.stdout.strip().splitlines()[-1], (m.group(1) if m else os.environ.get("PILOTFISH_LLAMA_THREADS", "?"))
+    return p.stdout.strip().splitlines()[-1], (m.group(1) if m else env["PILOTFISH_LLAMA_THREADS"])
 
 
 def stop_llama(port: int) -> None:
