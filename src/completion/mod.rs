@@ -1317,11 +1317,18 @@ async fn run_flight(
 /// that long, and a model writing one line without end is not read twice over.
 const EARLY_LINE_MAX_BYTES: usize = 4096;
 
+/// How long a slow model's block goes on being generated once its first line is shown: the
+/// lines that come meanwhile serve the user typing along it (typed-ahead); past this the
+/// model is held from the next place the user pauses at, for lines they may never reach.
+/// (llama.vim caps its generation after the first line the same way, `t_max_predict_ms`.)
+const REST_OF_BLOCK: Duration = Duration::from_secs(1);
+
 /// Streams a fill-in-the-middle answer and hands `first_line` the raw text of its first line
-/// once that line is complete and `show_from` has passed, while the rest is generated. A
-/// model that turns out fast finishes the whole block before `show_from` (the budget), and
-/// the user gets the block, not its first line. For the next line after a statement that
-/// line is the whole answer: the stream stops there, which stops the model.
+/// once that line is complete and `show_from` has passed, while the rest is generated for
+/// [`REST_OF_BLOCK`] more (the answer is then its whole lines so far). A model that turns
+/// out fast finishes the whole block before `show_from` (the budget), and the user gets the
+/// block, not its first line. For the next line after a statement that line is the whole
+/// answer: the stream stops there, which stops the model.
 async fn fim_first_line_first(
     providers: &Providers,
     model: &ModelConfig,
@@ -1333,24 +1340,24 @@ async fn fim_first_line_first(
     let text = Mutex::new(String::new());
     let line_end = std::sync::OnceLock::new();
     let line_done = tokio::sync::Notify::new();
-    let mut read_on = true;
+    let mut looking = true;
     let mut on_text = |piece: &str| {
-        if !read_on {
-            return;
-        }
         let mut text = lock(&text);
         text.push_str(piece);
+        if !looking {
+            return;
+        }
         if text.len() > EARLY_LINE_MAX_BYTES {
             // One endless line: not shown early (looking for its end on every piece would
             // cost the runtime thread time quadratic in its length).
-            read_on = false;
+            looking = false;
             return;
         }
         if !piece.contains('\n') {
             return;
         }
         if let Some(end) = first_line_end(&text, shape) {
-            read_on = false;
+            looking = false;
             let _ = line_end.set(end);
             line_done.notify_one();
         }
@@ -1367,12 +1374,15 @@ async fn fim_first_line_first(
         }
         tokio::time::sleep_until(show_from.into()).await;
         first_line(&line());
-        std::future::pending().await
+        tokio::time::sleep(REST_OF_BLOCK).await;
+        let text = lock(&text);
+        let whole_lines = text.rfind('\n').unwrap_or(text.len());
+        text[..whole_lines].to_owned()
     };
     tokio::select! {
         answer = providers.fim_streamed(model, call, &mut on_text) => answer,
-        line = shown => Ok(ModelAnswer {
-            text: line,
+        text = shown => Ok(ModelAnswer {
+            text,
             ..ModelAnswer::default()
         }),
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::harness::{Server, assert_empty, items, suggestion};
+use crate::harness::{Options, Server, assert_empty, items, suggestion};
 use crate::support::double::Behaviour;
 use crate::support::lsp::range;
 
@@ -548,7 +548,7 @@ fn a_slow_models_block_shows_its_first_line_first() {
     let server = Server::start(
         Behaviour::answer(block)
             .chunks(8)
-            .chunk_delay(Duration::from_millis(300)),
+            .chunk_delay(Duration::from_millis(150)),
     );
     let (uri, line, col) = server.open("sum.py", "python", "def f(xs):\n    total = 0\n    $0\n");
     let first = server.inline(&uri, line, col);
@@ -577,7 +577,7 @@ fn typing_along_a_shown_first_line_keeps_the_call() {
     let server = Server::start(
         Behaviour::answer(block)
             .chunks(8)
-            .chunk_delay(Duration::from_millis(300)),
+            .chunk_delay(Duration::from_millis(120)),
     );
     let (uri, line, col) = server.open("sum.py", "python", "def f(xs):\n    total = 0\n    $0\n");
     let first = server.inline(&uri, line, col);
@@ -643,8 +643,8 @@ fn the_next_line_stops_the_model_once_written() {
 }
 
 /// A model measured well past the budget (a CPU model) reads a compact prefix window: the
-/// first prompt at each new place costs it a third of the default's. A model not measured
-/// yet, and a fast one, read the default window.
+/// first prompt at each new place costs it a third of the default's. So does a model not
+/// measured yet; a fast one reads the default window.
 #[test]
 fn a_slow_model_reads_a_compact_window() {
     let long_file = |name: &str| {
@@ -653,35 +653,80 @@ fn a_slow_model_reads_a_compact_window() {
             .collect();
         format!("{body}value = $0\n")
     };
-    let server = Server::start(Behaviour::answer("1").delay(Duration::from_millis(400)));
-    let (uri, line, col) = server.open("first.py", "python", &long_file("first"));
-    let (result, call) = server.inline_and_call(&uri, line, col);
-    assert_eq!(suggestion(&result).as_deref(), Some("1"), "{result}");
-    let unmeasured = call.expect("a model call").fim_prefix_text().len();
-
-    let (uri, line, col) = server.open("second.py", "python", &long_file("second"));
-    let (result, call) = server.inline_and_call(&uri, line, col);
-    assert_eq!(suggestion(&result).as_deref(), Some("1"), "{result}");
-    let measured_slow = call.expect("a model call").fim_prefix_text().len();
+    let server = Server::start(Behaviour::answer("1"));
+    let window = |name: &str| {
+        let (uri, line, col) =
+            server.open(name, "python", &long_file(name.trim_end_matches(".py")));
+        let (result, call) = server.inline_and_call(&uri, line, col);
+        assert!(suggestion(&result).is_some(), "{result}");
+        call.expect("a model call").fim_prefix_text().len()
+    };
+    // Files of their own text, so that no answer comes from the cache.
+    let some_calls = |phase: &str| {
+        for n in 0..8 {
+            let (uri, line, col) = server.open(
+                &format!("{phase}{n}.py"),
+                "python",
+                &format!("{phase}{n} = $0\n"),
+            );
+            assert!(suggestion(&server.inline(&uri, line, col)).is_some());
+        }
+    };
+    let unmeasured = window("first.py");
+    some_calls("fast");
+    let fast = window("second.py");
+    server
+        .double
+        .set_behaviour(Behaviour::answer("1").delay(Duration::from_millis(400)));
+    some_calls("slow");
+    let slow = window("third.py");
     assert!(
-        unmeasured > 5000 && measured_slow < 2500,
-        "prefix window: {unmeasured} characters before the model was measured, \
-         {measured_slow} once it answered in 400 ms"
+        unmeasured < 2500 && fast > 5000 && slow < 2500,
+        "prefix window in characters: {unmeasured} before the model was measured, {fast} \
+         once it answered at once, {slow} once it took 400 ms"
     );
+    server.lsp.shutdown_and_exit();
+}
 
-    // The same file once the model is fast again (its average back under three budgets).
-    server.double.set_behaviour(Behaviour::answer("2"));
-    for n in 0..8 {
-        let (uri, line, col) = server.open(&format!("warm{n}.py"), "python", "y = $0\n");
-        assert_eq!(
-            suggestion(&server.inline(&uri, line, col)).as_deref(),
-            Some("2")
+/// A slow model's block goes on for a second once its first line is shown, then its call is
+/// closed: the whole lines written by then are cached for typing along, and the model is
+/// free for the next place the user pauses at.
+#[test]
+fn a_slow_models_block_stops_a_second_after_its_first_line() {
+    for (provider, fim) in [
+        ("ollama", "native"),
+        ("openai", "qwen"),
+        ("llamacpp", "native"),
+    ] {
+        a_slow_block_stops_a_second_after_its_first_line(
+            Options::default().provider(provider, fim),
         );
     }
-    let (uri, line, col) = server.open("third.py", "python", &long_file("third"));
-    let (result, call) = server.inline_and_call(&uri, line, col);
-    assert_eq!(suggestion(&result).as_deref(), Some("2"), "{result}");
-    let fast = call.expect("a model call").fim_prefix_text().len();
-    assert!(fast > 5000, "{fast} characters once the model is fast");
+}
+
+fn a_slow_block_stops_a_second_after_its_first_line(options: Options) {
+    let block: String = (0..30).map(|i| format!("total += {i}\n    ")).collect();
+    let server = Server::start_with(
+        Behaviour::answer(&block)
+            .chunks(30)
+            .chunk_delay(Duration::from_millis(150)),
+        options,
+    );
+    let (uri, line, col) = server.open("sum.py", "python", "def f(xs):\n    total = 0\n    $0\n");
+    let first = server.inline(&uri, line, col);
+    assert_eq!(suggestion(&first).as_deref(), Some("total += 0"), "{first}");
+    assert!(
+        server.double.wait_for(|d| d.aborted() == 1, WAIT),
+        "closed after the second: {}",
+        server.double.summary()
+    );
+    let cached = server.inline(&uri, line, col);
+    let lines = suggestion(&cached).unwrap_or_default();
+    assert_eq!(source_of(&cached), "cache", "{cached}");
+    assert!(
+        lines.starts_with("total += 0\n    total += 1") && lines.lines().count() < 30,
+        "whole lines, not all of them: {lines:?}"
+    );
+    assert!(!lines.ends_with(' '), "{lines:?}");
     server.lsp.shutdown_and_exit();
 }

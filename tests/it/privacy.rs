@@ -172,8 +172,9 @@ fn a_private_key_block_in_the_prefix_or_the_suffix_never_reaches_the_cloud_model
 
 #[test]
 fn a_private_key_cut_by_the_prefix_window_never_reaches_the_cloud_model() {
-    // A plain-text file: the prefix window (~6 KB) starts on a line inside the key block,
-    // after its BEGIN line, so the window holds key lines and the END line only.
+    // A plain-text file: the prefix window (~2 KB for a model not measured yet, ~6 KB for
+    // a fast one) starts on a line inside the key block, after its BEGIN line, so the window
+    // holds key lines and the END line only.
     let setup = CloudThenLocal::new("");
     let editor = setup.workspace.serve();
     let body: Vec<String> = (0..100)
@@ -183,7 +184,7 @@ fn a_private_key_cut_by_the_prefix_window_never_reaches_the_cloud_model() {
         "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
         body.join("\n")
     );
-    let filler: String = (0..60)
+    let filler: String = (0..10)
         .map(|i| format!("note {i:03}: deployment steps follow the usual runbook.\n"))
         .collect();
     let fixture = format!("deploy notes\n{pem}{filler}next step: $0\n");
