@@ -332,12 +332,18 @@ class Proxy:
                                headers={"Content-Type": "application/json"})
                     # Until the model server answers (it reads the prompt first), watch the
                     # client: closing its connection aborts the call.
-                    while not select.select([up.sock], [], [], 0.0)[0]:
-                        if self._client_gone(0.05):
-                            if call:
-                                call.end, call.aborted = now(), True
-                            self.close_connection = True
-                            return
+                    watched = [up.sock, self.connection]
+                    while True:
+                        ready, _, _ = select.select(watched, [], [], 1.0)
+                        if up.sock in ready:
+                            break
+                        if self.connection in ready:
+                            if self._client_gone(0.0):
+                                if call:
+                                    call.end, call.aborted = now(), True
+                                self.close_connection = True
+                                return
+                            watched = [up.sock]  # it sent more (not a close): stop watching
                     resp = up.getresponse()
                     status = resp.status
                     # The answer goes to the client as it comes (a streamed answer piece by
