@@ -539,18 +539,27 @@ fn closing_a_document_aborts_its_model_call() {
     server.lsp.shutdown_and_exit();
 }
 
+/// A function body that the model writes as a block: three lines in 8 pieces.
+const SUM_BLOCK: &str = "for x in xs:\n        total += x\n    return total";
+
+/// A server whose model writes [`SUM_BLOCK`] a piece every `delay_ms`, and the place in an
+/// open Python file where it goes.
+fn serve_sum_block(delay_ms: u64) -> (Server, String, u32, u32) {
+    let server = Server::start(
+        Behaviour::answer(SUM_BLOCK)
+            .chunks(8)
+            .chunk_delay(Duration::from_millis(delay_ms)),
+    );
+    let (uri, line, col) = server.open("sum.py", "python", "def f(xs):\n    total = 0\n    $0\n");
+    (server, uri, line, col)
+}
+
 /// A block from a slow model (here one not measured yet) is streamed: its first line reaches
 /// the editor as soon as it is written, while the rest is generated; the whole block then
 /// answers from the cache.
 #[test]
 fn a_slow_models_block_shows_its_first_line_first() {
-    let block = "for x in xs:\n        total += x\n    return total";
-    let server = Server::start(
-        Behaviour::answer(block)
-            .chunks(8)
-            .chunk_delay(Duration::from_millis(150)),
-    );
-    let (uri, line, col) = server.open("sum.py", "python", "def f(xs):\n    total = 0\n    $0\n");
+    let (server, uri, line, col) = serve_sum_block(150);
     let first = server.inline(&uri, line, col);
     assert_eq!(
         suggestion(&first).as_deref(),
@@ -565,7 +574,7 @@ fn a_slow_models_block_shows_its_first_line_first() {
     );
     assert!(server.double.wait_for(|d| d.completed() >= 1, WAIT));
     let whole = server.inline(&uri, line, col);
-    assert_eq!(suggestion(&whole).as_deref(), Some(block), "{whole}");
+    assert_eq!(suggestion(&whole).as_deref(), Some(SUM_BLOCK), "{whole}");
     assert_eq!(source_of(&whole), "cache");
     server.lsp.shutdown_and_exit();
 }
@@ -573,13 +582,7 @@ fn a_slow_models_block_shows_its_first_line_first() {
 /// Typing along a shown first line keeps the call: the rest of its block is still to come.
 #[test]
 fn typing_along_a_shown_first_line_keeps_the_call() {
-    let block = "for x in xs:\n        total += x\n    return total";
-    let server = Server::start(
-        Behaviour::answer(block)
-            .chunks(8)
-            .chunk_delay(Duration::from_millis(120)),
-    );
-    let (uri, line, col) = server.open("sum.py", "python", "def f(xs):\n    total = 0\n    $0\n");
+    let (server, uri, line, col) = serve_sum_block(120);
     let first = server.inline(&uri, line, col);
     assert_eq!(
         suggestion(&first).as_deref(),
@@ -606,15 +609,9 @@ fn typing_along_a_shown_first_line_keeps_the_call() {
 /// the user gets the block, not its first line.
 #[test]
 fn a_fast_models_block_is_shown_whole() {
-    let block = "for x in xs:\n        total += x\n    return total";
-    let server = Server::start(
-        Behaviour::answer(block)
-            .chunks(8)
-            .chunk_delay(Duration::from_millis(5)),
-    );
-    let (uri, line, col) = server.open("sum.py", "python", "def f(xs):\n    total = 0\n    $0\n");
+    let (server, uri, line, col) = serve_sum_block(5);
     let shown = server.inline(&uri, line, col);
-    assert_eq!(suggestion(&shown).as_deref(), Some(block), "{shown}");
+    assert_eq!(suggestion(&shown).as_deref(), Some(SUM_BLOCK), "{shown}");
     server.lsp.shutdown_and_exit();
 }
 
