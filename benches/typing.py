@@ -60,7 +60,8 @@ Figures (per system):
   typing resumed; pause → ghost p50/p90 (over the pauses that had it), measured from the
   last keystroke; within 100 ms: the share of all pauses with ghost text within 100 ms;
 - chars accepted: accepted characters / all characters of the regions (typed + accepted);
-- model calls and model-busy seconds per 100 characters of the regions; aborted share;
+- model calls and model-busy seconds per 100 characters of the regions; aborted share (and
+  how many of those were prompt-cache warm-ups, which llama-server reads to the end anyway);
 - accept → next: after a whole accept the developer waits one pause for the next
   suggestion (not after the region's last character): the median time to it, and in how
   many of those accepts it came.
@@ -1186,6 +1187,9 @@ def summarize(r: dict) -> dict:
         "busy_per100": r["busy_s"] * per100,
         "aborted": sum(1 for c in calls if c["aborted"]),
         "aborted_share": sum(1 for c in calls if c["aborted"]) / len(calls) if calls else 0,
+        # Prompt-cache warm-ups (n_predict 0, or max_tokens 1 where 0 is not allowed): closed
+        # while their prompt is read, llama-server reads it on and keeps it (BENCHMARKS.md).
+        "aborted_warm_ups": sum(1 for c in calls if c["aborted"] and (c.get("max_tokens") or 0) <= 1),
         "next_p50_ms": pct(nexts, .5) if nexts else None,
         "next_shown": len(nexts),
         "next_waited": len(waited),
@@ -1210,7 +1214,8 @@ def table(results: list[dict]) -> str:
             f"| {fmt_ms(s['ghost_p50_ms'])} / {fmt_ms(s['ghost_p90_ms'])} | {100 * s['within100_share']:.0f}% "
             f"| {100 * s['accepted_share']:.1f}% ({r['accepted']}/{r['chars']}) "
             f"| {s['accepts_whole']} + {s['accepts_partial']} | {s['calls_per100']:.1f} ({s['calls']}) "
-            f"| {s['busy_per100']:.1f} s | {100 * s['aborted_share']:.0f}% ({s['aborted']}/{s['calls']}) "
+            f"| {s['busy_per100']:.1f} s | {100 * s['aborted_share']:.0f}% ({s['aborted']}/{s['calls']}"
+            f"{'; ' + str(s['aborted_warm_ups']) + ' warm-ups' if s['aborted_warm_ups'] else ''}) "
             f"| {fmt_ms(s['next_p50_ms'])} ({s['next_shown']}/{s['next_waited']}) "
             f"| {r['load']['mean']:.1f} ({r['load']['min']:.1f}–{r['load']['max']:.1f}) |")
     return "\n".join(out)
