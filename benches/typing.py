@@ -1346,6 +1346,66 @@ def report(paths: list[str]) -> None:
     print(details(results))
 
 
+def proxy_selftest(check) -> None:
+    """The recording proxy passes a streamed answer on piece by piece (its first piece
+    arrives while the model server still writes), and a client that closes its connection
+    mid-answer is recorded as an abort."""
+    pieces, gap = 5, 0.2
+
+    class Streaming(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *a):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            try:
+                for i in range(pieces):
+                    event = b'data: {"choices":[{"text":"%d"}]}\n\n' % i
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+                    self.wfile.flush()
+                    time.sleep(gap)
+                self.wfile.write(b"0\r\n\r\n")
+            except OSError:
+                pass
+
+    upstream = ThreadingHTTPServer(("127.0.0.1", 0), Streaming)
+    upstream.daemon_threads = True
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    proxy = Proxy(f"http://127.0.0.1:{upstream.server_address[1]}")
+    port = int(proxy.url.rsplit(":", 1)[1])
+    body = b'{"prompt": "x", "stream": true}'
+    headers = {"Content-Type": "application/json"}
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        started = time.monotonic()
+        conn.request("POST", "/v1/completions", body, headers)
+        resp = conn.getresponse()
+        first = resp.read1(4096)
+        check("proxy: the first piece comes before the last is written",
+              (b'"0"' in first, time.monotonic() - started < (pieces - 1) * gap), (True, True))
+        rest = resp.read()
+        check("proxy: the whole answer", (first + rest).count(b"data:"), pieces)
+        conn.close()
+        time.sleep(0.1)
+        check("proxy: a whole answer is not an abort", [c.aborted for c in proxy.calls], [False])
+
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("POST", "/v1/completions", body, headers)
+        conn.getresponse().read1(4096)
+        conn.close()  # mid-answer
+        time.sleep(2 * gap + 0.2)
+        check("proxy: closing mid-answer is an abort", [c.aborted for c in proxy.calls], [False, True])
+    finally:
+        proxy.server.shutdown()
+        upstream.shutdown()
+
+
 def selftest() -> None:
     """The pure pieces, as tables of fixtures: accept rules, UTF-16 positions, busy time,
     the oracle's answers."""
@@ -1386,6 +1446,7 @@ def selftest() -> None:
         ("nothing like it", [], ""),
     ]:
         check(f"double.answer({prefix!r})", dbl.answer(prefix, stops, 64), want)
+    proxy_selftest(check)
     print("\n".join(failures) or "selftest: all passed")
     sys.exit(1 if failures else 0)
 
