@@ -6,20 +6,18 @@
 use serde_json::{Value, json};
 
 use super::stream::{ChatWire, SseAnswer, SseWire, WireError};
-use super::{
-    Cut, FimCall, ModelAnswer, ProviderError, error_text, join, one_line, post_json, with_key,
-};
+use super::{Cut, FimCall, ModelAnswer, ProviderError, error_text, one_line, post_json, with_key};
 use crate::config::ModelConfig;
 
 pub(super) async fn fim(
     http: &reqwest::Client,
     model: &ModelConfig,
+    url: &str,
     call: FimCall<'_>,
 ) -> Result<ModelAnswer, ProviderError> {
-    let url = join(&model.url, "infill");
     let body = infill_body(model, &call, false)?;
-    let text = post_json(http, model, &url, &body).await?;
-    parse_infill(&url, &text)
+    let text = post_json(http, model, url, &body).await?;
+    parse_infill(url, &text)
 }
 
 /// The streamed `/infill` request and the decoder of its answer, for `stream_chat`.

@@ -217,6 +217,18 @@ pub struct FimCall<'a> {
 
 pub use crate::prompt::OtherFile;
 
+/// Where `model` fills in the middle, whole or streamed; None for an Anthropic model, which
+/// cannot.
+fn fim_url(model: &ModelConfig) -> Option<String> {
+    let path = match model.provider {
+        Provider::Openai => "completions",
+        Provider::Llamacpp => "infill",
+        Provider::Ollama => "api/generate",
+        Provider::Anthropic => return None,
+    };
+    Some(join(&model.url, path))
+}
+
 /// The shared HTTP client and the per-provider request code. What calls cost is counted by
 /// their callers, in the usage log (`crate::telemetry`).
 #[derive(Clone)]
@@ -250,14 +262,18 @@ impl Providers {
         model: &ModelConfig,
         call: FimCall<'_>,
     ) -> Result<ModelAnswer, ProviderError> {
-        match model.provider {
-            Provider::Openai => openai::fim(&self.http, model, call).await,
-            Provider::Ollama => ollama::fim(&self.http, model, call).await,
-            Provider::Llamacpp => llamacpp::fim(&self.http, model, call).await,
-            Provider::Anthropic => Err(ProviderError::Unsupported(format!(
+        let Some(url) = fim_url(model) else {
+            return Err(ProviderError::Unsupported(format!(
                 "model {:?} is an Anthropic chat model; it cannot serve fill-in-the-middle completion",
                 model.model
-            ))),
+            )));
+        };
+        match model.provider {
+            Provider::Openai => openai::fim(&self.http, model, &url, call).await,
+            Provider::Ollama => ollama::fim(&self.http, model, &url, call).await,
+            Provider::Llamacpp | Provider::Anthropic => {
+                llamacpp::fim(&self.http, model, &url, call).await
+            }
         }
         .map_err(|e| e.without_key(model))
     }
@@ -273,11 +289,8 @@ impl Providers {
         on_text: &mut (dyn FnMut(&str) + Send),
     ) -> Result<ModelAnswer, ProviderError> {
         let started = Instant::now();
-        let url = match model.provider {
-            Provider::Openai => join(&model.url, "completions"),
-            Provider::Llamacpp => join(&model.url, "infill"),
-            Provider::Ollama => join(&model.url, "api/generate"),
-            Provider::Anthropic => return self.fim(model, call).await,
+        let Some(url) = fim_url(model) else {
+            return self.fim(model, call).await;
         };
         let work = async {
             let (request, mut wire) = match model.provider {

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::stream::{ChatWire, NdjsonDecoder, WireError};
 use super::{
-    ChatCall, Cut, FimCall, ModelAnswer, ProviderError, chat_messages, error_text, join, one_line,
+    ChatCall, Cut, FimCall, ModelAnswer, ProviderError, chat_messages, error_text, one_line,
     post_json, with_key,
 };
 use crate::config::ModelConfig;
@@ -126,12 +126,15 @@ fn cut_at_limit(done: &Value) -> bool {
 pub(super) async fn fim(
     http: &reqwest::Client,
     model: &ModelConfig,
+    url: &str,
     call: FimCall<'_>,
 ) -> Result<ModelAnswer, ProviderError> {
-    let url = join(&model.url, "api/generate");
     let body = generate_body(model, &call, false);
-    let text = post_json(http, model, &url, &body).await?;
-    parse_generate(&text).map_err(|detail| ProviderError::Malformed { url, detail })
+    let text = post_json(http, model, url, &body).await?;
+    parse_generate(&text).map_err(|detail| ProviderError::Malformed {
+        url: url.to_string(),
+        detail,
+    })
 }
 
 /// The streamed `/api/generate` request and the decoder of its answer (the chat decoder:

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::stream::{ChatWire, SseAnswer, SseWire, WireError};
 use super::{
-    ChatCall, Cut, FimCall, ModelAnswer, ProviderError, chat_messages, error_text, join, one_line,
+    ChatCall, Cut, FimCall, ModelAnswer, ProviderError, chat_messages, error_text, one_line,
     post_json, sse_data, stops_for_api, with_key,
 };
 use crate::config::ModelConfig;
@@ -120,12 +120,15 @@ fn is_length(reason: &Value) -> bool {
 pub(super) async fn fim(
     http: &reqwest::Client,
     model: &ModelConfig,
+    url: &str,
     call: FimCall<'_>,
 ) -> Result<ModelAnswer, ProviderError> {
-    let url = join(&model.url, "completions");
     let body = completion_body(model, &call, false);
-    let text = post_json(http, model, &url, &body).await?;
-    parse_completion(&text).map_err(|detail| ProviderError::Malformed { url, detail })
+    let text = post_json(http, model, url, &body).await?;
+    parse_completion(&text).map_err(|detail| ProviderError::Malformed {
+        url: url.to_string(),
+        detail,
+    })
 }
 
 /// The streamed `/completions` request and the decoder of its answer (the chat decoder:
