@@ -135,7 +135,41 @@ struct DocState {
     last_place: Option<usize>,
     /// The last suggestion delivered, to recognise its acceptance.
     shown: Option<Shown>,
+    /// Where the last prompt sent for the document (a call's or a warm-up's) was read.
+    read: Option<ReadAt>,
 }
+
+/// Where a prompt was read: its model, the start of its prefix window and its cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ReadAt {
+    model: Arc<str>,
+    window_start: usize,
+    cursor: usize,
+}
+
+impl ReadAt {
+    fn of(model: &Arc<str>, ctx: &CompletionContext) -> ReadAt {
+        ReadAt {
+            model: model.clone(),
+            window_start: ctx.prefix_start,
+            cursor: ctx.prefix_start + ctx.prefix.len(),
+        }
+    }
+
+    /// Whether a model server that read `self` holds most of the prompt for `next`: the same
+    /// model and window start, and a cursor at most [`WARM_DISTANCE`] bytes further on (what
+    /// a request there re-reads is what lies between, and the suffix). A warm-up for `next`
+    /// would win little, and would take the model from the request the user pauses on.
+    fn covers(&self, next: &ReadAt) -> bool {
+        self.model == next.model
+            && self.window_start == next.window_start
+            && next.cursor <= self.cursor + WARM_DISTANCE
+    }
+}
+
+/// How far past the last prompt read a place may be and still need no warm-up of its own:
+/// about a hundred tokens, what a CPU model reads in a second.
+const WARM_DISTANCE: usize = 400;
 
 impl DocState {
     fn new() -> DocState {
@@ -147,6 +181,7 @@ impl DocState {
             typing_point: 0,
             last_place: None,
             shown: None,
+            read: None,
         }
     }
 }
@@ -381,6 +416,19 @@ impl CompletionEngine {
                 // or is typing along, a suggestion).
                 return;
             }
+        }
+        {
+            let read = ReadAt::of(&primary.name, &ctx);
+            let mut docs = lock(&self.shared.docs);
+            let Some(state) = docs.get_mut(&snapshot.uri) else {
+                return;
+            };
+            if state.read.as_ref().is_some_and(|last| last.covers(&read)) {
+                // Typing on near the last prompt read (the place only looks new while the
+                // parse of half-typed code changes): the server holds the start already.
+                return;
+            }
+            state.read = Some(read);
         }
         // The endpoint a request would try first.
         let url = route
@@ -777,6 +825,7 @@ impl CompletionEngine {
             id,
         } = call;
         let spans_lines = prompt_input.0.shape.multiline || prompt_input.0.shape.next_line;
+        let read = ReadAt::of(&key.model, &prompt_input.0);
         let mut docs = lock(&self.shared.docs);
         let Some(state) = docs.get_mut(uri) else {
             // The document was closed meanwhile: a flight nobody can join.
@@ -866,6 +915,7 @@ impl CompletionEngine {
         });
         state.typing_point = typing_point;
         state.inflight = Some(flight.clone());
+        state.read = Some(read);
         Waiter {
             flight: (purpose == Purpose::Request).then_some(flight),
             engine: self.clone(),
