@@ -260,6 +260,28 @@ def answer_timings(data: bytes) -> dict:
     return {}
 
 
+def streamed_text(data: bytes) -> str:
+    """The text a model wrote in a streamed answer (whole or cut off): the pieces of its SSE
+    events (`/v1/completions`' `choices[0].text`, chat's `delta.content`, `/infill`'s
+    `content`) or NDJSON lines (Ollama's `response`)."""
+    out = []
+    for line in data.decode(errors="replace").splitlines():
+        line = line.strip()
+        if line.startswith("data:"):
+            line = line[5:].strip()
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(event, dict):
+            continue
+        choice = (event.get("choices") or [{}])[0]
+        piece = choice.get("text") or (choice.get("delta") or {}).get("content") \
+            or event.get("content") or event.get("response") or ""
+        out.append(piece if isinstance(piece, str) else "")
+    return "".join(out)
+
+
 @dataclass
 class Call:
     path: str
@@ -1147,7 +1169,10 @@ def run_system(name: str, args, regions: list[Region], model_url: str, double: D
         "calls": [{"path": c.path, "ms": round(((c.end or end) - c.start) * 1000, 1),
                    "start_s": round(c.start - t0, 3), "aborted": c.aborted, "status": c.status,
                    "max_tokens": c.max_tokens, "prompt_chars": c.prompt_chars,
-                   "prompt_n": c.timings.get("prompt_n"), "predicted_n": c.timings.get("predicted_n")}
+                   "prompt_n": c.timings.get("prompt_n"), "predicted_n": c.timings.get("predicted_n"),
+                   # What a call closed mid-answer had written: a block closed a second after its
+                   # first line (Pilotfish's REST_OF_BLOCK) has written whole lines.
+                   "lines_written": streamed_text(c.response).count("\n") if c.aborted else None}
                   for c in calls],
         "busy_s": round(busy_seconds(calls, end), 2),
         "client": client.stats, "server_log": log_counts,
@@ -1190,6 +1215,9 @@ def summarize(r: dict) -> dict:
         # Prompt-cache warm-ups (n_predict 0, or max_tokens 1 where 0 is not allowed): closed
         # while their prompt is read, llama-server reads it on and keeps it (BENCHMARKS.md).
         "aborted_warm_ups": sum(1 for c in calls if c["aborted"] and (c.get("max_tokens") or 0) <= 1),
+        # Closed after writing at least one whole line: its answer was used (shown, or cached
+        # for typing along), not thrown away.
+        "aborted_after_a_line": sum(1 for c in calls if c["aborted"] and (c.get("lines_written") or 0) > 0),
         "next_p50_ms": pct(nexts, .5) if nexts else None,
         "next_shown": len(nexts),
         "next_waited": len(waited),
@@ -1215,7 +1243,8 @@ def table(results: list[dict]) -> str:
             f"| {100 * s['accepted_share']:.1f}% ({r['accepted']}/{r['chars']}) "
             f"| {s['accepts_whole']} + {s['accepts_partial']} | {s['calls_per100']:.1f} ({s['calls']}) "
             f"| {s['busy_per100']:.1f} s | {100 * s['aborted_share']:.0f}% ({s['aborted']}/{s['calls']}"
-            f"{'; ' + str(s['aborted_warm_ups']) + ' warm-ups' if s['aborted_warm_ups'] else ''}) "
+            f"{'; ' + str(s['aborted_warm_ups']) + ' warm-ups' if s['aborted_warm_ups'] else ''}"
+            f"{'; ' + str(s['aborted_after_a_line']) + ' after writing a line' if s['aborted_after_a_line'] else ''}) "
             f"| {fmt_ms(s['next_p50_ms'])} ({s['next_shown']}/{s['next_waited']}) "
             f"| {r['load']['mean']:.1f} ({r['load']['min']:.1f}–{r['load']['max']:.1f}) |")
     return "\n".join(out)
@@ -1437,6 +1466,14 @@ def selftest() -> None:
     check("replace", (d.text[:4], d.version, change["range"]["start"]), ("a😀éb", 1, {"line": 0, "character": 3}))
     calls = [Call("/infill", 0.0, 1.0), Call("/infill", 0.5, 2.0), Call("/infill", 3.0, None)]
     check("busy_seconds", busy_seconds(calls, 3.5), 2.5)
+    for data, want in [
+        (b'data: {"choices":[{"text":"a\\nb"}]}\n\ndata: {"choices":[{"text":"c"}]}\n\ndata: [DONE]\n', "a\nbc"),
+        (b'{"response":"x\\n","done":false}\n{"response":"y","done":false}\n', "x\ny"),   # Ollama
+        (b'data: {"content":"q\\n","stop":false}\n\ndata: {"content":"r', "q\n"),      # /infill, cut off
+        (b'data: {"choices":[{"delta":{"content":"z"}}]}\n\n', "z"),                   # chat
+        (b'{"choices":[{"text":"whole"}]}', "whole"),                                    # not streamed
+    ]:
+        check(f"streamed_text({data[:30]!r})", streamed_text(data), want)
     dbl = Double.__new__(Double)
     dbl.original, dbl.region = "def f(x):\n    return x + 1\n\nprint(f(2))\n", (14, 26)
     for prefix, stops, want in [

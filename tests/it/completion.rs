@@ -645,18 +645,23 @@ fn the_next_line_stops_the_model_once_written() {
 #[test]
 fn a_slow_model_reads_a_compact_window() {
     let long_file = |name: &str| {
-        let body: String = (0..200)
-            .map(|i| format!("def {name}_{i}(x):\n    return x + {i}\n\n"))
-            .collect();
-        format!("{body}value = $0\n")
+        let body = |from: usize| -> String {
+            (from..from + 200)
+                .map(|i| format!("def {name}_{i}(x):\n    return x + {i}\n\n"))
+                .collect()
+        };
+        format!("{}value = $0\n{}", body(0), body(200))
     };
     let server = Server::start(Behaviour::answer("1"));
+    // The characters of prefix and suffix a request sends.
     let window = |name: &str| {
         let (uri, line, col) =
             server.open(name, "python", &long_file(name.trim_end_matches(".py")));
         let (result, call) = server.inline_and_call(&uri, line, col);
         assert!(suggestion(&result).is_some(), "{result}");
-        call.expect("a model call").fim_prefix_text().len()
+        let call = call.expect("a model call");
+        let suffix = call.suffix_text().expect("a native suffix");
+        (call.fim_prefix_text().len(), suffix.len())
     };
     // Files of their own text, so that no answer comes from the cache.
     let some_calls = |phase: &str| {
@@ -677,10 +682,11 @@ fn a_slow_model_reads_a_compact_window() {
         .set_behaviour(Behaviour::answer("1").delay(Duration::from_millis(400)));
     some_calls("slow");
     let slow = window("third.py");
+    let compact = |(prefix, suffix): (usize, usize)| prefix < 2500 && suffix <= 150;
     assert!(
-        unmeasured < 2500 && fast > 5000 && slow < 2500,
-        "prefix window in characters: {unmeasured} before the model was measured, {fast} \
-         once it answered at once, {slow} once it took 400 ms"
+        compact(unmeasured) && fast.0 > 5000 && fast.1 > 250 && compact(slow),
+        "(prefix, suffix) window in characters: {unmeasured:?} before the model was \
+         measured, {fast:?} once it answered at once, {slow:?} once it took 400 ms"
     );
     server.lsp.shutdown_and_exit();
 }
