@@ -27,6 +27,16 @@ Systems (all against the same llama-server, temperature 0):
   file holding prefix + suffix, with `provider = "llamacpp"`, `fim = "native"`.
 - `pf-openai`: the same with `provider = "openai"`, `url = …/v1`, `fim = "qwen"`.
 
+Prompt layouts tried for what a slow model re-reads per keystroke (BENCHMARKS.md, "What a
+request re-reads"), all `/v1/completions` with the Qwen template like `bare-v1`:
+- `bare-v1-line`: the text typed on the cursor's line after `<|fim_middle|>`, as if the model
+  had written it (typing along the line then changes only the prompt's end);
+  `bare-v1-word`: the same with the line's indentation kept in the prefix.
+- `bare-v1-heal`: the line up to its last word after `<|fim_middle|>`; the model must write
+  that word again (its answer counts only if it starts with it, which is then cut off).
+- `bare-v1-sfxN`: the plain layout with the suffix cut as Pilotfish cuts it, to the rest of
+  the cursor's line and the whole lines within N characters.
+
 Context from other files (the outlines of other open files, and the recent-context ring of
 chunks the user just touched): the holes are single files, so two more inputs exist.
 - `--siblings benches/quality_siblings.json`: for each of the 66 holes, two other files of its
@@ -323,6 +333,66 @@ def run_bare_v1(url: str, hole: dict) -> tuple[str, str]:
         "prompt": prompt, "max_tokens": N_PREDICT, "temperature": 0.0, "stop": ["\n"],
     })
     return out["choices"][0]["text"], "", {"timings": out.get("timings", {})}
+
+
+def split_line(prefix: str, keep_indent: bool) -> tuple[str, str]:
+    """The prefix up to the start of the cursor's line (with its indentation, if
+    `keep_indent`), and the rest of the line before the cursor."""
+    start = prefix.rfind("\n") + 1
+    if keep_indent:
+        line = prefix[start:]
+        start += len(line) - len(line.lstrip(" \t"))
+    return prefix[:start], prefix[start:]
+
+
+def run_bare_v1_line(url: str, hole: dict, keep_indent: bool) -> tuple[str, str]:
+    before, line = split_line(hole["prefix"], keep_indent)
+    prompt = f"<|fim_prefix|>{before}<|fim_suffix|>{hole['suffix']}<|fim_middle|>{line}"
+    out = post(f"{url}/v1/completions", {
+        "prompt": prompt, "max_tokens": N_PREDICT, "temperature": 0.0, "stop": ["\n"],
+    })
+    return out["choices"][0]["text"], "", {"timings": out.get("timings", {})}
+
+
+def heal_cut(typed: str) -> int:
+    """Where a healed middle ends: before the last space that starts a word (a token boundary
+    in byte-level BPE, which attaches a space to the word after it), else at the start."""
+    for i in range(len(typed) - 1, 0, -1):
+        if typed[i] in " \t" and not typed[i + 1:i + 2].isspace() and i + 1 < len(typed):
+            return i
+    return 0
+
+
+def suffix_lines(suffix: str, chars: int) -> str:
+    """The suffix cut as Pilotfish's window cuts it: the rest of the cursor's line, then the
+    whole lines that fit in `chars`."""
+    own = suffix.find("\n") + 1 if "\n" in suffix else len(suffix)
+    if len(suffix) <= chars:
+        return suffix
+    end = suffix.rfind("\n", 0, chars + 1) + 1
+    return suffix[:max(end, own)]
+
+
+def run_bare_v1_suffix(url: str, hole: dict, chars: int) -> tuple[str, str]:
+    suffix = suffix_lines(hole["suffix"], chars)
+    prompt = f"<|fim_prefix|>{hole['prefix']}<|fim_suffix|>{suffix}<|fim_middle|>"
+    out = post(f"{url}/v1/completions", {
+        "prompt": prompt, "max_tokens": N_PREDICT, "temperature": 0.0, "stop": ["\n"],
+    })
+    return out["choices"][0]["text"], "", {"timings": out.get("timings", {})}
+
+
+def run_bare_v1_heal(url: str, hole: dict) -> tuple[str, str]:
+    before, line = split_line(hole["prefix"], True)
+    cut = heal_cut(line)
+    tail = line[cut:]
+    prompt = f"<|fim_prefix|>{before}<|fim_suffix|>{hole['suffix']}<|fim_middle|>{line[:cut]}"
+    out = post(f"{url}/v1/completions", {
+        "prompt": prompt, "max_tokens": N_PREDICT, "temperature": 0.0, "stop": ["\n"],
+    })
+    text = out["choices"][0]["text"]
+    text = text[len(tail):] if text.startswith(tail) else ""
+    return text, "", {"timings": out.get("timings", {})}
 
 
 class Recorder:
@@ -936,6 +1006,7 @@ def report(results: dict, diffs: bool) -> str:
                        f"({sum(em)}) | {statistics.mean(es):.3f} | {empty} | {errors} "
                        f"| {pct(lat, .5):.2f} s | {pct(lat, .95):.2f} s | {tokens} | {repeat} |")
     pairs = [("bare-infill", "pf-llamacpp"), ("bare-v1", "pf-openai"),
+             ("bare-v1", "bare-v1-line"), ("bare-v1", "bare-v1-word"), ("bare-v1", "bare-v1-heal"),
              ("pf-llamacpp", "lsp-llamacpp"), ("pf-openai", "lsp-openai"),
              ("lsp-llamacpp", "lsp-llamacpp-ring"), ("lsp-openai", "lsp-openai-ring")]
     if diffs:
@@ -984,6 +1055,12 @@ def run(args) -> None:
             runners[s] = lambda h: run_bare_infill(args.url, h)
         elif s == "bare-v1":
             runners[s] = lambda h: run_bare_v1(args.url, h)
+        elif s in ("bare-v1-line", "bare-v1-word"):
+            runners[s] = (lambda k: lambda h: run_bare_v1_line(args.url, h, k))(s.endswith("word"))
+        elif s.startswith("bare-v1-sfx"):
+            runners[s] = (lambda n: lambda h: run_bare_v1_suffix(args.url, h, n))(int(s.removeprefix("bare-v1-sfx")))
+        elif s == "bare-v1-heal":
+            runners[s] = lambda h: run_bare_v1_heal(args.url, h)
         elif s in ("pf-llamacpp", "pf-openai"):
             cfg = pf_config(rec.url, s.removeprefix("pf-"), workdir)
             runners[s] = (lambda c: lambda h: run_pilotfish(args.pilotfish, c, workdir, h, rec))(cfg)
