@@ -438,7 +438,7 @@ const SPECIAL_TOKENS: [&str; 4] = [
 
 /// Post-processing a raw FIM answer (see the module docs): a suggestion is never blank,
 /// never carries a special token or a stop sequence, is one line when the place wants one
-/// (maybe the next line, after a complete statement), and is at most `MAX_LINES` lines.
+/// (maybe the next line, at the end of a line), and is at most `MAX_LINES` lines.
 pub fn fim_answer(data: &[u8]) {
     let mut choices = Choices(data);
     let language = Language::ALL[choices.below(Language::ALL.len())];
@@ -491,7 +491,7 @@ pub fn fim_answer(data: &[u8]) {
     let lines = suggestion.lines().count();
     assert!(lines <= MAX_LINES, "{lines} lines from {why}");
     if !ctx.shape.multiline {
-        // One line; after a complete statement it may start the next line (one or two line
+        // One line; at the end of a line it may start the next line (one or two line
         // breaks first: a blank line between).
         let mut line = suggestion.as_str();
         for _ in 0..2 {

@@ -12,7 +12,7 @@
 //! The pipeline, in order — one small function each:
 //! 1. [`cut_at_stop`]: the first stop sequence or leaked special token ends the answer.
 //! 2. [`strip_fences`], [`strip_echo`]: chat wrappers and a repeat of the typed line go.
-//! 3. single-line: [`first_line`]; after a complete statement at a line's end, the model may
+//! 3. single-line: [`first_line`]; at the end of a line of code or a comment, the model may
 //!    start the next line instead: [`next_line`].
 //! 4. multi-line: [`fit_block`] — indentation, block end, repeats, length.
 //! 5. [`trim_line_after`]: the rest of the cursor line, when the model wrote it again.
@@ -206,7 +206,7 @@ pub fn first_line(text: &str) -> Option<&str> {
     }
 }
 
-/// Step 3, after a complete statement at a line's end ([`SuggestionShape::next_line`]),
+/// Step 3, at the end of a line of code or a comment ([`SuggestionShape::next_line`]),
 /// when the model started a new line: the line break (two for a blank line between) and the
 /// one line after it. Nothing when that line is blank or repeats the line just written.
 ///
@@ -842,7 +842,7 @@ mod tests {
         }
     }
 
-    /// After a complete statement at a line's end, the model may start the next line: the
+    /// At the end of a line (here a complete statement), the model may start the next line: the
     /// suggestion is the line break and that one line; or it may add to the line.
     #[test]
     fn next_line_after_a_complete_statement() {

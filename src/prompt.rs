@@ -169,7 +169,7 @@ pub fn build_fim(fim: Fim, ctx: &CompletionContext) -> FimPrompt {
         Fim::Native => Vec::new(),
         Fim::Template(t) => t.stop_tokens().iter().map(|s| s.to_string()).collect(),
     };
-    // A single line ends at the line break; after a complete statement the suggestion may
+    // A single line ends at the line break; at the end of a line the suggestion may
     // be the next line, which starts with one.
     if !ctx.shape.multiline && !ctx.shape.next_line {
         stop.push("\n".to_string());

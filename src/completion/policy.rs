@@ -85,7 +85,7 @@ pub enum Serves {
 }
 
 /// Whether the call for `flight` (whose answer may span lines when `spans_lines`: a block,
-/// or the next line after a complete statement) can serve a request for `request`.
+/// or the next line at the end of a line) can serve a request for `request`.
 pub fn serves(flight: &CacheKey, spans_lines: bool, request: &CacheKey) -> Serves {
     if flight == request {
         return Serves::Same;

@@ -77,9 +77,9 @@ pub struct SuggestionShape {
     /// of the enclosing block's body. A suggested line indented less than this leaves the
     /// block, so the suggestion stops before it.
     pub block_indent: Option<usize>,
-    /// For a single-line suggestion: the cursor ends a line that holds a complete statement,
-    /// so there is nothing to add to it and the suggestion may be the next line instead (a
-    /// line break, then one line). This is where a whole accepted line leaves the cursor.
+    /// For a single-line suggestion: the cursor ends a line of code or a comment, so the
+    /// suggestion may add to the line or be the next line (a line break, then one line): the
+    /// model says which. This is where a whole accepted line leaves the cursor.
     pub next_line: bool,
 }
 
@@ -171,7 +171,7 @@ pub fn extract(
     let block_indent = multiline.then(|| block_indent(doc, syntax, &spec.blocks, &line));
     let next_line = !multiline
         && policy != MultilinePolicy::Never
-        && syntax.is_some_and(|s| s.ends_statement(&line));
+        && syntax.is_some_and(|s| s.may_start_next_line(&line));
 
     CompletionContext {
         language,
@@ -448,6 +448,13 @@ fn is_word(c: char) -> bool {
 // ---------------------------------------------------------------------------------------
 // Tree queries
 
+/// What the cursor can be inside of that is not code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Literal {
+    Comment,
+    String,
+}
+
 /// A tree with the rope it was (hopefully) parsed from, and its language.
 #[derive(Clone, Copy)]
 struct Syntax<'a> {
@@ -511,62 +518,46 @@ impl<'a> Syntax<'a> {
         scan.out
     }
 
-    /// True when the cursor ends its line just after complete code: nothing but whitespace
-    /// follows it on the line, the user has not typed a space to go on (`return |`), and the
-    /// largest node ending at the line's last character covers the line's code from its
-    /// first character and has no syntax error. A node that began on an earlier line counts
-    /// (a definition or call the line closes); the last argument of a call that goes on
-    /// below does not.
-    fn ends_statement(self, line: &CursorLine) -> bool {
-        if line.blank_before
+    /// True when the suggestion at the cursor may be the next line: the cursor ends its line
+    /// (nothing but whitespace follows it there) after code or a comment, the user has not
+    /// typed a space to go on with the line (`return |`), and it is not inside a string.
+    /// Whether the line is complete the model says, by adding to it or by breaking it: after
+    /// `total = 0`, a trailing comma, a comment, or a signature whose `where` comes below,
+    /// the next line is what the user writes next. A whole accepted line leaves the cursor
+    /// here.
+    fn may_start_next_line(self, line: &CursorLine) -> bool {
+        !(line.blank_before
             || line.before.ends_with(char::is_whitespace)
             || !line.after.trim().is_empty()
-            || self.in_comment_or_string(line.cursor)
-        {
-            return false;
-        }
-        let start = self.doc.line_start(line.line);
-        let Some((at, ch)) = self.doc.last_non_ws(start, line.cursor) else {
-            return false;
-        };
-        // Where the line's code starts (`before` holds the text nearest the cursor).
-        let first = line.cursor - line.before.trim_start().len();
-        let end = at + ch.len_utf8();
-        let Some(mut node) = self.root.descendant_for_byte_range(at, end) else {
-            return false;
-        };
-        while let Some(parent) = node.parent() {
-            if parent.end_byte() != end || parent.id() == self.root.id() {
-                break;
-            }
-            node = parent;
-        }
-        node.id() != self.root.id() && !node.has_error() && node.start_byte() <= first
+            || self.cursor_in(line.cursor) == Some(Literal::String))
     }
 
-    /// True when the cursor is inside a comment or a string literal (a line comment counts
-    /// up to its end; a closed string or block comment does not at its end).
+    /// True when the cursor is inside a comment or a string literal.
     fn in_comment_or_string(self, cursor: usize) -> bool {
+        self.cursor_in(cursor).is_some()
+    }
+
+    /// The comment or string literal the cursor is inside, if any (a line comment counts
+    /// up to its end; a closed string or block comment does not at its end).
+    fn cursor_in(self, cursor: usize) -> Option<Literal> {
         if cursor == 0 {
-            return false;
+            return None;
         }
         let before = self.doc.floor(cursor - 1);
-        let Some(node) = self.root.descendant_for_byte_range(before, cursor) else {
-            return false;
-        };
+        let node = self.root.descendant_for_byte_range(before, cursor)?;
         let strings = &self.spec.strings;
         for n in ancestors(node) {
             let kind = n.kind();
             if strings.interpolations.contains(&kind) {
-                return false;
+                return None;
             }
             let (start, end) = (n.start_byte(), n.end_byte().min(self.doc.len));
             if kind.contains("comment") {
                 if start >= cursor {
-                    return false;
+                    return None;
                 }
                 if cursor < end {
-                    return true;
+                    return Some(Literal::Comment);
                 }
                 // At the end: inside a line comment, outside a block comment (closed).
                 let text = self.doc.text(start, (start + 8).min(end));
@@ -576,13 +567,14 @@ impl<'a> Syntax<'a> {
                     .iter()
                     .any(|(open, _)| text.starts_with(open));
                 let line_comment = !block && comments.line.iter().any(|l| text.starts_with(l));
-                return cursor == end && line_comment && self.doc.byte(end - 1) != Some(b'\n');
+                let open = cursor == end && line_comment && self.doc.byte(end - 1) != Some(b'\n');
+                return open.then_some(Literal::Comment);
             }
             if strings.literals.contains(&kind) {
-                return start < cursor && cursor < end;
+                return (start < cursor && cursor < end).then_some(Literal::String);
             }
         }
-        false
+        None
     }
 
     /// Header lines of the scopes enclosing the cursor, outermost first.
@@ -1020,10 +1012,11 @@ mod tests {
         );
     }
 
-    /// Where a line holds a complete statement and the cursor ends it, the suggestion may be
-    /// the next line (this is where accepting a whole line leaves the cursor).
+    /// Where the cursor ends a line of code or a comment, the suggestion may be the next line
+    /// (this is where accepting a whole line leaves the cursor); the model says whether it
+    /// adds to the line instead.
     #[test]
-    fn next_line_after_a_complete_statement() {
+    fn next_line_at_the_end_of_a_line() {
         let cases: &[(&str, &str, bool)] = &[
             ("python", "def f(items):\n    total = 0$0\n", true),
             ("python", "def f(items):\n    total = 0$0", true),
@@ -1042,25 +1035,29 @@ mod tests {
             ),
             // The last line of a function: the definition ends there.
             ("python", "def f():\n    return 1$0\n\nx = 2\n", true),
-            // Not complete: an open bracket, an operator, a broken statement.
-            ("python", "def f(items):\n    total = sum(items,$0\n", false),
-            ("python", "def f(items):\n    total = $0\n", false),
-            // Mid-line, a blank line, a comment, a string: not this shape.
+            // Not complete, but the line may end here: the rest of a call's arguments, a
+            // statement or signature that goes on below (the model adds to the line or not).
+            ("python", "def f(items):\n    total = sum(items,$0\n", true),
+            ("rust", "fn f() {\n    let x = 1$0\n}\n", true),
+            (
+                "rust",
+                "fn split<R>(reader: R) -> Split<R>$0\nwhere\n    R: Read,\n{}\n",
+                true,
+            ),
+            ("python", "x = foo(a,$0\n        b)\n", true),
+            // After a comment, its next line (the code it describes, or more comment).
+            ("python", "def f():\n    # total = 0$0\n", true),
+            ("rust", "/// Creates a slice$0\nfn f() {}\n", true),
+            // Mid-line, a blank line, a string: not this shape.
             ("python", "def f():\n    x = 1$0 + 2\n", false),
+            ("python", "x = foo(a$0\n        , b)\n", true),
             ("python", "def f():\n    $0\n", false),
-            ("python", "def f():\n    # total = 0$0\n", false),
             ("python", "s = \"\"\"\ntotal = 0$0\n\"\"\"\n", false),
             ("rust", "fn f() {\n    let x = 1;$0\n}\n", true),
-            ("rust", "fn f() {\n    let x = 1$0\n}\n", false),
             (
                 "javascript",
                 "function f() {\n  const x = g(1);$0\n}\n",
                 true,
-            ),
-            (
-                "javascript",
-                "function f() {\n  const x = g(1$0\n}\n",
-                false,
             ),
             ("go", "func f() {\n\tx := 1$0\n}\n", true),
             ("rust", "fn f() {\n    g();\n}$0\n", true),
@@ -1068,9 +1065,6 @@ mod tests {
             ("lua", "function f()\n  local x = 1$0\nend\n", true),
             ("bash", "f() {\n  x=1$0\n}\n", true),
             ("php", "<?php\nfunction f() {\n  $x = 1;$0\n}\n", true),
-            // The last argument of a call that goes on below.
-            ("python", "x = foo(a,$0\n        b)\n", false),
-            ("python", "x = foo(a$0\n        , b)\n", false),
         ];
         for (lang, src, next_line) in cases {
             let ctx = run(lang, src, ContextBudget::default(), MultilinePolicy::Auto);

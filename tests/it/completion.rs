@@ -360,39 +360,73 @@ fn source_of(result: &serde_json::Value) -> String {
         .to_owned()
 }
 
-/// Accepting a whole line leaves the cursor at the end of a complete statement: the next
-/// suggestion is the next line (a line break, then the line), computed in the background
-/// while the first was shown.
+/// Accepting a whole line leaves the cursor at the end of a line: the next suggestion is the
+/// next line (a line break, then the line), computed in the background while the first was
+/// shown — after a complete statement, and as much after a line the statement goes on from
+/// (a trailing comma, a signature whose `where` comes below) or a comment.
 #[test]
 fn accepting_a_whole_line_brings_the_next_line_from_the_cache() {
-    let server = Server::start(Behaviour::answer_with(|call| {
-        let prefix = call.fim_prefix_text();
-        if prefix.ends_with("total = 0") {
-            "\n    for item in items:\n        total += item\n".to_owned()
+    let cases = [
+        (
+            "python",
+            "def f(items):\n    $0\n",
+            "total = 0",
+            "\n    for item in items:",
+        ),
+        (
+            "python",
+            "def f(items):\n    $0\n",
+            "total = sum(items,",
+            "\n                start=0)",
+        ),
+        (
+            "rust",
+            "$0\n",
+            "fn split<R>(reader: R) -> Split<R>",
+            "\nwhere",
+        ),
+        (
+            "rust",
+            "$0\nfn f() {}\n",
+            "/// Adds one.",
+            "\n/// Panics on overflow.",
+        ),
+    ];
+    for (language, fixture, first, next_line) in cases {
+        accept_a_whole_line(language, fixture, first, next_line);
+    }
+}
+
+fn accept_a_whole_line(language: &str, fixture: &str, first: &str, next_line: &str) {
+    let (first_answer, next_answer) = (first.to_owned(), format!("{next_line}\n    x\n"));
+    let server = Server::start(Behaviour::answer_with(move |call| {
+        if call.fim_prefix_text().ends_with(&first_answer) {
+            next_answer.clone()
         } else {
-            "total = 0".to_owned()
+            first_answer.clone()
         }
     }));
-    let (uri, line, col) = server.open("sum.py", "python", "def f(items):\n    $0\n");
+    let name = if language == "rust" { "f.rs" } else { "f.py" };
+    let (uri, line, col) = server.open(name, language, fixture);
     let shown = server.inline(&uri, line, col);
-    assert_eq!(suggestion(&shown).as_deref(), Some("total = 0"), "{shown}");
+    assert_eq!(suggestion(&shown).as_deref(), Some(first), "{shown}");
     assert!(
-        server.wait_calls_at("total = 0", 1),
-        "the prefetch: {}",
+        server.wait_calls_at(first, 1),
+        "the prefetch after {first:?}: {}",
         server.double.summary()
     );
-    server.lsp.type_text(&uri, 2, (line, col), "total = 0");
-    let next = server.inline(&uri, line, col + "total = 0".len() as u32);
+    server.lsp.type_text(&uri, 2, (line, col), first);
+    let next = server.inline(&uri, line, col + first.len() as u32);
     assert_eq!(
         suggestion(&next).as_deref(),
-        Some("\n    for item in items:"),
-        "{next}"
+        Some(next_line),
+        "after {first:?}: {next}"
     );
-    assert_eq!(source_of(&next), "cache", "{next}");
+    assert_eq!(source_of(&next), "cache", "after {first:?}: {next}");
     assert_eq!(
-        server.calls_at("total = 0"),
+        server.calls_at(first),
         1,
-        "{}",
+        "after {first:?}: {}",
         server.double.summary()
     );
     server.lsp.shutdown_and_exit();

@@ -93,7 +93,9 @@ fn the_first_edit_at_a_new_place_warms_the_prompt_a_request_there_sends() {
     );
     let warm = warm_ups(&server);
     assert!(
-        warm[1].prompt_text().ends_with("def third(c):\n    return c + 1"),
+        warm[1]
+            .prompt_text()
+            .ends_with("def third(c):\n    return c + 1"),
         "{:?}",
         warm[1].prompt_text()
     );
@@ -111,7 +113,9 @@ fn typing_a_new_definition_warms_once() {
     // At the end of the file.
     let (mut line, mut col) = (7, 0);
     for (version, ch) in (2..).zip(typed.chars()) {
-        server.lsp.type_text(&uri, version, (line, col), &ch.to_string());
+        server
+            .lsp
+            .type_text(&uri, version, (line, col), &ch.to_string());
         if ch == '\n' {
             (line, col) = (line + 1, 0);
         } else {
