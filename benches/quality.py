@@ -35,7 +35,8 @@ request re-reads"), all `/v1/completions` with the Qwen template like `bare-v1`:
 - `bare-v1-heal`: the line up to its last word after `<|fim_middle|>`; the model must write
   that word again (its answer counts only if it starts with it, which is then cut off).
 - `bare-v1-sfxN`: the plain layout with the suffix cut as Pilotfish cuts it, to the rest of
-  the cursor's line and the whole lines within N characters.
+  the cursor's line and the whole lines within N characters; `bare-v1-preN`: the prefix cut
+  to the whole lines within its last N characters (and the cursor's line).
 
 Context from other files (the outlines of other open files, and the recent-context ring of
 chunks the user just touched): the holes are single files, so two more inputs exist.
@@ -376,6 +377,19 @@ def suffix_lines(suffix: str, chars: int) -> str:
 def run_bare_v1_suffix(url: str, hole: dict, chars: int) -> tuple[str, str]:
     suffix = suffix_lines(hole["suffix"], chars)
     prompt = f"<|fim_prefix|>{hole['prefix']}<|fim_suffix|>{suffix}<|fim_middle|>"
+    out = post(f"{url}/v1/completions", {
+        "prompt": prompt, "max_tokens": N_PREDICT, "temperature": 0.0, "stop": ["\n"],
+    })
+    return out["choices"][0]["text"], "", {"timings": out.get("timings", {})}
+
+
+def run_bare_v1_prefix(url: str, hole: dict, chars: int) -> tuple[str, str]:
+    prefix = hole["prefix"]
+    if len(prefix) > chars:
+        # Whole lines, as Pilotfish's window starts at a line (and the cursor's line whole).
+        start = prefix.find("\n", len(prefix) - chars) + 1
+        prefix = prefix[start:] if 0 < start <= prefix.rfind("\n") + 1 else prefix[prefix.rfind("\n") + 1:]
+    prompt = f"<|fim_prefix|>{prefix}<|fim_suffix|>{hole['suffix']}<|fim_middle|>"
     out = post(f"{url}/v1/completions", {
         "prompt": prompt, "max_tokens": N_PREDICT, "temperature": 0.0, "stop": ["\n"],
     })
@@ -1057,6 +1071,8 @@ def run(args) -> None:
             runners[s] = lambda h: run_bare_v1(args.url, h)
         elif s in ("bare-v1-line", "bare-v1-word"):
             runners[s] = (lambda k: lambda h: run_bare_v1_line(args.url, h, k))(s.endswith("word"))
+        elif s.startswith("bare-v1-pre"):
+            runners[s] = (lambda n: lambda h: run_bare_v1_prefix(args.url, h, n))(int(s.removeprefix("bare-v1-pre")))
         elif s.startswith("bare-v1-sfx"):
             runners[s] = (lambda n: lambda h: run_bare_v1_suffix(args.url, h, n))(int(s.removeprefix("bare-v1-sfx")))
         elif s == "bare-v1-heal":

@@ -441,7 +441,8 @@ def busy_seconds(calls: list[Call], until: float) -> float:
 class Double:
     """A model server that answers after `delay_ms` with the rest of the line the developer
     is about to type (it is told the current region's original text), on llama.cpp's
-    `/infill` and `/completion` and the OpenAI `/v1/completions` wire formats."""
+    `/infill` and `/completion` and the OpenAI `/v1/completions` wire formats, whole or
+    streamed (`"stream": true`) as the client asks."""
 
     def __init__(self, delay_ms: float):
         self.delay = delay_ms / 1000
@@ -457,6 +458,33 @@ class Double:
 
             def _send(self, payload: dict, status: int = 200):
                 send_json(self, status, json.dumps(payload).encode())
+
+            def _stream(self, path: str, text: str, prompt_tokens: int):
+                """The answer as server-sent events, a piece of about a token each, as
+                llama-server writes them: `/infill` and `/completion` pieces of `content`,
+                the last with `stop: true`; `/v1/completions` chunks, then `[DONE]`."""
+                pieces = [text[i:i + 4] for i in range(0, len(text), 4)]
+                if path.endswith(("/infill", "/completion")):
+                    events = [{"content": p, "stop": False} for p in pieces]
+                    events.append({"content": "", "stop": True, "tokens_evaluated": prompt_tokens,
+                                   "tokens_predicted": len(pieces)})
+                else:
+                    events = [{"object": "text_completion", "model": "double",
+                               "choices": [{"index": 0, "text": p, "finish_reason": None}]}
+                              for p in pieces]
+                    events.append({"object": "text_completion", "model": "double",
+                                   "choices": [{"index": 0, "text": "", "finish_reason": "stop"}]})
+                data = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events)
+                if not path.endswith(("/infill", "/completion")):
+                    data += b"data: [DONE]\n\n"
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:
+                    pass
 
             def do_GET(self):
                 if self.path.rstrip("/").endswith("/models"):
@@ -484,7 +512,9 @@ class Double:
                     prefix = prompt
                     limit = body.get("max_tokens", 64)
                 text = double.answer(prefix, stops, limit)
-                if path.endswith(("/infill", "/completion")):
+                if body.get("stream"):
+                    self._stream(path, text, len(prefix) // 4)
+                elif path.endswith(("/infill", "/completion")):
                     self._send({"content": text, "stop": True, "tokens_evaluated": len(prefix) // 4,
                                 "tokens_predicted": len(text) // 4 + 1})
                 else:
