@@ -167,6 +167,7 @@ fn cache(c: &mut Criterion) {
             CachedSuggestion {
                 text: Some(format!("value_{i}();").into()),
                 answered_by: model.clone(),
+                then: None,
             },
         );
     }

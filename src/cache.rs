@@ -27,6 +27,10 @@ pub struct CacheKey {
 pub struct CachedSuggestion {
     pub text: Option<Arc<str>>,
     pub answered_by: Arc<str>,
+    /// The line the model wrote after the suggestion (a line break, then the line), the
+    /// suggestion for the place after accepting it: typed-ahead reuse offers it once the
+    /// user has typed or accepted the whole suggestion.
+    pub then: Option<Arc<str>>,
 }
 
 pub struct CompletionCache {
@@ -93,15 +97,22 @@ impl CompletionCache {
                 }
                 let typed = key.prefix.strip_prefix(k.prefix.as_str())?;
                 let rest = v.text.as_deref()?.strip_prefix(typed)?;
-                (!rest.trim().is_empty()).then(|| {
-                    (
-                        k.clone(),
-                        CachedSuggestion {
-                            text: Some(rest.into()),
-                            answered_by: v.answered_by.clone(),
-                        },
-                    )
-                })
+                let (text, then) = if !rest.trim().is_empty() {
+                    (Arc::from(rest), v.then.clone())
+                } else if rest.is_empty() {
+                    // The whole suggestion typed or accepted: the line after it.
+                    (v.then.clone()?, None)
+                } else {
+                    return None;
+                };
+                Some((
+                    k.clone(),
+                    CachedSuggestion {
+                        text: Some(text),
+                        answered_by: v.answered_by.clone(),
+                        then,
+                    },
+                ))
             })
     }
 
@@ -131,6 +142,7 @@ mod tests {
         CachedSuggestion {
             text: Some(text.into()),
             answered_by: "m".into(),
+            then: None,
         }
     }
 
@@ -185,6 +197,41 @@ mod tests {
         }
     }
 
+    /// The line the model wrote after a suggestion is offered once the whole suggestion is
+    /// typed (or accepted), and only then.
+    #[test]
+    fn the_line_after_a_suggestion_comes_once_it_is_typed() {
+        let then = |text: &str, after: &str| CachedSuggestion {
+            then: Some(after.into()),
+            ..answer(text)
+        };
+        // (typed after "total = sum(", expected suggestion, and what it offers next)
+        let cases: &[(&str, Option<&str>, Option<&str>)] = &[
+            ("it", Some("ems)"), Some("\n    return total")),
+            ("items)", Some("\n    return total"), None),
+            ("items) ", None, None),
+            ("items)x", None, None),
+        ];
+        for (typed, want, want_then) in cases {
+            let mut c = CompletionCache::new(8);
+            c.insert(
+                key("total = sum(", ""),
+                then("items)", "\n    return total"),
+            );
+            let got = c.lookup_typed_ahead(&key(&format!("total = sum({typed}"), ""));
+            assert_eq!(
+                got.as_ref().and_then(|g| g.text.as_deref()),
+                *want,
+                "{typed:?}"
+            );
+            assert_eq!(
+                got.as_ref().and_then(|g| g.then.as_deref()),
+                *want_then,
+                "{typed:?}"
+            );
+        }
+    }
+
     #[test]
     fn empty_answers_are_cached_but_never_typed_into() {
         let mut c = CompletionCache::new(4);
@@ -193,6 +240,7 @@ mod tests {
             CachedSuggestion {
                 text: None,
                 answered_by: "m".into(),
+                then: None,
             },
         );
         assert_eq!(c.lookup(&key("x", "")).map(|v| v.text), Some(None));

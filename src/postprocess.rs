@@ -122,6 +122,26 @@ pub fn first_line_end(raw: &str, shape: &SuggestionShape) -> Option<usize> {
     None
 }
 
+/// For a suggestion at the end of a line ([`SuggestionShape::next_line`]), the suggestion at
+/// the place after accepting it, from what the model wrote after it: `raw` is the model's
+/// whole answer and `kept` the suggestion made of its first line. The rules are those of a
+/// request there (a line break, then one line; not blank, not the line already following,
+/// not a repeat); the line must be whole (a line break after it), else None.
+pub fn line_after(raw: &str, kept: &str, ctx: &CompletionContext) -> Option<String> {
+    if !ctx.shape.next_line {
+        return None;
+    }
+    let text = crate::position::lf_line_breaks(raw);
+    let end = first_line_end(&text, &ctx.shape)?;
+    let rest = &text[end..];
+    first_line_end(rest, &ctx.shape)?;
+    let line = format!("{}{}", ctx.shape.line_before, kept.replace("\r\n", "\n"));
+    let mut after = ctx.clone();
+    after.prefix.push_str(kept);
+    after.shape.line_before = line.rsplit('\n').next().unwrap_or_default().to_string();
+    postprocess(rest, &after, &[]).filter(|line| line.starts_with(['\n', '\r']))
+}
+
 /// Step 1: cuts at the earliest stop sequence or leaked special token. A bare line break in
 /// `stop` is left to the single-line rule, which runs after fences are stripped.
 pub fn cut_at_stop<'a>(text: &'a str, stop: &[String]) -> &'a str {
@@ -870,6 +890,49 @@ mod tests {
         // Without the shape (mid-expression), a model that starts a new line gives nothing.
         let c = ctx(fixture, Python, false, None);
         assert_eq!(postprocess("\n    for item in items:", &c, &[]), None);
+    }
+
+    /// What the model wrote after a suggestion at a line's end is the suggestion after
+    /// accepting it, under the rules a request there would follow.
+    #[test]
+    fn the_line_after_the_suggestion() {
+        let fixture = "def f(items):\n    total = sum(it$0\n    print(1)\n";
+        // (raw answer, the suggestion, the line after it)
+        let cases: &[(&str, Option<&str>, Option<&str>)] = &[
+            (
+                "ems)\n    return total\n",
+                Some("ems)"),
+                Some("\n    return total"),
+            ),
+            // Not whole yet (the stream was closed in it), blank, or already there.
+            ("ems)\n    return tot", Some("ems)"), None),
+            ("ems)\n\n", Some("ems)"), None),
+            ("ems)\n    print(1)\n", Some("ems)"), None),
+            ("ems)", Some("ems)"), None),
+            // The suggestion is itself the next line: the line after that.
+            (
+                "\n    for x in items:\n        total += x\n",
+                Some("\n    for x in items:"),
+                Some("\n        total += x"),
+            ),
+            // A Windows answer.
+            (
+                "ems)\r\n    return total\r\n",
+                Some("ems)"),
+                Some("\n    return total"),
+            ),
+        ];
+        for (raw, want, want_after) in cases {
+            let mut c = ctx(fixture, Python, false, None);
+            c.shape.next_line = true;
+            let kept = postprocess(raw, &c, &[]);
+            assert_eq!(kept.as_deref(), *want, "{raw:?}");
+            let after = kept.as_deref().and_then(|k| line_after(raw, k, &c));
+            assert_eq!(after.as_deref(), *want_after, "{raw:?}");
+        }
+        // Only at a line's end: mid-line, the rest of the line follows the suggestion.
+        let c = ctx(fixture, Python, false, None);
+        assert_eq!(line_after("ems)\n    return total\n", "ems)", &c), None);
     }
 
     /// (name, raw answer, fixture, language, multiline, block_indent, stop, expected)

@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use crate::cache::{CacheKey, CachedSuggestion, CompletionCache};
 use crate::config::{ModelConfig, PrefetchSetting};
 use crate::documents::{ByteEdit, RelatedFile, Snapshot, path_of_uri};
-use crate::postprocess::{first_line_end, postprocess};
+use crate::postprocess::{first_line_end, line_after, postprocess};
 use crate::prompt::{
     Fim, FimPrompt, Repo, build_fim_in_repo, chat_completion_messages, fit_other_files,
 };
@@ -697,8 +697,12 @@ impl CompletionEngine {
         }
         route.chain.retain(|c| allowed.allows(&c.config));
         let key = cache_key(&route.chain[0].name, &ctx);
-        if lock(&self.shared.cache).contains(&key) {
-            return;
+        {
+            let cache = lock(&self.shared.cache);
+            if cache.contains(&key) || cache.has_typed_ahead(&key) {
+                // Known already: the model wrote the line after the suggestion with it.
+                return;
+            }
         }
         let speed = Speed::of(route.expected_answer(), session.completion().budget);
         let call = NewCall {
@@ -1108,6 +1112,8 @@ fn into_outcome(hit: CachedSuggestion, source: Source, id: Arc<str>) -> Outcome 
 /// answer, what it cost and, with `telemetry.log_prompts`, the prompt.
 struct FlightAnswer {
     kept: Option<String>,
+    /// The suggestion after accepting `kept`, from what the model wrote after it.
+    then: Option<String>,
     answer: ModelAnswer,
     usage: Usage,
     prompt: Option<String>,
@@ -1229,6 +1235,7 @@ async fn run_flight(
                     );
                     return Ok(FlightAnswer {
                         kept: postprocess(&answer.text, ctx, &[]),
+                        then: None,
                         prompt: log_prompts.then(|| messages[0].content.clone()),
                         answer,
                         usage,
@@ -1259,6 +1266,7 @@ async fn run_flight(
                             let hit = CachedSuggestion {
                                 text: Some(kept.into()),
                                 answered_by: name.clone(),
+                                then: None,
                             };
                             lock(cache).insert(key.clone(), hit.clone());
                             tx.send_replace(Some(Ok(hit)));
@@ -1283,8 +1291,12 @@ async fn run_flight(
                     sent,
                     answer.text.len(),
                 );
+                let kept = postprocess(&answer.text, ctx, &prompt.stop);
                 Ok(FlightAnswer {
-                    kept: postprocess(&answer.text, ctx, &prompt.stop),
+                    then: kept
+                        .as_deref()
+                        .and_then(|k| line_after(&answer.text, k, ctx)),
+                    kept,
                     prompt: log_prompts.then(|| match &prompt.suffix {
                         Some(suffix) => format!("{}<suffix>{suffix}", prompt.prompt),
                         None => prompt.prompt.clone(),
@@ -1334,6 +1346,7 @@ async fn run_flight(
             let hit = CachedSuggestion {
                 text: answered.kept.map(Into::into),
                 answered_by: name,
+                then: answered.then.map(Into::into),
             };
             lock(&engine.shared.cache).insert(key.clone(), hit.clone());
             Ok(hit)
@@ -1378,7 +1391,9 @@ const REST_OF_BLOCK: Duration = Duration::from_secs(1);
 /// [`REST_OF_BLOCK`] more (the answer is then its whole lines so far). A model that turns
 /// out fast finishes the whole block before `show_from` (the budget), and the user gets the
 /// block, not its first line. For the next line after a statement that line is the whole
-/// answer: the stream stops there, which stops the model.
+/// suggestion, shown at once; the stream goes on to the end of the line after it (the
+/// suggestion after accepting it), at most [`REST_OF_BLOCK`], and stops there, which stops
+/// the model.
 async fn fim_first_line_first(
     providers: &Providers,
     model: &ModelConfig,
@@ -1390,6 +1405,14 @@ async fn fim_first_line_first(
     let text = Mutex::new(String::new());
     let line_end = std::sync::OnceLock::new();
     let line_done = tokio::sync::Notify::new();
+    // For a next line: where the line after it ends.
+    let then_end = std::sync::OnceLock::new();
+    let then_done = tokio::sync::Notify::new();
+    let next_line = shape.next_line;
+    let after_shape = SuggestionShape {
+        next_line: true,
+        ..SuggestionShape::default()
+    };
     let mut looking = true;
     let mut on_text = |piece: &str| {
         let mut text = lock(&text);
@@ -1406,13 +1429,23 @@ async fn fim_first_line_first(
         if !piece.contains('\n') {
             return;
         }
-        if let Some(end) = first_line_end(&text, shape) {
-            looking = false;
-            let _ = line_end.set(end);
-            line_done.notify_one();
+        match line_end.get() {
+            None => {
+                if let Some(end) = first_line_end(&text, shape) {
+                    looking = next_line;
+                    let _ = line_end.set(end);
+                    line_done.notify_one();
+                }
+            }
+            Some(&end) => {
+                if let Some(then) = first_line_end(&text[end..], &after_shape) {
+                    looking = false;
+                    let _ = then_end.set(end + then);
+                    then_done.notify_one();
+                }
+            }
         }
     };
-    let next_line = shape.next_line;
     let shown = async {
         line_done.notified().await;
         let line = || {
@@ -1420,7 +1453,16 @@ async fn fim_first_line_first(
             lock(&text)[..end].to_owned()
         };
         if next_line {
-            return line();
+            first_line(&line());
+            if tokio::time::timeout(REST_OF_BLOCK, then_done.notified())
+                .await
+                .is_err()
+            {
+                return line();
+            }
+            let end = *then_end.get().expect("set before the notification");
+            // With the line break that ends it: the line after is whole.
+            return lock(&text)[..=end].to_owned();
         }
         tokio::time::sleep_until(show_from.into()).await;
         first_line(&line());

@@ -767,3 +767,52 @@ fn a_slow_block_stops_a_second_after_its_first_line(options: Options) {
     assert!(!lines.ends_with(' '), "{lines:?}");
     server.lsp.shutdown_and_exit();
 }
+
+/// At a line's end a slow model's answer is streamed: its first line is shown at once, and
+/// the stream goes on to the end of the line after it, which is the suggestion after
+/// accepting the first — so accepting brings it from the cache with no model call for that
+/// place (no prefetch, no request), on every wire.
+#[test]
+fn the_line_after_a_suggestion_comes_with_it() {
+    for (provider, fim) in [
+        ("ollama", "native"),
+        ("openai", "qwen"),
+        ("llamacpp", "native"),
+    ] {
+        the_line_after_comes_with_it(Options::default().provider(provider, fim));
+    }
+}
+
+fn the_line_after_comes_with_it(options: Options) {
+    let server = Server::start_with(
+        Behaviour::answer("ems)\n    return total\n    print(total)\n    # and more\n")
+            .chunks(6)
+            .chunk_delay(Duration::from_millis(60)),
+        options,
+    );
+    let (uri, line, col) = server.open("sum.py", "python", "def f(items):\n    total = sum(it$0\n");
+    let shown = server.inline(&uri, line, col);
+    assert_eq!(suggestion(&shown).as_deref(), Some("ems)"), "{shown}");
+    assert!(
+        server.double.wait_for(|d| d.aborted() == 1, WAIT),
+        "closed at the end of the line after it: {}",
+        server.double.summary()
+    );
+    server.lsp.type_text(&uri, 2, (line, col), "ems)");
+    let next = server.inline(&uri, line, col + 4);
+    assert_eq!(
+        suggestion(&next).as_deref(),
+        Some("\n    return total"),
+        "{next}"
+    );
+    assert_eq!(source_of(&next), "typed-ahead", "{next}");
+    // No call for the place after the first suggestion: neither a prefetch when it was
+    // shown nor the request there. (Showing the second starts the prefetch after it.)
+    assert_eq!(
+        server.calls_at("sum(items)"),
+        0,
+        "{}",
+        server.double.summary()
+    );
+    server.lsp.shutdown_and_exit();
+}
