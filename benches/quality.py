@@ -328,12 +328,17 @@ def run_bare_infill(url: str, hole: dict) -> tuple[str, str]:
     return out["content"], "", {"timings": out.get("timings", {})}
 
 
-def run_bare_v1(url: str, hole: dict) -> tuple[str, str]:
-    prompt = f"<|fim_prefix|>{hole['prefix']}<|fim_suffix|>{hole['suffix']}<|fim_middle|>"
+def complete_v1(url: str, prompt: str) -> tuple[str, str, dict]:
+    """A raw prompt to `/v1/completions`: the answer to its first line break."""
     out = post(f"{url}/v1/completions", {
         "prompt": prompt, "max_tokens": N_PREDICT, "temperature": 0.0, "stop": ["\n"],
     })
     return out["choices"][0]["text"], "", {"timings": out.get("timings", {})}
+
+
+def run_bare_v1(url: str, hole: dict) -> tuple[str, str]:
+    prompt = f"<|fim_prefix|>{hole['prefix']}<|fim_suffix|>{hole['suffix']}<|fim_middle|>"
+    return complete_v1(url, prompt)
 
 
 def split_line(prefix: str, keep_indent: bool) -> tuple[str, str]:
@@ -349,10 +354,7 @@ def split_line(prefix: str, keep_indent: bool) -> tuple[str, str]:
 def run_bare_v1_line(url: str, hole: dict, keep_indent: bool) -> tuple[str, str]:
     before, line = split_line(hole["prefix"], keep_indent)
     prompt = f"<|fim_prefix|>{before}<|fim_suffix|>{hole['suffix']}<|fim_middle|>{line}"
-    out = post(f"{url}/v1/completions", {
-        "prompt": prompt, "max_tokens": N_PREDICT, "temperature": 0.0, "stop": ["\n"],
-    })
-    return out["choices"][0]["text"], "", {"timings": out.get("timings", {})}
+    return complete_v1(url, prompt)
 
 
 def heal_cut(typed: str) -> int:
@@ -377,10 +379,7 @@ def suffix_lines(suffix: str, chars: int) -> str:
 def run_bare_v1_suffix(url: str, hole: dict, chars: int) -> tuple[str, str]:
     suffix = suffix_lines(hole["suffix"], chars)
     prompt = f"<|fim_prefix|>{hole['prefix']}<|fim_suffix|>{suffix}<|fim_middle|>"
-    out = post(f"{url}/v1/completions", {
-        "prompt": prompt, "max_tokens": N_PREDICT, "temperature": 0.0, "stop": ["\n"],
-    })
-    return out["choices"][0]["text"], "", {"timings": out.get("timings", {})}
+    return complete_v1(url, prompt)
 
 
 def run_bare_v1_prefix(url: str, hole: dict, chars: int) -> tuple[str, str]:
@@ -390,10 +389,7 @@ def run_bare_v1_prefix(url: str, hole: dict, chars: int) -> tuple[str, str]:
         start = prefix.find("\n", len(prefix) - chars) + 1
         prefix = prefix[start:] if 0 < start <= prefix.rfind("\n") + 1 else prefix[prefix.rfind("\n") + 1:]
     prompt = f"<|fim_prefix|>{prefix}<|fim_suffix|>{hole['suffix']}<|fim_middle|>"
-    out = post(f"{url}/v1/completions", {
-        "prompt": prompt, "max_tokens": N_PREDICT, "temperature": 0.0, "stop": ["\n"],
-    })
-    return out["choices"][0]["text"], "", {"timings": out.get("timings", {})}
+    return complete_v1(url, prompt)
 
 
 def run_bare_v1_heal(url: str, hole: dict) -> tuple[str, str]:
@@ -401,12 +397,8 @@ def run_bare_v1_heal(url: str, hole: dict) -> tuple[str, str]:
     cut = heal_cut(line)
     tail = line[cut:]
     prompt = f"<|fim_prefix|>{before}<|fim_suffix|>{hole['suffix']}<|fim_middle|>{line[:cut]}"
-    out = post(f"{url}/v1/completions", {
-        "prompt": prompt, "max_tokens": N_PREDICT, "temperature": 0.0, "stop": ["\n"],
-    })
-    text = out["choices"][0]["text"]
-    text = text[len(tail):] if text.startswith(tail) else ""
-    return text, "", {"timings": out.get("timings", {})}
+    text, _, meta = complete_v1(url, prompt)
+    return (text[len(tail):] if text.startswith(tail) else ""), "", meta
 
 
 class Recorder:
