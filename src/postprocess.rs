@@ -122,23 +122,42 @@ pub fn first_line_end(raw: &str, shape: &SuggestionShape) -> Option<usize> {
     None
 }
 
-/// For a suggestion at the end of a line ([`SuggestionShape::next_line`]), the suggestion at
-/// the place after accepting it, from what the model wrote after it: `raw` is the model's
-/// whole answer and `kept` the suggestion made of its first line. The rules are those of a
-/// request there (a line break, then one line; not blank, not the line already following,
-/// not a repeat); the line must be whole (a line break after it), else None.
+/// For a suggestion that ends a line — one at a line's end ([`SuggestionShape::next_line`])
+/// or a block — the suggestion at the place after accepting it, from what the model wrote
+/// after it: `raw` is the model's whole answer and `kept` the suggestion made of its first
+/// lines. The rules are those of a request there (a line break, then one line; not blank,
+/// not the line already following, not a repeat). None unless that line is whole (a line
+/// break after it) and the answer's lines end where the suggestion's do.
 pub fn line_after(raw: &str, kept: &str, ctx: &CompletionContext) -> Option<String> {
-    if !ctx.shape.next_line {
+    let shape = &ctx.shape;
+    if !(shape.next_line || shape.multiline) {
         return None;
     }
     let text = crate::position::lf_line_breaks(raw);
-    let end = first_line_end(&text, &ctx.shape)?;
+    let kept_lf = crate::position::lf_line_breaks(kept);
+    let end = if shape.multiline {
+        // The block's lines are the answer's first lines, re-indented at most.
+        let lines = kept_lf.split('\n').count();
+        let end = text.match_indices('\n').nth(lines - 1)?.0;
+        let last = text[..end].rsplit('\n').next().unwrap_or_default();
+        (last.trim() == kept_lf.rsplit('\n').next().unwrap_or_default().trim()).then_some(end)?
+    } else {
+        first_line_end(&text, shape)?
+    };
     let rest = &text[end..];
-    first_line_end(rest, &ctx.shape)?;
-    let line = format!("{}{}", ctx.shape.line_before, kept.replace("\r\n", "\n"));
+    let next_line = SuggestionShape {
+        next_line: true,
+        ..SuggestionShape::default()
+    };
+    first_line_end(rest, &next_line)?;
+    let line = format!("{}{kept_lf}", shape.line_before);
     let mut after = ctx.clone();
     after.prefix.push_str(kept);
-    after.shape.line_before = line.rsplit('\n').next().unwrap_or_default().to_string();
+    after.shape = SuggestionShape {
+        line_before: line.rsplit('\n').next().unwrap_or_default().to_string(),
+        line_after: shape.line_after.clone(),
+        ..next_line
+    };
     postprocess(rest, &after, &[]).filter(|line| line.starts_with(['\n', '\r']))
 }
 
@@ -925,6 +944,31 @@ mod tests {
         for (raw, want, want_after) in cases {
             let mut c = ctx(fixture, Python, false, None);
             c.shape.next_line = true;
+            let kept = postprocess(raw, &c, &[]);
+            assert_eq!(kept.as_deref(), *want, "{raw:?}");
+            let after = kept.as_deref().and_then(|k| line_after(raw, k, &c));
+            assert_eq!(after.as_deref(), *want_after, "{raw:?}");
+        }
+        // A block: the line after its kept lines, where post-processing ended it (here the
+        // line that leaves the block).
+        let block = "def f(x):\n    if x:\n        $0\n    print(1)\n";
+        let cases: &[(&str, Option<&str>, Option<&str>)] = &[
+            (
+                "y = 1\n        z = 2\n    return y\n",
+                Some("y = 1\n        z = 2"),
+                Some("\n    return y"),
+            ),
+            (
+                "y = 1\n    return y\n",
+                Some("y = 1"),
+                Some("\n    return y"),
+            ),
+            // Not whole, or the line already there.
+            ("y = 1\n    return y", Some("y = 1"), None),
+            ("y = 1\n    print(1)\n", Some("y = 1"), None),
+        ];
+        for (raw, want, want_after) in cases {
+            let c = ctx(block, Python, true, Some(8));
             let kept = postprocess(raw, &c, &[]);
             assert_eq!(kept.as_deref(), *want, "{raw:?}");
             let after = kept.as_deref().and_then(|k| line_after(raw, k, &c));

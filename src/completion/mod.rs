@@ -1468,7 +1468,8 @@ async fn fim_first_line_first(
         first_line(&line());
         tokio::time::sleep(REST_OF_BLOCK).await;
         let text = lock(&text);
-        let whole_lines = text.rfind('\n').unwrap_or(text.len());
+        // With the line break that ends the last: that line is whole.
+        let whole_lines = text.rfind('\n').map_or(text.len(), |i| i + 1);
         text[..whole_lines].to_owned()
     };
     tokio::select! {

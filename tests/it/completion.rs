@@ -816,3 +816,44 @@ fn the_line_after_comes_with_it(options: Options) {
     );
     server.lsp.shutdown_and_exit();
 }
+
+/// A block keeps the line the model wrote after it too: here post-processing ends the block
+/// before a line that leaves it, and accepting the block brings that line from the cache.
+#[test]
+fn the_line_after_a_block_comes_with_it() {
+    let server = Server::start_with(
+        Behaviour::answer("y = x + 1\n    return y\n")
+            .chunks(6)
+            .chunk_delay(Duration::from_millis(30)),
+        Options::default(),
+    );
+    let (uri, line, col) = server.open(
+        "f.py",
+        "python",
+        "def f(x):\n    if x:\n        $0\n    print(x)\n",
+    );
+    let shown = server.inline(&uri, line, col);
+    assert_eq!(suggestion(&shown).as_deref(), Some("y = x + 1"), "{shown}");
+    assert!(
+        server
+            .double
+            .wait_for(|d| d.completed() + d.aborted() == 1, WAIT),
+        "{}",
+        server.double.summary()
+    );
+    server.lsp.type_text(&uri, 2, (line, col), "y = x + 1");
+    let next = server.inline(&uri, line, col + 9);
+    assert_eq!(
+        suggestion(&next).as_deref(),
+        Some("\n    return y"),
+        "{next}"
+    );
+    assert_eq!(source_of(&next), "typed-ahead", "{next}");
+    assert_eq!(
+        server.calls_at("y = x + 1"),
+        0,
+        "{}",
+        server.double.summary()
+    );
+    server.lsp.shutdown_and_exit();
+}
