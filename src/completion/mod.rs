@@ -580,6 +580,20 @@ impl CompletionEngine {
                         return Err(NoSuggestion::Superseded);
                     }
                 }
+                if let Some(hit) = self.lookup(&key, &req) {
+                    return hit;
+                }
+                // A call that showed its first line writes on (the rest of a block, the line
+                // after it, for at most `REST_OF_BLOCK`): what it writes may be what this
+                // request wants, the line after the suggestion just accepted.
+                tokio::select! {
+                    _ = waiter.finished() => {}
+                    _ = superseded(&mut latest, seq) => {
+                        counters.superseded.fetch_add(1, Ordering::Relaxed);
+                        waiter.superseded();
+                        return Err(NoSuggestion::Superseded);
+                    }
+                }
                 drop(waiter);
                 if let Some(hit) = self.lookup(&key, &req) {
                     return hit;
@@ -1502,6 +1516,21 @@ impl Waiter {
                 return Some(r);
             }
             rx.changed().await.ok()?;
+        }
+    }
+
+    /// Waits until the flight's call has ended: its answer whole (after a first line shown
+    /// early), or aborted.
+    async fn finished(&self) {
+        let Some(flight) = &self.flight else {
+            return;
+        };
+        let mut rx = flight.result.clone();
+        while !flight.abort.is_finished() {
+            // The sender goes with the call's task.
+            if rx.changed().await.is_err() {
+                return;
+            }
         }
     }
 
