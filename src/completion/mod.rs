@@ -580,24 +580,26 @@ impl CompletionEngine {
                         return Err(NoSuggestion::Superseded);
                     }
                 }
-                if let Some(hit) = self.lookup(&key, &req) {
-                    return hit;
-                }
                 // A call that showed its first line writes on (the rest of a block, the line
-                // after it, for at most `REST_OF_BLOCK`): what it writes may be what this
-                // request wants, the line after the suggestion just accepted.
-                tokio::select! {
-                    _ = waiter.finished() => {}
-                    _ = superseded(&mut latest, seq) => {
-                        counters.superseded.fetch_add(1, Ordering::Relaxed);
-                        waiter.superseded();
-                        return Err(NoSuggestion::Superseded);
+                // after it, for at most `REST_OF_BLOCK`), and what it writes may be what this
+                // request wants (the line after a suggestion just accepted): look again at
+                // each line it publishes, until it ends.
+                let mut more = waiter.changes();
+                loop {
+                    if let Some(hit) = self.lookup(&key, &req) {
+                        return hit;
+                    }
+                    let Some(more) = more.as_mut() else { break };
+                    tokio::select! {
+                        changed = more.changed() => if changed.is_err() { break },
+                        _ = superseded(&mut latest, seq) => {
+                            counters.superseded.fetch_add(1, Ordering::Relaxed);
+                            waiter.superseded();
+                            return Err(NoSuggestion::Superseded);
+                        }
                     }
                 }
                 drop(waiter);
-                if let Some(hit) = self.lookup(&key, &req) {
-                    return hit;
-                }
                 self.call_after((call_at, &mut latest, seq), &snapshot.uri, call, session)
                     .await?
             }
@@ -1277,10 +1279,11 @@ async fn run_flight(
                 let answer = if first_line_first {
                     let publish = |raw: &str| {
                         if let Some(kept) = postprocess(raw, ctx, &prompt.stop) {
+                            let then = line_after(raw, &kept, ctx);
                             let hit = CachedSuggestion {
                                 text: Some(kept.into()),
                                 answered_by: name.clone(),
-                                then: None,
+                                then: then.map(Into::into),
                             };
                             lock(cache).insert(key.clone(), hit.clone());
                             tx.send_replace(Some(Ok(hit)));
@@ -1400,9 +1403,10 @@ const EARLY_LINE_MAX_BYTES: usize = 4096;
 /// (llama.vim caps its generation after the first line the same way, `t_max_predict_ms`.)
 const REST_OF_BLOCK: Duration = Duration::from_secs(1);
 
-/// Streams a fill-in-the-middle answer and hands `first_line` the raw text of its first line
+/// Streams a fill-in-the-middle answer and hands `publish` the raw text of its first line
 /// once that line is complete and `show_from` has passed, while the rest is generated for
-/// [`REST_OF_BLOCK`] more (the answer is then its whole lines so far). A model that turns
+/// [`REST_OF_BLOCK`] more, handing `publish` the whole lines so far as each line comes (the
+/// answer is then its whole lines so far). A model that turns
 /// out fast finishes the whole block before `show_from` (the budget), and the user gets the
 /// block, not its first line. For the next line after a statement that line is the whole
 /// suggestion, shown at once; the stream goes on to the end of the line after it (the
@@ -1414,11 +1418,13 @@ async fn fim_first_line_first(
     call: FimCall<'_>,
     shape: &SuggestionShape,
     show_from: Instant,
-    first_line: &(dyn Fn(&str) + Send + Sync),
+    publish: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<ModelAnswer, ProviderError> {
     let text = Mutex::new(String::new());
     let line_end = std::sync::OnceLock::new();
     let line_done = tokio::sync::Notify::new();
+    // For a block: a line after the first is complete.
+    let more_lines = tokio::sync::Notify::new();
     // For a next line: where the line after it ends.
     let then_end = std::sync::OnceLock::new();
     let then_done = tokio::sync::Notify::new();
@@ -1431,6 +1437,9 @@ async fn fim_first_line_first(
     let mut on_text = |piece: &str| {
         let mut text = lock(&text);
         text.push_str(piece);
+        if !next_line && line_end.get().is_some() && piece.contains('\n') {
+            more_lines.notify_one();
+        }
         if !looking {
             return;
         }
@@ -1467,7 +1476,7 @@ async fn fim_first_line_first(
             lock(&text)[..end].to_owned()
         };
         if next_line {
-            first_line(&line());
+            publish(&line());
             if tokio::time::timeout(REST_OF_BLOCK, then_done.notified())
                 .await
                 .is_err()
@@ -1479,12 +1488,21 @@ async fn fim_first_line_first(
             return lock(&text)[..=end].to_owned();
         }
         tokio::time::sleep_until(show_from.into()).await;
-        first_line(&line());
-        tokio::time::sleep(REST_OF_BLOCK).await;
-        let text = lock(&text);
+        publish(&line());
         // With the line break that ends the last: that line is whole.
-        let whole_lines = text.rfind('\n').map_or(text.len(), |i| i + 1);
-        text[..whole_lines].to_owned()
+        let whole_lines = || {
+            let text = lock(&text);
+            let end = text.rfind('\n').map_or(text.len(), |i| i + 1);
+            text[..end].to_owned()
+        };
+        let rest_ends = tokio::time::Instant::now() + REST_OF_BLOCK;
+        while tokio::time::timeout_at(rest_ends, more_lines.notified())
+            .await
+            .is_ok()
+        {
+            publish(&whole_lines());
+        }
+        whole_lines()
     };
     tokio::select! {
         answer = providers.fim_streamed(model, call, &mut on_text) => answer,
@@ -1519,19 +1537,13 @@ impl Waiter {
         }
     }
 
-    /// Waits until the flight's call has ended: its answer whole (after a first line shown
-    /// early), or aborted.
-    async fn finished(&self) {
-        let Some(flight) = &self.flight else {
-            return;
-        };
-        let mut rx = flight.result.clone();
-        while !flight.abort.is_finished() {
-            // The sender goes with the call's task.
-            if rx.changed().await.is_err() {
-                return;
-            }
-        }
+    /// The flight's answers from now on: `changed()` returns when the call publishes more
+    /// (the lines after a first line shown early), and fails once the call has ended (its
+    /// sender goes with its task).
+    fn changes(&self) -> Option<watch::Receiver<Published>> {
+        let mut rx = self.flight.as_ref()?.result.clone();
+        rx.borrow_and_update();
+        Some(rx)
     }
 
     /// A newer request took this one's place: if the call is dropped, that is why.

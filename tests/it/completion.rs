@@ -819,14 +819,16 @@ fn the_line_after_comes_with_it(options: Options) {
 
 /// A block keeps the line the model wrote after it too: here post-processing ends the block
 /// before a line that leaves it, and accepting the block brings that line from the cache —
-/// even when the user accepts while the model is still writing it (the request waits for
-/// the call rather than replace it).
+/// even when the user accepts while the model is still writing it: the request waits for the
+/// call rather than replace it, and has the line as soon as it is written, not when the call
+/// ends (a second after the first line was shown).
 #[test]
 fn the_line_after_a_block_comes_with_it() {
+    let answer = format!("y = x + 1\n    return y\n{}", "# more\n".repeat(40));
     let server = Server::start_with(
-        Behaviour::answer("y = x + 1\n    return y\n")
-            .chunks(6)
-            .chunk_delay(Duration::from_millis(150)),
+        Behaviour::answer(&answer)
+            .chunks(60)
+            .chunk_delay(Duration::from_millis(100)),
         Options::default(),
     );
     let (uri, line, col) = server.open(
@@ -845,6 +847,12 @@ fn the_line_after_a_block_comes_with_it() {
         "{next}"
     );
     assert_eq!(source_of(&next), "typed-ahead", "{next}");
+    assert_eq!(
+        server.double.in_flight(),
+        1,
+        "the call is still writing: {}",
+        server.double.summary()
+    );
     assert_eq!(
         server.calls_at("y = x + 1"),
         0,
