@@ -103,18 +103,14 @@ pub fn postprocess(raw: &str, ctx: &CompletionContext, stop: &[String]) -> Optio
 
 /// For an answer streamed while it is generated: how much of `raw` makes the suggestion's
 /// first line, once that line is complete — the text up to the first line break that
-/// follows some code (for the next line after a statement, the line break that ends the
-/// line after the leading ones). `None` while the first line is still being written.
-pub fn first_line_end(raw: &str, shape: &SuggestionShape) -> Option<usize> {
-    let lead = if shape.next_line {
-        raw.len() - raw.trim_start_matches(['\n', '\r']).len()
-    } else {
-        0
-    };
+/// follows some code (so for a next line, or a block that starts on the next line, the line
+/// break that ends the line after the leading ones). `None` while the first line is still
+/// being written.
+pub fn first_line_end(raw: &str) -> Option<usize> {
     let mut seen_code = false;
-    for (i, c) in raw[lead..].char_indices() {
+    for (i, c) in raw.char_indices() {
         match c {
-            '\n' if seen_code => return Some(lead + i),
+            '\n' if seen_code => return Some(i),
             c if !c.is_whitespace() => seen_code = true,
             _ => {}
         }
@@ -142,21 +138,18 @@ pub fn line_after(raw: &str, kept: &str, ctx: &CompletionContext) -> Option<Stri
         let last = text[..end].rsplit('\n').next().unwrap_or_default();
         (last.trim() == kept_lf.rsplit('\n').next().unwrap_or_default().trim()).then_some(end)?
     } else {
-        first_line_end(&text, shape)?
+        first_line_end(&text)?
     };
     let rest = &text[end..];
-    let next_line = SuggestionShape {
-        next_line: true,
-        ..SuggestionShape::default()
-    };
-    first_line_end(rest, &next_line)?;
+    first_line_end(rest)?;
     let line = format!("{}{kept_lf}", shape.line_before);
     let mut after = ctx.clone();
     after.prefix.push_str(kept);
     after.shape = SuggestionShape {
         line_before: line.rsplit('\n').next().unwrap_or_default().to_string(),
         line_after: shape.line_after.clone(),
-        ..next_line
+        next_line: true,
+        ..SuggestionShape::default()
     };
     postprocess(rest, &after, &[]).filter(|line| line.starts_with(['\n', '\r']))
 }
@@ -854,30 +847,23 @@ mod tests {
 
     #[test]
     fn where_a_streamed_first_line_ends() {
-        let block = SuggestionShape {
-            multiline: true,
-            ..Default::default()
-        };
-        let next = SuggestionShape {
-            next_line: true,
-            ..Default::default()
-        };
-        // (raw so far, shape, end)
-        let cases: &[(&str, &SuggestionShape, Option<usize>)] = &[
-            ("total = 0", &block, None),
-            ("total = 0\n", &block, Some(9)),
-            ("total = 0\n    for x", &block, Some(9)),
-            // A block that starts on the next line: the line after it.
-            ("\n    return 1", &block, None),
-            ("\n    return 1\n", &block, Some(13)),
-            ("  \n", &block, None),
-            ("\n    for x in y:", &next, None),
-            ("\n\n    for x in y:\n", &next, Some(17)),
+        // (raw so far, end)
+        let cases: &[(&str, Option<usize>)] = &[
+            ("total = 0", None),
+            ("total = 0\n", Some(9)),
+            ("total = 0\n    for x", Some(9)),
+            // A block or a next line that starts with a line break: the line after it.
+            ("\n    return 1", None),
+            ("\n    return 1\n", Some(13)),
+            ("  \n", None),
+            ("\n    for x in y:", None),
+            ("\n\n    for x in y:\n", Some(17)),
+            ("\r\n    for x in y:\r\n", Some(18)),
             // Going on with the line instead.
-            ("  # sum\n", &next, Some(7)),
+            ("  # sum\n", Some(7)),
         ];
-        for (raw, shape, want) in cases {
-            assert_eq!(first_line_end(raw, shape), *want, "{raw:?}");
+        for (raw, want) in cases {
+            assert_eq!(first_line_end(raw), *want, "{raw:?}");
         }
     }
 

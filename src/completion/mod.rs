@@ -1429,10 +1429,6 @@ async fn fim_first_line_first(
     let then_end = std::sync::OnceLock::new();
     let then_done = tokio::sync::Notify::new();
     let next_line = shape.next_line;
-    let after_shape = SuggestionShape {
-        next_line: true,
-        ..SuggestionShape::default()
-    };
     let mut looking = true;
     let mut on_text = |piece: &str| {
         let mut text = lock(&text);
@@ -1454,14 +1450,14 @@ async fn fim_first_line_first(
         }
         match line_end.get() {
             None => {
-                if let Some(end) = first_line_end(&text, shape) {
+                if let Some(end) = first_line_end(&text) {
                     looking = next_line;
                     let _ = line_end.set(end);
                     line_done.notify_one();
                 }
             }
             Some(&end) => {
-                if let Some(then) = first_line_end(&text[end..], &after_shape) {
+                if let Some(then) = first_line_end(&text[end..]) {
                     looking = false;
                     let _ = then_end.set(end + then);
                     then_done.notify_one();
