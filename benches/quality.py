@@ -328,8 +328,10 @@ def run_bare_infill(url: str, hole: dict) -> tuple[str, str]:
     return out["content"], "", {"timings": out.get("timings", {})}
 
 
-def complete_v1(url: str, prompt: str) -> tuple[str, str, dict]:
-    """A raw prompt to `/v1/completions`: the answer to its first line break."""
+def complete_v1(url: str, prefix: str, suffix: str, middle: str = "") -> tuple[str, str, dict]:
+    """The Qwen FIM prompt `<|fim_prefix|>P<|fim_suffix|>S<|fim_middle|>M` (M: the start of
+    the middle, if any) to `/v1/completions`: the answer to its first line break."""
+    prompt = f"<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>{middle}"
     out = post(f"{url}/v1/completions", {
         "prompt": prompt, "max_tokens": N_PREDICT, "temperature": 0.0, "stop": ["\n"],
     })
@@ -337,8 +339,7 @@ def complete_v1(url: str, prompt: str) -> tuple[str, str, dict]:
 
 
 def run_bare_v1(url: str, hole: dict) -> tuple[str, str]:
-    prompt = f"<|fim_prefix|>{hole['prefix']}<|fim_suffix|>{hole['suffix']}<|fim_middle|>"
-    return complete_v1(url, prompt)
+    return complete_v1(url, hole["prefix"], hole["suffix"])
 
 
 def split_line(prefix: str, keep_indent: bool) -> tuple[str, str]:
@@ -353,8 +354,7 @@ def split_line(prefix: str, keep_indent: bool) -> tuple[str, str]:
 
 def run_bare_v1_line(url: str, hole: dict, keep_indent: bool) -> tuple[str, str]:
     before, line = split_line(hole["prefix"], keep_indent)
-    prompt = f"<|fim_prefix|>{before}<|fim_suffix|>{hole['suffix']}<|fim_middle|>{line}"
-    return complete_v1(url, prompt)
+    return complete_v1(url, before, hole["suffix"], line)
 
 
 def heal_cut(typed: str) -> int:
@@ -377,9 +377,7 @@ def suffix_lines(suffix: str, chars: int) -> str:
 
 
 def run_bare_v1_suffix(url: str, hole: dict, chars: int) -> tuple[str, str]:
-    suffix = suffix_lines(hole["suffix"], chars)
-    prompt = f"<|fim_prefix|>{hole['prefix']}<|fim_suffix|>{suffix}<|fim_middle|>"
-    return complete_v1(url, prompt)
+    return complete_v1(url, hole["prefix"], suffix_lines(hole["suffix"], chars))
 
 
 def run_bare_v1_prefix(url: str, hole: dict, chars: int) -> tuple[str, str]:
@@ -388,16 +386,14 @@ def run_bare_v1_prefix(url: str, hole: dict, chars: int) -> tuple[str, str]:
         # Whole lines, as Pilotfish's window starts at a line (and the cursor's line whole).
         start = prefix.find("\n", len(prefix) - chars) + 1
         prefix = prefix[start:] if 0 < start <= prefix.rfind("\n") + 1 else prefix[prefix.rfind("\n") + 1:]
-    prompt = f"<|fim_prefix|>{prefix}<|fim_suffix|>{hole['suffix']}<|fim_middle|>"
-    return complete_v1(url, prompt)
+    return complete_v1(url, prefix, hole["suffix"])
 
 
 def run_bare_v1_heal(url: str, hole: dict) -> tuple[str, str]:
     before, line = split_line(hole["prefix"], True)
     cut = heal_cut(line)
     tail = line[cut:]
-    prompt = f"<|fim_prefix|>{before}<|fim_suffix|>{hole['suffix']}<|fim_middle|>{line[:cut]}"
-    text, _, meta = complete_v1(url, prompt)
+    text, _, meta = complete_v1(url, before, hole["suffix"], line[:cut])
     return (text[len(tail):] if text.startswith(tail) else ""), "", meta
 
 
