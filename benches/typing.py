@@ -245,27 +245,18 @@ def send_json(handler: BaseHTTPRequestHandler, status: int, data: bytes) -> bool
         return False
 
 
-def answer_timings(data: bytes) -> dict:
-    """llama-server's `timings` of an answer: in its JSON, or in the last SSE event of a
-    streamed one that carries them."""
-    try:
-        text = data.decode("utf-8", "replace")
-        if not text.lstrip().startswith("data:"):
-            return json.loads(text).get("timings") or {}
-        for line in reversed(text.splitlines()):
-            if line.startswith("data:") and '"timings"' in line:
-                return json.loads(line[5:]).get("timings") or {}
-    except (ValueError, AttributeError):
-        pass
-    return {}
-
-
-def streamed_text(data: bytes) -> str:
-    """The text a model wrote in a streamed answer (whole or cut off): the pieces of its SSE
-    events (`/v1/completions`' `choices[0].text`, chat's `delta.content`, `/infill`'s
-    `content`) or NDJSON lines (Ollama's `response`)."""
-    out = []
-    for line in data.decode(errors="replace").splitlines():
+def answer_events(data: bytes) -> list[dict]:
+    """The JSON objects of a model's answer, whole or cut off: the one object of a whole
+    answer, or the data of each SSE event (each NDJSON line for Ollama) of a streamed one."""
+    text = data.decode("utf-8", "replace")
+    if not text.lstrip().startswith("data:"):
+        try:
+            whole = json.loads(text)
+            return [whole] if isinstance(whole, dict) else []
+        except ValueError:
+            pass
+    events = []
+    for line in text.splitlines():
         line = line.strip()
         if line.startswith("data:"):
             line = line[5:].strip()
@@ -273,8 +264,26 @@ def streamed_text(data: bytes) -> str:
             event = json.loads(line)
         except ValueError:
             continue
-        if not isinstance(event, dict):
-            continue
+        if isinstance(event, dict):
+            events.append(event)
+    return events
+
+
+def answer_timings(data: bytes) -> dict:
+    """llama-server's `timings` of an answer: in its JSON, or in the last SSE event of a
+    streamed one that carries them."""
+    for event in reversed(answer_events(data)):
+        if isinstance(event.get("timings"), dict):
+            return event["timings"]
+    return {}
+
+
+def streamed_text(data: bytes) -> str:
+    """The text a model wrote in an answer (whole or cut off): the pieces of its SSE events
+    (`/v1/completions`' `choices[0].text`, chat's `delta.content`, `/infill`'s `content`) or
+    NDJSON lines (Ollama's `response`)."""
+    out = []
+    for event in answer_events(data):
         choice = (event.get("choices") or [{}])[0]
         piece = choice.get("text") or (choice.get("delta") or {}).get("content") \
             or event.get("content") or event.get("response") or ""
@@ -1504,6 +1513,13 @@ def selftest() -> None:
         (b'{"choices":[{"text":"whole"}]}', "whole"),                                    # not streamed
     ]:
         check(f"streamed_text({data[:30]!r})", streamed_text(data), want)
+    for data, want in [
+        (b'{"content": "x", "timings": {"prompt_n": 7}}', {"prompt_n": 7}),            # whole
+        (b'data: {"content":"x"}\n\ndata: {"content":"","timings":{"prompt_n":3}}\n\n', {"prompt_n": 3}),
+        (b'data: {"choices":[{"text":"x"}]}\n\ndata: [DONE]\n\n', {}),            # none given
+        (b'data: {"content":"x"', {}),                                             # cut off
+    ]:
+        check(f"answer_timings({data[:30]!r})", answer_timings(data), want)
     dbl = Double.__new__(Double)
     dbl.original, dbl.region = "def f(x):\n    return x + 1\n\nprint(f(2))\n", (14, 26)
     for prefix, stops, want in [
