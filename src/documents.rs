@@ -3,8 +3,9 @@
 //! leaves the document exactly as it was. The tree is edited with every change and
 //! reparsed incrementally: at once for ordinary files, in the background for big ones
 //! (tree-sitter's incremental reparse grows with the file: ~0.2 ms at 2,000 lines, several
-//! ms at 20,000), so a keystroke never waits for it. No async, no LSP types: positions come
-//! in as [`LineCol`].
+//! ms at 20,000), so a keystroke never waits for it. A parse that runs away is given up, and
+//! the document served as plain text until it is reopened. No async, no LSP types:
+//! positions come in as [`LineCol`].
 //!
 //! The store also gathers what a completion takes from the user's other files
 //! ([`Documents::for_completion`]): the outlines of other open files, and the chunks of the
@@ -217,20 +218,15 @@ impl Document {
         text: &str,
         generation: u64,
     ) -> (Document, Reparse) {
-        let rope = Rope::from_str(text);
-        let mut parser = parser_for(language);
+        let parser = parser_for(language);
         let parse_now = text.len() <= SYNC_REPARSE_BYTES;
-        let tree = match parser.as_mut() {
-            Some(p) if parse_now => reparse(p, &rope, None),
-            _ => None,
-        };
         let deferred = parser.is_some() && !parse_now && text.len() <= MAX_PARSED_BYTES;
-        let doc = Document {
+        let mut doc = Document {
             uri: uri.into(),
             language,
             version,
-            rope,
-            tree,
+            rope: Rope::from_str(text),
+            tree: None,
             parser,
             fresh: !deferred,
             edits_during_parse: None,
@@ -241,6 +237,9 @@ impl Document {
             touched: 0,
             outline: None,
         };
+        if parse_now {
+            doc.parse_now();
+        }
         (
             doc,
             if deferred {
@@ -331,12 +330,12 @@ impl Document {
             });
         }
         self.tree = tree;
-        let Some(parser) = self.parser.as_mut() else {
+        if self.parser.is_none() {
             return Ok(Changed {
                 reparse: Reparse::Done,
                 edits: byte_edits,
             });
-        };
+        }
         if self.rope.len_bytes() > MAX_PARSED_BYTES {
             self.tree = None;
             return Ok(Changed {
@@ -350,12 +349,35 @@ impl Document {
                 edits: byte_edits,
             });
         }
-        self.tree = reparse(parser, &self.rope, self.tree.as_ref());
-        self.fresh = true;
+        self.parse_now();
         Ok(Changed {
             reparse: Reparse::Done,
             edits: byte_edits,
         })
+    }
+
+    /// Parses the current text on the calling thread (incrementally, from the edited tree).
+    fn parse_now(&mut self) {
+        if let Some(parser) = self.parser.as_mut() {
+            self.tree = reparse(parser, &self.rope, self.tree.as_ref());
+            self.fresh = true;
+            if self.tree.is_none() {
+                self.give_up_parsing();
+            }
+        }
+    }
+
+    /// After a parse of its text ran away: the document is served as plain text until it is
+    /// opened again, rather than paying for the same runaway parse at every keystroke.
+    fn give_up_parsing(&mut self) {
+        self.parser = None;
+        tracing::warn!(
+            uri = &*self.uri,
+            bytes = self.rope.len_bytes(),
+            "tree-sitter gave up on this text; it is served as plain text until reopened"
+        );
+        self.tree = None;
+        self.fresh = true;
     }
 
     /// The outline of its definitions (see [`outline`]), made once per revision.
@@ -394,7 +416,9 @@ fn parser_for(language: Language) -> Option<Parser> {
     Some(parser)
 }
 
-/// Parses the rope chunk by chunk (no copy of the text), reusing `old` when given.
+/// Parses the rope chunk by chunk (no copy of the text), reusing `old` when given. `None`
+/// past [`MAX_PARSED_BYTES`], and for a parse that runs away (see
+/// [`crate::syntax::parse_within_bounds`]).
 fn reparse(parser: &mut Parser, rope: &Rope, old: Option<&Tree>) -> Option<Tree> {
     if rope.len_bytes() > MAX_PARSED_BYTES {
         return None;
@@ -407,7 +431,7 @@ fn reparse(parser: &mut Parser, rope: &Rope, old: Option<&Tree>) -> Option<Tree>
         let (chunk, chunk_start, _, _) = rope.chunk_at_byte(byte);
         &chunk.as_bytes()[byte - chunk_start..]
     };
-    parser.parse_with_options(&mut read, old, None)
+    crate::syntax::parse_within_bounds(parser, len, &mut read, old)
 }
 
 /// Tree-sitter's point for a byte offset: row and byte column. Rows follow the rope's line
@@ -513,10 +537,7 @@ impl Documents {
     /// Reparses a document on the calling thread, holding the store.
     pub fn reparse_now(&mut self, uri: &str) {
         if let Some(doc) = self.open.get_mut(uri) {
-            if let Some(parser) = doc.parser.as_mut() {
-                doc.tree = reparse(parser, &doc.rope, doc.tree.as_ref());
-                doc.fresh = true;
-            }
+            doc.parse_now();
         }
     }
 
@@ -555,8 +576,12 @@ impl Documents {
             else {
                 return;
             };
-            doc.parser = Some(parser);
             let edits = doc.edits_during_parse.take().unwrap_or_default();
+            if parsed.is_none() && !doc.replaced_during_parse {
+                doc.give_up_parsing();
+                return;
+            }
+            doc.parser = Some(parser);
             let mut tree = parsed;
             if doc.replaced_during_parse {
                 tree = None;
@@ -930,6 +955,23 @@ mod tests {
         let edited = docs.change("u", 3, &[edit((1, 3), (1, 3), "!")], PositionEncoding::Utf8);
         assert_eq!(edited.map(|c| c.reparse), Ok(Reparse::Done));
         assert_eq!(text(&docs, "u"), "bye\r\nnow!");
+    }
+
+    #[test]
+    fn a_text_whose_parse_runs_away_is_served_as_plain_text() {
+        let mut docs = Documents::default();
+        let runaway = crate::syntax::test_support::runaway_tsx();
+        docs.open_parsed("t", Language::Tsx, 1, &runaway);
+        let snap = docs.snapshot("t").unwrap();
+        assert!(snap.tree.is_none() && snap.tree_is_fresh);
+        // Edits still apply, and nothing parses again (the same runaway at every keystroke).
+        let fixed = docs.change("t", 2, &[edit((0, 1), (0, 3), "")], PositionEncoding::Utf16);
+        assert_eq!(fixed.map(|c| c.reparse), Ok(Reparse::Done));
+        assert_eq!(text(&docs, "t"), runaway.replacen("``", "", 1));
+        assert!(docs.snapshot("t").unwrap().tree.is_none());
+        // Opened again, its text is parsed again.
+        docs.open_parsed("t", Language::Tsx, 3, "const a = <div />;");
+        assert!(docs.snapshot("t").unwrap().tree.is_some());
     }
 
     fn big_rust() -> String {

@@ -396,8 +396,14 @@ fn bare_code(text: &str, language: Language) -> Result<String, ParseError> {
     let first = lines.iter().position(|l| !l.is_empty()).unwrap_or(0);
     let last = lines.iter().rposition(|l| !l.is_empty()).unwrap_or(0);
     let code = lines[first..=last].join("\n");
-    let Some(tree) = parse(language, &code) else {
+    if language.grammar().is_none() {
         return Err(no_code("plain text needs a fenced block".into()));
+    }
+    let Some(tree) = parse(language, &code) else {
+        return Err(no_code(format!(
+            "tree-sitter gave up parsing it as {}",
+            language.name()
+        )));
     };
     let root = tree.root_node();
     let spec = language.spec();
