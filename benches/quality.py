@@ -15,7 +15,9 @@ Python 3.11, standard library only.
     benches/quality.py xfile-holes [--per-lang 22] [--seed 20261205]  # (re)cut quality_holes_xfile.json
 
 The holes are stored with their text (prefix ≤ 1,500 chars, suffix ≤ 400 chars), so a run
-does not need the source files. Each hole is a line of real code cut at a token boundary
+does not need the source files. `holes --max-prefix 4000 --out benches/quality_holes_long.json`
+cuts the same holes with a wider prefix (for the prefix-window question), and `run --holes`
+reads such a file. Each hole is a line of real code cut at a token boundary
 after some non-whitespace; the expected completion is the rest of that line.
 
 Systems (all against the same llama-server, temperature 0):
@@ -36,7 +38,8 @@ request re-reads"), all `/v1/completions` with the Qwen template like `bare-v1`:
   that word again (its answer counts only if it starts with it, which is then cut off).
 - `bare-v1-sfxN`: the plain layout with the suffix cut as Pilotfish cuts it, to the rest of
   the cursor's line and the whole lines within N characters; `bare-v1-preN`: the prefix cut
-  to the whole lines within its last N characters (and the cursor's line).
+  to the whole lines within its last N characters (and the cursor's line);
+  `bare-v1-preN-sfxM` both cuts.
 
 Context from other files (the outlines of other open files, and the recent-context ring of
 chunks the user just touched): the holes are single files, so two more inputs exist.
@@ -380,13 +383,15 @@ def run_bare_v1_suffix(url: str, hole: dict, chars: int) -> tuple[str, str]:
     return complete_v1(url, hole["prefix"], suffix_lines(hole["suffix"], chars))
 
 
-def run_bare_v1_prefix(url: str, hole: dict, chars: int) -> tuple[str, str]:
+def run_bare_v1_prefix(url: str, hole: dict, chars: int, suffix_chars: int | None = None
+                       ) -> tuple[str, str]:
     prefix = hole["prefix"]
     if len(prefix) > chars:
         # Whole lines, as Pilotfish's window starts at a line (and the cursor's line whole).
         start = prefix.find("\n", len(prefix) - chars) + 1
         prefix = prefix[start:] if 0 < start <= prefix.rfind("\n") + 1 else prefix[prefix.rfind("\n") + 1:]
-    return complete_v1(url, prefix, hole["suffix"])
+    suffix = hole["suffix"] if suffix_chars is None else suffix_lines(hole["suffix"], suffix_chars)
+    return complete_v1(url, prefix, suffix)
 
 
 def run_bare_v1_heal(url: str, hole: dict) -> tuple[str, str]:
@@ -1059,8 +1064,9 @@ def run(args) -> None:
             runners[s] = lambda h: run_bare_v1(args.url, h)
         elif s in ("bare-v1-line", "bare-v1-word"):
             runners[s] = (lambda k: lambda h: run_bare_v1_line(args.url, h, k))(s.endswith("word"))
-        elif s.startswith("bare-v1-pre"):
-            runners[s] = (lambda n: lambda h: run_bare_v1_prefix(args.url, h, n))(int(s.removeprefix("bare-v1-pre")))
+        elif m := re.fullmatch(r"bare-v1-pre(\d+)(?:-sfx(\d+))?", s):
+            runners[s] = (lambda n, k: lambda h: run_bare_v1_prefix(args.url, h, n, k))(
+                int(m[1]), int(m[2]) if m[2] else None)
         elif s.startswith("bare-v1-sfx"):
             runners[s] = (lambda n: lambda h: run_bare_v1_suffix(args.url, h, n))(int(s.removeprefix("bare-v1-sfx")))
         elif s == "bare-v1-heal":
@@ -1143,11 +1149,15 @@ def write_holes(path: Path, holes: list[dict], seed: int, about: str) -> None:
 
 
 def main() -> None:
+    global MAX_PREFIX
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     h = sub.add_parser("holes")
     h.add_argument("--per-lang", type=int, default=22)
     h.add_argument("--seed", type=int, default=20261122)
+    h.add_argument("--max-prefix", type=int, default=MAX_PREFIX,
+                   help="characters of prefix stored per hole (the same holes, cut wider)")
+    h.add_argument("--out", default=str(HOLES))
     r = sub.add_parser("run")
     r.add_argument("--url", default="http://127.0.0.1:8012")
     r.add_argument("--pilotfish", default="/work/target-quality/release/pilotfish")
@@ -1174,11 +1184,13 @@ def main() -> None:
     p.add_argument("--diffs", action="store_true")
     args = ap.parse_args()
     if args.cmd == "holes":
-        write_holes(HOLES, make_holes(args.per_lang, args.seed), args.seed,
+        MAX_PREFIX = args.max_prefix
+        wider = "" if args.max_prefix == 1500 else f" --max-prefix {args.max_prefix} --out {args.out}"
+        write_holes(Path(args.out), make_holes(args.per_lang, args.seed), args.seed,
                     "FIM holes for benches/quality.py: each is a line of real third-party code cut at a "
                     "token boundary; `expected` is the rest of the line. `source` is where it was read "
                     "(on the machine that cut them), `license` that file's license. Cut by "
-                    f"`benches/quality.py holes --per-lang {args.per_lang} --seed {args.seed}`.")
+                    f"`benches/quality.py holes --per-lang {args.per_lang} --seed {args.seed}{wider}`.")
     elif args.cmd == "siblings":
         holes = json.loads(HOLES.read_text())["holes"]
         SIBLINGS.write_text(json.dumps({

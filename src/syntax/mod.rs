@@ -30,14 +30,14 @@ pub fn parse(language: Language, text: &str) -> Option<Tree> {
 }
 
 /// How much work a parse may do, in tree-sitter's progress check-ins (one per ~100 parse
-/// operations): a base plus so many per KB of text. Real files, and files of one language
-/// parsed as another (errors everywhere), take at most 11 per KB in all 13 grammars
-/// (measured on 100–1,200 KB files). Some text sends a grammar's error recovery into a
-/// blow-up instead: 385 bytes of a garbled answer parsed as TSX took 145 s and 2.7 GB (the
-/// `review_answer` fuzz target found it); under these bounds it is given up after ~0.3 s
-/// and 9 MB.
-const PARSE_CHECK_INS: usize = 256;
-const PARSE_CHECK_INS_PER_KB: usize = 32;
+/// operations): a base plus so many per KB of text. Real files, and files or 0.4–4 KB pieces
+/// of one language parsed as another (errors everywhere), take at most 33 per KB at 400
+/// bytes, 22 at 1 KB, 19 at 4 KB and 11 at 100 KB and more, in all 13 grammars: the bound is
+/// 2.5–6 times that. Some text sends a grammar's error recovery into a blow-up instead: 385
+/// bytes of a garbled answer parsed as TSX took 145 s and 2.7 GB (the `review_answer` fuzz
+/// target found it); under this bound it is given up after ~0.1 s.
+const PARSE_CHECK_INS: usize = 64;
+const PARSE_CHECK_INS_PER_KB: usize = 48;
 
 /// Parses the `len` bytes that `read` hands out (reusing `old`, edited to match), or gives
 /// up with `None` once the parse has done more work than [`PARSE_CHECK_INS`] allows for its
@@ -48,7 +48,7 @@ pub fn parse_within_bounds<T: AsRef<[u8]>>(
     read: &mut impl FnMut(usize, Point) -> T,
     old: Option<&Tree>,
 ) -> Option<Tree> {
-    let allowed = PARSE_CHECK_INS + len / 1024 * PARSE_CHECK_INS_PER_KB;
+    let allowed = PARSE_CHECK_INS + len * PARSE_CHECK_INS_PER_KB / 1024;
     let mut check_ins = 0;
     let mut give_up = |_: &ParseState| {
         check_ins += 1;
