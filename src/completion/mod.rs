@@ -401,7 +401,11 @@ impl CompletionEngine {
         cursor: usize,
         related: &[RelatedFile],
     ) {
-        let (ctx, route) = self.routed_context(session, snapshot, cursor);
+        let Placed {
+            ctx,
+            other_files: related,
+            route,
+        } = self.place(session, snapshot, cursor, related);
         let Some(primary) = route.chain.first() else {
             return;
         };
@@ -439,7 +443,6 @@ impl CompletionEngine {
             .and_then(|v| v.endpoints.first())
             .map_or_else(|| primary.config.url.to_string(), |e| e.url.clone());
         let model = primary.config.at_endpoint(&url);
-        let related = other_files(related, session);
         let path = session.display_path(&path_of_uri(&snapshot.uri));
         let repo = Repo {
             name: session.repo_name(),
@@ -482,16 +485,20 @@ impl CompletionEngine {
         }
     }
 
-    /// The context window at `cursor` and the route a request there takes: the default
-    /// window, or the compact one when the route's first model is slow to answer
-    /// ([`policy::compact_window`]). Requests, prefetches and warm-ups all shape their
-    /// prompt here, so that they send the same prompt for a place.
-    fn routed_context(
+    /// The context window at `cursor`, the other files' context that goes with it, and the
+    /// route a request there takes: the default window with `related`, or, when the route's
+    /// first model is slow to answer ([`policy::compact_window`]), the compact window and no
+    /// other files — such a model reads each prompt token the user waits for (~12 ms for the
+    /// 1.5B on 2 cores), and other files' context buys a hole of 66 at most (BENCHMARKS.md).
+    /// Requests, prefetches and warm-ups all shape their prompt here, so that they send the
+    /// same prompt for a place.
+    fn place(
         &self,
         session: &Session,
         snapshot: &Snapshot,
         cursor: usize,
-    ) -> (CompletionContext, Route) {
+        related: &[RelatedFile],
+    ) -> Placed {
         let window = |budget| {
             extract(
                 &snapshot.rope,
@@ -505,9 +512,17 @@ impl CompletionEngine {
         let ctx = window(ContextBudget::default());
         let route = self.route(session, snapshot, cursor, &ctx);
         if policy::compact_window(route.average_answer(), session.completion().budget) {
-            return (window(ContextBudget::compact()), route);
+            return Placed {
+                ctx: window(ContextBudget::compact()),
+                other_files: Vec::new(),
+                route,
+            };
         }
-        (ctx, route)
+        Placed {
+            ctx,
+            other_files: other_files(related, session),
+            route,
+        }
     }
 
     /// Answers one completion request at `cursor` (a byte offset into the snapshot).
@@ -533,7 +548,11 @@ impl CompletionEngine {
             started,
         };
         let settings = session.completion();
-        let (ctx, route) = self.routed_context(session, snapshot, cursor);
+        let Placed {
+            ctx,
+            other_files,
+            route,
+        } = self.place(session, snapshot, cursor, related);
         let Some(primary) = route.chain.first() else {
             self.begin(&snapshot.uri, started, None);
             return Err(NoSuggestion::Failed(route.why_empty()));
@@ -558,7 +577,7 @@ impl CompletionEngine {
         let call_at = tokio::time::Instant::from_std(started + debounce);
         let call = NewCall {
             key: key.clone(),
-            input: (ctx, other_files(related, session)),
+            input: (ctx, other_files),
             route,
             purpose: Purpose::Request,
             typing_point: cursor,
@@ -699,7 +718,11 @@ impl CompletionEngine {
         (cursor, typing_point): (usize, usize),
         related: &[RelatedFile],
     ) {
-        let (ctx, mut route) = self.routed_context(session, snapshot, cursor);
+        let Placed {
+            ctx,
+            other_files,
+            mut route,
+        } = self.place(session, snapshot, cursor, related);
         let allowed = session.completion().prefetch;
         // Only when the model a request there would ask may be asked in the background
         // (a prefetch from another model would be cached under a key no request uses);
@@ -723,7 +746,7 @@ impl CompletionEngine {
         let speed = Speed::of(route.expected_answer(), session.completion().budget);
         let call = NewCall {
             key,
-            input: (ctx, other_files(related, session)),
+            input: (ctx, other_files),
             route,
             purpose: Purpose::Prefetch,
             typing_point,
@@ -993,6 +1016,14 @@ fn other_files(related: &[RelatedFile], session: &Session) -> Vec<OtherFile> {
         .collect()
 }
 
+/// What a request, prefetch or warm-up at a place sends, and the route it takes
+/// ([`CompletionEngine::place`]).
+struct Placed {
+    ctx: CompletionContext,
+    other_files: Vec<OtherFile>,
+    route: Route,
+}
+
 /// The models one request will try, and why.
 struct Route {
     chain: Vec<Model>,
@@ -1084,7 +1115,7 @@ impl CompletionEngine {
     /// a model: the same context window, prompt size, secrets check and filters as
     /// [`CompletionEngine::complete`] (for `pilotfish route --task complete`).
     pub fn decide(&self, session: &Session, snapshot: &Snapshot, cursor: usize) -> Decision {
-        self.routed_context(session, snapshot, cursor).1.decision
+        self.place(session, snapshot, cursor, &[]).route.decision
     }
 }
 

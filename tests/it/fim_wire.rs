@@ -217,10 +217,11 @@ fn llamacpp_infill_sends_prefix_suffix_and_time_limit() {
 /// open files of the language family, in the order they were opened (so that touching one
 /// does not reorder the prompt's start), named relative to the workspace; never a file of
 /// another language, never the file being completed. A model marked `local = false` gets
-/// none of it.
+/// none of it, nor does one not measured yet (it reads the compact window: see
+/// [`measure_the_model`]).
 #[test]
 fn llamacpp_input_extra_carries_the_outlines_of_other_open_files() {
-    let sent = |local: &str| {
+    let sent = |local: &str, measured: bool| {
         let double = ModelDouble::start(Behaviour::answer("parse_config(path)"));
         let workspace = Workspace::new(&format!(
             "[models.m]\nprovider = \"llamacpp\"\nurl = \"{}\"\nmodel = \"test-model\"\nfim = \"native\"\n{local}\n{}",
@@ -228,6 +229,9 @@ fn llamacpp_input_extra_carries_the_outlines_of_other_open_files() {
             complete_route(&["m"])
         ));
         let editor = workspace.serve();
+        if measured {
+            measure_the_model(&editor, &double);
+        }
         let files = [
             (
                 "util.py",
@@ -248,13 +252,33 @@ fn llamacpp_input_extra_carries_the_outlines_of_other_open_files() {
         parse_config_call(&editor, &double, fixture).body["input_extra"].clone()
     };
     assert_eq!(
-        sent(""),
+        sent("", true),
         json!([
             { "filename": "util.py", "text": "def parse_config(path):\n" },
             { "filename": "models/store.py", "text": "class Store:\n    def get(self, key):\n" },
         ])
     );
-    assert_eq!(sent("local = false"), json!([]));
+    assert_eq!(sent("local = false", true), json!([]));
+    assert_eq!(sent("", false), json!([]));
+}
+
+/// Other files' context goes only to a model measured to answer well inside the budget: a
+/// slow one, or one not measured yet, reads the compact window without it (each prompt
+/// token is time the user waits). One request in a Rust file (no Python outline) measures
+/// the double; then it forgets the calls (a prefetch after that request may still come:
+/// find calls by their place).
+fn measure_the_model(editor: &Editor, double: &ModelDouble) {
+    let uri = editor.lsp.uri("measure.rs");
+    editor.lsp.open(&uri, "rust", "fn f() -> u32 {\n    \n}\n");
+    assert!(
+        editor.suggest_at(&uri, 1, 4).is_some(),
+        "{}",
+        double.summary()
+    );
+    editor.lsp.close(&uri);
+    let settled = double.wait_for(|d| d.in_flight() == 0, std::time::Duration::from_secs(5));
+    assert!(settled, "{}", double.summary());
+    double.clear();
 }
 
 /// A function the user edited in another file, before the cursor went elsewhere.
@@ -279,6 +303,7 @@ fn touched_then_suggest(model: &str) -> (RecordedRequest, String) {
         complete_route(&["m"])
     ));
     let editor = workspace.serve();
+    measure_the_model(&editor, &double);
     let lsp = &editor.lsp;
     let (util, twin) = (lsp.uri("util.py"), lsp.uri("twin.py"));
     lsp.open(&util, "python", UTIL);
@@ -308,7 +333,12 @@ fn parse_config_call(editor: &Editor, double: &ModelDouble, fixture: &str) -> Re
     );
     let shown = ["parse_config(path)"];
     assert_eq!(calls_not_after(double, &shown), 1, "{}", double.summary());
-    double.model_calls()[0].clone()
+    let prefix = fixture.split_once("$0").map_or(fixture, |(p, _)| p);
+    double
+        .model_calls()
+        .into_iter()
+        .find(|c| !c.is_warm_up() && c.fim_prefix_text().ends_with(prefix))
+        .unwrap_or_else(|| panic!("no call at the fixture: {}", double.summary()))
 }
 
 /// Context from what the user just touched (issue 12, item 8), for llama.cpp: after the
@@ -402,6 +432,7 @@ fn a_warm_up_reads_the_other_files_the_request_sends() {
             complete_route(&["m"])
         ));
         let editor = workspace.serve();
+        measure_the_model(&editor, &double);
         let lsp = &editor.lsp;
         let (util, main) = (lsp.uri("util.py"), lsp.uri("main.py"));
         lsp.open(&util, "python", UTIL);
@@ -419,9 +450,15 @@ fn a_warm_up_reads_the_other_files_the_request_sends() {
             Some("parse_config(path)")
         );
         let calls = double.model_calls();
-        let warm_up = calls.iter().find(|c| is_warm(c)).expect("the warm-up");
+        let in_main = |c: &&RecordedRequest| c.fim_prefix_text().starts_with("def main(path):");
+        let warm_up = calls
+            .iter()
+            .filter(in_main)
+            .find(|c| is_warm(c))
+            .expect("the warm-up");
         let request = calls
             .iter()
+            .filter(in_main)
             .find(|c| !is_warm(c))
             .expect("the request's call");
         let sent = |c: &RecordedRequest| match field {
