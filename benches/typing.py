@@ -539,7 +539,9 @@ class Double:
 
     def answer(self, prefix: str, stops: list[str], max_tokens: int) -> str:
         """The original text after the cursor that `prefix` ends at, to the end of its line
-        (the next line when the cursor is at a line end), never past the region."""
+        (the next line that is not blank when the cursor is at a line end, with the blank
+        lines before it: a model that wrote only a line break would show nothing), never
+        past the region."""
         text, (start, end) = self.original, self.region
         tail = prefix[-300:]
         if not tail:
@@ -553,7 +555,10 @@ class Double:
             i = text.find(tail, i + 1)
         if cursor is None or cursor >= end:
             return ""
-        eol = text.find("\n", cursor + 1 if text[cursor] == "\n" else cursor)
+        line = cursor
+        while line < end and text[line] == "\n":
+            line += 1
+        eol = text.find("\n", line)
         out = text[cursor:min(eol if eol >= 0 else end, end)]
         for s in stops:
             if s and s in out:
@@ -1527,6 +1532,12 @@ def selftest() -> None:
         ("def f(x):\n    return x + 1", [], ""),            # the region ends here
         ("def f(x):\n    ", ["\n"], "return x + 1"),
         ("nothing like it", [], ""),
+    ]:
+        check(f"double.answer({prefix!r})", dbl.answer(prefix, stops, 64), want)
+    dbl.region = (14, 39)
+    for prefix, stops, want in [
+        ("def f(x):\n    return x + 1", [], "\n\nprint(f(2))"),  # a blank line, then code
+        ("def f(x):\n    return x + 1\n", [], "\nprint(f(2))"),
     ]:
         check(f"double.answer({prefix!r})", dbl.answer(prefix, stops, 64), want)
     proxy_selftest(check)

@@ -239,13 +239,14 @@ pub fn first_line(text: &str) -> Option<&str> {
 }
 
 /// Step 3, at the end of a line of code or a comment ([`SuggestionShape::next_line`]),
-/// when the model started a new line: the line break (two for a blank line between) and the
-/// one line after it. Nothing when that line is blank or repeats the line just written.
+/// when the model started a new line: the line break (with up to two blank lines between,
+/// as PEP 8 puts before a top-level definition) and the one line after it. Nothing when
+/// that line is blank or repeats the line just written.
 ///
 /// [`SuggestionShape::next_line`]: crate::syntax::context::SuggestionShape::next_line
 pub fn next_line(text: &str, ctx: &CompletionContext) -> Option<String> {
     let body = text.trim_start_matches('\n');
-    let breaks = (text.len() - body.len()).min(2);
+    let breaks = (text.len() - body.len()).min(3);
     let line = body.split('\n').next().unwrap_or("");
     if line.trim().is_empty() || line.trim() == ctx.shape.line_before.trim() {
         return None;
@@ -878,8 +879,10 @@ mod tests {
                 "\n    for item in items:\n        total += item\n",
                 Some("\n    for item in items:"),
             ),
-            // A blank line between is kept (one), more are not.
-            ("\n\n\n    print(total)\n", Some("\n\n    print(total)")),
+            // Blank lines between are kept (up to two), more are not.
+            ("\n\n    print(total)\n", Some("\n\n    print(total)")),
+            ("\n\n\n    print(total)\n", Some("\n\n\n    print(total)")),
+            ("\n\n\n\n\n    print(total)\n", Some("\n\n\n    print(total)")),
             // Adding to the line is still a suggestion.
             ("  # the sum\n    for x in items:", Some("  # the sum")),
             // The line that already follows, a blank line, the line just written: nothing.
