@@ -882,7 +882,10 @@ mod tests {
             // Blank lines between are kept (up to two), more are not.
             ("\n\n    print(total)\n", Some("\n\n    print(total)")),
             ("\n\n\n    print(total)\n", Some("\n\n\n    print(total)")),
-            ("\n\n\n\n\n    print(total)\n", Some("\n\n\n    print(total)")),
+            (
+                "\n\n\n\n\n    print(total)\n",
+                Some("\n\n\n    print(total)"),
+            ),
             // Adding to the line is still a suggestion.
             ("  # the sum\n    for x in items:", Some("  # the sum")),
             // The line that already follows, a blank line, the line just written: nothing.
