@@ -527,7 +527,8 @@ impl CompletionEngine {
 
     /// Answers one completion request at `cursor` (a byte offset into the snapshot).
     /// `related` is context from the user's other open files: it goes to local models that
-    /// have a place for it (llama.cpp's `input_extra`), never to a cloud model.
+    /// have a place for it (llama.cpp's `input_extra`) and are measured fast (see
+    /// `place`), never to a cloud model.
     ///
     /// The request waits for its model as long as it is the document's newest: a model
     /// slower than the budget still gets its suggestion to the user, and a newer request
