@@ -417,12 +417,9 @@ fn parser_for(language: Language) -> Option<Parser> {
 }
 
 /// Parses the rope chunk by chunk (no copy of the text), reusing `old` when given. `None`
-/// past [`MAX_PARSED_BYTES`], and for a parse that runs away (see
-/// [`crate::syntax::parse_within_bounds`]).
+/// for a parse that runs away (see [`crate::syntax::parse_within_bounds`]); callers parse
+/// nothing past [`MAX_PARSED_BYTES`].
 fn reparse(parser: &mut Parser, rope: &Rope, old: Option<&Tree>) -> Option<Tree> {
-    if rope.len_bytes() > MAX_PARSED_BYTES {
-        return None;
-    }
     let len = rope.len_bytes();
     let mut read = |byte: usize, _: Point| -> &[u8] {
         if byte >= len {
@@ -552,6 +549,13 @@ impl Documents {
                     return;
                 };
                 if doc.fresh || doc.edits_during_parse.is_some() {
+                    return;
+                }
+                if doc.rope.len_bytes() > MAX_PARSED_BYTES {
+                    // Grown past the limit while the last parse ran: plain text, as `apply`
+                    // makes it (the parser stays, for when it shrinks).
+                    doc.tree = None;
+                    doc.fresh = true;
                     return;
                 }
                 let Some(parser) = doc.parser.take() else {
@@ -1031,6 +1035,24 @@ mod tests {
         parser.join().unwrap();
         Documents::reparse_deferred(&store, "big");
         assert_tree_matches_text(&lock(&store), "big");
+    }
+
+    /// A file past [`MAX_PARSED_BYTES`] is plain text, not a parse given up: once it shrinks
+    /// (here after a background reparse found it too big) it is parsed again.
+    #[test]
+    fn a_file_too_big_to_parse_is_parsed_again_once_it_shrinks() {
+        let store = Mutex::new(Documents::default());
+        let replace = |version: i32, text: String| {
+            let change = [TextChange { range: None, text }];
+            let r = lock(&store).change("f", version, &change, PositionEncoding::Utf16);
+            assert!(r.is_ok());
+        };
+        let _ = lock(&store).open("f", Language::Rust, 1, "fn f() {}\n");
+        replace(2, "// x\n".repeat(MAX_PARSED_BYTES / 5 + 1));
+        Documents::reparse_deferred(&store, "f");
+        assert!(lock(&store).snapshot("f").unwrap().tree.is_none());
+        replace(3, "fn g() {}\n".into());
+        assert!(lock(&store).snapshot("f").unwrap().tree.is_some());
     }
 
     fn outlines_only(max: usize) -> OtherFiles {
