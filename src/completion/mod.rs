@@ -592,31 +592,27 @@ impl CompletionEngine {
                 // A call this request typed along: its answer may serve what was typed
                 // since, through typed-ahead reuse. Wait for it rather than replace it.
                 counters.typed_along.fetch_add(1, Ordering::Relaxed);
+                // A call that showed its first line writes on (the rest of a block, the line
+                // after it, for at most `REST_OF_BLOCK`), and what it writes may be what this
+                // request wants (the line after a suggestion just accepted): once it answers,
+                // look again at each line it publishes, until it ends.
+                let served = async {
+                    waiter.result().await;
+                    let mut more = waiter.changes();
+                    loop {
+                        if let Some(hit) = self.lookup(&key, &req) {
+                            return Some(hit);
+                        }
+                        let more = more.as_mut()?;
+                        more.changed().await.ok()?;
+                    }
+                };
                 tokio::select! {
-                    _ = waiter.result() => {}
+                    served = served => if let Some(hit) = served { return hit },
                     _ = superseded(&mut latest, seq) => {
                         counters.superseded.fetch_add(1, Ordering::Relaxed);
                         waiter.superseded();
                         return Err(NoSuggestion::Superseded);
-                    }
-                }
-                // A call that showed its first line writes on (the rest of a block, the line
-                // after it, for at most `REST_OF_BLOCK`), and what it writes may be what this
-                // request wants (the line after a suggestion just accepted): look again at
-                // each line it publishes, until it ends.
-                let mut more = waiter.changes();
-                loop {
-                    if let Some(hit) = self.lookup(&key, &req) {
-                        return hit;
-                    }
-                    let Some(more) = more.as_mut() else { break };
-                    tokio::select! {
-                        changed = more.changed() => if changed.is_err() { break },
-                        _ = superseded(&mut latest, seq) => {
-                            counters.superseded.fetch_add(1, Ordering::Relaxed);
-                            waiter.superseded();
-                            return Err(NoSuggestion::Superseded);
-                        }
                     }
                 }
                 drop(waiter);
@@ -1017,6 +1013,18 @@ fn other_files(related: &[RelatedFile], session: &Session) -> Vec<OtherFile> {
         .collect()
 }
 
+/// The suggestion in a model's raw answer, and the one after accepting it from what the
+/// model wrote after it ([`line_after`]).
+fn kept_and_then(
+    raw: &str,
+    ctx: &CompletionContext,
+    stop: &[String],
+) -> (Option<String>, Option<String>) {
+    let kept = postprocess(raw, ctx, stop);
+    let then = kept.as_deref().and_then(|k| line_after(raw, k, ctx));
+    (kept, then)
+}
+
 /// What a request, prefetch or warm-up at a place sends, and the route it takes
 /// ([`CompletionEngine::place`]).
 struct Placed {
@@ -1310,8 +1318,7 @@ async fn run_flight(
                 };
                 let answer = if first_line_first {
                     let publish = |raw: &str| {
-                        if let Some(kept) = postprocess(raw, ctx, &prompt.stop) {
-                            let then = line_after(raw, &kept, ctx);
+                        if let (Some(kept), then) = kept_and_then(raw, ctx, &prompt.stop) {
                             let hit = CachedSuggestion {
                                 text: Some(kept.into()),
                                 answered_by: name.clone(),
@@ -1340,12 +1347,10 @@ async fn run_flight(
                     sent,
                     answer.text.len(),
                 );
-                let kept = postprocess(&answer.text, ctx, &prompt.stop);
+                let (kept, then) = kept_and_then(&answer.text, ctx, &prompt.stop);
                 Ok(FlightAnswer {
-                    then: kept
-                        .as_deref()
-                        .and_then(|k| line_after(&answer.text, k, ctx)),
                     kept,
+                    then,
                     prompt: log_prompts.then(|| match &prompt.suffix {
                         Some(suffix) => format!("{}<suffix>{suffix}", prompt.prompt),
                         None => prompt.prompt.clone(),
