@@ -261,7 +261,7 @@ def cut_points(line: str, language: str) -> list[int]:
     return points
 
 
-def make_holes(per_lang: int, seed: int) -> list[dict]:
+def make_holes(per_lang: int, seed: int, max_prefix: int = MAX_PREFIX) -> list[dict]:
     rng = random.Random(seed)
     by_group: dict[str, list[tuple]] = {}
     for language, package, license_, root, patterns in SOURCES:
@@ -304,7 +304,7 @@ def make_holes(per_lang: int, seed: int) -> list[dict]:
                 "source": str(path).replace(str(HOME), "~"),
                 "line": i + 1,
                 "col": cut + 1,
-                **cut_hole(text, i, cut, language),
+                **cut_hole(text, i, cut, language, max_prefix),
             })
     return holes
 
@@ -759,16 +759,16 @@ def make_xfile_holes(per_lang: int, seed: int) -> list[dict]:
     return holes
 
 
-def cut_hole(text: str, i: int, cut: int, language: str) -> dict:
+def cut_hole(text: str, i: int, cut: int, language: str, max_prefix: int = MAX_PREFIX) -> dict:
     """The stored text of a hole at line `i`, column `cut`: the whole lines before the cursor
-    (≤ MAX_PREFIX chars) and the cut line's head, then the line break and whole lines after
+    (≤ `max_prefix` chars) and the cut line's head, then the line break and whole lines after
     (≤ MAX_SUFFIX chars); the expected completion is the rest of the line."""
     lines = text.split("\n")
     line = lines[i].rstrip()
     line_start = sum(len(l) + 1 for l in lines[:i])
     head = line[:cut]
     before = text[:line_start]
-    room = MAX_PREFIX - len(head)
+    room = max_prefix - len(head)
     if len(before) > room:
         nl = before.find("\n", len(before) - room)
         before = before[nl + 1:] if nl >= 0 else ""
@@ -1149,7 +1149,6 @@ def write_holes(path: Path, holes: list[dict], seed: int, about: str) -> None:
 
 
 def main() -> None:
-    global MAX_PREFIX
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     h = sub.add_parser("holes")
@@ -1184,9 +1183,8 @@ def main() -> None:
     p.add_argument("--diffs", action="store_true")
     args = ap.parse_args()
     if args.cmd == "holes":
-        MAX_PREFIX = args.max_prefix
-        wider = "" if args.max_prefix == 1500 else f" --max-prefix {args.max_prefix} --out {args.out}"
-        write_holes(Path(args.out), make_holes(args.per_lang, args.seed), args.seed,
+        wider = "" if args.max_prefix == MAX_PREFIX else f" --max-prefix {args.max_prefix} --out {args.out}"
+        write_holes(Path(args.out), make_holes(args.per_lang, args.seed, args.max_prefix), args.seed,
                     "FIM holes for benches/quality.py: each is a line of real third-party code cut at a "
                     "token boundary; `expected` is the rest of the line. `source` is where it was read "
                     "(on the machine that cut them), `license` that file's license. Cut by "

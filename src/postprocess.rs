@@ -907,9 +907,20 @@ mod tests {
     /// accepting it, under the rules a request there would follow.
     #[test]
     fn the_line_after_the_suggestion() {
-        let fixture = "def f(items):\n    total = sum(it$0\n    print(1)\n";
         // (raw answer, the suggestion, the line after it)
-        let cases: &[(&str, Option<&str>, Option<&str>)] = &[
+        type LineAfter<'a> = (&'a str, Option<&'a str>, Option<&'a str>);
+        let check = |c: &CompletionContext, cases: &[LineAfter]| {
+            for (raw, want, want_after) in cases {
+                let kept = postprocess(raw, c, &[]);
+                assert_eq!(kept.as_deref(), *want, "{raw:?}");
+                let after = kept.as_deref().and_then(|k| line_after(raw, k, c));
+                assert_eq!(after.as_deref(), *want_after, "{raw:?}");
+            }
+        };
+        let fixture = "def f(items):\n    total = sum(it$0\n    print(1)\n";
+        let mut c = ctx(fixture, Python, false, None);
+        c.shape.next_line = true;
+        let cases: &[LineAfter] = &[
             (
                 "ems)\n    return total\n",
                 Some("ems)"),
@@ -933,18 +944,11 @@ mod tests {
                 Some("\n    return total"),
             ),
         ];
-        for (raw, want, want_after) in cases {
-            let mut c = ctx(fixture, Python, false, None);
-            c.shape.next_line = true;
-            let kept = postprocess(raw, &c, &[]);
-            assert_eq!(kept.as_deref(), *want, "{raw:?}");
-            let after = kept.as_deref().and_then(|k| line_after(raw, k, &c));
-            assert_eq!(after.as_deref(), *want_after, "{raw:?}");
-        }
+        check(&c, cases);
         // A block: the line after its kept lines, where post-processing ended it (here the
         // line that leaves the block).
         let block = "def f(x):\n    if x:\n        $0\n    print(1)\n";
-        let cases: &[(&str, Option<&str>, Option<&str>)] = &[
+        let cases: &[LineAfter] = &[
             (
                 "y = 1\n        z = 2\n    return y\n",
                 Some("y = 1\n        z = 2"),
@@ -959,13 +963,7 @@ mod tests {
             ("y = 1\n    return y", Some("y = 1"), None),
             ("y = 1\n    print(1)\n", Some("y = 1"), None),
         ];
-        for (raw, want, want_after) in cases {
-            let c = ctx(block, Python, true, Some(8));
-            let kept = postprocess(raw, &c, &[]);
-            assert_eq!(kept.as_deref(), *want, "{raw:?}");
-            let after = kept.as_deref().and_then(|k| line_after(raw, k, &c));
-            assert_eq!(after.as_deref(), *want_after, "{raw:?}");
-        }
+        check(&ctx(block, Python, true, Some(8)), cases);
         // Only at a line's end: mid-line, the rest of the line follows the suggestion.
         let c = ctx(fixture, Python, false, None);
         assert_eq!(line_after("ems)\n    return total\n", "ems)", &c), None);
