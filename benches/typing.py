@@ -468,12 +468,13 @@ class Double:
             def _send(self, payload: dict, status: int = 200):
                 send_json(self, status, json.dumps(payload).encode())
 
-            def _stream(self, path: str, text: str, prompt_tokens: int):
+            def _stream(self, native: bool, text: str, prompt_tokens: int):
                 """The answer as server-sent events, a piece of about a token each, as
-                llama-server writes them: `/infill` and `/completion` pieces of `content`,
-                the last with `stop: true`; `/v1/completions` chunks, then `[DONE]`."""
+                llama-server writes them: `/infill` and `/completion` (`native`) pieces of
+                `content`, the last with `stop: true`; `/v1/completions` chunks, then
+                `[DONE]`."""
                 pieces = [text[i:i + 4] for i in range(0, len(text), 4)]
-                if path.endswith(("/infill", "/completion")):
+                if native:
                     events = [{"content": p, "stop": False} for p in pieces]
                     events.append({"content": "", "stop": True, "tokens_evaluated": prompt_tokens,
                                    "tokens_predicted": len(pieces)})
@@ -484,7 +485,7 @@ class Double:
                     events.append({"object": "text_completion", "model": "double",
                                    "choices": [{"index": 0, "text": "", "finish_reason": "stop"}]})
                 data = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events)
-                if not path.endswith(("/infill", "/completion")):
+                if not native:
                     data += b"data: [DONE]\n\n"
                 try:
                     self.send_response(200)
@@ -509,9 +510,9 @@ class Double:
                     self._send({"error": "not JSON"}, 400)
                     return
                 time.sleep(double.delay)
-                path = self.path.rstrip("/")
+                native = self.path.rstrip("/").endswith(("/infill", "/completion"))
                 stops = body.get("stop") or []
-                if path.endswith(("/infill", "/completion")):
+                if native:
                     prefix = body.get("input_prefix") or body.get("prompt") or ""
                     limit = body.get("n_predict", 64)
                 else:
@@ -522,8 +523,8 @@ class Double:
                     limit = body.get("max_tokens", 64)
                 text = double.answer(prefix, stops, limit)
                 if body.get("stream"):
-                    self._stream(path, text, len(prefix) // 4)
-                elif path.endswith(("/infill", "/completion")):
+                    self._stream(native, text, len(prefix) // 4)
+                elif native:
                     self._send({"content": text, "stop": True, "tokens_evaluated": len(prefix) // 4,
                                 "tokens_predicted": len(text) // 4 + 1})
                 else:
