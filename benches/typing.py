@@ -23,7 +23,8 @@ POST to a completion endpoint): start, end, whether the client closed it early (
 and llama-server's token timings. It passes each answer on as it comes (a streamed one piece
 by piece, so that a first line shows while the model writes the rest) and closes the model
 server's connection when the client closes its own. Model-busy time is the union of the
-calls' intervals.
+calls' intervals; with `--llama` the report checks it against the model server's own CPU
+time divided by its threads, which also counts work a closed call left running.
 
 Python 3.11, standard library only.
 
@@ -442,6 +443,37 @@ def busy_seconds(calls: list[Call], until: float) -> float:
     if cur_e is not None:
         total += cur_e - cur_s
     return total
+
+
+def cpu_seconds(stat: str, ticks_per_s: int) -> float:
+    """User + system CPU time from the text of /proc/PID/stat (fields 14 and 15, counted
+    after the command name, which is in parentheses and may hold spaces)."""
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / ticks_per_s
+
+
+class ServerCpu:
+    """The model server's CPU time, read from /proc: a check on the proxy's model-busy
+    figure that also counts what the server does after a client closed a call (llama.cpp
+    reads a closed call's prompt to its end). Only for a server this bench started."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.ticks = os.sysconf("SC_CLK_TCK")
+
+    @classmethod
+    def of_port(cls, port: int) -> "ServerCpu | None":
+        testbed = Path(os.environ.get("PILOTFISH_TESTBED") or REPO / ".testbed")
+        try:
+            return cls(int((testbed / "run" / f"llama-server.{port}.pid").read_text()))
+        except (OSError, ValueError):
+            return None
+
+    def seconds(self) -> float | None:
+        try:
+            return cpu_seconds(Path(f"/proc/{self.pid}/stat").read_text(), self.ticks)
+        except (OSError, ValueError, IndexError):
+            return None
 
 
 # ---------------------------------------------------------------------------------------
@@ -1155,7 +1187,7 @@ class Developer:
 # Running a system
 
 def run_system(name: str, args, regions: list[Region], model_url: str, double: Double | None,
-               model_label: str) -> dict:
+               model_label: str, server: tuple[ServerCpu, int] | None = None) -> dict:
     events: queue.Queue = queue.Queue()
     proxy = Proxy(model_url)
     workdir = Path(tempfile.mkdtemp(prefix=f"pilotfish-typing-{name}-"))
@@ -1177,6 +1209,7 @@ def run_system(name: str, args, regions: list[Region], model_url: str, double: D
             loads.append(loadavg())
     threading.Thread(target=sample, daemon=True).start()
     t0 = now()
+    cpu0 = server[0].seconds() if server else None
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     try:
         for i, region in enumerate(regions):
@@ -1188,6 +1221,7 @@ def run_system(name: str, args, regions: list[Region], model_url: str, double: D
                 dev.wait_until(now() + 0.1)
     finally:
         end = now()
+        cpu1 = server[0].seconds() if server else None
         sampling.set()
         loads.append(loadavg())
         log_counts = client.log_counts() if name == "pilotfish" else {}
@@ -1220,6 +1254,10 @@ def run_system(name: str, args, regions: list[Region], model_url: str, double: D
                    "lines_written": streamed_text(c.response).count("\n") if c.aborted else None}
                   for c in calls],
         "busy_s": round(busy_seconds(calls, end), 2),
+        # The model server's CPU seconds over the run divided by its threads: busy seconds as
+        # the server counts them (None when the bench did not start it).
+        "server_cpu_busy_s": (round((cpu1 - cpu0) / server[1], 2)
+                              if cpu0 is not None and cpu1 is not None else None),
         "client": client.stats, "server_log": log_counts,
         "load": {"min": min(loads), "mean": round(statistics.mean(loads), 2), "max": max(loads)},
         "options": vars(opts),
@@ -1302,6 +1340,9 @@ def details(results: list[dict]) -> str:
         line = f"- {r['system']} / {r['model']}: {r['wall_s']} s, {r['keystrokes']} keystrokes; client {c}"
         if r.get("server_log"):
             line += f"; server log {r['server_log']}"
+        if r.get("server_cpu_busy_s") is not None:
+            line += (f"; the model server's CPU time / threads: {r['server_cpu_busy_s']:.1f} s "
+                     f"(model-busy by the proxy: {r['busy_s']:.1f} s)")
         done = [x for x in r["calls"] if not x["aborted"] and x["prompt_n"] is not None]
         if done:
             line += (f"; finished calls read {statistics.mean(x['prompt_n'] for x in done):.0f} new prompt "
@@ -1367,8 +1408,11 @@ def run(args) -> None:
     notes = []
     try:
         for s in systems:
+            server = None
             if args.llama:
                 url, threads = start_llama(args.llama, args.port)
+                cpu = ServerCpu.of_port(args.port)
+                server = (cpu, int(threads)) if cpu else None
                 label = f"{args.llama} (llama-server, {threads} thread{'s' if threads != '1' else ''})"
                 if args.also:
                     args.also_url, _ = start_llama(args.also, args.port + 1)
@@ -1386,7 +1430,7 @@ def run(args) -> None:
             if args.provider == "llamacpp":
                 label += "; /infill"
             print(f"{s} against {label}", file=sys.stderr, flush=True)
-            results.append(run_system(s, args, regions, url, double, label))
+            results.append(run_system(s, args, regions, url, double, label, server))
     finally:
         if double:
             double.close()
@@ -1511,6 +1555,11 @@ def selftest() -> None:
     check("replace", (d.text[:4], d.version, change["range"]["start"]), ("a😀éb", 1, {"line": 0, "character": 3}))
     calls = [Call("/infill", 0.0, 1.0), Call("/infill", 0.5, 2.0), Call("/infill", 3.0, None)]
     check("busy_seconds", busy_seconds(calls, 3.5), 2.5)
+    for stat, want in [
+        ("7370 (llama-server) S 1 7370 7370 0 -1 4194560 1 0 0 0 12000 164 0 0 20 0 5", 121.64),
+        ("42 (a (b) c) R 1 42 42 0 -1 0 0 0 0 0 7 3 0 0", 0.1),     # a name with ") "
+    ]:
+        check(f"cpu_seconds({stat[:24]!r})", cpu_seconds(stat, 100), want)
     for data, want in [
         (b'data: {"choices":[{"text":"a\\nb"}]}\n\ndata: {"choices":[{"text":"c"}]}\n\ndata: [DONE]\n', "a\nbc"),
         (b'{"response":"x\\n","done":false}\n{"response":"y","done":false}\n', "x\ny"),   # Ollama
