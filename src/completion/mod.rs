@@ -36,7 +36,7 @@ use crate::providers::{
     ChatCall, ChatMessage, FimCall, ModelAnswer, OtherFile, ProviderError, Providers,
 };
 use crate::redact::redact;
-use crate::resilience::{Health, Timed, run_chain};
+use crate::resilience::{ChainOutcome, Health, Timed, run_chain};
 use crate::route_input::RouteInput;
 use crate::router::{Decision, Latency};
 use crate::session::{COMPLETE_TASK, Model, Session};
@@ -1214,23 +1214,14 @@ async fn run_flight(
     (ctx, other_files): (CompletionContext, Vec<OtherFile>),
     route: Route,
     session: Arc<Session>,
-    (purpose, tx, mut log, slow): (Purpose, watch::Sender<Published>, PendingCall, bool),
+    (purpose, tx, log, slow): (Purpose, watch::Sender<Published>, PendingCall, bool),
 ) {
-    let log_prompts = engine.shared.usage.log_prompts();
     let chain: Vec<_> = route
         .chain
         .iter()
         .map(|m| (m.name.clone(), m.config.clone()))
         .collect();
-    let fim_of = |name: &str| {
-        route
-            .chain
-            .iter()
-            .find(|m| &*m.name == name)
-            .and_then(|m| m.fim)
-    };
     let budget = session.completion().budget;
-    let redact_before_cloud = session.config().privacy.redact_secrets;
     let started = Instant::now();
     // A completion never waits for a retry: a failed call falls through to the next
     // endpoint or model at once. A call may run on past the budget (up to the model's
@@ -1242,129 +1233,214 @@ async fn run_flight(
             .map(|m| Duration::from_millis(m.config.timeout_ms))
             .max()
             .unwrap_or(budget);
-    let providers = &engine.shared.providers;
-    // A slow model's block (or next line) is streamed, and its first line shown as soon as
-    // it is written, while the rest fills the cache for typed-ahead reuse.
-    let first_line_first = slow && (ctx.shape.multiline || ctx.shape.next_line);
-    let (tx, key, cache) = (&tx, &key, &engine.shared.cache);
-    let (repo_name, file_path) = (
-        session.repo_name(),
-        session.display_path(&path_of_uri(&uri)),
-    );
+    let file_path = session.display_path(&path_of_uri(&uri));
+    let ask = Ask {
+        providers: &engine.shared.providers,
+        ctx: &ctx,
+        other_files: &other_files,
+        repo_name: session.repo_name(),
+        file_path: &file_path,
+        log_prompts: engine.shared.usage.log_prompts(),
+        redact_before_cloud: session.config().privacy.redact_secrets,
+        budget,
+        // A slow model's block (or next line) is streamed, and its first line shown as
+        // soon as it is written, while the rest fills the cache for typed-ahead reuse.
+        first_line_first: slow && (ctx.shape.multiline || ctx.shape.next_line),
+        show_from: started + budget,
+        early: (&key, &engine.shared.cache, &tx),
+    };
     let run = run_chain(
         &engine.shared.health,
         &chain,
         None,
         hard_deadline,
         |name, model| {
-            let ctx = &ctx;
-            let other_files: &[OtherFile] = if model.is_local() { &other_files } else { &[] };
-            let fim = fim_of(&name);
-            let file_path = &file_path;
-            async move {
-                let cloud = redact_before_cloud && !model.is_local();
-                let max_tokens = max_tokens_for(&model, ctx);
-                let Some(fim) = fim else {
-                    // A chat-only model that a rule sent completion to: a chat prompt, and
-                    // post-processing strips the fences and prose chat models add.
-                    let (system, user) = chat_completion_messages(ctx);
-                    let (system, user) = if cloud {
-                        (redact(&system).0, redact(&user).0)
-                    } else {
-                        (system, user)
-                    };
-                    let messages = [ChatMessage::user(user)];
-                    let call = ChatCall {
-                        system: &system,
-                        messages: &messages,
-                        max_tokens,
-                        temperature: 0.0,
-                    };
-                    let answer = providers.chat(&model, call, &mut |_| {}).await?;
-                    let sent =
-                        system.len() + messages.iter().map(|m| m.content.len()).sum::<usize>();
-                    let usage = Usage::of(
-                        &model,
-                        (answer.tokens_in, answer.tokens_out),
-                        sent,
-                        answer.text.len(),
-                    );
-                    return Ok(FlightAnswer {
-                        kept: postprocess(&answer.text, ctx, &[]),
-                        then: None,
-                        prompt: log_prompts.then(|| messages[0].content.clone()),
-                        answer,
-                        usage,
-                    });
-                };
-                let repo = Repo {
-                    name: repo_name,
-                    path: file_path,
-                    files: other_files,
-                };
-                let (mut prompt, other_files) = fim_prompt(fim, ctx, &model, &repo, max_tokens);
-                if cloud {
-                    prompt.prompt = redact(&prompt.prompt).0;
-                    prompt.suffix = prompt.suffix.map(|s| redact(&s).0);
-                }
-                let call = FimCall {
-                    prompt: &prompt,
-                    max_tokens,
-                    // llama.cpp ends generation this long after its first token once a line
-                    // break is out: for the next line that break comes first, and a
-                    // streamed block already shows its first line while the rest comes.
-                    time_budget: (!ctx.shape.next_line && !first_line_first).then_some(budget),
-                    other_files,
-                };
-                let answer = if first_line_first {
-                    let publish = |raw: &str| {
-                        if let (Some(kept), then) = kept_and_then(raw, ctx, &prompt.stop) {
-                            let hit = CachedSuggestion {
-                                text: Some(kept.into()),
-                                answered_by: name.clone(),
-                                then: then.map(Into::into),
-                            };
-                            lock(cache).insert(key.clone(), hit.clone());
-                            tx.send_replace(Some(Ok(hit)));
-                        }
-                    };
-                    fim_first_line_first(
-                        providers,
-                        &model,
-                        call,
-                        &ctx.shape,
-                        started + budget,
-                        &publish,
-                    )
-                    .await?
-                } else {
-                    providers.fim(&model, call).await?
-                };
-                let sent = prompt.prompt.len() + prompt.suffix.as_ref().map_or(0, String::len);
-                let usage = Usage::of(
-                    &model,
-                    (answer.tokens_in, answer.tokens_out),
-                    sent,
-                    answer.text.len(),
-                );
-                let (kept, then) = kept_and_then(&answer.text, ctx, &prompt.stop);
-                Ok(FlightAnswer {
-                    kept,
-                    then,
-                    prompt: log_prompts.then(|| match &prompt.suffix {
-                        Some(suffix) => format!("{}<suffix>{suffix}", prompt.prompt),
-                        None => prompt.prompt.clone(),
-                    }),
-                    answer,
-                    usage,
-                })
-            }
+            let fim = route
+                .chain
+                .iter()
+                .find(|m| m.name == name)
+                .and_then(|m| m.fim);
+            ask.model(name, model, fim)
         },
     )
     .await;
+    let outcome = record_flight(run, &route.decision, purpose, started, log);
+    if let Ok(hit) = &outcome {
+        lock(&engine.shared.cache).insert(key.clone(), hit.clone());
+    }
+    tx.send_replace(Some(outcome));
+    let mut docs = lock(&engine.shared.docs);
+    if let Some(state) = docs.get_mut(&uri) {
+        if state.inflight.as_ref().is_some_and(|f| f.key == key) {
+            state.inflight = None;
+        }
+    }
+}
+
+/// What a flight asks each model of its chain: one place and its context, whichever model
+/// answers.
+struct Ask<'a> {
+    providers: &'a Providers,
+    ctx: &'a CompletionContext,
+    /// For local models only.
+    other_files: &'a [OtherFile],
+    repo_name: &'a str,
+    file_path: &'a str,
+    log_prompts: bool,
+    redact_before_cloud: bool,
+    budget: Duration,
+    /// Stream the answer and publish its first line once written ([`fim_first_line_first`]).
+    first_line_first: bool,
+    /// When a streamed first line may be shown: a model that turns out fast gets to finish.
+    show_from: Instant,
+    /// Where an early first line goes: the cache, and the requests waiting on the flight.
+    early: (
+        &'a CacheKey,
+        &'a Mutex<CompletionCache>,
+        &'a watch::Sender<Published>,
+    ),
+}
+
+impl Ask<'_> {
+    async fn model(
+        &self,
+        name: Arc<str>,
+        model: Arc<ModelConfig>,
+        fim: Option<Fim>,
+    ) -> Result<FlightAnswer, ProviderError> {
+        match fim {
+            Some(fim) => self.fim(name, &model, fim).await,
+            None => self.chat(&model).await,
+        }
+    }
+
+    /// A chat-only model that a rule sent completion to: a chat prompt, and post-processing
+    /// strips the fences and prose chat models add.
+    async fn chat(&self, model: &ModelConfig) -> Result<FlightAnswer, ProviderError> {
+        let (system, user) = chat_completion_messages(self.ctx);
+        let (system, user) = if self.cloud(model) {
+            (redact(&system).0, redact(&user).0)
+        } else {
+            (system, user)
+        };
+        let messages = [ChatMessage::user(user)];
+        let call = ChatCall {
+            system: &system,
+            messages: &messages,
+            max_tokens: max_tokens_for(model, self.ctx),
+            temperature: 0.0,
+        };
+        let answer = self.providers.chat(model, call, &mut |_| {}).await?;
+        let sent = system.len() + messages.iter().map(|m| m.content.len()).sum::<usize>();
+        let usage = Usage::of(
+            model,
+            (answer.tokens_in, answer.tokens_out),
+            sent,
+            answer.text.len(),
+        );
+        Ok(FlightAnswer {
+            kept: postprocess(&answer.text, self.ctx, &[]),
+            then: None,
+            prompt: self.log_prompts.then(|| messages[0].content.clone()),
+            answer,
+            usage,
+        })
+    }
+
+    async fn fim(
+        &self,
+        name: Arc<str>,
+        model: &ModelConfig,
+        fim: Fim,
+    ) -> Result<FlightAnswer, ProviderError> {
+        let ctx = self.ctx;
+        let max_tokens = max_tokens_for(model, ctx);
+        let repo = Repo {
+            name: self.repo_name,
+            path: self.file_path,
+            files: if model.is_local() {
+                self.other_files
+            } else {
+                &[]
+            },
+        };
+        let (mut prompt, other_files) = fim_prompt(fim, ctx, model, &repo, max_tokens);
+        if self.cloud(model) {
+            prompt.prompt = redact(&prompt.prompt).0;
+            prompt.suffix = prompt.suffix.map(|s| redact(&s).0);
+        }
+        let call = FimCall {
+            prompt: &prompt,
+            max_tokens,
+            // llama.cpp ends generation this long after its first token once a line break
+            // is out: for the next line that break comes first, and a streamed block
+            // already shows its first line while the rest comes.
+            time_budget: (!ctx.shape.next_line && !self.first_line_first).then_some(self.budget),
+            other_files,
+        };
+        let answer = if self.first_line_first {
+            let (key, cache, tx) = self.early;
+            let publish = |raw: &str| {
+                if let (Some(kept), then) = kept_and_then(raw, ctx, &prompt.stop) {
+                    let hit = CachedSuggestion {
+                        text: Some(kept.into()),
+                        answered_by: name.clone(),
+                        then: then.map(Into::into),
+                    };
+                    lock(cache).insert(key.clone(), hit.clone());
+                    tx.send_replace(Some(Ok(hit)));
+                }
+            };
+            fim_first_line_first(
+                self.providers,
+                model,
+                call,
+                &ctx.shape,
+                self.show_from,
+                &publish,
+            )
+            .await?
+        } else {
+            self.providers.fim(model, call).await?
+        };
+        let sent = prompt.prompt.len() + prompt.suffix.as_ref().map_or(0, String::len);
+        let usage = Usage::of(
+            model,
+            (answer.tokens_in, answer.tokens_out),
+            sent,
+            answer.text.len(),
+        );
+        let (kept, then) = kept_and_then(&answer.text, ctx, &prompt.stop);
+        Ok(FlightAnswer {
+            kept,
+            then,
+            prompt: self.log_prompts.then(|| match &prompt.suffix {
+                Some(suffix) => format!("{}<suffix>{suffix}", prompt.prompt),
+                None => prompt.prompt.clone(),
+            }),
+            answer,
+            usage,
+        })
+    }
+
+    /// Whether what goes to this model is redacted first.
+    fn cloud(&self, model: &ModelConfig) -> bool {
+        self.redact_before_cloud && !model.is_local()
+    }
+}
+
+/// Logs a flight's end (the log line and the usage record) and turns it into what the
+/// cache keeps and the waiting requests get.
+fn record_flight(
+    run: ChainOutcome<FlightAnswer>,
+    decision: &Decision,
+    purpose: Purpose,
+    started: Instant,
+    mut log: PendingCall,
+) -> Result<CachedSuggestion, String> {
     let endpoint = run.endpoint().unwrap_or_default().to_string();
-    let note = RouteNote::of(&route.decision, &run.attempts);
-    let outcome = match run.answer {
+    let note = RouteNote::of(decision, &run.attempts);
+    match run.answer {
         Ok((name, answered)) => {
             // The model call, where it went (the request's own line, `suggestion`, follows
             // from lsp.rs when the answer is still wanted).
@@ -1397,13 +1473,11 @@ async fn run_flight(
                 e.prompt = answered.prompt;
                 e
             });
-            let hit = CachedSuggestion {
+            Ok(CachedSuggestion {
                 text: answered.kept.map(Into::into),
                 answered_by: name,
                 then: answered.then.map(Into::into),
-            };
-            lock(&engine.shared.cache).insert(key.clone(), hit.clone());
-            Ok(hit)
+            })
         }
         Err(why) => {
             tracing::warn!("completion failed: {why}");
@@ -1419,13 +1493,6 @@ async fn run_flight(
                 e
             });
             Err(why)
-        }
-    };
-    tx.send_replace(Some(outcome));
-    let mut docs = lock(&engine.shared.docs);
-    if let Some(state) = docs.get_mut(&uri) {
-        if state.inflight.as_ref().is_some_and(|f| f.key == *key) {
-            state.inflight = None;
         }
     }
 }
