@@ -772,6 +772,25 @@ class PilotfishClient:
     def stop(self) -> None:
         self.lsp.stop()
 
+    def usage_calls(self) -> dict:
+        """How the server's usage log ended its model calls (warm-ups are not logged):
+        `ok` and `empty` ended with an answer — a stream Pilotfish closed once it had the
+        lines it wanted among them —, `superseded` and `cancelled` were given up."""
+        counts: dict[str, int] = {}
+        try:
+            usage = (self.workdir / "xdg-state" / "pilotfish" / "usage.jsonl").read_text()
+        except OSError:
+            return counts
+        for line in usage.splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("event") == "call":
+                outcome = str(event.get("outcome"))
+                counts[outcome] = counts.get(outcome, 0) + 1
+        return counts
+
     def log_counts(self) -> dict:
         """What the server's debug log says about its answers."""
         counts: dict[str, int] = {}
@@ -1225,6 +1244,7 @@ def run_system(name: str, args, regions: list[Region], model_url: str, double: D
         sampling.set()
         loads.append(loadavg())
         log_counts = client.log_counts() if name == "pilotfish" else {}
+        usage_calls = client.usage_calls() if name == "pilotfish" else {}
         client.stop()
         proxy.close()
     calls = list(proxy.calls)
@@ -1258,7 +1278,7 @@ def run_system(name: str, args, regions: list[Region], model_url: str, double: D
         # the server counts them (None when the bench did not start it).
         "server_cpu_busy_s": (round((cpu1 - cpu0) / server[1], 2)
                               if cpu0 is not None and cpu1 is not None else None),
-        "client": client.stats, "server_log": log_counts,
+        "client": client.stats, "server_log": log_counts, "usage_calls": usage_calls,
         "load": {"min": min(loads), "mean": round(statistics.mean(loads), 2), "max": max(loads)},
         "options": vars(opts),
     }
@@ -1340,6 +1360,10 @@ def details(results: list[dict]) -> str:
         line = f"- {r['system']} / {r['model']}: {r['wall_s']} s, {r['keystrokes']} keystrokes; client {c}"
         if r.get("server_log"):
             line += f"; server log {r['server_log']}"
+        if r.get("usage_calls"):
+            u = r["usage_calls"]
+            line += (f"; the usage log's {sum(u.values())} model calls (warm-ups not logged) ended "
+                     + ", ".join(f"{k} {v}" for k, v in sorted(u.items(), key=lambda kv: -kv[1])))
         if r.get("server_cpu_busy_s") is not None:
             line += (f"; the model server's CPU time / threads: {r['server_cpu_busy_s']:.1f} s "
                      f"(model-busy by the proxy: {r['busy_s']:.1f} s)")
