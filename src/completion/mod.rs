@@ -265,7 +265,14 @@ struct Shared {
     /// out); taken by the caller, who tells the user.
     budget_exhausted: AtomicBool,
     /// The warm-up in flight, if any (at most one, for any document).
-    warm_up: Mutex<Option<tokio::task::AbortHandle>>,
+    warm_up: Mutex<Option<WarmUp>>,
+}
+
+/// A warm-up in flight, and the prompt it reads.
+struct WarmUp {
+    task: tokio::task::AbortHandle,
+    uri: Arc<str>,
+    read: ReadAt,
 }
 
 /// Who a request is, for its lines in the usage log.
@@ -392,8 +399,9 @@ impl CompletionEngine {
     /// Reads the prompt a request at `cursor` would send into the model server's cache,
     /// generating nothing (llama.cpp's `n_predict: 0`), so that the request the user pauses
     /// on reads only what they typed since. Only for a local fill-in-the-middle model, never
-    /// a cloud one; at most one warm-up in flight (a newer one replaces it), and any model
-    /// call a request starts aborts it (a server that stopped half-way keeps what it read).
+    /// a cloud one; at most one warm-up in flight (a newer one replaces it). A request's
+    /// model call aborts it unless it reads the request's own window (then the warm-up is
+    /// the start of that call's work: llama.cpp reads a closed call's prompt on anyway).
     pub fn warm_up(
         &self,
         session: &Arc<Session>,
@@ -421,8 +429,8 @@ impl CompletionEngine {
                 return;
             }
         }
+        let read = ReadAt::of(&primary.name, &ctx);
         {
-            let read = ReadAt::of(&primary.name, &ctx);
             let mut docs = lock(&self.shared.docs);
             let Some(state) = docs.get_mut(&snapshot.uri) else {
                 return;
@@ -432,7 +440,7 @@ impl CompletionEngine {
                 // parse of half-typed code changes): the server holds the start already.
                 return;
             }
-            state.read = Some(read);
+            state.read = Some(read.clone());
         }
         // The endpoint a request would try first.
         let url = route
@@ -471,8 +479,13 @@ impl CompletionEngine {
                 "prompt cache warmed"
             );
         });
-        if let Some(old) = lock(&self.shared.warm_up).replace(task.abort_handle()) {
-            old.abort();
+        let warm_up = WarmUp {
+            task: task.abort_handle(),
+            uri: snapshot.uri.clone(),
+            read,
+        };
+        if let Some(old) = lock(&self.shared.warm_up).replace(warm_up) {
+            old.task.abort();
         }
     }
 
@@ -910,9 +923,16 @@ impl CompletionEngine {
             }
         }
         if purpose == Purpose::Request {
-            // A request's call comes before the warm-up of a place.
-            if let Some(warm_up) = lock(&self.shared.warm_up).take() {
-                warm_up.abort();
+            // A request's call comes before the warm-up of another place; one of its own
+            // window reads the start of its prompt, and reads on.
+            let mut warm_up = lock(&self.shared.warm_up);
+            if warm_up
+                .as_ref()
+                .is_some_and(|w| w.uri != *uri || !w.read.covers(&read))
+            {
+                if let Some(other) = warm_up.take() {
+                    other.task.abort();
+                }
             }
         }
         let (tx, rx) = watch::channel(None);

@@ -1,8 +1,9 @@
 //! Warming the model server's prompt cache (issue 12 item 6): the first edit at a new place
 //! (another definition, or a document's first edit) sends a local llama.cpp server the
 //! prompt a request there would send, with `n_predict: 0`, so that the request the user
-//! pauses on reads only what they typed since; never a cloud model; a request's own call
-//! aborts a warm-up still in flight; `completion.warm_up = false` turns it off.
+//! pauses on reads only what they typed since; never a cloud model; a request's call aborts
+//! a warm-up of another place still in flight, and lets one of its own window read on;
+//! `completion.warm_up = false` turns it off.
 
 use std::time::Duration;
 
@@ -146,10 +147,11 @@ fn warm_ups_can_be_turned_off() {
     server.lsp.shutdown_and_exit();
 }
 
-/// The request's own call comes first: a warm-up still reading (here a server slow to
-/// answer it) is dropped, its connection closed.
+/// A request at the place a warm-up still reads (here a server slow to answer it) lets it
+/// read on: its prompt is the start of the request's own, which llama.cpp reads to the end
+/// even when the call is closed.
 #[test]
-fn a_requests_call_aborts_the_warm_up_in_flight() {
+fn a_request_at_the_warmed_place_lets_the_warm_up_read_on() {
     let server = Server::start_with(
         Behaviour::answer("b * 2").delay(Duration::from_secs(10)),
         llamacpp(""),
@@ -159,6 +161,30 @@ fn a_requests_call_aborts_the_warm_up_in_flight() {
     assert!(server.double.wait_for(|d| d.requests() == 1, WAIT));
     assert_eq!(warm_ups(&server).len(), 1);
     let _ = server.inline_request(&uri, line, col + 1);
+    assert!(
+        server.double.wait_for(|d| d.requests() == 2, WAIT),
+        "{}",
+        server.double.summary()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(server.double.aborted(), 0, "{}", server.double.summary());
+    server.lsp.shutdown_and_exit();
+}
+
+/// A request somewhere the warm-up does not read comes first: the warm-up is dropped, its
+/// connection closed.
+#[test]
+fn a_request_elsewhere_aborts_the_warm_up_in_flight() {
+    let server = Server::start_with(
+        Behaviour::answer("b * 2").delay(Duration::from_secs(10)),
+        llamacpp(""),
+    );
+    let (uri, line, col) = server.open("two.py", "python", &three_functions());
+    server.lsp.type_text(&uri, 2, (line, col), "x");
+    assert!(server.double.wait_for(|d| d.requests() == 1, WAIT));
+    assert_eq!(warm_ups(&server).len(), 1);
+    // The user moved to the function far below without typing, and asked there.
+    let _ = server.inline_request(&uri, 112, 12);
     assert!(
         server.double.wait_for(|d| d.aborted() == 1, WAIT),
         "the warm-up's connection is closed: {}",
