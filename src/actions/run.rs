@@ -151,6 +151,31 @@ pub struct AttemptSummary {
     pub ms: u64,
 }
 
+impl Provenance {
+    /// Who answered (`model`; None when no model did) and why: the router's reason for it,
+    /// then each escalation on the way.
+    fn of(
+        decision: &Decision,
+        model: Option<&str>,
+        attempts: &[Attempt],
+        escalations: &[String],
+    ) -> Provenance {
+        let mut reason = match model {
+            Some(model) => reason_for(decision, model, attempts),
+            None => decision.why.clone(),
+        };
+        for step in escalations {
+            reason.push_str(&format!("; {step}"));
+        }
+        Provenance {
+            model: model.map(str::to_string),
+            reason,
+            attempts: attempts.iter().map(AttemptSummary::from).collect(),
+            decision: Some(Box::new(decision.clone())),
+        }
+    }
+}
+
 impl From<&Attempt> for AttemptSummary {
     fn from(a: &Attempt) -> AttemptSummary {
         AttemptSummary {
@@ -240,10 +265,73 @@ pub async fn run_action(
         first_line,
         mut notes,
     } = prepared;
-    let output = output_of(&input.kind, env.session.config());
-    let kind = input.kind.clone();
-    // One deadline for the whole action, escalations included: each endpoint of each model
-    // of the chain may take its timeout; retries only within the slowest model's.
+    let asking = Asking {
+        input: &input,
+        env: &env,
+        messages: &messages,
+        output: output_of(&input.kind, env.session.config()),
+        times: deadlines(&chain),
+        on_progress,
+        id: env.usage.next_id(),
+        facts: RouteFacts::of(&route_input.request(&env.session)),
+        decision: &decision,
+        target: &target,
+        display_path: &display_path,
+        first_line,
+    };
+    let deadline = asking.times.1;
+    // Ask the chain; an answer that fails its strict check escalates to the models after the
+    // one that gave it, within the deadline and the budget.
+    let mut remaining = chain;
+    let mut attempts: Vec<Attempt> = Vec::new();
+    let mut escalations: Vec<String> = Vec::new();
+    let (model, (result, note)) = loop {
+        let (model, read) = match asking
+            .round(&remaining, escalations.last(), &mut attempts)
+            .await
+        {
+            Round::NoAnswer(why) => {
+                return Err(ActionError {
+                    message: format!("no model answered: {why}"),
+                    provenance: Provenance::of(&decision, None, &attempts, &escalations),
+                });
+            }
+            Round::Answered(model, read) => (model, read),
+        };
+        let why = match read {
+            Ok(read) => break (model, read),
+            Err(why) => why,
+        };
+        let next = escalation_chain(&remaining, &model, &route_input, &env);
+        if next.is_empty() || Instant::now() >= deadline {
+            return Err(ActionError {
+                message: format!("{why} (answer from {model})"),
+                provenance: Provenance::of(&decision, Some(&model), &attempts, &escalations),
+            });
+        }
+        tracing::info!(task = input.kind.name(), model = %model, "escalating: {why}");
+        escalations.push(format!("escalated from {model}: {why}"));
+        remaining = next;
+    };
+    let provenance = Provenance::of(&decision, Some(&model), &attempts, &escalations);
+    notes.extend(note);
+    notes.extend(escalations);
+    let (_, last_line) = target.line_span(&input.snapshot.rope);
+    Ok(ActionOutcome {
+        kind: input.kind,
+        first_line,
+        last_line: last_line as u32,
+        target,
+        result,
+        notes,
+        provenance,
+    })
+}
+
+/// One deadline for the whole action, escalations included: each endpoint of each model of
+/// the chain may take its timeout; retries only within the slowest model's. (Retry-until,
+/// deadline.)
+fn deadlines(chain: &[Model]) -> (Instant, Instant) {
     let started = Instant::now();
     let longest = chain
         .iter()
@@ -254,43 +342,66 @@ pub async fn run_action(
         .iter()
         .map(|m| Duration::from_millis(m.config.timeout_ms) * m.config.url.len() as u32)
         .sum();
-    let (retry_until, deadline) = (started + longest, started + total + Duration::from_secs(1));
-    let id = env.usage.next_id();
-    let facts = RouteFacts::of(&route_input.request(&env.session));
-    let sent_bytes = messages.system.len() + messages.user.len();
-    // Ask the chain; an answer that fails its strict check escalates to the models after the
-    // one that gave it, within the deadline and the budget.
-    let mut remaining = chain;
-    let mut attempts: Vec<Attempt> = Vec::new();
-    let mut escalations: Vec<String> = Vec::new();
-    let with_escalations = |mut reason: String, escalations: &[String]| {
-        for step in escalations {
-            reason.push_str(&format!("; {step}"));
-        }
-        reason
-    };
-    let (model, (result, note)) = loop {
+    (started + longest, started + total + Duration::from_secs(1))
+}
+
+/// What every round of asking shares: the first round asks the routed chain, each
+/// escalation the models after one whose answer failed its check.
+struct Asking<'a> {
+    input: &'a ActionInput,
+    env: &'a ActionEnv,
+    messages: &'a ActionMessages,
+    output: ActionOutput,
+    /// Retries until the first, nothing after the second ([`deadlines`]).
+    times: (Instant, Instant),
+    on_progress: &'a (dyn Fn(Progress) + Send + Sync),
+    /// The action's id in the usage log.
+    id: String,
+    facts: RouteFacts,
+    decision: &'a Decision,
+    target: &'a Target,
+    display_path: &'a str,
+    first_line: u32,
+}
+
+/// How a round ended: no model answered (why), or one did and its answer was read (or
+/// failed its check: why).
+enum Round {
+    NoAnswer(String),
+    Answered(Arc<str>, Result<(ActionResult, Vec<String>), String>),
+}
+
+impl Asking<'_> {
+    /// Asks `chain` (step 2) and reads the answer (step 3); the round's attempts go to
+    /// `attempts`, its line to the usage log (`escalated`: the last escalation, its note).
+    async fn round(
+        &self,
+        chain: &[Model],
+        escalated: Option<&String>,
+        attempts: &mut Vec<Attempt>,
+    ) -> Round {
+        let (env, kind) = (self.env, &self.input.kind);
         let mut log = PendingCall::start(
             &env.usage,
             UsageEvent {
-                facts: Some(facts.clone()),
-                prompt: env.usage.log_prompts().then(|| messages.user.clone()),
-                ..UsageEvent::call(&id, kind.name(), input.snapshot.language)
-                    .by(remaining.first().map(|m| &*m.name), None)
+                facts: Some(self.facts.clone()),
+                prompt: env.usage.log_prompts().then(|| self.messages.user.clone()),
+                ..UsageEvent::call(&self.id, kind.name(), self.input.snapshot.language)
+                    .by(chain.first().map(|m| &*m.name), None)
             },
             || Logged::Cancelled,
         );
         let run = ask(
-            &remaining,
-            &messages,
-            output,
-            &env,
-            (retry_until, deadline),
-            on_progress,
+            chain,
+            self.messages,
+            self.output,
+            env,
+            self.times,
+            self.on_progress,
         )
         .await;
         attempts.extend(run.attempts.iter().cloned());
-        let note = RouteNote::of(&decision, &run.attempts);
+        let note = RouteNote::of(self.decision, &run.attempts);
         let endpoint = run.endpoint().unwrap_or_default().to_string();
         let (model, answer) = match run.answer {
             Ok(found) => found,
@@ -301,19 +412,12 @@ pub async fn run_action(
                     e.route = Some(note);
                     e
                 });
-                return Err(ActionError {
-                    message: format!("no model answered: {why}"),
-                    provenance: Provenance {
-                        model: None,
-                        reason: with_escalations(decision.why.clone(), &escalations),
-                        attempts: attempts.iter().map(AttemptSummary::from).collect(),
-                        decision: Some(Box::new(decision)),
-                    },
-                });
+                return Round::NoAnswer(why);
             }
         };
         tracing::info!(task = kind.name(), model = %model, endpoint, chars = answer.text.len(), "action answered");
-        let usage = remaining
+        let sent_bytes = self.messages.system.len() + self.messages.user.len();
+        let usage = chain
             .iter()
             .find(|m| m.name == model)
             .map(|m| {
@@ -327,10 +431,11 @@ pub async fn run_action(
             .unwrap_or_default();
         let answered_ms = run.attempts.last().map_or(0, |a| a.ms);
         let first_token = answer.first_token;
-        let cut_note = answer.cut.and_then(|cut| cut_note(cut, &remaining, &model));
+        let cut_note = answer.cut.and_then(|cut| cut_note(cut, chain, &model));
         let read = {
-            let (snapshot, target) = (input.snapshot.clone(), target.clone());
-            let (shown_lines, display_path) = (messages.shown_lines, display_path.clone());
+            let (snapshot, target) = (self.input.snapshot.clone(), self.target.clone());
+            let (output, display_path) = (self.output, self.display_path.to_string());
+            let (shown_lines, first_line) = (self.messages.shown_lines, self.first_line);
             move || {
                 let answer = Answer {
                     text: &answer.text,
@@ -352,49 +457,11 @@ pub async fn run_action(
             } else {
                 Logged::Ok
             });
-            e.note = failure.clone().or_else(|| escalations.last().cloned());
+            e.note = failure.or_else(|| escalated.cloned());
             e
         });
-        let why = match read {
-            Ok(read) => break (model, read),
-            Err(why) => why,
-        };
-        let next = escalation_chain(&remaining, &model, &route_input, &env);
-        if next.is_empty() || Instant::now() >= deadline {
-            let reason = with_escalations(reason_for(&decision, &model, &attempts), &escalations);
-            return Err(ActionError {
-                message: format!("{why} (answer from {model})"),
-                provenance: Provenance {
-                    model: Some(model.to_string()),
-                    reason,
-                    attempts: attempts.iter().map(AttemptSummary::from).collect(),
-                    decision: Some(Box::new(decision)),
-                },
-            });
-        }
-        tracing::info!(task = kind.name(), model = %model, "escalating: {why}");
-        escalations.push(format!("escalated from {model}: {why}"));
-        remaining = next;
-    };
-    let reason = with_escalations(reason_for(&decision, &model, &attempts), &escalations);
-    let provenance = Provenance {
-        model: Some(model.to_string()),
-        reason,
-        attempts: attempts.iter().map(AttemptSummary::from).collect(),
-        decision: Some(Box::new(decision)),
-    };
-    notes.extend(note);
-    notes.extend(escalations);
-    let (_, last_line) = target.line_span(&input.snapshot.rope);
-    Ok(ActionOutcome {
-        kind,
-        first_line,
-        last_line: last_line as u32,
-        target,
-        result,
-        notes,
-        provenance,
-    })
+        Round::Answered(model, read)
+    }
 }
 
 /// The models to ask after `failed` gave an answer that failed its check: those after it in
