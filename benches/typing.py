@@ -1368,9 +1368,14 @@ def details(results: list[dict]) -> str:
             line += (f"; the model server's CPU time / threads: {r['server_cpu_busy_s']:.1f} s "
                      f"(model-busy by the proxy: {r['busy_s']:.1f} s)")
         done = [x for x in r["calls"] if not x["aborted"] and x["prompt_n"] is not None]
+        warm = [x for x in done if (x.get("max_tokens") or 0) <= 1]
+        done = [x for x in done if x not in warm]
         if done:
             line += (f"; finished calls read {statistics.mean(x['prompt_n'] for x in done):.0f} new prompt "
                      f"tokens on average (median call {pct([x['ms'] for x in done], .5):.0f} ms)")
+        if warm:
+            line += (f"; {len(warm)} finished warm-ups read {statistics.mean(x['prompt_n'] for x in warm):.0f} "
+                     f"(median {pct([x['ms'] for x in warm], .5):.0f} ms)")
         waited = [a for a in r["accepts"] if a["kind"] == "whole" and not a.get("at_end")]
         if waited:
             line += (f"; {sum(1 for a in waited if a.get('at_line_end'))} of the {len(waited)} whole accepts "
