@@ -147,19 +147,26 @@ fn warm_ups_can_be_turned_off() {
     server.lsp.shutdown_and_exit();
 }
 
+/// A server slow to answer, a document of `text` opened and `x` typed at its `$0`: the
+/// warm-up of that place is in flight. The server, the document and where `x` went.
+fn warming_slowly(text: &str) -> (Server, String, u32, u32) {
+    let server = Server::start_with(
+        Behaviour::answer("b * 2").delay(Duration::from_secs(10)),
+        llamacpp(""),
+    );
+    let (uri, line, col) = server.open("two.py", "python", text);
+    server.lsp.type_text(&uri, 2, (line, col), "x");
+    assert!(server.double.wait_for(|d| d.requests() == 1, WAIT));
+    assert_eq!(warm_ups(&server).len(), 1, "{}", server.double.summary());
+    (server, uri, line, col)
+}
+
 /// A request at the place a warm-up still reads (here a server slow to answer it) lets it
 /// read on: its prompt is the start of the request's own, which llama.cpp reads to the end
 /// even when the call is closed.
 #[test]
 fn a_request_at_the_warmed_place_lets_the_warm_up_read_on() {
-    let server = Server::start_with(
-        Behaviour::answer("b * 2").delay(Duration::from_secs(10)),
-        llamacpp(""),
-    );
-    let (uri, line, col) = server.open("two.py", "python", TWO_FUNCTIONS);
-    server.lsp.type_text(&uri, 2, (line, col), "x");
-    assert!(server.double.wait_for(|d| d.requests() == 1, WAIT));
-    assert_eq!(warm_ups(&server).len(), 1);
+    let (server, uri, line, col) = warming_slowly(TWO_FUNCTIONS);
     let _ = server.inline_request(&uri, line, col + 1);
     assert!(
         server.double.wait_for(|d| d.requests() == 2, WAIT),
@@ -175,14 +182,7 @@ fn a_request_at_the_warmed_place_lets_the_warm_up_read_on() {
 /// connection closed.
 #[test]
 fn a_request_elsewhere_aborts_the_warm_up_in_flight() {
-    let server = Server::start_with(
-        Behaviour::answer("b * 2").delay(Duration::from_secs(10)),
-        llamacpp(""),
-    );
-    let (uri, line, col) = server.open("two.py", "python", &three_functions());
-    server.lsp.type_text(&uri, 2, (line, col), "x");
-    assert!(server.double.wait_for(|d| d.requests() == 1, WAIT));
-    assert_eq!(warm_ups(&server).len(), 1);
+    let (server, uri, _, _) = warming_slowly(&three_functions());
     // The user moved to the function far below without typing, and asked there.
     let _ = server.inline_request(&uri, 112, 12);
     assert!(
