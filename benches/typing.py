@@ -1269,8 +1269,8 @@ def run_system(name: str, args, regions: list[Region], model_url: str, double: D
                    "start_s": round(c.start - t0, 3), "aborted": c.aborted, "status": c.status,
                    "max_tokens": c.max_tokens, "prompt_chars": c.prompt_chars,
                    "prompt_n": c.timings.get("prompt_n"), "predicted_n": c.timings.get("predicted_n"),
-                   # What a call closed mid-answer had written: a block closed a second after its
-                   # first line (Pilotfish's REST_OF_BLOCK) has written whole lines.
+                   # What a call closed mid-answer had written: a stream Pilotfish closed one line
+                   # after the first line it showed has written whole lines.
                    "lines_written": streamed_text(c.response).count("\n") if c.aborted else None}
                   for c in calls],
         "busy_s": round(busy_seconds(calls, end), 2),

@@ -605,8 +605,8 @@ impl CompletionEngine {
                 // A call this request typed along: its answer may serve what was typed
                 // since, through typed-ahead reuse. Wait for it rather than replace it.
                 counters.typed_along.fetch_add(1, Ordering::Relaxed);
-                // A call that showed its first line writes on (the rest of a block, the line
-                // after it, for at most `REST_OF_BLOCK`), and what it writes may be what this
+                // A call that showed its first line writes on (one line more, for at most
+                // `LINE_AFTER_LIMIT`), and what it writes may be what this
                 // request wants (the line after a suggestion just accepted): once it answers,
                 // look again at each line it publishes, until it ends.
                 let served = async {
@@ -1521,21 +1521,23 @@ fn record_flight(
 /// that long, and a model writing one line without end is not read twice over.
 const EARLY_LINE_MAX_BYTES: usize = 4096;
 
-/// How long a slow model's block goes on being generated once its first line is shown: the
-/// lines that come meanwhile serve the user typing along it (typed-ahead); past this the
-/// model is held from the next place the user pauses at, for lines they may never reach.
-/// (llama.vim caps its generation after the first line the same way, `t_max_predict_ms`.)
-const REST_OF_BLOCK: Duration = Duration::from_secs(1);
+/// How long a slow model's stream may go on once its first line is shown, for one line more
+/// (a block's second line, or the line after a next line), which serves the user typing
+/// along or accepting the first; past that line, or this long, the stream is closed: the
+/// model is not held from the next place the user pauses at for lines they may never
+/// reach. (llama.vim caps its generation after the first line the same way,
+/// `t_max_predict_ms`.) Measured against the one second of lines a block used to get:
+/// BENCHMARKS.md, stop 17.
+const LINE_AFTER_LIMIT: Duration = Duration::from_secs(1);
 
 /// Streams a fill-in-the-middle answer and hands `publish` the raw text of its first line
-/// once that line is complete and `show_from` has passed, while the rest is generated for
-/// [`REST_OF_BLOCK`] more, handing `publish` the whole lines so far as each line comes (the
-/// answer is then its whole lines so far). A model that turns
-/// out fast finishes the whole block before `show_from` (the budget), and the user gets the
-/// block, not its first line. For the next line after a statement that line is the whole
-/// suggestion, shown at once; the stream goes on to the end of the line after it (the
-/// suggestion after accepting it), at most [`REST_OF_BLOCK`], and stops there, which stops
-/// the model.
+/// once that line is complete and `show_from` has passed; the stream goes on to the end of
+/// one line more, for at most [`LINE_AFTER_LIMIT`], and stops there, which stops the model.
+/// For a block, `publish` then gets the whole lines so far, and they are the answer. A
+/// model that turns out fast finishes the whole block before `show_from` (the budget), and
+/// the user gets the block, not its first line. For the next line after a statement that
+/// line is the whole suggestion, shown at once, and the line after it is the suggestion
+/// after accepting it.
 async fn fim_first_line_first(
     providers: &Providers,
     model: &ModelConfig,
@@ -1597,7 +1599,7 @@ async fn fim_first_line_first(
         };
         if next_line {
             publish(&line());
-            if tokio::time::timeout(REST_OF_BLOCK, then_done.notified())
+            if tokio::time::timeout(LINE_AFTER_LIMIT, then_done.notified())
                 .await
                 .is_err()
             {
@@ -1615,8 +1617,8 @@ async fn fim_first_line_first(
             let end = text.rfind('\n').map_or(text.len(), |i| i + 1);
             text[..end].to_owned()
         };
-        let rest_ends = tokio::time::Instant::now() + REST_OF_BLOCK;
-        while tokio::time::timeout_at(rest_ends, more_lines.notified())
+        // One line more (or already more, written before `show_from`).
+        if tokio::time::timeout(LINE_AFTER_LIMIT, more_lines.notified())
             .await
             .is_ok()
         {

@@ -588,9 +588,12 @@ fn serve_sum_block(delay_ms: u64) -> (Server, String, u32, u32) {
     (server, uri, line, col)
 }
 
+/// The first two lines of [`SUM_BLOCK`].
+const SUM_BLOCK_TWO_LINES: &str = "for x in xs:\n        total += x";
+
 /// A block from a slow model (here one not measured yet) is streamed: its first line reaches
-/// the editor as soon as it is written, while the rest is generated; the whole block then
-/// answers from the cache.
+/// the editor as soon as it is written, the model writes one line more, and the stream is
+/// closed, which stops the model; the two lines then answer from the cache.
 #[test]
 fn a_slow_models_block_shows_its_first_line_first() {
     let (server, uri, line, col) = serve_sum_block(150);
@@ -606,14 +609,23 @@ fn a_slow_models_block_shows_its_first_line_first() {
         "shown while the model still writes: {}",
         server.double.summary()
     );
-    assert!(server.double.wait_for(|d| d.completed() >= 1, WAIT));
-    let whole = server.inline(&uri, line, col);
-    assert_eq!(suggestion(&whole).as_deref(), Some(SUM_BLOCK), "{whole}");
-    assert_eq!(source_of(&whole), "cache");
+    assert!(
+        server.double.wait_for(|d| d.aborted() == 1, WAIT),
+        "the stream is closed after one line more: {}",
+        server.double.summary()
+    );
+    let two = server.inline(&uri, line, col);
+    assert_eq!(
+        suggestion(&two).as_deref(),
+        Some(SUM_BLOCK_TWO_LINES),
+        "{two}"
+    );
+    assert_eq!(source_of(&two), "cache");
+    assert_eq!(server.double.completed(), 0, "{}", server.double.summary());
     server.lsp.shutdown_and_exit();
 }
 
-/// Typing along a shown first line keeps the call: the rest of its block is still to come.
+/// Typing along a shown first line keeps the call: the line after it is still to come.
 #[test]
 fn typing_along_a_shown_first_line_keeps_the_call() {
     let (server, uri, line, col) = serve_sum_block(120);
@@ -629,13 +641,16 @@ fn typing_along_a_shown_first_line_keeps_the_call() {
         suggestion(&along).is_some_and(|s| s.starts_with(" x in xs:")),
         "{along}"
     );
-    assert!(server.double.wait_for(|d| d.completed() == 1, WAIT));
+    // The call wrote its second line (the typing did not abort it), then was closed.
+    assert!(server.double.wait_for(|d| d.aborted() == 1, WAIT));
+    server.lsp.type_text(&uri, 3, (line, col + 3), " ");
+    let later = server.inline(&uri, line, col + 4);
     assert_eq!(
-        (server.double.requests(), server.double.aborted()),
-        (1, 0),
-        "{}",
-        server.double.summary()
+        suggestion(&later).as_deref(),
+        SUM_BLOCK_TWO_LINES.strip_prefix("for "),
+        "{later}"
     );
+    assert_eq!(server.double.requests(), 1, "{}", server.double.summary());
     server.lsp.shutdown_and_exit();
 }
 
@@ -820,8 +835,8 @@ fn the_line_after_comes_with_it(options: Options) {
 /// A block keeps the line the model wrote after it too: here post-processing ends the block
 /// before a line that leaves it, and accepting the block brings that line from the cache —
 /// even when the user accepts while the model is still writing it: the request waits for the
-/// call rather than replace it, and has the line as soon as it is written, not when the call
-/// ends (a second after the first line was shown).
+/// call rather than replace it, and has the line as soon as it is written; the stream is
+/// closed there, long before the model's 40 more lines.
 #[test]
 fn the_line_after_a_block_comes_with_it() {
     let answer = format!("y = x + 1\n    return y\n{}", "# more\n".repeat(40));
@@ -848,17 +863,16 @@ fn the_line_after_a_block_comes_with_it() {
     );
     assert_eq!(source_of(&next), "typed-ahead", "{next}");
     assert_eq!(
-        server.double.in_flight(),
-        1,
-        "the call is still writing: {}",
-        server.double.summary()
-    );
-    assert_eq!(
         server.calls_at("y = x + 1"),
         0,
         "{}",
         server.double.summary()
     );
-    assert_eq!(server.double.aborted(), 0, "{}", server.double.summary());
+    assert!(
+        server.double.wait_for(|d| d.aborted() == 1, WAIT),
+        "{}",
+        server.double.summary()
+    );
+    assert_eq!(server.double.completed(), 0, "{}", server.double.summary());
     server.lsp.shutdown_and_exit();
 }
