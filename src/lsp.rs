@@ -17,7 +17,7 @@ use tower_lsp_server::jsonrpc::{Error, Result};
 use tower_lsp_server::ls_types::*;
 use tower_lsp_server::{Client, LanguageServer, LspService, Server};
 
-use crate::completion::{CompletionEngine, NoSuggestion, Suggestion};
+use crate::completion::{CURSOR_SETTLE, CompletionEngine, NoSuggestion, Suggestion};
 use crate::documents::{Documents, Reparse, TextChange};
 use crate::position::{self, LineCol, PositionEncoding};
 use crate::providers::Providers;
@@ -533,6 +533,38 @@ impl Backend {
         }
     }
 
+    /// The cursor rests at `pos` in `uri` (an automatic code-action request at a cursor):
+    /// when the engine finds it a new place and the cursor is still there after
+    /// [`CURSOR_SETTLE`], the model server's prompt cache is warmed for it, as after the first
+    /// edit there.
+    fn cursor_rests(&self, uri: &Uri, pos: Position) {
+        let session = self.session();
+        let Ok(snapshot) = lock(&self.documents).snapshot(uri.as_str()) else {
+            return;
+        };
+        let Ok(at) = position::to_byte(&snapshot.rope, to_line_col(pos), self.encoding()) else {
+            return;
+        };
+        let Some(rest) = self.engine.cursor_rests(&session, &snapshot, at) else {
+            return;
+        };
+        let (engine, documents) = (self.engine.clone(), self.documents.clone());
+        let uri = uri.as_str().to_owned();
+        tokio::spawn(async move {
+            tokio::time::sleep(CURSOR_SETTLE).await;
+            if !engine.still_rests(&rest) {
+                return;
+            }
+            let wanted = session.completion().other_files;
+            let Ok((snapshot, related)) =
+                lock(&documents).for_completion(&uri, Some(pos.line), &wanted)
+            else {
+                return;
+            };
+            engine.warm_up(&session, &snapshot, at, &related);
+        });
+    }
+
     /// `textDocument/inlineCompletion` (LSP 3.18).
     pub async fn inline_completion(
         &self,
@@ -871,7 +903,15 @@ impl LanguageServer for Backend {
     }
 
     async fn code_action(&self, params: CodeActionParams) -> Result<Option<CodeActionResponse>> {
-        guarded("codeAction", async { self.offer_code_actions(params) }).await
+        guarded("codeAction", async {
+            // VS Code asks at every cursor move, for its light bulb: where the cursor rests.
+            let automatic = params.context.trigger_kind == Some(CodeActionTriggerKind::AUTOMATIC);
+            if automatic && params.range.start == params.range.end {
+                self.cursor_rests(&params.text_document.uri, params.range.start);
+            }
+            self.offer_code_actions(params)
+        })
+        .await
     }
 
     async fn execute_command(&self, params: ExecuteCommandParams) -> Result<Option<LSPAny>> {

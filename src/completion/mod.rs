@@ -133,6 +133,10 @@ struct DocState {
     typing_point: usize,
     /// Where the last edit was: the start of its enclosing definition (or of the file).
     last_place: Option<usize>,
+    /// Where the cursor last rested ([`CompletionEngine::cursor_rests`]), the same way.
+    cursor_place: Option<usize>,
+    /// Bumped by every edit and every cursor report: a cursor rest is over when it moves.
+    cursor_moves: u64,
     /// The last suggestion delivered, to recognise its acceptance.
     shown: Option<Shown>,
     /// Where the last prompt sent for the document (a call's or a warm-up's) was read.
@@ -180,6 +184,8 @@ impl DocState {
             inflight: None,
             typing_point: 0,
             last_place: None,
+            cursor_place: None,
+            cursor_moves: 0,
             shown: None,
             read: None,
         }
@@ -266,6 +272,17 @@ struct Shared {
     budget_exhausted: AtomicBool,
     /// The warm-up in flight, if any (at most one, for any document).
     warm_up: Mutex<Option<WarmUp>>,
+}
+
+/// How long the cursor rests at a new place before the prompt there is read into the model
+/// server's cache: moving through a file (arrow keys, clicks on the way) warms nothing.
+pub const CURSOR_SETTLE: Duration = Duration::from_millis(500);
+
+/// The cursor at rest in a new place ([`CompletionEngine::cursor_rests`]).
+pub struct CursorRest {
+    uri: Arc<str>,
+    /// The document's [`DocState::cursor_moves`] then.
+    moves: u64,
 }
 
 /// A warm-up in flight, and the prompt it reads.
@@ -375,6 +392,8 @@ impl CompletionEngine {
             .entry(snapshot.uri.clone())
             .or_insert_with(DocState::new);
         let moved = state.last_place.replace(place) != Some(place);
+        state.cursor_place = Some(place);
+        state.cursor_moves += 1;
         if let Some(flight) = state.inflight.as_ref().filter(|f| !f.abort.is_finished()) {
             let serves = edits.iter().all(|edit| {
                 let along = edit.is_insertion() && edit.start == state.typing_point;
@@ -394,6 +413,58 @@ impl CompletionEngine {
             state.inflight = None;
         }
         (moved && session.completion().warm_up).then_some(at)
+    }
+
+    /// Tells the engine the cursor rests at `at` in `snapshot`'s document, without an edit (an
+    /// editor's automatic code-action request at a cursor: VS Code asks at every cursor move,
+    /// for its light bulb). Returns a [`CursorRest`] when that is a place the cursor was not
+    /// at before (another definition), warm-ups are on and no call is in flight for the
+    /// document: if [`CompletionEngine::still_rests`] after [`CURSOR_SETTLE`], warm the
+    /// model server's prompt cache there ([`CompletionEngine::warm_up`]), so that the first
+    /// request at a place the user went to read before typing finds its prompt read.
+    pub fn cursor_rests(
+        &self,
+        session: &Session,
+        snapshot: &Snapshot,
+        at: usize,
+    ) -> Option<CursorRest> {
+        if !session.completion().warm_up {
+            return None;
+        }
+        let place = enclosing_target(
+            &snapshot.rope,
+            snapshot.tree.as_ref(),
+            snapshot.language,
+            at,
+        )
+        .range
+        .start;
+        let mut docs = lock(&self.shared.docs);
+        let state = docs
+            .entry(snapshot.uri.clone())
+            .or_insert_with(DocState::new);
+        state.cursor_moves += 1;
+        let moved = state.cursor_place.replace(place) != Some(place);
+        let busy = state
+            .inflight
+            .as_ref()
+            .is_some_and(|f| !f.abort.is_finished());
+        (moved && !busy).then(|| CursorRest {
+            uri: snapshot.uri.clone(),
+            moves: state.cursor_moves,
+        })
+    }
+
+    /// Whether the cursor is still where `rest` found it (no edit and no cursor report in its
+    /// document since) and the document has no call in flight.
+    pub fn still_rests(&self, rest: &CursorRest) -> bool {
+        lock(&self.shared.docs).get(&rest.uri).is_some_and(|state| {
+            state.cursor_moves == rest.moves
+                && state
+                    .inflight
+                    .as_ref()
+                    .is_none_or(|f| f.abort.is_finished())
+        })
     }
 
     /// Reads the prompt a request at `cursor` would send into the model server's cache,

@@ -2,8 +2,9 @@
 //! (another definition, or a document's first edit) sends a local llama.cpp server the
 //! prompt a request there would send, with `n_predict: 0`, so that the request the user
 //! pauses on reads only what they typed since; never a cloud model; a request's call aborts
-//! a warm-up of another place still in flight, and lets one of its own window read on;
-//! `completion.warm_up = false` turns it off.
+//! a warm-up of another place still in flight, and lets one of its own window read on; the
+//! cursor resting in another function (VS Code's light-bulb code-action request) warms it
+//! too; `completion.warm_up = false` turns it off.
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use serde_json::json;
 
 use crate::harness::{Options, Server};
 use crate::support::double::{Behaviour, RecordedRequest};
+use crate::support::lsp::LspClient;
 use crate::workspace::{Workspace, cloud, complete_route};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -138,9 +140,11 @@ fn typing_a_new_definition_warms_once() {
 fn warm_ups_can_be_turned_off() {
     let server = Server::start_with(Behaviour::answer("b * 2"), llamacpp("warm_up = false\n"));
     let (uri, line, col) = server.open("two.py", "python", TWO_FUNCTIONS);
+    cursor_at(&server.lsp, &uri, (line, col), AUTOMATIC);
+    std::thread::sleep(Duration::from_millis(800));
     server.lsp.type_text(&uri, 2, (line, col), "x");
     server.lsp.type_text(&uri, 3, (1, 12), " + 1");
-    // A request after the edits: its call is the first the model gets.
+    // A request after the cursor's rest and the edits: its call is the first the model gets.
     let (_, call) = server.inline_and_call(&uri, line, col + 1);
     assert!(!is_warm_up(&call.expect("a call")));
     assert_eq!(warm_ups(&server).len(), 0, "{}", server.double.summary());
@@ -198,6 +202,83 @@ fn a_request_elsewhere_aborts_the_warm_up_in_flight() {
     server.lsp.shutdown_and_exit();
 }
 
+/// VS Code's light-bulb request: the code actions at a cursor, asked automatically (LSP
+/// `CodeActionTriggerKind.Automatic`, 2) whenever the cursor moves; `Invoked` (1) is the
+/// user's own.
+fn cursor_at(lsp: &LspClient, uri: &str, (line, col): (u32, u32), trigger_kind: u8) {
+    let at = json!({ "line": line, "character": col });
+    lsp.request_and_wait(
+        "textDocument/codeAction",
+        json!({
+            "textDocument": { "uri": uri },
+            "range": { "start": at, "end": at },
+            "context": { "diagnostics": [], "triggerKind": trigger_kind },
+        }),
+    )
+    .expect("codeAction answers");
+}
+
+const AUTOMATIC: u8 = 2;
+const INVOKED: u8 = 1;
+
+/// The cursor resting in another function (VS Code asks for the light bulb's code actions
+/// there) warms the prompt a request there would send, before anything is typed: the user who
+/// reads before typing finds it read.
+#[test]
+fn a_cursor_resting_in_another_function_warms_its_prompt() {
+    let server = Server::start_with(Behaviour::answer("c"), llamacpp(""));
+    let (uri, _, _) = server.open("two.py", "python", &three_functions());
+    cursor_at(&server.lsp, &uri, (112, 12), AUTOMATIC);
+    assert!(
+        server.double.wait_for(|d| d.requests() == 1, WAIT),
+        "{}",
+        server.double.summary()
+    );
+    let warm = warm_ups(&server);
+    assert_eq!(warm.len(), 1, "{}", server.double.summary());
+    assert!(
+        warm[0]
+            .prompt_text()
+            .ends_with("def third(c):\n    return c"),
+        "{:?}",
+        warm[0].prompt_text()
+    );
+    // The same place again, and the first edit there, warm nothing more.
+    cursor_at(&server.lsp, &uri, (112, 5), AUTOMATIC);
+    server.lsp.type_text(&uri, 2, (112, 12), " + 1");
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(warm_ups(&server).len(), 1, "{}", server.double.summary());
+    server.lsp.shutdown_and_exit();
+}
+
+/// A cursor on its way (another move before it settles) warms nothing on the way, only where
+/// it rests; nor does the user's own request for code actions (it is for an action, which
+/// the model is about to be asked).
+#[test]
+fn only_a_settled_cursor_warms() {
+    let server = Server::start_with(Behaviour::answer("c"), llamacpp(""));
+    let (uri, line, col) = server.open("two.py", "python", &three_functions());
+    cursor_at(&server.lsp, &uri, (112, 12), AUTOMATIC);
+    cursor_at(&server.lsp, &uri, (line, col), AUTOMATIC);
+    assert!(
+        server.double.wait_for(|d| d.requests() == 1, WAIT),
+        "{}",
+        server.double.summary()
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    let warm = warm_ups(&server);
+    assert_eq!(warm.len(), 1, "{}", server.double.summary());
+    assert!(
+        warm[0].prompt_text().ends_with("def second(b):\n    "),
+        "{:?}",
+        warm[0].prompt_text()
+    );
+    cursor_at(&server.lsp, &uri, (112, 12), INVOKED);
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(warm_ups(&server).len(), 1, "{}", server.double.summary());
+    server.lsp.shutdown_and_exit();
+}
+
 /// A cloud model gets no warm-up: it would be billed for reading a prompt nobody asked for.
 #[test]
 fn a_cloud_model_gets_no_warm_up() {
@@ -213,6 +294,9 @@ fn a_cloud_model_gets_no_warm_up() {
     editor.lsp.open(&uri, "python", &text);
     editor.lsp.type_text(&uri, 2, (line, col), "x");
     editor.lsp.type_text(&uri, 3, (1, 12), " + 1");
+    // The cursor resting in the other function.
+    cursor_at(&editor.lsp, &uri, (line, col), AUTOMATIC);
+    std::thread::sleep(Duration::from_millis(800));
     // A request after the edits: the cloud model's first call is the request's.
     let _ = editor.suggest_at(&uri, line, col + 1);
     let calls = double.model_calls();
