@@ -548,7 +548,11 @@ impl Backend {
         let Some(rest) = self.engine.cursor_rests(&session, &snapshot, at) else {
             return;
         };
-        tracing::debug!(uri = uri.as_str(), line = pos.line, "cursor rests at a new place");
+        tracing::debug!(
+            uri = uri.as_str(),
+            line = pos.line,
+            "cursor rests at a new place"
+        );
         let (engine, documents) = (self.engine.clone(), self.documents.clone());
         let uri = uri.as_str().to_owned();
         tokio::spawn(async move {

@@ -417,9 +417,9 @@ impl CompletionEngine {
 
     /// Tells the engine the cursor rests at `at` in `snapshot`'s document, without an edit (an
     /// editor's automatic code-action request at a cursor: VS Code asks at every cursor move,
-    /// for its light bulb). Returns a [`CursorRest`] when that is a place the cursor was not
-    /// at before (another definition), warm-ups are on and no call is in flight for the
-    /// document: if [`CompletionEngine::still_rests`] after [`CURSOR_SETTLE`], warm the
+    /// for its light bulb). Returns a [`CursorRest`] when that is a place in code the cursor
+    /// was not at before (another definition), warm-ups are on and no call is in flight for
+    /// the document: if [`CompletionEngine::still_rests`] after [`CURSOR_SETTLE`], warm the
     /// model server's prompt cache there ([`CompletionEngine::warm_up`]), so that the first
     /// request at a place the user went to read before typing finds its prompt read.
     pub fn cursor_rests(
@@ -428,7 +428,9 @@ impl CompletionEngine {
         snapshot: &Snapshot,
         at: usize,
     ) -> Option<CursorRest> {
-        if !session.completion().warm_up {
+        // Code only: a cursor resting in plain text (a README, the Explain page Pilotfish
+        // just opened) is someone reading; the first edit there still warms.
+        if !session.completion().warm_up || snapshot.language == Language::PlainText {
             return None;
         }
         let place = enclosing_target(

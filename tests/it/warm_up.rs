@@ -253,7 +253,7 @@ fn a_cursor_resting_in_another_function_warms_its_prompt() {
 
 /// A cursor on its way (another move before it settles) warms nothing on the way, only where
 /// it rests; nor does the user's own request for code actions (it is for an action, which
-/// the model is about to be asked).
+/// the model is about to be asked), nor a cursor resting in plain text.
 #[test]
 fn only_a_settled_cursor_warms() {
     let server = Server::start_with(Behaviour::answer("c"), llamacpp(""));
@@ -274,6 +274,9 @@ fn only_a_settled_cursor_warms() {
         warm[0].prompt_text()
     );
     cursor_at(&server.lsp, &uri, (112, 12), INVOKED);
+    // Nor a cursor resting in plain text (a README, the Explain page Pilotfish opened).
+    let (notes, _, _) = server.open("notes.md", "markdown", "# Notes\n\nSome $0text.\n");
+    cursor_at(&server.lsp, &notes, (2, 5), AUTOMATIC);
     std::thread::sleep(Duration::from_millis(800));
     assert_eq!(warm_ups(&server).len(), 1, "{}", server.double.summary());
     server.lsp.shutdown_and_exit();
