@@ -6,7 +6,9 @@ benches/quality_holes.json was cut from: CPython's standard library, crates from
 registry, npm packages of the test bed; never code written in this repository) into the real
 `pilotfish` binary over stdio, as an editor would: one keystroke a `textDocument/didChange`
 (incremental, UTF-16 positions), a `textDocument/inlineCompletion` request after each
-keystroke, the previous pending request cancelled with `$/cancelRequest` (as VS Code does).
+keystroke, the previous pending request cancelled with `$/cancelRequest` (as VS Code does),
+and an automatic `textDocument/codeAction` at the cursor where a file opens (VS Code's light
+bulb asks at every cursor move).
 The rhythm is human (70 ms a key with jitter, a seeded RNG: runs are reproducible) with
 pauses (2 s) at natural points: after Enter, and at a word boundary every few words. When
 ghost text has been on screen for a reaction time and is what they were about to type, the
@@ -700,9 +702,17 @@ class PilotfishClient:
         self.stats = {"requests": 0, "cancels": 0, "answers_nonempty": 0, "answers_empty": 0,
                       "answers_error": 0, "answers_after_cancel": 0, "accept_commands": 0}
 
-    def open(self, doc: Doc, language: str) -> None:
+    def open(self, doc: Doc, language: str, cursor: int) -> None:
         self.lsp.notify("textDocument/didOpen", {"textDocument": {
             "uri": doc.uri, "languageId": LANGUAGE_ID[language], "version": doc.version, "text": doc.text}})
+        # VS Code asks for code actions at the cursor whenever it moves (for its light bulb),
+        # automatically: here, where the file opens at the region. Typing moves it on in the
+        # same place, which tells the server nothing new.
+        at = doc.position(cursor)
+        rid = self.lsp.request("textDocument/codeAction", {
+            "textDocument": {"uri": doc.uri}, "range": {"start": at, "end": at},
+            "context": {"diagnostics": [], "triggerKind": 2}})
+        self.own.add(rid)
 
     def close(self, doc: Doc) -> None:
         self._cancel_pending()
@@ -887,7 +897,7 @@ class PlainClient:
         self.stats = {"requests": 0, "aborts": 0, "answers_nonempty": 0, "answers_empty": 0,
                       "answers_error": 0}
 
-    def open(self, doc: Doc, language: str) -> None:
+    def open(self, doc: Doc, language: str, cursor: int) -> None:
         pass
 
     def close(self, doc: Doc) -> None:
@@ -1100,7 +1110,7 @@ class Developer:
         self.region = region
         if self.double:
             self.double.original, self.double.region = region.text, (region.start, region.end)
-        self.client.open(self.doc, region.language)
+        self.client.open(self.doc, region.language, self.cursor)
         self.wait_until(now() + o.open_ms / 1000)
         pos = 0
         words, words_target = 0, self.rng.randint(o.words_min, o.words_max)
