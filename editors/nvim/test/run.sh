@@ -88,6 +88,7 @@ timeout 180 "${prefix[@]}" env -u ANTHROPIC_API_KEY -u OPENAI_API_KEY -u PILOTFI
   TMPDIR="$work/tmp" \
   PILOTFISH_BIN="$bin" PILOTFISH_PLUGIN_DIR="$plugin" PILOTFISH_WORKSPACE="$work/ws" \
   PILOTFISH_DOUBLE_URL="http://127.0.0.1:$(cat "$work/port")" PILOTFISH_DOUBLE_DELAY_MS="$delay_ms" \
+  PILOTFISH_DOUBLE_LOG="$work/double.log" \
   PILOTFISH_TEST_OUT="$work/results.txt" \
   "$nvim" --headless --clean -u NONE -i NONE --cmd "cd $work/ws" \
   -c "luafile $here/test.lua" >"$work/nvim.log" 2>&1 </dev/null

@@ -326,6 +326,41 @@ local ok, err = xpcall(function()
   end, 50)
   check(":Pilotfish stats shows the usage summary", stats:find("Pilotfish usage since", 1, true) ~= nil, stats)
   check(":Pilotfish stats counts the model calls", stats:match("\ntotal%s+%d+%s+[1-9]") ~= nil, stats)
+
+  -- 7. The cursor resting in another function (normal mode): the plugin tells the server
+  -- (an automatic code-action request at the cursor, as VS Code's light bulb asks), which
+  -- reads that place's prompt into the model server's cache: a generate request that
+  -- writes at most one token (num_predict 0 or 1, as Ollama takes it).
+  local two_path = env.PILOTFISH_WORKSPACE .. "/two.py"
+  vim.fn.writefile({ "def first(a):", "    return a", "", "", "def second(b):", "    b = b + 1",
+    "    return b" }, two_path)
+  vim.cmd.edit(vim.fn.fnameescape(two_path))
+  local two = vim.api.nvim_get_current_buf()
+  vim.wait(15000, function() return pilotfish.client(two) ~= nil end, 50)
+  local function warm_ups()
+    local found = {}
+    for _, line in ipairs(vim.fn.readfile(env.PILOTFISH_DOUBLE_LOG)) do
+      local ok_json, rec = pcall(vim.json.decode, line)
+      local body = ok_json and type(rec) == "table" and rec.body
+      if rec and rec.path == "/api/generate" and type(body) == "table"
+        and (vim.tbl_get(body, "options", "num_predict") or 99) <= 1 then
+        found[#found + 1] = body
+      end
+    end
+    return found
+  end
+  local before = #warm_ups()
+  vim.api.nvim_win_set_cursor(0, { 6, 4 })
+  vim.api.nvim_exec_autocmds("CursorMoved", { buffer = two })
+  local warmed
+  vim.wait(10000, function()
+    local all = warm_ups()
+    warmed = all[before + 1]
+    return warmed ~= nil
+  end, 100)
+  check("the cursor resting in another function warms its prompt (a generate with num_predict <= 1)",
+    warmed ~= nil and tostring(warmed.prompt):find("def second%(b%):\n    $") ~= nil,
+    warmed and inspect1(warmed.prompt) or ("no warm-up after the cursor rested; " .. before .. " before"))
 end, debug.traceback)
 
 if not ok then

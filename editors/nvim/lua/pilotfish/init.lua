@@ -51,6 +51,12 @@ M.defaults = {
   },
   --- Echo `$/progress` of running actions ("asking qwen…", "answered by …").
   progress = true,
+  --- Tell the server where the cursor rests in normal mode, this long after it stops: an
+  --- automatic code-action request at the cursor (what VS Code sends for its light bulb at
+  --- every cursor move). When that is another function, the server reads its prompt into a
+  --- local model server's cache, so that the first suggestion there after you start typing
+  --- does not wait for it. false: never.
+  cursor_rest_ms = 200,
 }
 
 M.config = vim.deepcopy(M.defaults)
@@ -276,6 +282,59 @@ local function setup_menu(client, bufnr, keys)
   end
 end
 
+local rest_timers = {}
+
+--- The automatic code-action request at the cursor that tells the server where it rests;
+--- the answer (Pilotfish's actions there) is not wanted.
+local function report_cursor(client, bufnr)
+  local params = vim.lsp.util.make_range_params(0, client.offset_encoding)
+  params.context = { diagnostics = {}, triggerKind = 2 } -- CodeActionTriggerKind.Automatic
+  local ignore = function() end
+  if vim.fn.has("nvim-0.11") == 1 then
+    client:request("textDocument/codeAction", params, ignore, bufnr)
+  else
+    client.request("textDocument/codeAction", params, ignore, bufnr)
+  end
+end
+
+local function setup_cursor_rest(client, bufnr)
+  local wait = M.config.cursor_rest_ms
+  if not wait then
+    return
+  end
+  vim.api.nvim_create_autocmd({ "CursorMoved", "BufEnter" }, {
+    group = vim.api.nvim_create_augroup("pilotfish.cursor_rest." .. bufnr, { clear = true }),
+    buffer = bufnr,
+    callback = function()
+      local t = rest_timers[bufnr]
+      if t then
+        t:stop()
+      else
+        t = vim.uv.new_timer()
+        rest_timers[bufnr] = t
+      end
+      t:start(wait, 0, vim.schedule_wrap(function()
+        if vim.api.nvim_get_current_buf() == bufnr and vim.fn.mode() == "n"
+          and not client:is_stopped() then
+          report_cursor(client, bufnr)
+        end
+      end))
+    end,
+  })
+  vim.api.nvim_create_autocmd("BufDelete", {
+    group = vim.api.nvim_create_augroup("pilotfish.cursor_rest_end." .. bufnr, { clear = true }),
+    buffer = bufnr,
+    callback = function()
+      local t = rest_timers[bufnr]
+      if t then
+        t:stop()
+        t:close()
+        rest_timers[bufnr] = nil
+      end
+    end,
+  })
+end
+
 local function setup_inline(client, bufnr, keys)
   vim.lsp.inline_completion.enable(true, { bufnr = bufnr, client_id = client.id })
   if keys then
@@ -299,6 +358,9 @@ local function on_attach(client, bufnr)
     setup_inline(client, bufnr, keys)
   elseif mode == "menu" then
     setup_menu(client, bufnr, keys)
+  end
+  if mode then
+    setup_cursor_rest(client, bufnr)
   end
   if keys then
     local nx = { "n", "x" }
