@@ -491,10 +491,10 @@ pub fn fim_answer(data: &[u8]) {
     let lines = suggestion.lines().count();
     assert!(lines <= MAX_LINES, "{lines} lines from {why}");
     if !ctx.shape.multiline {
-        // One line; at the end of a line it may start the next line (one or two line
-        // breaks first: a blank line between).
+        // One line; at the end of a line it may start the next line (up to three line
+        // breaks first: two blank lines between, as Python's before a top-level `def`).
         let mut line = suggestion.as_str();
-        for _ in 0..2 {
+        for _ in 0..3 {
             if ctx.shape.next_line {
                 line = line
                     .strip_prefix("\r\n")
