@@ -176,6 +176,13 @@ impl ReadAt {
 const WARM_DISTANCE: usize = 400;
 
 impl DocState {
+    /// Whether a model call for the document is running.
+    fn busy(&self) -> bool {
+        self.inflight
+            .as_ref()
+            .is_some_and(|f| !f.abort.is_finished())
+    }
+
     fn new() -> DocState {
         DocState {
             latest: watch::channel(0).0,
@@ -278,6 +285,19 @@ struct Shared {
 /// server's cache: moving through a file (arrow keys, clicks on the way) warms nothing.
 pub const CURSOR_SETTLE: Duration = Duration::from_millis(500);
 
+/// Where `at` is, as the warm-ups tell places apart: the start of its enclosing definition
+/// (or of the file).
+fn place_of(snapshot: &Snapshot, at: usize) -> usize {
+    enclosing_target(
+        &snapshot.rope,
+        snapshot.tree.as_ref(),
+        snapshot.language,
+        at,
+    )
+    .range
+    .start
+}
+
 /// The cursor at rest in a new place ([`CompletionEngine::cursor_rests`]).
 pub struct CursorRest {
     uri: Arc<str>,
@@ -379,14 +399,7 @@ impl CompletionEngine {
         edits: &[ByteEdit],
     ) -> Option<usize> {
         let at = edits.last()?.new_end;
-        let place = enclosing_target(
-            &snapshot.rope,
-            snapshot.tree.as_ref(),
-            snapshot.language,
-            at,
-        )
-        .range
-        .start;
+        let place = place_of(snapshot, at);
         let mut docs = lock(&self.shared.docs);
         let state = docs
             .entry(snapshot.uri.clone())
@@ -433,25 +446,14 @@ impl CompletionEngine {
         if !session.completion().warm_up || snapshot.language == Language::PlainText {
             return None;
         }
-        let place = enclosing_target(
-            &snapshot.rope,
-            snapshot.tree.as_ref(),
-            snapshot.language,
-            at,
-        )
-        .range
-        .start;
+        let place = place_of(snapshot, at);
         let mut docs = lock(&self.shared.docs);
         let state = docs
             .entry(snapshot.uri.clone())
             .or_insert_with(DocState::new);
         state.cursor_moves += 1;
         let moved = state.cursor_place.replace(place) != Some(place);
-        let busy = state
-            .inflight
-            .as_ref()
-            .is_some_and(|f| !f.abort.is_finished());
-        (moved && !busy).then(|| CursorRest {
+        (moved && !state.busy()).then(|| CursorRest {
             uri: snapshot.uri.clone(),
             moves: state.cursor_moves,
         })
@@ -460,13 +462,9 @@ impl CompletionEngine {
     /// Whether the cursor is still where `rest` found it (no edit and no cursor report in its
     /// document since) and the document has no call in flight.
     pub fn still_rests(&self, rest: &CursorRest) -> bool {
-        lock(&self.shared.docs).get(&rest.uri).is_some_and(|state| {
-            state.cursor_moves == rest.moves
-                && state
-                    .inflight
-                    .as_ref()
-                    .is_none_or(|f| f.abort.is_finished())
-        })
+        lock(&self.shared.docs)
+            .get(&rest.uri)
+            .is_some_and(|state| state.cursor_moves == rest.moves && !state.busy())
     }
 
     /// Reads the prompt a request at `cursor` would send into the model server's cache,
@@ -962,11 +960,7 @@ impl CompletionEngine {
                 superseded: false,
             };
         };
-        let busy = state
-            .inflight
-            .as_ref()
-            .is_some_and(|f| !f.abort.is_finished());
-        if purpose == Purpose::Prefetch && busy {
+        if purpose == Purpose::Prefetch && state.busy() {
             // Background work never takes the model from a call in flight.
             return Waiter {
                 flight: None,

@@ -210,6 +210,20 @@ local function map(mode, lhs, rhs, bufnr, desc, opts)
 end
 
 local menu_timers = {}
+local rest_timers = {}
+
+--- Runs `fn` once `ms` have passed without another call for `bufnr` (one timer per buffer in
+--- `timers`).
+local function debounce(timers, bufnr, ms, fn)
+  local t = timers[bufnr]
+  if t then
+    t:stop()
+  else
+    t = vim.uv.new_timer()
+    timers[bufnr] = t
+  end
+  t:start(ms, 0, vim.schedule_wrap(fn))
+end
 
 --- After the menu inserted `word` (the head of a Pilotfish item) at the cursor, insert the
 --- rest of the item's text.
@@ -264,25 +278,16 @@ local function setup_menu(client, bufnr, keys)
       group = group,
       buffer = bufnr,
       callback = function()
-        local t = menu_timers[bufnr]
-        if t then
-          t:stop()
-        else
-          t = vim.uv.new_timer()
-          menu_timers[bufnr] = t
-        end
-        t:start(M.config.autotrigger_ms, 0, vim.schedule_wrap(function()
+        debounce(menu_timers, bufnr, M.config.autotrigger_ms, function()
           if vim.api.nvim_get_current_buf() == bufnr and vim.fn.mode() == "i"
             and vim.fn.pumvisible() == 0 then
             vim.lsp.completion.get()
           end
-        end))
+        end)
       end,
     })
   end
 end
-
-local rest_timers = {}
 
 --- The automatic code-action request at the cursor that tells the server where it rests;
 --- the answer (Pilotfish's actions there) is not wanted.
@@ -306,19 +311,12 @@ local function setup_cursor_rest(client, bufnr)
     group = vim.api.nvim_create_augroup("pilotfish.cursor_rest." .. bufnr, { clear = true }),
     buffer = bufnr,
     callback = function()
-      local t = rest_timers[bufnr]
-      if t then
-        t:stop()
-      else
-        t = vim.uv.new_timer()
-        rest_timers[bufnr] = t
-      end
-      t:start(wait, 0, vim.schedule_wrap(function()
+      debounce(rest_timers, bufnr, wait, function()
         if vim.api.nvim_get_current_buf() == bufnr and vim.fn.mode() == "n"
           and not client:is_stopped() then
           report_cursor(client, bufnr)
         end
-      end))
+      end)
     end,
   })
   vim.api.nvim_create_autocmd("BufDelete", {
