@@ -1222,7 +1222,7 @@ def run_system(name: str, args, regions: list[Region], model_url: str, double: D
     workdir = Path(tempfile.mkdtemp(prefix=f"pilotfish-typing-{name}-"))
     opts = Options(key_ms=args.key_ms, jitter_ms=args.jitter_ms, pause_ms=args.pause_ms,
                    react_ms=args.react_ms, min_accept=args.min_accept, partial=args.partial,
-                   partial_command=args.partial_command)
+                   partial_command=args.partial_command, open_ms=args.open_ms)
     if name == "pilotfish":
         client = PilotfishClient(args.pilotfish, proxy.url, args.provider, args.set, workdir, events,
                                  getattr(args, "also_url", None))
@@ -1662,6 +1662,8 @@ def main() -> None:
     r.add_argument("--jitter-ms", type=float, default=15)
     r.add_argument("--pause-ms", type=float, default=2000)
     r.add_argument("--react-ms", type=float, default=300, help="ghost text on screen this long before it is read")
+    r.add_argument("--open-ms", type=float, default=1000,
+                   help="how long the developer looks at a file, once it opens at the region, before typing")
     r.add_argument("--min-accept", type=int, default=3)
     r.add_argument("--partial", choices=["none", "line", "word"], default="word")
     r.add_argument("--partial-command", action="store_true",
