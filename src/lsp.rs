@@ -17,7 +17,7 @@ use tower_lsp_server::jsonrpc::{Error, Result};
 use tower_lsp_server::ls_types::*;
 use tower_lsp_server::{Client, LanguageServer, LspService, Server};
 
-use crate::completion::{CURSOR_SETTLE, CompletionEngine, NoSuggestion, Suggestion};
+use crate::completion::{CompletionEngine, NoSuggestion, Suggestion};
 use crate::documents::{Documents, Reparse, TextChange};
 use crate::position::{self, LineCol, PositionEncoding};
 use crate::providers::Providers;
@@ -534,9 +534,8 @@ impl Backend {
     }
 
     /// The cursor rests at `pos` in `uri` (an automatic code-action request at a cursor):
-    /// when the engine finds it a new place and the cursor is still there after
-    /// [`CURSOR_SETTLE`], the model server's prompt cache is warmed for it, as after the first
-    /// edit there.
+    /// the engine warms the model server's prompt cache there if that is a new place and the
+    /// cursor stays.
     fn cursor_rests(&self, uri: &Uri, pos: Position) {
         let session = self.session();
         let Ok(snapshot) = lock(&self.documents).snapshot(uri.as_str()) else {
@@ -553,21 +552,14 @@ impl Backend {
             line = pos.line,
             "cursor rests at a new place"
         );
-        let (engine, documents) = (self.engine.clone(), self.documents.clone());
-        let uri = uri.as_str().to_owned();
-        tokio::spawn(async move {
-            tokio::time::sleep(CURSOR_SETTLE).await;
-            if !engine.still_rests(&rest) {
-                return;
-            }
-            let wanted = session.completion().other_files;
-            let Ok((snapshot, related)) =
-                lock(&documents).for_completion(&uri, Some(pos.line), &wanted)
-            else {
-                return;
-            };
-            engine.warm_up(&session, &snapshot, at, &related);
-        });
+        let wanted = session.completion().other_files;
+        let Ok((snapshot, related)) =
+            lock(&self.documents).for_completion(uri.as_str(), Some(pos.line), &wanted)
+        else {
+            return;
+        };
+        self.engine
+            .warm_up_when_settled(rest, session, (snapshot, at), related);
     }
 
     /// `textDocument/inlineCompletion` (LSP 3.18).

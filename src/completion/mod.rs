@@ -283,7 +283,7 @@ struct Shared {
 
 /// How long the cursor rests at a new place before the prompt there is read into the model
 /// server's cache: moving through a file (arrow keys, clicks on the way) warms nothing.
-pub const CURSOR_SETTLE: Duration = Duration::from_millis(500);
+const CURSOR_SETTLE: Duration = Duration::from_millis(500);
 
 /// Where `at` is, as the warm-ups tell places apart: the start of its enclosing definition
 /// (or of the file).
@@ -432,9 +432,7 @@ impl CompletionEngine {
     /// editor's automatic code-action request at a cursor: VS Code asks at every cursor move,
     /// for its light bulb). Returns a [`CursorRest`] when that is a place in code the cursor
     /// was not at before (another definition), warm-ups are on and no call is in flight for
-    /// the document: if [`CompletionEngine::still_rests`] after [`CURSOR_SETTLE`], warm the
-    /// model server's prompt cache there ([`CompletionEngine::warm_up`]), so that the first
-    /// request at a place the user went to read before typing finds its prompt read.
+    /// the document: hand it to [`CompletionEngine::warm_up_when_settled`].
     pub fn cursor_rests(
         &self,
         session: &Session,
@@ -459,12 +457,28 @@ impl CompletionEngine {
         })
     }
 
-    /// Whether the cursor is still where `rest` found it (no edit and no cursor report in its
-    /// document since) and the document has no call in flight.
-    pub fn still_rests(&self, rest: &CursorRest) -> bool {
-        lock(&self.shared.docs)
-            .get(&rest.uri)
-            .is_some_and(|state| state.cursor_moves == rest.moves && !state.busy())
+    /// Warms the model server's prompt cache at `at` ([`CompletionEngine::warm_up`]) if the
+    /// cursor is still where `rest` found it [`CURSOR_SETTLE`] later (no edit and no cursor
+    /// report in its document since, no call in flight): the first request at a place the
+    /// user went to read before typing finds its prompt read. `snapshot` and `related` are
+    /// the document and other files at the rest.
+    pub fn warm_up_when_settled(
+        &self,
+        rest: CursorRest,
+        session: Arc<Session>,
+        (snapshot, at): (Snapshot, usize),
+        related: Vec<RelatedFile>,
+    ) {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(CURSOR_SETTLE).await;
+            let settled = lock(&engine.shared.docs)
+                .get(&rest.uri)
+                .is_some_and(|state| state.cursor_moves == rest.moves && !state.busy());
+            if settled {
+                engine.warm_up(&session, &snapshot, at, &related);
+            }
+        });
     }
 
     /// Reads the prompt a request at `cursor` would send into the model server's cache,
