@@ -70,10 +70,10 @@ impl CompletionCache {
     /// characters. Returns what is left of that suggestion; None if nothing is left.
     pub fn lookup_typed_ahead(&mut self, key: &CacheKey) -> Option<CachedSuggestion> {
         let (source_key, rest) = self.find_typed_ahead(key)?;
-        // Keep the source fresh (the user is still typing into it) and remember the rest
-        // under the new key, so that an identical request is an exact hit.
+        // Keep the source fresh (the user is still typing into it). The rest is not kept
+        // under the new key: the source may still grow (a slow model's call writing the
+        // line after), and a copy would answer the same request again with less.
         self.entries.promote(&source_key);
-        self.entries.put(key.clone(), rest.clone());
         Some(rest)
     }
 
@@ -188,13 +188,31 @@ mod tests {
                 *want,
                 "{new_prefix:?}"
             );
-            if want.is_some() {
+            if key(new_prefix, new_suffix) != key(old_prefix, "") {
                 assert!(
-                    c.lookup(&key(new_prefix, new_suffix)).is_some(),
-                    "rest is cached under the new key"
+                    c.lookup(&key(new_prefix, new_suffix)).is_none(),
+                    "the rest is not copied under the new key: {new_prefix:?}"
                 );
             }
         }
+    }
+
+    /// A slow model's call publishes its answer line by line under its own key: a request
+    /// typed along it, asked again after the next line came, gets that line too (a copy of
+    /// the first answer under the request's key would have answered with less).
+    #[test]
+    fn typing_along_a_growing_answer_sees_it_grow() {
+        let mut c = CompletionCache::new(8);
+        let (source, along) = (key("    ", ""), key("    for", ""));
+        c.insert(source.clone(), answer("for x in xs:"));
+        let first = c.lookup_typed_ahead(&along).expect("typed along");
+        assert_eq!(first.text.as_deref(), Some(" x in xs:"));
+        c.insert(source, answer("for x in xs:\n        total += x"));
+        let again = c
+            .lookup(&along)
+            .or_else(|| c.lookup_typed_ahead(&along))
+            .expect("typed along, again");
+        assert_eq!(again.text.as_deref(), Some(" x in xs:\n        total += x"));
     }
 
     /// The line the model wrote after a suggestion is offered once the whole suggestion is
