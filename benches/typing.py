@@ -431,6 +431,12 @@ class Proxy:
         self.server.server_close()
 
 
+def is_warm_up(call: dict) -> bool:
+    """A prompt-cache warm-up among a run's recorded calls: `n_predict` 0, or `max_tokens` 1
+    where 0 is not allowed."""
+    return (call.get("max_tokens") or 0) <= 1
+
+
 def busy_seconds(calls: list[Call], until: float) -> float:
     """The union of the calls' intervals (a call still open counts until `until`)."""
     spans = sorted((c.start, c.end if c.end is not None else until) for c in calls)
@@ -459,23 +465,25 @@ class ServerCpu:
     figure that also counts what the server does after a client closed a call (llama.cpp
     reads a closed call's prompt to its end). Only for a server this bench started."""
 
-    def __init__(self, pid: int):
-        self.pid = pid
+    def __init__(self, pid: int, threads: int):
+        self.pid, self.threads = pid, threads
         self.ticks = os.sysconf("SC_CLK_TCK")
 
     @classmethod
-    def of_port(cls, port: int) -> "ServerCpu | None":
+    def of_port(cls, port: int, threads: int) -> "ServerCpu | None":
         testbed = Path(os.environ.get("PILOTFISH_TESTBED") or REPO / ".testbed")
         try:
-            return cls(int((testbed / "run" / f"llama-server.{port}.pid").read_text()))
+            return cls(int((testbed / "run" / f"llama-server.{port}.pid").read_text()), threads)
         except (OSError, ValueError):
             return None
 
     def seconds(self) -> float | None:
+        """CPU seconds so far divided by the server's threads: busy seconds as it counts them."""
         try:
-            return cpu_seconds(Path(f"/proc/{self.pid}/stat").read_text(), self.ticks)
+            cpu = cpu_seconds(Path(f"/proc/{self.pid}/stat").read_text(), self.ticks)
         except (OSError, ValueError, IndexError):
             return None
+        return cpu / self.threads
 
 
 # ---------------------------------------------------------------------------------------
@@ -1216,7 +1224,7 @@ class Developer:
 # Running a system
 
 def run_system(name: str, args, regions: list[Region], model_url: str, double: Double | None,
-               model_label: str, server: tuple[ServerCpu, int] | None = None) -> dict:
+               model_label: str, server: ServerCpu | None = None) -> dict:
     events: queue.Queue = queue.Queue()
     proxy = Proxy(model_url)
     workdir = Path(tempfile.mkdtemp(prefix=f"pilotfish-typing-{name}-"))
@@ -1238,7 +1246,7 @@ def run_system(name: str, args, regions: list[Region], model_url: str, double: D
             loads.append(loadavg())
     threading.Thread(target=sample, daemon=True).start()
     t0 = now()
-    cpu0 = server[0].seconds() if server else None
+    busy0 = server.seconds() if server else None
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     try:
         for i, region in enumerate(regions):
@@ -1250,7 +1258,7 @@ def run_system(name: str, args, regions: list[Region], model_url: str, double: D
                 dev.wait_until(now() + 0.1)
     finally:
         end = now()
-        cpu1 = server[0].seconds() if server else None
+        busy1 = server.seconds() if server else None
         sampling.set()
         loads.append(loadavg())
         log_counts = client.log_counts() if name == "pilotfish" else {}
@@ -1286,8 +1294,8 @@ def run_system(name: str, args, regions: list[Region], model_url: str, double: D
         "busy_s": round(busy_seconds(calls, end), 2),
         # The model server's CPU seconds over the run divided by its threads: busy seconds as
         # the server counts them (None when the bench did not start it).
-        "server_cpu_busy_s": (round((cpu1 - cpu0) / server[1], 2)
-                              if cpu0 is not None and cpu1 is not None else None),
+        "server_cpu_busy_s": (round(busy1 - busy0, 2)
+                              if busy0 is not None and busy1 is not None else None),
         "client": client.stats, "server_log": log_counts, "usage_calls": usage_calls,
         "load": {"min": min(loads), "mean": round(statistics.mean(loads), 2), "max": max(loads)},
         "options": vars(opts),
@@ -1325,9 +1333,9 @@ def summarize(r: dict) -> dict:
         "busy_per100": r["busy_s"] * per100,
         "aborted": sum(1 for c in calls if c["aborted"]),
         "aborted_share": sum(1 for c in calls if c["aborted"]) / len(calls) if calls else 0,
-        # Prompt-cache warm-ups (n_predict 0, or max_tokens 1 where 0 is not allowed): closed
-        # while their prompt is read, llama-server reads it on and keeps it (BENCHMARKS.md).
-        "aborted_warm_ups": sum(1 for c in calls if c["aborted"] and (c.get("max_tokens") or 0) <= 1),
+        # Prompt-cache warm-ups closed while their prompt is read: llama-server reads it on
+        # and keeps it (BENCHMARKS.md).
+        "aborted_warm_ups": sum(1 for c in calls if c["aborted"] and is_warm_up(c)),
         # Closed after writing at least one whole line: its answer was used (shown, or cached
         # for typing along), not thrown away.
         "aborted_after_a_line": sum(1 for c in calls if c["aborted"] and (c.get("lines_written") or 0) > 0),
@@ -1378,7 +1386,7 @@ def details(results: list[dict]) -> str:
             line += (f"; the model server's CPU time / threads: {r['server_cpu_busy_s']:.1f} s "
                      f"(model-busy by the proxy: {r['busy_s']:.1f} s)")
         done = [x for x in r["calls"] if not x["aborted"] and x["prompt_n"] is not None]
-        warm = [x for x in done if (x.get("max_tokens") or 0) <= 1]
+        warm = [x for x in done if is_warm_up(x)]
         done = [x for x in done if x not in warm]
         if done:
             line += (f"; finished calls read {statistics.mean(x['prompt_n'] for x in done):.0f} new prompt "
@@ -1450,8 +1458,7 @@ def run(args) -> None:
             server = None
             if args.llama:
                 url, threads = start_llama(args.llama, args.port)
-                cpu = ServerCpu.of_port(args.port)
-                server = (cpu, int(threads)) if cpu else None
+                server = ServerCpu.of_port(args.port, int(threads))
                 label = f"{args.llama} (llama-server, {threads} thread{'s' if threads != '1' else ''})"
                 if args.also:
                     args.also_url, _ = start_llama(args.also, args.port + 1)
