@@ -16,6 +16,9 @@ use crate::support::lsp::LspClient;
 use crate::workspace::{Workspace, cloud, complete_route};
 
 const WAIT: Duration = Duration::from_secs(10);
+/// Longer than the server waits for a cursor to settle (500 ms) before it warms the place:
+/// a warm-up that was coming has been sent by then.
+const PAST_SETTLE: Duration = Duration::from_millis(800);
 
 const TWO_FUNCTIONS: &str =
     "def first(a):\n    return a\n\n\ndef second(b):\n    $0\n    return b\n";
@@ -141,7 +144,7 @@ fn warm_ups_can_be_turned_off() {
     let server = Server::start_with(Behaviour::answer("b * 2"), llamacpp("warm_up = false\n"));
     let (uri, line, col) = server.open("two.py", "python", TWO_FUNCTIONS);
     cursor_at(&server.lsp, &uri, (line, col), AUTOMATIC);
-    std::thread::sleep(Duration::from_millis(800));
+    std::thread::sleep(PAST_SETTLE);
     server.lsp.type_text(&uri, 2, (line, col), "x");
     server.lsp.type_text(&uri, 3, (1, 12), " + 1");
     // A request after the cursor's rest and the edits: its call is the first the model gets.
@@ -246,7 +249,7 @@ fn a_cursor_resting_in_another_function_warms_its_prompt() {
     // The same place again, and the first edit there, warm nothing more.
     cursor_at(&server.lsp, &uri, (112, 5), AUTOMATIC);
     server.lsp.type_text(&uri, 2, (112, 12), " + 1");
-    std::thread::sleep(Duration::from_millis(800));
+    std::thread::sleep(PAST_SETTLE);
     assert_eq!(warm_ups(&server).len(), 1, "{}", server.double.summary());
     server.lsp.shutdown_and_exit();
 }
@@ -265,7 +268,7 @@ fn only_a_settled_cursor_warms() {
         "{}",
         server.double.summary()
     );
-    std::thread::sleep(Duration::from_millis(800));
+    std::thread::sleep(PAST_SETTLE);
     let warm = warm_ups(&server);
     assert_eq!(warm.len(), 1, "{}", server.double.summary());
     assert!(
@@ -277,7 +280,7 @@ fn only_a_settled_cursor_warms() {
     // Nor a cursor resting in plain text (a README, the Explain page Pilotfish opened).
     let (notes, _, _) = server.open("notes.md", "markdown", "# Notes\n\nSome $0text.\n");
     cursor_at(&server.lsp, &notes, (2, 5), AUTOMATIC);
-    std::thread::sleep(Duration::from_millis(800));
+    std::thread::sleep(PAST_SETTLE);
     assert_eq!(warm_ups(&server).len(), 1, "{}", server.double.summary());
     server.lsp.shutdown_and_exit();
 }
@@ -299,7 +302,7 @@ fn a_cloud_model_gets_no_warm_up() {
     editor.lsp.type_text(&uri, 3, (1, 12), " + 1");
     // The cursor resting in the other function.
     cursor_at(&editor.lsp, &uri, (line, col), AUTOMATIC);
-    std::thread::sleep(Duration::from_millis(800));
+    std::thread::sleep(PAST_SETTLE);
     // A request after the edits: the cloud model's first call is the request's.
     let _ = editor.suggest_at(&uri, line, col + 1);
     let calls = double.model_calls();
