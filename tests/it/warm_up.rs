@@ -23,16 +23,12 @@ const PAST_SETTLE: Duration = Duration::from_millis(800);
 const TWO_FUNCTIONS: &str =
     "def first(a):\n    return a\n\n\ndef second(b):\n    $0\n    return b\n";
 
-fn is_warm_up(call: &RecordedRequest) -> bool {
-    call.body["n_predict"] == json!(0)
-}
-
 fn warm_ups(server: &Server) -> Vec<RecordedRequest> {
     server
         .double
         .model_calls()
         .into_iter()
-        .filter(is_warm_up)
+        .filter(RecordedRequest::is_warm_up)
         .collect()
 }
 
@@ -76,7 +72,7 @@ fn the_first_edit_at_a_new_place_warms_the_prompt_a_request_there_sends() {
     server.lsp.type_text(&uri, 3, (line, col + 1), " =");
     let (_, call) = server.inline_and_call(&uri, line, col + 3);
     let call = call.expect("the request's call");
-    assert!(!is_warm_up(&call), "{:?}", call.body);
+    assert!(!call.is_warm_up(), "{:?}", call.body);
     assert!(
         call.prompt_text()
             .ends_with("def first(a):\n    return a\n\n\ndef second(b):\n    x ="),
@@ -91,7 +87,7 @@ fn the_first_edit_at_a_new_place_warms_the_prompt_a_request_there_sends() {
     server.lsp.type_text(&uri, 5, (112, 12), " + 1");
     assert!(
         server.double.wait_for(
-            |d| d.model_calls().iter().filter(|c| is_warm_up(c)).count() == 2,
+            |d| d.model_calls().iter().filter(|c| c.is_warm_up()).count() == 2,
             WAIT
         ),
         "{}",
@@ -149,7 +145,7 @@ fn warm_ups_can_be_turned_off() {
     server.lsp.type_text(&uri, 3, (1, 12), " + 1");
     // A request after the cursor's rest and the edits: its call is the first the model gets.
     let (_, call) = server.inline_and_call(&uri, line, col + 1);
-    assert!(!is_warm_up(&call.expect("a call")));
+    assert!(!call.expect("a call").is_warm_up());
     assert_eq!(warm_ups(&server).len(), 0, "{}", server.double.summary());
     server.lsp.shutdown_and_exit();
 }
