@@ -119,6 +119,15 @@ function M.refactor() M.action("refactor") end
 function M.review() M.action("review") end
 function M.actions() M.action(nil) end
 
+--- `client`'s request: a method from 0.11 on, a function before.
+local function request(client, method, params, handler, bufnr)
+  if vim.fn.has("nvim-0.11") == 1 then
+    client:request(method, params, handler, bufnr)
+  else
+    client.request(method, params, handler, bufnr)
+  end
+end
+
 --- The first pilotfish client attached to `bufnr` (default: current buffer).
 function M.client(bufnr)
   local get = vim.lsp.get_clients or vim.lsp.get_active_clients
@@ -194,11 +203,7 @@ function M.stats(since)
     vim.api.nvim_buf_set_lines(buf, 0, -1, false, M.stats_lines(result or {}))
     vim.bo[buf].modifiable = false
   end
-  if vim.fn.has("nvim-0.11") == 1 then
-    client:request("workspace/executeCommand", params, show)
-  else
-    client.request("workspace/executeCommand", params, show)
-  end
+  request(client, "workspace/executeCommand", params, show)
 end
 
 local function map(mode, lhs, rhs, bufnr, desc, opts)
@@ -294,12 +299,7 @@ end
 local function report_cursor(client, bufnr)
   local params = vim.lsp.util.make_range_params(0, client.offset_encoding)
   params.context = { diagnostics = {}, triggerKind = 2 } -- CodeActionTriggerKind.Automatic
-  local ignore = function() end
-  if vim.fn.has("nvim-0.11") == 1 then
-    client:request("textDocument/codeAction", params, ignore, bufnr)
-  else
-    client.request("textDocument/codeAction", params, ignore, bufnr)
-  end
+  request(client, "textDocument/codeAction", params, function() end, bufnr)
 end
 
 local function setup_cursor_rest(client, bufnr)
