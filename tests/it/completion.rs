@@ -641,16 +641,18 @@ fn typing_along_a_shown_first_line_keeps_the_call() {
         suggestion(&along).is_some_and(|s| s.starts_with(" x in xs:")),
         "{along}"
     );
-    // The call wrote its second line (the typing did not abort it), then was closed; asked
-    // again at the same place, the answer has that line too.
+    // The call wrote its second line (the typing did not abort it), then was closed, and
+    // it was the only call. (Checked before asking again: the suggestion shown then starts
+    // a prefetch for the place after it.)
     assert!(server.double.wait_for(|d| d.aborted() == 1, WAIT));
+    assert_eq!(server.double.requests(), 1, "{}", server.double.summary());
+    // Asked again at the same place, the answer has that line too.
     let later = server.inline(&uri, line, col + 3);
     assert_eq!(
         suggestion(&later).as_deref(),
         SUM_BLOCK_TWO_LINES.strip_prefix("for"),
         "{later}"
     );
-    assert_eq!(server.double.requests(), 1, "{}", server.double.summary());
     server.lsp.shutdown_and_exit();
 }
 
