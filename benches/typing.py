@@ -34,6 +34,7 @@ Python 3.11, standard library only.
     benches/typing.py run --llama qwen-0.5b ...     # the second real model (scripts/testbed)
     benches/typing.py run --url http://127.0.0.1:8012 ...   # a llama-server you run
     benches/typing.py run --double 20 ...           # a model double answering in 20 ms
+    benches/typing.py run ... --revisit             # half of each file, then back to it
     benches/typing.py report a.json b.json ...      # one table from saved runs
     benches/typing.py selftest                      # the pure pieces (accept rules, positions…)
 
@@ -713,9 +714,14 @@ class PilotfishClient:
     def open(self, doc: Doc, language: str, cursor: int) -> None:
         self.lsp.notify("textDocument/didOpen", {"textDocument": {
             "uri": doc.uri, "languageId": LANGUAGE_ID[language], "version": doc.version, "text": doc.text}})
+        self.focus(doc, cursor)
+
+    def focus(self, doc: Doc, cursor: int) -> None:
+        """The developer comes to `doc` (it opens, or they switch back to its tab) with the
+        cursor at `cursor`."""
         # VS Code asks for code actions at the cursor whenever it moves (for its light bulb),
-        # automatically: here, where the file opens at the region. Typing moves it on in the
-        # same place, which tells the server nothing new.
+        # automatically: here, where the file opens at the region or the developer comes
+        # back to it. Typing moves it on in the same place, which tells the server nothing new.
         at = doc.position(cursor)
         rid = self.lsp.request("textDocument/codeAction", {
             "textDocument": {"uri": doc.uri}, "range": {"start": at, "end": at},
@@ -908,6 +914,9 @@ class PlainClient:
     def open(self, doc: Doc, language: str, cursor: int) -> None:
         pass
 
+    def focus(self, doc: Doc, cursor: int) -> None:
+        pass
+
     def close(self, doc: Doc) -> None:
         self._abort()
 
@@ -1047,6 +1056,7 @@ class Developer:
         self.ghost: Ghost | None = None
         self.continues: Ghost | None = None   # what the ghost would be if the next answer continues it
         self.ghost_times: list[float] = []    # arrival of each ghost text (for the pause in progress)
+        self.left: dict[str, tuple[Doc, int, int]] = {}  # files left half typed: doc, cursor, pos
         self.verbose = False
 
     def say(self, what: str) -> None:
@@ -1106,24 +1116,31 @@ class Developer:
             j += 1
         return body[pos:j]
 
-    def run_region(self, region: Region, workspace: Path) -> None:
+    def run_region(self, region: Region, workspace: Path, until: int | None = None) -> None:
+        """Types `region` (its body up to `until`, then leaves the file open; the next call
+        for the region comes back to it and types on to the end, then closes it)."""
         o = self.opts
         body = region.body
-        name = f"{region.id}-{Path(region.source).name}"
-        if not name.endswith(EXT[region.language]):
-            name += EXT[region.language]
-        self.doc = Doc(f"file://{workspace}/{name}", region.text[:region.start] + region.text[region.end:])
-        self.cursor = region.start
+        if region.id in self.left:
+            self.doc, self.cursor, pos = self.left.pop(region.id)
+            self.client.focus(self.doc, self.cursor)
+        else:
+            name = f"{region.id}-{Path(region.source).name}"
+            if not name.endswith(EXT[region.language]):
+                name += EXT[region.language]
+            self.doc = Doc(f"file://{workspace}/{name}", region.text[:region.start] + region.text[region.end:])
+            self.cursor = region.start
+            pos = 0
+            self.client.open(self.doc, region.language, self.cursor)
         self.ghost = self.continues = None
         self.region = region
         if self.double:
             self.double.original, self.double.region = region.text, (region.start, region.end)
-        self.client.open(self.doc, region.language, self.cursor)
         self.wait_until(now() + o.open_ms / 1000)
-        pos = 0
+        stop = len(body) if until is None else until
         words, words_target = 0, self.rng.randint(o.words_min, o.words_max)
         t_next = now() + self.interval()
-        while pos < len(body):
+        while pos < stop:
             self.wait_until(t_next)
             taken = self.consider(body, pos, mid_typing=True)
             if taken:
@@ -1136,7 +1153,7 @@ class Developer:
             self.keystrokes += 1
             before = body[pos - 1] if pos > 0 else " "
             pos += len(key)
-            if pos >= len(body):
+            if pos >= stop:
                 break
             if word_char(key[0]) and not word_char(before):
                 words += 1
@@ -1147,6 +1164,9 @@ class Developer:
                 words, words_target = 0, self.rng.randint(o.words_min, o.words_max)
                 pos += self.pause(body, pos, "typing")
             t_next = now() + self.interval()
+        if until is not None:
+            self.left[region.id] = (self.doc, self.cursor, pos)
+            return
         self.wait_until(now() + o.tail_ms / 1000)
         self.client.close(self.doc)
 
@@ -1223,6 +1243,26 @@ class Developer:
 # ---------------------------------------------------------------------------------------
 # Running a system
 
+def line_end_near_middle(body: str) -> int:
+    """The first line end past the middle of `body`, else the last before it; -1 if none."""
+    mid = len(body) // 2
+    after = body.find("\n", mid)
+    return after if after >= 0 else body.rfind("\n", 0, mid)
+
+
+def visits(regions: list[Region], revisit: bool) -> list[tuple[Region, int | None]]:
+    """The order the developer types the regions in: each whole, one after the other; or
+    (`revisit`) in pairs of files, each typed to a line end near its middle, then
+    the other, then back to the first for the rest, and to the other's rest."""
+    if not revisit:
+        return [(r, None) for r in regions]
+    out: list[tuple[Region, int | None]] = []
+    for pair in (regions[i:i + 2] for i in range(0, len(regions), 2)):
+        out += [(r, half) for r in pair if (half := line_end_near_middle(r.body)) > 0]
+        out += [(r, None) for r in pair]
+    return out
+
+
 def run_system(name: str, args, regions: list[Region], model_url: str, double: Double | None,
                model_label: str, server: ServerCpu | None = None) -> dict:
     events: queue.Queue = queue.Queue()
@@ -1249,10 +1289,11 @@ def run_system(name: str, args, regions: list[Region], model_url: str, double: D
     busy0 = server.seconds() if server else None
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     try:
-        for i, region in enumerate(regions):
-            print(f"  [{name}] region {i + 1}/{len(regions)} {region.id} ({region.language}, "
-                  f"{len(region.body)} chars)", file=sys.stderr, flush=True)
-            dev.run_region(region, workdir / "workspace")
+        for i, (region, until) in enumerate(visits(regions, args.revisit)):
+            print(f"  [{name}] visit {i + 1} {region.id} ({region.language}, "
+                  f"{len(region.body)} chars{'' if until is None else f', to {until}'})",
+                  file=sys.stderr, flush=True)
+            dev.run_region(region, workdir / "workspace", until)
             settle = now() + 30
             while proxy.active() and now() < settle:
                 dev.wait_until(now() + 0.1)
@@ -1475,6 +1516,8 @@ def run(args) -> None:
                 label += f"; {', '.join(args.set)}"
             if args.provider == "llamacpp":
                 label += "; /infill"
+            if args.revisit:
+                label += "; files revisited"
             print(f"{s} against {label}", file=sys.stderr, flush=True)
             results.append(run_system(s, args, regions, url, double, label, server))
     finally:
@@ -1601,6 +1644,8 @@ def selftest() -> None:
     check("replace", (d.text[:4], d.version, change["range"]["start"]), ("a😀éb", 1, {"line": 0, "character": 3}))
     calls = [Call("/infill", 0.0, 1.0), Call("/infill", 0.5, 2.0), Call("/infill", 3.0, None)]
     check("busy_seconds", busy_seconds(calls, 3.5), 2.5)
+    for body, want in [("ab\ncd\nef", 5), ("abcdef\ng", 6), ("abc", -1)]:
+        check(f"line_end_near_middle({body!r})", line_end_near_middle(body), want)
     for stat, want in [
         ("7370 (llama-server) S 1 7370 7370 0 -1 4194560 1 0 0 0 12000 164 0 0 20 0 5", 121.64),
         ("42 (a (b) c) R 1 42 42 0 -1 0 0 0 0 0 7 3 0 0", 0.1),     # a name with ") "
@@ -1669,6 +1714,9 @@ def main() -> None:
     r.add_argument("--jitter-ms", type=float, default=15)
     r.add_argument("--pause-ms", type=float, default=2000)
     r.add_argument("--react-ms", type=float, default=300, help="ghost text on screen this long before it is read")
+    r.add_argument("--revisit", action="store_true",
+                   help="type the files in pairs, half of each, then back to each for the rest "
+                        "(the developer switching between two files)")
     r.add_argument("--open-ms", type=float, default=1000,
                    help="how long the developer looks at a file, once it opens at the region, before typing")
     r.add_argument("--min-accept", type=int, default=3)
