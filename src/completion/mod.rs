@@ -139,33 +139,32 @@ struct DocState {
     cursor_moves: u64,
     /// The last suggestion delivered, to recognise its acceptance.
     shown: Option<Shown>,
-    /// Where the last prompt sent for the document (a call's or a warm-up's) was read.
-    read: Option<ReadAt>,
 }
 
-/// Where a prompt was read: its model, the start of its prefix window and its cursor.
+/// Where a prompt was read: its document, the start of its prefix window and its cursor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct ReadAt {
-    model: Arc<str>,
+    uri: Arc<str>,
     window_start: usize,
     cursor: usize,
 }
 
 impl ReadAt {
-    fn of(model: &Arc<str>, ctx: &CompletionContext) -> ReadAt {
+    fn of(uri: &Arc<str>, ctx: &CompletionContext) -> ReadAt {
         ReadAt {
-            model: model.clone(),
+            uri: uri.clone(),
             window_start: ctx.prefix_start,
             cursor: ctx.prefix_start + ctx.prefix.len(),
         }
     }
 
-    /// Whether a model server that read `self` holds most of the prompt for `next`: the same
-    /// model and window start, and a cursor at most [`WARM_DISTANCE`] bytes further on (what
-    /// a request there re-reads is what lies between, and the suffix). A warm-up for `next`
-    /// would win little, and would take the model from the request the user pauses on.
+    /// Whether a model server whose last prompt was read at `self` holds most of the prompt
+    /// for `next`: the same document and window start, and a cursor at most
+    /// [`WARM_DISTANCE`] bytes further on (what a request there re-reads is what lies
+    /// between, and the suffix). A warm-up for `next` would win little, and would take the
+    /// model from the request the user pauses on.
     fn covers(&self, next: &ReadAt) -> bool {
-        self.model == next.model
+        self.uri == next.uri
             && self.window_start == next.window_start
             && next.cursor <= self.cursor + WARM_DISTANCE
     }
@@ -194,7 +193,6 @@ impl DocState {
             cursor_place: None,
             cursor_moves: 0,
             shown: None,
-            read: None,
         }
     }
 }
@@ -279,6 +277,13 @@ struct Shared {
     budget_exhausted: AtomicBool,
     /// The warm-up in flight, if any (at most one, for any document).
     warm_up: Mutex<Option<WarmUp>>,
+    /// Per model: where the last prompt sent to it (a call's or a warm-up's) was read. A
+    /// model server keeps the prompt it read last (llama-server's one slot, the default):
+    /// a prompt in another document, read since, has taken its place.
+    read: Mutex<HashMap<Arc<str>, ReadAt>>,
+    /// The document the user last edited or rested the cursor in: coming to another is
+    /// a new place for the warm-ups, whatever place in it the cursor had before.
+    focus: Mutex<Option<Arc<str>>>,
 }
 
 /// How long the cursor rests at a new place before the prompt there is read into the model
@@ -308,7 +313,6 @@ pub struct CursorRest {
 /// A warm-up in flight, and the prompt it reads.
 struct WarmUp {
     task: tokio::task::AbortHandle,
-    uri: Arc<str>,
     read: ReadAt,
 }
 
@@ -344,6 +348,8 @@ impl CompletionEngine {
                 usage,
                 budget_exhausted: AtomicBool::new(false),
                 warm_up: Mutex::new(None),
+                read: Mutex::new(HashMap::new()),
+                focus: Mutex::new(None),
             }),
         }
     }
@@ -400,11 +406,12 @@ impl CompletionEngine {
     ) -> Option<usize> {
         let at = edits.last()?.new_end;
         let place = place_of(snapshot, at);
+        let came = self.came_to(&snapshot.uri);
         let mut docs = lock(&self.shared.docs);
         let state = docs
             .entry(snapshot.uri.clone())
             .or_insert_with(DocState::new);
-        let moved = state.last_place.replace(place) != Some(place);
+        let moved = state.last_place.replace(place) != Some(place) || came;
         state.cursor_place = Some(place);
         state.cursor_moves += 1;
         if let Some(flight) = state.inflight.as_ref().filter(|f| !f.abort.is_finished()) {
@@ -445,16 +452,23 @@ impl CompletionEngine {
             return None;
         }
         let place = place_of(snapshot, at);
+        let came = self.came_to(&snapshot.uri);
         let mut docs = lock(&self.shared.docs);
         let state = docs
             .entry(snapshot.uri.clone())
             .or_insert_with(DocState::new);
         state.cursor_moves += 1;
-        let moved = state.cursor_place.replace(place) != Some(place);
+        let moved = state.cursor_place.replace(place) != Some(place) || came;
         (moved && !state.busy()).then(|| CursorRest {
             uri: snapshot.uri.clone(),
             moves: state.cursor_moves,
         })
+    }
+
+    /// Whether the user comes to `uri` from another document (its first edit or cursor rest
+    /// since they were elsewhere).
+    fn came_to(&self, uri: &Arc<str>) -> bool {
+        lock(&self.shared.focus).replace(uri.clone()).as_ref() != Some(uri)
     }
 
     /// Warms the model server's prompt cache at `at` ([`CompletionEngine::warm_up`]) if the
@@ -514,18 +528,22 @@ impl CompletionEngine {
                 return;
             }
         }
-        let read = ReadAt::of(&primary.name, &ctx);
+        if !lock(&self.shared.docs).contains_key(&snapshot.uri) {
+            // Closed meanwhile.
+            return;
+        }
+        let read = ReadAt::of(&snapshot.uri, &ctx);
         {
-            let mut docs = lock(&self.shared.docs);
-            let Some(state) = docs.get_mut(&snapshot.uri) else {
-                return;
-            };
-            if state.read.as_ref().is_some_and(|last| last.covers(&read)) {
+            let mut reads = lock(&self.shared.read);
+            if reads
+                .get(&primary.name)
+                .is_some_and(|last| last.covers(&read))
+            {
                 // Typing on near the last prompt read (the place only looks new while the
                 // parse of half-typed code changes): the server holds the start already.
                 return;
             }
-            state.read = Some(read.clone());
+            reads.insert(primary.name.clone(), read.clone());
         }
         // The endpoint a request would try first.
         let url = route
@@ -566,7 +584,6 @@ impl CompletionEngine {
         });
         let warm_up = WarmUp {
             task: task.abort_handle(),
-            uri: snapshot.uri.clone(),
             read,
         };
         if let Some(old) = lock(&self.shared.warm_up).replace(warm_up) {
@@ -963,7 +980,8 @@ impl CompletionEngine {
             id,
         } = call;
         let spans_lines = prompt_input.0.shape.multiline || prompt_input.0.shape.next_line;
-        let read = ReadAt::of(&key.model, &prompt_input.0);
+        let read = ReadAt::of(uri, &prompt_input.0);
+        let model = key.model.clone();
         let mut docs = lock(&self.shared.docs);
         let Some(state) = docs.get_mut(uri) else {
             // The document was closed meanwhile: a flight nobody can join.
@@ -1007,10 +1025,7 @@ impl CompletionEngine {
             // A request's call comes before the warm-up of another place; one of its own
             // window reads the start of its prompt, and reads on.
             let mut warm_up = lock(&self.shared.warm_up);
-            if warm_up
-                .as_ref()
-                .is_some_and(|w| w.uri != *uri || !w.read.covers(&read))
-            {
+            if warm_up.as_ref().is_some_and(|w| !w.read.covers(&read)) {
                 if let Some(other) = warm_up.take() {
                     other.task.abort();
                 }
@@ -1056,7 +1071,7 @@ impl CompletionEngine {
         });
         state.typing_point = typing_point;
         state.inflight = Some(flight.clone());
-        state.read = Some(read);
+        lock(&self.shared.read).insert(model, read);
         Waiter {
             flight: (purpose == Purpose::Request).then_some(flight),
             engine: self.clone(),

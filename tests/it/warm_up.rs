@@ -281,6 +281,41 @@ fn only_a_settled_cursor_warms() {
     server.lsp.shutdown_and_exit();
 }
 
+/// The model server keeps the prompt it read last: back in a document after working in
+/// another, the place the user returns to is read again, on the first edit there or the
+/// cursor resting there, though it is the place they left.
+#[test]
+fn returning_to_a_document_warms_its_place_again() {
+    let server = Server::start_with(Behaviour::answer("c"), llamacpp(""));
+    let (a, line, col) = server.open("a.py", "python", TWO_FUNCTIONS);
+    let (b, b_line, b_col) = server.open("b.py", "python", "def other(d):\n    $0\n    return d\n");
+    let warmed = |n: usize| {
+        assert!(
+            server.double.wait_for(|d| d.completed() == n, WAIT),
+            "{n} warm-ups: {}",
+            server.double.summary()
+        );
+        let last = warm_ups(&server).pop().expect("a warm-up");
+        last.prompt_text()
+    };
+    server.lsp.type_text(&a, 2, (line, col), "x");
+    assert!(warmed(1).ends_with("def second(b):\n    x"));
+    server.lsp.type_text(&b, 2, (b_line, b_col), "y");
+    assert!(warmed(2).ends_with("def other(d):\n    y"));
+    // Back in a.py, typing on where they left it.
+    server.lsp.type_text(&a, 3, (line, col + 1), " =");
+    assert!(warmed(3).ends_with("def second(b):\n    x ="));
+    // Back in b.py, reading where they left it.
+    cursor_at(&server.lsp, &b, (b_line, b_col + 1), AUTOMATIC);
+    assert!(warmed(4).ends_with("def other(d):\n    y"));
+    // Staying there warms nothing more.
+    server.lsp.type_text(&b, 3, (b_line, b_col + 1), " = 1");
+    cursor_at(&server.lsp, &b, (b_line, b_col + 5), AUTOMATIC);
+    std::thread::sleep(PAST_SETTLE);
+    assert_eq!(warm_ups(&server).len(), 4, "{}", server.double.summary());
+    server.lsp.shutdown_and_exit();
+}
+
 /// A cloud model gets no warm-up: it would be billed for reading a prompt nobody asked for.
 #[test]
 fn a_cloud_model_gets_no_warm_up() {
