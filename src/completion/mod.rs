@@ -280,7 +280,7 @@ struct Shared {
     /// Per model: where the last prompt sent to it (a call's or a warm-up's) was read. A
     /// model server keeps the prompt it read last (llama-server's one slot, the default):
     /// a prompt in another document, read since, has taken its place.
-    read: Mutex<HashMap<Arc<str>, ReadAt>>,
+    last_read: Mutex<HashMap<Arc<str>, ReadAt>>,
     /// The document the user last edited or rested the cursor in: coming to another is
     /// a new place for the warm-ups, whatever place in it the cursor had before.
     focus: Mutex<Option<Arc<str>>>,
@@ -348,7 +348,7 @@ impl CompletionEngine {
                 usage,
                 budget_exhausted: AtomicBool::new(false),
                 warm_up: Mutex::new(None),
-                read: Mutex::new(HashMap::new()),
+                last_read: Mutex::new(HashMap::new()),
                 focus: Mutex::new(None),
             }),
         }
@@ -534,7 +534,7 @@ impl CompletionEngine {
         }
         let read = ReadAt::of(&snapshot.uri, &ctx);
         {
-            let mut reads = lock(&self.shared.read);
+            let mut reads = lock(&self.shared.last_read);
             if reads
                 .get(&primary.name)
                 .is_some_and(|last| last.covers(&read))
@@ -1071,7 +1071,7 @@ impl CompletionEngine {
         });
         state.typing_point = typing_point;
         state.inflight = Some(flight.clone());
-        lock(&self.shared.read).insert(model, read);
+        lock(&self.shared.last_read).insert(model, read);
         Waiter {
             flight: (purpose == Purpose::Request).then_some(flight),
             engine: self.clone(),
