@@ -12,8 +12,11 @@
 //!   budget — by requests that only typed on at its end, whose answer it may give through
 //!   typed-ahead reuse; otherwise it is aborted as soon as no request wants it.
 //! - After a suggestion is shown, the one for the place after accepting it is computed in
-//!   the background ([`CompletionEngine::prefetch_after`]), on local models only unless the
+//!   the background ([`CompletionEngine::delivered`]), on local models only unless the
 //!   config says otherwise; it gives way to any request for something else.
+//! - A local model server's prompt cache is warmed where the user is about to ask
+//!   ([`warm_up`]); a slow model's block or next line is streamed so that its first line
+//!   shows the moment it is written ([`first_line`]).
 //!
 //! Every request reads the session it is given (models, settings, router) and routes
 //! through [`RouteInput`]; the engine keeps no configuration of its own.
@@ -28,7 +31,7 @@ use tokio::sync::watch;
 use crate::cache::{CacheKey, CachedSuggestion, CompletionCache};
 use crate::config::{ModelConfig, PrefetchSetting};
 use crate::documents::{ByteEdit, RelatedFile, Snapshot, path_of_uri};
-use crate::postprocess::{first_line_end, line_after, postprocess};
+use crate::postprocess::{line_after, postprocess};
 use crate::prompt::{
     Fim, FimPrompt, Repo, build_fim_in_repo, chat_completion_messages, fit_other_files,
 };
@@ -42,13 +45,18 @@ use crate::router::{Decision, Latency};
 use crate::session::{COMPLETE_TASK, Model, Session};
 use crate::sync::lock;
 use crate::syntax::Language;
-use crate::syntax::context::{CompletionContext, ContextBudget, SuggestionShape, extract};
-use crate::syntax::features::enclosing_target;
+use crate::syntax::context::{CompletionContext, ContextBudget, extract};
 use crate::telemetry::{
     CacheUse, Outcome as Logged, PendingCall, RouteFacts, RouteNote, Usage, UsageEvent, UsageLog,
 };
 
+mod first_line;
 mod policy;
+mod warm_up;
+
+use first_line::fim_first_line_first;
+pub use warm_up::CursorRest;
+use warm_up::{ReadAt, WarmUp, place_of};
 
 use policy::{Serves, Speed};
 
@@ -140,39 +148,6 @@ struct DocState {
     /// The last suggestion delivered, to recognise its acceptance.
     shown: Option<Shown>,
 }
-
-/// Where a prompt was read: its document, the start of its prefix window and its cursor.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct ReadAt {
-    uri: Arc<str>,
-    window_start: usize,
-    cursor: usize,
-}
-
-impl ReadAt {
-    fn of(uri: &Arc<str>, ctx: &CompletionContext) -> ReadAt {
-        ReadAt {
-            uri: uri.clone(),
-            window_start: ctx.prefix_start,
-            cursor: ctx.prefix_start + ctx.prefix.len(),
-        }
-    }
-
-    /// Whether a model server whose last prompt was read at `self` holds most of the prompt
-    /// for `next`: the same document and window start, and a cursor at most
-    /// [`WARM_DISTANCE`] bytes further on (what a request there re-reads is what lies
-    /// between, and the suffix). A warm-up for `next` would win little, and would take the
-    /// model from the request the user pauses on.
-    fn covers(&self, next: &ReadAt) -> bool {
-        self.uri == next.uri
-            && self.window_start == next.window_start
-            && next.cursor <= self.cursor + WARM_DISTANCE
-    }
-}
-
-/// How far past the last prompt read a place may be and still need no warm-up of its own:
-/// about a hundred tokens, what a CPU model reads in a second.
-const WARM_DISTANCE: usize = 400;
 
 impl DocState {
     /// Whether a model call for the document is running.
@@ -284,36 +259,6 @@ struct Shared {
     /// The document the user last edited or rested the cursor in: coming to another is
     /// a new place for the warm-ups, whatever place in it the cursor had before.
     focus: Mutex<Option<Arc<str>>>,
-}
-
-/// How long the cursor rests at a new place before the prompt there is read into the model
-/// server's cache: moving through a file (arrow keys, clicks on the way) warms nothing.
-const CURSOR_SETTLE: Duration = Duration::from_millis(500);
-
-/// Where `at` is, as the warm-ups tell places apart: the start of its enclosing definition
-/// (or of the file).
-fn place_of(snapshot: &Snapshot, at: usize) -> usize {
-    enclosing_target(
-        &snapshot.rope,
-        snapshot.tree.as_ref(),
-        snapshot.language,
-        at,
-    )
-    .range
-    .start
-}
-
-/// The cursor at rest in a new place ([`CompletionEngine::cursor_rests`]).
-pub struct CursorRest {
-    uri: Arc<str>,
-    /// The document's [`DocState::cursor_moves`] then.
-    moves: u64,
-}
-
-/// A warm-up in flight, and the prompt it reads.
-struct WarmUp {
-    task: tokio::task::AbortHandle,
-    read: ReadAt,
 }
 
 /// Who a request is, for its lines in the usage log.
@@ -433,162 +378,6 @@ impl CompletionEngine {
             state.inflight = None;
         }
         (moved && session.completion().warm_up).then_some(at)
-    }
-
-    /// Tells the engine the cursor rests at `at` in `snapshot`'s document, without an edit (an
-    /// editor's automatic code-action request at a cursor: VS Code asks at every cursor move,
-    /// for its light bulb). Returns a [`CursorRest`] when that is a place in code the cursor
-    /// was not at before (another definition), warm-ups are on and no call is in flight for
-    /// the document: hand it to [`CompletionEngine::warm_up_when_settled`].
-    pub fn cursor_rests(
-        &self,
-        session: &Session,
-        snapshot: &Snapshot,
-        at: usize,
-    ) -> Option<CursorRest> {
-        // Code only: a cursor resting in plain text (a README, the Explain page Pilotfish
-        // just opened) is someone reading; the first edit there still warms.
-        if !session.completion().warm_up || snapshot.language == Language::PlainText {
-            return None;
-        }
-        let place = place_of(snapshot, at);
-        let came = self.came_to(&snapshot.uri);
-        let mut docs = lock(&self.shared.docs);
-        let state = docs
-            .entry(snapshot.uri.clone())
-            .or_insert_with(DocState::new);
-        state.cursor_moves += 1;
-        let moved = state.cursor_place.replace(place) != Some(place) || came;
-        (moved && !state.busy()).then(|| CursorRest {
-            uri: snapshot.uri.clone(),
-            moves: state.cursor_moves,
-        })
-    }
-
-    /// Whether the user comes to `uri` from another document (its first edit or cursor rest
-    /// since they were elsewhere).
-    fn came_to(&self, uri: &Arc<str>) -> bool {
-        lock(&self.shared.focus).replace(uri.clone()).as_ref() != Some(uri)
-    }
-
-    /// Warms the model server's prompt cache at `at` ([`CompletionEngine::warm_up`]) if the
-    /// cursor is still where `rest` found it [`CURSOR_SETTLE`] later (no edit and no cursor
-    /// report in its document since, no call in flight): the first request at a place the
-    /// user went to read before typing finds its prompt read. `snapshot` and `related` are
-    /// the document and other files at the rest.
-    pub fn warm_up_when_settled(
-        &self,
-        rest: CursorRest,
-        session: Arc<Session>,
-        (snapshot, at): (Snapshot, usize),
-        related: Vec<RelatedFile>,
-    ) {
-        let engine = self.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(CURSOR_SETTLE).await;
-            let settled = lock(&engine.shared.docs)
-                .get(&rest.uri)
-                .is_some_and(|state| state.cursor_moves == rest.moves && !state.busy());
-            if settled {
-                engine.warm_up(&session, &snapshot, at, &related);
-            }
-        });
-    }
-
-    /// Reads the prompt a request at `cursor` would send into the model server's cache,
-    /// generating nothing (llama.cpp's `n_predict: 0`), so that the request the user pauses
-    /// on reads only what they typed since. Only for a local fill-in-the-middle model, never
-    /// a cloud one; at most one warm-up in flight (a newer one replaces it). A request's
-    /// model call aborts it unless it reads the request's own window (then the warm-up is
-    /// the start of that call's work: llama.cpp reads a closed call's prompt on anyway).
-    pub fn warm_up(
-        &self,
-        session: &Arc<Session>,
-        snapshot: &Snapshot,
-        cursor: usize,
-        related: &[RelatedFile],
-    ) {
-        let Placed {
-            ctx,
-            other_files: related,
-            route,
-        } = self.place(session, snapshot, cursor, related);
-        let Some(primary) = route.chain.first() else {
-            return;
-        };
-        let (Some(fim), true) = (primary.fim, primary.config.is_local()) else {
-            return;
-        };
-        let key = cache_key(&primary.name, &ctx);
-        {
-            let cache = lock(&self.shared.cache);
-            if cache.contains(&key) || cache.has_typed_ahead(&key) {
-                // The request there will be answered without the model (the user accepted,
-                // or is typing along, a suggestion).
-                return;
-            }
-        }
-        if !lock(&self.shared.docs).contains_key(&snapshot.uri) {
-            // Closed meanwhile.
-            return;
-        }
-        let read = ReadAt::of(&snapshot.uri, &ctx);
-        {
-            let mut reads = lock(&self.shared.last_read);
-            if reads
-                .get(&primary.name)
-                .is_some_and(|last| last.covers(&read))
-            {
-                // Typing on near the last prompt read (the place only looks new while the
-                // parse of half-typed code changes): the server holds the start already.
-                return;
-            }
-            reads.insert(primary.name.clone(), read.clone());
-        }
-        // The endpoint a request would try first.
-        let url = route
-            .decision
-            .candidates
-            .iter()
-            .find(|v| v.model == *primary.name)
-            .and_then(|v| v.endpoints.first())
-            .map_or_else(|| primary.config.url.to_string(), |e| e.url.clone());
-        let model = primary.config.at_endpoint(&url);
-        let path = session.display_path(&path_of_uri(&snapshot.uri));
-        let repo = Repo {
-            name: session.repo_name(),
-            path: &path,
-            files: &related,
-        };
-        let max_tokens = max_tokens_for(&model, &ctx);
-        let (prompt, fitted) = fim_prompt(fim, &ctx, &model, &repo, max_tokens);
-        let other_files = fitted.to_vec();
-        let providers = self.shared.providers.clone();
-        let name = primary.name.clone();
-        let task = tokio::spawn(async move {
-            let started = Instant::now();
-            let call = FimCall {
-                prompt: &prompt,
-                max_tokens: 0,
-                time_budget: None,
-                other_files: &other_files,
-            };
-            let read = providers.fim(&model, call).await;
-            tracing::debug!(
-                model = %name,
-                endpoint = url,
-                ms = started.elapsed().as_millis() as u64,
-                ok = read.is_ok(),
-                "prompt cache warmed"
-            );
-        });
-        let warm_up = WarmUp {
-            task: task.abort_handle(),
-            read,
-        };
-        if let Some(old) = lock(&self.shared.warm_up).replace(warm_up) {
-            old.task.abort();
-        }
     }
 
     /// Forgets a closed document: its waiting requests end, its model call is aborted.
@@ -1610,124 +1399,6 @@ fn record_flight(
             });
             Err(why)
         }
-    }
-}
-
-/// A first line longer than this is not shown before the answer ends: no suggestion line is
-/// that long, and a model writing one line without end is not read twice over.
-const EARLY_LINE_MAX_BYTES: usize = 4096;
-
-/// How long a slow model's stream may go on once its first line is shown, for one line more
-/// (a block's second line, or the line after a next line), which serves the user typing
-/// along or accepting the first; past that line, or this long, the stream is closed: the
-/// model is not held from the next place the user pauses at for lines they may never
-/// reach. (llama.vim caps its generation after the first line the same way,
-/// `t_max_predict_ms`.) Measured against the one second of lines a block used to get:
-/// BENCHMARKS.md, stop 17.
-const LINE_AFTER_LIMIT: Duration = Duration::from_secs(1);
-
-/// Streams a fill-in-the-middle answer and hands `publish` the raw text of its first line
-/// once that line is complete and `show_from` has passed; the stream goes on to the end of
-/// one line more, for at most [`LINE_AFTER_LIMIT`], and stops there, which stops the model.
-/// For a block, `publish` then gets the whole lines so far, and they are the answer. A
-/// model that turns out fast finishes the whole block before `show_from` (the budget), and
-/// the user gets the block, not its first line. For the next line after a statement that
-/// line is the whole suggestion, shown at once, and the line after it is the suggestion
-/// after accepting it.
-async fn fim_first_line_first(
-    providers: &Providers,
-    model: &ModelConfig,
-    call: FimCall<'_>,
-    shape: &SuggestionShape,
-    show_from: Instant,
-    publish: &(dyn Fn(&str) + Send + Sync),
-) -> Result<ModelAnswer, ProviderError> {
-    let text = Mutex::new(String::new());
-    let line_end = std::sync::OnceLock::new();
-    let line_done = tokio::sync::Notify::new();
-    // For a block: a line after the first is complete.
-    let more_lines = tokio::sync::Notify::new();
-    // For a next line: where the line after it ends.
-    let then_end = std::sync::OnceLock::new();
-    let then_done = tokio::sync::Notify::new();
-    let next_line = shape.next_line;
-    let mut looking = true;
-    let mut on_text = |piece: &str| {
-        let mut text = lock(&text);
-        text.push_str(piece);
-        if !next_line && line_end.get().is_some() && piece.contains('\n') {
-            more_lines.notify_one();
-        }
-        if !looking {
-            return;
-        }
-        if text.len() > EARLY_LINE_MAX_BYTES {
-            // One endless line: not shown early (looking for its end on every piece would
-            // cost the runtime thread time quadratic in its length).
-            looking = false;
-            return;
-        }
-        if !piece.contains('\n') {
-            return;
-        }
-        match line_end.get() {
-            None => {
-                if let Some(end) = first_line_end(&text) {
-                    looking = next_line;
-                    let _ = line_end.set(end);
-                    line_done.notify_one();
-                }
-            }
-            Some(&end) => {
-                if let Some(then) = first_line_end(&text[end..]) {
-                    looking = false;
-                    let _ = then_end.set(end + then);
-                    then_done.notify_one();
-                }
-            }
-        }
-    };
-    let shown = async {
-        line_done.notified().await;
-        let line = || {
-            let end = *line_end.get().expect("set before the notification");
-            lock(&text)[..end].to_owned()
-        };
-        if next_line {
-            publish(&line());
-            if tokio::time::timeout(LINE_AFTER_LIMIT, then_done.notified())
-                .await
-                .is_err()
-            {
-                return line();
-            }
-            let end = *then_end.get().expect("set before the notification");
-            // With the line break that ends it: the line after is whole.
-            return lock(&text)[..=end].to_owned();
-        }
-        tokio::time::sleep_until(show_from.into()).await;
-        publish(&line());
-        // With the line break that ends the last: that line is whole.
-        let whole_lines = || {
-            let text = lock(&text);
-            let end = text.rfind('\n').map_or(text.len(), |i| i + 1);
-            text[..end].to_owned()
-        };
-        // One line more (or already more, written before `show_from`).
-        if tokio::time::timeout(LINE_AFTER_LIMIT, more_lines.notified())
-            .await
-            .is_ok()
-        {
-            publish(&whole_lines());
-        }
-        whole_lines()
-    };
-    tokio::select! {
-        answer = providers.fim_streamed(model, call, &mut on_text) => answer,
-        text = shown => Ok(ModelAnswer {
-            text,
-            ..ModelAnswer::default()
-        }),
     }
 }
 
