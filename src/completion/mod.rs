@@ -56,7 +56,7 @@ mod warm_up;
 
 use first_line::fim_first_line_first;
 pub use warm_up::CursorRest;
-use warm_up::{ReadAt, WarmUp, place_of};
+use warm_up::{ReadAt, WarmUp};
 
 use policy::{Serves, Speed};
 
@@ -350,34 +350,29 @@ impl CompletionEngine {
         edits: &[ByteEdit],
     ) -> Option<usize> {
         let at = edits.last()?.new_end;
-        let place = place_of(snapshot, at);
-        let came = self.came_to(&snapshot.uri);
-        let mut docs = lock(&self.shared.docs);
-        let state = docs
-            .entry(snapshot.uri.clone())
-            .or_insert_with(DocState::new);
-        let moved = state.last_place.replace(place) != Some(place) || came;
-        state.cursor_place = Some(place);
-        state.cursor_moves += 1;
-        if let Some(flight) = state.inflight.as_ref().filter(|f| !f.abort.is_finished()) {
-            let serves = edits.iter().all(|edit| {
-                let along = edit.is_insertion() && edit.start == state.typing_point;
-                if along {
-                    state.typing_point = edit.new_end;
+        self.user_at(snapshot, at, |state, place, came| {
+            let moved = state.last_place.replace(place) != Some(place) || came;
+            state.cursor_place = Some(place);
+            if let Some(flight) = state.inflight.as_ref().filter(|f| !f.abort.is_finished()) {
+                let serves = edits.iter().all(|edit| {
+                    let along = edit.is_insertion() && edit.start == state.typing_point;
+                    if along {
+                        state.typing_point = edit.new_end;
+                    }
+                    along
+                });
+                if serves {
+                    return None;
                 }
-                along
-            });
-            if serves {
-                return None;
+                flight.abort(ABORT_SUPERSEDED);
+                self.shared
+                    .counters
+                    .aborted_calls
+                    .fetch_add(1, Ordering::Relaxed);
+                state.inflight = None;
             }
-            flight.abort(ABORT_SUPERSEDED);
-            self.shared
-                .counters
-                .aborted_calls
-                .fetch_add(1, Ordering::Relaxed);
-            state.inflight = None;
-        }
-        (moved && session.completion().warm_up).then_some(at)
+            (moved && session.completion().warm_up).then_some(at)
+        })
     }
 
     /// Forgets a closed document: its waiting requests end, its model call is aborted.

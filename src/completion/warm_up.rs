@@ -54,7 +54,7 @@ const CURSOR_SETTLE: Duration = Duration::from_millis(500);
 
 /// Where `at` is, as the warm-ups tell places apart: the start of its enclosing definition
 /// (or of the file).
-pub(super) fn place_of(snapshot: &Snapshot, at: usize) -> usize {
+fn place_of(snapshot: &Snapshot, at: usize) -> usize {
     enclosing_target(
         &snapshot.rope,
         snapshot.tree.as_ref(),
@@ -95,24 +95,36 @@ impl CompletionEngine {
         if !session.completion().warm_up || snapshot.language == Language::PlainText {
             return None;
         }
+        self.user_at(snapshot, at, |state, place, came| {
+            let moved = state.cursor_place.replace(place) != Some(place) || came;
+            (moved && !state.busy()).then(|| CursorRest {
+                uri: snapshot.uri.clone(),
+                moves: state.cursor_moves,
+            })
+        })
+    }
+
+    /// Runs `f` on the state of `snapshot`'s document with the user at `at` (an edit or a
+    /// cursor rest, counted in [`DocState::cursor_moves`]), under the documents' lock: `f`
+    /// gets the place `at` is in and whether the user came to the document from another
+    /// (its first edit or cursor rest since they were elsewhere).
+    pub(super) fn user_at<T>(
+        &self,
+        snapshot: &Snapshot,
+        at: usize,
+        f: impl FnOnce(&mut DocState, usize, bool) -> T,
+    ) -> T {
         let place = place_of(snapshot, at);
-        let came = self.came_to(&snapshot.uri);
+        let came = lock(&self.shared.focus)
+            .replace(snapshot.uri.clone())
+            .as_ref()
+            != Some(&snapshot.uri);
         let mut docs = lock(&self.shared.docs);
         let state = docs
             .entry(snapshot.uri.clone())
             .or_insert_with(DocState::new);
         state.cursor_moves += 1;
-        let moved = state.cursor_place.replace(place) != Some(place) || came;
-        (moved && !state.busy()).then(|| CursorRest {
-            uri: snapshot.uri.clone(),
-            moves: state.cursor_moves,
-        })
-    }
-
-    /// Whether the user comes to `uri` from another document (its first edit or cursor rest
-    /// since they were elsewhere).
-    pub(super) fn came_to(&self, uri: &Arc<str>) -> bool {
-        lock(&self.shared.focus).replace(uri.clone()).as_ref() != Some(uri)
+        f(state, place, came)
     }
 
     /// Warms the model server's prompt cache at `at` ([`CompletionEngine::warm_up`]) if the
