@@ -341,8 +341,9 @@ impl CompletionEngine {
     /// prefetch follows); any other edit leaves it nothing to serve, and it is aborted.
     ///
     /// Returns where to warm the model server's prompt cache ([`CompletionEngine::warm_up`]),
-    /// when the edit is the first at a new place (another definition, or the first edit of
-    /// the document), warm-ups are on and no call is in flight for the document.
+    /// when the edit is the first at a new place (another definition, the first edit of the
+    /// document, or the first since the user came from another document), warm-ups are on
+    /// and no call is in flight for the document.
     pub fn edited(
         &self,
         session: &Session,

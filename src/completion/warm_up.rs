@@ -82,8 +82,9 @@ impl CompletionEngine {
     /// Tells the engine the cursor rests at `at` in `snapshot`'s document, without an edit (an
     /// editor's automatic code-action request at a cursor: VS Code asks at every cursor move,
     /// for its light bulb). Returns a [`CursorRest`] when that is a place in code the cursor
-    /// was not at before (another definition), warm-ups are on and no call is in flight for
-    /// the document: hand it to [`CompletionEngine::warm_up_when_settled`].
+    /// was not at before (another definition, or any place in a document the user comes to
+    /// from another), warm-ups are on and no call is in flight for the document: hand it to
+    /// [`CompletionEngine::warm_up_when_settled`].
     pub fn cursor_rests(
         &self,
         session: &Session,
