@@ -98,6 +98,7 @@ import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
+import tomllib  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -858,6 +859,12 @@ def new_user_config(model_url: str, provider: str, sets: list[str], also_url: st
         sections.setdefault(section, []).append(f"{name} = {value}")
     for section, lines in sections.items():
         out += f"\n[{section}]\n" + "\n".join(lines) + "\n"
+    try:
+        tomllib.loads(out)
+    except tomllib.TOMLDecodeError as e:
+        # Pilotfish would start with no model and answer every request empty.
+        raise SystemExit(f"typing.py: --set makes the config invalid TOML ({e}); "
+                         f"quote string values: --set 'completion.prefetch=\"off\"'") from None
     return out
 
 
@@ -1646,6 +1653,13 @@ def selftest() -> None:
     check("busy_seconds", busy_seconds(calls, 3.5), 2.5)
     for body, want in [("ab\ncd\nef", 5), ("abcdef\ng", 6), ("abc", -1)]:
         check(f"line_end_near_middle({body!r})", line_end_near_middle(body), want)
+    config = new_user_config("http://h/v1", "openai", ['completion.prefetch="off"'])
+    check("a --set value in the config", tomllib.loads(config)["completion"], {"prefetch": "off"})
+    try:
+        new_user_config("http://h/v1", "openai", ["completion.prefetch=off"])
+        check("an unquoted --set string stops the bench", "no error", "SystemExit")
+    except SystemExit:
+        pass
     for stat, want in [
         ("7370 (llama-server) S 1 7370 7370 0 -1 4194560 1 0 0 0 12000 164 0 0 20 0 5", 121.64),
         ("42 (a (b) c) R 1 42 42 0 -1 0 0 0 0 0 7 3 0 0", 0.1),     # a name with ") "
