@@ -41,7 +41,7 @@ use crate::providers::{
 use crate::redact::redact;
 use crate::resilience::{ChainOutcome, Health, Timed, run_chain};
 use crate::route_input::RouteInput;
-use crate::router::{Decision, Latency};
+use crate::router::{Decision, EndpointVerdict, Latency};
 use crate::session::{COMPLETE_TASK, Model, Session};
 use crate::sync::lock;
 use crate::syntax::Language;
@@ -947,13 +947,18 @@ impl Route {
     /// The first model's measured latency at the endpoint it will be asked at; None before
     /// its first answer there.
     fn first_latency(&self) -> Option<Latency> {
+        self.first_endpoint()?.latency
+    }
+
+    /// The endpoint the first model will be asked at first, as the decision found it.
+    fn first_endpoint(&self) -> Option<&EndpointVerdict> {
         let first = self.chain.first()?;
         let verdict = self
             .decision
             .candidates
             .iter()
             .find(|v| v.kept && v.model == *first.name)?;
-        verdict.endpoints.first()?.latency
+        verdict.endpoints.first()
     }
 
     /// How long the first model is expected to take for the whole answer: its measured

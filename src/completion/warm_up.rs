@@ -204,11 +204,7 @@ impl CompletionEngine {
         }
         // The endpoint a request would try first.
         let url = route
-            .decision
-            .candidates
-            .iter()
-            .find(|v| v.model == *primary.name)
-            .and_then(|v| v.endpoints.first())
+            .first_endpoint()
             .map_or_else(|| primary.config.url.to_string(), |e| e.url.clone());
         let model = primary.config.at_endpoint(&url);
         let path = session.display_path(&path_of_uri(&snapshot.uri));
