@@ -127,9 +127,11 @@ const MAX_DEPTH: usize = 256;
 const NEARBY_LINES: usize = 50;
 /// How many characters at a line's end are looked at for an opener.
 const LINE_TAIL_CHARS: usize = 256;
-/// One indentation level, and the width of a tab, in columns.
+/// One indentation level where the document shows none, and the width of a tab, in columns.
 const INDENT_UNIT: usize = 4;
 const TAB_WIDTH: usize = 4;
+/// How many lines up to the cursor's the document's indentation step is learnt from.
+const INDENT_SAMPLE_LINES: usize = 200;
 /// Cap on the scope chain.
 const MAX_SCOPES: usize = 16;
 
@@ -370,7 +372,7 @@ fn opener_body_indent(doc: Doc, line: usize, opener_indent: usize, cursor: Optio
     doc.next_non_blank_line(line)
         .map(|next| doc.leading_indent(next))
         .filter(|i| *i > opener_indent)
-        .unwrap_or(opener_indent + INDENT_UNIT)
+        .unwrap_or(opener_indent + doc.indent_unit(line))
 }
 
 /// True when the text in `start..end` (a line, or its part before the cursor) opens a
@@ -650,7 +652,7 @@ impl<'a> Syntax<'a> {
         Some(
             statement_indent
                 .filter(|i| *i > opener_indent)
-                .unwrap_or(opener_indent + INDENT_UNIT),
+                .unwrap_or(opener_indent + self.doc.indent_unit(line.line)),
         )
     }
 
@@ -927,6 +929,39 @@ impl Doc<'_> {
                 .all(char::is_whitespace)
     }
 
+    /// The document's indentation step, learnt from `line` and the lines above: the most common
+    /// increase of indentation from one line of code to the next (the smaller on a tie), or
+    /// [`INDENT_UNIT`] where no line is deeper than the one before it. Blank lines and a block
+    /// comment's ` * ` lines (one column in from their `/**`) are not code.
+    fn indent_unit(self, line: usize) -> usize {
+        let mut steps = [0usize; 2 * INDENT_UNIT + 1];
+        let mut below: Option<usize> = None;
+        let lines = line.saturating_sub(INDENT_SAMPLE_LINES)..(line + 1).min(self.rope.len_lines());
+        for l in lines.rev() {
+            let first = self
+                .rope
+                .line(l)
+                .chars()
+                .take(LINE_TAIL_CHARS)
+                .find(|c| !c.is_whitespace());
+            if matches!(first, None | Some('*')) {
+                continue;
+            }
+            let indent = self.leading_indent(l);
+            if let Some(step) = below.and_then(|b| b.checked_sub(indent)) {
+                if let Some(count) = steps.get_mut(step).filter(|_| step > 0) {
+                    *count += 1;
+                }
+            }
+            below = Some(indent);
+        }
+        (1..steps.len())
+            .rev()
+            .max_by_key(|&step| steps[step])
+            .filter(|&step| steps[step] > 0)
+            .unwrap_or(INDENT_UNIT)
+    }
+
     fn prev_non_blank_line(self, line: usize) -> Option<usize> {
         (line.saturating_sub(NEARBY_LINES)..line)
             .rev()
@@ -1159,6 +1194,32 @@ mod tests {
             // JavaScript / TypeScript / TSX.
             ("javascript", "function f() {\n  $0\n}", true, Some(2)),
             ("javascript", "it(\"works\", () => {$0});", true, Some(4)),
+            // An empty body: one step in, the step the document indents by (4 where no
+            // line above shows one; a tab is 4 columns).
+            (
+                "javascript",
+                "function f(x) {\n  if (x) {$0\n\n  } else {\n  }\n}",
+                true,
+                Some(4),
+            ),
+            (
+                "javascript",
+                "/**\n * A.\n */\nfunction f(x) {\n  /**\n   * B.\n   */\n  if (x) {$0\n  }\n}",
+                true,
+                Some(4),
+            ),
+            (
+                "typescript",
+                "class A {\n  m(): void {\n    if (x) {\n      y();\n    }\n    for (;;) {\n$0\n    }\n  }\n}",
+                true,
+                Some(6),
+            ),
+            (
+                "rust",
+                "fn f() {\n\tif x {\n\t\ty();\n\t}\n\tif z {$0\n\t}\n}",
+                true,
+                Some(8),
+            ),
             ("javascript", "const s = `a ${$0}`;", false, None),
             ("javascript", "const s = `{$0`;", false, None),
             ("javascript", "const x = foo($0);", false, None),
@@ -1211,7 +1272,7 @@ mod tests {
                 "cpp",
                 "namespace n {\nclass A {\n  void f() {$0}\n};\n}",
                 true,
-                Some(6),
+                Some(4),
             ),
             ("cpp", "int f() {\n  // {$0\n}", false, None),
             // Java.
