@@ -446,11 +446,26 @@ pub fn balance_against_suffix(text: &str, after_prefix: &Scanner, suffix: &str) 
 }
 
 /// Step 7a: the suggestion is already the text after the cursor, so it would insert nothing
-/// new. Closers alone are left to the bracket balance (`foo(bar(x` + `)` before `)`).
+/// new. Closers alone are left to the bracket balance (`foo(bar(x` + `)` before `)`). A
+/// suggestion that is only the start of what follows is the model writing it again, cut
+/// short — except a blank comment line (` *` before ` * @param x`), a line of its own.
 pub fn already_follows(text: &str, suffix: &str) -> bool {
     let t = text.trim_end();
     let content = t.chars().any(char::is_alphanumeric) || !t.chars().any(is_bracket);
-    !t.trim().is_empty() && content && suffix.starts_with(t)
+    if t.trim().is_empty() || !content || !suffix.starts_with(t) {
+        return false;
+    }
+    let last_line = t.rsplit('\n').next().unwrap_or(t);
+    if t.contains('\n') && is_blank_comment_line(last_line) {
+        let rest_of_line = suffix[t.len()..].split('\n').next().unwrap_or("");
+        return rest_of_line.trim().is_empty();
+    }
+    true
+}
+
+/// A comment line with no text: ` *` in a block comment, `//`, `///`, `#`, `--`.
+fn is_blank_comment_line(line: &str) -> bool {
+    matches!(line.trim(), "*" | "//" | "///" | "//!" | "#" | "--")
 }
 
 /// Step 7b: the line the suggestion would produce is the nearest non-blank line above or
@@ -901,6 +916,56 @@ mod tests {
         // Without the shape (mid-expression), a model that starts a new line gives nothing.
         let c = ctx(fixture, Python, false, None);
         assert_eq!(postprocess("\n    for item in items:", &c, &[]), None);
+    }
+
+    /// A blank comment line before a comment line with text is a suggestion of its own; the
+    /// same blank line already there is not.
+    #[test]
+    fn a_blank_comment_line_before_the_next_one() {
+        // (fixture, language, raw answer, expected)
+        let cases: &[(&str, Language, &str, Option<&str>)] = &[
+            (
+                "/**\n * Sums.$0\n * @param x\n */\nfunction f(x) {}\n",
+                JavaScript,
+                "\n *\n * @param x\n",
+                Some("\n *"),
+            ),
+            (
+                "/**\n * Sums.$0\n * @param x\n */\nfunction f(x) {}\n",
+                JavaScript,
+                "\n * @param x\n",
+                None,
+            ),
+            (
+                "/**\n * Sums.$0\n *\n * @param x\n */\n",
+                JavaScript,
+                "\n *\n",
+                None,
+            ),
+            (
+                "    /// Makes one.$0\n    /// # Examples\n",
+                Rust,
+                "\n    ///\n",
+                Some("\n    ///"),
+            ),
+            ("# Totals.$0\n# Of all.\n", Python, "\n#\n", Some("\n#")),
+            // Code cut short is still the line that follows, written again.
+            (
+                "def f(items):\n    total = 0$0\n    return total\n",
+                Python,
+                "\n    return\n",
+                None,
+            ),
+        ];
+        for (fixture, language, raw, want) in cases {
+            let mut c = ctx(fixture, *language, false, None);
+            c.shape.next_line = true;
+            assert_eq!(
+                postprocess(raw, &c, &[]).as_deref(),
+                *want,
+                "{fixture:?} {raw:?}"
+            );
+        }
     }
 
     /// What the model wrote after a suggestion at a line's end is the suggestion after
