@@ -145,6 +145,9 @@ struct DocState {
     cursor_place: Option<usize>,
     /// Bumped by every edit and every cursor report: a cursor rest is over when it moves.
     cursor_moves: u64,
+    /// A cursor rest at a new place waits to settle ([`CompletionEngine::cursor_rests`]): a
+    /// report of the cursor at the same place meanwhile takes it over.
+    rest_pending: bool,
     /// The last suggestion delivered, to recognise its acceptance.
     shown: Option<Shown>,
 }
@@ -167,6 +170,7 @@ impl DocState {
             last_place: None,
             cursor_place: None,
             cursor_moves: 0,
+            rest_pending: false,
             shown: None,
         }
     }
@@ -354,6 +358,7 @@ impl CompletionEngine {
         self.user_at(snapshot, at, |state, place, came| {
             let moved = state.last_place.replace(place) != Some(place) || came;
             state.cursor_place = Some(place);
+            state.rest_pending = false;
             if let Some(flight) = state.inflight.as_ref().filter(|f| !f.abort.is_finished()) {
                 let serves = edits.iter().all(|edit| {
                     let along = edit.is_insertion() && edit.start == state.typing_point;

@@ -98,7 +98,10 @@ impl CompletionEngine {
         }
         self.user_at(snapshot, at, |state, place, came| {
             let moved = state.cursor_place.replace(place) != Some(place) || came;
-            (moved && !state.busy()).then(|| CursorRest {
+            // VS Code asks again at the same place (when a tab's editor comes back, and again
+            // once it restores the cursor): the rest goes on from the latest report.
+            state.rest_pending = (moved || state.rest_pending) && !state.busy();
+            state.rest_pending.then(|| CursorRest {
                 uri: snapshot.uri.clone(),
                 moves: state.cursor_moves,
             })
@@ -144,8 +147,12 @@ impl CompletionEngine {
         tokio::spawn(async move {
             tokio::time::sleep(CURSOR_SETTLE).await;
             let settled = lock(&engine.shared.docs)
-                .get(&rest.uri)
-                .is_some_and(|state| state.cursor_moves == rest.moves && !state.busy());
+                .get_mut(&rest.uri)
+                .filter(|state| state.cursor_moves == rest.moves)
+                .is_some_and(|state| {
+                    state.rest_pending = false;
+                    !state.busy()
+                });
             if settled {
                 engine.warm_up(&session, &snapshot, at, &related);
             }

@@ -222,11 +222,14 @@ const INVOKED: u8 = 1;
 
 /// The cursor resting in another function (VS Code asks for the light bulb's code actions
 /// there) warms the prompt a request there would send, before anything is typed: the user who
-/// reads before typing finds it read.
+/// reads before typing finds it read. VS Code may ask twice as it gets there (a tab's editor
+/// comes back at its first line, then restores the cursor): the place is warmed once, where
+/// the cursor is.
 #[test]
 fn a_cursor_resting_in_another_function_warms_its_prompt() {
     let server = Server::start_with(Behaviour::answer("c"), llamacpp(""));
     let (uri, _, _) = server.open("two.py", "python", &three_functions());
+    cursor_at(&server.lsp, &uri, (112, 0), AUTOMATIC);
     cursor_at(&server.lsp, &uri, (112, 12), AUTOMATIC);
     assert!(
         server.double.wait_for(|d| d.requests() == 1, WAIT),
