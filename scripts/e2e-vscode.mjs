@@ -6,14 +6,16 @@
 //   bar names the model that explained; typing a word at a slow typist's pace (a key every
 //   400 ms, faster than the model) cancels no model call on the server (from the usage log:
 //   VS Code cancels its request at each keystroke and asks again 50 ms later; a slow
-//   model's call must outlive that cancel and pass to the next request).
+//   model's call must outlive that cancel and pass to the next request).; then it opens
+//   --other and goes back to --file by its tab (the shell script checks the server log for
+//   the warm-up of the file come back to).
 // A PNG of each state goes to --out. Prints one line per check on stdout,
 //   RESULT <TAB> 0|1 <TAB> name <TAB> detail
 // for the shell script to count; progress goes to stderr. Exit 0 when every check held.
 // It starts nothing but the browser, which it closes (playwright also kills it on SIGTERM).
 //
 //   node scripts/e2e-vscode.mjs --url http://127.0.0.1:PORT --workspace DIR --file fib.py \
-//     --line 5 --model KEY --out DIR [--wait SECONDS] [--usage-log FILE]
+//     --other notes.py --line 5 --model KEY --out DIR [--wait SECONDS] [--usage-log FILE]
 // Needs PILOTFISH_NODE_MODULES (playwright-core) and PILOTFISH_CHROMIUM from `testbed env`.
 import { createRequire } from 'node:module';
 import * as fs from 'node:fs';
@@ -25,6 +27,7 @@ const { values: opt } = parseArgs({
     url: { type: 'string' },
     workspace: { type: 'string' },
     file: { type: 'string', default: 'fib.py' },
+    other: { type: 'string', default: 'notes.py' },
     line: { type: 'string', default: '5' },
     model: { type: 'string' },
     out: { type: 'string' },
@@ -74,6 +77,8 @@ const shot = async (name) => {
 const status = page.locator('[id="pilotfish.pilotfish.pilotfish.status"]');
 const statusText = async () => plain(await status.textContent({ timeout: 5000 }).catch(() => '')).trim();
 const escapeRe = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+// A tab by its file's name exactly (the Explain page's name starts with the file's).
+const tab = (name, active = false) => page.locator(`.tab${active ? '.active' : ''}[data-resource-name="${name}"]`).first();
 const modelRe = new RegExp(`(^|[^\\w-])${escapeRe(opt.model)}([^\\w-]|$)`);
 
 /** The text of the active editor's line N (1-based) without ghost text, from the DOM. */
@@ -209,6 +214,9 @@ try {
   // 5. Typing while the model works: no model call is cancelled by VS Code's keystrokes.
   if (opt['usage-log']) {
     await page.keyboard.press('Escape');
+    // Back from the Explain page to the file.
+    await tab(opt.file).click({ timeout: 10_000 });
+    await tab(opt.file, true).waitFor({ timeout: 10_000 });
     await page.keyboard.press('Control+G');
     await page.locator('.quick-input-widget input').waitFor({ timeout: 10_000 });
     await page.keyboard.type(String(line + 1));
@@ -234,6 +242,28 @@ try {
       `see ${opt['usage-log']}`);
     await page.keyboard.press('Escape');
   }
+
+  // 6. Another file, then back by the tab: VS Code asks for code actions at the cursor when
+  //    the editor's model changes, and that request is what warms the model server for the
+  //    file come back to. scripts/e2e-editors reads the server log for it once code-server
+  //    has written the log (on exit). The cursor first goes to the last line, where no
+  //    suggestion is cached (one would answer the next request there without the model).
+  await page.keyboard.press('Escape');
+  await page.keyboard.press('Control+G');
+  await page.locator('.quick-input-widget input').waitFor({ timeout: 10_000 });
+  await page.keyboard.type(String(original.trimEnd().split('\n').length));
+  await page.keyboard.press('Enter');
+  await page.keyboard.press('End');
+  await page.waitForTimeout(2000);
+  await page.locator('.explorer-folders-view .monaco-list-row', { hasText: opt.other }).first().dblclick({ timeout: 30_000 });
+  await tab(opt.other, true).waitFor({ timeout: 30_000 });
+  await page.waitForTimeout(4000);
+  log(`back to ${opt.file} by its tab`);
+  await tab(opt.file).click({ timeout: 10_000 });
+  await tab(opt.file, true).waitFor({ timeout: 10_000 });
+  // The rest that makes a new place, and the warm-up's read of fib.py's short prompt.
+  await page.waitForTimeout(8000);
+  await shot('back');
 } catch (error) {
   await shot('error').catch(() => undefined);
   result(false, 'VS Code: the driver ran to the end', `${error instanceof Error ? error.message.split('\n')[0] : error} (see ${opt.out}/vscode-error.png)`);
