@@ -715,19 +715,22 @@ class PilotfishClient:
     def open(self, doc: Doc, language: str, cursor: int) -> None:
         self.lsp.notify("textDocument/didOpen", {"textDocument": {
             "uri": doc.uri, "languageId": LANGUAGE_ID[language], "version": doc.version, "text": doc.text}})
-        self.focus(doc, cursor)
+        self.focus(doc, cursor, back=False)
 
-    def focus(self, doc: Doc, cursor: int) -> None:
+    def focus(self, doc: Doc, cursor: int, back: bool = True) -> None:
         """The developer comes to `doc` (it opens, or they switch back to its tab) with the
         cursor at `cursor`."""
         # VS Code asks for code actions at the cursor whenever it moves (for its light bulb),
         # automatically: here, where the file opens at the region or the developer comes
         # back to it. Typing moves it on in the same place, which tells the server nothing new.
+        # As code-server 4.x does (seen in scripts/e2e-editors' server log): twice at the
+        # cursor, and at a tab come back to first at its editor's first line.
         at = doc.position(cursor)
-        rid = self.lsp.request("textDocument/codeAction", {
-            "textDocument": {"uri": doc.uri}, "range": {"start": at, "end": at},
-            "context": {"diagnostics": [], "triggerKind": 2}})
-        self.own.add(rid)
+        for start in ([{"line": 0, "character": 0}] if back else []) + [at, at]:
+            rid = self.lsp.request("textDocument/codeAction", {
+                "textDocument": {"uri": doc.uri}, "range": {"start": start, "end": start},
+                "context": {"diagnostics": [], "triggerKind": 2}})
+            self.own.add(rid)
 
     def close(self, doc: Doc) -> None:
         self._cancel_pending()
@@ -921,7 +924,7 @@ class PlainClient:
     def open(self, doc: Doc, language: str, cursor: int) -> None:
         pass
 
-    def focus(self, doc: Doc, cursor: int) -> None:
+    def focus(self, doc: Doc, cursor: int, back: bool = True) -> None:
         pass
 
     def close(self, doc: Doc) -> None:
