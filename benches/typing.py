@@ -1191,10 +1191,12 @@ class Developer:
         end = rec.start + o.pause_ms / 1000
         while True:
             self.wait_until(end, stop=lambda: self.ghost is not None and not self.ghost.evaluated)
+            if self.ghost is not None and rec.ghost_ms is None:
+                # On screen, read already or not: the rest of a suggestion the developer
+                # turned down and typed along is still ghost text in this pause.
+                rec.ghost_ms = (self.ghost_times[0] - rec.start) * 1000
             if self.ghost is None or self.ghost.evaluated:
                 return 0
-            if rec.ghost_ms is None:
-                rec.ghost_ms = (self.ghost_times[0] - rec.start) * 1000
             ghost = self.ghost
             self.wait_until(max(now(), ghost.since + o.react_ms / 1000))
             if self.ghost is not ghost:
