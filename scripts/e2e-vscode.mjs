@@ -6,7 +6,7 @@
 //   bar names the model that explained; typing a word at a slow typist's pace (a key every
 //   400 ms, faster than the model) cancels no model call on the server (from the usage log:
 //   VS Code cancels its request at each keystroke and asks again 50 ms later; a slow
-//   model's call must outlive that cancel and pass to the next request).; then it opens
+//   model's call must outlive that cancel and pass to the next request); then it opens
 //   --other and goes back to --file by its tab (the shell script checks the server log for
 //   the warm-up of the file come back to).
 // A PNG of each state goes to --out. Prints one line per check on stdout,

@@ -83,8 +83,9 @@ impl CompletionEngine {
     /// editor's automatic code-action request at a cursor: VS Code asks at every cursor move,
     /// for its light bulb). Returns a [`CursorRest`] when that is a place in code the cursor
     /// was not at before (another definition, or any place in a document the user comes to
-    /// from another), warm-ups are on and no call is in flight for the document: hand it to
-    /// [`CompletionEngine::warm_up_when_settled`].
+    /// from another) or the place a rest still waits to settle at (reported again: the new
+    /// rest replaces it), warm-ups are on and no call is in flight for the document: hand it
+    /// to [`CompletionEngine::warm_up_when_settled`].
     pub fn cursor_rests(
         &self,
         session: &Session,
@@ -146,13 +147,13 @@ impl CompletionEngine {
         let engine = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(CURSOR_SETTLE).await;
-            let settled = lock(&engine.shared.docs)
-                .get_mut(&rest.uri)
-                .filter(|state| state.cursor_moves == rest.moves)
-                .is_some_and(|state| {
+            let settled = match lock(&engine.shared.docs).get_mut(&rest.uri) {
+                Some(state) if state.cursor_moves == rest.moves => {
                     state.rest_pending = false;
                     !state.busy()
-                });
+                }
+                _ => false,
+            };
             if settled {
                 engine.warm_up(&session, &snapshot, at, &related);
             }
