@@ -27,9 +27,9 @@ pub struct CacheKey {
 pub struct CachedSuggestion {
     pub text: Option<Arc<str>>,
     pub answered_by: Arc<str>,
-    /// The line the model wrote after the suggestion (a line break, then the line), the
-    /// suggestion for the place after accepting it: typed-ahead reuse offers it once the
-    /// user has typed or accepted the whole suggestion.
+    /// The lines the model wrote after the suggestion (each a line break, then the line):
+    /// typed-ahead reuse offers them one at a time once the user has typed or accepted the
+    /// whole suggestion, and each line before.
     pub then: Option<Arc<str>>,
 }
 
@@ -96,14 +96,21 @@ impl CompletionCache {
                     return None;
                 }
                 let typed = key.prefix.strip_prefix(k.prefix.as_str())?;
-                let rest = v.text.as_deref()?.strip_prefix(typed)?;
-                let (text, then) = if !rest.trim().is_empty() {
-                    (Arc::from(rest), v.then.clone())
-                } else if rest.is_empty() {
-                    // The whole suggestion typed or accepted: the line after it.
-                    (v.then.clone()?, None)
-                } else {
-                    return None;
+                let text = v.text.as_deref()?;
+                let (text, then) = match text.strip_prefix(typed) {
+                    Some(rest) if !rest.trim().is_empty() => (Arc::from(rest), v.then.clone()),
+                    Some(rest) if !rest.is_empty() => return None,
+                    // The whole suggestion typed or accepted, and maybe some of the lines
+                    // after it: the rest of the line the user is in, then the others.
+                    _ => {
+                        let then = v.then.as_deref()?;
+                        let rest = typed
+                            .strip_prefix(text)
+                            .and_then(|into| then.strip_prefix(into))
+                            .filter(|rest| !rest.trim().is_empty())?;
+                        let (line, more) = split_first_line(rest);
+                        (Arc::from(line), (!more.is_empty()).then(|| Arc::from(more)))
+                    }
                 };
                 Some((
                     k.clone(),
@@ -122,6 +129,16 @@ impl CompletionCache {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+}
+
+/// `lines` cut after its first line: the line break it may start with, then the text up to
+/// the next line break (which the second part starts with).
+fn split_first_line(lines: &str) -> (&str, &str) {
+    let body = lines.len() - lines.trim_start_matches(['\r', '\n']).len();
+    match lines[body..].find(['\r', '\n']) {
+        Some(end) => lines.split_at(body + end),
+        None => (lines, ""),
     }
 }
 
@@ -215,26 +232,40 @@ mod tests {
         assert_eq!(again.text.as_deref(), Some(" x in xs:\n        total += x"));
     }
 
-    /// The line the model wrote after a suggestion is offered once the whole suggestion is
-    /// typed (or accepted), and only then.
+    /// The lines the model wrote after a suggestion are offered once the whole suggestion is
+    /// typed (or accepted), one at a time, and only then.
     #[test]
-    fn the_line_after_a_suggestion_comes_once_it_is_typed() {
-        let then = |text: &str, after: &str| CachedSuggestion {
-            then: Some(after.into()),
-            ..answer(text)
-        };
+    fn the_lines_after_a_suggestion_come_once_it_is_typed() {
+        let lines_after = "\n    total += x\n    return total";
         // (typed after "total = sum(", expected suggestion, and what it offers next)
         let cases: &[(&str, Option<&str>, Option<&str>)] = &[
-            ("it", Some("ems)"), Some("\n    return total")),
-            ("items)", Some("\n    return total"), None),
+            ("it", Some("ems)"), Some(lines_after)),
+            (
+                "items)",
+                Some("\n    total += x"),
+                Some("\n    return total"),
+            ),
             ("items) ", None, None),
             ("items)x", None, None),
+            // Into the line after: its rest, then the next.
+            (
+                "items)\n    to",
+                Some("tal += x"),
+                Some("\n    return total"),
+            ),
+            ("items)\n    total += x", Some("\n    return total"), None),
+            ("items)\n    total -= x", None, None),
+            ("items)\n    total += x\n    return total", None, None),
+            ("items)\n    total += x\n    return total\n", None, None),
         ];
         for (typed, want, want_then) in cases {
             let mut c = CompletionCache::new(8);
             c.insert(
                 key("total = sum(", ""),
-                then("items)", "\n    return total"),
+                CachedSuggestion {
+                    then: Some(lines_after.into()),
+                    ..answer("items)")
+                },
             );
             let got = c.lookup_typed_ahead(&key(&format!("total = sum({typed}"), ""));
             assert_eq!(
@@ -247,6 +278,20 @@ mod tests {
                 *want_then,
                 "{typed:?}"
             );
+        }
+    }
+
+    #[test]
+    fn a_first_line_and_the_rest() {
+        let cases = [
+            ("\n    a\n    b", ("\n    a", "\n    b")),
+            ("ne2\n    b", ("ne2", "\n    b")),
+            ("\r\n  a\r\n  b", ("\r\n  a", "\r\n  b")),
+            ("\n\n  a", ("\n\n  a", "")),
+            ("a", ("a", "")),
+        ];
+        for (lines, want) in cases {
+            assert_eq!(split_first_line(lines), want, "{lines:?}");
         }
     }
 

@@ -19,6 +19,7 @@
 //! 6. [`balance_against_suffix`]: closers that the suffix already supplies.
 //! 7. [`already_follows`], [`repeats_neighbour`], [`tidy_whitespace`].
 
+use crate::position::lf_line_breaks;
 use crate::syntax::context::{CompletionContext, SuggestionShape};
 use crate::syntax::lang::Quote;
 use crate::syntax::{Language, LanguageSpec};
@@ -66,7 +67,7 @@ const LEAKED_TOKENS: &[&str] = &[
 /// Turns the model's raw text into the suggestion to show, or `None` to show nothing.
 pub fn postprocess(raw: &str, ctx: &CompletionContext, stop: &[String]) -> Option<String> {
     // A lone `\r` is a line break too (an editor shows it as one): the rules see every line.
-    let text = crate::position::lf_line_breaks(raw);
+    let text = lf_line_breaks(raw);
     let text = cut_at_stop(&text, stop);
     let text = strip_fences(text, ctx);
     let text = strip_echo(&text, &ctx.shape.line_before);
@@ -119,18 +120,39 @@ pub fn first_line_end(raw: &str) -> Option<usize> {
 }
 
 /// For a suggestion that ends a line — one at a line's end ([`SuggestionShape::next_line`])
-/// or a block — the suggestion at the place after accepting it, from what the model wrote
+/// or a block — the suggestions at the places after accepting it, from what the model wrote
 /// after it: `raw` is the model's whole answer and `kept` the suggestion made of its first
-/// lines. The rules are those of a request there (a line break, then one line; not blank,
-/// not the line already following, not a repeat). None unless that line is whole (a line
-/// break after it) and the answer's lines end where the suggestion's do.
-pub fn line_after(raw: &str, kept: &str, ctx: &CompletionContext) -> Option<String> {
+/// lines. Each line after is one suggestion, by the rules of a request there (a line break,
+/// then one line; not blank, not the line already following, not a repeat), and whole (a
+/// line break after it); they are returned together, the first up to the first that fails
+/// a rule or is not what the model wrote. None unless the answer's lines end where the
+/// suggestion's do and the first line after qualifies.
+pub fn lines_after(raw: &str, kept: &str, ctx: &CompletionContext) -> Option<String> {
+    let (mut lines, mut rest, mut after) = line_after(&lf_line_breaks(raw), kept, ctx)?;
+    let mut last = lines.clone();
+    while let Some((line, more, next)) = line_after(&rest, &last, &after) {
+        let written = &more[..first_line_end(&more).unwrap_or(more.len())];
+        if written.trim() != lf_line_breaks(&line).trim() {
+            break;
+        }
+        lines.push_str(&line);
+        (last, rest, after) = (line, more, next);
+    }
+    Some(lines)
+}
+
+/// One step of [`lines_after`]: the line after `kept` in `text` (the answer, its line breaks
+/// `\n`), the text from that line on, and the context after accepting `kept`.
+fn line_after(
+    text: &str,
+    kept: &str,
+    ctx: &CompletionContext,
+) -> Option<(String, String, CompletionContext)> {
     let shape = &ctx.shape;
     if !(shape.next_line || shape.multiline) {
         return None;
     }
-    let text = crate::position::lf_line_breaks(raw);
-    let kept_lf = crate::position::lf_line_breaks(kept);
+    let kept_lf = lf_line_breaks(kept);
     let end = if shape.multiline {
         // The block's lines are the answer's first lines, re-indented at most.
         let lines = kept_lf.split('\n').count();
@@ -138,7 +160,7 @@ pub fn line_after(raw: &str, kept: &str, ctx: &CompletionContext) -> Option<Stri
         let last = text[..end].rsplit('\n').next().unwrap_or_default();
         (last.trim() == kept_lf.rsplit('\n').next().unwrap_or_default().trim()).then_some(end)?
     } else {
-        first_line_end(&text)?
+        first_line_end(text)?
     };
     let rest = &text[end..];
     first_line_end(rest)?;
@@ -151,7 +173,8 @@ pub fn line_after(raw: &str, kept: &str, ctx: &CompletionContext) -> Option<Stri
         next_line: true,
         ..SuggestionShape::default()
     };
-    postprocess(rest, &after, &[]).filter(|line| line.starts_with(['\n', '\r']))
+    let line = postprocess(rest, &after, &[]).filter(|line| line.starts_with(['\n', '\r']))?;
+    Some((line, rest.to_string(), after))
 }
 
 /// Step 1: cuts at the earliest stop sequence or leaked special token. A bare line break in
@@ -971,14 +994,14 @@ mod tests {
     /// What the model wrote after a suggestion at a line's end is the suggestion after
     /// accepting it, under the rules a request there would follow.
     #[test]
-    fn the_line_after_the_suggestion() {
-        // (raw answer, the suggestion, the line after it)
+    fn the_lines_after_the_suggestion() {
+        // (raw answer, the suggestion, the lines after it)
         type LineAfter<'a> = (&'a str, Option<&'a str>, Option<&'a str>);
         let check = |c: &CompletionContext, cases: &[LineAfter]| {
             for (raw, want, want_after) in cases {
                 let kept = postprocess(raw, c, &[]);
                 assert_eq!(kept.as_deref(), *want, "{raw:?}");
-                let after = kept.as_deref().and_then(|k| line_after(raw, k, c));
+                let after = kept.as_deref().and_then(|k| lines_after(raw, k, c));
                 assert_eq!(after.as_deref(), *want_after, "{raw:?}");
             }
         };
@@ -1008,6 +1031,27 @@ mod tests {
                 Some("ems)"),
                 Some("\n    return total"),
             ),
+            // Every whole line after, up to one that is not whole, blank or already there.
+            (
+                "ems)\n    total += 1\n    return total\n",
+                Some("ems)"),
+                Some("\n    total += 1\n    return total"),
+            ),
+            (
+                "ems)\n    total += 1\n    return tot",
+                Some("ems)"),
+                Some("\n    total += 1"),
+            ),
+            (
+                "ems)\n    total += 1\n\n",
+                Some("ems)"),
+                Some("\n    total += 1"),
+            ),
+            (
+                "ems)\n    total += 1\n    print(1)\n    return total\n",
+                Some("ems)"),
+                Some("\n    total += 1"),
+            ),
         ];
         check(&c, cases);
         // A block: the line after its kept lines, where post-processing ended it (here the
@@ -1031,7 +1075,7 @@ mod tests {
         check(&ctx(block, Python, true, Some(8)), cases);
         // Only at a line's end: mid-line, the rest of the line follows the suggestion.
         let c = ctx(fixture, Python, false, None);
-        assert_eq!(line_after("ems)\n    return total\n", "ems)", &c), None);
+        assert_eq!(lines_after("ems)\n    return total\n", "ems)", &c), None);
     }
 
     /// (name, raw answer, fixture, language, multiline, block_indent, stop, expected)

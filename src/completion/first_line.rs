@@ -1,5 +1,5 @@
 //! A slow model's block or next line, streamed so that its first line reaches the user the
-//! moment it is written, and closed one line later.
+//! moment it is written, and closed one line later — or later, while the user keeps up.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -14,48 +14,48 @@ use crate::syntax::context::SuggestionShape;
 /// that long, and a model writing one line without end is not read twice over.
 const EARLY_LINE_MAX_BYTES: usize = 4096;
 
-/// How long a slow model's stream may go on once its first line is shown, for one line more
+/// How long a slow model's stream may wait for each line after its first one: one line more
 /// (a block's second line, or the line after a next line), which serves the user typing
 /// along or accepting the first; past that line, or this long, the stream is closed: the
 /// model is not held from the next place the user pauses at for lines they may never
 /// reach. (llama.vim caps its generation after the first line the same way,
 /// `t_max_predict_ms`.) Measured against the one second of lines a block used to get:
-/// BENCHMARKS.md, stop 17.
+/// BENCHMARKS.md, stop 17. A stream reads on while the user keeps up with it
+/// ([`keeps_up`]).
 const LINE_AFTER_LIMIT: Duration = Duration::from_secs(1);
 
+/// How far the user has come along a call's answer: the text they typed or accepted after
+/// the call's prompt since it started (empty once a request asks at a prefetch's own place,
+/// the suggestion before it accepted); None while no request follows the call.
+pub(super) type Followed = Mutex<Option<String>>;
+
 /// Streams a fill-in-the-middle answer and hands `publish` the raw text of its first line
-/// once that line is complete and `show_from` has passed; the stream goes on to the end of
-/// one line more, for at most [`LINE_AFTER_LIMIT`], and stops there, which stops the model.
-/// For a block, `publish` then gets the whole lines so far, and they are the answer. A
-/// model that turns out fast finishes the whole block before `show_from` (the budget), and
-/// the user gets the block, not its first line. For the next line after a statement that
-/// line is the whole suggestion, shown at once, and the line after it is the suggestion
-/// after accepting it.
+/// once that line is complete (for a block, once `show_from` has passed too: a model that
+/// turns out fast finishes the whole block before the budget, and the user gets the block,
+/// not its first line); the stream goes on to the end of one line more, for at most
+/// [`LINE_AFTER_LIMIT`], and more while the user keeps up with it (`followed`,
+/// [`keeps_up`]); each time `publish` gets the whole lines so far. It stops there, which
+/// stops the model. For a block the whole lines are the answer; for the next line after a
+/// statement its first line is the suggestion, and the lines after it the suggestions after
+/// accepting it.
 pub(super) async fn fim_first_line_first(
     providers: &Providers,
     model: &ModelConfig,
     call: FimCall<'_>,
-    shape: &SuggestionShape,
+    (shape, followed): (&SuggestionShape, &Followed),
     show_from: Instant,
     publish: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<ModelAnswer, ProviderError> {
     let text = Mutex::new(String::new());
-    let line_end = std::sync::OnceLock::new();
+    // Where each whole line written so far ends (its line break); a line starts after any
+    // blank lines before it.
+    let line_ends = Mutex::new(Vec::<usize>::new());
     let line_done = tokio::sync::Notify::new();
-    // For a block: a line after the first is complete.
-    let more_lines = tokio::sync::Notify::new();
-    // For a next line: where the line after it ends.
-    let then_end = std::sync::OnceLock::new();
-    let then_done = tokio::sync::Notify::new();
-    let next_line = shape.next_line;
     let mut looking = true;
     let mut on_text = |piece: &str| {
         let mut text = lock(&text);
         text.push_str(piece);
-        if !next_line && line_end.get().is_some() && piece.contains('\n') {
-            more_lines.notify_one();
-        }
-        if !looking {
+        if !looking || !piece.contains('\n') {
             return;
         }
         if text.len() > EARLY_LINE_MAX_BYTES {
@@ -64,60 +64,46 @@ pub(super) async fn fim_first_line_first(
             looking = false;
             return;
         }
-        if !piece.contains('\n') {
-            return;
-        }
-        match line_end.get() {
-            None => {
-                if let Some(end) = first_line_end(&text) {
-                    looking = next_line;
-                    let _ = line_end.set(end);
-                    line_done.notify_one();
-                }
-            }
-            Some(&end) => {
-                if let Some(then) = first_line_end(&text[end..]) {
-                    looking = false;
-                    let _ = then_end.set(end + then);
-                    then_done.notify_one();
-                }
-            }
+        let mut ends = lock(&line_ends);
+        let mut from = ends.last().map_or(0, |&end| end);
+        while let Some(end) = first_line_end(&text[from..]) {
+            from += end;
+            ends.push(from);
+            line_done.notify_one();
         }
     };
     let shown = async {
         line_done.notified().await;
-        let line = || {
-            let end = *line_end.get().expect("set before the notification");
+        // The text up to the end of the `n`th line (with its line break if `whole`).
+        let through = |n: usize, whole: bool| {
+            let end = lock(&line_ends)[n - 1] + usize::from(whole);
             lock(&text)[..end].to_owned()
         };
-        if next_line {
-            publish(&line());
-            if tokio::time::timeout(LINE_AFTER_LIMIT, then_done.notified())
-                .await
-                .is_err()
-            {
-                return line();
+        if !shape.next_line {
+            tokio::time::sleep_until(show_from.into()).await;
+        }
+        publish(&through(1, false));
+        let mut lines = 1;
+        loop {
+            let more = async {
+                loop {
+                    let written = lock(&line_ends).len();
+                    if written > lines {
+                        return written;
+                    }
+                    line_done.notified().await;
+                }
+            };
+            let Ok(written) = tokio::time::timeout(LINE_AFTER_LIMIT, more).await else {
+                return through(lines, lines > 1);
+            };
+            lines = written;
+            let answer = through(lines, true);
+            if !keeps_up(&answer, &lock(&line_ends), lines, followed) {
+                return answer;
             }
-            let end = *then_end.get().expect("set before the notification");
-            // With the line break that ends it: the line after is whole.
-            return lock(&text)[..=end].to_owned();
+            publish(&answer);
         }
-        tokio::time::sleep_until(show_from.into()).await;
-        publish(&line());
-        // With the line break that ends the last: that line is whole.
-        let whole_lines = || {
-            let text = lock(&text);
-            let end = text.rfind('\n').map_or(text.len(), |i| i + 1);
-            text[..end].to_owned()
-        };
-        // One line more (or already more, written before `show_from`).
-        if tokio::time::timeout(LINE_AFTER_LIMIT, more_lines.notified())
-            .await
-            .is_ok()
-        {
-            publish(&whole_lines());
-        }
-        whole_lines()
     };
     tokio::select! {
         answer = providers.fim_streamed(model, call, &mut on_text) => answer,
@@ -126,4 +112,21 @@ pub(super) async fn fim_first_line_first(
             ..ModelAnswer::default()
         }),
     }
+}
+
+/// Whether a stream, `lines` lines written (`answer`, the lines ending at `ends`), reads
+/// one line more: while the user keeps up with it — they follow the call (typed along its
+/// first line, or asked at a prefetch's place, accepting the suggestion before it) and have
+/// come, along what it wrote, to within one line of its last: a user accepting line after
+/// line finds the next one written. The line after the first is always read.
+fn keeps_up(answer: &str, ends: &[usize], lines: usize, followed: &Followed) -> bool {
+    let Some(followed) = lock(followed).clone() else {
+        return false;
+    };
+    // The end of the line before the last, without the whitespace a suggestion drops.
+    let needed = match lines.checked_sub(2) {
+        Some(0) | None => 0,
+        Some(line) => answer[..ends[line - 1]].trim_end().len(),
+    };
+    answer.starts_with(&followed) && followed.len() >= needed
 }

@@ -31,7 +31,7 @@ use tokio::sync::watch;
 use crate::cache::{CacheKey, CachedSuggestion, CompletionCache};
 use crate::config::{ModelConfig, PrefetchSetting};
 use crate::documents::{ByteEdit, RelatedFile, Snapshot, path_of_uri};
-use crate::postprocess::{line_after, postprocess};
+use crate::postprocess::{lines_after, postprocess};
 use crate::prompt::{
     Fim, FimPrompt, Repo, build_fim_in_repo, chat_completion_messages, fit_other_files,
 };
@@ -54,7 +54,7 @@ mod first_line;
 mod policy;
 mod warm_up;
 
-use first_line::fim_first_line_first;
+use first_line::{Followed, fim_first_line_first};
 pub use warm_up::CursorRest;
 use warm_up::{ReadAt, WarmUp};
 
@@ -202,6 +202,10 @@ struct Flight {
     abort_reason: Arc<AtomicU8>,
     /// Whether its answer may span lines (a block, or the next line after a statement).
     spans_lines: bool,
+    /// How far the user has come along its answer ([`Flight::followed_by`]): a slow model's
+    /// next line reads on while the user keeps up.
+    followed: Arc<Followed>,
+    purpose: Purpose,
 }
 
 /// The editor cancelled the request, or closed the document.
@@ -213,6 +217,20 @@ impl Flight {
     fn abort(&self, reason: u8) {
         self.abort_reason.store(reason, Ordering::Relaxed);
         self.abort.abort();
+    }
+
+    /// Notes a request for `key` (joining the call or answered from the cache) that follows
+    /// the call: typed along it, or asked at the place it was made for in the background.
+    fn followed_by(&self, key: &CacheKey) {
+        let typed = match policy::serves(&self.key, self.spans_lines, key) {
+            Serves::TypedAlong => &key.prefix[self.key.prefix.len()..],
+            Serves::Same if self.purpose == Purpose::Prefetch => "",
+            _ => return,
+        };
+        let mut followed = lock(&self.followed);
+        if followed.as_ref().is_none_or(|f| f.len() <= typed.len()) {
+            *followed = Some(typed.to_owned());
+        }
     }
 }
 
@@ -460,7 +478,7 @@ impl CompletionEngine {
             route,
         } = self.place(session, snapshot, cursor, related);
         let Some(primary) = route.chain.first() else {
-            self.begin(&snapshot.uri, started, None);
+            self.begin(&snapshot.uri, started, Claim::None);
             return Err(NoSuggestion::Failed(route.why_empty()));
         };
         let key = cache_key(&primary.name, &ctx);
@@ -468,10 +486,10 @@ impl CompletionEngine {
 
         lock(&self.shared.cache).resize(settings.cache_entries);
         if let Some(hit) = self.lookup(&key, &req) {
-            self.begin(&snapshot.uri, started, None);
+            self.begin(&snapshot.uri, started, Claim::Answered(&key));
             return hit;
         }
-        let begun = self.begin(&snapshot.uri, started, Some((&key, speed)));
+        let begun = self.begin(&snapshot.uri, started, Claim::Join(&key, speed));
         let (seq, mut latest) = (begun.seq, begun.latest);
         let debounce = policy::debounce(
             begun.gap,
@@ -713,11 +731,11 @@ impl CompletionEngine {
     }
 
     /// Registers a request: supersedes the older ones for the document, measures the typing
-    /// rhythm, and — when `claim` names the request's key — joins the document's model call
-    /// in flight if it can serve the request (the same prompt, or one the request typed
-    /// along while the model is slow). Joining here, before the superseded request lets go
-    /// of the call, keeps the call alive across the hand-over.
-    fn begin(&self, uri: &Arc<str>, now: Instant, claim: Option<(&CacheKey, Speed)>) -> Begun {
+    /// rhythm, tells the document's model call in flight how far the user has come along it,
+    /// and — for [`Claim::Join`] — joins that call if it can serve the request (the same
+    /// prompt, or one the request typed along while the model is slow). Joining here, before
+    /// the superseded request lets go of the call, keeps the call alive across the hand-over.
+    fn begin(&self, uri: &Arc<str>, now: Instant, claim: Claim) -> Begun {
         let mut docs = lock(&self.shared.docs);
         let state = docs.entry(uri.clone()).or_insert_with(DocState::new);
         let seq = *state.latest.borrow() + 1;
@@ -728,8 +746,13 @@ impl CompletionEngine {
             Some(gap) if gap < policy::PAUSE => Some(state.rhythm.map_or(gap, |r| (r + gap) / 2)),
             _ => None,
         };
-        let joined = claim.and_then(|(key, speed)| {
-            let flight = state.inflight.as_ref()?;
+        if let (Some(key), Some(flight)) = (claim.key(), &state.inflight) {
+            flight.followed_by(key);
+        }
+        let Claim::Join(key, speed) = claim else {
+            return Begun::at(seq, state, gap, None);
+        };
+        let joined = state.inflight.as_ref().and_then(|flight| {
             let serves = policy::serves(&flight.key, flight.spans_lines, key);
             let join = match serves {
                 Serves::Same => true,
@@ -748,13 +771,7 @@ impl CompletionEngine {
             };
             Some((waiter, serves))
         });
-        Begun {
-            seq,
-            latest: state.latest.subscribe(),
-            gap,
-            rhythm: state.rhythm,
-            joined,
-        }
+        Begun::at(seq, state, gap, joined)
     }
 
     /// Starts the document's model call for `key`, aborting the call in flight (its
@@ -833,6 +850,7 @@ impl CompletionEngine {
                 .fetch_add(1, Ordering::Relaxed);
         }
         let abort_reason = Arc::new(AtomicU8::new(ABORT_CANCELLED));
+        let followed = Arc::new(Followed::default());
         let log = call_log(
             &self.shared.usage,
             &id,
@@ -842,12 +860,12 @@ impl CompletionEngine {
         );
         let task = tokio::spawn(run_flight(
             self.clone(),
-            uri.clone(),
-            key.clone(),
+            (uri.clone(), key.clone()),
             prompt_input,
             route,
             session.clone(),
-            (purpose, tx, log, runs_on),
+            (purpose, tx, log),
+            (runs_on, followed.clone()),
         ));
         let waiters = usize::from(purpose == Purpose::Request);
         let flight = Arc::new(Flight {
@@ -858,6 +876,8 @@ impl CompletionEngine {
             runs_on,
             abort_reason,
             spans_lines,
+            followed,
+            purpose,
         });
         state.typing_point = typing_point;
         state.inflight = Some(flight.clone());
@@ -867,6 +887,23 @@ impl CompletionEngine {
             engine: self.clone(),
             uri: uri.clone(),
             superseded: false,
+        }
+    }
+}
+
+/// What a request registered by [`CompletionEngine::begin`] has: its key, if a model was
+/// routed to, and whether it was answered from the cache or may join the call in flight.
+enum Claim<'a> {
+    None,
+    Answered(&'a CacheKey),
+    Join(&'a CacheKey, Speed),
+}
+
+impl Claim<'_> {
+    fn key(&self) -> Option<&CacheKey> {
+        match self {
+            Claim::None => None,
+            Claim::Answered(key) | Claim::Join(key, _) => Some(key),
         }
     }
 }
@@ -881,6 +918,23 @@ struct Begun {
     rhythm: Option<Duration>,
     /// The call in flight this request joined, and how it serves the request.
     joined: Option<(Waiter, Serves)>,
+}
+
+impl Begun {
+    fn at(
+        seq: u64,
+        state: &DocState,
+        gap: Option<Duration>,
+        joined: Option<(Waiter, Serves)>,
+    ) -> Begun {
+        Begun {
+            seq,
+            latest: state.latest.subscribe(),
+            gap,
+            rhythm: state.rhythm,
+            joined,
+        }
+    }
 }
 
 /// The most tokens a completion asks `model` for.
@@ -919,15 +973,15 @@ fn other_files(related: &[RelatedFile], session: &Session) -> Vec<OtherFile> {
         .collect()
 }
 
-/// The suggestion in a model's raw answer, and the one after accepting it from what the
-/// model wrote after it ([`line_after`]).
+/// The suggestion in a model's raw answer, and the ones after accepting it from what the
+/// model wrote after it ([`lines_after`]).
 fn kept_and_then(
     raw: &str,
     ctx: &CompletionContext,
     stop: &[String],
 ) -> (Option<String>, Option<String>) {
     let kept = postprocess(raw, ctx, stop);
-    let then = kept.as_deref().and_then(|k| line_after(raw, k, ctx));
+    let then = kept.as_deref().and_then(|k| lines_after(raw, k, ctx));
     (kept, then)
 }
 
@@ -1120,12 +1174,12 @@ fn call_log(
 /// it and publishes it to the waiters; its line goes to the usage log.
 async fn run_flight(
     engine: CompletionEngine,
-    uri: Arc<str>,
-    key: CacheKey,
+    (uri, key): (Arc<str>, CacheKey),
     (ctx, other_files): (CompletionContext, Vec<OtherFile>),
     route: Route,
     session: Arc<Session>,
-    (purpose, tx, log, slow): (Purpose, watch::Sender<Published>, PendingCall, bool),
+    (purpose, tx, log): (Purpose, watch::Sender<Published>, PendingCall),
+    (slow, followed): (bool, Arc<Followed>),
 ) {
     let chain: Vec<_> = route
         .chain
@@ -1159,6 +1213,7 @@ async fn run_flight(
         first_line_first: slow && (ctx.shape.multiline || ctx.shape.next_line),
         show_from: started + budget,
         early: (&key, &engine.shared.cache, &tx),
+        followed: &followed,
     };
     let run = run_chain(
         &engine.shared.health,
@@ -1210,6 +1265,8 @@ struct Ask<'a> {
         &'a Mutex<CompletionCache>,
         &'a watch::Sender<Published>,
     ),
+    /// How far the user has come along the answer.
+    followed: &'a Followed,
 }
 
 impl Ask<'_> {
@@ -1306,7 +1363,7 @@ impl Ask<'_> {
                 self.providers,
                 model,
                 call,
-                &ctx.shape,
+                (&ctx.shape, self.followed),
                 self.show_from,
                 &publish,
             )

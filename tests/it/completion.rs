@@ -625,7 +625,7 @@ fn a_slow_models_block_shows_its_first_line_first() {
     server.lsp.shutdown_and_exit();
 }
 
-/// Typing along a shown first line keeps the call: the line after it is still to come.
+/// Typing along a shown first line keeps the call: the lines after it are still to come.
 #[test]
 fn typing_along_a_shown_first_line_keeps_the_call() {
     let (server, uri, line, col) = serve_sum_block(120);
@@ -641,16 +641,23 @@ fn typing_along_a_shown_first_line_keeps_the_call() {
         suggestion(&along).is_some_and(|s| s.starts_with(" x in xs:")),
         "{along}"
     );
-    // The call wrote its second line (the typing did not abort it), then was closed, and
-    // it was the only call. (Checked before asking again: the suggestion shown then starts
-    // a prefetch for the place after it.)
-    assert!(server.double.wait_for(|d| d.aborted() == 1, WAIT));
+    // The call wrote on (the typing did not abort it; typing along, the user keeps up with
+    // it, so it read past its second line, here to the answer's end), and it was the only
+    // call. (Checked before asking again: the suggestion shown then starts a prefetch for
+    // the place after it.)
+    assert!(
+        server
+            .double
+            .wait_for(|d| d.completed() == 1 && d.aborted() == 0, WAIT),
+        "{}",
+        server.double.summary()
+    );
     assert_eq!(server.double.requests(), 1, "{}", server.double.summary());
-    // Asked again at the same place, the answer has that line too.
+    // Asked again at the same place, the answer has the lines written since.
     let later = server.inline(&uri, line, col + 3);
     assert_eq!(
         suggestion(&later).as_deref(),
-        SUM_BLOCK_TWO_LINES.strip_prefix("for"),
+        SUM_BLOCK.strip_prefix("for"),
         "{later}"
     );
     server.lsp.shutdown_and_exit();
@@ -831,6 +838,86 @@ fn the_line_after_comes_with_it(options: Options) {
         "{}",
         server.double.summary()
     );
+    server.lsp.shutdown_and_exit();
+}
+
+/// A user accepting line after line of a slow model's answer finds each next line written:
+/// while they keep up with the call (within a line of what it wrote), it reads on past the
+/// line after, and each accept brings the next line; one model call in all. (A user who
+/// does not follow the call gets the line after and no more: above.)
+#[test]
+fn accepting_line_after_line_keeps_the_call_reading() {
+    let answer = "ems)\n    total += 1\n    total *= 2\n    return total\n    # done\n";
+    let server = Server::start(
+        Behaviour::answer(answer)
+            .chunks(6)
+            .chunk_delay(Duration::from_millis(120)),
+    );
+    let (uri, line, col) = server.open("sum.py", "python", "def f(items):\n    total = sum(it$0\n");
+    let shown = server.inline(&uri, line, col);
+    assert_eq!(suggestion(&shown).as_deref(), Some("ems)"), "{shown}");
+    // Accepted at once, while the model writes the line after; then each line as it comes.
+    server.lsp.type_text(&uri, 2, (line, col), "ems)");
+    let (mut at, mut version) = ((line, col + 4), 3);
+    for want in ["\n    total += 1", "\n    total *= 2", "\n    return total"] {
+        let next = server.inline(&uri, at.0, at.1);
+        assert_eq!(suggestion(&next).as_deref(), Some(want), "{next}");
+        server.lsp.type_text(&uri, version, at, want);
+        version += 1;
+        at = (at.0 + 1, want.len() as u32 - 1);
+    }
+    for place in ["sum(items)", "total += 1", "total *= 2"] {
+        assert_eq!(
+            server.calls_at(place),
+            0,
+            "{place}: {}",
+            server.double.summary()
+        );
+    }
+    assert_eq!(server.double.requests(), 1, "{}", server.double.summary());
+    server.lsp.shutdown_and_exit();
+}
+
+/// The same when the first of those lines comes from a prefetch: the user accepting the
+/// suggestion before it asks at the prefetch's place, and follows it.
+#[test]
+fn accepting_into_a_prefetch_keeps_it_reading() {
+    let server = Server::start(
+        Behaviour::answer_with(|call| {
+            if call.fim_prefix_text().ends_with("sum(it") {
+                "ems)\n    total += 1\n".to_owned()
+            } else {
+                "\n    total *= 2\n    total -= 3\n    return total\n    # done\n".to_owned()
+            }
+        })
+        .chunks(6)
+        .chunk_delay(Duration::from_millis(120)),
+    );
+    let (uri, line, col) = server.open("sum.py", "python", "def f(items):\n    total = sum(it$0\n");
+    let shown = server.inline(&uri, line, col);
+    assert_eq!(suggestion(&shown).as_deref(), Some("ems)"), "{shown}");
+    assert!(server.double.wait_for(|d| d.in_flight() == 0, WAIT));
+    server.lsp.type_text(&uri, 2, (line, col), "ems)");
+    // Shown from the first call; its prefetch starts.
+    let then = server.inline(&uri, line, col + 4);
+    assert_eq!(
+        suggestion(&then).as_deref(),
+        Some("\n    total += 1"),
+        "{then}"
+    );
+    assert!(server.double.wait_for(|d| d.requests() == 2, WAIT));
+    server
+        .lsp
+        .type_text(&uri, 3, (line, col + 4), "\n    total += 1");
+    let (mut at, mut version) = ((line + 1, 14), 4);
+    for want in ["\n    total *= 2", "\n    total -= 3", "\n    return total"] {
+        let next = server.inline(&uri, at.0, at.1);
+        assert_eq!(suggestion(&next).as_deref(), Some(want), "{next}");
+        server.lsp.type_text(&uri, version, at, want);
+        version += 1;
+        at = (at.0 + 1, want.len() as u32 - 1);
+    }
+    assert_eq!(server.double.requests(), 2, "{}", server.double.summary());
     server.lsp.shutdown_and_exit();
 }
 
