@@ -64,6 +64,9 @@ pub(super) async fn respond(conn: &mut Conn, shared: &Shared, parsed: Parsed) ->
             fault: None,
         };
         if endpoint.is_model_call() && request.method == "POST" {
+            // Counted with its record, under the same lock: a test that reads the record
+            // (a call at some place) and then the counters never sees one without the other.
+            counters.requests.fetch_add(1, Ordering::SeqCst);
             let earlier = state.log.iter().filter(|r| r.is_model_call()).count() - 1;
             if let Some((n, delay)) = behaviour.delay_after {
                 if earlier >= n {
@@ -106,7 +109,6 @@ pub(super) async fn respond(conn: &mut Conn, shared: &Shared, parsed: Parsed) ->
         return answer_probe(conn, endpoint, &models, health).await;
     }
 
-    counters.requests.fetch_add(1, Ordering::SeqCst);
     conn.model_call = true;
     let mut plan = plan;
     let text = match &answer {
