@@ -149,7 +149,7 @@ fn line_after(
     ctx: &CompletionContext,
 ) -> Option<(String, String, CompletionContext)> {
     let shape = &ctx.shape;
-    if !(shape.next_line || shape.multiline) {
+    if !(shape.next_line || shape.multiline || shape.line_after.trim().is_empty()) {
         return None;
     }
     let kept_lf = lf_line_breaks(kept);
@@ -1073,9 +1073,26 @@ mod tests {
             ("y = 1\n    print(1)\n", Some("y = 1"), None),
         ];
         check(&ctx(block, Python, true, Some(8)), cases);
+        // The rest of a line (here after a space, where the next line is not offered): the
+        // lines after it too.
+        let c = ctx(
+            "def f(items):\n    total = $0\n    print(1)\n",
+            Python,
+            false,
+            None,
+        );
+        assert_eq!(
+            lines_after("sum(items)\n    return total\n", "sum(items)", &c).as_deref(),
+            Some("\n    return total")
+        );
         // Only at a line's end: mid-line, the rest of the line follows the suggestion.
-        let c = ctx(fixture, Python, false, None);
-        assert_eq!(lines_after("ems)\n    return total\n", "ems)", &c), None);
+        let c = ctx(
+            "def f(items):\n    total = sum(it$0)\n",
+            Python,
+            false,
+            None,
+        );
+        assert_eq!(lines_after("ems)\n    return total\n", "ems", &c), None);
     }
 
     /// (name, raw answer, fixture, language, multiline, block_indent, stop, expected)

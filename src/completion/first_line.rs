@@ -1,5 +1,6 @@
-//! A slow model's block or next line, streamed so that its first line reaches the user the
-//! moment it is written, and closed one line later — or later, while the user keeps up.
+//! A slow model's block, next line or rest of a line, streamed so that its first line
+//! reaches the user the moment it is written, and closed one line later — or later, while
+//! the user keeps up.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -36,21 +37,26 @@ pub(super) type Followed = Mutex<Option<String>>;
 /// [`LINE_AFTER_LIMIT`], and more while the user keeps up with it (`followed`,
 /// [`keeps_up`]); each time `publish` gets the whole lines so far. It stops there, which
 /// stops the model. For a block the whole lines are the answer; for the next line after a
-/// statement its first line is the suggestion, and the lines after it the suggestions after
-/// accepting it.
+/// statement, or the rest of the cursor's line, its first line is the suggestion, and the
+/// lines after it the suggestions after accepting it. A first line `publish` keeps nothing
+/// of (the model has nothing to add, or writes the line that already follows) ends the
+/// stream there.
 pub(super) async fn fim_first_line_first(
     providers: &Providers,
     model: &ModelConfig,
     call: FimCall<'_>,
     (shape, followed): (&SuggestionShape, &Followed),
     show_from: Instant,
-    publish: &(dyn Fn(&str) + Send + Sync),
+    publish: &(dyn Fn(&str) -> bool + Send + Sync),
 ) -> Result<ModelAnswer, ProviderError> {
     let text = Mutex::new(String::new());
     // Where each whole line written so far ends (its line break); a line starts after any
     // blank lines before it.
     let line_ends = Mutex::new(Vec::<usize>::new());
     let line_done = tokio::sync::Notify::new();
+    // The rest of the cursor's line ends at the first line break, even at once (the model
+    // has nothing to add to the line); a block or next line after any leading ones.
+    let rest_of_line = !shape.multiline && !shape.next_line;
     let mut looking = true;
     let mut on_text = |piece: &str| {
         let mut text = lock(&text);
@@ -65,6 +71,13 @@ pub(super) async fn fim_first_line_first(
             return;
         }
         let mut ends = lock(&line_ends);
+        if ends.is_empty() && rest_of_line {
+            let Some(end) = text.find('\n') else {
+                return;
+            };
+            ends.push(end);
+            line_done.notify_one();
+        }
         let mut from = ends.last().map_or(0, |&end| end);
         while let Some(end) = first_line_end(&text[from..]) {
             from += end;
@@ -79,10 +92,13 @@ pub(super) async fn fim_first_line_first(
             let end = lock(&line_ends)[n - 1] + usize::from(whole);
             lock(&text)[..end].to_owned()
         };
-        if !shape.next_line {
+        if shape.multiline {
             tokio::time::sleep_until(show_from.into()).await;
         }
-        publish(&through(1, false));
+        if !publish(&through(1, false)) {
+            // No suggestion (nothing to add, or what already follows): nothing to read on for.
+            return through(1, false);
+        }
         let mut lines = 1;
         loop {
             let more = async {

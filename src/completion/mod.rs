@@ -786,7 +786,9 @@ impl CompletionEngine {
             runs_on,
             id,
         } = call;
-        let spans_lines = prompt_input.0.shape.multiline || prompt_input.0.shape.next_line;
+        let shape = &prompt_input.0.shape;
+        let spans_lines =
+            shape.multiline || shape.next_line || policy::streams_first_line(shape, runs_on);
         let read = ReadAt::of(uri, &prompt_input.0);
         let model = key.model.clone();
         let mut docs = lock(&self.shared.docs);
@@ -1210,7 +1212,7 @@ async fn run_flight(
         budget,
         // A slow model's block (or next line) is streamed, and its first line shown as
         // soon as it is written, while the rest fills the cache for typed-ahead reuse.
-        first_line_first: slow && (ctx.shape.multiline || ctx.shape.next_line),
+        first_line_first: policy::streams_first_line(&ctx.shape, slow),
         show_from: started + budget,
         early: (&key, &engine.shared.cache, &tx),
         followed: &followed,
@@ -1333,6 +1335,11 @@ impl Ask<'_> {
             },
         };
         let (mut prompt, other_files) = fim_prompt(fim, ctx, model, &repo, max_tokens);
+        if self.first_line_first {
+            // The rest of a line streamed goes on into the line after, the suggestion after
+            // accepting it; the stream is closed there.
+            prompt.stop.retain(|s| s != "\n");
+        }
         if self.cloud(model) {
             prompt.prompt = redact(&prompt.prompt).0;
             prompt.suffix = prompt.suffix.map(|s| redact(&s).0);
@@ -1349,15 +1356,17 @@ impl Ask<'_> {
         let answer = if self.first_line_first {
             let (key, cache, tx) = self.early;
             let publish = |raw: &str| {
-                if let (Some(kept), then) = kept_and_then(raw, ctx, &prompt.stop) {
-                    let hit = CachedSuggestion {
-                        text: Some(kept.into()),
-                        answered_by: name.clone(),
-                        then: then.map(Into::into),
-                    };
-                    lock(cache).insert(key.clone(), hit.clone());
-                    tx.send_replace(Some(Ok(hit)));
-                }
+                let (Some(kept), then) = kept_and_then(raw, ctx, &prompt.stop) else {
+                    return false;
+                };
+                let hit = CachedSuggestion {
+                    text: Some(kept.into()),
+                    answered_by: name.clone(),
+                    then: then.map(Into::into),
+                };
+                lock(cache).insert(key.clone(), hit.clone());
+                tx.send_replace(Some(Ok(hit)));
+                true
             };
             fim_first_line_first(
                 self.providers,

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use crate::cache::CacheKey;
+use crate::syntax::context::SuggestionShape;
 
 /// A gap between two requests longer than this ends a typing burst.
 pub const PAUSE: Duration = Duration::from_millis(400);
@@ -82,6 +83,16 @@ pub enum Serves {
     TypedAlong,
     /// Anything else: the call cannot serve the request.
     No,
+}
+
+/// Whether a model call streams its answer, shows the suggestion's first line as soon as it
+/// is written and reads on at least one line more ([`fim_first_line_first`]): a slow model's
+/// call whose suggestion ends the cursor's line — a block, the next line, or the rest of the
+/// line. The line after is the suggestion after accepting it.
+///
+/// [`fim_first_line_first`]: super::first_line::fim_first_line_first
+pub fn streams_first_line(shape: &SuggestionShape, slow: bool) -> bool {
+    slow && (shape.multiline || shape.line_after.trim().is_empty())
 }
 
 /// Whether the call for `flight` (whose answer may span lines when `spans_lines`: a block,

@@ -921,6 +921,70 @@ fn accepting_into_a_prefetch_keeps_it_reading() {
     server.lsp.shutdown_and_exit();
 }
 
+/// The rest of a line after a space (where the next line is not offered: the user goes on
+/// with the line) streams the same way: accepting it brings the line after from the cache.
+#[test]
+fn the_line_after_the_rest_of_a_line_comes_with_it() {
+    for (provider, fim) in [
+        ("ollama", "native"),
+        ("openai", "qwen"),
+        ("llamacpp", "native"),
+    ] {
+        let server = Server::start_with(
+            Behaviour::answer("sum(items)\n    return total\n    print(total)\n    # and more\n")
+                .chunks(6)
+                .chunk_delay(Duration::from_millis(60)),
+            Options::default().provider(provider, fim),
+        );
+        let (uri, line, col) = server.open("sum.py", "python", "def f(items):\n    total = $0\n");
+        let shown = server.inline(&uri, line, col);
+        assert_eq!(suggestion(&shown).as_deref(), Some("sum(items)"), "{shown}");
+        assert!(
+            server.double.wait_for(|d| d.aborted() == 1, WAIT),
+            "{provider}: closed at the end of the line after it: {}",
+            server.double.summary()
+        );
+        server.lsp.type_text(&uri, 2, (line, col), "sum(items)");
+        let next = server.inline(&uri, line, col + 10);
+        assert_eq!(
+            suggestion(&next).as_deref(),
+            Some("\n    return total"),
+            "{provider}: {next}"
+        );
+        assert_eq!(source_of(&next), "typed-ahead", "{next}");
+        // No call for the place after the first suggestion (showing the second starts the
+        // prefetch after it).
+        assert_eq!(
+            server.calls_at("total = sum(items)"),
+            0,
+            "{provider}: {}",
+            server.double.summary()
+        );
+        server.lsp.shutdown_and_exit();
+    }
+}
+
+/// A model with nothing to add to the line (its answer starts with a line break) shows
+/// nothing, and its stream is closed at that line break, not read on to the lines after.
+#[test]
+fn nothing_to_add_to_a_line_closes_the_stream_at_once() {
+    let server = Server::start_with(
+        Behaviour::answer("\n    return total\n    print(total)\n")
+            .chunks(4)
+            .chunk_delay(Duration::from_millis(100)),
+        Options::default(),
+    );
+    let (uri, line, col) = server.open("sum.py", "python", "def f(items):\n    total = $0\n");
+    let shown = server.inline(&uri, line, col);
+    assert_eq!(suggestion(&shown), None, "{shown}");
+    assert!(
+        server.double.wait_for(|d| d.aborted() == 1, WAIT),
+        "{}",
+        server.double.summary()
+    );
+    server.lsp.shutdown_and_exit();
+}
+
 /// A block keeps the line the model wrote after it too: here post-processing ends the block
 /// before a line that leaves it, and accepting the block brings that line from the cache —
 /// even when the user accepts while the model is still writing it: the request waits for the

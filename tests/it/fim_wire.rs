@@ -8,10 +8,12 @@ use crate::harness::{Options, Server, calls_not_after, suggestion};
 use crate::support::double::{Behaviour, Endpoint, ModelDouble, RecordedRequest};
 use crate::workspace::{Editor, Workspace, complete_route};
 
-/// A single-line spot: the rest of a `return` statement.
-const FIXTURE: &str = "fn add(a: i32, b: i32) -> i32 {\n    return $0\n}\n";
+/// A single-line spot: the rest of a `return` statement before its `;` (at a line's end a
+/// model not measured yet streams the line and the one after it; that wire is
+/// `completion::the_line_after_*`).
+const FIXTURE: &str = "fn add(a: i32, b: i32) -> i32 {\n    return $0;\n}\n";
 const PREFIX: &str = "fn add(a: i32, b: i32) -> i32 {\n    return ";
-const SUFFIX: &str = "\n}\n";
+const SUFFIX: &str = ";\n}\n";
 
 /// Starts a server for `provider`/`fim` whose model answers `answer`, asks for one inline
 /// completion at the fixture's cursor, and returns the suggestion and the model call.
