@@ -49,11 +49,18 @@ function modelDouble(): Promise<http.Server> {
           `data: ${JSON.stringify({ choices: [{ index: 0, delta: { content } }] })}\n\n`;
         res.end(piece('`add` returns the sum ') + piece('of its two arguments.') + 'data: [DONE]\n\n');
       } else if (url.endsWith('/completions')) {
-        res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({
-          choices: [{ index: 0, text: 'a + b', finish_reason: 'stop' }],
-          usage: { prompt_tokens: 10, completion_tokens: 3 },
-        }));
+        // As an OpenAI-compatible server answers: streamed when asked to be (a slow or
+        // unmeasured model's suggestion at a line's end is).
+        const usage = { prompt_tokens: 10, completion_tokens: 3 };
+        if (JSON.parse(body || '{}').stream) {
+          res.writeHead(200, { 'content-type': 'text/event-stream' });
+          const piece = (text: string, finish: string | null) =>
+            `data: ${JSON.stringify({ choices: [{ index: 0, text, finish_reason: finish }] })}\n\n`;
+          res.end(piece('a + ', null) + piece('b', 'stop') + 'data: [DONE]\n\n');
+        } else {
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ choices: [{ index: 0, text: 'a + b', finish_reason: 'stop' }], usage }));
+        }
       } else {
         res.writeHead(404);
         res.end();
