@@ -795,7 +795,9 @@ fn a_slow_block_stops_a_second_after_its_first_line(options: Options) {
 /// At a line's end a slow model's answer is streamed: its first line is shown at once, and
 /// the stream goes on to the end of the line after it, which is the suggestion after
 /// accepting the first — so accepting brings it from the cache with no model call for that
-/// place (no prefetch, no request), on every wire.
+/// place (no prefetch, no request), on every wire. So after a name being typed (where the
+/// next line would be offered too) and after a space (the rest of the line: the user goes
+/// on with it).
 #[test]
 fn the_line_after_a_suggestion_comes_with_it() {
     for (provider, fim) in [
@@ -803,31 +805,42 @@ fn the_line_after_a_suggestion_comes_with_it() {
         ("openai", "qwen"),
         ("llamacpp", "native"),
     ] {
-        the_line_after_comes_with_it(Options::default().provider(provider, fim));
+        for (typed, suggested) in [("sum(it", "ems)"), ("", "sum(items)")] {
+            the_line_after_comes_with_it(
+                Options::default().provider(provider, fim),
+                typed,
+                suggested,
+            );
+        }
     }
 }
 
-fn the_line_after_comes_with_it(options: Options) {
+/// `def f(items):` with `    total = {typed}` and the cursor after it; the model suggests
+/// `suggested`, then writes `return total` and more.
+fn the_line_after_comes_with_it(options: Options, typed: &str, suggested: &str) {
     let server = Server::start_with(
-        Behaviour::answer("ems)\n    return total\n    print(total)\n    # and more\n")
-            .chunks(6)
-            .chunk_delay(Duration::from_millis(60)),
+        Behaviour::answer(format!(
+            "{suggested}\n    return total\n    print(total)\n    # and more\n"
+        ))
+        .chunks(6)
+        .chunk_delay(Duration::from_millis(60)),
         options,
     );
-    let (uri, line, col) = server.open("sum.py", "python", "def f(items):\n    total = sum(it$0\n");
+    let fixture = format!("def f(items):\n    total = {typed}$0\n");
+    let (uri, line, col) = server.open("sum.py", "python", &fixture);
     let shown = server.inline(&uri, line, col);
-    assert_eq!(suggestion(&shown).as_deref(), Some("ems)"), "{shown}");
+    assert_eq!(suggestion(&shown).as_deref(), Some(suggested), "{shown}");
     assert!(
         server.double.wait_for(|d| d.aborted() == 1, WAIT),
         "closed at the end of the line after it: {}",
         server.double.summary()
     );
-    server.lsp.type_text(&uri, 2, (line, col), "ems)");
-    let next = server.inline(&uri, line, col + 4);
+    server.lsp.type_text(&uri, 2, (line, col), suggested);
+    let next = server.inline(&uri, line, col + suggested.len() as u32);
     assert_eq!(
         suggestion(&next).as_deref(),
         Some("\n    return total"),
-        "{next}"
+        "{suggested}: {next}"
     );
     assert_eq!(source_of(&next), "typed-ahead", "{next}");
     // No call for the place after the first suggestion: neither a prefetch when it was
@@ -835,7 +848,7 @@ fn the_line_after_comes_with_it(options: Options) {
     assert_eq!(
         server.calls_at("sum(items)"),
         0,
-        "{}",
+        "{suggested}: {}",
         server.double.summary()
     );
     server.lsp.shutdown_and_exit();
@@ -919,49 +932,6 @@ fn accepting_into_a_prefetch_keeps_it_reading() {
     }
     assert_eq!(server.double.requests(), 2, "{}", server.double.summary());
     server.lsp.shutdown_and_exit();
-}
-
-/// The rest of a line after a space (where the next line is not offered: the user goes on
-/// with the line) streams the same way: accepting it brings the line after from the cache.
-#[test]
-fn the_line_after_the_rest_of_a_line_comes_with_it() {
-    for (provider, fim) in [
-        ("ollama", "native"),
-        ("openai", "qwen"),
-        ("llamacpp", "native"),
-    ] {
-        let server = Server::start_with(
-            Behaviour::answer("sum(items)\n    return total\n    print(total)\n    # and more\n")
-                .chunks(6)
-                .chunk_delay(Duration::from_millis(60)),
-            Options::default().provider(provider, fim),
-        );
-        let (uri, line, col) = server.open("sum.py", "python", "def f(items):\n    total = $0\n");
-        let shown = server.inline(&uri, line, col);
-        assert_eq!(suggestion(&shown).as_deref(), Some("sum(items)"), "{shown}");
-        assert!(
-            server.double.wait_for(|d| d.aborted() == 1, WAIT),
-            "{provider}: closed at the end of the line after it: {}",
-            server.double.summary()
-        );
-        server.lsp.type_text(&uri, 2, (line, col), "sum(items)");
-        let next = server.inline(&uri, line, col + 10);
-        assert_eq!(
-            suggestion(&next).as_deref(),
-            Some("\n    return total"),
-            "{provider}: {next}"
-        );
-        assert_eq!(source_of(&next), "typed-ahead", "{next}");
-        // No call for the place after the first suggestion (showing the second starts the
-        // prefetch after it).
-        assert_eq!(
-            server.calls_at("total = sum(items)"),
-            0,
-            "{provider}: {}",
-            server.double.summary()
-        );
-        server.lsp.shutdown_and_exit();
-    }
 }
 
 /// A model with nothing to add to the line (its answer starts with a line break) shows
