@@ -34,8 +34,8 @@ pub(super) type Followed = Mutex<Option<String>>;
 /// once that line is complete (for a block, once `show_from` has passed too: a model that
 /// turns out fast finishes the whole block before the budget, and the user gets the block,
 /// not its first line); the stream goes on to the end of one line more, for at most
-/// [`LINE_AFTER_LIMIT`], and more while the user keeps up with it (`followed`,
-/// [`keeps_up`]); each time `publish` gets the whole lines so far. It stops there, which
+/// [`LINE_AFTER_LIMIT`], and more while the user keeps up with it (`followed`, if the model
+/// may read ahead; [`keeps_up`]); each time `publish` gets the whole lines so far. It stops there, which
 /// stops the model. For a block the whole lines are the answer; for the next line after a
 /// statement, or the rest of the cursor's line, its first line is the suggestion, and the
 /// lines after it the suggestions after accepting it. A first line `publish` keeps nothing
@@ -45,7 +45,7 @@ pub(super) async fn fim_first_line_first(
     providers: &Providers,
     model: &ModelConfig,
     call: FimCall<'_>,
-    (shape, followed): (&SuggestionShape, &Followed),
+    (shape, followed): (&SuggestionShape, Option<&Followed>),
     show_from: Instant,
     publish: &(dyn Fn(&str) -> bool + Send + Sync),
 ) -> Result<ModelAnswer, ProviderError> {
@@ -115,7 +115,7 @@ pub(super) async fn fim_first_line_first(
             };
             lines = written;
             let answer = through(lines, true);
-            if !keeps_up(&answer, &lock(&line_ends), lines, followed) {
+            if !followed.is_some_and(|f| keeps_up(&answer, &lock(&line_ends), lines, f)) {
                 return answer;
             }
             publish(&answer);

@@ -203,7 +203,7 @@ struct Flight {
     /// Whether its answer may span lines (a block, or the next line after a statement).
     spans_lines: bool,
     /// How far the user has come along its answer ([`Flight::followed_by`]): a slow model's
-    /// next line reads on while the user keeps up.
+    /// stream reads on while the user keeps up.
     followed: Arc<Followed>,
     purpose: Purpose,
 }
@@ -1210,9 +1210,11 @@ async fn run_flight(
         log_prompts: engine.shared.usage.log_prompts(),
         redact_before_cloud: session.config().privacy.redact_secrets,
         budget,
-        // A slow model's block (or next line) is streamed, and its first line shown as
-        // soon as it is written, while the rest fills the cache for typed-ahead reuse.
+        // A slow model's block, next line or rest of a line is streamed, and its first line
+        // shown as soon as it is written, while the rest fills the cache for typed-ahead
+        // reuse.
         first_line_first: policy::streams_first_line(&ctx.shape, slow),
+        read_ahead: session.completion().prefetch,
         show_from: started + budget,
         early: (&key, &engine.shared.cache, &tx),
         followed: &followed,
@@ -1269,6 +1271,11 @@ struct Ask<'a> {
     ),
     /// How far the user has come along the answer.
     followed: &'a Followed,
+    /// Which models may write, unasked, what the user may take next (the line after the
+    /// rest of a line; lines past the line after, while the user keeps up): those
+    /// `completion.prefetch` lets work in the background. Others (cloud models by default)
+    /// write the suggestion and, for a block or next line, the line after it.
+    read_ahead: PrefetchSetting,
 }
 
 impl Ask<'_> {
@@ -1335,7 +1342,8 @@ impl Ask<'_> {
             },
         };
         let (mut prompt, other_files) = fim_prompt(fim, ctx, model, &repo, max_tokens);
-        if self.first_line_first {
+        let read_ahead = self.read_ahead.allows(model);
+        if self.first_line_first && read_ahead {
             // The rest of a line streamed goes on into the line after, the suggestion after
             // accepting it; the stream is closed there.
             prompt.stop.retain(|s| s != "\n");
@@ -1372,7 +1380,7 @@ impl Ask<'_> {
                 self.providers,
                 model,
                 call,
-                (&ctx.shape, self.followed),
+                (&ctx.shape, read_ahead.then_some(self.followed)),
                 self.show_from,
                 &publish,
             )

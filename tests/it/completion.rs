@@ -934,6 +934,32 @@ fn accepting_into_a_prefetch_keeps_it_reading() {
     server.lsp.shutdown_and_exit();
 }
 
+/// Reading ahead is background work: a model `completion.prefetch` does not allow (a cloud
+/// model by default; here the setting is off) is asked for the rest of the line only — its
+/// call keeps the line-break stop — where a model that may read ahead is not.
+#[test]
+fn only_a_model_allowed_to_read_ahead_writes_past_the_line() {
+    for (prefetch, stops_at_the_line_end) in [("off", true), ("local", false)] {
+        let server = Server::start_with(
+            Behaviour::answer("sum(items)"),
+            Options::default()
+                .provider("openai", "qwen")
+                .completion(&format!("prefetch = \"{prefetch}\"\n")),
+        );
+        let (uri, line, col) = server.open("sum.py", "python", "def f(items):\n    total = $0\n");
+        let shown = server.inline(&uri, line, col);
+        assert_eq!(suggestion(&shown).as_deref(), Some("sum(items)"), "{shown}");
+        let call = server.double.last_model_call().expect("a model call");
+        let stops = call.body["stop"].as_array().cloned().unwrap_or_default();
+        assert_eq!(
+            stops.contains(&json!("\n")),
+            stops_at_the_line_end,
+            "prefetch = {prefetch}: {stops:?}"
+        );
+        server.lsp.shutdown_and_exit();
+    }
+}
+
 /// A model with nothing to add to the line (its answer starts with a line break) shows
 /// nothing, and its stream is closed at that line break, not read on to the lines after.
 #[test]
