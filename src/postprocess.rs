@@ -128,10 +128,11 @@ pub fn first_line_end(raw: &str) -> Option<usize> {
 /// a rule or is not what the model wrote. None unless the answer's lines end where the
 /// suggestion's do and the first line after qualifies.
 pub fn lines_after(raw: &str, kept: &str, ctx: &CompletionContext) -> Option<String> {
-    let (mut lines, mut rest, mut after) = line_after(&lf_line_breaks(raw), kept, ctx)?;
+    let text = lf_line_breaks(raw);
+    let (mut lines, mut rest, mut after) = line_after(&text, kept, ctx)?;
     let mut last = lines.clone();
-    while let Some((line, more, next)) = line_after(&rest, &last, &after) {
-        let written = &more[..first_line_end(&more).unwrap_or(more.len())];
+    while let Some((line, more, next)) = line_after(rest, &last, &after) {
+        let written = &more[..first_line_end(more).unwrap_or(more.len())];
         if written.trim() != lf_line_breaks(&line).trim() {
             break;
         }
@@ -143,13 +144,13 @@ pub fn lines_after(raw: &str, kept: &str, ctx: &CompletionContext) -> Option<Str
 
 /// One step of [`lines_after`]: the line after `kept` in `text` (the answer, its line breaks
 /// `\n`), the text from that line on, and the context after accepting `kept`.
-fn line_after(
-    text: &str,
+fn line_after<'a>(
+    text: &'a str,
     kept: &str,
     ctx: &CompletionContext,
-) -> Option<(String, String, CompletionContext)> {
+) -> Option<(String, &'a str, CompletionContext)> {
     let shape = &ctx.shape;
-    if !(shape.next_line || shape.multiline || shape.line_after.trim().is_empty()) {
+    if !shape.ends_line() {
         return None;
     }
     let kept_lf = lf_line_breaks(kept);
@@ -174,7 +175,7 @@ fn line_after(
         ..SuggestionShape::default()
     };
     let line = postprocess(rest, &after, &[]).filter(|line| line.starts_with(['\n', '\r']))?;
-    Some((line, rest.to_string(), after))
+    Some((line, rest, after))
 }
 
 /// Step 1: cuts at the earliest stop sequence or leaked special token. A bare line break in

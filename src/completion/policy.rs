@@ -92,7 +92,7 @@ pub enum Serves {
 ///
 /// [`fim_first_line_first`]: super::first_line::fim_first_line_first
 pub fn streams_first_line(shape: &SuggestionShape, slow: bool) -> bool {
-    slow && (shape.multiline || shape.line_after.trim().is_empty())
+    slow && shape.ends_line()
 }
 
 /// Whether the call for `flight` (whose answer may span lines when `spans_lines`: a block,

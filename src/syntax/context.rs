@@ -83,6 +83,15 @@ pub struct SuggestionShape {
     pub next_line: bool,
 }
 
+impl SuggestionShape {
+    /// Whether the suggestion ends the cursor's line — a block, or nothing but whitespace
+    /// after the cursor (the place of a next line among them) — so that what the model
+    /// writes after it is the suggestion after accepting it.
+    pub fn ends_line(&self) -> bool {
+        self.multiline || self.line_after.trim().is_empty()
+    }
+}
+
 /// Everything a prompt is built from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompletionContext {
