@@ -155,6 +155,36 @@ impl SseAnswer for ChatStream {
         Ok(())
     }
 
+    /// A whole Messages answer: `{"type": "message", "content": [text blocks…], "stop_reason",
+    /// "usage"}`; anything else (an `error`) reads as an event.
+    fn whole(&mut self, body: &str, text: &mut dyn FnMut(&str)) -> Result<(), WireError> {
+        let obj: Value = serde_json::from_str(body)
+            .map_err(|e| WireError::Malformed(format!("bad answer ({e}): {}", one_line(body))))?;
+        if obj.get("type").and_then(Value::as_str) != Some("message") {
+            return self.event("", body, text);
+        }
+        let blocks = obj.get("content").and_then(Value::as_array);
+        for block in blocks.into_iter().flatten() {
+            if block.get("type").and_then(Value::as_str) == Some("text") {
+                if let Some(piece) = block.get("text").and_then(Value::as_str) {
+                    text(piece);
+                }
+            }
+        }
+        let usage = obj.get("usage");
+        self.tokens_in = usage
+            .and_then(|u| u.get("input_tokens"))
+            .and_then(Value::as_u64);
+        self.tokens_out = usage
+            .and_then(|u| u.get("output_tokens"))
+            .and_then(Value::as_u64);
+        if let Some(reason) = obj.get("stop_reason").filter(|r| !r.is_null()) {
+            self.stopped = true;
+            self.cut_at_limit = reason.as_str() == Some("max_tokens");
+        }
+        Ok(())
+    }
+
     fn is_done(&self) -> bool {
         self.done
     }

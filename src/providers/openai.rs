@@ -38,7 +38,8 @@ fn chat_body(model: &ModelConfig, call: &ChatCall<'_>) -> Value {
 
 /// The SSE stream of `/chat/completions` (and of `/completions`, whose chunks carry `text`).
 /// Complete at `data: [DONE]`, or at the end of the body once a `finish_reason` was seen
-/// (servers that omit `[DONE]`).
+/// (servers that omit `[DONE]`). A whole answer (`choices[0].message` or `.text`) reads as
+/// its one event.
 #[derive(Debug, Default)]
 pub(super) struct ChatStream {
     finished: bool,
@@ -76,9 +77,11 @@ impl SseAnswer for ChatStream {
             });
         }
         if let Some(choice) = obj.pointer("/choices/0") {
+            // `message` is a whole chat answer's ([`SseAnswer::whole`]).
             let piece = choice
                 .pointer("/delta/content")
                 .or_else(|| choice.get("text"))
+                .or_else(|| choice.pointer("/message/content"))
                 .and_then(Value::as_str);
             if let Some(piece) = piece {
                 text(piece);

@@ -273,14 +273,23 @@ pub(super) trait SseAnswer: Send {
     fn usage(&self) -> (Option<u64>, Option<u64>);
     /// The provider said the answer stopped at the output-token limit.
     fn cut_at_limit(&self) -> bool;
+    /// A whole answer, one JSON object, where a stream was asked for: what a proxy or a
+    /// server that does not stream sends. Its text pieces go to `text`. By default it reads
+    /// as one event (the formats whose events carry the whole answer's fields).
+    fn whole(&mut self, body: &str, text: &mut dyn FnMut(&str)) -> Result<(), WireError> {
+        self.event("", body, text)
+    }
 }
 
 /// The [`ChatWire`] of an SSE answer format: decodes the events and hands them over until
-/// the answer's last one; an incomplete answer at the end of the body is an error.
+/// the answer's last one; an incomplete answer at the end of the body is an error. A body
+/// with no event that is one JSON object is read as the whole answer ([`SseAnswer::whole`]).
 #[derive(Debug, Default)]
 pub(super) struct SseWire<A> {
     sse: SseDecoder,
     events: usize,
+    /// The body as it came, until its first event (then the body is a stream).
+    before_events: Vec<u8>,
     answer: A,
 }
 
@@ -303,8 +312,15 @@ impl<A: SseAnswer> SseWire<A> {
 
 impl<A: SseAnswer> ChatWire for SseWire<A> {
     fn feed(&mut self, bytes: &[u8], text: &mut dyn FnMut(&str)) -> Result<(), WireError> {
+        if self.events == 0 {
+            self.before_events.extend_from_slice(bytes);
+        }
         let events = self.sse.push(bytes).map_err(WireError::Malformed)?;
-        self.events(events, text)
+        self.events(events, text)?;
+        if self.events > 0 && !self.before_events.is_empty() {
+            self.before_events = Vec::new();
+        }
+        Ok(())
     }
 
     fn finish(&mut self, text: &mut dyn FnMut(&str)) -> Result<(), WireError> {
@@ -312,10 +328,24 @@ impl<A: SseAnswer> ChatWire for SseWire<A> {
         self.events(events, text)?;
         if self.answer.is_complete() {
             Ok(())
-        } else if self.events == 0 {
-            Err(WireError::Malformed(self.sse.not_a_stream()))
-        } else {
+        } else if self.events > 0 {
             Err(WireError::Truncated)
+        } else if let Some(body) = json_object(&self.before_events) {
+            let mut gave_text = false;
+            self.answer.whole(body, &mut |piece| {
+                gave_text = true;
+                text(piece)
+            })?;
+            if self.answer.is_complete() || gave_text {
+                Ok(())
+            } else {
+                Err(WireError::Malformed(format!(
+                    "neither an event stream nor an answer: {}",
+                    one_line(body)
+                )))
+            }
+        } else {
+            Err(WireError::Malformed(self.sse.not_a_stream()))
         }
     }
 
@@ -330,6 +360,16 @@ impl<A: SseAnswer> ChatWire for SseWire<A> {
     fn cut_at_limit(&self) -> bool {
         self.answer.cut_at_limit()
     }
+}
+
+/// `body` when it is one JSON object (a whole answer sent where a stream was asked for).
+fn json_object(body: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(body).ok()?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text).trim();
+    serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .filter(serde_json::Value::is_object)
+        .map(|_| text)
 }
 
 /// The text received so far, and when its first piece came.
@@ -639,6 +679,134 @@ pub(super) mod tests {
             |d| d.finish().unwrap(),
         );
         assert_eq!(lines, vec!["{\"a\":\"é\"}", "{\"b\":2}", "{\"c\":3}"]);
+    }
+
+    /// A server or proxy that answers a streamed request with one JSON object: the whole
+    /// answer, in each provider's format, reads as its text, usage and ending.
+    #[test]
+    fn a_whole_answer_where_a_stream_was_asked_for() {
+        use super::super::{anthropic, llamacpp, ollama, openai};
+        let openai = run_wire::<SseWire<openai::ChatStream>>;
+        let anthropic = run_wire::<SseWire<anthropic::ChatStream>>;
+        let infill = run_wire::<SseWire<llamacpp::InfillStream>>;
+        let ollama = run_wire::<ollama::ChatStream>;
+        let overloaded = || WireError::Model {
+            status: Some(529),
+            message: "Overloaded".into(),
+        };
+        /// Name, wire, body; then the pieces, the ending, the usage and the cut it gives.
+        type Row = (
+            &'static str,
+            fn(&str) -> WireRun,
+            &'static str,
+            &'static [&'static str],
+            Result<(), WireError>,
+            (Option<u64>, Option<u64>),
+            bool,
+        );
+        let rows: [Row; 10] = [
+            (
+                "OpenAI chat",
+                openai,
+                r#"{"object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"fn main() {}"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":5}}"#,
+                &["fn main() {}"],
+                Ok(()),
+                (Some(12), Some(5)),
+                false,
+            ),
+            (
+                "OpenAI completions, cut at max_tokens",
+                openai,
+                r#"{"choices":[{"text":"x = 1","finish_reason":"length"}]}"#,
+                &["x = 1"],
+                Ok(()),
+                (None, None),
+                true,
+            ),
+            (
+                "pretty-printed, after a byte-order mark",
+                openai,
+                "\u{feff}{\r\n  \"choices\": [\r\n    {\"text\": \"a 😀\", \"finish_reason\": \"stop\"}\r\n  ]\r\n}\r\n",
+                &["a 😀"],
+                Ok(()),
+                (None, None),
+                false,
+            ),
+            (
+                "an error object",
+                openai,
+                r#"{"error":{"message":"Overloaded","code":529}}"#,
+                &[],
+                Err(overloaded()),
+                (None, None),
+                false,
+            ),
+            (
+                "JSON that is no answer",
+                openai,
+                r#"{"status":"ok"}"#,
+                &[],
+                Err(WireError::Malformed(
+                    r#"neither an event stream nor an answer: {"status":"ok"}"#.into(),
+                )),
+                (None, None),
+                false,
+            ),
+            (
+                "a JSON array",
+                openai,
+                r#"[{"text":"a"}]"#,
+                &[],
+                Err(WireError::Malformed(
+                    r#"not an event stream: [{"text":"a"}]"#.into(),
+                )),
+                (None, None),
+                false,
+            ),
+            (
+                "llama.cpp /infill",
+                infill,
+                r#"{"content":"    return a + b","stop":true,"tokens_evaluated":40,"tokens_predicted":7}"#,
+                &["    return a + b"],
+                Ok(()),
+                (Some(40), Some(7)),
+                false,
+            ),
+            (
+                "Anthropic message",
+                anthropic,
+                r#"{"type":"message","role":"assistant","content":[{"type":"text","text":"Explains "},{"type":"tool_use","id":"t","name":"n","input":{}},{"type":"text","text":"it."}],"stop_reason":"max_tokens","usage":{"input_tokens":30,"output_tokens":2}}"#,
+                &["Explains ", "it."],
+                Ok(()),
+                (Some(30), Some(2)),
+                true,
+            ),
+            (
+                "Anthropic error",
+                anthropic,
+                r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+                &[],
+                Err(overloaded()),
+                (None, None),
+                false,
+            ),
+            (
+                "Ollama, not streamed",
+                ollama,
+                r#"{"message":{"role":"assistant","content":"ok"},"done":true,"done_reason":"stop","prompt_eval_count":9,"eval_count":1}"#,
+                &["ok"],
+                Ok(()),
+                (Some(9), Some(1)),
+                false,
+            ),
+        ];
+        for (name, run, body, pieces, result, usage, cut_at_limit) in rows {
+            let got = run(body);
+            assert_eq!(got.pieces, pieces, "{name}");
+            assert_eq!(got.result, result, "{name}");
+            assert_eq!(got.usage, usage, "{name}");
+            assert_eq!(got.cut_at_limit, cut_at_limit, "{name}");
+        }
     }
 
     #[test]

@@ -311,6 +311,29 @@ fn explain_streams_with_progress_writes_a_file_and_opens_it() {
     assert!(page.contains("Answered by local"), "{page}");
 }
 
+/// A model server or proxy that answers a request for a stream with one JSON object (it
+/// buffers, or does not stream) still explains: the answer is read whole.
+#[test]
+fn explain_from_a_server_that_never_streams() {
+    let answer = "`add` returns the sum.";
+    let s = Actions::start_with(
+        Behaviour::answer("unused").never_streams(),
+        Some(Behaviour::answer(answer).never_streams()),
+        "",
+        full_capabilities(),
+    );
+    let (uri, _, cursor) = s.open("src/lib.rs", "rust", RUST_FN);
+    let result = s
+        .run("pilotfish.explain", at(&uri, cursor))
+        .expect("explain succeeds");
+    assert_eq!(result["markdown"], answer);
+    assert_eq!(result["model"], "cloud");
+    let cloud = s.cloud.as_ref().unwrap();
+    let call = cloud.last_model_call().expect("a call");
+    assert_eq!(call.body["stream"], json!(true), "a stream was asked for");
+    assert_eq!(s.local.requests(), 0);
+}
+
 #[test]
 fn explain_without_show_document_support_shows_a_message() {
     let answer = "It adds.";

@@ -815,6 +815,46 @@ fn the_line_after_a_suggestion_comes_with_it() {
     }
 }
 
+/// A model server or proxy that answers a request for a stream with one JSON object (it
+/// buffers, or does not stream) still suggests, on every wire: the answer is read whole, and
+/// the line after the suggestion comes with it as from a stream.
+#[test]
+fn a_model_that_never_streams_still_suggests() {
+    for (provider, fim) in [
+        ("ollama", "native"),
+        ("openai", "qwen"),
+        ("llamacpp", "native"),
+    ] {
+        let server = Server::start_with(
+            Behaviour::answer("ems)\n    return total\n").never_streams(),
+            Options::default().provider(provider, fim),
+        );
+        let (uri, line, col) =
+            server.open("sum.py", "python", "def f(items):\n    total = sum(it$0\n");
+        let shown = server.inline(&uri, line, col);
+        assert_eq!(
+            suggestion(&shown).as_deref(),
+            Some("ems)"),
+            "{provider}: {shown}"
+        );
+        let call = server.double.last_model_call().expect("a model call");
+        assert_ne!(
+            call.body["stream"],
+            json!(false),
+            "{provider}: a stream was asked for"
+        );
+        server.lsp.type_text(&uri, 2, (line, col), "ems)");
+        let next = server.inline(&uri, line, col + 4);
+        assert_eq!(
+            suggestion(&next).as_deref(),
+            Some("\n    return total"),
+            "{provider}: {next}"
+        );
+        assert_eq!(server.double.requests(), 1, "{}", server.double.summary());
+        server.lsp.shutdown_and_exit();
+    }
+}
+
 /// `def f(items):` with `    total = {typed}` and the cursor after it; the model suggests
 /// `suggested`, then writes `return total` and more.
 fn the_line_after_comes_with_it(options: Options, typed: &str, suggested: &str) {

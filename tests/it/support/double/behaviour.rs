@@ -130,6 +130,9 @@ pub struct Behaviour {
     /// Model names listed by `/api/tags` and `/v1/models`.
     pub models: Vec<String>,
     pub health: Health,
+    /// Answer with one JSON object even when the client asks for a stream (a proxy that
+    /// buffers, or a server that does not stream).
+    pub never_streams: bool,
 }
 
 impl Default for Behaviour {
@@ -144,6 +147,7 @@ impl Default for Behaviour {
             script: Vec::new(),
             models: vec!["test-model".to_owned()],
             health: Health::Up,
+            never_streams: false,
         }
     }
 }
@@ -215,6 +219,12 @@ impl Behaviour {
 
     pub fn health(mut self, health: Health) -> Self {
         self.health = health;
+        self
+    }
+
+    /// Answers whole, never streamed, whatever the client asks.
+    pub fn never_streams(mut self) -> Self {
+        self.never_streams = true;
         self
     }
 }

@@ -23,6 +23,8 @@ struct Plan {
     chunk_delay: Duration,
     chunks: usize,
     fault: Option<Fault>,
+    /// Whole answers, even to a request for a stream.
+    never_streams: bool,
 }
 
 pub(super) async fn respond(conn: &mut Conn, shared: &Shared, parsed: Parsed) -> Outcome {
@@ -62,6 +64,7 @@ pub(super) async fn respond(conn: &mut Conn, shared: &Shared, parsed: Parsed) ->
             chunk_delay: behaviour.chunk_delay,
             chunks: behaviour.chunks.max(1),
             fault: None,
+            never_streams: behaviour.never_streams,
         };
         if endpoint.is_model_call() && request.method == "POST" {
             // Counted with its record, under the same lock: a test that reads the record
@@ -174,7 +177,7 @@ async fn answer_model_call(conn: &mut Conn, request: &RecordedRequest, plan: Pla
         let body = wire::error_body(dialect, status, message);
         return send_json(conn, status, &body, None).await;
     }
-    let streaming = request.wants_stream();
+    let streaming = request.wants_stream() && !plan.never_streams;
     let usage = Usage::estimate(request, &plan.text, plan.finish);
     match plan.fault.clone() {
         Some(Fault::Status {
