@@ -787,8 +787,14 @@ impl CompletionEngine {
             id,
         } = call;
         let shape = &prompt_input.0.shape;
-        let spans_lines =
-            shape.multiline || shape.next_line || policy::streams_first_line(shape, runs_on);
+        // The rest of a line reads on past the line only on a model that may read ahead
+        // (`Ask::read_ahead`); elsewhere it stops at the line break.
+        let reads_past_line = policy::streams_first_line(shape, runs_on)
+            && route
+                .chain
+                .first()
+                .is_some_and(|m| session.completion().prefetch.allows(&m.config));
+        let spans_lines = shape.multiline || shape.next_line || reads_past_line;
         let read = ReadAt::of(uri, &prompt_input.0);
         let model = key.model.clone();
         let mut docs = lock(&self.shared.docs);

@@ -1000,6 +1000,56 @@ fn only_a_model_allowed_to_read_ahead_writes_past_the_line() {
     }
 }
 
+/// A user who types on past the line's end while the rest of the line is being written: on
+/// a model that reads ahead, the call writes the line after too, so the request there waits
+/// for it and is served from it (one call); on one that may not read ahead (stopped at the
+/// line break) the call cannot serve it, so it gives way at once to a call of its own
+/// rather than hold the request until it ends.
+#[test]
+fn typing_past_the_line_joins_only_a_call_that_reads_past_it() {
+    for prefetch in ["local", "off"] {
+        let server = Server::start_with(
+            Behaviour::answer("sum(items)\n    return total\n")
+                .chunks(4)
+                .chunk_delay(Duration::from_millis(300)),
+            Options::default()
+                .provider("openai", "qwen")
+                .completion(&format!("prefetch = \"{prefetch}\"\n")),
+        );
+        let (uri, line, col) = server.open("sum.py", "python", "def f(items):\n    total = $0\n");
+        let first = server.inline_request(&uri, line, col);
+        assert!(
+            server.double.wait_for(|d| d.requests() == 1, WAIT),
+            "{}",
+            server.double.summary()
+        );
+        server
+            .lsp
+            .type_text(&uri, 2, (line, col), "sum(items)\n    ");
+        let next = server.inline_request(&uri, line + 1, 4);
+        if prefetch == "local" {
+            let next = server.inline_result(next);
+            assert_eq!(suggestion(&next).as_deref(), Some("return total"), "{next}");
+            assert_eq!(server.double.requests(), 1, "{}", server.double.summary());
+        } else {
+            assert!(
+                server.double.wait_for(|d| d.requests() == 2, WAIT),
+                "{}",
+                server.double.summary()
+            );
+            assert_eq!(
+                server.double.completed(),
+                0,
+                "the first call was dropped, not waited for: {}",
+                server.double.summary()
+            );
+            server.inline_result(next);
+        }
+        server.lsp.response(first).expect("the first request ends");
+        server.lsp.shutdown_and_exit();
+    }
+}
+
 /// A model with nothing to add to the line (its answer starts with a line break) shows
 /// nothing, and its stream is closed at that line break, not read on to the lines after.
 #[test]
