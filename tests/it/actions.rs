@@ -331,7 +331,6 @@ fn explain_from_a_server_that_never_streams() {
     let cloud = s.cloud.as_ref().unwrap();
     let call = cloud.last_model_call().expect("a call");
     assert_eq!(call.body["stream"], json!(true), "a stream was asked for");
-    assert_eq!(s.local.requests(), 0);
 }
 
 #[test]
