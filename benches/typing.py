@@ -67,8 +67,8 @@ Figures (per system):
 - model calls and model-busy seconds per 100 characters of the regions; aborted share (and
   how many of those were prompt-cache warm-ups, which llama-server reads to the end anyway);
 - accept → next: after a whole accept the developer waits one pause for the next
-  suggestion (not after the region's last character): the median time to it, and in how
-  many of those accepts it came.
+  suggestion (not after the region's last character): the median time to it, in how many
+  of those accepts it came, and in how many it came within 100 ms.
 """
 
 from __future__ import annotations
@@ -1393,6 +1393,7 @@ def summarize(r: dict) -> dict:
         # for typing along), not thrown away.
         "aborted_after_a_line": sum(1 for c in calls if c["aborted"] and (c.get("lines_written") or 0) > 0),
         "next_p50_ms": pct(nexts, .5) if nexts else None,
+        "next_within100": sum(1 for x in nexts if x <= 100),
         "next_shown": len(nexts),
         "next_waited": len(waited),
     }
@@ -1407,7 +1408,7 @@ def fmt_ms(x) -> str:
 def table(results: list[dict]) -> str:
     out = ["| system | model | pauses with ghost text | pause → ghost p50 / p90 | within 100 ms "
            "| chars accepted | accepts (whole + partial) | model calls / 100 chars "
-           "| model-busy / 100 chars | calls aborted | accept → next p50 (came / waited) | load |",
+           "| model-busy / 100 chars | calls aborted | accept → next p50 (came / waited; within 100 ms) | load |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         s = summarize(r)
@@ -1419,7 +1420,7 @@ def table(results: list[dict]) -> str:
             f"| {s['busy_per100']:.1f} s | {100 * s['aborted_share']:.0f}% ({s['aborted']}/{s['calls']}"
             f"{'; ' + str(s['aborted_warm_ups']) + ' warm-ups' if s['aborted_warm_ups'] else ''}"
             f"{'; ' + str(s['aborted_after_a_line']) + ' after writing a line' if s['aborted_after_a_line'] else ''}) "
-            f"| {fmt_ms(s['next_p50_ms'])} ({s['next_shown']}/{s['next_waited']}) "
+            f"| {fmt_ms(s['next_p50_ms'])} ({s['next_shown']}/{s['next_waited']}; {s['next_within100']}) "
             f"| {r['load']['mean']:.1f} ({r['load']['min']:.1f}–{r['load']['max']:.1f}) |")
     return "\n".join(out)
 
