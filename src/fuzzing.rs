@@ -685,6 +685,10 @@ mod tests {
                 b"\x00\x02\x03\x00data: {\"choices\":[{\"delta\":{\"content\":\"a\xc3\xa9\"}}]}\r\n\r\ndata: [DONE]\n\n",
                 b"\x01\x01\x04{\"message\":{\"content\":\"x\"},\"done\":false}\n{\"done\":true,\"eval_count\":3}\n",
                 b"\x02\x00event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"text\":\"hi\"}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+                // Whole answers where a stream was asked for.
+                b"\x00\x02\x05{\"choices\":[{\"message\":{\"content\":\"a\"},\"finish_reason\":\"stop\"}]}\n",
+                b"\x02\x01\x03{\"type\":\"message\",\"content\":[{\"type\":\"text\",\"text\":\"b\"}],\"stop_reason\":\"end_turn\"}",
+                b"\x03\x00{\"content\":\"c\",\"stop\":true}",
             ],
         );
     }
