@@ -39,7 +39,7 @@ fn chat_body(model: &ModelConfig, call: &ChatCall<'_>) -> Value {
 /// The SSE stream of `/chat/completions` (and of `/completions`, whose chunks carry `text`).
 /// Complete at `data: [DONE]`, or at the end of the body once a `finish_reason` was seen
 /// (servers that omit `[DONE]`). A whole answer (`choices[0].message` or `.text`) reads as
-/// its one event.
+/// its one event ([`SseAnswer::whole`]).
 #[derive(Debug, Default)]
 pub(super) struct ChatStream {
     finished: bool,
@@ -48,6 +48,8 @@ pub(super) struct ChatStream {
     done: bool,
     tokens_in: Option<u64>,
     tokens_out: Option<u64>,
+    /// The body is one whole answer, not a stream ([`SseAnswer::whole`]).
+    whole: bool,
 }
 
 impl SseAnswer for ChatStream {
@@ -77,11 +79,14 @@ impl SseAnswer for ChatStream {
             });
         }
         if let Some(choice) = obj.pointer("/choices/0") {
-            // `message` is a whole chat answer's ([`SseAnswer::whole`]).
             let piece = choice
                 .pointer("/delta/content")
                 .or_else(|| choice.get("text"))
-                .or_else(|| choice.pointer("/message/content"))
+                .or_else(|| {
+                    // A whole chat answer's; never read from a stream's chunks, where it
+                    // would repeat what the deltas gave.
+                    self.whole.then(|| choice.pointer("/message/content"))?
+                })
                 .and_then(Value::as_str);
             if let Some(piece) = piece {
                 text(piece);
@@ -96,6 +101,13 @@ impl SseAnswer for ChatStream {
             self.tokens_out = usage.get("completion_tokens").and_then(Value::as_u64);
         }
         Ok(())
+    }
+
+    /// A whole `/chat/completions` answer carries `choices[0].message`, a whole
+    /// `/completions` answer `choices[0].text`: one event, read with `message` allowed.
+    fn whole(&mut self, body: &str, text: &mut dyn FnMut(&str)) -> Result<(), WireError> {
+        self.whole = true;
+        self.event("", body, text)
     }
 
     fn is_done(&self) -> bool {
@@ -253,6 +265,17 @@ mod tests {
         assert_eq!(result, Ok(()));
         assert_eq!(usage, (Some(9), Some(2)));
         assert!(!cut_at_limit);
+    }
+
+    /// A stream's last chunk that repeats the whole `message` (as some servers add) gives no
+    /// text twice: only a whole answer's `message` is read.
+    #[test]
+    fn chat_stream_reads_no_message_from_its_chunks() {
+        let body = "data: {\"choices\":[{\"delta\":{\"content\":\"ab\"}}]}\n\n\
+                    data: {\"choices\":[{\"message\":{\"content\":\"ab\"},\"finish_reason\":\"stop\"}]}\n\n\
+                    data: [DONE]\n\n";
+        let run = chat_stream(body);
+        assert_eq!((run.pieces, run.result), (vec!["ab".to_owned()], Ok(())));
     }
 
     #[test]
