@@ -28,16 +28,19 @@ pub struct ContextBudget {
 }
 
 impl ContextBudget {
-    /// The window for a model slow to read prompts (a CPU model): the first prompt at a new
-    /// place is about a third of the default's, which such a model reads in seconds rather
-    /// than tens of seconds; and a ~120-character suffix, which it re-reads at every request
-    /// (the prefix changed just before it) in a third of a second rather than a second. With
-    /// the real Qwen2.5-Coder-1.5B, `benches/quality.py`'s 66 holes lose no exact match to
-    /// the shorter suffix (59.1% at 120 characters, 56.1% at 300, 50.0% at 40; BENCHMARKS.md).
-    /// The imports before the window still go.
+    /// The window for a model slow to read prompts (a CPU model): ~1 KB of prefix, so that
+    /// the first prompt at a new place — which such a model reads at ~90 tokens a second on
+    /// two cores — is mostly read by the first pause after the user starts typing there
+    /// (with 2 KB, the first one or two pauses in a new file showed nothing; the typing bench
+    /// with the real Qwen2.5-Coder-1.5B: ghost text in 90% of pauses instead of 73%, 28% of
+    /// the characters accepted instead of 22%, BENCHMARKS.md stop 21 — for 3 holes of 66 of
+    /// exact match on `benches/quality.py`'s long holes, stop 16); and a ~120-character
+    /// suffix, which it re-reads at every request (the prefix changed just before it) in a
+    /// third of a second rather than a second (the 66 holes lose no exact match to it: 59.1%
+    /// at 120 characters, 56.1% at 300, 50.0% at 40). The imports before the window still go.
     pub fn compact() -> Self {
         ContextBudget {
-            prefix_tokens: 512,
+            prefix_tokens: 256,
             suffix_tokens: 30,
         }
     }
