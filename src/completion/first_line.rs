@@ -35,8 +35,8 @@ pub(super) type Followed = Mutex<Option<String>>;
 /// turns out fast finishes the whole block before the budget, and the user gets the block,
 /// not its first line); the stream goes on to the end of one line more, for at most
 /// [`LINE_AFTER_LIMIT`], and more while the user keeps up with it (`followed`, if the model
-/// may read ahead; [`keeps_up`]); each time `publish` gets the whole lines so far. It stops there, which
-/// stops the model. For a block the whole lines are the answer; for the next line after a
+/// may read ahead; [`keeps_up`]); each time `publish` gets the whole lines so far. It stops
+/// there, which stops the model. For a block the whole lines are the answer; for the next line after a
 /// statement, or the rest of the cursor's line, its first line is the suggestion, and the
 /// lines after it the suggestions after accepting it. A first line `publish` keeps nothing
 /// of (the model has nothing to add, or writes the line that already follows) ends the

@@ -647,11 +647,7 @@ impl CompletionEngine {
         // Only when the model a request there would ask may be asked in the background
         // (a prefetch from another model would be cached under a key no request uses);
         // and a failing prefetch falls back only to models that may be asked too.
-        if !route
-            .chain
-            .first()
-            .is_some_and(|c| allowed.allows(&c.config))
-        {
+        if !route.first_may_read_ahead(allowed) {
             return;
         }
         route.chain.retain(|c| allowed.allows(&c.config));
@@ -790,10 +786,7 @@ impl CompletionEngine {
         // The rest of a line reads on past the line only on a model that may read ahead
         // (`Ask::read_ahead`); elsewhere it stops at the line break.
         let reads_past_line = policy::streams_first_line(shape, runs_on)
-            && route
-                .chain
-                .first()
-                .is_some_and(|m| session.completion().prefetch.allows(&m.config));
+            && route.first_may_read_ahead(session.completion().prefetch);
         let spans_lines = shape.multiline || shape.next_line || reads_past_line;
         let read = ReadAt::of(uri, &prompt_input.0);
         let model = key.model.clone();
@@ -1039,6 +1032,14 @@ impl Route {
     /// hardware can do).
     fn average_answer(&self) -> Option<Duration> {
         Some(Duration::from_millis(self.first_latency()?.answer_ms))
+    }
+
+    /// Whether `setting` (`completion.prefetch`) lets the first model work unasked: a
+    /// prefetch, or a stream reading past the suggestion's line.
+    fn first_may_read_ahead(&self, setting: PrefetchSetting) -> bool {
+        self.chain
+            .first()
+            .is_some_and(|m| setting.allows(&m.config))
     }
 
     /// One line saying why no model can serve this request.
