@@ -22,6 +22,7 @@
 //! through [`RouteInput`]; the engine keeps no configuration of its own.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -136,9 +137,10 @@ struct DocState {
     /// Smoothed gap between requests during the current burst.
     rhythm: Option<Duration>,
     inflight: Option<Arc<Flight>>,
-    /// Where text typed keeps the call in flight useful: the byte offset it was asked at,
-    /// moved on by what was typed there since ([`CompletionEngine::edited`]).
-    typing_point: usize,
+    /// The text typed along the call in flight: from the byte offset where typing keeps it
+    /// useful (where it was asked, or where the suggestion a prefetch follows was shown) to
+    /// where typing there has come since ([`CompletionEngine::edited`]).
+    typed_along: Range<usize>,
     /// Where the last edit was: the start of its enclosing definition (or of the file).
     last_place: Option<usize>,
     /// Where the cursor last rested ([`CompletionEngine::cursor_rests`]), the same way.
@@ -166,7 +168,7 @@ impl DocState {
             last_request: None,
             rhythm: None,
             inflight: None,
-            typing_point: 0,
+            typed_along: 0..0,
             last_place: None,
             cursor_place: None,
             cursor_moves: 0,
@@ -206,6 +208,9 @@ struct Flight {
     /// stream reads on while the user keeps up.
     followed: Arc<Followed>,
     purpose: Purpose,
+    /// What its prompt has past the place typing along it starts: the suggestion a prefetch
+    /// follows, accepted in its prompt (empty for a request's call).
+    ahead: Arc<str>,
 }
 
 /// The editor cancelled the request, or closed the document.
@@ -232,6 +237,21 @@ impl Flight {
             *followed = Some(typed.to_owned());
         }
     }
+
+    /// Whether `typed`, the text typed along the call, agrees with what the call expects
+    /// there: what its prompt has past that place, then what it has written so far (its
+    /// suggestion and the lines after) — [`policy::agrees`].
+    fn agrees_with(&self, typed: impl IntoIterator<Item = u8>) -> bool {
+        let published = self.result.borrow();
+        let (text, then) = match &*published {
+            Some(Ok(hit)) => (hit.text.as_deref(), hit.then.as_deref()),
+            _ => (None, None),
+        };
+        policy::agrees(
+            typed,
+            [&*self.ahead, text.unwrap_or(""), then.unwrap_or("")],
+        )
+    }
 }
 
 /// A model call to start: for `key`, from the context and other files, on `route`.
@@ -242,6 +262,8 @@ struct NewCall {
     purpose: Purpose,
     /// The byte offset, in the live document, where typing keeps the call useful.
     typing_point: usize,
+    /// What the prompt has past `typing_point` ([`Flight::ahead`]).
+    ahead: Arc<str>,
     runs_on: bool,
     /// Its id in the usage log.
     id: Arc<str>,
@@ -360,7 +382,10 @@ impl CompletionEngine {
     /// Tells the engine that `snapshot`'s document was just edited (`edits` in byte offsets,
     /// in order). The document's model call in flight goes on only while the edits are text
     /// inserted where it was asked (the user typing along it, or accepting the suggestion a
-    /// prefetch follows); any other edit leaves it nothing to serve, and it is aborted.
+    /// prefetch follows) that agrees with what the call has written so far; any other edit
+    /// leaves it nothing to serve, and it is aborted — a call whose suggestion the user
+    /// typed past with something else would otherwise write on into its line after, and
+    /// the next request at the pause would wait for it.
     ///
     /// Returns where to warm the model server's prompt cache ([`CompletionEngine::warm_up`]),
     /// when the edit is the first at a new place (another definition, the first edit of the
@@ -378,14 +403,20 @@ impl CompletionEngine {
             state.cursor_place = Some(place);
             state.rest_pending = false;
             if let Some(flight) = state.inflight.as_ref().filter(|f| !f.abort.is_finished()) {
-                let serves = edits.iter().all(|edit| {
-                    let along = edit.is_insertion() && edit.start == state.typing_point;
+                let along = edits.iter().all(|edit| {
+                    let along = edit.is_insertion() && edit.start == state.typed_along.end;
                     if along {
-                        state.typing_point = edit.new_end;
+                        state.typed_along.end = edit.new_end;
                     }
                     along
                 });
-                if serves {
+                let typed = || {
+                    snapshot
+                        .rope
+                        .get_byte_slice(state.typed_along.clone())
+                        .map(|typed| typed.bytes())
+                };
+                if along && typed().is_some_and(|typed| flight.agrees_with(typed)) {
                     return None;
                 }
                 flight.abort(ABORT_SUPERSEDED);
@@ -505,6 +536,7 @@ impl CompletionEngine {
             route,
             purpose: Purpose::Request,
             typing_point: cursor,
+            ahead: Arc::from(""),
             runs_on: policy::keep_typed_along(speed),
             id: req.id.clone(),
         };
@@ -518,13 +550,26 @@ impl CompletionEngine {
                 // A call that showed its first line writes on (one line more, for at most
                 // `LINE_AFTER_LIMIT`), and what it writes may be what this
                 // request wants (the line after a suggestion just accepted): once it answers,
-                // look again at each line it publishes, until it ends.
+                // look again at each line it publishes, until it ends — or until what it
+                // wrote disagrees with what the request typed (the user typed on, past its
+                // suggestion, while it was still writing that). `typed` is what was typed
+                // past the call's prompt, which for a prefetch has the suggestion it follows
+                // (`ahead`) already.
+                let flight = waiter.flight.clone();
+                let typed = flight
+                    .as_ref()
+                    .and_then(|f| key.prefix.get(f.key.prefix.len()..))
+                    .unwrap_or_default();
                 let served = async {
                     waiter.result().await;
                     let mut more = waiter.changes();
                     loop {
                         if let Some(hit) = self.lookup(&key, &req) {
                             return Some(hit);
+                        }
+                        let flight = flight.as_ref()?;
+                        if !flight.agrees_with(flight.ahead.bytes().chain(typed.bytes())) {
+                            return None;
                         }
                         let more = more.as_mut()?;
                         more.changed().await.ok()?;
@@ -666,6 +711,11 @@ impl CompletionEngine {
             route,
             purpose: Purpose::Prefetch,
             typing_point,
+            // The suggestion shown at `typing_point`, accepted in this snapshot.
+            ahead: snapshot
+                .rope
+                .get_byte_slice(typing_point..cursor)
+                .map_or_else(|| Arc::from(""), |s| Arc::from(s.to_string())),
             runs_on: policy::keep_typed_along(speed),
             id: self.shared.usage.next_id().into(),
         };
@@ -779,6 +829,7 @@ impl CompletionEngine {
             route,
             purpose,
             typing_point,
+            ahead,
             runs_on,
             id,
         } = call;
@@ -879,8 +930,9 @@ impl CompletionEngine {
             spans_lines,
             followed,
             purpose,
+            ahead,
         });
-        state.typing_point = typing_point;
+        state.typed_along = typing_point..typing_point;
         state.inflight = Some(flight.clone());
         lock(&self.shared.last_read).insert(model, read);
         Waiter {

@@ -111,6 +111,19 @@ pub fn serves(flight: &CacheKey, spans_lines: bool, request: &CacheKey) -> Serve
     }
 }
 
+/// Whether the text typed along a model call agrees with what the call expects there
+/// (`expected`, in pieces: what its prompt has past the place typing started, then what it
+/// has written so far): one is the start of the other. The user typing a suggestion, or
+/// typing while the model has written nothing yet, agrees; once they disagree, nothing the
+/// call writes can serve them (it writes on only at the end, and typed-ahead reuse takes a
+/// suggestion only as far as it matches what was typed), and it is given up.
+pub fn agrees(typed: impl IntoIterator<Item = u8>, expected: [&str; 3]) -> bool {
+    typed
+        .into_iter()
+        .zip(expected.iter().flat_map(|piece| piece.bytes()))
+        .all(|(typed, expected)| typed == expected)
+}
+
 /// A model whose average answer takes more than this many budgets reads a compact prefix
 /// window ([`ContextBudget::compact`]). Well above the budget, so that a fast model whose
 /// average a cold prompt pushes past the budget now and then keeps one window (each switch of
@@ -272,6 +285,62 @@ mod tests {
         ];
         for (spans_lines, request, want) in cases {
             assert_eq!(serves(&flight, spans_lines, &request), want, "{request:?}");
+        }
+    }
+
+    #[test]
+    fn what_typing_along_a_call_agrees_with() {
+        // (typed, [ahead, written suggestion, lines written after it], agrees)
+        let cases = [
+            // Nothing written yet: any typing may still be what the model writes.
+            ("", ["", "", ""], true),
+            ("total", ["", "", ""], true),
+            // Typing the suggestion, all of it, into the line after, past what is written.
+            ("su", ["", "sum(items)", ""], true),
+            ("sum(items)", ["", "sum(items)", "\n    return"], true),
+            (
+                "sum(items)\n    ret",
+                ["", "sum(items)", "\n    return"],
+                true,
+            ),
+            (
+                "sum(items)\n    return total",
+                ["", "sum(items)", "\n    return"],
+                true,
+            ),
+            // Past the suggestion with something else, or into a line the model did not write.
+            ("len(", ["", "sum(items)", ""], false),
+            ("sum(x", ["", "sum(items)", "\n    return"], false),
+            ("sum(items) ", ["", "sum(items)", "\n    return"], false),
+            (
+                "sum(items)\n    print",
+                ["", "sum(items)", "\n    return"],
+                false,
+            ),
+            // A prefetch: the suggestion it follows first, accepted or typed.
+            ("", ["sum(items)", "", ""], true),
+            ("sum(", ["sum(items)", "", ""], true),
+            (
+                "sum(items)\n    re",
+                ["sum(items)", "\n    return", ""],
+                true,
+            ),
+            ("len(", ["sum(items)", "\n    return", ""], false),
+            (
+                "sum(items)\n    pr",
+                ["sum(items)", "\n    return", ""],
+                false,
+            ),
+            // Bytes, not characters: a character cut short disagrees only where it differs.
+            ("é", ["", "é = 1", ""], true),
+            ("è", ["", "é = 1", ""], false),
+        ];
+        for (typed, expected, want) in cases {
+            assert_eq!(
+                agrees(typed.bytes(), expected),
+                want,
+                "{typed:?} along {expected:?}"
+            );
         }
     }
 }

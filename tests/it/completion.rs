@@ -1127,3 +1127,63 @@ fn the_line_after_a_block_comes_with_it() {
     assert_eq!(server.double.completed(), 0, "{}", server.double.summary());
     server.lsp.shutdown_and_exit();
 }
+
+/// The user types past a slow model's suggestion with something else: its call, still
+/// writing the line after, can serve nothing more and is given up at once — not read on for
+/// up to a second (`LINE_AFTER_LIMIT`) while the request at the next pause waits for it.
+/// Whether the user typed on after the suggestion was shown (the edit gives the call up) or
+/// while it was still being written (the request waiting on the call gives up on it when
+/// it publishes a suggestion that is not what was typed), the call is closed as its first
+/// line is written, and the request at the pause gets its suggestion from a call of its own.
+#[test]
+fn typing_past_a_suggestion_with_something_else_gives_up_its_call() {
+    // Three pieces, one every `PIECE`: the first line is written with the second, the line
+    // after it with the third.
+    const PIECE: Duration = Duration::from_millis(1500);
+    for typed_before_the_first_line in [false, true] {
+        let server = Server::start_with(
+            Behaviour::answer_with(|call| {
+                if call.fim_prefix_text().ends_with("len(") {
+                    "items)\n".into()
+                } else {
+                    "sum(items)\n    return total\n".into()
+                }
+            })
+            .chunks(3)
+            .chunk_delay(PIECE),
+            Options::default().provider("openai", "qwen"),
+        );
+        let (uri, line, col) = server.open("sum.py", "python", "def f(items):\n    total = $0\n");
+        let first = server.inline_request(&uri, line, col);
+        assert!(
+            server.double.wait_for(|d| d.requests() == 1, WAIT),
+            "{}",
+            server.double.summary()
+        );
+        let asked = std::time::Instant::now();
+        if !typed_before_the_first_line {
+            let shown = server.inline_result(first);
+            assert_eq!(suggestion(&shown).as_deref(), Some("sum(items)"), "{shown}");
+        }
+        server.lsp.type_text(&uri, 2, (line, col), "len(");
+        let next = server.inline_request(&uri, line, col + 4);
+        assert!(
+            server.double.wait_for(|d| d.aborted() == 1, WAIT),
+            "{}",
+            server.double.summary()
+        );
+        let closed = asked.elapsed();
+        assert!(
+            closed < PIECE + Duration::from_millis(600),
+            "closed {closed:?} after it was asked, its first line written after {PIECE:?}: {}",
+            server.double.summary()
+        );
+        let next = server.inline_result(next);
+        assert_eq!(suggestion(&next).as_deref(), Some("items)"), "{next}");
+        assert_eq!(server.calls_at("len("), 1, "{}", server.double.summary());
+        if typed_before_the_first_line {
+            server.lsp.response(first).expect("the first request ends");
+        }
+        server.lsp.shutdown_and_exit();
+    }
+}
