@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::config::ModelConfig;
+use crate::position::lf_line_breaks;
 use crate::postprocess::first_line_end;
 use crate::providers::{FimCall, ModelAnswer, ProviderError, Providers};
 use crate::sync::lock;
@@ -139,10 +140,13 @@ fn keeps_up(answer: &str, ends: &[usize], lines: usize, followed: &Followed) -> 
     let Some(followed) = lock(followed).clone() else {
         return false;
     };
+    // Line breaks compared as `\n` on both sides: the user's are the file's (`\r\n` in a
+    // CRLF file), the model's its own.
+    let followed = lf_line_breaks(&followed);
     // The end of the line before the last, without the whitespace a suggestion drops.
     let needed = match lines.checked_sub(2) {
         Some(0) | None => 0,
-        Some(line) => answer[..ends[line - 1]].trim_end().len(),
+        Some(line) => lf_line_breaks(&answer[..ends[line - 1]]).trim_end().len(),
     };
-    answer.starts_with(&followed) && followed.len() >= needed
+    lf_line_breaks(answer).starts_with(followed.as_str()) && followed.len() >= needed
 }

@@ -904,81 +904,86 @@ fn the_line_after_comes_with_it(options: Options, typed: &str, suggested: &str) 
 /// A user accepting line after line of a slow model's answer finds each next line written:
 /// while they keep up with the call (within a line of what it wrote), it reads on past the
 /// line after, and each accept brings the next line; one model call in all. (A user who
-/// does not follow the call gets the line after and no more: above.)
+/// does not follow the call gets the line after and no more: above.) The same in a CRLF
+/// file, whose suggestions come with its line breaks.
 #[test]
 fn accepting_line_after_line_keeps_the_call_reading() {
     let answer = "ems)\n    total += 1\n    total *= 2\n    return total\n    # done\n";
-    let server = Server::start(
-        Behaviour::answer(answer)
-            .chunks(6)
-            .chunk_delay(Duration::from_millis(120)),
-    );
-    let (uri, line, col) = server.open("sum.py", "python", "def f(items):\n    total = sum(it$0\n");
-    let shown = server.inline(&uri, line, col);
-    assert_eq!(suggestion(&shown).as_deref(), Some("ems)"), "{shown}");
-    // Accepted at once, while the model writes the line after; then each line as it comes.
-    server.lsp.type_text(&uri, 2, (line, col), "ems)");
-    let (mut at, mut version) = ((line, col + 4), 3);
-    for want in ["\n    total += 1", "\n    total *= 2", "\n    return total"] {
-        let next = server.inline(&uri, at.0, at.1);
-        assert_eq!(suggestion(&next).as_deref(), Some(want), "{next}");
-        server.lsp.type_text(&uri, version, at, want);
-        version += 1;
-        at = (at.0 + 1, want.len() as u32 - 1);
-    }
-    for place in ["sum(items)", "total += 1", "total *= 2"] {
-        assert_eq!(
-            server.calls_at(place),
-            0,
-            "{place}: {}",
-            server.double.summary()
+    for eol in ["\n", "\r\n"] {
+        let server = Server::start(
+            Behaviour::answer(answer)
+                .chunks(6)
+                .chunk_delay(Duration::from_millis(120)),
         );
+        let text = format!("def f(items):{eol}    total = sum(it$0{eol}");
+        let (uri, line, col) = server.open("sum.py", "python", &text);
+        let shown = server.inline(&uri, line, col);
+        assert_eq!(suggestion(&shown).as_deref(), Some("ems)"), "{shown}");
+        // Accepted at once, while the model writes the line after; then each line as it
+        // comes.
+        server.lsp.type_text(&uri, 2, (line, col), "ems)");
+        let (mut at, mut version) = ((line, col + 4), 3);
+        for want in ["\n    total += 1", "\n    total *= 2", "\n    return total"] {
+            let want = want.replace('\n', eol);
+            let next = server.inline(&uri, at.0, at.1);
+            assert_eq!(suggestion(&next), Some(want.clone()), "{eol:?}: {next}");
+            server.lsp.type_text(&uri, version, at, &want);
+            version += 1;
+            at = (at.0 + 1, (want.len() - eol.len()) as u32);
+        }
+        for place in ["sum(items)", "total += 1", "total *= 2"] {
+            assert_eq!(
+                server.calls_at(place),
+                0,
+                "{eol:?}, {place}: {}",
+                server.double.summary()
+            );
+        }
+        assert_eq!(server.double.requests(), 1, "{}", server.double.summary());
+        server.lsp.shutdown_and_exit();
     }
-    assert_eq!(server.double.requests(), 1, "{}", server.double.summary());
-    server.lsp.shutdown_and_exit();
 }
 
 /// The same when the first of those lines comes from a prefetch: the user accepting the
-/// suggestion before it asks at the prefetch's place, and follows it.
+/// suggestion before it asks at the prefetch's place, and follows it — in a CRLF file too.
 #[test]
 fn accepting_into_a_prefetch_keeps_it_reading() {
-    let server = Server::start(
-        Behaviour::answer_with(|call| {
-            if call.fim_prefix_text().ends_with("sum(it") {
-                "ems)\n    total += 1\n".to_owned()
-            } else {
-                "\n    total *= 2\n    total -= 3\n    return total\n    # done\n".to_owned()
-            }
-        })
-        .chunks(6)
-        .chunk_delay(Duration::from_millis(120)),
-    );
-    let (uri, line, col) = server.open("sum.py", "python", "def f(items):\n    total = sum(it$0\n");
-    let shown = server.inline(&uri, line, col);
-    assert_eq!(suggestion(&shown).as_deref(), Some("ems)"), "{shown}");
-    assert!(server.double.wait_for(|d| d.in_flight() == 0, WAIT));
-    server.lsp.type_text(&uri, 2, (line, col), "ems)");
-    // Shown from the first call; its prefetch starts.
-    let then = server.inline(&uri, line, col + 4);
-    assert_eq!(
-        suggestion(&then).as_deref(),
-        Some("\n    total += 1"),
-        "{then}"
-    );
-    assert!(server.double.wait_for(|d| d.requests() == 2, WAIT));
-    server
-        .lsp
-        .type_text(&uri, 3, (line, col + 4), "\n    total += 1");
-    let (mut at, mut version) = ((line + 1, 14), 4);
-    for want in ["\n    total *= 2", "\n    total -= 3", "\n    return total"] {
-        let next = server.inline(&uri, at.0, at.1);
-        assert_eq!(suggestion(&next).as_deref(), Some(want), "{next}");
-        server.lsp.type_text(&uri, version, at, want);
-        version += 1;
-        at = (at.0 + 1, want.len() as u32 - 1);
+    for eol in ["\n", "\r\n"] {
+        let server = Server::start(
+            Behaviour::answer_with(|call| {
+                if call.fim_prefix_text().ends_with("sum(it") {
+                    "ems)\n    total += 1\n".to_owned()
+                } else {
+                    "\n    total *= 2\n    total -= 3\n    return total\n    # done\n".to_owned()
+                }
+            })
+            .chunks(6)
+            .chunk_delay(Duration::from_millis(120)),
+        );
+        let text = format!("def f(items):{eol}    total = sum(it$0{eol}");
+        let (uri, line, col) = server.open("sum.py", "python", &text);
+        let shown = server.inline(&uri, line, col);
+        assert_eq!(suggestion(&shown).as_deref(), Some("ems)"), "{shown}");
+        assert!(server.double.wait_for(|d| d.in_flight() == 0, WAIT));
+        server.lsp.type_text(&uri, 2, (line, col), "ems)");
+        // Shown from the first call; its prefetch starts.
+        let then = server.inline(&uri, line, col + 4);
+        let first = format!("{eol}    total += 1");
+        assert_eq!(suggestion(&then), Some(first.clone()), "{eol:?}: {then}");
+        assert!(server.double.wait_for(|d| d.requests() == 2, WAIT));
+        server.lsp.type_text(&uri, 3, (line, col + 4), &first);
+        let (mut at, mut version) = ((line + 1, 14), 4);
+        for want in ["\n    total *= 2", "\n    total -= 3", "\n    return total"] {
+            let want = want.replace('\n', eol);
+            let next = server.inline(&uri, at.0, at.1);
+            assert_eq!(suggestion(&next), Some(want.clone()), "{eol:?}: {next}");
+            server.lsp.type_text(&uri, version, at, &want);
+            version += 1;
+            at = (at.0 + 1, (want.len() - eol.len()) as u32);
+        }
+        assert_eq!(server.double.requests(), 2, "{}", server.double.summary());
+        server.lsp.shutdown_and_exit();
     }
-    assert_eq!(server.double.requests(), 2, "{}", server.double.summary());
-    server.lsp.shutdown_and_exit();
 }
 
 /// Reading ahead is background work: a model `completion.prefetch` does not allow (a cloud
