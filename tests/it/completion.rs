@@ -250,14 +250,7 @@ fn a_model_slower_than_the_budget_still_gets_its_suggestion_to_the_editor() {
 #[test]
 fn an_editor_that_typed_on_gets_no_late_answer_for_the_old_place() {
     let server = Server::start(
-        Behaviour::answer_with(|call| {
-            if call.fim_prefix_text().ends_with("return x") {
-                " * 2".to_owned()
-            } else {
-                "a + b".to_owned()
-            }
-        })
-        .delay(Duration::from_millis(800)),
+        Behaviour::answer_at("return x", " * 2", "a + b").delay(Duration::from_millis(800)),
     );
     let (uri, line, col) = server.open("add.rs", "rust", FIXTURE);
     let old = server.inline_request(&uri, line, col);
@@ -302,13 +295,11 @@ fn a_slow_models_call_is_kept_while_the_user_types_along_it() {
 /// background while the first was shown, with one model call.
 #[test]
 fn accepting_a_suggestion_brings_the_next_one_from_the_cache() {
-    let server = Server::start(Behaviour::answer_with(|call| {
-        if call.fim_prefix_text().ends_with("total = 0\n    ") {
-            "for item in items:".to_owned()
-        } else {
-            "total += item".to_owned()
-        }
-    }));
+    let server = Server::start(Behaviour::answer_at(
+        "total = 0\n    ",
+        "for item in items:",
+        "total += item",
+    ));
     let fixture = "def f(items):\n    total = 0\n    $0\n";
     let (uri, line, col) = server.open("sum.py", "python", fixture);
     let shown = server.inline(&uri, line, col);
@@ -922,15 +913,12 @@ fn accepting_line_after_line_keeps_the_call_reading() {
         // Accepted at once, while the model writes the line after; then each line as it
         // comes.
         server.lsp.type_text(&uri, 2, (line, col), "ems)");
-        let (mut at, mut version) = ((line, col + 4), 3);
-        for want in ["\n    total += 1", "\n    total *= 2", "\n    return total"] {
-            let want = want.replace('\n', eol);
-            let next = server.inline(&uri, at.0, at.1);
-            assert_eq!(suggestion(&next), Some(want.clone()), "{eol:?}: {next}");
-            server.lsp.type_text(&uri, version, at, &want);
-            version += 1;
-            at = (at.0 + 1, (want.len() - eol.len()) as u32);
-        }
+        accept_line_after_line(
+            &server,
+            (&uri, (line, col + 4), 3),
+            eol,
+            &["\n    total += 1", "\n    total *= 2", "\n    return total"],
+        );
         for place in ["sum(items)", "total += 1", "total *= 2"] {
             assert_eq!(
                 server.calls_at(place),
@@ -950,13 +938,11 @@ fn accepting_line_after_line_keeps_the_call_reading() {
 fn accepting_into_a_prefetch_keeps_it_reading() {
     for eol in ["\n", "\r\n"] {
         let server = Server::start(
-            Behaviour::answer_with(|call| {
-                if call.fim_prefix_text().ends_with("sum(it") {
-                    "ems)\n    total += 1\n".to_owned()
-                } else {
-                    "\n    total *= 2\n    total -= 3\n    return total\n    # done\n".to_owned()
-                }
-            })
+            Behaviour::answer_at(
+                "sum(it",
+                "ems)\n    total += 1\n",
+                "\n    total *= 2\n    total -= 3\n    return total\n    # done\n",
+            )
             .chunks(6)
             .chunk_delay(Duration::from_millis(120)),
         );
@@ -972,17 +958,33 @@ fn accepting_into_a_prefetch_keeps_it_reading() {
         assert_eq!(suggestion(&then), Some(first.clone()), "{eol:?}: {then}");
         assert!(server.double.wait_for(|d| d.requests() == 2, WAIT));
         server.lsp.type_text(&uri, 3, (line, col + 4), &first);
-        let (mut at, mut version) = ((line + 1, 14), 4);
-        for want in ["\n    total *= 2", "\n    total -= 3", "\n    return total"] {
-            let want = want.replace('\n', eol);
-            let next = server.inline(&uri, at.0, at.1);
-            assert_eq!(suggestion(&next), Some(want.clone()), "{eol:?}: {next}");
-            server.lsp.type_text(&uri, version, at, &want);
-            version += 1;
-            at = (at.0 + 1, (want.len() - eol.len()) as u32);
-        }
+        accept_line_after_line(
+            &server,
+            (&uri, (line + 1, 14), 4),
+            eol,
+            &["\n    total *= 2", "\n    total -= 3", "\n    return total"],
+        );
         assert_eq!(server.double.requests(), 2, "{}", server.double.summary());
         server.lsp.shutdown_and_exit();
+    }
+}
+
+/// Accepts `lines` one after another (each a line break, then the line) from `at`, the
+/// document at `version` before the first, as an editor inserts them in a file whose line
+/// break is `eol`; each must be the suggestion shown there.
+fn accept_line_after_line(
+    server: &Server,
+    (uri, mut at, mut version): (&str, (u32, u32), i32),
+    eol: &str,
+    lines: &[&str],
+) {
+    for want in lines {
+        let want = want.replace('\n', eol);
+        let next = server.inline(uri, at.0, at.1);
+        assert_eq!(suggestion(&next), Some(want.clone()), "{eol:?}: {next}");
+        server.lsp.type_text(uri, version, at, &want);
+        version += 1;
+        at = (at.0 + 1, (want.len() - eol.len()) as u32);
     }
 }
 
@@ -1147,15 +1149,9 @@ fn typing_past_a_suggestion_with_something_else_gives_up_its_call() {
     const PIECE: Duration = Duration::from_millis(1500);
     for typed_before_the_first_line in [false, true] {
         let server = Server::start_with(
-            Behaviour::answer_with(|call| {
-                if call.fim_prefix_text().ends_with("len(") {
-                    "items)\n".into()
-                } else {
-                    "sum(items)\n    return total\n".into()
-                }
-            })
-            .chunks(3)
-            .chunk_delay(PIECE),
+            Behaviour::answer_at("len(", "items)\n", "sum(items)\n    return total\n")
+                .chunks(3)
+                .chunk_delay(PIECE),
             Options::default().provider("openai", "qwen"),
         );
         let (uri, line, col) = server.open("sum.py", "python", "def f(items):\n    total = $0\n");

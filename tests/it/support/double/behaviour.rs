@@ -169,6 +169,18 @@ impl Behaviour {
         }
     }
 
+    /// Answer a model call whose text before the cursor ends with `place` with `answer`,
+    /// any other with `elsewhere`.
+    pub fn answer_at(place: &'static str, answer: &'static str, elsewhere: &'static str) -> Self {
+        Behaviour::answer_with(move |call| {
+            if call.fim_prefix_text().ends_with(place) {
+                answer.to_owned()
+            } else {
+                elsewhere.to_owned()
+            }
+        })
+    }
+
     /// Every model call gets `fault`.
     pub fn failing(fault: Fault) -> Self {
         Behaviour::default().fault(fault)
