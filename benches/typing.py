@@ -64,7 +64,9 @@ Figures (per system):
   typing resumed; pause → ghost p50/p90 (over the pauses that had it), measured from the
   last keystroke; within 100 ms: the share of all pauses with ghost text within 100 ms;
 - chars accepted: accepted characters / all characters of the regions (typed + accepted);
-- model calls and model-busy seconds per 100 characters of the regions; aborted share (and
+- model calls and model-busy seconds per 100 characters of the regions (the proxy's count,
+  and in brackets, with `--llama`, the model server's: its CPU time over its threads, which
+  also has the prompts it read on after their client closed); aborted share (and
   how many of those were prompt-cache warm-ups, which llama-server reads to the end anyway);
 - accept → next: after a whole accept the developer waits one pause for the next
   suggestion (not after the region's last character): the median time to it, in how many
@@ -1384,6 +1386,8 @@ def summarize(r: dict) -> dict:
         "calls": len(calls),
         "calls_per100": len(calls) * per100,
         "busy_per100": r["busy_s"] * per100,
+        "server_busy_per100": (r["server_cpu_busy_s"] * per100
+                               if r.get("server_cpu_busy_s") is not None else None),
         "aborted": sum(1 for c in calls if c["aborted"]),
         "aborted_share": sum(1 for c in calls if c["aborted"]) / len(calls) if calls else 0,
         # Prompt-cache warm-ups closed while their prompt is read: llama-server reads it on
@@ -1408,16 +1412,21 @@ def fmt_ms(x) -> str:
 def table(results: list[dict]) -> str:
     out = ["| system | model | pauses with ghost text | pause → ghost p50 / p90 | within 100 ms "
            "| chars accepted | accepts (whole + partial) | model calls / 100 chars "
-           "| model-busy / 100 chars | calls aborted | accept → next p50 (came / waited; within 100 ms) | load |",
+           "| model-busy / 100 chars (the server's count) | calls aborted | accept → next p50 (came / waited; within 100 ms) | load |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         s = summarize(r)
+        # The model server's own count (CPU time / threads), which also has the prompts it
+        # read on after their client closed; with `--llama` only.
+        server_busy = ("" if s["server_busy_per100"] is None
+                       else f" ({s['server_busy_per100']:.1f} s)")
         out.append(
             f"| {r['system']} | {r['model']} | {100 * s['shown_share']:.0f}% ({s['shown']}/{s['pauses']}) "
             f"| {fmt_ms(s['ghost_p50_ms'])} / {fmt_ms(s['ghost_p90_ms'])} | {100 * s['within100_share']:.0f}% "
             f"| {100 * s['accepted_share']:.1f}% ({r['accepted']}/{r['chars']}) "
             f"| {s['accepts_whole']} + {s['accepts_partial']} | {s['calls_per100']:.1f} ({s['calls']}) "
-            f"| {s['busy_per100']:.1f} s | {100 * s['aborted_share']:.0f}% ({s['aborted']}/{s['calls']}"
+            f"| {s['busy_per100']:.1f} s{server_busy} "
+            f"| {100 * s['aborted_share']:.0f}% ({s['aborted']}/{s['calls']}"
             f"{'; ' + str(s['aborted_warm_ups']) + ' warm-ups' if s['aborted_warm_ups'] else ''}"
             f"{'; ' + str(s['aborted_after_a_line']) + ' after writing a line' if s['aborted_after_a_line'] else ''}) "
             f"| {fmt_ms(s['next_p50_ms'])} ({s['next_shown']}/{s['next_waited']}; {s['next_within100']}) "
