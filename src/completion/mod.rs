@@ -410,13 +410,12 @@ impl CompletionEngine {
                     }
                     along
                 });
-                let typed = || {
-                    snapshot
+                if along
+                    && snapshot
                         .rope
                         .get_byte_slice(state.typed_along.clone())
-                        .map(|typed| typed.bytes())
-                };
-                if along && typed().is_some_and(|typed| flight.agrees_with(typed)) {
+                        .is_some_and(|typed| flight.agrees_with(typed.bytes()))
+                {
                     return None;
                 }
                 flight.abort(ABORT_SUPERSEDED);
