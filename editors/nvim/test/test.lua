@@ -361,6 +361,44 @@ local ok, err = xpcall(function()
   check("the cursor resting in another function warms its prompt (a generate with num_predict <= 1)",
     warmed ~= nil and tostring(warmed.prompt):find("def second%(b%):\n    $") ~= nil,
     warmed and inspect1(warmed.prompt) or ("no warm-up after the cursor rested; " .. before .. " before"))
+
+  -- 8. A dos buffer: Neovim sends its text with \r\n, so the server's suggestions carry
+  -- \r\n too; the lines they make in the buffer must not keep a \r (shown as ^M, written as
+  -- \r\r\n). The double answers one line, so the multi-line item here is the server's shape
+  -- written out; scripts/e2e-editors nvim012-dos shows it end to end on 0.12.
+  for _, case in ipairs({
+    { "a = 1\r\n    b = 2", { "a = 1", "    b = 2" } },
+    { "a = 1\n    b = 2", { "a = 1", "    b = 2" } },
+    { "a + b", { "a + b" } },
+    { "a\r\n\r\nb\r\n", { "a", "", "b", "" } },
+  }) do
+    check("buffer lines of " .. inspect1(case[1]),
+      vim.deep_equal(pilotfish.buffer_lines(case[1]), case[2]),
+      inspect1(pilotfish.buffer_lines(case[1])))
+  end
+  local dos_path = env.PILOTFISH_WORKSPACE .. "/dos.py"
+  vim.fn.writefile({ "def f(a):\r", "    \r", "" }, dos_path, "b")
+  vim.cmd.edit(vim.fn.fnameescape(dos_path))
+  local dos = vim.api.nvim_get_current_buf()
+  check("dos.py opens as a dos buffer", vim.bo[dos].fileformat == "dos", vim.bo[dos].fileformat)
+  vim.api.nvim_buf_set_lines(dos, 1, 2, false, { "    x" })
+  -- After the menu inserted "x", in insert mode: the cursor past the line's last character.
+  vim.o.virtualedit = "onemore"
+  vim.api.nvim_win_set_cursor(0, { 2, 5 })
+  pilotfish.finish_completion(dos, "x", { textEdit = { newText = "x = a\r\n    return x" } })
+  vim.o.virtualedit = ""
+  local dos_lines = vim.api.nvim_buf_get_lines(dos, 0, -1, false)
+  check("the rest of a menu item makes lines without \\r in a dos buffer",
+    vim.deep_equal(dos_lines, { "def f(a):", "    x = a", "    return x" }), inspect1(dos_lines))
+  -- The inline path (0.12): items reach Neovim's handler with \n line breaks.
+  local fake = { request = function(_, _, _, handler)
+    handler(nil, { items = { { insertText = "x = a\r\n    return x" } } }, {})
+  end }
+  pilotfish.inline_items_with_lf(fake)
+  local got
+  fake:request("textDocument/inlineCompletion", {}, function(_, result) got = result end)
+  check("inline items reach Neovim with \\n line breaks",
+    got and got.items[1].insertText == "x = a\n    return x", inspect1(got))
 end, debug.traceback)
 
 if not ok then

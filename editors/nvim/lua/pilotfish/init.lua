@@ -230,6 +230,15 @@ local function debounce(timers, bufnr, ms, fn)
   t:start(ms, 0, vim.schedule_wrap(fn))
 end
 
+--- The buffer lines `text` (a suggestion) makes. Neovim keeps a buffer's lines without their
+--- line breaks (a "dos" buffer gets \r\n back when written) but sends the server its text
+--- with them, and Pilotfish's suggestions carry the document's line breaks, as text edits do
+--- (Helix inserts them as they are). Split at \n alone, every line of a dos buffer's
+--- suggestion but the last would keep a \r: shown as ^M, written as \r\r\n.
+function M.buffer_lines(text)
+  return vim.split(text, "\r?\n")
+end
+
 --- After the menu inserted `word` (the head of a Pilotfish item) at the cursor, insert the
 --- rest of the item's text.
 function M.finish_completion(bufnr, word, item)
@@ -247,7 +256,7 @@ function M.finish_completion(bufnr, word, item)
   end
   -- Pilotfish's range ends at the cursor (it replaces only the word before it), so the
   -- rest goes right at the cursor.
-  local rest = vim.split(text:sub(#word + 1), "\n", { plain = true })
+  local rest = M.buffer_lines(text:sub(#word + 1))
   vim.api.nvim_buf_set_text(bufnr, row - 1, col, row - 1, col, rest)
   local last_row = row - 1 + #rest - 1
   local last_col = (#rest == 1 and col or 0) + #rest[#rest]
@@ -333,7 +342,36 @@ local function setup_cursor_rest(client, bufnr)
   })
 end
 
+local lf_clients = setmetatable({}, { __mode = "k" })
+
+--- Has `client`'s inline completion items reach Neovim with \n line breaks: its ghost text
+--- and its accept split an item's text at \n alone (`M.buffer_lines` says why that is
+--- wrong in a dos buffer), and it asks through `client:request` with a handler of its own.
+function M.inline_items_with_lf(client)
+  if lf_clients[client] then
+    return
+  end
+  lf_clients[client] = true
+  local request = client.request
+  client.request = function(self, method, params, handler, ...)
+    if method == "textDocument/inlineCompletion" and handler then
+      local inner = handler
+      handler = function(err, result, ...)
+        local items = type(result) == "table" and (result.items or result) or {}
+        for _, item in ipairs(items) do
+          if type(item.insertText) == "string" then
+            item.insertText = table.concat(M.buffer_lines(item.insertText), "\n")
+          end
+        end
+        return inner(err, result, ...)
+      end
+    end
+    return request(self, method, params, handler, ...)
+  end
+end
+
 local function setup_inline(client, bufnr, keys)
+  M.inline_items_with_lf(client)
   vim.lsp.inline_completion.enable(true, { bufnr = bufnr, client_id = client.id })
   if keys then
     map("i", keys.accept, function()
