@@ -40,8 +40,8 @@ use crate::telemetry::{
 };
 
 use super::{
-    ActionKind, ActionMessages, ActionRequest, Finding, ModelLimits, Refactored, build_messages,
-    extract_code, parse_findings, unified_diff, validate_refactor,
+    ActionKind, ActionMessages, ActionRequest, Finding, ModelLimits, Refactored, after_reasoning,
+    build_messages, extract_code, parse_findings, unified_diff, validate_refactor,
 };
 
 /// Where the action applies: a cursor (the enclosing function/class, or the small file) or
@@ -685,7 +685,8 @@ fn seconds(ms: u64) -> String {
 /// Step 3 (blocking pool): the answer read for `output`; an edit is checked against the
 /// whole document and diffed. Returns the result and notes for the user, or one line
 /// saying why the answer is unusable. An answer cut at the token limit says so: at the end
-/// of the markdown, in the notes, or in the reason it is unusable.
+/// of the markdown, in the notes, or in the reason it is unusable. A thinking model's
+/// reasoning is not read ([`after_reasoning`]).
 fn read_answer(
     output: ActionOutput,
     snapshot: &Snapshot,
@@ -698,9 +699,14 @@ fn read_answer(
         Some(note) => format!("{why} ({})", note.trim_start_matches("… ")),
         None => why,
     };
+    let Some(text) = after_reasoning(answer.text) else {
+        return Err(unusable(
+            "the model's answer ended while it was still reasoning (no `</think>`)".into(),
+        ));
+    };
     match output {
         ActionOutput::Document => {
-            let mut markdown = answer.text.trim().to_string();
+            let mut markdown = text.trim().to_string();
             if markdown.is_empty() {
                 return Err(unusable("empty explanation".into()));
             }
@@ -710,7 +716,7 @@ fn read_answer(
             Ok((ActionResult::Document { markdown }, Vec::new()))
         }
         ActionOutput::Edit => {
-            let code = extract_code(answer.text, snapshot.language)
+            let code = extract_code(text, snapshot.language)
                 .map_err(|e| unusable(format!("no edit: {e}")))?;
             let document = snapshot.rope.to_string();
             crate::test_hooks::hold("refactor check");
@@ -721,7 +727,7 @@ fn read_answer(
             Ok((ActionResult::Edit { edit, diff }, notes))
         }
         ActionOutput::Diagnostics => {
-            let findings = parse_findings(answer.text, answer.shown_lines)
+            let findings = parse_findings(text, answer.shown_lines)
                 .map_err(|e| unusable(format!("no findings: {e}")))?;
             let placed = findings
                 .into_iter()

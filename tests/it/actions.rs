@@ -311,6 +311,47 @@ fn explain_streams_with_progress_writes_a_file_and_opens_it() {
     assert!(page.contains("Answered by local"), "{page}");
 }
 
+/// A thinking model whose reasoning comes in its text (`<think>…</think>`, as llama-server
+/// with `--reasoning-format none` passes it on): the Explain page shows only the answer, a
+/// rewrite drafted in the reasoning is not the one applied, a draft of findings is not the
+/// review, and an answer cut while the model still reasoned says so.
+#[test]
+fn a_thinking_models_reasoning_is_not_read_as_its_answer() {
+    let explanation = "`add` returns the sum of its two arguments.";
+    let s = Actions::start(Behaviour::answer(format!(
+        "<think>\nThe user wants the purpose first.\n</think>\n\n{explanation}"
+    )));
+    let (uri, _, cursor) = s.open("src/lib.rs", "rust", RUST_FN);
+    let result = s.run("pilotfish.explain", at(&uri, cursor)).unwrap();
+    assert_eq!(result["markdown"], explanation);
+
+    s.local.set_behaviour(Behaviour::answer(
+        "<think>Maybe\n```rust\nfn add(a: i32, b: i32) -> i32 {\n    let total = a + b + 0;\n    total\n}\n```\nNo, simpler.</think>\n```rust\nfn add(a: i32, b: i32) -> i32 {\n    a + b\n}\n```",
+    ));
+    let result = s.run("pilotfish.refactor", at(&uri, cursor)).unwrap();
+    assert_eq!(result["applied"], true, "{result}");
+    let edits = s.lsp.server_requests_of("workspace/applyEdit");
+    assert_eq!(
+        edits[0]["edit"]["changes"][&uri][0]["newText"],
+        "fn add(a: i32, b: i32) -> i32 {\n    a + b\n}"
+    );
+
+    // A template that opened the block itself leaves only its end in the answer.
+    s.local.set_behaviour(Behaviour::answer(
+        "Line 3 looks risky: {\"findings\":[{\"severity\":\"error\",\"line_start\":3,\"line_end\":3,\"message\":\"draft\"}]}\nNo, it is fine.\n</think>\n{\"findings\": []}",
+    ));
+    let (review_uri, _, review_cursor) = s.open("app/run.py", "python", PY_REVIEW);
+    let result = s
+        .run("pilotfish.review", at(&review_uri, review_cursor))
+        .unwrap();
+    assert_eq!(result["findings"], json!([]), "{result}");
+
+    s.local
+        .set_behaviour(Behaviour::answer("<think>\nFirst, the loop adds"));
+    let error = s.run("pilotfish.explain", at(&uri, cursor)).unwrap_err();
+    assert!(error.contains("still reasoning"), "{error}");
+}
+
 /// A model server or proxy that answers a request for a stream with one JSON object (it
 /// buffers, or does not stream) still explains: the answer is read whole.
 #[test]
