@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{CompletionEngine, DocState, Placed, cache_key, fim_prompt, max_tokens_for};
+use crate::config::Provider;
 use crate::documents::{RelatedFile, Snapshot, path_of_uri};
-use crate::prompt::Repo;
+use crate::prompt::{Fim, FimTemplate, Repo};
 use crate::providers::FimCall;
 use crate::session::Session;
 use crate::sync::lock;
@@ -47,6 +48,19 @@ impl ReadAt {
 /// How far past the last prompt read a place may be and still need no warm-up of its own:
 /// about a hundred tokens, what a CPU model reads in a second.
 const WARM_DISTANCE: usize = 400;
+
+/// Whether a request after typing reads the prompt's suffix again whatever the model server
+/// holds — the suffix comes after the prefix, where the typed text goes (every template but
+/// Codestral's, which puts it first; llama.cpp's `/infill`) — so that a warm-up leaves it
+/// out: a third of the ~230 tokens of a compact window's prompt would be read for nothing
+/// (on two cores, ~0.3–0.6 s before the request the user pauses on). Ollama applies a
+/// model's fill-in-the-middle template only to a request with a suffix, so it gets its own.
+fn suffix_read_again(fim: Fim, provider: Provider) -> bool {
+    match fim {
+        Fim::Template(template) => template != FimTemplate::Codestral,
+        Fim::Native => provider == Provider::Llamacpp,
+    }
+}
 
 /// How long the cursor rests at a new place before the prompt there is read into the model
 /// server's cache: moving through a file (arrow keys, clicks on the way) warms nothing.
@@ -160,9 +174,10 @@ impl CompletionEngine {
         });
     }
 
-    /// Reads the prompt a request at `cursor` would send into the model server's cache,
-    /// generating nothing (llama.cpp's `n_predict: 0`), so that the request the user pauses
-    /// on reads only what they typed since. Only for a local fill-in-the-middle model, never
+    /// Reads the prompt a request at `cursor` would send into the model server's cache, up
+    /// to its prefix where the suffix comes after it ([`suffix_read_again`]), generating
+    /// nothing (llama.cpp's `n_predict: 0`), so that the request the user pauses on reads
+    /// only what they typed since, and the suffix. Only for a local fill-in-the-middle model, never
     /// a cloud one; at most one warm-up in flight (a newer one replaces it). A request's
     /// model call aborts it unless it reads the request's own window (then the warm-up is
     /// the start of that call's work: llama.cpp reads a closed call's prompt on anyway).
@@ -222,6 +237,10 @@ impl CompletionEngine {
             files: &related,
         };
         let max_tokens = max_tokens_for(&model, &ctx);
+        let mut ctx = ctx;
+        if suffix_read_again(fim, model.provider) {
+            ctx.suffix.clear();
+        }
         let (prompt, fitted) = fim_prompt(fim, &ctx, &model, &repo, max_tokens);
         let other_files = fitted.to_vec();
         let providers = self.shared.providers.clone();

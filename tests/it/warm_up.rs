@@ -61,12 +61,10 @@ fn the_first_edit_at_a_new_place_warms_the_prompt_a_request_there_sends() {
         "the prompt up to the edit: {:?}",
         warm[0].prompt_text()
     );
-    assert!(
-        warm[0]
-            .suffix_text()
-            .is_some_and(|s| s.starts_with("\n    return b\n")),
-        "and the suffix a request there sends: {:?}",
-        warm[0].suffix_text()
+    assert_eq!(
+        warm[0].suffix_text().as_deref(),
+        Some(""),
+        "without the suffix, which the request after typing reads again"
     );
     // Typing on at the same place warms nothing more; a request asks the model itself.
     server.lsp.type_text(&uri, 3, (line, col + 1), " =");
@@ -102,6 +100,49 @@ fn the_first_edit_at_a_new_place_warms_the_prompt_a_request_there_sends() {
         warm[1].prompt_text()
     );
     server.lsp.shutdown_and_exit();
+}
+
+/// A warm-up leaves out the suffix where the prompt puts it after the prefix (the typed
+/// text goes between them, so a request after typing reads it again whatever the server
+/// holds), and keeps it where the suffix comes first (Codestral's template) or where the
+/// server applies the model's template only to a request with a suffix (Ollama).
+#[test]
+fn a_warm_up_leaves_out_the_suffix_a_request_after_typing_reads_again() {
+    let cases: &[(&str, &str, bool)] = &[
+        ("llamacpp", "native", false),
+        ("openai", "qwen", false),
+        ("openai", "starcoder", false),
+        ("openai", "codellama", false),
+        ("openai", "deepseek", false),
+        ("openai", "codestral", true),
+        ("ollama", "native", true),
+    ];
+    for &(provider, fim, keeps_suffix) in cases {
+        let server = Server::start_with(
+            Behaviour::answer("b * 2"),
+            Options::default().provider(provider, fim),
+        );
+        let (uri, line, col) = server.open("two.py", "python", TWO_FUNCTIONS);
+        server.lsp.type_text(&uri, 2, (line, col), "x");
+        assert!(
+            server.double.wait_for(|d| d.completed() == 1, WAIT),
+            "{provider}/{fim}: {}",
+            server.double.summary()
+        );
+        let warm = &warm_ups(&server)[0];
+        assert!(
+            warm.fim_prefix_text().ends_with("def second(b):\n    x"),
+            "{provider}/{fim}: the prompt up to the edit: {:?}",
+            warm.prompt_text()
+        );
+        let sent = warm.all_input_text();
+        assert_eq!(
+            sent.contains("return b"),
+            keeps_suffix,
+            "{provider}/{fim}: the suffix `\\n    return b` in {sent:?}"
+        );
+        server.lsp.shutdown_and_exit();
+    }
 }
 
 /// Typing a new definition keystroke by keystroke: the enclosing definition the parser sees
