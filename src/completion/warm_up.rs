@@ -52,8 +52,8 @@ const WARM_DISTANCE: usize = 400;
 /// Whether a request after typing reads the prompt's suffix again whatever the model server
 /// holds — the suffix comes after the prefix, where the typed text goes (every template but
 /// Codestral's, which puts it first; llama.cpp's `/infill`) — so that a warm-up leaves it
-/// out: a third of the ~230 tokens of a compact window's prompt would be read for nothing
-/// (on two cores, ~0.3–0.6 s before the request the user pauses on). Ollama applies a
+/// out: 18–34 of the ~230 tokens of a compact window's prompt would be read for nothing
+/// (on two cores, 0.3–0.6 s before the request the user pauses on; BENCHMARKS.md, stop 23). Ollama applies a
 /// model's fill-in-the-middle template only to a request with a suffix, so it gets its own.
 fn suffix_read_again(fim: Fim, provider: Provider) -> bool {
     match fim {
