@@ -21,6 +21,7 @@
 //! Every request reads the session it is given (models, settings, router) and routes
 //! through [`RouteInput`]; the engine keeps no configuration of its own.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
@@ -1026,14 +1027,23 @@ fn other_files(related: &[RelatedFile], session: &Session) -> Vec<OtherFile> {
 }
 
 /// The suggestion in a model's raw answer, and the ones after accepting it from what the
-/// model wrote after it ([`lines_after`]).
+/// model wrote after it ([`lines_after`]). `ended`: the model ended the answer itself (not
+/// cut at its token limit, not a stream still being written), so its last line is whole
+/// even without a line break — a fill-in-the-middle answer leaves that to the suffix, which
+/// usually starts with one; the suggestion after accepting the line before it was lost.
 fn kept_and_then(
     raw: &str,
     ctx: &CompletionContext,
     stop: &[String],
+    ended: bool,
 ) -> (Option<String>, Option<String>) {
     let kept = postprocess(raw, ctx, stop);
-    let then = kept.as_deref().and_then(|k| lines_after(raw, k, ctx));
+    let whole = if ended && !raw.is_empty() && !raw.ends_with('\n') {
+        Cow::Owned(format!("{raw}\n"))
+    } else {
+        Cow::Borrowed(raw)
+    };
+    let then = kept.as_deref().and_then(|k| lines_after(&whole, k, ctx));
     (kept, then)
 }
 
@@ -1422,7 +1432,7 @@ impl Ask<'_> {
         let answer = if self.first_line_first {
             let (key, cache, tx) = self.early;
             let publish = |raw: &str| {
-                let (Some(kept), then) = kept_and_then(raw, ctx, &prompt.stop) else {
+                let (Some(kept), then) = kept_and_then(raw, ctx, &prompt.stop, false) else {
                     return false;
                 };
                 let hit = CachedSuggestion {
@@ -1453,7 +1463,9 @@ impl Ask<'_> {
             sent,
             answer.text.len(),
         );
-        let (kept, then) = kept_and_then(&answer.text, ctx, &prompt.stop);
+        // A streamed call closed by Pilotfish ends at a whole line (`fim_first_line_first`),
+        // and says nothing is cut either: a line break after it changes nothing.
+        let (kept, then) = kept_and_then(&answer.text, ctx, &prompt.stop, answer.cut.is_none());
         Ok(FlightAnswer {
             kept,
             then,

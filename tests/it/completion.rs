@@ -853,6 +853,58 @@ fn a_model_that_never_streams_still_suggests() {
     }
 }
 
+/// A model that ends its answer at the end of the line after the suggestion, without a line
+/// break (a fill-in-the-middle answer leaves that to the suffix, here a line break): that
+/// line is whole, and accepting the suggestion brings it from the cache — streamed or not,
+/// on every wire. It used to be dropped as unfinished, and the place after the accept cost
+/// a model call of its own.
+#[test]
+fn the_line_after_comes_with_it_when_the_answer_ends_there() {
+    for (provider, fim) in [
+        ("ollama", "native"),
+        ("openai", "qwen"),
+        ("llamacpp", "native"),
+    ] {
+        for streams in [true, false] {
+            let answer = Behaviour::answer("ems)\n    return total");
+            let behaviour = if streams {
+                answer.chunks(4).chunk_delay(Duration::from_millis(40))
+            } else {
+                answer.never_streams()
+            };
+            let server =
+                Server::start_with(behaviour, Options::default().provider(provider, fim));
+            let (uri, line, col) =
+                server.open("sum.py", "python", "def f(items):\n    total = sum(it$0\n");
+            let shown = server.inline(&uri, line, col);
+            assert_eq!(
+                suggestion(&shown).as_deref(),
+                Some("ems)"),
+                "{provider}, streams {streams}: {shown}"
+            );
+            assert!(
+                server.double.wait_for(|d| d.completed() == 1, WAIT),
+                "{provider}, streams {streams}: {}",
+                server.double.summary()
+            );
+            server.lsp.type_text(&uri, 2, (line, col), "ems)");
+            let next = server.inline(&uri, line, col + 4);
+            assert_eq!(
+                suggestion(&next).as_deref(),
+                Some("\n    return total"),
+                "{provider}, streams {streams}: {next}"
+            );
+            assert_eq!(
+                server.calls_at("sum(items)"),
+                0,
+                "{provider}, streams {streams}: {}",
+                server.double.summary()
+            );
+            server.lsp.shutdown_and_exit();
+        }
+    }
+}
+
 /// `def f(items):` with `    total = {typed}` and the cursor after it; the model suggests
 /// `suggested`, then writes `return total` and more.
 fn the_line_after_comes_with_it(options: Options, typed: &str, suggested: &str) {
