@@ -872,8 +872,7 @@ fn the_line_after_comes_with_it_when_the_answer_ends_there() {
             } else {
                 answer.never_streams()
             };
-            let server =
-                Server::start_with(behaviour, Options::default().provider(provider, fim));
+            let server = Server::start_with(behaviour, Options::default().provider(provider, fim));
             let (uri, line, col) =
                 server.open("sum.py", "python", "def f(items):\n    total = sum(it$0\n");
             let shown = server.inline(&uri, line, col);
