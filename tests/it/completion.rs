@@ -791,11 +791,7 @@ fn a_slow_block_stops_a_second_after_its_first_line(options: Options) {
 /// on with it).
 #[test]
 fn the_line_after_a_suggestion_comes_with_it() {
-    for (provider, fim) in [
-        ("ollama", "native"),
-        ("openai", "qwen"),
-        ("llamacpp", "native"),
-    ] {
+    for (provider, fim) in WIRES {
         for (typed, suggested) in [("sum(it", "ems)"), ("", "sum(items)")] {
             the_line_after_comes_with_it(
                 Options::default().provider(provider, fim),
@@ -811,45 +807,9 @@ fn the_line_after_a_suggestion_comes_with_it() {
 /// the line after the suggestion comes with it as from a stream.
 #[test]
 fn a_model_that_never_streams_still_suggests() {
-    for (provider, fim) in [
-        ("ollama", "native"),
-        ("openai", "qwen"),
-        ("llamacpp", "native"),
-    ] {
-        let server = Server::start_with(
-            Behaviour::answer("ems)\n    return total\n").never_streams(),
-            Options::default().provider(provider, fim),
-        );
-        let (uri, line, col) =
-            server.open("sum.py", "python", "def f(items):\n    total = sum(it$0\n");
-        let shown = server.inline(&uri, line, col);
-        assert_eq!(
-            suggestion(&shown).as_deref(),
-            Some("ems)"),
-            "{provider}: {shown}"
-        );
-        let call = server.double.last_model_call().expect("a model call");
-        assert_ne!(
-            call.body["stream"],
-            json!(false),
-            "{provider}: a stream was asked for"
-        );
-        server.lsp.type_text(&uri, 2, (line, col), "ems)");
-        let next = server.inline(&uri, line, col + 4);
-        assert_eq!(
-            suggestion(&next).as_deref(),
-            Some("\n    return total"),
-            "{provider}: {next}"
-        );
-        // No call for the place after the first suggestion (showing the second may start
-        // the prefetch after it).
-        assert_eq!(
-            server.calls_at("sum(items)"),
-            0,
-            "{provider}: {}",
-            server.double.summary()
-        );
-        server.lsp.shutdown_and_exit();
+    for wire in WIRES {
+        let answer = Behaviour::answer("ems)\n    return total\n").never_streams();
+        accepting_brings_the_line_after(answer, wire, "never streams");
     }
 }
 
@@ -860,48 +820,65 @@ fn a_model_that_never_streams_still_suggests() {
 /// a model call of its own.
 #[test]
 fn the_line_after_comes_with_it_when_the_answer_ends_there() {
-    for (provider, fim) in [
-        ("ollama", "native"),
-        ("openai", "qwen"),
-        ("llamacpp", "native"),
-    ] {
-        for streams in [true, false] {
-            let answer = Behaviour::answer("ems)\n    return total");
-            let behaviour = if streams {
-                answer.chunks(4).chunk_delay(Duration::from_millis(40))
-            } else {
-                answer.never_streams()
-            };
-            let server = Server::start_with(behaviour, Options::default().provider(provider, fim));
-            let (uri, line, col) =
-                server.open("sum.py", "python", "def f(items):\n    total = sum(it$0\n");
-            let shown = server.inline(&uri, line, col);
-            assert_eq!(
-                suggestion(&shown).as_deref(),
-                Some("ems)"),
-                "{provider}, streams {streams}: {shown}"
-            );
-            assert!(
-                server.double.wait_for(|d| d.completed() == 1, WAIT),
-                "{provider}, streams {streams}: {}",
-                server.double.summary()
-            );
-            server.lsp.type_text(&uri, 2, (line, col), "ems)");
-            let next = server.inline(&uri, line, col + 4);
-            assert_eq!(
-                suggestion(&next).as_deref(),
-                Some("\n    return total"),
-                "{provider}, streams {streams}: {next}"
-            );
-            assert_eq!(
-                server.calls_at("sum(items)"),
-                0,
-                "{provider}, streams {streams}: {}",
-                server.double.summary()
-            );
-            server.lsp.shutdown_and_exit();
-        }
+    for wire in WIRES {
+        let answer = || Behaviour::answer("ems)\n    return total");
+        let streamed = answer().chunks(4).chunk_delay(Duration::from_millis(40));
+        accepting_brings_the_line_after(streamed, wire, "ends, streamed");
+        accepting_brings_the_line_after(answer().never_streams(), wire, "ends, whole");
     }
+}
+
+/// The provider and FIM mode of each wire a completion model speaks.
+const WIRES: [(&str, &str); 3] = [
+    ("ollama", "native"),
+    ("openai", "qwen"),
+    ("llamacpp", "native"),
+];
+
+/// `def f(items):` with `    total = sum(it` and the cursor after it, and a model answering
+/// `behaviour` (`ems)`, then `return total`) on `wire`: the suggestion is `ems)`, a stream
+/// was asked for, and once the call ended and the user typed the suggestion, the next one is
+/// the line after it with no model call for that place.
+fn accepting_brings_the_line_after(
+    behaviour: Behaviour,
+    (provider, fim): (&'static str, &'static str),
+    case: &str,
+) {
+    let server = Server::start_with(behaviour, Options::default().provider(provider, fim));
+    let (uri, line, col) = server.open("sum.py", "python", "def f(items):\n    total = sum(it$0\n");
+    let shown = server.inline(&uri, line, col);
+    assert_eq!(
+        suggestion(&shown).as_deref(),
+        Some("ems)"),
+        "{provider}, {case}: {shown}"
+    );
+    let call = server.double.last_model_call().expect("a model call");
+    assert_ne!(
+        call.body["stream"],
+        json!(false),
+        "{provider}, {case}: a stream was asked for"
+    );
+    assert!(
+        server.double.wait_for(|d| d.completed() == 1, WAIT),
+        "{provider}, {case}: {}",
+        server.double.summary()
+    );
+    server.lsp.type_text(&uri, 2, (line, col), "ems)");
+    let next = server.inline(&uri, line, col + 4);
+    assert_eq!(
+        suggestion(&next).as_deref(),
+        Some("\n    return total"),
+        "{provider}, {case}: {next}"
+    );
+    // No call for the place after the first suggestion (showing the second may start the
+    // prefetch after it).
+    assert_eq!(
+        server.calls_at("sum(items)"),
+        0,
+        "{provider}, {case}: {}",
+        server.double.summary()
+    );
+    server.lsp.shutdown_and_exit();
 }
 
 /// `def f(items):` with `    total = {typed}` and the cursor after it; the model suggests
