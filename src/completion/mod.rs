@@ -21,7 +21,6 @@
 //! Every request reads the session it is given (models, settings, router) and routes
 //! through [`RouteInput`]; the engine keeps no configuration of its own.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
@@ -1038,12 +1037,13 @@ fn kept_and_then(
     ended: bool,
 ) -> (Option<String>, Option<String>) {
     let kept = postprocess(raw, ctx, stop);
-    let whole = if ended && !raw.is_empty() && !raw.ends_with('\n') {
-        Cow::Owned(format!("{raw}\n"))
-    } else {
-        Cow::Borrowed(raw)
-    };
-    let then = kept.as_deref().and_then(|k| lines_after(&whole, k, ctx));
+    let then = kept.as_deref().and_then(|k| {
+        if ended && !raw.ends_with('\n') {
+            lines_after(&format!("{raw}\n"), k, ctx)
+        } else {
+            lines_after(raw, k, ctx)
+        }
+    });
     (kept, then)
 }
 

@@ -53,8 +53,9 @@ const WARM_DISTANCE: usize = 400;
 /// holds — the suffix comes after the prefix, where the typed text goes (every template but
 /// Codestral's, which puts it first; llama.cpp's `/infill`) — so that a warm-up leaves it
 /// out: 18–34 of the ~230 tokens of a compact window's prompt would be read for nothing
-/// (on two cores, 0.3–0.6 s before the request the user pauses on; BENCHMARKS.md, stop 23). Ollama applies a
-/// model's fill-in-the-middle template only to a request with a suffix, so it gets its own.
+/// (on two cores, 0.3–0.6 s before the request the user pauses on; BENCHMARKS.md, stop 23).
+/// Ollama applies a model's fill-in-the-middle template only to a request with a suffix, so
+/// it gets its own.
 fn suffix_read_again(fim: Fim, provider: Provider) -> bool {
     match fim {
         Fim::Template(template) => template != FimTemplate::Codestral,
@@ -177,8 +178,8 @@ impl CompletionEngine {
     /// Reads the prompt a request at `cursor` would send into the model server's cache, up
     /// to its prefix where the suffix comes after it ([`suffix_read_again`]), generating
     /// nothing (llama.cpp's `n_predict: 0`), so that the request the user pauses on reads
-    /// only what they typed since, and the suffix. Only for a local fill-in-the-middle model, never
-    /// a cloud one; at most one warm-up in flight (a newer one replaces it). A request's
+    /// only what they typed since, and the suffix. Only for a local fill-in-the-middle model,
+    /// never a cloud one; at most one warm-up in flight (a newer one replaces it). A request's
     /// model call aborts it unless it reads the request's own window (then the warm-up is
     /// the start of that call's work: llama.cpp reads a closed call's prompt on anyway).
     pub fn warm_up(
