@@ -355,13 +355,7 @@ class Proxy:
 
             def _client_gone(self, wait: float) -> bool:
                 """Whether the client closed its connection (waiting up to `wait` s to see)."""
-                ready, _, _ = select.select([self.connection], [], [], wait)
-                if not ready:
-                    return False
-                try:
-                    return not self.connection.recv(1, socket.MSG_PEEK)
-                except OSError:
-                    return True
+                return closed(self.connection, wait)
 
             def _forward(self, method: str, body: bytes, call: Call | None):
                 up = http.client.HTTPConnection(proxy.host, proxy.port, timeout=900)
@@ -403,8 +397,14 @@ class Proxy:
                             break
                     if piece:
                         raise BrokenPipeError("the client closed its connection")
+                    # llama-server closes the connection after a streamed answer, without
+                    # saying so; the client's connection is closed the same way, so that
+                    # Pilotfish meets what it would meet without the proxy.
+                    upstream_closed = up.sock is None or closed(up.sock, 0.005)
                     self.wfile.write(b"0\r\n\r\n")
                     self.wfile.flush()
+                    if upstream_closed:
+                        self.close_connection = True
                 except (OSError, http.client.HTTPException) as e:
                     if answering:  # the client went away, or the model server mid-answer
                         if call:
@@ -433,6 +433,17 @@ class Proxy:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def closed(sock: socket.socket, wait: float) -> bool:
+    """Whether the other end closed `sock` (waiting up to `wait` s to see)."""
+    ready, _, _ = select.select([sock], [], [], wait)
+    if not ready:
+        return False
+    try:
+        return not sock.recv(1, socket.MSG_PEEK)
+    except OSError:
+        return True
 
 
 def is_warm_up(call: dict) -> bool:

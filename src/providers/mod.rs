@@ -31,6 +31,12 @@ use crate::prompt::FimPrompt;
 /// stream's framing. Past this the server is misbehaving (an answer that never ends, a
 /// runaway proxy), and reading on would only grow memory: the call fails instead.
 pub const MAX_ANSWER_BYTES: usize = 8 << 20;
+/// Idle connections kept per host.
+const POOL_MAX_IDLE_PER_HOST: usize = 8;
+/// How many times a request is sent while it goes out on pooled connections the server had
+/// closed (see `send`): each failed send takes one out of the pool, so the last goes out on a
+/// new connection.
+const SENDS_ON_CLOSED_CONNECTIONS: usize = POOL_MAX_IDLE_PER_HOST + 1;
 /// The most of an error body that is read: only its first line is shown to the user.
 const MAX_ERROR_BODY_BYTES: usize = 64 << 10;
 
@@ -247,7 +253,7 @@ impl Providers {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
             .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(8)
+            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
             .tcp_nodelay(true)
             .tcp_keepalive(Duration::from_secs(30))
             .user_agent(concat!("pilotfish/", env!("CARGO_PKG_VERSION")))
@@ -404,9 +410,7 @@ impl Providers {
                 (url, request)
             }
         };
-        let response = request
-            .timeout(timeout)
-            .send()
+        let response = send(request.timeout(timeout))
             .await
             .map_err(|e| transport_error(&url, model, e))?;
         check_status(&url, response)
@@ -428,8 +432,7 @@ async fn post_json(
         .post(url)
         .timeout(Duration::from_millis(model.timeout_ms))
         .json(body);
-    let response = with_key(request, model)
-        .send()
+    let response = send(with_key(request, model))
         .await
         .map_err(|e| transport_error(url, model, e))?;
     let response = check_status(url, response).await?;
@@ -445,8 +448,7 @@ async fn stream_chat(
     started: Instant,
     on_text: &mut (dyn FnMut(&str) + Send),
 ) -> Result<ModelAnswer, ProviderError> {
-    let response = request
-        .send()
+    let response = send(request)
         .await
         .map_err(|e| transport_error(url, model, e))?;
     let response = check_status(url, response).await?;
@@ -483,6 +485,41 @@ fn with_key(request: reqwest::RequestBuilder, model: &ModelConfig) -> reqwest::R
         Some(key) => request.bearer_auth(key),
         None => request,
     }
+}
+
+/// Sends `request`, and again when the pooled connection it went out on turns out to have
+/// been closed by the server before any answer. llama-server closes the connection after each
+/// streamed answer without saying so (no `Connection: close`); a request sent at once after
+/// one can go out on it before the close is seen, and fails with nothing read. The server
+/// never saw it, so it is sent again, up to [`SENDS_ON_CLOSED_CONNECTIONS`] times in all (the
+/// pool may hold more than one such connection).
+async fn send(mut request: reqwest::RequestBuilder) -> Result<reqwest::Response, reqwest::Error> {
+    for _ in 1..SENDS_ON_CLOSED_CONNECTIONS {
+        let Some(again) = request.try_clone() else {
+            break;
+        };
+        match request.send().await {
+            Err(e) if closed_before_answer(&e) => request = again,
+            answered => return answered,
+        }
+    }
+    request.send().await
+}
+
+/// The connection closed before the answer's head arrived (hyper's "connection closed before
+/// message completed").
+fn closed_before_answer(e: &reqwest::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(error) = cause {
+        if error
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_incomplete_message)
+        {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 fn transport_error(url: &str, model: &ModelConfig, e: reqwest::Error) -> ProviderError {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{ProviderError, check_status, join, read_body, transport_error, with_key};
+use super::{ProviderError, check_status, join, read_body, send, transport_error, with_key};
 use crate::config::{ModelConfig, Provider};
 
 impl super::Providers {
@@ -24,8 +24,7 @@ impl super::Providers {
             .http
             .get(&url)
             .timeout(Duration::from_millis(model.timeout_ms.min(5_000)));
-        let response = with_key(request, model)
-            .send()
+        let response = send(with_key(request, model))
             .await
             .map_err(|e| transport_error(&url, model, e))?;
         let response = check_status(&url, response)

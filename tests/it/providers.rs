@@ -726,3 +726,60 @@ async fn fim_streams_pieces_in_order_on_each_wire() {
         assert!(call.wants_stream(), "{provider:?}: {}", call.body);
     }
 }
+
+/// A server that closes a kept connection (llama-server, after each streamed answer) makes
+/// the next request on it fail with nothing read; it is sent again on a fresh connection, for
+/// every kind of call on every wire. On the old code the second call of each pair failed with
+/// "connection closed before message completed".
+#[tokio::test]
+async fn a_request_on_a_connection_the_server_closed_is_sent_again() {
+    set_key("PILOTFISH_IT_KEPT_CONNECTION_KEY", "sk-kept-connection");
+    let double = ModelDouble::start(Behaviour::answer(ANSWER).drops_kept_connections());
+    let providers = Providers::new();
+    let messages = [ChatMessage::user("fn main() {}")];
+    let chat_call = ChatCall {
+        system: "",
+        messages: &messages,
+        max_tokens: 50,
+        temperature: 0.2,
+    };
+    let prompt = pilotfish::prompt::FimPrompt {
+        prompt: "def add(a, b):\n    return ".into(),
+        suffix: Some("\n".into()),
+        stop: Vec::new(),
+    };
+    let fim_call = pilotfish::providers::FimCall {
+        prompt: &prompt,
+        max_tokens: 64,
+        time_budget: None,
+        other_files: &[],
+    };
+    for (provider, key) in each_provider("PILOTFISH_IT_KEPT_CONNECTION_KEY") {
+        let model = model(&double, provider, key);
+        for round in 0..2 {
+            let what = format!("{provider:?} chat, call {round}");
+            let answer = providers.chat(&model, chat_call, &mut |_| {}).await;
+            assert_eq!(answer.map(|a| a.text).as_deref(), Ok(ANSWER), "{what}");
+            providers
+                .warm(&model)
+                .await
+                .unwrap_or_else(|e| panic!("{what}, warm: {e}"));
+        }
+    }
+    for provider in FIM_PROVIDERS {
+        let model = model(&double, provider, None);
+        for round in 0..2 {
+            let what = format!("{provider:?} FIM, call {round}");
+            let streamed = providers.fim_streamed(&model, fim_call, &mut |_| {}).await;
+            assert_eq!(streamed.map(|a| a.text).as_deref(), Ok(ANSWER), "{what}");
+            let whole = providers.fim(&model, fim_call).await;
+            assert_eq!(
+                whole.map(|a| a.text).as_deref(),
+                Ok(ANSWER),
+                "{what}, whole"
+            );
+        }
+    }
+    // Every call after the first went out on a kept connection first.
+    assert!(double.dropped() >= 20, "{} dropped", double.dropped());
+}

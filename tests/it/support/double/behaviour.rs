@@ -133,6 +133,12 @@ pub struct Behaviour {
     /// Answer with one JSON object even when the client asks for a stream (a proxy that
     /// buffers, or a server that does not stream).
     pub never_streams: bool,
+    /// Answer one request per connection, and keep it open: a request that comes on it next
+    /// is read and the connection closed, unanswered, never said (no `Connection: close`).
+    /// Counted in [`super::ModelDouble::dropped`]. The losing side of a race, made certain:
+    /// llama-server closes the connection after each streamed answer, and a request sent at
+    /// once can go out on it before the client has seen the close.
+    pub drops_kept_connections: bool,
 }
 
 impl Default for Behaviour {
@@ -148,6 +154,7 @@ impl Default for Behaviour {
             models: vec!["test-model".to_owned()],
             health: Health::Up,
             never_streams: false,
+            drops_kept_connections: false,
         }
     }
 }
@@ -237,6 +244,12 @@ impl Behaviour {
     /// Answers whole, never streamed, whatever the client asks.
     pub fn never_streams(mut self) -> Self {
         self.never_streams = true;
+        self
+    }
+
+    /// Answers one request per connection (see the field).
+    pub fn drops_kept_connections(mut self) -> Self {
+        self.drops_kept_connections = true;
         self
     }
 }

@@ -271,7 +271,13 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
         shared: Arc::clone(&shared),
         model_call: false,
     };
+    let mut answered = false;
     while let Some(parsed) = conn.read_request().await {
+        if answered && shared.lock().behaviour.drops_kept_connections {
+            shared.counters.dropped.fetch_add(1, Ordering::SeqCst);
+            return;
+        }
+        answered = true;
         let close_after = parsed.headers.iter().any(|(name, value)| {
             name == "connection" && value.trim().eq_ignore_ascii_case("close")
         });

@@ -62,6 +62,7 @@ struct Counters {
     faulted: AtomicUsize,
     resets: AtomicUsize,
     probes: AtomicUsize,
+    dropped: AtomicUsize,
 }
 
 struct State {
@@ -265,6 +266,12 @@ impl ModelDouble {
         self.shared.counters.probes.load(Ordering::SeqCst)
     }
 
+    /// Requests dropped unanswered on a kept connection (`Behaviour::drops_kept_connections`):
+    /// neither recorded nor counted as requests.
+    pub fn dropped(&self) -> usize {
+        self.shared.counters.dropped.load(Ordering::SeqCst)
+    }
+
     /// Every request so far (probes and unknown paths included), in arrival order.
     pub fn recorded(&self) -> Vec<RecordedRequest> {
         self.shared.lock().log.clone()
@@ -308,6 +315,7 @@ impl ModelDouble {
             &counters.faulted,
             &counters.resets,
             &counters.probes,
+            &counters.dropped,
         ] {
             counter.store(0, Ordering::SeqCst);
         }
