@@ -499,7 +499,10 @@ async fn send(mut request: reqwest::RequestBuilder) -> Result<reqwest::Response,
             break;
         };
         match request.send().await {
-            Err(e) if closed_before_answer(&e) => request = again,
+            Err(e) if closed_before_answer(&e) => {
+                tracing::debug!("the server had closed the pooled connection: sending again");
+                request = again;
+            }
             answered => return answered,
         }
     }
