@@ -22,6 +22,7 @@ use crate::documents::{Documents, Reparse, TextChange};
 use crate::position::{self, LineCol, PositionEncoding};
 use crate::providers::Providers;
 use crate::resilience::Health;
+use crate::router::ModelState;
 use crate::session::{Session, SharedSession};
 use crate::sync::{lock, read, write};
 use crate::syntax::Language;
@@ -352,6 +353,21 @@ impl Backend {
         }
     }
 
+    /// Whether no completion model can be expected to answer now: every endpoint of every
+    /// model in the chain has its circuit open, is cooling, or was found down by a probe. A
+    /// failed call or two (a 500, a dropped connection) are not worth a message; failures
+    /// that go on open the circuit (`resilience::FAILURES_TO_OPEN`) and are told.
+    fn completion_is_down(&self, session: &Session) -> bool {
+        let now = Instant::now();
+        session.completion_chain().iter().all(|model| {
+            model
+                .config
+                .url
+                .iter()
+                .all(|url| self.health.endpoint(&model.name, url, now).state != ModelState::Healthy)
+        })
+    }
+
     /// Tells the user, once until a model answers again, that completion has no model.
     async fn tell_unreachable(&self, why: &str) {
         if !self.told_unreachable.swap(true, Ordering::SeqCst) {
@@ -404,7 +420,16 @@ impl Backend {
                 Ok(None)
             }
             Err(NoSuggestion::Failed(why)) => {
-                self.tell_unreachable(&why).await;
+                if self.completion_is_down(&session) {
+                    self.tell_unreachable(&why).await;
+                } else {
+                    tracing::info!(
+                        uri = uri.as_str(),
+                        line = pos.line,
+                        ms,
+                        "no suggestion: {why}"
+                    );
+                }
                 Ok(None)
             }
             Err(why) => {

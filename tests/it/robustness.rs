@@ -379,6 +379,52 @@ fn broken_headers_are_a_parse_error_and_the_server_stays_up() {
     server.lsp.shutdown_and_exit();
 }
 
+/// A failed call now and then (a 500, a dropped connection) gives an empty answer and no
+/// message; failures that go on open the circuit, and then the user is told, once. The
+/// message used to come with the first failed call, telling the user of a model that had
+/// answered a second before to start their model server.
+#[test]
+fn a_failed_call_is_not_told_failures_that_go_on_are() {
+    let server = Server::start(Behaviour::failing(Fault::status(500)));
+    let (uri, line, col) = server.open("add.py", "python", "def add(a, b):\n    return $0\n");
+    assert_empty(&server.inline(&uri, line, col));
+    server.double.set_behaviour(Behaviour::answer("a + b"));
+    let (uri2, line2, col2) = server.open("sub.py", "python", "def sub(a, b):\n    return $0\n");
+    let answered = server.inline(&uri2, line2, col2);
+    assert_eq!(
+        suggestion(&answered).as_deref(),
+        Some("a + b"),
+        "{answered}"
+    );
+    let told = || server.lsp.notifications_of("window/showMessage");
+    assert!(told().is_empty(), "{:#?}", told());
+
+    server
+        .double
+        .set_behaviour(Behaviour::failing(Fault::status(500)));
+    let mut requests = 0;
+    for (version, typed) in (2..).zip(["x", "y", "z", "w", "v"]) {
+        server
+            .lsp
+            .type_text(&uri2, version, (line2, col2 + version as u32 - 2), typed);
+        assert_empty(&server.inline(&uri2, line2, col2 + version as u32 - 1));
+        requests += 1;
+        if !told().is_empty() {
+            break;
+        }
+    }
+    assert_eq!(
+        told().len(),
+        1,
+        "told once the circuit opened: {:#?}",
+        told()
+    );
+    assert!(requests <= 3, "{requests} failed requests");
+    let text = told()[0]["message"].as_str().unwrap_or_default().to_owned();
+    assert!(text.contains("HTTP 500"), "says why: {text}");
+    server.lsp.shutdown_and_exit();
+}
+
 #[test]
 fn a_bad_config_file_is_reported_and_the_server_still_starts() {
     let dir = tempfile::tempdir().unwrap();
