@@ -354,17 +354,17 @@ impl Backend {
     }
 
     /// Whether no completion model can be expected to answer now: every endpoint of every
-    /// model in the chain has its circuit open, is cooling, or was found down by a probe. A
-    /// failed call or two (a 500, a dropped connection) are not worth a message; failures
-    /// that go on open the circuit (`resilience::FAILURES_TO_OPEN`) and are told.
+    /// model in the chain has its circuit open, is cooling or was found down by a probe, or
+    /// failed for good (nothing listens, a 404 for the model, a bad key). A failed call or
+    /// two that may pass (a 500, a dropped connection) are not worth a message; failures that
+    /// go on open the circuit (`resilience::FAILURES_TO_OPEN`) and are told.
     fn completion_is_down(&self, session: &Session) -> bool {
         let now = Instant::now();
         session.completion_chain().iter().all(|model| {
-            model
-                .config
-                .url
-                .iter()
-                .all(|url| self.health.endpoint(&model.name, url, now).state != ModelState::Healthy)
+            model.config.url.iter().all(|url| {
+                self.health.failed_for_good(&model.name, url)
+                    || self.health.endpoint(&model.name, url, now).state != ModelState::Healthy
+            })
         })
     }
 

@@ -61,6 +61,8 @@ struct EndpointHealth {
     measured_at: Option<Instant>,
     /// Calls admitted and not reported yet.
     in_flight: u32,
+    /// The last call failed in a way that does not pass by itself (see [`is_lasting`]).
+    lasting_failure: bool,
 }
 
 /// Exponentially weighted averages of successful calls, in milliseconds.
@@ -241,6 +243,16 @@ impl Health {
         })
     }
 
+    /// Whether the endpoint's last call failed in a way that does not pass by itself: nothing
+    /// listens there, the server refused the request (a 4xx but a rate limit or timeout: a
+    /// model it does not have, a bad key), or the key is missing. Worth telling the user at
+    /// once, where a 500 or a dropped connection is not.
+    pub fn failed_for_good(&self, model: &str, url: &str) -> bool {
+        lock(&self.endpoints)
+            .get(&(model.to_string(), url.to_string()))
+            .is_some_and(|h| h.lasting_failure)
+    }
+
     /// Records a background health probe. A probe that succeeds after a failed one means the
     /// server came back: an open circuit's cooldown ends, and the next call decides.
     pub fn record_probe(&self, model: &str, url: &str, ok: bool, now: Instant) {
@@ -273,6 +285,7 @@ fn record_failure(
     jitter: u64,
     attempt: u32,
 ) -> AfterFailure {
+    h.lasting_failure = is_lasting(error);
     if let Some(retry_after) = rate_limit(error) {
         let cooling = retry_after.unwrap_or(DEFAULT_COOLING);
         if fits(cooling) {
@@ -369,6 +382,21 @@ fn is_transient(error: &ProviderError) -> bool {
         | ProviderError::Stream { .. }
         | ProviderError::MissingKey { .. }
         | ProviderError::Unsupported(_) => false,
+    }
+}
+
+/// A failure that does not pass by itself (see [`Health::failed_for_good`]).
+fn is_lasting(error: &ProviderError) -> bool {
+    match error {
+        ProviderError::Status { status, .. } => {
+            (400..500).contains(status) && !matches!(status, 408 | 429)
+        }
+        ProviderError::Unreachable { .. }
+        | ProviderError::MissingKey { .. }
+        | ProviderError::Unsupported(_) => true,
+        ProviderError::Malformed { .. }
+        | ProviderError::Timeout { .. }
+        | ProviderError::Stream { .. } => false,
     }
 }
 
@@ -619,6 +647,45 @@ mod tests {
 
     fn state(h: &Health, model: &str, now: Instant) -> ModelState {
         h.endpoint(model, URL, now).state
+    }
+
+    /// Which failures are told to the user at once (they do not pass by themselves), until
+    /// a call succeeds.
+    #[test]
+    fn which_failures_last() {
+        let malformed = ProviderError::Malformed {
+            url: "u".into(),
+            detail: "connection closed before message completed".into(),
+        };
+        let timeout = ProviderError::Timeout {
+            url: "u".into(),
+            ms: 100,
+        };
+        let missing_key = ProviderError::MissingKey {
+            model: "m".into(),
+            env: None,
+        };
+        let table = [
+            (refused(), true),
+            (status(404, None), true),
+            (status(401, None), true),
+            (status(400, None), true),
+            (missing_key, true),
+            (status(429, Some(1)), false),
+            (status(408, None), false),
+            (status(500, None), false),
+            (status(503, None), false),
+            (malformed, false),
+            (timeout, false),
+        ];
+        let t0 = Instant::now();
+        for (error, lasting) in table {
+            let h = Health::new();
+            fail(&h, "m", &error, t0);
+            assert_eq!(h.failed_for_good("m", URL), lasting, "{error}");
+            h.record_success("m", URL, Duration::from_millis(20), None);
+            assert!(!h.failed_for_good("m", URL), "a success ends it: {error}");
+        }
     }
 
     /// Calls made side by side (two documents, a request and a background prefetch) cannot

@@ -379,10 +379,12 @@ fn broken_headers_are_a_parse_error_and_the_server_stays_up() {
     server.lsp.shutdown_and_exit();
 }
 
-/// A failed call now and then (a 500, a dropped connection) gives an empty answer and no
-/// message; failures that go on open the circuit, and then the user is told, once. The
-/// message used to come with the first failed call, telling the user of a model that had
-/// answered a second before to start their model server.
+/// A failed call now and then that may pass (a 500, a dropped connection) gives an empty
+/// answer and no message; failures that go on open the circuit, and then the user is told,
+/// once. The message used to come with the first failed call, telling the user of a model
+/// that had answered a second before to start their model server. (A failure that does not
+/// pass by itself, as a 404 for the model, is told at once: `resilience.rs`'s
+/// `a_models_error_text_reaches_the_user_once_in_one_line`.)
 #[test]
 fn a_failed_call_is_not_told_failures_that_go_on_are() {
     let server = Server::start(Behaviour::failing(Fault::status(500)));
