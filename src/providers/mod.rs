@@ -512,17 +512,18 @@ async fn send(mut request: reqwest::RequestBuilder) -> Result<reqwest::Response,
 /// The connection closed before the answer's head arrived (hyper's "connection closed before
 /// message completed").
 fn closed_before_answer(e: &reqwest::Error) -> bool {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(error) = cause {
-        if error
+    causes(e).any(|cause| {
+        cause
             .downcast_ref::<hyper::Error>()
             .is_some_and(hyper::Error::is_incomplete_message)
-        {
-            return true;
-        }
-        cause = error.source();
-    }
-    false
+    })
+}
+
+/// `e` and the errors under it, outermost first.
+fn causes<'e>(
+    e: &'e (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'e (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(e), |cause| cause.source())
 }
 
 fn transport_error(url: &str, model: &ModelConfig, e: reqwest::Error) -> ProviderError {
@@ -545,11 +546,10 @@ fn transport_error(url: &str, model: &ModelConfig, e: reqwest::Error) -> Provide
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
+    causes(e)
+        .last()
+        .map(ToString::to_string)
+        .unwrap_or_default()
 }
 
 /// Passes a 2xx response through; turns anything else into a `Status` error carrying the
