@@ -22,7 +22,6 @@ use crate::documents::{Documents, Reparse, TextChange};
 use crate::position::{self, LineCol, PositionEncoding};
 use crate::providers::Providers;
 use crate::resilience::Health;
-use crate::router::ModelState;
 use crate::session::{Session, SharedSession};
 use crate::sync::{lock, read, write};
 use crate::syntax::Language;
@@ -353,18 +352,18 @@ impl Backend {
         }
     }
 
-    /// Whether no completion model can be expected to answer now: every endpoint of every
-    /// model in the chain has its circuit open, is cooling or was found down by a probe, or
-    /// failed for good (nothing listens, a 404 for the model, a bad key). A failed call or
-    /// two that may pass (a 500, a dropped connection) are not worth a message; failures that
-    /// go on open the circuit (`resilience::FAILURES_TO_OPEN`) and are told.
+    /// Whether no endpoint of any completion model can be expected to answer now
+    /// ([`Health::expects_answer`]). A failed call or two that may pass (a 500, a dropped
+    /// connection) are not worth a message; failures that go on open the circuit
+    /// (`resilience::FAILURES_TO_OPEN`) and are told.
     fn completion_is_down(&self, session: &Session) -> bool {
         let now = Instant::now();
         session.completion_chain().iter().all(|model| {
-            model.config.url.iter().all(|url| {
-                self.health.failed_for_good(&model.name, url)
-                    || self.health.endpoint(&model.name, url, now).state != ModelState::Healthy
-            })
+            model
+                .config
+                .url
+                .iter()
+                .all(|url| !self.health.expects_answer(&model.name, url, now))
         })
     }
 
@@ -420,15 +419,9 @@ impl Backend {
                 Ok(None)
             }
             Err(NoSuggestion::Failed(why)) => {
+                // The failure itself is logged where it happened (`completion failed`).
                 if self.completion_is_down(&session) {
                     self.tell_unreachable(&why).await;
-                } else {
-                    tracing::info!(
-                        uri = uri.as_str(),
-                        line = pos.line,
-                        ms,
-                        "no suggestion: {why}"
-                    );
                 }
                 Ok(None)
             }

@@ -243,14 +243,14 @@ impl Health {
         })
     }
 
-    /// Whether the endpoint's last call failed in a way that does not pass by itself: nothing
-    /// listens there, the server refused the request (a 4xx but a rate limit or timeout: a
-    /// model it does not have, a bad key), or the key is missing. Worth telling the user at
-    /// once, where a 500 or a dropped connection is not.
-    pub fn failed_for_good(&self, model: &str, url: &str) -> bool {
+    /// Whether a call to the endpoint can be expected to answer now: it is healthy (circuit
+    /// closed, not cooling, not found down) and its last call did not fail in a way that
+    /// does not pass by itself ([`is_lasting`]: nothing listens, a model it does not have, a
+    /// bad or missing key). A 500 or a dropped connection now and then leaves it expected.
+    pub fn expects_answer(&self, model: &str, url: &str, now: Instant) -> bool {
         lock(&self.endpoints)
             .get(&(model.to_string(), url.to_string()))
-            .is_some_and(|h| h.lasting_failure)
+            .is_none_or(|h| !h.lasting_failure && state_of(h, now) == ModelState::Healthy)
     }
 
     /// Records a background health probe. A probe that succeeds after a failed one means the
@@ -385,7 +385,7 @@ fn is_transient(error: &ProviderError) -> bool {
     }
 }
 
-/// A failure that does not pass by itself (see [`Health::failed_for_good`]).
+/// A failure that does not pass by itself (see [`Health::expects_answer`]).
 fn is_lasting(error: &ProviderError) -> bool {
     match error {
         ProviderError::Status { status, .. } => {
@@ -680,11 +680,14 @@ mod tests {
         ];
         let t0 = Instant::now();
         for (error, lasting) in table {
+            assert_eq!(is_lasting(&error), lasting, "{error}");
             let h = Health::new();
             fail(&h, "m", &error, t0);
-            assert_eq!(h.failed_for_good("m", URL), lasting, "{error}");
+            if lasting {
+                assert!(!h.expects_answer("m", URL, t0), "{error}");
+            }
             h.record_success("m", URL, Duration::from_millis(20), None);
-            assert!(!h.failed_for_good("m", URL), "a success ends it: {error}");
+            assert!(h.expects_answer("m", URL, t0), "a success ends it: {error}");
         }
     }
 
