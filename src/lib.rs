@@ -14,6 +14,7 @@ pub mod position;
 pub mod postprocess;
 pub mod prompt;
 pub mod providers;
+pub mod reasoning;
 pub mod recent;
 pub mod redact;
 pub mod resilience;

@@ -29,7 +29,7 @@ use crate::position::clamp_range;
 use crate::syntax::Language;
 use crate::syntax::features::Target;
 
-pub use answer::{Finding, ParseError, Severity, after_reasoning, extract_code, parse_findings};
+pub use answer::{Finding, ParseError, Severity, extract_code, parse_findings};
 pub use gather::{Gathered, gather};
 pub use prompt::{ActionMessages, PromptError, Trim, build_messages, fill_template};
 pub use refactor::{RefactorError, Refactored, unified_diff, validate_refactor};

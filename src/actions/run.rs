@@ -28,6 +28,7 @@ use serde::Serialize;
 use crate::config::{ActionOutput, Config};
 use crate::documents::Snapshot;
 use crate::providers::{ChatCall, ChatMessage, Cut, ModelAnswer, Providers};
+use crate::reasoning::after_reasoning;
 use crate::redact::redact;
 use crate::resilience::{Attempt, ChainOutcome, Health, run_chain};
 use crate::route_input::RouteInput;
@@ -40,8 +41,8 @@ use crate::telemetry::{
 };
 
 use super::{
-    ActionKind, ActionMessages, ActionRequest, Finding, ModelLimits, Refactored, after_reasoning,
-    build_messages, extract_code, parse_findings, unified_diff, validate_refactor,
+    ActionKind, ActionMessages, ActionRequest, Finding, ModelLimits, Refactored, build_messages,
+    extract_code, parse_findings, unified_diff, validate_refactor,
 };
 
 /// Where the action applies: a cursor (the enclosing function/class, or the small file) or

@@ -39,6 +39,7 @@ use crate::prompt::{
 use crate::providers::{
     ChatCall, ChatMessage, FimCall, ModelAnswer, OtherFile, ProviderError, Providers,
 };
+use crate::reasoning::after_reasoning;
 use crate::redact::redact;
 use crate::resilience::{ChainOutcome, Health, Timed, run_chain};
 use crate::route_input::RouteInput;
@@ -1383,8 +1384,17 @@ impl Ask<'_> {
             sent,
             answer.text.len(),
         );
+        // A thinking model's reasoning is not the suggestion (nor the line breaks after it),
+        // and one cut while it was still thinking has none.
+        let suggestion = after_reasoning(&answer.text).map_or("", |after| {
+            if after.len() < answer.text.len() {
+                after.trim_start_matches(['\r', '\n'])
+            } else {
+                after
+            }
+        });
         Ok(FlightAnswer {
-            kept: postprocess(&answer.text, self.ctx, &[]),
+            kept: postprocess(suggestion, self.ctx, &[]),
             then: None,
             prompt: self.log_prompts.then(|| messages[0].content.clone()),
             answer,

@@ -253,3 +253,41 @@ fn a_rule_can_send_completion_to_a_chat_only_model() {
     );
     editor.lsp.shutdown_and_exit();
 }
+
+#[test]
+fn a_thinking_chat_models_reasoning_is_never_ghost_text() {
+    // A reasoning model (R1, Qwen3, QwQ behind a server that passes `<think>` through) that a
+    // rule sends completion to: the suggestion is what follows its reasoning, and an answer
+    // cut at the token limit while it was still thinking suggests nothing.
+    let thinks = |prompt: &str| {
+        if prompt.contains("def total(") {
+            "<think>\nThe user sums the list.\n</think>\nsum(xs)".to_owned()
+        } else {
+            "<think>\nFirst, what does the loop".to_owned()
+        }
+    };
+    let chat = ModelDouble::start(Behaviour::answer_with(move |call| {
+        thinks(&call.all_input_text())
+    }));
+    let workspace = Workspace::new(&format!(
+        "[models.chat]\nprovider = \"openai\"\nurl = \"{}/v1\"\nmodel = \"chat-model\"\n\n{}",
+        chat.base_url(),
+        complete_route(&["chat"]),
+    ));
+    let editor = workspace.serve();
+    assert_eq!(
+        editor
+            .suggest("done.py", "python", "def total(xs):\n    return $0\n")
+            .as_deref(),
+        Some("sum(xs)"),
+        "{}",
+        chat.summary()
+    );
+    assert_eq!(
+        editor.suggest("cut.py", "python", "def count(xs):\n    return $0\n"),
+        None,
+        "{}",
+        chat.summary()
+    );
+    editor.lsp.shutdown_and_exit();
+}
