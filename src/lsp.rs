@@ -21,7 +21,7 @@ use crate::completion::{CompletionEngine, NoSuggestion, Suggestion};
 use crate::documents::{Documents, Reparse, TextChange};
 use crate::position::{self, LineCol, PositionEncoding};
 use crate::providers::Providers;
-use crate::resilience::Health;
+use crate::resilience::{Health, Remedy};
 use crate::session::{Session, SharedSession};
 use crate::sync::{lock, read, write};
 use crate::syntax::Language;
@@ -352,26 +352,36 @@ impl Backend {
         }
     }
 
-    /// Whether no endpoint of any completion model can be expected to answer now
-    /// ([`Health::expects_answer`]). A failed call or two that may pass (a 500, a dropped
-    /// connection) are not worth a message; failures that go on open the circuit
-    /// (`resilience::FAILURES_TO_OPEN`) and are told.
-    fn completion_is_down(&self, session: &Session) -> bool {
+    /// What the user can do when no endpoint of any completion model can be expected to
+    /// answer now ([`Health::remedy`]): the first endpoint's (the one they prefer); None while
+    /// one can. A failed call or two that may pass (a 500, a dropped connection) are not
+    /// worth a message; failures that go on open the circuit (`resilience::FAILURES_TO_OPEN`)
+    /// and are told.
+    fn completion_down_remedy(&self, session: &Session) -> Option<Remedy> {
         let now = Instant::now();
-        session.completion_chain().iter().all(|model| {
+        let chain = session.completion_chain();
+        let mut remedies = chain.iter().flat_map(|model| {
             model
                 .config
                 .url
                 .iter()
-                .all(|url| !self.health.expects_answer(&model.name, url, now))
-        })
+                .map(|url| self.health.remedy(&model.name, url, now))
+        });
+        let Some(first) = remedies.next() else {
+            // No completion model at all: the reason says what to configure.
+            return Some(Remedy::AsSaid);
+        };
+        let first = first?;
+        remedies.all(|r| r.is_some()).then_some(first)
     }
 
-    /// Tells the user, once until a model answers again, that completion has no model.
-    async fn tell_unreachable(&self, why: &str) {
+    /// Tells the user, once until a model answers again, that completion has no model, why,
+    /// and what they can do.
+    async fn tell_unreachable(&self, why: &str, remedy: Remedy) {
         if !self.told_unreachable.swap(true, Ordering::SeqCst) {
             let message = format!(
-                "Pilotfish: no completion model answers ({why}). Start your model server (e.g. `ollama serve`) or point [models] in .pilotfish.toml at one; `pilotfish config` shows what is configured."
+                "Pilotfish: no completion model answers ({why}). {} `pilotfish check` tries every configured model.",
+                remedy.advice()
             );
             self.show(MessageType::WARNING, message).await;
         }
@@ -420,8 +430,8 @@ impl Backend {
             }
             Err(NoSuggestion::Failed(why)) => {
                 // The failure itself is logged where it happened (`completion failed`).
-                if self.completion_is_down(&session) {
-                    self.tell_unreachable(&why).await;
+                if let Some(remedy) = self.completion_down_remedy(&session) {
+                    self.tell_unreachable(&why, remedy).await;
                 }
                 Ok(None)
             }
@@ -724,9 +734,11 @@ impl LanguageServer for Backend {
             // Open pooled connections now, so the first suggestion does not pay for them.
             let session = self.session();
             let failed = self.engine.warm(&session).await;
-            if let Some((name, why)) = failed.first() {
+            if let Some((name, error)) = failed.first() {
                 if failed.len() == session.completion_chain().len() {
-                    self.tell_unreachable(&format!("{name}: {why}")).await;
+                    let remedy = Remedy::lasting(error).unwrap_or(Remedy::ServerFails);
+                    self.tell_unreachable(&format!("{name}: {error}"), remedy)
+                        .await;
                 }
             }
         })

@@ -61,8 +61,73 @@ struct EndpointHealth {
     measured_at: Option<Instant>,
     /// Calls admitted and not reported yet.
     in_flight: u32,
-    /// The last call failed in a way that does not pass by itself (see [`is_lasting`]).
-    lasting_failure: bool,
+    /// The last call failed in a way that does not pass by itself, and what the user can do
+    /// about it ([`Remedy::lasting`]).
+    lasting_failure: Option<Remedy>,
+}
+
+/// What the user can do when an endpoint cannot be expected to answer
+/// ([`Health::remedy`]), for the message that says completion has no model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Remedy {
+    /// Nothing listens at its url (a refused connection, an unknown host, a failed probe).
+    StartServer,
+    /// The server refused the API key (401, 403).
+    CheckKey,
+    /// The server refused the request otherwise (another 4xx): most often a model it does
+    /// not have, or a url that is not the API's.
+    CheckModel,
+    /// The failure's own words say what to set or change (an unset key variable, a setting
+    /// the provider does not support).
+    AsSaid,
+    /// It asked to be left alone for a while (429, 529).
+    Wait,
+    /// Failures that may pass (5xx, timeouts, garbage, dropped connections) kept coming
+    /// until the circuit opened.
+    ServerFails,
+}
+
+impl Remedy {
+    /// What to do about a failure that does not pass by itself (see [`Health::remedy`]); None
+    /// for one that may.
+    pub fn lasting(error: &ProviderError) -> Option<Remedy> {
+        match error {
+            ProviderError::Status {
+                status: 401 | 403, ..
+            } => Some(Remedy::CheckKey),
+            ProviderError::Status { status, .. }
+                if (400..500).contains(status) && !matches!(status, 408 | 429) =>
+            {
+                Some(Remedy::CheckModel)
+            }
+            ProviderError::Unreachable { .. } => Some(Remedy::StartServer),
+            ProviderError::MissingKey { .. } | ProviderError::Unsupported(_) => {
+                Some(Remedy::AsSaid)
+            }
+            ProviderError::Status { .. }
+            | ProviderError::Malformed { .. }
+            | ProviderError::Timeout { .. }
+            | ProviderError::Stream { .. } => None,
+        }
+    }
+
+    /// The advice, one sentence.
+    pub fn advice(self) -> &'static str {
+        match self {
+            Remedy::StartServer => {
+                "Start your model server (e.g. `ollama serve`) or point [models] in .pilotfish.toml at one."
+            }
+            Remedy::CheckKey => {
+                "Check the API key in the environment variable the model's `api_key_env` names."
+            }
+            Remedy::CheckModel => {
+                "Check the model's `model` and `url` in .pilotfish.toml (with Ollama, `ollama pull` the model)."
+            }
+            Remedy::AsSaid => "Set or change what it says.",
+            Remedy::Wait => "It asked to wait; completion resumes after the wait.",
+            Remedy::ServerFails => "The model server keeps failing; its own log may say why.",
+        }
+    }
 }
 
 /// Exponentially weighted averages of successful calls, in milliseconds.
@@ -243,14 +308,21 @@ impl Health {
         })
     }
 
-    /// Whether a call to the endpoint can be expected to answer now: it is healthy (circuit
-    /// closed, not cooling, not found down) and its last call did not fail in a way that
-    /// does not pass by itself ([`is_lasting`]: nothing listens, a model it does not have, a
-    /// bad or missing key). A 500 or a dropped connection now and then leaves it expected.
-    pub fn expects_answer(&self, model: &str, url: &str, now: Instant) -> bool {
-        lock(&self.endpoints)
-            .get(&(model.to_string(), url.to_string()))
-            .is_none_or(|h| !h.lasting_failure && state_of(h, now) == ModelState::Healthy)
+    /// None while a call to the endpoint can be expected to answer now: it is healthy
+    /// (circuit closed, not cooling, not found down) and its last call did not fail in a way
+    /// that does not pass by itself ([`Remedy::lasting`]: nothing listens, a model it does
+    /// not have, a bad or missing key). A 500 or a dropped connection now and then leaves it
+    /// expected. Otherwise what the user can do about it.
+    pub fn remedy(&self, model: &str, url: &str, now: Instant) -> Option<Remedy> {
+        let endpoints = lock(&self.endpoints);
+        let h = endpoints.get(&(model.to_string(), url.to_string()))?;
+        match state_of(h, now) {
+            ModelState::Cooling { .. } => Some(Remedy::Wait),
+            _ if h.lasting_failure.is_some() => h.lasting_failure,
+            ModelState::Healthy => None,
+            ModelState::Down => Some(Remedy::StartServer),
+            ModelState::CircuitOpen { .. } => Some(Remedy::ServerFails),
+        }
     }
 
     /// Records a background health probe. A probe that succeeds after a failed one means the
@@ -285,7 +357,7 @@ fn record_failure(
     jitter: u64,
     attempt: u32,
 ) -> AfterFailure {
-    h.lasting_failure = is_lasting(error);
+    h.lasting_failure = Remedy::lasting(error);
     if let Some(retry_after) = rate_limit(error) {
         let cooling = retry_after.unwrap_or(DEFAULT_COOLING);
         if fits(cooling) {
@@ -382,21 +454,6 @@ fn is_transient(error: &ProviderError) -> bool {
         | ProviderError::Stream { .. }
         | ProviderError::MissingKey { .. }
         | ProviderError::Unsupported(_) => false,
-    }
-}
-
-/// A failure that does not pass by itself (see [`Health::expects_answer`]).
-fn is_lasting(error: &ProviderError) -> bool {
-    match error {
-        ProviderError::Status { status, .. } => {
-            (400..500).contains(status) && !matches!(status, 408 | 429)
-        }
-        ProviderError::Unreachable { .. }
-        | ProviderError::MissingKey { .. }
-        | ProviderError::Unsupported(_) => true,
-        ProviderError::Malformed { .. }
-        | ProviderError::Timeout { .. }
-        | ProviderError::Stream { .. } => false,
     }
 }
 
@@ -650,7 +707,7 @@ mod tests {
     }
 
     /// Which failures are told to the user at once (they do not pass by themselves), until
-    /// a call succeeds.
+    /// a call succeeds, and what they are told to do.
     #[test]
     fn which_failures_last() {
         let malformed = ProviderError::Malformed {
@@ -665,30 +722,54 @@ mod tests {
             model: "m".into(),
             env: None,
         };
+        let unsupported = ProviderError::Unsupported("set fim = \"native\"".into());
         let table = [
-            (refused(), true),
-            (status(404, None), true),
-            (status(401, None), true),
-            (status(400, None), true),
-            (missing_key, true),
-            (status(429, Some(1)), false),
-            (status(408, None), false),
-            (status(500, None), false),
-            (status(503, None), false),
-            (malformed, false),
-            (timeout, false),
+            (refused(), Some(Remedy::StartServer)),
+            (status(404, None), Some(Remedy::CheckModel)),
+            (status(400, None), Some(Remedy::CheckModel)),
+            (status(401, None), Some(Remedy::CheckKey)),
+            (status(403, None), Some(Remedy::CheckKey)),
+            (missing_key, Some(Remedy::AsSaid)),
+            (unsupported, Some(Remedy::AsSaid)),
+            (status(429, Some(1)), None),
+            (status(408, None), None),
+            (status(500, None), None),
+            (status(503, None), None),
+            (malformed, None),
+            (timeout, None),
         ];
         let t0 = Instant::now();
         for (error, lasting) in table {
-            assert_eq!(is_lasting(&error), lasting, "{error}");
+            assert_eq!(Remedy::lasting(&error), lasting, "{error}");
             let h = Health::new();
             fail(&h, "m", &error, t0);
-            if lasting {
-                assert!(!h.expects_answer("m", URL, t0), "{error}");
+            if lasting.is_some() {
+                assert_eq!(h.remedy("m", URL, t0), lasting, "{error}");
             }
             h.record_success("m", URL, Duration::from_millis(20), None);
-            assert!(h.expects_answer("m", URL, t0), "a success ends it: {error}");
+            assert_eq!(h.remedy("m", URL, t0), None, "a success ends it: {error}");
         }
+    }
+
+    /// Failures that may pass are told once they go on (the circuit opens) or the server
+    /// asks to wait; a probe that finds nothing listening says to start the server.
+    #[test]
+    fn what_an_endpoint_that_does_not_answer_needs() {
+        let t0 = Instant::now();
+        let h = Health::new();
+        assert_eq!(h.remedy("m", URL, t0), None, "never called");
+        fail(&h, "m", &status(500, None), t0);
+        assert_eq!(h.remedy("m", URL, t0), None, "one 500 may pass");
+        for _ in 1..FAILURES_TO_OPEN {
+            fail(&h, "m", &status(500, None), t0);
+        }
+        assert_eq!(h.remedy("m", URL, t0), Some(Remedy::ServerFails));
+        let cooling = Health::new();
+        fail(&cooling, "m", &status(429, Some(5)), t0);
+        assert_eq!(cooling.remedy("m", URL, t0), Some(Remedy::Wait));
+        let probed = Health::new();
+        probed.record_probe("m", URL, false, t0);
+        assert_eq!(probed.remedy("m", URL, t0), Some(Remedy::StartServer));
     }
 
     /// Calls made side by side (two documents, a request and a background prefetch) cannot

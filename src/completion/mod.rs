@@ -350,7 +350,7 @@ impl CompletionEngine {
 
     /// Opens pooled connections to the session's completion models, at each of their
     /// endpoints; returns the models none of whose endpoints answered, with the first error.
-    pub async fn warm(&self, session: &Session) -> Vec<(Arc<str>, String)> {
+    pub async fn warm(&self, session: &Session) -> Vec<(Arc<str>, ProviderError)> {
         let mut failed = Vec::new();
         for model in session.completion_chain() {
             let mut first_error = None;
@@ -364,7 +364,7 @@ impl CompletionEngine {
                 {
                     Ok(()) => any_up = true,
                     Err(e) => {
-                        first_error.get_or_insert_with(|| e.to_string());
+                        first_error.get_or_insert(e);
                     }
                 }
             }

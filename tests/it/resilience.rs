@@ -240,6 +240,12 @@ fn a_models_error_text_reaches_the_user_once_in_one_line() {
         "the model's own words: {message}"
     );
     assert!(!message.contains('\n'), "one line: {message:?}");
+    // What to do about a model the server does not have, not about a server that is not
+    // running.
+    assert!(
+        message.contains("Check the model's `model`") && !message.contains("Start your model"),
+        "{message}"
+    );
     editor.lsp.shutdown_and_exit();
 }
 

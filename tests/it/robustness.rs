@@ -426,6 +426,10 @@ fn a_failed_call_is_not_told_failures_that_go_on_are() {
     assert!(requests >= 2, "not at the first failure");
     let text = told()[0]["message"].as_str().unwrap_or_default().to_owned();
     assert!(text.contains("HTTP 500"), "says why: {text}");
+    assert!(
+        text.contains("keeps failing") && !text.contains("Start your model"),
+        "the server runs and fails: {text}"
+    );
     server.lsp.shutdown_and_exit();
 }
 
