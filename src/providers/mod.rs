@@ -37,6 +37,11 @@ const POOL_MAX_IDLE_PER_HOST: usize = 8;
 /// closed (see `send`): each failed send takes one out of the pool, so the last goes out on a
 /// new connection.
 const SENDS_ON_CLOSED_CONNECTIONS: usize = POOL_MAX_IDLE_PER_HOST + 1;
+/// A connection that closes unanswered later than this after the request went out was not one
+/// the server had closed before it (that fails within a round trip): the server may have
+/// read the request and worked on it — a crash mid-answer, a proxy's timeout — and a model
+/// call is not made twice, which for a cloud model would be paid twice.
+const CLOSED_BEFORE_REQUEST_WITHIN: Duration = Duration::from_secs(1);
 /// The most of an error body that is read: only its first line is shown to the user.
 const MAX_ERROR_BODY_BYTES: usize = 64 << 10;
 
@@ -490,16 +495,18 @@ fn with_key(request: reqwest::RequestBuilder, model: &ModelConfig) -> reqwest::R
 /// Sends `request`, and again when the pooled connection it went out on turns out to have
 /// been closed by the server before any answer. llama-server closes the connection after each
 /// streamed answer without saying so (no `Connection: close`); a request sent at once after
-/// one can go out on it before the close is seen, and fails with nothing read. The server
-/// never saw it, so it is sent again, up to [`SENDS_ON_CLOSED_CONNECTIONS`] times in all (the
-/// pool may hold more than one such connection).
+/// one can go out on it before the close is seen, and fails at once with nothing read. The
+/// server never saw it, so it is sent again, up to [`SENDS_ON_CLOSED_CONNECTIONS`] times in
+/// all (the pool may hold more than one such connection); a close that comes later
+/// ([`CLOSED_BEFORE_REQUEST_WITHIN`]) is the request's failure.
 async fn send(mut request: reqwest::RequestBuilder) -> Result<reqwest::Response, reqwest::Error> {
     for _ in 1..SENDS_ON_CLOSED_CONNECTIONS {
         let Some(again) = request.try_clone() else {
             break;
         };
+        let sent = Instant::now();
         match request.send().await {
-            Err(e) if closed_before_answer(&e) => {
+            Err(e) if closed_before_answer(&e) && sent.elapsed() < CLOSED_BEFORE_REQUEST_WITHIN => {
                 tracing::debug!("the server had closed the pooled connection: sending again");
                 request = again;
             }

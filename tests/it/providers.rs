@@ -783,3 +783,36 @@ async fn a_request_on_a_connection_the_server_closed_is_sent_again() {
     // Every call after the first went out on a kept connection first.
     assert!(double.dropped() >= 20, "{} dropped", double.dropped());
 }
+
+/// A connection closed with no answer at once is one the server had closed before the
+/// request (sent again: above); one closed after the server had the request for a while is
+/// a server that read it and died on it — a crash mid-answer, a proxy's timeout — and the
+/// call is not made again (for a cloud model it would be paid again).
+#[tokio::test]
+async fn a_request_the_server_dropped_while_working_on_it_is_not_sent_again() {
+    let providers = Providers::new();
+    let messages = [ChatMessage::user("fn main() {}")];
+    let call = ChatCall {
+        system: "",
+        messages: &messages,
+        max_tokens: 50,
+        temperature: 0.2,
+    };
+    let worked = ModelDouble::start(
+        Behaviour::failing(Fault::CloseUnanswered).delay(Duration::from_millis(1500)),
+    );
+    let answer = providers
+        .chat(&model(&worked, Provider::Openai, None), call, &mut |_| {})
+        .await;
+    assert!(answer.is_err(), "{answer:?}");
+    assert_eq!(worked.requests(), 1, "{}", worked.summary());
+    // Closed at once, every time: sent as often as the pool may hold closed connections
+    // and once more (eight and one: `SENDS_ON_CLOSED_CONNECTIONS`), then it is the call's
+    // failure.
+    let at_once = ModelDouble::start(Behaviour::failing(Fault::CloseUnanswered));
+    let answer = providers
+        .chat(&model(&at_once, Provider::Openai, None), call, &mut |_| {})
+        .await;
+    assert!(answer.is_err(), "{answer:?}");
+    assert_eq!(at_once.requests(), 9, "{}", at_once.summary());
+}

@@ -41,6 +41,9 @@ pub enum Fault {
     },
     /// Never answer; wait until the client gives up (which then counts as an abort).
     Hang,
+    /// Read the request, wait out the behaviour's `delay`, and close the connection with no
+    /// answer at all (a server that crashes while it works on a request).
+    CloseUnanswered,
     /// `200 OK` with a body that is not JSON (nor SSE/NDJSON of JSON).
     Garbage,
     /// Send the head and `after_chunks` content chunks (a prefix of the body when not streaming),

@@ -205,6 +205,7 @@ async fn answer_model_call(conn: &mut Conn, request: &RecordedRequest, plan: Pla
             conn.hang().await;
             Outcome::Aborted
         }
+        Some(Fault::CloseUnanswered) => Outcome::Aborted,
         Some(Fault::Garbage) => {
             let content_type = if !streaming {
                 "application/json"
