@@ -21,10 +21,13 @@ mod stream;
 #[cfg(any(fuzzing, test))]
 pub(crate) mod fuzz;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::{ModelConfig, Provider};
 use crate::prompt::FimPrompt;
+use crate::sync::lock;
 
 /// The most of a model's answer that is read, whole or streamed (bytes on the wire). An
 /// answer is bounded by `max_output_tokens`: kilobytes of text, a few hundred KB with a
@@ -209,7 +212,7 @@ pub struct ChatCall<'a> {
     pub system: &'a str,
     pub messages: &'a [ChatMessage],
     pub max_tokens: u32,
-    pub temperature: f32,
+    pub temperature: f64,
 }
 
 /// Parameters of one fill-in-the-middle call.
@@ -245,6 +248,9 @@ fn fim_url(model: &ModelConfig) -> Option<String> {
 #[derive(Clone)]
 pub struct Providers {
     http: reqwest::Client,
+    /// How each OpenAI-compatible chat model (by url and model name) wants its limits said,
+    /// once a refusal taught it ([`openai::ChatParams`]).
+    chat_params: Arc<Mutex<HashMap<(String, String), openai::ChatParams>>>,
 }
 
 impl Default for Providers {
@@ -264,7 +270,10 @@ impl Providers {
             .user_agent(concat!("pilotfish/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("the HTTP client builds with static settings");
-        Providers { http }
+        Providers {
+            http,
+            chat_params: Arc::default(),
+        }
     }
 
     /// Asks `model` to fill in the middle.
@@ -359,14 +368,33 @@ impl Providers {
             on_text(piece);
         };
         let work = async {
-            let (request, mut wire) = match model.provider {
-                Provider::Openai | Provider::Llamacpp => {
-                    openai::chat(&self.http, model, &url, &call)
-                }
-                Provider::Ollama => ollama::chat(&self.http, model, &url, &call),
-                Provider::Anthropic => anthropic::chat(&self.http, model, &url, &call)?,
-            };
-            stream_chat(&url, model, request, wire.as_mut(), started, &mut keep).await
+            let remembered = (url.clone(), model.model.clone());
+            loop {
+                let params = lock(&self.chat_params)
+                    .get(&remembered)
+                    .copied()
+                    .unwrap_or_default();
+                let (request, mut wire) = match model.provider {
+                    Provider::Openai | Provider::Llamacpp => {
+                        openai::chat(&self.http, model, &url, (&call, params))
+                    }
+                    Provider::Ollama => ollama::chat(&self.http, model, &url, &call),
+                    Provider::Anthropic => anthropic::chat(&self.http, model, &url, &call)?,
+                };
+                let answer =
+                    stream_chat(&url, model, request, wire.as_mut(), started, &mut keep).await;
+                let learnt = match &answer {
+                    Err(e) if matches!(model.provider, Provider::Openai | Provider::Llamacpp) => {
+                        params.learn(e)
+                    }
+                    _ => None,
+                };
+                let Some(learnt) = learnt else {
+                    return answer;
+                };
+                tracing::info!(model = %model.model, url, ?learnt, "the model refused a parameter: sending the request as it asks");
+                lock(&self.chat_params).insert(remembered.clone(), learnt);
+            }
         };
         let limit = Duration::from_millis(model.timeout_ms);
         match tokio::time::timeout(limit, work).await {

@@ -17,23 +17,68 @@ pub(super) fn chat(
     http: &reqwest::Client,
     model: &ModelConfig,
     url: &str,
-    call: &ChatCall<'_>,
+    (call, params): (&ChatCall<'_>, ChatParams),
 ) -> (reqwest::RequestBuilder, Box<dyn ChatWire>) {
-    let request = with_key(http.post(url), model).json(&chat_body(model, call));
+    let request = with_key(http.post(url), model).json(&chat_body(model, call, params));
     (request, Box::<SseWire<ChatStream>>::default())
 }
 
+/// How a server wants a chat request's output limit and temperature said. OpenAI's reasoning
+/// models (o1, o3, GPT-5…, on OpenAI and Azure) refuse `max_tokens` ("Use
+/// 'max_completion_tokens' instead") and any temperature but their default, with a 400;
+/// other OpenAI-compatible servers may not know `max_completion_tokens` and would ignore
+/// the limit. So a request starts the common way and says it as the refusal asks
+/// ([`ChatParams::learn`]), and the caller remembers it for the model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct ChatParams {
+    /// The output limit goes as `max_completion_tokens`.
+    completion_tokens: bool,
+    /// No temperature is sent: the model's default.
+    default_temperature: bool,
+}
+
+impl ChatParams {
+    /// The parameters a refusal asks for (a 400 saying `'max_tokens'` or `'temperature'` is
+    /// unsupported); None when it asks for nothing these do not already do.
+    pub(super) fn learn(self, error: &ProviderError) -> Option<ChatParams> {
+        let ProviderError::Status {
+            status: 400,
+            message,
+            ..
+        } = error
+        else {
+            return None;
+        };
+        if !message.to_ascii_lowercase().contains("unsupported") {
+            return None;
+        }
+        let learnt = ChatParams {
+            completion_tokens: self.completion_tokens || message.contains("'max_tokens'"),
+            default_temperature: self.default_temperature || message.contains("'temperature'"),
+        };
+        (learnt != self).then_some(learnt)
+    }
+}
+
 /// The `/chat/completions` request: the system prompt as the first message.
-fn chat_body(model: &ModelConfig, call: &ChatCall<'_>) -> Value {
+fn chat_body(model: &ModelConfig, call: &ChatCall<'_>, params: ChatParams) -> Value {
     let messages = chat_messages(call, true);
-    json!({
+    let mut body = json!({
         "model": model.model,
         "messages": messages,
-        "max_tokens": call.max_tokens,
-        "temperature": call.temperature,
         "stream": true,
         "stream_options": { "include_usage": true },
-    })
+    });
+    let limit = if params.completion_tokens {
+        "max_completion_tokens"
+    } else {
+        "max_tokens"
+    };
+    body[limit] = json!(call.max_tokens);
+    if !params.default_temperature {
+        body["temperature"] = json!(call.temperature);
+    }
+    body
 }
 
 /// The SSE stream of `/chat/completions` (and of `/completions`, whose chunks carry `text`).
@@ -321,6 +366,49 @@ mod tests {
     }
 
     #[test]
+    fn what_a_refusal_teaches() {
+        let status = |status: u16, message: &str| ProviderError::Status {
+            url: "u".into(),
+            status,
+            retry_after: None,
+            message: message.into(),
+        };
+        let common = ChatParams::default();
+        let completion_tokens = ChatParams {
+            completion_tokens: true,
+            ..common
+        };
+        let both = ChatParams {
+            completion_tokens: true,
+            default_temperature: true,
+        };
+        let max_tokens = "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.";
+        let temperature = "Unsupported value: 'temperature' does not support 0.2 with this model. Only the default (1) value is supported.";
+        let cases = [
+            (common, status(400, max_tokens), Some(completion_tokens)),
+            (completion_tokens, status(400, temperature), Some(both)),
+            // Already sent that way: nothing new, the call's failure.
+            (completion_tokens, status(400, max_tokens), None),
+            (both, status(400, temperature), None),
+            // Not a refusal of these parameters.
+            (
+                common,
+                status(400, "'max_tokens' must be at most 4096"),
+                None,
+            ),
+            (common, status(404, max_tokens), None),
+            (
+                common,
+                status(400, "Unsupported value: 'messages[0].role'"),
+                None,
+            ),
+        ];
+        for (params, error, want) in cases {
+            assert_eq!(params.learn(&error), want, "{params:?} {error}");
+        }
+    }
+
+    #[test]
     fn chat_body_has_the_system_prompt_first_and_asks_for_usage() {
         let model: ModelConfig =
             toml::from_str("provider = \"openai\"\nurl = \"http://h/v1\"\nmodel = \"m\"").unwrap();
@@ -331,7 +419,7 @@ mod tests {
             max_tokens: 64,
             temperature: 0.25,
         };
-        let body = chat_body(&model, &call);
+        let body = chat_body(&model, &call, ChatParams::default());
         assert_eq!(
             body["messages"][0],
             json!({"role": "system", "content": "be brief"})
@@ -345,7 +433,7 @@ mod tests {
         assert_eq!(body["temperature"], json!(0.25));
         let call = ChatCall { system: "", ..call };
         assert_eq!(
-            chat_body(&model, &call)["messages"]
+            chat_body(&model, &call, ChatParams::default())["messages"]
                 .as_array()
                 .unwrap()
                 .len(),

@@ -816,3 +816,77 @@ async fn a_request_the_server_dropped_while_working_on_it_is_not_sent_again() {
     assert!(answer.is_err(), "{answer:?}");
     assert_eq!(at_once.requests(), 9, "{}", at_once.summary());
 }
+
+/// OpenAI's reasoning models (o1, o3, GPT-5…) refuse `max_tokens` and any temperature but
+/// their default, with a 400 that says so; other OpenAI-compatible servers may not know
+/// `max_completion_tokens`. A chat goes out the common way, is sent again as each refusal
+/// asks, and the model's next chat goes out that way at once. (lsp-ai and many other clients
+/// failed on every call: "Unsupported parameter: 'max_tokens' is not supported with this
+/// model. Use 'max_completion_tokens' instead.")
+#[tokio::test]
+async fn a_chat_is_sent_the_way_a_reasoning_model_asks() {
+    let double = ModelDouble::start(Behaviour::answer(ANSWER));
+    let providers = Providers::new();
+    let messages = [ChatMessage::user("fn main() {}")];
+    let call = ChatCall {
+        system: "",
+        messages: &messages,
+        max_tokens: 300,
+        temperature: 0.2,
+    };
+    let reasoning = ModelConfig {
+        model: "gpt-5-mini".into(),
+        ..model(&double, Provider::Openai, None)
+    };
+    for round in 0..2 {
+        let before = double.requests();
+        let answer = providers.chat(&reasoning, call, &mut |_| {}).await;
+        assert_eq!(
+            answer.map(|a| a.text).as_deref(),
+            Ok(ANSWER),
+            "round {round}: {}",
+            double.summary()
+        );
+        let sent = double.requests() - before;
+        // The first: refused for `max_tokens`, then for the temperature, then answered.
+        assert_eq!(sent, if round == 0 { 3 } else { 1 }, "round {round}");
+        let body = double.last_model_call().expect("a chat").body;
+        assert_eq!(body["max_completion_tokens"], json!(300), "{body}");
+        assert!(body.get("max_tokens").is_none(), "{body}");
+        assert!(body.get("temperature").is_none(), "{body}");
+    }
+    // Any other model is asked the common way, in one request.
+    let before = double.requests();
+    let plain = model(&double, Provider::Openai, None);
+    let answer = providers.chat(&plain, call, &mut |_| {}).await;
+    assert_eq!(answer.map(|a| a.text).as_deref(), Ok(ANSWER));
+    assert_eq!(double.requests() - before, 1);
+    let body = double.last_model_call().expect("a chat").body;
+    assert_eq!(body["max_tokens"], json!(300), "{body}");
+    assert_eq!(body["temperature"], json!(0.2), "{body}");
+}
+
+/// A 400 that asks for nothing Pilotfish can change is the call's failure, sent once.
+#[tokio::test]
+async fn a_refusal_that_asks_for_nothing_new_is_not_sent_again() {
+    let double = ModelDouble::start(Behaviour::failing(Fault::status_with_body(
+        400,
+        r#"{"error":{"message":"Unsupported value: 'messages[0].role' does not support 'system' with this model.","type":"invalid_request_error"}}"#,
+    )));
+    let providers = Providers::new();
+    let messages = [ChatMessage::user("fn main() {}")];
+    let call = ChatCall {
+        system: "be brief",
+        messages: &messages,
+        max_tokens: 300,
+        temperature: 0.2,
+    };
+    let answer = providers
+        .chat(&model(&double, Provider::Openai, None), call, &mut |_| {})
+        .await;
+    assert!(
+        matches!(answer, Err(ProviderError::Status { status: 400, .. })),
+        "{answer:?}"
+    );
+    assert_eq!(double.requests(), 1, "{}", double.summary());
+}

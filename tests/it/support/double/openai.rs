@@ -8,6 +8,45 @@ use serde_json::{Value, json};
 use super::request::{Endpoint, RecordedRequest};
 use super::wire::{Finish, StreamEvents, Usage, request_model, sse_data, unix_now};
 
+/// What OpenAI answers (400) a chat request that its reasoning models (o1, o3, o4-mini,
+/// GPT-5…) cannot take: `max_tokens` (their limit counts reasoning tokens too, and is named
+/// `max_completion_tokens`), or a temperature other than their default 1 — the first such
+/// parameter, as OpenAI reports one at a time. Other models take both.
+pub(super) fn refusal(request: &RecordedRequest) -> Option<Value> {
+    let model = request.model()?;
+    if !["o1", "o3", "o4", "gpt-5"]
+        .iter()
+        .any(|family| model.starts_with(family))
+    {
+        return None;
+    }
+    let error = |message: String, param: &str, code: &str| {
+        json!({ "error": {
+            "message": message,
+            "type": "invalid_request_error",
+            "param": param,
+            "code": code,
+        } })
+    };
+    if request.body.get("max_tokens").is_some() {
+        return Some(error(
+            "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.".into(),
+            "max_tokens",
+            "unsupported_parameter",
+        ));
+    }
+    match request.body.get("temperature").and_then(Value::as_f64) {
+        Some(t) if t != 1.0 => Some(error(
+            format!(
+                "Unsupported value: 'temperature' does not support {t} with this model. Only the default (1) value is supported."
+            ),
+            "temperature",
+            "unsupported_value",
+        )),
+        _ => None,
+    }
+}
+
 /// `finish_reason`.
 fn finish_reason(usage: Usage) -> &'static str {
     match usage.finish {

@@ -13,7 +13,7 @@ use super::behaviour::{Answer, Fault, Health};
 use super::http::{Conn, Outcome, Parsed, http_chunk, response_head, send_json, send_raw};
 use super::request::{Dialect, Endpoint, RecordedRequest};
 use super::wire::{self, Finish, Usage};
-use super::{Shared, anthropic, flood};
+use super::{Shared, anthropic, flood, openai};
 
 /// What the double will do for one model call, decided when it arrives.
 struct Plan {
@@ -176,6 +176,11 @@ async fn answer_model_call(conn: &mut Conn, request: &RecordedRequest, plan: Pla
     {
         let body = wire::error_body(dialect, status, message);
         return send_json(conn, status, &body, None).await;
+    }
+    if request.endpoint == Endpoint::OpenAiChat
+        && let Some(body) = openai::refusal(request)
+    {
+        return send_json(conn, 400, &body, None).await;
     }
     let streaming = request.wants_stream() && !plan.never_streams;
     let usage = Usage::estimate(request, &plan.text, plan.finish);
