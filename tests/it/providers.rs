@@ -73,6 +73,16 @@ fn each_provider(key_env: &str) -> [(Provider, Option<&str>); 3] {
     ]
 }
 
+/// A chat of `messages` with no system prompt: up to 300 tokens, temperature 0.2.
+fn a_chat(messages: &[ChatMessage]) -> ChatCall<'_> {
+    ChatCall {
+        system: "",
+        messages,
+        max_tokens: 300,
+        temperature: 0.2,
+    }
+}
+
 const ANSWER: &str = "Prints nothing: main is empty. 😀 ✓";
 
 #[tokio::test]
@@ -737,12 +747,7 @@ async fn a_request_on_a_connection_the_server_closed_is_sent_again() {
     let double = ModelDouble::start(Behaviour::answer(ANSWER).drops_kept_connections());
     let providers = Providers::new();
     let messages = [ChatMessage::user("fn main() {}")];
-    let chat_call = ChatCall {
-        system: "",
-        messages: &messages,
-        max_tokens: 50,
-        temperature: 0.2,
-    };
+    let chat_call = a_chat(&messages);
     let prompt = pilotfish::prompt::FimPrompt {
         prompt: "def add(a, b):\n    return ".into(),
         suffix: Some("\n".into()),
@@ -792,12 +797,7 @@ async fn a_request_on_a_connection_the_server_closed_is_sent_again() {
 async fn a_request_the_server_dropped_while_working_on_it_is_not_sent_again() {
     let providers = Providers::new();
     let messages = [ChatMessage::user("fn main() {}")];
-    let call = ChatCall {
-        system: "",
-        messages: &messages,
-        max_tokens: 50,
-        temperature: 0.2,
-    };
+    let call = a_chat(&messages);
     let worked = ModelDouble::start(
         Behaviour::failing(Fault::CloseUnanswered).delay(Duration::from_millis(1500)),
     );
@@ -828,12 +828,7 @@ async fn a_chat_is_sent_the_way_a_reasoning_model_asks() {
     let double = ModelDouble::start(Behaviour::answer(ANSWER));
     let providers = Providers::new();
     let messages = [ChatMessage::user("fn main() {}")];
-    let call = ChatCall {
-        system: "",
-        messages: &messages,
-        max_tokens: 300,
-        temperature: 0.2,
-    };
+    let call = a_chat(&messages);
     let reasoning = ModelConfig {
         model: "gpt-5-mini".into(),
         ..model(&double, Provider::Openai, None)
@@ -877,9 +872,7 @@ async fn a_refusal_that_asks_for_nothing_new_is_not_sent_again() {
     let messages = [ChatMessage::user("fn main() {}")];
     let call = ChatCall {
         system: "be brief",
-        messages: &messages,
-        max_tokens: 300,
-        temperature: 0.2,
+        ..a_chat(&messages)
     };
     let answer = providers
         .chat(&model(&double, Provider::Openai, None), call, &mut |_| {})
