@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use crate::config::{ModelConfig, Provider};
 use crate::prompt::{Fim, build_fim};
-use crate::providers::{ChatCall, ChatMessage, FimCall, Providers, model_listed};
+use crate::providers::{ChatCall, ChatMessage, FimCall, ProviderError, Providers, model_listed};
+use crate::resilience::Remedy;
 use crate::session::{Model, Session};
 use crate::syntax::Language;
 use crate::syntax::context::{CompletionContext, SuggestionShape};
@@ -178,7 +179,7 @@ async fn probe(model: &Model, at: ModelConfig, providers: &Providers) -> ModelRe
         }
         Ok(_) => {}
         Err(e) => {
-            report.result = Err(e.to_string());
+            report.failed(&e);
             return report;
         }
     }
@@ -187,12 +188,26 @@ async fn probe(model: &Model, at: ModelConfig, providers: &Providers) -> ModelRe
         Some(fim) => tiny_fim(fim, model, providers).await,
         None => tiny_chat(model, providers).await,
     };
-    report.result = tiny.map(|()| started.elapsed().as_millis() as u64);
+    match tiny {
+        Ok(()) => report.result = Ok(started.elapsed().as_millis() as u64),
+        Err(e) => report.failed(&e),
+    }
     report
 }
 
+impl ModelReport {
+    /// The probe failed with `error`: its reason, and what to do about one that does not pass
+    /// by itself.
+    fn failed(&mut self, error: &ProviderError) {
+        self.result = Err(error.to_string());
+        if let Some(remedy) = Remedy::lasting(error) {
+            self.notes.push(remedy.advice().to_owned());
+        }
+    }
+}
+
 /// The smallest real request a chat-only model serves: one token of chat.
-async fn tiny_chat(model: &ModelConfig, providers: &Providers) -> Result<(), String> {
+async fn tiny_chat(model: &ModelConfig, providers: &Providers) -> Result<(), ProviderError> {
     let messages = [ChatMessage::user("Say OK.")];
     let call = ChatCall {
         system: "",
@@ -200,15 +215,15 @@ async fn tiny_chat(model: &ModelConfig, providers: &Providers) -> Result<(), Str
         max_tokens: 1,
         temperature: 0.0,
     };
-    providers
-        .chat(model, call, &mut |_| {})
-        .await
-        .map(drop)
-        .map_err(|e| e.to_string())
+    providers.chat(model, call, &mut |_| {}).await.map(drop)
 }
 
 /// The smallest real request a completion model serves: one token of fill-in-the-middle.
-async fn tiny_fim(fim: Fim, model: &ModelConfig, providers: &Providers) -> Result<(), String> {
+async fn tiny_fim(
+    fim: Fim,
+    model: &ModelConfig,
+    providers: &Providers,
+) -> Result<(), ProviderError> {
     let ctx = CompletionContext {
         language: Language::Python,
         imports: Vec::new(),
@@ -228,9 +243,5 @@ async fn tiny_fim(fim: Fim, model: &ModelConfig, providers: &Providers) -> Resul
         time_budget: None,
         other_files: &[],
     };
-    providers
-        .fim(model, call)
-        .await
-        .map(drop)
-        .map_err(|e| e.to_string())
+    providers.fim(model, call).await.map(drop)
 }

@@ -8,7 +8,7 @@
 use serde_json::Value;
 
 use crate::harness::dead_url;
-use crate::support::double::{Behaviour, ModelDouble};
+use crate::support::double::{Behaviour, Fault, ModelDouble};
 use crate::workspace::{Ran, Workspace, cloud, ollama};
 
 /// A Python function that builds SQL from its input (a `sql` sensitive call).
@@ -268,6 +268,7 @@ fn check_exits_1_and_names_the_route_whose_only_model_is_down() {
     let out = ran.stdout();
     let down = lines_with(&out, &down_url).join("\n");
     assert!(down.contains("down") && down.contains("FAILED"), "{out}");
+    assert!(out.contains("Start your model server"), "what to do: {out}");
     let review = lines_with(&out, "review").join("\n");
     assert!(
         review.contains("down") && review.contains("NO LIVE MODEL"),
@@ -278,6 +279,21 @@ fn check_exits_1_and_names_the_route_whose_only_model_is_down() {
         explain.contains("ok (up)"),
         "a route with a live model: {out}"
     );
+}
+
+#[test]
+fn check_says_what_to_do_about_a_refused_key() {
+    let refusing = ModelDouble::start(Behaviour::failing(Fault::status(401)));
+    let workspace = Workspace::new(&format!(
+        "{}[routes]\nreview = [\"keyed\"]\n",
+        cloud("keyed", &refusing.base_url(), "")
+    ));
+    let ran = workspace.run_configured(&["check"]);
+    assert_eq!(ran.code(), Some(1), "{}", ran.both());
+    let out = ran.stdout();
+    assert!(out.contains("HTTP 401"), "{out}");
+    assert!(out.contains("Check the API key"), "what to do: {out}");
+    assert!(!out.contains("Start your model server"), "{out}");
 }
 
 #[test]
