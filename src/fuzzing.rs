@@ -689,6 +689,8 @@ mod tests {
                 b"\x00\x02\x05{\"choices\":[{\"message\":{\"content\":\"a\"},\"finish_reason\":\"stop\"}]}\n",
                 b"\x02\x01\x03{\"type\":\"message\",\"content\":[{\"type\":\"text\",\"text\":\"b\"}],\"stop_reason\":\"end_turn\"}",
                 b"\x03\x00{\"content\":\"c\",\"stop\":true}",
+                b"\x04\x02\x07event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"d\"}\n\nevent: response.incomplete\ndata: {\"type\":\"response.incomplete\",\"response\":{\"incomplete_details\":{\"reason\":\"max_output_tokens\"},\"usage\":{\"input_tokens\":4,\"output_tokens\":1}}}\n\n",
+                b"\x04\x00{\"object\":\"response\",\"output\":[{\"type\":\"message\",\"content\":[{\"type\":\"output_text\",\"text\":\"e\"}]}],\"usage\":{\"output_tokens\":1}}",
             ],
         );
     }

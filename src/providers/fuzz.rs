@@ -1,8 +1,8 @@
 //! The fuzz check of the streamed answer decoders (see `crate::fuzzing`): each wire
-//! (OpenAI-compatible SSE, Ollama NDJSON, Anthropic SSE, llama.cpp `/infill` SSE), fed a body
-//! whole and in arbitrary pieces, as the network delivers it, must give the same text
-//! pieces, the same ending, the same usage and the same cut at the token limit, and never
-//! panic. Compiled only for the fuzz targets and the tests.
+//! (OpenAI-compatible SSE, OpenAI's Responses API SSE, Ollama NDJSON, Anthropic SSE,
+//! llama.cpp `/infill` SSE), fed a body whole and in arbitrary pieces, as the network
+//! delivers it, must give the same text pieces, the same ending, the same usage and the same
+//! cut at the token limit, and never panic. Compiled only for the fuzz targets and the tests.
 
 use super::stream::{ChatWire, SseWire, WireError};
 use super::{anthropic, llamacpp, ollama, openai};
@@ -17,14 +17,15 @@ struct Decoded {
 }
 
 /// The wires, by the fuzzer's choice.
-const WIRES: u8 = 4;
+const WIRES: u8 = 5;
 
 fn wire(provider: u8) -> Box<dyn ChatWire> {
     match provider % WIRES {
         0 => Box::<SseWire<openai::ChatStream>>::default(),
         1 => Box::<ollama::ChatStream>::default(),
         2 => Box::<SseWire<anthropic::ChatStream>>::default(),
-        _ => Box::<SseWire<llamacpp::InfillStream>>::default(),
+        3 => Box::<SseWire<llamacpp::InfillStream>>::default(),
+        _ => Box::<SseWire<openai::ResponsesStream>>::default(),
     }
 }
 

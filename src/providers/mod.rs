@@ -374,7 +374,15 @@ impl Providers {
                     .get(&remembered)
                     .copied()
                     .unwrap_or_default();
+                let url = if params.responses_api {
+                    join(&model.url, "responses")
+                } else {
+                    url.clone()
+                };
                 let (request, mut wire) = match model.provider {
+                    Provider::Openai | Provider::Llamacpp if params.responses_api => {
+                        openai::responses(&self.http, model, &url, (&call, params))
+                    }
                     Provider::Openai | Provider::Llamacpp => {
                         openai::chat(&self.http, model, &url, (&call, params))
                     }

@@ -1,7 +1,9 @@
 //! OpenAI-compatible servers (llama.cpp, vLLM, LM Studio, OpenRouter, …): `POST
 //! {url}/completions` with `prompt` (+ `suffix` for native FIM), and `POST
 //! {url}/chat/completions` streamed as SSE (`choices[0].delta.content` pieces, usage in the
-//! last chunk, `data: [DONE]`).
+//! last chunk, `data: [DONE]`). A model OpenAI serves only through its Responses API (o1-pro,
+//! o3-pro, GPT-5-Codex…) is asked at `POST {url}/responses` once it says so
+//! (`response.output_text.delta` pieces, usage in `response.completed`).
 
 use serde_json::{Value, json};
 
@@ -35,26 +37,30 @@ pub(super) struct ChatParams {
     completion_tokens: bool,
     /// No temperature is sent: the model's default.
     default_temperature: bool,
+    /// The model is served only through the Responses API (`{url}/responses`).
+    pub(super) responses_api: bool,
 }
 
 impl ChatParams {
     /// The parameters a refusal asks for (a 400 saying `'max_tokens'` or `'temperature'` is
-    /// unsupported); None when it asks for nothing these do not already do.
+    /// unsupported, a 400 or 404 saying the model is only served at `v1/responses`); None
+    /// when it asks for nothing these do not already do.
     pub(super) fn learn(self, error: &ProviderError) -> Option<ChatParams> {
         let ProviderError::Status {
-            status: 400,
+            status: status @ (400 | 404),
             message,
             ..
         } = error
         else {
             return None;
         };
-        if !message.to_ascii_lowercase().contains("unsupported") {
-            return None;
-        }
+        let unsupported = *status == 400 && message.to_ascii_lowercase().contains("unsupported");
         let learnt = ChatParams {
-            completion_tokens: self.completion_tokens || message.contains("'max_tokens'"),
-            default_temperature: self.default_temperature || message.contains("'temperature'"),
+            completion_tokens: self.completion_tokens
+                || (unsupported && message.contains("'max_tokens'")),
+            default_temperature: self.default_temperature
+                || (unsupported && message.contains("'temperature'")),
+            responses_api: self.responses_api || message.contains("v1/responses"),
         };
         (learnt != self).then_some(learnt)
     }
@@ -161,6 +167,152 @@ impl SseAnswer for ChatStream {
 
     fn is_complete(&self) -> bool {
         self.done || self.finished
+    }
+
+    fn usage(&self) -> (Option<u64>, Option<u64>) {
+        (self.tokens_in, self.tokens_out)
+    }
+
+    fn cut_at_limit(&self) -> bool {
+        self.cut_at_limit
+    }
+}
+
+/// The streaming Responses API request (`POST {url}/responses`) and the decoder of its
+/// answer, for `stream_chat`: for a model OpenAI serves only there ([`ChatParams::learn`]).
+pub(super) fn responses(
+    http: &reqwest::Client,
+    model: &ModelConfig,
+    url: &str,
+    (call, params): (&ChatCall<'_>, ChatParams),
+) -> (reqwest::RequestBuilder, Box<dyn ChatWire>) {
+    let request = with_key(http.post(url), model).json(&responses_body(model, call, params));
+    (request, Box::<SseWire<ResponsesStream>>::default())
+}
+
+/// The `/responses` request: the system prompt as `instructions`, the conversation as
+/// `input`, the output limit as `max_output_tokens`.
+fn responses_body(model: &ModelConfig, call: &ChatCall<'_>, params: ChatParams) -> Value {
+    let mut body = json!({
+        "model": model.model,
+        "input": chat_messages(call, false),
+        "max_output_tokens": call.max_tokens,
+        "stream": true,
+    });
+    if !call.system.is_empty() {
+        body["instructions"] = json!(call.system);
+    }
+    if !params.default_temperature {
+        body["temperature"] = json!(call.temperature);
+    }
+    body
+}
+
+/// The SSE stream of `/responses`: `response.output_text.delta` pieces; the answer ends with
+/// `response.completed`, or `response.incomplete` (cut: `max_output_tokens`); a
+/// `response.failed` or `error` event is the model's error; every other event (the output
+/// items' bookkeeping, reasoning summaries) is ignored. A whole answer (a `response` object)
+/// reads its `output_text` parts.
+#[derive(Debug, Default)]
+pub(super) struct ResponsesStream {
+    done: bool,
+    cut_at_limit: bool,
+    tokens_in: Option<u64>,
+    tokens_out: Option<u64>,
+}
+
+impl ResponsesStream {
+    /// The final `response` object's usage and why it is incomplete.
+    fn ended(&mut self, response: &Value) -> Result<(), WireError> {
+        if let Some(error) = response.get("error").filter(|e| !e.is_null()) {
+            return Err(WireError::Model {
+                status: None,
+                message: one_line(&error_text(error)),
+            });
+        }
+        self.done = true;
+        let usage = response.get("usage");
+        self.tokens_in = usage
+            .and_then(|u| u.get("input_tokens"))
+            .and_then(Value::as_u64);
+        self.tokens_out = usage
+            .and_then(|u| u.get("output_tokens"))
+            .and_then(Value::as_u64);
+        self.cut_at_limit = response
+            .pointer("/incomplete_details/reason")
+            .and_then(Value::as_str)
+            == Some("max_output_tokens");
+        Ok(())
+    }
+}
+
+impl SseAnswer for ResponsesStream {
+    fn event(
+        &mut self,
+        name: &str,
+        data: &str,
+        text: &mut dyn FnMut(&str),
+    ) -> Result<(), WireError> {
+        let obj: Value = serde_json::from_str(data.trim()).map_err(|e| {
+            WireError::Malformed(format!("bad {name:?} event ({e}): {}", one_line(data)))
+        })?;
+        match obj.get("type").and_then(Value::as_str).unwrap_or(name) {
+            "response.output_text.delta" => {
+                if let Some(piece) = obj.get("delta").and_then(Value::as_str) {
+                    text(piece);
+                }
+            }
+            "response.completed" | "response.incomplete" => {
+                self.ended(obj.get("response").unwrap_or(&Value::Null))?;
+            }
+            "response.failed" => {
+                self.ended(obj.get("response").unwrap_or(&Value::Null))?;
+                return Err(WireError::Model {
+                    status: None,
+                    message: "the response failed".into(),
+                });
+            }
+            // The `error` event; a proxy's `{"error": {..}}` as the Chat API sends it.
+            "error" => {
+                return Err(WireError::Model {
+                    status: None,
+                    message: one_line(&error_text(obj.get("error").unwrap_or(&obj))),
+                });
+            }
+            _ => {
+                if let Some(error) = obj.get("error").filter(|e| e.is_object()) {
+                    return Err(WireError::Model {
+                        status: None,
+                        message: one_line(&error_text(error)),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn whole(&mut self, body: &str, text: &mut dyn FnMut(&str)) -> Result<(), WireError> {
+        let response: Value = serde_json::from_str(body.trim())
+            .map_err(|e| WireError::Malformed(format!("not JSON ({e}): {}", one_line(body))))?;
+        let parts = response
+            .get("output")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|item| item.get("type").and_then(Value::as_str) == Some("message"))
+            .filter_map(|item| item.get("content").and_then(Value::as_array))
+            .flatten()
+            .filter(|part| part.get("type").and_then(Value::as_str) == Some("output_text"));
+        for part in parts {
+            if let Some(piece) = part.get("text").and_then(Value::as_str) {
+                text(piece);
+            }
+        }
+        self.ended(&response)
+    }
+
+    fn is_done(&self) -> bool {
+        self.done
     }
 
     fn usage(&self) -> (Option<u64>, Option<u64>) {
@@ -381,10 +533,20 @@ mod tests {
         let both = ChatParams {
             completion_tokens: true,
             default_temperature: true,
+            ..common
         };
         let max_tokens = "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.";
         let temperature = "Unsupported value: 'temperature' does not support 0.2 with this model. Only the default (1) value is supported.";
+        let responses_only =
+            "This model is only supported in v1/responses and not in v1/chat/completions.";
+        let responses = ChatParams {
+            responses_api: true,
+            ..common
+        };
         let cases = [
+            (common, status(404, responses_only), Some(responses)),
+            (common, status(400, responses_only), Some(responses)),
+            (responses, status(404, responses_only), None),
             (common, status(400, max_tokens), Some(completion_tokens)),
             (completion_tokens, status(400, temperature), Some(both)),
             // Already sent that way: nothing new, the call's failure.

@@ -883,3 +883,63 @@ async fn a_refusal_that_asks_for_nothing_new_is_not_sent_again() {
     );
     assert_eq!(double.requests(), 1, "{}", double.summary());
 }
+
+/// A model OpenAI serves only through its Responses API (o1-pro, o3-pro, GPT-5-Codex) refuses
+/// the Chat API with a 404 that says so: the chat is sent to `{url}/responses` instead, as
+/// that API asks it (the system prompt as `instructions`, `max_output_tokens`), streamed or
+/// whole, cut at the limit or not, and the model is asked there at once from then on.
+#[tokio::test]
+async fn a_model_served_only_through_the_responses_api_is_asked_there() {
+    let providers = Providers::new();
+    let messages = [ChatMessage::user("fn main() {}")];
+    let call = ChatCall {
+        system: "be brief",
+        ..a_chat(&messages)
+    };
+    for streams in [true, false] {
+        let behaviour = Behaviour::answer(ANSWER);
+        let double = ModelDouble::start(if streams {
+            behaviour
+        } else {
+            behaviour.never_streams()
+        });
+        let codex = ModelConfig {
+            model: "gpt-5-codex".into(),
+            ..model(&double, Provider::Openai, None)
+        };
+        for round in 0..2 {
+            let what = format!("streams {streams}, round {round}");
+            let before = double.requests();
+            let answer = providers.chat(&codex, call, &mut |_| {}).await;
+            let answer = answer.unwrap_or_else(|e| panic!("{what}: {e}: {}", double.summary()));
+            assert_eq!(answer.text, ANSWER, "{what}");
+            assert!(answer.tokens_out.is_some(), "{what}: usage read");
+            assert_eq!(answer.cut, None, "{what}");
+            // The first: refused at the Chat API, then for the temperature, then answered.
+            let sent = double.requests() - before;
+            assert_eq!(sent, if round == 0 { 3 } else { 1 }, "{what}");
+            let last = double.last_model_call().expect("a call");
+            assert_eq!(last.path, "/v1/responses", "{what}");
+            assert_eq!(last.body["instructions"], json!("be brief"), "{what}");
+            assert_eq!(last.body["max_output_tokens"], json!(300), "{what}");
+            assert_eq!(
+                last.body["input"],
+                json!([{ "role": "user", "content": "fn main() {}" }]),
+                "{what}"
+            );
+            assert!(last.body.get("temperature").is_none(), "{what}");
+        }
+        // Cut at the output limit: `response.incomplete`, `max_output_tokens`.
+        let short = ChatCall {
+            max_tokens: 2,
+            ..call
+        };
+        let answer = providers.chat(&codex, short, &mut |_| {}).await;
+        assert_eq!(
+            answer.map(|a| a.cut),
+            Ok(Some(Cut::TokenLimit)),
+            "streams {streams}: {}",
+            double.summary()
+        );
+    }
+}

@@ -6,14 +6,32 @@
 use serde_json::{Value, json};
 
 use super::request::{Endpoint, RecordedRequest};
-use super::wire::{Finish, StreamEvents, Usage, request_model, sse_data, unix_now};
+use super::wire::{Finish, StreamEvents, Usage, request_model, sse_data, sse_event, unix_now};
 
-/// What OpenAI answers (400) a chat request that its reasoning models (o1, o3, o4-mini,
-/// GPT-5…) cannot take: `max_tokens` (their limit counts reasoning tokens too, and is named
-/// `max_completion_tokens`), or a temperature other than their default 1 — the first such
-/// parameter, as OpenAI reports one at a time. Other models take both.
-pub(super) fn refusal(request: &RecordedRequest) -> Option<Value> {
+/// Models OpenAI serves only through its Responses API.
+const RESPONSES_ONLY: [&str; 4] = ["o1-pro", "o3-pro", "gpt-5-pro", "gpt-5-codex"];
+
+/// What OpenAI answers (status, body) a request that a model cannot take: a chat
+/// (`/v1/chat/completions`) for a model it serves only through the Responses API (404); and
+/// for its reasoning models (o1, o3, o4-mini, GPT-5…), `max_tokens` (their limit counts
+/// reasoning tokens too, and is named `max_completion_tokens`) or a temperature other than
+/// their default 1 (400) — the first such parameter, as OpenAI reports one at a time. Other
+/// models take all of these.
+pub(super) fn refusal(request: &RecordedRequest) -> Option<(u16, Value)> {
     let model = request.model()?;
+    if request.endpoint == Endpoint::OpenAiChat
+        && RESPONSES_ONLY.iter().any(|only| model.starts_with(only))
+    {
+        return Some((
+            404,
+            json!({ "error": {
+                "message": "This model is only supported in v1/responses and not in v1/chat/completions.",
+                "type": "invalid_request_error",
+                "param": "model",
+                "code": null,
+            } }),
+        ));
+    }
     if !["o1", "o3", "o4", "gpt-5"]
         .iter()
         .any(|family| model.starts_with(family))
@@ -29,19 +47,22 @@ pub(super) fn refusal(request: &RecordedRequest) -> Option<Value> {
         } })
     };
     if request.body.get("max_tokens").is_some() {
-        return Some(error(
+        return Some((400, error(
             "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.".into(),
             "max_tokens",
             "unsupported_parameter",
-        ));
+        )));
     }
     match request.body.get("temperature").and_then(Value::as_f64) {
-        Some(t) if t != 1.0 => Some(error(
-            format!(
-                "Unsupported value: 'temperature' does not support {t} with this model. Only the default (1) value is supported."
+        Some(t) if t != 1.0 => Some((
+            400,
+            error(
+                format!(
+                    "Unsupported value: 'temperature' does not support {t} with this model. Only the default (1) value is supported."
+                ),
+                "temperature",
+                "unsupported_value",
             ),
-            "temperature",
-            "unsupported_value",
         )),
         _ => None,
     }
@@ -63,8 +84,100 @@ fn usage_json(usage: Usage) -> Value {
     })
 }
 
-/// The whole answer of `/v1/completions` or `/v1/chat/completions`.
+/// The `response` object of `/v1/responses`: a reasoning item, then the message with the
+/// text; `incomplete` at the output limit.
+fn response_object(request: &RecordedRequest, text: &str, usage: Usage) -> Value {
+    let cut = usage.finish == Finish::Length;
+    json!({
+        "id": format!("resp_double_{}", request.seq),
+        "object": "response",
+        "created_at": unix_now(),
+        "status": if cut { "incomplete" } else { "completed" },
+        "incomplete_details": if cut { json!({ "reason": "max_output_tokens" }) } else { Value::Null },
+        "error": null,
+        "model": request_model(request),
+        "output": [
+            { "id": "rs_double", "type": "reasoning", "summary": [] },
+            {
+                "id": "msg_double",
+                "type": "message",
+                "status": if cut { "incomplete" } else { "completed" },
+                "role": "assistant",
+                "content": [{ "type": "output_text", "text": text, "annotations": [] }]
+            }
+        ],
+        "usage": {
+            "input_tokens": usage.input,
+            "output_tokens": usage.output,
+            "total_tokens": usage.input + usage.output
+        }
+    })
+}
+
+/// The SSE events of a streamed `/v1/responses` answer: `response.created`, the output
+/// items' bookkeeping, a `response.output_text.delta` per piece, then `response.completed`
+/// (or `response.incomplete`) with the whole response and its usage.
+fn responses_stream_events(
+    request: &RecordedRequest,
+    pieces: &[String],
+    usage: Usage,
+) -> StreamEvents {
+    let created = json!({
+        "id": format!("resp_double_{}", request.seq),
+        "object": "response",
+        "status": "in_progress",
+        "output": []
+    });
+    let whole = response_object(request, &pieces.concat(), usage);
+    let last = if usage.finish == Finish::Length {
+        "response.incomplete"
+    } else {
+        "response.completed"
+    };
+    let event = |name: &str, mut data: Value| {
+        data["type"] = json!(name);
+        sse_event(name, &data)
+    };
+    let text_part = |extra: Value| {
+        let mut part = json!({ "item_id": "msg_double", "output_index": 1, "content_index": 0 });
+        for (key, value) in extra.as_object().into_iter().flatten() {
+            part[key] = value.clone();
+        }
+        part
+    };
+    StreamEvents {
+        content_type: "text/event-stream",
+        preamble: vec![
+            event("response.created", json!({ "response": created })),
+            event(
+                "response.output_item.added",
+                json!({ "output_index": 1, "item": { "id": "msg_double", "type": "message", "content": [] } }),
+            ),
+        ],
+        content: pieces
+            .iter()
+            .map(|p| {
+                event(
+                    "response.output_text.delta",
+                    text_part(json!({ "delta": p })),
+                )
+            })
+            .collect(),
+        epilogue: vec![
+            event(
+                "response.output_text.done",
+                text_part(json!({ "text": pieces.concat() })),
+            ),
+            event(last, json!({ "response": whole })),
+        ],
+    }
+}
+
+/// The whole answer of `/v1/completions`, `/v1/chat/completions` or `/v1/responses`.
 pub(super) fn full_body(request: &RecordedRequest, text: &str, usage: Usage) -> Value {
+    if request.endpoint == Endpoint::OpenAiResponses {
+        return response_object(request, text, usage);
+    }
     let model = request_model(request);
     let id = request.seq;
     if request.endpoint == Endpoint::OpenAiCompletions {
@@ -93,12 +206,16 @@ pub(super) fn full_body(request: &RecordedRequest, text: &str, usage: Usage) -> 
     }
 }
 
-/// The SSE events of a streamed `/v1/completions` or `/v1/chat/completions` answer.
+/// The SSE events of a streamed `/v1/completions`, `/v1/chat/completions` or `/v1/responses`
+/// answer.
 pub(super) fn stream_events(
     request: &RecordedRequest,
     pieces: &[String],
     usage: Usage,
 ) -> StreamEvents {
+    if request.endpoint == Endpoint::OpenAiResponses {
+        return responses_stream_events(request, pieces, usage);
+    }
     let model = request_model(request);
     let created = unix_now();
     let include_usage = request

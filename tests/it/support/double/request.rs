@@ -10,6 +10,8 @@ pub enum Endpoint {
     OpenAiCompletions,
     /// `POST /v1/chat/completions`
     OpenAiChat,
+    /// `POST /v1/responses` (OpenAI's Responses API)
+    OpenAiResponses,
     /// `GET /v1/models` (probe)
     OpenAiModels,
     /// `POST /api/generate`
@@ -43,6 +45,7 @@ impl Endpoint {
         match path {
             "/v1/completions" => Endpoint::OpenAiCompletions,
             "/v1/chat/completions" => Endpoint::OpenAiChat,
+            "/v1/responses" => Endpoint::OpenAiResponses,
             "/v1/models" => Endpoint::OpenAiModels,
             "/api/generate" => Endpoint::OllamaGenerate,
             "/api/chat" => Endpoint::OllamaChat,
@@ -61,6 +64,7 @@ impl Endpoint {
             self,
             Endpoint::OpenAiCompletions
                 | Endpoint::OpenAiChat
+                | Endpoint::OpenAiResponses
                 | Endpoint::OllamaGenerate
                 | Endpoint::OllamaChat
                 | Endpoint::LlamaInfill
@@ -78,9 +82,10 @@ impl Endpoint {
 
     pub(super) fn dialect(self) -> Dialect {
         match self {
-            Endpoint::OpenAiCompletions | Endpoint::OpenAiChat | Endpoint::OpenAiModels => {
-                Dialect::OpenAi
-            }
+            Endpoint::OpenAiCompletions
+            | Endpoint::OpenAiChat
+            | Endpoint::OpenAiResponses
+            | Endpoint::OpenAiModels => Dialect::OpenAi,
             Endpoint::OllamaGenerate
             | Endpoint::OllamaChat
             | Endpoint::OllamaTags
@@ -126,15 +131,17 @@ impl RecordedRequest {
         self.body.get("model").and_then(Value::as_str)
     }
 
-    /// The output-token limit the request set (OpenAI and Anthropic `max_tokens` or
-    /// `max_completion_tokens`, Ollama `options.num_predict`, llama.cpp `n_predict`); None
+    /// The output-token limit the request set (OpenAI and Anthropic `max_tokens`, OpenAI's
+    /// `max_completion_tokens` or, for its Responses API, `max_output_tokens`, Ollama
+    /// `options.num_predict`, llama.cpp `n_predict`); None
     /// when absent or not positive (unlimited).
     pub fn max_output_tokens(&self) -> Option<u64> {
         let body = &self.body;
         let limit = match self.endpoint.dialect() {
             Dialect::OpenAi | Dialect::Anthropic => body
                 .get("max_tokens")
-                .or_else(|| body.get("max_completion_tokens")),
+                .or_else(|| body.get("max_completion_tokens"))
+                .or_else(|| body.get("max_output_tokens")),
             Dialect::Ollama => body.pointer("/options/num_predict"),
             Dialect::LlamaCpp => body.get("n_predict"),
         };
@@ -162,6 +169,12 @@ impl RecordedRequest {
             Endpoint::LlamaInfill => str_field(body, "input_prefix"),
             Endpoint::OpenAiChat | Endpoint::OllamaChat | Endpoint::AnthropicMessages => body
                 .get("messages")
+                .and_then(Value::as_array)
+                .and_then(|messages| messages.last())
+                .map(|message| content_text(message.get("content")))
+                .unwrap_or_default(),
+            Endpoint::OpenAiResponses => body
+                .get("input")
                 .and_then(Value::as_array)
                 .and_then(|messages| messages.last())
                 .map(|message| content_text(message.get("content")))

@@ -177,10 +177,10 @@ async fn answer_model_call(conn: &mut Conn, request: &RecordedRequest, plan: Pla
         let body = wire::error_body(dialect, status, message);
         return send_json(conn, status, &body, None).await;
     }
-    if request.endpoint == Endpoint::OpenAiChat
-        && let Some(body) = openai::refusal(request)
+    if dialect == Dialect::OpenAi
+        && let Some((status, body)) = openai::refusal(request)
     {
-        return send_json(conn, 400, &body, None).await;
+        return send_json(conn, status, &body, None).await;
     }
     let streaming = request.wants_stream() && !plan.never_streams;
     let usage = Usage::estimate(request, &plan.text, plan.finish);
