@@ -190,13 +190,16 @@ pub(super) fn responses(
     (request, Box::<SseWire<ResponsesStream>>::default())
 }
 
+/// The fewest output tokens the Responses API takes (a one-token probe asks for more).
+const RESPONSES_MIN_OUTPUT_TOKENS: u32 = 16;
+
 /// The `/responses` request: the system prompt as `instructions`, the conversation as
 /// `input`, the output limit as `max_output_tokens`.
 fn responses_body(model: &ModelConfig, call: &ChatCall<'_>, params: ChatParams) -> Value {
     let mut body = json!({
         "model": model.model,
         "input": chat_messages(call, false),
-        "max_output_tokens": call.max_tokens,
+        "max_output_tokens": call.max_tokens.max(RESPONSES_MIN_OUTPUT_TOKENS),
         "stream": true,
     });
     if !call.system.is_empty() {

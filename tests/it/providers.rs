@@ -897,12 +897,15 @@ async fn a_model_served_only_through_the_responses_api_is_asked_there() {
         ..a_chat(&messages)
     };
     for streams in [true, false] {
-        let behaviour = Behaviour::answer(ANSWER);
-        let double = ModelDouble::start(if streams {
-            behaviour
-        } else {
-            behaviour.never_streams()
-        });
+        let answering = |text: &str| {
+            let behaviour = Behaviour::answer(text);
+            if streams {
+                behaviour
+            } else {
+                behaviour.never_streams()
+            }
+        };
+        let double = ModelDouble::start(answering(ANSWER));
         let codex = ModelConfig {
             model: "gpt-5-codex".into(),
             ..model(&double, Provider::Openai, None)
@@ -929,9 +932,24 @@ async fn a_model_served_only_through_the_responses_api_is_asked_there() {
             );
             assert!(last.body.get("temperature").is_none(), "{what}");
         }
-        // Cut at the output limit: `response.incomplete`, `max_output_tokens`.
+        // A one-token probe (`pilotfish check`) asks for the 16 tokens the API takes at
+        // least, and is answered.
+        let probe = ChatCall {
+            max_tokens: 1,
+            ..call
+        };
+        let answer = providers.chat(&codex, probe, &mut |_| {}).await;
+        assert!(answer.is_ok(), "streams {streams}: {answer:?}");
+        let last = double.last_model_call().expect("a call");
+        assert_eq!(
+            last.body["max_output_tokens"],
+            json!(16),
+            "streams {streams}"
+        );
+        // Cut at the output limit: `response.incomplete`.
+        double.set_behaviour(answering(&"word ".repeat(100)));
         let short = ChatCall {
-            max_tokens: 2,
+            max_tokens: 20,
             ..call
         };
         let answer = providers.chat(&codex, short, &mut |_| {}).await;

@@ -12,7 +12,8 @@ use super::wire::{Finish, StreamEvents, Usage, request_model, sse_data, sse_even
 const RESPONSES_ONLY: [&str; 4] = ["o1-pro", "o3-pro", "gpt-5-pro", "gpt-5-codex"];
 
 /// What OpenAI answers (status, body) a request that a model cannot take: a chat
-/// (`/v1/chat/completions`) for a model it serves only through the Responses API (404); and
+/// (`/v1/chat/completions`) for a model it serves only through the Responses API (404); a
+/// Responses API request for fewer than 16 output tokens (400); and
 /// for its reasoning models (o1, o3, o4-mini, GPT-5…), `max_tokens` (their limit counts
 /// reasoning tokens too, and is named `max_completion_tokens`) or a temperature other than
 /// their default 1 (400) — the first such parameter, as OpenAI reports one at a time. Other
@@ -29,6 +30,23 @@ pub(super) fn refusal(request: &RecordedRequest) -> Option<(u16, Value)> {
                 "type": "invalid_request_error",
                 "param": "model",
                 "code": null,
+            } }),
+        ));
+    }
+    if request.endpoint == Endpoint::OpenAiResponses
+        && let Some(n) = request
+            .body
+            .get("max_output_tokens")
+            .and_then(Value::as_u64)
+            .filter(|&n| n < 16)
+    {
+        return Some((
+            400,
+            json!({ "error": {
+                "message": format!("Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 16, but got {n} instead."),
+                "type": "invalid_request_error",
+                "param": "max_output_tokens",
+                "code": "integer_below_min_value",
             } }),
         ));
     }
