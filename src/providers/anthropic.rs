@@ -9,8 +9,8 @@
 use reqwest::header::HeaderValue;
 use serde_json::{Value, json};
 
-use super::stream::{ChatWire, SseAnswer, SseWire, WireError};
-use super::{ChatCall, ProviderError, chat_messages, error_text, one_line};
+use super::stream::{ChatWire, SseAnswer, SseWire, WireError, event_json};
+use super::{ChatCall, ProviderError, chat_messages, error_text, input_output_tokens, one_line};
 use crate::config::ModelConfig;
 
 /// The API version this module speaks.
@@ -102,9 +102,7 @@ impl SseAnswer for ChatStream {
         data: &str,
         text: &mut dyn FnMut(&str),
     ) -> Result<(), WireError> {
-        let obj: Value = serde_json::from_str(data).map_err(|e| {
-            WireError::Malformed(format!("bad {name:?} event ({e}): {}", one_line(data)))
-        })?;
+        let obj = event_json(name, data)?;
         let kind = obj.get("type").and_then(Value::as_str).unwrap_or(name);
         match kind {
             "message_start" => {
@@ -171,13 +169,7 @@ impl SseAnswer for ChatStream {
                 }
             }
         }
-        let usage = obj.get("usage");
-        self.tokens_in = usage
-            .and_then(|u| u.get("input_tokens"))
-            .and_then(Value::as_u64);
-        self.tokens_out = usage
-            .and_then(|u| u.get("output_tokens"))
-            .and_then(Value::as_u64);
+        (self.tokens_in, self.tokens_out) = input_output_tokens(obj.get("usage"));
         if let Some(reason) = obj.get("stop_reason").filter(|r| !r.is_null()) {
             self.stopped = true;
             self.cut_at_limit = reason.as_str() == Some("max_tokens");

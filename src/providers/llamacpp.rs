@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use super::stream::{ChatWire, SseAnswer, SseWire, WireError};
+use super::stream::{ChatWire, SseAnswer, SseWire, WireError, event_json};
 use super::{Cut, FimCall, ModelAnswer, ProviderError, error_text, one_line, post_json, with_key};
 use crate::config::ModelConfig;
 
@@ -49,8 +49,7 @@ impl SseAnswer for InfillStream {
         data: &str,
         text: &mut dyn FnMut(&str),
     ) -> Result<(), WireError> {
-        let obj: Value = serde_json::from_str(data.trim())
-            .map_err(|e| WireError::Malformed(format!("bad event ({e}): {}", one_line(data))))?;
+        let obj = event_json("", data)?;
         if let Some(error) = obj.get("error").filter(|e| !e.is_null()) {
             return Err(WireError::Model {
                 status: None,

@@ -639,6 +639,17 @@ fn error_message(body: &str) -> String {
 }
 
 /// The text of a JSON `error` value: a string, or an object's `message`, else its JSON.
+/// `input_tokens` and `output_tokens` of a `usage` object (Anthropic's, OpenAI's Responses
+/// API's).
+fn input_output_tokens(usage: Option<&serde_json::Value>) -> (Option<u64>, Option<u64>) {
+    let count = |name: &str| {
+        usage
+            .and_then(|u| u.get(name))
+            .and_then(serde_json::Value::as_u64)
+    };
+    (count("input_tokens"), count("output_tokens"))
+}
+
 fn error_text(error: &serde_json::Value) -> String {
     error
         .as_str()

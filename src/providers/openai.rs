@@ -7,10 +7,10 @@
 
 use serde_json::{Value, json};
 
-use super::stream::{ChatWire, SseAnswer, SseWire, WireError};
+use super::stream::{ChatWire, SseAnswer, SseWire, WireError, event_json};
 use super::{
-    ChatCall, Cut, FimCall, ModelAnswer, ProviderError, chat_messages, error_text, one_line,
-    post_json, sse_data, stops_for_api, with_key,
+    ChatCall, Cut, FimCall, ModelAnswer, ProviderError, chat_messages, error_text,
+    input_output_tokens, one_line, post_json, sse_data, stops_for_api, with_key,
 };
 use crate::config::ModelConfig;
 
@@ -115,8 +115,7 @@ impl SseAnswer for ChatStream {
             self.done = true;
             return Ok(());
         }
-        let obj: Value = serde_json::from_str(data)
-            .map_err(|e| WireError::Malformed(format!("bad event ({e}): {}", one_line(data))))?;
+        let obj = event_json("", data)?;
         if let Some(error) = obj.get("error").filter(|e| !e.is_null()) {
             // OpenRouter and some proxies put the HTTP status in `code`.
             let status = error
@@ -234,13 +233,7 @@ impl ResponsesStream {
             });
         }
         self.done = true;
-        let usage = response.get("usage");
-        self.tokens_in = usage
-            .and_then(|u| u.get("input_tokens"))
-            .and_then(Value::as_u64);
-        self.tokens_out = usage
-            .and_then(|u| u.get("output_tokens"))
-            .and_then(Value::as_u64);
+        (self.tokens_in, self.tokens_out) = input_output_tokens(response.get("usage"));
         self.cut_at_limit = response
             .pointer("/incomplete_details/reason")
             .and_then(Value::as_str)
@@ -256,9 +249,7 @@ impl SseAnswer for ResponsesStream {
         data: &str,
         text: &mut dyn FnMut(&str),
     ) -> Result<(), WireError> {
-        let obj: Value = serde_json::from_str(data.trim()).map_err(|e| {
-            WireError::Malformed(format!("bad {name:?} event ({e}): {}", one_line(data)))
-        })?;
+        let obj = event_json(name, data)?;
         match obj.get("type").and_then(Value::as_str).unwrap_or(name) {
             "response.output_text.delta" => {
                 if let Some(piece) = obj.get("delta").and_then(Value::as_str) {

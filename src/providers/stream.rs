@@ -395,6 +395,18 @@ impl Received<'_> {
     }
 }
 
+/// The JSON of one event's data (`name` when the event has one, for the message).
+pub(super) fn event_json(name: &str, data: &str) -> Result<serde_json::Value, WireError> {
+    serde_json::from_str(data.trim()).map_err(|e| {
+        let event = if name.is_empty() {
+            "event".to_owned()
+        } else {
+            format!("{name:?} event")
+        };
+        WireError::Malformed(format!("bad {event} ({e}): {}", one_line(data)))
+    })
+}
+
 /// How long a stream may go without a byte: the model's whole timeout, at most [`MAX_IDLE`].
 pub(super) fn idle_limit(timeout_ms: u64) -> Duration {
     Duration::from_millis(timeout_ms).min(MAX_IDLE)
