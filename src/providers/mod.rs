@@ -374,10 +374,10 @@ impl Providers {
                     .get(&remembered)
                     .copied()
                     .unwrap_or_default();
-                let url = if params.responses_api {
-                    join(&model.url, "responses")
-                } else {
-                    url.clone()
+                let url = match (model.provider, params.responses_api) {
+                    (Provider::Openai, true) => join(&model.url, "responses"),
+                    (Provider::Llamacpp, true) => join(&model.url, "v1/responses"),
+                    _ => url.clone(),
                 };
                 let (request, mut wire) = match model.provider {
                     Provider::Openai | Provider::Llamacpp if params.responses_api => {
@@ -400,7 +400,7 @@ impl Providers {
                 let Some(learnt) = learnt else {
                     return answer;
                 };
-                tracing::info!(model = %model.model, url, ?learnt, "the model refused a parameter: sending the request as it asks");
+                tracing::info!(model = %model.model, url, ?learnt, "the model refused the request as sent: sending it as the refusal asks");
                 lock(&self.chat_params).insert(remembered.clone(), learnt);
             }
         };
