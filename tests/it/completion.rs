@@ -1220,8 +1220,13 @@ fn typing_past_a_suggestion_with_something_else_gives_up_its_call() {
         }
         server.lsp.type_text(&uri, 2, (line, col), "len(");
         let next = server.inline_request(&uri, line, col + 4);
+        // The first call closed: no call in flight but the one for the request at `len(`.
+        // (A warm-up of the place, which the first edit of a document may send, is given up
+        // by that call: it may close at the same moment, so the count can pass 1 at once.)
         assert!(
-            server.double.wait_for(|d| d.aborted() == 1, WAIT),
+            server
+                .double
+                .wait_for(|d| d.aborted() >= 1 && d.in_flight() <= 1, WAIT),
             "{}",
             server.double.summary()
         );
