@@ -391,6 +391,15 @@ impl Backend {
     /// position of the cursor, or None.
     async fn suggest(&self, uri: &Uri, pos: Position) -> Result<Option<(Suggestion, Position)>> {
         let started = Instant::now();
+        // Each request ends in a line of its own (a suggestion, none and why, the document
+        // changed, the failure) or an error to the editor: one logged here and never ended
+        // is waiting on something.
+        tracing::debug!(
+            uri = uri.as_str(),
+            line = pos.line,
+            character = pos.character,
+            "completion requested"
+        );
         let session = self.session();
         let wanted = session.completion().other_files;
         let (snapshot, related) = lock(&self.documents)
