@@ -1,6 +1,8 @@
 //! The OpenAI-compatible wire: `POST /v1/completions` (FIM with `suffix`) and `POST
 //! /v1/chat/completions`, whole or streamed as SSE (`data: {..}` chunks, usage when
-//! `stream_options.include_usage`, then `data: [DONE]`); `GET /v1/models` lists the models.
+//! `stream_options.include_usage`, then `data: [DONE]`); OpenAI's `POST /v1/responses`
+//! (`response.*` events); `GET /v1/models` lists the models; the refusals OpenAI sends some
+//! of its models' requests.
 //! It must not decide what to answer: the text, usage and faults come from `serve`.
 
 use serde_json::{Value, json};
@@ -25,12 +27,12 @@ pub(super) fn refusal(request: &RecordedRequest) -> Option<(u16, Value)> {
     {
         return Some((
             404,
-            json!({ "error": {
-                "message": "This model is only supported in v1/responses and not in v1/chat/completions.",
-                "type": "invalid_request_error",
-                "param": "model",
-                "code": null,
-            } }),
+            invalid_request(
+                "This model is only supported in v1/responses and not in v1/chat/completions."
+                    .into(),
+                "model",
+                Value::Null,
+            ),
         ));
     }
     if request.endpoint == Endpoint::OpenAiResponses
@@ -42,12 +44,13 @@ pub(super) fn refusal(request: &RecordedRequest) -> Option<(u16, Value)> {
     {
         return Some((
             400,
-            json!({ "error": {
-                "message": format!("Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 16, but got {n} instead."),
-                "type": "invalid_request_error",
-                "param": "max_output_tokens",
-                "code": "integer_below_min_value",
-            } }),
+            invalid_request(
+                format!(
+                    "Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 16, but got {n} instead."
+                ),
+                "max_output_tokens",
+                json!("integer_below_min_value"),
+            ),
         ));
     }
     if !["o1", "o3", "o4", "gpt-5"]
@@ -56,34 +59,36 @@ pub(super) fn refusal(request: &RecordedRequest) -> Option<(u16, Value)> {
     {
         return None;
     }
-    let error = |message: String, param: &str, code: &str| {
-        json!({ "error": {
-            "message": message,
-            "type": "invalid_request_error",
-            "param": param,
-            "code": code,
-        } })
-    };
     if request.body.get("max_tokens").is_some() {
-        return Some((400, error(
+        return Some((400, invalid_request(
             "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.".into(),
             "max_tokens",
-            "unsupported_parameter",
+            json!("unsupported_parameter"),
         )));
     }
     match request.body.get("temperature").and_then(Value::as_f64) {
         Some(t) if t != 1.0 => Some((
             400,
-            error(
+            invalid_request(
                 format!(
                     "Unsupported value: 'temperature' does not support {t} with this model. Only the default (1) value is supported."
                 ),
                 "temperature",
-                "unsupported_value",
+                json!("unsupported_value"),
             ),
         )),
         _ => None,
     }
+}
+
+/// OpenAI's `invalid_request_error` body, naming the parameter at fault and its code.
+fn invalid_request(message: String, param: &str, code: Value) -> Value {
+    json!({ "error": {
+        "message": message,
+        "type": "invalid_request_error",
+        "param": param,
+        "code": code,
+    } })
 }
 
 /// `finish_reason`.
