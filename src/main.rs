@@ -16,7 +16,8 @@ use pilotfish::position::{self, LineCol, PositionEncoding};
 use pilotfish::providers::Providers;
 use pilotfish::resilience::Health;
 use pilotfish::route_input::RouteInput;
-use pilotfish::session::{COMPLETE_TASK, Session};
+use pilotfish::router::COMPLETE;
+use pilotfish::session::Session;
 use pilotfish::syntax::Language;
 use pilotfish::syntax::features::enclosing_target;
 use pilotfish::telemetry::{self, UsageLog};
@@ -259,7 +260,7 @@ fn route_once(session: &Session, spot: &str, task: &str, json: bool) -> u8 {
         Arc::new(Health::new()),
         UsageLog::open(&session.config().telemetry),
     );
-    let decision = if task == COMPLETE_TASK {
+    let decision = if task == COMPLETE {
         // Completion sends its context window, not the target: route it as completion does.
         let engine = CompletionEngine::new(
             session.completion().cache_entries,

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use crate::config::ModelConfig;
 use crate::providers::{ModelAnswer, ProviderError};
-use crate::router::{EndpointLive, Latency, ModelLive, ModelState, endpoint_order};
+use crate::router::{COMPLETE, EndpointLive, Latency, ModelLive, ModelState, endpoint_order};
 use crate::sync::lock;
 
 /// Consecutive failed calls that open an endpoint's circuit.
@@ -56,9 +56,8 @@ struct EndpointHealth {
     cooling_until: Option<Instant>,
     /// The last background health probe failed.
     probe_down: bool,
-    latency: Option<Averages>,
-    /// When the last successful call ended.
-    measured_at: Option<Instant>,
+    /// The averages of completion calls and of action calls, by [`Work::index`].
+    latency: [Option<Averages>; 2],
     /// Calls admitted and not reported yet.
     in_flight: u32,
     /// The last call failed in a way that does not pass by itself, and what the user can do
@@ -130,16 +129,51 @@ impl Remedy {
     }
 }
 
+/// What a call was for. Calls of one kind are averaged apart from the other's: a completion
+/// (a few dozen tokens) and an action (an explanation of hundreds) take times that say
+/// nothing of each other, and a model that completes in 50 ms and explains in 5 s must still
+/// be a 50 ms model to completion after an Explain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Work {
+    Completion,
+    Action,
+}
+
+impl Work {
+    /// The kind of work a routing task is.
+    pub fn of_task(task: &str) -> Work {
+        if task == COMPLETE {
+            Work::Completion
+        } else {
+            Work::Action
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Work::Completion => 0,
+            Work::Action => 1,
+        }
+    }
+}
+
 /// Exponentially weighted averages of successful calls, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Averages {
     first_token_ms: f64,
     answer_ms: f64,
     calls: u32,
+    /// When the last of them ended.
+    at: Instant,
 }
 
 impl Averages {
-    fn add(previous: Option<Averages>, took: Duration, first_token: Option<Duration>) -> Averages {
+    fn add(
+        previous: Option<Averages>,
+        took: Duration,
+        first_token: Option<Duration>,
+        at: Instant,
+    ) -> Averages {
         let answer = took.as_secs_f64() * 1_000.0;
         // An answer that is not streamed arrives whole: its first token comes with it.
         let first = first_token.map_or(answer, |d| d.as_secs_f64() * 1_000.0);
@@ -148,6 +182,7 @@ impl Averages {
                 first_token_ms: first,
                 answer_ms: answer,
                 calls: 1,
+                at,
             },
             Some(p) => {
                 let mix = |old: f64, new: f64| old + LATENCY_WEIGHT * (new - old);
@@ -155,17 +190,18 @@ impl Averages {
                     first_token_ms: mix(p.first_token_ms, first),
                     answer_ms: mix(p.answer_ms, answer),
                     calls: p.calls.saturating_add(1),
+                    at,
                 }
             }
         }
     }
 
-    fn latency(&self) -> Latency {
+    fn latency(&self, now: Instant) -> Latency {
         Latency {
             first_token_ms: self.first_token_ms.round() as u64,
             answer_ms: self.answer_ms.round() as u64,
             calls: self.calls,
-            stale: false,
+            stale: now.saturating_duration_since(self.at) > STALE_AVERAGE,
         }
     }
 }
@@ -207,17 +243,26 @@ impl Health {
         f(endpoints.entry(key).or_default())
     }
 
-    /// One endpoint as the router sees it.
-    pub fn endpoint(&self, model: &str, url: &str, now: Instant) -> EndpointLive {
+    /// One endpoint as the router sees it for `work`.
+    pub fn endpoint(&self, model: &str, url: &str, work: Work, now: Instant) -> EndpointLive {
         let endpoints = lock(&self.endpoints);
         endpoints
             .get(&(model.to_string(), url.to_string()))
-            .map(|h| live_of(h, now))
+            .map(|h| live_of(h, work, now))
             .unwrap_or_default()
     }
 
-    /// Every endpoint this has heard of, by model: what the router reads.
-    pub fn snapshot(&self, now: Instant) -> HashMap<String, ModelLive> {
+    /// Whether an endpoint can take a call now, and if not why.
+    pub fn state(&self, model: &str, url: &str, now: Instant) -> ModelState {
+        let endpoints = lock(&self.endpoints);
+        endpoints
+            .get(&(model.to_string(), url.to_string()))
+            .map(|h| state_of(h, now))
+            .unwrap_or_default()
+    }
+
+    /// Every endpoint this has heard of, by model: what the router reads for `work`.
+    pub fn snapshot(&self, work: Work, now: Instant) -> HashMap<String, ModelLive> {
         let endpoints = lock(&self.endpoints);
         let mut models: HashMap<String, ModelLive> = HashMap::new();
         for ((model, url), h) in endpoints.iter() {
@@ -225,7 +270,7 @@ impl Health {
                 .entry(model.clone())
                 .or_default()
                 .endpoints
-                .insert(url.clone(), live_of(h, now));
+                .insert(url.clone(), live_of(h, work, now));
         }
         models
     }
@@ -256,19 +301,21 @@ impl Health {
         })
     }
 
-    /// A call answered after `took` (its first token after `first_token`, when streamed):
-    /// the circuit closes and the averages take the call in.
+    /// A call for `work` answered after `took` (its first token after `first_token`, when
+    /// streamed): the circuit closes and that work's averages take the call in.
     pub fn record_success(
         &self,
-        model: &str,
-        url: &str,
+        (model, url): (&str, &str),
+        work: Work,
         took: Duration,
         first_token: Option<Duration>,
     ) {
         self.with(model, url, |h| {
+            let mut latency = h.latency;
+            let averages = &mut latency[work.index()];
+            *averages = Some(Averages::add(*averages, took, first_token, Instant::now()));
             *h = EndpointHealth {
-                latency: Some(Averages::add(h.latency, took, first_token)),
-                measured_at: Some(Instant::now()),
+                latency,
                 in_flight: h.in_flight.saturating_sub(1),
                 ..EndpointHealth::default()
             };
@@ -394,16 +441,10 @@ pub fn open_cooldown(openings: u32) -> Duration {
         .min(MAX_OPEN_COOLDOWN)
 }
 
-fn live_of(h: &EndpointHealth, now: Instant) -> EndpointLive {
-    let stale = h
-        .measured_at
-        .is_some_and(|t| now.saturating_duration_since(t) > STALE_AVERAGE);
+fn live_of(h: &EndpointHealth, work: Work, now: Instant) -> EndpointLive {
     EndpointLive {
         state: state_of(h, now),
-        latency: h.latency.as_ref().map(|a| Latency {
-            stale,
-            ..a.latency()
-        }),
+        latency: h.latency[work.index()].map(|a| a.latency(now)),
     }
 }
 
@@ -535,13 +576,13 @@ impl Drop for ProbeGuard<'_> {
 /// Why an endpoint is skipped without a call, or `None` when it is admitted (which takes
 /// the half-open slot of a circuit whose cooldown is over).
 fn skip_reason(health: &Health, model: &str, url: &str, now: Instant) -> Option<String> {
-    if health.endpoint(model, url, now).state == ModelState::Down {
+    if health.state(model, url, now) == ModelState::Down {
         return Some("health probe failing".into());
     }
     if health.admit(model, url, now) {
         return None;
     }
-    Some(match health.endpoint(model, url, now).state {
+    Some(match health.state(model, url, now) {
         ModelState::Cooling { for_ms } => {
             format!("rate-limited, retry in {} s", for_ms.div_ceil(1000))
         }
@@ -555,10 +596,12 @@ fn skip_reason(health: &Health, model: &str, url: &str, now: Instant) -> Option<
 /// open, that are cooling or whose probe fails; retries a server error on the same endpoint
 /// with backoff only while the retry fits before `retry_until` (`None`: no retries, a failed
 /// call falls through at once); stops everything at `deadline`. Health and latency averages
-/// are updated as it goes. `call` gets the model at one endpoint.
+/// are updated as it goes, `work`'s averages taking in each answer's timing. `call` gets the
+/// model at one endpoint.
 pub async fn run_chain<T, F, Fut>(
     health: &Health,
     chain: &[(Arc<str>, Arc<ModelConfig>)],
+    work: Work,
     retry_until: Option<Instant>,
     deadline: Instant,
     mut call: F,
@@ -574,7 +617,10 @@ where
     'models: for (name, model) in chain {
         let urls: Vec<&str> = model.url.iter().collect();
         let now = Instant::now();
-        let live: Vec<EndpointLive> = urls.iter().map(|u| health.endpoint(name, u, now)).collect();
+        let live: Vec<EndpointLive> = urls
+            .iter()
+            .map(|u| health.endpoint(name, u, work, now))
+            .collect();
         'endpoints: for i in endpoint_order(&live) {
             let url = urls[i];
             // Errors name the model, and the endpoint when the model has several.
@@ -622,7 +668,7 @@ where
                 match result {
                     Ok(Ok(answer)) => {
                         guard.armed = false;
-                        health.record_success(name, url, took, answer.first_token());
+                        health.record_success((name, url), work, took, answer.first_token());
                         record(None, false);
                         return ChainOutcome {
                             answer: Ok((name.clone(), answer)),
@@ -703,7 +749,7 @@ mod tests {
     }
 
     fn state(h: &Health, model: &str, now: Instant) -> ModelState {
-        h.endpoint(model, URL, now).state
+        h.endpoint(model, URL, Work::Completion, now).state
     }
 
     /// Which failures are told to the user at once (they do not pass by themselves), until
@@ -746,7 +792,12 @@ mod tests {
             if lasting.is_some() {
                 assert_eq!(h.remedy("m", URL, t0), lasting, "{error}");
             }
-            h.record_success("m", URL, Duration::from_millis(20), None);
+            h.record_success(
+                ("m", URL),
+                Work::Completion,
+                Duration::from_millis(20),
+                None,
+            );
             assert_eq!(h.remedy("m", URL, t0), None, "a success ends it: {error}");
         }
     }
@@ -789,7 +840,12 @@ mod tests {
         h.record_abandoned("m", URL);
         assert!(h.admit("m", URL, t0), "one at a time");
         assert!(!h.admit("m", URL, t0));
-        h.record_success("m", URL, Duration::from_millis(20), None);
+        h.record_success(
+            ("m", URL),
+            Work::Completion,
+            Duration::from_millis(20),
+            None,
+        );
         assert!(h.admit("m", URL, t0), "a success ends it");
         assert!(h.admit("m", URL, t0));
     }
@@ -828,7 +884,12 @@ mod tests {
         );
         let again = later + 2 * OPEN_COOLDOWN;
         assert!(h.admit("m", URL, again));
-        h.record_success("m", URL, Duration::from_millis(40), None);
+        h.record_success(
+            ("m", URL),
+            Work::Completion,
+            Duration::from_millis(40),
+            None,
+        );
         assert!(h.admit("m", URL, again) && h.admit("m", URL, again));
         assert_eq!(state(&h, "m", again), ModelState::Healthy);
         // A success starts the cooldowns over.
@@ -881,7 +942,7 @@ mod tests {
         assert!(!h.admit("m", URL, t0));
         assert!(h.admit("m", other, t0));
         assert!(h.admit("n", URL, t0), "another model at the same URL");
-        let snapshot = h.snapshot(t0);
+        let snapshot = h.snapshot(Work::Completion, t0);
         assert!(matches!(
             snapshot["m"].endpoints[URL].state,
             ModelState::CircuitOpen { .. }
@@ -896,7 +957,7 @@ mod tests {
         for _ in 0..10 {
             fail(&h, "m", &refused(), t0);
             fail(&h, "m", &refused(), t0);
-            h.record_success("m", URL, Duration::from_millis(5), None);
+            h.record_success(("m", URL), Work::Completion, Duration::from_millis(5), None);
         }
         assert!(h.admit("m", URL, t0));
     }
@@ -987,6 +1048,35 @@ mod tests {
     }
 
     #[test]
+    fn each_work_has_its_own_averages_and_either_closes_the_circuit() {
+        let h = Health::new();
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        h.record_success(("m", URL), Work::Completion, ms(50), None);
+        h.record_success(("m", URL), Work::Action, ms(5_000), Some(ms(300)));
+        let answer_ms = |work| h.endpoint("m", URL, work, t0).latency.map(|l| l.answer_ms);
+        assert_eq!(answer_ms(Work::Completion), Some(50));
+        assert_eq!(answer_ms(Work::Action), Some(5_000));
+        assert_eq!(Work::of_task(COMPLETE), Work::Completion);
+        assert_eq!(Work::of_task("explain"), Work::Action);
+
+        for _ in 0..FAILURES_TO_OPEN {
+            fail(&h, "m", &status(500, None), t0);
+        }
+        assert!(matches!(
+            h.state("m", URL, t0),
+            ModelState::CircuitOpen { .. }
+        ));
+        h.record_success(("m", URL), Work::Action, ms(4_000), None);
+        assert_eq!(h.state("m", URL, t0), ModelState::Healthy);
+        assert_eq!(
+            answer_ms(Work::Completion),
+            Some(50),
+            "kept through the failures"
+        );
+    }
+
+    #[test]
     fn backoff_grows_and_is_capped() {
         for (attempt, lo, hi) in [(1, 50, 100), (2, 100, 200), (3, 200, 400), (30, 2500, 5000)] {
             for jitter in [0, 1, 12345, u64::MAX] {
@@ -1000,7 +1090,7 @@ mod tests {
     fn latency_averages_weigh_recent_calls_most() {
         let h = Health::new();
         let t0 = Instant::now();
-        assert_eq!(h.endpoint("m", URL, t0).latency, None);
+        assert_eq!(h.endpoint("m", URL, Work::Completion, t0).latency, None);
         let ms = Duration::from_millis;
         // (answer, first token, expected answer average, expected first-token average)
         let table = [
@@ -1010,9 +1100,9 @@ mod tests {
             (ms(100), None, 940, 212),
         ];
         for (calls, (took, first, answer_ms, first_token_ms)) in table.into_iter().enumerate() {
-            h.record_success("m", URL, took, first);
+            h.record_success(("m", URL), Work::Completion, took, first);
             assert_eq!(
-                h.endpoint("m", URL, t0).latency,
+                h.endpoint("m", URL, Work::Completion, t0).latency,
                 Some(Latency {
                     first_token_ms,
                     answer_ms,
@@ -1024,7 +1114,12 @@ mod tests {
         // Failures and abandoned calls say nothing about speed.
         fail(&h, "m", &refused(), t0);
         h.record_abandoned("m", URL);
-        assert_eq!(h.endpoint("m", URL, t0).latency.map(|l| l.calls), Some(3));
+        assert_eq!(
+            h.endpoint("m", URL, Work::Completion, t0)
+                .latency
+                .map(|l| l.calls),
+            Some(3)
+        );
     }
 
     #[test]
@@ -1081,7 +1176,7 @@ mod tests {
         let chain = [model("a"), model("b")];
         let far = Instant::now() + Duration::from_secs(60);
         let calls = Calls::default();
-        let out = run_chain(&h, &chain, None, far, |name, m| {
+        let out = run_chain(&h, &chain, Work::Completion, None, far, |name, m| {
             called(&calls, &name, &m);
             let first = &*name == "a";
             async move { if first { Err(status(500, None)) } else { Ok(1) } }
@@ -1099,7 +1194,7 @@ mod tests {
         let far = Instant::now() + Duration::from_secs(60);
         let calls = Calls::default();
         // a: 500 twice then ok; b never needed.
-        let out = run_chain(&h, &chain, Some(far), far, |name, m| {
+        let out = run_chain(&h, &chain, Work::Completion, Some(far), far, |name, m| {
             called(&calls, &name, &m);
             let n = calls.borrow().len();
             async move {
@@ -1123,16 +1218,20 @@ mod tests {
         let far = Instant::now() + Duration::from_secs(60);
         let calls = std::cell::Cell::new(0);
         for _ in 0..5 {
-            let out: ChainOutcome<()> = run_chain(&h, &chain, Some(far), far, |_, _| {
-                calls.set(calls.get() + 1);
-                async { Err(status(500, None)) }
-            })
-            .await;
+            let out: ChainOutcome<()> =
+                run_chain(&h, &chain, Work::Completion, Some(far), far, |_, _| {
+                    calls.set(calls.get() + 1);
+                    async { Err(status(500, None)) }
+                })
+                .await;
             assert!(out.answer.is_err());
         }
         assert_eq!(calls.get(), FAILURES_TO_OPEN as usize, "retries count too");
         let out: ChainOutcome<()> =
-            run_chain(&h, &chain, None, far, |_, _| async { Err(refused()) }).await;
+            run_chain(&h, &chain, Work::Completion, None, far, |_, _| async {
+                Err(refused())
+            })
+            .await;
         assert!(out.answer.unwrap_err().contains("circuit open"));
     }
 
@@ -1143,7 +1242,7 @@ mod tests {
         let chain = [model_at("m", &[gpu, laptop]), model("b")];
         let far = Instant::now() + Duration::from_secs(60);
         let calls = Calls::default();
-        let out = run_chain(&h, &chain, None, far, |name, m| {
+        let out = run_chain(&h, &chain, Work::Completion, None, far, |name, m| {
             called(&calls, &name, &m);
             let dead = &*m.url == gpu;
             async move { if dead { Err(refused()) } else { Ok(7) } }
@@ -1154,7 +1253,7 @@ mod tests {
         assert_eq!(*calls.borrow(), [format!("m@{gpu}"), format!("m@{laptop}")]);
         // Both endpoints out: the next model.
         calls.borrow_mut().clear();
-        let out = run_chain(&h, &chain, None, far, |name, m| {
+        let out = run_chain(&h, &chain, Work::Completion, None, far, |name, m| {
             called(&calls, &name, &m);
             let model_b = &*name == "b";
             async move {
@@ -1179,6 +1278,7 @@ mod tests {
         let error = run_chain(
             &h,
             &[model_at("m", &[gpu, laptop])],
+            Work::Completion,
             None,
             far,
             |_, _| async { Err::<(), _>(refused()) },
@@ -1193,11 +1293,24 @@ mod tests {
     async fn the_faster_endpoint_on_average_is_tried_first() {
         let h = Health::new();
         let (slow, fast) = ("http://127.0.0.1:11", "http://127.0.0.1:12");
-        h.record_success("m", slow, Duration::from_millis(900), None);
-        h.record_success("m", fast, Duration::from_millis(60), None);
+        h.record_success(
+            ("m", slow),
+            Work::Completion,
+            Duration::from_millis(900),
+            None,
+        );
+        h.record_success(
+            ("m", fast),
+            Work::Completion,
+            Duration::from_millis(60),
+            None,
+        );
         let chain = [model_at("m", &[slow, fast])];
         let far = Instant::now() + Duration::from_secs(60);
-        let out = run_chain(&h, &chain, None, far, |_, _| async { Ok(()) }).await;
+        let out = run_chain(&h, &chain, Work::Completion, None, far, |_, _| async {
+            Ok(())
+        })
+        .await;
         assert_eq!(out.endpoint(), Some(fast));
     }
 
@@ -1206,15 +1319,22 @@ mod tests {
         let h = Health::new();
         let chain = [model("slow"), model("b")];
         let deadline = Instant::now() + Duration::from_millis(100);
-        let out = run_chain(&h, &chain, Some(deadline), deadline, |_, m| async move {
-            if m.model == "slow" {
-                tokio::time::sleep(Duration::from_secs(10)).await;
-            }
-            Ok(())
-        })
+        let out = run_chain(
+            &h,
+            &chain,
+            Work::Completion,
+            Some(deadline),
+            deadline,
+            |_, m| async move {
+                if m.model == "slow" {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                }
+                Ok(())
+            },
+        )
         .await;
         assert!(out.answer.unwrap_err().contains("before the deadline"));
-        let slow = h.endpoint("slow", URL, Instant::now());
+        let slow = h.endpoint("slow", URL, Work::Completion, Instant::now());
         assert_eq!(slow.state, ModelState::Healthy, "not the model's fault");
         assert_eq!(slow.latency, None, "an abandoned call measures nothing");
     }
@@ -1223,14 +1343,27 @@ mod tests {
     async fn an_average_goes_stale_when_no_call_refreshes_it() {
         let h = Health::new();
         let far = Instant::now() + Duration::from_secs(60);
-        let out = run_chain(&h, &[model("m")], None, far, |_, _| async { Ok(()) }).await;
+        let out = run_chain(
+            &h,
+            &[model("m")],
+            Work::Completion,
+            None,
+            far,
+            |_, _| async { Ok(()) },
+        )
+        .await;
         assert!(out.answer.is_ok());
         let now = Instant::now();
-        let fresh = h.endpoint("m", URL, now).latency.unwrap();
+        let fresh = h.endpoint("m", URL, Work::Completion, now).latency.unwrap();
         assert!(!fresh.stale);
         assert_eq!(fresh.current_answer_ms(), Some(fresh.answer_ms));
         let later = h
-            .endpoint("m", URL, now + STALE_AVERAGE + Duration::from_secs(1))
+            .endpoint(
+                "m",
+                URL,
+                Work::Completion,
+                now + STALE_AVERAGE + Duration::from_secs(1),
+            )
             .latency
             .unwrap();
         assert!(later.stale);
@@ -1242,13 +1375,23 @@ mod tests {
     async fn a_successful_call_is_measured() {
         let h = Health::new();
         let far = Instant::now() + Duration::from_secs(60);
-        let out = run_chain(&h, &[model("m")], None, far, |_, _| async {
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            Ok(())
-        })
+        let out = run_chain(
+            &h,
+            &[model("m")],
+            Work::Completion,
+            None,
+            far,
+            |_, _| async {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                Ok(())
+            },
+        )
         .await;
         assert!(out.answer.is_ok());
-        let latency = h.endpoint("m", URL, Instant::now()).latency.unwrap();
+        let latency = h
+            .endpoint("m", URL, Work::Completion, Instant::now())
+            .latency
+            .unwrap();
         assert_eq!((latency.answer_ms, latency.calls), (250, 1));
     }
 }

@@ -14,9 +14,9 @@ use std::time::Instant;
 use crate::documents::{Snapshot, path_of_uri};
 use crate::position::clamp_range;
 use crate::redact::contains_secrets;
-use crate::resilience::Health;
-use crate::router::{Decision, RouteRequest, RouteState};
-use crate::session::{COMPLETE_TASK, Session};
+use crate::resilience::{Health, Work};
+use crate::router::{COMPLETE, Decision, RouteRequest, RouteState};
+use crate::session::Session;
 use crate::syntax::context::CompletionContext;
 use crate::syntax::features::{Features, Target, enclosing_target};
 use crate::telemetry::UsageLog;
@@ -79,7 +79,7 @@ impl RouteInput {
                 + contains_secrets(&ctx.suffix)
         });
         RouteInput {
-            task: COMPLETE_TASK.into(),
+            task: COMPLETE.into(),
             features,
             path: path_of_uri(&snapshot.uri),
             prompt_tokens: u32::try_from(prompt_tokens).unwrap_or(u32::MAX),
@@ -127,7 +127,7 @@ impl RouteInput {
     /// user, this day).
     pub fn decide(&self, session: &Session, health: &Health, usage: &UsageLog) -> Decision {
         let state = RouteState {
-            models: health.snapshot(Instant::now()),
+            models: health.snapshot(Work::of_task(&self.task), Instant::now()),
             spent_today_usd: usage.spent_today_usd(),
         };
         session.router().decide(&self.request(session), &state)

@@ -19,12 +19,9 @@ use crate::config::{
 };
 use crate::documents::OtherFiles;
 use crate::prompt::Fim;
-use crate::router::{Decision, Router};
+use crate::router::{COMPLETE, Decision, Router};
 use crate::sync::{read, write};
 use crate::syntax::context::MultilinePolicy;
-
-/// The routing task name of completion.
-pub const COMPLETE_TASK: &str = "complete";
 
 /// A configured model, shared by every request that uses it.
 #[derive(Debug, Clone)]
@@ -125,7 +122,7 @@ impl Session {
             rules_apply: config
                 .rules
                 .iter()
-                .any(|r| r.task.as_deref().is_none_or(|t| t == COMPLETE_TASK)),
+                .any(|r| r.task.as_deref().is_none_or(|t| t == COMPLETE)),
             any_cloud: models.values().any(|m| !m.config.is_local()),
             other_files: if models.values().any(Model::takes_other_files) {
                 OtherFiles {
@@ -214,7 +211,7 @@ impl Session {
     pub fn completion_chain(&self) -> Vec<&Model> {
         self.config()
             .routes
-            .get(COMPLETE_TASK)
+            .get(COMPLETE)
             .into_iter()
             .flatten()
             .filter_map(|name| self.models.get(name))

@@ -30,7 +30,7 @@ use crate::documents::Snapshot;
 use crate::providers::{ChatCall, ChatMessage, Cut, ModelAnswer, Providers};
 use crate::reasoning::after_reasoning;
 use crate::redact::redact;
-use crate::resilience::{Attempt, ChainOutcome, Health, run_chain};
+use crate::resilience::{Attempt, ChainOutcome, Health, Work, run_chain};
 use crate::route_input::RouteInput;
 use crate::router::Decision;
 use crate::session::{Model, Session};
@@ -605,6 +605,7 @@ async fn ask(
     run_chain(
         &env.health,
         &chain,
+        Work::Action,
         Some(retry_until),
         deadline,
         |name, model| async move {

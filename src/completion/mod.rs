@@ -41,10 +41,10 @@ use crate::providers::{
 };
 use crate::reasoning::after_reasoning;
 use crate::redact::redact;
-use crate::resilience::{ChainOutcome, Health, Timed, run_chain};
+use crate::resilience::{ChainOutcome, Health, Timed, Work, run_chain};
 use crate::route_input::RouteInput;
-use crate::router::{Decision, EndpointVerdict, Latency};
-use crate::session::{COMPLETE_TASK, Model, Session};
+use crate::router::{COMPLETE, Decision, EndpointVerdict, Latency};
+use crate::session::{Model, Session};
 use crate::sync::lock;
 use crate::syntax::Language;
 use crate::syntax::context::{CompletionContext, ContextBudget, extract};
@@ -745,7 +745,7 @@ impl CompletionEngine {
         };
         self.shared.usage.record(UsageEvent::cache(
             &req.id,
-            COMPLETE_TASK,
+            COMPLETE,
             req.language,
             &hit.answered_by,
             cache,
@@ -1226,7 +1226,7 @@ fn call_log(
     purpose: Purpose,
     abort_reason: Arc<AtomicU8>,
 ) -> PendingCall {
-    let mut event = UsageEvent::call(id, COMPLETE_TASK, route.language)
+    let mut event = UsageEvent::call(id, COMPLETE, route.language)
         .by(route.chain.first().map(|m| &*m.name), None);
     if purpose == Purpose::Prefetch {
         event.cache = Some(CacheUse::Prefetch);
@@ -1291,6 +1291,7 @@ async fn run_flight(
     let run = run_chain(
         &engine.shared.health,
         &chain,
+        Work::Completion,
         None,
         hard_deadline,
         |name, model| {

@@ -8,11 +8,11 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::harness::dead_url;
 use crate::support::double::{Behaviour, ModelDouble};
-use crate::support::lsp::mark;
+use crate::support::lsp::{mark, position};
 use crate::support::wait_until;
 use crate::workspace::{Editor, Workspace, complete_route, request_calls};
 
@@ -180,6 +180,52 @@ fn completion_prefers_a_model_expected_inside_the_budget() {
         },
         3,
     );
+}
+
+/// An action's call is timed apart from completion's: a model that explains slowly (an
+/// answer of hundreds of tokens) and completes fast is still a fast completion model after
+/// an Explain, and keeps its place at the head of the chain.
+#[test]
+fn a_slow_explain_does_not_make_a_fast_completion_model_look_slow() {
+    let big = ModelDouble::start(Behaviour::answer("from_big"));
+    let small = ModelDouble::start(Behaviour::answer("from_small"));
+    let (_workspace, editor) = serve(&format!(
+        "{}{}{}explain = [\"big\"]\n",
+        ollama_at("big", &[&big.base_url()]),
+        ollama_at("small", &[&small.base_url()]),
+        complete_route(&["big", "small"])
+    ));
+    let first = open(&editor, 0);
+    assert_eq!(ask(&editor, &first).as_deref(), Some("from_big"));
+    // The prefetch that follows the shown suggestion is a completion call too: let it end.
+    assert!(wait_until(WAIT, || {
+        editor.lsp.stderr().contains("purpose=Prefetch")
+    }));
+
+    big.set_behaviour(Behaviour::answer("`add` returns the sum.").delay(Duration::from_secs(1)));
+    let (text, line, col) = mark("def add(a, b):\n    return a + b$0\n");
+    let uri = editor.lsp.uri("add.py");
+    editor.lsp.open(&uri, "python", &text);
+    let explained = editor.lsp.request_and_wait(
+        "workspace/executeCommand",
+        json!({
+            "command": "pilotfish.explain",
+            "arguments": [{ "uri": uri, "position": position(line, col) }]
+        }),
+    );
+    assert!(explained.is_ok(), "{explained:?}");
+    big.set_behaviour(Behaviour::answer("from_big"));
+
+    let second = open(&editor, 1);
+    assert_eq!(
+        ask(&editor, &second).as_deref(),
+        Some("from_big"),
+        "the Explain's second says nothing of its completions: big {}; small {}",
+        big.summary(),
+        small.summary()
+    );
+    assert_eq!(request_calls(&small, 2), 0, "{}", small.summary());
+    editor.lsp.shutdown_and_exit();
 }
 
 #[test]
