@@ -235,7 +235,7 @@ pub use crate::prompt::OtherFile;
 /// cannot.
 fn fim_url(model: &ModelConfig) -> Option<String> {
     let path = match model.provider {
-        Provider::Openai => "completions",
+        Provider::Openai => openai::fim_path(model),
         Provider::Llamacpp => "infill",
         Provider::Ollama => "api/generate",
         Provider::Anthropic => return None,
@@ -422,7 +422,8 @@ impl Providers {
     }
 
     /// A cheap request that opens a pooled connection to the model server (and tells
-    /// whether it is up), so the first completion does not pay for the TCP handshake.
+    /// whether it is up), so the first completion does not pay for the TCP handshake: an
+    /// OpenAI-compatible server's model list (free, for a cloud API too).
     /// Anthropic has no unauthenticated probe: its free, authenticated `GET /v1/models`
     /// opens the TLS connection and also proves the key works; without a key it fails at
     /// once with [`ProviderError::MissingKey`], sending nothing.
@@ -454,10 +455,16 @@ impl Providers {
         let response = send(request.timeout(timeout))
             .await
             .map_err(|e| transport_error(&url, model, e))?;
-        check_status(&url, response)
-            .await
-            .map(drop)
-            .map_err(|e| e.without_key(model))
+        match check_status(&url, response).await {
+            // Not every OpenAI-compatible server lists its models (Mistral's Codestral
+            // endpoint need not): one that answers 404 there is up.
+            Err(ProviderError::Status { status: 404, .. })
+                if model.provider == Provider::Openai =>
+            {
+                Ok(())
+            }
+            answered => answered.map(drop).map_err(|e| e.without_key(model)),
+        }
     }
 }
 
@@ -628,7 +635,18 @@ async fn check_status(
 /// `{"error":{"message"}}`, Ollama `{"error"}`), or the body itself, on one line.
 fn error_message(body: &str) -> String {
     let parsed: Option<serde_json::Value> = serde_json::from_str(body).ok();
-    let message = parsed.as_ref().and_then(|v| v.get("error")).map(error_text);
+    let message = parsed.as_ref().and_then(|v| {
+        v.get("error").map(error_text).or_else(|| {
+            // Mistral's and other FastAPI servers': a top-level `message` (a string, or an
+            // object of validation `detail`s) or `detail`.
+            let message = v.get("message");
+            message
+                .and_then(serde_json::Value::as_str)
+                .map(String::from)
+                .or_else(|| message.and_then(|m| m.get("detail")).and_then(detail_text))
+                .or_else(|| v.get("detail").and_then(detail_text))
+        })
+    });
     let text = message.unwrap_or_else(|| body.to_string());
     let text = one_line(&text);
     if text.is_empty() {
@@ -638,7 +656,6 @@ fn error_message(body: &str) -> String {
     }
 }
 
-/// The text of a JSON `error` value: a string, or an object's `message`, else its JSON.
 /// `input_tokens` and `output_tokens` of a `usage` object (Anthropic's, OpenAI's Responses
 /// API's).
 fn input_output_tokens(usage: Option<&serde_json::Value>) -> (Option<u64>, Option<u64>) {
@@ -650,12 +667,40 @@ fn input_output_tokens(usage: Option<&serde_json::Value>) -> (Option<u64>, Optio
     (count("input_tokens"), count("output_tokens"))
 }
 
+/// The text of a JSON `error` value: a string, or an object's `message`, else its JSON.
 fn error_text(error: &serde_json::Value) -> String {
     error
         .as_str()
         .or_else(|| error.get("message").and_then(serde_json::Value::as_str))
         .map(String::from)
         .unwrap_or_else(|| error.to_string())
+}
+
+/// A FastAPI `detail`: a string, or validation errors as `body.field: what is wrong`.
+fn detail_text(detail: &serde_json::Value) -> Option<String> {
+    if let Some(text) = detail.as_str() {
+        return Some(text.to_string());
+    }
+    let errors: Vec<String> = detail
+        .as_array()?
+        .iter()
+        .filter_map(|e| {
+            let msg = e.get("msg")?.as_str()?;
+            let at: Vec<String> = e
+                .get("loc")
+                .and_then(serde_json::Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|part| part.as_str().map_or_else(|| part.to_string(), String::from))
+                .collect();
+            Some(if at.is_empty() {
+                msg.to_string()
+            } else {
+                format!("{}: {msg}", at.join("."))
+            })
+        })
+        .collect();
+    (!errors.is_empty()).then(|| errors.join("; "))
 }
 
 /// Collapses whitespace to single spaces and caps the length, for messages to the user.
@@ -753,6 +798,18 @@ mod tests {
             error_message(r#"{"error":"model 'q' not found, try pulling it first"}"#),
             "model 'q' not found, try pulling it first"
         );
+        // Mistral's refusal of a field it does not know, and FastAPI's plain detail.
+        assert_eq!(
+            error_message(
+                r#"{"object":"error","message":{"detail":[{"type":"extra_forbidden","loc":["body","stream_options"],"msg":"Extra inputs are not permitted","input":{"include_usage":true}}]},"type":"invalid_request_error","param":null,"code":null}"#
+            ),
+            "body.stream_options: Extra inputs are not permitted"
+        );
+        assert_eq!(
+            error_message(r#"{"message":"Unauthorized","request_id":"abc"}"#),
+            "Unauthorized"
+        );
+        assert_eq!(error_message(r#"{"detail":"Not Found"}"#), "Not Found");
         assert_eq!(error_message("Bad\n  Gateway\n"), "Bad Gateway");
         assert_eq!(error_message(""), "(empty body)");
         assert!(error_message(&"é".repeat(400)).ends_with('…'));

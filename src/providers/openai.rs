@@ -3,7 +3,10 @@
 //! {url}/chat/completions` streamed as SSE (`choices[0].delta.content` pieces, usage in the
 //! last chunk, `data: [DONE]`). A model OpenAI serves only through its Responses API (o1-pro,
 //! o3-pro, GPT-5-Codex…) is asked at `POST {url}/responses` once it says so
-//! (`response.output_text.delta` pieces, usage in `response.completed`).
+//! (`response.output_text.delta` pieces, usage in `response.completed`). Mistral's API
+//! (a url at mistral.ai) fills in the middle at `POST {url}/fim/completions` and answers it
+//! as a chat (`delta.content`); it refuses fields it does not know, `stream_options` among
+//! them, and reports usage in its last chunk unasked.
 
 use serde_json::{Value, json};
 
@@ -66,6 +69,31 @@ impl ChatParams {
     }
 }
 
+/// Whether `model` is served by Mistral's API (`api.mistral.ai`, `codestral.mistral.ai`).
+fn at_mistral(model: &ModelConfig) -> bool {
+    reqwest::Url::parse(&model.url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+        .is_some_and(|host| host == "mistral.ai" || host.ends_with(".mistral.ai"))
+}
+
+/// Where `model` fills in the middle, relative to its url.
+pub(super) fn fim_path(model: &ModelConfig) -> &'static str {
+    if at_mistral(model) {
+        "fim/completions"
+    } else {
+        "completions"
+    }
+}
+
+/// Asks a streamed answer to end with its usage (`stream_options.include_usage`), except of
+/// Mistral's API, which refuses the field and sends usage unasked.
+fn ask_for_usage(model: &ModelConfig, body: &mut Value) {
+    if !at_mistral(model) {
+        body["stream_options"] = json!({ "include_usage": true });
+    }
+}
+
 /// The `/chat/completions` request: the system prompt as the first message.
 fn chat_body(model: &ModelConfig, call: &ChatCall<'_>, params: ChatParams) -> Value {
     let messages = chat_messages(call, true);
@@ -73,8 +101,8 @@ fn chat_body(model: &ModelConfig, call: &ChatCall<'_>, params: ChatParams) -> Va
         "model": model.model,
         "messages": messages,
         "stream": true,
-        "stream_options": { "include_usage": true },
     });
+    ask_for_usage(model, &mut body);
     let limit = if params.completion_tokens {
         "max_completion_tokens"
     } else {
@@ -360,7 +388,7 @@ fn completion_body(model: &ModelConfig, call: &FimCall<'_>, stream: bool) -> Val
         "stop": stops_for_api(&call.prompt.stop, 4),
     });
     if stream {
-        body["stream_options"] = json!({ "include_usage": true });
+        ask_for_usage(model, &mut body);
     }
     if let Some(suffix) = &call.prompt.suffix {
         body["suffix"] = json!(suffix);
@@ -383,8 +411,10 @@ fn parse_completion(body: &str) -> Result<ModelAnswer, String> {
     let mut saw_choice = false;
     for obj in &objects {
         if let Some(choice) = obj.get("choices").and_then(|c| c.get(0)) {
+            // Mistral answers fill-in-the-middle as a chat: `message.content`.
             let text = choice
                 .get("text")
+                .or_else(|| choice.pointer("/message/content"))
                 .and_then(Value::as_str)
                 .ok_or("a choice without `text`")?;
             answer.text.push_str(text);
@@ -426,6 +456,9 @@ mod tests {
         assert_eq!(parse_completion(cut).unwrap().cut, Some(Cut::TokenLimit));
         let sse = "data: {\"choices\":[{\"text\":\"a\"}]}\n\ndata: {\"choices\":[{\"text\":\"b\"}]}\n\ndata: [DONE]\n\n";
         assert_eq!(parse_completion(sse).unwrap().text, "ab");
+        // Mistral's fill-in-the-middle answer is a chat's.
+        let mistral = r#"{"object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"x + 1"},"finish_reason":"stop"}]}"#;
+        assert_eq!(parse_completion(mistral).unwrap().text, "x + 1");
         assert!(parse_completion("<html>oops</html>").is_err());
         assert!(parse_completion(r#"{"object":"error"}"#).is_err());
         assert!(parse_completion(r#"{"choices":[{"index":0}]}"#).is_err());
@@ -595,5 +628,52 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    /// Mistral's API (by its host) fills in the middle at `fim/completions` and is never
+    /// sent `stream_options`, which it refuses; any other server keeps the OpenAI way.
+    #[test]
+    fn what_mistrals_api_is_sent() {
+        let messages = [crate::providers::ChatMessage::user("hi")];
+        let chat = ChatCall {
+            system: "",
+            messages: &messages,
+            max_tokens: 64,
+            temperature: 0.2,
+        };
+        let prompt = crate::prompt::FimPrompt {
+            prompt: "def f(".into(),
+            suffix: Some(")".into()),
+            stop: Vec::new(),
+        };
+        let fim = FimCall {
+            prompt: &prompt,
+            max_tokens: 32,
+            time_budget: None,
+            other_files: &[],
+        };
+        for (url, path, usage_asked) in [
+            ("https://codestral.mistral.ai/v1", "fim/completions", false),
+            ("https://api.mistral.ai/v1", "fim/completions", false),
+            ("https://API.Mistral.AI:443/v1", "fim/completions", false),
+            ("http://127.0.0.1:8012/v1", "completions", true),
+            ("https://notmistral.ai/v1", "completions", true),
+            ("https://mistral.ai.example.com/v1", "completions", true),
+        ] {
+            let model: ModelConfig = toml::from_str(&format!(
+                "provider = \"openai\"\nurl = \"{url}\"\nmodel = \"m\"\nfim = \"native\""
+            ))
+            .unwrap();
+            assert_eq!(fim_path(&model), path, "{url}");
+            let chat = chat_body(&model, &chat, ChatParams::default());
+            let completion = completion_body(&model, &fim, true);
+            for body in [chat, completion] {
+                assert_eq!(
+                    body.get("stream_options").is_some(),
+                    usage_asked,
+                    "{url}: {body}"
+                );
+            }
+        }
     }
 }

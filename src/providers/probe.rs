@@ -10,7 +10,7 @@ use crate::config::{ModelConfig, Provider};
 impl super::Providers {
     /// The model names the server lists (Ollama `/api/tags`, OpenAI-compatible `/models`);
     /// `None` where the API has no such list (llama.cpp serves one model, Anthropic's list
-    /// needs a key and is not worth a call).
+    /// needs a key and is not worth a call, an OpenAI-compatible server may answer 404).
     pub async fn list_models(
         &self,
         model: &ModelConfig,
@@ -27,9 +27,16 @@ impl super::Providers {
         let response = send(with_key(request, model))
             .await
             .map_err(|e| transport_error(&url, model, e))?;
-        let response = check_status(&url, response)
-            .await
-            .map_err(|e| e.without_key(model))?;
+        let response = match check_status(&url, response).await {
+            Ok(response) => response,
+            // An OpenAI-compatible server need not list its models (`Providers::warm`).
+            Err(ProviderError::Status { status: 404, .. })
+                if model.provider == Provider::Openai =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(e.without_key(model)),
+        };
         let body = read_body(&url, model, response).await?;
         let parsed: Value = serde_json::from_str(&body).map_err(|e| ProviderError::Malformed {
             url: url.clone(),

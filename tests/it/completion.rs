@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::harness::{Options, Server, assert_empty, items, suggestion};
-use crate::support::double::Behaviour;
+use crate::support::double::{Behaviour, Health};
 use crate::support::lsp::range;
 
 /// Upper bound for asynchronous effects; tests wait on conditions, not on this time.
@@ -847,6 +847,24 @@ fn a_model_server_that_closes_kept_connections_still_suggests() {
     let shown = server.inline(&uri, line + 1, 18);
     assert_eq!(suggestion(&shown).as_deref(), Some("ems)"), "{shown}");
     assert!(server.double.dropped() >= 1, "{}", server.double.summary());
+    let warnings = server.lsp.notifications_of("window/showMessage");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    server.lsp.shutdown_and_exit();
+}
+
+/// An OpenAI-compatible server that lists no models (`GET /v1/models` is a 404) is up: the
+/// request that opens the connection at the start does not make the editor say that no
+/// completion model answers, and the model suggests.
+#[test]
+fn a_server_that_lists_no_models_is_up() {
+    let server = Server::start_with(
+        Behaviour::answer("ems)").health(Health::Unlisted),
+        Options::default().provider("openai", "qwen"),
+    );
+    let (uri, line, col) = server.open("sum.py", "python", "def f(items):\n    total = sum(it$0\n");
+    let shown = server.inline(&uri, line, col);
+    assert_eq!(suggestion(&shown).as_deref(), Some("ems)"), "{shown}");
+    assert!(server.double.probes() >= 1, "{}", server.double.summary());
     let warnings = server.lsp.notifications_of("window/showMessage");
     assert!(warnings.is_empty(), "{warnings:?}");
     server.lsp.shutdown_and_exit();

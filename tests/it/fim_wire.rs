@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::harness::{Options, Server, calls_not_after, suggestion};
-use crate::support::double::{Behaviour, Endpoint, ModelDouble, RecordedRequest};
+use crate::support::double::{Behaviour, Endpoint, Health, ModelDouble, RecordedRequest};
 use crate::workspace::{Editor, Workspace, complete_route};
 
 /// A single-line spot: the rest of a `return` statement before its `;` (at a line's end a
@@ -93,6 +93,95 @@ fn template_tokens(template: &str) -> &'static [&'static str] {
         "codestral" => &["</s>", "[PREFIX]", "[SUFFIX]", "[MIDDLE]"],
         other => panic!("no such template {other}"),
     }
+}
+
+/// Mistral's Codestral, configured as an OpenAI-compatible model at Mistral's API with
+/// native FIM, reached through the user's HTTP proxy (the double, which answers as Mistral
+/// does a request to mistral.ai): completion fills in the middle at `/v1/fim/completions`
+/// and Explain chats at `/v1/chat/completions`; neither is sent `stream_options`, which
+/// Mistral refuses with a 422, and the usage of Mistral's last chunk is read.
+#[test]
+fn mistrals_codestral_fills_in_the_middle_at_its_own_path() {
+    // Codestral's endpoint need not list its models: a 404 there is not a failure.
+    let mistral = ModelDouble::start(Behaviour::answer("a + b").health(Health::Unlisted));
+    let workspace = Workspace::new(&format!(
+        "[models.codestral]\nprovider = \"openai\"\nurl = \"http://codestral.mistral.ai/v1\"\nmodel = \"codestral-latest\"\nfim = \"native\"\nlocal = false\napi_key_env = \"MISTRAL_API_KEY\"\n\n{}explain = [\"codestral\"]\n",
+        complete_route(&["codestral"])
+    ));
+    let proxy = mistral.base_url();
+    let editor = workspace.serve_with_env(&[
+        ("HTTP_PROXY", proxy.as_str()),
+        ("MISTRAL_API_KEY", "k-mistral"),
+    ]);
+    let (text, line, col) = crate::support::lsp::mark(FIXTURE);
+    let uri = editor.lsp.uri("add.rs");
+    editor.lsp.open(&uri, "rust", &text);
+    assert_eq!(
+        editor.suggest_at(&uri, line, col).as_deref(),
+        Some("a + b"),
+        "{}",
+        mistral.summary()
+    );
+    let calls = |endpoint| -> Vec<RecordedRequest> {
+        mistral
+            .recorded()
+            .into_iter()
+            .filter(|r| r.endpoint == endpoint)
+            .collect()
+    };
+    let fim = calls(Endpoint::MistralFim);
+    assert_eq!(fim.len(), 1, "{}", mistral.summary());
+    let call = &fim[0];
+    assert_eq!(call.header("host"), Some("codestral.mistral.ai"));
+    assert_eq!(call.header("authorization"), Some("Bearer k-mistral"));
+    assert_eq!(call.body["prompt"], json!(PREFIX));
+    assert_eq!(call.body["suffix"], json!(SUFFIX));
+    assert!(call.body.get("stream_options").is_none(), "{}", call.body);
+
+    mistral.set_behaviour(Behaviour::answer("`add` returns the sum of its arguments."));
+    let explained = editor
+        .lsp
+        .request_and_wait(
+            "workspace/executeCommand",
+            json!({
+                "command": "pilotfish.explain",
+                "arguments": [{ "uri": uri, "position": { "line": line, "character": col } }]
+            }),
+        )
+        .expect("Explain answers");
+    assert_eq!(
+        explained["markdown"], "`add` returns the sum of its arguments.",
+        "{explained}"
+    );
+    let chat = calls(Endpoint::OpenAiChat);
+    assert_eq!(chat.len(), 1, "{}", mistral.summary());
+    assert!(
+        chat[0].body.get("stream_options").is_none(),
+        "{}",
+        chat[0].body
+    );
+    // Besides them, only the model list that opened the connection at the start (free).
+    assert_eq!(
+        (mistral.requests(), mistral.probes()),
+        (2, 1),
+        "{}",
+        mistral.summary()
+    );
+    // (The editor shows the explanation as a message: it cannot open documents.)
+    let warnings = editor.messages();
+    assert!(
+        warnings.iter().all(|m| !m.contains("no completion model")),
+        "{warnings:?}"
+    );
+    editor.lsp.shutdown_and_exit();
+
+    let env = [
+        ("HTTP_PROXY", proxy.as_str()),
+        ("MISTRAL_API_KEY", "k-mistral"),
+    ];
+    let ran = workspace.run(&["--config", "pilotfish.toml", "check"], &env);
+    assert_eq!(ran.code(), Some(0), "{}", ran.both());
+    assert!(ran.stdout().contains("ok (codestral"), "{}", ran.both());
 }
 
 #[test]

@@ -108,7 +108,12 @@ impl Workspace {
 
     /// The language server on `pilotfish.toml`, initialized with this workspace as root.
     pub fn serve(&self) -> Editor {
-        let lsp = LspClient::spawn(&["--config", "pilotfish.toml"], &[], self.dir.path());
+        self.serve_with_env(&[])
+    }
+
+    /// [`Workspace::serve`], with `env` set for the server.
+    pub fn serve_with_env(&self, env: &[(&str, &str)]) -> Editor {
+        let lsp = LspClient::spawn(&["--config", "pilotfish.toml"], env, self.dir.path());
         lsp.initialize(json!({}), Value::Null);
         Editor { lsp }
     }

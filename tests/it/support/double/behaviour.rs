@@ -110,6 +110,9 @@ pub enum Health {
     Up,
     /// Probes answer `503` in the provider's format (llama.cpp's "Loading model").
     Down,
+    /// Up, but with no list of models: `GET /v1/models` answers 404 (an OpenAI-compatible
+    /// server that does not list them).
+    Unlisted,
 }
 
 /// Everything the double does, settable at start and replaceable while it runs

@@ -2,7 +2,9 @@
 //! /v1/chat/completions`, whole or streamed as SSE (`data: {..}` chunks, usage when
 //! `stream_options.include_usage`, then `data: [DONE]`); OpenAI's `POST /v1/responses`
 //! (`response.*` events); `GET /v1/models` lists the models; the refusals OpenAI sends some
-//! of its models' requests.
+//! of its models' requests. Sent to Mistral's API (by its `Host`), it is Mistral's:
+//! fill-in-the-middle at `POST /v1/fim/completions` answered as a chat, usage in the last
+//! chunk unasked, no `/v1/completions`, and a 422 for any field Mistral does not know.
 //! It must not decide what to answer: the text, usage and faults come from `serve`.
 
 use serde_json::{Value, json};
@@ -21,6 +23,9 @@ const RESPONSES_ONLY: [&str; 4] = ["o1-pro", "o3-pro", "gpt-5-pro", "gpt-5-codex
 /// their default 1 (400) — the first such parameter, as OpenAI reports one at a time. Other
 /// models take all of these.
 pub(super) fn refusal(request: &RecordedRequest) -> Option<(u16, Value)> {
+    if request.to_mistral() {
+        return mistral_refusal(request);
+    }
     let model = request.model()?;
     if request.endpoint == Endpoint::OpenAiChat
         && RESPONSES_ONLY.iter().any(|only| model.starts_with(only))
@@ -79,6 +84,80 @@ pub(super) fn refusal(request: &RecordedRequest) -> Option<(u16, Value)> {
         )),
         _ => None,
     }
+}
+
+/// The fields Mistral's API takes, by endpoint; None for a path it does not serve.
+fn mistral_fields(endpoint: Endpoint) -> Option<&'static [&'static str]> {
+    match endpoint {
+        Endpoint::OpenAiChat => Some(&[
+            "model",
+            "messages",
+            "temperature",
+            "top_p",
+            "max_tokens",
+            "stream",
+            "stop",
+            "random_seed",
+            "response_format",
+            "tools",
+            "tool_choice",
+            "presence_penalty",
+            "frequency_penalty",
+            "n",
+            "safe_prompt",
+        ]),
+        Endpoint::MistralFim => Some(&[
+            "model",
+            "prompt",
+            "suffix",
+            "temperature",
+            "top_p",
+            "max_tokens",
+            "min_tokens",
+            "stream",
+            "stop",
+            "random_seed",
+        ]),
+        _ => None,
+    }
+}
+
+/// What Mistral's API answers a request it cannot take: 404 at a path it does not serve
+/// (`/v1/completions`, `/v1/responses`), 422 naming each field it does not know (it
+/// validates strictly: `extra_forbidden`).
+fn mistral_refusal(request: &RecordedRequest) -> Option<(u16, Value)> {
+    let Some(fields) = mistral_fields(request.endpoint) else {
+        return Some((
+            404,
+            json!({ "message": "no Route matched with those values" }),
+        ));
+    };
+    let extra: Vec<Value> = request
+        .body
+        .as_object()?
+        .iter()
+        .filter(|(key, _)| !fields.contains(&key.as_str()))
+        .map(|(key, value)| {
+            json!({
+                "type": "extra_forbidden",
+                "loc": ["body", key],
+                "msg": "Extra inputs are not permitted",
+                "input": value,
+            })
+        })
+        .collect();
+    (!extra.is_empty()).then(|| {
+        (
+            422,
+            json!({
+                "object": "error",
+                "message": { "detail": extra },
+                "type": "invalid_request_error",
+                "param": null,
+                "code": null,
+            }),
+        )
+    })
 }
 
 /// OpenAI's `invalid_request_error` body, naming the parameter at fault and its code.
@@ -246,7 +325,10 @@ pub(super) fn stream_events(
         .pointer("/stream_options/include_usage")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let chat = request.endpoint == Endpoint::OpenAiChat;
+    let chat = matches!(
+        request.endpoint,
+        Endpoint::OpenAiChat | Endpoint::MistralFim
+    );
     let (id, object) = if chat {
         (
             format!("chatcmpl-double-{}", request.seq),
@@ -261,15 +343,20 @@ pub(super) fn stream_events(
         } else {
             json!({ "text": text.unwrap_or_default(), "index": 0, "logprobs": null, "finish_reason": finish })
         };
-        sse_data(&json!({
+        json!({
             "id": id,
             "object": object,
             "created": created,
             "model": model,
             "choices": [choice]
-        }))
+        })
     };
-    let mut epilogue = vec![chunk(Some(""), json!({}), json!(finish_reason(usage)))];
+    let mut finish = chunk(Some(""), json!({}), json!(finish_reason(usage)));
+    if request.to_mistral() {
+        // Mistral's last chunk carries the usage with the finish reason, unasked.
+        finish["usage"] = usage_json(usage);
+    }
+    let mut epilogue = vec![sse_data(&finish)];
     if include_usage {
         epilogue.push(sse_data(&json!({
             "id": id,
@@ -282,11 +369,11 @@ pub(super) fn stream_events(
     }
     epilogue.push("data: [DONE]\n\n".to_owned());
     let preamble = if chat {
-        vec![chunk(
+        vec![sse_data(&chunk(
             None,
             json!({ "role": "assistant", "content": "" }),
             Value::Null,
-        )]
+        ))]
     } else {
         Vec::new()
     };
@@ -295,7 +382,7 @@ pub(super) fn stream_events(
         preamble,
         content: pieces
             .iter()
-            .map(|p| chunk(Some(p), json!({ "content": p }), Value::Null))
+            .map(|p| sse_data(&chunk(Some(p), json!({ "content": p }), Value::Null)))
             .collect(),
         epilogue,
     }

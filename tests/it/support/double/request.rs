@@ -12,6 +12,8 @@ pub enum Endpoint {
     OpenAiChat,
     /// `POST /v1/responses` (OpenAI's Responses API)
     OpenAiResponses,
+    /// `POST /v1/fim/completions` (Mistral's fill-in-the-middle, answered as a chat)
+    MistralFim,
     /// `GET /v1/models` (probe)
     OpenAiModels,
     /// `POST /api/generate`
@@ -46,6 +48,7 @@ impl Endpoint {
             "/v1/completions" => Endpoint::OpenAiCompletions,
             "/v1/chat/completions" => Endpoint::OpenAiChat,
             "/v1/responses" => Endpoint::OpenAiResponses,
+            "/v1/fim/completions" => Endpoint::MistralFim,
             "/v1/models" => Endpoint::OpenAiModels,
             "/api/generate" => Endpoint::OllamaGenerate,
             "/api/chat" => Endpoint::OllamaChat,
@@ -65,6 +68,7 @@ impl Endpoint {
             Endpoint::OpenAiCompletions
                 | Endpoint::OpenAiChat
                 | Endpoint::OpenAiResponses
+                | Endpoint::MistralFim
                 | Endpoint::OllamaGenerate
                 | Endpoint::OllamaChat
                 | Endpoint::LlamaInfill
@@ -85,6 +89,7 @@ impl Endpoint {
             Endpoint::OpenAiCompletions
             | Endpoint::OpenAiChat
             | Endpoint::OpenAiResponses
+            | Endpoint::MistralFim
             | Endpoint::OpenAiModels => Dialect::OpenAi,
             Endpoint::OllamaGenerate
             | Endpoint::OllamaChat
@@ -124,6 +129,19 @@ impl RecordedRequest {
 
     pub fn is_model_call(&self) -> bool {
         self.endpoint.is_model_call()
+    }
+
+    /// Sent to Mistral's API: its `Host` is at mistral.ai (through a proxy, as a client
+    /// configured with `HTTP_PROXY` sends it; the double is that proxy).
+    pub fn to_mistral(&self) -> bool {
+        self.header("host")
+            .map(|host| {
+                host.split(':')
+                    .next()
+                    .unwrap_or_default()
+                    .to_ascii_lowercase()
+            })
+            .is_some_and(|host| host == "mistral.ai" || host.ends_with(".mistral.ai"))
     }
 
     /// `body.model` when present.

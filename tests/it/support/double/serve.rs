@@ -28,9 +28,17 @@ struct Plan {
 }
 
 pub(super) async fn respond(conn: &mut Conn, shared: &Shared, parsed: Parsed) -> Outcome {
-    let (path, query) = match parsed.target.split_once('?') {
+    // A proxy's request names the whole URL (`POST http://host/path`): the double serves
+    // it as the host would, which its `Host` header names.
+    let target = parsed
+        .target
+        .strip_prefix("http://")
+        .map_or(parsed.target.as_str(), |rest| {
+            rest.find('/').map_or("/", |slash| &rest[slash..])
+        });
+    let (path, query) = match target.split_once('?') {
         Some((path, query)) => (path.to_owned(), Some(query.to_owned())),
-        None => (parsed.target.clone(), None),
+        None => (target.to_owned(), None),
     };
     let endpoint = Endpoint::classify(&path);
     let body = serde_json::from_slice(&parsed.body).unwrap_or(Value::Null);
@@ -146,6 +154,10 @@ async fn answer_probe(
     if health == Health::Down {
         let body = wire::error_body(endpoint.dialect(), 503, "Loading model");
         return send_json(conn, 503, &body, None).await;
+    }
+    if health == Health::Unlisted && endpoint == Endpoint::OpenAiModels {
+        let body = wire::error_body(endpoint.dialect(), 404, "Not Found");
+        return send_json(conn, 404, &body, None).await;
     }
     match wire::probe_body(endpoint, models) {
         Some(body) => send_json(conn, 200, &body, None).await,
