@@ -243,6 +243,45 @@ fn fim_url(model: &ModelConfig) -> Option<String> {
     Some(join(&model.url, path))
 }
 
+/// The proxies the environment names (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, in upper or
+/// lower case) for every host but those in `NO_PROXY` and the loopback ones: a model server
+/// on this machine is reached directly, since a proxy elsewhere cannot reach it (a user
+/// behind a company proxy need not list it in `NO_PROXY`).
+fn env_proxies() -> Vec<reqwest::Proxy> {
+    let var = |name: &str| {
+        std::env::var(name)
+            .or_else(|_| std::env::var(name.to_ascii_lowercase()))
+            .ok()
+            .filter(|value| !value.trim().is_empty())
+    };
+    let mut exempt = String::from("localhost,127.0.0.0/8,::1");
+    if let Some(listed) = var("NO_PROXY") {
+        exempt.push(',');
+        exempt.push_str(&listed);
+    }
+    let exempt = reqwest::NoProxy::from_string(&exempt);
+    type ProxyFor = fn(String) -> reqwest::Result<reqwest::Proxy>;
+    let kinds: [(&str, ProxyFor); 3] = [
+        ("HTTPS_PROXY", reqwest::Proxy::https),
+        ("HTTP_PROXY", reqwest::Proxy::http),
+        ("ALL_PROXY", reqwest::Proxy::all),
+    ];
+    kinds
+        .into_iter()
+        .filter_map(|(name, proxy)| {
+            let url = var(name)?;
+            match proxy(url) {
+                Ok(proxy) => Some(proxy.no_proxy(exempt.clone())),
+                Err(_) => {
+                    // Not the value: a proxy URL may carry a password.
+                    tracing::warn!("ignoring ${name}: not a proxy URL");
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
 /// The shared HTTP client and the per-provider request code. What calls cost is counted by
 /// their callers, in the usage log (`crate::telemetry`).
 #[derive(Clone)]
@@ -261,7 +300,11 @@ impl Default for Providers {
 
 impl Providers {
     pub fn new() -> Providers {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder().no_proxy();
+        for proxy in env_proxies() {
+            builder = builder.proxy(proxy);
+        }
+        let http = builder
             .connect_timeout(Duration::from_secs(3))
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)

@@ -257,6 +257,34 @@ fn with_one_model_completion_uses_it_whatever_its_speed() {
     editor.lsp.shutdown_and_exit();
 }
 
+/// A proxy in the environment (a company network's) that cannot be reached stands between
+/// the user and no model server on this machine: the local model is asked directly. (Its
+/// use for other hosts: `fim_wire::mistrals_codestral_fills_in_the_middle_at_its_own_path`.)
+#[test]
+fn a_local_model_server_is_reached_without_the_environments_proxy() {
+    let local = ModelDouble::start(Behaviour::answer("from_local"));
+    let dead_proxy = dead_url();
+    let workspace = Workspace::new(&format!(
+        "{}{}",
+        ollama_at("m", &[&local.base_url()]),
+        complete_route(&["m"])
+    ));
+    let editor = workspace.serve_with_env(&[
+        ("HTTP_PROXY", dead_proxy.as_str()),
+        ("https_proxy", dead_proxy.as_str()),
+        ("ALL_PROXY", dead_proxy.as_str()),
+    ]);
+    let doc = open(&editor, 0);
+    assert_eq!(
+        ask(&editor, &doc).as_deref(),
+        Some("from_local"),
+        "{}",
+        local.summary()
+    );
+    assert!(editor.messages().is_empty(), "{:?}", editor.messages());
+    editor.lsp.shutdown_and_exit();
+}
+
 /// `pilotfish route` and `pilotfish check` on a model with a live and a dead endpoint.
 #[test]
 fn route_and_check_name_each_endpoint() {
