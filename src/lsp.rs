@@ -21,7 +21,7 @@ use crate::completion::{CompletionEngine, NoSuggestion, Suggestion};
 use crate::documents::{Documents, Reparse, TextChange};
 use crate::position::{self, LineCol, PositionEncoding};
 use crate::providers::Providers;
-use crate::resilience::{Health, Remedy};
+use crate::resilience::{Health, Remedy, probe_endpoints};
 use crate::session::{Session, SharedSession};
 use crate::sync::{lock, read, write};
 use crate::syntax::Language;
@@ -352,27 +352,14 @@ impl Backend {
         }
     }
 
-    /// What the user can do when no endpoint of any completion model can be expected to
-    /// answer now ([`Health::remedy`]): the first endpoint's (the one they prefer); None while
-    /// one can. A failed call or two that may pass (a 500, a dropped connection) are not
-    /// worth a message; failures that go on open the circuit (`resilience::FAILURES_TO_OPEN`)
-    /// and are told.
+    /// What the user can do when no completion model can be expected to answer now
+    /// ([`Health::chain_remedy`]).
     fn completion_down_remedy(&self, session: &Session) -> Option<Remedy> {
-        let now = Instant::now();
         let chain = session.completion_chain();
-        let mut remedies = chain.iter().flat_map(|model| {
-            model
-                .config
-                .url
-                .iter()
-                .map(|url| self.health.remedy(&model.name, url, now))
-        });
-        let Some(first) = remedies.next() else {
-            // No completion model at all: the reason says what to configure.
-            return Some(Remedy::AsSaid);
-        };
-        let first = first?;
-        remedies.all(|r| r.is_some()).then_some(first)
+        let endpoints = chain
+            .iter()
+            .flat_map(|model| model.config.url.iter().map(|url| (&*model.name, url)));
+        self.health.chain_remedy(endpoints, Instant::now())
     }
 
     /// Tells the user, once until a model answers again, that completion has no model, why,
@@ -664,39 +651,6 @@ impl Backend {
     }
 }
 
-/// How often local model servers are probed in the background: every 15 s while all
-/// answer, every 2 s while one is down, so that a model server started after the editor
-/// serves completions within a couple of seconds (a probe of a local port that nothing
-/// listens on costs nothing).
-const PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(15);
-const PROBE_INTERVAL_WHILE_DOWN: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Background health probes of the local endpoints of the models that some route uses
-/// (each endpoint of a model with several): a model server that went down is skipped
-/// before a request waits on it, and one that came back is used again. Cloud endpoints
-/// are not probed (it would cost the user).
-async fn probe_local_models(shared: Arc<SharedSession>, providers: Providers, health: Arc<Health>) {
-    loop {
-        let session = shared.get();
-        let mut any_down = false;
-        for (name, endpoint) in session.routed_local_endpoints() {
-            let ok = providers.warm(&endpoint).await;
-            if let Err(e) = &ok {
-                tracing::debug!(model = %name, endpoint = &*endpoint.url, "health probe failed: {e}");
-                any_down = true;
-            }
-            health.record_probe(&name, &endpoint.url, ok.is_ok(), std::time::Instant::now());
-        }
-        drop(session);
-        tokio::time::sleep(if any_down {
-            PROBE_INTERVAL_WHILE_DOWN
-        } else {
-            PROBE_INTERVAL
-        })
-        .await;
-    }
-}
-
 fn accept_command(uri: &Uri, s: &Suggestion) -> Command {
     Command {
         title: "Pilotfish: accept suggestion".into(),
@@ -735,8 +689,9 @@ impl LanguageServer for Backend {
 
     async fn initialized(&self, _: InitializedParams) {
         contained("initialized", async {
-            tokio::spawn(probe_local_models(
-                self.session.clone(),
+            let shared = self.session.clone();
+            tokio::spawn(probe_endpoints(
+                move || shared.get().routed_local_endpoints(),
                 self.providers.clone(),
                 self.health.clone(),
             ));

@@ -1,7 +1,7 @@
 //! Per-endpoint resilience: a circuit breaker that counts failed calls (consecutive, per
 //! endpoint) and opens for a cooldown that doubles each time it opens again without a
 //! success in between (after the cooldown one probe call half-opens it), cooling after
-//! 429/529 for as long as `Retry-After` says, background health-probe results, latency
+//! 429/529 for as long as `Retry-After` says, background health probes, latency
 //! averages of successful calls, and running a fallback chain: each model's endpoints in
 //! [`endpoint_order`], then the next model. Retries with exponential backoff and jitter are
 //! for callers that give a retry window (actions); completion gives none, so a failed call
@@ -19,7 +19,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::config::ModelConfig;
-use crate::providers::{ModelAnswer, ProviderError};
+use crate::providers::{ModelAnswer, ProviderError, Providers};
 use crate::router::{COMPLETE, EndpointLive, Latency, ModelLive, ModelState, endpoint_order};
 use crate::sync::lock;
 
@@ -372,6 +372,27 @@ impl Health {
         }
     }
 
+    /// What the user can do when no endpoint of a chain (`endpoints`: (model, url) in the
+    /// chain's order) can be expected to answer now: the first endpoint's remedy (the one
+    /// they prefer); None while one can; [`Remedy::AsSaid`] for an empty chain (the reason
+    /// says what to configure). A failed call or two that may pass (a 500, a dropped
+    /// connection) are not worth a message; failures that go on open the circuit
+    /// ([`FAILURES_TO_OPEN`]) and are told.
+    pub fn chain_remedy<'a>(
+        &self,
+        endpoints: impl IntoIterator<Item = (&'a str, &'a str)>,
+        now: Instant,
+    ) -> Option<Remedy> {
+        let mut remedies = endpoints
+            .into_iter()
+            .map(|(model, url)| self.remedy(model, url, now));
+        let Some(first) = remedies.next() else {
+            return Some(Remedy::AsSaid);
+        };
+        let first = first?;
+        remedies.all(|r| r.is_some()).then_some(first)
+    }
+
     /// Records a background health probe. A probe that succeeds after a failed one means the
     /// server came back: an open circuit's cooldown ends, and the next call decides.
     pub fn record_probe(&self, model: &str, url: &str, ok: bool, now: Instant) {
@@ -495,6 +516,42 @@ fn is_transient(error: &ProviderError) -> bool {
         | ProviderError::Stream { .. }
         | ProviderError::MissingKey { .. }
         | ProviderError::Unsupported(_) => false,
+    }
+}
+
+/// How often local model servers are probed in the background: every 15 s while all
+/// answer, every 2 s while one is down, so that a model server started after the editor
+/// serves completions within a couple of seconds (a probe of a local port that nothing
+/// listens on costs nothing).
+const PROBE_INTERVAL: Duration = Duration::from_secs(15);
+const PROBE_INTERVAL_WHILE_DOWN: Duration = Duration::from_secs(2);
+
+/// Background health probes, for as long as the server runs, of the endpoints `endpoints`
+/// names at each round (the session's: the local endpoints of the models some route uses,
+/// each endpoint of a model with several; never a cloud one, it would cost the user): a
+/// model server that went down is skipped before a request waits on it, and one that came
+/// back is used again.
+pub async fn probe_endpoints(
+    endpoints: impl Fn() -> Vec<(Arc<str>, ModelConfig)>,
+    providers: Providers,
+    health: Arc<Health>,
+) {
+    loop {
+        let mut any_down = false;
+        for (name, endpoint) in endpoints() {
+            let ok = providers.warm(&endpoint).await;
+            if let Err(e) = &ok {
+                tracing::debug!(model = %name, endpoint = &*endpoint.url, "health probe failed: {e}");
+                any_down = true;
+            }
+            health.record_probe(&name, &endpoint.url, ok.is_ok(), Instant::now());
+        }
+        tokio::time::sleep(if any_down {
+            PROBE_INTERVAL_WHILE_DOWN
+        } else {
+            PROBE_INTERVAL
+        })
+        .await;
     }
 }
 
@@ -749,7 +806,7 @@ mod tests {
     }
 
     fn state(h: &Health, model: &str, now: Instant) -> ModelState {
-        h.endpoint(model, URL, Work::Completion, now).state
+        h.state(model, URL, now)
     }
 
     /// Which failures are told to the user at once (they do not pass by themselves), until
@@ -821,6 +878,34 @@ mod tests {
         let probed = Health::new();
         probed.record_probe("m", URL, false, t0);
         assert_eq!(probed.remedy("m", URL, t0), Some(Remedy::StartServer));
+    }
+
+    /// A chain needs the user only when none of its endpoints can be expected to answer,
+    /// and then what the first (preferred) one needs.
+    #[test]
+    fn what_a_chain_that_does_not_answer_needs() {
+        let t0 = Instant::now();
+        let h = Health::new();
+        let other = "http://127.0.0.1:2";
+        h.record_probe("a", URL, false, t0);
+        for _ in 0..FAILURES_TO_OPEN {
+            h.record_failure(("b", other), &status(500, None), 1, t0, None);
+        }
+        type Chain<'a> = &'a [(&'a str, &'a str)];
+        let table: [(Chain, Option<Remedy>); 5] = [
+            (&[], Some(Remedy::AsSaid)),
+            (&[("a", URL)], Some(Remedy::StartServer)),
+            (&[("a", URL), ("b", other)], Some(Remedy::StartServer)),
+            (&[("b", other), ("a", URL)], Some(Remedy::ServerFails)),
+            (&[("a", URL), ("c", URL)], None),
+        ];
+        for (chain, remedy) in table {
+            assert_eq!(
+                h.chain_remedy(chain.iter().copied(), t0),
+                remedy,
+                "{chain:?}"
+            );
+        }
     }
 
     /// Calls made side by side (two documents, a request and a background prefetch) cannot
