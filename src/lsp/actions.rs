@@ -181,6 +181,59 @@ impl Drop for ProgressReporter {
     }
 }
 
+/// The command's kind: by the command id, or for `pilotfish.action` by its `action` argument.
+fn action_kind(command: &str, args: &CommandArgs) -> Result<ActionKind> {
+    Ok(match command {
+        EXPLAIN_COMMAND => ActionKind::Explain,
+        REFACTOR_COMMAND => ActionKind::Refactor,
+        REVIEW_COMMAND => ActionKind::Review,
+        _ => match args.action.as_deref() {
+            Some(name) => ActionKind::from_name(name),
+            None => {
+                return Err(invalid_params(
+                    "pilotfish.action needs the action's name in \"action\"",
+                ));
+            }
+        },
+    })
+}
+
+/// Sends the progress events of a running action as `$/progress` reports on `token` (none
+/// without one) until the action drops its sender: each model asked, and the characters
+/// streamed so far at most every [`REPORT_EVERY`].
+async fn forward_progress(
+    client: Client,
+    token: Option<ProgressToken>,
+    mut events: tokio::sync::mpsc::UnboundedReceiver<Progress>,
+) {
+    let mut last: Option<Instant> = None;
+    let mut last_model: Option<Arc<str>> = None;
+    while let Some(event) = events.recv().await {
+        let Some(token) = &token else { continue };
+        let message = match &event {
+            Progress::Asking { model } => {
+                last_model = Some(model.clone());
+                format!("asking {model}")
+            }
+            Progress::Streaming { model, chars } => {
+                let fresh = last_model.as_ref() != Some(model);
+                if !fresh && last.is_some_and(|t| t.elapsed() < REPORT_EVERY) {
+                    continue;
+                }
+                last_model = Some(model.clone());
+                format!("{model}: {chars} characters")
+            }
+        };
+        last = Some(Instant::now());
+        let report = WorkDoneProgress::Report(WorkDoneProgressReport {
+            cancellable: Some(true),
+            message: Some(message),
+            percentage: None,
+        });
+        send_progress(&client, token.clone(), report).await;
+    }
+}
+
 async fn send_progress(client: &Client, token: ProgressToken, value: WorkDoneProgress) {
     client
         .send_notification::<ProgressNotification>(ProgressParams {
@@ -342,19 +395,7 @@ impl Backend {
         work_done_token: Option<ProgressToken>,
     ) -> Result<Option<Value>> {
         let args = parse_args(arguments).map_err(invalid_params)?;
-        let kind = match command {
-            EXPLAIN_COMMAND => ActionKind::Explain,
-            REFACTOR_COMMAND => ActionKind::Refactor,
-            REVIEW_COMMAND => ActionKind::Review,
-            _ => match args.action.as_deref() {
-                Some(name) => ActionKind::from_name(name),
-                None => {
-                    return Err(invalid_params(
-                        "pilotfish.action needs the action's name in \"action\"",
-                    ));
-                }
-            },
-        };
+        let kind = action_kind(command, &args)?;
         let encoding = self.encoding();
         let snapshot = lock(&self.documents)
             .snapshot(args.uri.as_str())
@@ -373,22 +414,7 @@ impl Backend {
             _ => None,
         });
 
-        // Progress: the client's token, or one we create when the client supports that.
-        let token = match work_done_token {
-            Some(token) => Some(token),
-            None if self.actions.work_done_progress.load(Ordering::SeqCst) => {
-                let n = self.actions.next_token.fetch_add(1, Ordering::SeqCst);
-                let token = NumberOrString::String(format!("pilotfish/action/{n}"));
-                match self.client.create_work_done_progress(token.clone()).await {
-                    Ok(()) => Some(token),
-                    Err(e) => {
-                        tracing::debug!("the client refused a progress token: {e}");
-                        None
-                    }
-                }
-            }
-            None => None,
-        };
+        let token = self.progress_token(work_done_token).await;
         let cancel = Arc::new(Notify::new());
         let _registration = CancelRegistration {
             state: &self.actions,
@@ -413,39 +439,12 @@ impl Backend {
             .await;
 
         // Progress events come from inside the model call; a task forwards them.
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Progress>();
-        let forwarder = {
-            let client = self.client.clone();
-            let token = reporter.token.clone();
-            tokio::spawn(async move {
-                let mut last: Option<Instant> = None;
-                let mut last_model: Option<Arc<str>> = None;
-                while let Some(event) = rx.recv().await {
-                    let Some(token) = &token else { continue };
-                    let message = match &event {
-                        Progress::Asking { model } => {
-                            last_model = Some(model.clone());
-                            format!("asking {model}")
-                        }
-                        Progress::Streaming { model, chars } => {
-                            let fresh = last_model.as_ref() != Some(model);
-                            if !fresh && last.is_some_and(|t| t.elapsed() < REPORT_EVERY) {
-                                continue;
-                            }
-                            last_model = Some(model.clone());
-                            format!("{model}: {chars} characters")
-                        }
-                    };
-                    last = Some(Instant::now());
-                    let report = WorkDoneProgress::Report(WorkDoneProgressReport {
-                        cancellable: Some(true),
-                        message: Some(message),
-                        percentage: None,
-                    });
-                    send_progress(&client, token.clone(), report).await;
-                }
-            })
-        };
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Progress>();
+        let forwarder = tokio::spawn(forward_progress(
+            self.client.clone(),
+            reporter.token.clone(),
+            rx,
+        ));
         let on_progress = move |event: Progress| {
             let _ = tx.send(event);
         };
@@ -508,6 +507,23 @@ impl Backend {
         result["attempts"] = json!(outcome.provenance.attempts);
         result["notes"] = json!(outcome.notes);
         Ok(Some(result))
+    }
+
+    /// The progress token of an action: the client's, or one made for it when the client
+    /// supports that; None when there is none to report on.
+    async fn progress_token(&self, given: Option<ProgressToken>) -> Option<ProgressToken> {
+        if given.is_some() || !self.actions.work_done_progress.load(Ordering::SeqCst) {
+            return given;
+        }
+        let n = self.actions.next_token.fetch_add(1, Ordering::SeqCst);
+        let token = NumberOrString::String(format!("pilotfish/action/{n}"));
+        match self.client.create_work_done_progress(token.clone()).await {
+            Ok(()) => Some(token),
+            Err(e) => {
+                tracing::debug!("the client refused a progress token: {e}");
+                None
+            }
+        }
     }
 
     async fn action_failed(&self, title: &str, e: ActionError) -> Error {
