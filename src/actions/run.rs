@@ -432,7 +432,8 @@ impl Asking<'_> {
             .unwrap_or_default();
         let answered_ms = run.attempts.last().map_or(0, |a| a.ms);
         let first_token = answer.first_token;
-        let cut_note = answer.cut.and_then(|cut| cut_note(cut, chain, &model));
+        let cut = answer.cut;
+        let cut_note = cut.and_then(|cut| cut_note(cut, chain, &model));
         let read = {
             let (snapshot, target) = (self.input.snapshot.clone(), self.target.clone());
             let (output, display_path) = (self.output, self.display_path.to_string());
@@ -442,6 +443,7 @@ impl Asking<'_> {
                     text: &answer.text,
                     shown_lines,
                     first_line,
+                    cut,
                     cut_note,
                 };
                 read_answer(output, &snapshot, &target, &display_path, answer)
@@ -651,7 +653,9 @@ struct Answer<'a> {
     shown_lines: u32,
     /// 0-based document line of the code's line 1.
     first_line: u32,
-    /// Set when the answer was cut before the model finished it ([`cut_note`]).
+    /// Why the answer was cut before the model finished it, if it was.
+    cut: Option<Cut>,
+    /// What the user is told of the cut ([`cut_note`]).
     cut_note: Option<String>,
 }
 
@@ -706,6 +710,13 @@ fn read_answer(
             "the model's answer ended while it was still reasoning (no `</think>`)".into(),
         ));
     };
+    if text.trim().is_empty() && answer.cut == Some(Cut::TokenLimit) {
+        // A reasoning model's unseen thinking counts towards its output limit (OpenAI's
+        // o-series, GPT-5): it can spend the whole limit before the first word.
+        return Err(unusable(
+            "no answer: the model spent its whole output limit before writing one (a reasoning model's thinking counts towards it)".into(),
+        ));
+    }
     match output {
         ActionOutput::Document => {
             let mut markdown = text.trim().to_string();

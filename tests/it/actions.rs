@@ -1028,6 +1028,37 @@ fn an_explanation_cut_at_the_token_limit_says_so_on_every_wire() {
     }
 }
 
+/// A reasoning model (OpenAI's o-series, GPT-5) thinks unseen, and its thinking counts
+/// towards the output limit: one that thinks past the limit answers nothing, and every
+/// action says so and what to raise, not "empty explanation".
+#[test]
+fn a_model_that_thinks_past_its_limit_says_what_to_raise() {
+    let double = ModelDouble::start(Behaviour::answer("`add` adds.").hidden_reasoning(2_000));
+    for action in ["explain", "refactor", "review"] {
+        let out = cli_action_through("openai", &double, "", action);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{action}: {stderr}");
+        assert!(
+            stderr.contains("no answer: the model spent its whole output limit before writing one")
+                && stderr.contains(
+                    "answer cut at the 1024-token limit; raise max_output_tokens in [models.local]"
+                ),
+            "{action}: {stderr}"
+        );
+    }
+    // With room to think and answer, it answers.
+    let out = cli_action_through("openai", &double, "max_output_tokens = 4096\n", "explain");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim_end(),
+        "`add` adds."
+    );
+}
+
 #[test]
 fn a_review_cut_at_the_token_limit_says_why_it_is_unusable() {
     let findings = "{\"findings\":[{\"severity\":\"warning\",\"cwe\":\"CWE-190\",\"line_start\":2,\"line_end\":2,\"message\":\"May overflow.\"}]}";

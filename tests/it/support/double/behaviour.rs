@@ -145,6 +145,10 @@ pub struct Behaviour {
     /// llama-server closes the connection after each streamed answer, and a request sent at
     /// once can go out on it before the client has seen the close.
     pub drops_kept_connections: bool,
+    /// Output tokens a reasoning model spends thinking before its text, unseen (OpenAI's
+    /// o-series and GPT-5): they count towards the request's output limit, which may end
+    /// the answer before any text, and in the usage's output tokens.
+    pub hidden_reasoning_tokens: u64,
 }
 
 impl Default for Behaviour {
@@ -161,6 +165,7 @@ impl Default for Behaviour {
             health: Health::Up,
             never_streams: false,
             drops_kept_connections: false,
+            hidden_reasoning_tokens: 0,
         }
     }
 }
@@ -250,6 +255,12 @@ impl Behaviour {
     /// Answers whole, never streamed, whatever the client asks.
     pub fn never_streams(mut self) -> Self {
         self.never_streams = true;
+        self
+    }
+
+    /// Thinks `tokens` output tokens, unseen, before the text (see the field).
+    pub fn hidden_reasoning(mut self, tokens: u64) -> Self {
+        self.hidden_reasoning_tokens = tokens;
         self
     }
 

@@ -25,6 +25,8 @@ struct Plan {
     fault: Option<Fault>,
     /// Whole answers, even to a request for a stream.
     never_streams: bool,
+    /// Output tokens spent thinking, unseen, before the text.
+    hidden_reasoning: u64,
 }
 
 pub(super) async fn respond(conn: &mut Conn, shared: &Shared, parsed: Parsed) -> Outcome {
@@ -73,6 +75,7 @@ pub(super) async fn respond(conn: &mut Conn, shared: &Shared, parsed: Parsed) ->
             chunks: behaviour.chunks.max(1),
             fault: None,
             never_streams: behaviour.never_streams,
+            hidden_reasoning: behaviour.hidden_reasoning_tokens,
         };
         if endpoint.is_model_call() && request.method == "POST" {
             // Counted with its record, under the same lock: a test that reads the record
@@ -126,7 +129,7 @@ pub(super) async fn respond(conn: &mut Conn, shared: &Shared, parsed: Parsed) ->
         Answer::Text(text) => text.clone(),
         Answer::With(f) => f(&request),
     };
-    (plan.text, plan.finish) = wire::within_limit(&request, text);
+    (plan.text, plan.finish) = wire::within_limit(&request, text, plan.hidden_reasoning);
     if plan.fault.is_some() {
         counters.faulted.fetch_add(1, Ordering::SeqCst);
     }
@@ -195,7 +198,12 @@ async fn answer_model_call(conn: &mut Conn, request: &RecordedRequest, plan: Pla
         return send_json(conn, status, &body, None).await;
     }
     let streaming = request.wants_stream() && !plan.never_streams;
-    let usage = Usage::estimate(request, &plan.text, plan.finish);
+    let mut usage = Usage::estimate(request, &plan.text, plan.finish);
+    usage.output += request
+        .max_output_tokens()
+        .map_or(plan.hidden_reasoning, |limit| {
+            plan.hidden_reasoning.min(limit)
+        });
     match plan.fault.clone() {
         Some(Fault::Status {
             status,

@@ -41,11 +41,19 @@ pub(super) enum Finish {
 }
 
 /// The answer as a server bound by the request's output-token limit (`max_tokens`,
-/// `num_predict`, `n_predict`) gives it: cut at the limit (four characters a token, as the
-/// usage estimate counts), and why it stopped.
-pub(super) fn within_limit(request: &RecordedRequest, text: String) -> (String, Finish) {
+/// `num_predict`, `n_predict`) gives it after `reasoning` tokens of hidden thinking: cut at
+/// what the thinking left of the limit (four characters a token, as the usage estimate
+/// counts), and why it stopped.
+pub(super) fn within_limit(
+    request: &RecordedRequest,
+    text: String,
+    reasoning: u64,
+) -> (String, Finish) {
     let Some(limit) = request.max_output_tokens() else {
         return (text, Finish::Stop);
+    };
+    let Some(limit) = limit.checked_sub(reasoning).filter(|&left| left > 0) else {
+        return (String::new(), Finish::Length);
     };
     let max_chars = usize::try_from(limit.saturating_mul(4)).unwrap_or(usize::MAX);
     if text.chars().count() <= max_chars {
