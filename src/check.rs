@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use crate::config::{ModelConfig, Provider};
 use crate::prompt::{Fim, build_fim};
-use crate::providers::{ChatCall, ChatMessage, FimCall, ProviderError, Providers, model_listed};
+use crate::providers::{
+    ChatCall, ChatMessage, FimCall, ProviderError, Providers, Thinking, model_listed,
+};
 use crate::resilience::Remedy;
 use crate::session::{Model, Session};
 use crate::syntax::Language;
@@ -214,6 +216,7 @@ async fn tiny_chat(model: &ModelConfig, providers: &Providers) -> Result<(), Pro
         messages: &messages,
         max_tokens: 1,
         temperature: 0.0,
+        thinking: Thinking::ModelDefault,
     };
     providers.chat(model, call, &mut |_| {}).await.map(drop)
 }

@@ -27,7 +27,7 @@ use serde::Serialize;
 
 use crate::config::{ActionOutput, Config};
 use crate::documents::Snapshot;
-use crate::providers::{ChatCall, ChatMessage, Cut, ModelAnswer, Providers};
+use crate::providers::{ChatCall, ChatMessage, Cut, ModelAnswer, Providers, Thinking};
 use crate::reasoning::after_reasoning;
 use crate::redact::redact;
 use crate::resilience::{Attempt, ChainOutcome, Health, Work, run_chain};
@@ -631,6 +631,7 @@ async fn ask(
                 messages: &turns,
                 max_tokens: model.max_output_tokens,
                 temperature,
+                thinking: Thinking::ModelDefault,
             };
             let mut chars = 0usize;
             let mut forward = |piece: &str| {

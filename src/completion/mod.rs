@@ -37,7 +37,7 @@ use crate::prompt::{
     Fim, FimPrompt, Repo, build_fim_in_repo, chat_completion_messages, fit_other_files,
 };
 use crate::providers::{
-    ChatCall, ChatMessage, FimCall, ModelAnswer, OtherFile, ProviderError, Providers,
+    ChatCall, ChatMessage, FimCall, ModelAnswer, OtherFile, ProviderError, Providers, Thinking,
 };
 use crate::reasoning::after_reasoning;
 use crate::redact::redact;
@@ -1376,6 +1376,7 @@ impl Ask<'_> {
             messages: &messages,
             max_tokens: max_tokens_for(model, self.ctx),
             temperature: 0.0,
+            thinking: Thinking::Off,
         };
         let answer = self.providers.chat(model, call, &mut |_| {}).await?;
         let sent = system.len() + messages.iter().map(|m| m.content.len()).sum::<usize>();

@@ -197,6 +197,7 @@ impl SseAnswer for ChatStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::Thinking;
     use crate::providers::stream::tests::{WireRun, run_wire};
 
     fn chat_stream(body: &str) -> WireRun {
@@ -286,6 +287,7 @@ mod tests {
             messages: &messages,
             max_tokens: 100,
             temperature: 1.5,
+            thinking: Thinking::ModelDefault,
         };
         let body = chat_body(&model, &call);
         assert_eq!(body["system"], json!("sys"));

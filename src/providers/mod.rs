@@ -213,6 +213,17 @@ pub struct ChatCall<'a> {
     pub messages: &'a [ChatMessage],
     pub max_tokens: u32,
     pub temperature: f64,
+    pub thinking: Thinking,
+}
+
+/// Whether a model that can think before it answers (Qwen3, DeepSeek-R1…) is to, where its
+/// API lets a request say so (Ollama's `think`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Thinking {
+    /// As the model and its server do by default (Ollama thinks, apart from the answer).
+    ModelDefault,
+    /// Not at all: a completion's few dozen tokens are for the suggestion.
+    Off,
 }
 
 /// Parameters of one fill-in-the-middle call.

@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 
 use super::stream::{ChatWire, NdjsonDecoder, WireError};
 use super::{
-    ChatCall, Cut, FimCall, ModelAnswer, ProviderError, chat_messages, error_text, one_line,
-    post_json, with_key,
+    ChatCall, Cut, FimCall, ModelAnswer, ProviderError, Thinking, chat_messages, error_text,
+    one_line, post_json, with_key,
 };
 use crate::config::ModelConfig;
 
@@ -23,9 +23,13 @@ pub(super) fn chat(
     (request, Box::<ChatStream>::default())
 }
 
+/// The `/api/chat` request. A thinking model (Qwen3, DeepSeek-R1…) thinks by default, apart
+/// from the answer and within `num_predict`; `think: false` stops it where the call asks
+/// (Ollama refuses only `think: true` for a model that cannot think; versions before the
+/// field ignore it).
 fn chat_body(model: &ModelConfig, call: &ChatCall<'_>) -> Value {
     let messages = chat_messages(call, true);
-    json!({
+    let mut body = json!({
         "model": model.model,
         "messages": messages,
         "stream": true,
@@ -34,7 +38,11 @@ fn chat_body(model: &ModelConfig, call: &ChatCall<'_>) -> Value {
             "num_predict": call.max_tokens,
             "temperature": call.temperature,
         },
-    })
+    });
+    if call.thinking == Thinking::Off {
+        body["think"] = json!(false);
+    }
+    body
 }
 
 /// The NDJSON stream of `/api/chat` (a single JSON object, when not streamed, reads the same),

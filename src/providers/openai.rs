@@ -437,6 +437,7 @@ fn parse_completion(body: &str) -> Result<ModelAnswer, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::Thinking;
     use crate::providers::stream::tests::{WireRun, run_wire};
 
     #[test]
@@ -607,6 +608,7 @@ mod tests {
             messages: &messages,
             max_tokens: 64,
             temperature: 0.25,
+            thinking: Thinking::ModelDefault,
         };
         let body = chat_body(&model, &call, ChatParams::default());
         assert_eq!(
@@ -640,6 +642,7 @@ mod tests {
             messages: &messages,
             max_tokens: 64,
             temperature: 0.2,
+            thinking: Thinking::ModelDefault,
         };
         let prompt = crate::prompt::FimPrompt {
             prompt: "def f(".into(),

@@ -9,7 +9,9 @@
 use std::time::{Duration, Instant};
 
 use pilotfish::config::{ModelConfig, Provider};
-use pilotfish::providers::{ChatCall, ChatMessage, Cut, ModelAnswer, ProviderError, Providers};
+use pilotfish::providers::{
+    ChatCall, ChatMessage, Cut, ModelAnswer, ProviderError, Providers, Thinking,
+};
 use serde_json::json;
 
 use crate::support::double::{Behaviour, Fault, ModelDouble};
@@ -56,6 +58,7 @@ async fn chat(model: &ModelConfig) -> (Vec<String>, Result<ModelAnswer, Provider
         messages: &messages,
         max_tokens: 300,
         temperature: 0.2,
+        thinking: Thinking::ModelDefault,
     };
     let mut pieces = Vec::new();
     let result = Providers::new()
@@ -80,6 +83,7 @@ fn a_chat(messages: &[ChatMessage]) -> ChatCall<'_> {
         messages,
         max_tokens: 300,
         temperature: 0.2,
+        thinking: Thinking::ModelDefault,
     }
 }
 
@@ -457,6 +461,7 @@ async fn dropping_the_call_mid_stream_drops_the_connection() {
             messages: &messages,
             max_tokens: 10,
             temperature: 0.0,
+            thinking: Thinking::ModelDefault,
         };
         let providers = Providers::new();
         let cut = tokio::time::timeout(

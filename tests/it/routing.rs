@@ -4,8 +4,11 @@
 //! model is a double answering its own name, and the doubles' counts prove who was asked
 //! (counting the requests' calls, not the prefetches that follow a shown suggestion).
 
+use serde_json::json;
+
 use crate::harness::calls_not_after;
 use crate::support::double::{Behaviour, ModelDouble};
+use crate::support::lsp::mark;
 use crate::workspace::{Editor, Workspace, complete_route, ollama};
 
 /// Two doubles, `a` (the default route) and `b` (what the rule picks), answering "from_a"
@@ -250,6 +253,62 @@ fn a_rule_can_send_completion_to_a_chat_only_model() {
             .suggest("calc.rs", "rust", "fn total() -> u32 {\n    $0\n}\n")
             .as_deref(),
         Some("from_fim")
+    );
+    editor.lsp.shutdown_and_exit();
+}
+
+/// A thinking model on Ollama (Qwen3, DeepSeek-R1) thinks by default within its
+/// `num_predict`, which for a completion is a few dozen tokens: sent completion by a rule, it
+/// is asked not to think (`think: false`) and suggests; an Explain leaves it to think.
+#[test]
+fn an_ollama_thinking_model_sent_completion_is_asked_not_to_think() {
+    let chat = ModelDouble::start(Behaviour::answer("sum(xs)").hidden_reasoning(2_000));
+    let workspace = Workspace::new(&format!(
+        "[models.chat]\nprovider = \"ollama\"\nurl = \"{}\"\nmodel = \"qwen3:4b\"\nmax_output_tokens = 4096\n\n{}explain = [\"chat\"]\n",
+        chat.base_url(),
+        complete_route(&["chat"]),
+    ));
+    let editor = workspace.serve();
+    assert_eq!(
+        editor
+            .suggest("sum.py", "python", "def total(xs):\n    return $0\n")
+            .as_deref(),
+        Some("sum(xs)"),
+        "{}",
+        chat.summary()
+    );
+    let completion = chat.last_model_call().expect("a model call");
+    assert_eq!(
+        completion.body["think"],
+        json!(false),
+        "{}",
+        completion.body
+    );
+
+    let (text, line, col) = mark("def total(xs):\n    return sum(xs)$0\n");
+    let uri = editor.lsp.uri("explained.py");
+    editor.lsp.open(&uri, "python", &text);
+    editor
+        .lsp
+        .request_and_wait(
+            "workspace/executeCommand",
+            json!({
+                "command": "pilotfish.explain",
+                "arguments": [{ "uri": uri, "position": { "line": line, "character": col } }]
+            }),
+        )
+        .expect("Explain answers");
+    // The Explain is the one call left to think (prefetches are completions too).
+    let thinking: Vec<_> = chat
+        .model_calls()
+        .into_iter()
+        .filter(|c| c.body.get("think").is_none())
+        .collect();
+    assert_eq!(thinking.len(), 1, "{}", chat.summary());
+    assert!(
+        thinking[0].all_input_text().contains("explained.py"),
+        "{}",
+        thinking[0].all_input_text()
     );
     editor.lsp.shutdown_and_exit();
 }

@@ -146,8 +146,10 @@ pub struct Behaviour {
     /// once can go out on it before the client has seen the close.
     pub drops_kept_connections: bool,
     /// Output tokens a reasoning model spends thinking before its text, unseen (OpenAI's
-    /// o-series and GPT-5): they count towards the request's output limit, which may end
-    /// the answer before any text, and in the usage's output tokens.
+    /// o-series and GPT-5; Ollama's thinking models, which send it apart from the answer, in
+    /// a field no client here reads): they count towards the request's output limit, which
+    /// may end the answer before any text, and in the usage's output tokens. A request with
+    /// Ollama's `think: false` gets none.
     pub hidden_reasoning_tokens: u64,
 }
 

@@ -75,7 +75,12 @@ pub(super) async fn respond(conn: &mut Conn, shared: &Shared, parsed: Parsed) ->
             chunks: behaviour.chunks.max(1),
             fault: None,
             never_streams: behaviour.never_streams,
-            hidden_reasoning: behaviour.hidden_reasoning_tokens,
+            // Ollama's `think: false` stops a thinking model's thinking.
+            hidden_reasoning: if request.body.get("think") == Some(&Value::Bool(false)) {
+                0
+            } else {
+                behaviour.hidden_reasoning_tokens
+            },
         };
         if endpoint.is_model_call() && request.method == "POST" {
             // Counted with its record, under the same lock: a test that reads the record
