@@ -8,11 +8,11 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::harness::dead_url;
 use crate::support::double::{Behaviour, ModelDouble};
-use crate::support::lsp::{mark, position};
+use crate::support::lsp::mark;
 use crate::support::wait_until;
 use crate::workspace::{Editor, Workspace, complete_route, request_calls};
 
@@ -206,14 +206,7 @@ fn a_slow_explain_does_not_make_a_fast_completion_model_look_slow() {
     let (text, line, col) = mark("def add(a, b):\n    return a + b$0\n");
     let uri = editor.lsp.uri("add.py");
     editor.lsp.open(&uri, "python", &text);
-    let explained = editor.lsp.request_and_wait(
-        "workspace/executeCommand",
-        json!({
-            "command": "pilotfish.explain",
-            "arguments": [{ "uri": uri, "position": position(line, col) }]
-        }),
-    );
-    assert!(explained.is_ok(), "{explained:?}");
+    editor.explain_at(&uri, line, col);
     big.set_behaviour(Behaviour::answer("from_big"));
 
     let second = open(&editor, 1);

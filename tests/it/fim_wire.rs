@@ -139,16 +139,7 @@ fn mistrals_codestral_fills_in_the_middle_at_its_own_path() {
     assert!(call.body.get("stream_options").is_none(), "{}", call.body);
 
     mistral.set_behaviour(Behaviour::answer("`add` returns the sum of its arguments."));
-    let explained = editor
-        .lsp
-        .request_and_wait(
-            "workspace/executeCommand",
-            json!({
-                "command": "pilotfish.explain",
-                "arguments": [{ "uri": uri, "position": { "line": line, "character": col } }]
-            }),
-        )
-        .expect("Explain answers");
+    let explained = editor.explain_at(&uri, line, col);
     assert_eq!(
         explained["markdown"], "`add` returns the sum of its arguments.",
         "{explained}"

@@ -288,16 +288,7 @@ fn an_ollama_thinking_model_sent_completion_is_asked_not_to_think() {
     let (text, line, col) = mark("def total(xs):\n    return sum(xs)$0\n");
     let uri = editor.lsp.uri("explained.py");
     editor.lsp.open(&uri, "python", &text);
-    editor
-        .lsp
-        .request_and_wait(
-            "workspace/executeCommand",
-            json!({
-                "command": "pilotfish.explain",
-                "arguments": [{ "uri": uri, "position": { "line": line, "character": col } }]
-            }),
-        )
-        .expect("Explain answers");
+    editor.explain_at(&uri, line, col);
     // The Explain is the one call left to think (prefetches are completions too).
     let thinking: Vec<_> = chat
         .model_calls()

@@ -4,7 +4,7 @@
 //! that spends the day's budget on the first action, and `pilotfish complete` in a workspace
 //! whose `local_only` glob is relative to it. Counts and contents, never timings.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::harness::config_toml;
 use crate::support::double::{Behaviour, ModelDouble};
@@ -32,18 +32,7 @@ fn actions_past_the_days_budget_fall_back_to_the_free_model() {
     let (text, line, col) = mark("fn add(a: i32, b: i32) -> i32 {\n    a + b$0\n}\n");
     let uri = editor.lsp.uri("src/lib.rs");
     editor.lsp.open(&uri, "rust", &text);
-    let explain = || -> Value {
-        editor
-            .lsp
-            .request_and_wait(
-                "workspace/executeCommand",
-                json!({
-                    "command": "pilotfish.explain",
-                    "arguments": [{ "uri": uri, "position": position(line, col) }]
-                }),
-            )
-            .unwrap_or_else(|e| editor.lsp.fail(&format!("explain failed: {e:?}")))
-    };
+    let explain = || editor.explain_at(&uri, line, col);
 
     let first = explain();
     assert_eq!(first["model"], "cloud", "{first:#}");

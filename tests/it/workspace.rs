@@ -178,6 +178,20 @@ impl Editor {
         suggestion(&result)
     }
 
+    /// Runs `pilotfish.explain` at (`line`, `col`) of the open document `uri` and returns
+    /// its result; fails the test when the server answers an error.
+    pub fn explain_at(&self, uri: &str, line: u32, col: u32) -> Value {
+        self.lsp
+            .request_and_wait(
+                "workspace/executeCommand",
+                json!({
+                    "command": "pilotfish.explain",
+                    "arguments": [{ "uri": uri, "position": { "line": line, "character": col } }]
+                }),
+            )
+            .unwrap_or_else(|e| self.lsp.fail(&format!("explain failed: {e:?}")))
+    }
+
     /// Every `window/showMessage` text so far.
     pub fn messages(&self) -> Vec<String> {
         self.lsp
