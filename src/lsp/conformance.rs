@@ -118,14 +118,26 @@ where
             return std::future::ready(Ok(answer_unreadable(request))).boxed();
         }
         let method = request.method().to_owned();
+        // Each message as it is handed to a handler, and each request's answer (debug): what
+        // the editor sent and when, and a handler that holds one of tower-lsp's slots (it
+        // reads no message while all `lsp::MAX_CONCURRENT_REQUESTS` are taken) as a request
+        // received and not answered.
+        tracing::debug!(method = %method, id = ?request.id(), "received");
         let Some(id) = request.id().cloned() else {
             log_if_ignored(&method, request.params(), &self.lifecycle);
             return self.inner.call(request).boxed();
         };
         let lifecycle = Arc::clone(&self.lifecycle);
         let answer = self.inner.call(request);
+        let received = std::time::Instant::now();
         async move {
             let response = answer.await?;
+            tracing::debug!(
+                method = %method,
+                id = ?id,
+                ms = received.elapsed().as_millis() as u64,
+                "answered"
+            );
             let Some(response) = response else {
                 // tower-lsp drops the MethodNotFound answer of every `$/` method.
                 return Ok(Some(Response::from_error(
