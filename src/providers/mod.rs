@@ -510,13 +510,7 @@ impl Providers {
             .await
             .map_err(|e| transport_error(&url, model, e))?;
         match check_status(&url, response).await {
-            // Not every OpenAI-compatible server lists its models (Mistral's Codestral
-            // endpoint need not): one that answers 404 there is up.
-            Err(ProviderError::Status { status: 404, .. })
-                if model.provider == Provider::Openai =>
-            {
-                Ok(())
-            }
+            Err(e) if probe::lists_no_models(model, &e) => Ok(()),
             answered => answered.map(drop).map_err(|e| e.without_key(model)),
         }
     }

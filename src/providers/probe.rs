@@ -29,12 +29,7 @@ impl super::Providers {
             .map_err(|e| transport_error(&url, model, e))?;
         let response = match check_status(&url, response).await {
             Ok(response) => response,
-            // An OpenAI-compatible server need not list its models (`Providers::warm`).
-            Err(ProviderError::Status { status: 404, .. })
-                if model.provider == Provider::Openai =>
-            {
-                return Ok(None);
-            }
+            Err(e) if lists_no_models(model, &e) => return Ok(None),
             Err(e) => return Err(e.without_key(model)),
         };
         let body = read_body(&url, model, response).await?;
@@ -63,6 +58,13 @@ impl super::Providers {
 }
 
 /// Whether `wanted` is among `listed`, allowing Ollama's implicit `:latest` tag.
+/// Whether `error`, from `model`'s model list, only says that the server keeps none: an
+/// OpenAI-compatible server need not serve `/models` (Mistral's Codestral endpoint), and one
+/// that answers 404 there is up.
+pub(super) fn lists_no_models(model: &ModelConfig, error: &ProviderError) -> bool {
+    model.provider == Provider::Openai && matches!(error, ProviderError::Status { status: 404, .. })
+}
+
 pub fn model_listed(listed: &[String], wanted: &str) -> bool {
     listed.iter().any(|name| {
         name == wanted
