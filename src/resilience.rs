@@ -71,6 +71,8 @@ struct EndpointHealth {
 pub enum Remedy {
     /// Nothing listens at its url (a refused connection, an unknown host, a failed probe).
     StartServer,
+    /// The server's certificate is signed by a CA this machine does not trust.
+    TrustCa,
     /// The server refused the API key (401, 403).
     CheckKey,
     /// The server refused the request otherwise (another 4xx): most often a model it does
@@ -100,6 +102,7 @@ impl Remedy {
                 Some(Remedy::CheckModel)
             }
             ProviderError::Unreachable { .. } => Some(Remedy::StartServer),
+            ProviderError::Untrusted { .. } => Some(Remedy::TrustCa),
             ProviderError::MissingKey { .. } | ProviderError::Unsupported(_) => {
                 Some(Remedy::AsSaid)
             }
@@ -115,6 +118,9 @@ impl Remedy {
         match self {
             Remedy::StartServer => {
                 "Start your model server (e.g. `ollama serve`) or point [models] in .pilotfish.toml at one."
+            }
+            Remedy::TrustCa => {
+                "Add the CA that signed the server's certificate to the system's certificate store, or name its PEM file in SSL_CERT_FILE."
             }
             Remedy::CheckKey => {
                 "Check the API key in the environment variable the model's `api_key_env` names."
@@ -512,6 +518,7 @@ fn is_transient(error: &ProviderError) -> bool {
         ProviderError::Status { status, .. } => matches!(status, 500 | 502 | 503 | 504),
         ProviderError::Malformed { .. }
         | ProviderError::Unreachable { .. }
+        | ProviderError::Untrusted { .. }
         | ProviderError::Timeout { .. }
         | ProviderError::Stream { .. }
         | ProviderError::MissingKey { .. }
@@ -826,8 +833,13 @@ mod tests {
             env: None,
         };
         let unsupported = ProviderError::Unsupported("set fim = \"native\"".into());
+        let untrusted = ProviderError::Untrusted {
+            url: "u".into(),
+            detail: "invalid peer certificate: UnknownIssuer".into(),
+        };
         let table = [
             (refused(), Some(Remedy::StartServer)),
+            (untrusted, Some(Remedy::TrustCa)),
             (status(404, None), Some(Remedy::CheckModel)),
             (status(400, None), Some(Remedy::CheckModel)),
             (status(401, None), Some(Remedy::CheckKey)),

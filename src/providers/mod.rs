@@ -84,6 +84,10 @@ pub enum Cut {
 pub enum ProviderError {
     #[error("cannot reach {url}: {detail}")]
     Unreachable { url: String, detail: String },
+    /// TLS failed: no root this client trusts signed the server's certificate (a company's
+    /// own CA, or its TLS-inspecting proxy's).
+    #[error("cannot trust {url}: {detail}")]
+    Untrusted { url: String, detail: String },
     #[error("no answer from {url} within {ms} ms")]
     Timeout { url: String, ms: u64 },
     #[error("{url} answered HTTP {status}: {message}")]
@@ -121,6 +125,10 @@ impl ProviderError {
         let scrub = |text: String| text.replace(&key, crate::redact::MASK);
         match self {
             ProviderError::Unreachable { url, detail } => ProviderError::Unreachable {
+                url,
+                detail: scrub(detail),
+            },
+            ProviderError::Untrusted { url, detail } => ProviderError::Untrusted {
                 url,
                 detail: scrub(detail),
             },
@@ -293,6 +301,26 @@ fn env_proxies() -> Vec<reqwest::Proxy> {
         .collect()
 }
 
+/// The HTTP client every call shares. It trusts the public roots built in and, with
+/// `system_roots`, the system's certificate store (or the PEM files `SSL_CERT_FILE` /
+/// `SSL_CERT_DIR` name instead): where a company's own CA signs its model server's
+/// certificate, or its proxy's.
+fn http_client(system_roots: bool) -> reqwest::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder().no_proxy();
+    for proxy in env_proxies() {
+        builder = builder.proxy(proxy);
+    }
+    builder
+        .tls_built_in_native_certs(system_roots)
+        .connect_timeout(Duration::from_secs(3))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+        .tcp_nodelay(true)
+        .tcp_keepalive(Duration::from_secs(30))
+        .user_agent(concat!("pilotfish/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
 /// The shared HTTP client and the per-provider request code. What calls cost is counted by
 /// their callers, in the usage log (`crate::telemetry`).
 #[derive(Clone)]
@@ -311,19 +339,14 @@ impl Default for Providers {
 
 impl Providers {
     pub fn new() -> Providers {
-        let mut builder = reqwest::Client::builder().no_proxy();
-        for proxy in env_proxies() {
-            builder = builder.proxy(proxy);
-        }
-        let http = builder
-            .connect_timeout(Duration::from_secs(3))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
-            .tcp_nodelay(true)
-            .tcp_keepalive(Duration::from_secs(30))
-            .user_agent(concat!("pilotfish/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("the HTTP client builds with static settings");
+        let http = http_client(true).unwrap_or_else(|e| {
+            // A store (or SSL_CERT_FILE) holding certificates of which rustls can read none.
+            tracing::warn!(
+                "not trusting the system's certificate store: {}",
+                one_line(&root_cause(&e))
+            );
+            http_client(false).expect("the HTTP client builds with static settings")
+        });
         Providers {
             http,
             chat_params: Arc::default(),
@@ -630,6 +653,11 @@ fn transport_error(url: &str, model: &ModelConfig, e: reqwest::Error) -> Provide
             url: url.to_string(),
             ms: model.timeout_ms,
         }
+    } else if e.is_connect() && untrusted_issuer(&e) {
+        ProviderError::Untrusted {
+            url: url.to_string(),
+            detail: one_line(&root_cause(&e)),
+        }
     } else if e.is_connect() {
         ProviderError::Unreachable {
             url: url.to_string(),
@@ -641,6 +669,28 @@ fn transport_error(url: &str, model: &ModelConfig, e: reqwest::Error) -> Provide
             detail: one_line(&root_cause(&e)),
         }
     }
+}
+
+/// TLS failed because the server's certificate chains to no root this client trusts (a
+/// company's own CA, or its TLS-inspecting proxy's).
+fn untrusted_issuer(e: &reqwest::Error) -> bool {
+    causes(e).any(|cause| {
+        // The TLS error travels inside `io::Error`s (two, today), whose `source` skips
+        // what they wrap.
+        let mut cause: &(dyn std::error::Error + 'static) = cause;
+        while let Some(inner) = cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            cause = inner;
+        }
+        matches!(
+            cause.downcast_ref::<rustls::Error>(),
+            Some(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer
+            ))
+        )
+    })
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {

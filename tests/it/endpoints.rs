@@ -13,6 +13,7 @@ use serde_json::Value;
 use crate::harness::dead_url;
 use crate::support::double::{Behaviour, ModelDouble};
 use crate::support::lsp::mark;
+use crate::support::tls::TlsFront;
 use crate::support::wait_until;
 use crate::workspace::{Editor, Workspace, complete_route, request_calls};
 
@@ -275,6 +276,74 @@ fn a_local_model_server_is_reached_without_the_environments_proxy() {
         local.summary()
     );
     assert!(editor.messages().is_empty(), "{:?}", editor.messages());
+    editor.lsp.shutdown_and_exit();
+}
+
+/// A model server whose certificate a company's own CA signed (its vLLM, or what its
+/// TLS-inspecting proxy shows): trusted once the CA is in the system's store — here the
+/// file `SSL_CERT_FILE` names, as on any Linux; before that, `pilotfish check` says the
+/// certificate's issuer is not trusted and how to trust it.
+#[test]
+fn a_model_server_certified_by_the_users_own_ca_is_trusted_from_the_system_store() {
+    let double = ModelDouble::start(Behaviour::answer("over_tls"));
+    let front = TlsFront::start(double.addr());
+    let workspace = Workspace::new(&format!(
+        "{}{}",
+        ollama_at("m", &[&front.base_url()]),
+        complete_route(&["m"])
+    ));
+    workspace.write("company-ca.pem", front.ca_pem());
+    let ca = workspace.path().join("company-ca.pem");
+
+    let ran = workspace.run_configured(&["check"]);
+    assert_ne!(ran.code(), Some(0), "{}", ran.both());
+    assert!(
+        ran.both().contains("cannot trust")
+            && ran.both().contains("SSL_CERT_FILE")
+            && !ran.both().contains("Start your model server"),
+        "says why and what to do: {}",
+        ran.both()
+    );
+    assert!(double.recorded().is_empty(), "{}", double.summary());
+
+    let editor = workspace.serve_with_env(&[("SSL_CERT_FILE", ca.to_str().unwrap())]);
+    let doc = open(&editor, 0);
+    assert_eq!(
+        ask(&editor, &doc).as_deref(),
+        Some("over_tls"),
+        "{}",
+        double.summary()
+    );
+    assert!(editor.messages().is_empty(), "{:?}", editor.messages());
+    editor.lsp.shutdown_and_exit();
+}
+
+/// A certificate store of which nothing can be read (here a certificate that is not one)
+/// costs the system's roots, with a warning, not the server.
+#[test]
+fn an_unreadable_certificate_store_is_warned_of_and_served_without() {
+    let double = ModelDouble::start(Behaviour::answer("served"));
+    let workspace = Workspace::new(&format!(
+        "{}{}",
+        ollama_at("m", &[&double.base_url()]),
+        complete_route(&["m"])
+    ));
+    workspace.write(
+        "broken.pem",
+        "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n",
+    );
+    let broken = workspace.path().join("broken.pem");
+    let editor = workspace.serve_with_env(&[("SSL_CERT_FILE", broken.to_str().unwrap())]);
+    let doc = open(&editor, 0);
+    assert_eq!(ask(&editor, &doc).as_deref(), Some("served"));
+    assert!(
+        editor
+            .lsp
+            .stderr()
+            .contains("not trusting the system's certificate store"),
+        "{}",
+        editor.lsp.stderr()
+    );
     editor.lsp.shutdown_and_exit();
 }
 

@@ -1,6 +1,6 @@
 //! Instruments for end-to-end tests and benches: a model-server double that speaks the real
-//! provider wire formats ([`double`]) and an editor that drives the real binary over stdio
-//! ([`lsp`]).
+//! provider wire formats ([`double`]), a TLS front for it with a CA of its own ([`tls`]), and
+//! an editor that drives the real binary over stdio ([`lsp`]).
 //!
 //! Shared by `tests/it` and `benches/e2e.rs` (through `#[path]`), so nothing here depends on the
 //! test harness: no `#[test]`, plain public API. Not every item is used by every includer.
@@ -8,6 +8,7 @@
 
 pub mod double;
 pub mod lsp;
+pub mod tls;
 
 use std::time::{Duration, Instant};
 
