@@ -225,7 +225,8 @@ pub struct ChatCall<'a> {
 }
 
 /// Whether a model that can think before it answers (Qwen3, DeepSeek-R1…) is to, where its
-/// API lets a request say so (Ollama's `think`).
+/// API lets a request say so (Ollama's `think`, llama-server's
+/// `chat_template_kwargs.enable_thinking`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Thinking {
     /// As the model and its server do by default (Ollama thinks, apart from the answer).

@@ -6,16 +6,17 @@
 //! (`response.output_text.delta` pieces, usage in `response.completed`). Mistral's API
 //! (a url at mistral.ai) fills in the middle at `POST {url}/fim/completions` and answers it
 //! as a chat (`delta.content`); it refuses fields it does not know, `stream_options` among
-//! them, and reports usage in its last chunk unasked.
+//! them, and reports usage in its last chunk unasked. llama-server's chat is told a
+//! completion's model is not to think (`chat_template_kwargs`).
 
 use serde_json::{Value, json};
 
 use super::stream::{ChatWire, SseAnswer, SseWire, WireError, event_json};
 use super::{
-    ChatCall, Cut, FimCall, ModelAnswer, ProviderError, chat_messages, error_text,
+    ChatCall, Cut, FimCall, ModelAnswer, ProviderError, Thinking, chat_messages, error_text,
     input_output_tokens, one_line, post_json, sse_data, stops_for_api, with_key,
 };
-use crate::config::ModelConfig;
+use crate::config::{ModelConfig, Provider};
 
 /// The streaming chat request and the decoder of its answer, for `stream_chat`.
 pub(super) fn chat(
@@ -111,6 +112,12 @@ fn chat_body(model: &ModelConfig, call: &ChatCall<'_>, params: ChatParams) -> Va
     body[limit] = json!(call.max_tokens);
     if !params.default_temperature {
         body["temperature"] = json!(call.temperature);
+    }
+    if model.provider == Provider::Llamacpp && call.thinking == Thinking::Off {
+        // llama-server hands these to the model's chat template (with `--jinja`), where
+        // Qwen3's and others' read it; a template without it ignores it. Not sent to other
+        // OpenAI-compatible servers: OpenAI refuses a field it does not know.
+        body["chat_template_kwargs"] = json!({ "enable_thinking": false });
     }
     body
 }
@@ -234,6 +241,12 @@ fn responses_body(model: &ModelConfig, call: &ChatCall<'_>, params: ChatParams) 
     }
     if !params.default_temperature {
         body["temperature"] = json!(call.temperature);
+    }
+    if model.provider == Provider::Llamacpp && call.thinking == Thinking::Off {
+        // llama-server hands these to the model's chat template (with `--jinja`), where
+        // Qwen3's and others' read it; a template without it ignores it. Not sent to other
+        // OpenAI-compatible servers: OpenAI refuses a field it does not know.
+        body["chat_template_kwargs"] = json!({ "enable_thinking": false });
     }
     body
 }
@@ -630,6 +643,38 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    /// Only llama-server is told not to think, and only when asked: OpenAI refuses a field
+    /// it does not know.
+    #[test]
+    fn who_is_told_not_to_think() {
+        let messages = [crate::providers::ChatMessage::user("hi")];
+        let cases = [
+            ("llamacpp", Thinking::Off, true),
+            ("llamacpp", Thinking::ModelDefault, false),
+            ("openai", Thinking::Off, false),
+        ];
+        for (provider, thinking, told) in cases {
+            let model: ModelConfig = toml::from_str(&format!(
+                "provider = \"{provider}\"\nurl = \"http://h/v1\"\nmodel = \"m\""
+            ))
+            .unwrap();
+            let call = ChatCall {
+                system: "",
+                messages: &messages,
+                max_tokens: 64,
+                temperature: 0.2,
+                thinking,
+            };
+            let body = chat_body(&model, &call, ChatParams::default());
+            assert_eq!(
+                body["chat_template_kwargs"] == json!({ "enable_thinking": false }),
+                told,
+                "{provider} {thinking:?}: {body}"
+            );
+            assert_eq!(body.get("chat_template_kwargs").is_some(), told, "{body}");
+        }
     }
 
     /// Mistral's API (by its host) fills in the middle at `fim/completions` and is never

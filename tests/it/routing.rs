@@ -4,7 +4,7 @@
 //! model is a double answering its own name, and the doubles' counts prove who was asked
 //! (counting the requests' calls, not the prefetches that follow a shown suggestion).
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::harness::calls_not_after;
 use crate::support::double::{Behaviour, ModelDouble};
@@ -257,51 +257,57 @@ fn a_rule_can_send_completion_to_a_chat_only_model() {
     editor.lsp.shutdown_and_exit();
 }
 
-/// A thinking model on Ollama (Qwen3, DeepSeek-R1) thinks by default within its
-/// `num_predict`, which for a completion is a few dozen tokens: sent completion by a rule, it
-/// is asked not to think (`think: false`) and suggests; an Explain leaves it to think.
+/// A thinking model (Qwen3, DeepSeek-R1) on Ollama or llama-server thinks by default within
+/// its output limit, which for a completion is a few dozen tokens: sent completion by a rule,
+/// it is asked not to think (Ollama's `think: false`, llama-server's
+/// `chat_template_kwargs.enable_thinking: false`) and suggests; an Explain leaves it to think.
 #[test]
-fn an_ollama_thinking_model_sent_completion_is_asked_not_to_think() {
-    let chat = ModelDouble::start(Behaviour::answer("sum(xs)").hidden_reasoning(2_000));
-    let workspace = Workspace::new(&format!(
-        "[models.chat]\nprovider = \"ollama\"\nurl = \"{}\"\nmodel = \"qwen3:4b\"\nmax_output_tokens = 4096\n\n{}explain = [\"chat\"]\n",
-        chat.base_url(),
-        complete_route(&["chat"]),
-    ));
-    let editor = workspace.serve();
-    assert_eq!(
-        editor
-            .suggest("sum.py", "python", "def total(xs):\n    return $0\n")
-            .as_deref(),
-        Some("sum(xs)"),
-        "{}",
-        chat.summary()
-    );
-    let completion = chat.last_model_call().expect("a model call");
-    assert_eq!(
-        completion.body["think"],
-        json!(false),
-        "{}",
-        completion.body
-    );
+fn a_thinking_model_sent_completion_is_asked_not_to_think() {
+    let not_thinking = |body: &Value, provider: &str| match provider {
+        "ollama" => body["think"] == json!(false),
+        _ => body["chat_template_kwargs"]["enable_thinking"] == json!(false),
+    };
+    for provider in ["ollama", "llamacpp"] {
+        let chat = ModelDouble::start(Behaviour::answer("sum(xs)").hidden_reasoning(2_000));
+        let workspace = Workspace::new(&format!(
+            "[models.chat]\nprovider = \"{provider}\"\nurl = \"{}\"\nmodel = \"qwen3:4b\"\nmax_output_tokens = 4096\n\n{}explain = [\"chat\"]\n",
+            chat.base_url(),
+            complete_route(&["chat"]),
+        ));
+        let editor = workspace.serve();
+        assert_eq!(
+            editor
+                .suggest("sum.py", "python", "def total(xs):\n    return $0\n")
+                .as_deref(),
+            Some("sum(xs)"),
+            "{provider}: {}",
+            chat.summary()
+        );
+        let completion = chat.last_model_call().expect("a model call");
+        assert!(
+            not_thinking(&completion.body, provider),
+            "{provider}: {}",
+            completion.body
+        );
 
-    let (text, line, col) = mark("def total(xs):\n    return sum(xs)$0\n");
-    let uri = editor.lsp.uri("explained.py");
-    editor.lsp.open(&uri, "python", &text);
-    editor.explain_at(&uri, line, col);
-    // The Explain is the one call left to think (prefetches are completions too).
-    let thinking: Vec<_> = chat
-        .model_calls()
-        .into_iter()
-        .filter(|c| c.body.get("think").is_none())
-        .collect();
-    assert_eq!(thinking.len(), 1, "{}", chat.summary());
-    assert!(
-        thinking[0].all_input_text().contains("explained.py"),
-        "{}",
-        thinking[0].all_input_text()
-    );
-    editor.lsp.shutdown_and_exit();
+        let (text, line, col) = mark("def total(xs):\n    return sum(xs)$0\n");
+        let uri = editor.lsp.uri("explained.py");
+        editor.lsp.open(&uri, "python", &text);
+        editor.explain_at(&uri, line, col);
+        // The Explain is the one call left to think (prefetches are completions too).
+        let thinking: Vec<_> = chat
+            .model_calls()
+            .into_iter()
+            .filter(|c| !not_thinking(&c.body, provider))
+            .collect();
+        assert_eq!(thinking.len(), 1, "{provider}: {}", chat.summary());
+        assert!(
+            thinking[0].all_input_text().contains("explained.py"),
+            "{provider}: {}",
+            thinking[0].all_input_text()
+        );
+        editor.lsp.shutdown_and_exit();
+    }
 }
 
 #[test]

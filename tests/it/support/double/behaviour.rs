@@ -149,7 +149,8 @@ pub struct Behaviour {
     /// o-series and GPT-5; Ollama's thinking models, which send it apart from the answer, in
     /// a field no client here reads): they count towards the request's output limit, which
     /// may end the answer before any text, and in the usage's output tokens. A request with
-    /// Ollama's `think: false` gets none.
+    /// Ollama's `think: false` or llama-server's `chat_template_kwargs.enable_thinking:
+    /// false` gets none.
     pub hidden_reasoning_tokens: u64,
 }
 

@@ -75,8 +75,11 @@ pub(super) async fn respond(conn: &mut Conn, shared: &Shared, parsed: Parsed) ->
             chunks: behaviour.chunks.max(1),
             fault: None,
             never_streams: behaviour.never_streams,
-            // Ollama's `think: false` stops a thinking model's thinking.
-            hidden_reasoning: if request.body.get("think") == Some(&Value::Bool(false)) {
+            // Ollama's `think: false` stops a thinking model's thinking, and so does
+            // llama-server's `chat_template_kwargs.enable_thinking: false`.
+            hidden_reasoning: if request.body.get("think") == Some(&Value::Bool(false))
+                || request.body["chat_template_kwargs"]["enable_thinking"] == Value::Bool(false)
+            {
                 0
             } else {
                 behaviour.hidden_reasoning_tokens
