@@ -659,7 +659,7 @@ impl Router {
             } else {
                 drop(Filter::Unknown, "not defined under [models]".into())
             };
-            if !matches!(dropped_by, None | Some(Filter::Health)) {
+            if !matches!(dropped_by, None | Some(Filter::Health | Filter::Fit)) {
                 endpoints.clear();
             }
             expected_ms.push(expected.filter(|_| kept));
@@ -672,6 +672,7 @@ impl Router {
                 endpoints,
             });
         }
+        self.keep_the_largest_window_when_none_fits(&mut candidates);
         if request.task == COMPLETE {
             self.prefer_inside_the_budget(&mut candidates, &expected_ms);
         }
@@ -681,6 +682,35 @@ impl Router {
             why,
             candidates,
             budget_exhausted,
+        }
+    }
+
+    /// When no candidate is kept and some were dropped only because the request does not
+    /// fit their window, the one with the largest window (the first of equals) serves after
+    /// all: its prompt is cut to fit it (an explanation or a review of the lines that fit; a
+    /// rewrite refuses with its size). A request no model holds whole is still answered.
+    fn keep_the_largest_window_when_none_fits(&self, candidates: &mut [Verdict]) {
+        let window = |v: &Verdict| self.models.get(&v.model).map_or(0, |m| m.context_window);
+        let nothing_kept = !candidates.iter().any(|v| v.kept);
+        let mut serving = None;
+        for (i, verdict) in candidates.iter().enumerate() {
+            if nothing_kept
+                && verdict.dropped_by == Some(Filter::Fit)
+                && serving.is_none_or(|s: usize| window(verdict) > window(&candidates[s]))
+            {
+                serving = Some(i);
+            }
+        }
+        for (i, verdict) in candidates.iter_mut().enumerate() {
+            if serving == Some(i) {
+                verdict.kept = true;
+                verdict.dropped_by = None;
+                verdict.reason.push_str(
+                    ": no model holds it whole, so the largest window serves, the code cut to fit",
+                );
+            } else if verdict.dropped_by == Some(Filter::Fit) {
+                verdict.endpoints.clear();
+            }
         }
     }
 
@@ -1402,6 +1432,13 @@ use = ["mid"]
             case("fit: exactly the window fits")
                 .prompt(32_768 - 1_024)
                 .expect(&["mid", "cloud"], "routes.explain", ""),
+            case("fit: none holds it whole, the largest window serves it cut")
+                .task("review")
+                .prompt(300_000)
+                .expect(&["cloud"], "routes.review", "")
+                .reason("cloud", "window is 200,000: no model holds it whole, so the largest window serves")
+                .dropped("cheap", "window is 128,000")
+                .dropped("mid", "window is 32,768"),
             // --- budget ---
             case("budget reached: cloud skipped, local stays")
                 .task("review")
@@ -1549,11 +1586,11 @@ use = ["mid"]
                 .dropped("cheap", "daily budget reached")
                 .dropped("mid", "health probe failing")
                 .budget_exhausted(),
-            case("private file, local model too small")
+            case("private file, local model too small: it serves, the code cut to fit")
                 .path("/ws/certs/server.pem", Some("/ws"))
                 .prompt(40_000)
-                .expect(&[], "routes.explain", "")
-                .dropped("mid", "window is 32,768")
+                .expect(&["mid"], "routes.explain", "")
+                .reason("mid", "the largest window serves")
                 .dropped("cloud", "path matches **/*.pem"),
         ]
     }
