@@ -107,6 +107,7 @@ impl Remedy {
                 Some(Remedy::AsSaid)
             }
             ProviderError::Status { .. }
+            | ProviderError::TooLong { .. }
             | ProviderError::Malformed { .. }
             | ProviderError::Timeout { .. }
             | ProviderError::Stream { .. } => None,
@@ -339,7 +340,7 @@ impl Health {
 
     /// Records a failed call and says whether to retry the same endpoint or move on. Every
     /// failed call counts towards the breaker except a rate limit (which cools the endpoint
-    /// instead); a retry is offered only inside `retry_until` (`None`: never), for a server
+    /// instead) and a prompt refused as too long (the endpoint answered: it is up); a retry is offered only inside `retry_until` (`None`: never), for a server
     /// error or a Retry-After that fits, and while the circuit stays closed.
     pub fn record_failure(
         &self,
@@ -431,6 +432,16 @@ fn record_failure(
     jitter: u64,
     attempt: u32,
 ) -> AfterFailure {
+    if let ProviderError::TooLong { .. } = error {
+        // The endpoint answered, so it is up; the prompt was at fault, and a shorter one
+        // is served as before.
+        *h = EndpointHealth {
+            latency: h.latency,
+            in_flight: h.in_flight,
+            ..EndpointHealth::default()
+        };
+        return AfterFailure::Next;
+    }
     h.lasting_failure = Remedy::lasting(error);
     if let Some(retry_after) = rate_limit(error) {
         let cooling = retry_after.unwrap_or(DEFAULT_COOLING);
@@ -519,6 +530,7 @@ fn is_transient(error: &ProviderError) -> bool {
         ProviderError::Malformed { .. }
         | ProviderError::Unreachable { .. }
         | ProviderError::Untrusted { .. }
+        | ProviderError::TooLong { .. }
         | ProviderError::Timeout { .. }
         | ProviderError::Stream { .. }
         | ProviderError::MissingKey { .. }
@@ -1057,6 +1069,37 @@ mod tests {
             h.record_success(("m", URL), Work::Completion, Duration::from_millis(5), None);
         }
         assert!(h.admit("m", URL, t0));
+    }
+
+    /// A prompt refused as longer than the model's context is the request's fault: however
+    /// often it comes, the circuit stays closed, no remedy is asked of the user, and an
+    /// endpoint it answered is up again.
+    #[test]
+    fn a_prompt_too_long_is_not_held_against_the_endpoint() {
+        let h = Health::new();
+        let t0 = Instant::now();
+        let too_long = ProviderError::TooLong {
+            url: "u".into(),
+            message: "request (9627 tokens) exceeds the available context size (4096 tokens)"
+                .into(),
+            sizes: crate::providers::too_long::Sizes::default(),
+        };
+        for _ in 0..FAILURES_TO_OPEN + 2 {
+            assert!(h.admit("m", URL, t0));
+            assert_eq!(fail(&h, "m", &too_long, t0), AfterFailure::Next);
+        }
+        assert_eq!(state(&h, "m", t0), ModelState::Healthy);
+        assert_eq!(h.remedy("m", URL, t0), None);
+        // Two failures that count, then a too-long answer: the count starts again.
+        for _ in 0..FAILURES_TO_OPEN - 1 {
+            assert!(h.admit("n", URL, t0));
+            fail(&h, "n", &refused(), t0);
+        }
+        assert!(h.admit("n", URL, t0));
+        fail(&h, "n", &too_long, t0);
+        assert!(h.admit("n", URL, t0));
+        fail(&h, "n", &refused(), t0);
+        assert_eq!(state(&h, "n", t0), ModelState::Healthy);
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod answer;
 pub mod gather;
 pub mod prompt;
 pub mod refactor;
+mod refit;
 pub mod run;
 
 use ropey::Rope;

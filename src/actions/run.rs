@@ -4,7 +4,8 @@
 //! 1. **prepare** — the target at the spot → its [`RouteInput`] (features walk, secrets scan)
 //!    → the routing decision → the messages, sized for the first candidate's window;
 //! 2. **ask** — redaction for cloud models, then the fallback chain ([`run_chain`]) with the
-//!    answer streamed;
+//!    answer streamed; a chain whose servers refuse the prompt as longer than they take is
+//!    asked once more with the messages built again for what the refusal said ([`refit`]);
 //! 3. **read** — the answer as markdown, as a rewrite checked against the whole document
 //!    (two parses) with its diff, or as strictly parsed findings; an answer the provider
 //!    stopped at the token limit says so (the markdown ends with a note, or the reason it is
@@ -27,13 +28,17 @@ use serde::Serialize;
 
 use crate::config::{ActionOutput, Config};
 use crate::documents::Snapshot;
-use crate::providers::{ChatCall, ChatMessage, Cut, ModelAnswer, Providers, Thinking};
+use crate::providers::too_long::Sizes;
+use crate::providers::{
+    ChatCall, ChatMessage, Cut, ModelAnswer, ProviderError, Providers, Thinking,
+};
 use crate::reasoning::after_reasoning;
 use crate::redact::redact;
 use crate::resilience::{Attempt, ChainOutcome, Health, Work, run_chain};
 use crate::route_input::RouteInput;
 use crate::router::Decision;
 use crate::session::{Model, Session};
+use crate::sync::lock;
 use crate::sync::off_runtime;
 use crate::syntax::features::{Target, enclosing_target, selection_target};
 use crate::telemetry::{
@@ -42,7 +47,7 @@ use crate::telemetry::{
 
 use super::{
     ActionKind, ActionMessages, ActionRequest, Finding, ModelLimits, Refactored, build_messages,
-    extract_code, parse_findings, unified_diff, validate_refactor,
+    extract_code, parse_findings, refit, unified_diff, validate_refactor,
 };
 
 /// Where the action applies: a cursor (the enclosing function/class, or the small file) or
@@ -261,15 +266,16 @@ pub async fn run_action(
         route_input,
         decision,
         chain,
+        request,
         messages,
         display_path,
         first_line,
         mut notes,
     } = prepared;
-    let asking = Asking {
+    let mut asking = Asking {
         input: &input,
         env: &env,
-        messages: &messages,
+        messages,
         output: output_of(&input.kind, env.session.config()),
         times: deadlines(&chain),
         on_progress,
@@ -286,12 +292,39 @@ pub async fn run_action(
     let mut remaining = chain;
     let mut attempts: Vec<Attempt> = Vec::new();
     let mut escalations: Vec<String> = Vec::new();
+    let mut refitted = false;
     let (model, (result, note)) = loop {
         let (model, read) = match asking
             .round(&remaining, escalations.last(), &mut attempts)
             .await
         {
-            Round::NoAnswer(why) => {
+            Round::NoAnswer {
+                too_long: Some((model, sizes)),
+                ..
+            } if !refitted && Instant::now() < deadline => {
+                // The chain's servers took no prompt this long: once more, cut to what the
+                // first to say so takes.
+                refitted = true;
+                let configured = request.limits.context_window;
+                let limits =
+                    refit::limits_after(request.limits, asking.messages.estimated_tokens, sizes);
+                let smaller = ActionRequest {
+                    limits,
+                    ..request.clone()
+                };
+                let config_action = config_action(&input.kind, env.session.config());
+                let messages = build_messages(&smaller, &input.kind, config_action);
+                let messages = messages.map_err(|e| ActionError {
+                    message: format!("{e} ({})", refit::server_context(&model, sizes)),
+                    provenance: Provenance::of(&decision, None, &attempts, &escalations),
+                })?;
+                tracing::info!(task = input.kind.name(), model = %model, ?sizes, tokens = messages.estimated_tokens, "the prompt was too long for the server: asking again, cut to fit");
+                notes = messages.trim_note().into_iter().collect();
+                notes.push(refit::note(&model, configured, sizes));
+                asking.messages = messages;
+                continue;
+            }
+            Round::NoAnswer { why, .. } => {
                 return Err(ActionError {
                     message: format!("no model answered: {why}"),
                     provenance: Provenance::of(&decision, None, &attempts, &escalations),
@@ -351,7 +384,7 @@ fn deadlines(chain: &[Model]) -> (Instant, Instant) {
 struct Asking<'a> {
     input: &'a ActionInput,
     env: &'a ActionEnv,
-    messages: &'a ActionMessages,
+    messages: ActionMessages,
     output: ActionOutput,
     /// Retries until the first, nothing after the second ([`deadlines`]).
     times: (Instant, Instant),
@@ -365,10 +398,18 @@ struct Asking<'a> {
     first_line: u32,
 }
 
-/// How a round ended: no model answered (why), or one did and its answer was read (or
+/// The first model of a round whose server took no prompt this long, and what it said of
+/// the sizes.
+type TooLongSeen = std::sync::Mutex<Option<(Arc<str>, Sizes)>>;
+
+/// How a round ended: no model answered (why; and the first model whose server took no
+/// prompt this long, with what it said of the sizes), or one did and its answer was read (or
 /// failed its check: why).
 enum Round {
-    NoAnswer(String),
+    NoAnswer {
+        why: String,
+        too_long: Option<(Arc<str>, Sizes)>,
+    },
     Answered(Arc<str>, Result<(ActionResult, Vec<String>), String>),
 }
 
@@ -392,13 +433,14 @@ impl Asking<'_> {
             },
             || Logged::Cancelled,
         );
+        let too_long = TooLongSeen::default();
         let run = ask(
             chain,
-            self.messages,
+            &self.messages,
             self.output,
             env,
             self.times,
-            self.on_progress,
+            (self.on_progress, &too_long),
         )
         .await;
         attempts.extend(run.attempts.iter().cloned());
@@ -413,7 +455,10 @@ impl Asking<'_> {
                     e.route = Some(note);
                     e
                 });
-                return Round::NoAnswer(why);
+                return Round::NoAnswer {
+                    why,
+                    too_long: too_long.into_inner().unwrap_or_else(|p| p.into_inner()),
+                };
             }
         };
         tracing::info!(task = kind.name(), model = %model, endpoint, chars = answer.text.len(), "action answered");
@@ -493,6 +538,9 @@ struct Prepared {
     route_input: RouteInput,
     decision: Decision,
     chain: Vec<Model>,
+    /// What the messages were built from (built again, smaller, for a server that refuses
+    /// them as too long).
+    request: ActionRequest,
     messages: ActionMessages,
     /// The document's path as the model and the diff headers show it.
     display_path: String,
@@ -577,9 +625,10 @@ fn prepare(input: &ActionInput, env: &ActionEnv) -> Result<Prepared, ActionError
         route_input,
         decision,
         chain,
+        first_line: request.first_line,
+        request,
         messages,
         display_path,
-        first_line: request.first_line,
         notes,
     })
 }
@@ -593,7 +642,7 @@ async fn ask(
     output: ActionOutput,
     env: &ActionEnv,
     (retry_until, deadline): (Instant, Instant),
-    on_progress: &(dyn Fn(Progress) + Send + Sync),
+    (on_progress, too_long): (&(dyn Fn(Progress) + Send + Sync), &TooLongSeen),
 ) -> ChainOutcome<ModelAnswer> {
     let redact_before_cloud = env.session.config().privacy.redact_secrets;
     let temperature = match output {
@@ -641,7 +690,11 @@ async fn ask(
                     chars,
                 });
             };
-            env.providers.chat(&model, call, &mut forward).await
+            let answer = env.providers.chat(&model, call, &mut forward).await;
+            if let Err(ProviderError::TooLong { sizes, .. }) = &answer {
+                lock(too_long).get_or_insert((name, *sizes));
+            }
+            answer
         },
     )
     .await

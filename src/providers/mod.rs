@@ -16,6 +16,7 @@ mod probe;
 
 pub use probe::model_listed;
 mod stream;
+pub mod too_long;
 
 /// The fuzz check of the chat stream decoders (`crate::fuzzing`).
 #[cfg(any(fuzzing, test))]
@@ -88,6 +89,14 @@ pub enum ProviderError {
     /// own CA, or its TLS-inspecting proxy's).
     #[error("cannot trust {url}: {detail}")]
     Untrusted { url: String, detail: String },
+    /// The server refused the prompt as longer than the model's context, saying what it
+    /// could of both sizes: the request's fault, not the server's.
+    #[error("{url} takes no prompt this long: {message}")]
+    TooLong {
+        url: String,
+        message: String,
+        sizes: too_long::Sizes,
+    },
     #[error("no answer from {url} within {ms} ms")]
     Timeout { url: String, ms: u64 },
     #[error("{url} answered HTTP {status}: {message}")]
@@ -131,6 +140,15 @@ impl ProviderError {
             ProviderError::Untrusted { url, detail } => ProviderError::Untrusted {
                 url,
                 detail: scrub(detail),
+            },
+            ProviderError::TooLong {
+                url,
+                message,
+                sizes,
+            } => ProviderError::TooLong {
+                url,
+                message: scrub(message),
+                sizes,
             },
             ProviderError::Status {
                 url,
@@ -722,11 +740,20 @@ async fn check_status(
         .await
         .map(|(body, _)| body)
         .unwrap_or_default();
+    let message = error_message(&body);
+    let parsed = serde_json::from_str(&body).ok();
+    if let Some(sizes) = too_long::sizes(status.as_u16(), parsed.as_ref(), &message) {
+        return Err(ProviderError::TooLong {
+            url: url.to_string(),
+            message,
+            sizes,
+        });
+    }
     Err(ProviderError::Status {
         url: url.to_string(),
         status: status.as_u16(),
         retry_after,
-        message: error_message(&body),
+        message,
     })
 }
 

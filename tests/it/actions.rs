@@ -10,6 +10,7 @@ use tempfile::TempDir;
 
 use crate::support::double::{Behaviour, Fault, ModelDouble};
 use crate::support::lsp::{LspClient, RequestId, mark, position, range};
+use crate::workspace::Workspace;
 
 /// The client capabilities of an editor with progress and showDocument support.
 fn full_capabilities() -> Value {
@@ -1139,4 +1140,77 @@ fn an_explanation_still_streaming_at_the_timeout_is_shown_cut_with_a_note() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("within 1500 ms"), "{stderr}");
+}
+
+/// A model server that runs a shorter context than `context_window` says (llama-server's
+/// `-c 4096` under the default 8192; here 2,048) and counts more tokens than the estimate
+/// (Qwen reads each digit as one; here two characters a token): Explain on a big function is
+/// refused once, then asked again with the code cut to what the refusal said the server
+/// takes, and answered, with a note on how to have prompts fit at once. A rewrite too big
+/// for it says so, with the server's context.
+#[test]
+fn an_action_longer_than_the_servers_context_is_asked_again_cut_to_fit() {
+    let double = ModelDouble::start(Behaviour::answer("It totals the records.").context(2048, 2));
+    let workspace = Workspace::new(&format!(
+        "[models.local]\nprovider = \"llamacpp\"\nurl = \"{}\"\nmodel = \"test-model\"\nfim = \"native\"\n\n[routes]\ncomplete = [\"local\"]\nexplain = [\"local\"]\nrefactor = [\"local\"]\n",
+        double.base_url()
+    ));
+    let editor = workspace.serve();
+    let mut code = String::from("def process(records):\n    total = 0$0\n");
+    for i in 0..200 {
+        code.push_str(&format!("    total += records[{i}] * {i}\n"));
+    }
+    code.push_str("    return total\n");
+    let (text, line, col) = mark(&code);
+    let uri = editor.lsp.uri("big.py");
+    editor.lsp.open(&uri, "python", &text);
+
+    let result = editor.explain_at(&uri, line, col);
+    assert_eq!(result["markdown"], "It totals the records.", "{result}");
+    let notes = result["notes"].to_string();
+    assert!(
+        notes.contains("The code was truncated after line")
+            && notes.contains(
+                "local's server runs a context of 2048 tokens, fewer than context_window = 8192"
+            )
+            && notes.contains("Set context_window = 2048 under [models.local]"),
+        "{notes}"
+    );
+    let calls = double.model_calls();
+    assert_eq!(
+        calls.len(),
+        2,
+        "refused, then asked cut: {}",
+        double.summary()
+    );
+    let sent = |i: usize| calls[i].all_input_text().chars().count() as u64;
+    assert!(sent(0) / 2 >= 2048, "the first was too long: {}", sent(0));
+    assert!(sent(1) / 2 < 2048, "the second fits: {}", sent(1));
+
+    // A rewrite cannot be cut: it says why, with what the server runs. Asked for more
+    // times than the breaker's count of failures: each is the prompt's fault, not the
+    // server's, and completion still answers after them.
+    for _ in 0..3 {
+        let refactor = editor.lsp.request_and_wait(
+            "workspace/executeCommand",
+            json!({
+                "command": "pilotfish.refactor",
+                "arguments": [{ "uri": uri, "position": { "line": line, "character": col } }]
+            }),
+        );
+        let error = format!("{refactor:?}");
+        assert!(
+            error.contains("a rewrite of only part of it would delete the rest")
+                && error.contains("local's server runs a context of 2048 tokens"),
+            "{error}"
+        );
+    }
+    assert_eq!(double.model_calls().len(), 5, "{}", double.summary());
+    assert_eq!(
+        editor
+            .suggest("small.py", "python", "def one():\n    return $0\n")
+            .as_deref(),
+        Some("It totals the records.")
+    );
+    editor.lsp.shutdown_and_exit();
 }

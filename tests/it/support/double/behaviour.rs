@@ -152,6 +152,21 @@ pub struct Behaviour {
     /// Ollama's `think: false` or llama-server's `chat_template_kwargs.enable_thinking:
     /// false` gets none.
     pub hidden_reasoning_tokens: u64,
+    /// The model's context as the server runs it: a model call whose input is longer is
+    /// refused before any generation ([`Context`]).
+    pub context: Option<Context>,
+}
+
+/// A context of `tokens` tokens, the input counted at `chars_per_token` characters a token
+/// (a model's vocabulary may count more tokens than a client's estimate: Qwen's reads each
+/// digit as one). A longer input is refused as llama-server refuses it (HTTP 400
+/// `exceed_context_size_error` with `n_ctx` and `n_prompt_tokens`) on the OpenAI-compatible
+/// and llama.cpp paths, and as Anthropic does on its own ("prompt is too long: N tokens > M
+/// maximum"); Ollama cuts the prompt to its context unasked, so its paths take any length.
+#[derive(Debug, Clone, Copy)]
+pub struct Context {
+    pub tokens: u64,
+    pub chars_per_token: u64,
 }
 
 impl Default for Behaviour {
@@ -169,6 +184,7 @@ impl Default for Behaviour {
             never_streams: false,
             drops_kept_connections: false,
             hidden_reasoning_tokens: 0,
+            context: None,
         }
     }
 }
@@ -264,6 +280,16 @@ impl Behaviour {
     /// Thinks `tokens` output tokens, unseen, before the text (see the field).
     pub fn hidden_reasoning(mut self, tokens: u64) -> Self {
         self.hidden_reasoning_tokens = tokens;
+        self
+    }
+
+    /// Runs the model with a context of `tokens` tokens of `chars_per_token` characters
+    /// ([`Context`]).
+    pub fn context(mut self, tokens: u64, chars_per_token: u64) -> Self {
+        self.context = Some(Context {
+            tokens,
+            chars_per_token,
+        });
         self
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::behaviour::{Answer, Fault, Health};
+use super::behaviour::{Answer, Context, Fault, Health};
 use super::http::{Conn, Outcome, Parsed, http_chunk, response_head, send_json, send_raw};
 use super::request::{Dialect, Endpoint, RecordedRequest};
 use super::wire::{self, Finish, Usage};
@@ -27,6 +27,8 @@ struct Plan {
     never_streams: bool,
     /// Output tokens spent thinking, unseen, before the text.
     hidden_reasoning: u64,
+    /// The model's context: a longer input is refused.
+    context: Option<Context>,
 }
 
 pub(super) async fn respond(conn: &mut Conn, shared: &Shared, parsed: Parsed) -> Outcome {
@@ -84,6 +86,7 @@ pub(super) async fn respond(conn: &mut Conn, shared: &Shared, parsed: Parsed) ->
             } else {
                 behaviour.hidden_reasoning_tokens
             },
+            context: behaviour.context,
         };
         if endpoint.is_model_call() && request.method == "POST" {
             // Counted with its record, under the same lock: a test that reads the record
@@ -204,6 +207,12 @@ async fn answer_model_call(conn: &mut Conn, request: &RecordedRequest, plan: Pla
         && let Some((status, body)) = openai::refusal(request)
     {
         return send_json(conn, status, &body, None).await;
+    }
+    if let Some(body) = plan
+        .context
+        .and_then(|context| wire::context_refusal(dialect, request, context))
+    {
+        return send_json(conn, 400, &body, None).await;
     }
     let streaming = request.wants_stream() && !plan.never_streams;
     let mut usage = Usage::estimate(request, &plan.text, plan.finish);

@@ -4,8 +4,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
+use super::behaviour::Context;
 use super::request::{Dialect, Endpoint, RecordedRequest};
 use super::{anthropic, llamacpp, ollama, openai};
 
@@ -60,6 +61,42 @@ pub(super) fn within_limit(
         return (text, Finish::Stop);
     }
     (text.chars().take(max_chars).collect(), Finish::Length)
+}
+
+/// How a server whose model has `context` refuses `request`, when its input is longer: as
+/// llama-server on the OpenAI-compatible and llama.cpp paths (its body as b11669 sends it),
+/// as Anthropic on its own; None when the input fits, and on Ollama's paths (Ollama cuts a
+/// prompt to its context unasked).
+pub(super) fn context_refusal(
+    dialect: Dialect,
+    request: &RecordedRequest,
+    context: Context,
+) -> Option<Value> {
+    let chars = request.all_input_text().chars().count() as u64;
+    let tokens = chars.div_ceil(context.chars_per_token.max(1));
+    if tokens < context.tokens {
+        return None;
+    }
+    let n_ctx = context.tokens;
+    match dialect {
+        Dialect::Ollama => None,
+        Dialect::Anthropic => Some(json!({
+            "type": "error",
+            "error": {
+                "type": "invalid_request_error",
+                "message": format!("prompt is too long: {tokens} tokens > {n_ctx} maximum"),
+            },
+        })),
+        Dialect::OpenAi | Dialect::LlamaCpp => Some(json!({
+            "error": {
+                "code": 400,
+                "message": format!("request ({tokens} tokens) exceeds the available context size ({n_ctx} tokens), try increasing it"),
+                "type": "exceed_context_size_error",
+                "n_prompt_tokens": tokens,
+                "n_ctx": n_ctx,
+            },
+        })),
+    }
 }
 
 /// About four characters a token, at least one.
