@@ -1,6 +1,6 @@
 //! An action's prompt again, for a model server that refused it as longer than the model's
 //! context: `context_window` may say more than the server runs with (llama-server's `-c`,
-//! Ollama's `num_ctx`), and this crate's four-characters-a-token estimate may count fewer
+//! vLLM's `--max-model-len`), and this crate's four-characters-a-token estimate may count fewer
 //! tokens than the model's vocabulary does (digits, for one, are a token each in Qwen's).
 //! What the refusal says of both sizes decides how much smaller the next prompt is.
 //! Pure: sizes in, a prompt budget and a note out.
@@ -43,8 +43,8 @@ pub fn note(model: &str, configured: u32, sizes: Sizes) -> String {
         Some(context) => format!(
             "{model}'s server runs a context of {context} tokens, fewer than context_window = \
              {configured}: the code was cut to fit it. Set context_window = {context} under \
-             [models.{model}], or give the server a longer context (llama-server -c, Ollama \
-             num_ctx)."
+             [models.{model}], or give the server a longer context (llama-server's -c, vLLM's \
+             --max-model-len)."
         ),
         None => format!(
             "{model}'s server took no prompt this long (context_window = {configured}): the \

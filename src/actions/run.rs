@@ -325,8 +325,9 @@ pub async fn run_action(
                 continue;
             }
             Round::NoAnswer { why, .. } => {
+                let hint = timeout_hint(&attempts).unwrap_or_default();
                 return Err(ActionError {
-                    message: format!("no model answered: {why}"),
+                    message: format!("no model answered: {why}{hint}"),
                     provenance: Provenance::of(&decision, None, &attempts, &escalations),
                 });
             }
@@ -730,6 +731,18 @@ fn cut_note(cut: Cut, chain: &[Model], model: &str) -> Option<String> {
     };
     Some(format!(
         "… answer cut at the {limit}; raise {key} in [models.{model}] for longer answers"
+    ))
+}
+
+/// What to do when the last model asked sent nothing before its `timeout_ms`: on a CPU a
+/// local model reads a long prompt at some 50 tokens a second, and may not have begun its
+/// answer. None when the last attempt failed otherwise.
+fn timeout_hint(attempts: &[Attempt]) -> Option<String> {
+    let last = attempts.last().filter(|a| a.timed_out)?;
+    Some(format!(
+        " (a model still reading a long prompt, as one on a CPU may be, needs more time: raise \
+         timeout_ms in [models.{}])",
+        last.model
     ))
 }
 

@@ -1139,7 +1139,11 @@ fn an_explanation_still_streaming_at_the_timeout_is_shown_cut_with_a_note() {
     let out = cli_action_through("openai", &double, timeout, "explain");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("within 1500 ms"), "{stderr}");
+    assert!(
+        stderr.contains("within 1500 ms")
+            && stderr.contains("needs more time: raise timeout_ms in [models.local]"),
+        "{stderr}"
+    );
 }
 
 /// A model server that runs a shorter context than `context_window` says (llama-server's
