@@ -38,8 +38,7 @@ use crate::resilience::{Attempt, ChainOutcome, Health, Work, run_chain};
 use crate::route_input::RouteInput;
 use crate::router::Decision;
 use crate::session::{Model, Session};
-use crate::sync::lock;
-use crate::sync::off_runtime;
+use crate::sync::{lock, off_runtime};
 use crate::syntax::features::{Target, enclosing_target, selection_target};
 use crate::telemetry::{
     Outcome as Logged, PendingCall, RouteFacts, RouteNote, Usage, UsageEvent, UsageLog,
@@ -305,22 +304,19 @@ pub async fn run_action(
                 // The chain's servers took no prompt this long: once more, cut to what the
                 // first to say so takes.
                 refitted = true;
-                let configured = request.limits.context_window;
-                let limits =
-                    refit::limits_after(request.limits, asking.messages.estimated_tokens, sizes);
-                let smaller = ActionRequest {
-                    limits,
-                    ..request.clone()
-                };
-                let config_action = config_action(&input.kind, env.session.config());
-                let messages = build_messages(&smaller, &input.kind, config_action);
-                let messages = messages.map_err(|e| ActionError {
-                    message: format!("{e} ({})", refit::server_context(&model, sizes)),
+                let estimated = asking.messages.estimated_tokens;
+                let (messages, refit_notes) = refit_messages(
+                    &request,
+                    (&input.kind, &env.session),
+                    estimated,
+                    (&model, sizes),
+                )
+                .await
+                .map_err(|message| ActionError {
+                    message,
                     provenance: Provenance::of(&decision, None, &attempts, &escalations),
                 })?;
-                tracing::info!(task = input.kind.name(), model = %model, ?sizes, tokens = messages.estimated_tokens, "the prompt was too long for the server: asking again, cut to fit");
-                notes = messages.trim_note().into_iter().collect();
-                notes.push(refit::note(&model, configured, sizes));
+                notes = refit_notes;
                 asking.messages = messages;
                 continue;
             }
@@ -361,6 +357,39 @@ pub async fn run_action(
         notes,
         provenance,
     })
+}
+
+/// The messages built again for `model`'s server, which refused a prompt estimated at
+/// `estimated` tokens saying `sizes` ([`refit`]; on the blocking pool, as in step 1), and
+/// the notes that replace step 1's; or why even the smallest prompt does not fit.
+async fn refit_messages(
+    request: &ActionRequest,
+    (kind, session): (&ActionKind, &Arc<Session>),
+    estimated: u32,
+    (model, sizes): (&str, Sizes),
+) -> Result<(ActionMessages, Vec<String>), String> {
+    let smaller = ActionRequest {
+        limits: refit::limits_after(request.limits, estimated, sizes),
+        ..request.clone()
+    };
+    let (kind, session) = (kind.clone(), session.clone());
+    let built = off_runtime(move || {
+        build_messages(&smaller, &kind, config_action(&kind, session.config()))
+            .map(|messages| (messages, kind))
+    })
+    .await;
+    let (messages, kind) =
+        built.map_err(|e| format!("{e} ({})", refit::server_context(model, sizes)))?;
+    tracing::info!(
+        task = kind.name(),
+        model,
+        ?sizes,
+        tokens = messages.estimated_tokens,
+        "the prompt was too long for the server: asking again, cut to fit"
+    );
+    let mut notes: Vec<String> = messages.trim_note().into_iter().collect();
+    notes.push(refit::note(model, request.limits.context_window, sizes));
+    Ok((messages, notes))
 }
 
 /// One deadline for the whole action, escalations included: each endpoint of each model of
