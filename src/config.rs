@@ -623,7 +623,10 @@ pub fn locate(
 }
 
 /// The built-in default (SPEC §3): Ollama on this machine for every task, and a cloud model
-/// for actions only when its key variable is set.
+/// for actions only when its key variable is set. The local model's window is the context
+/// Ollama runs a model with unless told otherwise (`num_ctx`, 4096 in current versions): a
+/// longer prompt Ollama cuts from the front without a word, the instructions first, so
+/// prompts are built to fit it and cut where Pilotfish says.
 fn built_in_table(env: impl Fn(&str) -> Option<String>) -> toml::Table {
     let mut text = String::from(
         r#"
@@ -633,7 +636,7 @@ url = "http://127.0.0.1:11434"
 model = "qwen2.5-coder:1.5b"
 fim = "native"
 local = true
-context_window = 32768
+context_window = 4096
 max_output_tokens = 1024
 "#,
     );

@@ -424,6 +424,27 @@ fn the_built_in_default_is_ollama_for_every_task() {
     }
 }
 
+/// Ollama runs a model with a context of 4,096 tokens unless told otherwise (`num_ctx`) and
+/// cuts a longer prompt from the front without a word, the instructions first (it never
+/// refuses one, so an action cannot be asked again smaller): the built-in default sizes
+/// prompts for that context, so a big function's Explain is cut where Pilotfish says.
+#[test]
+fn the_built_in_default_sizes_prompts_for_the_context_ollama_runs() {
+    let workspace = Workspace::empty();
+    let mut code = String::from("def process(records):\n    total = 0\n");
+    for i in 0..600 {
+        code.push_str(&format!("    total += records[{i}] * {i}\n"));
+    }
+    workspace.write("big.py", &code);
+    let ran = workspace.run(&["route", "big.py:2:5", "--task", "explain"], &[]);
+    assert_eq!(ran.code(), Some(0), "{}", ran.both());
+    let out = ran.stdout();
+    assert!(
+        out.contains("window is 4,096: no model holds it whole, so the largest window serves"),
+        "{out}"
+    );
+}
+
 #[test]
 fn a_cloud_key_adds_a_cloud_model_for_actions_only_and_its_value_is_never_printed() {
     const VALUE: &str = "sk-ant-api03-NeverPrintThisValue0123456789";
