@@ -340,8 +340,9 @@ impl Health {
 
     /// Records a failed call and says whether to retry the same endpoint or move on. Every
     /// failed call counts towards the breaker except a rate limit (which cools the endpoint
-    /// instead) and a prompt refused as too long (the endpoint answered: it is up); a retry is offered only inside `retry_until` (`None`: never), for a server
-    /// error or a Retry-After that fits, and while the circuit stays closed.
+    /// instead) and a prompt refused as too long (the endpoint answered: it is up); a retry
+    /// is offered only inside `retry_until` (`None`: never), for a server error or a
+    /// Retry-After that fits, and while the circuit stays closed.
     pub fn record_failure(
         &self,
         (model, url): (&str, &str),

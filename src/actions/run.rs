@@ -372,14 +372,16 @@ async fn refit_messages(
         limits: refit::limits_after(request.limits, estimated, sizes),
         ..request.clone()
     };
-    let (kind, session) = (kind.clone(), session.clone());
-    let built = off_runtime(move || {
-        build_messages(&smaller, &kind, config_action(&kind, session.config()))
-            .map(|messages| (messages, kind))
+    let (owned_kind, session) = (kind.clone(), session.clone());
+    let messages = off_runtime(move || {
+        build_messages(
+            &smaller,
+            &owned_kind,
+            config_action(&owned_kind, session.config()),
+        )
     })
-    .await;
-    let (messages, kind) =
-        built.map_err(|e| format!("{e} ({})", refit::server_context(model, sizes)))?;
+    .await
+    .map_err(|e| format!("{e} ({})", refit::server_context(model, sizes)))?;
     tracing::info!(
         task = kind.name(),
         model,

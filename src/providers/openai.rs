@@ -113,13 +113,18 @@ fn chat_body(model: &ModelConfig, call: &ChatCall<'_>, params: ChatParams) -> Va
     if !params.default_temperature {
         body["temperature"] = json!(call.temperature);
     }
+    tell_not_to_think(model, call, &mut body);
+    body
+}
+
+/// Tells llama-server not to let a thinking model think, when the call says so: it hands
+/// `chat_template_kwargs` to the model's chat template (with `--jinja`), where Qwen3's and
+/// others' read it; a template without it ignores it. Not sent to other OpenAI-compatible
+/// servers: OpenAI refuses a field it does not know.
+fn tell_not_to_think(model: &ModelConfig, call: &ChatCall<'_>, body: &mut Value) {
     if model.provider == Provider::Llamacpp && call.thinking == Thinking::Off {
-        // llama-server hands these to the model's chat template (with `--jinja`), where
-        // Qwen3's and others' read it; a template without it ignores it. Not sent to other
-        // OpenAI-compatible servers: OpenAI refuses a field it does not know.
         body["chat_template_kwargs"] = json!({ "enable_thinking": false });
     }
-    body
 }
 
 /// The SSE stream of `/chat/completions` (and of `/completions`, whose chunks carry `text`).
@@ -242,12 +247,7 @@ fn responses_body(model: &ModelConfig, call: &ChatCall<'_>, params: ChatParams) 
     if !params.default_temperature {
         body["temperature"] = json!(call.temperature);
     }
-    if model.provider == Provider::Llamacpp && call.thinking == Thinking::Off {
-        // llama-server hands these to the model's chat template (with `--jinja`), where
-        // Qwen3's and others' read it; a template without it ignores it. Not sent to other
-        // OpenAI-compatible servers: OpenAI refuses a field it does not know.
-        body["chat_template_kwargs"] = json!({ "enable_thinking": false });
-    }
+    tell_not_to_think(model, call, &mut body);
     body
 }
 

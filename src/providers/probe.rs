@@ -57,7 +57,6 @@ impl super::Providers {
     }
 }
 
-/// Whether `wanted` is among `listed`, allowing Ollama's implicit `:latest` tag.
 /// Whether `error`, from `model`'s model list, only says that the server keeps none: an
 /// OpenAI-compatible server need not serve `/models` (Mistral's Codestral endpoint), and one
 /// that answers 404 there is up.
@@ -65,6 +64,7 @@ pub(super) fn lists_no_models(model: &ModelConfig, error: &ProviderError) -> boo
     model.provider == Provider::Openai && matches!(error, ProviderError::Status { status: 404, .. })
 }
 
+/// Whether `wanted` is among `listed`, allowing Ollama's implicit `:latest` tag.
 pub fn model_listed(listed: &[String], wanted: &str) -> bool {
     listed.iter().any(|name| {
         name == wanted
