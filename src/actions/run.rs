@@ -30,7 +30,7 @@ use crate::config::{ActionOutput, Config};
 use crate::documents::Snapshot;
 use crate::providers::too_long::Sizes;
 use crate::providers::{
-    ChatCall, ChatMessage, Cut, ModelAnswer, ProviderError, Providers, Thinking,
+    ChatCall, ChatMessage, Cut, ModelAnswer, ProviderError, Providers, Thinking, answer_limit,
 };
 use crate::reasoning::after_reasoning;
 use crate::redact::redact;
@@ -395,8 +395,8 @@ async fn refit_messages(
 }
 
 /// One deadline for the whole action, escalations included: each endpoint of each model of
-/// the chain may take its timeout; retries only within the slowest model's. (Retry-until,
-/// deadline.)
+/// the chain may take its [`answer_limit`]; retries only within the slowest model's timeout
+/// (a retry follows a failure, which comes before any text). (Retry-until, deadline.)
 fn deadlines(chain: &[Model]) -> (Instant, Instant) {
     let started = Instant::now();
     let longest = chain
@@ -406,7 +406,7 @@ fn deadlines(chain: &[Model]) -> (Instant, Instant) {
         .unwrap_or(Duration::from_secs(30));
     let total: Duration = chain
         .iter()
-        .map(|m| Duration::from_millis(m.config.timeout_ms) * m.config.url.len() as u32)
+        .map(|m| answer_limit(&m.config, m.config.max_output_tokens) * m.config.url.len() as u32)
         .sum();
     (started + longest, started + total + Duration::from_secs(1))
 }
@@ -745,24 +745,33 @@ struct Answer<'a> {
     cut_note: Option<String>,
 }
 
-/// What the user is told when `model`'s answer was cut (at its `max_output_tokens`, or by its
-/// `timeout_ms` while it streamed): the text may end mid-sentence, and the limit is theirs to
-/// raise. None for a model not in `chain`.
+/// What the user is told when `model`'s answer was cut (at its `max_output_tokens`, at the
+/// time it had to write it, or by a stream that went quiet): the text may end mid-sentence,
+/// and what to do about it. None for a model not in `chain`.
 fn cut_note(cut: Cut, chain: &[Model], model: &str) -> Option<String> {
     let config = &chain.iter().find(|m| &*m.name == model)?.config;
-    let (limit, key) = match cut {
-        Cut::TokenLimit => (
-            format!("{}-token limit", config.max_output_tokens),
-            "max_output_tokens",
+    let why = match cut {
+        Cut::TokenLimit => format!(
+            "at the {}-token limit; raise max_output_tokens in [models.{model}] for longer \
+             answers",
+            config.max_output_tokens
         ),
-        Cut::Timeout => (
-            format!("{} timeout", seconds(config.timeout_ms)),
-            "timeout_ms",
+        Cut::Timeout => {
+            let limit = answer_limit(config, config.max_output_tokens).as_millis() as u64;
+            format!(
+                "at the {} time limit, still being written ({} to begin, then a quarter second \
+                 a token of its {}); raise timeout_ms in [models.{model}] for a model this slow",
+                seconds(limit),
+                seconds(config.timeout_ms),
+                config.max_output_tokens
+            )
+        }
+        Cut::Stalled { ms } => format!(
+            "where the model server went quiet: nothing came for {}",
+            seconds(ms)
         ),
     };
-    Some(format!(
-        "… answer cut at the {limit}; raise {key} in [models.{model}] for longer answers"
-    ))
+    Some(format!("… answer cut {why}"))
 }
 
 /// What to do when the last model asked sent nothing before its `timeout_ms`: on a CPU a

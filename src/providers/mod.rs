@@ -17,6 +17,7 @@ mod probe;
 pub use probe::model_listed;
 mod client;
 mod stream;
+use stream::Quiet;
 
 use client::{http_client, root_cause, send, transport_error};
 pub mod too_long;
@@ -68,9 +69,25 @@ pub enum Cut {
     /// Anthropic `stop_reason: "max_tokens"`, Ollama `done_reason: "length"`, llama.cpp
     /// `stop_type: "limit"` or `truncated`).
     TokenLimit,
-    /// The model's `timeout_ms` ran out while a chat answer streamed: the text is what had
-    /// arrived.
+    /// The model was still writing when the answer's time ran out ([`answer_limit`]): the
+    /// text is what had arrived.
     Timeout,
+    /// The model server sent nothing for `ms` after some text (a stream that stalled): the
+    /// text is what had arrived.
+    Stalled { ms: u64 },
+}
+
+/// The time a model is given to write each token it was asked for, once it has begun: 4
+/// tokens a second, slower than any model a user waits on (the 1.5B writes 20 a second on
+/// two CPU cores, a 7B some 3–10 on a laptop's).
+pub const WRITING_TIME_PER_TOKEN: Duration = Duration::from_millis(250);
+
+/// The longest a streamed chat answer of at most `max_tokens` may take: the model's
+/// `timeout_ms` to begin (a model that has sent no word by then has timed out), then
+/// [`WRITING_TIME_PER_TOKEN`] for each token. A model that writes is not cut by `timeout_ms`
+/// alone: on a CPU an explanation takes longer than the wait for its first word.
+pub fn answer_limit(model: &ModelConfig, max_tokens: u32) -> Duration {
+    Duration::from_millis(model.timeout_ms) + WRITING_TIME_PER_TOKEN * max_tokens
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -349,7 +366,8 @@ impl Providers {
                     llamacpp::fim_streamed(&self.http, model, &url, &call)?
                 }
             };
-            stream_chat(&url, model, request, wire.as_mut(), started, on_text).await
+            let clock = (started, Quiet::Fails);
+            stream_chat(&url, model, request, wire.as_mut(), clock, on_text).await
         };
         let limit = Duration::from_millis(model.timeout_ms);
         match tokio::time::timeout(limit, work).await {
@@ -363,11 +381,12 @@ impl Providers {
     }
 
     /// Streams a chat answer from `model`, calling `on_text` with each piece of text as it
-    /// arrives; the returned answer holds the whole text. The model's `timeout_ms` bounds the
-    /// whole call: when it runs out after some text arrived, that text is the answer, marked
-    /// [`Cut::Timeout`] (a slow local model still explains, in part); before any text it is a
-    /// [`ProviderError::Timeout`]. A stream that sends no byte for [`stream::idle_limit`]
-    /// fails early. Dropping the future drops the connection, which stops the model.
+    /// arrives; the returned answer holds the whole text. A model that sends no text within
+    /// its `timeout_ms` has timed out ([`ProviderError::Timeout`]); one that has begun writes
+    /// on for up to [`answer_limit`], and when that runs out, or the stream goes quiet for
+    /// [`stream::idle_limit`], the text that arrived is the answer, marked [`Cut::Timeout`] or
+    /// [`Cut::Stalled`] (a slow local model still explains, in part). Dropping the future
+    /// drops the connection, which stops the model.
     ///
     /// After some text has been passed on, a failure is a [`ProviderError::Stream`] (or a
     /// `Status` for an in-band error that names one, like Anthropic's `overloaded_error` as
@@ -418,8 +437,9 @@ impl Providers {
                     Provider::Ollama => ollama::chat(&self.http, model, &url, &call),
                     Provider::Anthropic => anthropic::chat(&self.http, model, &url, &call)?,
                 };
+                let clock = (started, Quiet::EndsTheAnswer);
                 let answer =
-                    stream_chat(&url, model, request, wire.as_mut(), started, &mut keep).await;
+                    stream_chat(&url, model, request, wire.as_mut(), clock, &mut keep).await;
                 let learnt = match &answer {
                     Err(e) if matches!(model.provider, Provider::Openai | Provider::Llamacpp) => {
                         params.learn(e)
@@ -433,7 +453,7 @@ impl Providers {
                 lock(&self.chat_params).insert(remembered.clone(), learnt);
             }
         };
-        let limit = Duration::from_millis(model.timeout_ms);
+        let limit = answer_limit(model, call.max_tokens);
         match tokio::time::timeout(limit, work).await {
             Ok(result) => result,
             Err(_) if !arrived.is_empty() => Ok(ModelAnswer {
@@ -510,20 +530,30 @@ async fn post_json(
     read_body(url, model, response).await
 }
 
-/// Sends a chat request and reads its streamed answer through `wire`.
+/// Sends a chat request and reads its streamed answer through `wire` (`clock`: when the call
+/// began, and what a stream gone quiet means, as for [`stream::read_chat`]). The answer's
+/// head, like its first word, comes by [`stream::begin_by`].
 async fn stream_chat(
     url: &str,
     model: &ModelConfig,
     request: reqwest::RequestBuilder,
     wire: &mut dyn stream::ChatWire,
-    started: Instant,
+    clock: (Instant, Quiet),
     on_text: &mut (dyn FnMut(&str) + Send),
 ) -> Result<ModelAnswer, ProviderError> {
-    let response = send(request)
+    let begin_by = tokio::time::Instant::from_std(stream::begin_by(clock.0, model));
+    let timeout = || ProviderError::Timeout {
+        url: url.to_string(),
+        ms: model.timeout_ms,
+    };
+    let response = tokio::time::timeout_at(begin_by, send(request))
         .await
+        .map_err(|_| timeout())?
         .map_err(|e| transport_error(url, model, e))?;
-    let response = check_status(url, response).await?;
-    stream::read_chat(url, model, response, wire, started, on_text).await
+    let response = tokio::time::timeout_at(begin_by, check_status(url, response))
+        .await
+        .map_err(|_| timeout())??;
+    stream::read_chat(url, model, response, wire, clock, on_text).await
 }
 
 /// The conversation as `{role, content}` objects; the system prompt first when

@@ -407,23 +407,44 @@ pub(super) fn event_json(name: &str, data: &str) -> Result<serde_json::Value, Wi
     })
 }
 
-/// How long a stream may go without a byte: the model's whole timeout, at most [`MAX_IDLE`].
+/// How long a stream may go without a byte once text has arrived: the model's whole
+/// timeout, at most [`MAX_IDLE`] (a model writing never pauses that long between tokens).
 pub(super) fn idle_limit(timeout_ms: u64) -> Duration {
     Duration::from_millis(timeout_ms).min(MAX_IDLE)
 }
 
+/// When a call that has sent no text yet times out: the model's `timeout_ms` after the call
+/// began. Until its first word a model may be silent that long (a local model on a CPU reads a
+/// long prompt first, sending nothing, or only llama-server's empty first event).
+pub(super) fn begin_by(started: Instant, model: &ModelConfig) -> Instant {
+    started + Duration::from_millis(model.timeout_ms)
+}
+
+/// What a stream that goes quiet for [`idle_limit`] after some text means to its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Quiet {
+    /// A failure: the text so far is dropped (a completion asks again at the next pause).
+    Fails,
+    /// The end of the answer: the text so far is kept, marked [`Cut::Stalled`] (half an
+    /// explanation is worth reading).
+    EndsTheAnswer,
+}
+
 /// Reads a streamed chat body through `wire`, passing text pieces to `on_text` as they
-/// arrive. `started` is when the call began (for the time to first token). The caller bounds
-/// the whole call; this bounds each wait for bytes by [`idle_limit`].
+/// arrive. `started` is when the call began (for the time to first token, and until
+/// [`begin_by`] for the first word); after the first word each wait for bytes is bounded by
+/// [`idle_limit`], and `quiet` says what running out of it means. The caller bounds the
+/// whole call.
 pub(super) async fn read_chat(
     url: &str,
     model: &ModelConfig,
     response: reqwest::Response,
     wire: &mut dyn ChatWire,
-    started: Instant,
+    (started, quiet): (Instant, Quiet),
     on_text: &mut (dyn FnMut(&str) + Send),
 ) -> Result<ModelAnswer, ProviderError> {
     let idle = idle_limit(model.timeout_ms);
+    let begin_by = tokio::time::Instant::from_std(begin_by(started, model));
     let mut body = response.bytes_stream();
     let mut got = Received {
         text: String::new(),
@@ -434,11 +455,28 @@ pub(super) async fn read_chat(
     };
     let mut read = 0usize;
     loop {
-        let bytes = match tokio::time::timeout(idle, body.next()).await {
+        let next = if got.chars == 0 {
+            tokio::time::timeout_at(begin_by, body.next()).await
+        } else {
+            tokio::time::timeout(idle, body.next()).await
+        };
+        let bytes = match next {
             Err(_) if got.chars == 0 => {
                 return Err(ProviderError::Timeout {
                     url: url.to_string(),
-                    ms: idle.as_millis() as u64,
+                    ms: model.timeout_ms,
+                });
+            }
+            Err(_) if quiet == Quiet::EndsTheAnswer => {
+                let (tokens_in, tokens_out) = wire.usage();
+                return Ok(ModelAnswer {
+                    text: got.text,
+                    tokens_in,
+                    tokens_out,
+                    first_token: got.first_token,
+                    cut: Some(Cut::Stalled {
+                        ms: idle.as_millis() as u64,
+                    }),
                 });
             }
             Err(_) => {

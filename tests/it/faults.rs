@@ -10,7 +10,8 @@
 //!   answered empty with the model's connection dropped; a newer request or `$/cancelRequest`
 //!   ends it at once, and (for a model that was answering fast) drops its call;
 //! - an action gets a clear one-line error naming what went wrong, within its deadline (or,
-//!   where a stream stopped or trickled after some text, that text marked cut at the timeout);
+//!   where a stream stopped or trickled after some text, that text marked cut where the
+//!   stream went quiet, or at the time the model had to write its answer);
 //! - the server keeps serving, its memory stays bounded (peak RSS, from /proc), and once the
 //!   model is healthy the next request works (waiting only as long as the fault asked:
 //!   Retry-After, the 2 s probe of a local server that was down, or the breaker's cooldown once
@@ -19,10 +20,12 @@
 //! Completion goes to Ollama's `/api/generate` (the built-in default's wire), actions to an
 //! OpenAI-compatible `/v1/chat/completions` (llama.cpp, vLLM): the same double serves both.
 //!
-//! One exception to the defaults: where a request can only end by hitting the model's
-//! timeout (a hang, for the completion held to it and for an action), the model's
-//! `timeout_ms` is [`HIT_TIMEOUT_MS`] instead of 30 s, so the test hits it in a second or two.
-//! The newer-request and cancel checks run on the default timeout.
+//! One exception to the defaults: where a request can only end by hitting a limit (a hang,
+//! for the completion held to the model's timeout and for an action), the model's
+//! `timeout_ms` is [`HIT_TIMEOUT_MS`] instead of 30 s and the action model's
+//! `max_output_tokens` is [`HIT_MAX_TOKENS`] instead of 1,024 (a model that writes is given a
+//! quarter second a token it was asked for), so the test hits them in a second or two. The
+//! newer-request and cancel checks run on the default timeout.
 //!
 //! Counts and contents are asserted; times only where a fault makes the difference seconds
 //! wide (held to the timeout or not). `cargo test --test it faults:: -- --nocapture` prints
@@ -45,6 +48,10 @@ use crate::support::lsp::{LspClient, RequestId, mark, position};
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The model's timeout where a request can only end by hitting it (see the header).
 const HIT_TIMEOUT_MS: u64 = 1_500;
+/// The action model's output-token limit there: room for [`EXPLANATION`] (the double counts
+/// four characters a token), and a stream that trickles forever is cut 1.5 s after its time
+/// to begin.
+const HIT_MAX_TOKENS: u32 = 6;
 /// What the client may add to the server's deadline: pipes, JSON, a shared machine. It only
 /// has to tell "ended at the deadline" from "waited for something else" (seconds).
 const CLIENT_SLACK: Duration = Duration::from_secs(3);
@@ -227,7 +234,7 @@ struct Figures {
 }
 
 /// A server whose completion and action models are both served by `double`, with the
-/// defaults a new user gets except `timeout_ms` where a case must hit it. Python completes on
+/// defaults a new user gets except the limits where a case must hit them. Python completes on
 /// that model alone; Rust falls back to `backup`, a healthy model on another double.
 struct Bench {
     double: ModelDouble,
@@ -242,10 +249,13 @@ impl Bench {
         let backup = ModelDouble::start(Behaviour::answer(BACKUP_ANSWER));
         let dir = tempfile::tempdir().expect("temp workspace");
         let timeout = timeout_ms.map_or(String::new(), |ms| format!("timeout_ms = {ms}\n"));
+        let limits = timeout_ms.map_or(String::new(), |ms| {
+            format!("timeout_ms = {ms}\nmax_output_tokens = {HIT_MAX_TOKENS}\n")
+        });
         let config = format!(
             "[models.local]\nprovider = \"ollama\"\nurl = \"{url}\"\nmodel = \"test-model\"\nfim = \"native\"\n{timeout}\n\
              [models.backup]\nprovider = \"ollama\"\nurl = \"{backup}\"\nmodel = \"test-model\"\nfim = \"native\"\n\n\
-             [models.chat]\nprovider = \"openai\"\nurl = \"{url}/v1\"\nmodel = \"test-model\"\n{timeout}\n\
+             [models.chat]\nprovider = \"openai\"\nurl = \"{url}/v1\"\nmodel = \"test-model\"\n{limits}\n\
              [routes]\ncomplete = [\"local\"]\nexplain = [\"chat\"]\nrefactor = [\"chat\"]\nreview = [\"chat\"]\n\n\
              [[rules]]\ntask = \"complete\"\nwhen = {{ languages = [\"rust\"] }}\nuse = [\"local\", \"backup\"]\n",
             url = double.base_url(),
@@ -550,7 +560,7 @@ fn completion_hangs(case: &Case, figures: &mut Figures, problems: &mut Vec<Strin
 
 /// An action: a clear one-line error within its deadline (the model's timeout, short where
 /// the fault can end nowhere else) — or, where a stream stopped or trickled after some text,
-/// that text, marked cut at the timeout.
+/// that text, marked cut where it went quiet or at the time the model had to write it.
 fn action(case: &Case, figures: &mut Figures, problems: &mut Vec<String>) {
     let timeout_ms = (case.ends == Ends::Hangs).then_some(HIT_TIMEOUT_MS);
     let bench = Bench::start(timeout_ms);
@@ -558,19 +568,33 @@ fn action(case: &Case, figures: &mut Figures, problems: &mut Vec<String>) {
     let (result, took) = bench.explain(0);
     figures.answered_in = took;
     figures.calls = bench.double.requests();
-    let deadline = timeout_ms.map_or(DEFAULT_TIMEOUT, Duration::from_millis);
+    let timeout = timeout_ms.map_or(DEFAULT_TIMEOUT, Duration::from_millis);
+    // A model that has begun writes on, a quarter second a token it was asked for.
+    let deadline = match timeout_ms {
+        Some(_) => timeout + Duration::from_millis(250) * HIT_MAX_TOKENS,
+        None => timeout,
+    };
     if took > deadline + CLIENT_SLACK {
         problems.push(format!("the action took {took:?} (deadline {deadline:?})"));
     }
     match result {
         Ok(result) => {
             let markdown = result["markdown"].as_str().unwrap_or_default();
-            let cut = markdown.contains(&format!(
-                "answer cut at the {} s timeout",
+            let quiet = format!(
+                "answer cut where the model server went quiet: nothing came for {} s",
+                timeout.as_secs_f64()
+            );
+            let writing = format!(
+                "answer cut at the {} s time limit, still being written",
                 deadline.as_secs_f64()
-            ));
-            if case.ends == Ends::Hangs && cut && !markdown.starts_with("\n") {
-                figures.answer = "the text that arrived, marked cut at the timeout".to_owned();
+            );
+            let cut = [quiet, writing]
+                .into_iter()
+                .find(|note| markdown.contains(note));
+            if let Some(note) =
+                cut.filter(|_| case.ends == Ends::Hangs && !markdown.starts_with("\n"))
+            {
+                figures.answer = format!("the text that arrived, marked \"{note}\"");
             } else {
                 problems.push(format!("the action answered {result}"));
             }

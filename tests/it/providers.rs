@@ -48,6 +48,14 @@ fn model(double: &ModelDouble, provider: Provider, key_env: Option<&str>) -> Mod
 
 /// One chat call; returns the pieces `on_text` saw, in order, and the result.
 async fn chat(model: &ModelConfig) -> (Vec<String>, Result<ModelAnswer, ProviderError>) {
+    chat_asking(model, 300).await
+}
+
+/// [`chat`] asking for at most `max_tokens`.
+async fn chat_asking(
+    model: &ModelConfig,
+    max_tokens: u32,
+) -> (Vec<String>, Result<ModelAnswer, ProviderError>) {
     let messages = [
         ChatMessage::user("Explain this code."),
         ChatMessage::assistant("Which part?"),
@@ -56,7 +64,7 @@ async fn chat(model: &ModelConfig) -> (Vec<String>, Result<ModelAnswer, Provider
     let call = ChatCall {
         system: "You are a careful reviewer.",
         messages: &messages,
-        max_tokens: 300,
+        max_tokens,
         temperature: 0.2,
         thinking: Thinking::ModelDefault,
     };
@@ -415,6 +423,25 @@ async fn a_hanging_server_times_out_and_loses_the_connection() {
     }
 }
 
+/// Until its first word a model may be silent for its whole `timeout_ms`, however long: a
+/// user who raised it for a CPU model reading a long prompt (llama-server sends its empty
+/// role event at once, then nothing) gets the answer, not a stall at 30 s. Real time: the
+/// limit it must pass is the 30 s a stream may be quiet once it writes.
+#[tokio::test]
+async fn a_model_reading_its_prompt_longer_than_a_stall_is_waited_for_to_its_timeout() {
+    let double = ModelDouble::start(Behaviour::answer("abcdef").reading(Duration::from_secs(31)));
+    let mut model = model(&double, Provider::Openai, None);
+    model.timeout_ms = 60_000;
+    let (pieces, result) = chat(&model).await;
+    assert!(
+        matches!(&result, Ok(ModelAnswer { text, cut: None, .. }) if text == "abcdef"),
+        "{result:?}"
+    );
+    assert_eq!(pieces.concat(), "abcdef");
+}
+
+/// A chat stream that goes quiet after some text ends there, keeping what came, once it has
+/// been quiet for the model's timeout.
 #[tokio::test]
 async fn a_stream_that_stalls_times_out_after_the_first_pieces() {
     let double = ModelDouble::start(
@@ -428,13 +455,8 @@ async fn a_stream_that_stalls_times_out_after_the_first_pieces() {
     model.timeout_ms = 1_500;
     let (pieces, result) = chat(&model).await;
     assert_eq!(pieces, ["ab"]);
-    // The whole-call limit and the idle limit are both 1.5 s here; when the first piece
-    // comes within the same timer tick as the call's start they expire together, and
-    // either may report: the whole-call limit gives what arrived, marked as cut at the
-    // timeout; the idle limit says the stream stalled.
     assert!(
-        matches!(&result, Ok(ModelAnswer { text, cut: Some(Cut::Timeout), .. }) if text == "ab")
-            || matches!(&result, Err(ProviderError::Stream { detail, partial_chars: 2, .. }) if detail.contains("stalled")),
+        matches!(&result, Ok(ModelAnswer { text, cut: Some(Cut::Stalled { ms: 1_500 }), .. }) if text == "ab"),
         "{result:?}"
     );
     assert!(
@@ -612,9 +634,9 @@ async fn an_answer_that_never_ends_is_an_error_at_the_limit_for_every_wire() {
 }
 
 /// A server that stops part-way through the body (after promising all of it) is a timeout
-/// (or a stalled stream) at the model's `timeout_ms` — for a chat, the text that arrived,
-/// marked cut at the timeout — and the connection is dropped. The timeout is short here
-/// because hitting it is the point.
+/// at the model's `timeout_ms` — for a chat, the text that arrived, marked cut where the
+/// stream went quiet — and the connection is dropped. The timeout is short here because
+/// hitting it is the point.
 #[tokio::test]
 async fn a_hang_mid_answer_times_out_for_every_wire() {
     set_key("PILOTFISH_IT_HANG_MID_KEY", "k");
@@ -638,8 +660,7 @@ async fn a_hang_mid_answer_times_out_for_every_wire() {
         let (pieces, result) = chat(&model).await;
         assert_eq!(pieces, ["ab"], "chat {provider:?}");
         assert!(
-            matches!(&result, Ok(answer) if answer.text == "ab" && answer.cut == Some(Cut::Timeout))
-                || matches!(&result, Err(ProviderError::Stream { detail, partial_chars: 2, .. }) if detail.contains("stalled")),
+            matches!(&result, Ok(answer) if answer.text == "ab" && answer.cut == Some(Cut::Stalled { ms: 300 })),
             "chat {provider:?}: {result:?}"
         );
         assert!(double.wait_for_async(|d| d.aborted() == 1, WAIT).await);
@@ -647,9 +668,10 @@ async fn a_hang_mid_answer_times_out_for_every_wire() {
 }
 
 /// An answer that never ends but never grows big either (a piece every 20 ms) is stopped by
-/// nothing but the model's timeout — short here, because hitting it is the point: a FIM call
-/// fails, a chat keeps what arrived, marked cut at the timeout — and the connection is
-/// dropped there.
+/// nothing but time — short here, because hitting it is the point: a FIM call fails at the
+/// model's timeout; a chat, which has begun, writes on for a quarter second a token asked
+/// for, then keeps what arrived, marked cut at that limit — and the connection is dropped
+/// there.
 #[tokio::test]
 async fn an_answer_that_trickles_forever_ends_at_the_timeout_for_every_wire() {
     set_key("PILOTFISH_IT_TRICKLE_KEY", "k");
@@ -672,11 +694,18 @@ async fn an_answer_that_trickles_forever_ends_at_the_timeout_for_every_wire() {
         let double = ModelDouble::start(Behaviour::failing(fault.clone()));
         let mut model = model(&double, provider, key);
         model.timeout_ms = 300;
-        let (pieces, result) = chat(&model).await;
+        let started = Instant::now();
+        let (pieces, result) = chat_asking(&model, 2).await;
+        let took = started.elapsed();
         assert!(!pieces.is_empty(), "chat {provider:?}: text was passed on");
         assert!(
             matches!(&result, Ok(answer) if answer.text == pieces.concat() && answer.cut == Some(Cut::Timeout)),
             "chat {provider:?}: {result:?}"
+        );
+        // 300 ms to begin and 500 ms to write two tokens: cut at 0.8 s, not at the timeout.
+        assert!(
+            took >= Duration::from_millis(800) && took < Duration::from_secs(3),
+            "chat {provider:?}: {took:?}"
         );
         assert!(double.wait_for_async(|d| d.aborted() == 1, WAIT).await);
     }

@@ -127,6 +127,10 @@ pub struct Behaviour {
     pub delay_after: Option<(usize, Duration)>,
     /// Wait between content chunks when streaming.
     pub chunk_delay: Duration,
+    /// Streaming: wait this long after the stream's opening events (an OpenAI-compatible
+    /// chat's empty role event) before the first content chunk — llama-server sends that
+    /// event at once, then nothing while it reads the prompt.
+    pub reading: Duration,
     /// How many content chunks a streamed answer is split into (at least 1).
     pub chunks: usize,
     /// Applied to every model call not covered by `script`.
@@ -176,6 +180,7 @@ impl Default for Behaviour {
             delay: Duration::ZERO,
             delay_after: None,
             chunk_delay: Duration::ZERO,
+            reading: Duration::ZERO,
             chunks: 3,
             fault: None,
             script: Vec::new(),
@@ -236,6 +241,11 @@ impl Behaviour {
 
     pub fn chunk_delay(mut self, delay: Duration) -> Self {
         self.chunk_delay = delay;
+        self
+    }
+
+    pub fn reading(mut self, reading: Duration) -> Self {
+        self.reading = reading;
         self
     }
 

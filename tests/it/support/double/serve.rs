@@ -21,6 +21,8 @@ struct Plan {
     finish: Finish,
     delay: Duration,
     chunk_delay: Duration,
+    /// Silence after the stream's opening events ([`Behaviour::reading`]).
+    reading: Duration,
     chunks: usize,
     fault: Option<Fault>,
     /// Whole answers, even to a request for a stream.
@@ -74,6 +76,7 @@ pub(super) async fn respond(conn: &mut Conn, shared: &Shared, parsed: Parsed) ->
             finish: Finish::Stop,
             delay: behaviour.delay,
             chunk_delay: behaviour.chunk_delay,
+            reading: behaviour.reading,
             chunks: behaviour.chunks.max(1),
             fault: None,
             never_streams: behaviour.never_streams,
@@ -323,6 +326,9 @@ async fn stream_answer(
         if !conn.send(&http_chunk(event)).await {
             return Outcome::Aborted;
         }
+    }
+    if !conn.pause(plan.reading).await {
+        return Outcome::Aborted;
     }
     let cut_after = match fault {
         Some(
