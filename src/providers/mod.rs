@@ -598,13 +598,7 @@ async fn check_status(
     if status.is_success() {
         return Ok(response);
     }
-    let retry_after = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64);
+    let retry_after = retry_after(response.headers(), std::time::SystemTime::now());
     let body = read_capped(response, MAX_ERROR_BODY_BYTES)
         .await
         .map(|(body, _)| body)
@@ -623,6 +617,37 @@ async fn check_status(
         status: status.as_u16(),
         retry_after,
         message,
+    })
+}
+
+/// How long the server asks to be left alone, read as the OpenAI and Anthropic SDKs read
+/// it: `retry-after-ms` (Azure OpenAI sends it, in milliseconds), else `Retry-After` in
+/// seconds or as an HTTP date (RFC 9110 §10.2.3; a date already past is no wait).
+fn retry_after(
+    headers: &reqwest::header::HeaderMap,
+    now: std::time::SystemTime,
+) -> Option<Duration> {
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    let span = |number: &str, unit: f64| {
+        number
+            .parse::<f64>()
+            .ok()
+            .map(|n| n * unit)
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(Duration::from_secs_f64)
+    };
+    if let Some(ms) = header("retry-after-ms").and_then(|v| span(v, 0.001)) {
+        return Some(ms);
+    }
+    let value = header(reqwest::header::RETRY_AFTER.as_str())?;
+    span(value, 1.0).or_else(|| {
+        let at = httpdate::parse_http_date(value).ok()?;
+        Some(at.duration_since(now).unwrap_or_default())
     })
 }
 
@@ -782,6 +807,52 @@ fn stops_for_api(stop: &[String], max: usize) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn how_long_a_server_asks_to_be_left_alone() {
+        let now = httpdate::parse_http_date("Sun, 06 Dec 2026 20:00:00 GMT").unwrap();
+        type Headers = &'static [(&'static str, &'static str)];
+        let cases: &[(Headers, Option<u64>)] = &[
+            (&[("retry-after", "2")], Some(2_000)),
+            (&[("retry-after", " 1.5 ")], Some(1_500)),
+            (
+                &[("retry-after", "Sun, 06 Dec 2026 20:00:30 GMT")],
+                Some(30_000),
+            ),
+            // RFC 850 and asctime dates, as HTTP allows.
+            (
+                &[("retry-after", "Sunday, 06-Dec-26 20:01:00 GMT")],
+                Some(60_000),
+            ),
+            (&[("retry-after", "Sun Dec  6 20:00:05 2026")], Some(5_000)),
+            (&[("retry-after", "Sun, 06 Dec 2026 19:59:00 GMT")], Some(0)),
+            (
+                &[("retry-after-ms", "250"), ("retry-after", "1")],
+                Some(250),
+            ),
+            (
+                &[("retry-after-ms", "soon"), ("retry-after", "1")],
+                Some(1_000),
+            ),
+            (&[("retry-after", "-3")], None),
+            (&[("retry-after", "later")], None),
+            (&[], None),
+        ];
+        for (headers, expected) in cases {
+            let mut map = reqwest::header::HeaderMap::new();
+            for (name, value) in *headers {
+                map.insert(
+                    reqwest::header::HeaderName::from_static(name),
+                    value.parse().unwrap(),
+                );
+            }
+            assert_eq!(
+                retry_after(&map, now).map(|d| d.as_millis() as u64),
+                *expected,
+                "{headers:?}"
+            );
+        }
+    }
 
     #[test]
     fn error_messages_are_one_clear_line() {
