@@ -217,6 +217,7 @@ async fn tiny_chat(model: &ModelConfig, providers: &Providers) -> Result<(), Pro
         max_tokens: 1,
         temperature: 0.0,
         thinking: Thinking::ModelDefault,
+        begin_within: None,
     };
     providers.chat(model, call, &mut |_| {}).await.map(drop)
 }

@@ -19,7 +19,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::config::ModelConfig;
-use crate::providers::{ModelAnswer, ProviderError, Providers};
+use crate::providers::{ModelAnswer, PromptRead, ProviderError, Providers};
 use crate::router::{COMPLETE, EndpointLive, Latency, ModelLive, ModelState, endpoint_order};
 use crate::sync::lock;
 
@@ -43,6 +43,9 @@ const LATENCY_WEIGHT: f64 = 0.3;
 /// nor puts a model last for being slow, so that a model measured slow once (a cold first
 /// call, a busy machine) is measured again instead of being avoided for good.
 pub const STALE_AVERAGE: Duration = Duration::from_secs(120);
+/// A prompt read shorter than this says little of how fast the server reads one: a few
+/// dozen tokens cost the server's fixed overhead as much as their reading.
+const MIN_TOKENS_READ: u64 = 64;
 
 /// What is known of one endpoint of one model.
 #[derive(Debug, Default, Clone)]
@@ -58,6 +61,9 @@ struct EndpointHealth {
     probe_down: bool,
     /// The averages of completion calls and of action calls, by [`Work::index`].
     latency: [Option<Averages>; 2],
+    /// Milliseconds a prompt token takes the server to read (an exponentially weighted
+    /// average of what it said of its reads: [`PromptRead`]).
+    reading_ms_per_token: Option<f64>,
     /// Calls admitted and not reported yet.
     in_flight: u32,
     /// The last call failed in a way that does not pass by itself, and what the user can do
@@ -323,10 +329,36 @@ impl Health {
             *averages = Some(Averages::add(*averages, took, first_token, Instant::now()));
             *h = EndpointHealth {
                 latency,
+                reading_ms_per_token: h.reading_ms_per_token,
                 in_flight: h.in_flight.saturating_sub(1),
                 ..EndpointHealth::default()
             };
         });
+    }
+
+    /// The server said how it read a prompt (after a call, or a warm-up of its cache): the
+    /// reading speed averages take it in when it read enough to tell.
+    pub fn record_reading(&self, (model, url): (&str, &str), read: PromptRead) {
+        if read.tokens < MIN_TOKENS_READ {
+            return;
+        }
+        let ms_per_token = read.took.as_secs_f64() * 1_000.0 / read.tokens as f64;
+        self.with(model, url, |h| {
+            h.reading_ms_per_token = Some(match h.reading_ms_per_token {
+                None => ms_per_token,
+                Some(old) => old + LATENCY_WEIGHT * (ms_per_token - old),
+            });
+        });
+    }
+
+    /// How long the endpoint is expected to take to read a prompt of `tokens` it holds none
+    /// of, from what it said of its reads; `None` before it said anything.
+    pub fn reading_time(&self, model: &str, url: &str, tokens: u64) -> Option<Duration> {
+        let endpoints = lock(&self.endpoints);
+        let ms = endpoints
+            .get(&(model.to_string(), url.to_string()))?
+            .reading_ms_per_token?;
+        Some(Duration::from_secs_f64(ms * tokens as f64 / 1_000.0))
     }
 
     /// A call that was cancelled or abandoned says nothing about the endpoint (nor how long
@@ -438,6 +470,7 @@ fn record_failure(
         // is served as before.
         *h = EndpointHealth {
             latency: h.latency,
+            reading_ms_per_token: h.reading_ms_per_token,
             in_flight: h.in_flight,
             ..EndpointHealth::default()
         };
@@ -596,11 +629,20 @@ pub trait Timed {
     fn first_token(&self) -> Option<Duration> {
         None
     }
+
+    /// What the server said of reading the prompt.
+    fn prompt_read(&self) -> Option<PromptRead> {
+        None
+    }
 }
 
 impl Timed for ModelAnswer {
     fn first_token(&self) -> Option<Duration> {
         self.first_token
+    }
+
+    fn prompt_read(&self) -> Option<PromptRead> {
+        self.prompt_read
     }
 }
 
@@ -746,6 +788,9 @@ where
                     Ok(Ok(answer)) => {
                         guard.armed = false;
                         health.record_success((name, url), work, took, answer.first_token());
+                        if let Some(read) = answer.prompt_read() {
+                            health.record_reading((name, url), read);
+                        }
                         record(None, false);
                         return ChainOutcome {
                             answer: Ok((name.clone(), answer)),
@@ -1101,6 +1146,35 @@ mod tests {
         assert!(h.admit("n", URL, t0));
         fail(&h, "n", &refused(), t0);
         assert_eq!(state(&h, "n", t0), ModelState::Healthy);
+    }
+
+    #[test]
+    fn a_servers_reading_speed_is_averaged_from_what_it_said_of_long_enough_reads() {
+        let h = Health::new();
+        let at = ("m", "u");
+        let read = |tokens, ms| PromptRead {
+            tokens,
+            took: Duration::from_millis(ms),
+        };
+        assert_eq!(h.reading_time("m", "u", 1_000), None, "nothing said yet");
+        // A warm-up's or a completion's few dozen tokens tell nothing of a long prompt.
+        h.record_reading(at, read(30, 3_000));
+        assert_eq!(h.reading_time("m", "u", 1_000), None);
+        h.record_reading(at, read(200, 4_000));
+        assert_eq!(
+            h.reading_time("m", "u", 1_000),
+            Some(Duration::from_secs(20))
+        );
+        // Averaged: 20 ms, then 10 ms a token at weight 0.3.
+        h.record_reading(at, read(400, 4_000));
+        assert_eq!(
+            h.reading_time("m", "u", 1_000),
+            Some(Duration::from_secs(17))
+        );
+        // A success or a failure keeps it; other endpoints know nothing of it.
+        h.record_success(at, Work::Action, Duration::from_secs(1), None);
+        assert!(h.reading_time("m", "u", 1_000).is_some());
+        assert_eq!(h.reading_time("m", "other", 1_000), None);
     }
 
     #[test]

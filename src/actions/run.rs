@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::config::{ActionOutput, Config};
+use crate::config::{ActionOutput, Config, ModelConfig};
 use crate::documents::Snapshot;
 use crate::providers::too_long::Sizes;
 use crate::providers::{
@@ -271,12 +271,13 @@ pub async fn run_action(
         first_line,
         mut notes,
     } = prepared;
+    let times = deadlines(&chain, &env.health, messages.estimated_tokens);
     let mut asking = Asking {
         input: &input,
         env: &env,
         messages,
         output: output_of(&input.kind, env.session.config()),
-        times: deadlines(&chain),
+        times,
         on_progress,
         id: env.usage.next_id(),
         facts: RouteFacts::of(&route_input.request(&env.session)),
@@ -395,9 +396,10 @@ async fn refit_messages(
 }
 
 /// One deadline for the whole action, escalations included: each endpoint of each model of
-/// the chain may take its [`answer_limit`]; retries only within the slowest model's timeout
-/// (a retry follows a failure, which comes before any text). (Retry-until, deadline.)
-fn deadlines(chain: &[Model]) -> (Instant, Instant) {
+/// the chain may take its [`answer_limit`] for a prompt of `tokens`; retries only within the
+/// slowest model's timeout (a retry follows a failure, which comes before any text).
+/// (Retry-until, deadline.)
+fn deadlines(chain: &[Model], health: &Health, tokens: u32) -> (Instant, Instant) {
     let started = Instant::now();
     let longest = chain
         .iter()
@@ -406,9 +408,31 @@ fn deadlines(chain: &[Model]) -> (Instant, Instant) {
         .unwrap_or(Duration::from_secs(30));
     let total: Duration = chain
         .iter()
-        .map(|m| answer_limit(&m.config, m.config.max_output_tokens) * m.config.url.len() as u32)
+        .flat_map(|m| {
+            m.config.url.iter().map(|url| {
+                let begin = begin_within(health, (&m.name, url), &m.config, tokens);
+                answer_limit(begin, m.config.max_output_tokens)
+            })
+        })
         .sum();
     (started + longest, started + total + Duration::from_secs(1))
+}
+
+/// The time `model` at `url` has to send the first word of an answer to a prompt of
+/// `tokens`: its `timeout_ms`, or, for a server that said how fast it reads prompts
+/// (llama-server, Ollama), twice the time it is expected to take to read this one where
+/// that is longer — on a CPU a long prompt takes more than 30 s to read, and the estimate
+/// may count half the server's tokens (Qwen reads each digit as one).
+fn begin_within(
+    health: &Health,
+    (name, url): (&str, &str),
+    model: &ModelConfig,
+    tokens: u32,
+) -> Duration {
+    let timeout = Duration::from_millis(model.timeout_ms);
+    health
+        .reading_time(name, url, u64::from(tokens))
+        .map_or(timeout, |reading| timeout.max(reading * 2))
 }
 
 /// What every round of asking shares: the first round asks the routed chain, each
@@ -713,6 +737,12 @@ async fn ask(
                 max_tokens: model.max_output_tokens,
                 temperature,
                 thinking: Thinking::ModelDefault,
+                begin_within: Some(begin_within(
+                    &env.health,
+                    (&name, &model.url),
+                    &model,
+                    messages.estimated_tokens,
+                )),
             };
             let mut chars = 0usize;
             let mut forward = |piece: &str| {
@@ -756,16 +786,13 @@ fn cut_note(cut: Cut, chain: &[Model], model: &str) -> Option<String> {
              answers",
             config.max_output_tokens
         ),
-        Cut::Timeout => {
-            let limit = answer_limit(config, config.max_output_tokens).as_millis() as u64;
-            format!(
-                "at the {} time limit, still being written ({} to begin, then a quarter second \
-                 a token of its {}); raise timeout_ms in [models.{model}] for a model this slow",
-                seconds(limit),
-                seconds(config.timeout_ms),
-                config.max_output_tokens
-            )
-        }
+        Cut::Timeout { ms } => format!(
+            "at the {} time limit, still being written (its time to begin, then a quarter \
+             second a token of its {}); raise timeout_ms in [models.{model}] for a model this \
+             slow",
+            seconds(ms),
+            config.max_output_tokens
+        ),
         Cut::Stalled { ms } => format!(
             "where the model server went quiet: nothing came for {}",
             seconds(ms)

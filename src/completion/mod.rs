@@ -1215,6 +1215,10 @@ impl Timed for FlightAnswer {
     fn first_token(&self) -> Option<Duration> {
         self.answer.first_token
     }
+
+    fn prompt_read(&self) -> Option<crate::providers::PromptRead> {
+        self.answer.prompt_read
+    }
 }
 
 /// The usage-log line of a flight's model call (`prefetch` for a background one): an
@@ -1377,6 +1381,7 @@ impl Ask<'_> {
             max_tokens: max_tokens_for(model, self.ctx),
             temperature: 0.0,
             thinking: Thinking::Off,
+            begin_within: None,
         };
         let answer = self.providers.chat(model, call, &mut |_| {}).await?;
         let sent = system.len() + messages.iter().map(|m| m.content.len()).sum::<usize>();

@@ -245,6 +245,7 @@ impl CompletionEngine {
         let (prompt, fitted) = fim_prompt(fim, &ctx, &model, &repo, max_tokens);
         let other_files = fitted.to_vec();
         let providers = self.shared.providers.clone();
+        let health = self.shared.health.clone();
         let name = primary.name.clone();
         let task = tokio::spawn(async move {
             let started = Instant::now();
@@ -262,6 +263,11 @@ impl CompletionEngine {
                 ok = read.is_ok(),
                 "prompt cache warmed"
             );
+            // What it read is the first measure of how fast the server reads a prompt, before
+            // any action asks it to read a long one.
+            if let Some(read) = read.ok().and_then(|answer| answer.prompt_read) {
+                health.record_reading((&name, &url), read);
+            }
         });
         let warm_up = WarmUp {
             task: task.abort_handle(),

@@ -288,6 +288,7 @@ mod tests {
             max_tokens: 100,
             temperature: 1.5,
             thinking: Thinking::ModelDefault,
+            begin_within: None,
         };
         let body = chat_body(&model, &call);
         assert_eq!(body["system"], json!("sys"));

@@ -6,7 +6,9 @@
 use serde_json::{Value, json};
 
 use super::stream::{ChatWire, SseAnswer, SseWire, WireError, event_json};
-use super::{Cut, FimCall, ModelAnswer, ProviderError, error_text, one_line, post_json, with_key};
+use super::{
+    Cut, FimCall, ModelAnswer, PromptRead, ProviderError, error_text, one_line, post_json, with_key,
+};
 use crate::config::ModelConfig;
 
 pub(super) async fn fim(
@@ -40,6 +42,7 @@ pub(super) struct InfillStream {
     tokens_in: Option<u64>,
     tokens_out: Option<u64>,
     cut: bool,
+    prompt_read: Option<PromptRead>,
 }
 
 impl SseAnswer for InfillStream {
@@ -64,6 +67,7 @@ impl SseAnswer for InfillStream {
             self.tokens_in = obj.get("tokens_evaluated").and_then(Value::as_u64);
             self.tokens_out = obj.get("tokens_predicted").and_then(Value::as_u64);
             self.cut = cut_at_limit(&obj);
+            self.prompt_read = PromptRead::of(&obj);
         }
         Ok(())
     }
@@ -74,6 +78,10 @@ impl SseAnswer for InfillStream {
 
     fn usage(&self) -> (Option<u64>, Option<u64>) {
         (self.tokens_in, self.tokens_out)
+    }
+
+    fn prompt_read(&self) -> Option<PromptRead> {
+        self.prompt_read
     }
 
     fn cut_at_limit(&self) -> bool {
@@ -134,6 +142,7 @@ fn parse_infill(url: &str, text: &str) -> Result<ModelAnswer, ProviderError> {
         tokens_out: obj.get("tokens_predicted").and_then(Value::as_u64),
         first_token: None,
         cut: cut_at_limit(&obj).then_some(Cut::TokenLimit),
+        prompt_read: PromptRead::of(&obj),
     })
 }
 

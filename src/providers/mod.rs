@@ -17,7 +17,7 @@ mod probe;
 pub use probe::model_listed;
 mod client;
 mod stream;
-use stream::Quiet;
+use stream::{Clock, Quiet};
 
 use client::{http_client, root_cause, send, transport_error};
 pub mod too_long;
@@ -60,6 +60,37 @@ pub struct ModelAnswer {
     pub first_token: Option<Duration>,
     /// Set when the text ends before the model finished it: it may stop mid-sentence.
     pub cut: Option<Cut>,
+    /// What the server said of reading the prompt, when it says.
+    pub prompt_read: Option<PromptRead>,
+}
+
+/// What a model server said of reading a prompt: the tokens it read (not those its cache
+/// held) and how long that took — llama-server's `timings` (`prompt_n`, `prompt_ms`),
+/// Ollama's `prompt_eval_count` and `prompt_eval_duration`. Other servers do not say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PromptRead {
+    pub tokens: u64,
+    pub took: Duration,
+}
+
+impl PromptRead {
+    /// Read from an answer's (last) object, where the server put it.
+    fn of(obj: &serde_json::Value) -> Option<PromptRead> {
+        if let Some(timings) = obj.get("timings") {
+            let tokens = timings.get("prompt_n")?.as_u64()?;
+            let ms = timings.get("prompt_ms")?.as_f64()?;
+            return (ms.is_finite() && ms >= 0.0).then(|| PromptRead {
+                tokens,
+                took: Duration::from_secs_f64(ms / 1_000.0),
+            });
+        }
+        let tokens = obj.get("prompt_eval_count")?.as_u64()?;
+        let ns = obj.get("prompt_eval_duration")?.as_u64()?;
+        Some(PromptRead {
+            tokens,
+            took: Duration::from_nanos(ns),
+        })
+    }
 }
 
 /// Why an answer's text ends before the model finished it.
@@ -69,9 +100,9 @@ pub enum Cut {
     /// Anthropic `stop_reason: "max_tokens"`, Ollama `done_reason: "length"`, llama.cpp
     /// `stop_type: "limit"` or `truncated`).
     TokenLimit,
-    /// The model was still writing when the answer's time ran out ([`answer_limit`]): the
-    /// text is what had arrived.
-    Timeout,
+    /// The model was still writing when the answer's time ran out, `ms` after the call
+    /// began ([`answer_limit`]): the text is what had arrived.
+    Timeout { ms: u64 },
     /// The model server sent nothing for `ms` after some text (a stream that stalled): the
     /// text is what had arrived.
     Stalled { ms: u64 },
@@ -82,12 +113,13 @@ pub enum Cut {
 /// two CPU cores, a 7B some 3–10 on a laptop's).
 pub const WRITING_TIME_PER_TOKEN: Duration = Duration::from_millis(250);
 
-/// The longest a streamed chat answer of at most `max_tokens` may take: the model's
-/// `timeout_ms` to begin (a model that has sent no word by then has timed out), then
-/// [`WRITING_TIME_PER_TOKEN`] for each token. A model that writes is not cut by `timeout_ms`
-/// alone: on a CPU an explanation takes longer than the wait for its first word.
-pub fn answer_limit(model: &ModelConfig, max_tokens: u32) -> Duration {
-    Duration::from_millis(model.timeout_ms) + WRITING_TIME_PER_TOKEN * max_tokens
+/// The longest a streamed chat answer of at most `max_tokens` may take: `begin`, the time
+/// the model has to send its first word (a model that has sent none by then has timed out:
+/// [`ChatCall::begin_within`], else its `timeout_ms`), then [`WRITING_TIME_PER_TOKEN`] for
+/// each token. A model that writes is not cut by `timeout_ms` alone: on a CPU an
+/// explanation takes longer than the wait for its first word.
+pub fn answer_limit(begin: Duration, max_tokens: u32) -> Duration {
+    begin + WRITING_TIME_PER_TOKEN * max_tokens
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -249,6 +281,17 @@ pub struct ChatCall<'a> {
     pub max_tokens: u32,
     pub temperature: f64,
     pub thinking: Thinking,
+    /// The time the model has to send its first word, if not its `timeout_ms` (never less):
+    /// an action gives a server it has measured the time the prompt takes it to read.
+    pub begin_within: Option<Duration>,
+}
+
+impl ChatCall<'_> {
+    /// The time `model` has to send this call's first word.
+    pub fn begin_within(&self, model: &ModelConfig) -> Duration {
+        let timeout = Duration::from_millis(model.timeout_ms);
+        self.begin_within.map_or(timeout, |wait| wait.max(timeout))
+    }
 }
 
 /// Whether a model that can think before it answers (Qwen3, DeepSeek-R1…) is to, where its
@@ -366,7 +409,11 @@ impl Providers {
                     llamacpp::fim_streamed(&self.http, model, &url, &call)?
                 }
             };
-            let clock = (started, Quiet::Fails);
+            let clock = Clock {
+                started,
+                begin_by: started + Duration::from_millis(model.timeout_ms),
+                quiet: Quiet::Fails,
+            };
             stream_chat(&url, model, request, wire.as_mut(), clock, on_text).await
         };
         let limit = Duration::from_millis(model.timeout_ms);
@@ -398,6 +445,7 @@ impl Providers {
         on_text: &mut (dyn FnMut(&str) + Send),
     ) -> Result<ModelAnswer, ProviderError> {
         let started = Instant::now();
+        let begin = call.begin_within(model);
         let url = match model.provider {
             Provider::Openai => join(&model.url, "chat/completions"),
             // llama-server serves the OpenAI chat API beside its own /infill.
@@ -437,7 +485,11 @@ impl Providers {
                     Provider::Ollama => ollama::chat(&self.http, model, &url, &call),
                     Provider::Anthropic => anthropic::chat(&self.http, model, &url, &call)?,
                 };
-                let clock = (started, Quiet::EndsTheAnswer);
+                let clock = Clock {
+                    started,
+                    begin_by: started + begin,
+                    quiet: Quiet::EndsTheAnswer,
+                };
                 let answer =
                     stream_chat(&url, model, request, wire.as_mut(), clock, &mut keep).await;
                 let learnt = match &answer {
@@ -453,18 +505,20 @@ impl Providers {
                 lock(&self.chat_params).insert(remembered.clone(), learnt);
             }
         };
-        let limit = answer_limit(model, call.max_tokens);
+        let limit = answer_limit(begin, call.max_tokens);
         match tokio::time::timeout(limit, work).await {
             Ok(result) => result,
             Err(_) if !arrived.is_empty() => Ok(ModelAnswer {
                 text: arrived,
                 first_token,
-                cut: Some(Cut::Timeout),
+                cut: Some(Cut::Timeout {
+                    ms: limit.as_millis() as u64,
+                }),
                 ..ModelAnswer::default()
             }),
             Err(_) => Err(ProviderError::Timeout {
                 url,
-                ms: model.timeout_ms,
+                ms: begin.as_millis() as u64,
             }),
         }
         .map_err(|e| e.without_key(model))
@@ -530,21 +584,24 @@ async fn post_json(
     read_body(url, model, response).await
 }
 
-/// Sends a chat request and reads its streamed answer through `wire` (`clock`: when the call
-/// began, and what a stream gone quiet means, as for [`stream::read_chat`]). The answer's
-/// head, like its first word, comes by [`stream::begin_by`].
+/// Sends a chat request and reads its streamed answer through `wire` (`clock` as for
+/// [`stream::read_chat`]). The answer's head, like its first word, comes by
+/// `clock.begin_by`.
 async fn stream_chat(
     url: &str,
     model: &ModelConfig,
     request: reqwest::RequestBuilder,
     wire: &mut dyn stream::ChatWire,
-    clock: (Instant, Quiet),
+    clock: Clock,
     on_text: &mut (dyn FnMut(&str) + Send),
 ) -> Result<ModelAnswer, ProviderError> {
-    let begin_by = tokio::time::Instant::from_std(stream::begin_by(clock.0, model));
+    let begin_by = tokio::time::Instant::from_std(clock.begin_by);
     let timeout = || ProviderError::Timeout {
         url: url.to_string(),
-        ms: model.timeout_ms,
+        ms: clock
+            .begin_by
+            .saturating_duration_since(clock.started)
+            .as_millis() as u64,
     };
     let response = tokio::time::timeout_at(begin_by, send(request))
         .await
@@ -807,6 +864,35 @@ fn stops_for_api(stop: &[String], max: usize) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_a_server_says_of_reading_the_prompt() {
+        let read = |json: &str| PromptRead::of(&serde_json::from_str(json).unwrap());
+        let ms = |tokens, ms| {
+            Some(PromptRead {
+                tokens,
+                took: Duration::from_millis(ms),
+            })
+        };
+        // llama-server: the tokens it read (not those its cache held) and their time.
+        assert_eq!(
+            read(
+                r#"{"choices":[],"timings":{"cache_n":600,"prompt_n":358,"prompt_ms":6872.5,"predicted_n":612}}"#
+            ),
+            Some(PromptRead {
+                tokens: 358,
+                took: Duration::from_secs_f64(6.8725)
+            })
+        );
+        // Ollama: nanoseconds.
+        assert_eq!(
+            read(r#"{"done":true,"prompt_eval_count":206,"prompt_eval_duration":4100000000}"#),
+            ms(206, 4_100)
+        );
+        assert_eq!(read(r#"{"usage":{"prompt_tokens":12}}"#), None);
+        assert_eq!(read(r#"{"timings":{"prompt_n":5}}"#), None);
+        assert_eq!(read(r#"{"done":true,"prompt_eval_count":9}"#), None);
+    }
 
     #[test]
     fn how_long_a_server_asks_to_be_left_alone() {

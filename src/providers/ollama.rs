@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 
 use super::stream::{ChatWire, NdjsonDecoder, WireError};
 use super::{
-    ChatCall, Cut, FimCall, ModelAnswer, ProviderError, Thinking, chat_messages, error_text,
-    one_line, post_json, with_key,
+    ChatCall, Cut, FimCall, ModelAnswer, PromptRead, ProviderError, Thinking, chat_messages,
+    error_text, one_line, post_json, with_key,
 };
 use crate::config::ModelConfig;
 
@@ -56,6 +56,7 @@ pub(super) struct ChatStream {
     cut_at_limit: bool,
     tokens_in: Option<u64>,
     tokens_out: Option<u64>,
+    prompt_read: Option<PromptRead>,
 }
 
 impl ChatStream {
@@ -81,6 +82,7 @@ impl ChatStream {
             self.cut_at_limit = cut_at_limit(&obj);
             self.tokens_in = obj.get("prompt_eval_count").and_then(Value::as_u64);
             self.tokens_out = obj.get("eval_count").and_then(Value::as_u64);
+            self.prompt_read = PromptRead::of(&obj);
         }
         Ok(())
     }
@@ -119,6 +121,10 @@ impl ChatWire for ChatStream {
 
     fn usage(&self) -> (Option<u64>, Option<u64>) {
         (self.tokens_in, self.tokens_out)
+    }
+
+    fn prompt_read(&self) -> Option<PromptRead> {
+        self.prompt_read
     }
 
     fn cut_at_limit(&self) -> bool {
@@ -203,6 +209,7 @@ fn parse_generate(body: &str) -> Result<ModelAnswer, String> {
             answer.cut = cut_at_limit(&obj).then_some(Cut::TokenLimit);
             answer.tokens_in = obj.get("prompt_eval_count").and_then(Value::as_u64);
             answer.tokens_out = obj.get("eval_count").and_then(Value::as_u64);
+            answer.prompt_read = PromptRead::of(&obj);
         }
     }
     if !saw_response {
@@ -228,6 +235,7 @@ mod tests {
                 tokens_out: Some(4),
                 first_token: None,
                 cut: None,
+                prompt_read: None,
             })
         );
         let cut = r#"{"response":"foo(","done":true,"done_reason":"length","eval_count":2}"#;

@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 
 use super::stream::{ChatWire, SseAnswer, SseWire, WireError, event_json};
 use super::{
-    ChatCall, Cut, FimCall, ModelAnswer, ProviderError, Thinking, chat_messages, error_text,
-    input_output_tokens, one_line, post_json, sse_data, stops_for_api, with_key,
+    ChatCall, Cut, FimCall, ModelAnswer, PromptRead, ProviderError, Thinking, chat_messages,
+    error_text, input_output_tokens, one_line, post_json, sse_data, stops_for_api, with_key,
 };
 use crate::config::{ModelConfig, Provider};
 
@@ -139,6 +139,8 @@ pub(super) struct ChatStream {
     done: bool,
     tokens_in: Option<u64>,
     tokens_out: Option<u64>,
+    /// llama-server's `timings`.
+    prompt_read: Option<PromptRead>,
     /// The body is one whole answer, not a stream ([`SseAnswer::whole`]).
     whole: bool,
 }
@@ -190,6 +192,10 @@ impl SseAnswer for ChatStream {
             self.tokens_in = usage.get("prompt_tokens").and_then(Value::as_u64);
             self.tokens_out = usage.get("completion_tokens").and_then(Value::as_u64);
         }
+        // llama-server's, beside the finish reason and the usage.
+        if let Some(read) = PromptRead::of(&obj) {
+            self.prompt_read = Some(read);
+        }
         Ok(())
     }
 
@@ -210,6 +216,10 @@ impl SseAnswer for ChatStream {
 
     fn usage(&self) -> (Option<u64>, Option<u64>) {
         (self.tokens_in, self.tokens_out)
+    }
+
+    fn prompt_read(&self) -> Option<PromptRead> {
+        self.prompt_read
     }
 
     fn cut_at_limit(&self) -> bool {
@@ -440,6 +450,9 @@ fn parse_completion(body: &str) -> Result<ModelAnswer, String> {
             answer.tokens_in = usage.get("prompt_tokens").and_then(Value::as_u64);
             answer.tokens_out = usage.get("completion_tokens").and_then(Value::as_u64);
         }
+        if let Some(read) = PromptRead::of(obj) {
+            answer.prompt_read = Some(read);
+        }
     }
     if !saw_choice {
         return Err("no `choices` in the answer".into());
@@ -464,6 +477,7 @@ mod tests {
                 tokens_out: Some(3),
                 first_token: None,
                 cut: None,
+                prompt_read: None,
             })
         );
         let cut = r#"{"choices":[{"text":"x +","index":0,"finish_reason":"length"}]}"#;
@@ -622,6 +636,7 @@ mod tests {
             max_tokens: 64,
             temperature: 0.25,
             thinking: Thinking::ModelDefault,
+            begin_within: None,
         };
         let body = chat_body(&model, &call, ChatParams::default());
         assert_eq!(
@@ -666,6 +681,7 @@ mod tests {
                 max_tokens: 64,
                 temperature: 0.2,
                 thinking,
+                begin_within: None,
             };
             let body = chat_body(&model, &call, ChatParams::default());
             assert_eq!(
@@ -688,6 +704,7 @@ mod tests {
             max_tokens: 64,
             temperature: 0.2,
             thinking: Thinking::ModelDefault,
+            begin_within: None,
         };
         let prompt = crate::prompt::FimPrompt {
             prompt: "def f(".into(),

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
-use super::{Cut, MAX_ANSWER_BYTES, ModelAnswer, ProviderError, one_line, root_cause, too_large};
+use super::{
+    Cut, MAX_ANSWER_BYTES, ModelAnswer, PromptRead, ProviderError, one_line, root_cause, too_large,
+};
 use crate::config::ModelConfig;
 
 /// A longer line than this is not a stream we understand (it guards memory, not correctness).
@@ -251,6 +253,10 @@ pub(super) trait ChatWire: Send {
     fn usage(&self) -> (Option<u64>, Option<u64>);
     /// The provider said the answer stopped at the output-token limit.
     fn cut_at_limit(&self) -> bool;
+    /// What the server said of reading the prompt.
+    fn prompt_read(&self) -> Option<PromptRead> {
+        None
+    }
 }
 
 /// One provider's SSE answer format, event by event; [`SseWire`] feeds it the events and
@@ -273,6 +279,10 @@ pub(super) trait SseAnswer: Send {
     fn usage(&self) -> (Option<u64>, Option<u64>);
     /// The provider said the answer stopped at the output-token limit.
     fn cut_at_limit(&self) -> bool;
+    /// What the server said of reading the prompt.
+    fn prompt_read(&self) -> Option<PromptRead> {
+        None
+    }
     /// A whole answer, one JSON object, where a stream was asked for: what a proxy or a
     /// server that does not stream sends. Its text pieces go to `text`. By default it reads
     /// as one event (the formats whose events carry the whole answer's fields).
@@ -360,6 +370,10 @@ impl<A: SseAnswer> ChatWire for SseWire<A> {
     fn cut_at_limit(&self) -> bool {
         self.answer.cut_at_limit()
     }
+
+    fn prompt_read(&self) -> Option<PromptRead> {
+        self.answer.prompt_read()
+    }
 }
 
 /// `body` when it is one JSON object (a whole answer sent where a stream was asked for).
@@ -413,11 +427,15 @@ pub(super) fn idle_limit(timeout_ms: u64) -> Duration {
     Duration::from_millis(timeout_ms).min(MAX_IDLE)
 }
 
-/// When a call that has sent no text yet times out: the model's `timeout_ms` after the call
-/// began. Until its first word a model may be silent that long (a local model on a CPU reads a
-/// long prompt first, sending nothing, or only llama-server's empty first event).
-pub(super) fn begin_by(started: Instant, model: &ModelConfig) -> Instant {
-    started + Duration::from_millis(model.timeout_ms)
+/// The times a streamed call keeps: when it began (for the time to its first token), when a
+/// call that has sent no text yet times out — until its first word a model may be silent
+/// (a local model on a CPU reads a long prompt first, sending nothing, or only
+/// llama-server's empty first event) — and what a stream gone quiet after some text means.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Clock {
+    pub started: Instant,
+    pub begin_by: Instant,
+    pub quiet: Quiet,
 }
 
 /// What a stream that goes quiet for [`idle_limit`] after some text means to its caller.
@@ -431,20 +449,25 @@ pub(super) enum Quiet {
 }
 
 /// Reads a streamed chat body through `wire`, passing text pieces to `on_text` as they
-/// arrive. `started` is when the call began (for the time to first token, and until
-/// [`begin_by`] for the first word); after the first word each wait for bytes is bounded by
-/// [`idle_limit`], and `quiet` says what running out of it means. The caller bounds the
-/// whole call.
+/// arrive, the first word by `clock.begin_by`; after the first word each wait for bytes is
+/// bounded by [`idle_limit`], and `clock.quiet` says what running out of it means. The
+/// caller bounds the whole call.
 pub(super) async fn read_chat(
     url: &str,
     model: &ModelConfig,
     response: reqwest::Response,
     wire: &mut dyn ChatWire,
-    (started, quiet): (Instant, Quiet),
+    clock: Clock,
     on_text: &mut (dyn FnMut(&str) + Send),
 ) -> Result<ModelAnswer, ProviderError> {
+    let Clock {
+        started,
+        begin_by,
+        quiet,
+    } = clock;
     let idle = idle_limit(model.timeout_ms);
-    let begin_by = tokio::time::Instant::from_std(begin_by(started, model));
+    let waited_ms = begin_by.saturating_duration_since(started).as_millis() as u64;
+    let begin_by = tokio::time::Instant::from_std(begin_by);
     let mut body = response.bytes_stream();
     let mut got = Received {
         text: String::new(),
@@ -464,7 +487,7 @@ pub(super) async fn read_chat(
             Err(_) if got.chars == 0 => {
                 return Err(ProviderError::Timeout {
                     url: url.to_string(),
-                    ms: model.timeout_ms,
+                    ms: waited_ms,
                 });
             }
             Err(_) if quiet == Quiet::EndsTheAnswer => {
@@ -477,6 +500,7 @@ pub(super) async fn read_chat(
                     cut: Some(Cut::Stalled {
                         ms: idle.as_millis() as u64,
                     }),
+                    prompt_read: wire.prompt_read(),
                 });
             }
             Err(_) => {
@@ -529,6 +553,7 @@ pub(super) async fn read_chat(
         tokens_out,
         first_token: got.first_token,
         cut: wire.cut_at_limit().then_some(Cut::TokenLimit),
+        prompt_read: wire.prompt_read(),
     })
 }
 

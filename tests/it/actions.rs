@@ -1145,9 +1145,9 @@ fn a_slow_model_that_has_begun_its_explanation_is_read_to_the_end() {
     assert!(stdout.starts_with("wo"), "{stdout}");
     assert!(
         stdout.trim_end().ends_with(
-            "_… answer cut at the 2.5 s time limit, still being written (1.5 s to begin, then a \
-             quarter second a token of its 4); raise timeout_ms in [models.local] for a model \
-             this slow._"
+            "_… answer cut at the 2.5 s time limit, still being written (its time to begin, \
+             then a quarter second a token of its 4); raise timeout_ms in [models.local] for a \
+             model this slow._"
         ),
         "{stdout}"
     );
@@ -1187,6 +1187,60 @@ fn a_slow_model_that_has_begun_its_explanation_is_read_to_the_end() {
             && stderr.contains("needs more time: raise timeout_ms in [models.local]"),
         "{stderr}"
     );
+}
+
+/// A server that reads prompts slowly (a CPU's llama-server reads ~50 tokens a second) is
+/// given, for an action's long prompt, twice the time it is expected to take to read it,
+/// from what the server said of its earlier reads (`timings` of a completion): not cut at
+/// `timeout_ms` while it still reads, which on a CPU a long function's prompt outlasts.
+#[test]
+fn a_server_measured_reading_slowly_is_given_the_time_a_long_prompt_takes() {
+    let double = ModelDouble::start(
+        Behaviour::answer("It totals the records.").reads_at(Duration::from_millis(4)),
+    );
+    let workspace = Workspace::new(&format!(
+        "[models.local]\nprovider = \"llamacpp\"\nurl = \"{}\"\nmodel = \"test-model\"\nfim = \"native\"\ntimeout_ms = 2000\n\n[routes]\ncomplete = [\"local\"]\nexplain = [\"local\"]\n",
+        double.base_url()
+    ));
+    let editor = workspace.serve();
+    // A completion first: the server reads its prompt (~170 tokens) and says how long that
+    // took.
+    let mut small = String::new();
+    for i in 0..12 {
+        small.push_str(&format!(
+            "def helper_{i}(values):\n    return sorted(values)[{i}]\n\n\n"
+        ));
+    }
+    small.push_str("def first(values):\n    return $0\n");
+    assert_eq!(
+        editor.suggest("small.py", "python", &small).as_deref(),
+        Some("It totals the records.")
+    );
+    // Explain on a function whose prompt takes the server ~3 s to read, past the timeout.
+    let mut code = String::from("def process(records):\n    total = 0$0\n");
+    for i in 0..120 {
+        code.push_str(&format!(
+            "    total += records[{i}] * weight_of(records, {i})\n"
+        ));
+    }
+    code.push_str("    return total\n");
+    let (text, line, col) = mark(&code);
+    let uri = editor.lsp.uri("big.py");
+    editor.lsp.open(&uri, "python", &text);
+    let started = std::time::Instant::now();
+    let result = editor.explain_at(&uri, line, col);
+    assert_eq!(result["markdown"], "It totals the records.", "{result}");
+    let explain = double
+        .model_calls()
+        .into_iter()
+        .rfind(|c| c.path.ends_with("/chat/completions"))
+        .expect("the explain call");
+    let read = Duration::from_millis(4) * (explain.all_input_text().chars().count() as u32 / 4);
+    assert!(
+        read > Duration::from_millis(2000) && started.elapsed() >= read,
+        "the server read for {read:?}, past the 2 s timeout"
+    );
+    editor.lsp.shutdown_and_exit();
 }
 
 /// A model server that runs a shorter context than `context_window` says (llama-server's

@@ -67,6 +67,7 @@ async fn chat_asking(
         max_tokens,
         temperature: 0.2,
         thinking: Thinking::ModelDefault,
+        begin_within: None,
     };
     let mut pieces = Vec::new();
     let result = Providers::new()
@@ -92,6 +93,7 @@ fn a_chat(messages: &[ChatMessage]) -> ChatCall<'_> {
         max_tokens: 300,
         temperature: 0.2,
         thinking: Thinking::ModelDefault,
+        begin_within: None,
     }
 }
 
@@ -484,6 +486,7 @@ async fn dropping_the_call_mid_stream_drops_the_connection() {
             max_tokens: 10,
             temperature: 0.0,
             thinking: Thinking::ModelDefault,
+            begin_within: None,
         };
         let providers = Providers::new();
         let cut = tokio::time::timeout(
@@ -699,7 +702,7 @@ async fn an_answer_that_trickles_forever_ends_at_the_timeout_for_every_wire() {
         let took = started.elapsed();
         assert!(!pieces.is_empty(), "chat {provider:?}: text was passed on");
         assert!(
-            matches!(&result, Ok(answer) if answer.text == pieces.concat() && answer.cut == Some(Cut::Timeout)),
+            matches!(&result, Ok(answer) if answer.text == pieces.concat() && answer.cut == Some(Cut::Timeout { ms: 800 })),
             "chat {provider:?}: {result:?}"
         );
         // 300 ms to begin and 500 ms to write two tokens: cut at 0.8 s, not at the timeout.

@@ -131,6 +131,11 @@ pub struct Behaviour {
     /// chat's empty role event) before the first content chunk — llama-server sends that
     /// event at once, then nothing while it reads the prompt.
     pub reading: Duration,
+    /// The time the server takes to read each prompt token (a CPU's llama-server: ~20 ms):
+    /// an answer waits the request's input tokens times this before its first word (after
+    /// a stream's opening events), and the server says so (llama.cpp's `timings.prompt_ms`,
+    /// Ollama's `prompt_eval_duration`).
+    pub reads_per_token: Duration,
     /// How many content chunks a streamed answer is split into (at least 1).
     pub chunks: usize,
     /// Applied to every model call not covered by `script`.
@@ -181,6 +186,7 @@ impl Default for Behaviour {
             delay_after: None,
             chunk_delay: Duration::ZERO,
             reading: Duration::ZERO,
+            reads_per_token: Duration::ZERO,
             chunks: 3,
             fault: None,
             script: Vec::new(),
@@ -246,6 +252,11 @@ impl Behaviour {
 
     pub fn reading(mut self, reading: Duration) -> Self {
         self.reading = reading;
+        self
+    }
+
+    pub fn reads_at(mut self, per_token: Duration) -> Self {
+        self.reads_per_token = per_token;
         self
     }
 

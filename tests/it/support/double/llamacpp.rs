@@ -33,7 +33,7 @@ pub(super) fn full_body(request: &RecordedRequest, content: &str, usage: Usage) 
         "tokens_cached": usage.input,
         "timings": {
             "prompt_n": usage.input,
-            "prompt_ms": 1.0,
+            "prompt_ms": (usage.reading.as_secs_f64() * 1_000.0).max(1.0),
             "predicted_n": usage.output,
             "predicted_ms": 3.0
         }

@@ -16,7 +16,7 @@ fn stats(usage: Usage) -> Value {
         "total_duration": 5_000_000u64,
         "load_duration": 1_000_000u64,
         "prompt_eval_count": usage.input,
-        "prompt_eval_duration": 1_000_000u64,
+        "prompt_eval_duration": (usage.reading.as_nanos() as u64).max(1_000_000),
         "eval_count": usage.output,
         "eval_duration": 3_000_000u64
     })

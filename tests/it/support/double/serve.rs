@@ -23,6 +23,7 @@ struct Plan {
     chunk_delay: Duration,
     /// Silence after the stream's opening events ([`Behaviour::reading`]).
     reading: Duration,
+    reads_per_token: Duration,
     chunks: usize,
     fault: Option<Fault>,
     /// Whole answers, even to a request for a stream.
@@ -77,6 +78,7 @@ pub(super) async fn respond(conn: &mut Conn, shared: &Shared, parsed: Parsed) ->
             delay: behaviour.delay,
             chunk_delay: behaviour.chunk_delay,
             reading: behaviour.reading,
+            reads_per_token: behaviour.reads_per_token,
             chunks: behaviour.chunks.max(1),
             fault: None,
             never_streams: behaviour.never_streams,
@@ -219,6 +221,7 @@ async fn answer_model_call(conn: &mut Conn, request: &RecordedRequest, plan: Pla
     }
     let streaming = request.wants_stream() && !plan.never_streams;
     let mut usage = Usage::estimate(request, &plan.text, plan.finish);
+    usage.reading = plan.reads_per_token * u32::try_from(usage.input).unwrap_or(u32::MAX);
     usage.output += request
         .max_output_tokens()
         .map_or(plan.hidden_reasoning, |limit| {
@@ -297,6 +300,9 @@ async fn answer_model_call(conn: &mut Conn, request: &RecordedRequest, plan: Pla
         }
         fault if streaming => stream_answer(conn, request, &plan, usage, fault).await,
         _ => {
+            if !conn.pause(usage.reading).await {
+                return Outcome::Aborted;
+            }
             send_json(
                 conn,
                 200,
@@ -327,7 +333,7 @@ async fn stream_answer(
             return Outcome::Aborted;
         }
     }
-    if !conn.pause(plan.reading).await {
+    if !conn.pause(plan.reading + usage.reading).await {
         return Outcome::Aborted;
     }
     let cut_after = match fault {

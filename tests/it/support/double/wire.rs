@@ -2,7 +2,7 @@
 //! SSE and NDJSON framing) and the switch from an endpoint or dialect to its wire module. It
 //! must not know HTTP or faults: it only renders bodies and events.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
@@ -17,6 +17,8 @@ pub(super) struct Usage {
     pub input: u64,
     pub output: u64,
     pub finish: Finish,
+    /// How long the server took to read the input ([`super::Behaviour::reads_per_token`]).
+    pub reading: Duration,
 }
 
 impl Usage {
@@ -26,6 +28,7 @@ impl Usage {
             input: estimate_tokens(&request.all_input_text()),
             output: estimate_tokens(answer),
             finish,
+            reading: Duration::ZERO,
         }
     }
 }
