@@ -731,18 +731,28 @@ async fn ask(
                 (messages.system.clone(), messages.user.clone())
             };
             let turns = [ChatMessage::user(user)];
+            let begin = begin_within(
+                &env.health,
+                (&name, &model.url),
+                &model,
+                messages.estimated_tokens,
+            );
+            if begin > Duration::from_millis(model.timeout_ms) {
+                tracing::info!(
+                    model = %name,
+                    endpoint = &*model.url,
+                    tokens = messages.estimated_tokens,
+                    begin_ms = begin.as_millis() as u64,
+                    "the server reads prompts slowly: given longer than timeout_ms to read this one"
+                );
+            }
             let call = ChatCall {
                 system: &system,
                 messages: &turns,
                 max_tokens: model.max_output_tokens,
                 temperature,
                 thinking: Thinking::ModelDefault,
-                begin_within: Some(begin_within(
-                    &env.health,
-                    (&name, &model.url),
-                    &model,
-                    messages.estimated_tokens,
-                )),
+                begin_within: Some(begin),
             };
             let mut chars = 0usize;
             let mut forward = |piece: &str| {
