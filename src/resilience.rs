@@ -64,6 +64,8 @@ struct EndpointHealth {
     /// Milliseconds a prompt token takes the server to read (an exponentially weighted
     /// average of what it said of its reads: [`PromptRead`]).
     reading_ms_per_token: Option<f64>,
+    /// A read of enough tokens came with nothing said of it: the server does not say.
+    says_nothing_of_reads: bool,
     /// Calls admitted and not reported yet.
     in_flight: u32,
     /// The last call failed in a way that does not pass by itself, and what the user can do
@@ -330,6 +332,7 @@ impl Health {
             *h = EndpointHealth {
                 latency,
                 reading_ms_per_token: h.reading_ms_per_token,
+                says_nothing_of_reads: h.says_nothing_of_reads,
                 in_flight: h.in_flight.saturating_sub(1),
                 ..EndpointHealth::default()
             };
@@ -349,6 +352,21 @@ impl Health {
                 Some(old) => old + LATENCY_WEIGHT * (ms_per_token - old),
             });
         });
+    }
+
+    /// The server answered a read of enough tokens to tell, and said nothing of it (vLLM,
+    /// LM Studio, a cloud API): [`Health::says_how_it_reads`] is false from now on.
+    pub fn record_no_reading(&self, (model, url): (&str, &str)) {
+        self.with(model, url, |h| h.says_nothing_of_reads = true);
+    }
+
+    /// Whether the endpoint may yet say how fast it reads: it has, or it was never seen to
+    /// answer without saying.
+    pub fn says_how_it_reads(&self, model: &str, url: &str) -> bool {
+        let endpoints = lock(&self.endpoints);
+        endpoints
+            .get(&(model.to_string(), url.to_string()))
+            .is_none_or(|h| h.reading_ms_per_token.is_some() || !h.says_nothing_of_reads)
     }
 
     /// How long the endpoint is expected to take to read a prompt of `tokens` it holds none
@@ -471,6 +489,7 @@ fn record_failure(
         *h = EndpointHealth {
             latency: h.latency,
             reading_ms_per_token: h.reading_ms_per_token,
+            says_nothing_of_reads: h.says_nothing_of_reads,
             in_flight: h.in_flight,
             ..EndpointHealth::default()
         };

@@ -689,6 +689,69 @@ fn prepare(input: &ActionInput, env: &ActionEnv) -> Result<Prepared, ActionError
     })
 }
 
+/// The most of the user message a measuring read sends (~300 tokens: enough to tell the
+/// server's speed, ~7 s on two CPU cores).
+const MEASURING_READ_CHARS: usize = 1_200;
+
+/// Before a local server that has not said how fast it reads prompts is asked a long one:
+/// it is asked to read the start of it (the system prompt and the user message's first
+/// [`MEASURING_READ_CHARS`]), answering one token. It keeps what it read in its prompt
+/// cache for the call that follows, which reads only the rest; what it says of that read
+/// (llama-server's `timings`, Ollama's `prompt_eval_duration`) gives the call the time the
+/// rest will take ([`begin_within`]). A server that says nothing of it is not asked again;
+/// a failure is left to the call itself to meet. Never for a cloud model (it would be a
+/// paid request nobody asked for).
+async fn measure_reading(
+    env: &ActionEnv,
+    (name, model): (&str, &ModelConfig),
+    system: &str,
+    user: &str,
+) {
+    let url = &*model.url;
+    if !env.health.says_how_it_reads(name, url)
+        || env.health.reading_time(name, url, 1).is_some()
+        || user.len() <= MEASURING_READ_CHARS
+    {
+        return;
+    }
+    let mut end = MEASURING_READ_CHARS;
+    while !user.is_char_boundary(end) {
+        end -= 1;
+    }
+    let turns = [ChatMessage::user(&user[..end])];
+    let call = ChatCall {
+        system,
+        messages: &turns,
+        max_tokens: 1,
+        temperature: 0.0,
+        thinking: Thinking::ModelDefault,
+        begin_within: None,
+    };
+    let started = Instant::now();
+    let answer = env.providers.chat(model, call, &mut |_| {}).await;
+    match answer.map(|a| a.prompt_read) {
+        Ok(Some(read)) => {
+            tracing::info!(
+                model = name,
+                endpoint = url,
+                tokens = read.tokens,
+                ms = read.took.as_millis() as u64,
+                "measured how fast the server reads a prompt"
+            );
+            env.health.record_reading((name, url), read);
+        }
+        Ok(None) => env.health.record_no_reading((name, url)),
+        Err(e) => {
+            tracing::debug!(
+                model = name,
+                endpoint = url,
+                ms = started.elapsed().as_millis() as u64,
+                "the measuring read failed: {e}"
+            );
+        }
+    }
+}
+
 /// Step 2 (runtime thread): the chain asked in turn, each cloud model's messages redacted
 /// first, the answer streamed through `on_progress`; retries only until `retry_until`,
 /// nothing after `deadline`.
@@ -730,6 +793,9 @@ async fn ask(
             } else {
                 (messages.system.clone(), messages.user.clone())
             };
+            if model.is_local() {
+                measure_reading(env, (&name, &model), &system, &user).await;
+            }
             let turns = [ChatMessage::user(user)];
             let begin = begin_within(
                 &env.health,

@@ -1243,6 +1243,96 @@ fn a_server_measured_reading_slowly_is_given_the_time_a_long_prompt_takes() {
     editor.lsp.shutdown_and_exit();
 }
 
+/// `pilotfish action explain big.py:2` on a 120-line function, one model whose config
+/// lines are `model`, against `double` (OpenAI-compatible): what it printed, and how long
+/// it took.
+fn cli_explain_long_function(
+    double: &ModelDouble,
+    model: &str,
+) -> (std::process::Output, Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("pilotfish.toml"),
+        format!(
+            "[models.m]\nprovider = \"openai\"\nurl = \"{}/v1\"\nmodel = \"test-model\"\n{model}\n[routes]\ncomplete = [\"m\"]\nexplain = [\"m\"]\n",
+            double.base_url()
+        ),
+    )
+    .unwrap();
+    let mut code = String::from("def process(records):\n    total = 0\n");
+    for i in 0..120 {
+        code.push_str(&format!(
+            "    total += records[{i}] * weight_of(records, {i})\n"
+        ));
+    }
+    code.push_str("    return total\n");
+    std::fs::write(dir.path().join("big.py"), code).unwrap();
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pilotfish"))
+        .args([
+            "--config",
+            "pilotfish.toml",
+            "action",
+            "explain",
+            "big.py:2",
+        ])
+        .current_dir(dir.path())
+        .env_clear()
+        .env("HOME", dir.path())
+        .env("XDG_CONFIG_HOME", dir.path().join(".config"))
+        .env("PILOTFISH_TEST_KEY", "test-key")
+        .output()
+        .expect("run pilotfish");
+    (out, started.elapsed())
+}
+
+/// A local server not measured yet (a one-shot `pilotfish action`, or an editor's first
+/// action) is first asked to read the start of the prompt, answering one token: what it
+/// says of that read gives the call the time the rest takes, and what it read stays in its
+/// cache. A cloud model is never sent such a read, and keeps its timeout.
+#[test]
+fn a_local_server_not_measured_yet_first_reads_the_prompts_start() {
+    let double = ModelDouble::start(
+        Behaviour::answer("It totals the records.").reads_at(Duration::from_millis(4)),
+    );
+    let (out, took) = cli_explain_long_function(&double, "local = true\ntimeout_ms = 2000\n");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stdout.trim(), "It totals the records.");
+    let calls = double.model_calls();
+    assert_eq!(calls.len(), 2, "{}", double.summary());
+    let (measure, explain) = (&calls[0], &calls[1]);
+    assert_eq!(measure.max_output_tokens(), Some(1));
+    let (start, whole) = (measure.all_input_text(), explain.all_input_text());
+    assert!(
+        start.len() < whole.len() / 2,
+        "the start only: {} of {} characters",
+        start.len(),
+        whole.len()
+    );
+    // The double reads 4 ms a token (four characters): past the 2 s timeout.
+    let read = Duration::from_millis(whole.chars().count() as u64);
+    assert!(
+        read > Duration::from_secs(2) && took >= read,
+        "{read:?} {took:?}"
+    );
+
+    // A cloud model: one call, cut at its timeout while the server still reads.
+    let cloud = ModelDouble::start(
+        Behaviour::answer("It totals the records.").reads_at(Duration::from_millis(4)),
+    );
+    let (out, _) = cli_explain_long_function(
+        &cloud,
+        "local = false\napi_key_env = \"PILOTFISH_TEST_KEY\"\ntimeout_ms = 2000\n",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("within 2000 ms"), "{stderr}");
+    assert_eq!(cloud.model_calls().len(), 1, "{}", cloud.summary());
+    assert_eq!(cloud.model_calls()[0].max_output_tokens(), Some(1024));
+}
+
 /// A model server that runs a shorter context than `context_window` says (llama-server's
 /// `-c 4096` under the default 8192; here 2,048) and counts more tokens than the estimate
 /// (Qwen reads each digit as one; here two characters a token): Explain on a big function is
@@ -1277,7 +1367,16 @@ fn an_action_longer_than_the_servers_context_is_asked_again_cut_to_fit() {
             && notes.contains("Set context_window = 2048 under [models.local]"),
         "{notes}"
     );
-    let calls = double.model_calls();
+    // First a read of the prompt's start to learn how fast the server reads (this local
+    // server says nothing of it in its chat answers, so that is the only one).
+    let mut calls = double.model_calls();
+    assert_eq!(
+        calls[0].max_output_tokens(),
+        Some(1),
+        "{}",
+        double.summary()
+    );
+    calls.remove(0);
     assert_eq!(
         calls.len(),
         2,
@@ -1306,7 +1405,7 @@ fn an_action_longer_than_the_servers_context_is_asked_again_cut_to_fit() {
             "{error}"
         );
     }
-    assert_eq!(double.model_calls().len(), 5, "{}", double.summary());
+    assert_eq!(double.model_calls().len(), 6, "{}", double.summary());
     assert_eq!(
         editor
             .suggest("small.py", "python", "def one():\n    return $0\n")

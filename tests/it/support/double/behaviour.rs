@@ -134,7 +134,8 @@ pub struct Behaviour {
     /// The time the server takes to read each prompt token (a CPU's llama-server: ~20 ms):
     /// an answer waits the request's input tokens times this before its first word (after
     /// a stream's opening events), and the server says so (llama.cpp's `timings.prompt_ms`,
-    /// Ollama's `prompt_eval_duration`).
+    /// on its OpenAI-compatible answers too, as llama-server does; Ollama's
+    /// `prompt_eval_duration`).
     pub reads_per_token: Duration,
     /// How many content chunks a streamed answer is split into (at least 1).
     pub chunks: usize,

@@ -275,6 +275,18 @@ fn responses_stream_events(
     }
 }
 
+/// What llama-server says of its reads beside its OpenAI-compatible answers, for a double
+/// that reads at a rate ([`super::Behaviour::reads_per_token`]); others say nothing.
+fn timings(usage: Usage) -> Option<Value> {
+    (!usage.reading.is_zero()).then(|| {
+        json!({
+            "prompt_n": usage.input,
+            "prompt_ms": usage.reading.as_secs_f64() * 1_000.0,
+            "predicted_n": usage.output
+        })
+    })
+}
+
 /// The whole answer of `/v1/completions`, `/v1/chat/completions` or `/v1/responses`.
 pub(super) fn full_body(request: &RecordedRequest, text: &str, usage: Usage) -> Value {
     if request.endpoint == Endpoint::OpenAiResponses {
@@ -282,7 +294,7 @@ pub(super) fn full_body(request: &RecordedRequest, text: &str, usage: Usage) -> 
     }
     let model = request_model(request);
     let id = request.seq;
-    if request.endpoint == Endpoint::OpenAiCompletions {
+    let mut body = if request.endpoint == Endpoint::OpenAiCompletions {
         json!({
             "id": format!("cmpl-double-{id}"),
             "object": "text_completion",
@@ -305,7 +317,11 @@ pub(super) fn full_body(request: &RecordedRequest, text: &str, usage: Usage) -> 
             }],
             "usage": usage_json(usage)
         })
+    };
+    if let Some(timings) = timings(usage) {
+        body["timings"] = timings;
     }
+    body
 }
 
 /// The SSE events of a streamed `/v1/completions`, `/v1/chat/completions` or `/v1/responses`
@@ -352,6 +368,9 @@ pub(super) fn stream_events(
         })
     };
     let mut finish = chunk(Some(""), json!({}), json!(finish_reason(usage)));
+    if let Some(timings) = timings(usage) {
+        finish["timings"] = timings;
+    }
     if request.to_mistral() {
         // Mistral's last chunk carries the usage with the finish reason, unasked.
         finish["usage"] = usage_json(usage);
