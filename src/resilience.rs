@@ -61,16 +61,22 @@ struct EndpointHealth {
     probe_down: bool,
     /// The averages of completion calls and of action calls, by [`Work::index`].
     latency: [Option<Averages>; 2],
-    /// Milliseconds a prompt token takes the server to read (an exponentially weighted
-    /// average of what it said of its reads: [`PromptRead`]).
-    reading_ms_per_token: Option<f64>,
-    /// A read of enough tokens came with nothing said of it: the server does not say.
-    says_nothing_of_reads: bool,
+    /// How fast the server reads a prompt, as far as it said.
+    reading: Reading,
     /// Calls admitted and not reported yet.
     in_flight: u32,
     /// The last call failed in a way that does not pass by itself, and what the user can do
     /// about it ([`Remedy::lasting`]).
     lasting_failure: Option<Remedy>,
+}
+
+/// What a server said of how fast it reads prompts ([`PromptRead`]).
+#[derive(Debug, Default, Clone, Copy)]
+struct Reading {
+    /// Milliseconds a prompt token takes it to read: an exponentially weighted average.
+    ms_per_token: Option<f64>,
+    /// A read of enough tokens came with nothing said of it: the server does not say.
+    says_nothing: bool,
 }
 
 /// What the user can do when an endpoint cannot be expected to answer
@@ -331,8 +337,7 @@ impl Health {
             *averages = Some(Averages::add(*averages, took, first_token, Instant::now()));
             *h = EndpointHealth {
                 latency,
-                reading_ms_per_token: h.reading_ms_per_token,
-                says_nothing_of_reads: h.says_nothing_of_reads,
+                reading: h.reading,
                 in_flight: h.in_flight.saturating_sub(1),
                 ..EndpointHealth::default()
             };
@@ -347,7 +352,7 @@ impl Health {
         }
         let ms_per_token = read.took.as_secs_f64() * 1_000.0 / read.tokens as f64;
         self.with(model, url, |h| {
-            h.reading_ms_per_token = Some(match h.reading_ms_per_token {
+            h.reading.ms_per_token = Some(match h.reading.ms_per_token {
                 None => ms_per_token,
                 Some(old) => old + LATENCY_WEIGHT * (ms_per_token - old),
             });
@@ -357,7 +362,7 @@ impl Health {
     /// The server answered a read of enough tokens to tell, and said nothing of it (vLLM,
     /// LM Studio, a cloud API): [`Health::says_how_it_reads`] is false from now on.
     pub fn record_no_reading(&self, (model, url): (&str, &str)) {
-        self.with(model, url, |h| h.says_nothing_of_reads = true);
+        self.with(model, url, |h| h.reading.says_nothing = true);
     }
 
     /// Whether the endpoint may yet say how fast it reads: it has, or it was never seen to
@@ -366,7 +371,7 @@ impl Health {
         let endpoints = lock(&self.endpoints);
         endpoints
             .get(&(model.to_string(), url.to_string()))
-            .is_none_or(|h| h.reading_ms_per_token.is_some() || !h.says_nothing_of_reads)
+            .is_none_or(|h| h.reading.ms_per_token.is_some() || !h.reading.says_nothing)
     }
 
     /// How long the endpoint is expected to take to read a prompt of `tokens` it holds none
@@ -375,7 +380,8 @@ impl Health {
         let endpoints = lock(&self.endpoints);
         let ms = endpoints
             .get(&(model.to_string(), url.to_string()))?
-            .reading_ms_per_token?;
+            .reading
+            .ms_per_token?;
         Some(Duration::from_secs_f64(ms * tokens as f64 / 1_000.0))
     }
 
@@ -488,8 +494,7 @@ fn record_failure(
         // is served as before.
         *h = EndpointHealth {
             latency: h.latency,
-            reading_ms_per_token: h.reading_ms_per_token,
-            says_nothing_of_reads: h.says_nothing_of_reads,
+            reading: h.reading,
             in_flight: h.in_flight,
             ..EndpointHealth::default()
         };

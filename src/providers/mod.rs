@@ -596,20 +596,13 @@ async fn stream_chat(
     on_text: &mut (dyn FnMut(&str) + Send),
 ) -> Result<ModelAnswer, ProviderError> {
     let begin_by = tokio::time::Instant::from_std(clock.begin_by);
-    let timeout = || ProviderError::Timeout {
-        url: url.to_string(),
-        ms: clock
-            .begin_by
-            .saturating_duration_since(clock.started)
-            .as_millis() as u64,
-    };
     let response = tokio::time::timeout_at(begin_by, send(request))
         .await
-        .map_err(|_| timeout())?
+        .map_err(|_| clock.timed_out(url))?
         .map_err(|e| transport_error(url, model, e))?;
     let response = tokio::time::timeout_at(begin_by, check_status(url, response))
         .await
-        .map_err(|_| timeout())??;
+        .map_err(|_| clock.timed_out(url))??;
     stream::read_chat(url, model, response, wire, clock, on_text).await
 }
 

@@ -438,6 +438,19 @@ pub(super) struct Clock {
     pub quiet: Quiet,
 }
 
+impl Clock {
+    /// The failure of a call to `url` that sent no text by [`Clock::begin_by`].
+    pub(super) fn timed_out(&self, url: &str) -> ProviderError {
+        ProviderError::Timeout {
+            url: url.to_string(),
+            ms: self
+                .begin_by
+                .saturating_duration_since(self.started)
+                .as_millis() as u64,
+        }
+    }
+}
+
 /// What a stream that goes quiet for [`idle_limit`] after some text means to its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Quiet {
@@ -466,7 +479,6 @@ pub(super) async fn read_chat(
         quiet,
     } = clock;
     let idle = idle_limit(model.timeout_ms);
-    let waited_ms = begin_by.saturating_duration_since(started).as_millis() as u64;
     let begin_by = tokio::time::Instant::from_std(begin_by);
     let mut body = response.bytes_stream();
     let mut got = Received {
@@ -484,12 +496,7 @@ pub(super) async fn read_chat(
             tokio::time::timeout(idle, body.next()).await
         };
         let bytes = match next {
-            Err(_) if got.chars == 0 => {
-                return Err(ProviderError::Timeout {
-                    url: url.to_string(),
-                    ms: waited_ms,
-                });
-            }
+            Err(_) if got.chars == 0 => return Err(clock.timed_out(url)),
             Err(_) if quiet == Quiet::EndsTheAnswer => {
                 let (tokens_in, tokens_out) = wire.usage();
                 return Ok(ModelAnswer {

@@ -229,15 +229,10 @@ fn code_actions_are_offered_at_a_function_and_for_a_selection_without_a_model_ca
 #[test]
 fn initialize_advertises_code_actions_and_the_commands() {
     let local = ModelDouble::start(Behaviour::answer(""));
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("pilotfish.toml"),
-        format!(
-            "[models.local]\nprovider = \"ollama\"\nurl = \"{}\"\nmodel = \"m\"\n",
-            local.base_url()
-        ),
-    )
-    .unwrap();
+    let dir = dir_with_config(&format!(
+        "[models.local]\nprovider = \"ollama\"\nurl = \"{}\"\nmodel = \"m\"\n",
+        local.base_url()
+    ));
     let lsp = LspClient::spawn(&["--config", "pilotfish.toml"], &[], dir.path());
     let init = lsp.initialize(json!({}), Value::Null);
     let caps = &init["capabilities"];
@@ -818,6 +813,15 @@ fn when_every_model_fails_the_command_fails_with_one_clear_line() {
 
 // --- the command line -------------------------------------------------------------------
 
+/// A temporary directory holding `config` as `pilotfish.toml`.
+fn dir_with_config(config: &str) -> TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pilotfish.toml"), config).expect("write the config");
+    dir
+}
+
+/// `pilotfish ARGS` in `dir`, with a clean environment but for the key that cloud models in
+/// these tests name (`PILOTFISH_TEST_KEY`).
 fn cli(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pilotfish"));
     command
@@ -825,7 +829,8 @@ fn cli(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
         .current_dir(dir)
         .env_clear()
         .env("HOME", dir)
-        .env("XDG_CONFIG_HOME", dir.join(".config"));
+        .env("XDG_CONFIG_HOME", dir.join(".config"))
+        .env("PILOTFISH_TEST_KEY", "test-key");
     if let Some(path) = std::env::var_os("PATH") {
         command.env("PATH", path);
     }
@@ -834,15 +839,10 @@ fn cli(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
 
 fn cli_setup(behaviour: Behaviour) -> (ModelDouble, TempDir) {
     let local = ModelDouble::start(behaviour);
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("pilotfish.toml"),
-        format!(
-            "[models.local]\nprovider = \"ollama\"\nurl = \"{}\"\nmodel = \"test-model\"\nlocal = true\n\n[routes]\ncomplete = [\"local\"]\nexplain = [\"local\"]\nrefactor = [\"local\"]\nreview = [\"local\"]\n{USER_ACTIONS}",
-            local.base_url()
-        ),
-    )
-    .unwrap();
+    let dir = dir_with_config(&format!(
+        "[models.local]\nprovider = \"ollama\"\nurl = \"{}\"\nmodel = \"test-model\"\nlocal = true\n\n[routes]\ncomplete = [\"local\"]\nexplain = [\"local\"]\nrefactor = [\"local\"]\nreview = [\"local\"]\n{USER_ACTIONS}",
+        local.base_url()
+    ));
     let (text, _, _) = mark(RUST_FN);
     std::fs::write(dir.path().join("lib.rs"), text).unwrap();
     (local, dir)
@@ -977,22 +977,12 @@ fn cli_action_through(
     settings: &str,
     action: &str,
 ) -> std::process::Output {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("pilotfish.toml"),
-        one_model_config(provider, double, settings),
-    )
-    .unwrap();
+    let dir = dir_with_config(&one_model_config(provider, double, settings));
     std::fs::write(dir.path().join("lib.rs"), mark(RUST_FN).0).unwrap();
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pilotfish"));
-    command
-        .args(["--config", "pilotfish.toml", "action", action, "lib.rs:4"])
-        .current_dir(dir.path())
-        .env_clear()
-        .env("HOME", dir.path())
-        .env("XDG_CONFIG_HOME", dir.path().join(".config"))
-        .env("PILOTFISH_TEST_KEY", "test-key");
-    command.output().expect("run pilotfish")
+    cli(
+        dir.path(),
+        &["--config", "pilotfish.toml", "action", action, "lib.rs:4"],
+    )
 }
 
 const EIGHT_TOKENS: &str = "max_output_tokens = 8\n";
@@ -1074,12 +1064,7 @@ fn a_review_cut_at_the_token_limit_says_why_it_is_unusable() {
 #[test]
 fn an_explanation_cut_at_the_token_limit_says_so_in_the_editor() {
     let double = ModelDouble::start(Behaviour::answer("word ".repeat(40)).chunks(5));
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("pilotfish.toml"),
-        one_model_config("ollama", &double, EIGHT_TOKENS),
-    )
-    .unwrap();
+    let dir = dir_with_config(&one_model_config("ollama", &double, EIGHT_TOKENS));
     let lsp = LspClient::spawn(&["--config", "pilotfish.toml"], &[], dir.path());
     lsp.initialize(full_capabilities(), Value::Null);
     let (text, line, col) = mark(RUST_FN);
@@ -1250,15 +1235,10 @@ fn cli_explain_long_function(
     double: &ModelDouble,
     model: &str,
 ) -> (std::process::Output, Duration) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("pilotfish.toml"),
-        format!(
-            "[models.m]\nprovider = \"openai\"\nurl = \"{}/v1\"\nmodel = \"test-model\"\n{model}\n[routes]\ncomplete = [\"m\"]\nexplain = [\"m\"]\n",
-            double.base_url()
-        ),
-    )
-    .unwrap();
+    let dir = dir_with_config(&format!(
+        "[models.m]\nprovider = \"openai\"\nurl = \"{}/v1\"\nmodel = \"test-model\"\n{model}\n[routes]\ncomplete = [\"m\"]\nexplain = [\"m\"]\n",
+        double.base_url()
+    ));
     let mut code = String::from("def process(records):\n    total = 0\n");
     for i in 0..120 {
         code.push_str(&format!(
@@ -1268,21 +1248,16 @@ fn cli_explain_long_function(
     code.push_str("    return total\n");
     std::fs::write(dir.path().join("big.py"), code).unwrap();
     let started = std::time::Instant::now();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pilotfish"))
-        .args([
+    let out = cli(
+        dir.path(),
+        &[
             "--config",
             "pilotfish.toml",
             "action",
             "explain",
             "big.py:2",
-        ])
-        .current_dir(dir.path())
-        .env_clear()
-        .env("HOME", dir.path())
-        .env("XDG_CONFIG_HOME", dir.path().join(".config"))
-        .env("PILOTFISH_TEST_KEY", "test-key")
-        .output()
-        .expect("run pilotfish");
+        ],
+    );
     (out, started.elapsed())
 }
 
