@@ -689,8 +689,8 @@ fn prepare(input: &ActionInput, env: &ActionEnv) -> Result<Prepared, ActionError
     })
 }
 
-/// The most of the user message a measuring read sends (~300 tokens: enough to tell the
-/// server's speed, ~7 s on two CPU cores).
+/// The most of the user message a measuring read sends (with the system prompt ~450 tokens:
+/// enough to tell the server's speed; 12.6 s on two CPU cores with the 1.5B).
 const MEASURING_READ_CHARS: usize = 1_200;
 
 /// Before a local server that has not said how fast it reads prompts is asked a long one:
@@ -698,21 +698,22 @@ const MEASURING_READ_CHARS: usize = 1_200;
 /// [`MEASURING_READ_CHARS`]), answering one token. It keeps what it read in its prompt
 /// cache for the call that follows, which reads only the rest; what it says of that read
 /// (llama-server's `timings`, Ollama's `prompt_eval_duration`) gives the call the time the
-/// rest will take ([`begin_within`]). A server that says nothing of it is not asked again;
-/// a failure is left to the call itself to meet. Never for a cloud model (it would be a
-/// paid request nobody asked for).
+/// rest will take ([`begin_within`]). A server that says nothing of it is not asked again.
+/// One that cannot be reached or sends nothing within its timeout fails the attempt (the
+/// call would only wait as long again); other failures are left to the call itself to meet.
+/// Never for a cloud model (it would be a paid request nobody asked for).
 async fn measure_reading(
     env: &ActionEnv,
     (name, model): (&str, &ModelConfig),
     system: &str,
     user: &str,
-) {
+) -> Result<(), ProviderError> {
     let url = &*model.url;
     if !env.health.says_how_it_reads(name, url)
         || env.health.reading_time(name, url, 1).is_some()
         || user.len() <= MEASURING_READ_CHARS
     {
-        return;
+        return Ok(());
     }
     let mut end = MEASURING_READ_CHARS;
     while !user.is_char_boundary(end) {
@@ -741,6 +742,9 @@ async fn measure_reading(
             env.health.record_reading((name, url), read);
         }
         Ok(None) => env.health.record_no_reading((name, url)),
+        Err(e @ (ProviderError::Timeout { .. } | ProviderError::Unreachable { .. })) => {
+            return Err(e);
+        }
         Err(e) => {
             tracing::debug!(
                 model = name,
@@ -750,6 +754,7 @@ async fn measure_reading(
             );
         }
     }
+    Ok(())
 }
 
 /// Step 2 (runtime thread): the chain asked in turn, each cloud model's messages redacted
@@ -794,7 +799,7 @@ async fn ask(
                 (messages.system.clone(), messages.user.clone())
             };
             if model.is_local() {
-                measure_reading(env, (&name, &model), &system, &user).await;
+                measure_reading(env, (&name, &model), &system, &user).await?;
             }
             let turns = [ChatMessage::user(user)];
             let begin = begin_within(

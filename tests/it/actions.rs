@@ -1293,6 +1293,16 @@ fn a_local_server_not_measured_yet_first_reads_the_prompts_start() {
         "{read:?} {took:?}"
     );
 
+    // A server that sends nothing: the measuring read's timeout is the attempt's, not
+    // waited out twice.
+    let hung = ModelDouble::start(Behaviour::failing(Fault::Hang));
+    let (out, took) = cli_explain_long_function(&hung, "local = true\ntimeout_ms = 1500\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("within 1500 ms"), "{stderr}");
+    assert_eq!(hung.model_calls().len(), 1, "{}", hung.summary());
+    assert!(took < Duration::from_millis(2_900), "{took:?}");
+
     // A cloud model: one call, cut at its timeout while the server still reads.
     let cloud = ModelDouble::start(
         Behaviour::answer("It totals the records.").reads_at(Duration::from_millis(4)),
