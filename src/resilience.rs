@@ -734,6 +734,36 @@ fn skip_reason(health: &Health, model: &str, url: &str, now: Instant) -> Option<
     })
 }
 
+/// When a chain of calls stops, which a call may move later once it learns it was given
+/// longer than planned (an action's local server measured reading slowly, before the call).
+#[derive(Debug)]
+pub struct Deadline(Mutex<Instant>);
+
+impl Deadline {
+    pub fn at(at: Instant) -> Self {
+        Deadline(Mutex::new(at))
+    }
+
+    pub fn get(&self) -> Instant {
+        *lock(&self.0)
+    }
+
+    pub fn extend(&self, by: Duration) {
+        *lock(&self.0) += by;
+    }
+
+    /// Resolves when the deadline is reached, however often it was moved meanwhile.
+    async fn reached(&self) {
+        loop {
+            let at = self.get();
+            tokio::time::sleep_until(at.into()).await;
+            if self.get() <= at {
+                return;
+            }
+        }
+    }
+}
+
 /// Tries each model of `chain` in order until one answers, and within a model each of its
 /// endpoints in [`endpoint_order`] before the next model. Skips endpoints whose circuit is
 /// open, that are cooling or whose probe fails; retries a server error on the same endpoint
@@ -746,7 +776,7 @@ pub async fn run_chain<T, F, Fut>(
     chain: &[(Arc<str>, Arc<ModelConfig>)],
     work: Work,
     retry_until: Option<Instant>,
-    deadline: Instant,
+    deadline: &Deadline,
     mut call: F,
 ) -> ChainOutcome<T>
 where
@@ -754,7 +784,7 @@ where
     F: FnMut(Arc<str>, Arc<ModelConfig>) -> Fut,
     Fut: Future<Output = Result<T, ProviderError>>,
 {
-    let retry_until = retry_until.map(|t| t.min(deadline));
+    let retry_until = retry_until.map(|t| t.min(deadline.get()));
     let mut attempts = Vec::new();
     let mut errors = Vec::new();
     'models: for (name, model) in chain {
@@ -793,11 +823,11 @@ where
                 attempt += 1;
                 // tokio's clock: real time in the server, paused time in tests.
                 let t0 = tokio::time::Instant::now();
-                let result = tokio::time::timeout_at(
-                    deadline.into(),
-                    call(name.clone(), at_endpoint.clone()),
-                )
-                .await;
+                let result = tokio::select! {
+                    biased;
+                    result = call(name.clone(), at_endpoint.clone()) => Some(result),
+                    () = deadline.reached() => None,
+                };
                 let took = t0.elapsed();
                 let mut record = |error: Option<String>, timed_out: bool| {
                     attempts.push(Attempt {
@@ -809,7 +839,7 @@ where
                     })
                 };
                 match result {
-                    Ok(Ok(answer)) => {
+                    Some(Ok(answer)) => {
                         guard.armed = false;
                         health.record_success((name, url), work, took, answer.first_token());
                         if let Some(read) = answer.prompt_read() {
@@ -821,7 +851,7 @@ where
                             attempts,
                         };
                     }
-                    Ok(Err(e)) => {
+                    Some(Err(e)) => {
                         guard.armed = false;
                         let line = e.to_string();
                         record(
@@ -848,7 +878,7 @@ where
                         }
                         guard.armed = true;
                     }
-                    Err(_) => {
+                    None => {
                         // Out of time: this says nothing certain about the endpoint.
                         record(Some(DEADLINE_REACHED.into()), true);
                         errors.push(format!("{who}: no answer before the deadline"));
@@ -1415,11 +1445,18 @@ mod tests {
         let chain = [model("a"), model("b")];
         let far = Instant::now() + Duration::from_secs(60);
         let calls = Calls::default();
-        let out = run_chain(&h, &chain, Work::Completion, None, far, |name, m| {
-            called(&calls, &name, &m);
-            let first = &*name == "a";
-            async move { if first { Err(status(500, None)) } else { Ok(1) } }
-        })
+        let out = run_chain(
+            &h,
+            &chain,
+            Work::Completion,
+            None,
+            &Deadline::at(far),
+            |name, m| {
+                called(&calls, &name, &m);
+                let first = &*name == "a";
+                async move { if first { Err(status(500, None)) } else { Ok(1) } }
+            },
+        )
         .await;
         assert_eq!(out.answer.unwrap().0.as_ref(), "b");
         assert_eq!(*calls.borrow(), [format!("a@{URL}"), format!("b@{URL}")]);
@@ -1433,17 +1470,24 @@ mod tests {
         let far = Instant::now() + Duration::from_secs(60);
         let calls = Calls::default();
         // a: 500 twice then ok; b never needed.
-        let out = run_chain(&h, &chain, Work::Completion, Some(far), far, |name, m| {
-            called(&calls, &name, &m);
-            let n = calls.borrow().len();
-            async move {
-                if n <= 2 {
-                    Err(status(500, None))
-                } else {
-                    Ok(n)
+        let out = run_chain(
+            &h,
+            &chain,
+            Work::Completion,
+            Some(far),
+            &Deadline::at(far),
+            |name, m| {
+                called(&calls, &name, &m);
+                let n = calls.borrow().len();
+                async move {
+                    if n <= 2 {
+                        Err(status(500, None))
+                    } else {
+                        Ok(n)
+                    }
                 }
-            }
-        })
+            },
+        )
         .await;
         assert_eq!(out.answer.unwrap().0.as_ref(), "a");
         assert_eq!(calls.borrow().len(), 3);
@@ -1457,20 +1501,30 @@ mod tests {
         let far = Instant::now() + Duration::from_secs(60);
         let calls = std::cell::Cell::new(0);
         for _ in 0..5 {
-            let out: ChainOutcome<()> =
-                run_chain(&h, &chain, Work::Completion, Some(far), far, |_, _| {
+            let out: ChainOutcome<()> = run_chain(
+                &h,
+                &chain,
+                Work::Completion,
+                Some(far),
+                &Deadline::at(far),
+                |_, _| {
                     calls.set(calls.get() + 1);
                     async { Err(status(500, None)) }
-                })
-                .await;
+                },
+            )
+            .await;
             assert!(out.answer.is_err());
         }
         assert_eq!(calls.get(), FAILURES_TO_OPEN as usize, "retries count too");
-        let out: ChainOutcome<()> =
-            run_chain(&h, &chain, Work::Completion, None, far, |_, _| async {
-                Err(refused())
-            })
-            .await;
+        let out: ChainOutcome<()> = run_chain(
+            &h,
+            &chain,
+            Work::Completion,
+            None,
+            &Deadline::at(far),
+            |_, _| async { Err(refused()) },
+        )
+        .await;
         assert!(out.answer.unwrap_err().contains("circuit open"));
     }
 
@@ -1481,28 +1535,42 @@ mod tests {
         let chain = [model_at("m", &[gpu, laptop]), model("b")];
         let far = Instant::now() + Duration::from_secs(60);
         let calls = Calls::default();
-        let out = run_chain(&h, &chain, Work::Completion, None, far, |name, m| {
-            called(&calls, &name, &m);
-            let dead = &*m.url == gpu;
-            async move { if dead { Err(refused()) } else { Ok(7) } }
-        })
+        let out = run_chain(
+            &h,
+            &chain,
+            Work::Completion,
+            None,
+            &Deadline::at(far),
+            |name, m| {
+                called(&calls, &name, &m);
+                let dead = &*m.url == gpu;
+                async move { if dead { Err(refused()) } else { Ok(7) } }
+            },
+        )
         .await;
         assert_eq!(out.endpoint(), Some(laptop));
         assert_eq!(out.answer.unwrap(), ("m".into(), 7));
         assert_eq!(*calls.borrow(), [format!("m@{gpu}"), format!("m@{laptop}")]);
         // Both endpoints out: the next model.
         calls.borrow_mut().clear();
-        let out = run_chain(&h, &chain, Work::Completion, None, far, |name, m| {
-            called(&calls, &name, &m);
-            let model_b = &*name == "b";
-            async move {
-                if model_b {
-                    Ok(1)
-                } else {
-                    Err(status(500, None))
+        let out = run_chain(
+            &h,
+            &chain,
+            Work::Completion,
+            None,
+            &Deadline::at(far),
+            |name, m| {
+                called(&calls, &name, &m);
+                let model_b = &*name == "b";
+                async move {
+                    if model_b {
+                        Ok(1)
+                    } else {
+                        Err(status(500, None))
+                    }
                 }
-            }
-        })
+            },
+        )
         .await;
         assert_eq!(out.answer.unwrap().0.as_ref(), "b");
         // The laptop answered last time and is measured; the gpu is not: it goes first.
@@ -1519,7 +1587,7 @@ mod tests {
             &[model_at("m", &[gpu, laptop])],
             Work::Completion,
             None,
-            far,
+            &Deadline::at(far),
             |_, _| async { Err::<(), _>(refused()) },
         )
         .await
@@ -1546,9 +1614,14 @@ mod tests {
         );
         let chain = [model_at("m", &[slow, fast])];
         let far = Instant::now() + Duration::from_secs(60);
-        let out = run_chain(&h, &chain, Work::Completion, None, far, |_, _| async {
-            Ok(())
-        })
+        let out = run_chain(
+            &h,
+            &chain,
+            Work::Completion,
+            None,
+            &Deadline::at(far),
+            |_, _| async { Ok(()) },
+        )
         .await;
         assert_eq!(out.endpoint(), Some(fast));
     }
@@ -1563,7 +1636,7 @@ mod tests {
             &chain,
             Work::Completion,
             Some(deadline),
-            deadline,
+            &Deadline::at(deadline),
             |_, m| async move {
                 if m.model == "slow" {
                     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -1579,6 +1652,48 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_call_that_moves_the_deadline_is_not_cut_at_the_old_one() {
+        let h = Health::new();
+        let started = tokio::time::Instant::now();
+        let deadline = Deadline::at(started.into_std() + Duration::from_millis(100));
+        let out = run_chain(
+            &h,
+            &[model("m")],
+            Work::Action,
+            None,
+            &deadline,
+            |_, _| async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                deadline.extend(Duration::from_millis(500));
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Ok(())
+            },
+        )
+        .await;
+        assert!(out.answer.is_ok(), "{:?}", out.answer);
+        assert_eq!(started.elapsed(), Duration::from_millis(350));
+
+        // Moved, then reached: cut at the new one.
+        let started = tokio::time::Instant::now();
+        let deadline = Deadline::at(started.into_std() + Duration::from_millis(100));
+        let out = run_chain(
+            &h,
+            &[model("m")],
+            Work::Action,
+            None,
+            &deadline,
+            |_, _| async {
+                deadline.extend(Duration::from_millis(200));
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                Ok(())
+            },
+        )
+        .await;
+        assert!(out.answer.unwrap_err().contains("before the deadline"));
+        assert_eq!(started.elapsed(), Duration::from_millis(300));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn an_average_goes_stale_when_no_call_refreshes_it() {
         let h = Health::new();
         let far = Instant::now() + Duration::from_secs(60);
@@ -1587,7 +1702,7 @@ mod tests {
             &[model("m")],
             Work::Completion,
             None,
-            far,
+            &Deadline::at(far),
             |_, _| async { Ok(()) },
         )
         .await;
@@ -1619,7 +1734,7 @@ mod tests {
             &[model("m")],
             Work::Completion,
             None,
-            far,
+            &Deadline::at(far),
             |_, _| async {
                 tokio::time::sleep(Duration::from_millis(250)).await;
                 Ok(())

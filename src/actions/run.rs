@@ -34,7 +34,7 @@ use crate::providers::{
 };
 use crate::reasoning::after_reasoning;
 use crate::redact::redact;
-use crate::resilience::{Attempt, ChainOutcome, Health, Work, run_chain};
+use crate::resilience::{Attempt, ChainOutcome, Deadline, Health, Work, run_chain};
 use crate::route_input::RouteInput;
 use crate::router::Decision;
 use crate::session::{Model, Session};
@@ -286,7 +286,6 @@ pub async fn run_action(
         display_path: &display_path,
         first_line,
     };
-    let deadline = asking.times.1;
     // Ask the chain; an answer that fails its strict check escalates to the models after the
     // one that gave it, within the deadline and the budget.
     let mut remaining = chain;
@@ -301,7 +300,7 @@ pub async fn run_action(
             Round::NoAnswer {
                 too_long: Some((model, sizes)),
                 ..
-            } if !refitted && Instant::now() < deadline => {
+            } if !refitted && Instant::now() < asking.times.1.get() => {
                 // The chain's servers took no prompt this long: once more, cut to what the
                 // first to say so takes.
                 refitted = true;
@@ -335,7 +334,7 @@ pub async fn run_action(
             Err(why) => why,
         };
         let next = escalation_chain(&remaining, &model, &route_input, &env);
-        if next.is_empty() || Instant::now() >= deadline {
+        if next.is_empty() || Instant::now() >= asking.times.1.get() {
             return Err(ActionError {
                 message: format!("{why} (answer from {model})"),
                 provenance: Provenance::of(&decision, Some(&model), &attempts, &escalations),
@@ -398,8 +397,8 @@ async fn refit_messages(
 /// One deadline for the whole action, escalations included: each endpoint of each model of
 /// the chain may take its [`answer_limit`] for a prompt of `tokens`; retries only within the
 /// slowest model's timeout (a retry follows a failure, which comes before any text).
-/// (Retry-until, deadline.)
-fn deadlines(chain: &[Model], health: &Health, tokens: u32) -> (Instant, Instant) {
+/// (Retry-until, deadline: moved later by a call given longer than planned, [`ask`].)
+fn deadlines(chain: &[Model], health: &Health, tokens: u32) -> (Instant, Deadline) {
     let started = Instant::now();
     let longest = chain
         .iter()
@@ -415,7 +414,10 @@ fn deadlines(chain: &[Model], health: &Health, tokens: u32) -> (Instant, Instant
             })
         })
         .sum();
-    (started + longest, started + total + Duration::from_secs(1))
+    (
+        started + longest,
+        Deadline::at(started + total + Duration::from_secs(1)),
+    )
 }
 
 /// The time `model` at `url` has to send the first word of an answer to a prompt of
@@ -443,7 +445,7 @@ struct Asking<'a> {
     messages: ActionMessages,
     output: ActionOutput,
     /// Retries until the first, nothing after the second ([`deadlines`]).
-    times: (Instant, Instant),
+    times: (Instant, Deadline),
     on_progress: &'a (dyn Fn(Progress) + Send + Sync),
     /// The action's id in the usage log.
     id: String,
@@ -495,7 +497,7 @@ impl Asking<'_> {
             &self.messages,
             self.output,
             env,
-            self.times,
+            (self.times.0, &self.times.1),
             (self.on_progress, &too_long),
         )
         .await;
@@ -759,13 +761,14 @@ async fn measure_reading(
 
 /// Step 2 (runtime thread): the chain asked in turn, each cloud model's messages redacted
 /// first, the answer streamed through `on_progress`; retries only until `retry_until`,
-/// nothing after `deadline`.
+/// nothing after `deadline`, which a call moves by what it was given beyond the plan: the
+/// time its measuring read took, and the longer time to begin that read showed it needs.
 async fn ask(
     chain: &[Model],
     messages: &ActionMessages,
     output: ActionOutput,
     env: &ActionEnv,
-    (retry_until, deadline): (Instant, Instant),
+    (retry_until, deadline): (Instant, &Deadline),
     (on_progress, too_long): (&(dyn Fn(Progress) + Send + Sync), &TooLongSeen),
 ) -> ChainOutcome<ModelAnswer> {
     let redact_before_cloud = env.session.config().privacy.redact_secrets;
@@ -798,16 +801,16 @@ async fn ask(
             } else {
                 (messages.system.clone(), messages.user.clone())
             };
+            let begin_here =
+                || begin_within(&env.health, (&name, &model.url), &model, messages.estimated_tokens);
+            let planned = begin_here();
+            let measuring = Instant::now();
             if model.is_local() {
                 measure_reading(env, (&name, &model), &system, &user).await?;
             }
+            let begin = begin_here();
+            deadline.extend(measuring.elapsed() + begin.saturating_sub(planned));
             let turns = [ChatMessage::user(user)];
-            let begin = begin_within(
-                &env.health,
-                (&name, &model.url),
-                &model,
-                messages.estimated_tokens,
-            );
             if begin > Duration::from_millis(model.timeout_ms) {
                 tracing::info!(
                     model = %name,

@@ -41,7 +41,7 @@ use crate::providers::{
 };
 use crate::reasoning::after_reasoning;
 use crate::redact::redact;
-use crate::resilience::{ChainOutcome, Health, Timed, Work, run_chain};
+use crate::resilience::{ChainOutcome, Deadline, Health, Timed, Work, run_chain};
 use crate::route_input::RouteInput;
 use crate::router::{COMPLETE, Decision, EndpointVerdict, Latency};
 use crate::session::{Model, Session};
@@ -1297,7 +1297,7 @@ async fn run_flight(
         &chain,
         Work::Completion,
         None,
-        hard_deadline,
+        &Deadline::at(hard_deadline),
         |name, model| {
             let fim = route
                 .chain

@@ -820,12 +820,12 @@ fn dir_with_config(config: &str) -> TempDir {
     dir
 }
 
-/// `pilotfish ARGS` in `dir`, with a clean environment but for the key that cloud models in
-/// these tests name (`PILOTFISH_TEST_KEY`).
-fn cli(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+/// `pilotfish --config pilotfish.toml action ACTION SPOT` in `dir`, with a clean environment
+/// but for the key that cloud models in these tests name (`PILOTFISH_TEST_KEY`).
+fn cli_action(dir: &std::path::Path, action: &str, spot: &str) -> std::process::Output {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pilotfish"));
     command
-        .args(args)
+        .args(["--config", "pilotfish.toml", "action", action, spot])
         .current_dir(dir)
         .env_clear()
         .env("HOME", dir)
@@ -851,16 +851,7 @@ fn cli_setup(behaviour: Behaviour) -> (ModelDouble, TempDir) {
 #[test]
 fn cli_action_explain_refactor_review_and_a_user_action() {
     let (local, dir) = cli_setup(Behaviour::answer("It adds two numbers."));
-    let out = cli(
-        dir.path(),
-        &[
-            "--config",
-            "pilotfish.toml",
-            "action",
-            "explain",
-            "lib.rs:4",
-        ],
-    );
+    let out = cli_action(dir.path(), "explain", "lib.rs:4");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -871,16 +862,7 @@ fn cli_action_explain_refactor_review_and_a_user_action() {
     local.set_behaviour(Behaviour::answer(
         "```rust\nfn add(a: i32, b: i32) -> i32 {\n    a + b\n}\n```",
     ));
-    let out = cli(
-        dir.path(),
-        &[
-            "--config",
-            "pilotfish.toml",
-            "action",
-            "refactor",
-            "lib.rs:4:5",
-        ],
-    );
+    let out = cli_action(dir.path(), "refactor", "lib.rs:4:5");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -899,10 +881,7 @@ fn cli_action_explain_refactor_review_and_a_user_action() {
     local.set_behaviour(Behaviour::answer(
         "{\"findings\":[{\"severity\":\"warning\",\"cwe\":\"CWE-190\",\"line_start\":2,\"line_end\":2,\"message\":\"May overflow.\"}]}",
     ));
-    let out = cli(
-        dir.path(),
-        &["--config", "pilotfish.toml", "action", "review", "lib.rs:4"],
-    );
+    let out = cli_action(dir.path(), "review", "lib.rs:4");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -912,10 +891,7 @@ fn cli_action_explain_refactor_review_and_a_user_action() {
     assert_eq!(stdout.trim(), "lib.rs:4: warning [CWE-190]: May overflow.");
 
     local.set_behaviour(Behaviour::answer("Some tests."));
-    let out = cli(
-        dir.path(),
-        &["--config", "pilotfish.toml", "action", "tests", "lib.rs:4"],
-    );
+    let out = cli_action(dir.path(), "tests", "lib.rs:4");
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Some tests.");
     assert_eq!(local.requests(), 4);
@@ -924,34 +900,19 @@ fn cli_action_explain_refactor_review_and_a_user_action() {
 #[test]
 fn cli_action_exits_non_zero_when_every_model_fails_or_the_answer_is_unusable() {
     let (local, dir) = cli_setup(Behaviour::failing(Fault::status(500)));
-    let out = cli(
-        dir.path(),
-        &[
-            "--config",
-            "pilotfish.toml",
-            "action",
-            "explain",
-            "lib.rs:4",
-        ],
-    );
+    let out = cli_action(dir.path(), "explain", "lib.rs:4");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("explain: no model answered"), "{stderr}");
     assert!(out.stdout.is_empty());
 
     local.set_behaviour(Behaviour::answer("Not JSON at all."));
-    let out = cli(
-        dir.path(),
-        &["--config", "pilotfish.toml", "action", "review", "lib.rs:4"],
-    );
+    let out = cli_action(dir.path(), "review", "lib.rs:4");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("review: no findings"), "{stderr}");
 
-    let out = cli(
-        dir.path(),
-        &["--config", "pilotfish.toml", "action", "explain", "lib.rs"],
-    );
+    let out = cli_action(dir.path(), "explain", "lib.rs");
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -979,10 +940,7 @@ fn cli_action_through(
 ) -> std::process::Output {
     let dir = dir_with_config(&one_model_config(provider, double, settings));
     std::fs::write(dir.path().join("lib.rs"), mark(RUST_FN).0).unwrap();
-    cli(
-        dir.path(),
-        &["--config", "pilotfish.toml", "action", action, "lib.rs:4"],
-    )
+    cli_action(dir.path(), action, "lib.rs:4")
 }
 
 const EIGHT_TOKENS: &str = "max_output_tokens = 8\n";
@@ -1248,29 +1206,26 @@ fn cli_explain_long_function(
     code.push_str("    return total\n");
     std::fs::write(dir.path().join("big.py"), code).unwrap();
     let started = std::time::Instant::now();
-    let out = cli(
-        dir.path(),
-        &[
-            "--config",
-            "pilotfish.toml",
-            "action",
-            "explain",
-            "big.py:2",
-        ],
-    );
+    let out = cli_action(dir.path(), "explain", "big.py:2");
     (out, started.elapsed())
 }
 
 /// A local server not measured yet (a one-shot `pilotfish action`, or an editor's first
 /// action) is first asked to read the start of the prompt, answering one token: what it
 /// says of that read gives the call the time the rest takes, and what it read stays in its
-/// cache. A cloud model is never sent such a read, and keeps its timeout.
+/// cache. A cloud model is never sent such a read, and keeps its timeout. The action's
+/// deadline, planned before that read, moves by what the read showed the call needs: with
+/// `max_output_tokens = 8` the plan (2 s to begin, 2 s to write, a second over) ends
+/// before the server has read the prompt.
 #[test]
 fn a_local_server_not_measured_yet_first_reads_the_prompts_start() {
     let double = ModelDouble::start(
         Behaviour::answer("It totals the records.").reads_at(Duration::from_millis(4)),
     );
-    let (out, took) = cli_explain_long_function(&double, "local = true\ntimeout_ms = 2000\n");
+    let (out, took) = cli_explain_long_function(
+        &double,
+        "local = true\ntimeout_ms = 2000\nmax_output_tokens = 8\n",
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
