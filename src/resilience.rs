@@ -19,6 +19,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::config::ModelConfig;
+use crate::providers::too_long::Sizes;
 use crate::providers::{ModelAnswer, PromptRead, ProviderError, Providers};
 use crate::router::{COMPLETE, EndpointLive, Latency, ModelLive, ModelState, endpoint_order};
 use crate::sync::lock;
@@ -68,6 +69,10 @@ struct EndpointHealth {
     /// The last call failed in a way that does not pass by itself, and what the user can do
     /// about it ([`Remedy::lasting`]).
     lasting_failure: Option<Remedy>,
+    /// The last prompt the server refused as longer than its context: this crate's estimate
+    /// of its tokens, and what the server said of the sizes. Like `reading`, what the server
+    /// said of itself outlives a call's success or failure.
+    refused: Option<(u32, Sizes)>,
 }
 
 /// What a server said of how fast it reads prompts ([`PromptRead`]).
@@ -338,6 +343,7 @@ impl Health {
             *h = EndpointHealth {
                 latency,
                 reading: h.reading,
+                refused: h.refused,
                 in_flight: h.in_flight.saturating_sub(1),
                 ..EndpointHealth::default()
             };
@@ -383,6 +389,20 @@ impl Health {
             .reading
             .ms_per_token?;
         Some(Duration::from_secs_f64(ms * tokens as f64 / 1_000.0))
+    }
+
+    /// The server refused a prompt estimated at `estimated` tokens as longer than its
+    /// context, saying `sizes`: later prompts for it can be built to fit at once.
+    pub fn record_too_long(&self, (model, url): (&str, &str), estimated: u32, sizes: Sizes) {
+        self.with(model, url, |h| h.refused = Some((estimated, sizes)));
+    }
+
+    /// The last prompt the endpoint refused as too long ([`Health::record_too_long`]).
+    pub fn refused(&self, model: &str, url: &str) -> Option<(u32, Sizes)> {
+        let endpoints = lock(&self.endpoints);
+        endpoints
+            .get(&(model.to_string(), url.to_string()))?
+            .refused
     }
 
     /// A call that was cancelled or abandoned says nothing about the endpoint (nor how long
@@ -495,6 +515,7 @@ fn record_failure(
         *h = EndpointHealth {
             latency: h.latency,
             reading: h.reading,
+            refused: h.refused,
             in_flight: h.in_flight,
             ..EndpointHealth::default()
         };

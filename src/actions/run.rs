@@ -664,6 +664,7 @@ fn prepare(input: &ActionInput, env: &ActionEnv) -> Result<Prepared, ActionError
         Spot::Cursor(_) => None,
     };
     let display_path = session.display_path(&route_input.path);
+    let (limits, refused) = limits_for(first, &env.health);
     let request = ActionRequest::from_document(
         rope,
         snapshot.tree.as_ref(),
@@ -671,13 +672,22 @@ fn prepare(input: &ActionInput, env: &ActionEnv) -> Result<Prepared, ActionError
         &display_path,
         &target,
         selection.as_deref(),
-        ModelLimits::of(&first.config),
+        limits,
     );
     let messages = match build_messages(&request, kind, config_action) {
         Ok(m) => m,
-        Err(e) => return Err(ActionError::before_asking(e.to_string(), Some(decision))),
+        Err(e) => {
+            let why = match refused {
+                Some(sizes) => format!("{e} ({})", refit::server_context(&first.name, sizes)),
+                None => e.to_string(),
+            };
+            return Err(ActionError::before_asking(why, Some(decision)));
+        }
     };
-    let notes = messages.trim_note().into_iter().collect();
+    let mut notes: Vec<String> = messages.trim_note().into_iter().collect();
+    if let Some(sizes) = refused.filter(|_| !notes.is_empty()) {
+        notes.push(refit::note(&first.name, first.config.context_window, sizes));
+    }
     Ok(Prepared {
         target,
         route_input,
@@ -689,6 +699,22 @@ fn prepare(input: &ActionInput, env: &ActionEnv) -> Result<Prepared, ActionError
         display_path,
         notes,
     })
+}
+
+/// `model`'s limits for a prompt, cut to what its server said when it refused a longer one
+/// (the least any of its endpoints said), so that the prompt is built to fit at once instead
+/// of being refused again; and what the server said, when that cut them.
+fn limits_for(model: &Model, health: &Health) -> (ModelLimits, Option<Sizes>) {
+    let configured = ModelLimits::of(&model.config);
+    model
+        .config
+        .url
+        .iter()
+        .filter_map(|url| health.refused(&model.name, url))
+        .map(|(estimated, sizes)| (refit::limits_after(configured, estimated, sizes), sizes))
+        .filter(|(limits, _)| limits.context_window < configured.context_window)
+        .min_by_key(|(limits, _)| limits.context_window)
+        .map_or((configured, None), |(limits, sizes)| (limits, Some(sizes)))
 }
 
 /// The most of the user message a measuring read sends (with the system prompt ~450 tokens:
@@ -838,6 +864,8 @@ async fn ask(
             };
             let answer = env.providers.chat(&model, call, &mut forward).await;
             if let Err(ProviderError::TooLong { sizes, .. }) = &answer {
+                env.health
+                    .record_too_long((&name, &model.url), messages.estimated_tokens, *sizes);
                 lock(too_long).get_or_insert((name, *sizes));
             }
             answer

@@ -1277,8 +1277,8 @@ fn a_local_server_not_measured_yet_first_reads_the_prompts_start() {
 /// `-c 4096` under the default 8192; here 2,048) and counts more tokens than the estimate
 /// (Qwen reads each digit as one; here two characters a token): Explain on a big function is
 /// refused once, then asked again with the code cut to what the refusal said the server
-/// takes, and answered, with a note on how to have prompts fit at once. A rewrite too big
-/// for it says so, with the server's context.
+/// takes, and answered, with a note on how to have prompts fit at once; the next action is
+/// built to fit at once. A rewrite too big for it says so, with the server's context.
 #[test]
 fn an_action_longer_than_the_servers_context_is_asked_again_cut_to_fit() {
     let double = ModelDouble::start(Behaviour::answer("It totals the records.").context(2048, 2));
@@ -1327,9 +1327,18 @@ fn an_action_longer_than_the_servers_context_is_asked_again_cut_to_fit() {
     assert!(sent(0) / 2 >= 2048, "the first was too long: {}", sent(0));
     assert!(sent(1) / 2 < 2048, "the second fits: {}", sent(1));
 
-    // A rewrite cannot be cut: it says why, with what the server runs. Asked for more
-    // times than the breaker's count of failures: each is the prompt's fault, not the
-    // server's, and completion still answers after them.
+    // The server's context is remembered: the next action is built to fit at once, with the
+    // same notes, and not refused first.
+    let again = editor.explain_at(&uri, line, col);
+    assert_eq!(again["markdown"], "It totals the records.", "{again}");
+    assert_eq!(again["notes"], result["notes"], "{again}");
+    let calls = double.model_calls();
+    assert_eq!(calls.len(), 4, "one call more: {}", double.summary());
+    assert!(calls[3].all_input_text().chars().count() / 2 < 2048);
+
+    // A rewrite cannot be cut: it says why, with what the server runs, before any model
+    // call (the server's context is known), as many times as it is asked, and completion
+    // still answers after them.
     for _ in 0..3 {
         let refactor = editor.lsp.request_and_wait(
             "workspace/executeCommand",
@@ -1345,7 +1354,7 @@ fn an_action_longer_than_the_servers_context_is_asked_again_cut_to_fit() {
             "{error}"
         );
     }
-    assert_eq!(double.model_calls().len(), 6, "{}", double.summary());
+    assert_eq!(double.model_calls().len(), 4, "{}", double.summary());
     assert_eq!(
         editor
             .suggest("small.py", "python", "def one():\n    return $0\n")
