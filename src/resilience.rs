@@ -1453,6 +1453,31 @@ mod tests {
     impl Timed for usize {}
     impl Timed for () {}
 
+    /// [`run_chain`] on completion work with a minute to go (retrying within it if `retry`).
+    async fn within_a_minute<T, F, Fut>(
+        h: &Health,
+        chain: &[(Arc<str>, Arc<ModelConfig>)],
+        retry: bool,
+        call: F,
+    ) -> ChainOutcome<T>
+    where
+        T: Timed,
+        F: FnMut(Arc<str>, Arc<ModelConfig>) -> Fut,
+        Fut: Future<Output = Result<T, ProviderError>>,
+    {
+        let far = tokio::time::Instant::now().into_std() + Duration::from_secs(60);
+        let deadline = Deadline::at(far);
+        run_chain(
+            h,
+            chain,
+            Work::Completion,
+            retry.then_some(far),
+            &deadline,
+            call,
+        )
+        .await
+    }
+
     /// Who was called, in order: "model@url".
     type Calls = std::cell::RefCell<Vec<String>>;
 
@@ -1464,20 +1489,12 @@ mod tests {
     async fn without_a_retry_window_a_failed_call_falls_through_at_once() {
         let h = Health::new();
         let chain = [model("a"), model("b")];
-        let far = Instant::now() + Duration::from_secs(60);
         let calls = Calls::default();
-        let out = run_chain(
-            &h,
-            &chain,
-            Work::Completion,
-            None,
-            &Deadline::at(far),
-            |name, m| {
-                called(&calls, &name, &m);
-                let first = &*name == "a";
-                async move { if first { Err(status(500, None)) } else { Ok(1) } }
-            },
-        )
+        let out = within_a_minute(&h, &chain, false, |name, m| {
+            called(&calls, &name, &m);
+            let first = &*name == "a";
+            async move { if first { Err(status(500, None)) } else { Ok(1) } }
+        })
         .await;
         assert_eq!(out.answer.unwrap().0.as_ref(), "b");
         assert_eq!(*calls.borrow(), [format!("a@{URL}"), format!("b@{URL}")]);
@@ -1488,27 +1505,19 @@ mod tests {
     async fn with_a_retry_window_server_errors_are_retried() {
         let h = Health::new();
         let chain = [model("a"), model("b")];
-        let far = Instant::now() + Duration::from_secs(60);
         let calls = Calls::default();
         // a: 500 twice then ok; b never needed.
-        let out = run_chain(
-            &h,
-            &chain,
-            Work::Completion,
-            Some(far),
-            &Deadline::at(far),
-            |name, m| {
-                called(&calls, &name, &m);
-                let n = calls.borrow().len();
-                async move {
-                    if n <= 2 {
-                        Err(status(500, None))
-                    } else {
-                        Ok(n)
-                    }
+        let out = within_a_minute(&h, &chain, true, |name, m| {
+            called(&calls, &name, &m);
+            let n = calls.borrow().len();
+            async move {
+                if n <= 2 {
+                    Err(status(500, None))
+                } else {
+                    Ok(n)
                 }
-            },
-        )
+            }
+        })
         .await;
         assert_eq!(out.answer.unwrap().0.as_ref(), "a");
         assert_eq!(calls.borrow().len(), 3);
@@ -1519,33 +1528,18 @@ mod tests {
     async fn a_dead_endpoint_costs_its_threshold_in_calls_then_none() {
         let h = Health::new();
         let chain = [model("a")];
-        let far = Instant::now() + Duration::from_secs(60);
         let calls = std::cell::Cell::new(0);
         for _ in 0..5 {
-            let out: ChainOutcome<()> = run_chain(
-                &h,
-                &chain,
-                Work::Completion,
-                Some(far),
-                &Deadline::at(far),
-                |_, _| {
-                    calls.set(calls.get() + 1);
-                    async { Err(status(500, None)) }
-                },
-            )
+            let out: ChainOutcome<()> = within_a_minute(&h, &chain, true, |_, _| {
+                calls.set(calls.get() + 1);
+                async { Err(status(500, None)) }
+            })
             .await;
             assert!(out.answer.is_err());
         }
         assert_eq!(calls.get(), FAILURES_TO_OPEN as usize, "retries count too");
-        let out: ChainOutcome<()> = run_chain(
-            &h,
-            &chain,
-            Work::Completion,
-            None,
-            &Deadline::at(far),
-            |_, _| async { Err(refused()) },
-        )
-        .await;
+        let out: ChainOutcome<()> =
+            within_a_minute(&h, &chain, false, |_, _| async { Err(refused()) }).await;
         assert!(out.answer.unwrap_err().contains("circuit open"));
     }
 
@@ -1554,44 +1548,29 @@ mod tests {
         let h = Health::new();
         let (gpu, laptop) = ("http://127.0.0.1:11", "http://127.0.0.1:12");
         let chain = [model_at("m", &[gpu, laptop]), model("b")];
-        let far = Instant::now() + Duration::from_secs(60);
         let calls = Calls::default();
-        let out = run_chain(
-            &h,
-            &chain,
-            Work::Completion,
-            None,
-            &Deadline::at(far),
-            |name, m| {
-                called(&calls, &name, &m);
-                let dead = &*m.url == gpu;
-                async move { if dead { Err(refused()) } else { Ok(7) } }
-            },
-        )
+        let out = within_a_minute(&h, &chain, false, |name, m| {
+            called(&calls, &name, &m);
+            let dead = &*m.url == gpu;
+            async move { if dead { Err(refused()) } else { Ok(7) } }
+        })
         .await;
         assert_eq!(out.endpoint(), Some(laptop));
         assert_eq!(out.answer.unwrap(), ("m".into(), 7));
         assert_eq!(*calls.borrow(), [format!("m@{gpu}"), format!("m@{laptop}")]);
         // Both endpoints out: the next model.
         calls.borrow_mut().clear();
-        let out = run_chain(
-            &h,
-            &chain,
-            Work::Completion,
-            None,
-            &Deadline::at(far),
-            |name, m| {
-                called(&calls, &name, &m);
-                let model_b = &*name == "b";
-                async move {
-                    if model_b {
-                        Ok(1)
-                    } else {
-                        Err(status(500, None))
-                    }
+        let out = within_a_minute(&h, &chain, false, |name, m| {
+            called(&calls, &name, &m);
+            let model_b = &*name == "b";
+            async move {
+                if model_b {
+                    Ok(1)
+                } else {
+                    Err(status(500, None))
                 }
-            },
-        )
+            }
+        })
         .await;
         assert_eq!(out.answer.unwrap().0.as_ref(), "b");
         // The laptop answered last time and is measured; the gpu is not: it goes first.
@@ -1603,14 +1582,9 @@ mod tests {
                 format!("b@{URL}")
             ]
         );
-        let error = run_chain(
-            &h,
-            &[model_at("m", &[gpu, laptop])],
-            Work::Completion,
-            None,
-            &Deadline::at(far),
-            |_, _| async { Err::<(), _>(refused()) },
-        )
+        let error = within_a_minute(&h, &[model_at("m", &[gpu, laptop])], false, |_, _| async {
+            Err::<(), _>(refused())
+        })
         .await
         .answer
         .unwrap_err();
@@ -1634,16 +1608,7 @@ mod tests {
             None,
         );
         let chain = [model_at("m", &[slow, fast])];
-        let far = Instant::now() + Duration::from_secs(60);
-        let out = run_chain(
-            &h,
-            &chain,
-            Work::Completion,
-            None,
-            &Deadline::at(far),
-            |_, _| async { Ok(()) },
-        )
-        .await;
+        let out = within_a_minute(&h, &chain, false, |_, _| async { Ok(()) }).await;
         assert_eq!(out.endpoint(), Some(fast));
     }
 
@@ -1673,60 +1638,38 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_call_that_moves_the_deadline_is_not_cut_at_the_old_one() {
-        let h = Health::new();
-        let started = tokio::time::Instant::now();
-        let deadline = Deadline::at(started.into_std() + Duration::from_millis(100));
-        let out = run_chain(
-            &h,
-            &[model("m")],
-            Work::Action,
-            None,
-            &deadline,
-            |_, _| async {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                deadline.extend(Duration::from_millis(500));
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                Ok(())
-            },
-        )
-        .await;
-        assert!(out.answer.is_ok(), "{:?}", out.answer);
-        assert_eq!(started.elapsed(), Duration::from_millis(350));
-
-        // Moved, then reached: cut at the new one.
-        let started = tokio::time::Instant::now();
-        let deadline = Deadline::at(started.into_std() + Duration::from_millis(100));
-        let out = run_chain(
-            &h,
-            &[model("m")],
-            Work::Action,
-            None,
-            &deadline,
-            |_, _| async {
-                deadline.extend(Duration::from_millis(200));
-                tokio::time::sleep(Duration::from_secs(10)).await;
-                Ok(())
-            },
-        )
-        .await;
-        assert!(out.answer.unwrap_err().contains("before the deadline"));
-        assert_eq!(started.elapsed(), Duration::from_millis(300));
+    async fn a_call_that_moves_the_deadline_is_cut_at_the_moved_one_only() {
+        let ms = Duration::from_millis;
+        // A deadline 100 ms away, which the call moves after `after` ms by `by`, then runs
+        // `then` ms more: whether it answered, and when the chain was done.
+        let cases = [((50, 500, 300), true, 350), ((0, 200, 10_000), false, 300)];
+        for ((after, by, then), answered, done) in cases {
+            let h = Health::new();
+            let started = tokio::time::Instant::now();
+            let deadline = Deadline::at(started.into_std() + ms(100));
+            let out = run_chain(
+                &h,
+                &[model("m")],
+                Work::Action,
+                None,
+                &deadline,
+                |_, _| async {
+                    tokio::time::sleep(ms(after)).await;
+                    deadline.extend(ms(by));
+                    tokio::time::sleep(ms(then)).await;
+                    Ok(())
+                },
+            )
+            .await;
+            assert_eq!(out.answer.is_ok(), answered, "{:?}", out.answer);
+            assert_eq!(started.elapsed(), ms(done), "{after} {by} {then}");
+        }
     }
 
     #[tokio::test(start_paused = true)]
     async fn an_average_goes_stale_when_no_call_refreshes_it() {
         let h = Health::new();
-        let far = Instant::now() + Duration::from_secs(60);
-        let out = run_chain(
-            &h,
-            &[model("m")],
-            Work::Completion,
-            None,
-            &Deadline::at(far),
-            |_, _| async { Ok(()) },
-        )
-        .await;
+        let out = within_a_minute(&h, &[model("m")], false, |_, _| async { Ok(()) }).await;
         assert!(out.answer.is_ok());
         let now = Instant::now();
         let fresh = h.endpoint("m", URL, Work::Completion, now).latency.unwrap();
@@ -1749,18 +1692,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_successful_call_is_measured() {
         let h = Health::new();
-        let far = Instant::now() + Duration::from_secs(60);
-        let out = run_chain(
-            &h,
-            &[model("m")],
-            Work::Completion,
-            None,
-            &Deadline::at(far),
-            |_, _| async {
-                tokio::time::sleep(Duration::from_millis(250)).await;
-                Ok(())
-            },
-        )
+        let out = within_a_minute(&h, &[model("m")], false, |_, _| async {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            Ok(())
+        })
         .await;
         assert!(out.answer.is_ok());
         let latency = h
