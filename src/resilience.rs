@@ -397,14 +397,6 @@ impl Health {
         self.with(model, url, |h| h.refused = Some((estimated, sizes)));
     }
 
-    /// The last prompt the endpoint refused as too long ([`Health::record_too_long`]).
-    pub fn refused(&self, model: &str, url: &str) -> Option<(u32, Sizes)> {
-        let endpoints = lock(&self.endpoints);
-        endpoints
-            .get(&(model.to_string(), url.to_string()))?
-            .refused
-    }
-
     /// A call that was cancelled or abandoned says nothing about the endpoint (nor how long
     /// it takes to answer); a half-open probe that was abandoned frees the slot.
     pub fn record_abandoned(&self, model: &str, url: &str) {
@@ -562,6 +554,7 @@ fn live_of(h: &EndpointHealth, work: Work, now: Instant) -> EndpointLive {
     EndpointLive {
         state: state_of(h, now),
         latency: h.latency[work.index()].map(|a| a.latency(now)),
+        refused: h.refused,
     }
 }
 

@@ -37,6 +37,7 @@ use globset::{Candidate, GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::providers::too_long::Sizes;
 use crate::syntax::Language;
 use crate::syntax::features::{Features, SensitiveKind};
 
@@ -83,6 +84,31 @@ pub struct EndpointLive {
     pub state: ModelState,
     /// `None` until a call to it has succeeded.
     pub latency: Option<Latency>,
+    /// The last prompt its server refused as longer than its context: this crate's estimate
+    /// of its tokens, and what the server said of the sizes.
+    pub refused: Option<(u32, Sizes)>,
+}
+
+/// The context a model's servers take, in this crate's estimate of tokens: its
+/// `context_window`, or less where each of its endpoints refused a longer prompt (the most
+/// any of them takes, [`Sizes::prompt_room`] beside an answer of `max_output_tokens`); and
+/// what the server said, when that is less.
+pub fn window_taken(
+    context_window: u32,
+    max_output_tokens: u32,
+    live: &[EndpointLive],
+) -> (u32, Option<Sizes>) {
+    let taken = |e: &EndpointLive| {
+        e.refused.and_then(|(estimated, sizes)| {
+            let room = sizes.prompt_room(estimated, max_output_tokens)?;
+            let window = room.saturating_add(max_output_tokens);
+            (window < context_window).then_some((window, sizes))
+        })
+    };
+    live.iter()
+        .map(|e| taken(e).map_or((context_window, None), |(w, s)| (w, Some(s))))
+        .max_by_key(|(window, _)| *window)
+        .unwrap_or((context_window, None))
 }
 
 /// What the resilience layer knows of a model now: its endpoints, by URL. An endpoint
@@ -579,10 +605,13 @@ impl Router {
         let mut candidates: Vec<Verdict> = Vec::with_capacity(chain.len());
         // Per kept candidate: its expected time to the answer, when measured.
         let mut expected_ms: Vec<Option<u64>> = Vec::with_capacity(chain.len());
+        // Per candidate: the context its servers take.
+        let mut windows: Vec<u32> = Vec::with_capacity(chain.len());
         for (position, model) in chain.iter().enumerate() {
             let drop = |filter: Filter, reason: String| (false, reason, Some(filter));
             let mut endpoints = Vec::new();
             let mut expected = None;
+            let mut window = 0;
             let (kept, reason, dropped_by) = if let Some(first) =
                 chain[..position].iter().position(|m| m == model)
             {
@@ -599,6 +628,15 @@ impl Router {
                     .unwrap_or_else(|| vec![EndpointLive::default(); facts.urls.len()]);
                 let order = endpoint_order(&live);
                 let health = model_state(&live);
+                let refused;
+                (window, refused) =
+                    window_taken(facts.context_window, facts.max_output_tokens, &live);
+                // A window smaller than configured is what its server was seen to take.
+                let taken = if refused.is_some() {
+                    " (what its server takes)"
+                } else {
+                    ""
+                };
                 expected = order
                     .first()
                     .map(|&i| live[i])
@@ -635,13 +673,13 @@ impl Router {
                     )
                 } else if let Some(reason) = health_problem(health) {
                     drop(Filter::Health, reason)
-                } else if total > u64::from(facts.context_window) {
+                } else if total > u64::from(window) {
                     drop(
                         Filter::Fit,
                         format!(
-                            "needs ~{} tokens, window is {}",
+                            "needs ~{} tokens, window is {}{taken}",
                             thousands(total),
-                            thousands(u64::from(facts.context_window))
+                            thousands(u64::from(window))
                         ),
                     )
                 } else {
@@ -649,9 +687,9 @@ impl Router {
                     (
                         true,
                         format!(
-                            "{kind}, healthy, ~{} of {} tokens",
+                            "{kind}, healthy, ~{} of {} tokens{taken}",
                             thousands(total),
-                            thousands(u64::from(facts.context_window))
+                            thousands(u64::from(window))
                         ),
                         None,
                     )
@@ -663,6 +701,7 @@ impl Router {
                 endpoints.clear();
             }
             expected_ms.push(expected.filter(|_| kept));
+            windows.push(window);
             candidates.push(Verdict {
                 model: model.clone(),
                 kept,
@@ -672,7 +711,7 @@ impl Router {
                 endpoints,
             });
         }
-        self.keep_the_largest_window_when_none_fits(&mut candidates);
+        Self::keep_the_largest_window_when_none_fits(&mut candidates, &windows);
         if request.task == COMPLETE {
             self.prefer_inside_the_budget(&mut candidates, &expected_ms);
         }
@@ -689,14 +728,13 @@ impl Router {
     /// fit their window, the one with the largest window (the first of equals) serves after
     /// all: its prompt is cut to fit it (an explanation or a review of the lines that fit; a
     /// rewrite refuses with its size). A request no model holds whole is still answered.
-    fn keep_the_largest_window_when_none_fits(&self, candidates: &mut [Verdict]) {
-        let window = |v: &Verdict| self.models.get(&v.model).map_or(0, |m| m.context_window);
+    fn keep_the_largest_window_when_none_fits(candidates: &mut [Verdict], windows: &[u32]) {
         let nothing_kept = !candidates.iter().any(|v| v.kept);
         let mut serving = None;
         for (i, verdict) in candidates.iter().enumerate() {
             if nothing_kept
                 && verdict.dropped_by == Some(Filter::Fit)
-                && serving.is_none_or(|s: usize| window(verdict) > window(&candidates[s]))
+                && serving.is_none_or(|s: usize| windows[i] > windows[s])
             {
                 serving = Some(i);
             }
@@ -1090,8 +1128,35 @@ review = ["cloud", "cheap", "mid"]
                 calls: 4,
                 stale: false,
             });
-            self.endpoints
-                .push((model, url, EndpointLive { state, latency }));
+            self.endpoints.push((
+                model,
+                url,
+                EndpointLive {
+                    state,
+                    latency,
+                    refused: None,
+                },
+            ));
+            self
+        }
+        /// `model`'s server at `url` refused a prompt estimated at `estimated` tokens,
+        /// saying its context and how many tokens it counted.
+        fn refused(
+            mut self,
+            model: &'static str,
+            url: &'static str,
+            estimated: u32,
+            (context, prompt): (u32, u32),
+        ) -> Self {
+            let sizes = Sizes {
+                context: Some(context),
+                prompt: Some(prompt),
+            };
+            let live = EndpointLive {
+                refused: Some((estimated, sizes)),
+                ..EndpointLive::default()
+            };
+            self.endpoints.push((model, url, live));
             self
         }
         /// Marks the averages of the endpoints given so far for `model` as stale.
@@ -1208,6 +1273,7 @@ review = ["cloud", "cheap", "mid"]
                         EndpointLive {
                             state,
                             latency: None,
+                            refused: None,
                         },
                     )
                 })
@@ -1438,6 +1504,27 @@ use = ["mid"]
                 .expect(&["cloud"], "routes.review", "")
                 .reason("cloud", "window is 200,000: no model holds it whole, so the largest window serves")
                 .dropped("cheap", "window is 128,000")
+                .dropped("mid", "window is 32,768"),
+            // mid's server refused 20,000 tokens it counted as 40,000, saying its context is
+            // 8,192: (8,192 - 1,024) × ½ × 0.9 = 3,225 of the estimate's tokens, and the
+            // answer's 1,024.
+            case("fit: a server that refused a longer prompt takes what it said")
+                .prompt(5_000)
+                .refused("mid", "http://127.0.0.1:11434", 20_000, (8_192, 40_000))
+                .expect(&["cloud"], "routes.explain", "")
+                .dropped("mid", "needs ~6,024 tokens, window is 4,249 (what its server takes)"),
+            case("fit: a prompt that fits what the server takes")
+                .prompt(3_000)
+                .refused("mid", "http://127.0.0.1:11434", 20_000, (8_192, 40_000))
+                .expect(&["mid", "cloud"], "routes.explain", "")
+                .reason("mid", "~4,024 of 4,249 tokens (what its server takes)"),
+            case("fit: none holds what the servers take, the largest of them serves")
+                .task("review")
+                .prompt(150_000)
+                .refused("cloud", "https://api.anthropic.com", 160_000, (100_000, 160_000))
+                .expect(&["cheap"], "routes.review", "")
+                .reason("cheap", "window is 128,000: no model holds it whole")
+                .dropped("cloud", "window is 90,409 (what its server takes)")
                 .dropped("mid", "window is 32,768"),
             // --- budget ---
             case("budget reached: cloud skipped, local stays")
@@ -1708,6 +1795,7 @@ use = ["mid"]
                 calls: 1,
                 stale: false,
             }),
+            refused: None,
         };
         let live = |e: EndpointLive| ModelLive {
             endpoints: [(OLLAMA.to_string(), e)].into(),
@@ -1755,6 +1843,7 @@ use = ["mid"]
                 calls: 1,
                 stale: false,
             }),
+            refused: None,
         };
         let open = CircuitOpen { for_ms: 3_000 };
         // (endpoints in config order, order to try, the model's state)

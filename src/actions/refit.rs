@@ -9,29 +9,16 @@ use crate::providers::too_long::Sizes;
 
 use super::ModelLimits;
 
-/// Kept free below what the server says it takes, for what the estimate misjudges.
-const MARGIN: f64 = 0.9;
-
 /// The limits to build the prompt again with, for a server that refused a prompt estimated
 /// at `estimated` tokens, built for `limits`, saying `sizes`. The answer keeps its room;
-/// the prompt gets what the server's context leaves of it, in this crate's estimate (scaled
-/// by how the server counted the refused prompt), less a margin, and never more than nine
-/// tenths of the refused one. A refusal that gives no sizes halves the prompt.
+/// the prompt gets what the server takes ([`Sizes::prompt_room`]). A refusal that does not
+/// say the server's context halves the prompt.
 pub fn limits_after(limits: ModelLimits, estimated: u32, sizes: Sizes) -> ModelLimits {
-    let estimated = f64::from(estimated);
-    let estimate_per_server_token = match sizes.prompt {
-        Some(prompt) if prompt > 0 => estimated / f64::from(prompt),
-        _ => 1.0,
-    };
-    let budget = match sizes.context {
-        Some(context) => {
-            let room = f64::from(context.saturating_sub(limits.max_output_tokens));
-            (room * estimate_per_server_token * MARGIN).min(estimated * MARGIN)
-        }
-        None => estimated / 2.0,
-    };
+    let budget = sizes
+        .prompt_room(estimated, limits.max_output_tokens)
+        .unwrap_or(estimated / 2);
     ModelLimits {
-        context_window: (budget as u32).saturating_add(limits.max_output_tokens),
+        context_window: budget.saturating_add(limits.max_output_tokens),
         max_output_tokens: limits.max_output_tokens,
     }
 }

@@ -36,7 +36,7 @@ use crate::reasoning::after_reasoning;
 use crate::redact::redact;
 use crate::resilience::{Attempt, ChainOutcome, Deadline, Health, Work, run_chain};
 use crate::route_input::RouteInput;
-use crate::router::Decision;
+use crate::router::{Decision, window_taken};
 use crate::session::{Model, Session};
 use crate::sync::{lock, off_runtime};
 use crate::syntax::features::{Target, enclosing_target, selection_target};
@@ -701,20 +701,23 @@ fn prepare(input: &ActionInput, env: &ActionEnv) -> Result<Prepared, ActionError
     })
 }
 
-/// `model`'s limits for a prompt, cut to what its server said when it refused a longer one
-/// (the least any of its endpoints said), so that the prompt is built to fit at once instead
-/// of being refused again; and what the server said, when that cut them.
+/// `model`'s limits for a prompt: the window its servers take ([`window_taken`], as
+/// routing saw it), so that a prompt is built to fit a server that refused a longer one
+/// instead of being refused again; and what the server said, when that is less than its
+/// `context_window`.
 fn limits_for(model: &Model, health: &Health) -> (ModelLimits, Option<Sizes>) {
-    let configured = ModelLimits::of(&model.config);
-    model
-        .config
-        .url
-        .iter()
-        .filter_map(|url| health.refused(&model.name, url))
-        .map(|(estimated, sizes)| (refit::limits_after(configured, estimated, sizes), sizes))
-        .filter(|(limits, _)| limits.context_window < configured.context_window)
-        .min_by_key(|(limits, _)| limits.context_window)
-        .map_or((configured, None), |(limits, sizes)| (limits, Some(sizes)))
+    let now = Instant::now();
+    let live: Vec<_> = (model.config.url.iter())
+        .map(|url| health.endpoint(&model.name, url, Work::Action, now))
+        .collect();
+    let (max_output_tokens, context_window) =
+        (model.config.max_output_tokens, model.config.context_window);
+    let (context_window, refused) = window_taken(context_window, max_output_tokens, &live);
+    let limits = ModelLimits {
+        context_window,
+        max_output_tokens,
+    };
+    (limits, refused)
 }
 
 /// The most of the user message a measuring read sends (with the system prompt ~450 tokens:

@@ -17,6 +17,27 @@ pub struct Sizes {
     pub prompt: Option<u32>,
 }
 
+/// Kept free below what a server says it takes, for what the estimate misjudges.
+const MARGIN: f64 = 0.9;
+
+impl Sizes {
+    /// The tokens of a prompt, in this crate's estimate, that the server takes beside an
+    /// answer of `answer_tokens`, from these sizes said of a prompt estimated at `estimated`:
+    /// what its context leaves, scaled by how it counted the refused prompt, less a margin,
+    /// and never more than nine tenths of the refused prompt. None when it did not say its
+    /// context.
+    pub fn prompt_room(self, estimated: u32, answer_tokens: u32) -> Option<u32> {
+        let context = self.context?;
+        let estimated = f64::from(estimated);
+        let estimate_per_server_token = match self.prompt {
+            Some(prompt) if prompt > 0 => estimated / f64::from(prompt),
+            _ => 1.0,
+        };
+        let room = f64::from(context.saturating_sub(answer_tokens));
+        Some((room * estimate_per_server_token * MARGIN).min(estimated * MARGIN) as u32)
+    }
+}
+
 /// The context, as each server's message words it.
 static CONTEXT: LazyLock<Vec<Regex>> = LazyLock::new(|| {
     [

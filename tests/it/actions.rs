@@ -1363,3 +1363,47 @@ fn an_action_longer_than_the_servers_context_is_asked_again_cut_to_fit() {
     );
     editor.lsp.shutdown_and_exit();
 }
+
+/// With a model after it in the chain, a server that refused a long prompt passes it on
+/// whole to that model; and once its context is known, routing does not ask it again for
+/// what it does not take: the next action goes to the model that holds the code whole, not
+/// to it cut.
+#[test]
+fn a_server_known_to_take_less_passes_long_prompts_to_the_next_model() {
+    let local = ModelDouble::start(Behaviour::answer("It totals the records.").context(2048, 2));
+    let cloud = ModelDouble::start(Behaviour::answer("The whole function, explained."));
+    let workspace = Workspace::new(&format!(
+        "[models.local]\nprovider = \"llamacpp\"\nurl = \"{}\"\nmodel = \"test-model\"\nfim = \"native\"\n\n\
+         [models.cloud]\nprovider = \"openai\"\nurl = \"{}/v1\"\nmodel = \"big\"\nlocal = false\n\
+         api_key_env = \"PILOTFISH_TEST_KEY\"\ncontext_window = 128000\n\n\
+         [routes]\ncomplete = [\"local\"]\nexplain = [\"local\", \"cloud\"]\n",
+        local.base_url(),
+        cloud.base_url()
+    ));
+    let editor = workspace.serve_with_env(&[("PILOTFISH_TEST_KEY", "test-key")]);
+    let mut code = String::from("def process(records):\n    total = 0$0\n");
+    for i in 0..200 {
+        code.push_str(&format!("    total += records[{i}] * {i}\n"));
+    }
+    code.push_str("    return total\n");
+    let (text, line, col) = mark(&code);
+    let uri = editor.lsp.uri("big.py");
+    editor.lsp.open(&uri, "python", &text);
+
+    for round in 1..=2 {
+        let result = editor.explain_at(&uri, line, col);
+        assert_eq!(
+            result["markdown"], "The whole function, explained.",
+            "round {round}: {result}"
+        );
+        let sent = cloud.model_calls()[round - 1].all_input_text();
+        assert!(
+            sent.contains("    return total"),
+            "round {round}: the code whole"
+        );
+    }
+    // The first round: a measuring read, then the prompt, refused. The second: none.
+    assert_eq!(local.model_calls().len(), 2, "{}", local.summary());
+    assert_eq!(cloud.model_calls().len(), 2, "{}", cloud.summary());
+    editor.lsp.shutdown_and_exit();
+}
