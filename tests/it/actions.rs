@@ -10,7 +10,7 @@ use tempfile::TempDir;
 
 use crate::support::double::{Behaviour, Fault, ModelDouble};
 use crate::support::lsp::{LspClient, RequestId, mark, position, range};
-use crate::workspace::Workspace;
+use crate::workspace::{Editor, Workspace};
 
 /// The client capabilities of an editor with progress and showDocument support.
 fn full_capabilities() -> Value {
@@ -1273,6 +1273,20 @@ fn a_local_server_not_measured_yet_first_reads_the_prompts_start() {
     assert_eq!(cloud.model_calls()[0].max_output_tokens(), Some(1024));
 }
 
+/// Opens `big.py`, a 203-line Python function (its 200 middle lines full of digits, which
+/// Qwen reads as a token each): its URI, and the position inside it.
+fn open_big_function(editor: &Editor) -> (String, u32, u32) {
+    let mut code = String::from("def process(records):\n    total = 0$0\n");
+    for i in 0..200 {
+        code.push_str(&format!("    total += records[{i}] * {i}\n"));
+    }
+    code.push_str("    return total\n");
+    let (text, line, col) = mark(&code);
+    let uri = editor.lsp.uri("big.py");
+    editor.lsp.open(&uri, "python", &text);
+    (uri, line, col)
+}
+
 /// A model server that runs a shorter context than `context_window` says (llama-server's
 /// `-c 4096` under the default 8192; here 2,048) and counts more tokens than the estimate
 /// (Qwen reads each digit as one; here two characters a token): Explain on a big function is
@@ -1287,14 +1301,7 @@ fn an_action_longer_than_the_servers_context_is_asked_again_cut_to_fit() {
         double.base_url()
     ));
     let editor = workspace.serve();
-    let mut code = String::from("def process(records):\n    total = 0$0\n");
-    for i in 0..200 {
-        code.push_str(&format!("    total += records[{i}] * {i}\n"));
-    }
-    code.push_str("    return total\n");
-    let (text, line, col) = mark(&code);
-    let uri = editor.lsp.uri("big.py");
-    editor.lsp.open(&uri, "python", &text);
+    let (uri, line, col) = open_big_function(&editor);
 
     let result = editor.explain_at(&uri, line, col);
     assert_eq!(result["markdown"], "It totals the records.", "{result}");
@@ -1381,14 +1388,7 @@ fn a_server_known_to_take_less_passes_long_prompts_to_the_next_model() {
         cloud.base_url()
     ));
     let editor = workspace.serve_with_env(&[("PILOTFISH_TEST_KEY", "test-key")]);
-    let mut code = String::from("def process(records):\n    total = 0$0\n");
-    for i in 0..200 {
-        code.push_str(&format!("    total += records[{i}] * {i}\n"));
-    }
-    code.push_str("    return total\n");
-    let (text, line, col) = mark(&code);
-    let uri = editor.lsp.uri("big.py");
-    editor.lsp.open(&uri, "python", &text);
+    let (uri, line, col) = open_big_function(&editor);
 
     for round in 1..=2 {
         let result = editor.explain_at(&uri, line, col);
