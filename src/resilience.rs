@@ -69,11 +69,24 @@ struct EndpointHealth {
     /// The last call failed in a way that does not pass by itself, and what the user can do
     /// about it ([`Remedy::lasting`]).
     lasting_failure: Option<Remedy>,
-    /// The last prompt the server refused as longer than its context: this crate's estimate
-    /// of its tokens, and what the server said of the sizes. Like `reading`, what the server
-    /// said of itself outlives a call's success or failure.
-    refused: Option<(u32, Sizes)>,
+    /// The last prompt the server refused as longer than its context. Like `reading`, what
+    /// the server said of itself outlives a call's success or failure.
+    refused: Option<Refusal>,
 }
+
+/// A prompt a server refused as longer than its context: this crate's estimate of its tokens,
+/// what the server said of the sizes, and when.
+#[derive(Debug, Clone, Copy)]
+struct Refusal {
+    estimated: u32,
+    sizes: Sizes,
+    at: Instant,
+}
+
+/// How long a refusal decides the window a server is counted to take
+/// ([`crate::router::window_taken`]): a user who restarts the server with a longer context
+/// has it counted again after this, at the cost of one prompt refused (in milliseconds).
+pub const REFUSAL_KEPT: Duration = Duration::from_secs(600);
 
 /// What a server said of how fast it reads prompts ([`PromptRead`]).
 #[derive(Debug, Default, Clone, Copy)]
@@ -392,9 +405,20 @@ impl Health {
     }
 
     /// The server refused a prompt estimated at `estimated` tokens as longer than its
-    /// context, saying `sizes`: later prompts for it can be built to fit at once.
-    pub fn record_too_long(&self, (model, url): (&str, &str), estimated: u32, sizes: Sizes) {
-        self.with(model, url, |h| h.refused = Some((estimated, sizes)));
+    /// context, saying `sizes`, at `at`: for [`REFUSAL_KEPT`], prompts for it are built to
+    /// fit at once, and routing counts its window as what it said it takes.
+    pub fn record_too_long(
+        &self,
+        (model, url): (&str, &str),
+        (estimated, sizes): (u32, Sizes),
+        at: Instant,
+    ) {
+        let refusal = Refusal {
+            estimated,
+            sizes,
+            at,
+        };
+        self.with(model, url, |h| h.refused = Some(refusal));
     }
 
     /// A call that was cancelled or abandoned says nothing about the endpoint (nor how long
@@ -554,7 +578,9 @@ fn live_of(h: &EndpointHealth, work: Work, now: Instant) -> EndpointLive {
     EndpointLive {
         state: state_of(h, now),
         latency: h.latency[work.index()].map(|a| a.latency(now)),
-        refused: h.refused,
+        refused: (h.refused)
+            .filter(|r| now.saturating_duration_since(r.at) < REFUSAL_KEPT)
+            .map(|r| (r.estimated, r.sizes)),
     }
 }
 
@@ -1214,6 +1240,29 @@ mod tests {
         assert!(h.admit("n", URL, t0));
         fail(&h, "n", &refused(), t0);
         assert_eq!(state(&h, "n", t0), ModelState::Healthy);
+    }
+
+    #[test]
+    fn a_refusal_decides_the_servers_window_for_a_while() {
+        let h = Health::new();
+        let t0 = Instant::now();
+        let sizes = Sizes {
+            context: Some(4096),
+            prompt: Some(9_180),
+        };
+        h.record_too_long(("m", URL), (5_395, sizes), t0);
+        h.record_success(("m", URL), Work::Action, Duration::from_secs(90), None);
+        let refused = |after: Duration| h.endpoint("m", URL, Work::Action, t0 + after).refused;
+        assert_eq!(
+            refused(Duration::ZERO),
+            Some((5_395, sizes)),
+            "outlives a success"
+        );
+        assert_eq!(
+            refused(REFUSAL_KEPT - Duration::from_secs(1)),
+            Some((5_395, sizes))
+        );
+        assert_eq!(refused(REFUSAL_KEPT), None, "counted anew after");
     }
 
     #[test]

@@ -867,8 +867,8 @@ async fn ask(
             };
             let answer = env.providers.chat(&model, call, &mut forward).await;
             if let Err(ProviderError::TooLong { sizes, .. }) = &answer {
-                env.health
-                    .record_too_long((&name, &model.url), messages.estimated_tokens, *sizes);
+                let refused = (messages.estimated_tokens, *sizes);
+                (env.health).record_too_long((&name, &model.url), refused, Instant::now());
                 lock(too_long).get_or_insert((name, *sizes));
             }
             answer
