@@ -628,9 +628,14 @@ impl Router {
                     .unwrap_or_else(|| vec![EndpointLive::default(); facts.urls.len()]);
                 let order = endpoint_order(&live);
                 let health = model_state(&live);
+                // Completion sizes its prompts apart and asks for short answers: what an
+                // action's refusal said of a server is not held against its completions.
                 let refused;
-                (window, refused) =
-                    window_taken(facts.context_window, facts.max_output_tokens, &live);
+                (window, refused) = if request.task == COMPLETE {
+                    (facts.context_window, None)
+                } else {
+                    window_taken(facts.context_window, facts.max_output_tokens, &live)
+                };
                 // A window smaller than configured is what its server was seen to take.
                 let taken = if refused.is_some() {
                     " (what its server takes)"
@@ -1518,6 +1523,13 @@ use = ["mid"]
                 .refused("mid", "http://127.0.0.1:11434", 20_000, (8_192, 40_000))
                 .expect(&["mid", "cloud"], "routes.explain", "")
                 .reason("mid", "~4,024 of 4,249 tokens (what its server takes)"),
+            case("fit: completion is not held to what an action's refusal said")
+                .rules(COMPLETE_MID_FAST)
+                .task("complete")
+                .prompt(3_500)
+                .refused("mid", OLLAMA, 20_000, (8_192, 40_000))
+                .expect(&["mid", "fast"], "rules[0]", "")
+                .reason("mid", "~4,524 of 32,768 tokens"),
             case("fit: none holds what the servers take, the largest of them serves")
                 .task("review")
                 .prompt(150_000)
