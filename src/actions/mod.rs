@@ -25,7 +25,7 @@ pub mod run;
 use ropey::Rope;
 use tree_sitter::Tree;
 
-use crate::config::{ActionConfig, ActionOutput, ModelConfig};
+use crate::config::{ActionConfig, ActionOutput};
 use crate::position::clamp_range;
 use crate::syntax::Language;
 use crate::syntax::features::Target;
@@ -100,13 +100,6 @@ pub struct ModelLimits {
 }
 
 impl ModelLimits {
-    pub fn of(model: &ModelConfig) -> ModelLimits {
-        ModelLimits {
-            context_window: model.context_window,
-            max_output_tokens: model.max_output_tokens,
-        }
-    }
-
     /// The tokens a prompt may use.
     pub fn prompt_budget(self) -> u32 {
         self.context_window.saturating_sub(self.max_output_tokens)
