@@ -62,15 +62,21 @@ struct EndpointHealth {
     probe_down: bool,
     /// The averages of completion calls and of action calls, by [`Work::index`].
     latency: [Option<Averages>; 2],
-    /// How fast the server reads a prompt, as far as it said.
-    reading: Reading,
+    /// What the server said of itself: it outlives a call's success or failure.
+    said: Said,
     /// Calls admitted and not reported yet.
     in_flight: u32,
     /// The last call failed in a way that does not pass by itself, and what the user can do
     /// about it ([`Remedy::lasting`]).
     lasting_failure: Option<Remedy>,
-    /// The last prompt the server refused as longer than its context. Like `reading`, what
-    /// the server said of itself outlives a call's success or failure.
+}
+
+/// What a server said of itself, beside its answers and refusals.
+#[derive(Debug, Default, Clone, Copy)]
+struct Said {
+    /// How fast it reads a prompt.
+    reading: Reading,
+    /// The last prompt it refused as longer than its context.
     refused: Option<Refusal>,
 }
 
@@ -355,8 +361,7 @@ impl Health {
             *averages = Some(Averages::add(*averages, took, first_token, Instant::now()));
             *h = EndpointHealth {
                 latency,
-                reading: h.reading,
-                refused: h.refused,
+                said: h.said,
                 in_flight: h.in_flight.saturating_sub(1),
                 ..EndpointHealth::default()
             };
@@ -371,7 +376,7 @@ impl Health {
         }
         let ms_per_token = read.took.as_secs_f64() * 1_000.0 / read.tokens as f64;
         self.with(model, url, |h| {
-            h.reading.ms_per_token = Some(match h.reading.ms_per_token {
+            h.said.reading.ms_per_token = Some(match h.said.reading.ms_per_token {
                 None => ms_per_token,
                 Some(old) => old + LATENCY_WEIGHT * (ms_per_token - old),
             });
@@ -381,7 +386,7 @@ impl Health {
     /// The server answered a read of enough tokens to tell, and said nothing of it (vLLM,
     /// LM Studio, a cloud API): [`Health::says_how_it_reads`] is false from now on.
     pub fn record_no_reading(&self, (model, url): (&str, &str)) {
-        self.with(model, url, |h| h.reading.says_nothing = true);
+        self.with(model, url, |h| h.said.reading.says_nothing = true);
     }
 
     /// Whether the endpoint may yet say how fast it reads: it has, or it was never seen to
@@ -390,7 +395,10 @@ impl Health {
         let endpoints = lock(&self.endpoints);
         endpoints
             .get(&(model.to_string(), url.to_string()))
-            .is_none_or(|h| h.reading.ms_per_token.is_some() || !h.reading.says_nothing)
+            .is_none_or(|h| {
+                let reading = h.said.reading;
+                reading.ms_per_token.is_some() || !reading.says_nothing
+            })
     }
 
     /// How long the endpoint is expected to take to read a prompt of `tokens` it holds none
@@ -399,6 +407,7 @@ impl Health {
         let endpoints = lock(&self.endpoints);
         let ms = endpoints
             .get(&(model.to_string(), url.to_string()))?
+            .said
             .reading
             .ms_per_token?;
         Some(Duration::from_secs_f64(ms * tokens as f64 / 1_000.0))
@@ -418,7 +427,7 @@ impl Health {
             sizes,
             at,
         };
-        self.with(model, url, |h| h.refused = Some(refusal));
+        self.with(model, url, |h| h.said.refused = Some(refusal));
     }
 
     /// A call that was cancelled or abandoned says nothing about the endpoint (nor how long
@@ -530,8 +539,7 @@ fn record_failure(
         // is served as before.
         *h = EndpointHealth {
             latency: h.latency,
-            reading: h.reading,
-            refused: h.refused,
+            said: h.said,
             in_flight: h.in_flight,
             ..EndpointHealth::default()
         };
@@ -578,7 +586,7 @@ fn live_of(h: &EndpointHealth, work: Work, now: Instant) -> EndpointLive {
     EndpointLive {
         state: state_of(h, now),
         latency: h.latency[work.index()].map(|a| a.latency(now)),
-        refused: (h.refused)
+        refused: (h.said.refused)
             .filter(|r| now.saturating_duration_since(r.at) < REFUSAL_KEPT)
             .map(|r| (r.estimated, r.sizes)),
     }
