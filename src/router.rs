@@ -237,6 +237,19 @@ pub struct Verdict {
     /// a model kept or dropped for its health; empty otherwise).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<EndpointVerdict>,
+    /// The context window it was judged by: its `context_window`, or for an action less,
+    /// where its servers were seen to take less ([`window_taken`]), with what the server
+    /// said. An action's prompt is built for it. 0 for a model not defined.
+    #[serde(skip)]
+    pub window: Window,
+}
+
+/// The context window, in this crate's estimate of tokens, a model was judged by, and what
+/// its server said of its context when that made the window less than configured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Window {
+    pub tokens: u32,
+    pub refused: Option<Sizes>,
 }
 
 /// One endpoint of a candidate, as the router saw it.
@@ -294,6 +307,13 @@ impl Decision {
                 .map(|v| v.model.as_str())
         };
         kept(false).chain(kept(true))
+    }
+
+    /// The window `model` was judged by ([`Verdict::window`]); `None` for a model this
+    /// decision did not judge.
+    pub fn window_of(&self, model: &str) -> Option<Window> {
+        let verdict = self.candidates.iter().find(|v| v.model == model)?;
+        Some(verdict.window)
     }
 
     /// When no model is left: one line for the user saying why. `None` when the chain has
@@ -606,12 +626,11 @@ impl Router {
         // Per kept candidate: its expected time to the answer, when measured.
         let mut expected_ms: Vec<Option<u64>> = Vec::with_capacity(chain.len());
         // Per candidate: the context its servers take.
-        let mut windows: Vec<u32> = Vec::with_capacity(chain.len());
         for (position, model) in chain.iter().enumerate() {
             let drop = |filter: Filter, reason: String| (false, reason, Some(filter));
             let mut endpoints = Vec::new();
             let mut expected = None;
-            let mut window = 0;
+            let mut window = Window::default();
             let (kept, reason, dropped_by) = if let Some(first) =
                 chain[..position].iter().position(|m| m == model)
             {
@@ -630,12 +649,12 @@ impl Router {
                 let health = model_state(&live);
                 // Completion sizes its prompts apart and asks for short answers: what an
                 // action's refusal said of a server is not held against its completions.
-                let refused;
-                (window, refused) = if request.task == COMPLETE {
+                let (tokens, refused) = if request.task == COMPLETE {
                     (facts.context_window, None)
                 } else {
                     window_taken(facts.context_window, facts.max_output_tokens, &live)
                 };
+                window = Window { tokens, refused };
                 // A window smaller than configured is what its server was seen to take.
                 let taken = if refused.is_some() {
                     " (what its server takes)"
@@ -678,13 +697,13 @@ impl Router {
                     )
                 } else if let Some(reason) = health_problem(health) {
                     drop(Filter::Health, reason)
-                } else if total > u64::from(window) {
+                } else if total > u64::from(tokens) {
                     drop(
                         Filter::Fit,
                         format!(
                             "needs ~{} tokens, window is {}{taken}",
                             thousands(total),
-                            thousands(u64::from(window))
+                            thousands(u64::from(tokens))
                         ),
                     )
                 } else {
@@ -694,7 +713,7 @@ impl Router {
                         format!(
                             "{kind}, healthy, ~{} of {} tokens{taken}",
                             thousands(total),
-                            thousands(u64::from(window))
+                            thousands(u64::from(tokens))
                         ),
                         None,
                     )
@@ -706,7 +725,6 @@ impl Router {
                 endpoints.clear();
             }
             expected_ms.push(expected.filter(|_| kept));
-            windows.push(window);
             candidates.push(Verdict {
                 model: model.clone(),
                 kept,
@@ -714,9 +732,10 @@ impl Router {
                 dropped_by,
                 demoted: false,
                 endpoints,
+                window,
             });
         }
-        Self::keep_the_largest_window_when_none_fits(&mut candidates, &windows);
+        Self::keep_the_largest_window_when_none_fits(&mut candidates);
         if request.task == COMPLETE {
             self.prefer_inside_the_budget(&mut candidates, &expected_ms);
         }
@@ -733,13 +752,14 @@ impl Router {
     /// fit their window, the one with the largest window (the first of equals) serves after
     /// all: its prompt is cut to fit it (an explanation or a review of the lines that fit; a
     /// rewrite refuses with its size). A request no model holds whole is still answered.
-    fn keep_the_largest_window_when_none_fits(candidates: &mut [Verdict], windows: &[u32]) {
+    fn keep_the_largest_window_when_none_fits(candidates: &mut [Verdict]) {
         let nothing_kept = !candidates.iter().any(|v| v.kept);
         let mut serving = None;
         for (i, verdict) in candidates.iter().enumerate() {
             if nothing_kept
                 && verdict.dropped_by == Some(Filter::Fit)
-                && serving.is_none_or(|s: usize| windows[i] > windows[s])
+                && serving
+                    .is_none_or(|s: usize| verdict.window.tokens > candidates[s].window.tokens)
             {
                 serving = Some(i);
             }

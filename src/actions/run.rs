@@ -36,7 +36,7 @@ use crate::reasoning::after_reasoning;
 use crate::redact::redact;
 use crate::resilience::{Attempt, ChainOutcome, Deadline, Health, Work, run_chain};
 use crate::route_input::RouteInput;
-use crate::router::{Decision, window_taken};
+use crate::router::{Decision, Window};
 use crate::session::{Model, Session};
 use crate::sync::{lock, off_runtime};
 use crate::syntax::features::{Target, enclosing_target, selection_target};
@@ -664,7 +664,16 @@ fn prepare(input: &ActionInput, env: &ActionEnv) -> Result<Prepared, ActionError
         Spot::Cursor(_) => None,
     };
     let display_path = session.display_path(&route_input.path);
-    let (limits, refused) = limits_for(first, &env.health);
+    // The prompt is built for the window routing judged the model by: a server that
+    // refused a longer prompt is not sent one again.
+    let window = decision.window_of(&first.name).unwrap_or(Window {
+        tokens: first.config.context_window,
+        refused: None,
+    });
+    let limits = ModelLimits {
+        context_window: window.tokens,
+        max_output_tokens: first.config.max_output_tokens,
+    };
     let request = ActionRequest::from_document(
         rope,
         snapshot.tree.as_ref(),
@@ -677,7 +686,7 @@ fn prepare(input: &ActionInput, env: &ActionEnv) -> Result<Prepared, ActionError
     let messages = match build_messages(&request, kind, config_action) {
         Ok(m) => m,
         Err(e) => {
-            let why = match refused {
+            let why = match window.refused {
                 Some(sizes) => format!("{e} ({})", refit::server_context(&first.name, sizes)),
                 None => e.to_string(),
             };
@@ -685,7 +694,7 @@ fn prepare(input: &ActionInput, env: &ActionEnv) -> Result<Prepared, ActionError
         }
     };
     let mut notes: Vec<String> = messages.trim_note().into_iter().collect();
-    if let Some(sizes) = refused.filter(|_| !notes.is_empty()) {
+    if let Some(sizes) = window.refused.filter(|_| !notes.is_empty()) {
         notes.push(refit::note(&first.name, first.config.context_window, sizes));
     }
     Ok(Prepared {
@@ -699,25 +708,6 @@ fn prepare(input: &ActionInput, env: &ActionEnv) -> Result<Prepared, ActionError
         display_path,
         notes,
     })
-}
-
-/// `model`'s limits for a prompt: the window its servers take ([`window_taken`], as
-/// routing saw it), so that a prompt is built to fit a server that refused a longer one
-/// instead of being refused again; and what the server said, when that is less than its
-/// `context_window`.
-fn limits_for(model: &Model, health: &Health) -> (ModelLimits, Option<Sizes>) {
-    let now = Instant::now();
-    let live: Vec<_> = (model.config.url.iter())
-        .map(|url| health.endpoint(&model.name, url, Work::Action, now))
-        .collect();
-    let (max_output_tokens, context_window) =
-        (model.config.max_output_tokens, model.config.context_window);
-    let (context_window, refused) = window_taken(context_window, max_output_tokens, &live);
-    let limits = ModelLimits {
-        context_window,
-        max_output_tokens,
-    };
-    (limits, refused)
 }
 
 /// The most of the user message a measuring read sends (with the system prompt ~450 tokens:
