@@ -612,129 +612,43 @@ impl Router {
     pub fn decide(&self, request: &RouteRequest<'_>, state: &RouteState) -> Decision {
         let path = DocPath::new(request.path, request.workspace_root);
         let (chain_source, why, chain) = self.select_chain(request, &path);
-
-        // Computed once, used for every cloud candidate.
-        let private_pattern = self.local_only.first_match(&path);
-        let secrets = request.secrets_found;
-        let budget_spent = self
-            .daily_usd
-            .filter(|daily| state.spent_today_usd >= *daily);
-        let needs = u64::from(request.prompt_tokens);
-
-        let mut budget_exhausted = false;
+        // Computed once, used for every candidate.
+        let asked = Asked {
+            task: request.task,
+            needs: u64::from(request.prompt_tokens),
+            private_pattern: self.local_only.first_match(&path),
+            secrets: request.secrets_found,
+            budget_spent: self
+                .daily_usd
+                .filter(|daily| state.spent_today_usd >= *daily)
+                .map(|daily| (state.spent_today_usd, daily)),
+        };
         let mut candidates: Vec<Verdict> = Vec::with_capacity(chain.len());
         // Per kept candidate: its expected time to the answer, when measured.
         let mut expected_ms: Vec<Option<u64>> = Vec::with_capacity(chain.len());
-        // Per candidate: the context its servers take.
         for (position, model) in chain.iter().enumerate() {
-            let drop = |filter: Filter, reason: String| (false, reason, Some(filter));
-            let mut endpoints = Vec::new();
-            let mut expected = None;
-            let mut window = Window::default();
-            let (kept, reason, dropped_by) = if let Some(first) =
-                chain[..position].iter().position(|m| m == model)
-            {
-                drop(
-                    Filter::Duplicate,
-                    format!("listed twice; kept at position {}", first + 1),
-                )
-            } else if let Some(facts) = self.models.get(model) {
-                let total = needs + u64::from(facts.max_output_tokens);
-                let live = state
-                    .models
-                    .get(model)
-                    .map(|m| m.of(facts.urls.iter().map(String::as_str)))
-                    .unwrap_or_else(|| vec![EndpointLive::default(); facts.urls.len()]);
-                let order = endpoint_order(&live);
-                let health = model_state(&live);
-                // Completion sizes its prompts apart and asks for short answers: what an
-                // action's refusal said of a server is not held against its completions.
-                let (tokens, refused) = if request.task == COMPLETE {
-                    (facts.context_window, None)
-                } else {
-                    window_taken(facts.context_window, facts.max_output_tokens, &live)
-                };
-                window = Window { tokens, refused };
-                // A window smaller than configured is what its server was seen to take.
-                let taken = if refused.is_some() {
-                    " (what its server takes)"
-                } else {
-                    ""
-                };
-                expected = order
-                    .first()
-                    .map(|&i| live[i])
-                    .filter(|e| e.state == ModelState::Healthy)
-                    .and_then(|e| e.latency)
-                    .and_then(|l| l.current_answer_ms());
-                endpoints = order
-                    .iter()
-                    .map(|&i| EndpointVerdict {
-                        url: facts.urls[i].clone(),
-                        status: health_problem(live[i].state).unwrap_or_else(|| "healthy".into()),
-                        latency: live[i].latency,
-                    })
-                    .collect();
-                if !facts.local && (private_pattern.is_some() || secrets > 0) {
-                    let reason = match private_pattern {
-                        Some(pattern) => {
-                            format!("cloud model skipped: path matches {pattern}")
-                        }
-                        None => format!(
-                            "cloud model skipped: {secrets} secret{} found in the code",
-                            plural(secrets)
-                        ),
-                    };
-                    drop(Filter::Privacy, reason)
-                } else if let (false, Some(daily)) = (facts.local, budget_spent) {
-                    budget_exhausted = true;
-                    drop(
-                        Filter::Budget,
-                        format!(
-                            "daily budget reached: ${:.2} of ${daily:.2} spent",
-                            state.spent_today_usd
-                        ),
-                    )
-                } else if let Some(reason) = health_problem(health) {
-                    drop(Filter::Health, reason)
-                } else if total > u64::from(tokens) {
-                    drop(
-                        Filter::Fit,
-                        format!(
-                            "needs ~{} tokens, window is {}{taken}",
-                            thousands(total),
-                            thousands(u64::from(tokens))
-                        ),
-                    )
-                } else {
-                    let kind = if facts.local { "local" } else { "cloud" };
-                    (
-                        true,
-                        format!(
-                            "{kind}, healthy, ~{} of {} tokens{taken}",
-                            thousands(total),
-                            thousands(u64::from(tokens))
-                        ),
-                        None,
-                    )
-                }
-            } else {
-                drop(Filter::Unknown, "not defined under [models]".into())
+            let duplicate = chain[..position].iter().position(|m| m == model);
+            let (verdict, expected) = match (duplicate, self.models.get(model)) {
+                (Some(first), _) => (
+                    Verdict::dropped(
+                        model,
+                        Filter::Duplicate,
+                        format!("listed twice; kept at position {}", first + 1),
+                    ),
+                    None,
+                ),
+                (None, Some(facts)) => judge(model, facts, state, &asked),
+                (None, None) => (
+                    Verdict::dropped(model, Filter::Unknown, "not defined under [models]".into()),
+                    None,
+                ),
             };
-            if !matches!(dropped_by, None | Some(Filter::Health | Filter::Fit)) {
-                endpoints.clear();
-            }
-            expected_ms.push(expected.filter(|_| kept));
-            candidates.push(Verdict {
-                model: model.clone(),
-                kept,
-                reason,
-                dropped_by,
-                demoted: false,
-                endpoints,
-                window,
-            });
+            expected_ms.push(expected.filter(|_| verdict.kept));
+            candidates.push(verdict);
         }
+        let budget_exhausted = candidates
+            .iter()
+            .any(|v| v.dropped_by == Some(Filter::Budget));
         Self::keep_the_largest_window_when_none_fits(&mut candidates);
         if request.task == COMPLETE {
             self.prefer_inside_the_budget(&mut candidates, &expected_ms);
@@ -901,6 +815,129 @@ impl Rule {
             parts.join(", ")
         }
     }
+}
+
+/// What a decision asks of every candidate, computed once.
+struct Asked<'a> {
+    task: &'a str,
+    /// The prompt's estimated tokens.
+    needs: u64,
+    /// The `privacy.local_only` pattern the document's path matches.
+    private_pattern: Option<&'a str>,
+    secrets: usize,
+    /// The day's spend and the daily budget, once the spend has reached it.
+    budget_spent: Option<(f64, f64)>,
+}
+
+impl Verdict {
+    fn dropped(model: &str, filter: Filter, reason: String) -> Verdict {
+        Verdict {
+            model: model.to_owned(),
+            kept: false,
+            reason,
+            dropped_by: Some(filter),
+            demoted: false,
+            endpoints: Vec::new(),
+            window: Window::default(),
+        }
+    }
+}
+
+/// The verdict on `model`, defined under `[models]` as `facts`, in `state`, and its expected
+/// time to the answer when measured: the filters in order — privacy, budget, health, fit —
+/// the first that drops it saying why.
+fn judge(
+    model: &str,
+    facts: &ModelFacts,
+    state: &RouteState,
+    asked: &Asked<'_>,
+) -> (Verdict, Option<u64>) {
+    let live = match state.models.get(model) {
+        Some(known) => known.of(facts.urls.iter().map(String::as_str)),
+        None => vec![EndpointLive::default(); facts.urls.len()],
+    };
+    let total = asked.needs + u64::from(facts.max_output_tokens);
+    let order = endpoint_order(&live);
+    // Completion sizes its prompts apart and asks for short answers: what an action's
+    // refusal said of a server is not held against its completions.
+    let (tokens, refused) = if asked.task == COMPLETE {
+        (facts.context_window, None)
+    } else {
+        window_taken(facts.context_window, facts.max_output_tokens, &live)
+    };
+    // A window smaller than configured is what its server was seen to take.
+    let taken = if refused.is_some() {
+        " (what its server takes)"
+    } else {
+        ""
+    };
+    let expected = order
+        .first()
+        .map(|&i| live[i])
+        .filter(|e| e.state == ModelState::Healthy)
+        .and_then(|e| e.latency)
+        .and_then(|l| l.current_answer_ms());
+    let endpoints = order
+        .iter()
+        .map(|&i| EndpointVerdict {
+            url: facts.urls[i].clone(),
+            status: health_problem(live[i].state).unwrap_or_else(|| "healthy".into()),
+            latency: live[i].latency,
+        })
+        .collect();
+    let drop = |filter: Filter, reason: String| (false, reason, Some(filter));
+    let (kept, reason, dropped_by) =
+        if !facts.local && (asked.private_pattern.is_some() || asked.secrets > 0) {
+            let reason = match asked.private_pattern {
+                Some(pattern) => format!("cloud model skipped: path matches {pattern}"),
+                None => format!(
+                    "cloud model skipped: {} secret{} found in the code",
+                    asked.secrets,
+                    plural(asked.secrets)
+                ),
+            };
+            drop(Filter::Privacy, reason)
+        } else if let (false, Some((spent, daily))) = (facts.local, asked.budget_spent) {
+            drop(
+                Filter::Budget,
+                format!("daily budget reached: ${spent:.2} of ${daily:.2} spent"),
+            )
+        } else if let Some(reason) = health_problem(model_state(&live)) {
+            drop(Filter::Health, reason)
+        } else if total > u64::from(tokens) {
+            drop(
+                Filter::Fit,
+                format!(
+                    "needs ~{} tokens, window is {}{taken}",
+                    thousands(total),
+                    thousands(u64::from(tokens))
+                ),
+            )
+        } else {
+            let kind = if facts.local { "local" } else { "cloud" };
+            (
+                true,
+                format!(
+                    "{kind}, healthy, ~{} of {} tokens{taken}",
+                    thousands(total),
+                    thousands(u64::from(tokens))
+                ),
+                None,
+            )
+        };
+    let mut verdict = Verdict {
+        model: model.to_owned(),
+        kept,
+        reason,
+        dropped_by,
+        demoted: false,
+        endpoints,
+        window: Window { tokens, refused },
+    };
+    if !matches!(dropped_by, None | Some(Filter::Health | Filter::Fit)) {
+        verdict.endpoints.clear();
+    }
+    (verdict, expected)
 }
 
 /// Why a model in `state` cannot be tried now; `None` when it is healthy.
