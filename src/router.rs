@@ -239,7 +239,7 @@ pub struct Verdict {
     pub endpoints: Vec<EndpointVerdict>,
     /// The context window it was judged by: its `context_window`, or for an action less,
     /// where its servers were seen to take less ([`window_taken`]), with what the server
-    /// said. An action's prompt is built for it. 0 for a model not defined.
+    /// said. An action's prompt is built for it. 0 for a model listed twice or not defined.
     #[serde(skip)]
     pub window: Window,
 }
@@ -877,14 +877,6 @@ fn judge(
         .filter(|e| e.state == ModelState::Healthy)
         .and_then(|e| e.latency)
         .and_then(|l| l.current_answer_ms());
-    let endpoints = order
-        .iter()
-        .map(|&i| EndpointVerdict {
-            url: facts.urls[i].clone(),
-            status: health_problem(live[i].state).unwrap_or_else(|| "healthy".into()),
-            latency: live[i].latency,
-        })
-        .collect();
     let drop = |filter: Filter, reason: String| (false, reason, Some(filter));
     let (kept, reason, dropped_by) =
         if !facts.local && (asked.private_pattern.is_some() || asked.secrets > 0) {
@@ -925,7 +917,19 @@ fn judge(
                 None,
             )
         };
-    let mut verdict = Verdict {
+    // Its endpoints are shown where they say why it was kept or dropped.
+    let endpoints = match dropped_by {
+        None | Some(Filter::Health | Filter::Fit) => order
+            .iter()
+            .map(|&i| EndpointVerdict {
+                url: facts.urls[i].clone(),
+                status: health_problem(live[i].state).unwrap_or_else(|| "healthy".into()),
+                latency: live[i].latency,
+            })
+            .collect(),
+        Some(_) => Vec::new(),
+    };
+    let verdict = Verdict {
         model: model.to_owned(),
         kept,
         reason,
@@ -934,9 +938,6 @@ fn judge(
         endpoints,
         window: Window { tokens, refused },
     };
-    if !matches!(dropped_by, None | Some(Filter::Health | Filter::Fit)) {
-        verdict.endpoints.clear();
-    }
     (verdict, expected)
 }
 
