@@ -617,7 +617,8 @@ impl CompletionEngine {
     /// remembers it (to recognise its acceptance) and computes, in the background, the
     /// suggestion for the place after accepting it, so that accepting brings the next one
     /// from the cache. For a local llama.cpp-style server this is nearly free: the prompt is
-    /// the one just read plus the accepted text.
+    /// the one just read plus the accepted text. A slow model's prefetch waits for the user
+    /// to stop typing ([`policy::prefetch_wait`]), and none is made if they type on meanwhile.
     pub fn delivered(
         &self,
         session: &Arc<Session>,
@@ -626,25 +627,53 @@ impl CompletionEngine {
         suggestion: &str,
         related: &[RelatedFile],
     ) {
-        if let Some(state) = lock(&self.shared.docs).get_mut(&snapshot.uri) {
+        let asked = {
+            let mut docs = lock(&self.shared.docs);
+            let Some(state) = docs.get_mut(&snapshot.uri) else {
+                return;
+            };
             state.shown = Some(Shown {
                 version: snapshot.version,
                 cursor,
                 text: suggestion.into(),
             });
-        }
+            (*state.latest.borrow(), state.last_request, state.rhythm)
+        };
         if session.completion().prefetch == PrefetchSetting::Off {
             return;
         }
-        // Off the response's path: the document with the suggestion in it is reparsed (a
-        // copy), which takes milliseconds on a big file.
         let (engine, session, snapshot) = (self.clone(), session.clone(), snapshot.clone());
         let (suggestion, related) = (suggestion.to_string(), related.to_vec());
-        tokio::task::spawn_blocking(move || {
-            if let Some(accepted) = snapshot.with_insertion(cursor, &suggestion) {
-                let after = cursor + suggestion.len();
-                engine.prefetch(&session, &accepted, (after, cursor), &related);
+        tokio::spawn(async move {
+            let uri = snapshot.uri.clone();
+            // Off the response's path: the document with the suggestion in it is reparsed
+            // (a copy), which takes milliseconds on a big file.
+            let prepared = tokio::task::spawn_blocking({
+                let (engine, session) = (engine.clone(), session.clone());
+                move || {
+                    let accepted = snapshot.with_insertion(cursor, &suggestion)?;
+                    let after = cursor + suggestion.len();
+                    engine.prefetch_call(&session, &accepted, (after, cursor), &related)
+                }
+            });
+            let Ok(Some((call, speed))) = prepared.await else {
+                return;
+            };
+            let (seq, last_request, rhythm) = asked;
+            let since = last_request.map_or(Duration::MAX, |t| t.elapsed());
+            let wait = policy::prefetch_wait(since, rhythm, speed);
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+                // A request came meanwhile: it is answered, and its suggestion shown, on its
+                // own; or the model wrote this one with the suggestion.
+                let latest = lock(&engine.shared.docs)
+                    .get(&uri)
+                    .map(|state| *state.latest.borrow());
+                if latest != Some(seq) || engine.knows(&call.key) {
+                    return;
+                }
             }
+            engine.start(&uri, call, &session);
         });
     }
 
@@ -665,24 +694,27 @@ impl CompletionEngine {
             && snapshot.rope.try_byte_to_char(end).is_ok()
             && snapshot.rope.byte_slice(shown.cursor..end) == *shown.text;
         if stands {
-            self.prefetch(session, snapshot, (end, end), related);
+            if let Some((call, _)) = self.prefetch_call(session, snapshot, (end, end), related) {
+                self.start(&snapshot.uri, call, session);
+            }
         }
     }
 
-    /// Computes the suggestion at `cursor` of `snapshot` in the background — only on models
+    /// The call that computes the suggestion at `cursor` of `snapshot` in the background,
+    /// and the speed of its model; None when there is nothing to compute. Only on models
     /// `completion.prefetch` allows (local ones by default: a cloud model would charge for
-    /// it), never while the document has a model call in flight (background work never
-    /// delays a request), and giving way to the next call the document needs: the user
-    /// typing something else aborts it; typing along the suggestion does not.
-    /// `typing_point`: where, in the live document, typing keeps it useful (the shown
-    /// suggestion's place, or the accepted one's end).
-    fn prefetch(
+    /// it). Once started it never runs while the document has a model call in flight
+    /// (background work never delays a request), and gives way to the next call the
+    /// document needs: the user typing something else aborts it; typing along the
+    /// suggestion does not. `typing_point`: where, in the live document, typing keeps it
+    /// useful (the shown suggestion's place, or the accepted one's end).
+    fn prefetch_call(
         &self,
         session: &Arc<Session>,
         snapshot: &Snapshot,
         (cursor, typing_point): (usize, usize),
         related: &[RelatedFile],
-    ) {
+    ) -> Option<(NewCall, Speed)> {
         let Placed {
             ctx,
             other_files,
@@ -693,16 +725,12 @@ impl CompletionEngine {
         // (a prefetch from another model would be cached under a key no request uses);
         // and a failing prefetch falls back only to models that may be asked too.
         if !route.first_may_read_ahead(allowed) {
-            return;
+            return None;
         }
         route.chain.retain(|c| allowed.allows(&c.config));
         let key = cache_key(&route.chain[0].name, &ctx);
-        {
-            let cache = lock(&self.shared.cache);
-            if cache.contains(&key) || cache.has_typed_ahead(&key) {
-                // Known already: the model wrote the line after the suggestion with it.
-                return;
-            }
+        if self.knows(&key) {
+            return None;
         }
         let speed = Speed::of(route.expected_answer(), session.completion().budget);
         let call = NewCall {
@@ -719,7 +747,14 @@ impl CompletionEngine {
             runs_on: policy::keep_typed_along(speed),
             id: self.shared.usage.next_id().into(),
         };
-        self.start(&snapshot.uri, call, session);
+        Some((call, speed))
+    }
+
+    /// Whether the cache has the answer for `key`, exact or typed ahead (the model wrote the
+    /// line after a suggestion with it).
+    fn knows(&self, key: &CacheKey) -> bool {
+        let cache = lock(&self.shared.cache);
+        cache.contains(key) || cache.has_typed_ahead(key)
     }
 
     /// The cached answer for `key`, exact or typed-ahead, as an outcome; its line goes to the

@@ -64,11 +64,32 @@ pub fn debounce(
     let burst = rhythm.map_or(floor, |r| r * 3 / 2);
     let wanted = burst.clamp(floor, MAX_DEBOUNCE.max(floor));
     match speed {
-        Speed::Slow => burst.clamp(SLOW_MODEL_DEBOUNCE, PAUSE),
+        Speed::Slow => slow_model_quiet(rhythm),
         _ if !in_burst => Duration::ZERO,
         // A quarter of the expected time as margin for the model's variation.
         Speed::Fast(expected) => wanted.min(budget.saturating_sub(expected + expected / 4)),
         Speed::Unknown => wanted,
+    }
+}
+
+/// How long the user must have stopped typing before a slow model is called:
+/// [`SLOW_MODEL_DEBOUNCE`], or 1.5 × their `rhythm` when longer, up to [`PAUSE`].
+fn slow_model_quiet(rhythm: Option<Duration>) -> Duration {
+    rhythm
+        .map_or(Duration::ZERO, |r| r * 3 / 2)
+        .clamp(SLOW_MODEL_DEBOUNCE, PAUSE)
+}
+
+/// How long the prefetch made when a suggestion is shown waits before it calls the model,
+/// `since_request` after the request the suggestion answers. A slow model's waits until the
+/// user has stopped typing as long as its requests' calls do: a suggestion shown between
+/// keystrokes (from the cache, or typed ahead) is most often typed past by the next one, and
+/// the prefetch would be given up as soon as it started. Any other model's starts at once:
+/// it answers before the next keystroke.
+pub fn prefetch_wait(since_request: Duration, rhythm: Option<Duration>, speed: Speed) -> Duration {
+    match speed {
+        Speed::Slow => slow_model_quiet(rhythm).saturating_sub(since_request),
+        Speed::Fast(_) | Speed::Unknown => Duration::ZERO,
     }
 }
 
@@ -209,6 +230,30 @@ mod tests {
                 debounce(gap, rhythm, floor, budget, speed),
                 want,
                 "gap {gap:?} rhythm {rhythm:?} {speed:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn prefetch_wait_table() {
+        // (since the request, rhythm, speed, want)
+        let cases = [
+            // A suggestion shown between two keystrokes of a slow model: the slow debounce.
+            (ms(3), Some(ms(70)), Speed::Slow, ms(247)),
+            (ms(3), None, Speed::Slow, ms(247)),
+            (ms(3), Some(ms(220)), Speed::Slow, ms(327)),
+            // Shown once the user had paused that long (the answer of a call): at once.
+            (ms(250), Some(ms(70)), Speed::Slow, ms(0)),
+            (ms(1400), None, Speed::Slow, ms(0)),
+            // A fast model's, or one not measured yet: at once.
+            (ms(3), Some(ms(70)), Speed::Fast(ms(20)), ms(0)),
+            (ms(3), None, Speed::Unknown, ms(0)),
+        ];
+        for (since, rhythm, speed, want) in cases {
+            assert_eq!(
+                prefetch_wait(since, rhythm, speed),
+                want,
+                "since {since:?} rhythm {rhythm:?} {speed:?}"
             );
         }
     }

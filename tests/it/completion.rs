@@ -450,6 +450,63 @@ fn typing_something_else_aborts_the_prefetch() {
     server.lsp.shutdown_and_exit();
 }
 
+/// A slow model's suggestion shown as a keystroke's answer (here from the cache) starts
+/// the prefetch for the place after it only once the user has stopped typing: typed past
+/// at once, as a suggestion shown between keystrokes most often is, it costs no model call.
+#[test]
+fn a_slow_models_prefetch_waits_for_the_user_to_stop_typing() {
+    for types_on in [true, false] {
+        let server = Server::start(
+            Behaviour::answer_with(|call| {
+                let prefix = call.fim_prefix_text();
+                if prefix.ends_with("return ") {
+                    "a + b"
+                } else if prefix.ends_with("a + b") {
+                    " + c"
+                } else {
+                    " + d"
+                }
+                .to_owned()
+            })
+            .delay(Duration::from_millis(300)),
+        );
+        let (uri, line, col) =
+            server.open("add.py", "python", "def f(a, b, c, d):\n    return $0\n");
+        // The first answer measures the model slower than the budget; shown after a pause,
+        // its suggestion is prefetched after at once.
+        let first = server.inline(&uri, line, col);
+        assert_eq!(suggestion(&first).as_deref(), Some("a + b"), "{first}");
+        assert!(
+            server.wait_calls_at("return a + b", 1),
+            "the prefetch after a pause: {}",
+            server.double.summary()
+        );
+        // The user types the suggestion; the keystroke's answer comes from the cache.
+        server.lsp.type_text(&uri, 2, (line, col), "a + b");
+        let second = server.inline(&uri, line, col + 5);
+        assert_eq!(suggestion(&second).as_deref(), Some(" + c"), "{second}");
+        assert_eq!(source_of(&second), "cache", "{second}");
+        if types_on {
+            server.lsp.type_text(&uri, 3, (line, col + 5), "#");
+            let _ = server.inline_request(&uri, line, col + 6);
+            std::thread::sleep(Duration::from_secs(1));
+            assert_eq!(
+                server.calls_at("a + b + c"),
+                0,
+                "typed past within the wait: {}",
+                server.double.summary()
+            );
+        } else {
+            assert!(
+                server.wait_calls_at("a + b + c", 1),
+                "the prefetch once the user stopped: {}",
+                server.double.summary()
+            );
+        }
+        server.lsp.shutdown_and_exit();
+    }
+}
+
 #[test]
 fn completion_menu_item_carries_the_same_suggestion() {
     let server = Server::start(Behaviour::answer("o(bar)"));
