@@ -67,7 +67,10 @@ Figures (per system):
 - model calls and model-busy seconds per 100 characters of the regions (the proxy's count,
   and in brackets, with `--llama`, the model server's: its CPU time over its threads, which
   also has the prompts it read on after their client closed); aborted share (and
-  how many of those were prompt-cache warm-ups, which llama-server reads to the end anyway);
+  how many of those were prompt-cache warm-ups, which llama-server reads to the end anyway,
+  how many had written a whole line, and how many the client closed on the developer
+  acting — a keystroke, accept or change of file after the last piece it read and just
+  before the close: given up, where the others closed on what they had read);
 - accept → next: after a whole accept the developer waits one pause for the next
   suggestion (not after the region's last character): the median time to it, in how many
   of those accepts it came, and in how many it came within 100 ms.
@@ -310,6 +313,11 @@ class Call:
     timings: dict = field(default_factory=dict)
     request: bytes = b""
     response: bytes = b""
+    # When the last piece of the answer went to the client, and when the client closed its
+    # connection (seen at once, not at the model's next piece): which came just before the
+    # close says whether the client closed on an answer it had read or on the user's action.
+    last_piece: float | None = None
+    closed: float | None = None
 
 
 class Proxy:
@@ -357,6 +365,16 @@ class Proxy:
                 """Whether the client closed its connection (waiting up to `wait` s to see)."""
                 return closed(self.connection, wait)
 
+            def _watch_close(self, call: Call, done: threading.Event) -> None:
+                """While an answer streams, notes when the client closes its connection, the
+                moment it does (the reading loop, which aborts the call, sees it only at the
+                model's next piece)."""
+                while not done.is_set():
+                    if self._client_gone(0.05):
+                        call.closed = now()
+                        return
+                    done.wait(0.01)  # readable but open (it sent more): look again soon
+
             def _forward(self, method: str, body: bytes, call: Call | None):
                 up = http.client.HTTPConnection(proxy.host, proxy.port, timeout=900)
                 data, answering = b"", False
@@ -374,6 +392,7 @@ class Proxy:
                             if self._client_gone(0.0):
                                 if call:
                                     call.end, call.aborted = now(), True
+                                    call.closed = call.end
                                 self.close_connection = True
                                 return
                             watched = [up.sock]  # it sent more (not a close): stop watching
@@ -387,14 +406,23 @@ class Proxy:
                     self.send_header("Transfer-Encoding", "chunked")
                     self.end_headers()
                     answering = True
-                    while True:
-                        piece = resp.read1(65536)
-                        if piece:
-                            data += piece
-                            self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
-                            self.wfile.flush()
-                        if not piece or self._client_gone(0.0):
-                            break
+                    done = threading.Event()
+                    if call:
+                        threading.Thread(target=self._watch_close, args=(call, done),
+                                         daemon=True).start()
+                    try:
+                        while True:
+                            piece = resp.read1(65536)
+                            if piece:
+                                data += piece
+                                if call and call.closed is None:
+                                    call.last_piece = now()
+                                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                                self.wfile.flush()
+                            if not piece or self._client_gone(0.0):
+                                break
+                    finally:
+                        done.set()
                     if piece:
                         raise BrokenPipeError("the client closed its connection")
                     # llama-server closes the connection after a streamed answer, without
@@ -409,6 +437,7 @@ class Proxy:
                     if answering:  # the client went away, or the model server mid-answer
                         if call:
                             call.end, call.aborted, call.response = now(), True, data
+                            call.closed = call.closed or call.end
                         self.close_connection = True
                         return
                     status, data = 502, json.dumps({"error": f"proxy: {e}"}).encode()
@@ -444,6 +473,30 @@ def closed(sock: socket.socket, wait: float) -> bool:
         return not sock.recv(1, socket.MSG_PEEK)
     except OSError:
         return True
+
+
+# How soon after what caused it a client closes a call: Pilotfish closes a stream within
+# milliseconds of the piece that ends the line it reads to, or of the edit that types past it.
+CLOSE_CAUSE_S = 0.1
+
+
+def closed_by(call: Call, acted: list[float]) -> str:
+    """Why the client closed `call` early, by what came just before: "user" when the
+    developer acted (typed, accepted, changed files) after the last piece of the answer
+    reached the client, and within `CLOSE_CAUSE_S` of the close — the call was given up;
+    "answer" when the last piece came after that, within `CLOSE_CAUSE_S` — the client
+    closed on what it had read (a line it asked for); "other" for neither (a timeout)."""
+    when = call.closed if call.closed is not None else call.end
+    if when is None:
+        return "other"
+    before = [t for t in acted if t <= when]
+    action = before[-1] if before else None
+    piece = call.last_piece
+    if action is not None and (piece is None or action > piece) and when - action <= CLOSE_CAUSE_S:
+        return "user"
+    if piece is not None and when - piece <= CLOSE_CAUSE_S:
+        return "answer"
+    return "other"
 
 
 def is_warm_up(call: dict) -> bool:
@@ -1080,6 +1133,7 @@ class Developer:
         self.continues: Ghost | None = None   # what the ghost would be if the next answer continues it
         self.ghost_times: list[float] = []    # arrival of each ghost text (for the pause in progress)
         self.left: dict[str, tuple[Doc, int, int]] = {}  # files left half typed: doc, cursor, pos
+        self.acted: list[float] = []  # when each edit, accept or change of file went to the client
         self.verbose = False
 
     def say(self, what: str) -> None:
@@ -1122,6 +1176,7 @@ class Developer:
                           if g is not None and g.text.startswith(new) and len(g.text) > len(new) else None)
         self.ghost = None
         self.ghost_times = []
+        self.acted.append(now())
         self.client.changed(self.doc, change, self.cursor, command)
 
     # -- typing
@@ -1146,6 +1201,7 @@ class Developer:
         body = region.body
         if region.id in self.left:
             self.doc, self.cursor, pos = self.left.pop(region.id)
+            self.acted.append(now())
             self.client.focus(self.doc, self.cursor)
         else:
             name = f"{region.id}-{Path(region.source).name}"
@@ -1191,6 +1247,7 @@ class Developer:
             self.left[region.id] = (self.doc, self.cursor, pos)
             return
         self.wait_until(now() + o.tail_ms / 1000)
+        self.acted.append(now())
         self.client.close(self.doc)
 
     def pause(self, body: str, pos: int, kind: str) -> int:
@@ -1355,7 +1412,8 @@ def run_system(name: str, args, regions: list[Region], model_url: str, double: D
                    "prompt_n": c.timings.get("prompt_n"), "predicted_n": c.timings.get("predicted_n"),
                    # What a call closed mid-answer had written: a stream Pilotfish closed one line
                    # after the first line it showed has written whole lines.
-                   "lines_written": streamed_text(c.response).count("\n") if c.aborted else None}
+                   "lines_written": streamed_text(c.response).count("\n") if c.aborted else None,
+                   "closed_by": closed_by(c, dev.acted) if c.aborted else None}
                   for c in calls],
         "busy_s": round(busy_seconds(calls, end), 2),
         # The model server's CPU seconds over the run divided by its threads: busy seconds as
@@ -1407,6 +1465,11 @@ def summarize(r: dict) -> dict:
         # Closed after writing at least one whole line: its answer was used (shown, or cached
         # for typing along), not thrown away.
         "aborted_after_a_line": sum(1 for c in calls if c["aborted"] and (c.get("lines_written") or 0) > 0),
+        # Closed when the developer acted (typed on, accepted, changed files): given up, as
+        # the issue's "aborted when typing resumed" counts (runs before this was recorded
+        # have no `closed_by`: None).
+        "aborted_on_user": (sum(1 for c in calls if c.get("closed_by") == "user")
+                            if any("closed_by" in c for c in calls) else None),
         "next_p50_ms": pct(nexts, .5) if nexts else None,
         "next_within100": sum(1 for x in nexts if x <= 100),
         "next_shown": len(nexts),
@@ -1431,6 +1494,8 @@ def table(results: list[dict]) -> str:
         # read on after their client closed; with `--llama` only.
         server_busy = ("" if s["server_busy_per100"] is None
                        else f" ({s['server_busy_per100']:.1f} s)")
+        on_user = ("" if s["aborted_on_user"] is None
+                   else f"; {s['aborted_on_user']} on the developer acting")
         out.append(
             f"| {r['system']} | {r['model']} | {100 * s['shown_share']:.0f}% ({s['shown']}/{s['pauses']}) "
             f"| {fmt_ms(s['ghost_p50_ms'])} / {fmt_ms(s['ghost_p90_ms'])} | {100 * s['within100_share']:.0f}% "
@@ -1439,7 +1504,8 @@ def table(results: list[dict]) -> str:
             f"| {s['busy_per100']:.1f} s{server_busy} "
             f"| {100 * s['aborted_share']:.0f}% ({s['aborted']}/{s['calls']}"
             f"{'; ' + str(s['aborted_warm_ups']) + ' warm-ups' if s['aborted_warm_ups'] else ''}"
-            f"{'; ' + str(s['aborted_after_a_line']) + ' after writing a line' if s['aborted_after_a_line'] else ''}) "
+            f"{'; ' + str(s['aborted_after_a_line']) + ' after writing a line' if s['aborted_after_a_line'] else ''}"
+            f"{on_user}) "
             f"| {fmt_ms(s['next_p50_ms'])} ({s['next_shown']}/{s['next_waited']}; {s['next_within100']}) "
             f"| {r['load']['mean']:.1f} ({r['load']['min']:.1f}–{r['load']['max']:.1f}) |")
     return "\n".join(out)
@@ -1638,9 +1704,15 @@ def proxy_selftest(check) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         conn.request("POST", "/v1/completions", body, headers)
         conn.getresponse().read1(4096)
+        closing = now()
         conn.close()  # mid-answer
         time.sleep(2 * gap + 0.2)
         check("proxy: closing mid-answer is an abort", [c.aborted for c in proxy.calls], [False, True])
+        last = proxy.calls[-1]
+        check("proxy: the close is seen when it happens, not at the next piece",
+              last.closed is not None and 0 <= last.closed - closing < gap / 2, True)
+        check("proxy: the piece read before the close", last.last_piece is not None
+              and last.last_piece < closing, True)
     finally:
         proxy.server.shutdown()
         upstream.shutdown()
@@ -1722,6 +1794,19 @@ def selftest() -> None:
     ]:
         check(f"double.answer({prefix!r})", dbl.answer(prefix, stops, 64), want)
     proxy_selftest(check)
+
+    # Why a call was closed early: what came just before the close.
+    for piece, acted, closed, want in [
+        (10.0, [9.0], 10.002, "answer"),          # closed on the piece that ended its line
+        (10.0, [10.05], 10.052, "user"),          # a keystroke after the last piece
+        (None, [10.0], 10.003, "user"),           # given up while the model read the prompt
+        (10.0, [9.99], 10.001, "answer"),         # typed along, then the line ended
+        (10.0, [9.0], 11.0, "other"),             # neither (a timeout)
+        (10.0, [10.5], 11.0, "other"),            # a keystroke long before the close
+    ]:
+        call = Call("/v1/completions", 9.0, end=closed + 0.04, aborted=True, last_piece=piece,
+                    closed=closed)
+        check(f"closed_by {piece} {acted} {closed}", closed_by(call, acted), want)
     print("\n".join(failures) or "selftest: all passed")
     sys.exit(1 if failures else 0)
 
