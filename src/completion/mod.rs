@@ -661,15 +661,16 @@ impl CompletionEngine {
             };
             let (seq, last_request, rhythm) = asked;
             let since = last_request.map_or(Duration::MAX, |t| t.elapsed());
-            let wait = policy::prefetch_wait(since, rhythm, speed);
+            let floor = session.completion().debounce_floor;
+            let wait = policy::prefetch_wait(since, rhythm, floor, speed);
             if !wait.is_zero() {
                 tokio::time::sleep(wait).await;
                 // A request came meanwhile: it is answered, and its suggestion shown, on its
-                // own; or the model wrote this one with the suggestion.
+                // own.
                 let latest = lock(&engine.shared.docs)
                     .get(&uri)
                     .map(|state| *state.latest.borrow());
-                if latest != Some(seq) || engine.knows(&call.key) {
+                if latest != Some(seq) {
                     return;
                 }
             }
@@ -886,8 +887,10 @@ impl CompletionEngine {
                 superseded: false,
             };
         };
-        if purpose == Purpose::Prefetch && state.busy() {
-            // Background work never takes the model from a call in flight.
+        // Background work never takes the model from a call in flight, nor asks what the
+        // cache has: checked here, after the call in flight (a call fills the cache before
+        // it ends), for the cache may have filled since the prefetch was prepared.
+        if purpose == Purpose::Prefetch && (state.busy() || self.knows(&key)) {
             return Waiter {
                 flight: None,
                 engine: self.clone(),

@@ -64,7 +64,7 @@ pub fn debounce(
     let burst = rhythm.map_or(floor, |r| r * 3 / 2);
     let wanted = burst.clamp(floor, MAX_DEBOUNCE.max(floor));
     match speed {
-        Speed::Slow => slow_model_quiet(rhythm),
+        Speed::Slow => slow_model_quiet(rhythm, floor),
         _ if !in_burst => Duration::ZERO,
         // A quarter of the expected time as margin for the model's variation.
         Speed::Fast(expected) => wanted.min(budget.saturating_sub(expected + expected / 4)),
@@ -73,10 +73,11 @@ pub fn debounce(
 }
 
 /// How long the user must have stopped typing before a slow model is called:
-/// [`SLOW_MODEL_DEBOUNCE`], or 1.5 × their `rhythm` when longer, up to [`PAUSE`].
-fn slow_model_quiet(rhythm: Option<Duration>) -> Duration {
+/// [`SLOW_MODEL_DEBOUNCE`], or 1.5 × their `rhythm` (`floor` out of a burst) when longer, up
+/// to [`PAUSE`].
+fn slow_model_quiet(rhythm: Option<Duration>, floor: Duration) -> Duration {
     rhythm
-        .map_or(Duration::ZERO, |r| r * 3 / 2)
+        .map_or(floor, |r| r * 3 / 2)
         .clamp(SLOW_MODEL_DEBOUNCE, PAUSE)
 }
 
@@ -86,9 +87,14 @@ fn slow_model_quiet(rhythm: Option<Duration>) -> Duration {
 /// keystrokes (from the cache, or typed ahead) is most often typed past by the next one, and
 /// the prefetch would be given up as soon as it started. Any other model's starts at once:
 /// it answers before the next keystroke.
-pub fn prefetch_wait(since_request: Duration, rhythm: Option<Duration>, speed: Speed) -> Duration {
+pub fn prefetch_wait(
+    since_request: Duration,
+    rhythm: Option<Duration>,
+    floor: Duration,
+    speed: Speed,
+) -> Duration {
     match speed {
-        Speed::Slow => slow_model_quiet(rhythm).saturating_sub(since_request),
+        Speed::Slow => slow_model_quiet(rhythm, floor).saturating_sub(since_request),
         Speed::Fast(_) | Speed::Unknown => Duration::ZERO,
     }
 }
@@ -232,10 +238,13 @@ mod tests {
                 "gap {gap:?} rhythm {rhythm:?} {speed:?}"
             );
         }
+        // A configured floor above the slow debounce holds for a slow model out of a burst.
+        assert_eq!(debounce(None, None, ms(300), budget, Speed::Slow), ms(300));
     }
 
     #[test]
     fn prefetch_wait_table() {
+        let floor = ms(25);
         // (since the request, rhythm, speed, want)
         let cases = [
             // A suggestion shown between two keystrokes of a slow model: the slow debounce.
@@ -251,11 +260,13 @@ mod tests {
         ];
         for (since, rhythm, speed, want) in cases {
             assert_eq!(
-                prefetch_wait(since, rhythm, speed),
+                prefetch_wait(since, rhythm, floor, speed),
                 want,
                 "since {since:?} rhythm {rhythm:?} {speed:?}"
             );
         }
+        // The same wait as the request's call: a configured floor above the slow debounce.
+        assert_eq!(prefetch_wait(ms(3), None, ms(300), Speed::Slow), ms(297));
     }
 
     #[test]

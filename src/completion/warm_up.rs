@@ -201,13 +201,10 @@ impl CompletionEngine {
             return;
         };
         let key = cache_key(&primary.name, &ctx);
-        {
-            let cache = lock(&self.shared.cache);
-            if cache.contains(&key) || cache.has_typed_ahead(&key) {
-                // The request there will be answered without the model (the user accepted,
-                // or is typing along, a suggestion).
-                return;
-            }
+        if self.knows(&key) {
+            // The request there will be answered without the model (the user accepted, or is
+            // typing along, a suggestion).
+            return;
         }
         if !lock(&self.shared.docs).contains_key(&snapshot.uri) {
             // Closed meanwhile.
