@@ -702,13 +702,14 @@ impl CompletionEngine {
     }
 
     /// The call that computes the suggestion at `cursor` of `snapshot` in the background,
-    /// and the speed of its model; None when there is nothing to compute. Only on models
-    /// `completion.prefetch` allows (local ones by default: a cloud model would charge for
-    /// it). Once started it never runs while the document has a model call in flight
-    /// (background work never delays a request), and gives way to the next call the
-    /// document needs: the user typing something else aborts it; typing along the
-    /// suggestion does not. `typing_point`: where, in the live document, typing keeps it
-    /// useful (the shown suggestion's place, or the accepted one's end).
+    /// and the speed of its model; None on a model `completion.prefetch` does not allow
+    /// (local ones by default: a cloud model would charge for it). Started, it never runs
+    /// while the document has a model call in flight (background work never delays a
+    /// request) or for a place the cache answers ([`CompletionEngine::start`] checks both),
+    /// and gives way to the next call the document needs: the user typing something else
+    /// aborts it; typing along the suggestion does not. `typing_point`: where, in the live
+    /// document, typing keeps it useful (the shown suggestion's place, or the accepted
+    /// one's end).
     fn prefetch_call(
         &self,
         session: &Arc<Session>,
@@ -730,9 +731,6 @@ impl CompletionEngine {
         }
         route.chain.retain(|c| allowed.allows(&c.config));
         let key = cache_key(&route.chain[0].name, &ctx);
-        if self.knows(&key) {
-            return None;
-        }
         let speed = Speed::of(route.expected_answer(), session.completion().budget);
         let call = NewCall {
             key,
